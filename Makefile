@@ -1,0 +1,137 @@
+# Makefile - builds the agentsight libraries, the interposer, the CLI, the tests and the
+# benchmarks. `make demo` and `make test` install missing Debian packages first.
+#
+# Variables: BUILD (output folder, default build), SAN (sanitizers, e.g. address,undefined
+# or thread: used for the sanitizer passes of `make test`), PREFIX/DESTDIR for install.
+
+BUILD   ?= build
+SAN     ?=
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+PYTHON  ?= python3
+
+LIBS_CORE := -lcurl -lcjson -lpthread -ldl
+LIBS_HOOK := -lelf -ldw -lcapstone
+
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -O2 -Wall -Wextra -Werror -fPIC \
+	-fvisibility=hidden -ftls-model=initial-exec -Iinclude -Ipreload
+ifneq ($(SAN),)
+CFLAGS_BASE += -fsanitize=$(SAN) -fno-omit-frame-pointer -O1
+LDSAN := -fsanitize=$(SAN)
+endif
+CFLAGS ?=
+ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
+
+CORE_SRC := $(sort $(wildcard preload/core/*.c))
+HOOK_ASM := $(sort $(wildcard preload/hook/x86_64/*.S))
+HOOK_SRC := $(filter-out preload/hook/preload_main.c,$(sort $(wildcard preload/hook/*.c)))
+MAIN_SRC := $(wildcard preload/hook/preload_main.c)
+CLI_SRC  := $(sort $(wildcard preload/cli/*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst %.S,$(BUILD)/obj/%.o,$(1)))
+CORE_OBJ := $(call obj,$(CORE_SRC))
+HOOK_OBJ := $(call obj,$(HOOK_SRC) $(HOOK_ASM))
+MAIN_OBJ := $(call obj,$(MAIN_SRC))
+CLI_OBJ  := $(call obj,$(CLI_SRC))
+
+LIB_SO      := $(BUILD)/libagentsight.so
+LIB_A       := $(BUILD)/libagentsight.a
+PRELOAD_SO  := $(BUILD)/libagentsight-preload.so
+CLI         := $(BUILD)/agentsight
+INTERNAL_A  := $(BUILD)/libagentsight-internal.a
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps demo test test-unit test-san test-tsan test-integration fuzz bench \
+	install clean format agents
+
+all: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI)
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_SO): $(CORE_OBJ)
+	$(CC) -shared -o $@ $^ $(LDSAN) -Wl,-soname,libagentsight.so $(LIBS_CORE)
+
+$(LIB_A): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(INTERNAL_A): $(CORE_OBJ) $(HOOK_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(PRELOAD_SO): $(CORE_OBJ) $(HOOK_OBJ) $(MAIN_OBJ)
+	$(CC) -shared -o $@ $^ $(LDSAN) -Wl,-z,now -Wl,-soname,libagentsight-preload.so \
+		$(LIBS_HOOK) $(LIBS_CORE)
+
+$(CLI): $(CLI_OBJ) $(INTERNAL_A)
+	$(CC) -o $@ $(CLI_OBJ) $(INTERNAL_A) $(LDSAN) $(LIBS_HOOK) $(LIBS_CORE) -lm
+
+# Unit tests: one cmocka binary per tests/unit/test_*.c, linked against every internal
+# object; tests/unit/test_X.ldflags may add flags such as -Wl,--wrap=write.
+$(BUILD)/tests/%: tests/unit/%.c $(INTERNAL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -o $@ $< $(INTERNAL_A) $(LDSAN) \
+		$(shell cat tests/unit/$*.ldflags 2>/dev/null) -lcmocka $(LIBS_HOOK) $(LIBS_CORE) -lm
+
+-include tests/agents/agents.mk
+-include tests/bench/bench.mk
+
+test-unit: $(UNIT_BIN)
+	@bash scripts/run-unit.sh $(UNIT_BIN)
+
+# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer, and the
+# pipeline's tests under ThreadSanitizer.
+test-san:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined test-unit
+test-tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread \
+		UNIT_BIN="$(patsubst tests/unit/%.c,build/tsan/tests/%,$(wildcard tests/unit/test_pipeline*.c))" \
+		test-unit
+
+test-integration: all agents
+	@$(PYTHON) tests/integration/run.py
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-san
+	@$(MAKE) --no-print-directory test-tsan
+	@$(MAKE) --no-print-directory test-integration
+
+demo: deps
+	@$(MAKE) --no-print-directory all agents
+	@bash scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all agents
+	@bash scripts/bench.sh
+
+install: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIB_SO) $(PRELOAD_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 include/agentsight.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' scripts/agentsight.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/agentsight.pc
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

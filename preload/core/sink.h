@@ -1,0 +1,47 @@
+/* sink.h - the one small interface every sink implements: open, send a batch,
+ * flush(timeout_ms), close. The exporter thread is the only caller. */
+#ifndef AS_SINK_H
+#define AS_SINK_H
+
+#include <stddef.h>
+
+#include "action.h"
+
+typedef struct as_sink as_sink;
+
+typedef struct as_sink_ops {
+    const char *scheme; /* "file", "stderr", "null", "agentsight", "otlp" */
+    /* arg is what follows "scheme:" in the URI (may be ""). Returns 0, or -1 with a
+     * message logged. */
+    int (*open)(as_sink *s, const char *arg);
+    /* Delivers n actions. Returns 0 when delivered (or handed to the spool by the sink
+     * itself); -1 when none of them could be delivered and the caller should keep them. */
+    int (*send)(as_sink *s, const as_action *batch, size_t n);
+    /* Waits up to timeout_ms for anything in flight. Returns 0 or -1 on timeout. */
+    int (*flush)(as_sink *s, int timeout_ms);
+    void (*close)(as_sink *s);
+} as_sink_ops;
+
+struct as_sink {
+    const as_sink_ops *ops;
+    void *impl;
+    char uri[512];
+    unsigned long long sent, failed;
+};
+
+/* Registered sink types (file, stderr, null; HTTP ones when built in). */
+const as_sink_ops *as_sink_find(const char *scheme);
+
+/* Parses a comma-separated URI list and opens each sink into out (up to max). Unknown
+ * schemes are reported ("unknown sink URI 'x': expected file:PATH, stderr, null,
+ * agentsight or otlp:URL") and skipped. Returns the number opened. */
+int as_sinks_open(const char *uris, as_sink *out, int max);
+
+/* Checks a URI list without opening anything: 0, or -1 with the reason in msg. */
+int as_sinks_check(const char *uris, char *msg, size_t cap);
+
+extern const as_sink_ops as_sink_file_ops;
+extern const as_sink_ops as_sink_stderr_ops;
+extern const as_sink_ops as_sink_null_ops;
+
+#endif

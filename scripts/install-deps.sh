@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages agentsight-preload builds, tests and benchmarks with.
+# Idempotent and quiet when everything is present; run as root or through sudo.
+set -euo pipefail
+
+# Build and run time: libcurl (HTTP sinks), cJSON (JSON parsing), libelf and libdw
+# (symbol tables, DWARF prototypes), capstone (instruction decoding for entry patches).
+# Tests: cmocka (unit tests), sqlite3 and curl (real programs to instrument), python3
+# (the local API emulator), clang with its sanitizer runtimes (libFuzzer target).
+# Benchmarks compare against ltrace and uftrace.
+pkgs=(
+  build-essential pkg-config
+  libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev
+  libcmocka-dev
+  sqlite3 curl python3 clang libclang-rt-14-dev
+  ltrace uftrace
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done" >&2
