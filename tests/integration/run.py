@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Integration test runner: imports every tests/integration/test_*.py, runs each of its
+test_* functions (in file order), and prints one closing line 'N passed, N failed'.
+
+Each test runs real processes (test agents, sqlite3, curl, the CLI) and reads what they
+produced with a JSON parser. A test fails by raising (assert). Usage:
+    run.py [-k SUBSTRING] [FILE...]
+"""
+import importlib.util
+import os
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main():
+    args = sys.argv[1:]
+    pattern = None
+    if len(args) >= 2 and args[0] == "-k":
+        pattern, args = args[1], args[2:]
+    files = args or sorted(
+        os.path.join(HERE, f) for f in os.listdir(HERE)
+        if f.startswith("test_") and f.endswith(".py"))
+    sys.path.insert(0, HERE)
+    passed = failed = 0
+    failures = []
+    for path in files:
+        name = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(mod)
+        except Exception:
+            failed += 1
+            failures.append(name)
+            print(f"[ FAILED ] {name} (import)\n{traceback.format_exc()}", flush=True)
+            continue
+        tests = [(n, f) for n, f in vars(mod).items()
+                 if n.startswith("test_") and callable(f)]
+        tests.sort(key=lambda t: t[1].__code__.co_firstlineno)
+        for tname, fn in tests:
+            full = f"{name}.{tname}"
+            if pattern and pattern not in full:
+                continue
+            t0 = time.monotonic()
+            try:
+                fn()
+            except Exception:
+                failed += 1
+                failures.append(full)
+                print(f"[ FAILED ] {full}\n{traceback.format_exc()}", flush=True)
+            else:
+                passed += 1
+                print(f"[     OK ] {full} ({time.monotonic() - t0:.1f}s)", flush=True)
+    if failures:
+        print("failed: " + ", ".join(failures))
+    print(f"integration: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
