@@ -34,6 +34,8 @@ CORE_OBJ := $(call obj,$(CORE_SRC))
 HOOK_OBJ := $(call obj,$(HOOK_SRC) $(HOOK_ASM))
 MAIN_OBJ := $(call obj,$(MAIN_SRC))
 CLI_OBJ  := $(call obj,$(CLI_SRC))
+CLI_MAIN_OBJ := $(call obj,preload/cli/main.c)
+CLI_LIB_OBJ  := $(filter-out $(CLI_MAIN_OBJ),$(CLI_OBJ))
 
 LIB_SO      := $(BUILD)/libagentsight.so
 LIB_A       := $(BUILD)/libagentsight.a
@@ -67,7 +69,7 @@ $(LIB_A): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(INTERNAL_A): $(CORE_OBJ) $(HOOK_OBJ)
+$(INTERNAL_A): $(CORE_OBJ) $(HOOK_OBJ) $(CLI_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -75,8 +77,8 @@ $(PRELOAD_SO): $(CORE_OBJ) $(HOOK_OBJ) $(MAIN_OBJ)
 	$(CC) -shared -o $@ $^ $(LDSAN) -Wl,-z,now -Wl,-soname,libagentsight-preload.so \
 		$(LIBS_HOOK) $(LIBS_CORE)
 
-$(CLI): $(CLI_OBJ) $(INTERNAL_A)
-	$(CC) -o $@ $(CLI_OBJ) $(INTERNAL_A) $(LDSAN) $(LIBS_HOOK) $(LIBS_CORE) -lm
+$(CLI): $(CLI_MAIN_OBJ) $(INTERNAL_A)
+	$(CC) -o $@ $(CLI_MAIN_OBJ) $(INTERNAL_A) $(LDSAN) $(LIBS_HOOK) $(LIBS_CORE) -lm
 
 # Unit tests: one cmocka binary per tests/unit/test_*.c, linked against every internal
 # object; tests/unit/test_X.ldflags may add flags such as -Wl,--wrap=write.
@@ -127,6 +129,13 @@ install: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI)
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' scripts/agentsight.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/agentsight.pc
+
+# libFuzzer targets: every tests/fuzz/fuzz_*.c, built with clang against the sources it
+# names in its first line ("// FUZZ_SOURCES: preload/hook/config.c ..."), each run for
+# FUZZ_SECONDS (default 20) from the seeds in tests/fuzz/corpus/NAME/.
+FUZZ_SECONDS ?= 20
+fuzz: deps
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

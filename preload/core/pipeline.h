@@ -50,6 +50,12 @@ void as_pipe_shutdown(void);
 uint64_t as_pipe_dropped(void);
 uint64_t as_pipe_delivered(void);
 
+/* Number of functions the interposer hooked; set by the hook layer, reported at
+ * shutdown. When AGENTSIGHT_STATS_FILE names a file, as_pipe_shutdown() appends one JSON
+ * line to it: {"pid":N,"actions":N,"dropped":N,"hooked":N,"output":"file:x.jsonl"}
+ * (`agentsight run` reads it for its summary line). */
+extern uint64_t as_stat_hooked;
+
 /* Set in the exporter thread (and by code that must not be tracked): wrapped calls made
  * while it is non-zero pass straight through. */
 extern __thread int as_in_agentsight;
