@@ -1,0 +1,354 @@
+/* cmd_run.c - `agentsight run`: runs a program under the interposer (LD_PRELOAD), passes
+ * its standard streams and exit status through untouched, and prints one summary line of
+ * what every instrumented process tracked (from the AGENTSIGHT_STATS_FILE protocol of
+ * preload/core/pipeline.h). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/cmds.h"
+#include "core/sink.h"
+
+#define PRELOAD_NAME "libagentsight-preload.so"
+#define DEFAULT_CONFIG "agentsight.conf"
+#define MAX_OUTPUTS_TEXT 1024
+
+static const char usage[] =
+    "usage: agentsight run [-c CONFIG] [-o SINK] [-q] [--] PROGRAM [ARGS...]\n"
+    "Runs PROGRAM with the interposer; every call of a function named in CONFIG becomes\n"
+    "an action. PROGRAM's input, output and exit status pass through untouched.\n"
+    "  -c, --config FILE  config file (default: $AGENTSIGHT_CONFIG, else ./agentsight.conf)\n"
+    "  -o, --output URIS  sinks: file:PATH, stderr, agentsight, otlp:URL (comma-separated)\n"
+    "  -q, --quiet        no summary line on stderr\n"
+    "  -h, --help         show this help\n";
+
+typedef struct run_opts {
+    const char *config;
+    const char *output;
+    int quiet;
+    char **prog; /* PROGRAM and its arguments, NULL-terminated */
+} run_opts;
+
+/* Parses the options up to PROGRAM. Returns 0 (opts filled), 1 after printing the help,
+ * or 2 after printing a usage error. */
+static int parse_opts(int argc, char **argv, run_opts *o) {
+    memset(o, 0, sizeof(*o));
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0')
+            break;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            o->quiet = 1;
+            continue;
+        }
+        const char **dst = NULL;
+        const char *val = NULL;
+        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0)
+            dst = &o->config;
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+            dst = &o->output;
+        else if (strncmp(a, "--config=", 9) == 0)
+            dst = &o->config, val = a + 9;
+        else if (strncmp(a, "--output=", 9) == 0)
+            dst = &o->output, val = a + 9;
+        if (!dst) {
+            fprintf(stderr, "agentsight run: unknown option '%s'\n%s", a, usage);
+            return 2;
+        }
+        if (!val) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "agentsight run: %s needs a value\n%s", a, usage);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        *dst = val;
+    }
+    if (i >= argc) {
+        fprintf(stderr, "agentsight run: no PROGRAM given\n%s", usage);
+        return 2;
+    }
+    o->prog = argv + i;
+    return 0;
+}
+
+/* Finds libagentsight-preload.so next to the running binary, else in ../lib relative to
+ * it (PREFIX/bin + PREFIX/lib). Returns 0 with the absolute path in out, or -1 with a
+ * message printed. */
+static int find_preload(char *out, size_t cap) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0) {
+        fprintf(stderr, "agentsight run: cannot read /proc/self/exe: %s\n", strerror(errno));
+        return -1;
+    }
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    static const char *const rel[] = {"/" PRELOAD_NAME, "/../lib/" PRELOAD_NAME};
+    char cand[PATH_MAX + 32];
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        snprintf(cand, sizeof(cand), "%s%s", exe, rel[i]);
+        char real[PATH_MAX];
+        if (!realpath(cand, real) || access(real, R_OK) != 0)
+            continue;
+        if (strpbrk(real, ": ")) {
+            fprintf(stderr, "agentsight run: %s: LD_PRELOAD cannot hold a path with ':' or ' '\n",
+                    real);
+            return -1;
+        }
+        if (strlen(real) >= cap)
+            continue;
+        strcpy(out, real);
+        return 0;
+    }
+    fprintf(stderr, "agentsight run: " PRELOAD_NAME " not found in %s or %s/../lib\n", exe, exe);
+    return -1;
+}
+
+/* Sets AGENTSIGHT_CONFIG, AGENTSIGHT_OUTPUT and LD_PRELOAD for the program. Returns 0, or
+ * -1 with a message printed (the environment may then be partly changed). */
+static int setup_env(const run_opts *o, const char *lib) {
+    char real[PATH_MAX];
+    if (o->config) {
+        if (access(o->config, R_OK) != 0 || !realpath(o->config, real)) {
+            fprintf(stderr, "agentsight run: %s: %s\n", o->config, strerror(errno));
+            return -1;
+        }
+        setenv("AGENTSIGHT_CONFIG", real, 1);
+    } else if (!getenv("AGENTSIGHT_CONFIG") && access(DEFAULT_CONFIG, R_OK) == 0 &&
+               realpath(DEFAULT_CONFIG, real)) {
+        setenv("AGENTSIGHT_CONFIG", real, 1);
+    }
+    if (o->output) {
+        char msg[256] = "";
+        if (as_sinks_check(o->output, msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "agentsight run: -o %s: %s\n", o->output, msg);
+            return -1;
+        }
+        setenv("AGENTSIGHT_OUTPUT", o->output, 1);
+    }
+    const char *old = getenv("LD_PRELOAD");
+    if (old && *old) {
+        size_t len = strlen(lib) + 1 + strlen(old) + 1;
+        char *v = malloc(len);
+        if (!v) {
+            fputs("agentsight run: out of memory\n", stderr);
+            return -1;
+        }
+        snprintf(v, len, "%s:%s", lib, old);
+        setenv("LD_PRELOAD", v, 1);
+        free(v);
+    } else {
+        setenv("LD_PRELOAD", lib, 1);
+    }
+    return 0;
+}
+
+/* Creates the empty stats file and exports its name. Returns 0 with the path in path, or
+ * -1 (a warning printed; the run goes on without a summary). */
+static int make_stats_file(char *path, size_t cap) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, cap, "%s/agentsight-stats-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        fprintf(stderr, "agentsight run: no summary: %s: %s\n", path, strerror(errno));
+        path[0] = '\0';
+        return -1;
+    }
+    close(fd);
+    setenv("AGENTSIGHT_STATS_FILE", path, 1);
+    return 0;
+}
+
+typedef struct run_stats {
+    uint64_t procs, actions, dropped, hooked;
+    char outputs[MAX_OUTPUTS_TEXT];
+} run_stats;
+
+/* Adds output to the comma-separated list of distinct outputs (dropped when full). */
+static void add_output(run_stats *st, const char *output) {
+    size_t have = strlen(st->outputs), n = strlen(output);
+    const char *p = st->outputs;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, output, n) == 0)
+            return;
+        p += len + (end ? 1 : 0);
+    }
+    if (have + n + 2 > sizeof(st->outputs))
+        return;
+    if (have)
+        st->outputs[have++] = ',';
+    memcpy(st->outputs + have, output, n + 1);
+}
+
+static uint64_t num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+}
+
+/* Sums the stats lines in path into st: actions and dropped added, hooked the largest
+ * (a forked child reports the parent's hooks again). Bad lines are skipped. Returns 0, or
+ * -1 when the file cannot be read (st unchanged). */
+static int read_stats(const char *path, run_stats *st) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)n);
+        if (!cJSON_IsObject(o)) {
+            cJSON_Delete(o);
+            continue;
+        }
+        st->procs++;
+        st->actions += num(o, "actions");
+        st->dropped += num(o, "dropped");
+        uint64_t h = num(o, "hooked");
+        if (h > st->hooked)
+            st->hooked = h;
+        const cJSON *out = cJSON_GetObjectItemCaseSensitive(o, "output");
+        if (cJSON_IsString(out) && out->valuestring[0])
+            add_output(st, out->valuestring);
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* Prints the one summary line on stderr. This function can't fail. */
+static void print_summary(const run_stats *st) {
+    if (st->procs == 0) {
+        if (!getenv("AGENTSIGHT_CONFIG"))
+            fputs("agentsight: nothing tracked: no config (give -c CONFIG or create "
+                  "./" DEFAULT_CONFIG ")\n",
+                  stderr);
+        else
+            fputs("agentsight: no instrumented process reported (nothing hooked, a program "
+                  "ending with _exit, a statically linked program, or AGENTSIGHT_DISABLE=1)\n",
+                  stderr);
+        return;
+    }
+    unsigned long long a = st->actions, h = st->hooked, d = st->dropped;
+    fprintf(stderr, "agentsight: %llu action%s tracked from %llu function%s (%llu dropped) -> %s\n",
+            a, a == 1 ? "" : "s", h, h == 1 ? "" : "s", d, st->outputs[0] ? st->outputs : "-");
+}
+
+/* Forks and execs o->prog. Returns PROGRAM's exit status (128+signo after a signal), or
+ * 127/126 when it cannot be started (message printed, *started left 0). */
+static int spawn_and_wait(const run_opts *o, int *started) {
+    *started = 0;
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        fprintf(stderr, "agentsight run: pipe: %s\n", strerror(errno));
+        return 126;
+    }
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGQUIT);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execvp(o->prog[0], o->prog);
+        int e = errno;
+        ssize_t w = write(pfd[1], &e, sizeof(e));
+        (void)w;
+        _exit(127);
+    }
+    close(pfd[1]);
+    if (pid < 0) {
+        int e = errno;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        close(pfd[0]);
+        fprintf(stderr, "agentsight run: fork: %s\n", strerror(e));
+        return 126;
+    }
+    /* Ctrl-C and Ctrl-\ reach the whole foreground group: only the child should act. */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGINT, &ign, &old_int);
+    sigaction(SIGQUIT, &ign, &old_quit);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+
+    int child_errno = 0;
+    ssize_t got;
+    do
+        got = read(pfd[0], &child_errno, sizeof(child_errno));
+    while (got < 0 && errno == EINTR);
+    close(pfd[0]);
+
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+
+    if (got == (ssize_t)sizeof(child_errno)) {
+        if (child_errno == ENOENT) {
+            fprintf(stderr, "agentsight: %s: not found\n", o->prog[0]);
+            return 127;
+        }
+        fprintf(stderr, "agentsight: %s: %s\n", o->prog[0], strerror(child_errno));
+        return 126;
+    }
+    *started = 1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 1;
+}
+
+int as_cmd_run(int argc, char **argv) {
+    run_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    char lib[PATH_MAX];
+    if (find_preload(lib, sizeof(lib)) < 0)
+        return 2;
+    if (setup_env(&o, lib) < 0)
+        return 2;
+    char stats[PATH_MAX];
+    int have_stats = make_stats_file(stats, sizeof(stats)) == 0;
+    int started = 0;
+    rc = spawn_and_wait(&o, &started);
+    if (have_stats) {
+        run_stats st;
+        memset(&st, 0, sizeof(st));
+        if (started && !o.quiet && read_stats(stats, &st) == 0)
+            print_summary(&st);
+        unlink(stats);
+    }
+    return rc;
+}

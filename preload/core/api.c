@@ -1,0 +1,145 @@
+/* api.c - the public C API (include/agentsight.h): lazy thread-safe start from the
+ * environment, validation into the pipeline, the result dictionary, and the decoder of
+ * AS_MSG_ACTION messages (a packed as_action) on the exporter side. */
+#include "agentsight.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "action.h"
+#include "clock.h"
+#include "log.h"
+#include "pipeline.h"
+#include "ring.h"
+#include "settings.h"
+
+static pthread_mutex_t api_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int api_ready;
+
+/* Exporter side: the payload is as_action_pack's blob; the action borrows it. Returns 0,
+ * or -1 for a malformed blob. */
+static int decode_action(const void *payload, size_t len, as_action *out, as_buf *scratch) {
+    (void)scratch;
+    return as_action_unpack(payload, len, out);
+}
+
+/* Loads settings (environment, then opts), registers the decoder and starts the pipeline.
+ * Caller holds api_lock. Returns 0, or -1 (logged) with the library left unstarted. */
+static int start_locked(const agentsight_options *opts) {
+    as_clock_init();
+    if (!as_pipe_running())
+        as_settings_load(AGENTSIGHT_QUEUE_WAIT);
+    if (opts && as_settings_apply(opts) != 0)
+        return -1;
+    as_pipe_register(AS_MSG_ACTION, decode_action);
+    if (as_pipe_start() != 0) {
+        as_error("no sink could be opened for output '%s'", as_cfg.output);
+        return -1;
+    }
+    atomic_store_explicit(&api_ready, 1, memory_order_release);
+    return 0;
+}
+
+/* Returns 0 when the library is started (now or before), -1 when it cannot start. */
+static int ensure_started(void) {
+    if (atomic_load_explicit(&api_ready, memory_order_acquire))
+        return 0;
+    pthread_mutex_lock(&api_lock);
+    int rc = atomic_load(&api_ready) ? 0 : start_locked(NULL);
+    pthread_mutex_unlock(&api_lock);
+    return rc;
+}
+
+int agentsight_init(const agentsight_options *opts) {
+    int saved = as_in_agentsight;
+    as_in_agentsight = 1;
+    pthread_mutex_lock(&api_lock);
+    int rc = atomic_load(&api_ready) ? -1 : start_locked(opts);
+    pthread_mutex_unlock(&api_lock);
+    as_in_agentsight = saved;
+    return rc;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* Fills the result dictionary (result may be NULL). */
+static void fill_result(agentsight_result *r, int ok, const char *conv, int64_t now_ns,
+                        const char *name, const char *message) {
+    if (!r)
+        return;
+    copy_str(r->status, sizeof(r->status), ok ? "success" : "error");
+    copy_str(r->conversation_id, sizeof(r->conversation_id), conv);
+    as_iso_format(now_ns, r->timestamp);
+    /* A name refused as too long is cut on a UTF-8 character boundary. */
+    size_t n = name ? strnlen(name, AGENTSIGHT_MAX_NAME) : 0;
+    if (name && name[n] != '\0')
+        while (n > 0 && ((unsigned char)name[n] & 0xc0) == 0x80)
+            n--;
+    memcpy(r->action_name, name ? name : "", n);
+    r->action_name[n] = '\0';
+    copy_str(r->message, sizeof(r->message), message);
+}
+
+int agentsight_track_action(const agentsight_action *action, agentsight_result *result) {
+    int saved = as_in_agentsight;
+    as_in_agentsight = 1;
+    int rc = -1;
+    int64_t now = as_clock_unix_ns();
+    const char *name = action ? action->action_name : NULL;
+    char msg[256];
+    if (ensure_started() != 0) {
+        fill_result(result, 0, "", now, name, "agentsight could not start (see stderr)");
+        goto out;
+    }
+    const char *conv = as_settings_conversation_id();
+    as_action a;
+    if (!action) {
+        fill_result(result, 0, conv, now, NULL, "action: missing (NULL)");
+        goto out;
+    }
+    if (as_action_validate(action, now, conv, &a, msg, sizeof(msg)) != 0) {
+        const char *c =
+            action->conversation_id && action->conversation_id[0] ? action->conversation_id : conv;
+        fill_result(result, 0, c, now, name, msg);
+        goto out;
+    }
+    size_t size = as_action_pack_size(&a);
+    void *p = as_pipe_reserve(AS_MSG_ACTION, size, 1);
+    if (!p) {
+        fill_result(result, 0, a.conversation_id, now, name,
+                    "queue full: action dropped (see agentsight_dropped())");
+        goto out;
+    }
+    as_action_pack(&a, p);
+    as_pipe_commit(p);
+    as_pipe_nudge_if_busy();
+    fill_result(result, 1, a.conversation_id, now, name, "Action tracked successfully");
+    rc = 0;
+out:
+    as_in_agentsight = saved;
+    return rc;
+}
+
+int agentsight_flush(int timeout_ms) {
+    if (!atomic_load(&api_ready) && !as_pipe_running())
+        return 0;
+    return as_pipe_flush(timeout_ms);
+}
+
+void agentsight_shutdown(void) {
+    int saved = as_in_agentsight;
+    as_in_agentsight = 1;
+    pthread_mutex_lock(&api_lock);
+    as_pipe_shutdown();
+    atomic_store(&api_ready, 0);
+    pthread_mutex_unlock(&api_lock);
+    as_in_agentsight = saved;
+}
+
+uint64_t agentsight_dropped(void) {
+    return as_pipe_dropped();
+}

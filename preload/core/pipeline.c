@@ -1,0 +1,668 @@
+/* pipeline.c - per-thread rings, the bounded thread registry and the one exporter thread
+ * that drains the rings into batches for the sinks; at-exit flush and fork handling.
+ *
+ * Producers touch only their own ring (ring.h). The registry (a fixed array of slots)
+ * is locked only when a thread takes its first slot, when the exporter retires the slot
+ * of an exited thread, and around fork. The exporter polls every few ms when idle; the
+ * API path may wake it early (as_pipe_nudge_if_busy), the interposer's path never does. */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "ring.h"
+#include "settings.h"
+#include "sink.h"
+
+#define MAX_SLOTS 1024 /* threads with a live ring at once */
+#define MAX_SINKS 8
+#define BATCH_MAX 256
+#define IDLE_MIN_MS 1
+#define IDLE_MAX_MS 8
+#define DEFAULT_QUEUE (1u << 20)
+
+enum { SLOT_FREE = 0, SLOT_ACTIVE = 1, SLOT_EXITED = 2 };
+enum { PIPE_STOPPED = 0, PIPE_RUNNING = 1, PIPE_FORKED = 2 };
+
+typedef struct slot {
+    _Atomic int state;
+    as_ring *ring;
+} slot;
+
+__thread int as_in_agentsight;
+uint64_t as_stat_hooked;
+
+static slot slots[MAX_SLOTS];
+static _Atomic int slots_hi; /* slots[0..slots_hi) have ever been used */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t dropped_noring; /* drops of threads without a ring */
+static uint64_t dropped_retired;        /* drops of retired rings (reg_lock) */
+static _Atomic uint64_t delivered;
+static _Atomic uint64_t bad_msgs;
+
+static __thread as_ring *t_ring;
+static __thread int t_dead;        /* thread is exiting: its slot is gone */
+static __thread int t_may_wake;    /* last reserve came from the API */
+static __thread int t_is_exporter; /* never waits for room: it makes the room */
+static pthread_key_t exit_key;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static as_msg_decode_fn decoders[AS_MSG_KINDS];
+
+/* Exporter state. start_lock serialises start/shutdown; ex_lock guards the flush
+ * counters and the wait conditions. Lock order: start_lock, reg_lock, ex_lock. */
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t ex_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ex_cond;   /* wakes the exporter (monotonic clock) */
+static pthread_cond_t done_cond; /* wakes flush waiters (monotonic clock) */
+static _Atomic int pipe_state;
+static _Atomic int ex_stop;
+static int64_t stop_deadline_ns; /* monotonic; set before ex_stop */
+static uint64_t flush_req, flush_done;
+static pthread_t ex_thread;
+static as_sink sinks[MAX_SINKS];
+static int nsinks;
+static char open_uris[MAX_SINKS * 520]; /* resolved URIs, reopened by a forked child */
+
+/* Exporter-only batch state. */
+static as_action batch[BATCH_MAX];
+static as_buf scratch[BATCH_MAX];
+static as_buf meta_buf;
+static uint64_t cursor[MAX_SLOTS];
+static uint8_t touched[MAX_SLOTS];
+static int touched_list[MAX_SLOTS];
+static int ntouched;
+static size_t nbatch;
+static uint64_t dropped_reported;
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct timespec mono_ts(int64_t ns) {
+    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    return ts;
+}
+
+static size_t queue_bytes(void) {
+    return as_cfg.queue_bytes ? as_cfg.queue_bytes : DEFAULT_QUEUE;
+}
+
+static void init_conds(void) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ex_cond, &ca);
+    pthread_cond_init(&done_cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* ---- thread registry ---------------------------------------------------------------- */
+
+/* Thread exit (pthread key destructor): hand the slot to the exporter, which drains and
+ * then frees it. Later messages from this thread (other destructors) are dropped. */
+static void thread_exit(void *arg) {
+    slot *s = arg;
+    t_ring = NULL;
+    t_dead = 1;
+    atomic_store_explicit(&s->state, SLOT_EXITED, memory_order_release);
+}
+
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+static void at_exit(void);
+
+static void once_init(void) {
+    init_conds();
+    pthread_key_create(&exit_key, thread_exit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    atexit(at_exit);
+}
+
+/* Gives the calling thread a ring (a free slot, reusing its mapping when the size
+ * matches). Returns the ring, or NULL when the registry is full or mmap failed (nothing
+ * changed). After a fork it also starts the child's pipeline. */
+static as_ring *thread_attach(void) {
+    if (t_dead)
+        return NULL;
+    pthread_once(&once, once_init);
+    if (atomic_load(&pipe_state) == PIPE_FORKED) {
+        int saved = as_in_agentsight;
+        as_in_agentsight = 1;
+        as_pipe_start();
+        as_in_agentsight = saved;
+    }
+    size_t want = queue_bytes();
+    as_ring *r = NULL;
+    pthread_mutex_lock(&reg_lock);
+    int hi = atomic_load(&slots_hi);
+    int i = 0;
+    while (i < hi && atomic_load(&slots[i].state) != SLOT_FREE)
+        i++;
+    if (i == MAX_SLOTS)
+        goto out;
+    slot *s = &slots[i];
+    if (s->ring && s->ring->size != as_ring_create_size(want)) {
+        as_ring_destroy(s->ring);
+        s->ring = NULL;
+    }
+    if (!s->ring)
+        s->ring = as_ring_create(want);
+    if (!s->ring)
+        goto out;
+    r = s->ring;
+    atomic_store_explicit(&s->state, SLOT_ACTIVE, memory_order_release);
+    if (i == hi)
+        atomic_store(&slots_hi, hi + 1);
+    pthread_setspecific(exit_key, s);
+    t_ring = r;
+out:
+    pthread_mutex_unlock(&reg_lock);
+    return r;
+}
+
+/* Exporter: frees the slot of an exited thread whose ring is empty (reg_lock). */
+static void retire(int i) {
+    pthread_mutex_lock(&reg_lock);
+    as_ring *r = slots[i].ring;
+    dropped_retired += atomic_load(&r->dropped);
+    atomic_store(&r->dropped, 0);
+    atomic_store(&slots[i].state, SLOT_FREE);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* ---- producer side ---------------------------------------------------------------------- */
+
+static void wake_exporter(void) {
+    pthread_cond_signal(&ex_cond);
+}
+
+/* Full ring: wait (policy WAIT, may_wait, exporter running) up to queue_wait_ms nudging
+ * the exporter, else drop. Returns the payload or NULL (counted). */
+static void *reserve_slow(as_ring *r, int kind, size_t len, int may_wait) {
+    int wait = may_wait && as_cfg.queue_policy == AGENTSIGHT_QUEUE_WAIT && !t_is_exporter &&
+               as_ring_fits(r, len) && atomic_load(&pipe_state) == PIPE_RUNNING;
+    if (wait) {
+        int64_t deadline = mono_ns() + (int64_t)as_cfg.queue_wait_ms * 1000000;
+        long nap = 50000;
+        do {
+            wake_exporter();
+            struct timespec ts = {0, nap};
+            nanosleep(&ts, NULL);
+            if (nap < 1000000)
+                nap *= 2;
+            void *p = as_ring_reserve(r, (unsigned)kind, len);
+            if (p)
+                return p;
+        } while (mono_ns() < deadline && atomic_load(&pipe_state) == PIPE_RUNNING);
+    }
+    as_ring_count_drop(r);
+    return NULL;
+}
+
+void *as_pipe_reserve(int kind, size_t payload_len, int may_wait) {
+    as_ring *r = t_ring;
+    t_may_wake = may_wait;
+    if (__builtin_expect(r != NULL, 1)) {
+        void *p = as_ring_reserve(r, (unsigned)kind, payload_len);
+        if (__builtin_expect(p != NULL, 1))
+            return p;
+        return reserve_slow(r, kind, payload_len, may_wait);
+    }
+    r = thread_attach();
+    if (!r) {
+        atomic_fetch_add(&dropped_noring, 1);
+        return NULL;
+    }
+    void *p = as_ring_reserve(r, (unsigned)kind, payload_len);
+    return p ? p : reserve_slow(r, kind, payload_len, may_wait);
+}
+
+void as_pipe_commit(void *payload) {
+    (void)payload;
+    as_ring_commit(t_ring);
+}
+
+void as_pipe_nudge_if_busy(void) {
+    as_ring *r = t_ring;
+    if (r && t_may_wake && as_ring_used(r) > r->size / 2)
+        wake_exporter();
+}
+
+void as_pipe_register(int kind, as_msg_decode_fn fn) {
+    if (kind > 0 && kind < AS_MSG_KINDS)
+        decoders[kind] = fn;
+}
+
+/* ---- exporter ----------------------------------------------------------------------------- */
+
+/* Drops summed over every ring. Exporter thread or reg_lock holder. */
+static uint64_t dropped_sum(void) {
+    uint64_t n = dropped_retired + atomic_load(&dropped_noring);
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE &&
+            slots[i].ring)
+            n += atomic_load_explicit(&slots[i].ring->dropped, memory_order_relaxed);
+    }
+    return n;
+}
+
+/* Writes metadata text m with "agentsight_dropped": n merged in, into meta_buf. Returns
+ * the merged text, or m unchanged when the buffer could not grow. */
+static const char *merge_dropped(const char *m, uint64_t n) {
+    as_buf_reset(&meta_buf);
+    const char *p = m ? strchr(m, '{') : NULL;
+    if (!p) {
+        as_buf_printf(&meta_buf, "{\"agentsight_dropped\":%llu}", (unsigned long long)n);
+    } else {
+        const char *q = p + 1;
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+            q++;
+        as_buf_printf(&meta_buf, "{\"agentsight_dropped\":%llu%s", (unsigned long long)n,
+                      *q == '}' ? "" : ",");
+        as_buf_puts(&meta_buf, q);
+    }
+    if (meta_buf.oom)
+        return m;
+    return as_buf_cstr(&meta_buf);
+}
+
+/* Sends the batch to every sink and gives the consumed ring space back. */
+static void deliver(void) {
+    if (nbatch > 0) {
+        uint64_t d = dropped_sum();
+        if (d > dropped_reported) {
+            batch[0].metadata = merge_dropped(batch[0].metadata, d - dropped_reported);
+            dropped_reported = d;
+        }
+        for (int i = 0; i < nsinks; i++) {
+            if (sinks[i].ops->send(&sinks[i], batch, nbatch) == 0)
+                sinks[i].sent += nbatch;
+            else
+                sinks[i].failed += nbatch;
+        }
+        atomic_fetch_add(&delivered, nbatch);
+        nbatch = 0;
+    }
+    for (int k = 0; k < ntouched; k++) {
+        int i = touched_list[k];
+        as_ring_release(slots[i].ring, cursor[i]);
+        touched[i] = 0;
+    }
+    ntouched = 0;
+}
+
+/* Decodes the messages of slot i up to the head seen now into the batch, delivering
+ * whenever it fills. Returns the number of messages taken. */
+static size_t drain_slot(int i) {
+    as_ring *r = slots[i].ring;
+    uint64_t head = as_ring_head(r);
+    if (!touched[i])
+        cursor[i] = as_ring_tail(r);
+    size_t n = 0;
+    while (cursor[i] < head) {
+        unsigned kind;
+        size_t len;
+        const void *p = as_ring_read(r, &cursor[i], head, &kind, &len);
+        if (!touched[i]) {
+            touched[i] = 1;
+            touched_list[ntouched++] = i;
+        }
+        if (!p)
+            break;
+        n++;
+        as_buf_reset(&scratch[nbatch]);
+        memset(&batch[nbatch], 0, sizeof(batch[nbatch]));
+        as_msg_decode_fn fn = kind < AS_MSG_KINDS ? decoders[kind] : NULL;
+        if (!fn || fn(p, len, &batch[nbatch], &scratch[nbatch]) != 0) {
+            atomic_fetch_add(&bad_msgs, 1);
+            continue;
+        }
+        if (++nbatch == BATCH_MAX)
+            deliver();
+    }
+    return n;
+}
+
+/* One pass over every ring; retires the slots of exited threads once empty. Returns the
+ * number of messages taken. */
+static size_t drain_all(void) {
+    size_t n = 0;
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
+        if (st == SLOT_FREE)
+            continue;
+        n += drain_slot(i);
+    }
+    deliver();
+    for (int i = 0; i < hi; i++) {
+        int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
+        if (st == SLOT_EXITED && as_ring_used(slots[i].ring) == 0)
+            retire(i);
+    }
+    return n;
+}
+
+static int pending_any(void) {
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE &&
+            as_ring_used(slots[i].ring) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void flush_sinks(int timeout_ms) {
+    for (int i = 0; i < nsinks; i++) {
+        if (sinks[i].ops->flush)
+            sinks[i].ops->flush(&sinks[i], timeout_ms);
+    }
+}
+
+/* Final drain at stop: until empty or the deadline. */
+static void final_drain(void) {
+    for (int rounds = 0; rounds < 100000; rounds++) {
+        drain_all();
+        if (!pending_any() || mono_ns() >= stop_deadline_ns)
+            break;
+    }
+    int64_t left = (stop_deadline_ns - mono_ns()) / 1000000;
+    flush_sinks(left > 0 ? (int)left : 0);
+}
+
+static void *exporter_main(void *arg) {
+    (void)arg;
+    as_in_agentsight = 1;
+    t_is_exporter = 1;
+    int idle_ms = IDLE_MIN_MS;
+    for (;;) {
+        pthread_mutex_lock(&ex_lock);
+        uint64_t req = flush_req;
+        int stop = atomic_load(&ex_stop);
+        pthread_mutex_unlock(&ex_lock);
+        if (stop)
+            break;
+        if (req != flush_done) {
+            /* One pass drains every ring up to a head read after the request, so it
+             * covers everything committed before as_pipe_flush() was called. */
+            drain_all();
+            flush_sinks(as_cfg.flush_timeout_ms > 0 ? as_cfg.flush_timeout_ms : 2000);
+            pthread_mutex_lock(&ex_lock);
+            flush_done = req;
+            pthread_cond_broadcast(&done_cond);
+            pthread_mutex_unlock(&ex_lock);
+            continue;
+        }
+        if (drain_all() > 0) {
+            idle_ms = IDLE_MIN_MS;
+            continue;
+        }
+        pthread_mutex_lock(&ex_lock);
+        if (flush_req == flush_done && !atomic_load(&ex_stop)) {
+            struct timespec ts = mono_ts(mono_ns() + (int64_t)idle_ms * 1000000);
+            pthread_cond_timedwait(&ex_cond, &ex_lock, &ts);
+        }
+        pthread_mutex_unlock(&ex_lock);
+        if (idle_ms < IDLE_MAX_MS)
+            idle_ms *= 2;
+    }
+    final_drain();
+    pthread_mutex_lock(&ex_lock);
+    flush_done = flush_req;
+    pthread_cond_broadcast(&done_cond);
+    pthread_mutex_unlock(&ex_lock);
+    return NULL;
+}
+
+/* ---- start, flush, shutdown ---------------------------------------------------------- */
+
+/* Records the sinks' URIs (file sinks store their absolute path) for a forked child. */
+static void save_uris(void) {
+    size_t off = 0;
+    open_uris[0] = '\0';
+    for (int i = 0; i < nsinks; i++) {
+        int n =
+            snprintf(open_uris + off, sizeof(open_uris) - off, "%s%s", i ? "," : "", sinks[i].uri);
+        if (n < 0 || (size_t)n >= sizeof(open_uris) - off)
+            break;
+        off += (size_t)n;
+    }
+}
+
+/* Opens the sinks and starts the exporter. Returns 0, or -1 when no sink opened or the
+ * thread could not start (then the pipeline stays stopped and nothing is left open).
+ * Caller holds start_lock. */
+static int start_locked(void) {
+    int forked = atomic_load(&pipe_state) == PIPE_FORKED;
+    const char *uris = forked && open_uris[0] ? open_uris : as_cfg.output;
+    if (!uris || !uris[0])
+        uris = "file:agentsight-actions.jsonl";
+    static int bufs_ready;
+    if (!bufs_ready) {
+        for (int i = 0; i < BATCH_MAX; i++)
+            as_buf_init(&scratch[i]);
+        as_buf_init(&meta_buf);
+        bufs_ready = 1;
+    }
+    nsinks = as_sinks_open(uris, sinks, MAX_SINKS);
+    if (nsinks <= 0) {
+        nsinks = 0;
+        return -1;
+    }
+    save_uris();
+    atomic_store(&ex_stop, 0);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&ex_thread, NULL, exporter_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        as_error("cannot start the exporter thread: %s", strerror(rc));
+        for (int i = 0; i < nsinks; i++)
+            sinks[i].ops->close(&sinks[i]);
+        nsinks = 0;
+        return -1;
+    }
+    atomic_store(&pipe_state, PIPE_RUNNING);
+    return 0;
+}
+
+int as_pipe_start(void) {
+    pthread_once(&once, once_init);
+    int saved = as_in_agentsight;
+    as_in_agentsight = 1;
+    pthread_mutex_lock(&start_lock);
+    int rc = atomic_load(&pipe_state) == PIPE_RUNNING ? 0 : start_locked();
+    pthread_mutex_unlock(&start_lock);
+    as_in_agentsight = saved;
+    return rc;
+}
+
+int as_pipe_running(void) {
+    return atomic_load(&pipe_state) == PIPE_RUNNING;
+}
+
+int as_pipe_flush(int timeout_ms) {
+    if (timeout_ms < 0)
+        timeout_ms = as_cfg.flush_timeout_ms > 0 ? as_cfg.flush_timeout_ms : 2000;
+    if (atomic_load(&pipe_state) != PIPE_RUNNING)
+        return pending_any() ? -1 : 0;
+    int saved = as_in_agentsight;
+    as_in_agentsight = 1;
+    struct timespec dl = mono_ts(mono_ns() + (int64_t)timeout_ms * 1000000);
+    int rc = 0;
+    pthread_mutex_lock(&ex_lock);
+    uint64_t my = ++flush_req;
+    pthread_cond_signal(&ex_cond);
+    while (flush_done < my && rc == 0) {
+        if (pthread_cond_timedwait(&done_cond, &ex_lock, &dl) == ETIMEDOUT)
+            rc = flush_done < my ? -1 : 0;
+    }
+    pthread_mutex_unlock(&ex_lock);
+    as_in_agentsight = saved;
+    return rc;
+}
+
+/* Appends the stats line to AGENTSIGHT_STATS_FILE when set. */
+static void write_stats(void) {
+    const char *path = getenv("AGENTSIGHT_STATS_FILE");
+    if (!path || !path[0])
+        return;
+    as_buf b;
+    as_buf_init(&b);
+    as_buf_printf(&b, "{\"pid\":%ld,\"actions\":%llu,\"dropped\":%llu,\"hooked\":%llu,\"output\":",
+                  (long)getpid(), (unsigned long long)atomic_load(&delivered),
+                  (unsigned long long)as_pipe_dropped(), (unsigned long long)as_stat_hooked);
+    as_json_cstr(&b, open_uris[0] ? open_uris : as_cfg.output);
+    as_buf_puts(&b, "}\n");
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0 && !b.oom) {
+        ssize_t w = write(fd, b.data, b.len);
+        (void)w;
+    }
+    if (fd >= 0)
+        close(fd);
+    as_buf_free(&b);
+}
+
+static void report_dropped(void) {
+    uint64_t d = as_pipe_dropped();
+    if (d == 0)
+        return;
+    char line[96];
+    int n = snprintf(line, sizeof(line), "agentsight: %llu actions dropped (queue full)\n",
+                     (unsigned long long)d);
+    if (n > 0) {
+        ssize_t w = write(2, line, (size_t)n);
+        (void)w;
+    }
+}
+
+void as_pipe_shutdown(void) {
+    int saved = as_in_agentsight;
+    as_in_agentsight = 1;
+    int timeout_ms = as_cfg.flush_timeout_ms > 0 ? as_cfg.flush_timeout_ms : 2000;
+    int64_t deadline = mono_ns() + (int64_t)timeout_ms * 1000000;
+    /* Timed: exit() from one thread may race with a start in another; never hang. */
+    struct timespec lock_dl;
+    clock_gettime(CLOCK_REALTIME, &lock_dl);
+    lock_dl.tv_sec += timeout_ms / 1000 + 1;
+    if (pthread_mutex_timedlock(&start_lock, &lock_dl) != 0)
+        goto out;
+    if (atomic_load(&pipe_state) != PIPE_RUNNING) {
+        pthread_mutex_unlock(&start_lock);
+        goto out;
+    }
+    pthread_mutex_lock(&ex_lock);
+    stop_deadline_ns = deadline;
+    atomic_store(&ex_stop, 1);
+    pthread_cond_signal(&ex_cond);
+    pthread_mutex_unlock(&ex_lock);
+    /* pthread_timedjoin_np (CLOCK_REALTIME) rather than clockjoin: sanitizers know it. */
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    int64_t rt_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec + (deadline - mono_ns()) +
+                    200000000; /* joining gets a small margin */
+    struct timespec dl = mono_ts(rt_ns);
+    int joined = pthread_timedjoin_np(ex_thread, NULL, &dl) == 0;
+    if (joined) {
+        for (int i = 0; i < nsinks; i++)
+            sinks[i].ops->close(&sinks[i]);
+        nsinks = 0;
+    } else {
+        as_warn("exporter did not stop within %d ms; pending actions abandoned", timeout_ms);
+        pthread_detach(ex_thread);
+    }
+    atomic_store(&pipe_state, PIPE_STOPPED);
+    report_dropped();
+    write_stats();
+    pthread_mutex_unlock(&start_lock);
+out:
+    as_in_agentsight = saved;
+}
+
+uint64_t as_pipe_dropped(void) {
+    pthread_mutex_lock(&reg_lock);
+    uint64_t n = dropped_sum();
+    pthread_mutex_unlock(&reg_lock);
+    return n;
+}
+
+uint64_t as_pipe_delivered(void) {
+    return atomic_load(&delivered);
+}
+
+/* ---- exit and fork -------------------------------------------------------------------- */
+
+static void at_exit(void) {
+    as_pipe_shutdown();
+}
+
+__attribute__((destructor)) static void at_unload(void) {
+    if (atomic_load(&pipe_state) == PIPE_RUNNING)
+        as_pipe_shutdown();
+}
+
+static void fork_prepare(void) {
+    pthread_mutex_lock(&start_lock);
+    pthread_mutex_lock(&reg_lock);
+    pthread_mutex_lock(&ex_lock);
+}
+
+static void fork_parent(void) {
+    pthread_mutex_unlock(&ex_lock);
+    pthread_mutex_unlock(&reg_lock);
+    pthread_mutex_unlock(&start_lock);
+}
+
+/* The child has only the forking thread: the parent's exporter and sinks are not its
+ * own (sinks are abandoned, not closed: closing could touch the parent's connections),
+ * every ring is emptied without sending and freed for reuse, counters restart, and the
+ * first message of the child starts a new exporter (thread_attach). */
+static void fork_child(void) {
+    pthread_mutex_init(&ex_lock, NULL);
+    pthread_mutex_init(&reg_lock, NULL);
+    pthread_mutex_init(&start_lock, NULL);
+    init_conds();
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        as_ring *r = slots[i].ring;
+        if (r) {
+            as_ring_release(r, as_ring_head(r));
+            r->tail_seen = as_ring_head(r);
+            atomic_store(&r->dropped, 0);
+        }
+        atomic_store(&slots[i].state, SLOT_FREE);
+        cursor[i] = 0;
+        touched[i] = 0;
+    }
+    ntouched = 0;
+    nbatch = 0;
+    t_ring = NULL;
+    dropped_retired = 0;
+    dropped_reported = 0;
+    atomic_store(&dropped_noring, 0);
+    atomic_store(&delivered, 0);
+    atomic_store(&bad_msgs, 0);
+    flush_req = flush_done = 0;
+    nsinks = 0;
+    atomic_store(&ex_stop, 0);
+    if (atomic_load(&pipe_state) == PIPE_RUNNING)
+        atomic_store(&pipe_state, PIPE_FORKED);
+}

@@ -1,0 +1,111 @@
+/* sink_file.c - the "file:PATH" sink: appends one JSONL line per action.
+ *
+ * The file is opened O_APPEND|O_CREAT (0644); a relative PATH is resolved against the
+ * working directory at open time and s->uri is rewritten to the absolute path (a forked
+ * child reopens that). Each batch is formatted into one buffer and written under
+ * flock(LOCK_EX), usually with a single write(2), so processes sharing the file never
+ * interleave lines. */
+#include "sink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "log.h"
+
+typedef struct file_sink {
+    int fd;
+    as_buf buf;
+    char path[PATH_MAX];
+} file_sink;
+
+/* Returns 0 with s->impl set, or -1 (logged) with nothing left open. */
+static int file_open(as_sink *s, const char *arg) {
+    file_sink *f = calloc(1, sizeof(*f));
+    if (!f) {
+        as_error("file sink: out of memory");
+        return -1;
+    }
+    if (arg[0] == '/') {
+        snprintf(f->path, sizeof(f->path), "%s", arg);
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof(cwd)) ||
+            snprintf(f->path, sizeof(f->path), "%s/%s", cwd, arg) >= (int)sizeof(f->path)) {
+            as_error("file sink '%s': cannot resolve the path", arg);
+            free(f);
+            return -1;
+        }
+    }
+    f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        as_error("file sink '%s': %s", f->path, strerror(errno));
+        free(f);
+        return -1;
+    }
+    as_buf_init(&f->buf);
+    if ((size_t)snprintf(s->uri, sizeof(s->uri), "file:%s", f->path) >= sizeof(s->uri))
+        snprintf(s->uri, sizeof(s->uri), "file:%s", arg);
+    s->impl = f;
+    return 0;
+}
+
+/* Writes all n bytes (retrying short writes and EINTR). Returns 0 or -1. */
+static int write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Returns 0 when the whole batch was written, -1 otherwise (out of memory or a write
+ * error: the lines written so far stay in the file). */
+static int file_send(as_sink *s, const as_action *batch, size_t n) {
+    file_sink *f = s->impl;
+    as_buf_reset(&f->buf);
+    for (size_t i = 0; i < n; i++)
+        as_action_to_jsonl(&batch[i], &f->buf);
+    if (f->buf.oom) {
+        as_buf_free(&f->buf);
+        as_buf_init(&f->buf);
+        return -1;
+    }
+    while (flock(f->fd, LOCK_EX) != 0 && errno == EINTR)
+        ;
+    int rc = write_all(f->fd, f->buf.data, f->buf.len);
+    int saved = errno;
+    flock(f->fd, LOCK_UN);
+    if (rc != 0)
+        as_warn("file sink '%s': write failed: %s", f->path, strerror(saved));
+    return rc;
+}
+
+/* Lines are written at send time: nothing is in flight. Returns 0. */
+static int file_flush(as_sink *s, int timeout_ms) {
+    (void)s;
+    (void)timeout_ms;
+    return 0;
+}
+
+static void file_close(as_sink *s) {
+    file_sink *f = s->impl;
+    if (!f)
+        return;
+    close(f->fd);
+    as_buf_free(&f->buf);
+    free(f);
+    s->impl = NULL;
+}
+
+const as_sink_ops as_sink_file_ops = {"file", file_open, file_send, file_flush, file_close};

@@ -1,0 +1,617 @@
+/* spool.c - the on-disk spool of undelivered batches and the dead-letter file (spool.h).
+ *
+ * Layout (directories 0700, files 0600):
+ *
+ *   <root>/                              $XDG_STATE_HOME/agentsight/spool by default
+ *     dead-letter.jsonl                  actions a server refused (4xx), one per line:
+ *                                        {"sink":URI,"status":400,"answer":"...",
+ *                                         "action":{...the action line...}}
+ *     <16 hex: FNV-1a 64 of the URI>/    one directory per sink
+ *       <key:20 digits>-<pid>-<seq>.jsonl              a pending batch
+ *       <key:20 digits>-<pid>-<seq>.jsonl.claim-<pid>  a batch being replayed by <pid>
+ *       .tmp-<pid>-<seq>                               a batch being written
+ *
+ * A batch file is JSONL: one header line, then one action line per action, each exactly
+ * as the file sink writes it (as_action_to_jsonl), metadata carrying the action's
+ * agentsight_event_id so a replayed action keeps its identity:
+ *
+ *   {"agentsight_spool":1,"sink":"agentsight:http://127.0.0.1:8080","count":2,"pid":42}
+ *   {"action_name":"weather_lookup",...,"metadata":{"agentsight_event_id":"..."},...}
+ *   {"action_name":"database_search",...}
+ *
+ * The key is the Unix time (ns) the batch was first spooled; a batch replayed and
+ * spooled again keeps its key, so sorting names replays oldest first. No secret is ever
+ * written: the URI has no user:password part and the API key is read from the
+ * environment again at replay. */
+#include "core/spool.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/jsonw.h"
+#include "core/http.h"
+#include "core/log.h"
+
+struct as_spool {
+    char root[512];
+    char dir[600];
+    char uri[512];
+    uint64_t max_bytes;
+    as_buf staged;
+    size_t nstaged;
+    int64_t staged_key;
+    unsigned seq;
+    uint64_t dropped;
+};
+
+uint64_t as_spool_default_max(void) {
+    const char *e = getenv("AGENTSIGHT_SPOOL_MAX_BYTES");
+    if (e && *e) {
+        char *end;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (!*end && v > 0)
+            return v;
+    }
+    return 64ull << 20;
+}
+
+int as_spool_root(const char *dir, char *out, size_t cap) {
+    if (dir && *dir) {
+        snprintf(out, cap, "%s", dir);
+        return 0;
+    }
+    const char *x = getenv("XDG_STATE_HOME");
+    if (x && *x == '/') {
+        snprintf(out, cap, "%s/agentsight/spool", x);
+        return 0;
+    }
+    const char *home = getenv("HOME");
+    if (!home || !*home)
+        return -1;
+    snprintf(out, cap, "%s/.local/state/agentsight/spool", home);
+    return 0;
+}
+
+/* mkdir -p with mode 0700 for the directories created. Returns 0 or -1 (errno). */
+static int mkdirs(const char *path) {
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+void as_spool_uri_clean(const char *uri, char *out, size_t cap) {
+    const char *scheme_end = strstr(uri, "://");
+    const char *at = NULL;
+    if (scheme_end) {
+        const char *host = scheme_end + 3;
+        size_t hl = strcspn(host, "/?#");
+        for (size_t i = 0; i < hl; i++)
+            if (host[i] == '@')
+                at = host + i;
+    }
+    if (!at) {
+        snprintf(out, cap, "%s", uri);
+        return;
+    }
+    snprintf(out, cap, "%.*s%s", (int)(scheme_end + 3 - uri), uri, at + 1);
+}
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int pid_alive(long pid) {
+    if (pid <= 0)
+        return 0;
+    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
+/* Releases batches claimed by dead processes and removes their half-written files. */
+static void recover(as_spool *sp) {
+    DIR *d = opendir(sp->dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char path[900], back[900];
+        const char *c = strstr(de->d_name, ".jsonl.claim-");
+        if (c && !pid_alive(atol(c + 13))) {
+            snprintf(path, sizeof path, "%s/%s", sp->dir, de->d_name);
+            snprintf(back, sizeof back, "%s/%.*s", sp->dir, (int)(c + 6 - de->d_name), de->d_name);
+            rename(path, back);
+        } else if (strncmp(de->d_name, ".tmp-", 5) == 0 && !pid_alive(atol(de->d_name + 5))) {
+            snprintf(path, sizeof path, "%s/%s", sp->dir, de->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
+as_spool *as_spool_open(const char *root, const char *uri, uint64_t max_bytes) {
+    as_spool *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return NULL;
+    if (as_spool_root(root, sp->root, sizeof sp->root) != 0) {
+        as_error("spool: no spool directory (set AGENTSIGHT_SPOOL_DIR or HOME)");
+        free(sp);
+        return NULL;
+    }
+    as_spool_uri_clean(uri, sp->uri, sizeof sp->uri);
+    snprintf(sp->dir, sizeof sp->dir, "%s/%016llx", sp->root, (unsigned long long)fnv1a(sp->uri));
+    if (mkdirs(sp->dir) != 0) {
+        as_error("spool: cannot create %s: %s", sp->dir, strerror(errno));
+        free(sp);
+        return NULL;
+    }
+    sp->max_bytes = max_bytes ? max_bytes : as_spool_default_max();
+    as_buf_init(&sp->staged);
+    recover(sp);
+    return sp;
+}
+
+void as_spool_close(as_spool *sp) {
+    if (!sp)
+        return;
+    as_spool_commit(sp);
+    if (sp->dropped)
+        as_warn("spool %s: %llu actions dropped (spool full or not writable)", sp->uri,
+                (unsigned long long)sp->dropped);
+    as_buf_free(&sp->staged);
+    free(sp);
+}
+
+const char *as_spool_dir(const as_spool *sp) {
+    return sp->dir;
+}
+
+uint64_t as_spool_dropped(const as_spool *sp) {
+    return sp ? sp->dropped : 0;
+}
+
+size_t as_spool_staged(const as_spool *sp) {
+    return sp ? sp->nstaged : 0;
+}
+
+int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len) {
+    if (sp->nstaged > 0 && key != sp->staged_key)
+        as_spool_commit(sp);
+    if (sp->nstaged == 0)
+        sp->staged_key = key;
+    while (len > 0 && line[len - 1] == '\n')
+        len--;
+    as_buf_put(&sp->staged, line, len);
+    as_buf_putc(&sp->staged, '\n');
+    if (sp->staged.oom) {
+        sp->dropped++;
+        return -1;
+    }
+    sp->nstaged++;
+    if (sp->staged.len >= (1u << 20)) /* keep batch files and memory moderate */
+        as_spool_commit(sp);
+    return 0;
+}
+
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of pending batches (malloc'd array of malloc'd names, count in *n) and
+ * the total bytes of pending and claimed batches. Returns NULL when there are none. */
+static char **list_pending(const char *dir, size_t *n, uint64_t *total) {
+    *n = 0;
+    if (total)
+        *total = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    char **v = NULL;
+    size_t cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        size_t l = strlen(de->d_name);
+        int pending = l > 6 && strcmp(de->d_name + l - 6, ".jsonl") == 0;
+        if (total && (pending || strstr(de->d_name, ".claim-"))) {
+            char path[900];
+            struct stat st;
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            if (stat(path, &st) == 0)
+                *total += (uint64_t)st.st_size;
+        }
+        if (!pending)
+            continue;
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char **nv = realloc(v, nc * sizeof *v);
+            if (!nv)
+                break;
+            v = nv;
+            cap = nc;
+        }
+        if (!(v[*n] = strdup(de->d_name)))
+            break;
+        (*n)++;
+    }
+    closedir(d);
+    if (*n > 1)
+        qsort(v, *n, sizeof *v, name_cmp);
+    return v;
+}
+
+static void free_list(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The "count" of a batch file's header, 0 when unreadable. */
+static long header_count(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[2048];
+    long n = 0;
+    if (fgets(line, sizeof line, f)) {
+        const char *c = strstr(line, "\"count\":");
+        if (c)
+            n = atol(c + 8);
+    }
+    fclose(f);
+    return n;
+}
+
+/* Drops the oldest pending batches until `need` more bytes fit. Returns 0, or -1 when
+ * they cannot fit even in an empty spool. */
+static int make_room(as_spool *sp, uint64_t need) {
+    if (need > sp->max_bytes)
+        return -1;
+    size_t n;
+    uint64_t total;
+    char **v = list_pending(sp->dir, &n, &total);
+    for (size_t i = 0; i < n && total + need > sp->max_bytes; i++) {
+        char path[900];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", sp->dir, v[i]);
+        if (stat(path, &st) != 0)
+            continue;
+        long cnt = header_count(path);
+        if (unlink(path) == 0) {
+            total -= (uint64_t)st.st_size;
+            sp->dropped += (uint64_t)cnt;
+            as_warn("spool %s full (%llu bytes): dropped the oldest batch (%ld actions)", sp->uri,
+                    (unsigned long long)sp->max_bytes, cnt);
+        }
+    }
+    free_list(v, n);
+    return total + need > sp->max_bytes ? -1 : 0;
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+long as_spool_commit(as_spool *sp) {
+    if (!sp || sp->nstaged == 0)
+        return 0;
+    long count = (long)sp->nstaged;
+    int64_t key = sp->staged_key > 0 ? sp->staged_key : as_clock_unix_ns();
+    as_buf head;
+    as_buf_init(&head);
+    as_buf_puts(&head, "{\"agentsight_spool\":1,\"sink\":");
+    as_json_cstr(&head, sp->uri);
+    as_buf_printf(&head, ",\"count\":%ld,\"pid\":%d}\n", count, (int)getpid());
+    char tmp[900], final[900];
+    unsigned seq = sp->seq++;
+    snprintf(tmp, sizeof tmp, "%s/.tmp-%d-%u", sp->dir, (int)getpid(), seq);
+    snprintf(final, sizeof final, "%s/%020lld-%d-%u.jsonl", sp->dir, (long long)key, (int)getpid(),
+             seq);
+    int fd = -1;
+    errno = 0;
+    if (head.oom || make_room(sp, head.len + sp->staged.len) != 0)
+        goto error;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        goto error;
+    if (write_all(fd, head.data, head.len) != 0 ||
+        write_all(fd, sp->staged.data, sp->staged.len) != 0)
+        goto error;
+    fdatasync(fd);
+    if (close(fd) != 0) {
+        fd = -1;
+        goto error;
+    }
+    fd = -1;
+    if (rename(tmp, final) != 0)
+        goto error;
+    as_buf_free(&head);
+    as_buf_reset(&sp->staged);
+    sp->nstaged = 0;
+    return count;
+error:
+    as_error("spool %s: cannot write a batch of %ld actions in %s: %s", sp->uri, count, sp->dir,
+             errno ? strerror(errno) : "bigger than the spool bound");
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    as_buf_free(&head);
+    sp->dropped += (uint64_t)count;
+    as_buf_reset(&sp->staged);
+    sp->nstaged = 0;
+    return -1;
+}
+
+int as_spool_claim(as_spool *sp, char *path, size_t cap, int64_t *key) {
+    size_t n;
+    char **v = list_pending(sp->dir, &n, NULL);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        char from[900];
+        snprintf(from, sizeof from, "%s/%s", sp->dir, v[i]);
+        snprintf(path, cap, "%s.claim-%d", from, (int)getpid());
+        if (rename(from, path) == 0) {
+            if (key)
+                *key = strtoll(v[i], NULL, 10);
+            rc = 1;
+            break;
+        }
+    }
+    free_list(v, n);
+    return rc;
+}
+
+int as_spool_release(const char *claimed_path) {
+    return unlink(claimed_path);
+}
+
+int as_spool_unclaim(const char *claimed_path) {
+    char back[900];
+    const char *c = strstr(claimed_path, ".claim-");
+    if (!c)
+        return -1;
+    snprintf(back, sizeof back, "%.*s", (int)(c - claimed_path), claimed_path);
+    return rename(claimed_path, back);
+}
+
+size_t as_spool_pending(as_spool *sp, uint64_t *bytes) {
+    size_t n;
+    uint64_t total;
+    char **v = list_pending(sp->dir, &n, &total);
+    free_list(v, n);
+    if (bytes)
+        *bytes = total;
+    return n;
+}
+
+int as_spool_dead_letter(as_spool *sp, long status, const char *answer, const char *line,
+                         size_t len) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/dead-letter.jsonl", sp->root);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == ' '))
+        len--;
+    as_buf b;
+    as_buf_init(&b);
+    as_buf_puts(&b, "{\"sink\":");
+    as_json_cstr(&b, sp->uri);
+    as_buf_printf(&b, ",\"status\":%ld,\"answer\":", status);
+    size_t al = answer ? strlen(answer) : 0;
+    as_json_str(&b, answer ? answer : "", al > 4096 ? 4096 : al);
+    as_buf_puts(&b, ",\"action\":");
+    if (len > 0 && line[0] == '{')
+        as_buf_put(&b, line, len);
+    else
+        as_json_str(&b, line, len);
+    as_buf_puts(&b, "}\n");
+    int rc = -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0 && !b.oom)
+        rc = write_all(fd, b.data, b.len);
+    if (fd >= 0)
+        close(fd);
+    as_buf_free(&b);
+    return rc;
+}
+
+int as_spool_read(const char *path, char *uri, size_t uri_cap,
+                  int (*fn)(const char *line, size_t len, void *ctx), void *ctx) {
+    if (uri && uri_cap)
+        uri[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int first = 1, rc = 0;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = 0;
+        if (n == 0)
+            continue;
+        if (first && strncmp(line, "{\"agentsight_spool\":", 20) == 0) {
+            first = 0;
+            cJSON *h = cJSON_ParseWithLength(line, (size_t)n);
+            const cJSON *s = cJSON_GetObjectItemCaseSensitive(h, "sink");
+            if (uri && cJSON_IsString(s))
+                snprintf(uri, uri_cap, "%s", s->valuestring);
+            cJSON_Delete(h);
+            continue;
+        }
+        first = 0;
+        if ((rc = fn(line, (size_t)n, ctx)) != 0)
+            break;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+int as_spool_foreach_sink(const char *root, void (*fn)(const char *uri, const char *dir, void *ctx),
+                          void *ctx) {
+    DIR *d = opendir(root);
+    if (!d)
+        return 0;
+    int visited = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strlen(de->d_name) != 16 || strspn(de->d_name, "0123456789abcdef") != 16)
+            continue;
+        char dir[600];
+        if (snprintf(dir, sizeof dir, "%.*s/%s", 500, root, de->d_name) >= (int)sizeof dir)
+            continue;
+        as_spool probe = {0};
+        snprintf(probe.dir, sizeof probe.dir, "%s", dir);
+        recover(&probe);
+        size_t n;
+        char **v = list_pending(dir, &n, NULL);
+        if (n > 0) {
+            char path[1000], uri[512];
+            snprintf(path, sizeof path, "%s/%s", dir, v[0]);
+            FILE *f = fopen(path, "r");
+            char line[2048];
+            uri[0] = 0;
+            if (f && fgets(line, sizeof line, f)) {
+                cJSON *h = cJSON_Parse(line);
+                const cJSON *s = cJSON_GetObjectItemCaseSensitive(h, "sink");
+                if (cJSON_IsString(s))
+                    snprintf(uri, sizeof uri, "%s", s->valuestring);
+                cJSON_Delete(h);
+            }
+            if (f)
+                fclose(f);
+            if (uri[0]) {
+                fn(uri, dir, ctx);
+                visited++;
+            }
+        }
+        free_list(v, n);
+    }
+    closedir(d);
+    return visited;
+}
+
+static const char *str_member(const cJSON *o, const char *name) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int time_member(const cJSON *o, const char *name, int64_t *ns) {
+    const char *s = str_member(o, name);
+    return s && as_iso_parse(s, ns) == 0 ? 0 : -1;
+}
+
+int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
+    memset(rec, 0, sizeof *rec);
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    const char *name = str_member(o, "action_name");
+    if (!name || !*name) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    rec->json = o;
+    as_action *a = &rec->a;
+    a->action_name = name;
+    a->response = str_member(o, "response");
+    a->error_msg = str_member(o, "error_msg");
+    a->conversation_id = str_member(o, "conversation_id");
+    if (!a->conversation_id)
+        a->conversation_id = "";
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "duration_ms");
+    a->duration_ms = cJSON_IsNumber(d) && d->valuedouble >= 0 ? (int64_t)d->valuedouble : 0;
+    int64_t now = as_clock_unix_ns();
+    if (time_member(o, "timestamp", &a->timestamp_ns) != 0)
+        a->timestamp_ns = now;
+    if (time_member(o, "ended_at", &a->ended_ns) != 0)
+        a->ended_ns = a->timestamp_ns;
+    if (time_member(o, "started_at", &a->started_ns) != 0)
+        a->started_ns = a->ended_ns - a->duration_ms * 1000000;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "tools_used");
+    if (cJSON_IsObject(t))
+        a->tools_used = rec->tools_used = cJSON_PrintUnformatted(t);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metadata");
+    if (cJSON_IsObject(m))
+        a->metadata = rec->metadata = cJSON_PrintUnformatted(m);
+    return 0;
+}
+
+void as_spool_rec_free(as_spool_rec *rec) {
+    cJSON_Delete(rec->json);
+    free(rec->tools_used);
+    free(rec->metadata);
+    memset(rec, 0, sizeof *rec);
+}
+
+void as_spool_tag_metadata(const char *metadata, as_buf *out, char id[33]) {
+    static const char key[] = "\"agentsight_event_id\":\"";
+    static uint64_t prefix, counter;
+    static pid_t prefix_pid;
+    const char *have = metadata ? strstr(metadata, key) : NULL;
+    if (have) {
+        const char *v = have + sizeof key - 1;
+        size_t n = strspn(v, "0123456789abcdef");
+        if (n > 32)
+            n = 32;
+        memcpy(id, v, n);
+        id[n] = 0;
+        as_buf_puts(out, metadata);
+        return;
+    }
+    if (prefix_pid != getpid()) { /* a forked child draws its own ids */
+        prefix_pid = getpid();
+        prefix = as_http_random64();
+        counter = 0;
+    }
+    snprintf(id, 33, "%016llx%016llx", (unsigned long long)prefix, (unsigned long long)++counter);
+    as_buf_puts(out, "{\"agentsight_event_id\":\"");
+    as_buf_puts(out, id);
+    as_buf_putc(out, '"');
+    const char *p = metadata ? strchr(metadata, '{') : NULL;
+    if (!p) {
+        as_buf_putc(out, '}');
+        return;
+    }
+    p++;
+    const char *q = p + strspn(p, " \t\r\n");
+    if (*q != '}')
+        as_buf_putc(out, ',');
+    as_buf_puts(out, q);
+}

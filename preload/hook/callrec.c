@@ -1,0 +1,268 @@
+/* callrec.c - turns the interposer's raw call records (AS_MSG_CALL) into actions on the
+ * exporter thread: names from the target table, times from the raw clock, the response
+ * from the return registers, and the pid/tid/duration/hook metadata. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/pipeline.h"
+#include "core/settings.h"
+#include "hook/callrec.h"
+#include "hook/config.h"
+#include "hook/target.h"
+
+#define NOT_RETURNED_MSG "did not return (left by longjmp or an exception)"
+
+static pid_t cached_pid; /* 0 = not yet; reset in a fork child */
+
+static void child_after_fork(void) {
+    cached_pid = 0;
+}
+
+__attribute__((constructor)) static void callrec_init(void) {
+    pthread_atfork(NULL, NULL, child_after_fork);
+    as_callrec_register();
+}
+
+void as_callrec_register(void) {
+    as_pipe_register(AS_MSG_CALL, as_callrec_decode);
+}
+
+int64_t as_untyped_int(uint64_t rax) {
+    int32_t low = (int32_t)(uint32_t)rax;
+    uint32_t upper = (uint32_t)(rax >> 32);
+    uint32_t sign_ext = low < 0 ? 0xffffffffu : 0u;
+    if (upper != sign_ext)
+        return low;
+    /* Here rax is the sign extension of its lower half, so both readings agree. */
+    return (int64_t)rax;
+}
+
+/* Returns the pid, fetched once per process (again in a fork child). Can't fail. */
+static pid_t process_id(void) {
+    pid_t p = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+    if (!p) {
+        p = getpid();
+        __atomic_store_n(&cached_pid, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
+/* Sign-extends the low size bytes of v. */
+static int64_t sext(uint64_t v, unsigned size) {
+    if (size == 0 || size >= 8)
+        return (int64_t)v;
+    unsigned shift = 64 - 8 * size;
+    return (int64_t)(v << shift) >> shift;
+}
+
+static uint64_t zext(uint64_t v, unsigned size) {
+    if (size == 0 || size >= 8)
+        return v;
+    return v & ((UINT64_C(1) << (8 * size)) - 1);
+}
+
+/* Appends the response text of r (no quotes) to b. Returns 0, or -1 when the response
+ * is null (void, a type whose value is not in the saved registers). */
+static int format_response(const as_callrec *r, const as_proto *p, as_buf *b) {
+    if (!p) {
+        as_buf_printf(b, "%lld", (long long)as_untyped_int(r->rax));
+        return 0;
+    }
+    const as_type *ty = &p->ret;
+    switch (ty->kind) {
+    case AS_K_SINT:
+        as_buf_printf(b, "%lld", (long long)sext(r->rax, ty->size));
+        return 0;
+    case AS_K_UINT:
+        as_buf_printf(b, "%llu", (unsigned long long)zext(r->rax, ty->size));
+        return 0;
+    case AS_K_BOOL:
+        as_buf_puts(b, (r->rax & 0xff) ? "true" : "false");
+        return 0;
+    case AS_K_FLOAT: {
+        char tmp[40];
+        if (ty->size == 4) {
+            float f;
+            uint32_t lo = (uint32_t)r->xmm0;
+            memcpy(&f, &lo, sizeof f);
+            as_fmt_double(tmp, sizeof tmp, (double)f);
+        } else if (ty->size == 8) {
+            double d;
+            memcpy(&d, &r->xmm0, sizeof d);
+            as_fmt_double(tmp, sizeof tmp, d);
+        } else {
+            return -1; /* long double lives in st0, which the record does not carry */
+        }
+        as_buf_puts(b, tmp);
+        return 0;
+    }
+    case AS_K_STR: /* the text is not copied at return yet: report the address */
+    case AS_K_PTR:
+        if (!r->rax)
+            return -1;
+        as_buf_printf(b, "0x%llx", (unsigned long long)r->rax);
+        return 0;
+    default: /* void, aggregates */
+        return -1;
+    }
+}
+
+/* Appends the "hook" value for the via bits: "got", "dlsym", "entry" joined by '+'. */
+static void put_via(as_buf *b, uint32_t via) {
+    static const struct {
+        uint32_t bit;
+        const char *name;
+    } names[] = {{AS_VIA_GOT, "got"}, {AS_VIA_DLSYM, "dlsym"}, {AS_VIA_ENTRY, "entry"}};
+    int first = 1;
+    as_buf_putc(b, '"');
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!(via & names[i].bit))
+            continue;
+        if (!first)
+            as_buf_putc(b, '+');
+        as_buf_puts(b, names[i].name);
+        first = 0;
+    }
+    as_buf_putc(b, '"');
+}
+
+/* Returns 1 when the entry's error_if rule says the returned call r failed. */
+static int call_failed(const as_callrec *r, const as_proto *p, int rule) {
+    int64_t sv = (int64_t)r->rax;
+    int is_unsigned = 0;
+    double d = 0;
+    int is_float = 0;
+    if (!p) {
+        sv = as_untyped_int(r->rax);
+    } else if (p->ret.kind == AS_K_SINT) {
+        sv = sext(r->rax, p->ret.size);
+    } else if (p->ret.kind == AS_K_UINT) {
+        sv = (int64_t)zext(r->rax, p->ret.size);
+        is_unsigned = 1;
+    } else if (p->ret.kind == AS_K_BOOL) {
+        sv = r->rax & 0xff;
+    } else if (p->ret.kind == AS_K_FLOAT && p->ret.size == 8) {
+        memcpy(&d, &r->xmm0, sizeof d);
+        is_float = 1;
+    } else if (p->ret.kind == AS_K_FLOAT && p->ret.size == 4) {
+        float f;
+        uint32_t lo = (uint32_t)r->xmm0;
+        memcpy(&f, &lo, sizeof f);
+        d = f;
+        is_float = 1;
+    } else if (p->ret.kind == AS_K_PTR || p->ret.kind == AS_K_STR) {
+        is_unsigned = 1;
+    } else if (rule != AS_ERRIF_ERRNO) {
+        return 0; /* void, aggregates, long double: no value to judge */
+    }
+    int zero = is_float ? d == 0 : (is_unsigned ? r->rax == 0 || sv == 0 : sv == 0);
+    switch (rule) {
+    case AS_ERRIF_NULL:
+    case AS_ERRIF_ZERO:
+    case AS_ERRIF_FALSE:
+        return zero;
+    case AS_ERRIF_NONZERO:
+        return !zero;
+    case AS_ERRIF_NEGATIVE:
+        return is_float ? d < 0 : (!is_unsigned && sv < 0);
+    case AS_ERRIF_ERRNO:
+        return r->errno_out != r->errno_in;
+    default:
+        return 0;
+    }
+}
+
+/* Appends "returned VALUE[: strerror(errno)]" (errno part when errno changed during the
+ * call) and a NUL to b. */
+static void put_error_msg(as_buf *b, const as_callrec *r, const char *resp) {
+    as_buf_puts(b, "returned ");
+    as_buf_puts(b, resp ? resp : "NULL");
+    if (r->errno_out != r->errno_in) {
+        char tmp[128];
+        const char *m = strerror_r(r->errno_out, tmp, sizeof tmp);
+        as_buf_puts(b, ": ");
+        as_buf_puts(b, m);
+    }
+    as_buf_putc(b, '\0');
+}
+
+int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *sb) {
+    as_callrec r;
+    if (!payload || len < sizeof r)
+        return -1;
+    memcpy(&r, payload, sizeof r);
+    if (r.id >= __atomic_load_n(&as_ntargets, __ATOMIC_ACQUIRE))
+        return -1;
+    const as_target *t = &as_targets[r.id];
+    const as_proto *proto = t->proto;
+    const as_entry *e = t->entry;
+    int returned = (r.flags & AS_CALL_RETURNED) != 0;
+
+    int64_t dns = as_clock_raw_delta_ns(r.t0, r.t1);
+    if (dns < 0)
+        dns = 0;
+    memset(out, 0, sizeof *out);
+    out->action_name = t->action_name;
+    out->started_ns = as_clock_raw_to_unix_ns(r.t0);
+    out->ended_ns = out->started_ns + dns;
+    out->duration_ms = (dns + 500000) / 1000000;
+    out->timestamp_ns = out->ended_ns;
+    out->conversation_id =
+        as_cfg.conversation_id[0] ? as_cfg.conversation_id : as_settings_conversation_id();
+    out->error_msg = returned ? NULL : NOT_RETURNED_MSG;
+
+    /* Strings go into scratch one after another (NUL-separated); pointers are taken at
+     * the end because the buffer may move while it grows. */
+    size_t o_tools = sb->len;
+    as_buf_puts(sb, "{\"function\":");
+    as_json_cstr(sb, t->symbol);
+    as_buf_puts(sb, ",\"library\":");
+    as_json_cstr(sb, t->library);
+    as_buf_putc(sb, '}');
+    as_buf_putc(sb, '\0');
+
+    size_t o_meta = sb->len;
+    as_buf_printf(sb, "{\"pid\":%d,\"tid\":%d,\"duration_ns\":%lld", (int)process_id(), (int)r.tid,
+                  (long long)dns);
+    uint32_t via = __atomic_load_n(&t->via, __ATOMIC_RELAXED);
+    if (via) {
+        as_buf_puts(sb, ",\"hook\":");
+        put_via(sb, via);
+    }
+    if (e && e->display) {
+        as_buf_puts(sb, ",\"display_name\":");
+        as_json_cstr(sb, e->display);
+    }
+    as_buf_putc(sb, '}');
+    as_buf_putc(sb, '\0');
+
+    /* The response text is formatted even with capture=none: the error message may
+     * need the value; it is left out of the action then. */
+    size_t o_resp = sb->len;
+    int has_resp = returned && format_response(&r, proto, sb) == 0;
+    as_buf_putc(sb, '\0');
+
+    size_t o_err = 0;
+    int failed =
+        returned && e && e->error_if != AS_ERRIF_NONE && call_failed(&r, proto, e->error_if);
+    if (failed) {
+        o_err = sb->len;
+        /* The buffer may have moved: the response is re-read by offset inside. */
+        char resp[64];
+        snprintf(resp, sizeof resp, "%s", has_resp ? sb->data + o_resp : "NULL");
+        put_error_msg(sb, &r, resp);
+    }
+
+    if (sb->oom)
+        return -1;
+    out->tools_used = sb->data + o_tools;
+    out->metadata = sb->data + o_meta;
+    out->response = has_resp && !(e && e->capture_none) ? sb->data + o_resp : NULL;
+    if (failed)
+        out->error_msg = sb->data + o_err;
+    return 0;
+}

@@ -1,0 +1,43 @@
+/* callrec.h - the raw record the thunk writes for each tracked call (AS_MSG_CALL), and
+ * its decoding into an action on the exporter thread. */
+#ifndef AS_CALLREC_H
+#define AS_CALLREC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/action.h"
+#include "core/jsonw.h"
+
+enum as_call_flags {
+    AS_CALL_RETURNED = 1,     /* t1 is the return; rax/rdx/xmm0 hold the result */
+    AS_CALL_NOT_RETURNED = 2, /* the frame was dropped (longjmp, exception) at t1 */
+};
+
+/* 64 bytes, no pointers into the caller: everything the exporter needs later. */
+typedef struct as_callrec {
+    uint32_t id;    /* target id (target.h) */
+    uint32_t flags; /* enum as_call_flags */
+    int32_t tid;
+    int32_t errno_in;
+    int32_t errno_out;
+    uint32_t reserved; /* 0 */
+    uint64_t t0, t1;   /* as_clock_raw() at entry and at return (or at the drop) */
+    uint64_t rax, rdx; /* integer return registers */
+    uint64_t xmm0;     /* low 64 bits of xmm0 (double / float return) */
+} as_callrec;
+
+/* The untyped integer rule (config/README.md): rax as signed 64-bit, except that when the
+ * upper 32 bits are not the sign extension of the lower 32 bits (the ABI leaves them
+ * undefined after a 32-bit return) the lower 32 bits are read as a signed int32. */
+int64_t as_untyped_int(uint64_t rax);
+
+/* Decoder registered for AS_MSG_CALL: fills *out from a record, holding its strings in
+ * scratch. Returns 0, or -1 for a short payload, an unknown target id or no memory (out
+ * is then unspecified). Exporter thread only. */
+int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *scratch);
+
+/* Registers the decoder with the pipeline. Idempotent; also run by a constructor. */
+void as_callrec_register(void);
+
+#endif

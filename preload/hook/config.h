@@ -1,0 +1,87 @@
+/* config.h - the interposer's config file: which functions become actions ([actions]
+ * entries, with an optional C prototype and options) and where actions go ([output]).
+ * The format is documented in config/README.md. */
+#ifndef AS_CONFIG_H
+#define AS_CONFIG_H
+
+#include <stddef.h>
+
+#include "hook/proto.h"
+
+/* error_if= : when a call counts as failed (judged on the return value, or errno). */
+enum {
+    AS_ERRIF_NONE = 0,
+    AS_ERRIF_NULL,     /* the result is a NULL pointer */
+    AS_ERRIF_NEGATIVE, /* the result is < 0 */
+    AS_ERRIF_ZERO,     /* the result is 0 */
+    AS_ERRIF_NONZERO,  /* the result is not 0 */
+    AS_ERRIF_FALSE,    /* the result is false (0) as a bool */
+    AS_ERRIF_ERRNO
+}; /* errno changed during the call */
+
+/* hook= : how calls are diverted. */
+enum { AS_HOOK_AUTO = 0, AS_HOOK_GOT, AS_HOOK_ENTRY };
+
+/* Default bytes captured per string, and the accepted range of max_string. */
+#define AS_MAX_STRING_DEFAULT 256
+#define AS_MAX_STRING_LIMIT 65536
+
+/* One [actions] line. Every string is owned by the as_config (freed by as_config_free). */
+typedef struct as_entry {
+    char *pattern; /* symbol name or glob, without "@VERSION" */
+    int is_glob;   /* pattern has *, ? or [ */
+    char *version; /* "GLIBC_2.2.5" from "name@GLIBC_2.2.5", else NULL */
+    char *name;    /* name= (the action_name), else NULL: use the symbol */
+    char *lib;     /* lib= glob on the defining object's file name, else NULL */
+    char *display; /* display=, else NULL */
+    int has_proto; /* the line was a C prototype: proto is valid */
+    as_proto proto;
+    int error_if;     /* AS_ERRIF_* */
+    int capture_none; /* capture=none on the entry, or capture = off in [output] */
+    int max_string;   /* max_string= of the entry, else [output] max_string, else 256 */
+    int hook;         /* AS_HOOK_* */
+    int line;         /* 1-based line of the entry in the file */
+} as_entry;
+
+/* A parsed file. Unset [output] keys: NULL strings, flush_timeout_ms -1, queue_policy 0
+ * (AGENTSIGHT_QUEUE_DEFAULT); set ones: queue_policy is AGENTSIGHT_QUEUE_WAIT or _DROP. */
+typedef struct as_config {
+    char *path; /* the name used in messages */
+    as_entry *entries;
+    int nentries;
+    char *sink; /* comma-separated sink URIs */
+    char *conversation_id;
+    int capture_off;      /* capture = off */
+    int max_string;       /* 256 unless set */
+    char *service;        /* OTLP service.name */
+    int flush_timeout_ms; /* -1 unless set */
+    int queue_policy;
+    int errors; /* number of error messages printed while parsing */
+} as_config;
+
+/*
+ * as_config_load - reads and parses the file at path (see as_config_parse).
+ *
+ * Returns 0 when the file was read (cfg->errors says how many lines were refused), or -1
+ * when it could not be read: then one message "PATH: cannot read: <reason>" was printed,
+ * cfg is an empty config (cfg->errors 1) and must still be freed with as_config_free.
+ */
+int as_config_load(const char *path, as_config *cfg);
+
+/*
+ * as_config_parse - parses len bytes of config text; name is used in messages.
+ *
+ * cfg is overwritten (not freed first). Every refused line or option prints one
+ * "agentsight: error: NAME:LINE:COL: what is wrong" message on stderr (through as_log),
+ * the rest is parsed. Returns the number of errors (also in cfg->errors); on an
+ * out-of-memory condition the config holds what was parsed so far and one more error.
+ */
+int as_config_parse(const char *text, size_t len, const char *name, as_config *cfg);
+
+/* Frees everything cfg owns and zeroes it. Safe on a zeroed or already freed config. */
+void as_config_free(as_config *cfg);
+
+/* Name of an error_if value ("null", "negative", ...; "none"). This function can't fail. */
+const char *as_errif_name(int error_if);
+
+#endif

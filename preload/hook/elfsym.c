@@ -1,0 +1,855 @@
+/* elfsym.c - reads the function symbols of an ELF file on disk with libelf, so a config can
+ * name any function a program or library defines: .dynsym with its symbol versions,
+ * .symtab (local functions, compiler clones) from the file or from its separate debug file.
+ *
+ * On-disk places searched for a separate debug file, in this order:
+ *   /usr/lib/debug/.build-id/<first byte hex>/<remaining bytes hex>.debug  (NT_GNU_BUILD_ID)
+ *   <dir>/<debuglink>, <dir>/.debug/<debuglink>, /usr/lib/debug/<dir>/<debuglink>
+ * where <dir> is the directory of the real path of the object and <debuglink> the file
+ * name stored in its .gnu_debuglink section. */
+#include "hook/elfsym.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define VERSYM_HIDDEN 0x8000
+#define VERSYM_INDEX 0x7fff
+#define DEBUG_ROOT "/usr/lib/debug"
+#define TRACE_TIMEOUT_MS 10000
+#define TRACE_OUTPUT_MAX (1 << 20)
+
+/* A symbol while collecting: the name still points into a mapped ELF string table. */
+typedef struct raw_sym {
+    const char *name;
+    size_t name_len; /* bytes of the name before any '@' */
+    const char *version;
+    uint64_t value;
+    uint64_t size;
+    uint8_t bind;
+    uint8_t is_ifunc;
+    uint8_t exported;
+    uint8_t version_default;
+    uint8_t from_dynsym;
+} raw_sym;
+
+typedef struct raw_list {
+    raw_sym *v;
+    size_t n, cap;
+} raw_list;
+
+/* One open ELF file. */
+typedef struct elf_file {
+    int fd;
+    Elf *elf;
+    Elf_Scn *dynsym, *symtab, *versym, *verdef;
+    size_t dynsym_link, symtab_link;
+    int has_debug_info;
+    int is_dyn;
+    int has_interp;
+    const uint8_t *build_id;
+    size_t build_id_len;
+    const char *debuglink; /* file name from .gnu_debuglink, inside the mapping */
+} elf_file;
+
+static void set_err(char *err, size_t cap, const char *fmt, const char *arg) {
+    if (err && cap)
+        snprintf(err, cap, fmt, arg);
+}
+
+static void elf_lib_init(void) {
+    static int done;
+    if (!done) {
+        elf_version(EV_CURRENT);
+        done = 1;
+    }
+}
+
+static void elf_file_close(elf_file *f) {
+    if (f->elf)
+        elf_end(f->elf);
+    if (f->fd >= 0)
+        close(f->fd);
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+}
+
+/* Reads the build-id note out of a SHT_NOTE section. */
+static void scan_note(elf_file *f, Elf_Scn *scn) {
+    Elf_Data *d = elf_getdata(scn, NULL);
+    if (!d)
+        return;
+    size_t off = 0, name_off, desc_off;
+    GElf_Nhdr nh;
+    while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+            memcmp((const char *)d->d_buf + name_off, "GNU", 4) == 0 && nh.n_descsz > 0) {
+            f->build_id = (const uint8_t *)d->d_buf + desc_off;
+            f->build_id_len = nh.n_descsz;
+            return;
+        }
+    }
+}
+
+/* Opens path and finds the sections we read. Returns 0, or -1 with a reason in err and f
+ * closed. */
+static int elf_file_open(const char *path, elf_file *f, char *err, size_t cap) {
+    memset(f, 0, sizeof(*f));
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0) {
+        set_err(err, cap, errno == ENOENT ? "%s: no such file" : "%s: cannot open", path);
+        return -1;
+    }
+    elf_lib_init();
+    f->elf = elf_begin(f->fd, ELF_C_READ_MMAP, NULL);
+    GElf_Ehdr eh;
+    if (!f->elf || elf_kind(f->elf) != ELF_K_ELF || !gelf_getehdr(f->elf, &eh)) {
+        set_err(err, cap, "%s: not an ELF file", path);
+        elf_file_close(f);
+        return -1;
+    }
+    f->is_dyn = eh.e_type == ET_DYN;
+    size_t nph = 0;
+    if (elf_getphdrnum(f->elf, &nph) == 0) {
+        for (size_t i = 0; i < nph; i++) {
+            GElf_Phdr ph;
+            if (gelf_getphdr(f->elf, (int)i, &ph) && ph.p_type == PT_INTERP)
+                f->has_interp = 1;
+        }
+    }
+    size_t shstrndx;
+    if (elf_getshdrstrndx(f->elf, &shstrndx) != 0)
+        return 0; /* no section names: no symbols, still an ELF file */
+    Elf_Scn *scn = NULL;
+    while ((scn = elf_nextscn(f->elf, scn)) != NULL) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh))
+            continue;
+        const char *name = elf_strptr(f->elf, shstrndx, sh.sh_name);
+        switch (sh.sh_type) {
+        case SHT_DYNSYM:
+            f->dynsym = scn;
+            f->dynsym_link = sh.sh_link;
+            break;
+        case SHT_SYMTAB:
+            f->symtab = scn;
+            f->symtab_link = sh.sh_link;
+            break;
+        case SHT_GNU_versym:
+            f->versym = scn;
+            break;
+        case SHT_GNU_verdef:
+            f->verdef = scn;
+            break;
+        case SHT_NOTE:
+            if (!f->build_id)
+                scan_note(f, scn);
+            break;
+        default:
+            break;
+        }
+        if (!name)
+            continue;
+        if (strcmp(name, ".debug_info") == 0 && sh.sh_type != SHT_NOBITS && sh.sh_size > 0)
+            f->has_debug_info = 1;
+        if (strcmp(name, ".gnu_debuglink") == 0) {
+            Elf_Data *d = elf_getdata(scn, NULL);
+            if (d && d->d_size > 1 && memchr(d->d_buf, 0, d->d_size))
+                f->debuglink = d->d_buf;
+        }
+    }
+    return 0;
+}
+
+static int raw_push(raw_list *l, const raw_sym *s) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        raw_sym *v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *s;
+    return 0;
+}
+
+/* Version names by verdef index (1..max), pointing into the mapping. Returns a calloc'ed
+ * table of *n entries, or NULL when the file defines no versions. */
+static const char **read_verdefs(elf_file *f, size_t *n) {
+    *n = 0;
+    if (!f->verdef)
+        return NULL;
+    GElf_Shdr sh;
+    Elf_Data *d = elf_getdata(f->verdef, NULL);
+    if (!d || !gelf_getshdr(f->verdef, &sh))
+        return NULL;
+    size_t max = 0, off = 0;
+    for (size_t i = 0; i < sh.sh_info && off < d->d_size; i++) {
+        GElf_Verdef vd;
+        if (!gelf_getverdef(d, (int)off, &vd))
+            break;
+        if (vd.vd_ndx > max)
+            max = vd.vd_ndx;
+        if (!vd.vd_next)
+            break;
+        off += vd.vd_next;
+    }
+    const char **names = calloc(max + 1, sizeof(*names));
+    if (!names)
+        return NULL;
+    off = 0;
+    for (size_t i = 0; i < sh.sh_info && off < d->d_size; i++) {
+        GElf_Verdef vd;
+        GElf_Verdaux va;
+        if (!gelf_getverdef(d, (int)off, &vd))
+            break;
+        if (vd.vd_cnt > 0 && !(vd.vd_flags & VER_FLG_BASE) &&
+            gelf_getverdaux(d, (int)(off + vd.vd_aux), &va))
+            names[vd.vd_ndx] = elf_strptr(f->elf, sh.sh_link, va.vda_name);
+        if (!vd.vd_next)
+            break;
+        off += vd.vd_next;
+    }
+    *n = max + 1;
+    return names;
+}
+
+static int is_function(const GElf_Sym *s) {
+    int type = GELF_ST_TYPE(s->st_info);
+    return (type == STT_FUNC || type == STT_GNU_IFUNC) && s->st_shndx != SHN_UNDEF &&
+           s->st_value != 0;
+}
+
+/* Appends the defined functions of one symbol table. dynamic selects the .dynsym rules
+ * (versions from .gnu.version, exported flag). Returns 0, or -1 when out of memory. */
+static int collect(elf_file *f, Elf_Scn *scn, size_t strndx, int dynamic, raw_list *out) {
+    GElf_Shdr sh;
+    Elf_Data *d = elf_getdata(scn, NULL);
+    if (!d || !gelf_getshdr(scn, &sh) || sh.sh_entsize == 0)
+        return 0;
+    size_t count = sh.sh_size / sh.sh_entsize;
+    Elf_Data *vs = dynamic && f->versym ? elf_getdata(f->versym, NULL) : NULL;
+    size_t nver = 0;
+    const char **vernames = dynamic ? read_verdefs(f, &nver) : NULL;
+    int rc = 0;
+    for (size_t i = 1; i < count; i++) {
+        GElf_Sym s;
+        if (!gelf_getsym(d, (int)i, &s) || !is_function(&s))
+            continue;
+        const char *name = elf_strptr(f->elf, strndx, s.st_name);
+        if (!name || !*name)
+            continue;
+        raw_sym r = {.name = name,
+                     .value = s.st_value,
+                     .size = s.st_size,
+                     .bind = GELF_ST_BIND(s.st_info),
+                     .is_ifunc = GELF_ST_TYPE(s.st_info) == STT_GNU_IFUNC,
+                     .version_default = 1,
+                     .from_dynsym = (uint8_t)dynamic};
+        const char *at = strchr(name, '@');
+        r.name_len = at ? (size_t)(at - name) : strlen(name);
+        if (at) { /* .symtab spelling of a versioned symbol: "memcpy@GLIBC_2.2.5" */
+            r.version_default = at[1] == '@';
+            r.version = at + 1 + (at[1] == '@');
+        }
+        if (dynamic) {
+            int vis = GELF_ST_VISIBILITY(s.st_other);
+            r.exported = (r.bind == STB_GLOBAL || r.bind == STB_WEAK) &&
+                         (vis == STV_DEFAULT || vis == STV_PROTECTED);
+            GElf_Versym v;
+            if (vs && gelf_getversym(vs, (int)i, &v)) {
+                size_t idx = v & VERSYM_INDEX;
+                if (idx > 1 && idx < nver && vernames[idx]) {
+                    r.version = vernames[idx];
+                    r.version_default = !(v & VERSYM_HIDDEN);
+                }
+            }
+        }
+        if (raw_push(out, &r) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    free(vernames);
+    return rc;
+}
+
+static int cmp_name(const char *a, size_t alen, const char *b, size_t blen) {
+    size_t n = alen < blen ? alen : blen;
+    int c = memcmp(a, b, n);
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int cmp_opt_str(const char *a, const char *b) {
+    if (!a || !b)
+        return a ? 1 : b ? -1 : 0;
+    return strcmp(a, b);
+}
+
+/* Order: name, value, version (unversioned first), .dynsym entries before .symtab ones. */
+static int cmp_raw(const void *pa, const void *pb) {
+    const raw_sym *a = pa, *b = pb;
+    int c = cmp_name(a->name, a->name_len, b->name, b->name_len);
+    if (c)
+        return c;
+    if (a->value != b->value)
+        return a->value < b->value ? -1 : 1;
+    c = cmp_opt_str(a->version, b->version);
+    if (c)
+        return c;
+    return a->from_dynsym == b->from_dynsym ? 0 : a->from_dynsym ? -1 : 1;
+}
+
+/* The entry among kept[0..n) (sorted) that describes the same function as r: same name
+ * and value, and the same version or one of them unversioned. NULL when none. */
+static raw_sym *same_function(raw_sym *kept, size_t n, const raw_sym *r) {
+    for (size_t i = n; i-- > 0;) {
+        raw_sym *p = &kept[i];
+        if (p->value != r->value || cmp_name(p->name, p->name_len, r->name, r->name_len) != 0)
+            return NULL;
+        if (!p->version || !r->version || strcmp(p->version, r->version) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+/* Final order: name, default version first, version, value. */
+static int cmp_sym(const void *pa, const void *pb) {
+    const as_sym *a = pa, *b = pb;
+    int c = strcmp(a->name, b->name);
+    if (c)
+        return c;
+    if (a->version_default != b->version_default)
+        return a->version_default ? -1 : 1;
+    c = cmp_opt_str(a->version, b->version);
+    if (c)
+        return c;
+    return a->value < b->value ? -1 : a->value > b->value;
+}
+
+/* Looks for the separate debug file of f (build-id first, then .gnu_debuglink). Returns a
+ * malloc'ed path or NULL. */
+static char *find_debug_file(const char *path, const elf_file *f) {
+    char buf[PATH_MAX];
+    struct stat st, self;
+    if (fstat(f->fd, &self) != 0)
+        return NULL;
+    if (f->build_id && f->build_id_len >= 2 && f->build_id_len <= 64) {
+        int n = snprintf(buf, sizeof(buf), DEBUG_ROOT "/.build-id/%02x/", f->build_id[0]);
+        for (size_t i = 1; i < f->build_id_len; i++)
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%02x", f->build_id[i]);
+        snprintf(buf + n, sizeof(buf) - (size_t)n, ".debug");
+        if (stat(buf, &st) == 0 && S_ISREG(st.st_mode))
+            return strdup(buf);
+    }
+    if (!f->debuglink || strchr(f->debuglink, '/'))
+        return NULL;
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return NULL;
+    char *slash = strrchr(real, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    const char *dir = real;
+    const char *fmts[] = {"%s/%s", "%s/.debug/%s", DEBUG_ROOT "%s/%s"};
+    for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+        if (snprintf(buf, sizeof(buf), fmts[i], dir, f->debuglink) >= (int)sizeof(buf))
+            continue;
+        if (stat(buf, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (st.st_dev == self.st_dev && st.st_ino == self.st_ino)
+            continue; /* the object itself */
+        return strdup(buf);
+    }
+    return NULL;
+}
+
+/* Copies the merged symbols and their strings into t (one string block in t->priv).
+ * Returns 0, or -1 when out of memory (t untouched). */
+static int build_table(raw_list *l, as_symtab *t) {
+    if (l->n)
+        qsort(l->v, l->n, sizeof(raw_sym), cmp_raw);
+    size_t keep = 0, bytes = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        raw_sym *r = &l->v[i];
+        raw_sym *p = same_function(l->v, keep, r);
+        if (p) {
+            /* One function seen twice (.dynsym and .symtab): the .dynsym entry wins, and
+             * a version known to either is kept. */
+            if (r->from_dynsym && !p->from_dynsym) {
+                const char *ver = p->version;
+                uint8_t def = p->version_default;
+                bytes -= p->version ? strlen(p->version) + 1 : 0;
+                *p = *r;
+                if (!p->version) {
+                    p->version = ver;
+                    p->version_default = def;
+                }
+                bytes += p->version ? strlen(p->version) + 1 : 0;
+            } else if (!p->version && r->version) {
+                p->version = r->version;
+                p->version_default = r->version_default;
+                bytes += strlen(r->version) + 1;
+            }
+            continue;
+        }
+        l->v[keep++] = *r;
+        bytes += r->name_len + 1 + (r->version ? strlen(r->version) + 1 : 0);
+    }
+    as_sym *syms = calloc(keep ? keep : 1, sizeof(*syms));
+    char *pool = malloc(bytes ? bytes : 1);
+    if (!syms || !pool) {
+        free(syms);
+        free(pool);
+        return -1;
+    }
+    char *w = pool;
+    for (size_t i = 0; i < keep; i++) {
+        raw_sym *r = &l->v[i];
+        as_sym *s = &syms[i];
+        memcpy(w, r->name, r->name_len);
+        w[r->name_len] = '\0';
+        s->name = w;
+        w += r->name_len + 1;
+        if (r->version) {
+            size_t vl = strlen(r->version);
+            memcpy(w, r->version, vl + 1);
+            s->version = w;
+            w += vl + 1;
+        }
+        s->value = r->value;
+        s->size = r->size;
+        s->bind = r->bind;
+        s->is_ifunc = r->is_ifunc;
+        s->exported = r->exported;
+        s->version_default = r->version_default;
+    }
+    if (keep)
+        qsort(syms, keep, sizeof(*syms), cmp_sym);
+    t->syms = syms;
+    t->n = keep;
+    t->priv = pool;
+    return 0;
+}
+
+int as_symtab_load(const char *path, as_symtab *t, char *err, size_t cap) {
+    elf_file f, dbg;
+    raw_list raw = {0};
+    char *debug_file = NULL;
+    int rc = -1;
+    memset(t, 0, sizeof(*t));
+    if (!path || !*path) {
+        set_err(err, cap, "%s: no such file", "(empty path)");
+        return -1;
+    }
+    if (elf_file_open(path, &f, err, cap) != 0)
+        return -1;
+    memset(&dbg, 0, sizeof(dbg));
+    dbg.fd = -1;
+    if (!f.symtab || !f.has_debug_info) {
+        debug_file = find_debug_file(path, &f);
+        if (debug_file && elf_file_open(debug_file, &dbg, NULL, 0) != 0) {
+            free(debug_file);
+            debug_file = NULL;
+        }
+    }
+    if (f.dynsym && collect(&f, f.dynsym, f.dynsym_link, 1, &raw) != 0)
+        goto oom;
+    if (f.symtab && collect(&f, f.symtab, f.symtab_link, 0, &raw) != 0)
+        goto oom;
+    if (!f.symtab && dbg.symtab && collect(&dbg, dbg.symtab, dbg.symtab_link, 0, &raw) != 0)
+        goto oom;
+    t->path = strdup(path);
+    if (!t->path || build_table(&raw, t) != 0)
+        goto oom;
+    t->is_dyn = f.is_dyn;
+    if (f.has_debug_info) {
+        t->has_debug = 1;
+        t->debug_path = strdup(path);
+    } else if (debug_file && dbg.has_debug_info) {
+        t->has_debug = 1;
+        t->debug_path = debug_file;
+        debug_file = NULL;
+    }
+    rc = 0;
+    goto out;
+oom:
+    set_err(err, cap, "%s: out of memory", path);
+    free(t->path);
+    memset(t, 0, sizeof(*t));
+out:
+    free(raw.v);
+    free(debug_file);
+    elf_file_close(&dbg);
+    elf_file_close(&f);
+    return rc;
+}
+
+void as_symtab_free(as_symtab *t) {
+    if (!t)
+        return;
+    free(t->path);
+    free(t->syms);
+    free(t->debug_path);
+    free(t->priv);
+    memset(t, 0, sizeof(*t));
+}
+
+const as_sym *as_symtab_find(const as_symtab *t, const char *name) {
+    if (!t || !name || t->n == 0)
+        return NULL;
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) { /* first index whose name is >= name */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(t->syms[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == t->n || strcmp(t->syms[lo].name, name) != 0)
+        return NULL;
+    /* Sorted default version first; among those prefer an exported definition. */
+    for (size_t i = lo; i < t->n && strcmp(t->syms[i].name, name) == 0; i++) {
+        if (t->syms[i].version_default && t->syms[i].exported)
+            return &t->syms[i];
+    }
+    return &t->syms[lo];
+}
+
+/* Matches one bracket expression at *pp against c; advances *pp past it. Returns 1 on
+ * match, 0 on no match, -1 when the bracket is not closed (then '[' is literal). */
+static int match_class(const char **pp, const char *end, char c) {
+    const char *p = *pp + 1;
+    int negate = 0, hit = 0;
+    if (p < end && (*p == '!' || *p == '^')) {
+        negate = 1;
+        p++;
+    }
+    const char *first = p;
+    while (p < end && (*p != ']' || p == first)) {
+        char lo = *p, hi = *p;
+        if (p + 2 < end && p[1] == '-' && p[2] != ']') {
+            hi = p[2];
+            p += 2;
+        }
+        if ((unsigned char)c >= (unsigned char)lo && (unsigned char)c <= (unsigned char)hi)
+            hit = 1;
+        p++;
+    }
+    if (p >= end)
+        return -1;
+    *pp = p + 1;
+    return hit != negate;
+}
+
+/* Glob match of pattern [p, pe) against [s, se). Iterative with one backtrack point for
+ * the last '*', so it runs in O(len(p) * len(s)) at worst and never recurses. */
+static int glob_range(const char *p, const char *pe, const char *s, const char *se) {
+    const char *star_p = NULL, *star_s = NULL;
+    while (s < se) {
+        if (p < pe && *p == '*') {
+            while (p < pe && *p == '*')
+                p++;
+            if (p == pe)
+                return 1;
+            star_p = p;
+            star_s = s;
+            continue;
+        }
+        if (p < pe && *p == '[') {
+            const char *q = p;
+            int m = match_class(&q, pe, *s);
+            if (m == 1) {
+                p = q;
+                s++;
+                continue;
+            }
+            if (m == -1 && *s == '[') {
+                p++;
+                s++;
+                continue;
+            }
+        } else if (p < pe && (*p == '?' || *p == *s)) {
+            p++;
+            s++;
+            continue;
+        }
+        if (!star_p)
+            return 0;
+        p = star_p;
+        s = ++star_s;
+    }
+    while (p < pe && *p == '*')
+        p++;
+    return p == pe;
+}
+
+/* Splits "name@VER" / "name@@VER" at the first '@': *ver gets the version (or NULL).
+ * Returns the length of the name part. */
+static size_t split_version(const char *s, const char **ver) {
+    const char *at = strchr(s, '@');
+    if (!at) {
+        *ver = NULL;
+        return strlen(s);
+    }
+    *ver = at + 1 + (at[1] == '@');
+    return (size_t)(at - s);
+}
+
+int as_glob_match(const char *pattern, const char *s) {
+    if (!pattern || !s)
+        return 0;
+    const char *pver, *sver;
+    size_t pn = split_version(pattern, &pver);
+    size_t sn = split_version(s, &sver);
+    if (pver && !sver)
+        return 0; /* a versioned pattern never matches an unversioned symbol */
+    if (!as_is_glob(pattern)) {
+        if (pn != sn || memcmp(pattern, s, pn) != 0)
+            return 0;
+        return !pver || strcmp(pver, sver) == 0;
+    }
+    if (!glob_range(pattern, pattern + pn, s, s + sn))
+        return 0;
+    return !pver || glob_range(pver, pver + strlen(pver), sver, sver + strlen(sver));
+}
+
+int as_is_glob(const char *pattern) {
+    return pattern && strpbrk(pattern, "*?[") != NULL;
+}
+
+void as_paths_free(char **paths, int n) {
+    if (!paths)
+        return;
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+/* Resolves a program name the way execvp does: a name with '/' is made absolute against
+ * the current directory, otherwise PATH is searched for an executable regular file.
+ * Returns a malloc'ed path, or NULL when not found. */
+static char *resolve_program(const char *program) {
+    char buf[PATH_MAX];
+    struct stat st;
+    if (strchr(program, '/')) {
+        if (program[0] == '/')
+            return strdup(program);
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof(cwd)) ||
+            snprintf(buf, sizeof(buf), "%s/%s", cwd, program) >= (int)sizeof(buf))
+            return strdup(program);
+        return strdup(buf);
+    }
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t len = colon ? (size_t)(colon - path) : strlen(path);
+        const char *dir = len ? path : ".";
+        int dlen = len ? (int)len : 1;
+        if (snprintf(buf, sizeof(buf), "%.*s/%s", dlen, dir, program) < (int)sizeof(buf) &&
+            stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+            return strdup(buf);
+        path += len + (colon ? 1 : 0);
+        if (!colon)
+            break;
+    }
+    return NULL;
+}
+
+/* Runs program with LD_TRACE_LOADED_OBJECTS=1 and LD_PRELOAD removed; collects stdout
+ * (at most TRACE_OUTPUT_MAX bytes) for at most TRACE_TIMEOUT_MS, killing it after that.
+ * Returns a malloc'ed NUL-terminated text, or NULL on failure. */
+static char *trace_objects(const char *program) {
+    size_t nenv = 0;
+    for (char **e = environ; e && *e; e++)
+        nenv++;
+    char **env = calloc(nenv + 2, sizeof(*env));
+    char *out = malloc(TRACE_OUTPUT_MAX + 1);
+    int fds[2] = {-1, -1};
+    size_t used = 0;
+    pid_t pid = -1;
+    if (!env || !out || pipe2(fds, O_CLOEXEC) != 0)
+        goto fail;
+    size_t k = 0;
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "LD_PRELOAD=", 11) == 0 || strncmp(*e, "LD_AUDIT=", 9) == 0 ||
+            strncmp(*e, "LD_TRACE_LOADED_OBJECTS=", 24) == 0)
+            continue;
+        env[k++] = *e;
+    }
+    env[k++] = "LD_TRACE_LOADED_OBJECTS=1";
+    env[k] = NULL;
+    char *argv[] = {(char *)program, NULL};
+    pid = fork();
+    if (pid < 0)
+        goto fail;
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 2);
+        }
+        dup2(fds[1], 1);
+        execve(program, argv, env);
+        _exit(127);
+    }
+    close(fds[1]);
+    fds[1] = -1;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (ms >= TRACE_TIMEOUT_MS)
+            break;
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)(TRACE_TIMEOUT_MS - ms));
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        char tmp[4096];
+        ssize_t r = read(fds[0], tmp, sizeof(tmp));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t take = (size_t)r;
+        if (take > TRACE_OUTPUT_MAX - used)
+            take = TRACE_OUTPUT_MAX - used;
+        memcpy(out + used, tmp, take);
+        used += take;
+    }
+    kill(pid, SIGKILL); /* harmless when it has exited already: not reaped yet */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    close(fds[0]);
+    free(env);
+    out[used] = '\0';
+    return out;
+fail:
+    if (fds[0] >= 0)
+        close(fds[0]);
+    if (fds[1] >= 0)
+        close(fds[1]);
+    free(env);
+    free(out);
+    return NULL;
+}
+
+static int push_path(char ***paths, int *n, const char *p, size_t len) {
+    for (int i = 0; i < *n; i++) {
+        if (strlen((*paths)[i]) == len && memcmp((*paths)[i], p, len) == 0)
+            return 0;
+    }
+    char **v = realloc(*paths, (size_t)(*n + 1) * sizeof(*v));
+    if (!v)
+        return -1;
+    *paths = v;
+    v[*n] = strndup(p, len);
+    if (!v[*n])
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* Adds the absolute paths named in ld.so's trace lines:
+ *   "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f...)"
+ *   "\t/lib64/ld-linux-x86-64.so.2 (0x00007f...)"
+ * and skips "linux-vdso.so.1 (0x...)" and "libx.so => not found". */
+static int parse_trace(const char *text, char ***paths, int *n) {
+    const char *line = text;
+    while (*line) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        const char *p = line, *end = line + len;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *arrow = NULL;
+        for (const char *q = p; q + 3 < end; q++) {
+            if (memcmp(q, " => ", 4) == 0) {
+                arrow = q;
+                break;
+            }
+        }
+        if (arrow)
+            p = arrow + 4;
+        if (p < end && *p == '/') {
+            const char *stop = p;
+            while (stop < end && !(stop + 1 < end && stop[0] == ' ' && stop[1] == '('))
+                stop++;
+            if (push_path(paths, n, p, (size_t)(stop - p)) != 0)
+                return -1;
+        }
+        if (!eol)
+            break;
+        line = eol + 1;
+    }
+    return 0;
+}
+
+int as_program_objects(const char *program, char ***paths, char *err, size_t cap) {
+    *paths = NULL;
+    if (!program || !*program) {
+        set_err(err, cap, "%s: no such file", "(empty program)");
+        return -1;
+    }
+    char *abs = resolve_program(program);
+    if (!abs) {
+        set_err(err, cap, "%s: not found in PATH", program);
+        return -1;
+    }
+    struct stat st;
+    if (stat(abs, &st) != 0) {
+        set_err(err, cap, "%s: no such file", program);
+        free(abs);
+        return -1;
+    }
+    int n = 0;
+    char **v = NULL;
+    if (push_path(&v, &n, abs, strlen(abs)) != 0)
+        goto oom;
+    elf_file f;
+    int dynamic = 0;
+    if (elf_file_open(abs, &f, NULL, 0) == 0) {
+        dynamic = f.has_interp; /* static binaries and plain libraries are not run */
+        elf_file_close(&f);
+    }
+    if (dynamic && access(abs, X_OK) == 0) {
+        char *text = trace_objects(abs);
+        if (text) {
+            int rc = parse_trace(text, &v, &n);
+            free(text);
+            if (rc != 0)
+                goto oom;
+        }
+    }
+    free(abs);
+    *paths = v;
+    return n;
+oom:
+    set_err(err, cap, "%s: out of memory", program);
+    as_paths_free(v, n);
+    free(abs);
+    return -1;
+}

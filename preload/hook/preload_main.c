@@ -1,0 +1,94 @@
+/* preload_main.c - the constructor and destructor of libagentsight-preload.so: read the
+ * settings and the config file named by AGENTSIGHT_CONFIG, then install the hooks. Any
+ * failure leaves the program running exactly as without us. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include "agentsight.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/pipeline.h"
+#include "core/settings.h"
+#include "hook/config.h"
+#include "hook/install.h"
+
+static as_config g_config; /* lives for the process: targets point at its entries */
+
+static int env_set(const char *name) {
+    const char *v = getenv(name);
+    return v && *v;
+}
+
+/* Applies the [output] section over the settings; the environment wins where both say
+ * something. Returns 0, or -1 when a value was refused (a message was printed). */
+static int apply_output(const as_config *cfg) {
+    agentsight_options o;
+    memset(&o, 0, sizeof o);
+    if (cfg->sink && !env_set("AGENTSIGHT_OUTPUT"))
+        o.output = cfg->sink;
+    if (cfg->conversation_id && !env_set("AGENTSIGHT_CONVERSATION_ID"))
+        o.conversation_id = cfg->conversation_id;
+    if (cfg->flush_timeout_ms >= 0 && !env_set("AGENTSIGHT_FLUSH_TIMEOUT_MS"))
+        o.flush_timeout_ms = cfg->flush_timeout_ms;
+    if (cfg->queue_policy != AGENTSIGHT_QUEUE_DEFAULT && !env_set("AGENTSIGHT_QUEUE_POLICY"))
+        o.queue_policy = (agentsight_queue_policy)cfg->queue_policy;
+    if (cfg->service && !env_set("AGENTSIGHT_SERVICE_NAME")) {
+        size_t n = strlen(cfg->service);
+        if (n >= sizeof as_cfg.service_name)
+            n = sizeof as_cfg.service_name - 1;
+        memcpy(as_cfg.service_name, cfg->service, n);
+        as_cfg.service_name[n] = '\0';
+    }
+    return as_settings_apply(&o);
+}
+
+static void atfork_child(void) {
+    as_dlwrap_set_pid();
+}
+
+__attribute__((constructor)) static void as_preload_init(void) {
+    const char *off = getenv("AGENTSIGHT_DISABLE");
+    if (off && strcmp(off, "1") == 0)
+        return;
+    /* setuid/setgid programs: never write files or read configs with raised privileges. */
+    if (getauxval(AT_SECURE))
+        return;
+    as_in_agentsight++;
+    as_dlwrap_set_pid();
+    pthread_atfork(NULL, NULL, atfork_child);
+    as_settings_load(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
+    const char *path = getenv("AGENTSIGHT_CONFIG");
+    if (!path || !*path) {
+        as_info("AGENTSIGHT_CONFIG is not set: tracking nothing");
+        goto out;
+    }
+    if (as_config_load(path, &g_config) != 0)
+        goto out; /* "PATH: cannot read: ..." was printed */
+    if (g_config.nentries == 0) {
+        as_info("%s: no [actions] entries: tracking nothing", path);
+        goto out;
+    }
+    if (apply_output(&g_config) != 0) {
+        as_error("%s: [output] refused: tracking nothing", path);
+        goto out;
+    }
+    as_clock_init();
+    int n = as_install_start(&g_config);
+    if (n < 0) {
+        as_error("the interposer could not start: tracking nothing");
+        goto out;
+    }
+    as_debug("%d functions wrapped", n);
+out:
+    as_in_agentsight--;
+}
+
+/* The pipeline's own at-exit handler normally ran already; shutting down twice is
+ * harmless, and this covers a program that unloads us without exit(). */
+__attribute__((destructor)) static void as_preload_fini(void) {
+    if (as_install_active())
+        as_pipe_shutdown();
+}

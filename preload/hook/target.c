@@ -1,0 +1,70 @@
+/* target.c - the table of wrapped functions (target.h): appended under a lock at install
+ * time, read without a lock on the hot path, and the mapping between target ids and the
+ * per-target stubs of the thunk. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hook/config.h"
+#include "hook/target.h"
+#include "hook/thunk.h"
+
+/* Bytes per stub in preload/hook/x86_64/thunk.S. */
+#define AS_STUB_SIZE 16
+
+as_target as_targets[AS_MAX_TARGETS];
+uint32_t as_ntargets;
+pthread_mutex_t as_targets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Returns the id of the target whose original is orig, adding it when absent; -1 when
+ * orig is NULL or the table is full (nothing changed then). Strings are borrowed for the
+ * life of the process; action_name NULL means the symbol. */
+int as_target_get(void *orig, const char *symbol, const char *action_name, const char *library,
+                  const struct as_entry *entry) {
+    if (!orig || !symbol)
+        return -1;
+    pthread_mutex_lock(&as_targets_lock);
+    uint32_t n = __atomic_load_n(&as_ntargets, __ATOMIC_RELAXED);
+    for (uint32_t i = 0; i < n; i++) {
+        if (as_targets[i].orig == orig) {
+            pthread_mutex_unlock(&as_targets_lock);
+            return (int)i;
+        }
+    }
+    if (n >= AS_MAX_TARGETS) {
+        pthread_mutex_unlock(&as_targets_lock);
+        return -1;
+    }
+    as_target *t = &as_targets[n];
+    t->orig = orig;
+    t->symbol = symbol;
+    t->action_name = action_name ? action_name : symbol;
+    t->library = library ? library : "";
+    t->entry = entry;
+    /* The entry's prototype; the installer may set a DWARF one when this is NULL. */
+    t->proto = entry && entry->has_proto ? &entry->proto : NULL;
+    t->id = n;
+    t->via = 0;
+    /* Readers index as_targets[id] only with ids handed out after this store. */
+    __atomic_store_n(&as_ntargets, n + 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&as_targets_lock);
+    return (int)n;
+}
+
+/* Returns the stub address of id, or NULL for an id outside the stub array. */
+void *as_thunk_addr(uint32_t id) {
+    if (id >= AS_MAX_TARGETS)
+        return NULL;
+    return as_thunk_stubs + (size_t)id * AS_STUB_SIZE;
+}
+
+/* Returns the id whose stub starts at addr, or -1 when addr is not a stub's first byte. */
+int as_thunk_id(const void *addr) {
+    uintptr_t a = (uintptr_t)addr;
+    uintptr_t base = (uintptr_t)as_thunk_stubs;
+    if (a < base || a >= (uintptr_t)as_thunk_stubs_end)
+        return -1;
+    if ((a - base) % AS_STUB_SIZE)
+        return -1;
+    uintptr_t id = (a - base) / AS_STUB_SIZE;
+    return id < AS_MAX_TARGETS ? (int)id : -1;
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# bench-hook.sh - cost of one wrapped call of int f(int,int) (tests/bench/libbenchf.so,
+# called through the PLT by tests/bench/bench_hook.c), against a hand-written LD_PRELOAD
+# wrapper (tests/bench/floor_wrap.c: dlsym(RTLD_NEXT), 2x rdtsc, one 64-byte ring write),
+# this interposer, ltrace and uftrace. Builds its programs into $BUILD/bench with cc.
+# Every run is bounded by `timeout`; figures are medians of batches (bench_hook.c) and
+# are compared as ratios to the floor measured in the same run.
+#
+# Environment: BUILD (default build), CALLS (per batch, default 1000000), BATCHES (21).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+CALLS=${CALLS:-1000000}
+BATCHES=${BATCHES:-21}
+OUT=$BUILD/bench
+CC=${CC:-cc}
+mkdir -p "$OUT"
+TMP=$(mktemp -d /tmp/agentsight-bench-hook.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+
+CF="-O2 -g -Wall -Wextra"
+$CC $CF -fPIC -shared -o "$OUT/libbenchf.so" tests/bench/libbenchf.c || exit 1
+$CC $CF -fPIC -shared -o "$OUT/floor_wrap.so" tests/bench/floor_wrap.c -ldl || exit 1
+$CC $CF -o "$OUT/bench_hook" tests/bench/bench_hook.c -L"$OUT" -lbenchf \
+    -Wl,-rpath,"$(cd "$OUT" && pwd)" || exit 1
+# The thunk without the installer (needs the internal library of the main build).
+if [ -f "$BUILD/libagentsight-internal.a" ] || make --no-print-directory -s \
+    "$BUILD/libagentsight-internal.a" BUILD="$BUILD" >/dev/null 2>&1; then
+    $CC $CF -std=c11 -D_GNU_SOURCE -DAS_DIRECT -Iinclude -Ipreload \
+        -o "$OUT/bench_hook_direct" tests/bench/bench_hook.c "$BUILD/libagentsight-internal.a" \
+        -L"$OUT" -lbenchf -Wl,-rpath,"$(cd "$OUT" && pwd)" \
+        -lelf -ldw -lcapstone -lcurl -lcjson -lpthread -ldl -lm || rm -f "$OUT/bench_hook_direct"
+fi
+printf '[actions]\nf\n' >"$TMP/bench.conf"
+
+declare -A NS
+declare -a ROWS
+NOTE=""
+
+# run LABEL CALLS BATCHES TIMEOUT CMD... : records the ns/call bench_hook printed.
+run() {
+    local label=$1 calls=$2 batches=$3 limit=$4
+    shift 4
+    local line
+    line=$(timeout "$limit" "$@" "$OUT/bench_hook" "$label" "$calls" "$batches" 2>"$TMP/err" |
+        grep '^BENCH ')
+    if [ -z "$line" ]; then
+        echo "BENCH $label skipped ($(head -c 200 "$TMP/err" | tr '\n' ' '))"
+        return
+    fi
+    echo "$line"
+    NS[$label]=$(echo "$line" | awk '{print $3}')
+    ROWS+=("$label")
+}
+
+# stats_note LABEL : actions/dropped from AGENTSIGHT_STATS_FILE of the last run.
+stats_note() {
+    [ -s "$TMP/stats" ] || return
+    NOTE+="  $1: $(tail -n 1 "$TMP/stats")"$'\n'
+    rm -f "$TMP/stats"
+}
+
+run bare "$CALLS" "$BATCHES" 120 env
+run floor "$CALLS" "$BATCHES" 120 env LD_PRELOAD="$OUT/floor_wrap.so"
+
+if [ -x "$OUT/bench_hook_direct" ]; then
+    line=$(AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats" timeout 120 \
+        "$OUT/bench_hook_direct" thunk_direct_null "$CALLS" "$BATCHES" 2>/dev/null | grep '^BENCH ')
+    if [ -n "$line" ]; then
+        echo "$line"
+        NS[thunk_direct_null]=$(echo "$line" | awk '{print $3}')
+        ROWS+=(thunk_direct_null)
+        stats_note thunk_direct_null
+    fi
+fi
+
+if [ -f "$BUILD/libagentsight-preload.so" ]; then
+    PRE=$(cd "$BUILD" && pwd)/libagentsight-preload.so
+    run agentsight_null "$CALLS" "$BATCHES" 120 env LD_PRELOAD="$PRE" \
+        AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats"
+    stats_note agentsight_null
+    # The file sink writes every action: fewer calls keep the file small.
+    run agentsight_file 50000 11 120 env LD_PRELOAD="$PRE" AGENTSIGHT_CONFIG="$TMP/bench.conf" \
+        AGENTSIGHT_OUTPUT="file:$TMP/actions.jsonl" AGENTSIGHT_STATS_FILE="$TMP/stats"
+    stats_note agentsight_file
+    rm -f "$TMP/actions.jsonl"
+else
+    echo "BENCH agentsight skipped ($BUILD/libagentsight-preload.so not built)"
+fi
+
+# ltrace stops the process twice per call (ptrace breakpoints): 2000 calls.
+if command -v ltrace >/dev/null; then
+    run ltrace 2000 3 120 ltrace -o /dev/null -e f
+fi
+# uftrace with library-call tracing of the plain binary (PLT hooks of its own; --force
+# because bench_hook has no mcount instrumentation).
+if command -v uftrace >/dev/null; then
+    run uftrace 100000 5 120 uftrace record --force -d "$TMP/uftrace.data"
+fi
+
+floor=${NS[floor]:-}
+echo
+printf '%-20s %12s %10s\n' label ns/call x_floor
+for r in "${ROWS[@]}"; do
+    if [ -n "$floor" ]; then
+        ratio=$(awk -v a="${NS[$r]}" -v b="$floor" 'BEGIN{printf "%.2f", a / b}')
+    else
+        ratio=-
+    fi
+    printf '%-20s %12s %10s\n' "$r" "${NS[$r]}" "$ratio"
+done
+[ -n "$NOTE" ] && printf 'pipeline counters:\n%s' "$NOTE"
+best=${NS[agentsight_null]:-${NS[thunk_direct_null]:-}}
+if [ -n "$best" ] && [ -n "${NS[uftrace]:-}" ]; then
+    awk -v a="$best" -v u="${NS[uftrace]}" 'BEGIN{printf "uftrace / agentsight: %.1fx\n", u / a}'
+fi
+exit 0

@@ -1,0 +1,4 @@
+# bench.mk - build rules for benchmark programs that link the library's internals.
+$(BUILD)/bench/bench_format: tests/bench/bench_format.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_A) $(LIBS_CORE) -lm

@@ -1,0 +1,145 @@
+"""Integration tests of `make install`: the installed tree, its pkg-config file, a program
+built from the README examples against the installed library (shared and static), and the
+installed `agentsight` finding the interposer through ../lib."""
+import os
+import re
+import shlex
+import shutil
+
+from common import BUILD, ROOT, TIMEOUT, read_jsonl, run, tmpdir
+
+EXAMPLES = os.path.join(ROOT, "tests", "agents", "readme_examples.c")
+# The three examples of the track_action reference, as the README shows them in C.
+EXPECTED = {"calculator_multiply": 50, "weather_lookup": 800, "database_search": 200}
+
+_installed = {}
+
+
+def header_version():
+    with open(os.path.join(ROOT, "include", "agentsight.h")) as f:
+        return re.search(r'#define AGENTSIGHT_VERSION "([^"]+)"', f.read()).group(1)
+
+
+def install(prefix, destdir=""):
+    """Runs make install once per (prefix, destdir); returns the root of the tree."""
+    key = (prefix, destdir)
+    if key not in _installed:
+        argv = ["make", "--no-print-directory", "-C", ROOT, "BUILD=" + BUILD,
+                "PREFIX=" + prefix, "install"]
+        if destdir:
+            argv.append("DESTDIR=" + destdir)
+        p = run(argv, timeout=TIMEOUT * 10)
+        assert p.returncode == 0, p.stdout + p.stderr
+        _installed[key] = destdir + prefix
+    return _installed[key]
+
+
+_prefix = []
+
+
+def prefix():
+    """A temporary prefix holding one installation shared by the tests of this file."""
+    if not _prefix:
+        _prefix.append(install(os.path.join(tmpdir(), "usr")))
+    return _prefix[0]
+
+
+def pkgconfig(*args):
+    p = run(["pkg-config"] + list(args) + ["agentsight"],
+            env={"PKG_CONFIG_PATH": os.path.join(prefix(), "lib", "pkgconfig")})
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def test_install_tree():
+    """Proves make install puts the libraries, the interposer, the header, the CLI and the
+    .pc file under PREFIX, and DESTDIR stages the same tree without changing the prefix."""
+    pre = prefix()
+    for rel in ("lib/libagentsight.so", "lib/libagentsight.a", "lib/libagentsight-preload.so",
+                "include/agentsight.h", "bin/agentsight", "lib/pkgconfig/agentsight.pc"):
+        assert os.path.isfile(os.path.join(pre, rel)), rel
+    assert os.access(os.path.join(pre, "bin", "agentsight"), os.X_OK)
+    stage = tmpdir()
+    root = install("/opt/agentsight", destdir=stage)
+    pc = open(os.path.join(root, "lib", "pkgconfig", "agentsight.pc")).read()
+    assert "prefix=/opt/agentsight\n" in pc and stage not in pc
+
+
+def test_pkg_config_fields():
+    """Proves the .pc file gives the header's version, the include and library flags of the
+    prefix, and the private dependencies a static link needs."""
+    pre = prefix()
+    assert pkgconfig("--modversion") == header_version()
+    assert pkgconfig("--cflags").split()[0] == "-I" + os.path.join(pre, "include")
+    libs = pkgconfig("--libs").split()
+    assert libs[:2] == ["-L" + os.path.join(pre, "lib"), "-lagentsight"]
+    static = pkgconfig("--static", "--libs").split()
+    for flag in ("-lagentsight", "-lcurl", "-lcjson", "-lpthread"):
+        assert flag in static, static
+
+
+def build_examples(out, static):
+    """Compiles readme_examples.c with the flags pkg-config gives; returns the program."""
+    assert os.path.exists(EXAMPLES), "tests/agents/readme_examples.c is missing"
+    flags = shlex.split(pkgconfig("--cflags") + " " +
+                        pkgconfig(*(["--static", "--libs"] if static else ["--libs"])))
+    if static:  # the .a by path: the linker would otherwise prefer the .so
+        flags = [os.path.join(prefix(), "lib", "libagentsight.a") if f == "-lagentsight"
+                 else f for f in flags]
+    p = run(["cc", "-std=c11", "-o", out, EXAMPLES] + flags)
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def check_examples_output(exe, env):
+    d = tmpdir()
+    target = os.path.join(d, "actions.jsonl")
+    e = {"AGENTSIGHT_OUTPUT": "file:" + target}
+    e.update(env)
+    p = run([exe], env=e, cwd=d)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = read_jsonl(target)
+    assert len(lines) == 3, lines
+    got = {a["action_name"]: a["duration_ms"] for a in lines}
+    assert got == EXPECTED, got
+    for a in lines:
+        assert a["error_msg"] is None and a["started_at"] and a["ended_at"]
+
+
+def test_readme_examples_shared():
+    """Proves a program built with `cc $(pkg-config --cflags --libs agentsight)` against
+    the installed shared library writes the README's three actions as JSONL."""
+    d = tmpdir()
+    exe = build_examples(os.path.join(d, "examples"), static=False)
+    check_examples_output(exe, {"LD_LIBRARY_PATH": os.path.join(prefix(), "lib")})
+
+
+def test_readme_examples_static():
+    """Proves the static library links with `pkg-config --static --libs` (its private
+    dependencies are complete) and writes the same three actions."""
+    d = tmpdir()
+    exe = build_examples(os.path.join(d, "examples"), static=True)
+    check_examples_output(exe, {})
+
+
+def test_installed_cli_finds_preload_via_lib():
+    """Proves the installed agentsight runs, reports the header's version, and finds the
+    interposer in ../lib (nothing beside the binary); a copy with no library nearby fails
+    with a clear message instead of running the program."""
+    pre = prefix()
+    cli = os.path.join(pre, "bin", "agentsight")
+    p = run([cli, "--version"])
+    assert p.returncode == 0 and p.stdout.strip() == "agentsight " + header_version()
+    d = tmpdir()
+    show = 'printf "%s" "$LD_PRELOAD"'
+    p = run([cli, "run", "-q", "-o", "file:" + os.path.join(d, "a.jsonl"), "--", "/bin/sh",
+             "-c", show], cwd=d)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == os.path.realpath(os.path.join(pre, "lib", "libagentsight-preload.so"))
+    p = run([cli, "run", "-q", "--", "/bin/true"], cwd=d)
+    assert p.returncode == 0, p.stderr
+    lonely = os.path.join(tmpdir(), "agentsight")
+    shutil.copy(cli, lonely)
+    p = run([lonely, "run", "--", "/bin/sh", "-c", "echo ran"], cwd=d)
+    assert p.returncode == 2 and "libagentsight-preload.so not found" in p.stderr
+    assert "ran" not in p.stdout

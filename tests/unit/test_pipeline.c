@@ -1,0 +1,400 @@
+/* test_pipeline.c - unit tests of the per-thread ring (single-threaded edge cases and a
+ * producer/consumer pair) and of the pipeline end to end: several producer threads into
+ * a file sink with nothing lost or duplicated, both full-queue policies with a slow sink,
+ * the dropped count merged into metadata, flush and the stats line. Also run under
+ * ThreadSanitizer (make test-tsan). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/pipeline.h"
+#include "core/ring.h"
+#include "core/settings.h"
+
+/* ---- ring ------------------------------------------------------------------------------- */
+
+/* Proves sizes round up, a reservation is invisible until committed, and a full ring
+ * refuses without changing anything. */
+static void test_ring_basic(void **state) {
+    as_ring *r = as_ring_create(100);
+    assert_non_null(r);
+    assert_int_equal(r->size, AS_RING_MIN);
+    assert_true(as_ring_fits(r, 100));
+    assert_false(as_ring_fits(r, AS_RING_MIN));
+    char *p = as_ring_reserve(r, 3, 5);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 8, 0);
+    memcpy(p, "hello", 5);
+    uint64_t cur = as_ring_tail(r);
+    unsigned kind;
+    size_t len;
+    assert_null(as_ring_read(r, &cur, as_ring_head(r), &kind, &len));
+    as_ring_commit(r);
+    const char *q = as_ring_read(r, &cur, as_ring_head(r), &kind, &len);
+    assert_non_null(q);
+    assert_int_equal(kind, 3);
+    assert_int_equal(len, 5);
+    assert_memory_equal(q, "hello", 5);
+    assert_null(as_ring_read(r, &cur, as_ring_head(r), &kind, &len));
+    as_ring_release(r, cur);
+    assert_int_equal(as_ring_used(r), 0);
+    /* Fill: 1000-byte records, 4 fit in 4096 minus nothing else. */
+    int n = 0;
+    while (n < 100 && as_ring_reserve(r, 1, 1000)) {
+        as_ring_commit(r);
+        n++;
+    }
+    assert_int_equal(n, 4);
+    uint64_t head = as_ring_head(r);
+    assert_null(as_ring_reserve(r, 1, 1000));
+    assert_int_equal(as_ring_head(r), head);
+    as_ring_destroy(r);
+    as_ring_destroy(NULL);
+}
+
+/* Proves records of varying sizes survive many laps around the ring (padding records
+ * at the wrap are skipped) with their content intact. */
+static void test_ring_wrap(void **state) {
+    as_ring *r = as_ring_create(4096);
+    assert_non_null(r);
+    uint32_t wseq = 0, rseq = 0;
+    for (int round = 0; round < 20000; round++) {
+        size_t len = 4 + (size_t)(round * 37 % 700);
+        unsigned char *p = as_ring_reserve(r, 2, len);
+        if (p) {
+            memcpy(p, &wseq, 4);
+            memset(p + 4, (int)(wseq & 0xff), len - 4);
+            as_ring_commit(r);
+            wseq++;
+        }
+        if (!p || round % 3 == 0) {
+            uint64_t cur = as_ring_tail(r), head = as_ring_head(r);
+            unsigned kind;
+            size_t l;
+            const unsigned char *q;
+            while ((q = as_ring_read(r, &cur, head, &kind, &l))) {
+                uint32_t s;
+                memcpy(&s, q, 4);
+                assert_int_equal(s, rseq);
+                assert_int_equal(kind, 2);
+                for (size_t i = 4; i < l; i++)
+                    assert_int_equal(q[i], s & 0xff);
+                rseq++;
+            }
+            as_ring_release(r, cur);
+        }
+    }
+    assert_true(wseq > 10000);
+    assert_true(rseq + 8 >= wseq);
+    as_ring_destroy(r);
+}
+
+enum { PC_COUNT = 200000 };
+
+static void *ring_producer(void *arg) {
+    as_ring *r = arg;
+    for (uint32_t seq = 0; seq < PC_COUNT;) {
+        size_t len = 4 + seq % 61;
+        unsigned char *p = as_ring_reserve(r, 1, len);
+        if (!p) {
+            sched_yield();
+            continue;
+        }
+        memcpy(p, &seq, 4);
+        memset(p + 4, (int)(seq & 0xff), len - 4);
+        as_ring_commit(r);
+        seq++;
+    }
+    return NULL;
+}
+
+/* Proves one producer and one consumer thread exchange PC_COUNT messages through a small
+ * ring in order, none lost, none corrupted (bounded by the count). */
+static void test_ring_threads(void **state) {
+    as_ring *r = as_ring_create(4096);
+    assert_non_null(r);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ring_producer, r), 0);
+    uint32_t next = 0;
+    int bad = 0;
+    while (next < PC_COUNT && !bad) {
+        uint64_t cur = as_ring_tail(r), head = as_ring_head(r);
+        unsigned kind;
+        size_t len;
+        const unsigned char *q;
+        if (cur == head) {
+            sched_yield();
+            continue;
+        }
+        while ((q = as_ring_read(r, &cur, head, &kind, &len))) {
+            uint32_t s;
+            memcpy(&s, q, 4);
+            bad |= s != next || len != 4 + next % 61 || (len > 4 && q[len - 1] != (s & 0xff));
+            next++;
+        }
+        as_ring_release(r, cur);
+    }
+    pthread_join(t, NULL);
+    assert_false(bad);
+    assert_int_equal(next, PC_COUNT);
+    as_ring_destroy(r);
+}
+
+/* ---- pipeline --------------------------------------------------------------------------- */
+
+typedef struct msg {
+    uint32_t thread, seq;
+} msg;
+
+/* Test decoder for AS_MSG_CALL: the action carries thread and sequence in metadata. */
+static int decode_msg(const void *payload, size_t len, as_action *out, as_buf *scratch) {
+    if (len != sizeof(msg))
+        return -1;
+    msg m;
+    memcpy(&m, payload, sizeof(m));
+    memset(out, 0, sizeof(*out));
+    out->action_name = "unit";
+    out->conversation_id = "c";
+    out->started_ns = out->ended_ns = out->timestamp_ns = 1705314600LL * 1000000000LL;
+    as_buf_printf(scratch, "{\"t\":%u,\"s\":%u}", m.thread, m.seq);
+    out->metadata = as_buf_cstr(scratch);
+    return 0;
+}
+
+static char out_path[64];
+
+static void configure(const char *extra_sink, int policy, size_t qbytes) {
+    as_settings_load(policy);
+    snprintf(as_cfg.output, sizeof(as_cfg.output), "file:%s%s%s", out_path, extra_sink ? "," : "",
+             extra_sink ? extra_sink : "");
+    as_cfg.queue_bytes = qbytes;
+    as_cfg.queue_policy = policy;
+    as_cfg.queue_wait_ms = 10000;
+    as_cfg.flush_timeout_ms = 10000;
+    unlink(out_path);
+    as_pipe_register(AS_MSG_CALL, decode_msg);
+}
+
+static int setup(void **state) {
+    snprintf(out_path, sizeof(out_path), "/tmp/as-pipe-%d.jsonl", (int)getpid());
+    return 0;
+}
+
+static int teardown(void **state) {
+    as_pipe_shutdown();
+    unlink(out_path);
+    return 0;
+}
+
+typedef struct prod {
+    uint32_t thread, count;
+    int may_wait;
+    uint32_t refused;
+} prod;
+
+static void *producer(void *arg) {
+    prod *p = arg;
+    for (uint32_t i = 0; i < p->count; i++) {
+        msg *m = as_pipe_reserve(AS_MSG_CALL, sizeof(msg), p->may_wait);
+        if (!m) {
+            p->refused++;
+            continue;
+        }
+        m->thread = p->thread;
+        m->seq = i;
+        as_pipe_commit(m);
+    }
+    return NULL;
+}
+
+/* Reads the output: counts lines, marks (thread, seq) pairs in seen (duplicates
+ * counted), sums "agentsight_dropped". Returns the number of lines. */
+static int read_out(uint8_t *seen, uint32_t per, int *dups, uint64_t *dropped_sum) {
+    FILE *f = fopen(out_path, "r");
+    if (!f)
+        return 0;
+    static char line[4096];
+    int n = 0;
+    *dups = 0;
+    *dropped_sum = 0;
+    while (fgets(line, sizeof(line), f)) {
+        cJSON *j = cJSON_Parse(line);
+        assert_non_null(j);
+        cJSON *m = cJSON_GetObjectItem(j, "metadata");
+        assert_true(cJSON_IsObject(m));
+        uint32_t t = (uint32_t)cJSON_GetObjectItem(m, "t")->valuedouble;
+        uint32_t s = (uint32_t)cJSON_GetObjectItem(m, "s")->valuedouble;
+        cJSON *d = cJSON_GetObjectItem(m, "agentsight_dropped");
+        if (d)
+            *dropped_sum += (uint64_t)d->valuedouble;
+        if (seen) {
+            uint8_t *b = &seen[t * per + s];
+            *dups += *b;
+            *b = 1;
+        }
+        cJSON_Delete(j);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Proves 4 threads x 20,000 messages all reach the file sink exactly once (the threads
+ * exit before the flush, so their slots are drained, then retired). */
+static void test_pipeline_threads(void **state) {
+    enum { T = 4, PER = 20000 };
+    configure(NULL, AGENTSIGHT_QUEUE_WAIT, 64 * 1024);
+    assert_int_equal(as_pipe_start(), 0);
+    assert_int_equal(as_pipe_start(), 0); /* idempotent */
+    pthread_t th[T];
+    prod p[T];
+    for (int i = 0; i < T; i++) {
+        p[i] = (prod){.thread = (uint32_t)i, .count = PER, .may_wait = 1};
+        assert_int_equal(pthread_create(&th[i], NULL, producer, &p[i]), 0);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(p[i].refused, 0);
+    }
+    assert_int_equal(as_pipe_flush(-1), 0);
+    static uint8_t seen[T * PER];
+    memset(seen, 0, sizeof(seen));
+    int dups;
+    uint64_t dsum;
+    assert_int_equal(read_out(seen, PER, &dups, &dsum), T * PER);
+    assert_int_equal(dups, 0);
+    assert_int_equal(dsum, 0);
+    assert_int_equal(as_pipe_delivered(), T * PER);
+    assert_int_equal(as_pipe_dropped(), 0);
+    as_pipe_shutdown();
+    as_pipe_shutdown(); /* idempotent */
+}
+
+/* Proves policy DROP with a slow sink drops at once, counts every drop, and reports the
+ * count in the metadata of later actions ("agentsight_dropped", merged with the
+ * action's own keys). */
+static void test_pipeline_drop_policy(void **state) {
+    enum { PER = 3000 };
+    uint64_t before = as_pipe_dropped();
+    uint64_t delivered_before = as_pipe_delivered();
+    configure("null:delay_ms=20", AGENTSIGHT_QUEUE_DROP, 4096);
+    assert_int_equal(as_pipe_start(), 0);
+    prod p = {.thread = 0, .count = PER, .may_wait = 1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, producer, &p), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(as_pipe_flush(-1), 0);
+    /* Drops that happen while the last batch is in the sink have no later action to
+     * ride on; one more action after the flush carries them. */
+    prod last = {.thread = 0, .count = 1, .may_wait = 1};
+    producer(&last);
+    assert_int_equal(last.refused, 0);
+    assert_int_equal(as_pipe_flush(-1), 0);
+    uint64_t dropped = as_pipe_dropped() - before;
+    assert_true(p.refused > 0);
+    assert_int_equal(dropped, p.refused);
+    int dups;
+    uint64_t dsum;
+    int lines = read_out(NULL, PER, &dups, &dsum);
+    assert_int_equal((uint64_t)lines + dropped, PER + 1);
+    assert_int_equal(as_pipe_delivered() - delivered_before, lines);
+    assert_int_equal(dsum, dropped);
+    as_pipe_shutdown();
+}
+
+/* Proves policy WAIT with the same slow sink and a tiny queue loses nothing: producers
+ * wait for room instead of dropping. */
+static void test_pipeline_wait_policy(void **state) {
+    enum { T = 2, PER = 600 };
+    uint64_t before = as_pipe_dropped();
+    configure("null:delay_ms=2", AGENTSIGHT_QUEUE_WAIT, 4096);
+    assert_int_equal(as_pipe_start(), 0);
+    pthread_t th[T];
+    prod p[T];
+    for (int i = 0; i < T; i++) {
+        p[i] = (prod){.thread = (uint32_t)i, .count = PER, .may_wait = 1};
+        assert_int_equal(pthread_create(&th[i], NULL, producer, &p[i]), 0);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(p[i].refused, 0);
+    }
+    assert_int_equal(as_pipe_flush(-1), 0);
+    static uint8_t seen[T * PER];
+    memset(seen, 0, sizeof(seen));
+    int dups;
+    uint64_t dsum;
+    assert_int_equal(read_out(seen, PER, &dups, &dsum), T * PER);
+    assert_int_equal(dups, 0);
+    assert_int_equal(as_pipe_dropped(), before);
+    as_pipe_shutdown();
+}
+
+/* Proves shutdown delivers what is still queued without an explicit flush, and appends
+ * the stats line to AGENTSIGHT_STATS_FILE. */
+static void test_pipeline_shutdown_stats(void **state) {
+    char stats[80];
+    snprintf(stats, sizeof(stats), "/tmp/as-stats-%d.jsonl", (int)getpid());
+    unlink(stats);
+    setenv("AGENTSIGHT_STATS_FILE", stats, 1);
+    configure(NULL, AGENTSIGHT_QUEUE_WAIT, 64 * 1024);
+    assert_int_equal(as_pipe_start(), 0);
+    uint64_t delivered_before = as_pipe_delivered();
+    prod p = {.thread = 0, .count = 500, .may_wait = 1};
+    producer(&p);
+    as_pipe_shutdown();
+    unsetenv("AGENTSIGHT_STATS_FILE");
+    int dups;
+    uint64_t dsum;
+    assert_int_equal(read_out(NULL, 500, &dups, &dsum), 500);
+    FILE *f = fopen(stats, "r");
+    assert_non_null(f);
+    char line[1024];
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    unlink(stats);
+    cJSON *j = cJSON_Parse(line);
+    assert_non_null(j);
+    assert_int_equal((int)cJSON_GetObjectItem(j, "pid")->valuedouble, getpid());
+    assert_int_equal((uint64_t)cJSON_GetObjectItem(j, "actions")->valuedouble,
+                     delivered_before + 500);
+    assert_non_null(cJSON_GetObjectItem(j, "dropped"));
+    assert_non_null(cJSON_GetObjectItem(j, "hooked"));
+    char want[128];
+    snprintf(want, sizeof(want), "file:%s", out_path);
+    assert_string_equal(cJSON_GetObjectItem(j, "output")->valuestring, want);
+    cJSON_Delete(j);
+    /* Stopped: flush has nothing to wait for. */
+    assert_int_equal(as_pipe_flush(100), 0);
+}
+
+/* Proves a pipeline whose only sink cannot open refuses to start. */
+static void test_pipeline_no_sink(void **state) {
+    as_settings_load(AGENTSIGHT_QUEUE_WAIT);
+    snprintf(as_cfg.output, sizeof(as_cfg.output), "file:/nonexistent-dir-xyz/a.jsonl");
+    assert_int_equal(as_pipe_start(), -1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ring_basic),
+        cmocka_unit_test(test_ring_wrap),
+        cmocka_unit_test(test_ring_threads),
+        cmocka_unit_test_teardown(test_pipeline_threads, teardown),
+        cmocka_unit_test_teardown(test_pipeline_drop_policy, teardown),
+        cmocka_unit_test_teardown(test_pipeline_wait_policy, teardown),
+        cmocka_unit_test_teardown(test_pipeline_shutdown_stats, teardown),
+        cmocka_unit_test_teardown(test_pipeline_no_sink, teardown),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

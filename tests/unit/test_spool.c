@@ -1,0 +1,257 @@
+/* test_spool.c - the on-disk spool: layout and modes, ordering, the size bound, claims
+ * (and their recovery from dead processes), dead letters, event ids, reading back. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/action.h"
+#include "core/jsonw.h"
+#include "core/spool.h"
+
+static char root[256];
+
+static int setup(void **state) {
+    snprintf(root, sizeof root, "/tmp/as-spool-test-XXXXXX");
+    return mkdtemp(root) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int count_line(const char *line, size_t len, void *ctx) {
+    (*(int *)ctx)++;
+    assert_true(len > 0 && line[0] == '{');
+    return 0;
+}
+
+/* Proves a committed batch is one 0600 file in a 0700 directory, with a header naming
+ * the URI without its password, read back line for line. */
+static void test_commit_layout(void **state) {
+    as_spool *sp = as_spool_open(root, "otlp:http://user:secret@127.0.0.1:1/", 0);
+    assert_non_null(sp);
+    assert_int_equal(as_spool_stage(sp, 0, "{\"action_name\":\"a\"}\n", 20), 0);
+    assert_int_equal(as_spool_stage(sp, 0, "{\"action_name\":\"b\"}", 19), 0);
+    assert_int_equal(as_spool_commit(sp), 2);
+    struct stat st;
+    assert_int_equal(stat(as_spool_dir(sp), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    char path[1024];
+    int64_t key = 0;
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, &key), 1);
+    assert_true(key > 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    char uri[256];
+    int n = 0;
+    assert_int_equal(as_spool_read(path, uri, sizeof uri, count_line, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(uri, "otlp:http://127.0.0.1:1/");
+    assert_int_equal(as_spool_release(path), 0);
+    assert_int_equal(as_spool_pending(sp, NULL), 0);
+    as_spool_close(sp);
+}
+
+/* Proves batches are claimed oldest key first, whatever the writing order. */
+static void test_order_by_key(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://order", 0);
+    int64_t keys[3] = {300, 100, 200};
+    for (int i = 0; i < 3; i++) {
+        as_spool_stage(sp, keys[i], "{\"action_name\":\"x\"}", 19);
+        assert_int_equal(as_spool_commit(sp), 1);
+    }
+    int64_t want[3] = {100, 200, 300};
+    for (int i = 0; i < 3; i++) {
+        char path[1024];
+        int64_t k;
+        assert_int_equal(as_spool_claim(sp, path, sizeof path, &k), 1);
+        assert_int_equal(k, want[i]);
+        as_spool_release(path);
+    }
+    char path[1024];
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, NULL), 0);
+    as_spool_close(sp);
+}
+
+/* Proves the size bound drops the oldest batches and counts their actions. */
+static void test_size_bound(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://bound", 600);
+    char line[100];
+    memset(line, 'x', sizeof line);
+    memcpy(line, "{\"action_name\":\"", 16);
+    memcpy(line + 96, "\"}", 2);
+    for (int b = 0; b < 6; b++) {
+        for (int i = 0; i < 2; i++)
+            as_spool_stage(sp, 1000 + b, line, 98);
+        assert_int_equal(as_spool_commit(sp), 2);
+    }
+    uint64_t bytes;
+    size_t n = as_spool_pending(sp, &bytes);
+    assert_true(bytes <= 600);
+    assert_true(n >= 1 && n < 6);
+    assert_int_equal(as_spool_dropped(sp), 2 * (6 - n));
+    char path[1024];
+    int64_t k;
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, &k), 1);
+    assert_int_equal(k, 1000 + (int64_t)(6 - n)); /* the newest survived */
+    as_spool_release(path);
+    /* A batch bigger than the whole bound is refused and counted. */
+    uint64_t before = as_spool_dropped(sp);
+    for (int i = 0; i < 10; i++)
+        as_spool_stage(sp, 5, line, 98);
+    assert_int_equal(as_spool_commit(sp), -1);
+    assert_int_equal(as_spool_dropped(sp), before + 10);
+    as_spool_close(sp);
+}
+
+/* Proves a batch claimed by a process that died is released at the next open, and
+ * unclaim puts a batch back. */
+static void test_claim_recovery(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://claims", 0);
+    as_spool_stage(sp, 7, "{\"action_name\":\"x\"}", 19);
+    as_spool_commit(sp);
+    char path[1024];
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, NULL), 1);
+    assert_int_equal(as_spool_pending(sp, NULL), 0);
+    assert_int_equal(as_spool_unclaim(path), 0);
+    assert_int_equal(as_spool_pending(sp, NULL), 1);
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    waitpid(child, NULL, 0);
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, NULL), 1);
+    char dead[1100];
+    snprintf(dead, sizeof dead, "%.*s%d", (int)(strstr(path, ".claim-") + 7 - path), path,
+             (int)child);
+    assert_int_equal(rename(path, dead), 0);
+    as_spool_close(sp);
+    sp = as_spool_open(root, "agentsight:http://claims", 0);
+    assert_int_equal(as_spool_pending(sp, NULL), 1);
+    as_spool_close(sp);
+}
+
+/* Proves dead letters are valid JSON carrying status, answer and the action itself. */
+static void test_dead_letter(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://dead", 0);
+    const char *line = "{\"action_name\":\"refused\"}\n";
+    assert_int_equal(as_spool_dead_letter(sp, 400, "{\"detail\":\"bad\"}", line, strlen(line)), 0);
+    as_spool_close(sp);
+    char path[400], buf[1024];
+    snprintf(path, sizeof path, "%s/dead-letter.jsonl", root);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    cJSON *o = cJSON_Parse(buf);
+    assert_non_null(o);
+    assert_int_equal(cJSON_GetObjectItem(o, "status")->valueint, 400);
+    assert_string_equal(cJSON_GetObjectItem(o, "answer")->valuestring, "{\"detail\":\"bad\"}");
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(o, "action"), "action_name")->valuestring,
+        "refused");
+    assert_string_equal(cJSON_GetObjectItem(o, "sink")->valuestring, "agentsight:http://dead");
+    cJSON_Delete(o);
+}
+
+/* Proves metadata gets a unique event id, stays valid JSON, and keeps an id it has. */
+static void test_tag_metadata(void **state) {
+    const char *inputs[] = {NULL, "{}", " { } ", "{\"a\":1}", "{\"a\":{\"b\":[1,2]}}"};
+    char first[33] = "";
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        as_buf b;
+        as_buf_init(&b);
+        char id[33];
+        as_spool_tag_metadata(inputs[i], &b, id);
+        cJSON *o = cJSON_Parse(as_buf_cstr(&b));
+        assert_non_null(o);
+        assert_string_equal(cJSON_GetObjectItem(o, "agentsight_event_id")->valuestring, id);
+        assert_int_equal(strlen(id), 32);
+        assert_string_not_equal(id, first);
+        snprintf(first, sizeof first, "%s", id);
+        /* Tagging again keeps the same id. */
+        as_buf again;
+        as_buf_init(&again);
+        char id2[33];
+        as_spool_tag_metadata(as_buf_cstr(&b), &again, id2);
+        assert_string_equal(id, id2);
+        assert_string_equal(as_buf_cstr(&again), as_buf_cstr(&b));
+        as_buf_free(&again);
+        as_buf_free(&b);
+        cJSON_Delete(o);
+    }
+}
+
+/* Proves a file-sink line reads back into the same action; bad lines are refused. */
+static void test_parse_round_trip(void **state) {
+    as_action a = {.action_name = "weather_lookup",
+                   .started_ns = 1705314600000000000ll,
+                   .ended_ns = 1705314600050000000ll,
+                   .duration_ms = 50,
+                   .tools_used = "{\"function\":\"multiply\"}",
+                   .response = "60",
+                   .error_msg = "e\n\"q\"",
+                   .conversation_id = "math_help_123",
+                   .metadata = "{\"k\":\"v\"}",
+                   .timestamp_ns = 1705314601000000000ll};
+    as_buf b;
+    as_buf_init(&b);
+    as_action_to_jsonl(&a, &b);
+    as_spool_rec r;
+    assert_int_equal(as_spool_parse_line(b.data, b.len, &r), 0);
+    assert_string_equal(r.a.action_name, a.action_name);
+    assert_int_equal(r.a.started_ns, a.started_ns);
+    assert_int_equal(r.a.ended_ns, a.ended_ns);
+    assert_int_equal(r.a.duration_ms, 50);
+    assert_string_equal(r.a.tools_used, a.tools_used);
+    assert_string_equal(r.a.response, "60");
+    assert_string_equal(r.a.error_msg, a.error_msg);
+    assert_string_equal(r.a.conversation_id, a.conversation_id);
+    assert_string_equal(r.a.metadata, a.metadata);
+    assert_int_equal(r.a.timestamp_ns, a.timestamp_ns);
+    as_spool_rec_free(&r);
+    as_buf_free(&b);
+    const char *bad[] = {"", "[]", "{\"action_name\":1}", "{\"action_name\":\"\"}", "{oops"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(as_spool_parse_line(bad[i], strlen(bad[i]), &r), -1);
+}
+
+static void visit(const char *uri, const char *dir, void *ctx) {
+    if (strcmp(uri, "otlp:http://listed:1") == 0)
+        (*(int *)ctx)++;
+}
+
+/* Proves `agentsight send` can find each sink's pending batches by URI. */
+static void test_foreach_sink(void **state) {
+    as_spool *sp = as_spool_open(root, "otlp:http://listed:1", 0);
+    as_spool_stage(sp, 0, "{\"action_name\":\"x\"}", 19);
+    as_spool_close(sp); /* commits what is staged */
+    int found = 0;
+    assert_true(as_spool_foreach_sink(root, visit, &found) >= 1);
+    assert_int_equal(found, 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_commit_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_order_by_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tag_metadata, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreach_sink, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,654 @@
+/* test_thunk.c - unit tests of the interposer's hot path (preload/hook/x86_64/thunk.S,
+ * thunk.c, target.c, callrec.c): functions of this binary are called through their
+ * stubs via function pointers and must behave exactly as when called directly, while
+ * exactly one call record per tracked call is written. as_pipe_reserve/commit are
+ * replaced (-Wl,--wrap) by an array this file inspects; records are decoded with the
+ * real decoder and its JSON parsed with cJSON. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/jsonw.h"
+#include "core/pipeline.h"
+#include "hook/callrec.h"
+#include "hook/config.h"
+#include "hook/target.h"
+#include "hook/thunk.h"
+
+#define NOIPA __attribute__((noinline, noipa))
+
+/* ---- the replaced pipeline: records land in recs[] -------------------------------- */
+
+#define REC_CAP 50000
+static as_callrec recs[REC_CAP];
+static size_t nrecs;
+static int reserve_refuse; /* 1: reserve returns NULL (a full ring) */
+static pthread_mutex_t recs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void *__wrap_as_pipe_reserve(int kind, size_t len, int may_wait);
+void __wrap_as_pipe_commit(void *payload);
+
+void *__wrap_as_pipe_reserve(int kind, size_t len, int may_wait) {
+    if (kind != AS_MSG_CALL || len != sizeof(as_callrec) || may_wait)
+        abort(); /* the hot path must ask for exactly this */
+    pthread_mutex_lock(&recs_lock);
+    void *p = NULL;
+    if (!reserve_refuse && nrecs < REC_CAP)
+        p = &recs[nrecs++];
+    pthread_mutex_unlock(&recs_lock);
+    return p;
+}
+
+void __wrap_as_pipe_commit(void *payload) {
+    if (!payload)
+        abort();
+}
+
+static void reset_recs(void) {
+    nrecs = 0;
+    memset(recs, 0, sizeof recs);
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* Registers fn as a target and returns its stub. */
+static void *wrap(void *fn, const char *name) {
+    int id = as_target_get(fn, name, NULL, "test_thunk", NULL);
+    assert_true(id >= 0);
+    void *stub = as_thunk_addr((uint32_t)id);
+    assert_non_null(stub);
+    assert_int_equal(as_thunk_id(stub), id);
+    return stub;
+}
+#define WRAP(fn) ((__typeof__(&fn))wrap((void *)(fn), #fn))
+
+static int id_of(void *fn) {
+    return as_target_get(fn, "unused", NULL, NULL, NULL);
+}
+
+/* Decoded view of one record. */
+typedef struct decoded {
+    as_action a;
+    as_buf scratch;
+} decoded;
+
+static void decode(size_t i, decoded *d) {
+    as_buf_init(&d->scratch);
+    assert_int_equal(as_callrec_decode(&recs[i], sizeof recs[i], &d->a, &d->scratch), 0);
+}
+
+static void decoded_free(decoded *d) {
+    as_buf_free(&d->scratch);
+}
+
+/* Asserts record i is a returned call of fn whose decoded response is resp. */
+static void check_rec(size_t i, void *fn, const char *resp) {
+    assert_true(i < nrecs);
+    assert_int_equal(recs[i].id, id_of(fn));
+    assert_int_equal(recs[i].flags, AS_CALL_RETURNED);
+    decoded d;
+    decode(i, &d);
+    if (resp)
+        assert_string_equal(d.a.response, resp);
+    assert_null(d.a.error_msg);
+    decoded_free(&d);
+}
+
+static int setup(void **state) {
+    as_clock_init();
+    reset_recs();
+    return 0;
+}
+
+/* ---- functions called through the thunk -------------------------------------------- */
+
+NOIPA int add2(int a, int b) {
+    return a + b;
+}
+
+NOIPA double mix10(int a, double b, int c, double d, int e, double f, int g, double h, int i,
+                   double j) {
+    return a * 1.0 + b * 2 + c * 3 + d * 4 + e * 5 + f * 6 + g * 7 + h * 8 + i * 9 + j * 10;
+}
+
+/* 10 integers and 10 doubles: four integers and two doubles travel on the stack. */
+NOIPA long mix20(long a0, double d0, long a1, double d1, long a2, double d2, long a3,
+                 double d3, long a4, double d4, long a5, double d5, long a6, double d6, long a7,
+                 double d7, long a8, double d8, long a9, double d9) {
+    long s = a0 + 2 * a1 + 3 * a2 + 4 * a3 + 5 * a4 + 6 * a5 + 7 * a6 + 8 * a7 + 9 * a8 + 10 * a9;
+    double t = d0 + 2 * d1 + 3 * d2 + 4 * d3 + 5 * d4 + 6 * d5 + 7 * d6 + 8 * d7 + 9 * d8 +
+               10 * d9;
+    return s * 1000 + (long)t;
+}
+
+NOIPA double vsum(int n, ...) {
+    va_list ap;
+    va_start(ap, n);
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += va_arg(ap, double);
+    va_end(ap);
+    return s;
+}
+
+NOIPA int vfmt(char *buf, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+typedef struct big {
+    long a, b, c, d;
+} big; /* 32 bytes: returned through a hidden pointer in rdi */
+typedef struct pair {
+    long a, b;
+} pair; /* 16 bytes of INTEGER class: rax:rdx */
+typedef struct dpair {
+    double x, y;
+} dpair; /* 16 bytes of SSE class: xmm0:xmm1 */
+
+NOIPA big make_big(long x, long y) {
+    big r = {x, y, x + y, x * y};
+    return r;
+}
+
+NOIPA pair make_pair(long x) {
+    pair r = {x, -x};
+    return r;
+}
+
+NOIPA dpair make_dpair(double x) {
+    dpair r = {x / 2, x * 3};
+    return r;
+}
+
+NOIPA double half(double x) {
+    return x / 2;
+}
+
+NOIPA long double ld_scale(long double x, int k) {
+    return x * k;
+}
+
+static int (*rec_ptr)(int);
+NOIPA int recurse(int n) {
+    return n == 0 ? 0 : 1 + rec_ptr(n - 1);
+}
+
+static jmp_buf jump_env;
+NOIPA void jumper(int v) {
+    longjmp(jump_env, v);
+}
+
+static void (*jumper_ptr)(int);
+/* Sets a jump target inside itself, calls the jumper through the thunk, lands back here. */
+NOIPA int catcher(int n) {
+    if (setjmp(jump_env) == 0) {
+        jumper_ptr(n);
+        return -1; /* not reached */
+    }
+    return n * 2;
+}
+
+NOIPA int fail_enoent(int x) {
+    errno = ENOENT;
+    return -x;
+}
+
+static int (*add2_ptr)(int, int);
+/* Calls add2 through the thunk in tail position: with -O2 usually a sibling jump whose
+ * return slot is the one already swapped for this call. */
+NOIPA int tail(int a) {
+    return add2_ptr(a, 1);
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+
+/* Proves int f(int,int) through the stub returns what the function returns, and each call
+ * gives one record whose untyped response, name, tools_used and metadata are right. */
+static void test_int_args(void **state) {
+    int (*f)(int, int) = WRAP(add2);
+    static const int v[][2] = {{1, 2}, {-5, 2}, {2147483647, 0}, {-2147483647 - 1, 0}, {0, 0}};
+    size_t n = sizeof v / sizeof v[0];
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(f(v[i][0], v[i][1]), add2(v[i][0], v[i][1]));
+    assert_int_equal(nrecs, n);
+    for (size_t i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%d", add2(v[i][0], v[i][1]));
+        check_rec(i, (void *)add2, want);
+    }
+    decoded d;
+    decode(0, &d);
+    assert_string_equal(d.a.action_name, "add2");
+    assert_true(d.a.ended_ns >= d.a.started_ns);
+    assert_non_null(d.a.conversation_id);
+    cJSON *tools = cJSON_Parse(d.a.tools_used);
+    assert_non_null(tools);
+    assert_string_equal(cJSON_GetObjectItem(tools, "function")->valuestring, "add2");
+    assert_string_equal(cJSON_GetObjectItem(tools, "library")->valuestring, "test_thunk");
+    cJSON_Delete(tools);
+    cJSON *meta = cJSON_Parse(d.a.metadata);
+    assert_non_null(meta);
+    assert_int_equal(cJSON_GetObjectItem(meta, "pid")->valuedouble, getpid());
+    assert_int_equal(cJSON_GetObjectItem(meta, "tid")->valuedouble, recs[0].tid);
+    double ns = cJSON_GetObjectItem(meta, "duration_ns")->valuedouble;
+    assert_true(ns >= 0);
+    assert_int_equal(d.a.duration_ms, (int64_t)((ns + 500000) / 1000000));
+    assert_null(cJSON_GetObjectItem(meta, "hook")); /* no installer ran: via is 0 */
+    cJSON_Delete(meta);
+    decoded_free(&d);
+    assert_int_equal(as_hook_depth(), 0);
+}
+
+/* Proves integer and double arguments beyond the registers (stack arguments) arrive
+ * unchanged, bit for bit. */
+static void test_many_args(void **state) {
+    double (*f10)(int, double, int, double, int, double, int, double, int, double) =
+        WRAP(mix10);
+    double want = mix10(1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5);
+    assert_memory_equal(&(double){f10(1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5)}, &want,
+                        sizeof want);
+    __typeof__(&mix20) f20 = WRAP(mix20);
+    long w20 = mix20(1, .5, 2, 1.5, 3, 2.5, 4, 3.5, 5, 4.5, 6, 5.5, 7, 6.5, 8, 7.5, 9, 8.5, 10,
+                     9.5);
+    assert_int_equal(
+        f20(1, .5, 2, 1.5, 3, 2.5, 4, 3.5, 5, 4.5, 6, 5.5, 7, 6.5, 8, 7.5, 9, 8.5, 10, 9.5), w20);
+    assert_int_equal(nrecs, 2);
+    char s[32];
+    snprintf(s, sizeof s, "%d", (int)w20); /* untyped: lower 32 bits */
+    check_rec(1, (void *)mix20, s);
+}
+
+/* Proves varargs calls (al = vector count, doubles in xmm, a format string) pass through. */
+static void test_varargs(void **state) {
+    double (*vs)(int, ...) = WRAP(vsum);
+    assert_true(vs(5, 1.0, 2.0, 3.25, 4.5, 5.0) == 15.75);
+    assert_true(vs(10, 1., 2., 3., 4., 5., 6., 7., 8., 9., 10.) == 55.0); /* some on stack */
+    int (*vf)(char *, size_t, const char *, ...) = WRAP(vfmt);
+    char got[128], want[128];
+    int n = vf(got, sizeof got, "%d %.3f %s %g %ld", 42, 3.14159, "xyz", -0.5, 1234567890123L);
+    int m = snprintf(want, sizeof want, "%d %.3f %s %g %ld", 42, 3.14159, "xyz", -0.5,
+                     1234567890123L);
+    assert_int_equal(n, m);
+    assert_string_equal(got, want);
+    assert_int_equal(nrecs, 3);
+    char resp[16];
+    snprintf(resp, sizeof resp, "%d", m);
+    check_rec(2, (void *)vfmt, resp);
+}
+
+/* Proves struct returns: 32 bytes through the hidden pointer, 16 bytes in rax:rdx and in
+ * xmm0:xmm1 all reach the caller intact, and the record holds rax and rdx. */
+static void test_struct_returns(void **state) {
+    big (*fb)(long, long) = WRAP(make_big);
+    big b = fb(6, 7);
+    assert_int_equal(b.a, 6);
+    assert_int_equal(b.b, 7);
+    assert_int_equal(b.c, 13);
+    assert_int_equal(b.d, 42);
+    pair (*fp)(long) = WRAP(make_pair);
+    pair p = fp(99);
+    assert_int_equal(p.a, 99);
+    assert_int_equal(p.b, -99);
+    dpair (*fd)(double) = WRAP(make_dpair);
+    dpair q = fd(5.0);
+    assert_true(q.x == 2.5 && q.y == 15.0);
+    assert_int_equal(nrecs, 3);
+    assert_int_equal(recs[1].rax, 99);
+    assert_int_equal((int64_t)recs[1].rdx, -99);
+    double x0;
+    memcpy(&x0, &recs[2].xmm0, sizeof x0);
+    assert_true(x0 == 2.5);
+}
+
+/* Proves floating returns: double in xmm0 (and in the record), long double in st0. */
+static void test_float_returns(void **state) {
+    double (*fh)(double) = WRAP(half);
+    assert_true(fh(7.0) == 3.5);
+    double x0;
+    memcpy(&x0, &recs[0].xmm0, sizeof x0);
+    assert_true(x0 == 3.5);
+    long double (*fl)(long double, int) = WRAP(ld_scale);
+    long double want = ld_scale(1.25L, 3);
+    assert_true(fl(1.25L, 3) == want);
+    assert_true(fl(1e4000L, 2) == 2e4000L); /* only representable in the x87 format */
+    assert_int_equal(nrecs, 3);
+}
+
+/* Proves recursion through the thunk: 101 nested calls, one record each, innermost
+ * first, with the right responses, and the shadow stack empty afterwards. */
+static void test_recursion(void **state) {
+    rec_ptr = WRAP(recurse);
+    assert_int_equal(rec_ptr(100), 100);
+    assert_int_equal(nrecs, 101);
+    for (size_t i = 0; i < 101; i++) {
+        char s[16];
+        snprintf(s, sizeof s, "%zu", i);
+        check_rec(i, (void *)recurse, s);
+    }
+    assert_int_equal(as_hook_depth(), 0);
+}
+
+/* Proves calls nested deeper than AS_SHADOW_MAX still run right, pass through untracked
+ * and are counted. */
+static void test_depth_limit(void **state) {
+    rec_ptr = WRAP(recurse);
+    uint64_t before = as_hook_untracked();
+    assert_int_equal(rec_ptr(AS_SHADOW_MAX + 88), AS_SHADOW_MAX + 88);
+    assert_int_equal(nrecs, AS_SHADOW_MAX);
+    assert_int_equal(as_hook_untracked() - before, 89);
+    assert_int_equal(as_hook_depth(), 0);
+}
+
+/* Proves longjmp out of a wrapped function: the frame is reported not returned (at the
+ * next tracked call), with the decoder's message and no response, and later calls are
+ * tracked right. */
+static void test_longjmp(void **state) {
+    void (*j)(int) = WRAP(jumper);
+    int (*f)(int, int) = WRAP(add2);
+    volatile int landed = 0;
+    if (setjmp(jump_env) == 0)
+        j(1);
+    else
+        landed = 1;
+    assert_int_equal(landed, 1);
+    assert_int_equal(f(2, 3), 5);
+    assert_int_equal(as_hook_depth(), 0);
+    assert_int_equal(nrecs, 2);
+    assert_int_equal(recs[0].id, id_of((void *)jumper));
+    assert_int_equal(recs[0].flags, AS_CALL_NOT_RETURNED);
+    decoded d;
+    decode(0, &d);
+    assert_null(d.a.response);
+    assert_string_equal(d.a.error_msg, "did not return (left by longjmp or an exception)");
+    decoded_free(&d);
+    check_rec(1, (void *)add2, "5");
+}
+
+/* Proves a longjmp to a wrapped caller: the inner frame is dropped when the outer call
+ * returns (reported first, not returned), then the outer call with its response. */
+static void test_longjmp_nested(void **state) {
+    jumper_ptr = WRAP(jumper);
+    int (*c)(int) = WRAP(catcher);
+    assert_int_equal(c(21), 42);
+    assert_int_equal(as_hook_depth(), 0);
+    assert_int_equal(nrecs, 2);
+    assert_int_equal(recs[0].id, id_of((void *)jumper));
+    assert_int_equal(recs[0].flags, AS_CALL_NOT_RETURNED);
+    check_rec(1, (void *)catcher, "42");
+}
+
+/* Proves errno: set by the callee it reaches the caller; not touched by the callee it
+ * stays what the caller had; the record carries both values. */
+static void test_errno(void **state) {
+    int (*fe)(int) = WRAP(fail_enoent);
+    int (*f)(int, int) = WRAP(add2);
+    errno = 7;
+    assert_int_equal(fe(1), -1);
+    assert_int_equal(errno, ENOENT);
+    errno = 123;
+    assert_int_equal(f(1, 1), 2);
+    assert_int_equal(errno, 123);
+    assert_int_equal(nrecs, 2);
+    assert_int_equal(recs[0].errno_in, 7);
+    assert_int_equal(recs[0].errno_out, ENOENT);
+    assert_int_equal(recs[1].errno_in, 123);
+    assert_int_equal(recs[1].errno_out, 123);
+}
+
+/* Proves a tail call from one wrapped function into another: both are recorded, inner
+ * first, and control returns to the original caller. */
+static void test_tail_call(void **state) {
+    add2_ptr = WRAP(add2);
+    int (*t)(int) = WRAP(tail);
+    assert_int_equal(t(41), 42);
+    assert_int_equal(nrecs, 2);
+    check_rec(0, (void *)add2, "42");
+    check_rec(1, (void *)tail, "42");
+    assert_int_equal(as_hook_depth(), 0);
+}
+
+#define THREADS 4
+#define PER_THREAD 10000
+
+static void *thread_main(void *arg) {
+    int (*f)(int, int) = (int (*)(int, int))arg;
+    long bad = 0;
+    for (int i = 0; i < PER_THREAD; i++)
+        bad += f(i, 1) != i + 1;
+    return (void *)bad;
+}
+
+/* Proves 4 threads calling the same stub concurrently: every call right, exactly
+ * PER_THREAD records per thread id, each response matching its call. */
+static void test_threads(void **state) {
+    int (*f)(int, int) = WRAP(add2);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, (void *)f), 0);
+    for (int i = 0; i < THREADS; i++) {
+        void *bad;
+        pthread_join(th[i], &bad);
+        assert_null(bad);
+    }
+    assert_int_equal(nrecs, THREADS * PER_THREAD);
+    int32_t tids[THREADS] = {0};
+    size_t counts[THREADS] = {0};
+    for (size_t i = 0; i < nrecs; i++) {
+        assert_int_equal(recs[i].flags, AS_CALL_RETURNED);
+        int k = 0;
+        while (k < THREADS && tids[k] && tids[k] != recs[i].tid)
+            k++;
+        assert_true(k < THREADS);
+        tids[k] = recs[i].tid;
+        counts[k]++;
+        assert_true(recs[i].rax >= 1 && recs[i].rax <= PER_THREAD);
+    }
+    for (int k = 0; k < THREADS; k++)
+        assert_int_equal(counts[k], PER_THREAD);
+}
+
+/* Proves the pass-through cases write nothing and still call the function: our own code
+ * (as_in_agentsight), the master switch, and a full ring (record dropped, call right). */
+static void test_passthrough(void **state) {
+    int (*f)(int, int) = WRAP(add2);
+    as_in_agentsight = 1;
+    assert_int_equal(f(3, 4), 7);
+    as_in_agentsight = 0;
+    as_hook_enabled = 0;
+    assert_int_equal(f(3, 5), 8);
+    as_hook_enabled = 1;
+    assert_int_equal(nrecs, 0);
+    reserve_refuse = 1;
+    assert_int_equal(f(3, 6), 9);
+    reserve_refuse = 0;
+    assert_int_equal(nrecs, 0);
+    assert_int_equal(as_hook_depth(), 0);
+    assert_int_equal(f(3, 7), 10);
+    assert_int_equal(nrecs, 1);
+}
+
+/* Proves the untyped integer rule of config/README.md on raw rax values. */
+static void test_untyped_rule(void **state) {
+    assert_int_equal(as_untyped_int(5), 5);
+    assert_int_equal(as_untyped_int(0x00000000fffffffdULL), -3); /* int -3 via movl */
+    assert_int_equal(as_untyped_int(0xfffffffffffffffdULL), -3); /* long -3 */
+    assert_int_equal(as_untyped_int(0xdeadbeef00000007ULL), 7);  /* garbage upper half */
+    assert_int_equal(as_untyped_int(0x0000000080000000ULL), -2147483648LL);
+    assert_int_equal(as_untyped_int(0xffffffff7fffffffULL), 2147483647);
+}
+
+/* Builds a synthetic record for target id. */
+static as_callrec synth(int id, uint64_t rax, uint32_t flags) {
+    as_callrec r;
+    memset(&r, 0, sizeof r);
+    r.id = (uint32_t)id;
+    r.flags = flags;
+    r.tid = 1234;
+    r.t0 = as_clock_raw();
+    r.t1 = r.t0;
+    r.rax = rax;
+    return r;
+}
+
+static const char *decode_resp(as_callrec *r, as_buf *b, as_action *a) {
+    as_buf_reset(b);
+    assert_int_equal(as_callrec_decode(r, sizeof *r, a, b), 0);
+    return a->response;
+}
+
+/* Proves the decoder: typed responses by prototype (int of each size, unsigned, bool,
+ * double, void, pointer), error_if rules with strerror, capture=none, display name and
+ * hook names, and refusal of short payloads and unknown ids. */
+static void test_decoder(void **state) {
+    static as_entry ent;
+    memset(&ent, 0, sizeof ent);
+    ent.has_proto = 1;
+    ent.display = "Nice \"name\"";
+    int id = as_target_get((void *)0x1000, "typed_fn", "typed_action", "libx.so", &ent);
+    assert_true(id >= 0);
+    as_targets[id].via = AS_VIA_GOT | AS_VIA_DLSYM;
+    as_buf b;
+    as_buf_init(&b);
+    as_action a;
+
+    ent.proto.ret.kind = AS_K_SINT;
+    ent.proto.ret.size = 2;
+    as_callrec r = synth(id, 0x1234ffff, AS_CALL_RETURNED);
+    assert_string_equal(decode_resp(&r, &b, &a), "-1");
+    assert_string_equal(a.action_name, "typed_action");
+    cJSON *meta = cJSON_Parse(a.metadata);
+    assert_non_null(meta);
+    assert_string_equal(cJSON_GetObjectItem(meta, "hook")->valuestring, "got+dlsym");
+    assert_string_equal(cJSON_GetObjectItem(meta, "display_name")->valuestring,
+                        "Nice \"name\"");
+    assert_int_equal(cJSON_GetObjectItem(meta, "tid")->valuedouble, 1234);
+    cJSON_Delete(meta);
+
+    ent.proto.ret.size = 8;
+    r.rax = 0x100000000ULL;
+    assert_string_equal(decode_resp(&r, &b, &a), "4294967296");
+    ent.proto.ret.kind = AS_K_UINT;
+    ent.proto.ret.size = 4;
+    r.rax = 0xffffffffffffffffULL;
+    assert_string_equal(decode_resp(&r, &b, &a), "4294967295");
+    ent.proto.ret.kind = AS_K_BOOL;
+    ent.proto.ret.size = 1;
+    r.rax = 0x100; /* only al counts */
+    assert_string_equal(decode_resp(&r, &b, &a), "false");
+    ent.proto.ret.kind = AS_K_FLOAT;
+    ent.proto.ret.size = 8;
+    double dv = 2.5;
+    memcpy(&r.xmm0, &dv, sizeof dv);
+    assert_string_equal(decode_resp(&r, &b, &a), "2.5");
+    ent.proto.ret.kind = AS_K_VOID;
+    ent.proto.ret.size = 0;
+    assert_null(decode_resp(&r, &b, &a));
+    ent.proto.ret.kind = AS_K_PTR;
+    ent.proto.ret.size = 8;
+    r.rax = 0x7f00deadbeefULL;
+    assert_string_equal(decode_resp(&r, &b, &a), "0x7f00deadbeef");
+
+    /* error_if=negative with errno changed during the call */
+    ent.proto.ret.kind = AS_K_SINT;
+    ent.proto.ret.size = 4;
+    ent.error_if = AS_ERRIF_NEGATIVE;
+    r.rax = 0xffffffff;
+    r.errno_in = 0;
+    r.errno_out = ENOENT;
+    assert_string_equal(decode_resp(&r, &b, &a), "-1");
+    assert_string_equal(a.error_msg, "returned -1: No such file or directory");
+    r.rax = 3;
+    decode_resp(&r, &b, &a);
+    assert_null(a.error_msg);
+    /* error_if=null on a pointer, errno unchanged */
+    ent.proto.ret.kind = AS_K_PTR;
+    ent.proto.ret.size = 8;
+    ent.error_if = AS_ERRIF_NULL;
+    r.rax = 0;
+    r.errno_out = 0;
+    assert_null(decode_resp(&r, &b, &a));
+    assert_string_equal(a.error_msg, "returned NULL");
+    /* error_if=errno */
+    ent.proto.ret.kind = AS_K_SINT;
+    ent.error_if = AS_ERRIF_ERRNO;
+    r.errno_out = EACCES;
+    decode_resp(&r, &b, &a);
+    assert_string_equal(a.error_msg, "returned 0: Permission denied");
+    /* capture=none hides the response, keeps the error rule */
+    ent.capture_none = 1;
+    assert_null(decode_resp(&r, &b, &a));
+    assert_non_null(a.error_msg);
+    ent.capture_none = 0;
+    /* not returned: no response, the fixed message, whatever the rule says */
+    r.flags = AS_CALL_NOT_RETURNED;
+    assert_null(decode_resp(&r, &b, &a));
+    assert_string_equal(a.error_msg, "did not return (left by longjmp or an exception)");
+
+    /* bad payloads */
+    r.flags = AS_CALL_RETURNED;
+    assert_int_equal(as_callrec_decode(&r, sizeof r - 1, &a, &b), -1);
+    assert_int_equal(as_callrec_decode(NULL, sizeof r, &a, &b), -1);
+    r.id = AS_MAX_TARGETS + 5;
+    assert_int_equal(as_callrec_decode(&r, sizeof r, &a, &b), -1);
+    as_buf_free(&b);
+}
+
+/* Proves the target table: one id per original, NULL refused, stub <-> id mapping exact,
+ * foreign and misaligned addresses refused, and a full table answers -1 (run last: it
+ * fills the table). */
+static void test_target_table(void **state) {
+    int a = as_target_get((void *)add2, "add2", NULL, "x", NULL);
+    assert_true(a >= 0);
+    assert_int_equal(as_target_get((void *)add2, "other", NULL, "y", NULL), a);
+    assert_int_equal(as_target_get(NULL, "x", NULL, NULL, NULL), -1);
+    assert_string_equal(as_targets[a].action_name, "add2");
+    char *stub = as_thunk_addr((uint32_t)a);
+    assert_int_equal(as_thunk_id(stub), a);
+    assert_int_equal(as_thunk_id(stub + 1), -1);
+    assert_int_equal(as_thunk_id((void *)add2), -1);
+    assert_int_equal(as_thunk_id(as_thunk_addr(AS_MAX_TARGETS - 1)), AS_MAX_TARGETS - 1);
+    assert_null(as_thunk_addr(AS_MAX_TARGETS));
+    assert_int_equal(as_thunk_id(as_thunk_stubs_end), -1);
+    for (uintptr_t i = as_ntargets; i < AS_MAX_TARGETS; i++)
+        assert_int_equal(as_target_get((void *)(0x100000 + i), "fill", NULL, NULL, NULL), i);
+    assert_int_equal(as_ntargets, AS_MAX_TARGETS);
+    assert_int_equal(as_target_get((void *)0x99, "more", NULL, NULL, NULL), -1);
+    assert_int_equal(as_target_get((void *)add2, "add2", NULL, NULL, NULL), a);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_int_args, setup),
+        cmocka_unit_test_setup(test_many_args, setup),
+        cmocka_unit_test_setup(test_varargs, setup),
+        cmocka_unit_test_setup(test_struct_returns, setup),
+        cmocka_unit_test_setup(test_float_returns, setup),
+        cmocka_unit_test_setup(test_recursion, setup),
+        cmocka_unit_test_setup(test_depth_limit, setup),
+        cmocka_unit_test_setup(test_longjmp, setup),
+        cmocka_unit_test_setup(test_longjmp_nested, setup),
+        cmocka_unit_test_setup(test_errno, setup),
+        cmocka_unit_test_setup(test_tail_call, setup),
+        cmocka_unit_test_setup(test_threads, setup),
+        cmocka_unit_test_setup(test_passthrough, setup),
+        cmocka_unit_test_setup(test_untyped_rule, setup),
+        cmocka_unit_test_setup(test_decoder, setup),
+        cmocka_unit_test_setup(test_target_table, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
