@@ -25,8 +25,11 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
 
 CORE_SRC := $(sort $(wildcard preload/core/*.c))
 HOOK_ASM := $(sort $(wildcard preload/hook/x86_64/*.S))
-HOOK_SRC := $(filter-out preload/hook/preload_main.c,$(sort $(wildcard preload/hook/*.c)))
-MAIN_SRC := $(wildcard preload/hook/preload_main.c)
+# preload_main.c (the constructor) and dlwrap.c (exported dlopen/dlsym/exec wrappers) go
+# only into the interposer, never into the CLI or the unit tests.
+PRELOAD_ONLY := preload/hook/preload_main.c preload/hook/dlwrap.c
+HOOK_SRC := $(filter-out $(PRELOAD_ONLY),$(sort $(wildcard preload/hook/*.c)))
+MAIN_SRC := $(wildcard $(PRELOAD_ONLY))
 CLI_SRC  := $(sort $(wildcard preload/cli/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst %.S,$(BUILD)/obj/%.o,$(1)))

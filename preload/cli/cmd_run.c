@@ -204,6 +204,7 @@ static void add_output(run_stats *st, const char *output) {
     memcpy(st->outputs + have, output, n + 1);
 }
 
+/* Returns o[key] as a count: 0 when absent, not a number or not positive. */
 static uint64_t num(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;

@@ -31,6 +31,7 @@ typedef struct options {
     const char *glob;
 } options;
 
+/* Prints the command reference to f. This function can't fail. */
 static void usage(FILE *f) {
     fputs("usage: agentsight symbols [--deps|--all] [--json] FILE [GLOB]\n"
           "\n"
@@ -92,6 +93,7 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
+/* Returns 1 when p names a regular file. */
 static int is_file(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
@@ -130,6 +132,7 @@ static char *locate(const char *file) {
     return NULL;
 }
 
+/* The file name part of path (a pointer into it). */
 static const char *base_name(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;
@@ -143,6 +146,7 @@ static void display_name(const as_sym *s, char *buf, size_t cap) {
         snprintf(buf, cap, "%s", s->name);
 }
 
+/* Output order: name, then object, then the table's own order. */
 static int cmp_row(const void *pa, const void *pb) {
     const row *a = pa, *b = pb;
     int c = strcmp(a->sym->name, b->sym->name);
@@ -153,6 +157,7 @@ static int cmp_row(const void *pa, const void *pb) {
     return a->sym < b->sym ? -1 : a->sym > b->sym; /* the table's own order */
 }
 
+/* Address order for the alias search. */
 static int cmp_addr(const void *pa, const void *pb) {
     const as_sym *a = *(const as_sym *const *)pa, *b = *(const as_sym *const *)pb;
     return a->value < b->value ? -1 : a->value > b->value;
@@ -237,10 +242,12 @@ static int add_rows(const as_symtab *t, int obj, const char *glob, row **rows, s
     return 0;
 }
 
+/* "global", "weak" or "local" for an STB_* value. */
 static const char *bind_name(int bind) {
     return bind == 1 ? "global" : bind == 2 ? "weak" : "local"; /* STB_GLOBAL, STB_WEAK */
 }
 
+/* Prints rows as aligned text columns. This function can't fail. */
 static void print_text(const row *rows, size_t n) {
     int wname = 4, wobj = 6;
     char name[512];
@@ -301,6 +308,7 @@ static int print_json(const row *rows, size_t n) {
     return 0;
 }
 
+/* Returns the exit status: 0 listed, 1 missing/non-ELF file or no match, 2 usage. */
 int as_cmd_symbols(int argc, char **argv) {
     options o;
     int rc = parse_args(argc, argv, &o);

@@ -41,6 +41,7 @@ static struct {
     size_t n, cap;
 } cache = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
 
+/* Releases the cached handle and index (lock held). This function can't fail. */
 static void cache_drop(void) {
     if (cache.dw)
         dwarf_end(cache.dw);
@@ -55,12 +56,14 @@ static void cache_drop(void) {
     cache.path = NULL;
 }
 
+/* See dwarf_cache.h. */
 void as_dwarf_cache_clear(void) {
     pthread_mutex_lock(&cache.lock);
     cache_drop();
     pthread_mutex_unlock(&cache.lock);
 }
 
+/* Appends one index entry. Returns 0, or -1 when out of memory (index unchanged). */
 static int index_push(const char *name, Dwarf_Off off, int rank) {
     if (cache.n == cache.cap) {
         size_t cap = cache.cap ? cache.cap * 2 : 256;
@@ -74,6 +77,7 @@ static int index_push(const char *name, Dwarf_Off off, int rank) {
     return 0;
 }
 
+/* A string attribute, following abstract_origin/specification; NULL when absent. */
 static const char *attr_string(Dwarf_Die *die, int at) {
     Dwarf_Attribute a;
     if (!dwarf_attr_integrate(die, at, &a))
@@ -117,6 +121,7 @@ static int index_children(Dwarf_Die *parent, int depth) {
     return 0;
 }
 
+/* Index order: name, best rank first, DIE offset. */
 static int cmp_entry(const void *pa, const void *pb) {
     const fn_entry *a = pa, *b = pb;
     int c = strcmp(a->name, b->name);
@@ -184,6 +189,7 @@ static int cache_find(const char *func, Dwarf_Die *out) {
     return dwarf_offdie(cache.dw, cache.fns[lo].off, out) ? 0 : -1;
 }
 
+/* The DIE DW_AT_type points at, in *out; NULL when there is none (void). */
 static Dwarf_Die *type_of(Dwarf_Die *die, Dwarf_Die *out) {
     Dwarf_Attribute a;
     if (!dwarf_attr_integrate(die, DW_AT_type, &a))
@@ -191,6 +197,7 @@ static Dwarf_Die *type_of(Dwarf_Die *die, Dwarf_Die *out) {
     return dwarf_formref_die(&a, out);
 }
 
+/* Appends s to the NUL-terminated buf, truncating at cap. This function can't fail. */
 static void append(char *buf, size_t cap, const char *s) {
     size_t len = strlen(buf);
     if (len + 1 < cap)
@@ -317,6 +324,7 @@ static Dwarf_Die *peel(Dwarf_Die *die) {
     return die;
 }
 
+/* An unsigned attribute (integrated). Returns 0, or -1 when absent or not a constant. */
 static int udata(Dwarf_Die *die, int at, Dwarf_Word *out) {
     Dwarf_Attribute a;
     if (!dwarf_attr_integrate(die, at, &a))
@@ -330,6 +338,8 @@ typedef struct agg_walk {
     int memory;
 } agg_walk;
 
+/* Records a scalar of size bytes at off in the eightbyte classes; unaligned or beyond
+ * 16 bytes means MEMORY. */
 static void mark(agg_walk *w, Dwarf_Word off, Dwarf_Word size, int is_sse) {
     if (size == 0)
         return;
@@ -431,6 +441,7 @@ static void walk_agg(Dwarf_Die *t, Dwarf_Word off, agg_walk *w, int depth) {
     }
 }
 
+/* Returns 1 when d is a one-byte character base type (char, signed char). */
 static int is_char_base(Dwarf_Die *d) {
     Dwarf_Word enc = 0, size = 0;
     if (!d || dwarf_tag(d) != DW_TAG_base_type || udata(d, DW_AT_encoding, &enc) != 0 ||
@@ -575,6 +586,7 @@ static int build_proto(Dwarf_Die *fn, as_proto *p) {
     return 0;
 }
 
+/* Returns 0 with *out filled, or -1 with *out untouched (see dwarf.h). */
 int as_dwarf_proto(const char *path, const char *func, as_proto *out) {
     if (!path || !func || !out)
         return -1;
@@ -606,6 +618,7 @@ static void format_decl(char *buf, size_t cap, const char *type, const char *nam
     append(buf, cap, name);
 }
 
+/* Returns the length written (always NUL-terminated, truncated at cap; 0 when cap is 0). */
 int as_proto_format(const as_proto *p, const char *func, char *buf, size_t cap) {
     if (!buf || cap == 0)
         return 0;

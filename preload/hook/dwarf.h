@@ -3,6 +3,8 @@
 #ifndef AS_DWARF_H
 #define AS_DWARF_H
 
+#include <stddef.h>
+
 #include "proto.h"
 
 /* Finds the DW_TAG_subprogram named func in the DWARF of path (or of its build-id debug

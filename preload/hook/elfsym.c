@@ -65,11 +65,13 @@ typedef struct elf_file {
     const char *debuglink; /* file name from .gnu_debuglink, inside the mapping */
 } elf_file;
 
+/* Writes a reason into err when the caller gave room for one. This function can't fail. */
 static void set_err(char *err, size_t cap, const char *fmt, const char *arg) {
     if (err && cap)
         snprintf(err, cap, fmt, arg);
 }
 
+/* Sets the libelf version once (callers are single-threaded at start-up). */
 static void elf_lib_init(void) {
     static int done;
     if (!done) {
@@ -78,6 +80,7 @@ static void elf_lib_init(void) {
     }
 }
 
+/* Ends the libelf handle and closes the fd; f is left zeroed with fd -1. */
 static void elf_file_close(elf_file *f) {
     if (f->elf)
         elf_end(f->elf);
@@ -174,6 +177,7 @@ static int elf_file_open(const char *path, elf_file *f, char *err, size_t cap) {
     return 0;
 }
 
+/* Appends s. Returns 0, or -1 when out of memory (the list is unchanged). */
 static int raw_push(raw_list *l, const raw_sym *s) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 1024;
@@ -228,6 +232,7 @@ static const char **read_verdefs(elf_file *f, size_t *n) {
     return names;
 }
 
+/* Returns 1 for a defined STT_FUNC / STT_GNU_IFUNC symbol with a non-zero value. */
 static int is_function(const GElf_Sym *s) {
     int type = GELF_ST_TYPE(s->st_info);
     return (type == STT_FUNC || type == STT_GNU_IFUNC) && s->st_shndx != SHN_UNDEF &&
@@ -288,6 +293,7 @@ static int collect(elf_file *f, Elf_Scn *scn, size_t strndx, int dynamic, raw_li
     return rc;
 }
 
+/* Compares two names given with their lengths, like strcmp. */
 static int cmp_name(const char *a, size_t alen, const char *b, size_t blen) {
     size_t n = alen < blen ? alen : blen;
     int c = memcmp(a, b, n);
@@ -296,6 +302,7 @@ static int cmp_name(const char *a, size_t alen, const char *b, size_t blen) {
     return alen < blen ? -1 : alen > blen;
 }
 
+/* strcmp where NULL sorts first. */
 static int cmp_opt_str(const char *a, const char *b) {
     if (!a || !b)
         return a ? 1 : b ? -1 : 0;
@@ -449,6 +456,7 @@ static int build_table(raw_list *l, as_symtab *t) {
     return 0;
 }
 
+/* Returns 0 with *t filled, or -1 with err set and *t zeroed (see elfsym.h). */
 int as_symtab_load(const char *path, as_symtab *t, char *err, size_t cap) {
     elf_file f, dbg;
     raw_list raw = {0};
@@ -466,6 +474,13 @@ int as_symtab_load(const char *path, as_symtab *t, char *err, size_t cap) {
     if (!f.symtab || !f.has_debug_info) {
         debug_file = find_debug_file(path, &f);
         if (debug_file && elf_file_open(debug_file, &dbg, NULL, 0) != 0) {
+            free(debug_file);
+            debug_file = NULL;
+        }
+        if (debug_file && f.build_id && dbg.build_id &&
+            (f.build_id_len != dbg.build_id_len ||
+             memcmp(f.build_id, dbg.build_id, f.build_id_len) != 0)) {
+            elf_file_close(&dbg); /* a debug file of another build: its addresses lie */
             free(debug_file);
             debug_file = NULL;
         }
@@ -502,6 +517,7 @@ out:
     return rc;
 }
 
+/* Frees what as_symtab_load allocated and zeroes *t. Accepts NULL. */
 void as_symtab_free(as_symtab *t) {
     if (!t)
         return;
@@ -512,6 +528,8 @@ void as_symtab_free(as_symtab *t) {
     memset(t, 0, sizeof(*t));
 }
 
+/* Returns the exported default-version entry named name, else its first entry, or
+ * NULL when absent. */
 const as_sym *as_symtab_find(const as_symtab *t, const char *name) {
     if (!t || !name || t->n == 0)
         return NULL;
@@ -613,6 +631,8 @@ static size_t split_version(const char *s, const char **ver) {
     return (size_t)(at - s);
 }
 
+/* Returns 1 when s ("name" or "name@VERSION") matches pattern; a pattern without a
+ * version matches any version, one with a version only that version. */
 int as_glob_match(const char *pattern, const char *s) {
     if (!pattern || !s)
         return 0;
@@ -631,10 +651,12 @@ int as_glob_match(const char *pattern, const char *s) {
     return !pver || glob_range(pver, pver + strlen(pver), sver, sver + strlen(sver));
 }
 
+/* Returns 1 when pattern contains *, ? or [. */
 int as_is_glob(const char *pattern) {
     return pattern && strpbrk(pattern, "*?[") != NULL;
 }
 
+/* Frees an as_program_objects result. Accepts NULL. */
 void as_paths_free(char **paths, int n) {
     if (!paths)
         return;
@@ -757,6 +779,8 @@ fail:
     return NULL;
 }
 
+/* Appends a copy of p[0..len) unless already present. Returns 0, or -1 when out of
+ * memory (the list stays valid). */
 static int push_path(char ***paths, int *n, const char *p, size_t len) {
     for (int i = 0; i < *n; i++) {
         if (strlen((*paths)[i]) == len && memcmp((*paths)[i], p, len) == 0)
@@ -808,6 +832,8 @@ static int parse_trace(const char *text, char ***paths, int *n) {
     return 0;
 }
 
+/* Returns the number of paths (>= 1) with *paths allocated, or -1 with err set and
+ * *paths NULL. */
 int as_program_objects(const char *program, char ***paths, char *err, size_t cap) {
     *paths = NULL;
     if (!program || !*program) {

@@ -95,8 +95,7 @@ static inline int *errno_ptr(as_tstate *t) {
  * new call's slot and no longer holds our exit address (a longjmp left them). A frame whose
  * slot still holds as_thunk_exit is live (a signal handler on another stack, another
  * coroutine) and stops the walk. Each popped frame is recorded as not returned. */
-__attribute__((noinline, cold)) static void drop_dead(as_tstate *t, void **slot,
-                                                       int errno_now) {
+__attribute__((noinline, cold)) static void drop_dead(as_tstate *t, void **slot, int errno_now) {
     uint64_t now = 0;
     while (t->depth > 0) {
         as_shadow_frame *f = &t->frames[t->depth - 1];
@@ -156,8 +155,8 @@ as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
 /* The slow exit: frames above the returning one were left by a longjmp (each recorded
  * as not returned), or no frame matches at all, which only a corrupted shadow stack can
  * cause: then there is nowhere to return to. Returns the depth of the matching frame. */
-__attribute__((noinline, cold)) static uint32_t unwind_to(as_tstate *t, void **slot,
-                                                          uint64_t t1, int e) {
+__attribute__((noinline, cold)) static uint32_t unwind_to(as_tstate *t, void **slot, uint64_t t1,
+                                                          int e) {
     uint32_t k = t->depth;
     while (k > 0 && t->frames[k - 1].slot != slot)
         k--;

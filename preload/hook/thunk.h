@@ -41,7 +41,7 @@ typedef struct as_shadow_frame {
 
 /* What as_hook_enter tells the thunk (returned in rax:rdx). */
 typedef struct as_enter_ret {
-    void *orig;       /* the target's original function */
+    void *orig;        /* the target's original function */
     uintptr_t tracked; /* 1: a shadow frame was pushed; call orig with as_thunk_exit as
                           the return address. 0: jump to orig untouched */
 } as_enter_ret;

@@ -450,8 +450,8 @@ static void write_temp(char *path, const char *text) {
 }
 
 /* Proves `agentsight check` against this test binary: a static function is found and
- * flagged local, a hidden one hidden, an unmatched entry gives the documented warning and
- * exit status 1; a clean config exits 0; errors and usage mistakes exit 1 and 2. */
+ * flagged local, libc's malloc exported and versioned, an unmatched entry gives the documented
+ * warning and exit status 1; a clean config exits 0; errors and usage mistakes exit 1 and 2. */
 static void test_check_command(void **state) {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -460,13 +460,13 @@ static void test_check_command(void **state) {
     static char out[1 << 16];
 
     char conf[] = "/tmp/test_config_check_XXXXXX";
-    write_temp(conf, "[actions]\ntest_example\nas_config_parse\nnope_fn_xyz\n");
+    write_temp(conf, "[actions]\ntest_example\nmalloc lib=libc.so*\nnope_fn_xyz\n");
     assert_int_equal(run_check(conf, self, out, sizeof out), 1);
     assert_non_null(strstr(out, "3 entries, 0 errors"));
     assert_non_null(strstr(out, "    test_example  "));
     assert_non_null(strstr(out, "  local"));
-    assert_non_null(strstr(out, "    as_config_parse  "));
-    assert_non_null(strstr(out, "  hidden"));
+    assert_non_null(strstr(out, "    malloc@GLIBC_"));
+    assert_non_null(strstr(out, "libc.so.6  exported"));
     assert_non_null(strstr(out, "(no match)"));
     char want[512];
     snprintf(want, sizeof want, "entry 'nope_fn_xyz' (%s:4) matches no function", conf);

@@ -123,12 +123,11 @@ NOIPA double mix10(int a, double b, int c, double d, int e, double f, int g, dou
 }
 
 /* 10 integers and 10 doubles: four integers and two doubles travel on the stack. */
-NOIPA long mix20(long a0, double d0, long a1, double d1, long a2, double d2, long a3,
-                 double d3, long a4, double d4, long a5, double d5, long a6, double d6, long a7,
-                 double d7, long a8, double d8, long a9, double d9) {
+NOIPA long mix20(long a0, double d0, long a1, double d1, long a2, double d2, long a3, double d3,
+                 long a4, double d4, long a5, double d5, long a6, double d6, long a7, double d7,
+                 long a8, double d8, long a9, double d9) {
     long s = a0 + 2 * a1 + 3 * a2 + 4 * a3 + 5 * a4 + 6 * a5 + 7 * a6 + 8 * a7 + 9 * a8 + 10 * a9;
-    double t = d0 + 2 * d1 + 3 * d2 + 4 * d3 + 5 * d4 + 6 * d5 + 7 * d6 + 8 * d7 + 9 * d8 +
-               10 * d9;
+    double t = d0 + 2 * d1 + 3 * d2 + 4 * d3 + 5 * d4 + 6 * d5 + 7 * d6 + 8 * d7 + 9 * d8 + 10 * d9;
     return s * 1000 + (long)t;
 }
 
@@ -257,14 +256,12 @@ static void test_int_args(void **state) {
 /* Proves integer and double arguments beyond the registers (stack arguments) arrive
  * unchanged, bit for bit. */
 static void test_many_args(void **state) {
-    double (*f10)(int, double, int, double, int, double, int, double, int, double) =
-        WRAP(mix10);
+    double (*f10)(int, double, int, double, int, double, int, double, int, double) = WRAP(mix10);
     double want = mix10(1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5);
-    assert_memory_equal(&(double){f10(1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5)}, &want,
-                        sizeof want);
+    assert_memory_equal(&(double){f10(1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5)}, &want, sizeof want);
     __typeof__(&mix20) f20 = WRAP(mix20);
-    long w20 = mix20(1, .5, 2, 1.5, 3, 2.5, 4, 3.5, 5, 4.5, 6, 5.5, 7, 6.5, 8, 7.5, 9, 8.5, 10,
-                     9.5);
+    long w20 =
+        mix20(1, .5, 2, 1.5, 3, 2.5, 4, 3.5, 5, 4.5, 6, 5.5, 7, 6.5, 8, 7.5, 9, 8.5, 10, 9.5);
     assert_int_equal(
         f20(1, .5, 2, 1.5, 3, 2.5, 4, 3.5, 5, 4.5, 6, 5.5, 7, 6.5, 8, 7.5, 9, 8.5, 10, 9.5), w20);
     assert_int_equal(nrecs, 2);
@@ -281,8 +278,8 @@ static void test_varargs(void **state) {
     int (*vf)(char *, size_t, const char *, ...) = WRAP(vfmt);
     char got[128], want[128];
     int n = vf(got, sizeof got, "%d %.3f %s %g %ld", 42, 3.14159, "xyz", -0.5, 1234567890123L);
-    int m = snprintf(want, sizeof want, "%d %.3f %s %g %ld", 42, 3.14159, "xyz", -0.5,
-                     1234567890123L);
+    int m =
+        snprintf(want, sizeof want, "%d %.3f %s %g %ld", 42, 3.14159, "xyz", -0.5, 1234567890123L);
     assert_int_equal(n, m);
     assert_string_equal(got, want);
     assert_int_equal(nrecs, 3);
@@ -534,8 +531,7 @@ static void test_decoder(void **state) {
     cJSON *meta = cJSON_Parse(a.metadata);
     assert_non_null(meta);
     assert_string_equal(cJSON_GetObjectItem(meta, "hook")->valuestring, "got+dlsym");
-    assert_string_equal(cJSON_GetObjectItem(meta, "display_name")->valuestring,
-                        "Nice \"name\"");
+    assert_string_equal(cJSON_GetObjectItem(meta, "display_name")->valuestring, "Nice \"name\"");
     assert_int_equal(cJSON_GetObjectItem(meta, "tid")->valuedouble, 1234);
     cJSON_Delete(meta);
 

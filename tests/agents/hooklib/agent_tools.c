@@ -17,8 +17,8 @@ TOOL int tool_mul(int a, int b) {
 }
 
 /* Eight integer and three double arguments: two integers travel on the stack. */
-TOOL long tool_many(int a, double b, int c, int d, double e, int f, int g, int h, int i,
-                    double j, int k) {
+TOOL long tool_many(int a, double b, int c, int d, double e, int f, int g, int h, int i, double j,
+                    int k) {
     return (long)a + c + d + f + g + h + i + k + (long)(b * 10 + e * 10 + j * 10);
 }
 

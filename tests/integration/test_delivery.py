@@ -1,0 +1,171 @@
+"""Delivery without loss: actions from real processes reach the AgentSight API emulator
+(scripts/agentsight_emulator.py on 127.0.0.1) through the agentsight sink, the spool and
+`agentsight send`; refused actions land in the dead letters; the key is written nowhere."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from common import CLI, ROOT, agent, run, tmpdir, write
+
+KEY = "ags_0123456789abcdef0123456789abcdef_a1b2c3"
+EMULATOR = os.path.join(ROOT, "scripts", "agentsight_emulator.py")
+
+
+class Emulator:
+    """The emulator as a child process; stop() ends it by its own pid."""
+
+    def __init__(self, store, port=0):
+        self.p = subprocess.Popen(
+            ["python3", EMULATOR, "--port", str(port), "--key", KEY, "--store", store,
+             "--max-seconds", "300"], stdout=subprocess.PIPE, text=True)
+        self.port = int(self.p.stdout.readline())
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout=10)
+
+
+def env_for(endpoint, spool):
+    return {"AGENTSIGHT_API_KEY": KEY, "AGENTSIGHT_API_ENDPOINT": endpoint,
+            "AGENTSIGHT_OUTPUT": "agentsight", "AGENTSIGHT_SPOOL_DIR": spool}
+
+
+def send_until_done(env, tries=5):
+    """Runs `agentsight send` until it reports nothing pending (bounded)."""
+    outs = []
+    for _ in range(tries):
+        r = run([CLI, "send", "--timeout", "60000"], env=env, timeout=120)
+        outs.append(r.stdout + r.stderr)
+        if r.returncode == 0:
+            return outs
+    raise AssertionError("spool not emptied: " + outs[-1])
+
+
+def received(store):
+    """Action logs in the emulator's store file, parsed with json."""
+    logs = []
+    with open(store, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec["kind"] == "action_log":
+                logs.append(rec["data"])
+    return logs
+
+
+def check_all_arrived(store, threads, per_thread):
+    logs = received(store)
+    seen = {}
+    for a in logs:
+        assert isinstance(a["conversation"], int) and a["conversation_id"]
+        m = a["metadata"]
+        seen.setdefault((m["t"], m["s"]), set()).add(m["agentsight_event_id"])
+    want = {(t, s) for t in range(threads) for s in range(per_thread)}
+    missing = want - set(seen)
+    assert not missing, f"{len(missing)} actions never arrived"
+    assert all(len(ids) == 1 for ids in seen.values()), "one action got two event ids"
+    dups = len(logs) - len(want)
+    print(f"    delivered {len(want)} actions, {dups} duplicates from retries/replays")
+    return logs
+
+
+def assert_key_absent(paths, texts):
+    for t in texts:
+        assert KEY not in t
+    for top in paths:
+        for dirpath, _, files in os.walk(top):
+            for fn in files:
+                with open(os.path.join(dirpath, fn), "rb") as f:
+                    assert KEY.encode() not in f.read(), os.path.join(dirpath, fn)
+
+
+def test_100k_actions_from_4_threads_all_arrive():
+    """Proves 100,000 actions from 4 threads all reach the API (live, or through the
+    spool and `agentsight send`), each exactly once by identity; duplicates reported."""
+    d = tmpdir()
+    store, spool = os.path.join(d, "store.jsonl"), os.path.join(d, "spool")
+    emu = Emulator(store)
+    try:
+        env = env_for(emu.endpoint, spool)
+        r = run([agent("api_stress"), "threads", "4", "25000"], env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        outs = send_until_done(env)
+        check_all_arrived(store, 4, 25000)
+        assert_key_absent([d], [r.stdout, r.stderr] + outs)
+    finally:
+        emu.stop()
+
+
+def test_emulator_killed_midrun_then_replayed():
+    """Proves actions survive the server dying mid-run: the agent exits normally with the
+    same status, and after a restart `agentsight send` replays everything."""
+    d = tmpdir()
+    store, spool = os.path.join(d, "store.jsonl"), os.path.join(d, "spool")
+    emu = Emulator(store)
+    port = emu.port
+    env = env_for(emu.endpoint, spool)
+    full = dict(os.environ)
+    for k in list(full):
+        if k.startswith("AGENTSIGHT_"):
+            del full[k]
+    full.update(env)
+    p = subprocess.Popen([agent("api_stress"), "threads", "4", "5000"], env=full,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    emu.stop()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    emu = Emulator(store, port)
+    try:
+        outs = send_until_done(env)
+        check_all_arrived(store, 4, 5000)
+        assert_key_absent([d], [out, err] + outs)
+    finally:
+        emu.stop()
+
+
+def test_dead_letters_on_400_and_upload_of_recorded_file():
+    """Proves `agentsight send -o agentsight FILE` uploads a recorded JSONL file, and an
+    action the server refuses (400) is not retried but kept in the dead-letter file."""
+    d = tmpdir()
+    store, spool = os.path.join(d, "store.jsonl"), os.path.join(d, "spool")
+    rec = write(os.path.join(d, "recorded.jsonl"),
+                json.dumps({"action_name": "fine", "conversation_id": "conv_x",
+                            "duration_ms": 3, "response": "ok"}) + "\n" +
+                json.dumps({"action_name": "emulator_refuse",
+                            "conversation_id": "conv_x"}) + "\n")
+    emu = Emulator(store)
+    try:
+        env = env_for(emu.endpoint, spool)
+        r = run([CLI, "send", "-o", "agentsight", rec], env=env, timeout=60)
+        assert r.returncode == 1, r.stderr  # one action was not delivered
+        names = [a["action_name"] for a in received(store)]
+        assert names == ["fine"]
+        with open(os.path.join(spool, "dead-letter.jsonl"), encoding="utf-8") as f:
+            dead = [json.loads(line) for line in f]
+        assert len(dead) == 1 and dead[0]["status"] == 400
+        assert dead[0]["action"]["action_name"] == "emulator_refuse"
+        assert "refused by the emulator" in dead[0]["answer"]
+        assert_key_absent([d], [r.stdout, r.stderr])
+    finally:
+        emu.stop()
+
+
+def test_bad_key_refused_with_clear_message():
+    """Proves a malformed key is refused at start with a message that does not echo it,
+    and the program still runs with its own exit status."""
+    bad = "ags_notakey_SECRET123"
+    d = tmpdir()
+    r = run([agent("api_stress"), "threads", "1", "10"],
+            env={"AGENTSIGHT_API_KEY": bad, "AGENTSIGHT_OUTPUT": "agentsight",
+                 "AGENTSIGHT_API_ENDPOINT": "http://127.0.0.1:9",
+                 "AGENTSIGHT_SPOOL_DIR": os.path.join(d, "spool")}, timeout=60)
+    assert "ags_<32 hex>_<6 hex>" in r.stderr
+    assert "SECRET123" not in r.stderr + r.stdout
