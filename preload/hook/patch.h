@@ -1,0 +1,53 @@
+/* patch.h - entry patching of a function in memory: copy its first instructions into a
+ * trampoline (a callable stand-in for the original) and make its entry jump elsewhere.
+ * Arch-neutral interface; the x86-64 implementation is preload/hook/x86_64/patch.c. */
+#ifndef AS_PATCH_H
+#define AS_PATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AS_PATCH_MAX_SAVED 32
+
+/* One patch site. Filled by as_patch_prepare; owned by the caller (entry.c keeps one per
+ * patched function for the life of the process: the trampoline is never freed). */
+typedef struct as_patch {
+    uint8_t *fn;      /* the function's entry */
+    uint8_t *at;      /* where the jump is written: fn, or fn + 4 after an endbr64 */
+    uint8_t *tramp;   /* callable: endbr64, the displaced instructions relocated, then a
+                         jump back to at + len. Behaves exactly like fn. */
+    uint8_t *jump_to; /* what the jmp at `at` reaches: dest itself or a near jump pad */
+    void *dest;       /* where calls of fn go once installed */
+    uint8_t saved[AS_PATCH_MAX_SAVED]; /* the original bytes at `at` */
+    uint8_t len;       /* displaced bytes (>= 5) */
+    uint8_t installed; /* the jump is in place */
+} as_patch;
+
+/*
+ * as_patch_prepare - decodes the first instructions of fn (size bytes long, from the
+ * symbol table), checks that the entry can be patched safely and builds its trampoline in
+ * memory within +/-2 GB of fn. fn itself is not modified.
+ *
+ * Refused (returns -1, reason in why, nothing allocated): a function shorter than the
+ * jump, an unknown size, a branch of the function back into the displaced bytes, an
+ * instruction that cannot be relocated (loop, jrcxz, xbegin, an undecodable byte), a
+ * RIP-relative operand out of reach of the trampoline, or no memory near fn.
+ * Returns 0 with *p filled (p->installed 0). Takes the patcher's lock; allocates.
+ */
+int as_patch_prepare(void *fn, size_t size, as_patch *p, char *why, size_t cap);
+
+/*
+ * as_patch_install - makes the entry of a prepared site jump to dest, safely for threads
+ * executing fn at that moment: an int3 is written first (a SIGTRAP handler sends a thread
+ * that hits it to dest), then the jump's last four bytes, then its first byte, with a
+ * cross-modifying-code barrier between the steps. The text page's protection is restored.
+ *
+ * Returns 0, or -1 with a reason in why (fn unchanged: page protection could not be
+ * changed, dest out of reach and no jump pad). Takes the patcher's lock.
+ */
+int as_patch_install(as_patch *p, void *dest, char *why, size_t cap);
+
+/* Whether addr lies in a trampoline page of the patcher. This function can't fail. */
+int as_patch_is_trampoline(const void *addr);
+
+#endif
