@@ -43,5 +43,7 @@ int as_sinks_check(const char *uris, char *msg, size_t cap);
 extern const as_sink_ops as_sink_file_ops;
 extern const as_sink_ops as_sink_stderr_ops;
 extern const as_sink_ops as_sink_null_ops;
+extern const as_sink_ops as_sink_agentsight_ops; /* sink_agentsight.c */
+extern const as_sink_ops as_sink_otlp_ops;       /* sink_otlp.c */
 
 #endif

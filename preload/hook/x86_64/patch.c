@@ -1,0 +1,519 @@
+/* x86_64/patch.c - entry patching on x86-64 (hook/patch.h): capstone decodes the first
+ * instructions of a function, they are relocated into a trampoline near the function
+ * (RIP-relative operands and relative branches fixed), and a 5-byte jmp rel32 is written at
+ * the entry with the int3 scheme, so threads running the function meanwhile stay correct.
+ *
+ * Built through preload/hook/entry.c (which includes this file with AS_PATCH_IMPL set)
+ * while the Makefile compiles preload/hook/*.c only; compiled on its own, it is empty. */
+#if defined(AS_PATCH_IMPL) && defined(__x86_64__)
+
+#include <capstone/capstone.h>
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "hook/patch.h"
+
+#define JMP_LEN 5         /* e9 rel32 */
+#define ABS_JMP_LEN 14    /* ff 25 00000000 + 8-byte address */
+#define SLOT_SIZE 128     /* one trampoline + its jump pad */
+#define PAD_OFF 112       /* the jump pad inside a slot */
+#define PAGE 4096
+#define MAX_PAGES 256
+#define NEAR_LIMIT (1ull << 30) /* trampoline pages within 1 GB of the function */
+#define MAX_SITES 4096
+
+static const uint8_t endbr64[4] = {0xf3, 0x0f, 0x1e, 0xfa};
+
+typedef struct tramp_page {
+    uint8_t *base;
+    size_t used;
+} tramp_page;
+
+/* Patch sites whose int3 may be hit: at + 1 (the rip after the trap) -> where to go. Only
+ * appended, read by the signal handler without a lock. */
+typedef struct trap_site {
+    uintptr_t rip;
+    uintptr_t to;
+} trap_site;
+
+static pthread_mutex_t g_plock = PTHREAD_MUTEX_INITIALIZER;
+static tramp_page g_pages[MAX_PAGES];
+static int g_npages;
+static trap_site g_sites[MAX_SITES];
+static uint32_t g_nsites;
+static struct sigaction g_prev_trap;
+static int g_trap_installed;
+static int g_sync_core = -1; /* -1 unknown, 0 not available, 1 registered */
+
+static void set_why(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_why(char *why, size_t cap, const char *fmt, ...) {
+    if (!why || !cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+}
+
+static int fits_rel32(intptr_t d) {
+    return d >= INT32_MIN && d <= INT32_MAX;
+}
+
+static uintptr_t dist(uintptr_t a, uintptr_t b) {
+    return a > b ? a - b : b - a;
+}
+
+/* ---- trampoline memory ---- */
+
+/* Maps one page within NEAR_LIMIT of near, trying hints at growing distances on both
+ * sides. Returns the page (RW) or NULL. */
+static uint8_t *map_near(uintptr_t near) {
+    uintptr_t start = near & ~(uintptr_t)(PAGE - 1);
+    const uintptr_t step = 16u << 20;
+    for (uintptr_t d = step; d < NEAR_LIMIT; d += step) {
+        for (int side = 0; side < 2; side++) {
+            uintptr_t hint = side ? start + d : start - d;
+            if (side == 0 && start < d + (1u << 20))
+                continue;
+            void *m = mmap((void *)hint, PAGE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+            if (m == MAP_FAILED)
+                continue;
+            if (dist((uintptr_t)m, near) < NEAR_LIMIT)
+                return m;
+            munmap(m, PAGE); /* an old kernel took the hint as a hint only */
+        }
+    }
+    return NULL;
+}
+
+/* A free SLOT_SIZE-byte slot within NEAR_LIMIT of near. Call with g_plock held. Returns it
+ * (its page's protection is whatever it was: use slot_write) or NULL. */
+static uint8_t *slot_alloc(uintptr_t near) {
+    for (int i = 0; i < g_npages; i++) {
+        tramp_page *pg = &g_pages[i];
+        if (pg->used + SLOT_SIZE <= PAGE && dist((uintptr_t)pg->base, near) < NEAR_LIMIT) {
+            uint8_t *s = pg->base + pg->used;
+            pg->used += SLOT_SIZE;
+            return s;
+        }
+    }
+    if (g_npages == MAX_PAGES)
+        return NULL;
+    uint8_t *m = map_near(near);
+    if (!m)
+        return NULL;
+    memset(m, 0xcc, PAGE);
+    if (mprotect(m, PAGE, PROT_READ | PROT_EXEC) != 0) {
+        munmap(m, PAGE);
+        return NULL;
+    }
+    g_pages[g_npages].base = m;
+    g_pages[g_npages].used = SLOT_SIZE;
+    g_npages++;
+    return m;
+}
+
+/* Copies len bytes into a trampoline page: the page stays executable meanwhile (other
+ * trampolines on it may be running) and is read+exec again afterwards. Returns 0 or -1. */
+static int slot_write(uint8_t *dst, const uint8_t *src, size_t len) {
+    uint8_t *pg = (uint8_t *)((uintptr_t)dst & ~(uintptr_t)(PAGE - 1));
+    if (mprotect(pg, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+        return -1;
+    memcpy(dst, src, len);
+    mprotect(pg, PAGE, PROT_READ | PROT_EXEC);
+    __builtin___clear_cache((char *)dst, (char *)dst + len);
+    return 0;
+}
+
+int as_patch_is_trampoline(const void *addr) {
+    uintptr_t a = (uintptr_t)addr;
+    int n = __atomic_load_n(&g_npages, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++)
+        if (a >= (uintptr_t)g_pages[i].base && a < (uintptr_t)g_pages[i].base + PAGE)
+            return 1;
+    return 0;
+}
+
+/* ---- decoding and relocation ---- */
+
+static int is_unrelocatable(unsigned id) {
+    switch (id) {
+    case X86_INS_LOOP:
+    case X86_INS_LOOPE:
+    case X86_INS_LOOPNE:
+    case X86_INS_JRCXZ:
+    case X86_INS_JECXZ:
+    case X86_INS_JCXZ:
+    case X86_INS_XBEGIN:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The target of a relative branch (its immediate operand), or 0 when insn has none. */
+static uintptr_t branch_target(csh h, const cs_insn *insn) {
+    if (!cs_insn_group(h, insn, CS_GRP_BRANCH_RELATIVE))
+        return 0;
+    const cs_x86 *x = &insn->detail->x86;
+    for (int i = 0; i < x->op_count; i++)
+        if (x->operands[i].type == X86_OP_IMM)
+            return (uintptr_t)x->operands[i].imm;
+    return 0;
+}
+
+/* Whether insn reads or writes memory relative to rip. */
+static int rip_relative(const cs_insn *insn) {
+    const cs_x86 *x = &insn->detail->x86;
+    for (int i = 0; i < x->op_count; i++)
+        if (x->operands[i].type == X86_OP_MEM && x->operands[i].mem.base == X86_REG_RIP)
+            return 1;
+    return 0;
+}
+
+/* Appends an absolute jmp *[rip]: 14 bytes. */
+static size_t emit_abs_jmp(uint8_t *o, uintptr_t target) {
+    static const uint8_t op[6] = {0xff, 0x25, 0, 0, 0, 0};
+    memcpy(o, op, sizeof op);
+    memcpy(o + 6, &target, 8);
+    return ABS_JMP_LEN;
+}
+
+/* Relocates one instruction into out (cap bytes free) as if placed at address `where`.
+ * Returns the bytes written, or 0 with a reason in why. */
+static size_t relocate(csh h, const cs_insn *insn, uintptr_t where, uint8_t *out, size_t cap,
+                       char *why, size_t wcap) {
+    if (cap < 32) {
+        set_why(why, wcap, "too many instructions in the patched bytes");
+        return 0;
+    }
+    if (is_unrelocatable(insn->id)) {
+        set_why(why, wcap, "'%s' at +%u cannot be relocated", insn->mnemonic, 0u);
+        return 0;
+    }
+    uintptr_t tgt = branch_target(h, insn);
+    if (tgt) {
+        if (insn->id == X86_INS_CALL) {
+            /* call *[rip+2]; jmp +8; .quad target: returns into the trampoline, which goes
+             * on with the next displaced instruction. */
+            static const uint8_t op[8] = {0xff, 0x15, 0x02, 0, 0, 0, 0xeb, 0x08};
+            memcpy(out, op, sizeof op);
+            memcpy(out + 8, &tgt, 8);
+            return 16;
+        }
+        if (insn->id == X86_INS_JMP)
+            return emit_abs_jmp(out, tgt);
+        const uint8_t *opc = insn->detail->x86.opcode;
+        unsigned cc;
+        if ((opc[0] & 0xf0) == 0x70)
+            cc = opc[0] & 0x0f;
+        else if (opc[0] == 0x0f && (opc[1] & 0xf0) == 0x80)
+            cc = opc[1] & 0x0f;
+        else {
+            set_why(why, wcap, "relative branch '%s' cannot be relocated", insn->mnemonic);
+            return 0;
+        }
+        /* j!cc over an absolute jump to the target. */
+        out[0] = (uint8_t)(0x70 | (cc ^ 1));
+        out[1] = ABS_JMP_LEN;
+        return 2 + emit_abs_jmp(out + 2, tgt);
+    }
+    memcpy(out, insn->bytes, insn->size);
+    if (rip_relative(insn)) {
+        const cs_x86 *x = &insn->detail->x86;
+        if (x->encoding.disp_offset == 0 || x->encoding.disp_size != 4) {
+            set_why(why, wcap, "'%s %s' has no 32-bit displacement", insn->mnemonic,
+                    insn->op_str);
+            return 0;
+        }
+        uintptr_t abs = (uintptr_t)insn->address + insn->size + (intptr_t)x->disp;
+        intptr_t nd = (intptr_t)(abs - (where + insn->size));
+        if (!fits_rel32(nd)) {
+            set_why(why, wcap, "RIP-relative operand of '%s' out of reach of the trampoline",
+                    insn->mnemonic);
+            return 0;
+        }
+        int32_t d32 = (int32_t)nd;
+        memcpy(out + x->encoding.disp_offset, &d32, 4);
+    }
+    return insn->size;
+}
+
+/* Scans the whole function for a relative branch into (at, at + len): such a target would
+ * land in the middle of the jump. Returns 0 when none, -1 with a reason. */
+static int check_branches_in(csh h, const uint8_t *fn, size_t size, const uint8_t *at,
+                             size_t len, char *why, size_t cap) {
+    cs_insn *insn = cs_malloc(h);
+    if (!insn) {
+        set_why(why, cap, "out of memory");
+        return -1;
+    }
+    const uint8_t *code = fn;
+    size_t left = size;
+    uint64_t addr = (uint64_t)(uintptr_t)fn;
+    int rc = 0;
+    while (left > 0) {
+        if (!cs_disasm_iter(h, &code, &left, &addr, insn)) {
+            code++; /* data or padding: skip a byte */
+            left--;
+            addr++;
+            continue;
+        }
+        uintptr_t t = branch_target(h, insn);
+        if (t > (uintptr_t)at && t < (uintptr_t)at + len) {
+            set_why(why, cap, "a jump at +%lu goes back into the patched bytes (+%lu)",
+                    (unsigned long)(insn->address - (uintptr_t)fn),
+                    (unsigned long)(t - (uintptr_t)fn));
+            rc = -1;
+            break;
+        }
+    }
+    cs_free(insn, 1);
+    return rc;
+}
+
+int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap) {
+    uint8_t *fn = fnp;
+    memset(p, 0, sizeof *p);
+    if (!fn) {
+        set_why(why, cap, "no address");
+        return -1;
+    }
+    if (size == 0) {
+        set_why(why, cap, "unknown size: the patched bytes cannot be checked");
+        return -1;
+    }
+    uint8_t *at = fn;
+    if (size >= 4 && memcmp(fn, endbr64, 4) == 0)
+        at = fn + 4;
+    size_t room = size - (size_t)(at - fn);
+    if (room < JMP_LEN) {
+        set_why(why, cap, "too short: %zu bytes, a jump needs %d", room, JMP_LEN);
+        return -1;
+    }
+    csh h;
+    if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK) {
+        set_why(why, cap, "the instruction decoder could not start");
+        return -1;
+    }
+    cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+    cs_insn *insn = cs_malloc(h);
+    uint8_t buf[SLOT_SIZE];
+    uint8_t *slot = NULL;
+    int rc = -1;
+    if (!insn) {
+        set_why(why, cap, "out of memory");
+        goto out;
+    }
+    pthread_mutex_lock(&g_plock);
+    slot = slot_alloc((uintptr_t)fn);
+    pthread_mutex_unlock(&g_plock);
+    if (!slot) {
+        set_why(why, cap, "no memory for a trampoline within 1 GB of the function");
+        goto out;
+    }
+    memset(buf, 0xcc, sizeof buf);
+    memcpy(buf, endbr64, 4);
+    size_t o = 4, len = 0;
+    const uint8_t *code = at;
+    size_t left = room < AS_PATCH_MAX_SAVED ? room : AS_PATCH_MAX_SAVED;
+    uint64_t addr = (uint64_t)(uintptr_t)at;
+    while (len < JMP_LEN) {
+        if (!cs_disasm_iter(h, &code, &left, &addr, insn)) {
+            set_why(why, cap, "undecodable or truncated instruction at +%lu",
+                    (unsigned long)(at + len - fn));
+            goto out;
+        }
+        size_t w = relocate(h, insn, (uintptr_t)slot + o, buf + o, PAD_OFF - ABS_JMP_LEN - o,
+                            why, cap);
+        if (!w)
+            goto out;
+        o += w;
+        len += insn->size;
+    }
+    if (len > room) {
+        set_why(why, cap, "too short: the patched instructions pass the end of the function");
+        goto out;
+    }
+    if (check_branches_in(h, fn, size, at, len, why, cap) != 0)
+        goto out;
+    o += emit_abs_jmp(buf + o, (uintptr_t)at + len);
+    pthread_mutex_lock(&g_plock);
+    int wr = slot_write(slot, buf, o);
+    pthread_mutex_unlock(&g_plock);
+    if (wr != 0) {
+        set_why(why, cap, "cannot write the trampoline: %s", strerror(errno));
+        goto out;
+    }
+    p->fn = fn;
+    p->at = at;
+    p->tramp = slot;
+    p->len = (uint8_t)len;
+    memcpy(p->saved, at, len);
+    rc = 0;
+out:
+    if (insn)
+        cs_free(insn, 1);
+    cs_close(&h);
+    /* A slot of a refused function is simply left unused (a few bytes of one page). */
+    return rc;
+}
+
+/* ---- writing the jump ---- */
+
+/* Makes every core see the modified code before the next step (cross-modifying code). */
+static void sync_cores(void) {
+    if (g_sync_core < 0) {
+        long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0,
+                         0);
+        g_sync_core = r == 0;
+    }
+    if (g_sync_core &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) == 0)
+        return;
+    /* No membarrier: give other threads time to pass any fetched copy of the old bytes. */
+    sched_yield();
+    usleep(1000);
+}
+
+/* A thread that hits the int3 of a site being patched continues where the finished jump
+ * would take it; any other SIGTRAP goes to the handler that was there before ours. */
+static void on_trap(int sig, siginfo_t *si, void *ucv) {
+    ucontext_t *uc = ucv;
+    uintptr_t rip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    uint32_t n = __atomic_load_n(&g_nsites, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n; i++) {
+        if (g_sites[i].rip == rip) {
+            uc->uc_mcontext.gregs[REG_RIP] = (greg_t)g_sites[i].to;
+            return;
+        }
+    }
+    if (g_prev_trap.sa_flags & SA_SIGINFO) {
+        if (g_prev_trap.sa_sigaction)
+            g_prev_trap.sa_sigaction(sig, si, ucv);
+        return;
+    }
+    if (g_prev_trap.sa_handler == SIG_IGN)
+        return;
+    if (g_prev_trap.sa_handler != SIG_DFL) {
+        g_prev_trap.sa_handler(sig);
+        return;
+    }
+    /* The default action, as if we were not here. */
+    signal(SIGTRAP, SIG_DFL);
+    raise(SIGTRAP);
+}
+
+/* Installs on_trap once. It then stays: a thread that trapped just before the last byte
+ * was written may have its signal delivered later, and must still find us. Returns 0/-1. */
+static int trap_handler_on(void) {
+    struct sigaction cur;
+    if (sigaction(SIGTRAP, NULL, &cur) != 0)
+        return -1;
+    if (g_trap_installed && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_trap)
+        return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_trap;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    g_prev_trap = cur;
+    if (sigaction(SIGTRAP, &sa, NULL) != 0)
+        return -1;
+    g_trap_installed = 1;
+    return 0;
+}
+
+/* The protection of the page holding addr, from /proc/self/maps; PROT_READ|PROT_EXEC when
+ * it cannot be read. */
+static int page_prot(uintptr_t addr) {
+    int prot = PROT_READ | PROT_EXEC;
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return prot;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perm[5];
+        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perm) != 3)
+            continue;
+        if (addr < lo || addr >= hi)
+            continue;
+        prot = (perm[0] == 'r' ? PROT_READ : 0) | (perm[1] == 'w' ? PROT_WRITE : 0) |
+               (perm[2] == 'x' ? PROT_EXEC : 0);
+        break;
+    }
+    fclose(f);
+    return prot;
+}
+
+int as_patch_install(as_patch *p, void *dest, char *why, size_t cap) {
+    if (!p || !p->at || !dest) {
+        set_why(why, cap, "not prepared");
+        return -1;
+    }
+    if (p->installed) {
+        set_why(why, cap, "already patched");
+        return -1;
+    }
+    pthread_mutex_lock(&g_plock);
+    int rc = -1;
+    uintptr_t next = (uintptr_t)p->at + JMP_LEN;
+    uint8_t *to = dest;
+    if (!fits_rel32((intptr_t)((uintptr_t)dest - next))) {
+        /* The jump pad shares the trampoline's slot, within 1 GB of the function. */
+        uint8_t pad[ABS_JMP_LEN];
+        emit_abs_jmp(pad, (uintptr_t)dest);
+        to = p->tramp + PAD_OFF;
+        if (slot_write(to, pad, sizeof pad) != 0) {
+            set_why(why, cap, "cannot write the jump pad: %s", strerror(errno));
+            goto out;
+        }
+    }
+    int32_t rel = (int32_t)((intptr_t)((uintptr_t)to - next));
+    if (g_nsites >= MAX_SITES || trap_handler_on() != 0) {
+        set_why(why, cap, "cannot install the SIGTRAP handler");
+        goto out;
+    }
+    g_sites[g_nsites].rip = (uintptr_t)p->at + 1;
+    g_sites[g_nsites].to = (uintptr_t)to;
+    __atomic_store_n(&g_nsites, g_nsites + 1, __ATOMIC_RELEASE);
+
+    uintptr_t lo = (uintptr_t)p->at & ~(uintptr_t)(PAGE - 1);
+    uintptr_t hi = (next - 1) & ~(uintptr_t)(PAGE - 1);
+    int prot_lo = page_prot(lo), prot_hi = hi != lo ? page_prot(hi) : prot_lo;
+    if (mprotect((void *)lo, hi + PAGE - lo, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
+        set_why(why, cap, "cannot make the code writable: %s", strerror(errno));
+        goto out;
+    }
+    volatile uint8_t *a = p->at;
+    a[0] = 0xcc; /* threads arriving now trap and are sent on to `to` */
+    sync_cores();
+    for (int i = 0; i < 4; i++)
+        a[1 + i] = (uint8_t)((uint32_t)rel >> (8 * i));
+    sync_cores();
+    a[0] = 0xe9;
+    sync_cores();
+    mprotect((void *)lo, PAGE, prot_lo);
+    if (hi != lo)
+        mprotect((void *)hi, PAGE, prot_hi);
+    p->jump_to = to;
+    p->dest = dest;
+    p->installed = 1;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&g_plock);
+    return rc;
+}
+
+#endif
