@@ -19,8 +19,8 @@ typedef struct as_patch {
     uint8_t *jump_to; /* what the jmp at `at` reaches: dest itself or a near jump pad */
     void *dest;       /* where calls of fn go once installed */
     uint8_t saved[AS_PATCH_MAX_SAVED]; /* the original bytes at `at` */
-    uint8_t len;       /* displaced bytes (>= 5) */
-    uint8_t installed; /* the jump is in place */
+    uint8_t len;                       /* displaced bytes (>= 5) */
+    uint8_t installed;                 /* the jump is in place */
 } as_patch;
 
 /*

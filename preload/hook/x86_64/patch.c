@@ -4,7 +4,7 @@
  * the entry with the int3 scheme, so threads running the function meanwhile stay correct.
  *
  * Built through preload/hook/entry.c (which includes this file with AS_PATCH_IMPL set)
- * while the Makefile compiles preload/hook/*.c only; compiled on its own, it is empty. */
+ * while the Makefile compiles preload/hook/NAME.c only; compiled on its own, it is empty. */
 #if defined(AS_PATCH_IMPL) && defined(__x86_64__)
 
 #include <capstone/capstone.h>
@@ -12,6 +12,7 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -21,10 +22,10 @@
 
 #include "hook/patch.h"
 
-#define JMP_LEN 5         /* e9 rel32 */
-#define ABS_JMP_LEN 14    /* ff 25 00000000 + 8-byte address */
-#define SLOT_SIZE 128     /* one trampoline + its jump pad */
-#define PAD_OFF 112       /* the jump pad inside a slot */
+#define JMP_LEN 5      /* e9 rel32 */
+#define ABS_JMP_LEN 14 /* ff 25 00000000 + 8-byte address */
+#define SLOT_SIZE 128  /* one trampoline + its jump pad */
+#define PAD_OFF 112    /* the jump pad inside a slot */
 #define PAGE 4096
 #define MAX_PAGES 256
 #define NEAR_LIMIT (1ull << 30) /* trampoline pages within 1 GB of the function */
@@ -198,7 +199,7 @@ static size_t relocate(csh h, const cs_insn *insn, uintptr_t where, uint8_t *out
         return 0;
     }
     if (is_unrelocatable(insn->id)) {
-        set_why(why, wcap, "'%s' at +%u cannot be relocated", insn->mnemonic, 0u);
+        set_why(why, wcap, "'%s' cannot be relocated", insn->mnemonic);
         return 0;
     }
     uintptr_t tgt = branch_target(h, insn);
@@ -232,8 +233,7 @@ static size_t relocate(csh h, const cs_insn *insn, uintptr_t where, uint8_t *out
     if (rip_relative(insn)) {
         const cs_x86 *x = &insn->detail->x86;
         if (x->encoding.disp_offset == 0 || x->encoding.disp_size != 4) {
-            set_why(why, wcap, "'%s %s' has no 32-bit displacement", insn->mnemonic,
-                    insn->op_str);
+            set_why(why, wcap, "'%s %s' has no 32-bit displacement", insn->mnemonic, insn->op_str);
             return 0;
         }
         uintptr_t abs = (uintptr_t)insn->address + insn->size + (intptr_t)x->disp;
@@ -251,8 +251,8 @@ static size_t relocate(csh h, const cs_insn *insn, uintptr_t where, uint8_t *out
 
 /* Scans the whole function for a relative branch into (at, at + len): such a target would
  * land in the middle of the jump. Returns 0 when none, -1 with a reason. */
-static int check_branches_in(csh h, const uint8_t *fn, size_t size, const uint8_t *at,
-                             size_t len, char *why, size_t cap) {
+static int check_branches_in(csh h, const uint8_t *fn, size_t size, const uint8_t *at, size_t len,
+                             char *why, size_t cap) {
     cs_insn *insn = cs_malloc(h);
     if (!insn) {
         set_why(why, cap, "out of memory");
@@ -334,8 +334,8 @@ int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap)
                     (unsigned long)(at + len - fn));
             goto out;
         }
-        size_t w = relocate(h, insn, (uintptr_t)slot + o, buf + o, PAD_OFF - ABS_JMP_LEN - o,
-                            why, cap);
+        size_t w =
+            relocate(h, insn, (uintptr_t)slot + o, buf + o, PAD_OFF - ABS_JMP_LEN - o, why, cap);
         if (!w)
             goto out;
         o += w;
@@ -374,8 +374,7 @@ out:
 /* Makes every core see the modified code before the next step (cross-modifying code). */
 static void sync_cores(void) {
     if (g_sync_core < 0) {
-        long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0,
-                         0);
+        long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0);
         g_sync_core = r == 0;
     }
     if (g_sync_core &&

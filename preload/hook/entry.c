@@ -1,0 +1,359 @@
+/* entry.c - decides which functions get their entry patched (functions no GOT slot
+ * reaches: static functions, calls inside one library, dlsym'ed pointers), gives each a
+ * target whose orig is the patch's trampoline, and writes the jump to the target's thunk.
+ * Under a CET shadow stack the jump goes to a small generated stub that records the entry
+ * only, since swapping the return address would fault. */
+#include "hook/entry.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/pipeline.h"
+#include "hook/callrec.h"
+#include "hook/dwarf.h"
+#include "hook/elfsym.h"
+#include "hook/patch.h"
+#include "hook/target.h"
+
+/* One patched function, kept for the life of the process (the trampoline is live). */
+typedef struct entry_site {
+    void *fn;
+    int id;
+    as_patch patch;
+} entry_site;
+
+static pthread_mutex_t g_elock = PTHREAD_MUTEX_INITIALIZER;
+static entry_site *g_esites;
+static int g_nesites, g_capesites;
+static int g_cet_warned;
+
+/* ---- the entry-only path (CET shadow stack) ---- */
+
+#define STUB_SIZE 256
+static uint8_t *g_stub_page;
+static size_t g_stub_used;
+static __thread int t_busy;
+static __thread int32_t t_tid;
+
+/* Record flag for an entry-only call; callrec.c is asked to decode it as response null,
+ * error_msg null, metadata "hook":"entry-only" (until then it reads as not returned). */
+#define ENTRY_ONLY_FLAG 4u
+
+/* Called by an entry-only stub with the target id: writes a record with t1 = t0 and no
+ * return value. Preserves errno; never fails (a full ring drops the record). */
+static void entry_only_hit(uint32_t id) {
+    if (t_busy || as_in_agentsight)
+        return;
+    int e = errno;
+    t_busy = 1;
+    uint64_t t = as_clock_raw();
+    as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec, 0);
+    if (rec) {
+        if (!t_tid)
+            t_tid = (int32_t)syscall(SYS_gettid);
+        memset(rec, 0, sizeof *rec);
+        rec->id = id;
+        rec->flags = AS_CALL_NOT_RETURNED | ENTRY_ONLY_FLAG; /* no return observed */
+        rec->tid = t_tid;
+        rec->errno_in = e;
+        rec->errno_out = e;
+        rec->t0 = t;
+        rec->t1 = t;
+        as_pipe_commit(rec);
+    }
+    t_busy = 0;
+    errno = e;
+}
+
+/* Appends b (n bytes) at *o. */
+static void put(uint8_t *buf, size_t *o, const void *b, size_t n) {
+    memcpy(buf + *o, b, n);
+    *o += n;
+}
+
+/* Builds a stub that saves every argument register, calls entry_only_hit(id) and jumps
+ * to the trampoline with the registers and stack as they were. Returns its address, or
+ * NULL when no memory (call with g_elock held). */
+static void *entry_only_stub(uint32_t id, const void *tramp) {
+    if (!g_stub_page || g_stub_used + STUB_SIZE > 4096) {
+        void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        memset(m, 0xcc, 4096);
+        if (mprotect(m, 4096, PROT_READ | PROT_EXEC) != 0) {
+            munmap(m, 4096);
+            return NULL;
+        }
+        g_stub_page = m;
+        g_stub_used = 0;
+    }
+    uint8_t b[STUB_SIZE];
+    size_t o = 0;
+    static const uint8_t head[] = {
+        0xf3, 0x0f, 0x1e, 0xfa,                  /* endbr64 */
+        0x57, 0x56, 0x52, 0x51,                  /* push rdi, rsi, rdx, rcx */
+        0x41, 0x50, 0x41, 0x51, 0x50,            /* push r8, r9, rax */
+        0x41, 0x52, 0x41, 0x53,                  /* push r10, r11: rsp = 0 mod 16 */
+        0x48, 0x81, 0xec, 0x80, 0x00, 0x00, 0x00 /* sub rsp, 128 */
+    };
+    put(b, &o, head, sizeof head);
+    for (int i = 0; i < 8; i++) { /* movups [rsp + 16 i], xmm i */
+        uint8_t m[5] = {0x0f, 0x11, (uint8_t)(0x44 | (i << 3)), 0x24, (uint8_t)(16 * i)};
+        put(b, &o, m, sizeof m);
+    }
+    uint8_t mov_id[5] = {0xbf}; /* mov edi, id */
+    memcpy(mov_id + 1, &id, 4);
+    put(b, &o, mov_id, sizeof mov_id);
+    uint8_t movabs[10] = {0x48, 0xb8}; /* movabs rax, entry_only_hit */
+    uint64_t fnaddr = (uint64_t)(uintptr_t)&entry_only_hit;
+    memcpy(movabs + 2, &fnaddr, 8);
+    put(b, &o, movabs, sizeof movabs);
+    static const uint8_t call_rax[2] = {0xff, 0xd0};
+    put(b, &o, call_rax, sizeof call_rax);
+    for (int i = 0; i < 8; i++) { /* movups xmm i, [rsp + 16 i] */
+        uint8_t m[5] = {0x0f, 0x10, (uint8_t)(0x44 | (i << 3)), 0x24, (uint8_t)(16 * i)};
+        put(b, &o, m, sizeof m);
+    }
+    static const uint8_t tail[] = {
+        0x48, 0x81, 0xc4, 0x80, 0x00, 0x00, 0x00, /* add rsp, 128 */
+        0x41, 0x5b, 0x41, 0x5a, 0x58,             /* pop r11, r10, rax */
+        0x41, 0x59, 0x41, 0x58,                   /* pop r9, r8 */
+        0x59, 0x5a, 0x5e, 0x5f,                   /* pop rcx, rdx, rsi, rdi */
+        0xff, 0x25, 0x00, 0x00, 0x00, 0x00        /* jmp *[rip]: the trampoline */
+    };
+    put(b, &o, tail, sizeof tail);
+    uint64_t t = (uint64_t)(uintptr_t)tramp;
+    put(b, &o, &t, 8);
+    uint8_t *dst = g_stub_page + g_stub_used;
+    if (mprotect(g_stub_page, 4096, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+        return NULL;
+    memcpy(dst, b, o);
+    mprotect(g_stub_page, 4096, PROT_READ | PROT_EXEC);
+    __builtin___clear_cache((char *)dst, (char *)dst + o);
+    g_stub_used += STUB_SIZE;
+    return dst;
+}
+
+/* ---- the table of patched functions ---- */
+
+static entry_site *find_site(const void *fn) {
+    for (int i = 0; i < g_nesites; i++)
+        if (g_esites[i].fn == fn)
+            return &g_esites[i];
+    return NULL;
+}
+
+int as_entry_id(const void *fn) {
+    pthread_mutex_lock(&g_elock);
+    entry_site *s = find_site(fn);
+    int id = s ? s->id : -1;
+    pthread_mutex_unlock(&g_elock);
+    return id;
+}
+
+int as_entry_count(void) {
+    pthread_mutex_lock(&g_elock);
+    int n = g_nesites;
+    pthread_mutex_unlock(&g_elock);
+    return n;
+}
+
+/* Reserves a site. Returns it (zeroed) or NULL when out of memory. g_elock held. */
+static entry_site *new_site(void) {
+    if (g_nesites == g_capesites) {
+        int cap = g_capesites ? g_capesites * 2 : 32;
+        entry_site *n = realloc(g_esites, (size_t)cap * sizeof *n);
+        if (!n)
+            return NULL;
+        g_esites = n;
+        g_capesites = cap;
+    }
+    entry_site *s = &g_esites[g_nesites];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_name,
+                  const char *library, const as_entry *entry) {
+    char why[160];
+    pthread_mutex_lock(&g_elock);
+    int id = -1;
+    entry_site *s = find_site(fn);
+    if (s) {
+        id = s->id;
+        goto out;
+    }
+    s = new_site();
+    if (!s) {
+        as_warn("'%s' in %s not entry-patched: out of memory", symbol, library);
+        goto out;
+    }
+    if (as_patch_prepare(fn, size, &s->patch, why, sizeof why) != 0) {
+        as_warn("'%s' in %s not entry-patched: %s (it runs unwrapped)", symbol, library, why);
+        goto out;
+    }
+    int tid = as_target_get(fn, symbol, action_name, library, (const struct as_entry *)entry);
+    if (tid < 0) {
+        as_warn("'%s' in %s not entry-patched: too many wrapped functions (%d)", symbol, library,
+                AS_MAX_TARGETS);
+        goto out;
+    }
+    as_target *t = &as_targets[tid];
+    int entry_only = as_cet_shstk_enabled();
+    void *dest =
+        entry_only ? entry_only_stub((uint32_t)tid, s->patch.tramp) : as_thunk_addr((uint32_t)tid);
+    if (!dest) {
+        as_warn("'%s' in %s not entry-patched: no memory for its stub", symbol, library);
+        goto out;
+    }
+    if (entry_only && !g_cet_warned) {
+        g_cet_warned = 1;
+        as_warn("CET shadow stack is on: entry-patched functions record their entries only "
+                "(no duration, no response)");
+    }
+    /* The trampoline is the original from now on: a call that also comes through a GOT
+     * slot enters the thunk once and then runs the function body without a second
+     * entry. It must be in place before the jump is, or the thunk would jump to the
+     * patched entry and loop. */
+    __atomic_store_n(&t->orig, (void *)s->patch.tramp, __ATOMIC_RELEASE);
+    if (as_patch_install(&s->patch, dest, why, sizeof why) != 0) {
+        __atomic_store_n(&t->orig, fn, __ATOMIC_RELEASE);
+        as_warn("'%s' in %s not entry-patched: %s (it runs unwrapped)", symbol, library, why);
+        goto out;
+    }
+    __atomic_fetch_or(&t->via, AS_VIA_ENTRY, __ATOMIC_RELAXED);
+    s->fn = fn;
+    s->id = tid;
+    g_nesites++;
+    id = tid;
+out:
+    pthread_mutex_unlock(&g_elock);
+    return id;
+}
+
+/* ---- selecting functions from a config ---- */
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* The entry selecting symbol sym of file for entry patching, as install.c matches: exact
+ * name first, else the first glob. NULL when none or when the entry wants the GOT path. */
+static const as_entry *pick_entry(const as_config *cfg, const as_sym *sym, const char *file,
+                                  int *index) {
+    const as_entry *glob = NULL;
+    int glob_i = -1;
+    for (int i = 0; i < cfg->nentries; i++) {
+        const as_entry *e = &cfg->entries[i];
+        if (!e->pattern)
+            continue;
+        if (e->version && (!sym->version || strcmp(e->version, sym->version) != 0))
+            continue;
+        if (e->lib && !as_glob_match(e->lib, file))
+            continue;
+        if (!e->is_glob) {
+            if (strcmp(e->pattern, sym->name) == 0) {
+                *index = i;
+                return e;
+            }
+        } else if (!glob && as_glob_match(e->pattern, sym->name)) {
+            glob = e;
+            glob_i = i;
+        }
+    }
+    *index = glob_i;
+    return glob;
+}
+
+/* Whether the config has an entry that may ask for entry patching at all. */
+static int wants_entry(const as_config *cfg) {
+    for (int i = 0; i < cfg->nentries; i++)
+        if (cfg->entries[i].pattern && cfg->entries[i].hook != AS_HOOK_GOT)
+            return 1;
+    return 0;
+}
+
+/* Gives a target without a prototype the one DWARF has, when the object carries DWARF.
+ * The prototype is allocated for the life of the process. */
+static void add_dwarf_proto(int id, const as_symtab *st) {
+    as_target *t = &as_targets[id];
+    if (t->proto || !st->has_debug)
+        return;
+    as_proto *p = calloc(1, sizeof *p);
+    if (!p)
+        return;
+    if (as_dwarf_proto(st->path, t->symbol, p) != 0) {
+        free(p);
+        return;
+    }
+    __atomic_store_n(&t->proto, p, __ATOMIC_RELEASE);
+}
+
+int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
+                      unsigned char *matched) {
+    if (!cfg || !path || !*path || !wants_entry(cfg))
+        return 0;
+    as_symtab st;
+    char err[256];
+    if (as_symtab_load(path, &st, err, sizeof err) != 0) {
+        as_debug("%s: no symbols for entry patching: %s", path, err);
+        return -1;
+    }
+    const char *file = base_name(path);
+    int done = 0;
+    for (size_t k = 0; k < st.n; k++) {
+        const as_sym *sym = &st.syms[k];
+        int idx;
+        const as_entry *e = pick_entry(cfg, sym, file, &idx);
+        if (!e || e->hook == AS_HOOK_GOT)
+            continue;
+        if (e->hook == AS_HOOK_AUTO && sym->exported)
+            continue; /* the GOT path (install.c) has it */
+        if (sym->is_ifunc) {
+            as_warn("%s:%d:1: '%s' in %s is an IFUNC resolver: not entry-patched",
+                    cfg->path ? cfg->path : "config", e->line, sym->name, file);
+            continue;
+        }
+        void *fn = (void *)((st.is_dyn ? base : 0) + (uintptr_t)sym->value);
+        if (matched)
+            matched[idx] = 1;
+        /* Strings of a target live for the process: the object may be unloaded later. */
+        char *name = strdup(sym->name);
+        char *lib = strdup(file);
+        if (!name || !lib) {
+            free(name);
+            free(lib);
+            continue;
+        }
+        int before = as_entry_id(fn);
+        int id = as_entry_hook(fn, (size_t)sym->size, name, e->name ? e->name : name, lib, e);
+        if (id < 0 || before >= 0 || as_targets[id].symbol != name) {
+            free(name); /* refused, or the target already had its strings */
+            free(lib);
+        }
+        if (id < 0) {
+            as_warn("%s:%d:1: '%s' in %s runs unwrapped (see the reason above)",
+                    cfg->path ? cfg->path : "config", e->line, sym->name, file);
+            continue;
+        }
+        add_dwarf_proto(id, &st);
+        done++;
+    }
+    as_symtab_free(&st);
+    return done;
+}
+
+/* The architecture's patcher (hook/patch.h), built as part of this file while the
+ * Makefile compiles preload/hook/NAME.c only. */
+#if defined(__x86_64__)
+#define AS_PATCH_IMPL 1
+#include "hook/x86_64/patch.c"
+#endif
