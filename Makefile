@@ -28,7 +28,7 @@ HOOK_ASM := $(sort $(wildcard preload/hook/x86_64/*.S))
 # preload_main.c (the constructor) and dlwrap.c (exported dlopen/dlsym/exec wrappers) go
 # only into the interposer, never into the CLI or the unit tests.
 PRELOAD_ONLY := preload/hook/preload_main.c preload/hook/dlwrap.c
-HOOK_SRC := $(filter-out $(PRELOAD_ONLY),$(sort $(wildcard preload/hook/*.c)))
+HOOK_SRC := $(filter-out $(PRELOAD_ONLY),$(sort $(wildcard preload/hook/*.c preload/hook/x86_64/*.c)))
 MAIN_SRC := $(wildcard $(PRELOAD_ONLY))
 CLI_SRC  := $(sort $(wildcard preload/cli/*.c))
 

@@ -6,13 +6,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "action.h"
 #include "clock.h"
 #include "log.h"
 #include "pipeline.h"
-#include "ring.h"
 #include "settings.h"
 
 static pthread_mutex_t api_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -84,7 +84,21 @@ static void fill_result(agentsight_result *r, int ok, const char *conv, int64_t 
     copy_str(r->message, sizeof(r->message), message);
 }
 
+/* 1 when AGENTSIGHT_DISABLE=1 (the kill switch): nothing is queued or started. */
+static int disabled(void) {
+    const char *v = getenv("AGENTSIGHT_DISABLE");
+    return v && strcmp(v, "1") == 0;
+}
+
 int agentsight_track_action(const agentsight_action *action, agentsight_result *result) {
+    if (disabled()) {
+        const char *given = action ? action->conversation_id : NULL;
+        const char *env = getenv("AGENTSIGHT_CONVERSATION_ID");
+        fill_result(result, 1, given && given[0] ? given : (env ? env : ""), as_clock_unix_ns(),
+                    action ? action->action_name : NULL,
+                    "AgentSight disabled (AGENTSIGHT_DISABLE=1)");
+        return 0;
+    }
     int saved = as_in_agentsight;
     as_in_agentsight = 1;
     int rc = -1;

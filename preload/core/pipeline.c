@@ -3,10 +3,19 @@
  *
  * Producers touch only their own ring (ring.h). The registry (a fixed array of slots)
  * is locked only when a thread takes its first slot, when the exporter retires the slot
- * of an exited thread, and around fork. The exporter polls every few ms when idle; the
- * API path may wake it early (as_pipe_nudge_if_busy), the interposer's path never does. */
+ * of an exited thread, and around fork. The exporter drains in chunks and then sleeps:
+ * at least BUSY_MS between passes while there is traffic (so it never chases a producer's
+ * cache lines), up to IDLE_MAX_MS when idle; the API path may wake it early
+ * (as_pipe_nudge_if_busy), the interposer's path never does. Unless
+ * AGENTSIGHT_CRASH_SAFE=0 the rings are files (pipeline.h, "crash-safe capture"), and
+ * the exporter first ships what dead processes left (recover.c).
+ *
+ * AGENTSIGHT_TEST_POLL_MS (tests only): the exporter sleeps that long between passes,
+ * busy or not, and does not recover at start, so a test can kill a process before
+ * anything was delivered. */
 #include "pipeline.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -15,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,8 +37,9 @@
 #define MAX_SLOTS 1024 /* threads with a live ring at once */
 #define MAX_SINKS 8
 #define BATCH_MAX 256
-#define IDLE_MIN_MS 1
+#define BUSY_MS 1
 #define IDLE_MAX_MS 8
+#define MAX_NOTED 4096 /* target ids the .targets file names (AS_MAX_TARGETS) */
 #define DEFAULT_QUEUE (1u << 20)
 
 enum { SLOT_FREE = 0, SLOT_ACTIVE = 1, SLOT_EXITED = 2 };
@@ -37,6 +48,7 @@ enum { PIPE_STOPPED = 0, PIPE_RUNNING = 1, PIPE_FORKED = 2 };
 typedef struct slot {
     _Atomic int state;
     as_ring *ring;
+    char file[96]; /* base name of a file-backed ring, "" for anonymous memory */
 } slot;
 
 __thread int as_in_agentsight;
@@ -50,9 +62,8 @@ static uint64_t dropped_retired;        /* drops of retired rings (reg_lock) */
 static _Atomic uint64_t delivered;
 static _Atomic uint64_t bad_msgs;
 
-static __thread as_ring *t_ring;
+__thread as_ring *as_pipe_tring;
 static __thread int t_dead;        /* thread is exiting: its slot is gone */
-static __thread int t_may_wake;    /* last reserve came from the API */
 static __thread int t_is_exporter; /* never waits for room: it makes the room */
 static pthread_key_t exit_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -85,6 +96,21 @@ static int ntouched;
 static size_t nbatch;
 static uint64_t dropped_reported;
 
+/* Crash-safe rings (file-backed). files_lock guards everything below; lock order:
+ * start_lock, reg_lock, files_lock, ex_lock. */
+static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
+static int files_state; /* 0 not decided, 1 files in rings_dir, -1 anonymous memory */
+static char rings_dir[600];
+static as_ring_info ident; /* this process image's identity for new ring headers */
+static int targets_fd = -1;
+static uint32_t targets_written; /* ids [0, targets_written) are in the .targets file */
+static const char *noted[MAX_NOTED][3];
+static uint32_t noted_n;
+static int poll_ms_test; /* AGENTSIGHT_TEST_POLL_MS, 0 = not set */
+
+/* The stats already reported by as_pipe_write_stats (lines carry differences). */
+static uint64_t stats_actions, stats_dropped;
+
 static int64_t mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -115,7 +141,7 @@ static void init_conds(void) {
  * then frees it. Later messages from this thread (other destructors) are dropped. */
 static void thread_exit(void *arg) {
     slot *s = arg;
-    t_ring = NULL;
+    as_pipe_tring = NULL;
     t_dead = 1;
     atomic_store_explicit(&s->state, SLOT_EXITED, memory_order_release);
 }
@@ -130,6 +156,203 @@ static void once_init(void) {
     pthread_key_create(&exit_key, thread_exit);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     atexit(at_exit);
+}
+
+/* ---- crash-safe ring files ----------------------------------------------------------- */
+
+/* mkdir -p path with mode 0700. Returns 0 or -1 (errno). */
+static int mkdirs(const char *path) {
+    char tmp[sizeof rings_dir];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        return -1;
+    struct stat st;
+    if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* Copies a comma-separated URI list into out without any user:password@ part. */
+static void uris_without_secrets(const char *uris, char *out, size_t cap) {
+    size_t o = 0;
+    out[0] = '\0';
+    for (const char *p = uris; p && *p && o + 1 < cap;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *scheme_end = memchr(p, ':', len);
+        const char *at = memchr(p, '@', len);
+        const char *slashes = scheme_end ? strstr(scheme_end, "//") : NULL;
+        size_t keep = len;
+        const char *rest = NULL;
+        if (at && slashes && slashes < at) { /* scheme:...//user:pass@host -> drop user */
+            keep = (size_t)(slashes + 2 - p);
+            rest = at + 1;
+        }
+        int n = snprintf(out + o, cap - o, "%s%.*s", o ? "," : "", (int)keep, p);
+        if (n < 0 || (size_t)n >= cap - o)
+            break;
+        o += (size_t)n;
+        if (rest) {
+            n = snprintf(out + o, cap - o, "%.*s", (int)(p + len - rest), rest);
+            if (n < 0 || (size_t)n >= cap - o)
+                break;
+            o += (size_t)n;
+        }
+        p = end ? end + 1 : NULL;
+    }
+}
+
+/* Writes the target lines not yet in the .targets file. files_lock held; a write error
+ * is ignored (those call records are then skipped at recovery). */
+static void targets_sync_locked(void) {
+    if (files_state != 1)
+        return;
+    if (targets_fd < 0) {
+        char path[sizeof rings_dir + 96];
+        snprintf(path, sizeof path, "%s/%d-%llu-%llx.targets", rings_dir, (int)ident.pid,
+                 (unsigned long long)ident.start_time, (unsigned long long)ident.image);
+        targets_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (targets_fd < 0)
+            return;
+        targets_written = 0;
+    }
+    as_buf b;
+    as_buf_init(&b);
+    for (uint32_t id = targets_written; id < noted_n; id++) {
+        if (!noted[id][0])
+            continue;
+        as_buf_printf(&b, "%u", id);
+        for (int k = 0; k < 3; k++) {
+            as_buf_putc(&b, '\t');
+            for (const char *c = noted[id][k] ? noted[id][k] : ""; *c; c++)
+                as_buf_putc(&b, *c == '\t' || *c == '\n' ? ' ' : *c);
+        }
+        as_buf_putc(&b, '\n');
+    }
+    if (!b.oom && b.len > 0) {
+        ssize_t w = write(targets_fd, b.data, b.len);
+        (void)w;
+    }
+    targets_written = noted_n;
+    as_buf_free(&b);
+}
+
+void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbol,
+                         const char *library) {
+    if (id >= MAX_NOTED)
+        return;
+    pthread_mutex_lock(&files_lock);
+    noted[id][0] = action_name ? action_name : symbol;
+    noted[id][1] = symbol;
+    noted[id][2] = library;
+    if (id + 1 > noted_n)
+        noted_n = id + 1;
+    if (id < targets_written)
+        targets_written = id; /* rewrite from here: a later line wins at recovery */
+    targets_sync_locked();
+    pthread_mutex_unlock(&files_lock);
+}
+
+/* Decides once per process image whether rings are files: AGENTSIGHT_CRASH_SAFE=0 says
+ * no; otherwise <spool_dir>/rings must be creatable (else one warning). Fills the
+ * identity written into ring headers. files_lock held. */
+static void files_decide_locked(void) {
+    if (files_state != 0)
+        return;
+    files_state = -1;
+    const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
+    if (cs && strcmp(cs, "0") == 0)
+        return;
+    if (!as_cfg.spool_dir[0] ||
+        snprintf(rings_dir, sizeof rings_dir, "%s/rings", as_cfg.spool_dir) >=
+            (int)sizeof rings_dir ||
+        mkdirs(rings_dir) != 0) {
+        as_warn("cannot create the ring directory under '%s' (%s): actions are kept in memory "
+                "only and are lost if the process dies",
+                as_cfg.spool_dir, strerror(errno));
+        return;
+    }
+    memset(&ident, 0, sizeof ident);
+    ident.pid = (int32_t)getpid();
+    ident.start_time = as_proc_start_time(ident.pid);
+    ident.image = (uint64_t)mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
+    ident.clock_raw0 = as_clock_raw();
+    ident.clock_unix0 = as_clock_raw_to_unix_ns(ident.clock_raw0);
+    uint64_t span = (uint64_t)1 << 32;
+    ident.clock_ns_per_raw =
+        (double)as_clock_raw_delta_ns(ident.clock_raw0, ident.clock_raw0 + span) / (double)span;
+    snprintf(ident.conversation_id, sizeof ident.conversation_id, "%s",
+             as_cfg.conversation_id[0] ? as_cfg.conversation_id : as_settings_conversation_id());
+    uris_without_secrets(open_uris[0] ? open_uris : as_cfg.output, ident.sinks,
+                         sizeof ident.sinks);
+    files_state = 1;
+}
+
+/* A ring for slot i: a file when crash-safe capture is on, else anonymous memory (also
+ * when the file cannot be made). Returns the ring or NULL; s->file names the file. */
+static as_ring *ring_new(slot *s, int i, size_t want) {
+    pthread_mutex_lock(&files_lock);
+    files_decide_locked();
+    as_ring *r = NULL;
+    s->file[0] = '\0';
+    if (files_state == 1) {
+        ident.slot = (uint32_t)i;
+        snprintf(s->file, sizeof s->file, "%d-%llu-%llx-%d.ring", (int)ident.pid,
+                 (unsigned long long)ident.start_time, (unsigned long long)ident.image, i);
+        char path[sizeof rings_dir + sizeof s->file + 2];
+        snprintf(path, sizeof path, "%s/%s", rings_dir, s->file);
+        r = as_ring_create_file(path, want, &ident);
+        if (r)
+            targets_sync_locked();
+        else
+            s->file[0] = '\0';
+    }
+    pthread_mutex_unlock(&files_lock);
+    return r ? r : as_ring_create(want);
+}
+
+/* Removes the files of rings that hold nothing undelivered, and the .targets file when
+ * no ring file is left. reg_lock held, exporter stopped. */
+static void files_remove_drained(void) {
+    int left = 0;
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        slot *s = &slots[i];
+        if (!s->ring || !s->file[0])
+            continue;
+        if (as_ring_used(s->ring) != 0) {
+            left++;
+            continue;
+        }
+        char path[sizeof rings_dir + sizeof s->file + 2];
+        snprintf(path, sizeof path, "%s/%s", rings_dir, s->file);
+        unlink(path);
+        s->file[0] = '\0';
+    }
+    pthread_mutex_lock(&files_lock);
+    if (!left && targets_fd >= 0) {
+        char path[sizeof rings_dir + 96];
+        snprintf(path, sizeof path, "%s/%d-%llu-%llx.targets", rings_dir, (int)ident.pid,
+                 (unsigned long long)ident.start_time, (unsigned long long)ident.image);
+        unlink(path);
+        close(targets_fd);
+        targets_fd = -1;
+        targets_written = 0;
+    }
+    pthread_mutex_unlock(&files_lock);
 }
 
 /* Gives the calling thread a ring (a free slot, reusing its mapping when the size
@@ -159,8 +382,12 @@ static as_ring *thread_attach(void) {
         as_ring_destroy(s->ring);
         s->ring = NULL;
     }
+    if (s->ring && s->ring->is_file && !s->file[0]) {
+        as_ring_destroy(s->ring); /* its file was removed at a shutdown: make a new one */
+        s->ring = NULL;
+    }
     if (!s->ring)
-        s->ring = as_ring_create(want);
+        s->ring = ring_new(s, i, want);
     if (!s->ring)
         goto out;
     r = s->ring;
@@ -168,7 +395,7 @@ static as_ring *thread_attach(void) {
     if (i == hi)
         atomic_store(&slots_hi, hi + 1);
     pthread_setspecific(exit_key, s);
-    t_ring = r;
+    as_pipe_tring = r;
 out:
     pthread_mutex_unlock(&reg_lock);
     return r;
@@ -213,15 +440,10 @@ static void *reserve_slow(as_ring *r, int kind, size_t len, int may_wait) {
     return NULL;
 }
 
-void *as_pipe_reserve(int kind, size_t payload_len, int may_wait) {
-    as_ring *r = t_ring;
-    t_may_wake = may_wait;
-    if (__builtin_expect(r != NULL, 1)) {
-        void *p = as_ring_reserve(r, (unsigned)kind, payload_len);
-        if (__builtin_expect(p != NULL, 1))
-            return p;
+void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait) {
+    as_ring *r = as_pipe_tring;
+    if (r)
         return reserve_slow(r, kind, payload_len, may_wait);
-    }
     r = thread_attach();
     if (!r) {
         atomic_fetch_add(&dropped_noring, 1);
@@ -231,14 +453,9 @@ void *as_pipe_reserve(int kind, size_t payload_len, int may_wait) {
     return p ? p : reserve_slow(r, kind, payload_len, may_wait);
 }
 
-void as_pipe_commit(void *payload) {
-    (void)payload;
-    as_ring_commit(t_ring);
-}
-
 void as_pipe_nudge_if_busy(void) {
-    as_ring *r = t_ring;
-    if (r && t_may_wake && as_ring_used(r) > r->size / 2)
+    as_ring *r = as_pipe_tring;
+    if (r && as_ring_used(r) > r->size / 2)
         wake_exporter();
 }
 
@@ -386,11 +603,81 @@ static void final_drain(void) {
     flush_sinks(left > 0 ? (int)left : 0);
 }
 
+/* Copies the strings of a (borrowed for one call) into b, so the batch may keep it. */
+static void copy_action(const as_action *a, as_action *out, as_buf *b) {
+    *out = *a;
+    const char *src[6] = {a->action_name, a->tools_used,      a->response,
+                          a->error_msg,   a->conversation_id, a->metadata};
+    size_t off[6];
+    for (int k = 0; k < 6; k++) {
+        off[k] = b->len;
+        if (src[k]) {
+            as_buf_puts(b, src[k]);
+            as_buf_putc(b, '\0');
+        }
+    }
+    const char **dst[6] = {&out->action_name, &out->tools_used,      &out->response,
+                           &out->error_msg,   &out->conversation_id, &out->metadata};
+    for (int k = 0; k < 6; k++)
+        *dst[k] = src[k] && !b->oom ? b->data + off[k] : NULL;
+}
+
+/* as_recover_fn: a dead process's action joins the batch. Exporter thread only. */
+static int recovered_action(const as_action *a, const as_recover_origin *o, void *ctx) {
+    (void)o;
+    (void)ctx;
+    as_buf_reset(&scratch[nbatch]);
+    copy_action(a, &batch[nbatch], &scratch[nbatch]);
+    if (scratch[nbatch].oom)
+        return 1; /* left in its file for a later start */
+    if (++nbatch == BATCH_MAX)
+        deliver();
+    return 0;
+}
+
+/* Ships what dead processes left (crash-safe capture on, not in test-poll mode). */
+static void recover_dead(void) {
+    pthread_mutex_lock(&files_lock);
+    files_decide_locked();
+    int on = files_state == 1;
+    pthread_mutex_unlock(&files_lock);
+    if (!on || poll_ms_test > 0)
+        return;
+    long n = as_pipe_recover(as_cfg.spool_dir, recovered_action, NULL);
+    deliver();
+    if (n > 0)
+        as_info("delivered %ld actions left by processes that died", n);
+}
+
+/* Sleeps on ex_cond up to ms unless a flush or stop is pending. */
+static void exporter_wait(int ms) {
+    pthread_mutex_lock(&ex_lock);
+    if (flush_req == flush_done && !atomic_load(&ex_stop)) {
+        struct timespec ts = mono_ts(mono_ns() + (int64_t)ms * 1000000);
+        pthread_cond_timedwait(&ex_cond, &ex_lock, &ts);
+    }
+    pthread_mutex_unlock(&ex_lock);
+}
+
+/* 1 when some ring is at least a quarter full (the exporter must not sleep). */
+static int ring_filling(void) {
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) == SLOT_FREE)
+            continue;
+        as_ring *r = slots[i].ring;
+        if (r && as_ring_used(r) >= r->size / 4)
+            return 1;
+    }
+    return 0;
+}
+
 static void *exporter_main(void *arg) {
     (void)arg;
     as_in_agentsight = 1;
     t_is_exporter = 1;
-    int idle_ms = IDLE_MIN_MS;
+    recover_dead();
+    int idle_ms = BUSY_MS;
     for (;;) {
         pthread_mutex_lock(&ex_lock);
         uint64_t req = flush_req;
@@ -409,16 +696,20 @@ static void *exporter_main(void *arg) {
             pthread_mutex_unlock(&ex_lock);
             continue;
         }
-        if (drain_all() > 0) {
-            idle_ms = IDLE_MIN_MS;
+        if (poll_ms_test > 0) {
+            exporter_wait(poll_ms_test);
+            drain_all();
             continue;
         }
-        pthread_mutex_lock(&ex_lock);
-        if (flush_req == flush_done && !atomic_load(&ex_stop)) {
-            struct timespec ts = mono_ts(mono_ns() + (int64_t)idle_ms * 1000000);
-            pthread_cond_timedwait(&ex_cond, &ex_lock, &ts);
+        if (drain_all() > 0) {
+            /* Traffic: come back after BUSY_MS (the producers fill a chunk meanwhile)
+             * unless a ring is already filling up. */
+            idle_ms = BUSY_MS;
+            if (!ring_filling())
+                exporter_wait(BUSY_MS);
+            continue;
         }
-        pthread_mutex_unlock(&ex_lock);
+        exporter_wait(idle_ms);
         if (idle_ms < IDLE_MAX_MS)
             idle_ms *= 2;
     }
@@ -466,6 +757,9 @@ static int start_locked(void) {
         return -1;
     }
     save_uris();
+    as_clock_init();
+    const char *poll = getenv("AGENTSIGHT_TEST_POLL_MS");
+    poll_ms_test = poll && atoi(poll) > 0 ? atoi(poll) : 0;
     atomic_store(&ex_stop, 0);
     sigset_t all, old;
     sigfillset(&all);
@@ -519,16 +813,25 @@ int as_pipe_flush(int timeout_ms) {
     return rc;
 }
 
-/* Appends the stats line to AGENTSIGHT_STATS_FILE when set. */
-static void write_stats(void) {
+/* Appends the stats line to AGENTSIGHT_STATS_FILE when set: the actions and drops since
+ * the previous line of this process, so that a reader may sum all lines. */
+void as_pipe_write_stats(void) {
     const char *path = getenv("AGENTSIGHT_STATS_FILE");
     if (!path || !path[0])
         return;
+    static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&stats_lock);
+    uint64_t act = atomic_load(&delivered), drop = as_pipe_dropped();
+    uint64_t d_act = act >= stats_actions ? act - stats_actions : act;
+    uint64_t d_drop = drop >= stats_dropped ? drop - stats_dropped : drop;
+    stats_actions = act;
+    stats_dropped = drop;
+    pthread_mutex_unlock(&stats_lock);
     as_buf b;
     as_buf_init(&b);
     as_buf_printf(&b, "{\"pid\":%ld,\"actions\":%llu,\"dropped\":%llu,\"hooked\":%llu,\"output\":",
-                  (long)getpid(), (unsigned long long)atomic_load(&delivered),
-                  (unsigned long long)as_pipe_dropped(), (unsigned long long)as_stat_hooked);
+                  (long)getpid(), (unsigned long long)d_act, (unsigned long long)d_drop,
+                  (unsigned long long)as_stat_hooked);
     as_json_cstr(&b, open_uris[0] ? open_uris : as_cfg.output);
     as_buf_puts(&b, "}\n");
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -585,13 +888,16 @@ void as_pipe_shutdown(void) {
         for (int i = 0; i < nsinks; i++)
             sinks[i].ops->close(&sinks[i]);
         nsinks = 0;
+        pthread_mutex_lock(&reg_lock);
+        files_remove_drained();
+        pthread_mutex_unlock(&reg_lock);
     } else {
         as_warn("exporter did not stop within %d ms; pending actions abandoned", timeout_ms);
         pthread_detach(ex_thread);
     }
     atomic_store(&pipe_state, PIPE_STOPPED);
     report_dropped();
-    write_stats();
+    as_pipe_write_stats();
     pthread_mutex_unlock(&start_lock);
 out:
     as_in_agentsight = saved;
@@ -622,11 +928,13 @@ __attribute__((destructor)) static void at_unload(void) {
 static void fork_prepare(void) {
     pthread_mutex_lock(&start_lock);
     pthread_mutex_lock(&reg_lock);
+    pthread_mutex_lock(&files_lock);
     pthread_mutex_lock(&ex_lock);
 }
 
 static void fork_parent(void) {
     pthread_mutex_unlock(&ex_lock);
+    pthread_mutex_unlock(&files_lock);
     pthread_mutex_unlock(&reg_lock);
     pthread_mutex_unlock(&start_lock);
 }
@@ -637,16 +945,20 @@ static void fork_parent(void) {
  * first message of the child starts a new exporter (thread_attach). */
 static void fork_child(void) {
     pthread_mutex_init(&ex_lock, NULL);
+    pthread_mutex_init(&files_lock, NULL);
     pthread_mutex_init(&reg_lock, NULL);
     pthread_mutex_init(&start_lock, NULL);
     init_conds();
     int hi = atomic_load(&slots_hi);
     for (int i = 0; i < hi; i++) {
         as_ring *r = slots[i].ring;
-        if (r) {
-            as_ring_release(r, as_ring_head(r));
-            r->tail_seen = as_ring_head(r);
-            atomic_store(&r->dropped, 0);
+        if (r && r->is_file) {
+            /* The parent's file: never write into it. The child makes its own. */
+            as_ring_destroy(r);
+            slots[i].ring = NULL;
+            slots[i].file[0] = '\0';
+        } else if (r) {
+            as_ring_reset(r);
         }
         atomic_store(&slots[i].state, SLOT_FREE);
         cursor[i] = 0;
@@ -654,7 +966,13 @@ static void fork_child(void) {
     }
     ntouched = 0;
     nbatch = 0;
-    t_ring = NULL;
+    as_pipe_tring = NULL;
+    if (targets_fd >= 0)
+        close(targets_fd);
+    targets_fd = -1;
+    targets_written = 0;
+    files_state = 0; /* a new pid and start time: decided again at the first ring */
+    stats_actions = stats_dropped = 0;
     dropped_retired = 0;
     dropped_reported = 0;
     atomic_store(&dropped_noring, 0);

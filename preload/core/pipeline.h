@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "action.h"
+#include "ring.h"
 
 enum as_msg_kind {
     AS_MSG_ACTION = 1, /* a packed as_action (as_action_pack) from the API */
@@ -34,9 +35,35 @@ int as_pipe_start(void);
  * ring. may_wait: when the ring is full, wait up to as_cfg.queue_wait_ms for room
  * (policy WAIT) instead of dropping at once. Returns a pointer to the payload (8-byte
  * aligned) or NULL when dropped (counted). Every non-NULL reserve must be followed by
- * as_pipe_commit() on the same thread before the next reserve. */
-void *as_pipe_reserve(int kind, size_t payload_len, int may_wait);
-void as_pipe_commit(void *payload);
+ * as_pipe_commit() on the same thread before the next reserve.
+ *
+ * Inline: with a ring attached and room in it, reserve + commit are a few loads and
+ * stores to the thread's own ring and one plain store of head; no atomic read-modify-
+ * write, no call. The first message of a thread and a full ring take the slow path. */
+extern __thread as_ring *as_pipe_tring; /* the calling thread's ring, NULL before its first */
+void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait);
+
+static inline void *as_pipe_reserve(int kind, size_t payload_len, int may_wait) {
+    as_ring *r = as_pipe_tring;
+    if (__builtin_expect(r != NULL, 1)) {
+        void *p = as_ring_reserve(r, (unsigned)kind, payload_len);
+        if (__builtin_expect(p != NULL, 1))
+            return p;
+    }
+    return as_pipe_reserve_slow(kind, payload_len, may_wait);
+}
+
+static inline void as_pipe_commit(void *payload) {
+    (void)payload;
+    as_ring_commit(as_pipe_tring);
+}
+
+/* 1 while the exporter of this process runs. This function can't fail. */
+int as_pipe_running(void);
+
+/* Wakes the exporter when the calling thread's ring is more than half full. Not for the
+ * interposer's hot path (may make a futex syscall). */
+void as_pipe_nudge_if_busy(void);
 
 /* Waits until every message committed before the call has been handed to the sinks and
  * the sinks flushed. timeout_ms < 0 means as_cfg.flush_timeout_ms. 0 or -1 on timeout. */
@@ -56,8 +83,60 @@ uint64_t as_pipe_delivered(void);
  * (`agentsight run` reads it for its summary line). */
 extern uint64_t as_stat_hooked;
 
+/* Appends that stats line now (nothing when AGENTSIGHT_STATS_FILE is unset). Called by
+ * as_pipe_shutdown() and by the interposer before exec. Counts are those of the process
+ * so far; a later line for the same pid supersedes an earlier one. This function can't
+ * fail (a write error is ignored). */
+void as_pipe_write_stats(void);
+
 /* Set in the exporter thread (and by code that must not be tracked): wrapped calls made
  * while it is non-zero pass straight through. */
 extern __thread int as_in_agentsight;
+
+/* ---- crash-safe capture -------------------------------------------------------------
+ *
+ * Unless AGENTSIGHT_CRASH_SAFE=0, each thread's ring is a file
+ *   <spool_dir>/rings/<pid>-<starttime>-<image>-<slot>.ring   (0600; rings/ is 0700)
+ * mapped MAP_SHARED, so what was committed survives the process dying at any point. The
+ * exporter advances the file's tail as it delivers; a clean shutdown removes the file.
+ * Beside them, <pid>-<starttime>-<image>.targets (append-only lines
+ * "id<TAB>action_name<TAB>symbol<TAB>library") names the interposer's targets, which the
+ * call records of that process refer to by id. When the spool directory cannot be made
+ * the rings are anonymous memory (one warning). */
+
+/* The hook layer tells the pipeline about a new target (not on the hot path; strings
+ * must live for the process: they are kept by pointer and written to the .targets file
+ * at once, and again in a forked child). Ids >= 65536 are ignored. */
+void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbol,
+                         const char *library);
+
+/* Who left a recovered action. */
+typedef struct as_recover_origin {
+    int pid;
+    const char *sinks;           /* sink URIs of the dead process (no secrets), may be "" */
+    const char *conversation_id; /* its conversation id */
+    const char *file;            /* the ring file being recovered */
+} as_recover_origin;
+
+/* Called for each recovered action, in the order the dead thread recorded them. The
+ * action and origin borrow memory valid during the call. Return 0 when the action was
+ * taken (it will not be handed out again), non-zero to stop: that action and the rest
+ * of its file stay for a later recovery. */
+typedef int (*as_recover_fn)(const as_action *a, const as_recover_origin *o, void *ctx);
+
+/* as_pipe_recover - ships what dead processes left in <root>/rings.
+ *
+ * root: the spool root (NULL or "" means as_cfg.spool_dir). For each ring file whose
+ * process is dead (its pid does not exist, or now belongs to a process started at
+ * another time), takes the file (renames it to NAME.taking-<ourpid>-<ourstart>, so two
+ * recoverers never share one; files taken by a recoverer that died are taken again),
+ * decodes every intact undelivered record into an action (AS_MSG_ACTION: as packed by
+ * the API; AS_MSG_CALL: names from the dead process's .targets file, untyped integer
+ * response, its clock calibration; records that cannot be decoded are skipped, never
+ * shipped as garbage), calls fn for each, then removes the file (or, when fn stopped,
+ * renames it back so the rest is recovered later). A live process's files are never
+ * touched, nor our own. Blocks for file I/O only; any thread. Returns the number of
+ * actions fn took, or -1 when the rings directory exists but cannot be read. */
+long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx);
 
 #endif

@@ -1,27 +1,77 @@
-/* ring.c - mapping and consumer side of the per-thread message ring (see ring.h for the
- * layout); the producer side is inline in ring.h because it is on the hot path. */
+/* ring.c - mapping (anonymous or file-backed) and consumer side of the per-thread
+ * message ring (see ring.h for the layout), and the reading of ring files that dead
+ * processes left; the producer side is inline in ring.h because it is on the hot path. */
 #include "ring.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 _Static_assert(offsetof(as_ring, tail) == 64, "tail on its own cache line");
-_Static_assert(offsetof(as_ring, data) == 192, "data after the header lines");
+_Static_assert(offsetof(as_ring, pending) == 128, "producer-private line");
+_Static_assert(offsetof(as_ring, magic) == 192, "constants line");
+_Static_assert(offsetof(as_ring, info) == 256, "identity after the constants");
+_Static_assert(sizeof(as_ring) <= AS_RING_DATA_OFF, "header fits before data");
+
+/* Bytes of the whole mapping for a ring of size record bytes. */
+static size_t map_bytes(uint64_t size) {
+    return AS_RING_DATA_OFF + (size_t)size;
+}
+
+static void init_header(as_ring *r, uint64_t size, size_t len, int is_file) {
+    r->magic = AS_RING_MAGIC;
+    r->version = AS_RING_VERSION;
+    r->is_file = (uint32_t)is_file;
+    r->size = size;
+    r->mask = size - 1;
+    r->map_len = len;
+    r->limit = size; /* tail 0 */
+}
 
 /* Returns the ring, or NULL when data_bytes is absurd or mmap failed (nothing mapped). */
 as_ring *as_ring_create(size_t data_bytes) {
     if (data_bytes > ((size_t)1 << 40))
         return NULL;
     uint64_t size = as_ring_create_size(data_bytes);
-    size_t len = sizeof(as_ring) + size;
-    len = (len + 4095) & ~(size_t)4095;
+    size_t len = map_bytes(size);
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     as_ring *r = p; /* anonymous memory is zero: head = tail = dropped = 0 */
-    r->size = size;
-    r->mask = size - 1;
-    r->map_len = len;
+    init_header(r, size, len, 0);
+    return r;
+}
+
+/* Returns the ring, or NULL with errno set; the file is removed again on any failure. */
+as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_info *info) {
+    if (data_bytes > ((size_t)1 << 40)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    uint64_t size = as_ring_create_size(data_bytes);
+    size_t len = map_bytes(size);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return NULL;
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)len) == 0)
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int saved = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        unlink(path);
+        errno = saved;
+        return NULL;
+    }
+    as_ring *r = p; /* a new file reads as zeros */
+    r->info = *info;
+    init_header(r, size, len, 1);
     return r;
 }
 
@@ -32,24 +82,148 @@ void as_ring_destroy(as_ring *r) {
     munmap(r, r->map_len);
 }
 
+void as_ring_reset(as_ring *r) {
+    uint64_t head = as_ring_head(r);
+    as_ring_release(r, head);
+    r->pending = head;
+    r->limit = head + r->size;
+    atomic_store(&r->dropped, 0);
+}
+
+/* Returns 1 when the header at pos (offset off in data) is a valid record header of a
+ * ring of size bytes, with rec its full size. */
+static int header_ok(const uint32_t *hdr, uint64_t pos, uint64_t off, uint64_t size,
+                     uint64_t *rec) {
+    if ((hdr[1] >> 16) != as_ring_tag(pos))
+        return 0;
+    *rec = as_ring_rec_size(hdr[0]);
+    return off + *rec <= size;
+}
+
 /* Returns the next payload at *cursor (padding skipped), or NULL at head. A corrupt
- * header (length past the end of data) ends the read at head so the consumer never reads
- * outside the mapping. */
+ * header ends the read at head so the consumer never reads outside the mapping. */
 const void *as_ring_read(as_ring *r, uint64_t *cursor, uint64_t head, unsigned *kind, size_t *len) {
+    unsigned char *data = as_ring_data(r);
     while (*cursor < head) {
         uint64_t off = *cursor & r->mask;
-        const uint32_t *hdr = (const uint32_t *)(r->data + off);
-        uint64_t rec = as_ring_rec_size(hdr[0]);
-        if (off + rec > r->size || *cursor + rec > head) {
+        const uint32_t *hdr = (const uint32_t *)(data + off);
+        uint64_t rec;
+        if (!header_ok(hdr, *cursor, off, r->size, &rec) || *cursor + rec > head) {
             *cursor = head;
             return NULL;
         }
         *cursor += rec;
-        if (hdr[1] == AS_RING_PAD)
+        if ((hdr[1] & 0xffffu) == AS_RING_PAD)
             continue;
-        *kind = hdr[1];
+        *kind = hdr[1] & 0xffffu;
         *len = hdr[0];
-        return r->data + off + AS_RING_HDR;
+        return data + off + AS_RING_HDR;
     }
     return NULL;
+}
+
+/* ---- ring files left by dead processes ---------------------------------------------- */
+
+/* Walks the records of a mapped ring file r of file_len bytes. Returns 1 or 0 (see
+ * as_ring_file_walk). */
+static int walk_mapped(as_ring *r, as_ring_msg_fn fn, void *ctx, uint64_t *skipped) {
+    unsigned char *data = as_ring_data(r);
+    uint64_t head = atomic_load(&r->head);
+    uint64_t tail = atomic_load(&r->tail);
+    if (head < tail || head - tail > r->size) /* garbage counters: nothing is trusted */
+        tail = head;
+    uint64_t pos = tail;
+    while (pos < head) {
+        uint64_t off = pos & r->mask;
+        const uint32_t *hdr = (const uint32_t *)(data + off);
+        uint64_t rec;
+        if (!header_ok(hdr, pos, off, r->size, &rec) || pos + rec > head) {
+            /* Torn or corrupt: step to the next position whose header carries its tag. */
+            pos += 8;
+            *skipped += 8;
+            continue;
+        }
+        unsigned kind = hdr[1] & 0xffffu;
+        if (kind != AS_RING_PAD && fn(kind, data + off + AS_RING_HDR, hdr[0], ctx) != 0)
+            return 0;
+        pos += rec;
+        atomic_store(&r->tail, pos);
+    }
+    atomic_store(&r->tail, head);
+    return 1;
+}
+
+int as_ring_file_walk(const char *path, as_ring_info *info, as_ring_msg_fn fn, void *ctx,
+                      uint64_t *skipped) {
+    uint64_t skip_local = 0;
+    if (!skipped)
+        skipped = &skip_local;
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < AS_RING_DATA_OFF) {
+        close(fd);
+        return -1;
+    }
+    /* Read the constants first: the mapping is sized from them only when they agree with
+     * the file (a truncated file would fault past its end). */
+    as_ring head_copy;
+    ssize_t n = pread(fd, &head_copy, sizeof head_copy, 0);
+    uint64_t size = head_copy.size;
+    if (n != (ssize_t)sizeof head_copy || head_copy.magic != AS_RING_MAGIC ||
+        head_copy.version != AS_RING_VERSION || size < AS_RING_MIN || size > ((uint64_t)1 << 40) ||
+        (size & (size - 1)) != 0 || head_copy.mask != size - 1 ||
+        (uint64_t)st.st_size != map_bytes(size)) {
+        close(fd);
+        return -1;
+    }
+    void *p = mmap(NULL, map_bytes(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return -1;
+    as_ring *r = p;
+    if (info) {
+        *info = r->info;
+        info->conversation_id[sizeof info->conversation_id - 1] = '\0';
+        info->sinks[sizeof info->sinks - 1] = '\0';
+    }
+    int rc = walk_mapped(r, fn, ctx, skipped);
+    munmap(p, map_bytes(size));
+    return rc;
+}
+
+uint64_t as_proc_start_time(int pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* The command name (field 2) may hold spaces and parentheses: count from the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    p++;
+    for (int field = 2; field < 21 && p; field++) {
+        p = strchr(p + 1, ' ');
+    }
+    if (!p)
+        return 0;
+    return strtoull(p + 1, NULL, 10);
+}
+
+int as_proc_dead(int pid, uint64_t start_time) {
+    if (pid <= 0)
+        return 1;
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 1;
+    uint64_t now = as_proc_start_time(pid);
+    if (now == 0) /* gone between the two looks, or another namespace: treat as live */
+        return kill(pid, 0) != 0 && errno == ESRCH;
+    return now != start_time;
 }

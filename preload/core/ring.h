@@ -1,21 +1,30 @@
 /* ring.h - the per-thread single-producer/single-consumer byte ring that carries messages
- * from a producing thread to the exporter without a lock, a syscall or a malloc.
+ * from a producing thread to the exporter without a lock, a syscall or a malloc; the
+ * same ring may live in a file so that what a process recorded survives its death.
  *
- * Layout of one ring (one anonymous mapping made by as_ring_create(); a later change may
- * back it by a file so a crashed process leaves its rings readable):
+ * Layout of one ring (one mapping: anonymous, or MAP_SHARED of a file in
+ * <spool>/rings/ made by as_ring_create_file(); the file holds exactly these bytes):
  *
- *   offset 0    head      committed bytes (monotonic), release-stored by the producer
- *               pending   producer-private: head after the open reservation
- *               tail_seen producer-private: last tail it read
- *               dropped   messages the producer dropped (only it writes)
- *   offset 64   tail      consumed bytes (monotonic), release-stored by the consumer
- *   offset 128  size, mask, map_len (set once)
- *   offset 192  data[size]: records
+ *   offset 0     head      committed bytes (monotonic), release-stored by the producer;
+ *                          the only cache line the producer writes that others read
+ *   offset 64    tail      consumed bytes (monotonic), release-stored by the consumer
+ *                          once per chunk
+ *   offset 128   pending   producer-private: head after the open reservation
+ *                limit     producer-private: last tail it read + size (room check)
+ *                dropped   messages the producer dropped (only it writes)
+ *   offset 192   magic, version, size, mask, map_len, file flag (set once)
+ *   offset 256   as_ring_info: who wrote the ring (file-backed rings; zero otherwise)
+ *   offset 4096  data[size]: records
  *
- * A record is an 8-byte header {uint32 len; uint16 kind; uint16 zero} then len payload
- * bytes padded to 8. A record never wraps: when it does not fit before the end of data,
- * a padding record (kind AS_RING_PAD) fills the rest and the record starts at offset 0.
- * Counters never wrap in practice (64-bit byte counts). */
+ * A record is an 8-byte header {uint32 len; uint16 kind; uint16 tag} then len payload
+ * bytes padded to 8. tag is a hash of the record's position (as_ring_tag), so a header
+ * that is garbage, stale or shifted is recognised by whoever reads a ring file left by a
+ * dead process. A record never wraps: when it does not fit before the end of data, a
+ * padding record (kind AS_RING_PAD) fills the rest and the record starts at offset 0.
+ * Counters never wrap in practice (64-bit byte counts).
+ *
+ * Commit protocol: the producer writes header and payload, then stores head. Every
+ * record below head is complete, also in the file of a process killed at any point. */
 #ifndef AS_RING_H
 #define AS_RING_H
 
@@ -26,18 +35,42 @@
 #define AS_RING_PAD 0
 #define AS_RING_HDR 8
 #define AS_RING_MIN 4096
+#define AS_RING_DATA_OFF 4096 /* data starts one page into the mapping */
+#define AS_RING_MAGIC 0x31474e4952534741ull /* "AGSRING1" little-endian */
+#define AS_RING_VERSION 1
+
+/* Who wrote a file-backed ring, for whoever recovers it. Written once at creation. */
+typedef struct as_ring_info {
+    int32_t pid;
+    uint32_t slot;           /* registry slot of the writing thread */
+    uint64_t start_time;     /* process start, /proc/PID/stat field 22 (clock ticks) */
+    uint64_t image;          /* distinguishes program images of one pid (exec) */
+    uint64_t clock_raw0;     /* a raw clock value (as_clock_raw) ... */
+    int64_t clock_unix0;     /* ... and the Unix ns it stood for */
+    double clock_ns_per_raw; /* raw units -> ns */
+    char conversation_id[264];
+    char sinks[1024]; /* the writer's sink URIs, without user:password@ */
+} as_ring_info;
 
 typedef struct as_ring {
     _Alignas(64) _Atomic uint64_t head;
-    uint64_t pending;
-    uint64_t tail_seen;
-    _Atomic uint64_t dropped;
     _Alignas(64) _Atomic uint64_t tail;
-    _Alignas(64) uint64_t size;
+    _Alignas(64) uint64_t pending;
+    uint64_t limit;
+    _Atomic uint64_t dropped;
+    _Alignas(64) uint64_t magic;
+    uint32_t version;
+    uint32_t is_file;
+    uint64_t size;
     uint64_t mask;
-    size_t map_len;
-    _Alignas(64) unsigned char data[];
+    uint64_t map_len;
+    _Alignas(64) as_ring_info info;
 } as_ring;
+
+/* The record space of r. */
+static inline unsigned char *as_ring_data(as_ring *r) {
+    return (unsigned char *)r + AS_RING_DATA_OFF;
+}
 
 /* The record space as_ring_create(data_bytes) gives: a power of two >= AS_RING_MIN. */
 static inline uint64_t as_ring_create_size(size_t data_bytes) {
@@ -47,12 +80,22 @@ static inline uint64_t as_ring_create_size(size_t data_bytes) {
     return size;
 }
 
-/* Maps a ring with data_bytes of record space (rounded up to a power of two, at least
- * AS_RING_MIN). Returns the ring, or NULL when the mapping failed (nothing is left
- * mapped). The only function that allocates ring memory. */
+/* The header tag of a record starting at byte position pos. */
+static inline uint32_t as_ring_tag(uint64_t pos) {
+    return (uint32_t)((pos * 0x9E3779B97F4A7C15ull) >> 48);
+}
+
+/* Maps an anonymous ring with data_bytes of record space (rounded up to a power of two,
+ * at least AS_RING_MIN). Returns the ring, or NULL when the mapping failed (nothing is
+ * left mapped). */
 as_ring *as_ring_create(size_t data_bytes);
 
-/* Unmaps r (NULL is accepted). This function can't fail. */
+/* Creates the file path (mode 0600, O_EXCL: an existing file is never overwritten) and
+ * maps it MAP_SHARED as a ring of data_bytes, with *info copied into its header. Returns
+ * the ring, or NULL with errno set (no file is left behind). */
+as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_info *info);
+
+/* Unmaps r (NULL is accepted). A ring file is left on disk. This function can't fail. */
 void as_ring_destroy(as_ring *r);
 
 /* Bytes a message of payload_len takes in the ring, header and padding included. */
@@ -66,36 +109,42 @@ static inline int as_ring_fits(const as_ring *r, size_t payload_len) {
     return payload_len <= UINT32_MAX && as_ring_rec_size(payload_len) <= r->size / 2;
 }
 
-/* Producer: reserves payload_len bytes for a message of kind (> 0). Returns an 8-byte
- * aligned payload pointer, or NULL when the ring has no room now (nothing changed).
- * Only the owning thread calls it; at most one reservation is open at a time. */
+/* Producer: reserves payload_len bytes for a message of kind (1..65535). Returns an
+ * 8-byte aligned payload pointer, or NULL when the ring has no room now (nothing
+ * changed). Only the owning thread calls it; at most one reservation is open at a time.
+ * Reads the consumer's tail only when its cached limit says the ring is full; writes
+ * nothing another thread reads. */
 static inline void *as_ring_reserve(as_ring *r, unsigned kind, size_t payload_len) {
     if (!as_ring_fits(r, payload_len))
         return NULL;
     uint64_t need = as_ring_rec_size(payload_len);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    uint64_t off = head & r->mask;
-    uint64_t contig = r->size - off;
+    uint64_t size = r->size;
+    uint64_t off = head & (size - 1);
+    uint64_t contig = size - off;
     uint64_t total = contig < need ? contig + need : need;
-    if (head + total - r->tail_seen > r->size) {
-        r->tail_seen = atomic_load_explicit(&r->tail, memory_order_acquire);
-        if (head + total - r->tail_seen > r->size)
+    if (__builtin_expect(head + total > r->limit, 0)) {
+        r->limit = atomic_load_explicit(&r->tail, memory_order_acquire) + size;
+        if (head + total > r->limit)
             return NULL;
     }
-    if (contig < need) {
-        uint32_t *pad = (uint32_t *)(r->data + off);
+    unsigned char *data = as_ring_data(r);
+    if (__builtin_expect(contig < need, 0)) {
+        uint32_t *pad = (uint32_t *)(data + off);
         pad[0] = (uint32_t)(contig - AS_RING_HDR);
-        pad[1] = AS_RING_PAD;
+        pad[1] = AS_RING_PAD | (as_ring_tag(head) << 16);
+        head += contig;
         off = 0;
     }
-    uint32_t *hdr = (uint32_t *)(r->data + off);
+    uint32_t *hdr = (uint32_t *)(data + off);
     hdr[0] = (uint32_t)payload_len;
-    hdr[1] = kind & 0xffffu;
-    r->pending = head + total;
-    return r->data + off + AS_RING_HDR;
+    hdr[1] = (kind & 0xffffu) | (as_ring_tag(head) << 16);
+    r->pending = head + need;
+    return data + off + AS_RING_HDR;
 }
 
-/* Producer: publishes the open reservation (release store of head). */
+/* Producer: publishes the open reservation (release store of head: a plain store on
+ * x86-64). */
 static inline void as_ring_commit(as_ring *r) {
     atomic_store_explicit(&r->head, r->pending, memory_order_release);
 }
@@ -106,15 +155,17 @@ static inline uint64_t as_ring_used(as_ring *r) {
            atomic_load_explicit(&r->tail, memory_order_acquire);
 }
 
-/* Consumer: reads the message at *cursor (a byte count between tail and head, head read
- * with as_ring_head()). Skips padding. Returns the payload and sets *kind, *len and
- * advances *cursor past the message; returns NULL when *cursor reached head. */
 static inline uint64_t as_ring_head(as_ring *r) {
     return atomic_load_explicit(&r->head, memory_order_acquire);
 }
 static inline uint64_t as_ring_tail(as_ring *r) {
     return atomic_load_explicit(&r->tail, memory_order_relaxed);
 }
+
+/* Consumer: reads the message at *cursor (a byte count between tail and head, head read
+ * with as_ring_head()). Skips padding. Returns the payload and sets *kind, *len and
+ * advances *cursor past the message; returns NULL when *cursor reached head. A header
+ * that is not valid ends the read at head (the consumer never reads outside the ring). */
 const void *as_ring_read(as_ring *r, uint64_t *cursor, uint64_t head, unsigned *kind, size_t *len);
 
 /* Consumer: frees everything before cursor for the producer (release store of tail). */
@@ -128,12 +179,33 @@ static inline void as_ring_count_drop(as_ring *r) {
                           memory_order_relaxed);
 }
 
-/* Pipeline internals shared with api.c (pipeline.h has no such query): 1 while the
- * exporter of this process runs. */
-int as_pipe_running(void);
+/* Producer side after a fork or a reuse of the ring by a new thread: empties the ring
+ * (tail = head) and resets the producer's cached state. Only when no one consumes it. */
+void as_ring_reset(as_ring *r);
 
-/* Wakes the exporter when the calling thread's ring is more than half full. Not for the
- * interposer's hot path (may make a futex syscall). */
-void as_pipe_nudge_if_busy(void);
+/* ---- ring files left by dead processes ---------------------------------------------- */
+
+/* One message recovered from a ring file: the payload (valid during the callback). */
+typedef int (*as_ring_msg_fn)(unsigned kind, const void *payload, size_t len, void *ctx);
+
+/* Opens a ring file (already taken by the caller) read-write and calls fn for each
+ * intact message between its tail and head, in order, advancing the file's tail past
+ * each message fn accepted (returned 0). A header whose length, kind or tag is wrong is
+ * skipped: the reader looks for the next valid header (8-byte steps) and counts the
+ * bytes it passed in *skipped. fn returning non-zero stops the walk (the message stays
+ * for later). info receives the file's header. Returns 1 when every message was walked,
+ * 0 when fn stopped it, -1 when the file is not a ring file (too short, bad magic or
+ * version, sizes that do not match the file). */
+int as_ring_file_walk(const char *path, as_ring_info *info, as_ring_msg_fn fn, void *ctx,
+                      uint64_t *skipped);
+
+/* The start time of process pid (/proc/PID/stat field 22), or 0 when it has none (dead,
+ * or /proc unreadable). */
+uint64_t as_proc_start_time(int pid);
+
+/* 1 when the process that wrote a file as (pid, start_time) is gone: no such pid, or the
+ * pid now belongs to a process started at another time. 0 while it (or a process we may
+ * not signal) runs. */
+int as_proc_dead(int pid, uint64_t start_time);
 
 #endif

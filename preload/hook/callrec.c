@@ -1,6 +1,7 @@
 /* callrec.c - turns the interposer's raw call records (AS_MSG_CALL) into actions on the
  * exporter thread: names from the target table, times from the raw clock, the response
- * from the return registers, and the pid/tid/duration/hook metadata. */
+ * from the return registers or the captured return value, the parameters from the
+ * capture items behind the record (capture.h), and the pid/tid/duration/hook metadata. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -11,10 +12,14 @@
 #include "core/pipeline.h"
 #include "core/settings.h"
 #include "hook/callrec.h"
+#include "hook/capture.h"
 #include "hook/config.h"
 #include "hook/target.h"
+#include "hook/thunk.h"
 
 #define NOT_RETURNED_MSG "did not return (left by longjmp or an exception)"
+#define EXCEPTION_MSG "did not return (left by an exception)"
+#define SKIPPED_MSG "<skipped: struct of unknown size>"
 
 static pid_t cached_pid; /* 0 = not yet; reset in a fork child */
 
@@ -31,13 +36,15 @@ void as_callrec_register(void) {
     as_pipe_register(AS_MSG_CALL, as_callrec_decode);
 }
 
+/* The untyped rule. A function returning int leaves its result in eax; writing eax zeroes
+ * the upper half of rax, so a 32-bit -1 arrives as 0x00000000ffffffff and must read -1,
+ * not 4294967295. So: when the upper 32 bits of rax are all zero the lower 32 bits are
+ * read as a signed 32-bit int; otherwise rax is read as a signed 64-bit integer (a long
+ * -1, a pointer, a 64-bit value). Unsigned 32-bit results of 2^31 and more therefore read
+ * negative: write a prototype for them. */
 int64_t as_untyped_int(uint64_t rax) {
-    int32_t low = (int32_t)(uint32_t)rax;
-    uint32_t upper = (uint32_t)(rax >> 32);
-    uint32_t sign_ext = low < 0 ? 0xffffffffu : 0u;
-    if (upper != sign_ext)
-        return low;
-    /* Here rax is the sign extension of its lower half, so both readings agree. */
+    if ((rax >> 32) == 0)
+        return (int32_t)(uint32_t)rax;
     return (int64_t)rax;
 }
 
@@ -65,14 +72,174 @@ static uint64_t zext(uint64_t v, unsigned size) {
     return v & ((UINT64_C(1) << (8 * size)) - 1);
 }
 
+/* The capture items of one record, by parameter. */
+typedef struct items {
+    const as_cap_item *param[AS_PROTO_MAX_PARAMS];
+    const as_cap_item *ret;
+    int any;
+} items;
+
+/* Indexes the ext bytes of capture items at p. Returns 0, or -1 when they are malformed
+ * (an item running past the end). */
+static int parse_items(const unsigned char *p, size_t n, items *it) {
+    memset(it, 0, sizeof *it);
+    size_t o = 0;
+    while (o + sizeof(as_cap_item) <= n) {
+        as_cap_item h;
+        memcpy(&h, p + o, sizeof h);
+        size_t sz = sizeof h + (((size_t)h.len + 7) & ~(size_t)7);
+        if (h.len > n || sz > n - o)
+            return -1;
+        const as_cap_item *hp = (const as_cap_item *)(p + o);
+        if (h.index == AS_CAP_RET)
+            it->ret = hp;
+        else if (h.index < AS_PROTO_MAX_PARAMS)
+            it->param[h.index] = hp;
+        it->any = 1;
+        o += sz;
+    }
+    return o == n ? 0 : -1;
+}
+
+static const unsigned char *item_data(const as_cap_item *h) {
+    return (const unsigned char *)(h + 1);
+}
+
+/* The first 8 bytes of an item's value (zero-padded). */
+static uint64_t item_u64(const as_cap_item *h) {
+    uint64_t v = 0;
+    memcpy(&v, item_data(h), h->len < 8 ? h->len : 8);
+    return v;
+}
+
+/* Appends a JSON string (json) or raw text of s to b. */
+static void put_text(as_buf *b, const char *s, size_t n, int json) {
+    if (json)
+        as_json_str(b, s, n);
+    else
+        as_buf_put(b, s, n);
+}
+
+/* Appends the floating value of h (float, double or x87 long double) to b. */
+static void put_float(as_buf *b, const as_cap_item *h, unsigned size, int json) {
+    double d;
+    if (size == 4) {
+        float f;
+        uint32_t lo = (uint32_t)item_u64(h);
+        memcpy(&f, &lo, sizeof f);
+        d = f;
+    } else if (size == 8 || h->len < 10) {
+        uint64_t v = item_u64(h);
+        memcpy(&d, &v, sizeof d);
+    } else {
+        long double ld = 0;
+        memcpy(&ld, item_data(h), 10); /* the 80-bit format in the low 10 bytes */
+        d = (double)ld;
+    }
+    if (json) {
+        as_json_double(b, d);
+        return;
+    }
+    char tmp[40];
+    as_fmt_double(tmp, sizeof tmp, d);
+    as_buf_puts(b, tmp);
+}
+
+/* Appends the value of capture item h of type ty: as a JSON value (json 1: numbers,
+ * true/false, null, strings) or as response text (json 0; a NULL string then writes
+ * nothing and returns -1). Returns 0. */
+static int put_value(as_buf *b, const as_type *ty, const as_cap_item *h, int json) {
+    char tmp[64];
+    switch (h->tag) {
+    case AS_CAP_NULL:
+        if (!json)
+            return -1;
+        as_buf_puts(b, "null");
+        return 0;
+    case AS_CAP_BAD:
+        snprintf(tmp, sizeof tmp, "<unreadable 0x%llx>", (unsigned long long)item_u64(h));
+        put_text(b, tmp, strlen(tmp), json);
+        return 0;
+    case AS_CAP_STR:
+        put_text(b, (const char *)item_data(h), h->len, json);
+        return 0;
+    case AS_CAP_VAL:
+        break;
+    default:
+        put_text(b, SKIPPED_MSG, strlen(SKIPPED_MSG), json);
+        return 0;
+    }
+    uint64_t v = item_u64(h);
+    switch (ty->kind) {
+    case AS_K_SINT:
+        as_buf_printf(b, "%lld", (long long)sext(v, ty->size));
+        return 0;
+    case AS_K_UINT:
+        as_buf_printf(b, "%llu", (unsigned long long)zext(v, ty->size));
+        return 0;
+    case AS_K_BOOL:
+        as_buf_puts(b, (v & 0xff) ? "true" : "false");
+        return 0;
+    case AS_K_FLOAT:
+        put_float(b, h, ty->size, json);
+        return 0;
+    case AS_K_AGG: { /* the bytes in memory order, as hex */
+        size_t n = h->len < 255 ? h->len : 255;
+        char hex[2 * 255 + 1];
+        for (size_t i = 0; i < n; i++)
+            snprintf(hex + 2 * i, 3, "%02x", item_data(h)[i]);
+        put_text(b, hex, 2 * n, json);
+        return 0;
+    }
+    default: /* pointers (a string pointer whose text was not captured) */
+        if (!v) {
+            if (!json)
+                return -1;
+            as_buf_puts(b, "null");
+            return 0;
+        }
+        snprintf(tmp, sizeof tmp, "0x%llx", (unsigned long long)v);
+        put_text(b, tmp, strlen(tmp), json);
+        return 0;
+    }
+}
+
+/* Appends ,"parameters":{...} for the captured parameters of p (none when nothing was
+ * captured). */
+static void put_parameters(as_buf *b, const as_proto *p, const items *it) {
+    if (!p || !it->any || p->nparams == 0)
+        return;
+    as_buf_puts(b, ",\"parameters\":{");
+    int first = 1;
+    int np = p->nparams < AS_PROTO_MAX_PARAMS ? p->nparams : AS_PROTO_MAX_PARAMS;
+    for (int i = 0; i < np; i++) {
+        if (!it->param[i])
+            continue;
+        if (!first)
+            as_buf_putc(b, ',');
+        first = 0;
+        char name[AS_PROTO_NAME_LEN + 1];
+        memcpy(name, p->names[i], AS_PROTO_NAME_LEN);
+        name[AS_PROTO_NAME_LEN] = '\0';
+        if (!name[0])
+            snprintf(name, sizeof name, "arg%d", i + 1);
+        as_json_cstr(b, name);
+        as_buf_putc(b, ':');
+        put_value(b, &p->params[i], it->param[i], 1);
+    }
+    as_buf_putc(b, '}');
+}
+
 /* Appends the response text of r (no quotes) to b. Returns 0, or -1 when the response
  * is null (void, a type whose value is not in the saved registers). */
-static int format_response(const as_callrec *r, const as_proto *p, as_buf *b) {
+static int format_response(const as_callrec *r, const as_proto *p, const items *it, as_buf *b) {
     if (!p) {
         as_buf_printf(b, "%lld", (long long)as_untyped_int(r->rax));
         return 0;
     }
     const as_type *ty = &p->ret;
+    if (it->ret && (ty->kind == AS_K_STR || ty->kind == AS_K_AGG))
+        return put_value(b, ty, it->ret, 0);
     switch (ty->kind) {
     case AS_K_SINT:
         as_buf_printf(b, "%lld", (long long)sext(r->rax, ty->size));
@@ -100,7 +267,7 @@ static int format_response(const as_callrec *r, const as_proto *p, as_buf *b) {
         as_buf_puts(b, tmp);
         return 0;
     }
-    case AS_K_STR: /* the text is not copied at return yet: report the address */
+    case AS_K_STR: /* text not captured (capture off, no arena): the address */
     case AS_K_PTR:
         if (!r->rax)
             return -1;
@@ -197,10 +364,19 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
     memcpy(&r, payload, sizeof r);
     if (r.id >= __atomic_load_n(&as_ntargets, __ATOMIC_ACQUIRE))
         return -1;
+    if (r.ext > len - sizeof r)
+        return -1;
     const as_target *t = &as_targets[r.id];
     const as_proto *proto = t->proto;
     const as_entry *e = t->entry;
     int returned = (r.flags & AS_CALL_RETURNED) != 0;
+    int entry_only = !returned && (r.flags & AS_CALL_ENTRY_ONLY);
+    int hidden = as_capture_off || (e && e->capture_none);
+    items it;
+    if (parse_items((const unsigned char *)payload + sizeof r, r.ext, &it) != 0)
+        return -1;
+    if (hidden)
+        memset(&it, 0, sizeof it);
 
     int64_t dns = as_clock_raw_delta_ns(r.t0, r.t1);
     if (dns < 0)
@@ -213,7 +389,8 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
     out->timestamp_ns = out->ended_ns;
     out->conversation_id =
         as_cfg.conversation_id[0] ? as_cfg.conversation_id : as_settings_conversation_id();
-    out->error_msg = returned ? NULL : NOT_RETURNED_MSG;
+    if (!returned && !entry_only)
+        out->error_msg = (r.flags & AS_CALL_EXCEPTION) ? EXCEPTION_MSG : NOT_RETURNED_MSG;
 
     /* Strings go into scratch one after another (NUL-separated); pointers are taken at
      * the end because the buffer may move while it grows. */
@@ -222,6 +399,7 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
     as_json_cstr(sb, t->symbol);
     as_buf_puts(sb, ",\"library\":");
     as_json_cstr(sb, t->library);
+    put_parameters(sb, proto, &it);
     as_buf_putc(sb, '}');
     as_buf_putc(sb, '\0');
 
@@ -229,7 +407,9 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
     as_buf_printf(sb, "{\"pid\":%d,\"tid\":%d,\"duration_ns\":%lld", (int)process_id(), (int)r.tid,
                   (long long)dns);
     uint32_t via = __atomic_load_n(&t->via, __ATOMIC_RELAXED);
-    if (via) {
+    if (entry_only) {
+        as_buf_puts(sb, ",\"hook\":\"entry-only\"");
+    } else if (via) {
         as_buf_puts(sb, ",\"hook\":");
         put_via(sb, via);
     }
@@ -240,10 +420,10 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
     as_buf_putc(sb, '}');
     as_buf_putc(sb, '\0');
 
-    /* The response text is formatted even with capture=none: the error message may
+    /* The response text is formatted even when capture is off: the error message may
      * need the value; it is left out of the action then. */
     size_t o_resp = sb->len;
-    int has_resp = returned && format_response(&r, proto, sb) == 0;
+    int has_resp = returned && format_response(&r, proto, &it, sb) == 0;
     as_buf_putc(sb, '\0');
 
     size_t o_err = 0;
@@ -261,7 +441,7 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
         return -1;
     out->tools_used = sb->data + o_tools;
     out->metadata = sb->data + o_meta;
-    out->response = has_resp && !(e && e->capture_none) ? sb->data + o_resp : NULL;
+    out->response = has_resp && !hidden ? sb->data + o_resp : NULL;
     if (failed)
         out->error_msg = sb->data + o_err;
     return 0;

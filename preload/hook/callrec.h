@@ -12,24 +12,27 @@
 enum as_call_flags {
     AS_CALL_RETURNED = 1,     /* t1 is the return; rax/rdx/xmm0 hold the result */
     AS_CALL_NOT_RETURNED = 2, /* the frame was dropped (longjmp, exception) at t1 */
+    AS_CALL_ENTRY_ONLY = 4,   /* only the entry was seen (entry.c under a CET shadow stack) */
+    AS_CALL_EXCEPTION = 8,    /* with NOT_RETURNED: left by an exception or forced unwind */
 };
 
-/* 64 bytes, no pointers into the caller: everything the exporter needs later. */
+/* 64 bytes, no pointers into the caller: everything the exporter needs later. A typed
+ * call carries ext more bytes right behind it: the capture items of capture.h. */
 typedef struct as_callrec {
     uint32_t id;    /* target id (target.h) */
     uint32_t flags; /* enum as_call_flags */
     int32_t tid;
     int32_t errno_in;
     int32_t errno_out;
-    uint32_t reserved; /* 0 */
+    uint32_t ext;      /* bytes of capture items after the record (0: none) */
     uint64_t t0, t1;   /* as_clock_raw() at entry and at return (or at the drop) */
     uint64_t rax, rdx; /* integer return registers */
     uint64_t xmm0;     /* low 64 bits of xmm0 (double / float return) */
 } as_callrec;
 
-/* The untyped integer rule (config/README.md): rax as signed 64-bit, except that when the
- * upper 32 bits are not the sign extension of the lower 32 bits (the ABI leaves them
- * undefined after a 32-bit return) the lower 32 bits are read as a signed int32. */
+/* The untyped integer rule (config/README.md): rax as a signed 64-bit integer, except
+ * when its upper 32 bits are all zero: then the lower 32 bits read as a signed 32-bit int
+ * (compilers zero-extend a 32-bit result, so an int -1 reads -1). */
 int64_t as_untyped_int(uint64_t rax);
 
 /* Decoder registered for AS_MSG_CALL: fills *out from a record, holding its strings in

@@ -21,6 +21,10 @@
 
 #define AS_EXPORT __attribute__((visibility("default")))
 
+/* preload_main.c: hands new targets' names to the pipeline (for crash recovery). Both
+ * files exist only in the interposer, so no header carries it. */
+void as_preload_note_targets(void);
+
 as_real_fns as_real;
 
 static pthread_once_t g_real_once = PTHREAD_ONCE_INIT;
@@ -263,8 +267,10 @@ static void *open_common(const void *caller, int use_lmid, Lmid_t lmid, const ch
     if (!h && use != file)
         h = REAL_OPEN(file, mode);
 #undef REAL_OPEN
-    if (h && !(mode & RTLD_NOLOAD))
+    if (h && !(mode & RTLD_NOLOAD)) {
         as_install_scan();
+        as_preload_note_targets();
+    }
     return h;
 }
 
@@ -332,7 +338,10 @@ static void *sym_common(const void *caller, void *handle, const char *name, cons
         r = next_lookup(caller, name, version);
     else
         r = version ? as_real.dlvsym(handle, name, version) : as_real.dlsym(handle, name);
-    return as_install_dlsym_result(r);
+    void *out = as_install_dlsym_result(r);
+    if (out != r)
+        as_preload_note_targets();
+    return out;
 }
 
 AS_EXPORT void *dlsym(void *handle, const char *name) {
@@ -351,6 +360,7 @@ static void flush_before_exec(void) {
         return;
     int saved = errno;
     as_pipe_flush(-1);
+    as_pipe_write_stats(); /* the new image reports only what it does itself */
     errno = saved;
 }
 

@@ -273,8 +273,9 @@ static const as_entry *pick_entry(const as_config *cfg, const as_sym *sym, const
     return glob;
 }
 
-/* Whether the config has an entry that may ask for entry patching at all. */
-static int wants_entry(const as_config *cfg) {
+int as_entry_wanted(const as_config *cfg) {
+    if (!cfg)
+        return 0;
     for (int i = 0; i < cfg->nentries; i++)
         if (cfg->entries[i].pattern && cfg->entries[i].hook != AS_HOOK_GOT)
             return 1;
@@ -299,7 +300,7 @@ static void add_dwarf_proto(int id, const as_symtab *st) {
 
 int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
                       unsigned char *matched) {
-    if (!cfg || !path || !*path || !wants_entry(cfg))
+    if (!cfg || !path || !*path || !as_entry_wanted(cfg))
         return 0;
     as_symtab st;
     char err[256];

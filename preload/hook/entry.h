@@ -28,6 +28,10 @@
 int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
                       unsigned char *matched);
 
+/* Whether cfg has an entry that may select functions for entry patching (hook=auto or
+ * hook=entry). This function can't fail. */
+int as_entry_wanted(const as_config *cfg);
+
 /*
  * as_entry_hook - entry-patches the function at fn (size bytes, from its symbol): creates
  * or finds its target (as_target_get with orig fn), points the target's orig at the

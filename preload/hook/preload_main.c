@@ -14,6 +14,7 @@
 #include "core/settings.h"
 #include "hook/config.h"
 #include "hook/install.h"
+#include "hook/target.h"
 
 static as_config g_config; /* lives for the process: targets point at its entries */
 
@@ -43,6 +44,23 @@ static int apply_output(const as_config *cfg) {
         as_cfg.service_name[n] = '\0';
     }
     return as_settings_apply(&o);
+}
+
+/* Hands the targets created since the last call to the pipeline, which writes their
+ * names beside the ring files (a dead process's call records refer to them by id).
+ * Called after every step that may create targets: install, dlopen, dlsym. Also used by
+ * dlwrap.c (declared there). Not on the hot path; takes a lock. Can't fail. */
+void as_preload_note_targets(void) {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static uint32_t done;
+    pthread_mutex_lock(&lock);
+    uint32_t n = __atomic_load_n(&as_ntargets, __ATOMIC_ACQUIRE);
+    for (uint32_t id = done; id < n; id++)
+        as_pipe_note_target(id, as_targets[id].action_name, as_targets[id].symbol,
+                            as_targets[id].library);
+    if (n > done)
+        done = n;
+    pthread_mutex_unlock(&lock);
 }
 
 static void atfork_child(void) {
@@ -77,6 +95,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
     }
     as_clock_init();
     int n = as_install_start(&g_config);
+    as_preload_note_targets();
     if (n < 0) {
         as_error("the interposer could not start: tracking nothing");
         goto out;

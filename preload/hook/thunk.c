@@ -4,13 +4,17 @@
  * record per call.
  *
  * Relies on thunk.S for: as_thunk_stubs (stub i loads i into r11d), as_thunk_exit (the
- * swapped-in return address), and the frame layouts struct as_regs / as_retregs (offsets
- * checked below). No malloc, lock or syscall here except the first record of a thread
- * (its ring) and one gettid per thread. */
+ * swapped-in return address), the frame layouts struct as_regs / as_retregs (offsets
+ * checked below), rbp = the shadow frame while the original runs (frame-pointer record:
+ * caller_rbp then ret, checked below; the call site's CFI reads them) and
+ * as_thunk_personality named by that CFI. No malloc, lock or syscall here except the
+ * first record of a thread (its ring), its typed-capture arena, and one gettid per
+ * thread; typed capture of an unknown pointer costs one system call (capture.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,6 +22,8 @@
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "hook/callrec.h"
+#include "hook/capture.h"
+#include "hook/config.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
 
@@ -33,6 +39,16 @@ _Static_assert(offsetof(as_retregs, xmm) == 16, "X_XMM0");
 _Static_assert(sizeof(as_retregs) == 48, "X_SIZE");
 _Static_assert(AS_MAX_TARGETS == 4096, "AS_STUBS in thunk.S");
 _Static_assert(sizeof(as_callrec) == 64, "record size");
+_Static_assert(offsetof(as_shadow_frame, caller_rbp) == 0, "[rbp] in thunk.S CFI");
+_Static_assert(offsetof(as_shadow_frame, ret) == 8, "[rbp+8] in thunk.S CFI");
+
+/* The personality routine finds the frame an exception leaves by its CFA; libgcc_s
+ * provides it whenever an unwinder runs (a weak reference adds no dependency). */
+#pragma weak _Unwind_GetCFA
+extern uintptr_t _Unwind_GetCFA(void *ctx);
+
+#define URC_CONTINUE_UNWIND 8 /* _Unwind_Reason_Code */
+#define UA_CLEANUP_PHASE 2    /* _Unwind_Action bits */
 
 /* Everything one thread needs, in one initial-exec TLS block (no allocation). */
 typedef struct as_tstate {
@@ -46,6 +62,7 @@ typedef struct as_tstate {
 static __thread as_tstate ts;
 
 int as_hook_enabled = 1;
+int as_capture_off;
 static uint64_t untracked_calls; /* atomic; only touched when a stack is full */
 
 static void child_after_fork(void) {
@@ -63,25 +80,36 @@ static inline int32_t thread_id(as_tstate *t) {
     return t->tid;
 }
 
-/* Writes one record for frame f ending at t1. r is NULL for a frame that did not return.
- * A full ring drops the record (counted by the pipeline). May change errno. */
-static void emit(as_tstate *t, const as_shadow_frame *f, uint64_t t1, const as_retregs *r,
-                 int errno_out) {
-    as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec, 0);
-    if (!rec)
-        return;
-    rec->id = f->id;
-    rec->flags = r ? AS_CALL_RETURNED : AS_CALL_NOT_RETURNED;
-    rec->tid = thread_id(t);
-    rec->errno_in = f->errno_in;
-    rec->errno_out = errno_out;
-    rec->reserved = 0;
-    rec->t0 = f->t0;
-    rec->t1 = t1;
-    rec->rax = r ? r->rax : 0;
-    rec->rdx = r ? r->rdx : 0;
-    rec->xmm0 = r ? r->xmm[0].lo : 0;
-    as_pipe_commit(rec);
+/* Writes one record for frame f ending at t1, with the frame's typed capture behind it,
+ * and frees the capture. r is NULL for a frame that did not return (flags then say how it
+ * was left). A full ring drops the record (counted by the pipeline); a capture too large
+ * for the ring is dropped alone. May change errno. */
+static void emit(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r,
+                 int errno_out, uint32_t flags) {
+    const void *cap = f->cap_len ? as_capture_data(f) : NULL;
+    uint32_t ext = cap ? f->cap_len : 0;
+    as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec + ext, 0);
+    if (!rec && ext) {
+        ext = 0;
+        rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec, 0);
+    }
+    if (rec) {
+        rec->id = f->id;
+        rec->flags = r ? AS_CALL_RETURNED : flags;
+        rec->tid = thread_id(t);
+        rec->errno_in = f->errno_in;
+        rec->errno_out = errno_out;
+        rec->ext = ext;
+        rec->t0 = f->t0;
+        rec->t1 = t1;
+        rec->rax = r ? r->rax : 0;
+        rec->rdx = r ? r->rdx : 0;
+        rec->xmm0 = r ? r->xmm[0].lo : 0;
+        if (ext)
+            memcpy(rec + 1, cap, ext);
+        as_pipe_commit(rec);
+    }
+    as_capture_release(f);
 }
 
 /* Returns this thread's errno location, fetched once per thread. Can't fail. */
@@ -103,14 +131,30 @@ __attribute__((noinline, cold)) static void drop_dead(as_tstate *t, void **slot,
             return;
         if (!now)
             now = as_clock_raw();
-        emit(t, f, now, NULL, errno_now);
+        emit(t, f, now, NULL, errno_now, AS_CALL_NOT_RETURNED);
         t->depth--;
     }
 }
 
+/* Returns max_string for target tg: the entry's (the parser resolved [output] and the
+ * default into it), else the default. */
+static inline int max_string_of(const as_target *tg) {
+    int m = tg->entry ? tg->entry->max_string : 0;
+    return m > 0 ? m : AS_MAX_STRING_DEFAULT;
+}
+
+/* Returns the prototype whose values are captured for tg, or NULL (no prototype, or
+ * capture switched off for the entry or everywhere). */
+static inline const as_proto *capture_proto(const as_target *tg) {
+    const as_proto *p = tg->proto;
+    if (!p || as_capture_off || (tg->entry && tg->entry->capture_none))
+        return NULL;
+    return p;
+}
+
 as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
-    (void)regs; /* typed capture reads the argument registers from here */
-    as_enter_ret out = {as_targets[id].orig, 0};
+    const as_target *tg = &as_targets[id];
+    as_enter_ret out = {tg->orig, NULL};
     as_tstate *t = &ts;
     if (__builtin_expect(t->busy | as_in_agentsight | !as_hook_enabled, 0))
         return out;
@@ -133,22 +177,30 @@ as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
         }
     }
     /* busy keeps a signal handler's calls on this thread off frames[d] while it is
-     * filled; nothing here changes errno. */
+     * filled; only the capture may change errno (restored below). */
     t->busy = 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     as_shadow_frame *f = &t->frames[d];
+    f->caller_rbp = slot[-1]; /* pushed by the thunk */
     f->slot = slot;
     f->ret = *slot;
     f->id = id;
     f->errno_in = e;
-    f->t0 = as_clock_raw();
+    f->cap_off = UINT32_MAX;
+    f->cap_len = 0;
+    const as_proto *p = capture_proto(tg);
+    if (p) {
+        as_capture_entry(f, p, max_string_of(tg), regs, slot);
+        *ep = e;
+    }
+    f->t0 = as_clock_raw(); /* after the capture: the duration is the function's own */
     t->depth = d + 1;
     /* The thunk's call writes the same value; storing it now already marks the frame live
      * for a signal handler that runs in between (see drop_dead). */
     *slot = (void *)as_thunk_exit;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
-    out.tracked = 1;
+    out.frame = f;
     return out;
 }
 
@@ -167,14 +219,14 @@ __attribute__((noinline, cold)) static uint32_t unwind_to(as_tstate *t, void **s
     int was_busy = t->busy;
     t->busy = 1;
     while (t->depth > k) {
-        emit(t, &t->frames[t->depth - 1], t1, NULL, e);
+        emit(t, &t->frames[t->depth - 1], t1, NULL, e, AS_CALL_NOT_RETURNED);
         t->depth--;
     }
     t->busy = was_busy;
     return k;
 }
 
-void *as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
+as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     uint64_t t1 = as_clock_raw();
     as_tstate *t = &ts;
     int *ep = errno_ptr(t);
@@ -184,16 +236,58 @@ void *as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     if (__builtin_expect(k == 0 || t->frames[k - 1].slot != slot, 0))
         k = unwind_to(t, slot, t1, e);
     as_shadow_frame *f = &t->frames[k - 1];
-    void *ret = f->ret; /* read before the frame is freed for a signal handler */
+    /* read before the frame is freed for a signal handler */
+    as_exit_ret out = {f->ret, f->caller_rbp};
     int was_busy = t->busy;
     t->busy = 1; /* calls made by the pipeline (first ring of a thread) pass through */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    emit(t, f, t1, regs, e);
+    if (f->cap_off != UINT32_MAX) {
+        const as_target *tg = &as_targets[f->id];
+        const as_proto *p = capture_proto(tg);
+        if (p)
+            as_capture_exit(f, p, max_string_of(tg), regs);
+    }
+    emit(t, f, t1, regs, e, AS_CALL_RETURNED);
     t->depth = k - 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
     *ep = e;
-    return ret;
+    return out;
+}
+
+/* Called by the unwinder for the thunk's call site. In the cleanup phase of an exception
+ * (or of a forced unwind: thread cancel, pthread_exit) that leaves a tracked call, the
+ * call's shadow frame, and any frame above it, is popped and recorded as not returned.
+ * Always lets the unwind go on: the CFI of the call site leads it into the caller. */
+int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc, void *ctx) {
+    (void)version;
+    (void)exc_class;
+    (void)exc;
+    if (!(actions & UA_CLEANUP_PHASE))
+        return URC_CONTINUE_UNWIND;
+    as_tstate *t = &ts;
+    if (t->depth == 0)
+        return URC_CONTINUE_UNWIND;
+    int *ep = errno_ptr(t);
+    int e = *ep;
+    /* Without libgcc's CFA query, the innermost frame is the one being left. */
+    void **slot = _Unwind_GetCFA ? (void **)(_Unwind_GetCFA(ctx) - sizeof(void *))
+                                 : t->frames[t->depth - 1].slot;
+    int was_busy = t->busy;
+    t->busy = 1;
+    uint64_t now = as_clock_raw();
+    while (t->depth > 0) {
+        as_shadow_frame *f = &t->frames[t->depth - 1];
+        if (f->slot > slot)
+            break; /* an outer call: the exception may still be caught inside it */
+        emit(t, f, now, NULL, e, AS_CALL_NOT_RETURNED | AS_CALL_EXCEPTION);
+        t->depth--;
+        if (f->slot == slot)
+            break;
+    }
+    t->busy = was_busy;
+    *ep = e;
+    return URC_CONTINUE_UNWIND;
 }
 
 uint64_t as_hook_untracked(void) {

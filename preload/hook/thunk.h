@@ -30,28 +30,49 @@ typedef struct as_retregs {
     } __attribute__((aligned(16))) xmm[2];
 } as_retregs;
 
-/* One tracked call in flight. */
+/* One tracked call in flight. The first two members form a frame-pointer record: while
+ * the original runs, rbp points at the frame, so [rbp] is the caller's rbp and [rbp+8] the
+ * caller's real return address. The CFI of the call site in thunk.S says exactly that, so
+ * C++ exceptions, debuggers and frame-pointer profilers unwind through a tracked call. */
 typedef struct as_shadow_frame {
-    void **slot;  /* the stack slot that held the caller's return address */
-    void *ret;    /* the caller's return address */
-    uint64_t t0;  /* as_clock_raw() at entry */
-    uint32_t id;  /* target id */
-    int errno_in; /* errno at entry */
+    void *caller_rbp; /* rbp of the caller (restored by the exit landing) */
+    void *ret;        /* the caller's return address */
+    void **slot;      /* the stack slot that held the caller's return address */
+    uint64_t t0;      /* as_clock_raw() at entry */
+    uint32_t id;      /* target id */
+    int errno_in;     /* errno at entry */
+    uint32_t cap_off; /* typed capture of this call in the thread's arena (capture.h) */
+    uint32_t cap_len; /* its bytes; 0 = nothing captured */
 } as_shadow_frame;
 
 /* What as_hook_enter tells the thunk (returned in rax:rdx). */
 typedef struct as_enter_ret {
-    void *orig;        /* the target's original function */
-    uintptr_t tracked; /* 1: a shadow frame was pushed; call orig with as_thunk_exit as
-                          the return address. 0: jump to orig untouched */
+    void *orig;             /* the target's original function */
+    as_shadow_frame *frame; /* non-NULL: tracked; the thunk calls orig with rbp = frame and
+                               as_thunk_exit as the return address. NULL: jump to orig */
 } as_enter_ret;
 
+/* What as_hook_exit tells the exit landing (rax:rdx). */
+typedef struct as_exit_ret {
+    void *ret;        /* the caller's real return address */
+    void *caller_rbp; /* the caller's rbp */
+} as_exit_ret;
+
 /* Called by the thunk only. as_hook_enter pushes a shadow frame when the call is tracked
- * (and stores as_thunk_exit in *ret_slot). It never changes errno and can't fail: a call
- * it cannot track passes through. as_hook_exit returns the caller's real return address
- * after writing the call record. */
+ * (and stores as_thunk_exit in *ret_slot; ret_slot[-1] holds the caller's rbp, pushed by
+ * the thunk). It never changes errno and can't fail: a call it cannot track passes
+ * through. as_hook_exit writes the call record and pops the frame. */
 as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **ret_slot);
-void *as_hook_exit(as_retregs *regs, char *rsp_at_landing);
+as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing);
+
+/* Personality routine of the thunk's call site (named by its CFI): when an exception or
+ * a forced unwind (thread cancel/exit) leaves a tracked call, its shadow frame is popped
+ * and the call recorded as not returned (AS_CALL_EXCEPTION). Never stops an unwind. */
+int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc, void *ctx);
+
+/* Typed capture switched off everywhere ([output] capture = off); set by the installer
+ * before the first hook is installed. Names, timings and error rules stay. */
+extern int as_capture_off;
 
 /* Provided by thunk.S. */
 extern char as_thunk_stubs[];

@@ -5,8 +5,9 @@
  * Symbols the C side (preload/hook/thunk.c) relies on:
  *   as_thunk_stubs .. as_thunk_stubs_end   AS_MAX_TARGETS stubs, stub i at +16*i
  *   as_thunk_exit                          the swapped-in return address
- *   as_hook_enter(id, regs, ret_slot) -> {the original, tracked} in rax:rdx
- *   as_hook_exit(retregs, rsp_at_landing) -> the caller's real return address
+ *   as_hook_enter(id, regs, ret_slot) -> {the original, shadow frame or NULL} in rax:rdx
+ *   as_hook_exit(retregs, rsp_at_landing) -> {real return address, caller's rbp} in rax:rdx
+ *   as_thunk_personality                   named by the call site's CFI (exceptions)
  * The register frames are struct as_regs / struct as_retregs in thunk.h; their offsets
  * below are checked by _Static_assert in thunk.c. */
 #include "asm.h"
@@ -74,6 +75,12 @@ END(as_thunk_stubs)
     popq %rbp
 .endm
 
+/* DWARF rules for a tracked call in flight (DW_CFA_expression, register, 2 bytes of
+ * expression DW_OP_breg6 OFFSET): rbp points at the shadow frame, a frame-pointer record
+ * whose [rbp] is the caller's rbp and [rbp+8] the caller's real return address. */
+#define CFI_RIP_AT_RBP8 .cfi_escape 0x10, 0x10, 0x02, 0x76, 0x08
+#define CFI_RBP_AT_RBP0 .cfi_escape 0x10, 0x06, 0x02, 0x76, 0x00
+
 /* Common entry. r11d = target id; stack: [rsp] = caller's return address (the slot whose
  * address we hand to C as ret_slot).
  *
@@ -82,8 +89,14 @@ END(as_thunk_stubs)
  * pushed return address is as_thunk_exit, written into the very same slot. Every call then
  * has its ret: the CPU's return-stack predictor stays balanced (no mispredicted return on
  * the way out, none later in the caller), and the stack the original sees is unchanged:
- * rsp = 8 mod 16, stack arguments at rsp+8. An untracked call is a plain tail jump. */
+ * rsp = 8 mod 16, stack arguments at rsp+8. An untracked call is a plain tail jump.
+ *
+ * While the original runs, rbp holds the shadow frame (rbp is callee-saved, so the
+ * original hands it back to the landing unchanged) and the call site's CFI finds the
+ * caller's rip and rbp through it: an exception thrown by the original unwinds through
+ * here into the caller, and the personality routine pops the shadow frame on the way. */
 ENTRY(as_thunk_common)
+    .cfi_personality 0x1b, as_thunk_personality  /* pcrel sdata4: hidden, same object */
     pushq %rbp                       /* rsp = 0 mod 16; rbp+8 = return slot */
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbp, -16
@@ -109,37 +122,48 @@ ENTRY(as_thunk_common)
     movaps %xmm7, R_XMM0 + 112(%rsp)
     movl %r11d, %edi                 /* id */
     movq %rsp, %rsi                  /* struct as_regs * */
-    leaq 8(%rbp), %rdx               /* ret_slot: address of the caller's return address */
-    call as_hook_enter               /* rax = the original, rdx = 1 when tracked */
+    leaq 8(%rbp), %rdx               /* ret_slot; ret_slot[-1] = the caller's rbp */
+    call as_hook_enter               /* rax = the original, rdx = shadow frame or NULL */
     movq %rax, %r11
     testq %rdx, %rdx
     jnz 1f
+    .cfi_remember_state
     RESTORE_ARGS                     /* untracked: stack exactly as the caller left it */
     .cfi_def_cfa %rsp, 8
+    .cfi_same_value %rbp
     jmp *%r11                        /* stack arguments, varargs, sret pass untouched */
-    .cfi_def_cfa %rbp, 16
-1:  RESTORE_ARGS
+    .cfi_restore_state
+1:  movq %rdx, (%rbp)                /* RESTORE_ARGS pops it: rbp = the shadow frame */
+    RESTORE_ARGS
     .cfi_def_cfa %rsp, 8
     addq $8, %rsp                    /* the caller's return address lives in the shadow frame */
-    .cfi_adjust_cfa_offset -8
+    .cfi_def_cfa_offset 0            /* CFA = rsp = ret_slot + 8, the caller's rsp after return */
+    CFI_RIP_AT_RBP8
+    CFI_RBP_AT_RBP0
     call *%r11                       /* pushes as_thunk_exit into the same slot */
 END(as_thunk_common)
 
 /* Exit landing: the instruction right after the call above (no alignment padding), also
- * the value as_hook_enter stores in the slot. Reached by the original's `ret`; the slot it
- * popped (rsp - 8) is the ret_slot as_hook_enter saw, reused for the real return address
- * so that our own `ret` matches the caller's call. The real caller is only known to the
- * shadow stack, so unwinders are told the chain ends here. Nothing below touches x87:
- * st0 survives. */
+ * the value as_hook_enter stores in the slot. Reached by the original's `ret` with rbp =
+ * the shadow frame; the slot it popped (rsp - 8) is the ret_slot as_hook_enter saw, reused
+ * for the real return address so that our own `ret` matches the caller's call. Until C has
+ * answered, the caller's rip and rbp are found through rbp, as at the call site. Nothing
+ * below touches x87: st0 survives. */
     .globl as_thunk_exit
     .hidden as_thunk_exit
     .type as_thunk_exit, @function
 as_thunk_exit:
     .cfi_startproc
-    .cfi_undefined %rip
+    .cfi_def_cfa %rsp, 0
+    CFI_RIP_AT_RBP8
+    CFI_RBP_AT_RBP0
     subq $8, %rsp                    /* back onto the ret_slot: [rsp] gets the real address */
-    pushq %rbp
-    movq %rsp, %rbp                  /* rbp+8 = ret_slot, rbp+16 = rsp at landing */
+    .cfi_adjust_cfa_offset 8
+    pushq %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rbx, -16
+    movq %rsp, %rbx                  /* rbx+8 = ret_slot, rbx+16 = rsp at landing = CFA */
+    .cfi_def_cfa_register %rbx
     subq $X_SIZE, %rsp
     andq $-16, %rsp                  /* C needs rsp = 0 mod 16 at the call */
     movq %rax, X_RAX(%rsp)
@@ -147,15 +171,21 @@ as_thunk_exit:
     movaps %xmm0, X_XMM0(%rsp)
     movaps %xmm1, X_XMM1(%rsp)
     movq %rsp, %rdi                  /* struct as_retregs * */
-    leaq 16(%rbp), %rsi              /* rsp at landing */
-    call as_hook_exit
-    movq %rax, 8(%rbp)               /* the caller's real return address */
+    leaq 16(%rbx), %rsi              /* rsp at landing */
+    call as_hook_exit                /* rax = real return address, rdx = caller's rbp */
+    movq %rax, 8(%rbx)               /* the caller's real return address */
+    .cfi_offset %rip, -8
+    movq %rdx, %rbp
+    .cfi_same_value %rbp
     movq X_RAX(%rsp), %rax
     movq X_RDX(%rsp), %rdx
     movaps X_XMM0(%rsp), %xmm0
     movaps X_XMM1(%rsp), %xmm1
-    movq %rbp, %rsp
-    popq %rbp
+    movq %rbx, %rsp
+    .cfi_def_cfa_register %rsp
+    popq %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %rbx
     ret
 END(as_thunk_exit)
 

@@ -1,0 +1,451 @@
+/* recover.c - ships what dead processes left in their ring files: finds the files of
+ * processes that no longer run, takes each one by renaming it, decodes its undelivered
+ * records into actions and hands them to a callback (pipeline.h, as_pipe_recover).
+ *
+ * On-disk layout under the spool root:
+ *   rings/<pid>-<start>-<image>-<slot>.ring                a live or dead thread's ring
+ *   rings/<pid>-<start>-<image>-<slot>.ring.taking-<rp>-<rs>  taken by recoverer rp/rs
+ *   rings/<pid>-<start>-<image>-<slot>.ring.bad            not a ring file (kept, skipped)
+ *   rings/<pid>-<start>-<image>.targets                     "id\tname\tsymbol\tlibrary\n" */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "action.h"
+#include "hook/callrec.h"
+#include "log.h"
+#include "pipeline.h"
+#include "ring.h"
+#include "settings.h"
+
+#define MAX_TARGET_ID 65536
+#define NAME_MAX_LEN 200
+
+/* The target names of one dead process image, from its .targets file. */
+typedef struct names {
+    char prefix[NAME_MAX_LEN]; /* "<pid>-<start>-<image>" they belong to */
+    char **name, **symbol, **library; /* indexed by id; NULL where unknown */
+    uint32_t n;                       /* entries allocated */
+    char *text;                       /* the file's text, which the pointers borrow */
+} names;
+
+typedef struct walk_ctx {
+    as_recover_fn fn;
+    void *ctx;
+    as_recover_origin origin;
+    const as_ring_info *info;
+    const names *nm;
+    as_buf scratch;
+    long taken;
+    uint64_t bad;
+} walk_ctx;
+
+/* Writes a, b and c (c may be NULL) one after another into out. Returns 0, or -1 when
+ * they do not fit (out is then empty). */
+static int cat3(char *out, size_t cap, const char *a, const char *b, const char *c) {
+    size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
+    if (la + lb + lc + 1 > cap) {
+        out[0] = '\0';
+        return -1;
+    }
+    memcpy(out, a, la);
+    memcpy(out + la, b, lb);
+    memcpy(out + la + lb, c ? c : "", lc);
+    out[la + lb + lc] = '\0';
+    return 0;
+}
+
+/* dir + "/" + name + suffix into out. Returns 0 or -1 (does not fit). */
+static int path_of(char *out, size_t cap, const char *dir, const char *name, const char *suffix) {
+    char tmp[1100];
+    if (cat3(tmp, sizeof tmp, dir, "/", name) != 0)
+        return -1;
+    return cat3(out, cap, tmp, suffix ? suffix : "", NULL);
+}
+
+static void names_free(names *nm) {
+    free(nm->name);
+    free(nm->symbol);
+    free(nm->library);
+    free(nm->text);
+    memset(nm, 0, sizeof *nm);
+}
+
+/* Reads the whole file path into a NUL-terminated malloc'ed buffer. Returns it or NULL. */
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+        if (cap - len - 1 == 0) {
+            char *bigger = cap < ((size_t)64 << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+/* Loads <dir>/<prefix>.targets into nm (replacing what it held). A missing or unreadable
+ * file leaves nm empty (call records of that process are then skipped). */
+static void names_load(names *nm, const char *dir, const char *prefix) {
+    if (nm->text && strcmp(nm->prefix, prefix) == 0)
+        return;
+    names_free(nm);
+    cat3(nm->prefix, sizeof nm->prefix, prefix, "", NULL);
+    char path[1024];
+    if (path_of(path, sizeof path, dir, prefix, ".targets") != 0)
+        return;
+    nm->text = slurp(path);
+    if (!nm->text)
+        return;
+    uint32_t max = 0;
+    for (char *p = nm->text; *p;) {
+        char *end = strchr(p, '\n');
+        unsigned long id = strtoul(p, NULL, 10);
+        if (id < MAX_TARGET_ID && id + 1 > max)
+            max = (uint32_t)id + 1;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    nm->name = calloc(max ? max : 1, sizeof(char *));
+    nm->symbol = calloc(max ? max : 1, sizeof(char *));
+    nm->library = calloc(max ? max : 1, sizeof(char *));
+    if (!nm->name || !nm->symbol || !nm->library) {
+        names_free(nm);
+        return;
+    }
+    nm->n = max;
+    char *save = NULL;
+    for (char *line = strtok_r(nm->text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *f[4];
+        int k = 0;
+        for (char *p = line; k < 4 && p; k++) {
+            f[k] = p;
+            p = strchr(p, '\t');
+            if (p)
+                *p++ = '\0';
+        }
+        if (k != 4)
+            continue; /* a torn last line */
+        char *endp;
+        unsigned long id = strtoul(f[0], &endp, 10);
+        if (*endp || id >= nm->n || !f[1][0])
+            continue;
+        nm->name[id] = f[1];
+        nm->symbol[id] = f[2];
+        nm->library[id] = f[3];
+    }
+}
+
+/* Raw clock value of the dead process -> Unix ns, with its calibration. */
+static int64_t raw_to_unix(const as_ring_info *in, uint64_t raw) {
+    double d = (double)(int64_t)(raw - in->clock_raw0) * in->clock_ns_per_raw;
+    return in->clock_unix0 + (int64_t)d;
+}
+
+/* The untyped integer rule of config/README.md (as callrec.c applies it). */
+static int64_t untyped(uint64_t rax) {
+    int32_t low = (int32_t)(uint32_t)rax;
+    uint32_t upper = (uint32_t)(rax >> 32);
+    if (upper != (low < 0 ? 0xffffffffu : 0u))
+        return low;
+    return (int64_t)rax;
+}
+
+/* Decodes a call record of the dead process. Returns 0, or -1 when it cannot be trusted
+ * (short, unknown target, impossible times). */
+static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *a) {
+    as_callrec r;
+    if (len < sizeof r)
+        return -1;
+    memcpy(&r, payload, sizeof r);
+    const names *nm = w->nm;
+    if (r.id >= nm->n || !nm->name[r.id] || r.t1 < r.t0 ||
+        !(r.flags & (AS_CALL_RETURNED | AS_CALL_NOT_RETURNED)))
+        return -1;
+    const as_ring_info *in = w->info;
+    if (!(in->clock_ns_per_raw > 0 && in->clock_ns_per_raw < 1e6))
+        return -1;
+    int64_t dns = (int64_t)((double)(r.t1 - r.t0) * in->clock_ns_per_raw);
+    memset(a, 0, sizeof *a);
+    a->action_name = nm->name[r.id];
+    a->started_ns = raw_to_unix(in, r.t0);
+    a->ended_ns = a->started_ns + dns;
+    a->duration_ms = (dns + 500000) / 1000000;
+    a->timestamp_ns = a->ended_ns;
+    a->conversation_id = in->conversation_id[0] ? in->conversation_id : "unknown";
+    as_buf *sb = &w->scratch;
+    as_buf_reset(sb);
+    size_t o_tools = sb->len;
+    as_buf_puts(sb, "{\"function\":");
+    as_json_cstr(sb, nm->symbol[r.id]);
+    as_buf_puts(sb, ",\"library\":");
+    as_json_cstr(sb, nm->library[r.id]);
+    as_buf_puts(sb, "}");
+    as_buf_putc(sb, '\0');
+    size_t o_meta = sb->len;
+    as_buf_printf(sb, "{\"pid\":%d,\"tid\":%d,\"duration_ns\":%lld,\"agentsight_recovered\":true}",
+                  (int)in->pid, (int)r.tid, (long long)dns);
+    as_buf_putc(sb, '\0');
+    size_t o_resp = sb->len;
+    int returned = (r.flags & AS_CALL_RETURNED) != 0;
+    if (returned)
+        as_buf_printf(sb, "%lld", (long long)untyped(r.rax));
+    as_buf_putc(sb, '\0');
+    if (sb->oom)
+        return -1;
+    a->tools_used = sb->data + o_tools;
+    a->metadata = sb->data + o_meta;
+    a->response = returned ? sb->data + o_resp : NULL;
+    a->error_msg = returned ? NULL : "did not return (left by longjmp or an exception)";
+    return 0;
+}
+
+/* 1 when s is NULL or the text of a JSON object. */
+static int json_object_or_null(const char *s) {
+    if (!s)
+        return 1;
+    cJSON *j = cJSON_Parse(s);
+    int ok = j && cJSON_IsObject(j);
+    cJSON_Delete(j);
+    return ok;
+}
+
+/* Decodes a packed API action. Returns 0, or -1 when the blob is not intact. */
+static int decode_packed(const void *payload, size_t len, as_action *a) {
+    if (as_action_unpack(payload, len, a) != 0)
+        return -1;
+    if (!a->action_name[0] || !as_utf8_valid(a->action_name, strlen(a->action_name)) ||
+        !a->conversation_id || !json_object_or_null(a->tools_used) ||
+        !json_object_or_null(a->metadata) || a->ended_ns < a->started_ns || a->duration_ms < 0)
+        return -1;
+    return 0;
+}
+
+/* as_ring_msg_fn: one recovered message. Undecodable ones are counted and skipped. */
+static int on_msg(unsigned kind, const void *payload, size_t len, void *arg) {
+    walk_ctx *w = arg;
+    as_action a;
+    int rc = -1;
+    if (kind == AS_MSG_ACTION)
+        rc = decode_packed(payload, len, &a);
+    else if (kind == AS_MSG_CALL)
+        rc = decode_call(w, payload, len, &a);
+    if (rc != 0) {
+        w->bad++;
+        return 0;
+    }
+    if (w->fn(&a, &w->origin, w->ctx) != 0)
+        return 1;
+    w->taken++;
+    return 0;
+}
+
+/* Parses "<pid>-<start>-<image>-<slot>.ring..." into its parts; prefix receives
+ * "<pid>-<start>-<image>". Returns 0, or -1 when the name is not of that form. */
+static int parse_name(const char *name, int *pid, uint64_t *start, char *prefix, size_t cap) {
+    int p;
+    unsigned long long s, img;
+    unsigned slot;
+    int n = 0;
+    if (sscanf(name, "%d-%llu-%llx-%u.ring%n", &p, &s, &img, &slot, &n) != 4 || n == 0)
+        return -1;
+    snprintf(prefix, cap, "%d-%llu-%llx", p, s, img);
+    *pid = p;
+    *start = s;
+    return 0;
+}
+
+/* Recovers one taken file. Returns 1 done (removed), 0 stopped (given back), -1 bad. */
+static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *taken,
+                        const char *orig_name) {
+    int pid;
+    uint64_t start;
+    char prefix[NAME_MAX_LEN];
+    char path[1024], back[1024];
+    if (path_of(path, sizeof path, dir, taken, NULL) != 0 ||
+        path_of(back, sizeof back, dir, orig_name, NULL) != 0)
+        return -1;
+    if (parse_name(orig_name, &pid, &start, prefix, sizeof prefix) != 0)
+        return -1;
+    names_load(nm, dir, prefix);
+    as_ring_info info;
+    w->nm = nm;
+    w->info = &info;
+    w->origin.pid = pid;
+    w->origin.file = back;
+    w->origin.sinks = info.sinks;
+    w->origin.conversation_id = info.conversation_id;
+    uint64_t skipped = 0;
+    uint64_t bad_before = w->bad;
+    int rc = as_ring_file_walk(path, &info, on_msg, w, &skipped);
+    if (rc < 0) {
+        char bad[1040];
+        path_of(bad, sizeof bad, dir, orig_name, ".bad");
+        as_warn("%s: not a ring file; left as %s", back, bad);
+        rename(path, bad);
+        return -1;
+    }
+    if (skipped || w->bad > bad_before)
+        as_warn("%s: skipped %llu damaged bytes and %llu undecodable records", back,
+                (unsigned long long)skipped, (unsigned long long)(w->bad - bad_before));
+    if (rc == 0) {
+        rename(path, back);
+        return 0;
+    }
+    unlink(path);
+    return 1;
+}
+
+/* Takes name (a .ring of a dead process, or a .taking of a dead recoverer) by renaming
+ * it to <ring>.taking-<ours>. Returns 1 and the two names, 0 when it is not ours to
+ * take. */
+static int take(const char *dir, const char *name, const char *ours, char *taken, size_t tcap,
+                char *orig, size_t ocap) {
+    int pid;
+    uint64_t start;
+    char prefix[NAME_MAX_LEN];
+    if (parse_name(name, &pid, &start, prefix, sizeof prefix) != 0)
+        return 0;
+    const char *dot = strstr(name, ".ring");
+    size_t base = (size_t)(dot - name) + 5;
+    if (base + 1 >= ocap)
+        return 0;
+    memcpy(orig, name, base);
+    orig[base] = '\0';
+    if (name[base] == '\0') {
+        if (!as_proc_dead(pid, start))
+            return 0;
+    } else {
+        int rp;
+        unsigned long long rs;
+        if (sscanf(name + base, ".taking-%d-%llu", &rp, &rs) != 2)
+            return 0; /* .bad and anything else */
+        if (strcmp(name + base + 8, ours) == 0 || !as_proc_dead(rp, rs))
+            return 0;
+    }
+    char from[1024], to[1024];
+    if (cat3(taken, tcap, orig, ".taking-", ours) != 0 ||
+        path_of(from, sizeof from, dir, name, NULL) != 0 ||
+        path_of(to, sizeof to, dir, taken, NULL) != 0)
+        return 0;
+    return rename(from, to) == 0;
+}
+
+/* Removes .targets files of dead processes that no longer have ring files. */
+static void sweep_targets(const char *dir, char **list, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = list[i];
+        size_t l = strlen(nm);
+        if (l < 9 || strcmp(nm + l - 8, ".targets") != 0)
+            continue;
+        int pid;
+        unsigned long long start;
+        if (sscanf(nm, "%d-%llu-", &pid, &start) != 2 || !as_proc_dead(pid, start))
+            continue;
+        char prefix[NAME_MAX_LEN];
+        memcpy(prefix, nm, l - 8);
+        prefix[l - 8] = '-';
+        prefix[l - 7] = '\0';
+        int used = 0;
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        while (d && !used && (e = readdir(d)))
+            used = strncmp(e->d_name, prefix, strlen(prefix)) == 0 && !strstr(e->d_name, ".bad");
+        if (d)
+            closedir(d);
+        if (!used) {
+            char path[1024];
+            if (path_of(path, sizeof path, dir, nm, NULL) == 0)
+                unlink(path);
+        }
+    }
+}
+
+/* Lists the entry names of dir (malloc'ed). Returns the count, or -1 (errno set). */
+static long list_dir(const char *dir, char ***out) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    size_t n = 0, cap = 16;
+    char **v = malloc(cap * sizeof *v);
+    struct dirent *e;
+    while (v && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= NAME_MAX_LEN)
+            continue;
+        if (n == cap) {
+            char **bigger = cap < 1000000 ? realloc(v, cap * 2 * sizeof *v) : NULL;
+            if (!bigger)
+                break;
+            v = bigger;
+            cap *= 2;
+        }
+        v[n] = strdup(e->d_name);
+        if (v[n])
+            n++;
+    }
+    closedir(d);
+    if (!v)
+        return -1;
+    *out = v;
+    return (long)n;
+}
+
+long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
+    if (!fn)
+        return -1;
+    if (!root || !root[0])
+        root = as_cfg.spool_dir;
+    char dir[1024];
+    if (cat3(dir, sizeof dir, root, "/rings", NULL) != 0)
+        return -1;
+    char **list = NULL;
+    long n = list_dir(dir, &list);
+    if (n < 0)
+        return errno == ENOENT ? 0 : -1;
+    char ours[64];
+    snprintf(ours, sizeof ours, "%d-%llu", (int)getpid(),
+             (unsigned long long)as_proc_start_time((int)getpid()));
+    walk_ctx w;
+    memset(&w, 0, sizeof w);
+    w.fn = fn;
+    w.ctx = ctx;
+    as_buf_init(&w.scratch);
+    names nm;
+    memset(&nm, 0, sizeof nm);
+    int stopped = 0;
+    for (long i = 0; i < n && !stopped; i++) {
+        char taken[NAME_MAX_LEN + 64], orig[NAME_MAX_LEN];
+        if (!take(dir, list[i], ours, taken, sizeof taken, orig, sizeof orig))
+            continue;
+        stopped = recover_file(&w, &nm, dir, taken, orig) == 0;
+    }
+    sweep_targets(dir, list, (size_t)n);
+    for (long i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+    names_free(&nm);
+    as_buf_free(&w.scratch);
+    return w.taken;
+}

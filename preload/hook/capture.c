@@ -1,0 +1,406 @@
+/* capture.c - typed capture on the hot path (capture.h): classifies a prototype's
+ * parameters by the SysV x86-64 rules, copies their values and bounded strings into a
+ * per-thread arena at entry, the returned string or aggregate at exit, and reads agent
+ * memory without ever faulting.
+ *
+ * Reading agent memory. A pointer argument may be dangling, NULL-ish (0x10) or point into
+ * an unmapped page. Memory that cannot disappear while we read it is read directly: this
+ * thread's own stack above our frame, the brk heap below the current break, and the
+ * segments of the objects loaded at start (never unmapped: the program holds them).
+ * Everything else is copied by process_vm_readv(2) on our own pid, which fails with EFAULT
+ * instead of faulting (one system call, about 0.3 us). A cache of pages once found
+ * readable would be cheaper but is unsound: munmap, malloc trimming and dlclose happen
+ * behind our back (glibc calls them internally), and a stale entry would fault the agent.
+ * The one remaining window: a dangling pointer into the brk heap while another thread
+ * shrinks the break in the instant between our check and our copy. */
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "hook/capture.h"
+
+#define PAGE 4096u
+#define MAX_REGIONS 256
+#define MAX_IOV 40 /* pages one slow read may span (AS_MAX_STRING_LIMIT needs 17) */
+
+/* Address ranges that stay readable for the life of the process (see the top). */
+typedef struct region {
+    uintptr_t lo, hi;
+} region;
+
+static region regions[MAX_REGIONS];
+static int nregions;
+static uintptr_t brk_lo; /* the break when we started; [brk_lo, sbrk(0)) is mapped */
+static pthread_key_t arena_key;
+static int arena_key_ok;
+
+/* Per-thread state: the arena and the bounds of this thread's stack. */
+typedef struct cap_tstate {
+    char *arena;
+    uint32_t top;       /* bytes in use */
+    int arena_failed;   /* mapping failed once: capture nothing on this thread */
+    uintptr_t stack_hi; /* end of this thread's stack, 0 = not known */
+    uint64_t slow;      /* reads done through the system call */
+} cap_tstate;
+
+static __thread cap_tstate cs;
+
+static int add_region(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    (void)data;
+    for (int i = 0; i < info->dlpi_phnum && nregions < MAX_REGIONS; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_R) || ph->p_memsz == 0)
+            continue;
+        uintptr_t lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(PAGE - 1);
+        uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + PAGE - 1) &
+                       ~(uintptr_t)(PAGE - 1);
+        regions[nregions].lo = lo;
+        regions[nregions].hi = hi;
+        nregions++;
+    }
+    return 0;
+}
+
+static void arena_free(void *p) {
+    if (p)
+        munmap(p, AS_CAP_ARENA);
+    cs.arena = NULL;
+    cs.top = 0;
+    cs.arena_failed = 1; /* the thread is exiting: no new arena */
+}
+
+/* Takes the stable regions once, at load time (every object loaded at start is mapped:
+ * constructors run after the loader mapped them all). */
+__attribute__((constructor)) static void capture_init(void) {
+    dl_iterate_phdr(add_region, NULL);
+    brk_lo = (uintptr_t)sbrk(0);
+    arena_key_ok = pthread_key_create(&arena_key, arena_free) == 0;
+}
+
+/* Returns the end of the calling thread's stack, or 0 when unknown. */
+static uintptr_t stack_end(void) {
+    pthread_attr_t at;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &at) != 0)
+        return 0;
+    if (pthread_attr_getstack(&at, &addr, &size) != 0)
+        size = 0;
+    pthread_attr_destroy(&at);
+    return size ? (uintptr_t)addr + size : 0;
+}
+
+/* Returns this thread's arena, mapping it on first use; NULL when it cannot be mapped.
+ * Also learns the thread's stack bounds (first typed call of a thread only). */
+static char *arena_get(void) {
+    if (__builtin_expect(cs.arena != NULL, 1))
+        return cs.arena;
+    if (cs.arena_failed)
+        return NULL;
+    void *m = mmap(NULL, AS_CAP_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        cs.arena_failed = 1;
+        return NULL;
+    }
+    cs.arena = m;
+    cs.top = 0;
+    if (arena_key_ok)
+        pthread_setspecific(arena_key, m);
+    cs.stack_hi = stack_end();
+    return cs.arena;
+}
+
+/* Returns how many of the n bytes at p lie in memory known to stay readable (0 when p
+ * is in none of it). Can't fail. */
+static size_t known_len(uintptr_t p, size_t n) {
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t hi = 0;
+    if (p >= sp && p < cs.stack_hi) {
+        hi = cs.stack_hi;
+    } else if (p >= brk_lo && brk_lo) {
+        uintptr_t cur = (uintptr_t)sbrk(0);
+        if (p < cur)
+            hi = cur;
+    }
+    if (!hi) {
+        for (int i = 0; i < nregions; i++) {
+            if (p >= regions[i].lo && p < regions[i].hi) {
+                hi = regions[i].hi;
+                break;
+            }
+        }
+    }
+    if (!hi)
+        return 0;
+    return hi - p < n ? hi - p : n;
+}
+
+/* Copies n bytes through the kernel, one iovec per page so a partial copy stops exactly
+ * at the first unreadable page. Returns the bytes copied. */
+static size_t slow_read(void *dst, uintptr_t src, size_t n) {
+    struct iovec local = {dst, n};
+    struct iovec remote[MAX_IOV];
+    int k = 0;
+    size_t covered = 0;
+    while (covered < n && k < MAX_IOV) {
+        uintptr_t a = src + covered;
+        size_t chunk = PAGE - (a & (PAGE - 1));
+        if (chunk > n - covered)
+            chunk = n - covered;
+        remote[k].iov_base = (void *)a;
+        remote[k].iov_len = chunk;
+        covered += chunk;
+        k++;
+    }
+    local.iov_len = covered;
+    cs.slow++;
+    ssize_t got = process_vm_readv(getpid(), &local, 1, remote, (unsigned long)k, 0);
+    return got > 0 ? (size_t)got : 0;
+}
+
+size_t as_safe_read(void *dst, const void *src, size_t n) {
+    uintptr_t p = (uintptr_t)src;
+    if (n == 0)
+        return 0;
+    if (p < PAGE || p + n < p)
+        return 0; /* the zero page, or a range that wraps */
+    if (known_len(p, n) == n) {
+        memcpy(dst, src, n);
+        return n;
+    }
+    return slow_read(dst, p, n);
+}
+
+size_t as_safe_strcpy(char *dst, const char *src, size_t max, int *trunc) {
+    uintptr_t p = (uintptr_t)src;
+    *trunc = 0;
+    if (p < PAGE)
+        return (size_t)-1;
+    /* max + 1 bytes tell a string of exactly max bytes from a longer one. */
+    size_t k = known_len(p, max + 1);
+    if (k) {
+        size_t l = strnlen(src, k);
+        if (l < k || k == max + 1) {
+            if (l > max) {
+                l = max;
+                *trunc = 1;
+            }
+            memcpy(dst, src, l);
+            return l;
+        }
+    }
+    size_t got = slow_read(dst, p, max + 1); /* dst has room for max + 1 */
+    if (got == 0)
+        return (size_t)-1;
+    size_t l = strnlen(dst, got);
+    if (l == got) { /* no NUL: cut by max or by an unreadable page */
+        *trunc = 1;
+        if (l > max)
+            l = max;
+    }
+    return l;
+}
+
+uint64_t as_capture_slow_reads(void) {
+    return cs.slow;
+}
+
+/* ---- items ---------------------------------------------------------------------- */
+
+static inline size_t pad8(size_t n) {
+    return (n + 7) & ~(size_t)7;
+}
+
+/* Writes an item header with len bytes of data at w (data copied from src when not NULL)
+ * if it fits before end. Returns the position after the item, or w when it does not fit. */
+static char *put_item(char *w, char *end, int tag, int index, int flags, const void *src,
+                      size_t len) {
+    if ((size_t)(end - w) < sizeof(as_cap_item) + pad8(len))
+        return w;
+    as_cap_item h = {(uint32_t)len, (uint8_t)tag, (uint8_t)index, (uint8_t)flags, 0};
+    memcpy(w, &h, sizeof h);
+    if (src && len)
+        memcpy(w + sizeof h, src, len);
+    return w + sizeof h + pad8(len);
+}
+
+/* Item of a string argument or return: its text, NULL, or the unreadable address. */
+static char *put_str(char *w, char *end, int index, const char *s, int max_string) {
+    if (!s)
+        return put_item(w, end, AS_CAP_NULL, index, 0, NULL, 0);
+    size_t room = (size_t)(end - w);
+    if (room < sizeof(as_cap_item) + 16)
+        return w;
+    size_t max = (size_t)max_string;
+    if (max + 1 > room - sizeof(as_cap_item) - 8)
+        max = room - sizeof(as_cap_item) - 8 - 1;
+    int trunc = 0;
+    size_t n = as_safe_strcpy(w + sizeof(as_cap_item), s, max, &trunc);
+    if (n == (size_t)-1) {
+        uint64_t a = (uint64_t)(uintptr_t)s;
+        return put_item(w, end, AS_CAP_BAD, index, 0, &a, sizeof a);
+    }
+    as_cap_item h = {(uint32_t)n, AS_CAP_STR, (uint8_t)index, (uint8_t)(trunc ? AS_CAP_TRUNC : 0), 0};
+    memcpy(w, &h, sizeof h);
+    return w + sizeof h + pad8(n);
+}
+
+/* Item of size bytes read from agent memory at src (stack arguments, struct returns). */
+static char *put_mem(char *w, char *end, int index, const void *src, size_t size) {
+    if ((size_t)(end - w) < sizeof(as_cap_item) + pad8(size))
+        return w;
+    if (as_safe_read(w + sizeof(as_cap_item), src, size) != size) {
+        uint64_t a = (uint64_t)(uintptr_t)src;
+        return put_item(w, end, AS_CAP_BAD, index, 0, &a, sizeof a);
+    }
+    as_cap_item h = {(uint32_t)size, AS_CAP_VAL, (uint8_t)index, 0, 0};
+    memcpy(w, &h, sizeof h);
+    return w + sizeof h + pad8(size);
+}
+
+/* 1 when an aggregate travels in memory: larger than 16 bytes, a MEMORY eightbyte, or
+ * of unknown size (treated alike for the return: a hidden pointer is assumed). */
+static int agg_in_memory(const as_type *t) {
+    if (t->size == 0 || t->size > 16)
+        return 1;
+    int n = (t->size + 7) / 8;
+    for (int i = 0; i < n; i++)
+        if (t->cls[i] == AS_AGG_MEMORY || t->cls[i] == AS_AGG_NONE)
+            return 1;
+    return 0;
+}
+
+void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string,
+                      const as_regs *regs, void *const *slot) {
+    f->cap_len = 0;
+    char *a = arena_get();
+    if (!a) {
+        f->cap_off = UINT32_MAX;
+        return;
+    }
+    uint32_t start = cs.top;
+    f->cap_off = start;
+    size_t lim = start + (size_t)AS_CAP_MAX_CALL;
+    char *end = a + (lim < AS_CAP_ARENA ? lim : AS_CAP_ARENA);
+    char *w = a + start;
+    const char *stack = (const char *)(slot + 1); /* first stack argument */
+    size_t so = 0;                                /* its offset */
+    int gi = 0, si = 0;
+    int lost = 0; /* an aggregate of unknown size hides where the rest is */
+    if (p->ret.kind == AS_K_AGG) {
+        if (p->ret.size == 0)
+            lost = 1;
+        else if (agg_in_memory(&p->ret))
+            gi = 1; /* rdi holds the hidden struct-return pointer */
+    }
+    int np = p->nparams < AS_PROTO_MAX_PARAMS ? p->nparams : AS_PROTO_MAX_PARAMS;
+    for (int i = 0; i < np; i++) {
+        const as_type *ty = &p->params[i];
+        uint64_t v[2] = {0, 0};
+        if (lost || ty->kind == AS_K_VOID || (ty->kind == AS_K_AGG && ty->size == 0)) {
+            lost = 1;
+            w = put_item(w, end, AS_CAP_SKIP, i, 0, NULL, 0);
+            continue;
+        }
+        switch (ty->kind) {
+        case AS_K_FLOAT:
+            if (ty->size > 8) { /* long double: memory class, 16-byte aligned */
+                so = (so + 15) & ~(size_t)15;
+                w = put_mem(w, end, i, stack + so, 16);
+                so += 16;
+                continue;
+            }
+            if (si < 8) {
+                v[0] = regs->xmm[si++].lo;
+                w = put_item(w, end, AS_CAP_VAL, i, 0, v, 8);
+            } else {
+                w = put_mem(w, end, i, stack + so, 8);
+                so += 8;
+            }
+            continue;
+        case AS_K_AGG: {
+            int n = (ty->size + 7) / 8, ni = 0, ns = 0;
+            if (!agg_in_memory(ty)) {
+                for (int k = 0; k < n; k++) {
+                    if (ty->cls[k] == AS_AGG_SSE)
+                        ns++;
+                    else
+                        ni++;
+                }
+            }
+            if (agg_in_memory(ty) || gi + ni > 6 || si + ns > 8) {
+                w = put_mem(w, end, i, stack + so, ty->size);
+                so += pad8(ty->size);
+                continue;
+            }
+            for (int k = 0; k < n; k++)
+                v[k] = ty->cls[k] == AS_AGG_SSE ? regs->xmm[si++].lo : regs->gpr[gi++];
+            w = put_item(w, end, AS_CAP_VAL, i, 0, v, ty->size);
+            continue;
+        }
+        default: /* integers, bool, enums, pointers, strings: one INTEGER eightbyte */
+            if (gi < 6) {
+                v[0] = regs->gpr[gi++];
+            } else {
+                if (as_safe_read(v, stack + so, 8) != 8) {
+                    w = put_item(w, end, AS_CAP_SKIP, i, 0, NULL, 0);
+                    so += 8;
+                    continue;
+                }
+                so += 8;
+            }
+            if (ty->kind == AS_K_STR)
+                w = put_str(w, end, i, (const char *)(uintptr_t)v[0], max_string);
+            else
+                w = put_item(w, end, AS_CAP_VAL, i, 0, v, 8);
+        }
+    }
+    f->cap_len = (uint32_t)(w - (a + start));
+    cs.top = start + f->cap_len;
+}
+
+void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string,
+                     const as_retregs *r) {
+    if (f->cap_off == UINT32_MAX || !cs.arena)
+        return;
+    const as_type *rt = &p->ret;
+    if (rt->kind != AS_K_STR && rt->kind != AS_K_AGG)
+        return;
+    uint32_t start = f->cap_off + f->cap_len;
+    size_t lim = (size_t)f->cap_off + AS_CAP_MAX_CALL;
+    char *end = cs.arena + (lim < AS_CAP_ARENA ? lim : AS_CAP_ARENA);
+    char *w = cs.arena + start;
+    if (rt->kind == AS_K_STR) {
+        w = put_str(w, end, AS_CAP_RET, (const char *)(uintptr_t)r->rax, max_string);
+    } else if (rt->size == 0) {
+        w = put_item(w, end, AS_CAP_SKIP, AS_CAP_RET, 0, NULL, 0);
+    } else if (agg_in_memory(rt)) {
+        w = put_mem(w, end, AS_CAP_RET, (const void *)(uintptr_t)r->rax, rt->size);
+    } else {
+        /* INTEGER eightbytes come in rax then rdx, SSE ones in xmm0 then xmm1. */
+        uint64_t v[2] = {0, 0}, ints[2] = {r->rax, r->rdx}, sses[2] = {r->xmm[0].lo, r->xmm[1].lo};
+        int ni = 0, ns = 0;
+        for (int k = 0; k < (rt->size + 7) / 8; k++)
+            v[k] = rt->cls[k] == AS_AGG_SSE ? sses[ns++] : ints[ni++];
+        w = put_item(w, end, AS_CAP_VAL, AS_CAP_RET, 0, v, rt->size);
+    }
+    f->cap_len = (uint32_t)(w - (cs.arena + f->cap_off));
+    cs.top = f->cap_off + f->cap_len;
+}
+
+const void *as_capture_data(const as_shadow_frame *f) {
+    if (f->cap_off == UINT32_MAX || !cs.arena)
+        return NULL;
+    return cs.arena + f->cap_off;
+}
+
+void as_capture_release(const as_shadow_frame *f) {
+    if (f->cap_off != UINT32_MAX && f->cap_off <= cs.top)
+        cs.top = f->cap_off;
+}

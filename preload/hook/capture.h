@@ -1,0 +1,80 @@
+/* capture.h - typed capture on the hot path: for a target with a prototype, the argument
+ * values the SysV x86-64 classification puts in registers or on the stack, bounded copies
+ * of strings, and the returned string or aggregate. Captures live in a per-thread arena
+ * between entry and exit and travel behind the call record as "items"; no pointer into
+ * the agent survives the call. Memory the agent hands us is read without ever faulting. */
+#ifndef AS_CAPTURE_H
+#define AS_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hook/proto.h"
+#include "hook/thunk.h"
+
+/* Bytes of the per-thread arena (mapped on a thread's first typed call). */
+#define AS_CAP_ARENA (512 * 1024)
+/* Most item bytes one call may carry (arguments and return together). */
+#define AS_CAP_MAX_CALL (128 * 1024)
+
+enum as_cap_tag {
+    AS_CAP_VAL = 1, /* raw bytes of a value: 8 (scalars; float in the low 4), 16 (long
+                       double, register aggregates) or the aggregate's size */
+    AS_CAP_STR,     /* a string's bytes, no NUL; flags AS_CAP_TRUNC when cut */
+    AS_CAP_NULL,    /* a NULL string pointer (no bytes) */
+    AS_CAP_BAD,     /* an unreadable pointer: its 8-byte address */
+    AS_CAP_SKIP,    /* not captured: an aggregate of unknown size, or what follows it */
+};
+
+#define AS_CAP_TRUNC 1   /* item flag: the string was cut at max_string or at unreadable memory */
+#define AS_CAP_RET 255   /* item index of the return value */
+
+/* One item: this header, then len bytes, padded to 8. Items of parameters come in
+ * parameter order (index = parameter number from 0), the return value's last. */
+typedef struct as_cap_item {
+    uint32_t len;
+    uint8_t tag;   /* enum as_cap_tag */
+    uint8_t index; /* parameter number, or AS_CAP_RET */
+    uint8_t flags;
+    uint8_t pad;
+} as_cap_item;
+
+/* Hot path, at entry of a tracked call whose target has prototype p: appends the items
+ * of every parameter to the calling thread's arena (maps it on first use) and sets
+ * f->cap_off / f->cap_len. max_string bounds each string. On any failure (no arena) the
+ * frame captures nothing (cap_len 0). Never faults, never changes errno. */
+void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string,
+                      const as_regs *regs, void *const *slot);
+
+/* Hot path, at exit: appends the return value's item when the return type needs one
+ * (a string, or an aggregate) after the frame's arguments. Never faults. */
+void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string,
+                     const as_retregs *r);
+
+/* Start of the frame's items in the arena (valid until as_capture_release). */
+const void *as_capture_data(const as_shadow_frame *f);
+
+/* Frees the frame's arena space (and any left above it by frames dropped earlier). */
+void as_capture_release(const as_shadow_frame *f);
+
+/*
+ * as_safe_read - copies up to n bytes from src (any address the agent gave us) to dst
+ * without ever faulting. Returns the number of bytes copied: n, or fewer when memory at
+ * src + result is unreadable (0: src itself is unreadable). Memory known to stay mapped
+ * (this thread's stack, the brk heap, the objects loaded at start) is read directly;
+ * anything else through process_vm_readv on our own pid. May set errno.
+ */
+size_t as_safe_read(void *dst, const void *src, size_t n);
+
+/*
+ * as_safe_strcpy - copies the NUL-terminated string at src, at most max bytes (no NUL
+ * written), to dst. Returns the length copied and sets *trunc when the string was longer
+ * than max or ran into unreadable memory; returns (size_t)-1 when src is unreadable.
+ */
+size_t as_safe_strcpy(char *dst, const char *src, size_t max, int *trunc);
+
+/* Reads served by the system call instead of directly, on the calling thread (tests and
+ * the benchmark check which path a read took). */
+uint64_t as_capture_slow_reads(void);
+
+#endif
