@@ -296,8 +296,7 @@ static void files_decide_locked(void) {
         (double)as_clock_raw_delta_ns(ident.clock_raw0, ident.clock_raw0 + span) / (double)span;
     snprintf(ident.conversation_id, sizeof ident.conversation_id, "%s",
              as_cfg.conversation_id[0] ? as_cfg.conversation_id : as_settings_conversation_id());
-    uris_without_secrets(open_uris[0] ? open_uris : as_cfg.output, ident.sinks,
-                         sizeof ident.sinks);
+    uris_without_secrets(open_uris[0] ? open_uris : as_cfg.output, ident.sinks, sizeof ident.sinks);
     files_state = 1;
 }
 

@@ -22,8 +22,7 @@ enum as_msg_kind {
 /* Decoder: turns a message payload into an action. It may use scratch (reset by the
  * exporter before each call) to hold strings the action borrows. Returns 0, or -1 to
  * skip the message (counted as bad). Runs on the exporter thread only. */
-typedef int (*as_msg_decode_fn)(const void *payload, size_t len, as_action *out,
-                                as_buf *scratch);
+typedef int (*as_msg_decode_fn)(const void *payload, size_t len, as_action *out, as_buf *scratch);
 void as_pipe_register(int kind, as_msg_decode_fn fn);
 
 /* Starts the pipeline (settings must be loaded): opens the sinks, starts the exporter
@@ -106,7 +105,7 @@ extern __thread int as_in_agentsight;
 
 /* The hook layer tells the pipeline about a new target (not on the hot path; strings
  * must live for the process: they are kept by pointer and written to the .targets file
- * at once, and again in a forked child). Ids >= 65536 are ignored. */
+ * at once, and again in a forked child). Ids >= 4096 (AS_MAX_TARGETS) are ignored. */
 void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbol,
                          const char *library);
 

@@ -28,7 +28,7 @@
 
 /* The target names of one dead process image, from its .targets file. */
 typedef struct names {
-    char prefix[NAME_MAX_LEN]; /* "<pid>-<start>-<image>" they belong to */
+    char prefix[NAME_MAX_LEN];        /* "<pid>-<start>-<image>" they belong to */
     char **name, **symbol, **library; /* indexed by id; NULL where unknown */
     uint32_t n;                       /* entries allocated */
     char *text;                       /* the file's text, which the pointers borrow */

@@ -35,7 +35,7 @@
 #define AS_RING_PAD 0
 #define AS_RING_HDR 8
 #define AS_RING_MIN 4096
-#define AS_RING_DATA_OFF 4096 /* data starts one page into the mapping */
+#define AS_RING_DATA_OFF 4096               /* data starts one page into the mapping */
 #define AS_RING_MAGIC 0x31474e4952534741ull /* "AGSRING1" little-endian */
 #define AS_RING_VERSION 1
 

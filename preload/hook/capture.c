@@ -58,8 +58,8 @@ static int add_region(struct dl_phdr_info *info, size_t size, void *data) {
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_R) || ph->p_memsz == 0)
             continue;
         uintptr_t lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(PAGE - 1);
-        uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + PAGE - 1) &
-                       ~(uintptr_t)(PAGE - 1);
+        uintptr_t hi =
+            (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
         regions[nregions].lo = lo;
         regions[nregions].hi = hi;
         nregions++;
@@ -246,7 +246,8 @@ static char *put_str(char *w, char *end, int index, const char *s, int max_strin
         uint64_t a = (uint64_t)(uintptr_t)s;
         return put_item(w, end, AS_CAP_BAD, index, 0, &a, sizeof a);
     }
-    as_cap_item h = {(uint32_t)n, AS_CAP_STR, (uint8_t)index, (uint8_t)(trunc ? AS_CAP_TRUNC : 0), 0};
+    as_cap_item h = {(uint32_t)n, AS_CAP_STR, (uint8_t)index, (uint8_t)(trunc ? AS_CAP_TRUNC : 0),
+                     0};
     memcpy(w, &h, sizeof h);
     return w + sizeof h + pad8(n);
 }
@@ -276,8 +277,8 @@ static int agg_in_memory(const as_type *t) {
     return 0;
 }
 
-void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string,
-                      const as_regs *regs, void *const *slot) {
+void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string, const as_regs *regs,
+                      void *const *slot) {
     f->cap_len = 0;
     char *a = arena_get();
     if (!a) {
@@ -365,8 +366,7 @@ void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string,
     cs.top = start + f->cap_len;
 }
 
-void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string,
-                     const as_retregs *r) {
+void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string, const as_retregs *r) {
     if (f->cap_off == UINT32_MAX || !cs.arena)
         return;
     const as_type *rt = &p->ret;

@@ -26,8 +26,8 @@ enum as_cap_tag {
     AS_CAP_SKIP,    /* not captured: an aggregate of unknown size, or what follows it */
 };
 
-#define AS_CAP_TRUNC 1   /* item flag: the string was cut at max_string or at unreadable memory */
-#define AS_CAP_RET 255   /* item index of the return value */
+#define AS_CAP_TRUNC 1 /* item flag: the string was cut at max_string or at unreadable memory */
+#define AS_CAP_RET 255 /* item index of the return value */
 
 /* One item: this header, then len bytes, padded to 8. Items of parameters come in
  * parameter order (index = parameter number from 0), the return value's last. */
@@ -43,13 +43,12 @@ typedef struct as_cap_item {
  * of every parameter to the calling thread's arena (maps it on first use) and sets
  * f->cap_off / f->cap_len. max_string bounds each string. On any failure (no arena) the
  * frame captures nothing (cap_len 0). Never faults, never changes errno. */
-void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string,
-                      const as_regs *regs, void *const *slot);
+void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string, const as_regs *regs,
+                      void *const *slot);
 
 /* Hot path, at exit: appends the return value's item when the return type needs one
  * (a string, or an aggregate) after the frame's arguments. Never faults. */
-void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string,
-                     const as_retregs *r);
+void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string, const as_retregs *r);
 
 /* Start of the frame's items in the arena (valid until as_capture_release). */
 const void *as_capture_data(const as_shadow_frame *f);

@@ -84,8 +84,8 @@ static inline int32_t thread_id(as_tstate *t) {
  * and frees the capture. r is NULL for a frame that did not return (flags then say how it
  * was left). A full ring drops the record (counted by the pipeline); a capture too large
  * for the ring is dropped alone. May change errno. */
-static void emit(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r,
-                 int errno_out, uint32_t flags) {
+static void emit(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r, int errno_out,
+                 uint32_t flags) {
     const void *cap = f->cap_len ? as_capture_data(f) : NULL;
     uint32_t ext = cap ? f->cap_len : 0;
     as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec + ext, 0);

@@ -2,16 +2,19 @@
  * PLT) under whatever LD_PRELOAD the caller set: the median over BATCHES batches of CALLS
  * calls each, printed as "BENCH <label> <ns> ns/call".
  *
- * Usage: bench_hook LABEL [CALLS [BATCHES]]   (defaults 1000000 and 21)
+ * Usage: bench_hook LABEL [CALLS [BATCHES [str]]]   (defaults 1000000 and 21)
+ * With "str" the calls are fs(s) with a 64-byte string s (the typed-capture row).
  *
  * Built with -DAS_DIRECT (and linked with the internal library) it measures the thunk
  * without the installer: f is registered as a target and called through its stub with
  * the real pipeline behind it (sink from AGENTSIGHT_OUTPUT). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 int f(int a, int b);
+int fs(const char *s);
 
 #ifdef AS_DIRECT
 
@@ -21,9 +24,16 @@ int f(int a, int b);
 #include "hook/callrec.h"
 #include "hook/target.h"
 
-/* Routes every call of f below through the stub of a target for the real f. */
+#include "hook/config.h"
+#include "hook/cproto.h"
+
+/* Routes every call of f and fs below through the stubs of targets for the real ones;
+ * fs has the prototype int fs(const char *s), so its string is captured. */
 static int (*fp)(int, int);
+static int (*fsp)(const char *);
+static as_entry fs_entry;
 #define f(a, b) fp(a, b)
+#define fs(s) fsp(s)
 
 static int direct_setup(void) {
     as_clock_init();
@@ -35,6 +45,17 @@ static int direct_setup(void) {
     if (id < 0)
         return -1;
     fp = (int (*)(int, int))as_thunk_addr((uint32_t)id);
+    static const char proto[] = "int fs(const char *s)";
+    size_t no, nl, used;
+    as_cproto_err err;
+    if (as_cproto_parse(proto, sizeof proto - 1, &fs_entry.proto, &no, &nl, &used, &err) != 0)
+        return -1;
+    fs_entry.has_proto = 1;
+    fs_entry.max_string = AS_MAX_STRING_DEFAULT;
+    id = as_target_get((void *)&fs, "fs", NULL, "libbenchf.so", &fs_entry);
+    if (id < 0)
+        return -1;
+    fsp = (int (*)(const char *))as_thunk_addr((uint32_t)id);
     return 0;
 }
 #endif
@@ -57,6 +78,13 @@ int main(int argc, char **argv) {
     }
     long calls = argc > 2 ? atol(argv[2]) : 1000000;
     int batches = argc > 3 ? atoi(argv[3]) : 21;
+    int str = argc > 4 && strcmp(argv[4], "str") == 0;
+    /* 64 bytes of text (63 + NUL), on the heap like an agent's request strings */
+    char *s64 = malloc(64);
+    if (!s64)
+        return 1;
+    memset(s64, 'q', 63);
+    s64[63] = '\0';
     if (calls < 1 || batches < 1 || batches > 1000) {
         fprintf(stderr, "bench_hook: bad CALLS or BATCHES\n");
         return 2;
@@ -71,13 +99,19 @@ int main(int argc, char **argv) {
     volatile int sink = 0;
     int acc = 0;
     for (long i = 0; i < calls / 10 + 1; i++) /* warm-up: binds the PLT, fills the ring */
-        acc += f((int)i, 1);
+        acc += str ? fs(s64) : f((int)i, 1);
     for (int b = 0; b < batches; b++) {
         double t0 = now_ns();
-        for (long i = 0; i < calls; i++)
-            acc += f((int)i, b);
+        if (str) {
+            for (long i = 0; i < calls; i++)
+                acc += fs(s64);
+        } else {
+            for (long i = 0; i < calls; i++)
+                acc += f((int)i, b);
+        }
         per[b] = (now_ns() - t0) / (double)calls;
     }
+    free(s64);
     sink = acc;
     (void)sink;
     qsort(per, (size_t)batches, sizeof per[0], cmp_double);

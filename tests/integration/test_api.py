@@ -293,3 +293,26 @@ def test_two_processes_one_file():
         for line in f:
             per_pid[json.loads(line)["metadata"]["pid"]] += 1
     assert sorted(per_pid.values()) == [20000, 20000]
+
+
+def test_disable_kill_switch():
+    """Proves AGENTSIGHT_DISABLE=1 turns track_action into a no-op that still answers
+    success with the documented message: no output file, no ring file, nothing queued."""
+    d = tmpdir()
+    out = os.path.join(d, "a.jsonl")
+    spool = os.path.join(d, "spool")
+    r = run([agent("api_disable")], cwd=d,
+            env={"AGENTSIGHT_DISABLE": "1", "AGENTSIGHT_OUTPUT": "file:" + out,
+                 "AGENTSIGHT_SPOOL_DIR": spool})
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()[:2]
+    assert first == ("0|success|conv_kill_switch|weather_lookup|"
+                     "AgentSight disabled (AGENTSIGHT_DISABLE=1)"), first
+    assert second == "flush 0 dropped 0", second
+    assert not os.path.exists(out)
+    assert not os.path.exists(spool)
+    # Without the switch the same program tracks the action.
+    r = run([agent("api_disable")], cwd=d,
+            env={"AGENTSIGHT_OUTPUT": "file:" + out, "AGENTSIGHT_SPOOL_DIR": spool})
+    assert r.stdout.startswith("0|success|conv_kill_switch|weather_lookup|Action tracked"), r.stdout
+    assert [a["action_name"] for a in read_jsonl(out)] == ["weather_lookup"]

@@ -1,9 +1,10 @@
 /* test_thunk.c - unit tests of the interposer's hot path (preload/hook/x86_64/thunk.S,
  * thunk.c, target.c, callrec.c): functions of this binary are called through their
  * stubs via function pointers and must behave exactly as when called directly, while
- * exactly one call record per tracked call is written. as_pipe_reserve/commit are
- * replaced (-Wl,--wrap) by an array this file inspects; records are decoded with the
- * real decoder and its JSON parsed with cJSON. */
+ * exactly one call record per tracked call is written. The pipeline's slow reserve is
+ * replaced (-Wl,--wrap): it gives each thread a real ring this file reads back, so the
+ * inline reserve/commit of the hot path run as in production; records are decoded with
+ * the real decoder and its JSON parsed with cJSON. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 #include "core/clock.h"
 #include "core/jsonw.h"
 #include "core/pipeline.h"
+#include "core/ring.h"
 #include "hook/callrec.h"
 #include "hook/config.h"
 #include "hook/target.h"
@@ -28,36 +30,66 @@
 
 #define NOIPA __attribute__((noinline, noipa))
 
-/* ---- the replaced pipeline: records land in recs[] -------------------------------- */
+/* ---- the replaced pipeline: records land in rings read into recs[] --------------- */
 
 #define REC_CAP 50000
-static as_callrec recs[REC_CAP];
-static size_t nrecs;
-static int reserve_refuse; /* 1: reserve returns NULL (a full ring) */
+#define MAX_RINGS 16
+static as_callrec recs_[REC_CAP];
+static size_t nrecs_;
+static int reserve_refuse; /* 1: the slow reserve returns NULL (a full ring) */
 static pthread_mutex_t recs_lock = PTHREAD_MUTEX_INITIALIZER;
+static as_ring *rings[MAX_RINGS];
+static uint64_t cursors[MAX_RINGS];
+static int nrings;
 
-void *__wrap_as_pipe_reserve(int kind, size_t len, int may_wait);
-void __wrap_as_pipe_commit(void *payload);
+void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait);
 
-void *__wrap_as_pipe_reserve(int kind, size_t len, int may_wait) {
-    if (kind != AS_MSG_CALL || len != sizeof(as_callrec) || may_wait)
+/* First record of a thread (or a full ring): attaches a ring of 8 MiB to the thread. */
+void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait) {
+    if (kind != AS_MSG_CALL || len < sizeof(as_callrec) || may_wait)
         abort(); /* the hot path must ask for exactly this */
-    pthread_mutex_lock(&recs_lock);
-    void *p = NULL;
-    if (!reserve_refuse && nrecs < REC_CAP)
-        p = &recs[nrecs++];
-    pthread_mutex_unlock(&recs_lock);
-    return p;
+    if (reserve_refuse)
+        return NULL;
+    if (!as_pipe_tring) {
+        as_ring *r = as_ring_create(8u << 20);
+        if (!r)
+            abort();
+        pthread_mutex_lock(&recs_lock);
+        if (nrings == MAX_RINGS)
+            abort();
+        cursors[nrings] = as_ring_tail(r);
+        rings[nrings++] = r;
+        pthread_mutex_unlock(&recs_lock);
+        as_pipe_tring = r;
+    }
+    return as_ring_reserve(as_pipe_tring, (unsigned)kind, len);
 }
 
-void __wrap_as_pipe_commit(void *payload) {
-    if (!payload)
-        abort();
+/* Moves every committed record into recs_ (the fixed part). Returns how many there are. */
+static size_t collect(void) {
+    pthread_mutex_lock(&recs_lock);
+    for (int i = 0; i < nrings; i++) {
+        uint64_t head = as_ring_head(rings[i]);
+        unsigned kind;
+        size_t len;
+        const void *p;
+        while ((p = as_ring_read(rings[i], &cursors[i], head, &kind, &len)) != NULL) {
+            if (kind != AS_MSG_CALL || len < sizeof(as_callrec) || nrecs_ >= REC_CAP)
+                abort();
+            memcpy(&recs_[nrecs_++], p, sizeof(as_callrec));
+        }
+        as_ring_release(rings[i], cursors[i]);
+    }
+    pthread_mutex_unlock(&recs_lock);
+    return nrecs_;
 }
+#define nrecs collect()
+#define recs (collect(), recs_)
 
 static void reset_recs(void) {
-    nrecs = 0;
-    memset(recs, 0, sizeof recs);
+    collect();
+    nrecs_ = 0;
+    memset(recs_, 0, sizeof recs_);
 }
 
 /* ---- helpers ------------------------------------------------------------------------ */
@@ -471,7 +503,10 @@ static void test_passthrough(void **state) {
     as_hook_enabled = 1;
     assert_int_equal(nrecs, 0);
     reserve_refuse = 1;
+    as_ring *mine = as_pipe_tring;
+    as_pipe_tring = NULL; /* the slow path, as for a full ring */
     assert_int_equal(f(3, 6), 9);
+    as_pipe_tring = mine;
     reserve_refuse = 0;
     assert_int_equal(nrecs, 0);
     assert_int_equal(as_hook_depth(), 0);
@@ -479,14 +514,18 @@ static void test_passthrough(void **state) {
     assert_int_equal(nrecs, 1);
 }
 
-/* Proves the untyped integer rule of config/README.md on raw rax values. */
+/* Proves the untyped integer rule of config/README.md on raw rax values: upper half zero
+ * -> the lower 32 bits as a signed int; anything else -> rax as a signed 64-bit value. */
 static void test_untyped_rule(void **state) {
     assert_int_equal(as_untyped_int(5), 5);
     assert_int_equal(as_untyped_int(0x00000000fffffffdULL), -3); /* int -3 via movl */
     assert_int_equal(as_untyped_int(0xfffffffffffffffdULL), -3); /* long -3 */
-    assert_int_equal(as_untyped_int(0xdeadbeef00000007ULL), 7);  /* garbage upper half */
     assert_int_equal(as_untyped_int(0x0000000080000000ULL), -2147483648LL);
-    assert_int_equal(as_untyped_int(0xffffffff7fffffffULL), 2147483647);
+    assert_int_equal(as_untyped_int(0x00000000ffffffffULL), -1);
+    assert_int_equal(as_untyped_int(0x0000000100000000ULL), 4294967296LL); /* a long */
+    assert_int_equal(as_untyped_int(0xdeadbeef00000007ULL), (int64_t)0xdeadbeef00000007ULL);
+    assert_int_equal(as_untyped_int(0xffffffff7fffffffULL), -2147483649LL);
+    assert_int_equal(as_untyped_int(0x00007f00deadbeefULL), 0x7f00deadbeefLL); /* a pointer */
 }
 
 /* Builds a synthetic record for target id. */

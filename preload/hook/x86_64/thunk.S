@@ -137,7 +137,12 @@ ENTRY(as_thunk_common)
     RESTORE_ARGS
     .cfi_def_cfa %rsp, 8
     addq $8, %rsp                    /* the caller's return address lives in the shadow frame */
-    .cfi_def_cfa_offset 0            /* CFA = rsp = ret_slot + 8, the caller's rsp after return */
+    /* The caller's rsp after the return is rsp itself (ret_slot + 8). A frame whose CFA
+     * equals its callee's is taken for the caller by unwinders (libgcc would think the
+     * catching frame was reached), so the CFA is put 8 bytes higher and the caller's rsp
+     * given explicitly as CFA - 8. */
+    .cfi_def_cfa_offset 8
+    .cfi_val_offset %rsp, -8
     CFI_RIP_AT_RBP8
     CFI_RBP_AT_RBP0
     call *%r11                       /* pushes as_thunk_exit into the same slot */
@@ -154,16 +159,17 @@ END(as_thunk_common)
     .type as_thunk_exit, @function
 as_thunk_exit:
     .cfi_startproc
-    .cfi_def_cfa %rsp, 0
+    .cfi_def_cfa %rsp, 8             /* as at the call site: CFA = ret_slot + 16 */
+    .cfi_val_offset %rsp, -8         /* the caller's rsp = ret_slot + 8 */
     CFI_RIP_AT_RBP8
     CFI_RBP_AT_RBP0
     subq $8, %rsp                    /* back onto the ret_slot: [rsp] gets the real address */
     .cfi_adjust_cfa_offset 8
     pushq %rbx
     .cfi_adjust_cfa_offset 8
-    .cfi_offset %rbx, -16
-    movq %rsp, %rbx                  /* rbx+8 = ret_slot, rbx+16 = rsp at landing = CFA */
-    .cfi_def_cfa_register %rbx
+    .cfi_offset %rbx, -24
+    movq %rsp, %rbx                  /* rbx+8 = ret_slot, rbx+16 = rsp at landing */
+    .cfi_def_cfa_register %rbx       /* CFA = rbx + 24 */
     subq $X_SIZE, %rsp
     andq $-16, %rsp                  /* C needs rsp = 0 mod 16 at the call */
     movq %rax, X_RAX(%rsp)
@@ -174,7 +180,7 @@ as_thunk_exit:
     leaq 16(%rbx), %rsi              /* rsp at landing */
     call as_hook_exit                /* rax = real return address, rdx = caller's rbp */
     movq %rax, 8(%rbx)               /* the caller's real return address */
-    .cfi_offset %rip, -8
+    .cfi_offset %rip, -16
     movq %rdx, %rbp
     .cfi_same_value %rbp
     movq X_RAX(%rsp), %rax
@@ -183,9 +189,11 @@ as_thunk_exit:
     movaps X_XMM1(%rsp), %xmm1
     movq %rbx, %rsp
     .cfi_def_cfa_register %rsp
-    popq %rbx
-    .cfi_adjust_cfa_offset -8
+    popq %rbx                        /* rsp = ret_slot: a plain frame again */
+    .cfi_def_cfa_offset 8
     .cfi_restore %rbx
+    .cfi_restore %rsp
+    .cfi_offset %rip, -8
     ret
 END(as_thunk_exit)
 
