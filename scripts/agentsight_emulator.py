@@ -6,7 +6,8 @@ it received, and can be told to fail.
 Usage:
   agentsight_emulator.py [--port N] [--key KEY] [--store FILE.jsonl]
                          [--fail-mode none|500|429|slow|drop] [--fail-count N]
-                         [--slow-seconds S] [--retry-after S] [--max-seconds S]
+                         [--fail-path PREFIX] [--slow-seconds S] [--retry-after S]
+                         [--max-seconds S]
 
 The first line on stdout is the port it listens on (127.0.0.1 only; --port 0 picks one).
 
@@ -18,11 +19,13 @@ API:
   POST /api/actions/          {"name", "display_name"};  PATCH /api/actions/{id}/
   POST /v1/traces             OTLP/HTTP JSON export; spans stored
 Control (no key):
-  POST /_control  {"fail_mode": "...", "fail_count": N, "slow_seconds": S, "retry_after": S}
+  POST /_control  {"fail_mode": "...", "fail_count": N, "fail_path": P, "slow_seconds": S,
+                   "retry_after": S}
   GET  /_received everything stored; GET /_stats counts only.
 Failure modes apply to /api/ and /v1/ requests: 500, 429 (with Retry-After), slow (answer
 after --slow-seconds), drop (close the connection without an answer). --fail-count N fails
-the next N requests only (0: until told otherwise). Exits on SIGTERM or after
+the next N requests only (0: until told otherwise); --fail-path PREFIX limits failures to
+requests whose path starts with PREFIX (e.g. /api/action_logs/). Exits on SIGTERM or after
 --max-seconds.
 """
 import argparse
@@ -41,6 +44,7 @@ class State:
         self.key = args.key
         self.fail_mode = args.fail_mode
         self.fail_count = args.fail_count
+        self.fail_path = args.fail_path
         self.slow_seconds = args.slow_seconds
         self.retry_after = args.retry_after
         self.conversations = {}
@@ -60,11 +64,11 @@ class State:
             self.store.write(json.dumps({"kind": kind, "data": obj}) + "\n")
             self.store.flush()
 
-    def take_failure(self):
+    def take_failure(self, path):
         """The failure mode for this request, counting down --fail-count."""
         with self.lock:
             mode = self.fail_mode
-            if mode == "none":
+            if mode == "none" or not path.startswith(self.fail_path):
                 return "none"
             if self.fail_count > 0:
                 self.fail_count -= 1
@@ -117,7 +121,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def failure(self):
         """Applies the failure mode; returns True when the request was answered."""
-        mode = STATE.take_failure()
+        mode = STATE.take_failure(self.path)
         if mode == "500":
             self.answer(500, {"detail": "emulated failure"})
             return True
@@ -281,6 +285,7 @@ class Handler(BaseHTTPRequestHandler):
                 if body.get("fail_mode") in ("none", "500", "429", "slow", "drop"):
                     STATE.fail_mode = body["fail_mode"]
                     STATE.fail_count = int(body.get("fail_count", 0))
+                    STATE.fail_path = str(body.get("fail_path", ""))
                 if "slow_seconds" in body:
                     STATE.slow_seconds = float(body["slow_seconds"])
                 if "retry_after" in body:
@@ -328,6 +333,7 @@ def main():
     p.add_argument("--fail-mode", default="none",
                    choices=["none", "500", "429", "slow", "drop"])
     p.add_argument("--fail-count", type=int, default=0)
+    p.add_argument("--fail-path", default="")
     p.add_argument("--slow-seconds", type=float, default=5.0)
     p.add_argument("--retry-after", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=600.0)

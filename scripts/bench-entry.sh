@@ -5,15 +5,23 @@
 # program into $BUILD/bench; every run is bounded by `timeout`; figures are medians of
 # batches, in ns per call.
 #
-# Environment: BUILD (default build), CALLS (per batch, default 1000000), BATCHES (21).
+# The entry-patched call goes through the full-preservation thunk (every register kept,
+# vector state as wide as the CPU has), the GOT call through the lean one. Each timed
+# batch fits in the ring (CALLS per batch, an untimed pause of PAUSE_MS after each so the
+# exporter drains); the dropped count of each run is printed (it should read 0).
+#
+# Environment: BUILD (default build), CALLS (per batch, default 10000), BATCHES (101),
+# PAUSE_MS (20).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-CALLS=${CALLS:-1000000}
-BATCHES=${BATCHES:-21}
+CALLS=${CALLS:-10000}
+BATCHES=${BATCHES:-101}
+PAUSE_MS=${PAUSE_MS:-20}
 OUT=$BUILD/bench
 CC=${CC:-cc}
-PRELOAD=$(pwd)/$BUILD/libagentsight-preload.so
+case $BUILD in /*) PRELOAD=$BUILD/libagentsight-preload.so ;;
+*) PRELOAD=$(pwd)/$BUILD/libagentsight-preload.so ;; esac
 mkdir -p "$OUT"
 TMP=$(mktemp -d /tmp/agentsight-bench-entry.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -25,6 +33,7 @@ cat >"$TMP/bench_entry.c" <<'EOF'
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 int f(int a, int b);
 static __attribute__((noipa)) int g(int a, int b) { return a * 3 + b - (a >> 2); }
 static int (*volatile gp)(int, int) = g;
@@ -42,7 +51,9 @@ int main(int argc, char **argv) {
     double ns[101];
     if (batches < 1 || batches > 101) return 2;
     volatile int sink = 0;
+    long pause_ms = argc > 4 ? atol(argv[4]) : 0;
     for (int b = 0; b < batches; b++) {
+        if (pause_ms > 0 && pause_ms < 10000) usleep((useconds_t)pause_ms * 1000);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (long i = 0; i < calls; i++) sink += fn((int)i, 2);
@@ -66,10 +77,11 @@ ns() {
     if [ "${2:-}" = preload ]; then
         [ -f "$PRELOAD" ] || { echo skipped; return; }
         env=(LD_PRELOAD="$PRELOAD" AGENTSIGHT_CONFIG="$TMP/bench.conf"
-            AGENTSIGHT_OUTPUT="file:$TMP/actions.jsonl")
+            AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats.$1")
     fi
     local v
-    v=$(env "${env[@]}" timeout 300 "$OUT/bench_entry" "$1" "$CALLS" "$BATCHES" 2>/dev/null)
+    v=$(env "${env[@]}" timeout 300 "$OUT/bench_entry" "$1" "$CALLS" "$BATCHES" "$PAUSE_MS" \
+        2>/dev/null)
     echo "${v:-skipped}"
 }
 
@@ -82,4 +94,9 @@ printf '%-44s %10s\n' "static function, bare (floor)" "$FLOOR_G"
 printf '%-44s %10s\n' "static function, entry-patched" "$ENTRY"
 printf '%-44s %10s\n' "library function via PLT, bare (floor)" "$FLOOR_F"
 printf '%-44s %10s\n' "library function via PLT, GOT path" "$GOT"
+dropped() {
+    [ -s "$TMP/stats.$1" ] || { echo -; return; }
+    tail -n 1 "$TMP/stats.$1" | grep -o '"dropped":[0-9]*' | cut -d: -f2
+}
+echo "dropped: entry $(dropped entry), got $(dropped got)"
 echo "BENCH entry floor=$FLOOR_G entry=$ENTRY got_floor=$FLOOR_F got=$GOT"

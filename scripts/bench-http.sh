@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
 # bench-http.sh - delivery figures: actions per second delivered to the local AgentSight
-# API emulator (live + spool replay by `agentsight send`) and into the file sink, and the
-# cost per tracked action with a dead server next to the null sink (same run, ratios).
+# API emulator (live + spool replay by `agentsight send`) and into the file sink; then the
+# hot-path cost of agentsight_track_action() timed inside the agent (tests/bench/
+# bench_http.c, ns per call over a bounded loop, start and exit excluded) with the null
+# sink, the agentsight sink at a dead port and the agentsight sink to an emulator
+# answering in 5 s, with ratios to the null sink, and each run's exit time next to the
+# flush bound (AGENTSIGHT_FLUSH_TIMEOUT_MS) it must stay within.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-N=${BENCH_HTTP_N:-25000}   # actions per thread, 4 threads
+N=${BENCH_HTTP_N:-25000}         # actions per thread, 4 threads (throughput part)
+CALLS=${BENCH_HTTP_CALLS:-200000} # timed calls per hot-path run
+FLUSH_MS=${BENCH_HTTP_FLUSH_MS:-2000}
 KEY=ags_0123456789abcdef0123456789abcdef_a1b2c3
 D=$(mktemp -d)
-python3 scripts/agentsight_emulator.py --port 0 --key "$KEY" --max-seconds 600 >"$D/port" &
-EMU=$!
-trap 'kill $EMU 2>/dev/null; wait $EMU 2>/dev/null; rm -rf "$D"' EXIT
-for _ in $(seq 50); do [ -s "$D/port" ] && break; sleep 0.1; done
-PORT=$(head -1 "$D/port")
+EMU=
+SLOW=
+cleanup() {
+  [ -n "$EMU" ] && kill "$EMU" 2>/dev/null && wait "$EMU" 2>/dev/null
+  [ -n "$SLOW" ] && kill "$SLOW" 2>/dev/null && wait "$SLOW" 2>/dev/null
+  rm -rf "$D"
+}
+trap cleanup EXIT
+emulator() { # emulator PORTFILE ARGS... ; prints its pid
+  python3 scripts/agentsight_emulator.py --port 0 --key "$KEY" --max-seconds 600 "${@:2}" >"$1" &
+  echo $!
+}
+wait_port() {
+  for _ in $(seq 50); do [ -s "$1" ] && break; sleep 0.1; done
+  head -1 "$1"
+}
+EMU=$(emulator "$D/port")
+SLOW=$(emulator "$D/slow-port" --fail-mode slow --slow-seconds 5)
+PORT=$(wait_port "$D/port")
+SLOW_PORT=$(wait_port "$D/slow-port")
 now() { date +%s.%N; }
 stress() { timeout 300 "$BUILD/agents/api_stress" threads 4 "$N" >/dev/null; }
 total=$((4 * N))
+
+${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Iinclude -o "$D/bench_http" \
+  tests/bench/bench_http.c -L"$BUILD" -lagentsight -Wl,-rpath,"$(cd "$BUILD" && pwd)"
 
 export AGENTSIGHT_API_KEY=$KEY AGENTSIGHT_API_ENDPOINT=http://127.0.0.1:$PORT \
   AGENTSIGHT_SPOOL_DIR=$D/spool AGENTSIGHT_LOG_LEVEL=error
@@ -30,27 +54,63 @@ AGENTSIGHT_OUTPUT=file:$D/out.jsonl stress
 t3=$(now)
 lines=$(wc -l <"$D/out.jsonl")
 
-t4=$(now)
-AGENTSIGHT_OUTPUT=null stress
-t5=$(now)
-t6=$(now)
-AGENTSIGHT_OUTPUT=agentsight AGENTSIGHT_API_ENDPOINT=http://127.0.0.1:9 \
-  AGENTSIGHT_SPOOL_DIR=$D/spool-dead stress
-t7=$(now)
-
-python3 - "$total" "$got" "$t0" "$t1" "$lines" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" <<'PY'
+python3 - "$total" "$got" "$t0" "$t1" "$lines" "$t2" "$t3" <<'PY'
 import sys
 total, got = int(sys.argv[1]), int(sys.argv[2])
 t0, t1 = float(sys.argv[3]), float(sys.argv[4])
 lines, t2, t3 = int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
-t4, t5, t6, t7 = map(float, sys.argv[8:12])
 print(f"{'what':44} {'actions':>8} {'seconds':>8} {'actions/s':>10}")
 print(f"{'agentsight sink -> emulator (incl. replay)':44} {got:8d} {t1-t0:8.2f} {got/(t1-t0):10.0f}")
 print(f"{'file sink':44} {lines:8d} {t3-t2:8.2f} {lines/(t3-t2):10.0f}")
-null_ns, dead_ns = (t5 - t4) / total * 1e9, (t7 - t6) / total * 1e9
-print(f"process wall time per tracked action: null sink {null_ns:.0f} ns, "
-      f"dead server {dead_ns:.0f} ns (ratio {dead_ns/null_ns:.2f}; includes the exit flush)")
 if got != total:
     print(f"bench-http: only {got} of {total} actions arrived", file=sys.stderr)
     sys.exit(1)
+PY
+
+# Hot path: each configuration runs the same bench program; exit time = when the
+# process ended (seen here) - when its main returned (printed by it), same clock.
+python3 - "$D" "$CALLS" "$FLUSH_MS" "$PORT" "$SLOW_PORT" <<'PY'
+import os, subprocess, sys, time
+d, calls, flush_ms, port, slow_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+    sys.argv[4], sys.argv[5]
+runs = [
+    ("null sink", {"AGENTSIGHT_OUTPUT": "null"}),
+    ("agentsight, dead port 127.0.0.1:1",
+     {"AGENTSIGHT_OUTPUT": "agentsight", "AGENTSIGHT_API_ENDPOINT": "http://127.0.0.1:1"}),
+    ("agentsight, emulator answering in 5 s",
+     {"AGENTSIGHT_OUTPUT": "agentsight",
+      "AGENTSIGHT_API_ENDPOINT": f"http://127.0.0.1:{slow_port}"}),
+]
+REPEAT = 3
+rows, bad = [], 0
+for i, (name, extra) in enumerate(runs):
+    nss, exits, drops = [], [], 0
+    for rep in range(REPEAT):
+        env = dict(os.environ)
+        env.update(extra)
+        env["AGENTSIGHT_FLUSH_TIMEOUT_MS"] = str(flush_ms)
+        env["AGENTSIGHT_SPOOL_DIR"] = os.path.join(d, f"hot-spool-{i}-{rep}")
+        p = subprocess.run([os.path.join(d, "bench_http"), str(calls)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                           timeout=120)
+        end = time.monotonic_ns()
+        vals = dict(line.split() for line in p.stdout.splitlines() if line.strip())
+        nss.append(float(vals["ns_per_call"]))
+        exits.append((end - int(vals["main_return_ns"])) / 1e6)
+        drops += int(vals["dropped"])
+    nss.sort()
+    exits.sort()
+    rows.append((name, nss[len(nss) // 2], exits[-1], drops))
+base = rows[0][1]
+print()
+print(f"hot path: {calls} agentsight_track_action calls timed inside the agent "
+      f"(median of {REPEAT} runs); exit = worst of {REPEAT}, bound = flush timeout "
+      f"{flush_ms} ms + 500 ms")
+print(f"{'sink':40} {'ns/call':>8} {'ratio':>6} {'exit ms':>8} {'bound':>6} {'dropped':>8}")
+for name, ns, ex, drops in rows:
+    ok = ex <= flush_ms + 500
+    bad += not ok
+    print(f"{name:40} {ns:8.1f} {ns / base:6.2f} {ex:8.0f} {'ok' if ok else 'OVER':>6} "
+          f"{drops:8d}")
+sys.exit(1 if bad else 0)
 PY

@@ -86,6 +86,17 @@ static int resolve_entries(const as_config *cfg, const char *program) {
         }
         if (found > CHECK_MAX_LISTED)
             printf("    ... and %d more\n", found - CHECK_MAX_LISTED);
+        if (!e->is_glob) { /* compiler clones of a bare name: foo.isra.0, foo.constprop.0 */
+            size_t pl = strlen(e->pattern);
+            for (int i = 0; i < n; i++)
+                for (size_t j = 0; j < tabs[i].n; j++) {
+                    const char *nm = tabs[i].syms[j].name;
+                    if (strncmp(nm, e->pattern, pl) == 0 && nm[pl] == '.')
+                        printf("    compiler clone: %s in %s (not matched; name it, e.g. "
+                               "'%s.*', to track it)\n",
+                               nm, base_name(paths[i]), e->pattern);
+                }
+        }
         if (!found) {
             printf("    (no match)\n");
             as_warn("entry '%s%s%s' (%s:%d) matches no function", e->pattern, e->version ? "@" : "",

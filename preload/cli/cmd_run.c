@@ -19,6 +19,10 @@
 #include "cli/cmds.h"
 #include "core/sink.h"
 
+/* settings.c: the URI list with relative file: paths made absolute (settings.h does not
+ * declare it). Returns 1 (changed), 0 (nothing to change) or -1 (out is a copy of in). */
+int as_settings_absolute_output(const char *in, char *out, size_t cap);
+
 #define PRELOAD_NAME "libagentsight-preload.so"
 #define DEFAULT_CONFIG "agentsight.conf"
 #define MAX_OUTPUTS_TEXT 1024
@@ -126,8 +130,9 @@ static int find_preload(char *out, size_t cap) {
     return -1;
 }
 
-/* Sets AGENTSIGHT_CONFIG, AGENTSIGHT_OUTPUT and LD_PRELOAD for the program. Returns 0, or
- * -1 with a message printed (the environment may then be partly changed). */
+/* Sets AGENTSIGHT_CONFIG, AGENTSIGHT_OUTPUT (relative file: paths made absolute) and
+ * LD_PRELOAD for the program. Returns 0, or -1 with a message printed (the environment
+ * may then be partly changed). */
 static int setup_env(const run_opts *o, const char *lib) {
     char real[PATH_MAX];
     if (o->config) {
@@ -146,7 +151,15 @@ static int setup_env(const run_opts *o, const char *lib) {
             fprintf(stderr, "agentsight run: -o %s: %s\n", o->output, msg);
             return -1;
         }
-        setenv("AGENTSIGHT_OUTPUT", o->output, 1);
+        /* The program and every program it execs must agree on the file, wherever
+         * they chdir: a relative file: path means our working directory. */
+        char abs[1024];
+        if (as_settings_absolute_output(o->output, abs, sizeof(abs)) < 0) {
+            fprintf(stderr, "agentsight run: -o %s: cannot make the file path absolute\n",
+                    o->output);
+            return -1;
+        }
+        setenv("AGENTSIGHT_OUTPUT", abs, 1);
     }
     const char *old = getenv("LD_PRELOAD");
     if (old && *old) {

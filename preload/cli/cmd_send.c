@@ -8,15 +8,20 @@
  *   agentsight send [--spool DIR] [--timeout MS]
  *   agentsight send -o SINK [--spool DIR] [--timeout MS] FILE.jsonl...
  * DESCRIPTION
- *   Without files, every batch pending in the spool directory (default
+ *   Without files, first the ring files left by processes that died (<spool>/rings) are
+ *   recovered, each action to the sinks recorded in its file's header (file:PATH,
+ *   agentsight:URL, otlp:URL, ...; what such a sink cannot deliver goes to its spool);
+ *   then every batch pending in the spool directory (default
  *   $XDG_STATE_HOME/agentsight/spool, else ~/.local/state/agentsight/spool, or
  *   AGENTSIGHT_SPOOL_DIR) is replayed, oldest first, to the sink named in its header;
- *   the API key comes from AGENTSIGHT_API_KEY. With files, each action line is sent to
+ *   the API key comes from AGENTSIGHT_API_KEY. Ring files of running processes are
+ *   never touched. With files, each action line is sent to
  *   SINK (default AGENTSIGHT_OUTPUT, else `agentsight` when a key is set). What cannot be
  *   delivered within --timeout (default 60000 ms) stays in (or goes to) the spool.
  *   A progress line is printed on stderr every two seconds for long uploads.
  * EXIT STATUS
- *   0 when everything was delivered, 1 when some actions remain spooled, 2 on bad usage. */
+ *   0 when everything was delivered, 1 when some actions remain spooled (or a dead
+ *   process's ring file names no sink that can be opened), 2 on bad usage. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +29,15 @@
 
 #include "cli/cmds.h"
 #include "core/action.h"
+#include "core/jsonw.h"
 #include "core/log.h"
+#include "core/pipeline.h"
 #include "core/settings.h"
 #include "core/sink.h"
 #include "core/spool.h"
 
 #define MAX_SINKS 16
 
-/* Named here so a static link of the CLI pulls the HTTP sinks in: sink.c finds them
- * only through weak references, which do not pull archive members. */
-extern const as_sink_ops as_sink_agentsight_ops;
-extern const as_sink_ops as_sink_otlp_ops;
-static const as_sink_ops *const http_sinks[] = {&as_sink_agentsight_ops, &as_sink_otlp_ops};
 #define BATCH 256
 
 typedef struct upload {
@@ -97,9 +99,6 @@ static int open_uri(as_sink *s, const char *uri) {
     size_t sl = strcspn(uri, ":");
     snprintf(scheme, sizeof scheme, "%.*s", (int)(sl < 31 ? sl : 31), uri);
     const as_sink_ops *ops = as_sink_find(scheme);
-    for (size_t i = 0; !ops && i < sizeof http_sinks / sizeof http_sinks[0]; i++)
-        if (strcmp(http_sinks[i]->scheme, scheme) == 0)
-            ops = http_sinks[i];
     if (!ops) {
         as_error("send: unknown sink '%s'", scheme);
         return -1;
@@ -149,6 +148,122 @@ static size_t ship_spool(const char *uri, int64_t deadline) {
     return pending_for(uri);
 }
 
+/* ---- what dead processes left in their ring files ----------------------------------- */
+
+#define MAX_GROUPS 16
+
+/* The dead processes that wrote to one sink list, and those sinks opened here. */
+typedef struct group {
+    char sinks[1024];
+    as_sink s[MAX_SINKS];
+    int ns; /* sinks opened; -1 when none could be */
+    as_action acts[BATCH];
+    as_buf bufs[BATCH];
+    size_t n;
+} group;
+
+typedef struct rescue {
+    group g[MAX_GROUPS];
+    int ng;
+    unsigned long long actions;
+    int left_files;       /* files left because their sinks cannot be named or opened */
+    char last_left[1024]; /* the file counted last (a file stops at its first action) */
+} rescue;
+
+static void group_send(group *g) {
+    for (int i = 0; i < g->ns && g->n; i++)
+        g->s[i].ops->send(&g->s[i], g->acts, g->n);
+    g->n = 0;
+}
+
+/* The group of sinks, opened on first use. Returns it, or NULL when there is no room
+ * for another list. */
+static group *group_of(rescue *r, const char *sinks) {
+    for (int i = 0; i < r->ng; i++)
+        if (strcmp(r->g[i].sinks, sinks) == 0)
+            return &r->g[i];
+    if (r->ng == MAX_GROUPS)
+        return NULL;
+    group *g = &r->g[r->ng++];
+    snprintf(g->sinks, sizeof g->sinks, "%s", sinks);
+    for (int i = 0; i < BATCH; i++)
+        as_buf_init(&g->bufs[i]);
+    g->ns = as_sinks_open(sinks, g->s, MAX_SINKS);
+    if (g->ns <= 0) {
+        as_error("send: the sinks '%s' of a process that died cannot be opened; its ring "
+                 "file is left in place",
+                 sinks);
+        g->ns = -1;
+    }
+    return g;
+}
+
+/* Copies the strings of a (borrowed for one call) into b; out borrows b. Returns 0, or
+ * -1 when out of memory. */
+static int copy_action(const as_action *a, as_action *out, as_buf *b) {
+    const char *src[6] = {a->action_name, a->tools_used,      a->response,
+                          a->error_msg,   a->conversation_id, a->metadata};
+    const char **dst[6] = {&out->action_name, &out->tools_used,      &out->response,
+                           &out->error_msg,   &out->conversation_id, &out->metadata};
+    size_t off[6];
+    as_buf_reset(b);
+    *out = *a;
+    for (int k = 0; k < 6; k++) {
+        off[k] = b->len;
+        if (src[k]) {
+            as_buf_puts(b, src[k]);
+            as_buf_putc(b, '\0');
+        }
+    }
+    if (b->oom)
+        return -1;
+    for (int k = 0; k < 6; k++)
+        *dst[k] = src[k] ? b->data + off[k] : NULL;
+    return 0;
+}
+
+/* as_recover_fn: one action of a dead process joins the batch of its sinks. */
+static int rescued(const as_action *a, const as_recover_origin *o, void *ctx) {
+    rescue *r = ctx;
+    group *g = o->sinks && o->sinks[0] ? group_of(r, o->sinks) : NULL;
+    if (!g || g->ns < 0 || copy_action(a, &g->acts[g->n], &g->bufs[g->n]) != 0) {
+        if (strcmp(r->last_left, o->file) != 0) {
+            snprintf(r->last_left, sizeof r->last_left, "%s", o->file);
+            r->left_files++;
+        }
+        return 1; /* the file stays for a later run */
+    }
+    r->actions++;
+    if (++g->n == BATCH)
+        group_send(g);
+    return 0;
+}
+
+/* Recovers every dead process's ring file under root into the sinks it names, flushes
+ * them (until deadline) and closes them. Returns the number of files left behind. */
+static int rescue_rings(const char *root, int64_t deadline) {
+    static rescue r;
+    memset(&r, 0, sizeof r);
+    long n = as_pipe_recover(root, rescued, &r);
+    if (n < 0)
+        as_error("send: cannot read %s/rings", root);
+    for (int i = 0; i < r.ng; i++) {
+        group *g = &r.g[i];
+        group_send(g);
+        for (int k = 0; k < g->ns; k++) {
+            int64_t left = deadline - mono_ms();
+            g->s[k].ops->flush(&g->s[k], (int)(left > 0 ? left : 0));
+            g->s[k].ops->close(&g->s[k]);
+        }
+        for (int k = 0; k < BATCH; k++)
+            as_buf_free(&g->bufs[k]);
+    }
+    if (r.actions)
+        fprintf(stderr, "agentsight send: %llu actions recovered from processes that died\n",
+                r.actions);
+    return r.left_files + (n < 0);
+}
+
 int as_cmd_send(int argc, char **argv) {
     const char *out = NULL, *spool = NULL;
     int timeout_ms = 60000;
@@ -188,8 +303,9 @@ int as_cmd_send(int argc, char **argv) {
         char root[512];
         if (as_spool_root(as_cfg.spool_dir, root, sizeof root) != 0)
             return 1;
+        int rings_left = rescue_rings(root, deadline);
         as_spool_foreach_sink(root, collect, &sp);
-        size_t left = 0;
+        size_t left = (size_t)rings_left;
         for (int k = 0; k < sp.n; k++)
             left += ship_spool(sp.uris[k], deadline);
         fprintf(stderr, "agentsight send: %d sinks, %zu batches still pending\n", sp.n, left);

@@ -623,8 +623,11 @@ static void copy_action(const as_action *a, as_action *out, as_buf *b) {
 
 /* as_recover_fn: a dead process's action joins the batch. Exporter thread only. */
 static int recovered_action(const as_action *a, const as_recover_origin *o, void *ctx) {
-    (void)o;
     (void)ctx;
+    /* Only what was meant for exactly our sinks: the rest stays for a process writing
+     * to those sinks, or for `agentsight send`, which ships each to its own sinks. */
+    if (strcmp(o->sinks ? o->sinks : "", ident.sinks) != 0)
+        return 1;
     as_buf_reset(&scratch[nbatch]);
     copy_action(a, &batch[nbatch], &scratch[nbatch]);
     if (scratch[nbatch].oom)

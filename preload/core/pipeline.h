@@ -120,7 +120,7 @@ typedef struct as_recover_origin {
 /* Called for each recovered action, in the order the dead thread recorded them. The
  * action and origin borrow memory valid during the call. Return 0 when the action was
  * taken (it will not be handed out again), non-zero to stop: that action and the rest
- * of its file stay for a later recovery. */
+ * of its file stay for a later recovery, and recovery goes on with the next file. */
 typedef int (*as_recover_fn)(const as_action *a, const as_recover_origin *o, void *ctx);
 
 /* as_pipe_recover - ships what dead processes left in <root>/rings.

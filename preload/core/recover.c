@@ -1,6 +1,9 @@
 /* recover.c - ships what dead processes left in their ring files: finds the files of
  * processes that no longer run, takes each one by renaming it, decodes its undelivered
- * records into actions and hands them to a callback (pipeline.h, as_pipe_recover).
+ * records into actions and hands them to a callback (pipeline.h, as_pipe_recover). A
+ * callback that stops leaves that file for later and recovery continues with the next
+ * file (the pipeline takes only files written for its own sinks; `agentsight send`
+ * takes all of them, each to the sinks its header names).
  *
  * On-disk layout under the spool root:
  *   rings/<pid>-<start>-<image>-<slot>.ring                a live or dead thread's ring
@@ -434,12 +437,13 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
     as_buf_init(&w.scratch);
     names nm;
     memset(&nm, 0, sizeof nm);
-    int stopped = 0;
-    for (long i = 0; i < n && !stopped; i++) {
+    /* A callback that stops leaves that file (given back) and recovery goes on with the
+     * next one: the pipeline stops at files meant for other sinks than its own. */
+    for (long i = 0; i < n; i++) {
         char taken[NAME_MAX_LEN + 64], orig[NAME_MAX_LEN];
         if (!take(dir, list[i], ours, taken, sizeof taken, orig, sizeof orig))
             continue;
-        stopped = recover_file(&w, &nm, dir, taken, orig) == 0;
+        recover_file(&w, &nm, dir, taken, orig);
     }
     sweep_targets(dir, list, (size_t)n);
     for (long i = 0; i < n; i++)

@@ -1,5 +1,11 @@
 /* settings.c - the process-wide settings: built-in defaults, then AGENTSIGHT_* environment
- * variables, then agentsight_init() options; and the per-process conversation id. */
+ * variables, then agentsight_init() options; and the per-process conversation id.
+ *
+ * A relative file: sink path means the working directory of the moment the settings are
+ * taken (process start in the interposer, agentsight_init() in the library), not of the
+ * moment the sink happens to open (the pipeline may start later, after a chdir): explicit
+ * outputs are made absolute when loaded or applied, and the default one when options are
+ * applied (the interposer always applies its config's [output] at start). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +20,9 @@
 #include "core/log.h"
 #include "core/settings.h"
 #include "core/sink.h"
+
+/* Used by the CLI too (cmd_run.c declares it; settings.h has no room for it yet). */
+int as_settings_absolute_output(const char *in, char *out, size_t cap);
 
 /* Checked only when the sink layer is linked in (it always is in the libraries). */
 #pragma weak as_sinks_check
@@ -102,6 +111,75 @@ const char *as_settings_conversation_id(void) {
     }
     pthread_mutex_unlock(&conv_lock);
     return as_cfg.conversation_id;
+}
+
+/*
+ * as_settings_absolute_output - copies the comma-separated sink URI list in into out
+ * (cap bytes), with every relative file:PATH made absolute against the current working
+ * directory. Other URIs, and spacing, are copied as they are. Returns 1 when a path was
+ * made absolute, 0 when nothing needed it (out is a copy), or -1 when the working
+ * directory is unknown or the result does not fit (out is then a copy of in, or "" when
+ * in itself does not fit).
+ */
+int as_settings_absolute_output(const char *in, char *out, size_t cap) {
+    if (!in || cap == 0)
+        return -1;
+    if (copy_str(out, cap, in) != 0) {
+        out[0] = '\0';
+        return -1;
+    }
+    char cwd[PATH_MAX];
+    int have_cwd = -1, changed = 0;
+    size_t o = 0;
+    for (const char *p = in; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        size_t lead = 0;
+        while (lead < len && (p[lead] == ' ' || p[lead] == '\t'))
+            lead++;
+        const char *u = p + lead;
+        size_t ulen = len - lead;
+        int rel =
+            ulen > 5 && strncmp(u, "file:", 5) == 0 && u[5] != '/' && u[5] != ' ' && u[5] != '\t';
+        if (rel && have_cwd < 0)
+            have_cwd = getcwd(cwd, sizeof cwd) != NULL;
+        size_t cl = rel && have_cwd ? strlen(cwd) : 0;
+        if ((rel && !have_cwd) || o + len + cl + 2 >= cap)
+            goto keep;
+        size_t head = rel ? lead + 5 : len; /* up to and including "file:" */
+        memcpy(out + o, p, head);
+        o += head;
+        if (rel) {
+            memcpy(out + o, cwd, cl);
+            o += cl;
+            out[o++] = '/';
+            memcpy(out + o, p + head, len - head);
+            o += len - head;
+            changed = 1;
+        }
+        if (end)
+            out[o++] = ',';
+        p = end ? end + 1 : p + len;
+        continue;
+    keep:
+        copy_str(out, cap, in);
+        return -1;
+    }
+    out[o] = '\0';
+    return changed;
+}
+
+/* Makes the relative file: paths of output (cap bytes) absolute in place; on failure
+ * output stays as it was, with a warning. This function can't fail. */
+static void absolute_output(char *output, size_t cap) {
+    char abs[sizeof as_cfg.output];
+    int rc = as_settings_absolute_output(output, abs, sizeof abs);
+    if (rc == 1 && copy_str(output, cap, abs) == 0)
+        return;
+    if (rc < 0)
+        as_warn("output '%s': cannot make its file path absolute; it follows the working "
+                "directory",
+                output);
 }
 
 /* Parses a non-negative decimal int. Returns 0, or -1 on anything else. */
@@ -231,7 +309,9 @@ void as_settings_load(int default_policy) {
     if ((v = env("AGENTSIGHT_OUTPUT")) &&
         set_str("AGENTSIGHT_OUTPUT", as_cfg.output, sizeof as_cfg.output, v) == 0)
         as_cfg.output_explicit = 1;
-    if (!as_cfg.output_explicit)
+    if (as_cfg.output_explicit)
+        absolute_output(as_cfg.output, sizeof as_cfg.output);
+    else
         snprintf(as_cfg.output, sizeof as_cfg.output, "%s",
                  as_cfg.api_key[0] ? "agentsight" : DEF_FILE_OUTPUT);
     if ((v = env("AGENTSIGHT_CONVERSATION_ID")))
@@ -319,6 +399,7 @@ int as_settings_apply(const agentsight_options *opts) {
     }
     if (opts->queue_bytes)
         next.queue_bytes = fit_queue_bytes(opts->queue_bytes);
+    absolute_output(next.output, sizeof next.output);
     pthread_mutex_lock(&conv_lock);
     as_cfg = next;
     conv_gen = next_gen;

@@ -1,15 +1,12 @@
-/* sink.c - the sink registry: finds a sink type by URI scheme (HTTP sinks are found
- * through weak symbols, so the library links with or without them) and opens or checks a
- * comma-separated URI list. */
+/* sink.c - the sink registry: finds a sink type by URI scheme and opens or checks a
+ * comma-separated URI list. Every sink is referenced strongly (sink.h), so a program
+ * that links libagentsight.a statically gets the HTTP sinks too. */
 #include "sink.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "log.h"
-
-extern const as_sink_ops as_sink_agentsight_ops __attribute__((weak, visibility("hidden")));
-extern const as_sink_ops as_sink_otlp_ops __attribute__((weak, visibility("hidden")));
 
 #define EXPECTED "expected file:PATH, stderr, null, agentsight or otlp:URL"
 
@@ -20,7 +17,7 @@ const as_sink_ops *as_sink_find(const char *scheme) {
     const as_sink_ops *all[] = {&as_sink_file_ops, &as_sink_stderr_ops, &as_sink_null_ops,
                                 &as_sink_agentsight_ops, &as_sink_otlp_ops};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        if (all[i] && strcmp(all[i]->scheme, scheme) == 0)
+        if (strcmp(all[i]->scheme, scheme) == 0)
             return all[i];
     }
     return NULL;
@@ -66,11 +63,7 @@ static int check_one(const char *uri, char *msg, size_t cap) {
     const char *arg = split_scheme(uri, scheme, sizeof(scheme));
     const as_sink_ops *ops = as_sink_find(scheme);
     if (!ops) {
-        int known = !strcmp(scheme, "agentsight") || !strcmp(scheme, "otlp");
-        if (known)
-            snprintf(msg, cap, "sink '%s' is not built into this library", scheme);
-        else
-            snprintf(msg, cap, "unknown sink URI '%s': " EXPECTED, uri);
+        snprintf(msg, cap, "unknown sink URI '%s': " EXPECTED, uri);
         return -1;
     }
     if (!strcmp(scheme, "file") && !arg[0]) {

@@ -77,6 +77,7 @@ typedef struct sk {
     int down_ms;
     int healthy;     /* last finished request was answered */
     int spool_maybe; /* the spool may hold batches */
+    int closing;     /* close() runs: no replay starts */
     replay *rp;
     unsigned logged; /* kinds already logged (bits) */
     unsigned long long delivered, spooled, dead;
@@ -537,7 +538,7 @@ static int replay_line(const char *line, size_t len, void *ctx) {
 
 /* Starts replaying the oldest spooled batch when the API answers and there is room. */
 static void maybe_replay(sk *k) {
-    if (k->rp || !k->spool_maybe || !k->healthy || k->held > MAX_ITEMS / 4)
+    if (k->rp || k->closing || !k->spool_maybe || !k->healthy || k->held > MAX_ITEMS / 4)
         return;
     if (k->down_until_ms && mono_ms() < k->down_until_ms)
         return;
@@ -587,6 +588,30 @@ static int held_conv_items(sk *k) {
     return 0;
 }
 
+/* Ends every request and hands everything the sink holds to the spool: cancelled
+ * requests report through their callbacks (which spool and never submit again), then
+ * the items ready for the wire and those waiting for a conversation. Leaves the client
+ * with nothing outstanding. This function can't fail. */
+static void spool_everything(sk *k) {
+    as_http_cancel_all(k->http);
+    while (k->ready_head) {
+        item *it = k->ready_head;
+        k->ready_head = it->next;
+        to_spool(k, it);
+    }
+    k->ready_tail = NULL;
+    for (conv *c = k->convs; c; c = c->next) {
+        while (c->wait_head) {
+            item *it = c->wait_head;
+            c->wait_head = it->next;
+            to_spool(k, it);
+        }
+        c->wait_tail = NULL;
+        c->creating = 0;
+    }
+    as_spool_commit(k->spool);
+}
+
 static int ags_flush(as_sink *s, int timeout_ms) {
     sk *k = s->impl;
     int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
@@ -595,16 +620,10 @@ static int ags_flush(as_sink *s, int timeout_ms) {
         if (!k->ready_head && as_http_outstanding(k->http) == 0 && !held_conv_items(k))
             break;
         if (mono_ms() >= deadline) {
-            /* Out of time: everything still held goes to the spool. */
-            as_http_cancel_all(k->http);
-            pump(k);
-            while (k->ready_head) {
-                item *it = k->ready_head;
-                k->ready_head = it->next;
-                to_spool(k, it);
-            }
-            k->ready_tail = NULL;
-            as_spool_commit(k->spool);
+            /* Out of time: everything still held goes to the spool. Nothing may be put
+             * back on the wire here (a request left outstanding would report later,
+             * after a replay it belongs to was freed). */
+            spool_everything(k);
             return -1;
         }
     }
@@ -616,11 +635,16 @@ static void ags_close(as_sink *s) {
     sk *k = s->impl;
     if (!k)
         return;
-    ags_flush(s, 0);
-    if (k->rp) { /* a replay cut short: whatever was not finished is staged again */
+    k->closing = 1; /* no replay starts now: it would only be spooled again */
+    spool_everything(k);
+    if (k->rp) {
+        /* Every item is finished after spool_everything(), so a replay still open
+         * was not fully accounted for: give its file back rather than lose a line
+         * (a line delivered twice keeps its event id). */
         as_spool_commit(k->spool);
-        as_spool_release(k->rp->path);
+        as_spool_unclaim(k->rp->path);
         free(k->rp);
+        k->rp = NULL;
     }
     as_http_free(k->http);
     as_spool_close(k->spool);
@@ -667,6 +691,9 @@ static int ags_open(as_sink *s, const char *arg) {
     while (el > 0 && k->endpoint[el - 1] == '/')
         k->endpoint[--el] = 0;
     snprintf(k->uri, sizeof k->uri, "agentsight:%s", k->endpoint);
+    /* The sink's URI names its endpoint (no secret in it), so what records the sinks of
+     * this process (ring headers, a forked child) reaches the same server later. */
+    snprintf(s->uri, sizeof s->uri, "%.*s", (int)sizeof s->uri - 1, k->uri);
     char auth[200];
     snprintf(auth, sizeof auth, "Authorization: Api-Key %s", key);
     const char *headers[] = {auth, "Content-Type: application/json", "Accept: application/json",

@@ -4,7 +4,13 @@
  * working directory at open time and s->uri is rewritten to the absolute path (a forked
  * child reopens that). Each batch is formatted into one buffer and written under
  * flock(LOCK_EX), usually with a single write(2), so processes sharing the file never
- * interleave lines. */
+ * interleave lines.
+ *
+ * The program owns its file descriptors: a daemon-style program may close every fd and
+ * get ours back for a file of its own. So the sink remembers the device and inode it
+ * opened, checks the fd with one fstat(2) before each batch, and reopens the path when
+ * the fd is gone (EBADF) or now names another file. A descriptor that is no longer ours
+ * is never written to, locked or closed. */
 #include "sink.h"
 
 #include <errno.h>
@@ -14,15 +20,59 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 
 typedef struct file_sink {
-    int fd;
+    int fd; /* -1 when it is not (or no longer) ours */
+    dev_t dev;
+    ino_t ino; /* what fd named when we opened it */
     as_buf buf;
     char path[PATH_MAX];
 } file_sink;
+
+/* Opens f->path for appending and records its identity. Returns 0, or -1 with errno set
+ * (f->fd is then -1). */
+static int open_path(file_sink *f) {
+    f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f->fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) {
+        int e = errno;
+        close(f->fd);
+        f->fd = -1;
+        errno = e;
+        return -1;
+    }
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    return 0;
+}
+
+/* Whether f->fd is still the descriptor we opened (same device and inode). */
+static int fd_is_ours(const file_sink *f) {
+    struct stat st;
+    if (f->fd < 0 || fstat(f->fd, &st) != 0)
+        return 0;
+    return st.st_dev == f->dev && st.st_ino == f->ino;
+}
+
+/* Makes sure f->fd is ours before a batch: reopens the path (leaving the old number to
+ * the program) when it is not. Returns 0, or -1 (logged once per failure) when the file
+ * cannot be reopened. */
+static int ensure_ours(file_sink *f) {
+    if (fd_is_ours(f))
+        return 0;
+    if (open_path(f) == 0) {
+        as_debug("file sink '%s': its descriptor was taken by the program; reopened", f->path);
+        return 0;
+    }
+    as_warn("file sink '%s': cannot reopen: %s", f->path, strerror(errno));
+    return -1;
+}
 
 /* Returns 0 with s->impl set, or -1 (logged) with nothing left open. */
 static int file_open(as_sink *s, const char *arg) {
@@ -42,8 +92,7 @@ static int file_open(as_sink *s, const char *arg) {
             return -1;
         }
     }
-    f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (f->fd < 0) {
+    if (open_path(f) != 0) {
         as_error("file sink '%s': %s", f->path, strerror(errno));
         free(f);
         return -1;
@@ -69,8 +118,8 @@ static int write_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
-/* Returns 0 when the whole batch was written, -1 otherwise (out of memory or a write
- * error: the lines written so far stay in the file). */
+/* Returns 0 when the whole batch was written, -1 otherwise (out of memory, the file could
+ * not be reopened, or a write error: the lines written so far stay in the file). */
 static int file_send(as_sink *s, const as_action *batch, size_t n) {
     file_sink *f = s->impl;
     as_buf_reset(&f->buf);
@@ -81,6 +130,8 @@ static int file_send(as_sink *s, const as_action *batch, size_t n) {
         as_buf_init(&f->buf);
         return -1;
     }
+    if (ensure_ours(f) != 0)
+        return -1;
     while (flock(f->fd, LOCK_EX) != 0 && errno == EINTR)
         ;
     int rc = write_all(f->fd, f->buf.data, f->buf.len);
@@ -98,11 +149,13 @@ static int file_flush(as_sink *s, int timeout_ms) {
     return 0;
 }
 
+/* Closes our descriptor, unless the program has taken its number over. */
 static void file_close(as_sink *s) {
     file_sink *f = s->impl;
     if (!f)
         return;
-    close(f->fd);
+    if (fd_is_ours(f))
+        close(f->fd);
     as_buf_free(&f->buf);
     free(f);
     s->impl = NULL;

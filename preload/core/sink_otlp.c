@@ -61,6 +61,7 @@ struct osk {
     int down_ms;
     int healthy;
     int spool_maybe;
+    int closing; /* close() runs: no replay starts (it would only be spooled again) */
     unsigned logged;
     replay *rp;
     /* replay loading: actions parsed from the claimed file, chunked */
@@ -278,7 +279,7 @@ static int replay_line(const char *line, size_t len, void *ctx) {
 }
 
 static void maybe_replay(osk *k) {
-    if (k->rp || !k->spool_maybe || !k->healthy || k->held > MAX_BATCHES / 4)
+    if (k->rp || k->closing || !k->spool_maybe || !k->healthy || k->held > MAX_BATCHES / 4)
         return;
     if (k->down_until_ms && mono_ms() < k->down_until_ms)
         return;
@@ -341,6 +342,7 @@ static void otlp_close(as_sink *s) {
     osk *k = s->impl;
     if (!k)
         return;
+    k->closing = 1;
     otlp_flush(s, 0);
     as_http_free(k->http);
     as_spool_close(k->spool);

@@ -1,6 +1,19 @@
 /* dlwrap.c - the libc functions the interposer exports over libc's own: dlopen/dlmopen
- * (install into newly loaded objects), dlsym/dlvsym (hand out thunks; keep RTLD_NEXT
- * meaning "after the caller"), and the exec family (flush queued actions first).
+ * (install into newly loaded objects), dlsym/dlvsym (hand out thunks for tracked
+ * functions), and the exec family (flush queued actions first).
+ *
+ * The loader looks at the return address of dlopen/dlsym to learn who called: it expands
+ * $ORIGIN against the caller's directory, searches the caller's RUNPATH, loads into the
+ * caller's namespace (dlmopen'ed callers), and searches the caller's local scope for
+ * dlsym(RTLD_DEFAULT) and after the caller for RTLD_NEXT. A C wrapper hides the caller
+ * behind our own object. So the four dl* entry points are small assembly trampolines
+ * (below): they ask as_dl_pass() whether this call needs any work of ours, and when it
+ * does not (AGENTSIGHT_DISABLE=1, nothing configured, our own calls, RTLD_NOLOAD, dlsym
+ * of a name that is no tracked function) they jump to the real function with the
+ * caller's return address untouched, so the loader sees the real caller. Only calls that
+ * need post-processing (a dlopen that may load objects to install into; a dlsym of a
+ * tracked function's name) enter C, which then stands in for the caller: DSTs in the file
+ * name, the caller's search path, its namespace, its local scope.
  *
  * Our own calls of these functions must never come back here, so the real ones are found
  * in libc's dynamic symbol table in memory (as_real), not through dlsym. */
@@ -10,16 +23,20 @@
 #include <link.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "core/pipeline.h"
 #include "hook/got.h"
 #include "hook/install.h"
+#include "hook/target.h"
 
 #define AS_EXPORT __attribute__((visibility("default")))
+#define AS_HIDDEN __attribute__((visibility("hidden")))
 
 /* preload_main.c: hands new targets' names to the pipeline (for crash recovery). Both
  * files exist only in the interposer, so no header carries it. */
@@ -30,6 +47,11 @@ as_real_fns as_real;
 static pthread_once_t g_real_once = PTHREAD_ONCE_INIT;
 static int g_real_ok;
 static pid_t g_pid;
+
+/* dlopen calls in progress on this thread. A library constructor that calls dlopen runs
+ * inside the outer dlopen with the loader's lock held: only the outermost call, after
+ * the real dlopen returned (lock released), may take the installer's lock to scan. */
+static __thread int dl_depth;
 
 typedef struct find_ctx {
     const char *want; /* file name to look for */
@@ -106,35 +128,140 @@ void as_dlwrap_set_pid(void) {
     g_pid = getpid();
 }
 
-/* ---- the caller's view of the search path (dlopen's $ORIGIN pitfall) ---- */
+/* ---- the trampolines ----
+ *
+ * Each exported dl* function saves its (up to three) argument registers, calls
+ * as_dl_pass(which, a0, a1, a2), restores them and either jumps to the real function
+ * (non-NULL answer: the caller's return address is still on top of the stack, so the
+ * loader sees the real caller) or to the C body as_<fn>_slow, also by a jump, so that
+ * __builtin_return_address(0) there is the real caller's address.
+ *
+ * Stack: on entry %rsp = 8 mod 16 (the return address); three pushes make it 0 mod 16,
+ * as the call of as_dl_pass needs. */
+#define AS_TRAMPOLINE(name, which)                                                                 \
+    ".globl " #name "\n"                                                                           \
+    ".type " #name ", @function\n" #name ":\n"                                                     \
+    ".cfi_startproc\n"                                                                             \
+    "endbr64\n"                                                                                    \
+    "push %rdi\n"                                                                                  \
+    ".cfi_adjust_cfa_offset 8\n"                                                                   \
+    "push %rsi\n"                                                                                  \
+    ".cfi_adjust_cfa_offset 8\n"                                                                   \
+    "push %rdx\n"                                                                                  \
+    ".cfi_adjust_cfa_offset 8\n"                                                                   \
+    "mov %rdx, %rcx\n"                                                                             \
+    "mov %rsi, %rdx\n"                                                                             \
+    "mov %rdi, %rsi\n"                                                                             \
+    "mov $" #which ", %edi\n"                                                                      \
+    "call as_dl_pass\n"                                                                            \
+    "pop %rdx\n"                                                                                   \
+    ".cfi_adjust_cfa_offset -8\n"                                                                  \
+    "pop %rsi\n"                                                                                   \
+    ".cfi_adjust_cfa_offset -8\n"                                                                  \
+    "pop %rdi\n"                                                                                   \
+    ".cfi_adjust_cfa_offset -8\n"                                                                  \
+    "test %rax, %rax\n"                                                                            \
+    "jz 1f\n"                                                                                      \
+    "jmp *%rax\n"                                                                                  \
+    "1:\n"                                                                                         \
+    "jmp as_" #name "_slow\n"                                                                      \
+    ".cfi_endproc\n"                                                                               \
+    ".size " #name ", .-" #name "\n"
 
-/* Expands $ORIGIN, $LIB, $PLATFORM (and their ${} forms) of one RUNPATH element into
- * out. Returns 0, or -1 when it does not fit or names an unknown token. */
+__asm__(".text\n" AS_TRAMPOLINE(dlopen, 0) AS_TRAMPOLINE(dlmopen, 1) AS_TRAMPOLINE(dlsym, 2)
+            AS_TRAMPOLINE(dlvsym, 3));
+
+enum { PASS_DLOPEN, PASS_DLMOPEN, PASS_DLSYM, PASS_DLVSYM };
+
+/* Whether name is the symbol of a tracked function. Lock-free: targets are only
+ * appended and as_ntargets is published after filling. */
+static int is_target_name(const char *name) {
+    uint32_t n = __atomic_load_n(&as_ntargets, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n; i++)
+        if (as_targets[i].symbol && strcmp(as_targets[i].symbol, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* A dlopen that may bring new objects while the installer is configured. */
+static int open_needs_us(const char *file, int mode) {
+    return file && !(mode & RTLD_NOLOAD) && as_install_config() != NULL;
+}
+
+/*
+ * as_dl_pass - called by the trampolines with the caller's arguments. Returns the real
+ * function to jump to when the call needs nothing of ours, or NULL to run the C body.
+ * Touches neither errno nor the loader's state; takes no lock after the first call.
+ */
+AS_HIDDEN void *as_dl_pass(long which, void *a0, void *a1, void *a2) {
+    (void)a2;
+    if (as_real_init() != 0)
+        return NULL; /* the C body reports ENOSYS */
+    switch (which) {
+    case PASS_DLOPEN:
+        if (as_in_agentsight || !open_needs_us(a0, (int)(intptr_t)a1))
+            return (void *)as_real.dlopen;
+        return NULL;
+    case PASS_DLMOPEN:
+        if (!as_real.dlmopen)
+            return NULL;
+        if (as_in_agentsight || !open_needs_us(a1, (int)(intptr_t)a2))
+            return (void *)as_real.dlmopen;
+        return NULL;
+    case PASS_DLSYM:
+    case PASS_DLVSYM: {
+        void *real = which == PASS_DLSYM ? (void *)as_real.dlsym : (void *)as_real.dlvsym;
+        if (as_in_agentsight || !a1 || !as_install_active() || !is_target_name(a1))
+            return real;
+        return NULL;
+    }
+    }
+    return NULL;
+}
+
+/* ---- the caller's view of the search path ---- */
+
+/* The length of the DST name ref at input ("ORIGIN" or "{ORIGIN}"), counting the braces,
+ * or 0 when input does not start with it (glibc's is_dst: an unbraced name must not be
+ * followed by an identifier character). */
+static size_t is_dst(const char *input, size_t avail, const char *ref) {
+    size_t rl = strlen(ref);
+    int curly = avail > 0 && input[0] == '{';
+    const char *p = input + curly;
+    size_t left = avail - (size_t)curly;
+    if (left < rl || strncmp(p, ref, rl) != 0)
+        return 0;
+    if (curly)
+        return left > rl && p[rl] == '}' ? rl + 2 : 0;
+    if (left > rl && (p[rl] == '_' || (p[rl] >= '0' && p[rl] <= '9') ||
+                      ((p[rl] | 0x20) >= 'a' && (p[rl] | 0x20) <= 'z')))
+        return 0;
+    return rl;
+}
+
+/* The value of $PLATFORM: the kernel's AT_PLATFORM, as the loader uses it. */
+static const char *platform(void) {
+    const char *p = (const char *)getauxval(AT_PLATFORM);
+    return p && p[0] ? p : "x86_64";
+}
+
+/* Expands $ORIGIN, $LIB, $PLATFORM (and their ${} forms) of dir[0..len) into out, the
+ * way the loader does: an unknown '$' is copied as it is. Returns 0, or -1 when it does
+ * not fit (out is then unusable). */
 static int expand_dir(const char *dir, size_t len, const char *origin, char *out, size_t cap) {
     size_t o = 0;
     for (size_t i = 0; i < len;) {
         const char *val = NULL;
         size_t skip = 0;
         if (dir[i] == '$') {
-            static const struct {
-                const char *tok;
-                const char *val;
-            } toks[] = {{"ORIGIN", NULL}, {"LIB", "lib/x86_64-linux-gnu"}, {"PLATFORM", "x86_64"}};
-            int braced = i + 1 < len && dir[i + 1] == '{';
-            const char *p = dir + i + 1 + braced;
-            size_t avail = len - (i + 1 + (size_t)braced);
-            for (size_t t = 0; t < sizeof toks / sizeof toks[0]; t++) {
-                size_t tl = strlen(toks[t].tok);
-                if (avail < tl || strncmp(p, toks[t].tok, tl) != 0)
-                    continue;
-                if (braced && (avail <= tl || p[tl] != '}'))
-                    continue;
-                val = toks[t].val ? toks[t].val : origin;
-                skip = 1 + (size_t)braced + tl + (size_t)braced;
-                break;
-            }
-            if (!val)
-                return -1;
+            const char *p = dir + i + 1;
+            size_t avail = len - i - 1;
+            if ((skip = is_dst(p, avail, "ORIGIN")))
+                val = origin;
+            else if ((skip = is_dst(p, avail, "PLATFORM")))
+                val = platform();
+            else if ((skip = is_dst(p, avail, "LIB")))
+                val = "lib/x86_64-linux-gnu"; /* Debian's multiarch $LIB */
         }
         if (val) {
             size_t vl = strlen(val);
@@ -142,7 +269,7 @@ static int expand_dir(const char *dir, size_t len, const char *origin, char *out
                 return -1;
             memcpy(out + o, val, vl);
             o += vl;
-            i += skip;
+            i += 1 + skip;
             continue;
         }
         if (o + 1 >= cap)
@@ -186,11 +313,21 @@ static int search_list(const char *list, const char *origin, const char *file, c
     return 0;
 }
 
-/* The directory of an object ($ORIGIN) into out. */
+/* The directory of an object ($ORIGIN) into out: the program's from /proc/self/exe, a
+ * library's from its file name (made absolute against the working directory). */
 static void origin_of(const struct link_map *lm, char *out, size_t cap) {
     char path[PATH_MAX];
     if (lm->l_name && lm->l_name[0]) {
-        snprintf(path, sizeof path, "%s", lm->l_name);
+        char cwd[PATH_MAX];
+        size_t cl;
+        if (lm->l_name[0] != '/' && getcwd(cwd, sizeof cwd) &&
+            (cl = strlen(cwd)) + 1 + strlen(lm->l_name) < sizeof path) {
+            memcpy(path, cwd, cl);
+            path[cl] = '/';
+            strcpy(path + cl + 1, lm->l_name);
+        } else {
+            snprintf(path, sizeof path, "%s", lm->l_name);
+        }
     } else {
         ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
         path[n > 0 ? n : 0] = '\0';
@@ -205,6 +342,28 @@ static void origin_of(const struct link_map *lm, char *out, size_t cap) {
     snprintf(out, cap, "%s", path);
 }
 
+/* Who called: its link map and namespace. */
+typedef struct caller_info {
+    struct link_map *lm; /* NULL when unknown (then we act as the base namespace) */
+    Lmid_t lmid;
+} caller_info;
+
+static int in_our_object(const void *addr);
+
+/* Fills ci for the code address caller. This function can't fail (ci->lm NULL then). */
+static void caller_lookup(const void *caller, caller_info *ci) {
+    Dl_info info;
+    ci->lm = NULL;
+    ci->lmid = LM_ID_BASE;
+    if (!caller || !dladdr1(caller, &info, (void **)&ci->lm, RTLD_DL_LINKMAP) || !ci->lm) {
+        ci->lm = NULL;
+        return;
+    }
+    Lmid_t id;
+    if (dlinfo(ci->lm, RTLD_DI_LMID, &id) == 0)
+        ci->lmid = id;
+}
+
 /*
  * Resolves a bare library name the way the loader would for the caller's object: DT_RPATH
  * (of the caller, then the program) when the caller has no DT_RUNPATH, then
@@ -212,11 +371,7 @@ static void origin_of(const struct link_map *lm, char *out, size_t cap) {
  * caller's own paths find it where our (path-less) object would not; 0 to pass the name
  * unchanged.
  */
-static int resolve_for_caller(const void *caller, const char *file, char *out, size_t cap) {
-    Dl_info info;
-    struct link_map *lm = NULL;
-    if (!dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
-        return 0;
+static int resolve_for_caller(const struct link_map *lm, const char *file, char *out, size_t cap) {
     as_dyninfo di;
     if (as_dyn_read(lm->l_ld, lm->l_addr, &di) != 0)
         return 0;
@@ -242,47 +397,71 @@ static int resolve_for_caller(const void *caller, const char *file, char *out, s
     return search_list(di.runpath, origin, file, out, cap);
 }
 
-/* Shared body of dlopen and dlmopen. */
+/* The real dlopen, in the base namespace or in lmid. */
+static void *real_open(int use_lmid, Lmid_t lmid, const char *file, int mode) {
+    if (use_lmid)
+        return as_real.dlmopen ? as_real.dlmopen(lmid, file, mode) : NULL;
+    return as_real.dlopen(file, mode);
+}
+
+/* Shared body of dlopen and dlmopen for calls that need installing afterwards. Stands in
+ * for the caller: DSTs in a file name with '/', the caller's search path for a bare name,
+ * the caller's namespace. Returns the handle, or NULL with dlerror() set by the loader
+ * (errno ENOSYS when libc's functions could not be found). */
 static void *open_common(const void *caller, int use_lmid, Lmid_t lmid, const char *file,
                          int mode) {
     if (as_real_init() != 0 || (use_lmid && !as_real.dlmopen)) {
         errno = ENOSYS;
         return NULL;
     }
-#define REAL_OPEN(f, m) (use_lmid ? as_real.dlmopen(lmid, (f), (m)) : as_real.dlopen((f), (m)))
-    if (as_in_agentsight)
-        return REAL_OPEN(file, mode);
+    caller_info ci = {NULL, LM_ID_BASE};
+    if (!as_in_agentsight && !in_our_object(caller))
+        caller_lookup(caller, &ci);
+    if (!use_lmid && ci.lm && ci.lmid != LM_ID_BASE && file && as_real.dlmopen) {
+        use_lmid = 1; /* dlopen loads into the caller's namespace */
+        lmid = ci.lmid;
+    }
     char path[PATH_MAX];
     const char *use = file;
-    if (file && file[0] && !strchr(file, '/') &&
-        resolve_for_caller(caller, file, path, sizeof path)) {
+    int retry_plain = 0;
+    if (ci.lm && file && strchr(file, '/')) {
+        if (strchr(file, '$')) {
+            char origin[PATH_MAX];
+            origin_of(ci.lm, origin, sizeof origin);
+            if (expand_dir(file, strlen(file), origin, path, sizeof path) == 0)
+                use = path;
+        }
+    } else if (ci.lm && file && file[0] && resolve_for_caller(ci.lm, file, path, sizeof path)) {
         /* A library already loaded under that name is what the loader would return. */
-        void *h = as_real.dlopen(file, RTLD_NOLOAD | RTLD_LAZY);
+        void *h = real_open(use_lmid, lmid, file, RTLD_NOLOAD | RTLD_LAZY);
         if (h)
             as_real.dlclose(h);
         else
-            use = path;
+            use = path, retry_plain = 1;
     }
-    void *h = REAL_OPEN(use, mode);
-    if (!h && use != file)
-        h = REAL_OPEN(file, mode);
-#undef REAL_OPEN
-    if (h && !(mode & RTLD_NOLOAD)) {
+    dl_depth++;
+    void *h = real_open(use_lmid, lmid, use, mode);
+    if (!h && retry_plain)
+        h = real_open(use_lmid, lmid, file, mode);
+    dl_depth--;
+    if (h && dl_depth == 0 && !(mode & RTLD_NOLOAD)) {
+        int saved = errno;
         as_install_scan();
         as_preload_note_targets();
+        errno = saved;
     }
     return h;
 }
 
-AS_EXPORT void *dlopen(const char *file, int mode) {
+AS_HIDDEN void *as_dlopen_slow(const char *file, int mode) {
     return open_common(__builtin_return_address(0), 0, 0, file, mode);
 }
 
-AS_EXPORT void *dlmopen(Lmid_t lmid, const char *file, int mode) {
+AS_HIDDEN void *as_dlmopen_slow(Lmid_t lmid, const char *file, int mode) {
     return open_common(__builtin_return_address(0), 1, lmid, file, mode);
 }
 
-/* ---- dlsym / dlvsym ---- */
+/* ---- dlsym / dlvsym of a tracked function's name ---- */
 
 static int in_our_object(const void *addr) {
     Dl_info self, other;
@@ -291,18 +470,20 @@ static int in_our_object(const void *addr) {
     return self.dli_fbase == other.dli_fbase;
 }
 
+static void *real_sym(void *handle, const char *name, const char *version) {
+    return version ? as_real.dlvsym(handle, name, version) : as_real.dlsym(handle, name);
+}
+
 /*
  * RTLD_NEXT as the caller means it: the first object after the caller's (in load order)
  * that defines the symbol. Forwarding RTLD_NEXT to the real dlsym would search after our
  * library instead. Returns the address, or what the real function says when no later
  * object defines it (so dlerror() reports it).
  */
-static void *next_lookup(const void *caller, const char *name, const char *version) {
-    Dl_info info;
-    struct link_map *lm = NULL;
-    if (in_our_object(caller) || !dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+static void *next_lookup(const caller_info *ci, const char *name, const char *version) {
+    if (!ci->lm)
         goto real;
-    for (struct link_map *l = lm->l_next; l; l = l->l_next) {
+    for (struct link_map *l = ci->lm->l_next; l; l = l->l_next) {
         as_dyninfo di;
         if (as_dyn_read(l->l_ld, l->l_addr, &di) != 0)
             continue;
@@ -320,35 +501,83 @@ static void *next_lookup(const void *caller, const char *name, const char *versi
     /* No later object defines it. The real RTLD_NEXT (after our library) may still find
      * one loaded before the caller: refuse it, leaving dlerror() set by a lookup that
      * cannot succeed. */
-    if (!(version ? as_real.dlvsym(RTLD_NEXT, name, version) : as_real.dlsym(RTLD_NEXT, name)))
+    if (!real_sym(RTLD_NEXT, name, version))
         return NULL;
     as_real.dlvsym(RTLD_NEXT, name, "AGENTSIGHT_NOT_AFTER_CALLER");
     return NULL;
 real:
-    return version ? as_real.dlvsym(RTLD_NEXT, name, version) : as_real.dlsym(RTLD_NEXT, name);
+    return real_sym(RTLD_NEXT, name, version);
 }
 
+/*
+ * RTLD_DEFAULT as the caller means it: the global scope of its namespace, then its own
+ * local scope (an RTLD_LOCAL plugin sees its own dependencies). The real lookup from our
+ * object searches only the base namespace's global scope; what it misses is looked up
+ * again through a handle of the caller's object (its local scope). For a caller in
+ * another namespace, the global scope used is that of the namespace's first object.
+ * Returns the address, or NULL with dlerror() set.
+ */
+static void *default_lookup(const caller_info *ci, const char *name, const char *version) {
+    void *r = NULL;
+    const struct link_map *lm = ci->lm;
+    if (!lm || ci->lmid == LM_ID_BASE) {
+        r = real_sym(RTLD_DEFAULT, name, version);
+        if (r || !lm || !lm->l_name || !lm->l_name[0])
+            return r; /* the program itself is in the global scope */
+    } else {
+        const struct link_map *head = lm;
+        for (int guard = 0; head->l_prev && guard < 100000; guard++)
+            head = head->l_prev;
+        void *h = head->l_name && head->l_name[0]
+                      ? as_real.dlmopen(ci->lmid, head->l_name, RTLD_NOLOAD | RTLD_LAZY)
+                      : NULL;
+        if (h) {
+            r = real_sym(h, name, version);
+            as_real.dlclose(h);
+        }
+        if (r || !lm->l_name || !lm->l_name[0])
+            return r;
+    }
+    void *h = ci->lmid == LM_ID_BASE
+                  ? as_real.dlopen(lm->l_name, RTLD_NOLOAD | RTLD_LAZY)
+                  : as_real.dlmopen(ci->lmid, lm->l_name, RTLD_NOLOAD | RTLD_LAZY);
+    if (!h)
+        return real_sym(RTLD_DEFAULT, name, version); /* sets dlerror() */
+    r = real_sym(h, name, version);
+    as_real.dlclose(h);
+    return r;
+}
+
+/* The body of dlsym/dlvsym when name is a tracked function's: look up as the caller
+ * would, then hand out the thunk. Returns the address or NULL (dlerror() set). */
 static void *sym_common(const void *caller, void *handle, const char *name, const char *version) {
-    if (as_real_init() != 0)
+    if (as_real_init() != 0) {
+        errno = ENOSYS;
         return NULL;
+    }
     if (as_in_agentsight || !name)
-        return version ? as_real.dlvsym(handle, name, version) : as_real.dlsym(handle, name);
+        return real_sym(handle, name, version);
+    caller_info ci = {NULL, LM_ID_BASE};
+    if (!in_our_object(caller))
+        caller_lookup(caller, &ci);
     void *r;
     if (handle == RTLD_NEXT)
-        r = next_lookup(caller, name, version);
+        r = next_lookup(&ci, name, version);
+    else if (handle == RTLD_DEFAULT)
+        r = default_lookup(&ci, name, version);
     else
-        r = version ? as_real.dlvsym(handle, name, version) : as_real.dlsym(handle, name);
+        r = real_sym(handle, name, version);
     void *out = as_install_dlsym_result(r);
-    if (out != r)
+    if (out != r && dl_depth == 0)
         as_preload_note_targets();
     return out;
 }
 
-AS_EXPORT void *dlsym(void *handle, const char *name) {
+AS_HIDDEN void *as_dlsym_slow(void *handle, const char *name) {
     return sym_common(__builtin_return_address(0), handle, name, NULL);
 }
 
-AS_EXPORT void *dlvsym(void *handle, const char *name, const char *version) {
+AS_HIDDEN void *as_dlvsym_slow(void *handle, const char *name, const char *version) {
     return sym_common(__builtin_return_address(0), handle, name, version);
 }
 
@@ -402,21 +631,8 @@ AS_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
     return as_real.fexecve(fd, argv, envp);
 }
 
-AS_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
-                          const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
-    if (as_real_init() != 0 || !as_real.posix_spawn)
-        return ENOSYS;
-    flush_before_exec();
-    return as_real.posix_spawn(pid, path, fa, attr, argv, envp);
-}
-
-AS_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
-                           const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
-    if (as_real_init() != 0 || !as_real.posix_spawnp)
-        return ENOSYS;
-    flush_before_exec();
-    return as_real.posix_spawnp(pid, file, fa, attr, argv, envp);
-}
+/* posix_spawn/posix_spawnp are not wrapped: the calling process goes on and delivers its
+ * own actions, and the child is a new process with its own interposer. */
 
 /* Hides a value from the compiler's nonnull reasoning. */
 static const char *launder(const char *p) {
@@ -424,94 +640,96 @@ static const char *launder(const char *p) {
     return p;
 }
 
-/* The execl* forms: collect the variadic arguments into an argv array. At most
- * ARGS_MAX arguments (beyond: E2BIG, as the kernel would say for a huge list). */
-#define ARGS_MAX 65536
+/* The execl* forms collect their variadic arguments into an argv array on the stack,
+ * never on the heap: they must stay async-signal-safe, and a vfork child shares the
+ * parent's heap. At most ARGS_MAX arguments (32 KiB of stack); beyond, E2BIG. */
+#define ARGS_MAX 4096
 
-/* Collects arg0, ... up to NULL into a malloc'ed array. Returns it or NULL (errno set);
- * with want_envp, the char *const envp[] after the NULL goes to *envp. */
-static char **collect_args(const char *arg0, va_list ap, int want_envp, char *const **envp) {
-    size_t cap = 16, n = 0;
-    char **argv = malloc(cap * sizeof *argv);
-    if (!argv)
-        return NULL;
-    argv[n++] = (char *)arg0;
-    for (const char *a = arg0; a;) {
-        a = va_arg(ap, const char *);
-        if (n == cap) {
-            if (cap >= ARGS_MAX) {
-                free(argv);
-                errno = E2BIG;
-                return NULL;
-            }
-            char **bigger = realloc(argv, cap * 2 * sizeof *argv);
-            if (!bigger) {
-                free(argv);
-                return NULL;
-            }
-            argv = bigger;
-            cap *= 2;
-        }
-        argv[n++] = (char *)a;
+/* Counts arg0 and the arguments after it up to the NULL. Returns the count, or -1 when
+ * there are more than ARGS_MAX. */
+static long count_args(const char *arg0, va_list *ap) {
+    long n = 1;
+    for (const char *a = arg0; a; n++) {
+        if (n > ARGS_MAX)
+            return -1;
+        a = va_arg(*ap, const char *);
     }
-    if (want_envp)
-        *envp = va_arg(ap, char *const *);
-    return argv;
+    return n - 1;
+}
+
+/* Fills argv[0..n) from arg0 and *ap, argv[n] = NULL, and consumes the terminating NULL
+ * (so *ap is left at execle's envp). This function can't fail. */
+static void fill_args(char **argv, long n, const char *arg0, va_list *ap) {
+    argv[0] = (char *)arg0;
+    for (long i = 1; i < n; i++)
+        argv[i] = va_arg(*ap, char *);
+    (void)va_arg(*ap, char *);
+    argv[n] = NULL;
 }
 
 AS_EXPORT int execl(const char *path, const char *arg, ...) {
     /* glibc declares arg nonnull; a program may still pass NULL */
     const char *arg0 = launder(arg);
-    va_list ap;
+    va_list ap, cp;
     va_start(ap, arg);
-    char **argv = arg0 ? collect_args(arg0, ap, 0, NULL) : NULL;
-    va_end(ap);
-    char *none[] = {NULL};
-    if (arg0 && !argv)
+    va_copy(cp, ap);
+    long n = arg0 ? count_args(arg0, &cp) : 0;
+    va_end(cp);
+    if (n < 0) {
+        va_end(ap);
+        errno = E2BIG;
         return -1;
-    int rc = execv(path, argv ? argv : none);
-    int saved = errno;
-    free(argv);
-    errno = saved;
-    return rc;
+    }
+    char *argv[n + 1];
+    if (arg0)
+        fill_args(argv, n, arg0, &ap);
+    else
+        argv[0] = NULL;
+    va_end(ap);
+    return execv(path, argv);
 }
 
 AS_EXPORT int execlp(const char *file, const char *arg, ...) {
     /* glibc declares arg nonnull; a program may still pass NULL */
     const char *arg0 = launder(arg);
-    va_list ap;
+    va_list ap, cp;
     va_start(ap, arg);
-    char **argv = arg0 ? collect_args(arg0, ap, 0, NULL) : NULL;
-    va_end(ap);
-    char *none[] = {NULL};
-    if (arg0 && !argv)
+    va_copy(cp, ap);
+    long n = arg0 ? count_args(arg0, &cp) : 0;
+    va_end(cp);
+    if (n < 0) {
+        va_end(ap);
+        errno = E2BIG;
         return -1;
-    int rc = execvp(file, argv ? argv : none);
-    int saved = errno;
-    free(argv);
-    errno = saved;
-    return rc;
+    }
+    char *argv[n + 1];
+    if (arg0)
+        fill_args(argv, n, arg0, &ap);
+    else
+        argv[0] = NULL;
+    va_end(ap);
+    return execvp(file, argv);
 }
 
 AS_EXPORT int execle(const char *path, const char *arg, ...) {
     /* glibc declares arg nonnull; a program may still pass NULL */
     const char *arg0 = launder(arg);
-    va_list ap;
+    va_list ap, cp;
     va_start(ap, arg);
-    char *const *envp = NULL;
-    char **argv = NULL;
-    if (arg0) {
-        argv = collect_args(arg0, ap, 1, &envp);
-    } else {
-        envp = va_arg(ap, char *const *);
-    }
-    va_end(ap);
-    char *none[] = {NULL};
-    if (arg0 && !argv)
+    va_copy(cp, ap);
+    long n = arg0 ? count_args(arg0, &cp) : 0;
+    va_end(cp);
+    if (n < 0) {
+        va_end(ap);
+        errno = E2BIG;
         return -1;
-    int rc = execve(path, argv ? argv : none, envp);
-    int saved = errno;
-    free(argv);
-    errno = saved;
-    return rc;
+    }
+    char *argv[n + 1];
+    if (arg0)
+        fill_args(argv, n, arg0, &ap);
+    else
+        argv[0] = NULL;
+    char *const *envp = va_arg(ap, char *const *);
+    va_end(ap);
+    return execve(path, argv, envp);
 }

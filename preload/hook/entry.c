@@ -42,10 +42,6 @@ static size_t g_stub_used;
 static __thread int t_busy;
 static __thread int32_t t_tid;
 
-/* Record flag for an entry-only call; callrec.c is asked to decode it as response null,
- * error_msg null, metadata "hook":"entry-only" (until then it reads as not returned). */
-#define ENTRY_ONLY_FLAG 4u
-
 /* Called by an entry-only stub with the target id: writes a record with t1 = t0 and no
  * return value. Preserves errno; never fails (a full ring drops the record). */
 static void entry_only_hit(uint32_t id) {
@@ -60,7 +56,8 @@ static void entry_only_hit(uint32_t id) {
             t_tid = (int32_t)syscall(SYS_gettid);
         memset(rec, 0, sizeof *rec);
         rec->id = id;
-        rec->flags = AS_CALL_NOT_RETURNED | ENTRY_ONLY_FLAG; /* no return observed */
+        rec->flags = AS_CALL_ENTRY_ONLY; /* no return observed: callrec.c decodes it as
+                                            response null, "hook":"entry-only" */
         rec->tid = t_tid;
         rec->errno_in = e;
         rec->errno_out = e;
@@ -207,8 +204,10 @@ int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_
     }
     as_target *t = &as_targets[tid];
     int entry_only = as_cet_shstk_enabled();
-    void *dest =
-        entry_only ? entry_only_stub((uint32_t)tid, s->patch.tramp) : as_thunk_addr((uint32_t)tid);
+    /* The full-preservation stub: the function's direct callers may rely on registers it
+     * does not touch (gcc -fipa-ra), which the lean stub and its exit would clobber. */
+    void *dest = entry_only ? entry_only_stub((uint32_t)tid, s->patch.tramp)
+                            : as_thunk_addr_full((uint32_t)tid);
     if (!dest) {
         as_warn("'%s' in %s not entry-patched: no memory for its stub", symbol, library);
         goto out;
@@ -351,10 +350,3 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
     as_symtab_free(&st);
     return done;
 }
-
-/* The architecture's patcher (hook/patch.h), built as part of this file while the
- * Makefile compiles preload/hook/NAME.c only. */
-#if defined(__x86_64__)
-#define AS_PATCH_IMPL 1
-#include "hook/x86_64/patch.c"
-#endif

@@ -5,7 +5,11 @@
  *
  * Symbols are read from the objects' dynamic symbol tables in memory (what the loader
  * itself binds against): only exported functions are reachable through a GOT or dlsym,
- * and reading memory costs nothing at start-up compared with opening every file. */
+ * and reading memory costs nothing at start-up compared with opening every file. Files
+ * are read only when an entry needs more: local functions for entry patching (entry.c),
+ * only for objects an entry that matched no exported function, or says hook=entry, may
+ * select; DWARF prototypes, only for objects carrying DWARF that hold a matched target
+ * without a prototype. */
 #include "hook/install.h"
 
 #include <elf.h>
@@ -19,7 +23,9 @@
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
+#include "hook/dwarf.h"
 #include "hook/elfsym.h"
+#include "hook/entry.h"
 #include "hook/got.h"
 #include "hook/target.h"
 
@@ -284,6 +290,55 @@ static void *decide_slot(const as_obj *o, const char *sym, const char *version, 
     return as_thunk_addr((uint32_t)id);
 }
 
+/* Whether object file `file` may hold a local function some entry still needs: an entry
+ * with hook=entry, or a hook=auto entry that matched no exported function yet, whose lib=
+ * (if any) matches file. Reading the object's symbols from disk is skipped otherwise. */
+static int needs_local_symbols(const char *file) {
+    for (int i = 0; i < g_cfg->nentries; i++) {
+        const as_entry *e = &g_cfg->entries[i];
+        if (!e->pattern || e->hook == AS_HOOK_GOT)
+            continue;
+        if (e->hook == AS_HOOK_AUTO && g_matched[i])
+            continue;
+        if (e->lib && !as_glob_match(e->lib, file))
+            continue;
+        return 1;
+    }
+    return 0;
+}
+
+/* Gives the targets [first, last) of object o that have no prototype the one DWARF has,
+ * when o carries DWARF (in the file or its build-id debug file). The prototypes are kept
+ * for the life of the process. Reads files: never call it inside a dl_iterate_phdr
+ * callback. Leaves a target untouched on any failure. */
+static void add_dwarf_protos(const as_obj *o, uint32_t first, uint32_t last) {
+    uint32_t i = first;
+    while (i < last && as_targets[i].proto)
+        i++;
+    if (i == last)
+        return; /* every target has its written prototype: no file is opened */
+    as_symtab st;
+    if (as_symtab_load(obj_path(o), &st, NULL, 0) != 0)
+        return;
+    int has_debug = st.has_debug;
+    as_symtab_free(&st);
+    if (!has_debug)
+        return;
+    for (; i < last; i++) {
+        as_target *t = &as_targets[i];
+        if (t->proto)
+            continue;
+        as_proto *p = calloc(1, sizeof *p);
+        if (!p)
+            return;
+        if (as_dwarf_proto(obj_path(o), t->symbol, p) != 0) {
+            free(p);
+            continue;
+        }
+        __atomic_store_n(&t->proto, p, __ATOMIC_RELEASE);
+    }
+}
+
 /* Starts the pipeline before the first slot is written. Returns 0 or -1. */
 static int ensure_pipeline(void) {
     if (g_active)
@@ -308,6 +363,7 @@ static int scan_locked(void) {
         n = MAX_OBJS;
     }
     int fresh[MAX_OBJS];
+    uint32_t made_from[MAX_OBJS], made_to[MAX_OBJS];
     int nfresh = 0;
     for (int i = 0; i < n; i++) {
         const as_obj *o = &g_objs[i];
@@ -316,14 +372,39 @@ static int scan_locked(void) {
         mark_seen(o);
         if (skip_obj(o))
             continue;
-        fresh[nfresh++] = i;
+        /* Targets are appended: the ones this object creates are [made_from, made_to). */
+        made_from[nfresh] = ntargets();
         resolve_obj(o, base_name(obj_path(o)));
+        made_to[nfresh] = ntargets();
+        fresh[nfresh++] = i;
+    }
+    /* DWARF prototypes before any hook is in place: every call is typed alike. */
+    for (int k = 0; k < nfresh; k++)
+        if (made_to[k] > made_from[k])
+            add_dwarf_protos(&g_objs[fresh[k]], made_from[k], made_to[k]);
+    /* Which new objects need their local symbols read from disk (entry patching). */
+    int scan_entry[MAX_OBJS];
+    int nscan = 0;
+    if (as_entry_wanted(g_cfg)) {
+        for (int k = 0; k < nfresh; k++) {
+            const as_obj *o = &g_objs[fresh[k]];
+            if (needs_local_symbols(base_name(obj_path(o))))
+                scan_entry[nscan++] = fresh[k];
+        }
     }
     as_stat_hooked = ntargets();
-    if (nfresh == 0 || ntargets() == 0)
+    if (nfresh == 0 || (ntargets() == 0 && nscan == 0))
         return 0;
     if (ensure_pipeline() != 0)
         return -1;
+    /* Entry patches before the GOT pass: a function hooked both ways then has its
+     * trampoline as orig, and its GOT slots stay as they are (calls through them reach the
+     * patched entry, hence the thunk, once). */
+    for (int k = 0; k < nscan; k++) {
+        const as_obj *o = &g_objs[scan_entry[k]];
+        as_entry_scan_obj(g_cfg, obj_path(o), o->base, g_matched);
+    }
+    as_stat_hooked = ntargets();
     /* Every new object's slots, against every target (old objects' targets included: a
      * plugin calls into libraries loaded long before it). */
     int written = 0;
@@ -351,9 +432,9 @@ int as_install_start(as_config *cfg) {
         const as_entry *e = &cfg->entries[i];
         if (g_matched[i] || e->lib || !e->pattern)
             continue; /* lib= entries may name a library loaded later by dlopen */
-        as_warn("%s:%d:1: '%s%s%s' matches no exported function of the loaded objects",
+        as_warn("%s:%d:1: '%s%s%s' matches no %sfunction of the loaded objects",
                 cfg->path ? cfg->path : "config", e->line, e->pattern, e->version ? "@" : "",
-                e->version ? e->version : "");
+                e->version ? e->version : "", e->hook == AS_HOOK_GOT ? "exported " : "");
     }
     rc = (int)ntargets();
 out:

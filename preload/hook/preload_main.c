@@ -15,6 +15,7 @@
 #include "hook/config.h"
 #include "hook/install.h"
 #include "hook/target.h"
+#include "hook/thunk.h"
 
 static as_config g_config; /* lives for the process: targets point at its entries */
 
@@ -94,6 +95,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
         goto out;
     }
     as_clock_init();
+    as_capture_off = g_config.capture_off;
     int n = as_install_start(&g_config);
     as_preload_note_targets();
     if (n < 0) {

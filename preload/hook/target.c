@@ -57,6 +57,13 @@ void *as_thunk_addr(uint32_t id) {
     return as_thunk_stubs + (size_t)id * AS_STUB_SIZE;
 }
 
+/* Returns the full stub address of id, or NULL for an id outside the stub array. */
+void *as_thunk_addr_full(uint32_t id) {
+    if (id >= AS_MAX_TARGETS)
+        return NULL;
+    return as_thunk_full_stubs + (size_t)id * AS_STUB_SIZE;
+}
+
 /* Returns the id whose stub starts at addr, or -1 when addr is not a stub's first byte. */
 int as_thunk_id(const void *addr) {
     uintptr_t a = (uintptr_t)addr;

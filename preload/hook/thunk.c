@@ -4,12 +4,15 @@
  * record per call.
  *
  * Relies on thunk.S for: as_thunk_stubs (stub i loads i into r11d), as_thunk_exit (the
- * swapped-in return address), the frame layouts struct as_regs / as_retregs (offsets
+ * swapped-in return address), their full-preservation twins as_thunk_full_stubs (stub i
+ * pushes i) and as_thunk_full_exit, which call as_hook_enter_full and as_hook_exit and read
+ * as_thunk_vec_mode, the frame layouts struct as_regs / as_retregs (offsets
  * checked below), rbp = the shadow frame while the original runs (frame-pointer record:
  * caller_rbp then ret, checked below; the call site's CFI reads them) and
  * as_thunk_personality named by that CFI. No malloc, lock or syscall here except the
  * first record of a thread (its ring), its typed-capture arena, and one gettid per
  * thread; typed capture of an unknown pointer costs one system call (capture.c). */
+#include <cpuid.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -63,13 +66,36 @@ static __thread as_tstate ts;
 
 int as_hook_enabled = 1;
 int as_capture_off;
+unsigned char as_thunk_vec_mode;
 static uint64_t untracked_calls; /* atomic; only touched when a stack is full */
 
 static void child_after_fork(void) {
     ts.tid = 0; /* the child's only thread has a new tid */
 }
 
+/* Returns the vector-state width the full path must save (as_thunk_vec_mode): what the
+ * CPU has and the kernel enabled in XCR0. Can't fail (0 when unsure). */
+static unsigned char detect_vec_mode(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    if (!(c & bit_OSXSAVE) || !(c & bit_AVX))
+        return 0;
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0x6) != 0x6) /* SSE and AVX state enabled */
+        return 0;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 1;
+    __cpuid_count(7, 0, a, b, c, d);
+    /* opmask, ZMM_Hi256 and Hi16_ZMM enabled; kmovq needs AVX512BW */
+    if ((lo & 0xe0) == 0xe0 && (b & bit_AVX512F) && (b & bit_AVX512BW))
+        return 2;
+    return 1;
+}
+
 __attribute__((constructor)) static void thunk_init(void) {
+    as_thunk_vec_mode = detect_vec_mode();
     pthread_atfork(NULL, NULL, child_after_fork);
 }
 
@@ -127,7 +153,8 @@ __attribute__((noinline, cold)) static void drop_dead(as_tstate *t, void **slot,
     uint64_t now = 0;
     while (t->depth > 0) {
         as_shadow_frame *f = &t->frames[t->depth - 1];
-        if (f->slot > slot || *f->slot == (void *)as_thunk_exit)
+        if (f->slot > slot || *f->slot == (void *)as_thunk_exit ||
+            *f->slot == (void *)as_thunk_full_exit)
             return;
         if (!now)
             now = as_clock_raw();
@@ -152,7 +179,9 @@ static inline const as_proto *capture_proto(const as_target *tg) {
     return p;
 }
 
-as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
+/* The entry of both stub kinds; landing is the exit the thunk's call will push. */
+__attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_regs *regs,
+                                                                void **slot, void *landing) {
     const as_target *tg = &as_targets[id];
     as_enter_ret out = {tg->orig, NULL};
     as_tstate *t = &ts;
@@ -197,11 +226,19 @@ as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
     t->depth = d + 1;
     /* The thunk's call writes the same value; storing it now already marks the frame live
      * for a signal handler that runs in between (see drop_dead). */
-    *slot = (void *)as_thunk_exit;
+    *slot = landing;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out.frame = f;
     return out;
+}
+
+as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
+    return enter(id, regs, slot, (void *)as_thunk_exit);
+}
+
+as_enter_ret as_hook_enter_full(uint32_t id, as_regs *regs, void **slot) {
+    return enter(id, regs, slot, (void *)as_thunk_full_exit);
 }
 
 /* The slow exit: frames above the returning one were left by a longjmp (each recorded

@@ -63,6 +63,9 @@ typedef struct as_exit_ret {
  * the thunk). It never changes errno and can't fail: a call it cannot track passes
  * through. as_hook_exit writes the call record and pops the frame. */
 as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **ret_slot);
+/* The same for the full-preservation stubs (entry-patched targets): the landing stored in
+ * *ret_slot is as_thunk_full_exit. */
+as_enter_ret as_hook_enter_full(uint32_t id, as_regs *regs, void **ret_slot);
 as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing);
 
 /* Personality routine of the thunk's call site (named by its CFI): when an exception or
@@ -74,10 +77,21 @@ int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc
  * before the first hook is installed. Names, timings and error rules stay. */
 extern int as_capture_off;
 
-/* Provided by thunk.S. */
+/* Provided by thunk.S. The lean stubs (GOT slots, dlsym results: interposable calls,
+ * whose callers assume the ABI's clobbers) load the id into r11; the full stubs
+ * (entry-patched functions, whose direct callers may assume that registers the function
+ * leaves alone survive the call: gcc -fipa-ra) change no register on either side. */
 extern char as_thunk_stubs[];
 extern char as_thunk_stubs_end[];
 void as_thunk_exit(void);
+extern char as_thunk_full_stubs[];
+extern char as_thunk_full_stubs_end[];
+void as_thunk_full_exit(void);
+
+/* How much vector state the full path saves, chosen once from CPUID/XCR0 by thunk.c
+ * before any hook exists: 0 = xmm0-15, 1 = ymm0-15 (AVX), 2 = zmm0-31 and k0-7
+ * (AVX-512F+BW). */
+extern unsigned char as_thunk_vec_mode;
 
 /* Master switch read on every call (1 by default): 0 makes every stub a plain jump to the
  * original, e.g. while the installer is not ready. */

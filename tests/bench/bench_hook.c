@@ -4,6 +4,9 @@
  *
  * Usage: bench_hook LABEL [CALLS [BATCHES [str]]]   (defaults 1000000 and 21)
  * With "str" the calls are fs(s) with a 64-byte string s (the typed-capture row).
+ * BENCH_PAUSE_MS (environment, default 0): an untimed pause after the warm-up and after
+ * every batch, so the exporter drains the ring and no timed call meets a full ring (the
+ * drop path would otherwise be measured instead of the record path).
  *
  * Built with -DAS_DIRECT (and linked with the internal library) it measures the thunk
  * without the installer: f is registered as a target and called through its stub with
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int f(int a, int b);
 int fs(const char *s);
@@ -98,9 +102,15 @@ int main(int argc, char **argv) {
     double per[1000];
     volatile int sink = 0;
     int acc = 0;
+    const char *pe = getenv("BENCH_PAUSE_MS");
+    long pause_ms = pe ? atol(pe) : 0;
+    if (pause_ms < 0 || pause_ms > 10000)
+        pause_ms = 0;
     for (long i = 0; i < calls / 10 + 1; i++) /* warm-up: binds the PLT, fills the ring */
         acc += str ? fs(s64) : f((int)i, 1);
     for (int b = 0; b < batches; b++) {
+        if (pause_ms)
+            usleep((useconds_t)pause_ms * 1000); /* untimed: the exporter drains */
         double t0 = now_ns();
         if (str) {
             for (long i = 0; i < calls; i++)

@@ -1,13 +1,17 @@
 """Crash-safe capture: actions recorded before a process dies by SIGKILL, SIGSEGV or
-_exit() are shipped by the next instrumented process (ring files in the spool directory),
-exactly once; damaged ring files never ship garbage; a live process's files are never
+_exit() are shipped by the next instrumented process writing to the same sinks (ring
+files in the spool directory), or by `agentsight send`, each to the sinks it was meant
+for, exactly once; damaged ring files never ship garbage; a live process's files are never
 taken. The dying agent runs with AGENTSIGHT_TEST_POLL_MS (a test-only exporter interval)
 so nothing is delivered before it dies."""
+import json
 import os
 import signal
 import subprocess
+import urllib.request
 
-from common import PRELOAD, agent, read_jsonl, run_preloaded, tmpdir, write
+import test_delivery as delivery
+from common import CLI, PRELOAD, agent, read_jsonl, run, run_preloaded, tmpdir, write
 
 N = 40
 RING_DATA_OFF = 4096  # ring.h: AS_RING_DATA_OFF
@@ -33,13 +37,14 @@ def _ring_files(spool):
     return sorted(f for f in os.listdir(rings) if ".ring" in f)
 
 
-def _recover(d, conf, spool, name="after.jsonl"):
-    """Starts a fresh instrumented process (tracks nothing itself); returns its actions."""
-    out = os.path.join(d, name)
+def _recover(conf, spool, out):
+    """Starts a fresh instrumented process writing to `out` (it tracks nothing itself);
+    returns the actions it appended there (what it recovered)."""
+    had = len(read_jsonl(out))
     r = run_preloaded([agent("crash_agent"), "clean", "0"], config=conf, out=out,
                       env=_env(spool, False))
     assert r.returncode == 0, r.stderr
-    return read_jsonl(out)
+    return read_jsonl(out)[had:]
 
 
 def _split(actions):
@@ -52,8 +57,9 @@ def _split(actions):
 
 def test_death_then_next_start_delivers_exactly_once():
     """Proves that for SIGKILL, SIGSEGV and _exit() the N API actions and N wrapped calls
-    recorded before death reach a sink exactly once (what the dying process delivered plus
-    what the next start recovered), with the names and values they were recorded with."""
+    recorded before death reach its sink exactly once (what the dying process delivered
+    plus what the next start with the same sink recovered), with the names and values
+    they were recorded with."""
     for mode, want_rc in (("kill", -signal.SIGKILL), ("segv", -signal.SIGSEGV), ("exit", 3)):
         d, conf, spool = _setup()
         before = os.path.join(d, "before.jsonl")
@@ -61,8 +67,8 @@ def test_death_then_next_start_delivers_exactly_once():
                           env=_env(spool, True))
         assert r.returncode == want_rc, (mode, r.returncode, r.stderr)
         assert _ring_files(spool), mode  # something was left to recover
-        after = _recover(d, conf, spool)
-        api, calls, other = _split(read_jsonl(before) + after)
+        after = _recover(conf, spool, before)
+        api, calls, other = _split(read_jsonl(before))
         assert sorted(api) == list(range(N)), (mode, api)
         assert sorted(calls) == list(range(N)), (mode, calls)
         assert other == []
@@ -71,7 +77,7 @@ def test_death_then_next_start_delivers_exactly_once():
         assert labs[0]["metadata"]["agentsight_recovered"] is True
         assert _ring_files(spool) == [], (mode, _ring_files(spool))
         # A second start finds nothing more: recovered files are gone.
-        assert _recover(d, conf, spool, "again.jsonl") == []
+        assert _recover(conf, spool, before) == []
 
 
 def test_clean_exit_leaves_no_ring_files():
@@ -85,7 +91,7 @@ def test_clean_exit_leaves_no_ring_files():
     api, calls, _ = _split(read_jsonl(out))
     assert sorted(api) == list(range(N)) and sorted(calls) == list(range(N))
     assert _ring_files(spool) == []
-    assert _recover(d, conf, spool) == []
+    assert _recover(conf, spool, out) == []
 
 
 def test_torn_record_is_skipped_and_bad_file_kept_aside():
@@ -93,8 +99,9 @@ def test_torn_record_is_skipped_and_bad_file_kept_aside():
     record and nothing invented, and a truncated ring file ships nothing, is kept aside as
     .bad, and breaks neither the recovering process nor its output."""
     d, conf, spool = _setup()
-    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf,
-                      out=os.path.join(d, "before.jsonl"), env=_env(spool, True))
+    before = os.path.join(d, "before.jsonl")
+    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf, out=before,
+                      env=_env(spool, True))
     assert r.returncode == -signal.SIGKILL
     files = _ring_files(spool)
     assert len(files) == 1, files
@@ -102,27 +109,29 @@ def test_torn_record_is_skipped_and_bad_file_kept_aside():
     with open(path, "r+b") as f:  # the first record is API action i=0
         f.seek(RING_DATA_OFF)
         f.write(b"\xff" * 8)
-    after = _recover(d, conf, spool)
+    after = _recover(conf, spool, before)
     api, calls, other = _split(after)
     assert sorted(api) == list(range(1, N)), api
     assert sorted(calls) == list(range(N)), calls
     assert other == []
 
-    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf,
-                      out=os.path.join(d, "before2.jsonl"), env=_env(spool, True))
+    before2 = os.path.join(d, "before2.jsonl")
+    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf, out=before2,
+                      env=_env(spool, True))
     assert r.returncode == -signal.SIGKILL
     files = _ring_files(spool)
     assert len(files) == 1, files
     path = os.path.join(spool, "rings", files[0])
     os.truncate(path, 5000)
-    after = _recover(d, conf, spool, "after2.jsonl")
+    after = _recover(conf, spool, before2)
     assert after == []
     assert _ring_files(spool) == [files[0] + ".bad"]
 
 
 def test_live_process_ring_is_never_taken():
-    """Proves a running process's ring file is left alone by another process's recovery,
-    and that the running process then delivers its own actions itself."""
+    """Proves a running process's ring file is left alone by another process's recovery
+    (one writing to the very same sink) and by `agentsight send`, and that the running
+    process then delivers its own actions itself, once."""
     d, conf, spool = _setup()
     own = os.path.join(d, "live.jsonl")
     env = dict(os.environ)
@@ -143,7 +152,10 @@ def test_live_process_ring_is_never_taken():
         assert lines[-1].startswith("ready"), lines
         files = _ring_files(spool)
         assert files, "the live process has a ring file"
-        assert _recover(d, conf, spool) == []
+        assert _recover(conf, spool, own) == []
+        r = run([CLI, "send", "--spool", spool, "--timeout", "20000"], timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert read_jsonl(own) == []
         assert _ring_files(spool) == files
         p.stdin.close()
         assert p.wait(timeout=60) == 0
@@ -168,3 +180,62 @@ def test_crash_safe_off_uses_memory():
     assert not os.path.exists(os.path.join(spool, "rings"))
     api, calls, _ = _split(read_jsonl(out))
     assert len(api) == N and len(calls) == N
+
+
+def test_other_sinks_ring_waits_for_send():
+    """Proves a crashed process's ring (sink A) is not absorbed by a later process writing
+    to sink B, and that `agentsight send` then ships it to A: all N API actions and N
+    wrapped calls exactly once, B untouched, no ring file left."""
+    d, conf, spool = _setup()
+    a_out, b_out = os.path.join(d, "a.jsonl"), os.path.join(d, "b.jsonl")
+    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf, out=a_out,
+                      env=_env(spool, True))
+    assert r.returncode == -signal.SIGKILL
+    files = _ring_files(spool)
+    assert files
+    assert _recover(conf, spool, b_out) == []
+    assert _ring_files(spool) == files  # left for a process writing to A, or send
+    r = run([CLI, "send", "--spool", spool, "--timeout", "20000"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    api, calls, other = _split(read_jsonl(a_out))
+    assert sorted(api) == list(range(N)), api
+    assert sorted(calls) == list(range(N)), calls
+    assert other == []
+    assert read_jsonl(b_out) == []
+    assert _ring_files(spool) == []
+    # Nothing is shipped twice: a second send finds nothing.
+    r = run([CLI, "send", "--spool", spool, "--timeout", "20000"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert len(read_jsonl(a_out)) == 2 * N
+
+
+def test_send_ships_dead_ring_to_recorded_http_sinks():
+    """Proves `agentsight send` ships a dead process's actions to the HTTP sinks its ring
+    file names (the AgentSight API at the endpoint the process used, and an OTLP
+    collector), although send itself runs with no endpoint or output set; each action
+    arrives once per sink."""
+    d = tmpdir()
+    spool = os.path.join(d, "spool")
+    store = os.path.join(d, "store.jsonl")
+    emu = delivery.Emulator(store)
+    try:
+        env = {"AGENTSIGHT_API_KEY": delivery.KEY, "AGENTSIGHT_API_ENDPOINT": emu.endpoint,
+               "AGENTSIGHT_OUTPUT": f"agentsight,otlp:{emu.endpoint}",
+               "AGENTSIGHT_SPOOL_DIR": spool, "AGENTSIGHT_TEST_POLL_MS": "600000"}
+        r = run([agent("crash_agent"), "kill", str(N)], env=env, timeout=60)
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        assert _ring_files(spool)
+        r = run([CLI, "send", "--spool", spool, "--timeout", "30000"],
+                env={"AGENTSIGHT_API_KEY": delivery.KEY}, timeout=90)
+        assert r.returncode == 0, r.stderr
+        with urllib.request.urlopen(emu.endpoint + "/_received", timeout=10) as f:
+            got = json.load(f)
+        logs = [a for a in got["action_logs"] if a["action_name"] == "crash_api"]
+        assert sorted(a["metadata"]["i"] for a in logs) == list(range(N))
+        spans = [s["span"] for s in got["spans"]]
+        assert len(spans) == N
+        assert all(s["name"] == "execute_tool crash_api" for s in spans)
+        assert _ring_files(spool) == []
+        delivery.assert_key_absent([d], [r.stdout, r.stderr])
+    finally:
+        emu.stop()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 
 from common import CLI, ROOT, agent, run, tmpdir, write
 
@@ -169,3 +170,63 @@ def test_bad_key_refused_with_clear_message():
                  "AGENTSIGHT_SPOOL_DIR": os.path.join(d, "spool")}, timeout=60)
     assert "ags_<32 hex>_<6 hex>" in r.stderr
     assert "SECRET123" not in r.stderr + r.stdout
+
+
+def test_static_link_has_http_sinks():
+    """Proves a program linked statically with libagentsight.a (crash_agent_static) can
+    open "otlp:http://127.0.0.1:PORT": its actions reach the collector, with no
+    "unknown sink" message (the HTTP sinks are pulled into a static link)."""
+    d = tmpdir()
+    store, spool = os.path.join(d, "store.jsonl"), os.path.join(d, "spool")
+    emu = Emulator(store)
+    try:
+        r = run([agent("crash_agent_static"), "clean", "5"],
+                env={"AGENTSIGHT_OUTPUT": "otlp:" + emu.endpoint,
+                     "AGENTSIGHT_SPOOL_DIR": spool}, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "sink" not in r.stderr, r.stderr
+        spans = []
+        with open(store, encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                if rec["kind"] == "span":
+                    spans.append(rec["span"] if "span" in rec else rec["data"]["span"])
+        assert sorted(s["name"] for s in spans) == ["execute_tool crash_api"] * 5
+    finally:
+        emu.stop()
+
+
+def test_exit_within_flush_bound_when_server_dead_or_slow():
+    """Proves exit is bounded by the flush timeout when the API is dead (127.0.0.1:1) or
+    answers in 5 s: the process ends within AGENTSIGHT_FLUSH_TIMEOUT_MS + 1.5 s (a
+    correctness bound, not a speed figure) with its own exit status, and every action is
+    kept in the spool, none lost."""
+    flush_ms, n = 1000, 200
+    d = tmpdir()
+    store = os.path.join(d, "store.jsonl")
+    emu = Emulator(store)
+    try:
+        body = json.dumps({"fail_mode": "slow", "slow_seconds": 5}).encode()
+        with urllib.request.urlopen(emu.endpoint + "/_control", data=body, timeout=10):
+            pass
+        for name, endpoint in (("dead", "http://127.0.0.1:1"), ("slow", emu.endpoint)):
+            spool = os.path.join(d, "spool-" + name)
+            env = env_for(endpoint, spool)
+            env["AGENTSIGHT_FLUSH_TIMEOUT_MS"] = str(flush_ms)
+            t0 = time.monotonic()
+            r = run([agent("crash_agent"), "clean", str(n)], env=env, timeout=60)
+            took = time.monotonic() - t0
+            assert r.returncode == 0, (name, r.stderr)
+            assert took < flush_ms / 1000 + 1.5, (name, took)
+            ids = set()
+            for dirpath, _, files in os.walk(spool):
+                for fn in files:
+                    if fn.endswith(".jsonl") and "dead-letter" not in fn:
+                        with open(os.path.join(dirpath, fn), encoding="utf-8") as f:
+                            for line in f:
+                                rec = json.loads(line)
+                                if rec.get("action_name") == "crash_api":
+                                    ids.add(rec["metadata"]["i"])
+            assert ids == set(range(n)), (name, len(ids))
+    finally:
+        emu.stop()

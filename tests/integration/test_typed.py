@@ -187,3 +187,28 @@ def test_cxx_exceptions_through_tracked_calls():
     assert inside["response"] == "40" and inside["error_msg"] is None
     nested = one(actions, "nested_tool")
     assert nested["error_msg"] == left and nested["response"] is None
+
+
+DWARF_NAMES = ["multiply", "weather_lookup", "database_search", "tool_div",
+               "tool_scale", "tool_is_even", "tool_u64", "tool_uint", "tool_mixed"]
+
+
+def test_dwarf_prototypes_match_written_ones():
+    """Proves: bare names of functions in a -g tool library (libtyped_tools.so) get their
+    prototypes from DWARF, so each call's tools_used (parameter names and values) and
+    response equal those of a run whose config writes the prototypes out."""
+    written = "[actions]\n" + "".join(
+        line + "\n" for line in CONFIG.splitlines()
+        if any(f" {n}(" in line or f"*{n}(" in line for n in DWARF_NAMES))
+    written = written.replace(" name=calculator_multiply", "").replace(" error_if=null", "")
+    written = written.replace(" error_if=false", "")
+    bare = "[actions]\n" + "".join(n + "\n" for n in DWARF_NAMES)
+    _, typed = instrumented("typed_agent", written)
+    _, from_dwarf = instrumented("typed_agent", bare)
+    assert len(typed) == len(from_dwarf) and typed, (len(typed), len(from_dwarf))
+    for n in DWARF_NAMES:
+        a, b = by_name(typed, n), by_name(from_dwarf, n)
+        assert a and len(a) == len(b), (n, a, b)
+        for x, y in zip(a, b):
+            assert x["tools_used"] == y["tools_used"], (n, x["tools_used"], y["tools_used"])
+            assert x["response"] == y["response"], (n, x["response"], y["response"])

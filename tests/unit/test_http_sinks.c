@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/action.h"
 #include "core/http.h"
 #include "core/jsonw.h"
 #include "core/settings.h"
@@ -374,13 +375,101 @@ static void test_key_never_written(void **state) {
     cJSON_Delete(r);
 }
 
+typedef struct ids {
+    char id[64][40];
+    int n, lines, dups;
+} ids;
+
+static int collect_id(const char *line, size_t len, void *ctx) {
+    ids *v = ctx;
+    as_spool_rec rec;
+    v->lines++;
+    if (as_spool_parse_line(line, len, &rec) != 0)
+        return 0;
+    const char *m = rec.a.metadata ? strstr(rec.a.metadata, "\"agentsight_event_id\":\"") : NULL;
+    char id[40] = "";
+    if (m)
+        snprintf(id, sizeof id, "%.32s", m + 23);
+    for (int i = 0; i < v->n; i++)
+        v->dups += strcmp(v->id[i], id) == 0;
+    if (v->n < 64)
+        snprintf(v->id[v->n++], sizeof v->id[0], "%s", id);
+    as_spool_rec_free(&rec);
+    return 0;
+}
+
+/* Regression (double free at exit under load): close() drove one last flush, which
+ * could start replaying a spooled batch whose conversation was known and put its action
+ * logs on the wire; running out of time it put the rest back on the wire, then freed
+ * the replay while those requests were outstanding, and cancelling them wrote into the
+ * freed replay. Here the sink knows conv_late (one action of it timed out into the
+ * spool, so the sink knows the spool holds something) and a batch of 50 more waits in
+ * the spool when close() runs. Proves close loses and duplicates nothing: the 51
+ * actions are in the spool once each, no batch is left claimed (the old code aborts or,
+ * under make test-san, reports the use-after-free). */
+static void test_close_with_spool_pending_keeps_all(void **state) {
+    char uri[300];
+    snprintf(uri, sizeof uri, "agentsight:%s", endpoint);
+    as_spool *sp = as_spool_open(spool_root, uri, 0);
+    assert_non_null(sp);
+    assert_int_equal(as_spool_pending(sp, NULL), 0);
+    cJSON_Delete(emu("/_control", "{\"fail_mode\":\"slow\",\"slow_seconds\":3,"
+                                  "\"fail_path\":\"/api/action_logs/\"}"));
+    as_sink s = {.ops = &as_sink_agentsight_ops};
+    assert_int_equal(as_sink_agentsight_ops.open(&s, endpoint), 0);
+    as_action first = act("replayed", "conv_late", 100);
+    assert_int_equal(s.ops->send(&s, &first, 1), 0);
+    assert_int_equal(s.ops->flush(&s, 500), -1); /* conversation made, the log too slow */
+    for (int i = 0; i < 50; i++) {
+        as_action a = act("replayed", "conv_late", i);
+        as_buf meta, line;
+        as_buf_init(&meta);
+        as_buf_init(&line);
+        char id[33];
+        as_spool_tag_metadata(NULL, &meta, id);
+        a.metadata = as_buf_cstr(&meta);
+        as_action_to_jsonl(&a, &line);
+        assert_int_equal(as_spool_stage(sp, 1, line.data, line.len), 0);
+        as_buf_free(&meta);
+        as_buf_free(&line);
+    }
+    assert_int_equal(as_spool_commit(sp), 50);
+    s.ops->close(&s);
+    cJSON_Delete(emu("/_control", "{\"fail_mode\":\"none\"}"));
+    ids v = {.n = 0};
+    DIR *d = opendir(as_spool_dir(sp));
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l > 6 && strcmp(de->d_name + l - 6, ".jsonl") == 0) {
+            char path[1200];
+            snprintf(path, sizeof path, "%s/%s", as_spool_dir(sp), de->d_name);
+            assert_int_equal(as_spool_read(path, NULL, 0, collect_id, &v), 0);
+            unlink(path);
+        } else if (strstr(de->d_name, ".claim-")) {
+            fail_msg("a claimed batch was left behind: %s", de->d_name);
+        }
+    }
+    closedir(d);
+    as_spool_close(sp);
+    assert_int_equal(v.lines, 51);
+    assert_int_equal(v.n, 51);
+    assert_int_equal(v.dups, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backoff),           cmocka_unit_test(test_retry_after),
-        cmocka_unit_test(test_bad_key_refused),   cmocka_unit_test(test_agentsight_delivers),
-        cmocka_unit_test(test_retry_on_429),      cmocka_unit_test(test_dead_letter_on_400),
-        cmocka_unit_test(test_spool_then_replay), cmocka_unit_test(test_otlp_fields),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_bad_key_refused),
+        cmocka_unit_test(test_agentsight_delivers),
+        cmocka_unit_test(test_retry_on_429),
+        cmocka_unit_test(test_dead_letter_on_400),
+        cmocka_unit_test(test_spool_then_replay),
+        cmocka_unit_test(test_otlp_fields),
         cmocka_unit_test(test_key_never_written),
+        cmocka_unit_test(test_close_with_spool_pending_keeps_all),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -2,7 +2,7 @@
  * cet.c): small assembly functions of this binary with known first instructions are
  * patched to jump to C functions of the test, which call the trampoline; results, call
  * counts and refusals are checked. The thunk path writes records into an array
- * (as_pipe_reserve/commit replaced with -Wl,--wrap). */
+ * (the pipeline's slow reserve replaced with -Wl,--wrap: records go to a private ring). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/pipeline.h"
+#include "core/ring.h"
 #include "hook/callrec.h"
 #include "hook/entry.h"
 #include "hook/patch.h"
@@ -107,23 +108,55 @@ static void patch_to_dest(void *fn, size_t size, as_patch *p) {
 
 /* ---- the replaced pipeline ---------------------------------------------------------- */
 
+/* as_pipe_reserve is inline (pipeline.h): its slow path is replaced instead. The first
+ * record of a thread attaches a ring of 1 MiB; collect() moves committed records into
+ * recs_ (single-threaded use). */
 #define REC_CAP 64
-static as_callrec recs[REC_CAP];
-static int nrecs;
+static as_callrec recs_[REC_CAP];
+static int nrecs_;
+static as_ring *ring;
+static uint64_t cursor;
 
-void *__wrap_as_pipe_reserve(int kind, size_t len, int may_wait);
-void __wrap_as_pipe_commit(void *payload);
+void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait);
 
-void *__wrap_as_pipe_reserve(int kind, size_t len, int may_wait) {
+void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait) {
     (void)may_wait;
-    if (kind != AS_MSG_CALL || len != sizeof(as_callrec) || nrecs >= REC_CAP)
+    if (kind != AS_MSG_CALL || len != sizeof(as_callrec))
         return NULL;
-    return &recs[nrecs++];
+    if (!as_pipe_tring) {
+        if (!ring) {
+            ring = as_ring_create(1u << 20);
+            if (!ring)
+                abort();
+            cursor = as_ring_tail(ring);
+        }
+        as_pipe_tring = ring;
+    }
+    return as_ring_reserve(as_pipe_tring, (unsigned)kind, len);
 }
 
-void __wrap_as_pipe_commit(void *payload) {
-    (void)payload;
+/* Moves every committed record into recs_. Returns how many there are. */
+static int collect(void) {
+    if (!ring)
+        return nrecs_;
+    uint64_t head = as_ring_head(ring);
+    unsigned kind;
+    size_t len;
+    const void *p;
+    while ((p = as_ring_read(ring, &cursor, head, &kind, &len)) != NULL) {
+        if (kind != AS_MSG_CALL || len < sizeof(as_callrec))
+            abort();
+        if (nrecs_ < REC_CAP)
+            memcpy(&recs_[nrecs_++], p, sizeof(as_callrec));
+    }
+    as_ring_release(ring, cursor);
+    return nrecs_;
 }
+static void reset_recs(void) {
+    collect();
+    nrecs_ = 0;
+}
+#define recs (collect(), recs_)
 
 /* ---- tests -------------------------------------------------------------------------- */
 
@@ -357,15 +390,15 @@ static void test_entry_hook_once(void **state) {
                      id);
     assert_true(as_patch_is_trampoline(as_targets[id].orig));
     assert_true(as_targets[id].via & AS_VIA_ENTRY);
-    nrecs = 0;
+    reset_recs();
     assert_int_equal(call(pf_ent, 7), 21);
-    assert_int_equal(nrecs, 1);
+    assert_int_equal(collect(), 1);
     assert_int_equal(recs[0].id, (uint32_t)id);
     assert_int_equal(recs[0].flags, AS_CALL_RETURNED);
     assert_int_equal((int)recs[0].rax, 21);
     int_fn stub = (int_fn)as_thunk_addr((uint32_t)id);
     assert_int_equal(call(stub, 5), 15);
-    assert_int_equal(nrecs, 2);
+    assert_int_equal(collect(), 2);
     assert_true(recs[1].t1 >= recs[1].t0);
 }
 
@@ -377,12 +410,12 @@ static void test_entry_only_cet(void **state) {
     int id = as_entry_hook((void *)pf_ent2, SIZE(pf_ent2), "pf_ent2", "pf_ent2", "test", NULL);
     as_cet_force(-1);
     assert_true(id >= 0);
-    nrecs = 0;
+    reset_recs();
     assert_int_equal(call(pf_ent2, 4), 12);
     assert_int_equal(call(pf_ent2, -1), -3);
-    assert_int_equal(nrecs, 2);
+    assert_int_equal(collect(), 2);
     assert_int_equal(recs[0].id, (uint32_t)id);
-    assert_true(recs[0].flags & 4u);
+    assert_true(recs[0].flags & AS_CALL_ENTRY_ONLY);
     assert_false(recs[0].flags & AS_CALL_RETURNED);
     assert_true(recs[0].t0 == recs[0].t1);
 }

@@ -666,6 +666,127 @@ static void test_target_table(void **state) {
     assert_int_equal(as_target_get((void *)add2, "add2", NULL, NULL, NULL), a);
 }
 
+/* ---- the full-preservation path (entry-patched targets) ---------------------------- */
+
+/* Every register but rsp: g[] in the order rax rbx rcx rdx rsi rdi rbp r8..r15, then
+ * xmm0-15. reg_probe stores what it arrives with into probe_in, then sets every
+ * caller-saved register to probe_pat and returns; reg_call loads call_before into every
+ * register, calls call_fn and stores every register into call_after. */
+typedef struct regset {
+    uint64_t g[16];
+    uint64_t x[16][2];
+} regset;
+
+__attribute__((used)) regset probe_in, probe_pat, call_before, call_after;
+__attribute__((used)) void *call_fn;
+void reg_probe(void);
+void reg_call(void);
+
+/* clang-format off */
+__asm__(
+    ".text\n"
+    ".globl reg_probe\n.type reg_probe,@function\nreg_probe:\n"
+    ".irp r,rax,rbx,rcx,rdx,rsi,rdi,rbp,r8,r9,r10,r11,r12,r13,r14,r15\n"
+    "movq %\\r, probe_in+8*.Li_\\r(%rip)\n.endr\n"
+    ".irp i,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n"
+    "movups %xmm\\i, probe_in+128+16*\\i(%rip)\n.endr\n"
+    ".irp r,rax,rcx,rdx,rsi,rdi,r8,r9,r10,r11\n"
+    "movq probe_pat+8*.Li_\\r(%rip), %\\r\n.endr\n"
+    ".irp i,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n"
+    "movups probe_pat+128+16*\\i(%rip), %xmm\\i\n.endr\n"
+    "ret\n.size reg_probe, .-reg_probe\n"
+    ".globl reg_call\n.type reg_call,@function\nreg_call:\n"
+    "pushq %rbx\npushq %rbp\npushq %r12\npushq %r13\npushq %r14\npushq %r15\nsubq $8, %rsp\n"
+    ".irp i,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n"
+    "movups call_before+128+16*\\i(%rip), %xmm\\i\n.endr\n"
+    ".irp r,rax,rbx,rcx,rdx,rsi,rdi,rbp,r8,r9,r10,r11,r12,r13,r14,r15\n"
+    "movq call_before+8*.Li_\\r(%rip), %\\r\n.endr\n"
+    "call *call_fn(%rip)\n"
+    ".irp r,rax,rbx,rcx,rdx,rsi,rdi,rbp,r8,r9,r10,r11,r12,r13,r14,r15\n"
+    "movq %\\r, call_after+8*.Li_\\r(%rip)\n.endr\n"
+    ".irp i,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n"
+    "movups %xmm\\i, call_after+128+16*\\i(%rip)\n.endr\n"
+    "addq $8, %rsp\npopq %r15\npopq %r14\npopq %r13\npopq %r12\npopq %rbp\npopq %rbx\nret\n"
+    ".size reg_call, .-reg_call\n"
+    ".set .Li_rax,0\n.set .Li_rbx,1\n.set .Li_rcx,2\n.set .Li_rdx,3\n.set .Li_rsi,4\n"
+    ".set .Li_rdi,5\n.set .Li_rbp,6\n.set .Li_r8,7\n.set .Li_r9,8\n.set .Li_r10,9\n"
+    ".set .Li_r11,10\n.set .Li_r12,11\n.set .Li_r13,12\n.set .Li_r14,13\n.set .Li_r15,14\n");
+/* clang-format on */
+
+enum { G_RAX, G_RBX, G_RCX, G_RDX, G_RSI, G_RDI, G_RBP, G_R8, G_R9, G_R10, G_R11 };
+
+static int callee_saved(int i) {
+    return i == G_RBX || i == G_RBP || i >= G_R11 + 1;
+}
+
+/* Calls reg_probe through stub with distinct values in every register and checks both
+ * sides: the original saw every register the caller set (rbp only when untracked: a
+ * tracked call runs with rbp = its shadow frame), and the caller got back exactly what
+ * the original left (callee-saved ones as it set them). */
+static void check_full_preservation(void *stub, int tracked) {
+    for (int i = 0; i < 15; i++) {
+        call_before.g[i] = 0x1000000000000000ull * (uint64_t)(i + 1) + 0x1234u + (uint64_t)i;
+        probe_pat.g[i] = 0xa0a0000000000000ull + (uint64_t)i * 0x10001u;
+    }
+    for (int i = 0; i < 16; i++) {
+        call_before.x[i][0] = 0x5151000000000000ull + (uint64_t)i;
+        call_before.x[i][1] = 0x6262000000000000ull + (uint64_t)i;
+        probe_pat.x[i][0] = 0x7373000000000000ull + (uint64_t)i;
+        probe_pat.x[i][1] = 0x8484000000000000ull + (uint64_t)i;
+    }
+    memset(&probe_in, 0, sizeof probe_in);
+    memset(&call_after, 0, sizeof call_after);
+    call_fn = stub;
+    reg_call();
+    for (int i = 0; i < 15; i++) {
+        if (i == G_RBP && tracked)
+            continue;
+        if (probe_in.g[i] != call_before.g[i])
+            fail_msg("entry: gpr %d changed: %llx != %llx", i, (unsigned long long)probe_in.g[i],
+                     (unsigned long long)call_before.g[i]);
+        uint64_t want = callee_saved(i) ? call_before.g[i] : probe_pat.g[i];
+        if (call_after.g[i] != want)
+            fail_msg("exit: gpr %d changed: %llx != %llx", i, (unsigned long long)call_after.g[i],
+                     (unsigned long long)want);
+    }
+    assert_memory_equal(probe_in.x, call_before.x, sizeof probe_in.x);
+    assert_memory_equal(call_after.x, probe_pat.x, sizeof call_after.x);
+}
+
+/* Proves: through a full stub, a tracked call and an untracked one (hooks switched off)
+ * change no register on the way in or out (what gcc -fipa-ra callers of a static function
+ * rely on), and the tracked call is recorded once with the original's rax. */
+static void test_full_preserves_registers(void **state) {
+    int id = as_target_get((void *)reg_probe, "reg_probe", NULL, "test_thunk", NULL);
+    assert_true(id >= 0);
+    void *stub = as_thunk_addr_full((uint32_t)id);
+    assert_non_null(stub);
+    assert_int_equal(as_thunk_id(stub), -1); /* never mistaken for a GOT-slot stub */
+    size_t before = nrecs;
+    check_full_preservation(stub, 1);
+    assert_int_equal(nrecs, before + 1);
+    assert_int_equal(recs[before].id, (uint32_t)id);
+    assert_int_equal(recs[before].flags, AS_CALL_RETURNED);
+    assert_int_equal(recs[before].rax, probe_pat.g[G_RAX]);
+    assert_int_equal(as_hook_depth(), 0);
+    as_hook_enabled = 0;
+    check_full_preservation(stub, 0);
+    as_hook_enabled = 1;
+    assert_int_equal(nrecs, before + 1);
+}
+
+/* Proves: the vector width the full path saves matches what the CPU offers, so a wider
+ * register the C side could clobber (glibc's AVX/EVEX string functions) is saved. */
+static void test_full_vec_mode(void **state) {
+    __builtin_cpu_init();
+    int want = 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+        want = 2;
+    else if (__builtin_cpu_supports("avx"))
+        want = 1;
+    assert_int_equal(as_thunk_vec_mode, want);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_int_args, setup),
@@ -683,7 +804,9 @@ int main(void) {
         cmocka_unit_test_setup(test_passthrough, setup),
         cmocka_unit_test_setup(test_untyped_rule, setup),
         cmocka_unit_test_setup(test_decoder, setup),
-        cmocka_unit_test_setup(test_target_table, setup),
+        cmocka_unit_test_setup(test_full_preserves_registers, setup),
+        cmocka_unit_test_setup(test_full_vec_mode, setup),
+        cmocka_unit_test_setup(test_target_table, setup), /* last: fills the table */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

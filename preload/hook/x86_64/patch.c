@@ -1,11 +1,7 @@
 /* x86_64/patch.c - entry patching on x86-64 (hook/patch.h): capstone decodes the first
  * instructions of a function, they are relocated into a trampoline near the function
  * (RIP-relative operands and relative branches fixed), and a 5-byte jmp rel32 is written at
- * the entry with the int3 scheme, so threads running the function meanwhile stay correct.
- *
- * Built through preload/hook/entry.c (which includes this file with AS_PATCH_IMPL set)
- * while the Makefile compiles preload/hook/NAME.c only; compiled on its own, it is empty. */
-#if defined(AS_PATCH_IMPL) && defined(__x86_64__)
+ * the entry with the int3 scheme, so threads running the function meanwhile stay correct. */
 
 #include <capstone/capstone.h>
 #include <errno.h>
@@ -514,5 +510,3 @@ out:
     pthread_mutex_unlock(&g_plock);
     return rc;
 }
-
-#endif

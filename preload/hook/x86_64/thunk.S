@@ -8,6 +8,8 @@
  *   as_hook_enter(id, regs, ret_slot) -> {the original, shadow frame or NULL} in rax:rdx
  *   as_hook_exit(retregs, rsp_at_landing) -> {real return address, caller's rbp} in rax:rdx
  *   as_thunk_personality                   named by the call site's CFI (exceptions)
+ *   as_thunk_full_stubs .. _end, as_thunk_full_exit, as_hook_enter_full, as_thunk_vec_mode
+ *                                          the full-preservation variant (below)
  * The register frames are struct as_regs / struct as_retregs in thunk.h; their offsets
  * below are checked by _Static_assert in thunk.c. */
 #include "asm.h"
@@ -196,5 +198,261 @@ as_thunk_exit:
     .cfi_offset %rip, -8
     ret
 END(as_thunk_exit)
+
+/* ---------------------------------------------------------------------------------
+ * The full-preservation variant, for entry-patched functions (preload/hook/entry.c).
+ *
+ * A caller that calls a static or otherwise non-interposable function directly may, with
+ * gcc's -fipa-ra, keep values in any caller-saved register the callee does not touch
+ * (rdi across `mov $0x12,%eax; ret`). So on this path nothing the original would have
+ * left alone may change: every GPR but rsp and rbp reaches the original exactly as the
+ * caller set it, every GPR and vector register reaches the caller exactly as the original
+ * left it, and rbp is the caller's again on both sides. The stubs use no register (they
+ * push the id), and the original is called through memory, not through r11.
+ *
+ * Vector state: the C side is built for plain SSE and leaves ymm/zmm upper halves alone,
+ * but glibc's AVX2/EVEX string functions (typed capture copies strings) clobber upper
+ * halves, ymm16-31 and k0-7. XSAVE costs ~120 ns a pair on the machines we measured, so
+ * the registers are saved by hand, as wide as the CPU makes them (as_thunk_vec_mode, set
+ * once by thunk.c): 0 = xmm0-15, 1 = ymm0-15, 2 = zmm0-31 and k0-7. Flags are not kept
+ * (a call clobbers them); DF is 0 on both sides, as the ABI guarantees to us. */
+
+/* The full frame, from the 16-byte aligned rsp: struct as_regs first (what C reads),
+ * then the rest. The top 16 bytes stay free: the entry parks rax, later the original's
+ * address, at rbp - 8, which may fall there. */
+#define F_R11 R_SIZE             /* 192 */
+#define F_XMM8 (R_SIZE + 16)     /* xmm8..15: 208 .. 336 */
+#define F_VEC (F_XMM8 + 128)     /* 336: ymm0-15 (512) or zmm0-31 (2048) + k0-7 (64) */
+#define F_KREG (F_VEC + 2048)    /* 2384 */
+#define F_SIZE (F_KREG + 64 + 16) /* 2464, a multiple of 16 */
+
+/* The exit frame: struct as_retregs first, then every other caller-saved register. */
+#define XF_RCX X_SIZE            /* 48 */
+#define XF_RSI (X_SIZE + 8)
+#define XF_RDI (X_SIZE + 16)
+#define XF_R8 (X_SIZE + 24)
+#define XF_R9 (X_SIZE + 32)
+#define XF_R10 (X_SIZE + 40)
+#define XF_R11 (X_SIZE + 48)     /* 96 */
+#define XF_XMM2 (X_SIZE + 64)    /* xmm2..15: 112 .. 336 */
+#define XF_VEC (XF_XMM2 + 224)   /* 336, as F_VEC */
+#define XF_KREG (XF_VEC + 2048)
+#define XF_SIZE (XF_KREG + 64)   /* 2448 */
+
+/* Saves (store=1) or restores (store=0) the vector registers the mode covers at
+ * base(%rsp). xmm0-15 themselves are moved by the callers (they also fill the C frames). */
+.macro VEC_WIDE store, vec, kreg
+    cmpb $1, as_thunk_vec_mode(%rip)
+    jb .Lvw_done\@
+    ja .Lvw_512\@
+    .irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .if \store
+    vmovdqu %ymm\r, \vec + 32 * \r(%rsp)
+    .else
+    vmovdqu \vec + 32 * \r(%rsp), %ymm\r
+    .endif
+    .endr
+    jmp .Lvw_done\@
+.Lvw_512\@:
+    .irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
+    .if \store
+    vmovdqu64 %zmm\r, \vec + 64 * \r(%rsp)
+    .else
+    vmovdqu64 \vec + 64 * \r(%rsp), %zmm\r
+    .endif
+    .endr
+    .irp r, 0, 1, 2, 3, 4, 5, 6, 7
+    .if \store
+    kmovq %k\r, \kreg + 8 * \r(%rsp)
+    .else
+    kmovq \kreg + 8 * \r(%rsp), %k\r
+    .endif
+    .endr
+.Lvw_done\@:
+.endm
+
+/* The full stubs: endbr64; push $id; jmp as_thunk_full_common (14 bytes, 16 apart). On
+ * arrival rsp points at the caller's return address; after the push at the id. */
+ENTRY(as_thunk_full_stubs)
+    .set .Las_fstub_id, 0
+    .rept AS_STUBS
+7:  endbr64
+    pushq $.Las_fstub_id
+    .cfi_adjust_cfa_offset 8
+    jmp as_thunk_full_common
+    .cfi_adjust_cfa_offset -8
+    .org 7b + 16, 0xcc               /* fails to assemble if a stub outgrew 16 bytes */
+    .set .Las_fstub_id, .Las_fstub_id + 1
+    .endr
+    .balign 16, 0xcc
+LABEL(as_thunk_full_stubs_end)
+END(as_thunk_full_stubs)
+
+/* Restores every register the full entry saved, and rsp/rbp: afterwards rsp points at
+ * the return slot, exactly as the caller left it, and rbp is what [rbp] held. */
+.macro FULL_RESTORE
+    movq R_RSI(%rsp), %rsi
+    movq R_RDX(%rsp), %rdx
+    movq R_RCX(%rsp), %rcx
+    movq R_R8(%rsp), %r8
+    movq R_R9(%rsp), %r9
+    movq R_R10(%rsp), %r10
+    movq F_R11(%rsp), %r11
+    movaps R_XMM0 + 0(%rsp), %xmm0
+    movaps R_XMM0 + 16(%rsp), %xmm1
+    movaps R_XMM0 + 32(%rsp), %xmm2
+    movaps R_XMM0 + 48(%rsp), %xmm3
+    movaps R_XMM0 + 64(%rsp), %xmm4
+    movaps R_XMM0 + 80(%rsp), %xmm5
+    movaps R_XMM0 + 96(%rsp), %xmm6
+    movaps R_XMM0 + 112(%rsp), %xmm7
+    movaps F_XMM8 + 0(%rsp), %xmm8
+    movaps F_XMM8 + 16(%rsp), %xmm9
+    movaps F_XMM8 + 32(%rsp), %xmm10
+    movaps F_XMM8 + 48(%rsp), %xmm11
+    movaps F_XMM8 + 64(%rsp), %xmm12
+    movaps F_XMM8 + 80(%rsp), %xmm13
+    movaps F_XMM8 + 96(%rsp), %xmm14
+    movaps F_XMM8 + 112(%rsp), %xmm15
+    VEC_WIDE 0, F_VEC, F_KREG            /* wider registers over the xmm halves */
+    movq R_RAX(%rsp), %rax
+    movq R_RDI(%rsp), %rdi
+    movq %rbp, %rsp
+    popq %rbp
+.endm
+
+/* Common full entry. Stack: [rsp] = target id (pushed by the stub), [rsp+8] = the
+ * caller's return address. The id's slot is reused for the caller's rbp, so from then on
+ * the frame is the one the lean path builds: [rbp] = caller's rbp, rbp+8 = return slot.
+ * rax is parked below rsp (the red zone: free at a function entry, kept by signals). */
+ENTRY(as_thunk_full_common)
+    .cfi_personality 0x1b, as_thunk_personality
+    .cfi_adjust_cfa_offset 8             /* CFA = rsp + 16: the stub's push */
+    movq %rax, -8(%rsp)                  /* becomes -8(%rbp) */
+    movq (%rsp), %rax                    /* the id */
+    movq %rbp, (%rsp)                    /* the id's slot now holds the caller's rbp */
+    .cfi_offset %rbp, -16
+    movq %rsp, %rbp
+    .cfi_def_cfa_register %rbp           /* CFA = rbp + 16, as in the lean path */
+    subq $F_SIZE, %rsp
+    andq $-16, %rsp                      /* C needs rsp = 0 mod 16 */
+    movq %rdi, R_RDI(%rsp)
+    movl %eax, %edi                      /* id */
+    movq -8(%rbp), %rax                  /* the caller's rax */
+    movq %rax, R_RAX(%rsp)
+    movq %rsi, R_RSI(%rsp)
+    movq %rdx, R_RDX(%rsp)
+    movq %rcx, R_RCX(%rsp)
+    movq %r8, R_R8(%rsp)
+    movq %r9, R_R9(%rsp)
+    movq %r10, R_R10(%rsp)
+    movq %r11, F_R11(%rsp)
+    movaps %xmm0, R_XMM0 + 0(%rsp)
+    movaps %xmm1, R_XMM0 + 16(%rsp)
+    movaps %xmm2, R_XMM0 + 32(%rsp)
+    movaps %xmm3, R_XMM0 + 48(%rsp)
+    movaps %xmm4, R_XMM0 + 64(%rsp)
+    movaps %xmm5, R_XMM0 + 80(%rsp)
+    movaps %xmm6, R_XMM0 + 96(%rsp)
+    movaps %xmm7, R_XMM0 + 112(%rsp)
+    movaps %xmm8, F_XMM8 + 0(%rsp)
+    movaps %xmm9, F_XMM8 + 16(%rsp)
+    movaps %xmm10, F_XMM8 + 32(%rsp)
+    movaps %xmm11, F_XMM8 + 48(%rsp)
+    movaps %xmm12, F_XMM8 + 64(%rsp)
+    movaps %xmm13, F_XMM8 + 80(%rsp)
+    movaps %xmm14, F_XMM8 + 96(%rsp)
+    movaps %xmm15, F_XMM8 + 112(%rsp)
+    VEC_WIDE 1, F_VEC, F_KREG
+    movq %rsp, %rsi                      /* struct as_regs * */
+    leaq 8(%rbp), %rdx                   /* ret_slot; ret_slot[-1] = the caller's rbp */
+    call as_hook_enter_full              /* rax = the original, rdx = shadow frame or NULL */
+    movq %rax, -8(%rbp)                  /* = ret_slot - 16: read below rsp after restore */
+    testq %rdx, %rdx
+    jnz 1f
+    .cfi_remember_state
+    FULL_RESTORE                         /* rsp = ret_slot */
+    .cfi_def_cfa %rsp, 8
+    .cfi_same_value %rbp
+    jmp *-16(%rsp)                       /* untracked: a tail jump, no register used */
+    .cfi_restore_state
+1:  movq %rdx, (%rbp)                    /* FULL_RESTORE pops it: rbp = the shadow frame */
+    FULL_RESTORE
+    .cfi_def_cfa %rsp, 8
+    leaq 8(%rsp), %rsp                   /* the return address lives in the shadow frame */
+    .cfi_def_cfa_offset 8                /* the same rules as the lean call site */
+    .cfi_val_offset %rsp, -8
+    CFI_RIP_AT_RBP8
+    CFI_RBP_AT_RBP0
+    call *-24(%rsp)                      /* the original (ret_slot - 16); pushes the landing */
+END(as_thunk_full_common)
+
+/* Full exit landing: right after the call above. As as_thunk_exit, but every
+ * caller-saved register (and the wide vector state) comes back as the original left it;
+ * callee-saved ones are kept by C itself, rbx by the push. */
+    .globl as_thunk_full_exit
+    .hidden as_thunk_full_exit
+    .type as_thunk_full_exit, @function
+as_thunk_full_exit:
+    .cfi_startproc
+    .cfi_def_cfa %rsp, 8
+    .cfi_val_offset %rsp, -8
+    CFI_RIP_AT_RBP8
+    CFI_RBP_AT_RBP0
+    leaq -8(%rsp), %rsp                  /* back onto the ret_slot */
+    .cfi_adjust_cfa_offset 8
+    pushq %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rbx, -24
+    movq %rsp, %rbx                      /* rbx+8 = ret_slot, rbx+16 = rsp at landing */
+    .cfi_def_cfa_register %rbx
+    subq $XF_SIZE, %rsp
+    andq $-16, %rsp
+    movq %rax, X_RAX(%rsp)
+    movq %rdx, X_RDX(%rsp)
+    movq %rcx, XF_RCX(%rsp)
+    movq %rsi, XF_RSI(%rsp)
+    movq %rdi, XF_RDI(%rsp)
+    movq %r8, XF_R8(%rsp)
+    movq %r9, XF_R9(%rsp)
+    movq %r10, XF_R10(%rsp)
+    movq %r11, XF_R11(%rsp)
+    movaps %xmm0, X_XMM0(%rsp)
+    movaps %xmm1, X_XMM1(%rsp)
+    .irp r, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    movaps %xmm\r, XF_XMM2 + 16 * (\r - 2)(%rsp)
+    .endr
+    VEC_WIDE 1, XF_VEC, XF_KREG
+    movq %rsp, %rdi                      /* struct as_retregs * */
+    leaq 16(%rbx), %rsi                  /* rsp at landing */
+    call as_hook_exit                    /* rax = real return address, rdx = caller's rbp */
+    movq %rax, 8(%rbx)
+    .cfi_offset %rip, -16
+    movq %rdx, %rbp
+    .cfi_same_value %rbp
+    movaps X_XMM0(%rsp), %xmm0
+    movaps X_XMM1(%rsp), %xmm1
+    .irp r, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    movaps XF_XMM2 + 16 * (\r - 2)(%rsp), %xmm\r
+    .endr
+    VEC_WIDE 0, XF_VEC, XF_KREG
+    movq X_RAX(%rsp), %rax
+    movq X_RDX(%rsp), %rdx
+    movq XF_RCX(%rsp), %rcx
+    movq XF_RSI(%rsp), %rsi
+    movq XF_RDI(%rsp), %rdi
+    movq XF_R8(%rsp), %r8
+    movq XF_R9(%rsp), %r9
+    movq XF_R10(%rsp), %r10
+    movq XF_R11(%rsp), %r11
+    movq %rbx, %rsp
+    .cfi_def_cfa_register %rsp
+    popq %rbx
+    .cfi_def_cfa_offset 8
+    .cfi_restore %rbx
+    .cfi_restore %rsp
+    .cfi_offset %rip, -8
+    ret
+END(as_thunk_full_exit)
 
     .section .note.GNU-stack, "", @progbits
