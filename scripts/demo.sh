@@ -21,8 +21,22 @@ echo "== 2. the same agent under agentsight run -c config/example.conf"
 timeout 60 "$CLI" run -c config/example.conf -o "file:$tmp/actions.jsonl" -- "$AGENT"
 
 echo
-echo "== 3. the first actions recorded ($tmp/actions.jsonl)"
-head -n 3 "$tmp/actions.jsonl"
+echo "== 3. the actions recorded ($tmp/actions.jsonl, one JSON object per line)"
+echo "-- one line as written:"
+grep -m1 '"weather_lookup"' "$tmp/actions.jsonl"
+echo "-- every action, in short:"
+python3 - "$tmp/actions.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    a = json.loads(line)
+    params = (a.get("tools_used") or {}).get("parameters", {})
+    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in params.items())
+    err = f"  error: {a['error_msg']}" if a.get("error_msg") else ""
+    ns = a["metadata"]["duration_ns"]
+    took = f"{ns / 1e6:.3f} ms" if ns >= 100000 else f"{ns} ns"
+    print(f"  {a['action_name']}({args}) -> {json.dumps(a['response'], ensure_ascii=False)}"
+          f"  [{took}]{err}")
+PY
 
 echo
 echo "== 4. agentsight report"

@@ -192,6 +192,20 @@ def test_example_agent_with_example_config():
     assert responses(actions, "database_search") == ["-1", "3"]
     assert responses(actions, "calculator_add") == ["67"]
     assert {a["conversation_id"] for a in actions} == {"demo-conversation"}
+    # The prototypes of example.conf give named parameters, text responses, error rules
+    # and the display name.
+    mul = [a for a in actions if a["action_name"] == "calculator_multiply"][0]
+    assert mul["tools_used"]["parameters"] == {"a": 12, "b": 5} and mul["response"] == "60"
+    weather = [a for a in actions if a["action_name"] == "weather_lookup"]
+    assert [w["tools_used"]["parameters"]["location"] for w in weather] == [
+        "San Francisco", "Oslo", "Atlantis"]
+    assert weather[0]["response"] == "Temperature: 18\u00b0C, Conditions: Sunny"
+    assert weather[2]["response"] is None and weather[2]["error_msg"] == "returned NULL"
+    assert weather[0]["error_msg"] is None
+    db = [a for a in actions if a["action_name"] == "database_search"]
+    assert [d["error_msg"] for d in db] == [None, "returned -1"]
+    assert {d["metadata"]["display_name"] for d in db} == {"Database search"}
+    assert all(w["duration_ms"] >= 10 for w in weather)
 
 
 def test_static_and_setuid_programs_untouched():
