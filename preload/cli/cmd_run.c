@@ -17,11 +17,11 @@
 #include <unistd.h>
 
 #include "cli/cmds.h"
+#include "core/settings.h"
 #include "core/sink.h"
 
 /* settings.c: the URI list with relative file: paths made absolute (settings.h does not
  * declare it). Returns 1 (changed), 0 (nothing to change) or -1 (out is a copy of in). */
-int as_settings_absolute_output(const char *in, char *out, size_t cap);
 
 #define PRELOAD_NAME "libagentsight-preload.so"
 #define DEFAULT_CONFIG "agentsight.conf"

@@ -22,7 +22,6 @@
 #include "core/sink.h"
 
 /* Used by the CLI too (cmd_run.c declares it; settings.h has no room for it yet). */
-int as_settings_absolute_output(const char *in, char *out, size_t cap);
 
 /* Checked only when the sink layer is linked in (it always is in the libraries). */
 #pragma weak as_sinks_check

@@ -33,6 +33,12 @@ void as_settings_load(int default_policy);
  * stderr for an invalid value. */
 int as_settings_apply(const agentsight_options *opts);
 
+/* Copies the comma-separated sink URI list in into out (cap bytes), with every relative
+ * file:PATH made absolute against the current working directory. Returns 1 when a path
+ * was made absolute, 0 when nothing needed it, -1 when the working directory is unknown
+ * or the result does not fit (out is then a copy of in, or "" when in does not fit). */
+int as_settings_absolute_output(const char *in, char *out, size_t cap);
+
 /* The per-process generated conversation id, "conv_" + 12 hex (regenerated in a forked
  * child only when it was generated, never when it was given). */
 const char *as_settings_conversation_id(void);

@@ -53,25 +53,61 @@ extern uintptr_t _Unwind_GetCFA(void *ctx);
 #define URC_CONTINUE_UNWIND 8 /* _Unwind_Reason_Code */
 #define UA_CLEANUP_PHASE 2    /* _Unwind_Action bits */
 
-/* Everything one thread needs, in one initial-exec TLS block (no allocation). */
+/* What one thread keeps in static TLS: a few hot fields and a pointer. The shadow stack
+ * itself (AS_SHADOW_MAX frames, 28 KiB) is mapped on the thread's first tracked call and
+ * unmapped by a thread-specific-data destructor at its exit; a large static TLS block
+ * would make pthread_create fail for threads with small stacks, even with us disabled. */
 typedef struct as_tstate {
-    uint32_t depth; /* frames in use */
-    int busy;       /* inside as_hook_enter/exit: nested calls pass through */
-    int32_t tid;    /* cached gettid(), 0 = not yet (reset in a fork child) */
-    int *errno_p;   /* this thread's errno (saves a libc call per read) */
-    as_shadow_frame frames[AS_SHADOW_MAX];
+    as_shadow_frame *frames; /* NULL until the first tracked call */
+    uint32_t depth;          /* frames in use (holes included: see below) */
+    uint32_t cap;            /* frames mapped: 0 or AS_SHADOW_MAX */
+    int busy;                /* inside as_hook_enter/exit: nested calls pass through */
+    int32_t tid;             /* cached gettid(), 0 = not yet (reset in a fork child) */
+    int *errno_p;            /* this thread's errno (saves a libc call per read) */
+    int dead;                /* the thread is exiting: track nothing more */
+    uintptr_t stack_lo, stack_hi;  /* this thread's own stack, 0 = unknown */
+    struct as_tstate *next;        /* registry of threads with a shadow stack */
 } as_tstate;
 
+/* A hole: a frame taken out of the middle of a shadow stack (a coroutine returned while
+ * another one parked above it, or the call returned on another thread). Its slot is NULL;
+ * holes on top are popped by the next slow path. Frames never move: rbp of a parked call
+ * points at its frame (the CFI reads it). */
+
 static __thread as_tstate ts;
+
+/* Threads with a shadow stack, and frames of exited threads whose slot still held our
+ * landing (a coroutine parked there may return on another thread): searched only when a
+ * call returns through a slot its own thread does not know. */
+#define AS_ORPHANS 256
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static as_tstate *reg_head;
+static as_shadow_frame orphans[AS_ORPHANS];
+static pthread_key_t frames_key;
+static int frames_key_ok;
 
 int as_hook_enabled = 1;
 int as_capture_off;
 unsigned char as_thunk_vec_mode;
 static uint64_t untracked_calls; /* atomic; only touched when a stack is full */
 
+static void fork_prepare(void) {
+    pthread_mutex_lock(&reg_lock);
+}
+
+static void fork_parent(void) {
+    pthread_mutex_unlock(&reg_lock);
+}
+
 static void child_after_fork(void) {
     ts.tid = 0; /* the child's only thread has a new tid */
+    /* The other threads are gone: only this one's stack remains registered. */
+    reg_head = ts.frames ? &ts : NULL;
+    ts.next = NULL;
+    pthread_mutex_init(&reg_lock, NULL);
 }
+
+static void thread_exit(void *arg);
 
 /* Returns the vector-state width the full path must save (as_thunk_vec_mode): what the
  * CPU has and the kernel enabled in XCR0. Can't fail (0 when unsure). */
@@ -96,7 +132,8 @@ static unsigned char detect_vec_mode(void) {
 
 __attribute__((constructor)) static void thunk_init(void) {
     as_thunk_vec_mode = detect_vec_mode();
-    pthread_atfork(NULL, NULL, child_after_fork);
+    frames_key_ok = pthread_key_create(&frames_key, thread_exit) == 0;
+    pthread_atfork(fork_prepare, fork_parent, child_after_fork);
 }
 
 /* Returns the cached thread id; fetches it once per thread. Can't fail. */

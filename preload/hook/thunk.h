@@ -8,7 +8,9 @@
 #include <stdint.h>
 
 /* Deepest nesting of tracked calls per thread; deeper calls pass through untracked
- * (counted in as_hook_untracked()). */
+ * (counted in as_hook_untracked()). The shadow stack is mapped on a thread's first
+ * tracked call and unmapped at its exit: the static TLS of a thread stays a few bytes, so
+ * threads with the smallest stacks (PTHREAD_STACK_MIN) can still be created. */
 #define AS_SHADOW_MAX 512
 
 /* Argument registers as the thunk saved them at entry (SysV x86-64). */
@@ -43,6 +45,8 @@ typedef struct as_shadow_frame {
     int errno_in;     /* errno at entry */
     uint32_t cap_off; /* typed capture of this call in the thread's arena (capture.h) */
     uint32_t cap_len; /* its bytes; 0 = nothing captured */
+    uint32_t reported; /* already recorded as not returned (exit, exec): no second record */
+    uint32_t pad_;
 } as_shadow_frame;
 
 /* What as_hook_enter tells the thunk (returned in rax:rdx). */
@@ -103,5 +107,12 @@ uint64_t as_hook_untracked(void);
 
 /* Number of tracked calls in flight on the calling thread (for tests). */
 uint32_t as_hook_depth(void);
+
+/* Records every tracked call in flight on the calling thread as not returned (now), once:
+ * for a process that ends inside a wrapped function (exit() in it; the pipeline's at-exit
+ * flush calls this) or replaces its image (exec: call it before the flush). The frames
+ * stay, so a call that does return after all (a failed exec) returns normally, without a
+ * second record. Returns the number of records written. Not for signal handlers. */
+int as_hook_report_live(void);
 
 #endif

@@ -2,8 +2,8 @@
  * file-sink wrappers must leave exactly as without the interposer. One mode per run:
  *   dl            dlopen("$ORIGIN/review/sub/libreview_plug.so", RTLD_LOCAL), plug_run
  *   ns            dlmopen(LM_ID_NEWLM) the plugin, plug_ns and plug_run in that namespace
- *   ctor N        thread A: dlopen/dlclose a library whose constructor calls dlopen;
- *                 thread B: dlopen review/many/libreview_many_1..N.so
+ *   ctor N R      thread A: R x dlopen/dlclose a library whose constructor calls
+ *                 dlopen; thread B: dlopen review/many/libreview_many_1..N.so
  *   vfork         200 x vfork + execl; prints how much the heap in use grew
  *   execle        execle /bin/sh with its own environment
  *   spawn         3 x (review_tool_add, posix_spawn /bin/true, waitpid)
@@ -69,7 +69,6 @@ static int mode_ns(void) {
 }
 
 static int g_many;
-static volatile int g_many_done;
 
 static void *load_many(void *arg) {
     for (int i = 1; i <= g_many; i++) {
@@ -80,20 +79,19 @@ static void *load_many(void *arg) {
             break;
         }
     }
-    __atomic_store_n(&g_many_done, 1, __ATOMIC_RELEASE);
     return arg;
 }
 
-static int mode_ctor(const char *count) {
+static int mode_ctor(const char *count, const char *rounds_arg) {
     g_many = count ? atoi(count) : 0;
+    int rounds = rounds_arg ? atoi(rounds_arg) : 0;
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/review/ctor/libreview_ctor_a.so", g_dir);
     pthread_t t;
     if (pthread_create(&t, NULL, load_many, NULL) != 0)
         return 1;
-    int rounds = 0, ok = 1;
-    /* bounded: until the other thread is done, at most 20000 rounds */
-    for (; rounds < 20000 && !__atomic_load_n(&g_many_done, __ATOMIC_ACQUIRE); rounds++) {
+    int ok = 1;
+    for (int i = 0; i < rounds; i++) {
         void *h = dlopen(path, RTLD_NOW);
         if (!h) {
             printf("dlopen(%s): %s\n", path, dlerror());
@@ -212,7 +210,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "ns"))
         return mode_ns();
     if (!strcmp(mode, "ctor"))
-        return mode_ctor(arg);
+        return mode_ctor(arg, argc > 3 ? argv[3] : NULL);
     if (!strcmp(mode, "vfork"))
         return mode_vfork();
     if (!strcmp(mode, "execle"))
@@ -227,7 +225,7 @@ int main(int argc, char **argv) {
         return mode_cwdexec(arg);
     if (!strcmp(mode, "tool"))
         return mode_tool();
-    fprintf(stderr, "usage: review_agent dl|ns|ctor N|vfork|execle|spawn|daemon FILE|cwd DIR|"
+    fprintf(stderr, "usage: review_agent dl|ns|ctor N R|vfork|execle|spawn|daemon FILE|cwd DIR|"
                     "cwdexec DIR|tool\n");
     return 2;
 }

@@ -47,7 +47,8 @@ def test_dl_origin_and_local_scope_unchanged():
 def test_dlopen_in_callers_namespace():
     """Proves a library loaded into a new namespace with dlmopen that dlopens a bare name
     gets it in its own namespace (through its RUNPATH), and its RTLD_DEFAULT lookup still
-    works, as without us."""
+    works, as without us. (Preloaded objects live in the base namespace only, so these
+    calls reach the namespace's own libc: this guards that nothing of ours leaks in.)"""
     bare = run([AGENT, "ns"])
     assert bare.returncode == 0, bare.stdout + bare.stderr
     assert "the caller's namespace" in bare.stdout, bare.stdout
@@ -62,11 +63,12 @@ def test_dlopen_in_callers_namespace():
 
 def test_constructor_dlopen_while_installing_no_deadlock():
     """Proves a library constructor calling dlopen (loader lock held) while another thread
-    dlopens libraries with many tracked functions (installer busy) finishes: a deadlock
-    would run into the timeout. Every action of the tools is still valid JSON."""
+    dlopens libraries with many tracked functions (installer busy asking the loader)
+    finishes: 3000 rounds against 12 libraries of 256 tools deadlocked before; a deadlock
+    runs into the timeout. The sink file is still valid JSONL."""
     d = tmpdir()
     out = os.path.join(d, "out.jsonl")
-    p = run_preloaded([AGENT, "ctor", "12"], config=conf(d), out=out, timeout=120)
+    p = run_preloaded([AGENT, "ctor", "12", "3000"], config=conf(d), out=out, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "ctor: done (ok)" in p.stdout
     read_jsonl(out)
