@@ -5,8 +5,12 @@
 # program into $BUILD/bench; every run is bounded by `timeout`; figures are medians of
 # batches, in ns per call.
 #
-# The entry-patched call goes through the full-preservation thunk (every register kept,
-# vector state as wide as the CPU has), the GOT call through the lean one. Each timed
+# The entry-patched call goes through the full-preservation thunk (every register a
+# direct caller may rely on kept: xmm0-15 always, the wider vector state only when the
+# call may reach library code, see preload/hook/capture.c), the GOT call through the lean
+# one. g and f have DWARF prototypes (the program is built with -g), so both capture their
+# two int arguments; the "capture off" rows ([output] capture = off) show the untyped
+# cost. Each timed
 # batch fits in the ring (CALLS per batch, an untimed pause of PAUSE_MS after each so the
 # exporter drains); the dropped count of each run is printed (it should read 0).
 #
@@ -70,14 +74,16 @@ $CC $CF -fPIC -shared -o "$OUT/libbenchf.so" tests/bench/libbenchf.c || exit 1
 $CC $CF -o "$OUT/bench_entry" "$TMP/bench_entry.c" -L"$OUT" -lbenchf \
     -Wl,-rpath,"$(cd "$OUT" && pwd)" || exit 1
 printf '[actions]\ng\nf\n' >"$TMP/bench.conf"
+printf '[actions]\ng\nf\n[output]\ncapture = off\n' >"$TMP/bench_off.conf"
 
-# ns MODE [preload]: prints the median ns/call, or "skipped".
+# ns MODE [CONF]: prints the median ns/call, or "skipped"; with CONF (a config file name
+# in $TMP) the run is preloaded, its stats line going to $TMP/stats.MODE.CONF.
 ns() {
     local env=()
-    if [ "${2:-}" = preload ]; then
+    if [ -n "${2:-}" ]; then
         [ -f "$PRELOAD" ] || { echo skipped; return; }
-        env=(LD_PRELOAD="$PRELOAD" AGENTSIGHT_CONFIG="$TMP/bench.conf"
-            AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats.$1")
+        env=(LD_PRELOAD="$PRELOAD" AGENTSIGHT_CONFIG="$TMP/$2"
+            AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats.$1.$2")
     fi
     local v
     v=$(env "${env[@]}" timeout 300 "$OUT/bench_entry" "$1" "$CALLS" "$BATCHES" "$PAUSE_MS" \
@@ -87,16 +93,27 @@ ns() {
 
 FLOOR_G=$(ns entry)
 FLOOR_F=$(ns got)
-ENTRY=$(ns entry preload)
-GOT=$(ns got preload)
-printf '%-44s %10s\n' "call of int (int,int), $CALLS calls x $BATCHES" "ns/call"
-printf '%-44s %10s\n' "static function, bare (floor)" "$FLOOR_G"
-printf '%-44s %10s\n' "static function, entry-patched" "$ENTRY"
-printf '%-44s %10s\n' "library function via PLT, bare (floor)" "$FLOOR_F"
-printf '%-44s %10s\n' "library function via PLT, GOT path" "$GOT"
+ENTRY=$(ns entry bench.conf)
+GOT=$(ns got bench.conf)
+ENTRY_OFF=$(ns entry bench_off.conf)
+GOT_OFF=$(ns got bench_off.conf)
+# ratio A B: A / B with two decimals, or - when either is not a number.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN{ if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "-" }'
+}
+printf '%-46s %10s %12s\n' "call of int (int,int), $CALLS calls x $BATCHES" "ns/call" "x GOT path"
+printf '%-46s %10s\n' "static function, bare (floor)" "$FLOOR_G"
+printf '%-46s %10s %12s\n' "static function, entry-patched" "$ENTRY" "$(ratio "$ENTRY" "$GOT")"
+printf '%-46s %10s %12s\n' "static function, entry-patched, capture off" "$ENTRY_OFF" \
+    "$(ratio "$ENTRY_OFF" "$GOT_OFF")"
+printf '%-46s %10s\n' "library function via PLT, bare (floor)" "$FLOOR_F"
+printf '%-46s %10s %12s\n' "library function via PLT, GOT path" "$GOT" "1.00"
+printf '%-46s %10s %12s\n' "library function via PLT, GOT path, capture off" "$GOT_OFF" "1.00"
 dropped() {
     [ -s "$TMP/stats.$1" ] || { echo -; return; }
     tail -n 1 "$TMP/stats.$1" | grep -o '"dropped":[0-9]*' | cut -d: -f2
 }
-echo "dropped: entry $(dropped entry), got $(dropped got)"
-echo "BENCH entry floor=$FLOOR_G entry=$ENTRY got_floor=$FLOOR_F got=$GOT"
+echo "dropped: entry $(dropped entry.bench.conf), got $(dropped got.bench.conf)," \
+    "entry/off $(dropped entry.bench_off.conf), got/off $(dropped got.bench_off.conf)"
+echo "BENCH entry floor=$FLOOR_G entry=$ENTRY got_floor=$FLOOR_F got=$GOT" \
+    "entry_off=$ENTRY_OFF got_off=$GOT_OFF"

@@ -13,8 +13,12 @@
 # in which the exporter drains; every row runs the same way, the floor included. The
 # dropped count of each interposer row is printed beside it (it should read 0).
 #
+# The typed rows must be what they claim: the stats line of each interposer row (actions,
+# dropped, hooked) is printed, and a typed row whose string went through the system call
+# instead of the direct copy says so (bench_hook prints slow_reads for the direct rows).
+#
 # Environment: BUILD (default build), CALLS (per batch, default 10000), BATCHES (101),
-# PAUSE_MS (20).
+# PAUSE_MS (20), QUEUE_BYTES (per-thread ring of the interposer rows, default 4 MiB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -32,9 +36,10 @@ $CC $CF -fPIC -shared -o "$OUT/libbenchf.so" tests/bench/libbenchf.c || exit 1
 $CC $CF -fPIC -shared -o "$OUT/floor_wrap.so" tests/bench/floor_wrap.c -ldl || exit 1
 $CC $CF -o "$OUT/bench_hook" tests/bench/bench_hook.c -L"$OUT" -lbenchf \
     -Wl,-rpath,"$(cd "$OUT" && pwd)" || exit 1
-# The thunk without the installer (needs the internal library of the main build).
-if [ -f "$BUILD/libagentsight-internal.a" ] || make --no-print-directory -s \
-    "$BUILD/libagentsight-internal.a" BUILD="$BUILD" >/dev/null 2>&1; then
+# The thunk without the installer (needs the internal library of the main build; an
+# older one is used when the tree does not build right now).
+make --no-print-directory -s "$BUILD/libagentsight-internal.a" BUILD="$BUILD" >/dev/null 2>&1
+if [ -f "$BUILD/libagentsight-internal.a" ]; then
     $CC $CF -std=c11 -D_GNU_SOURCE -DAS_DIRECT -Iinclude -Ipreload \
         -o "$OUT/bench_hook_direct" tests/bench/bench_hook.c "$BUILD/libagentsight-internal.a" \
         -L"$OUT" -lbenchf -Wl,-rpath,"$(cd "$OUT" && pwd)" \
@@ -48,13 +53,18 @@ declare -A DROP
 declare -a ROWS
 NOTE=""
 
-# run LABEL CALLS BATCHES TIMEOUT CMD... : records the ns/call bench_hook printed.
+# run LABEL CALLS BATCHES TIMEOUT MODE CMD... : records the ns/call bench_hook printed.
+# MODE is "int" (f(i, b)), "str" (fs(s64)), or "full"/"fullstr" (the same through the
+# full-preservation stubs, direct build only); CMD is the prefix that sets the environment:
+# it comes after `timeout`, so only the benchmark itself is preloaded (a preloaded
+# `timeout` would append its own stats line, with no actions, after the benchmark's).
+# BIN (default bench_hook) selects the program.
 run() {
-    local label=$1 calls=$2 batches=$3 limit=$4
-    shift 4
+    local label=$1 calls=$2 batches=$3 limit=$4 mode=$5
+    shift 5
     local line
-    line=$(timeout "$limit" "$@" "$OUT/bench_hook" "$label" "$calls" "$batches" 2>"$TMP/err" |
-        grep '^BENCH ')
+    line=$(timeout "$limit" "$@" "$OUT/${BIN:-bench_hook}" "$label" "$calls" "$batches" "$mode" \
+        2>"$TMP/err" | grep '^BENCH ')
     if [ -z "$line" ]; then
         echo "BENCH $label skipped ($(head -c 200 "$TMP/err" | tr '\n' ' '))"
         return
@@ -72,46 +82,39 @@ stats_note() {
     rm -f "$TMP/stats"
 }
 
-run bare "$CALLS" "$BATCHES" 120 env
-run floor "$CALLS" "$BATCHES" 120 env LD_PRELOAD="$OUT/floor_wrap.so"
+# Every interposer row gets a 4 MiB queue: a batch of CALLS typed records (64 + 8 bytes of
+# record and header, 72 of string item) then fits in the ring, as an untyped batch does in
+# the default 1 MiB.
+QUEUE=${QUEUE_BYTES:-4194304}
+
+run bare "$CALLS" "$BATCHES" 120 int env
+run floor "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$OUT/floor_wrap.so"
 
 if [ -x "$OUT/bench_hook_direct" ]; then
-    line=$(AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats" timeout 120 \
-        "$OUT/bench_hook_direct" thunk_direct_null "$CALLS" "$BATCHES" 2>/dev/null | grep '^BENCH ')
-    if [ -n "$line" ]; then
-        echo "$line"
-        NS[thunk_direct_null]=$(echo "$line" | awk '{print $3}')
-        ROWS+=(thunk_direct_null)
-        stats_note thunk_direct_null
-    fi
-    line=$(AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats" timeout 120 \
-        "$OUT/bench_hook_direct" thunk_direct_str64 "$CALLS" "$BATCHES" str 2>/dev/null |
-        grep '^BENCH ')
-    if [ -n "$line" ]; then
-        echo "$line"
-        NS[thunk_direct_str64]=$(echo "$line" | awk '{print $3}')
-        ROWS+=(thunk_direct_str64)
-        stats_note thunk_direct_str64
-    fi
+    # full_*: the same calls through the full-preservation stubs of entry patches.
+    for m in null:int str64:str full_null:full full_str64:fullstr; do
+        BIN=bench_hook_direct run "thunk_direct_${m%%:*}" "$CALLS" "$BATCHES" 120 "${m##*:}" \
+            env AGENTSIGHT_OUTPUT=null AGENTSIGHT_QUEUE_BYTES="$QUEUE" \
+            AGENTSIGHT_STATS_FILE="$TMP/stats"
+        stats_note "thunk_direct_${m%%:*}"
+    done
 fi
 
 if [ -f "$BUILD/libagentsight-preload.so" ]; then
     PRE=$(cd "$BUILD" && pwd)/libagentsight-preload.so
-    run agentsight_null "$CALLS" "$BATCHES" 120 env LD_PRELOAD="$PRE" \
-        AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats"
+    run agentsight_null "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$PRE" \
+        AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT=null \
+        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
     stats_note agentsight_null
-    line=$(LD_PRELOAD="$PRE" AGENTSIGHT_CONFIG="$TMP/bench_str.conf" AGENTSIGHT_OUTPUT=null \
-        AGENTSIGHT_STATS_FILE="$TMP/stats" timeout 120 "$OUT/bench_hook" agentsight_null_str64 \
-        "$CALLS" "$BATCHES" str 2>/dev/null | grep '^BENCH ')
-    if [ -n "$line" ]; then
-        echo "$line"
-        NS[agentsight_null_str64]=$(echo "$line" | awk '{print $3}')
-        ROWS+=(agentsight_null_str64)
-        stats_note agentsight_null_str64
-    fi
+    # The prototype in the config makes the interposer copy the string argument.
+    run agentsight_null_str64 "$CALLS" "$BATCHES" 120 str env LD_PRELOAD="$PRE" \
+        AGENTSIGHT_CONFIG="$TMP/bench_str.conf" AGENTSIGHT_OUTPUT=null \
+        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
+    stats_note agentsight_null_str64
     # The file sink writes every action: fewer calls keep the file small.
-    run agentsight_file "$CALLS" 51 120 env LD_PRELOAD="$PRE" AGENTSIGHT_CONFIG="$TMP/bench.conf" \
-        AGENTSIGHT_OUTPUT="file:$TMP/actions.jsonl" AGENTSIGHT_STATS_FILE="$TMP/stats"
+    run agentsight_file "$CALLS" 51 120 int env LD_PRELOAD="$PRE" \
+        AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT="file:$TMP/actions.jsonl" \
+        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
     stats_note agentsight_file
     rm -f "$TMP/actions.jsonl"
 else
@@ -120,12 +123,12 @@ fi
 
 # ltrace stops the process twice per call (ptrace breakpoints): 2000 calls.
 if command -v ltrace >/dev/null; then
-    BENCH_PAUSE_MS=0 run ltrace 2000 3 120 ltrace -o /dev/null -e f
+    BENCH_PAUSE_MS=0 run ltrace 2000 3 120 int ltrace -o /dev/null -e f
 fi
 # uftrace with library-call tracing of the plain binary (PLT hooks of its own; --force
 # because bench_hook has no mcount instrumentation).
 if command -v uftrace >/dev/null; then
-    BENCH_PAUSE_MS=0 run uftrace 100000 5 120 uftrace record --force -d "$TMP/uftrace.data"
+    BENCH_PAUSE_MS=0 run uftrace 100000 5 120 int uftrace record --force -d "$TMP/uftrace.data"
 fi
 
 floor=${NS[floor]:-}
@@ -141,7 +144,8 @@ for r in "${ROWS[@]}"; do
 done
 [ -n "$NOTE" ] && printf 'pipeline counters:\n%s' "$NOTE"
 # The typed-capture goal: a 64-byte string argument costs < 20 ns more than untyped.
-for pair in "agentsight_null agentsight_null_str64" "thunk_direct_null thunk_direct_str64"; do
+for pair in "agentsight_null agentsight_null_str64" "thunk_direct_null thunk_direct_str64" \
+    "thunk_direct_full_null thunk_direct_full_str64"; do
     set -- $pair
     if [ -n "${NS[$1]:-}" ] && [ -n "${NS[$2]:-}" ]; then
         awk -v a="${NS[$1]}" -v b="${NS[$2]}" -v l="$2" \

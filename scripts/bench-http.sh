@@ -75,6 +75,7 @@ d, calls, flush_ms, port, slow_port = sys.argv[1], int(sys.argv[2]), int(sys.arg
     sys.argv[4], sys.argv[5]
 runs = [
     ("null sink", {"AGENTSIGHT_OUTPUT": "null"}),
+    ("file sink (reference)", {"AGENTSIGHT_OUTPUT": "file:" + os.path.join(d, "hot.jsonl")}),
     ("agentsight, dead port 127.0.0.1:1",
      {"AGENTSIGHT_OUTPUT": "agentsight", "AGENTSIGHT_API_ENDPOINT": "http://127.0.0.1:1"}),
     ("agentsight, emulator answering in 5 s",

@@ -513,6 +513,8 @@ static void deliver(void) {
         }
         atomic_fetch_add(&delivered, nbatch);
         nbatch = 0;
+    } else {
+        as_sinks_poll(sinks, nsinks); /* HTTP sinks: requests in flight progress */
     }
     for (int k = 0; k < ntouched; k++) {
         int i = touched_list[k];
@@ -859,7 +861,14 @@ static void report_dropped(void) {
     }
 }
 
+/* The interposer's report of calls still in flight on the thread that shuts down (a
+ * wrapped function that called exit(): the exit handlers and destructors run inside it):
+ * thunk.c, absent from libagentsight.so, hence weak. */
+extern int as_hook_report_live(void) __attribute__((weak, visibility("hidden")));
+
 void as_pipe_shutdown(void) {
+    if (as_hook_report_live && atomic_load(&pipe_state) == PIPE_RUNNING)
+        as_hook_report_live();
     int saved = as_in_agentsight;
     as_in_agentsight = 1;
     int timeout_ms = as_cfg.flush_timeout_ms > 0 ? as_cfg.flush_timeout_ms : 2000;

@@ -117,3 +117,11 @@ int as_sinks_open(const char *uris, as_sink *out, int max) {
     }
     return n;
 }
+
+void as_sinks_poll(as_sink *sinks, int n) {
+    for (int i = 0; i < n; i++) {
+        const as_sink_ops *ops = sinks[i].ops;
+        if (ops == &as_sink_agentsight_ops || ops == &as_sink_otlp_ops)
+            ops->send(&sinks[i], NULL, 0);
+    }
+}

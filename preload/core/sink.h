@@ -15,7 +15,10 @@ typedef struct as_sink_ops {
      * message logged. */
     int (*open)(as_sink *s, const char *arg);
     /* Delivers n actions. Returns 0 when delivered (or handed to the spool by the sink
-     * itself); -1 when none of them could be delivered and the caller should keep them. */
+     * itself); -1 when none of them could be delivered and the caller should keep them.
+     * Never blocks on the network: HTTP sinks queue requests and make one non-blocking
+     * pass over what is in flight. n == 0 (batch may be NULL) only makes that pass; the
+     * exporter does so through as_sinks_poll() when it has nothing to send. */
     int (*send)(as_sink *s, const as_action *batch, size_t n);
     /* Waits up to timeout_ms for anything in flight. Returns 0 or -1 on timeout. */
     int (*flush)(as_sink *s, int timeout_ms);
@@ -36,6 +39,12 @@ const as_sink_ops *as_sink_find(const char *scheme);
  * schemes are reported ("unknown sink URI 'x': expected file:PATH, stderr, null,
  * agentsight or otlp:URL") and skipped. Returns the number opened. */
 int as_sinks_open(const char *uris, as_sink *out, int max);
+
+/* Lets the sinks that keep requests in flight (agentsight, otlp) make progress without
+ * new actions: calls their send with n == 0. Cheap when nothing is in flight; never
+ * blocks. The exporter calls it on passes that deliver nothing. This function can't
+ * fail. */
+void as_sinks_poll(as_sink *sinks, int n);
 
 /* Checks a URI list without opening anything: 0, or -1 with the reason in msg. */
 int as_sinks_check(const char *uris, char *msg, size_t cap);

@@ -25,7 +25,6 @@
 
 #define MAX_ITEMS 4096  /* actions held in memory by the sink; more go to the spool */
 #define WIRE_AHEAD 32   /* requests handed to the client ahead of the wire */
-#define SEND_SLICE_MS 5 /* how long send() drives transfers */
 #define DOWN_MIN_MS 500 /* first pause after a failure, doubled up to DOWN_MAX_MS */
 #define DOWN_MAX_MS 30000
 
@@ -576,7 +575,7 @@ static int ags_send(as_sink *s, const as_action *batch, size_t n) {
     sk *k = s->impl;
     for (size_t i = 0; i < n; i++)
         accept_action(k, &batch[i], 0, NULL);
-    drive(k, SEND_SLICE_MS);
+    drive(k, 0); /* never wait here: the agent's queue must keep moving */
     as_spool_commit(k->spool);
     return 0;
 }

@@ -28,7 +28,6 @@
 
 #define MAX_BATCHES 64 /* export requests held in memory; more go to the spool */
 #define CHUNK 512      /* actions per export request */
-#define SEND_SLICE_MS 5
 #define DOWN_MIN_MS 500
 #define DOWN_MAX_MS 30000
 
@@ -314,7 +313,7 @@ static int otlp_send(as_sink *s, const as_action *batch, size_t n) {
     osk *k = s->impl;
     for (size_t i = 0; i < n; i += CHUNK)
         export(k, batch + i, n - i < CHUNK ? n - i : CHUNK, 0, NULL);
-    as_http_run(k->http, SEND_SLICE_MS);
+    as_http_run(k->http, 0); /* never wait here: the agent's queue must keep moving */
     maybe_replay(k);
     as_spool_commit(k->spool);
     return 0;

@@ -19,6 +19,7 @@
 
 #define NOT_RETURNED_MSG "did not return (left by longjmp or an exception)"
 #define EXCEPTION_MSG "did not return (left by an exception)"
+#define ENDED_MSG "did not return (the process exited or called exec inside it)"
 #define SKIPPED_MSG "<skipped: struct of unknown size>"
 
 static pid_t cached_pid; /* 0 = not yet; reset in a fork child */
@@ -390,7 +391,9 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
     out->conversation_id =
         as_cfg.conversation_id[0] ? as_cfg.conversation_id : as_settings_conversation_id();
     if (!returned && !entry_only)
-        out->error_msg = (r.flags & AS_CALL_EXCEPTION) ? EXCEPTION_MSG : NOT_RETURNED_MSG;
+        out->error_msg = (r.flags & AS_CALL_EXCEPTION) ? EXCEPTION_MSG
+                         : (r.flags & AS_CALL_ENDED)   ? ENDED_MSG
+                                                       : NOT_RETURNED_MSG;
 
     /* Strings go into scratch one after another (NUL-separated); pointers are taken at
      * the end because the buffer may move while it grows. */

@@ -14,6 +14,8 @@ enum as_call_flags {
     AS_CALL_NOT_RETURNED = 2, /* the frame was dropped (longjmp, exception) at t1 */
     AS_CALL_ENTRY_ONLY = 4,   /* only the entry was seen (entry.c under a CET shadow stack) */
     AS_CALL_EXCEPTION = 8,    /* with NOT_RETURNED: left by an exception or forced unwind */
+    AS_CALL_ENDED = 16,       /* with NOT_RETURNED: still running when the process exited
+                                 or replaced its image (exec) */
 };
 
 /* 64 bytes, no pointers into the caller: everything the exporter needs later. A typed

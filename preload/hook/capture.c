@@ -12,21 +12,38 @@
  * readable would be cheaper but is unsound: munmap, malloc trimming and dlclose happen
  * behind our back (glibc calls them internally), and a stale entry would fault the agent.
  * The one remaining window: a dangling pointer into the brk heap while another thread
- * shrinks the break in the instant between our check and our copy. */
+ * shrinks the break in the instant between our check and our copy.
+ *
+ * Vector state. The full-preservation thunk (x86_64/thunk.S) saves only xmm0-15 around
+ * the C side of a call unless as_capture_vec_risk_entry/exit say the call may reach code
+ * that touches more. That holds because everything on the common path is built without
+ * AVX (legacy SSE encodings leave ymm/zmm upper halves, zmm16-31 and k0-7 alone) and
+ * calls no library routine: strings and items are copied here with plain 8-byte loads
+ * and stores (never memcpy, strnlen or memset, whose AVX2/EVEX variants use ymm16-31 and
+ * k registers), the break is read from __curbrk, not through sbrk(). What is left (the
+ * first call of a thread, the arena's mapping, the record copy in thunk.c) is named in
+ * those two functions. */
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/pipeline.h"
 #include "hook/capture.h"
+#include "hook/target.h"
 
 #define PAGE 4096u
 #define MAX_REGIONS 256
 #define MAX_IOV 40 /* pages one slow read may span (AS_MAX_STRING_LIMIT needs 17) */
+
+/* The offsets of the shadow frame the exit test reads (thunk.h), for the record. */
+_Static_assert(sizeof(((as_shadow_frame *)0)->cap_off) == 4, "cap_off is 32 bits");
 
 /* Address ranges that stay readable for the life of the process (see the top). */
 typedef struct region {
@@ -35,9 +52,13 @@ typedef struct region {
 
 static region regions[MAX_REGIONS];
 static int nregions;
-static uintptr_t brk_lo; /* the break when we started; [brk_lo, sbrk(0)) is mapped */
+static uintptr_t brk_lo; /* start of the brk heap; [brk_lo, current break) is mapped */
 static pthread_key_t arena_key;
 static int arena_key_ok;
+
+/* glibc's current program break (what sbrk(0) returns, without the call). A weak
+ * reference: a libc without it makes known_len() fall back to sbrk(0). */
+extern void *__curbrk __attribute__((weak));
 
 /* Per-thread state: the arena and the bounds of this thread's stack. */
 typedef struct cap_tstate {
@@ -46,6 +67,7 @@ typedef struct cap_tstate {
     int arena_failed;   /* mapping failed once: capture nothing on this thread */
     uintptr_t stack_hi; /* end of this thread's stack, 0 = not known */
     uint64_t slow;      /* reads done through the system call */
+    int warm;           /* a tracked call returned through the full thunk on this thread */
 } cap_tstate;
 
 static __thread cap_tstate cs;
@@ -75,12 +97,43 @@ static void arena_free(void *p) {
     cs.arena_failed = 1; /* the thread is exiting: no new arena */
 }
 
+/* Returns where the brk heap starts: field 47 (start_brk) of /proc/self/stat, which stays
+ * right when malloc has already grown the heap before we run (a program linked with this
+ * library, constructors that allocate); else the break now. Can't fail. */
+static uintptr_t heap_start(void) {
+    uintptr_t now = (uintptr_t)sbrk(0);
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return now;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return now;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p)
+        return now;
+    int field = 2; /* ')' ends field 2 */
+    while (*p && field < 47) {
+        if (*p++ == ' ')
+            field++;
+    }
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (field != 47 || end == p || v == 0 || v > now)
+        return now;
+    return (uintptr_t)v;
+}
+
 /* Takes the stable regions once, at load time (every object loaded at start is mapped:
  * constructors run after the loader mapped them all). */
 __attribute__((constructor)) static void capture_init(void) {
+    int e = errno;
     dl_iterate_phdr(add_region, NULL);
-    brk_lo = (uintptr_t)sbrk(0);
+    brk_lo = heap_start();
     arena_key_ok = pthread_key_create(&arena_key, arena_free) == 0;
+    errno = e;
 }
 
 /* Returns the end of the calling thread's stack, or 0 when unknown. */
@@ -96,11 +149,10 @@ static uintptr_t stack_end(void) {
     return size ? (uintptr_t)addr + size : 0;
 }
 
-/* Returns this thread's arena, mapping it on first use; NULL when it cannot be mapped.
- * Also learns the thread's stack bounds (first typed call of a thread only). */
-static char *arena_get(void) {
-    if (__builtin_expect(cs.arena != NULL, 1))
-        return cs.arena;
+/* Maps the calling thread's arena and learns its stack bounds (first typed call of a
+ * thread only: library calls, mmap). Returns the arena, or NULL when it cannot be mapped
+ * (then no later call of this thread tries again). */
+__attribute__((noinline, cold)) static char *arena_map(void) {
     if (cs.arena_failed)
         return NULL;
     void *m = mmap(NULL, AS_CAP_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -116,15 +168,30 @@ static char *arena_get(void) {
     return cs.arena;
 }
 
+/* Returns this thread's arena, mapping it on first use; NULL when it cannot be mapped. */
+static inline char *arena_get(void) {
+    if (__builtin_expect(cs.arena != NULL, 1))
+        return cs.arena;
+    return arena_map();
+}
+
+/* Returns the current program break. Can't fail. */
+static inline uintptr_t cur_brk(void) {
+    if (__builtin_expect(&__curbrk != NULL, 1))
+        return (uintptr_t)__atomic_load_n(&__curbrk, __ATOMIC_RELAXED);
+    return (uintptr_t)sbrk(0);
+}
+
 /* Returns how many of the n bytes at p lie in memory known to stay readable (0 when p
- * is in none of it). Can't fail. */
-static size_t known_len(uintptr_t p, size_t n) {
+ * is in none of it). No library call (sbrk only where libc lacks __curbrk). Can't fail. */
+static inline size_t known_len(uintptr_t p, size_t n) {
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     uintptr_t hi = 0;
     if (p >= sp && p < cs.stack_hi) {
         hi = cs.stack_hi;
     } else if (p >= brk_lo && brk_lo) {
-        uintptr_t cur = (uintptr_t)sbrk(0);
+        /* the kernel maps the heap up to the page that holds the break */
+        uintptr_t cur = (cur_brk() + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
         if (p < cur)
             hi = cur;
     }
@@ -141,9 +208,42 @@ static size_t known_len(uintptr_t p, size_t n) {
     return hi - p < n ? hi - p : n;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Copies the string at s to d up to its NUL or lim bytes, whichever comes first, eight
+ * bytes at a time; all lim bytes at s must be readable (the caller checked them), so the
+ * loads may run past the NUL but never past lim: hence no_sanitize_address, as in any
+ * word-at-a-time strlen. Bytes of the last word after the NUL are stored as zeros (they
+ * pad the item; nothing of the agent's beyond the string is kept). Writes at most lim
+ * bytes to d. Returns the length copied (lim: no NUL within lim). */
+__attribute__((no_sanitize_address)) static size_t copy_str(char *d, const char *s, size_t lim) {
+    size_t n = 0;
+    for (; n + 8 <= lim; n += 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, s + n, 8);
+        uint64_t z = (w - ONES) & ~w & HIGHS; /* lowest set bit: the first zero byte */
+        if (z) {
+            unsigned k = (unsigned)__builtin_ctzll(z) >> 3;
+            w &= k ? ~0ull >> (64 - 8 * k) : 0;
+            __builtin_memcpy(d + n, &w, 8);
+            return n + k;
+        }
+        __builtin_memcpy(d + n, &w, 8);
+    }
+    for (; n < lim; n++) {
+        char c = s[n];
+        if (!c)
+            return n;
+        __asm__("" : "+r"(c));
+        d[n] = c;
+    }
+    return n;
+}
+
 /* Copies n bytes through the kernel, one iovec per page so a partial copy stops exactly
  * at the first unreadable page. Returns the bytes copied. */
-static size_t slow_read(void *dst, uintptr_t src, size_t n) {
+__attribute__((noinline)) static size_t slow_read(void *dst, uintptr_t src, size_t n) {
     struct iovec local = {dst, n};
     struct iovec remote[MAX_IOV];
     int k = 0;
@@ -171,40 +271,49 @@ size_t as_safe_read(void *dst, const void *src, size_t n) {
     if (p < PAGE || p + n < p)
         return 0; /* the zero page, or a range that wraps */
     if (known_len(p, n) == n) {
-        memcpy(dst, src, n);
+        as_capture_copy(dst, src, n);
         return n;
     }
     return slow_read(dst, p, n);
 }
 
-size_t as_safe_strcpy(char *dst, const char *src, size_t max, int *trunc) {
+/* as_safe_strcpy, inlined into the capture of string items. */
+__attribute__((always_inline)) static inline size_t safe_strcpy(char *dst, const char *src,
+                                                                size_t max, int *trunc) {
     uintptr_t p = (uintptr_t)src;
     *trunc = 0;
     if (p < PAGE)
         return (size_t)-1;
     /* max + 1 bytes tell a string of exactly max bytes from a longer one. */
     size_t k = known_len(p, max + 1);
-    if (k) {
-        size_t l = strnlen(src, k);
+    if (__builtin_expect(k != 0, 1)) {
+        size_t l = copy_str(dst, src, k);
         if (l < k || k == max + 1) {
             if (l > max) {
                 l = max;
                 *trunc = 1;
             }
-            memcpy(dst, src, l);
             return l;
         }
     }
-    size_t got = slow_read(dst, p, max + 1); /* dst has room for max + 1 */
+    size_t got = slow_read(dst, p, max + 1);
     if (got == 0)
         return (size_t)-1;
-    size_t l = strnlen(dst, got);
+    size_t l = 0;
+    while (l < got && dst[l]) {
+        __asm__("" : "+r"(l)); /* a plain loop, never turned into a strnlen call */
+        l++;
+    }
     if (l == got) { /* no NUL: cut by max or by an unreadable page */
         *trunc = 1;
         if (l > max)
             l = max;
     }
     return l;
+}
+
+size_t as_safe_strcpy(char *dst, const char *src, size_t max, int *trunc) {
+    return safe_strcpy(dst, src, max, trunc);
 }
 
 uint64_t as_capture_slow_reads(void) {
@@ -226,11 +335,12 @@ static char *put_item(char *w, char *end, int tag, int index, int flags, const v
     as_cap_item h = {(uint32_t)len, (uint8_t)tag, (uint8_t)index, (uint8_t)flags, 0};
     memcpy(w, &h, sizeof h);
     if (src && len)
-        memcpy(w + sizeof h, src, len);
+        as_capture_copy(w + sizeof h, src, len);
     return w + sizeof h + pad8(len);
 }
 
-/* Item of a string argument or return: its text, NULL, or the unreadable address. */
+/* Item of a string argument or return: its text, NULL, or the unreadable address. The
+ * text is copied once, straight into place; the item's padding is zeroed. */
 static char *put_str(char *w, char *end, int index, const char *s, int max_string) {
     if (!s)
         return put_item(w, end, AS_CAP_NULL, index, 0, NULL, 0);
@@ -241,10 +351,15 @@ static char *put_str(char *w, char *end, int index, const char *s, int max_strin
     if (max + 1 > room - sizeof(as_cap_item) - 8)
         max = room - sizeof(as_cap_item) - 8 - 1;
     int trunc = 0;
-    size_t n = as_safe_strcpy(w + sizeof(as_cap_item), s, max, &trunc);
+    char *d = w + sizeof(as_cap_item);
+    size_t n = safe_strcpy(d, s, max, &trunc);
     if (n == (size_t)-1) {
         uint64_t a = (uint64_t)(uintptr_t)s;
         return put_item(w, end, AS_CAP_BAD, index, 0, &a, sizeof a);
+    }
+    for (size_t i = n; i < pad8(n); i++) {
+        __asm__("" : "+r"(i)); /* not a memset call */
+        d[i] = 0;
     }
     as_cap_item h = {(uint32_t)n, AS_CAP_STR, (uint8_t)index, (uint8_t)(trunc ? AS_CAP_TRUNC : 0),
                      0};
@@ -403,4 +518,51 @@ const void *as_capture_data(const as_shadow_frame *f) {
 void as_capture_release(const as_shadow_frame *f) {
     if (f->cap_off != UINT32_MAX && f->cap_off <= cs.top)
         cs.top = f->cap_off;
+}
+
+/* ---- vector state of the full-preservation thunk ---------------------------------- */
+
+/* What the C side of a call may reach, by path (thunk.c, pipeline.h, this file), and what
+ * of it calls a library routine that may use AVX/EVEX registers:
+ *   entry  as_hook_enter_full: a thread's first tracked call maps its shadow stack and
+ *          learns its stack bounds (mmap, pthread_getattr_np), the errno location,
+ *          as_clock_raw (rdtsc, or the vDSO), typed capture (library-free here once the
+ *          thread's arena is mapped; slow reads make plain system calls), and records
+ *          for frames a longjmp left (drop_dead -> emit).
+ *   exit   as_hook_exit: as_clock_raw, as_capture_exit, emit: as_pipe_reserve (inline;
+ *          its slow path maps the thread's ring on its first record; a full ring only
+ *          counts a drop), gettid once per thread, then the copy of the capture items
+ *          into the record (thunk.c: memcpy, unless it defines as_record_copy_library_free
+ *          and copies with as_capture_copy).
+ * So a wide save is needed until a tracked call has returned through the full path on
+ * this thread (cs.warm: by then its shadow stack, errno location and thread id are
+ * known), while the thread has no ring, at a typed target's first call on a thread (its
+ * arena is mapped), and, while records are copied with memcpy, whenever a record with
+ * items may be written: a frame with items in flight (dead frames are written at an
+ * entry too). Everything else on both paths is library-free: keep it so, or name the new
+ * case here (tests/unit/test_fullregs.c checks the registers). */
+
+/* 1 when a record with capture items is copied by a library routine (see above). */
+static inline int items_copy_risky(void) {
+    return &as_record_copy_library_free == NULL;
+}
+
+int as_capture_vec_risk_entry(uint32_t id) {
+    if (__builtin_expect(!cs.warm || as_pipe_tring == NULL, 0))
+        return 1;
+    if (cs.top != 0 && items_copy_risky())
+        return 1;
+    if (id >= AS_MAX_TARGETS)
+        return 1;
+    return as_targets[id].proto != NULL && cs.arena == NULL && !cs.arena_failed;
+}
+
+int as_capture_vec_risk_exit(const as_shadow_frame *f) {
+    if (__builtin_expect(!cs.warm, 0)) {
+        cs.warm = 1; /* this exit is saved wide; the thread's first-call work ends with it */
+        return 1;
+    }
+    if (__builtin_expect(as_pipe_tring == NULL, 0))
+        return 1;
+    return items_copy_risky() && (cs.top != 0 || f->cap_off != UINT32_MAX);
 }

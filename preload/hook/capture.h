@@ -67,10 +67,48 @@ size_t as_safe_read(void *dst, const void *src, size_t n);
 
 /*
  * as_safe_strcpy - copies the NUL-terminated string at src, at most max bytes (no NUL
- * written), to dst. Returns the length copied and sets *trunc when the string was longer
+ * written), to dst, which must have room for max + 1 bytes (bytes after the string may be
+ * written too). Returns the length copied and sets *trunc when the string was longer
  * than max or ran into unreadable memory; returns (size_t)-1 when src is unreadable.
+ * Makes no library call unless src lies outside the memory known to stay mapped.
  */
 size_t as_safe_strcpy(char *dst, const char *src, size_t max, int *trunc);
+
+/* Copies n bytes from src to dst with 8-byte general-purpose loads and stores: no
+ * library call, so no vector register is touched. For copying capture items into a
+ * record on the hot path (see as_record_copy_library_free). The empty asm statements keep
+ * the compiler from turning the loops back into a call of memcpy. Can't fail. */
+static inline void as_capture_copy(void *dst, const void *src, size_t n) {
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, s + i, 8);
+        __asm__("" : "+r"(w));
+        __builtin_memcpy(d + i, &w, 8);
+    }
+    for (; i < n; i++) {
+        unsigned char c = s[i];
+        __asm__("" : "+r"(c));
+        d[i] = c;
+    }
+}
+
+/* Defined (const char, any value) by the file that writes call records (thunk.c) when it
+ * copies capture items into a record with as_capture_copy instead of memcpy: then a
+ * typed call needs no wide vector save around its exit. Weak and hidden: while nobody
+ * defines it, its address is NULL and memcpy is assumed. */
+extern const char as_record_copy_library_free __attribute__((weak, visibility("hidden")));
+
+/* For the full-preservation thunk (x86_64/thunk.S) only, with no register of the caller
+ * saved but xmm0-15 and the GPRs: 1 when the C side of this call (as_hook_enter_full for
+ * target id; as_hook_exit for frame f) may run a library routine that uses vector state
+ * beyond xmm0-15 (ymm/zmm upper halves, zmm16-31, k0-7: the AVX2/EVEX memcpy, strlen...),
+ * so the thunk saves that state around it; 0 when only the library-free common path can
+ * run. Library-free themselves; can't fail. */
+int as_capture_vec_risk_entry(uint32_t id);
+int as_capture_vec_risk_exit(const as_shadow_frame *f);
 
 /* Reads served by the system call instead of directly, on the calling thread (tests and
  * the benchmark check which path a read took). */

@@ -34,6 +34,7 @@
 #include "hook/got.h"
 #include "hook/install.h"
 #include "hook/target.h"
+#include "hook/thunk.h"
 
 #define AS_EXPORT __attribute__((visibility("default")))
 #define AS_HIDDEN __attribute__((visibility("hidden")))
@@ -588,6 +589,7 @@ static void flush_before_exec(void) {
     if (!as_install_active() || as_in_agentsight || getpid() != g_pid)
         return;
     int saved = errno;
+    as_hook_report_live(); /* calls this exec leaves behind: reported once, not returned */
     as_pipe_flush(-1);
     as_pipe_write_stats(); /* the new image reports only what it does itself */
     errno = saved;

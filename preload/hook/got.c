@@ -9,7 +9,10 @@
  * - RELRO: with -z relro (+ -z now) the GOT lies in PT_GNU_RELRO, read-only after
  *   relocation; we read the page's protection from /proc/self/maps, add PROT_WRITE for the
  *   write and restore it.
- * - symbol versions: a slot refers to name@VERSION through DT_VERSYM + DT_VERNEED. */
+ * - symbol versions: a slot refers to name@VERSION through DT_VERSYM + DT_VERNEED.
+ * - function pointers stored in data (struct tool tools[] = {{"add", tool_add}}, vtables):
+ *   R_X86_64_64 relocations with addend 0; they hold the bound address, never a PLT stub,
+ *   and may lie in RELRO (.data.rel.ro). */
 #include "hook/got.h"
 
 #include <elf.h>
@@ -42,6 +45,7 @@ static int collect_cb(struct dl_phdr_info *info, size_t size, void *arg) {
         o->lo = UINTPTR_MAX;
         o->hi = 0;
         o->adds = info->dlpi_adds;
+        o->subs = info->dlpi_subs;
         for (int i = 0; i < info->dlpi_phnum; i++) {
             const ElfW(Phdr) *p = &info->dlpi_phdr[i];
             if (p->p_type == PT_DYNAMIC)
@@ -127,9 +131,14 @@ int as_dyn_read(const ElfW(Dyn) * dyn, uintptr_t base, as_dyninfo *di) {
         case DT_BIND_NOW:
             di->bind_now = 1;
             break;
+        case DT_SYMBOLIC:
+            di->symbolic = 1;
+            break;
         case DT_FLAGS:
             if (d->d_un.d_val & DF_BIND_NOW)
                 di->bind_now = 1;
+            if (d->d_un.d_val & DF_SYMBOLIC)
+                di->symbolic = 1;
             break;
         case DT_FLAGS_1:
             if (d->d_un.d_val & DF_1_NOW)
@@ -343,14 +352,17 @@ int as_got_write(void **slot, void *value) {
 
 /* Walks one relocation table. Returns the number of slots written. */
 static int patch_table(const as_obj *o, const as_dyninfo *di, const ElfW(Rela) * rel, size_t relsz,
-                       as_got_decide_fn decide, void *ctx) {
+                       as_got_decide_fn decide, void *ctx, void ***witness) {
     int written = 0;
     size_t n = relsz / sizeof(ElfW(Rela));
     for (size_t i = 0; i < n; i++) {
         uint32_t type = ELF64_R_TYPE(rel[i].r_info);
         uint32_t symidx = ELF64_R_SYM(rel[i].r_info);
-        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || symidx == 0)
+        int data = type == R_X86_64_64;
+        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT && !data) || symidx == 0)
             continue;
+        if (data && rel[i].r_addend != 0)
+            continue; /* a pointer into a function, not to it */
         const ElfW(Sym) *s = &di->symtab[symidx];
         int stype = ELF64_ST_TYPE(s->st_info);
         if (stype != STT_FUNC && stype != STT_GNU_IFUNC && stype != STT_NOTYPE)
@@ -364,7 +376,7 @@ static int patch_table(const as_obj *o, const as_dyninfo *di, const ElfW(Rela) *
         void *cur = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
         if (!cur)
             continue; /* an undefined weak reference */
-        int lazy = (uintptr_t)cur >= o->lo && (uintptr_t)cur < o->hi;
+        int lazy = !data && (uintptr_t)cur >= o->lo && (uintptr_t)cur < o->hi;
         const char *version = as_dyn_version(di, symidx, NULL);
         void *val = decide(o, name, version, cur, lazy, ctx);
         if (!val || val == cur)
@@ -375,18 +387,24 @@ static int patch_table(const as_obj *o, const as_dyninfo *di, const ElfW(Rela) *
             continue;
         }
         written++;
+        if (witness)
+            *witness = slot;
     }
     return written;
 }
 
 int as_got_patch(const as_obj *o, as_got_decide_fn decide, void *ctx) {
+    return as_got_patch_w(o, decide, ctx, NULL);
+}
+
+int as_got_patch_w(const as_obj *o, as_got_decide_fn decide, void *ctx, void ***witness) {
     as_dyninfo di;
     if (as_dyn_read(o->dyn, o->base, &di) != 0 || !di.symtab)
         return -1;
     int written = 0;
     if (di.jmprel)
-        written += patch_table(o, &di, di.jmprel, di.jmprelsz, decide, ctx);
+        written += patch_table(o, &di, di.jmprel, di.jmprelsz, decide, ctx, witness);
     if (di.rela)
-        written += patch_table(o, &di, di.rela, di.relasz, decide, ctx);
+        written += patch_table(o, &di, di.rela, di.relasz, decide, ctx, witness);
     return written;
 }

@@ -18,6 +18,7 @@ typedef struct as_obj {
     uintptr_t lo, hi;        /* [lo, hi): the union of its PT_LOAD segments */
     const ElfW(Dyn) * dyn;   /* PT_DYNAMIC in memory, or NULL */
     unsigned long long adds; /* dlpi_adds when the object was seen */
+    unsigned long long subs; /* dlpi_subs (objects unloaded so far) when it was seen */
 } as_obj;
 
 /* Lists the loaded objects into out (up to max), in load order. Nothing is allocated and
@@ -42,6 +43,7 @@ typedef struct as_dyninfo {
     const char *runpath; /* DT_RUNPATH string, or NULL */
     const char *rpath;   /* DT_RPATH string, or NULL */
     int bind_now;        /* DT_FLAGS BIND_NOW / DT_FLAGS_1 NOW / DT_BIND_NOW */
+    int symbolic;        /* DT_SYMBOLIC / DF_SYMBOLIC: binds to its own definitions first */
 } as_dyninfo;
 
 /* Reads the PT_DYNAMIC entries of an object loaded at base. Returns 0, or -1 when dyn is
@@ -65,11 +67,18 @@ const ElfW(Sym) * as_dyn_lookup(const as_dyninfo *di, const char *name, const ch
 typedef void *(*as_got_decide_fn)(const as_obj *o, const char *sym, const char *version, void *cur,
                                   int lazy, void *ctx);
 
-/* Walks the R_X86_64_JUMP_SLOT and R_X86_64_GLOB_DAT relocations of o and writes what
- * decide returns. Returns the number of slots written, or -1 when o has no usable dynamic
+/* Walks the R_X86_64_JUMP_SLOT and R_X86_64_GLOB_DAT relocations of o, and the
+ * R_X86_64_64 ones with addend 0 against a function symbol (function pointers stored in
+ * data: tool tables, vtables; decide sees them with lazy 0), and writes what decide
+ * returns. Returns the number of slots written, or -1 when o has no usable dynamic
  * section (nothing changed). A slot whose page cannot be made writable is left as it was
  * (a warning is logged) and the walk goes on. */
 int as_got_patch(const as_obj *o, as_got_decide_fn decide, void *ctx);
+
+/* as_got_patch, also storing in *witness the address of one slot written (unchanged when
+ * none was): while the object stays loaded the slot keeps our value, so a different value
+ * there later tells the object was unloaded and loaded again at the same address. */
+int as_got_patch_w(const as_obj *o, as_got_decide_fn decide, void *ctx, void ***witness);
 
 /* Writes one pointer-sized slot, making its page writable for the write when it is not
  * (RELRO) and restoring the protection afterwards. Returns 0, or -1 (slot unchanged). */

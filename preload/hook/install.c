@@ -26,6 +26,7 @@
 #include "hook/dwarf.h"
 #include "hook/elfsym.h"
 #include "hook/entry.h"
+#include "hook/capture.h"
 #include "hook/got.h"
 #include "hook/target.h"
 
@@ -34,7 +35,18 @@
 typedef struct seen_obj {
     uintptr_t base;
     char *name;
+    void **witness; /* one slot we wrote (got.h), or NULL */
+    void *witness_val;
 } seen_obj;
+
+/* An IFUNC an entry matched: its implementation is asked from the loader after g_lock is
+ * released (the loader's lock may be held by a thread waiting for g_lock). */
+typedef struct pending_ifunc {
+    char *obj; /* loader name of the object ("" = the program) */
+    char *sym, *version, *lib;
+    uintptr_t lo, hi;
+    int idx; /* config entry */
+} pending_ifunc;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static as_config *g_cfg;
@@ -45,6 +57,13 @@ static size_t g_nseen, g_capseen;
 static unsigned char *g_matched; /* per entry: matched something */
 static as_obj g_objs[MAX_OBJS];  /* scratch for as_objs_collect, under g_lock */
 static char g_exe[4096];
+static int g_nobjs;               /* objects in g_objs */
+static int g_ninitial = -1;       /* objects loaded at start: the global scope's head */
+static unsigned long long g_subs; /* dlpi_subs at the last scan */
+static pending_ifunc *g_pending;  /* IFUNCs to resolve outside g_lock */
+static char **g_pins;             /* names of later objects held loaded for this scan */
+static int g_npins;
+static size_t g_npending, g_cappending;
 
 int as_install_active(void) {
     return __atomic_load_n(&g_active, __ATOMIC_ACQUIRE);
@@ -64,7 +83,18 @@ static int target_by_orig(const void *addr) {
         return -1;
     uint32_t n = ntargets();
     for (uint32_t i = 0; i < n; i++)
-        if (as_targets[i].orig == addr)
+        if (as_targets[i].orig == addr && !as_target_retired(i))
+            return (int)i;
+    return -1;
+}
+
+/* The live target of symbol sym defined by the object at [lo, hi), or -1 (IFUNC targets,
+ * whose orig is what the resolver chose). */
+static int target_by_def(const char *sym, uintptr_t lo, uintptr_t hi) {
+    uint32_t n = ntargets();
+    for (uint32_t i = 0; i < n; i++)
+        if (as_targets[i].obj_lo == lo && as_targets[i].obj_hi == hi && lo != hi &&
+            !as_target_retired(i) && strcmp(as_targets[i].symbol, sym) == 0)
             return (int)i;
     return -1;
 }
@@ -132,6 +162,8 @@ static int mark_seen(const as_obj *o) {
         return -1;
     g_seen[g_nseen].base = o->base;
     g_seen[g_nseen].name = name;
+    g_seen[g_nseen].witness = NULL;
+    g_seen[g_nseen].witness_val = NULL;
     g_nseen++;
     return 0;
 }
@@ -186,19 +218,35 @@ static const as_entry *match_entry(const char *name, const char *version, const 
     return glob;
 }
 
-/* The resolved address of an exported function of o: base + st_value, or for an IFUNC
- * the implementation its resolver picks, asked from dlsym on a handle of that object.
- * Returns NULL when it cannot be resolved. */
-static void *resolve_orig(const as_obj *o, const ElfW(Sym) * s, const char *name,
-                          const char *version) {
-    if (ELF64_ST_TYPE(s->st_info) != STT_GNU_IFUNC)
-        return (void *)(o->base + s->st_value);
-    void *h = as_real.dlopen(o->name[0] ? o->name : NULL, RTLD_NOLOAD | RTLD_LAZY);
-    if (!h)
-        return NULL;
-    void *r = version ? as_real.dlvsym(h, name, version) : as_real.dlsym(h, name);
-    as_real.dlclose(h);
-    return r;
+/* Queues an IFUNC for resolution outside g_lock. Returns 0, or -1 when out of memory
+ * (the function then stays unwrapped). */
+static int queue_ifunc(const as_obj *o, const char *name, const char *version, const char *lib,
+                       int idx) {
+    if (g_npending == g_cappending) {
+        size_t cap = g_cappending ? g_cappending * 2 : 16;
+        pending_ifunc *n = realloc(g_pending, cap * sizeof *n);
+        if (!n)
+            return -1;
+        g_pending = n;
+        g_cappending = cap;
+    }
+    pending_ifunc *p = &g_pending[g_npending];
+    p->obj = strdup(o->name);
+    p->sym = strdup(name);
+    p->version = version ? strdup(version) : NULL;
+    p->lib = strdup(lib);
+    p->lo = o->lo;
+    p->hi = o->hi;
+    p->idx = idx;
+    if (!p->obj || !p->sym || !p->lib || (version && !p->version)) {
+        free(p->obj);
+        free(p->sym);
+        free(p->version);
+        free(p->lib);
+        return -1;
+    }
+    g_npending++;
+    return 0;
 }
 
 /* Creates the targets of the entries matching exported functions of o. Returns the number
@@ -226,9 +274,16 @@ static int resolve_obj(const as_obj *o, const char *libname) {
         const as_entry *e = match_entry(name, version, libname, &idx);
         if (!e)
             continue;
-        void *orig = resolve_orig(o, s, name, version);
-        if (!orig)
+        if (type == STT_GNU_IFUNC) {
+            if (target_by_def(name, o->lo, o->hi) >= 0) {
+                g_matched[idx] = 1;
+                made++;
+            } else {
+                queue_ifunc(o, name, version, libname, idx);
+            }
             continue;
+        }
+        void *orig = (void *)(o->base + s->st_value);
         if (target_by_orig(orig) >= 0) {
             g_matched[idx] = 1;
             made++;
@@ -242,7 +297,7 @@ static int resolve_obj(const as_obj *o, const char *libname) {
             free(lib);
             continue;
         }
-        int id = as_target_get(orig, sym, e->name ? e->name : sym, lib, e);
+        int id = as_target_get_in(orig, sym, e->name ? e->name : sym, lib, e, o->lo, o->hi);
         if (id < 0) {
             as_warn("too many wrapped functions (%d): %s in %s not wrapped", AS_MAX_TARGETS, name,
                     libname);
@@ -256,31 +311,64 @@ static int resolve_obj(const as_obj *o, const char *libname) {
     return made;
 }
 
-/* How the loader binds a lazily bound slot of o: the global scope first, then o's own
- * dependency scope. Returns the address or NULL. */
-static void *resolve_like_loader(const as_obj *o, const char *sym, const char *version) {
-    void *r =
-        version ? as_real.dlvsym(RTLD_DEFAULT, sym, version) : as_real.dlsym(RTLD_DEFAULT, sym);
-    if (r)
-        return r;
-    void *h = as_real.dlopen(o->name[0] ? o->name : NULL, RTLD_NOLOAD | RTLD_LAZY);
-    if (!h)
-        return NULL;
-    r = version ? as_real.dlvsym(h, sym, version) : as_real.dlsym(h, sym);
-    as_real.dlclose(h);
-    return r;
+/* The target a definition of sym in object d stands for, or -1. */
+static int target_of_def(const as_obj *d, const char *sym, const char *version) {
+    as_dyninfo di;
+    if (as_dyn_read(d->dyn, d->base, &di) != 0)
+        return -2; /* no table: not a definition */
+    const ElfW(Sym) *s = as_dyn_lookup(&di, sym, version);
+    if (!s || ELF64_ST_TYPE(s->st_info) == STT_OBJECT || ELF64_ST_TYPE(s->st_info) == STT_TLS)
+        return -2;
+    if (ELF64_ST_TYPE(s->st_info) == STT_GNU_IFUNC)
+        return target_by_def(sym, d->lo, d->hi);
+    return target_by_orig((void *)(d->base + s->st_value));
+}
+
+/* How the loader would bind a lazily bound slot of o, found without asking the loader
+ * (g_lock is held: the loader's lock may belong to a thread waiting for g_lock). A
+ * DT_SYMBOLIC object binds to its own definition first; then the global scope, whose head
+ * is the objects loaded at start (never unloaded: their tables are read). Past it the
+ * scope depends on how each later object was opened (RTLD_GLOBAL or not, RTLD_DEEPBIND),
+ * which memory does not tell, and a later object may be unloading on another thread right
+ * now: its tables are not read; the slot is taken only when exactly one live target has
+ * the symbol. objs[0, n) are the loaded objects in load order. Returns the target id, or
+ * -1 (the slot is then left to the loader: the call runs unwrapped, never elsewhere). */
+static int resolve_like_loader(const as_obj *o, const char *sym, const char *version,
+                               const as_obj *objs, int n) {
+    as_dyninfo own;
+    if (as_dyn_read(o->dyn, o->base, &own) == 0 && own.symbolic) {
+        int id = target_of_def(o, sym, version);
+        if (id != -2)
+            return id;
+    }
+    int head = g_ninitial < 0 ? n : (g_ninitial < n ? g_ninitial : n);
+    for (int i = 0; i < head; i++) {
+        int id = target_of_def(&objs[i], sym, version);
+        if (id != -2)
+            return id;
+    }
+    int found = -1;
+    uint32_t nt = ntargets();
+    for (uint32_t i = 0; i < nt; i++) {
+        if (as_target_retired(i) || strcmp(as_targets[i].symbol, sym) != 0)
+            continue;
+        if (found >= 0 && as_targets[found].orig != as_targets[i].orig)
+            return -1; /* defined twice: which one the loader picks is unknown */
+        found = (int)i;
+    }
+    return found;
 }
 
 /* as_got_decide_fn: a slot whose bound value is a target's orig, or a lazy slot whose
  * symbol the loader would bind to a target, gets that target's thunk. */
 static void *decide_slot(const as_obj *o, const char *sym, const char *version, void *cur, int lazy,
                          void *ctx) {
-    (void)ctx;
+    const as_obj *objs = ctx;
     if (as_thunk_id(cur) >= 0)
         return NULL; /* already ours: re-installs are idempotent */
     int id = target_by_orig(cur);
     if (id < 0 && lazy && is_target_symbol(sym))
-        id = target_by_orig(resolve_like_loader(o, sym, version));
+        id = resolve_like_loader(o, sym, version, objs, g_nobjs);
     if (id < 0)
         return NULL;
     const as_entry *e = target_entry(id);
@@ -354,13 +442,160 @@ static int ensure_pipeline(void) {
     return 0;
 }
 
-/* One pass over the objects not seen before. Call with g_lock held. Returns the number of
- * slots written, or -1 when nothing could be patched. */
+static int cmp_lo(const void *a, const void *b) {
+    const as_obj *x = *(as_obj *const *)a, *y = *(as_obj *const *)b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Whether target t's defining object is loaded: one of sorted[0, n) (by lo) has its range
+ * and file name. */
+static int obj_present(const as_target *t, as_obj **sorted, int n) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (sorted[mid]->lo < t->obj_lo)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (int i = lo; i < n && sorted[i]->lo == t->obj_lo; i++)
+        if (sorted[i]->hi == t->obj_hi && strcmp(base_name(obj_path(sorted[i])), t->library) == 0)
+            return 1;
+    return 0;
+}
+
+/* After objects were unloaded (dlpi_subs moved): retires the targets whose object is gone
+ * and forgets the objects no longer loaded, or loaded again at the same address (the slot
+ * we wrote there lost our value): those are scanned anew. Can't fail (out of memory:
+ * targets stay as they are). */
+static void forget_unloaded(int n) {
+    as_obj **sorted = malloc((size_t)(n > 0 ? n : 1) * sizeof *sorted);
+    if (sorted) {
+        for (int i = 0; i < n; i++)
+            sorted[i] = &g_objs[i];
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_lo);
+        uint32_t nt = ntargets();
+        for (uint32_t i = 0; i < nt; i++) {
+            const as_target *t = &as_targets[i];
+            if (t->obj_lo != t->obj_hi && !as_target_retired(i) && !obj_present(t, sorted, n))
+                as_target_retire(i);
+        }
+        free(sorted);
+    }
+    size_t keep = 0;
+    for (size_t i = 0; i < g_nseen; i++) {
+        int here = 0;
+        for (int k = 0; k < n && !here; k++)
+            here = g_seen[i].base == g_objs[k].base && strcmp(g_seen[i].name, g_objs[k].name) == 0;
+        if (here && g_seen[i].witness) {
+            void *v = NULL;
+            here = as_safe_read(&v, g_seen[i].witness, sizeof v) == sizeof v &&
+                   v == g_seen[i].witness_val;
+        }
+        if (here)
+            g_seen[keep++] = g_seen[i];
+        else
+            free(g_seen[i].name);
+    }
+    g_nseen = keep;
+}
+
+/* The seen entry of o, or NULL. */
+static seen_obj *seen_entry(const as_obj *o) {
+    for (size_t i = g_nseen; i > 0; i--)
+        if (g_seen[i - 1].base == o->base && strcmp(g_seen[i - 1].name, o->name) == 0)
+            return &g_seen[i - 1];
+    return NULL;
+}
+
+/* Whether o is held loaded by a pin of this scan (objects loaded later than the start may
+ * be unloaded by another thread at any time: only pinned ones are read). */
+static int pinned(const as_obj *o) {
+    for (int i = 0; i < g_npins; i++)
+        if (g_pins[i] && strcmp(g_pins[i], o->name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Holds every later object not seen yet loaded for the coming scan (a dlopen with
+ * RTLD_NOLOAD takes a reference), so a dlclose on another thread cannot unmap it while
+ * its tables are read. Call without g_lock (the loader's lock is taken). Returns the
+ * handles (*nh of them; NULL entries for objects gone meanwhile), or NULL; g_pins and
+ * g_npins are set under g_lock. */
+static void **pin_fresh(int *nh) {
+    *nh = 0;
+    pthread_mutex_lock(&g_lock);
+    int n = as_objs_collect(g_objs, MAX_OBJS);
+    if (n > MAX_OBJS)
+        n = MAX_OBJS;
+    if (n > 0 && g_objs[0].subs != g_subs) {
+        forget_unloaded(n); /* an object loaded again is fresh, hence pinned */
+        g_subs = g_objs[0].subs;
+    }
+    int start = g_ninitial < 0 ? n : g_ninitial;
+    char **names = calloc((size_t)(n > start ? n - start : 1), sizeof *names);
+    int nn = 0;
+    for (int i = start; names && i < n; i++) {
+        if (seen_before(&g_objs[i]) || skip_obj(&g_objs[i]) || !g_objs[i].name[0])
+            continue;
+        names[nn] = strdup(g_objs[i].name);
+        if (names[nn])
+            nn++;
+    }
+    pthread_mutex_unlock(&g_lock);
+    void **h = names ? calloc((size_t)(nn ? nn : 1), sizeof *h) : NULL;
+    if (!h) {
+        free(names);
+        return NULL;
+    }
+    for (int i = 0; i < nn; i++) {
+        h[i] = as_real.dlopen(names[i], RTLD_NOLOAD | RTLD_LAZY);
+        if (!h[i]) {
+            free(names[i]);
+            names[i] = NULL;
+        }
+    }
+    pthread_mutex_lock(&g_lock);
+    g_pins = names;
+    g_npins = nn;
+    pthread_mutex_unlock(&g_lock);
+    *nh = nn;
+    return h;
+}
+
+/* Drops the pins of pin_fresh. Call without g_lock (dlclose may unload). */
+static void unpin(void **h, int nh) {
+    pthread_mutex_lock(&g_lock);
+    char **names = g_pins;
+    g_pins = NULL;
+    g_npins = 0;
+    pthread_mutex_unlock(&g_lock);
+    for (int i = 0; h && i < nh; i++) {
+        if (h[i])
+            as_real.dlclose(h[i]);
+        if (names)
+            free(names[i]);
+    }
+    free(names);
+    free(h);
+}
+
+/* One pass over the objects not seen before (after an unload: the seen set forgets what
+ * went away or came back). Call with g_lock held; never asks the loader
+ * anything (IFUNCs matched are queued in g_pending). Returns the number of slots written,
+ * or -1 when nothing could be patched. */
 static int scan_locked(void) {
     int n = as_objs_collect(g_objs, MAX_OBJS);
     if (n > MAX_OBJS) {
         as_warn("%d objects loaded: only the first %d are instrumented", n, MAX_OBJS);
         n = MAX_OBJS;
+    }
+    g_nobjs = n;
+    if (g_ninitial < 0)
+        g_ninitial = n;
+    if (n > 0 && g_objs[0].subs != g_subs) {
+        forget_unloaded(n);
+        g_subs = g_objs[0].subs;
     }
     int fresh[MAX_OBJS];
     uint32_t made_from[MAX_OBJS], made_to[MAX_OBJS];
@@ -369,6 +604,8 @@ static int scan_locked(void) {
         const as_obj *o = &g_objs[i];
         if (seen_before(o))
             continue;
+        if (i >= g_ninitial && !pinned(o))
+            continue; /* loaded since the pins were taken: the next scan takes it */
         mark_seen(o);
         if (skip_obj(o))
             continue;
@@ -409,7 +646,71 @@ static int scan_locked(void) {
      * plugin calls into libraries loaded long before it). */
     int written = 0;
     for (int k = 0; k < nfresh; k++) {
-        int w = as_got_patch(&g_objs[fresh[k]], decide_slot, NULL);
+        void **witness = NULL;
+        int w = as_got_patch_w(&g_objs[fresh[k]], decide_slot, g_objs, &witness);
+        if (w > 0)
+            written += w;
+        seen_obj *so = witness ? seen_entry(&g_objs[fresh[k]]) : NULL;
+        if (so) {
+            so->witness = witness;
+            so->witness_val = *witness;
+        }
+    }
+    return written;
+}
+
+/* Resolves the IFUNCs scan_locked queued, with g_lock released (dlopen/dlsym take the
+ * loader's lock), then creates their targets and patches every object's slots again
+ * under g_lock. Call with g_lock held; returns with it held. Returns the slots written. */
+static int resolve_pending_unlocked(void) {
+    if (g_npending == 0)
+        return 0;
+    pending_ifunc *list = g_pending;
+    size_t np = g_npending;
+    g_pending = NULL;
+    g_npending = g_cappending = 0;
+    void **impl = calloc(np, sizeof *impl);
+    pthread_mutex_unlock(&g_lock);
+    for (size_t i = 0; impl && i < np; i++) {
+        void *h = as_real.dlopen(list[i].obj[0] ? list[i].obj : NULL, RTLD_NOLOAD | RTLD_LAZY);
+        if (!h)
+            continue;
+        impl[i] = list[i].version ? as_real.dlvsym(h, list[i].sym, list[i].version)
+                                  : as_real.dlsym(h, list[i].sym);
+        as_real.dlclose(h);
+    }
+    pthread_mutex_lock(&g_lock);
+    int made = 0;
+    for (size_t i = 0; i < np; i++) {
+        const as_entry *e = &g_cfg->entries[list[i].idx];
+        if (impl && impl[i] && target_by_orig(impl[i]) < 0) {
+            int id = as_target_get_in(impl[i], list[i].sym, e->name ? e->name : list[i].sym,
+                                      list[i].lib, e, list[i].lo, list[i].hi);
+            if (id >= 0) {
+                g_matched[list[i].idx] = 1;
+                made++;
+                list[i].sym = list[i].lib = NULL; /* kept by the target */
+            }
+        } else if (impl && impl[i]) {
+            g_matched[list[i].idx] = 1;
+        }
+        free(list[i].obj);
+        free(list[i].sym);
+        free(list[i].lib);
+        free(list[i].version);
+    }
+    free(list);
+    free(impl);
+    if (made == 0 || ensure_pipeline() != 0)
+        return 0;
+    as_stat_hooked = ntargets();
+    int n = as_objs_collect(g_objs, MAX_OBJS);
+    g_nobjs = n > MAX_OBJS ? MAX_OBJS : n;
+    int written = 0;
+    for (int i = 0; i < g_nobjs; i++) {
+        if (skip_obj(&g_objs[i]))
+            continue;
+        int w = as_got_patch(&g_objs[i], decide_slot, g_objs);
         if (w > 0)
             written += w;
     }
@@ -428,6 +729,7 @@ int as_install_start(as_config *cfg) {
         goto out;
     if (scan_locked() < 0)
         goto out;
+    resolve_pending_unlocked();
     for (int i = 0; i < cfg->nentries; i++) {
         const as_entry *e = &cfg->entries[i];
         if (g_matched[i] || e->lib || !e->pattern)
@@ -447,11 +749,16 @@ int as_install_scan(void) {
     if (!g_cfg || as_in_agentsight || g_start_failed)
         return -1;
     int saved = errno;
-    pthread_mutex_lock(&g_lock);
     as_in_agentsight++;
+    int nh;
+    void **pins = pin_fresh(&nh);
+    pthread_mutex_lock(&g_lock);
     int rc = scan_locked();
-    as_in_agentsight--;
+    if (rc >= 0)
+        rc += resolve_pending_unlocked();
     pthread_mutex_unlock(&g_lock);
+    unpin(pins, nh);
+    as_in_agentsight--;
     errno = saved;
     return rc;
 }

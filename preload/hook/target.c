@@ -20,12 +20,19 @@ pthread_mutex_t as_targets_lock = PTHREAD_MUTEX_INITIALIZER;
  * life of the process; action_name NULL means the symbol. */
 int as_target_get(void *orig, const char *symbol, const char *action_name, const char *library,
                   const struct as_entry *entry) {
+    return as_target_get_in(orig, symbol, action_name, library, entry, 0, 0);
+}
+
+/* Returns the id of the live target whose original is orig, adding it (with its object's
+ * range) when absent; -1 when orig is NULL or the table is full (nothing changed then). */
+int as_target_get_in(void *orig, const char *symbol, const char *action_name, const char *library,
+                     const struct as_entry *entry, uintptr_t obj_lo, uintptr_t obj_hi) {
     if (!orig || !symbol)
         return -1;
     pthread_mutex_lock(&as_targets_lock);
     uint32_t n = __atomic_load_n(&as_ntargets, __ATOMIC_RELAXED);
     for (uint32_t i = 0; i < n; i++) {
-        if (as_targets[i].orig == orig) {
+        if (as_targets[i].orig == orig && !as_target_retired(i)) {
             pthread_mutex_unlock(&as_targets_lock);
             return (int)i;
         }
@@ -44,10 +51,18 @@ int as_target_get(void *orig, const char *symbol, const char *action_name, const
     t->proto = entry && entry->has_proto ? &entry->proto : NULL;
     t->id = n;
     t->via = 0;
+    t->obj_lo = obj_lo;
+    t->obj_hi = obj_hi;
+    t->retired = 0;
     /* Readers index as_targets[id] only with ids handed out after this store. */
     __atomic_store_n(&as_ntargets, n + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&as_targets_lock);
     return (int)n;
+}
+
+void as_target_retire(uint32_t id) {
+    if (id < AS_MAX_TARGETS)
+        __atomic_store_n(&as_targets[id].retired, 1, __ATOMIC_RELEASE);
 }
 
 /* Returns the stub address of id, or NULL for an id outside the stub array. */

@@ -2,7 +2,9 @@
  * shared by the installer (GOT, dlsym, entry patches), the thunk and the record decoder.
  *
  * Targets are only ever appended (under as_targets_lock); an id, once handed out, stays
- * valid for the life of the process, so the hot path reads as_targets[id] without a lock. */
+ * valid for the life of the process, so the hot path reads as_targets[id] without a lock.
+ * A target whose defining object was unloaded (dlclose) is retired: lookups by address
+ * skip it, so a function loaded later at the same address gets a target of its own. */
 #ifndef AS_TARGET_H
 #define AS_TARGET_H
 
@@ -26,7 +28,9 @@ typedef struct as_target {
     const struct as_entry *entry; /* config entry that selected it (prototype, options) */
     const as_proto *proto;        /* entry's prototype, else DWARF's, else NULL */
     uint32_t id;
-    uint32_t via; /* enum as_hook_via bits seen so far */
+    uint32_t via;             /* enum as_hook_via bits seen so far */
+    uintptr_t obj_lo, obj_hi; /* the defining object's PT_LOAD range; 0, 0 = unknown */
+    int retired;              /* its object was unloaded (atomic) */
 } as_target;
 
 extern as_target as_targets[AS_MAX_TARGETS];
@@ -37,6 +41,19 @@ extern pthread_mutex_t as_targets_lock;
  * Takes as_targets_lock. Copies nothing: strings must live for the process lifetime. */
 int as_target_get(void *orig, const char *symbol, const char *action_name, const char *library,
                   const struct as_entry *entry);
+
+/* The same, recording the range [obj_lo, obj_hi) of the defining object (for retiring the
+ * target when that object is unloaded). Only live targets are found. */
+int as_target_get_in(void *orig, const char *symbol, const char *action_name, const char *library,
+                     const struct as_entry *entry, uintptr_t obj_lo, uintptr_t obj_hi);
+
+/* Retires target id (its object was unloaded). This function can't fail. */
+void as_target_retire(uint32_t id);
+
+/* Whether target id is retired. */
+static inline int as_target_retired(uint32_t id) {
+    return __atomic_load_n(&as_targets[id].retired, __ATOMIC_ACQUIRE);
+}
 
 /* The address a GOT slot or dlsym result should hold to route calls of target id through
  * the thunk (a per-target stub in preload/hook/x86_64/). */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,13 +62,24 @@ typedef struct as_tstate {
     as_shadow_frame *frames; /* NULL until the first tracked call */
     uint32_t depth;          /* frames in use (holes included: see below) */
     uint32_t cap;            /* frames mapped: 0 or AS_SHADOW_MAX */
-    int busy;                /* inside as_hook_enter/exit: nested calls pass through */
+    int busy;                /* inside as_hook_enter/exit, or for good once the thread is
+                                exiting: nested calls pass through */
     int32_t tid;             /* cached gettid(), 0 = not yet (reset in a fork child) */
     int *errno_p;            /* this thread's errno (saves a libc call per read) */
-    int dead;                /* the thread is exiting: track nothing more */
-    uintptr_t stack_lo, stack_hi;  /* this thread's own stack, 0 = unknown */
-    struct as_tstate *next;        /* registry of threads with a shadow stack */
 } as_tstate;
+
+/* The mapping behind frames: what the slow paths need, then the frames. */
+typedef struct as_shadow {
+    as_tstate *owner;             /* the thread's TLS block (depth, frames) */
+    struct as_shadow *next;       /* registry of threads with a shadow stack */
+    uintptr_t stack_lo, stack_hi; /* the thread's own stack, 0 = unknown */
+    as_shadow_frame frames[AS_SHADOW_MAX];
+} as_shadow;
+
+/* The shadow block of a thread whose frames are mapped. */
+static inline as_shadow *shadow_of(const as_tstate *t) {
+    return (as_shadow *)((char *)t->frames - offsetof(as_shadow, frames));
+}
 
 /* A hole: a frame taken out of the middle of a shadow stack (a coroutine returned while
  * another one parked above it, or the call returned on another thread). Its slot is NULL;
@@ -81,7 +93,7 @@ static __thread as_tstate ts;
  * call returns through a slot its own thread does not know. */
 #define AS_ORPHANS 256
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static as_tstate *reg_head;
+static as_shadow *reg_head;
 static as_shadow_frame orphans[AS_ORPHANS];
 static pthread_key_t frames_key;
 static int frames_key_ok;
@@ -102,8 +114,9 @@ static void fork_parent(void) {
 static void child_after_fork(void) {
     ts.tid = 0; /* the child's only thread has a new tid */
     /* The other threads are gone: only this one's stack remains registered. */
-    reg_head = ts.frames ? &ts : NULL;
-    ts.next = NULL;
+    reg_head = ts.frames ? shadow_of(&ts) : NULL;
+    if (reg_head)
+        reg_head->next = NULL;
     pthread_mutex_init(&reg_lock, NULL);
 }
 
@@ -143,12 +156,14 @@ static inline int32_t thread_id(as_tstate *t) {
     return t->tid;
 }
 
-/* Writes one record for frame f ending at t1, with the frame's typed capture behind it,
- * and frees the capture. r is NULL for a frame that did not return (flags then say how it
- * was left). A full ring drops the record (counted by the pipeline); a capture too large
- * for the ring is dropped alone. May change errno. */
-static void emit(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r, int errno_out,
-                 uint32_t flags) {
+/* Writes one record for frame f ending at t1, with the frame's typed capture behind it.
+ * r is NULL for a frame that did not return (flags then say how it was left). A full ring
+ * drops the record (counted by the pipeline); a capture too large for the ring is dropped
+ * alone. A frame already reported (as_hook_report_live) writes nothing. May change errno. */
+static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r,
+                     int errno_out, uint32_t flags) {
+    if (__builtin_expect(f->reported, 0))
+        return;
     const void *cap = f->cap_len ? as_capture_data(f) : NULL;
     uint32_t ext = cap ? f->cap_len : 0;
     as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec + ext, 0);
@@ -156,22 +171,29 @@ static void emit(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs
         ext = 0;
         rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec, 0);
     }
-    if (rec) {
-        rec->id = f->id;
-        rec->flags = r ? AS_CALL_RETURNED : flags;
-        rec->tid = thread_id(t);
-        rec->errno_in = f->errno_in;
-        rec->errno_out = errno_out;
-        rec->ext = ext;
-        rec->t0 = f->t0;
-        rec->t1 = t1;
-        rec->rax = r ? r->rax : 0;
-        rec->rdx = r ? r->rdx : 0;
-        rec->xmm0 = r ? r->xmm[0].lo : 0;
-        if (ext)
-            memcpy(rec + 1, cap, ext);
-        as_pipe_commit(rec);
-    }
+    if (!rec)
+        return;
+    rec->id = f->id;
+    rec->flags = r ? AS_CALL_RETURNED : flags;
+    rec->tid = thread_id(t);
+    rec->errno_in = f->errno_in;
+    rec->errno_out = errno_out;
+    rec->ext = ext;
+    rec->t0 = f->t0;
+    rec->t1 = t1;
+    rec->rax = r ? r->rax : 0;
+    rec->rdx = r ? r->rdx : 0;
+    rec->xmm0 = r ? r->xmm[0].lo : 0;
+    if (ext)
+        memcpy(rec + 1, cap, ext);
+    as_pipe_commit(rec);
+}
+
+/* emit_rec, then frees the frame's capture (and, the arena being a stack, everything
+ * captured above it: only for the top frame). */
+static void emit(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r, int errno_out,
+                 uint32_t flags) {
+    emit_rec(t, f, t1, r, errno_out, flags);
     as_capture_release(f);
 }
 
@@ -182,22 +204,151 @@ static inline int *errno_ptr(as_tstate *t) {
     return t->errno_p;
 }
 
-/* Pops the frames on top whose call can no longer return: their slot lies at or below the
- * new call's slot and no longer holds our exit address (a longjmp left them). A frame whose
- * slot still holds as_thunk_exit is live (a signal handler on another stack, another
- * coroutine) and stops the walk. Each popped frame is recorded as not returned. */
+/* Whether the stack slot still holds one of our exit landings: the call may still return
+ * through it (a coroutine parked inside it, a signal handler running on another stack).
+ * The slot may lie in memory freed since (a coroutine's stack): read without faulting. */
+static int slot_live(void **slot) {
+    void *v = NULL;
+    if (!slot || as_safe_read(&v, slot, sizeof v) != sizeof v)
+        return 0;
+    return v == (void *)as_thunk_exit || v == (void *)as_thunk_full_exit;
+}
+
+/* Whether both addresses lie in this thread's own stack: then the lower one belongs to a
+ * call nested in the higher one's (one stack grows one way), so when the higher one is
+ * returning or being entered, a frame at the lower one is dead whatever its slot holds. */
+static int same_thread_stack(const as_tstate *t, void **a, void **b) {
+    const as_shadow *sh = shadow_of(t);
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return sh->stack_hi && x >= sh->stack_lo && x < sh->stack_hi && y >= sh->stack_lo &&
+           y < sh->stack_hi;
+}
+
+/* Whether frame f, above the call at slot `slot` (being entered or returning), can no
+ * longer return: its slot lies below slot on this thread's stack, or its slot no longer
+ * holds our landing (a longjmp or an exception left it). */
+static int frame_dead(const as_tstate *t, const as_shadow_frame *f, void **slot) {
+    if (f->slot < slot && same_thread_stack(t, f->slot, slot))
+        return 1;
+    return !slot_live(f->slot);
+}
+
+/* Pops the holes on top of the shadow stack. Can't fail. */
+static void pop_holes(as_tstate *t) {
+    while (t->depth > 0 && __atomic_load_n(&t->frames[t->depth - 1].slot, __ATOMIC_ACQUIRE) == NULL)
+        t->depth--;
+}
+
+/* Pops the frames on top whose call can no longer return (frame_dead against the new
+ * call's slot), and holes. A frame that may still return (a signal handler on another
+ * stack, another coroutine, a tail call sharing the slot) stops the walk. Each popped frame
+ * is recorded as not returned. */
 __attribute__((noinline, cold)) static void drop_dead(as_tstate *t, void **slot, int errno_now) {
     uint64_t now = 0;
+    pop_holes(t);
     while (t->depth > 0) {
         as_shadow_frame *f = &t->frames[t->depth - 1];
-        if (f->slot > slot || *f->slot == (void *)as_thunk_exit ||
-            *f->slot == (void *)as_thunk_full_exit)
+        if (f->slot > slot || !frame_dead(t, f, slot))
             return;
         if (!now)
             now = as_clock_raw();
         emit(t, f, now, NULL, errno_now, AS_CALL_NOT_RETURNED);
         t->depth--;
+        pop_holes(t);
     }
+}
+
+/* Learns the bounds of the calling thread's stack, or leaves them 0. Can't fail. */
+static void learn_stack(as_shadow *t) {
+    pthread_attr_t at;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &at) != 0)
+        return;
+    if (pthread_attr_getstack(&at, &addr, &size) != 0)
+        size = 0;
+    pthread_attr_destroy(&at);
+    if (size) {
+        t->stack_lo = (uintptr_t)addr;
+        t->stack_hi = (uintptr_t)addr + size;
+    }
+}
+
+/* The slow half of "is there room for one more frame": maps the thread's shadow stack on
+ * its first tracked call and registers the thread. Returns 1 when there is room now, 0
+ * when the stack is full, cannot be mapped, or the thread is exiting (the call then passes
+ * through untracked; errno is left as it was). */
+__attribute__((noinline, cold)) static int stack_room(as_tstate *t) {
+    if (t->frames)
+        return 0;
+    int *ep = errno_ptr(t);
+    int e = *ep;
+    t->busy = 1;
+    as_shadow *sh =
+        mmap(NULL, sizeof(as_shadow), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) {
+        *ep = e;
+        return 0; /* busy stays set: no system call on every later call */
+    }
+    sh->owner = t;
+    learn_stack(sh);
+    pthread_mutex_lock(&reg_lock);
+    t->frames = sh->frames;
+    t->cap = AS_SHADOW_MAX;
+    sh->next = reg_head;
+    reg_head = sh;
+    pthread_mutex_unlock(&reg_lock);
+    if (frames_key_ok)
+        pthread_setspecific(frames_key, t);
+    t->busy = 0;
+    *ep = e;
+    return 1;
+}
+
+/* Thread-specific-data destructor: the thread is exiting. Frames whose slot still holds
+ * our landing move to the orphan table (a coroutine that parked here may return on another
+ * thread); the others are recorded as not returned. Then the shadow stack is unmapped and
+ * the thread tracks nothing more. */
+static void thread_exit(void *arg) {
+    as_tstate *t = arg;
+    if (!t || t != &ts || !t->frames)
+        return;
+    int *ep = errno_ptr(t);
+    int e = *ep;
+    t->busy = 1;
+    uint64_t now = as_clock_raw();
+    pthread_mutex_lock(&reg_lock);
+    as_shadow *sh = shadow_of(t);
+    for (as_shadow **pp = &reg_head; *pp; pp = &(*pp)->next) {
+        if (*pp == sh) {
+            *pp = sh->next;
+            break;
+        }
+    }
+    for (uint32_t i = 0; i < t->depth; i++) {
+        as_shadow_frame *f = &t->frames[i];
+        if (!f->slot)
+            continue;
+        int kept = 0;
+        if (slot_live(f->slot)) {
+            for (int k = 0; k < AS_ORPHANS && !kept; k++) {
+                if (orphans[k].slot)
+                    continue;
+                orphans[k] = *f;
+                orphans[k].cap_off = UINT32_MAX; /* the arena goes with the thread */
+                orphans[k].cap_len = 0;
+                kept = 1;
+            }
+        }
+        if (!kept)
+            emit_rec(t, f, now, NULL, e, AS_CALL_NOT_RETURNED);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    t->frames = NULL;
+    t->cap = 0;
+    t->depth = 0;
+    munmap(sh, sizeof *sh);
+    *ep = e; /* busy stays set: the exiting thread tracks nothing more */
 }
 
 /* Returns max_string for target tg: the entry's (the parser resolved [output] and the
@@ -228,7 +379,8 @@ __attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_
     int e = *ep;
     uint32_t d = t->depth;
     if (d) {
-        /* Dead frames are rare: only look closer when the top one is not an outer call. */
+        /* Dead frames are rare: only look closer when the top one is not an outer call
+         * (a hole's NULL slot also leads here). */
         as_shadow_frame *top = &t->frames[d - 1];
         if (__builtin_expect(top->slot <= slot, 0)) {
             t->busy = 1;
@@ -237,8 +389,11 @@ __attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_
             *ep = e;
             d = t->depth;
         }
-        if (__builtin_expect(d >= AS_SHADOW_MAX, 0)) {
-            __atomic_fetch_add(&untracked_calls, 1, __ATOMIC_RELAXED);
+    }
+    if (__builtin_expect(d >= t->cap, 0)) {
+        if (!stack_room(t)) {
+            if (t->frames)
+                __atomic_fetch_add(&untracked_calls, 1, __ATOMIC_RELAXED);
             return out;
         }
     }
@@ -254,13 +409,15 @@ __attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_
     f->errno_in = e;
     f->cap_off = UINT32_MAX;
     f->cap_len = 0;
+    f->reported = 0;
     const as_proto *p = capture_proto(tg);
     if (p) {
         as_capture_entry(f, p, max_string_of(tg), regs, slot);
         *ep = e;
     }
     f->t0 = as_clock_raw(); /* after the capture: the duration is the function's own */
-    t->depth = d + 1;
+    /* Release: a thread looking for a migrated coroutine's frame reads [0, depth). */
+    __atomic_store_n(&t->depth, d + 1, __ATOMIC_RELEASE);
     /* The thunk's call writes the same value; storing it now already marks the frame live
      * for a signal handler that runs in between (see drop_dead). */
     *slot = landing;
@@ -278,26 +435,92 @@ as_enter_ret as_hook_enter_full(uint32_t id, as_regs *regs, void **slot) {
     return enter(id, regs, slot, (void *)as_thunk_full_exit);
 }
 
-/* The slow exit: frames above the returning one were left by a longjmp (each recorded
- * as not returned), or no frame matches at all, which only a corrupted shadow stack can
- * cause: then there is nowhere to return to. Returns the depth of the matching frame. */
-__attribute__((noinline, cold)) static uint32_t unwind_to(as_tstate *t, void **slot, uint64_t t1,
-                                                          int e) {
+/* Takes the frame of slot out of another thread's shadow stack (a coroutine parked there
+ * and resumed here) or out of the orphans of exited threads, into *out (without its typed
+ * capture, which stays in the other thread's arena). Returns 1, or 0 when no thread knows
+ * the slot. */
+static int take_foreign(as_tstate *self, void **slot, as_shadow_frame *out) {
+    int found = 0;
+    pthread_mutex_lock(&reg_lock);
+    for (int k = 0; k < AS_ORPHANS && !found; k++) {
+        if (orphans[k].slot != slot)
+            continue;
+        *out = orphans[k];
+        orphans[k].slot = NULL;
+        found = 1;
+    }
+    for (as_shadow *sh = reg_head; sh && !found; sh = sh->next) {
+        as_tstate *o = sh->owner;
+        if (o == self)
+            continue;
+        uint32_t d = __atomic_load_n(&o->depth, __ATOMIC_ACQUIRE);
+        for (uint32_t i = d; i > 0 && !found; i--) {
+            as_shadow_frame *f = &sh->frames[i - 1];
+            if (__atomic_load_n(&f->slot, __ATOMIC_ACQUIRE) != slot)
+                continue;
+            *out = *f;
+            void **expect = slot;
+            /* The owner pops it as a hole, never touches a live one: claim it. */
+            found = __atomic_compare_exchange_n(&f->slot, &expect, NULL, 0, __ATOMIC_ACQ_REL,
+                                                __ATOMIC_ACQUIRE);
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    if (found) {
+        out->cap_off = UINT32_MAX;
+        out->cap_len = 0;
+    }
+    return found;
+}
+
+/* The slow exit: the returning call is not the top frame. Its frame is searched in the
+ * whole shadow stack: frames above it that can no longer return (frame_dead) are recorded
+ * as not returned and become holes; live ones (other coroutines parked in a call) stay.
+ * Returns the index + 1 of the returning frame, or 0 when this thread does not know the
+ * slot (the caller then asks the other threads). */
+__attribute__((noinline, cold)) static uint32_t find_frame(as_tstate *t, void **slot, uint64_t t1,
+                                                           int e) {
+    pop_holes(t);
     uint32_t k = t->depth;
     while (k > 0 && t->frames[k - 1].slot != slot)
         k--;
-    if (k == 0) {
+    if (k == 0)
+        return 0;
+    int was_busy = t->busy;
+    t->busy = 1;
+    for (uint32_t j = t->depth; j > k; j--) {
+        as_shadow_frame *f = &t->frames[j - 1];
+        if (!f->slot || !frame_dead(t, f, slot))
+            continue;
+        if (j == t->depth) {
+            emit(t, f, t1, NULL, e, AS_CALL_NOT_RETURNED);
+            t->depth--;
+        } else {
+            emit_rec(t, f, t1, NULL, e, AS_CALL_NOT_RETURNED);
+        }
+        __atomic_store_n(&f->slot, NULL, __ATOMIC_RELEASE);
+    }
+    pop_holes(t);
+    t->busy = was_busy;
+    return k;
+}
+
+/* The slowest exit: the frame lives in another thread's shadow stack or among the
+ * orphans. Records the call and returns where it must go; aborts only when no thread
+ * knows the slot: a corrupted shadow stack, with nowhere to return to. */
+__attribute__((noinline, cold)) static as_exit_ret foreign_exit(as_tstate *t, as_retregs *regs,
+                                                                void **slot, uint64_t t1, int e) {
+    as_shadow_frame f;
+    int was_busy = t->busy;
+    t->busy = 1;
+    if (!take_foreign(t, slot, &f)) {
         as_error("return through the thunk with no shadow frame for slot %p", (void *)slot);
         abort();
     }
-    int was_busy = t->busy;
-    t->busy = 1;
-    while (t->depth > k) {
-        emit(t, &t->frames[t->depth - 1], t1, NULL, e, AS_CALL_NOT_RETURNED);
-        t->depth--;
-    }
+    emit_rec(t, &f, t1, regs, e, AS_CALL_RETURNED);
     t->busy = was_busy;
-    return k;
+    as_exit_ret out = {f.ret, f.caller_rbp};
+    return out;
 }
 
 as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
@@ -307,8 +530,14 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     int e = *ep;
     void **slot = (void **)(rsp_at_landing - sizeof(void *));
     uint32_t k = t->depth;
-    if (__builtin_expect(k == 0 || t->frames[k - 1].slot != slot, 0))
-        k = unwind_to(t, slot, t1, e);
+    if (__builtin_expect(k == 0 || t->frames[k - 1].slot != slot, 0)) {
+        k = find_frame(t, slot, t1, e);
+        if (k == 0) {
+            as_exit_ret out = foreign_exit(t, regs, slot, t1, e);
+            *ep = e;
+            return out;
+        }
+    }
     as_shadow_frame *f = &t->frames[k - 1];
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
@@ -321,8 +550,17 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
         if (p)
             as_capture_exit(f, p, max_string_of(tg), regs);
     }
-    emit(t, f, t1, regs, e, AS_CALL_RETURNED);
-    t->depth = k - 1;
+    if (__builtin_expect(k == t->depth, 1)) {
+        emit(t, f, t1, regs, e, AS_CALL_RETURNED);
+        t->depth = k - 1;
+        if (__builtin_expect(k > 1 && t->frames[k - 2].slot == NULL, 0))
+            pop_holes(t);
+    } else {
+        /* Another coroutine's call is parked above: this one becomes a hole; its capture
+         * stays until a frame below it is released (the arena is a stack). */
+        emit_rec(t, f, t1, regs, e, AS_CALL_RETURNED);
+        __atomic_store_n(&f->slot, NULL, __ATOMIC_RELEASE);
+    }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
     *ep = e;
@@ -340,6 +578,7 @@ int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc
     if (!(actions & UA_CLEANUP_PHASE))
         return URC_CONTINUE_UNWIND;
     as_tstate *t = &ts;
+    pop_holes(t);
     if (t->depth == 0)
         return URC_CONTINUE_UNWIND;
     int *ep = errno_ptr(t);
@@ -356,7 +595,9 @@ int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc
             break; /* an outer call: the exception may still be caught inside it */
         emit(t, f, now, NULL, e, AS_CALL_NOT_RETURNED | AS_CALL_EXCEPTION);
         t->depth--;
-        if (f->slot == slot)
+        int left = f->slot == slot;
+        pop_holes(t);
+        if (left)
             break;
     }
     t->busy = was_busy;
@@ -364,10 +605,36 @@ int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc
     return URC_CONTINUE_UNWIND;
 }
 
+int as_hook_report_live(void) {
+    as_tstate *t = &ts;
+    if (!t->frames || t->depth == 0)
+        return 0;
+    int *ep = errno_ptr(t);
+    int e = *ep;
+    int was_busy = t->busy;
+    t->busy = 1;
+    uint64_t now = as_clock_raw();
+    int n = 0;
+    for (uint32_t i = t->depth; i > 0; i--) {
+        as_shadow_frame *f = &t->frames[i - 1];
+        if (!f->slot || f->reported)
+            continue;
+        emit_rec(t, f, now, NULL, e, AS_CALL_NOT_RETURNED | AS_CALL_ENDED);
+        f->reported = 1;
+        n++;
+    }
+    t->busy = was_busy;
+    *ep = e;
+    return n;
+}
+
 uint64_t as_hook_untracked(void) {
     return __atomic_load_n(&untracked_calls, __ATOMIC_RELAXED);
 }
 
 uint32_t as_hook_depth(void) {
-    return ts.depth;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < ts.depth; i++)
+        n += ts.frames[i].slot != NULL;
+    return n;
 }

@@ -2,15 +2,19 @@
  * PLT) under whatever LD_PRELOAD the caller set: the median over BATCHES batches of CALLS
  * calls each, printed as "BENCH <label> <ns> ns/call".
  *
- * Usage: bench_hook LABEL [CALLS [BATCHES [str]]]   (defaults 1000000 and 21)
- * With "str" the calls are fs(s) with a 64-byte string s (the typed-capture row).
+ * Usage: bench_hook LABEL [CALLS [BATCHES [int|str|full|fullstr]]]
+ * (defaults 1000000, 21, int). With "str" the calls are fs(s) with a 64-byte string s
+ * (the typed-capture row). "full" and "fullstr" (direct build only) make the same calls
+ * through the full-preservation stubs that entry patches use instead of the lean ones.
  * BENCH_PAUSE_MS (environment, default 0): an untimed pause after the warm-up and after
  * every batch, so the exporter drains the ring and no timed call meets a full ring (the
  * drop path would otherwise be measured instead of the record path).
  *
  * Built with -DAS_DIRECT (and linked with the internal library) it measures the thunk
  * without the installer: f is registered as a target and called through its stub with
- * the real pipeline behind it (sink from AGENTSIGHT_OUTPUT). */
+ * the real pipeline behind it (sink from AGENTSIGHT_OUTPUT). It then also prints how many
+ * string reads took the system call instead of the direct copy ("slow_reads=N": 0 means
+ * the row measured the fast path it claims to). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,7 @@ int fs(const char *s);
 #include "core/pipeline.h"
 #include "core/settings.h"
 #include "hook/callrec.h"
+#include "hook/capture.h"
 #include "hook/target.h"
 
 #include "hook/config.h"
@@ -39,7 +44,9 @@ static as_entry fs_entry;
 #define f(a, b) fp(a, b)
 #define fs(s) fsp(s)
 
-static int direct_setup(void) {
+/* Sets fp and fsp to the stubs of targets for f and fs: the full-preservation ones when
+ * full is set. Returns 0, or -1 when the pipeline or a target cannot be set up. */
+static int direct_setup(int full) {
     as_clock_init();
     as_settings_load(AGENTSIGHT_QUEUE_DROP);
     as_callrec_register();
@@ -48,7 +55,7 @@ static int direct_setup(void) {
     int id = as_target_get((void *)&f, "f", NULL, "libbenchf.so", NULL);
     if (id < 0)
         return -1;
-    fp = (int (*)(int, int))as_thunk_addr((uint32_t)id);
+    fp = (int (*)(int, int))(full ? as_thunk_addr_full((uint32_t)id) : as_thunk_addr((uint32_t)id));
     static const char proto[] = "int fs(const char *s)";
     size_t no, nl, used;
     as_cproto_err err;
@@ -59,7 +66,9 @@ static int direct_setup(void) {
     id = as_target_get((void *)&fs, "fs", NULL, "libbenchf.so", &fs_entry);
     if (id < 0)
         return -1;
-    fsp = (int (*)(const char *))as_thunk_addr((uint32_t)id);
+    fsp = (int (*)(const char *))(full ? as_thunk_addr_full((uint32_t)id)
+                                       : as_thunk_addr((uint32_t)id));
+    as_stat_hooked = 2; /* f and fs, as the installer would count them */
     return 0;
 }
 #endif
@@ -82,7 +91,9 @@ int main(int argc, char **argv) {
     }
     long calls = argc > 2 ? atol(argv[2]) : 1000000;
     int batches = argc > 3 ? atoi(argv[3]) : 21;
-    int str = argc > 4 && strcmp(argv[4], "str") == 0;
+    const char *mode = argc > 4 ? argv[4] : "int";
+    int str = strcmp(mode, "str") == 0 || strcmp(mode, "fullstr") == 0;
+    int full = strncmp(mode, "full", 4) == 0;
     /* 64 bytes of text (63 + NUL), on the heap like an agent's request strings */
     char *s64 = malloc(64);
     if (!s64)
@@ -93,8 +104,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_hook: bad CALLS or BATCHES\n");
         return 2;
     }
+#ifndef AS_DIRECT
+    if (full) {
+        fprintf(stderr, "bench_hook: full stubs need the direct build\n");
+        return 2;
+    }
+#endif
 #ifdef AS_DIRECT
-    if (direct_setup() != 0) {
+    if (direct_setup(full) != 0) {
         fprintf(stderr, "bench_hook: pipeline or target setup failed\n");
         return 1;
     }
@@ -125,10 +142,13 @@ int main(int argc, char **argv) {
     sink = acc;
     (void)sink;
     qsort(per, (size_t)batches, sizeof per[0], cmp_double);
-    printf("BENCH %s %.2f ns/call\n", argv[1], per[batches / 2]);
 #ifdef AS_DIRECT
+    printf("BENCH %s %.2f ns/call slow_reads=%llu\n", argv[1], per[batches / 2],
+           (unsigned long long)as_capture_slow_reads());
     fflush(stdout);
     as_pipe_shutdown();
+#else
+    printf("BENCH %s %.2f ns/call\n", argv[1], per[batches / 2]);
 #endif
     return 0;
 }

@@ -404,6 +404,70 @@ static void test_fast_and_slow_paths(void **state) {
     munmap(m, pg);
 }
 
+/* A heap string made before capture.c's constructor runs (priority constructors come
+ * first): the heap already grew when capture.c learned where it starts. */
+static char *early_heap;
+__attribute__((constructor(101))) static void make_early_heap(void) {
+    early_heap = malloc(100);
+    if (early_heap)
+        strcpy(early_heap, "allocated before the capture constructor");
+}
+
+/* Proves the brk heap is known from its start, not from where the break was when
+ * capture.c started: a string malloc'ed before that is read without the system call. */
+static void test_early_heap_is_fast(void **state) {
+    assert_non_null(early_heap);
+#ifdef __SANITIZE_ADDRESS__
+    skip(); /* ASan's malloc is mmap'ed, not the brk heap */
+#endif
+    if ((uintptr_t)early_heap >= (uintptr_t)sbrk(0))
+        skip(); /* this malloc did not use the brk heap */
+    char tmp[128];
+    int trunc;
+    uint64_t s0 = as_capture_slow_reads();
+    assert_int_equal(as_safe_strcpy(tmp, early_heap, 100, &trunc), strlen(early_heap));
+    assert_memory_equal(tmp, early_heap, strlen(early_heap));
+    assert_int_equal(as_capture_slow_reads(), s0);
+}
+
+/* Proves the word-at-a-time string copy against a plain reference, for every length
+ * 0..80, source alignments 0..7 and bounds around the word size (heap and stack, fast
+ * path): the length, the truncation flag and the bytes match, and nothing is written
+ * past max + 1 bytes of the destination. */
+static void test_strcpy_lengths(void **state) {
+    static const size_t maxes[] = {1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 256};
+    char *heap = malloc(96);
+    char stack[96];
+    assert_non_null(heap);
+    for (int where = 0; where < 2; where++) {
+        char *buf = where ? stack : heap;
+        for (size_t align = 0; align < 8; align++) {
+            for (size_t len = 0; len <= 80; len++) {
+                if (align + len + 1 > 96)
+                    continue;
+                char *src = buf + align;
+                for (size_t i = 0; i < len; i++)
+                    src[i] = (char)('a' + (i * 7 + align) % 26);
+                src[len] = '\0';
+                for (size_t m = 0; m < sizeof maxes / sizeof maxes[0]; m++) {
+                    size_t max = maxes[m];
+                    char dst[300];
+                    memset(dst, '#', sizeof dst);
+                    int trunc = -1;
+                    size_t got = as_safe_strcpy(dst, src, max, &trunc);
+                    size_t want = len < max ? len : max;
+                    assert_int_equal(got, want);
+                    assert_int_equal(trunc, len > max);
+                    assert_memory_equal(dst, src, want);
+                    for (size_t k = max + 1; k < sizeof dst; k++)
+                        assert_int_equal(dst[k], '#');
+                }
+            }
+        }
+    }
+    free(heap);
+}
+
 /* Sets the aggregate fields the config parser cannot know (DWARF would). */
 static void set_agg(as_type *t, int size, int c0, int c1) {
     t->kind = AS_K_AGG;
@@ -576,6 +640,8 @@ int main(void) {
         cmocka_unit_test_setup(test_unreadable, setup),
         cmocka_unit_test_setup(test_unreadable_through_call, setup),
         cmocka_unit_test_setup(test_fast_and_slow_paths, setup),
+        cmocka_unit_test_setup(test_early_heap_is_fast, setup),
+        cmocka_unit_test_setup(test_strcpy_lengths, setup),
         cmocka_unit_test_setup(test_structs, setup),
         cmocka_unit_test_setup(test_unknown_struct, setup),
         cmocka_unit_test_setup(test_error_rules, setup),

@@ -13,10 +13,12 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -666,6 +668,104 @@ static void test_target_table(void **state) {
     assert_int_equal(as_target_get((void *)add2, "add2", NULL, NULL, NULL), a);
 }
 
+/* ---- coroutines and calls that never return -------------------------------------- */
+
+static ucontext_t co_main, co_a, co_b;
+static char co_stack_a[65536], co_stack_b[65536];
+static int co_ret_a, co_ret_b;
+
+NOIPA int call_cb(void (*cb)(void)) {
+    cb();
+    return 7;
+}
+static int (*call_cb_ptr)(void (*)(void));
+
+static void co_park_a(void) {
+    swapcontext(&co_a, &co_b);
+}
+static void co_park_b(void) {
+    swapcontext(&co_b, &co_a);
+}
+static void co_run_a(void) {
+    co_ret_a = call_cb_ptr(co_park_a);
+    swapcontext(&co_a, &co_b);
+}
+static void co_run_b(void) {
+    co_ret_b = call_cb_ptr(co_park_b);
+    swapcontext(&co_b, &co_main);
+}
+
+/* Proves two coroutines parked inside tracked calls on one thread, the first returning
+ * while the second is still parked: both return where they must (this aborted when the
+ * first return dropped the second's frame), both are recorded as returned, and the shadow
+ * stack is empty afterwards. */
+static void test_coroutines(void **state) {
+    call_cb_ptr = WRAP(call_cb);
+    getcontext(&co_a);
+    co_a.uc_stack.ss_sp = co_stack_a;
+    co_a.uc_stack.ss_size = sizeof co_stack_a;
+    co_a.uc_link = &co_main;
+    makecontext(&co_a, co_run_a, 0);
+    getcontext(&co_b);
+    co_b.uc_stack.ss_sp = co_stack_b;
+    co_b.uc_stack.ss_size = sizeof co_stack_b;
+    co_b.uc_link = &co_main;
+    makecontext(&co_b, co_run_b, 0);
+    swapcontext(&co_main, &co_a);
+    assert_int_equal(co_ret_a, 7);
+    assert_int_equal(co_ret_b, 7);
+    assert_int_equal(as_hook_depth(), 0);
+    assert_int_equal(nrecs, 2);
+    check_rec(0, (void *)call_cb, "7");
+    check_rec(1, (void *)call_cb, "7");
+}
+
+static int live_reported;
+NOIPA int report_inside(int x) {
+    live_reported = as_hook_report_live();
+    return x + 1;
+}
+
+/* Proves as_hook_report_live (called at exit and before exec) records each call in flight
+ * once as not returned, and a call that then returns after all writes no second record. */
+static void test_report_live(void **state) {
+    int (*f)(int) = WRAP(report_inside);
+    assert_int_equal(f(1), 2);
+    assert_int_equal(live_reported, 1);
+    assert_int_equal(as_hook_depth(), 0);
+    assert_int_equal(nrecs, 1);
+    assert_int_equal(recs[0].flags, AS_CALL_NOT_RETURNED | AS_CALL_ENDED);
+    decoded d;
+    decode(0, &d);
+    assert_string_equal(d.a.error_msg,
+                        "did not return (the process exited or called exec inside it)");
+    decoded_free(&d);
+    assert_int_equal(as_hook_report_live(), 0);
+}
+
+static void *small_main(void *arg) {
+    int (*f)(int, int) = (int (*)(int, int))arg;
+    return (void *)(long)f(20, 22);
+}
+
+/* Proves a thread with a PTHREAD_STACK_MIN stack can be created with the thunk linked in
+ * (its static TLS once held the whole shadow stack) and its tracked call is recorded; the
+ * shadow stack it mapped is released at its exit. */
+static void test_small_stack_thread(void **state) {
+    int (*f)(int, int) = WRAP(add2);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    assert_int_equal(pthread_attr_setstacksize(&at, PTHREAD_STACK_MIN), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, &at, small_main, (void *)f), 0);
+    void *r;
+    pthread_join(t, &r);
+    pthread_attr_destroy(&at);
+    assert_int_equal((long)r, 42);
+    assert_int_equal(nrecs, 1);
+    check_rec(0, (void *)add2, "42");
+}
+
 /* ---- the full-preservation path (entry-patched targets) ---------------------------- */
 
 /* Every register but rsp: g[] in the order rax rbx rcx rdx rsi rdi rbp r8..r15, then
@@ -804,6 +904,9 @@ int main(void) {
         cmocka_unit_test_setup(test_passthrough, setup),
         cmocka_unit_test_setup(test_untyped_rule, setup),
         cmocka_unit_test_setup(test_decoder, setup),
+        cmocka_unit_test_setup(test_coroutines, setup),
+        cmocka_unit_test_setup(test_report_live, setup),
+        cmocka_unit_test_setup(test_small_stack_thread, setup),
         cmocka_unit_test_setup(test_full_preserves_registers, setup),
         cmocka_unit_test_setup(test_full_vec_mode, setup),
         cmocka_unit_test_setup(test_target_table, setup), /* last: fills the table */

@@ -210,17 +210,26 @@ END(as_thunk_exit)
  * left it, and rbp is the caller's again on both sides. The stubs use no register (they
  * push the id), and the original is called through memory, not through r11.
  *
- * Vector state: the C side is built for plain SSE and leaves ymm/zmm upper halves alone,
- * but glibc's AVX2/EVEX string functions (typed capture copies strings) clobber upper
- * halves, ymm16-31 and k0-7. XSAVE costs ~120 ns a pair on the machines we measured, so
- * the registers are saved by hand, as wide as the CPU makes them (as_thunk_vec_mode, set
- * once by thunk.c): 0 = xmm0-15, 1 = ymm0-15, 2 = zmm0-31 and k0-7. Flags are not kept
- * (a call clobbers them); DF is 0 on both sides, as the ABI guarantees to us. */
+ * Vector state. Invariant: the C code both sides call is built without AVX, so it only
+ * touches xmm0-15, through legacy SSE encodings that leave the ymm/zmm upper halves,
+ * zmm16-31 and k0-7 untouched, and on its common path it calls no library routine (the
+ * AVX2/EVEX memcpy, strlen... of glibc use ymm16-31 and k registers). So xmm0-15 are
+ * saved always, and the rest only when as_capture_vec_risk_entry/exit (capture.c, which
+ * lists what the C side may reach) say this call may leave the common path: a thread's
+ * first call, typed items to copy. That rest is then saved by hand, as wide as the CPU
+ * makes it (as_thunk_vec_mode, set once by thunk.c: 0 = nothing more, 1 = ymm0-15 (AVX),
+ * 2 = zmm0-31 and k0-7); XSAVE costs ~120 ns a pair on the machines we measured. The
+ * helper itself is library-free C: it may change the low xmm halves before the wide
+ * store, so the restore writes the wide registers first and the saved xmm0-15 over them
+ * with legacy movaps, which keeps the upper halves just restored. Flags are not kept (a
+ * call clobbers them); DF is 0 on both sides, as the ABI guarantees to us. */
 
 /* The full frame, from the 16-byte aligned rsp: struct as_regs first (what C reads),
  * then the rest. The top 16 bytes stay free: the entry parks rax, later the original's
  * address, at rbp - 8, which may fall there. */
 #define F_R11 R_SIZE             /* 192 */
+#define F_ID (R_SIZE + 8)        /* 200: the target id across the risk test */
+#define F_WIDE (R_SIZE + 12)     /* 204: 1 when the wide registers were saved */
 #define F_XMM8 (R_SIZE + 16)     /* xmm8..15: 208 .. 336 */
 #define F_VEC (F_XMM8 + 128)     /* 336: ymm0-15 (512) or zmm0-31 (2048) + k0-7 (64) */
 #define F_KREG (F_VEC + 2048)    /* 2384 */
@@ -234,14 +243,18 @@ END(as_thunk_exit)
 #define XF_R9 (X_SIZE + 32)
 #define XF_R10 (X_SIZE + 40)
 #define XF_R11 (X_SIZE + 48)     /* 96 */
+#define XF_WIDE (X_SIZE + 56)    /* 104: 1 when the wide registers were saved */
 #define XF_XMM2 (X_SIZE + 64)    /* xmm2..15: 112 .. 336 */
 #define XF_VEC (XF_XMM2 + 224)   /* 336, as F_VEC */
 #define XF_KREG (XF_VEC + 2048)
 #define XF_SIZE (XF_KREG + 64)   /* 2448 */
 
 /* Saves (store=1) or restores (store=0) the vector registers the mode covers at
- * base(%rsp). xmm0-15 themselves are moved by the callers (they also fill the C frames). */
-.macro VEC_WIDE store, vec, kreg
+ * base(%rsp), when the frame's flag byte at wide(%rsp) is set. xmm0-15 themselves are
+ * moved by the callers (they also fill the C frames). */
+.macro VEC_WIDE store, vec, kreg, wide
+    cmpb $0, \wide(%rsp)
+    je .Lvw_done\@
     cmpb $1, as_thunk_vec_mode(%rip)
     jb .Lvw_done\@
     ja .Lvw_512\@
@@ -291,6 +304,7 @@ END(as_thunk_full_stubs)
 /* Restores every register the full entry saved, and rsp/rbp: afterwards rsp points at
  * the return slot, exactly as the caller left it, and rbp is what [rbp] held. */
 .macro FULL_RESTORE
+    VEC_WIDE 0, F_VEC, F_KREG, F_WIDE    /* first: the xmm halves are written over them */
     movq R_RSI(%rsp), %rsi
     movq R_RDX(%rsp), %rdx
     movq R_RCX(%rsp), %rcx
@@ -314,7 +328,6 @@ END(as_thunk_full_stubs)
     movaps F_XMM8 + 80(%rsp), %xmm13
     movaps F_XMM8 + 96(%rsp), %xmm14
     movaps F_XMM8 + 112(%rsp), %xmm15
-    VEC_WIDE 0, F_VEC, F_KREG            /* wider registers over the xmm halves */
     movq R_RAX(%rsp), %rax
     movq R_RDI(%rsp), %rdi
     movq %rbp, %rsp
@@ -363,7 +376,14 @@ ENTRY(as_thunk_full_common)
     movaps %xmm13, F_XMM8 + 80(%rsp)
     movaps %xmm14, F_XMM8 + 96(%rsp)
     movaps %xmm15, F_XMM8 + 112(%rsp)
-    VEC_WIDE 1, F_VEC, F_KREG
+    movl %edi, F_ID(%rsp)
+    movb $0, F_WIDE(%rsp)
+    cmpb $0, as_thunk_vec_mode(%rip)
+    je 2f                                /* no wider registers on this CPU */
+    call as_capture_vec_risk_entry       /* edi = id; eax = 1: save the wide state */
+    movb %al, F_WIDE(%rsp)
+    VEC_WIDE 1, F_VEC, F_KREG, F_WIDE
+2:  movl F_ID(%rsp), %edi                /* id */
     movq %rsp, %rsi                      /* struct as_regs * */
     leaq 8(%rbp), %rdx                   /* ret_slot; ret_slot[-1] = the caller's rbp */
     call as_hook_enter_full              /* rax = the original, rdx = shadow frame or NULL */
@@ -422,20 +442,26 @@ as_thunk_full_exit:
     .irp r, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
     movaps %xmm\r, XF_XMM2 + 16 * (\r - 2)(%rsp)
     .endr
-    VEC_WIDE 1, XF_VEC, XF_KREG
-    movq %rsp, %rdi                      /* struct as_retregs * */
+    movb $0, XF_WIDE(%rsp)
+    cmpb $0, as_thunk_vec_mode(%rip)
+    je 2f
+    movq %rbp, %rdi                      /* rbp = the shadow frame (see the entry) */
+    call as_capture_vec_risk_exit        /* eax = 1: save the wide state */
+    movb %al, XF_WIDE(%rsp)
+    VEC_WIDE 1, XF_VEC, XF_KREG, XF_WIDE
+2:  movq %rsp, %rdi                      /* struct as_retregs * */
     leaq 16(%rbx), %rsi                  /* rsp at landing */
     call as_hook_exit                    /* rax = real return address, rdx = caller's rbp */
     movq %rax, 8(%rbx)
     .cfi_offset %rip, -16
     movq %rdx, %rbp
     .cfi_same_value %rbp
+    VEC_WIDE 0, XF_VEC, XF_KREG, XF_WIDE /* first: the xmm halves are written over them */
     movaps X_XMM0(%rsp), %xmm0
     movaps X_XMM1(%rsp), %xmm1
     .irp r, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
     movaps XF_XMM2 + 16 * (\r - 2)(%rsp), %xmm\r
     .endr
-    VEC_WIDE 0, XF_VEC, XF_KREG
     movq X_RAX(%rsp), %rax
     movq X_RDX(%rsp), %rdx
     movq XF_RCX(%rsp), %rcx
