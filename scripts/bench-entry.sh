@@ -77,7 +77,8 @@ printf '[actions]\ng\nf\n' >"$TMP/bench.conf"
 printf '[actions]\ng\nf\n[output]\ncapture = off\n' >"$TMP/bench_off.conf"
 
 # ns MODE [CONF]: prints the median ns/call, or "skipped"; with CONF (a config file name
-# in $TMP) the run is preloaded, its stats line going to $TMP/stats.MODE.CONF.
+# in $TMP) the run is preloaded, its stats line going to $TMP/stats.MODE.CONF (timeout
+# comes first: only the benchmark is preloaded, not timeout itself).
 ns() {
     local env=()
     if [ -n "${2:-}" ]; then
@@ -86,7 +87,7 @@ ns() {
             AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats.$1.$2")
     fi
     local v
-    v=$(env "${env[@]}" timeout 300 "$OUT/bench_entry" "$1" "$CALLS" "$BATCHES" "$PAUSE_MS" \
+    v=$(timeout 300 env "${env[@]}" "$OUT/bench_entry" "$1" "$CALLS" "$BATCHES" "$PAUSE_MS" \
         2>/dev/null)
     echo "${v:-skipped}"
 }

@@ -74,9 +74,10 @@ typedef struct sk {
     size_t held;                   /* items alive in the sink */
     int64_t down_until_ms;
     int down_ms;
-    int healthy;     /* last finished request was answered */
-    int spool_maybe; /* the spool may hold batches */
-    int closing;     /* close() runs: no replay starts */
+    int healthy;       /* last finished request was answered */
+    int spool_maybe;   /* the spool may hold batches */
+    int closing;       /* close() runs: no replay starts */
+    as_buf meta, line; /* scratch of spool_direct() */
     replay *rp;
     unsigned logged; /* kinds already logged (bits) */
     unsigned long long delivered, spooled, dead;
@@ -509,7 +510,38 @@ error:
     return NULL;
 }
 
+/* The API is down or the sink holds all it may: the action goes straight to the spool
+ * as its line (no request body, no allocation per action), so a dead or slow server
+ * costs the exporter about what the file sink does. Returns 0, or -1 when out of memory
+ * (the action is then counted as dropped by the spool). */
+static int spool_direct(sk *k, const as_action *a) {
+    char id[33];
+    as_buf_reset(&k->meta);
+    as_buf_reset(&k->line);
+    as_spool_tag_metadata(a->metadata, &k->meta, id);
+    as_action copy = *a;
+    copy.metadata = as_buf_cstr(&k->meta);
+    as_action_to_jsonl(&copy, &k->line);
+    if (k->meta.oom || k->line.oom) {
+        as_buf_free(&k->meta);
+        as_buf_free(&k->line);
+        return -1;
+    }
+    as_spool_stage(k->spool, 0, k->line.data, k->line.len);
+    k->spooled++;
+    k->spool_maybe = 1;
+    if (k->sink)
+        k->sink->failed++;
+    return 0;
+}
+
 static void accept_action(sk *k, const as_action *a, int64_t key, replay *rp) {
+    if (!rp && (k->held >= MAX_ITEMS || (k->down_until_ms && mono_ms() < k->down_until_ms))) {
+        display_name_seen(k, a);
+        if (spool_direct(k, a) != 0)
+            as_error("agentsight sink: out of memory; an action is lost");
+        return;
+    }
     item *it = make_item(k, a, key, rp);
     if (!it) {
         as_error("agentsight sink: out of memory; an action is lost");
@@ -647,6 +679,8 @@ static void ags_close(as_sink *s) {
     }
     as_http_free(k->http);
     as_spool_close(k->spool);
+    as_buf_free(&k->meta);
+    as_buf_free(&k->line);
     while (k->convs) {
         conv *c = k->convs;
         k->convs = c->next;
@@ -712,6 +746,8 @@ static int ags_open(as_sink *s, const char *arg) {
     k->sink = s;
     k->healthy = 1;
     k->spool_maybe = as_spool_pending(k->spool, NULL) > 0;
+    as_buf_init(&k->meta);
+    as_buf_init(&k->line);
     s->impl = k;
     return 0;
 }

@@ -223,6 +223,8 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
     if (rp)
         rp->remaining++;
     k->held++;
+    /* Down or full: only the lines are made, for the spool (no export body). */
+    int spool_now = (k->down_until_ms && mono_ms() < k->down_until_ms) || k->held > MAX_BATCHES;
     as_buf body, meta;
     as_buf_init(&body);
     as_buf_init(&meta);
@@ -242,14 +244,15 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
         as_action_to_jsonl(&copy, &bt->lines);
         if (bt->lines.len && bt->lines.data[bt->lines.len - 1] != '\n')
             as_buf_putc(&bt->lines, '\n');
+        if (spool_now)
+            continue;
         if (i)
             as_buf_putc(&body, ',');
         span(k, &body, &copy, id);
     }
     as_buf_puts(&body, "]}]}]}");
     as_buf_free(&meta);
-    int down = k->down_until_ms && mono_ms() < k->down_until_ms;
-    if (body.oom || bt->lines.oom || down || k->held > MAX_BATCHES) {
+    if (body.oom || bt->lines.oom || spool_now) {
         as_buf_free(&body);
         as_http_resp r = {.status = 0, .body = "", .error = "spooled", .cancelled = 1};
         on_done(bt, &r);

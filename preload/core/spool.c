@@ -11,6 +11,11 @@
  *       <key:20 digits>-<pid>-<seq>.jsonl.claim-<pid>  a batch being replayed by <pid>
  *       .tmp-<pid>-<seq>                               a batch being written
  *
+ * A batch is written to its temporary name and renamed, so a reader never sees half a
+ * batch, also when the writer is killed; AGENTSIGHT_SPOOL_FSYNC=1 adds an fdatasync
+ * before the rename (power loss), off by default because it costs milliseconds per batch
+ * on the exporter thread.
+ *
  * A batch file is JSONL: one header line, then one action line per action, each exactly
  * as the file sink writes it (as_action_to_jsonl), metadata carrying the action's
  * agentsight_event_id so a replayed action keeps its identity:
@@ -53,6 +58,10 @@ struct as_spool {
     int64_t staged_key;
     unsigned seq;
     uint64_t dropped;
+    uint64_t known_bytes; /* bytes of pending and claimed batches, at least as of the
+                           * last scan plus what this spool wrote since (batches removed
+                           * meanwhile make it an over-estimate: a scan corrects it) */
+    int fsync_on;         /* AGENTSIGHT_SPOOL_FSYNC=1: fdatasync each batch */
 };
 
 uint64_t as_spool_default_max(void) {
@@ -172,6 +181,10 @@ as_spool *as_spool_open(const char *root, const char *uri, uint64_t max_bytes) {
     sp->max_bytes = max_bytes ? max_bytes : as_spool_default_max();
     as_buf_init(&sp->staged);
     recover(sp);
+    size_t n;
+    free_list(list_pending(sp->dir, &n, &sp->known_bytes), n);
+    const char *fs = getenv("AGENTSIGHT_SPOOL_FSYNC");
+    sp->fsync_on = fs && strcmp(fs, "1") == 0;
     return sp;
 }
 
@@ -287,11 +300,14 @@ static long header_count(const char *path) {
     return n;
 }
 
-/* Drops the oldest pending batches until `need` more bytes fit. Returns 0, or -1 when
- * they cannot fit even in an empty spool. */
+/* Drops the oldest pending batches until `need` more bytes fit. The directory is only
+ * scanned when the known size says the bound may be reached (a commit stays cheap with
+ * many batches pending). Returns 0, or -1 when they cannot fit even in an empty spool. */
 static int make_room(as_spool *sp, uint64_t need) {
     if (need > sp->max_bytes)
         return -1;
+    if (sp->known_bytes + need <= sp->max_bytes)
+        return 0;
     size_t n;
     uint64_t total;
     char **v = list_pending(sp->dir, &n, &total);
@@ -310,6 +326,7 @@ static int make_room(as_spool *sp, uint64_t need) {
         }
     }
     free_list(v, n);
+    sp->known_bytes = total;
     return total + need > sp->max_bytes ? -1 : 0;
 }
 
@@ -351,7 +368,8 @@ long as_spool_commit(as_spool *sp) {
     if (write_all(fd, head.data, head.len) != 0 ||
         write_all(fd, sp->staged.data, sp->staged.len) != 0)
         goto error;
-    fdatasync(fd);
+    if (sp->fsync_on)
+        fdatasync(fd); /* power loss; a process crash is covered by write + rename */
     if (close(fd) != 0) {
         fd = -1;
         goto error;
@@ -359,6 +377,7 @@ long as_spool_commit(as_spool *sp) {
     fd = -1;
     if (rename(tmp, final) != 0)
         goto error;
+    sp->known_bytes += head.len + sp->staged.len;
     as_buf_free(&head);
     as_buf_reset(&sp->staged);
     sp->nstaged = 0;

@@ -18,11 +18,12 @@
  * the C side of a call unless as_capture_vec_risk_entry/exit say the call may reach code
  * that touches more. That holds because everything on the common path is built without
  * AVX (legacy SSE encodings leave ymm/zmm upper halves, zmm16-31 and k0-7 alone) and
- * calls no library routine: strings and items are copied here with plain 8-byte loads
- * and stores (never memcpy, strnlen or memset, whose AVX2/EVEX variants use ymm16-31 and
- * k registers), the break is read from __curbrk, not through sbrk(). What is left (the
- * first call of a thread, the arena's mapping, the record copy in thunk.c) is named in
- * those two functions. */
+ * calls no library routine: strings and items are copied here with SSE2 and plain
+ * 8-byte loads and stores (never memcpy, strnlen or memset, whose AVX2/EVEX variants use
+ * ymm16-31 and k registers), the break is read from __curbrk, not through sbrk(). What
+ * is left (the first call of a thread, the arena's mapping, the record copy in thunk.c)
+ * is named in those two functions. */
+#include <emmintrin.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
@@ -41,9 +42,6 @@
 #define PAGE 4096u
 #define MAX_REGIONS 256
 #define MAX_IOV 40 /* pages one slow read may span (AS_MAX_STRING_LIMIT needs 17) */
-
-/* The offsets of the shadow frame the exit test reads (thunk.h), for the record. */
-_Static_assert(sizeof(((as_shadow_frame *)0)->cap_off) == 4, "cap_off is 32 bits");
 
 /* Address ranges that stay readable for the life of the process (see the top). */
 typedef struct region {
@@ -65,9 +63,10 @@ typedef struct cap_tstate {
     char *arena;
     uint32_t top;       /* bytes in use */
     int arena_failed;   /* mapping failed once: capture nothing on this thread */
-    uintptr_t stack_hi; /* end of this thread's stack, 0 = not known */
-    uint64_t slow;      /* reads done through the system call */
-    int warm;           /* a tracked call returned through the full thunk on this thread */
+    uintptr_t stack_lo; /* this thread's stack, [stack_lo, stack_hi); 0 = not known */
+    uintptr_t stack_hi;
+    uint64_t slow; /* reads done through the system call */
+    int warm;      /* a tracked call returned through the full thunk on this thread */
 } cap_tstate;
 
 static __thread cap_tstate cs;
@@ -136,17 +135,21 @@ __attribute__((constructor)) static void capture_init(void) {
     errno = e;
 }
 
-/* Returns the end of the calling thread's stack, or 0 when unknown. */
-static uintptr_t stack_end(void) {
+/* Learns the bounds of the calling thread's stack into cs (both 0 when unknown). */
+static void learn_stack(void) {
     pthread_attr_t at;
     void *addr = NULL;
     size_t size = 0;
+    cs.stack_lo = cs.stack_hi = 0;
     if (pthread_getattr_np(pthread_self(), &at) != 0)
-        return 0;
+        return;
     if (pthread_attr_getstack(&at, &addr, &size) != 0)
         size = 0;
     pthread_attr_destroy(&at);
-    return size ? (uintptr_t)addr + size : 0;
+    if (size) {
+        cs.stack_lo = (uintptr_t)addr;
+        cs.stack_hi = (uintptr_t)addr + size;
+    }
 }
 
 /* Maps the calling thread's arena and learns its stack bounds (first typed call of a
@@ -164,7 +167,7 @@ __attribute__((noinline, cold)) static char *arena_map(void) {
     cs.top = 0;
     if (arena_key_ok)
         pthread_setspecific(arena_key, m);
-    cs.stack_hi = stack_end();
+    learn_stack();
     return cs.arena;
 }
 
@@ -187,7 +190,9 @@ static inline uintptr_t cur_brk(void) {
 static inline size_t known_len(uintptr_t p, size_t n) {
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     uintptr_t hi = 0;
-    if (p >= sp && p < cs.stack_hi) {
+    /* Above our frame up to the stack's end, only while we run on the thread's own stack:
+     * on a coroutine's or a signal stack the range up to stack_hi may hold gaps. */
+    if (p >= sp && p < cs.stack_hi && sp >= cs.stack_lo) {
         hi = cs.stack_hi;
     } else if (p >= brk_lo && brk_lo) {
         /* the kernel maps the heap up to the page that holds the break */
@@ -208,28 +213,32 @@ static inline size_t known_len(uintptr_t p, size_t n) {
     return hi - p < n ? hi - p : n;
 }
 
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
+/* 16 bytes of 0xff then 16 of 0: loaded at 16 - k, a mask that keeps the first k bytes. */
+static const unsigned char keep_mask[32] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
-/* Copies the string at s to d up to its NUL or lim bytes, whichever comes first, eight
- * bytes at a time; all lim bytes at s must be readable (the caller checked them), so the
- * loads may run past the NUL but never past lim: hence no_sanitize_address, as in any
- * word-at-a-time strlen. Bytes of the last word after the NUL are stored as zeros (they
+/* Copies the string at s to d up to its NUL or lim bytes, whichever comes first, sixteen
+ * bytes at a time with SSE2 (legacy encodings: only xmm0-15, upper halves untouched; see
+ * the top); all lim bytes at s must be readable (the caller checked them), so the loads
+ * may run past the NUL but never past lim: hence no_sanitize_address, as in any
+ * word-at-a-time strlen. Bytes of the last block after the NUL are stored as zeros (they
  * pad the item; nothing of the agent's beyond the string is kept). Writes at most lim
  * bytes to d. Returns the length copied (lim: no NUL within lim). */
-__attribute__((no_sanitize_address)) static size_t copy_str(char *d, const char *s, size_t lim) {
+__attribute__((no_sanitize_address)) static inline size_t copy_str(char *d, const char *s,
+                                                                   size_t lim) {
     size_t n = 0;
-    for (; n + 8 <= lim; n += 8) {
-        uint64_t w;
-        __builtin_memcpy(&w, s + n, 8);
-        uint64_t z = (w - ONES) & ~w & HIGHS; /* lowest set bit: the first zero byte */
-        if (z) {
-            unsigned k = (unsigned)__builtin_ctzll(z) >> 3;
-            w &= k ? ~0ull >> (64 - 8 * k) : 0;
-            __builtin_memcpy(d + n, &w, 8);
+    const __m128i zero = _mm_setzero_si128();
+    for (; n + 16 <= lim; n += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + n));
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero));
+        if (m) {
+            unsigned k = (unsigned)__builtin_ctz(m);
+            v = _mm_and_si128(v,
+                              _mm_loadu_si128((const __m128i *)(const void *)(keep_mask + 16 - k)));
+            _mm_storeu_si128((__m128i *)(void *)(d + n), v);
             return n + k;
         }
-        __builtin_memcpy(d + n, &w, 8);
+        _mm_storeu_si128((__m128i *)(void *)(d + n), v);
     }
     for (; n < lim; n++) {
         char c = s[n];
@@ -538,9 +547,10 @@ void as_capture_release(const as_shadow_frame *f) {
  * this thread (cs.warm: by then its shadow stack, errno location and thread id are
  * known), while the thread has no ring, at a typed target's first call on a thread (its
  * arena is mapped), and, while records are copied with memcpy, whenever a record with
- * items may be written: a frame with items in flight (dead frames are written at an
- * entry too). Everything else on both paths is library-free: keep it so, or name the new
- * case here (tests/unit/test_fullregs.c checks the registers). */
+ * items may be written: at an entry, while a frame with items is in flight (dead frames
+ * are written there); at an exit, on any thread that ever captured (the exit cannot tell
+ * whether the returning call did). Everything else on both paths is library-free: keep
+ * it so, or name the new case here (tests/unit/test_fullregs.c checks the registers). */
 
 /* 1 when a record with capture items is copied by a library routine (see above). */
 static inline int items_copy_risky(void) {
@@ -557,12 +567,15 @@ int as_capture_vec_risk_entry(uint32_t id) {
     return as_targets[id].proto != NULL && cs.arena == NULL && !cs.arena_failed;
 }
 
-int as_capture_vec_risk_exit(const as_shadow_frame *f) {
+int as_capture_vec_risk_exit(void) {
     if (__builtin_expect(!cs.warm, 0)) {
         cs.warm = 1; /* this exit is saved wide; the thread's first-call work ends with it */
         return 1;
     }
     if (__builtin_expect(as_pipe_tring == NULL, 0))
         return 1;
-    return items_copy_risky() && (cs.top != 0 || f->cap_off != UINT32_MAX);
+    /* The returning frame itself is not read (rbp may point into the shadow stack of a
+     * thread that exited: a coroutine resumed elsewhere): any thread that captured items
+     * once may be writing some now. */
+    return items_copy_risky() && (cs.top != 0 || cs.arena != NULL);
 }

@@ -6,6 +6,7 @@
 #ifndef AS_CAPTURE_H
 #define AS_CAPTURE_H
 
+#include <emmintrin.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,19 +75,23 @@ size_t as_safe_read(void *dst, const void *src, size_t n);
  */
 size_t as_safe_strcpy(char *dst, const char *src, size_t max, int *trunc);
 
-/* Copies n bytes from src to dst with 8-byte general-purpose loads and stores: no
- * library call, so no vector register is touched. For copying capture items into a
- * record on the hot path (see as_record_copy_library_free). The empty asm statements keep
- * the compiler from turning the loops back into a call of memcpy. Can't fail. */
+/* Copies n bytes from src to dst with SSE2 16-byte loads and stores (legacy encodings:
+ * xmm0-15 only, the upper halves and zmm16-31 untouched) and plain 8-byte ones: no
+ * library call, so no wider vector state is touched. For copying capture items into a
+ * record on the hot path (see as_record_copy_library_free). The empty asm keeps the
+ * compiler from turning the tail loop into a call of memcpy. Can't fail. */
 static inline void as_capture_copy(void *dst, const void *src, size_t n) {
     unsigned char *d = (unsigned char *)dst;
     const unsigned char *s = (const unsigned char *)src;
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 16 <= n; i += 16)
+        _mm_storeu_si128((__m128i *)(void *)(d + i),
+                         _mm_loadu_si128((const __m128i *)(const void *)(s + i)));
+    if (i + 8 <= n) {
         uint64_t w;
         __builtin_memcpy(&w, s + i, 8);
-        __asm__("" : "+r"(w));
         __builtin_memcpy(d + i, &w, 8);
+        i += 8;
     }
     for (; i < n; i++) {
         unsigned char c = s[i];
@@ -103,12 +108,12 @@ extern const char as_record_copy_library_free __attribute__((weak, visibility("h
 
 /* For the full-preservation thunk (x86_64/thunk.S) only, with no register of the caller
  * saved but xmm0-15 and the GPRs: 1 when the C side of this call (as_hook_enter_full for
- * target id; as_hook_exit for frame f) may run a library routine that uses vector state
- * beyond xmm0-15 (ymm/zmm upper halves, zmm16-31, k0-7: the AVX2/EVEX memcpy, strlen...),
- * so the thunk saves that state around it; 0 when only the library-free common path can
- * run. Library-free themselves; can't fail. */
+ * target id; as_hook_exit at the full exit landing) may run a library routine that uses vector
+ * state beyond xmm0-15 (ymm/zmm upper halves, zmm16-31, k0-7: the AVX2/EVEX memcpy, strlen...), so
+ * the thunk saves that state around it; 0 when only the library-free common path can run.
+ * Library-free themselves; can't fail. */
 int as_capture_vec_risk_entry(uint32_t id);
-int as_capture_vec_risk_exit(const as_shadow_frame *f);
+int as_capture_vec_risk_exit(void);
 
 /* Reads served by the system call instead of directly, on the calling thread (tests and
  * the benchmark check which path a read took). */

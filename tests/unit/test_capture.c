@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -468,6 +469,47 @@ static void test_strcpy_lengths(void **state) {
     free(heap);
 }
 
+/* What the coroutine of test_coroutine_stack reads, and what it got. */
+static const char *co_ptr;
+static size_t co_got;
+static int co_trunc;
+static ucontext_t co_main, co_ctx;
+
+NOIPA size_t co_len(const char *s) {
+    return strlen(s);
+}
+
+static void co_body(void) {
+    char tmp[64];
+    co_got = as_safe_strcpy(tmp, co_ptr, 16, &co_trunc);
+}
+
+/* Proves reads made while running on a coroutine's stack never fault: a pointer into an
+ * unmapped page lying above the coroutine's stack but below the thread's own stack end
+ * (inside the range "above our frame, below the stack's end") is found unreadable. */
+static void test_coroutine_stack(void **state) {
+    size_t (*f)(const char *) = TYPED(co_len, "size_t co_len(const char *s)", 8, 0, 0);
+    assert_int_equal(f("maps the arena"), 14); /* the thread's stack bounds are known now */
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t size = 16 * pg;
+    char *m = mmap(NULL, size + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(munmap(m + size, pg), 0); /* the hole right above the stack */
+    char here;
+    if ((uintptr_t)(m + size) > (uintptr_t)&here)
+        skip(); /* the mapping landed above this stack: no hole in between to test */
+    co_ptr = m + size + 100;
+    co_got = 0;
+    assert_int_equal(getcontext(&co_ctx), 0);
+    co_ctx.uc_stack.ss_sp = m;
+    co_ctx.uc_stack.ss_size = size;
+    co_ctx.uc_link = &co_main;
+    makecontext(&co_ctx, co_body, 0);
+    assert_int_equal(swapcontext(&co_main, &co_ctx), 0);
+    assert_int_equal(co_got, (size_t)-1);
+    munmap(m, size);
+}
+
 /* Sets the aggregate fields the config parser cannot know (DWARF would). */
 static void set_agg(as_type *t, int size, int c0, int c1) {
     t->kind = AS_K_AGG;
@@ -642,6 +684,7 @@ int main(void) {
         cmocka_unit_test_setup(test_fast_and_slow_paths, setup),
         cmocka_unit_test_setup(test_early_heap_is_fast, setup),
         cmocka_unit_test_setup(test_strcpy_lengths, setup),
+        cmocka_unit_test_setup(test_coroutine_stack, setup),
         cmocka_unit_test_setup(test_structs, setup),
         cmocka_unit_test_setup(test_unknown_struct, setup),
         cmocka_unit_test_setup(test_error_rules, setup),

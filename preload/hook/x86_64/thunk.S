@@ -10,6 +10,9 @@
  *   as_thunk_personality                   named by the call site's CFI (exceptions)
  *   as_thunk_full_stubs .. _end, as_thunk_full_exit, as_hook_enter_full, as_thunk_vec_mode
  *                                          the full-preservation variant (below)
+ *   as_capture_vec_risk_entry(id), as_capture_vec_risk_exit() -> 0/1 in eax
+ *                                          (capture.c) whether the full variant must
+ *                                          save the vector state beyond xmm0-15
  * The register frames are struct as_regs / struct as_retregs in thunk.h; their offsets
  * below are checked by _Static_assert in thunk.c. */
 #include "asm.h"
@@ -445,7 +448,6 @@ as_thunk_full_exit:
     movb $0, XF_WIDE(%rsp)
     cmpb $0, as_thunk_vec_mode(%rip)
     je 2f
-    movq %rbp, %rdi                      /* rbp = the shadow frame (see the entry) */
     call as_capture_vec_risk_exit        /* eax = 1: save the wide state */
     movb %al, XF_WIDE(%rsp)
     VEC_WIDE 1, XF_VEC, XF_KREG, XF_WIDE
