@@ -128,6 +128,16 @@ AGENTSIGHT_API int agentsight_init(const agentsight_options *opts);
  * result may be NULL. Returns 0 when the action was queued (result->status "success"),
  * -1 when it was refused (status "error", message names the field) or dropped because
  * the queue stayed full. Never performs I/O; see the queue policy for when it waits.
+ *
+ * Size limit: an action takes at most half of one thread's queue (queue_bytes, 1 MiB by
+ * default: about 512 KiB of action_name, tools_used, response, error_msg, metadata and
+ * ids together); a larger one is refused ("tools_used: action larger than N bytes") and
+ * is not counted as dropped.
+ *
+ * Not async-signal-safe: a call from a signal handler that interrupted another call on
+ * the same thread is dropped (counted in agentsight_dropped(), returns -1, message
+ * "nested call (signal handler): action dropped"); a start that fails is tried again
+ * at most every few seconds and is logged once.
  */
 AGENTSIGHT_API int agentsight_track_action(const agentsight_action *action,
                                            agentsight_result *result);

@@ -22,6 +22,10 @@ Control (no key):
   POST /_control  {"fail_mode": "...", "fail_count": N, "fail_path": P, "slow_seconds": S,
                    "retry_after": S}
   GET  /_received everything stored; GET /_stats counts only.
+Keys are never stored: /_received lists a fingerprint of each Authorization header seen
+("Api-Key " + the first 8 characters of the key + "...") and "auth_matched", the number of
+requests whose key was exactly --key. A request whose Content-Length is not a whole
+number from 0 to 64 MiB is answered 400 and its connection closed.
 Failure modes apply to /api/ and /v1/ requests: 500, 429 (with Retry-After), slow (answer
 after --slow-seconds), drop (close the connection without an answer). --fail-count N fails
 the next N requests only (0: until told otherwise); --fail-path PREFIX limits failures to
@@ -29,6 +33,7 @@ requests whose path starts with PREFIX (e.g. /api/action_logs/). Exits on SIGTER
 --max-seconds.
 """
 import argparse
+import re
 import json
 import signal
 import sys
@@ -56,7 +61,8 @@ class State:
         self.rejected = []
         self.requests = 0
         self.failed = 0
-        self.auth_headers = set()
+        self.auth_headers = set()  # fingerprints only (see fingerprint())
+        self.auth_matched = 0
         self.store = open(args.store, "a", encoding="utf-8") if args.store else None
 
     def save(self, kind, obj):
@@ -87,6 +93,29 @@ class State:
 
 
 STATE = None
+MAX_BODY = 64 << 20
+
+
+def fingerprint(header):
+    """An Authorization header with its secret cut to 8 characters and "...", so what the
+    emulator keeps and serves can tell keys apart without holding one."""
+    if not header:
+        return ""
+    scheme, sep, secret = header.partition(" ")
+    if not sep:
+        scheme, secret = "", header
+    return (scheme + " " if sep else "") + secret[:8] + "..."
+
+
+def body_length(value):
+    """Content-Length as an int in [0, MAX_BODY]; 0 when absent; None when invalid."""
+    if value is None:
+        return 0
+    value = value.strip()
+    if not re.fullmatch(r"[0-9]{1,12}", value):
+        return None
+    n = int(value)
+    return n if n <= MAX_BODY else None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -112,7 +141,7 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(status, {"detail": why})
 
     def body_json(self):
-        n = int(self.headers.get("Content-Length") or 0)
+        n = body_length(self.headers.get("Content-Length")) or 0  # checked in dispatch()
         raw = self.rfile.read(n) if n else b""
         try:
             return json.loads(raw.decode("utf-8")) if raw else None, raw
@@ -142,11 +171,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def authorized(self):
         got = self.headers.get("Authorization")
+        matched = STATE.key is not None and got == "Api-Key " + STATE.key
         with STATE.lock:
-            STATE.auth_headers.add(got or "")
+            STATE.auth_headers.add(fingerprint(got))
+            STATE.auth_matched += matched
         if STATE.key is None:
             return True
-        if got != "Api-Key " + STATE.key:
+        if not matched:
             self.reject(401, "bad or missing Authorization header")
             return False
         return True
@@ -268,7 +299,8 @@ class Handler(BaseHTTPRequestHandler):
                        "duplicates": STATE.duplicates, "unique": len(STATE.event_ids),
                        "rejected": STATE.rejected, "requests": STATE.requests,
                        "failed": STATE.failed,
-                       "auth_headers": sorted(STATE.auth_headers)}
+                       "auth_headers": sorted(STATE.auth_headers),
+                       "auth_matched": STATE.auth_matched}
                 return self.answer(200, obj)
         if method == "GET" and self.path.startswith("/_stats"):
             with STATE.lock:
@@ -296,6 +328,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         try:
+            if len(self.headers.get_all("Content-Length") or []) > 1 or \
+                    body_length(self.headers.get("Content-Length")) is None:
+                # Never read a body of unknown size: a negative length would read until
+                # the client closes, a huge one would hold the memory.
+                self.close_connection = True
+                return self.reject(400, "bad Content-Length")
             if self.path.startswith("/_"):
                 return self.handle_control(method)
             if self.path.startswith("/v1/traces") and method == "POST":

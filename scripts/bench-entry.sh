@@ -15,13 +15,16 @@
 # exporter drains); the dropped count of each run is printed (it should read 0).
 #
 # Environment: BUILD (default build), CALLS (per batch, default 10000), BATCHES (101),
-# PAUSE_MS (20).
+# PAUSE_MS (20), QUEUE_BYTES (per-thread ring, default 4 MiB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 CALLS=${CALLS:-10000}
 BATCHES=${BATCHES:-101}
 PAUSE_MS=${PAUSE_MS:-20}
+# A batch of typed records (64 + 8 + two 16-byte items) fits in the ring, as in
+# bench-hook.sh.
+QUEUE=${QUEUE_BYTES:-4194304}
 OUT=$BUILD/bench
 CC=${CC:-cc}
 case $BUILD in /*) PRELOAD=$BUILD/libagentsight-preload.so ;;
@@ -83,8 +86,8 @@ ns() {
     local env=()
     if [ -n "${2:-}" ]; then
         [ -f "$PRELOAD" ] || { echo skipped; return; }
-        env=(LD_PRELOAD="$PRELOAD" AGENTSIGHT_CONFIG="$TMP/$2"
-            AGENTSIGHT_OUTPUT=null AGENTSIGHT_STATS_FILE="$TMP/stats.$1.$2")
+        env=(LD_PRELOAD="$PRELOAD" AGENTSIGHT_CONFIG="$TMP/$2" AGENTSIGHT_OUTPUT=null
+            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats.$1.$2")
     fi
     local v
     v=$(timeout 300 env "${env[@]}" "$OUT/bench_entry" "$1" "$CALLS" "$BATCHES" "$PAUSE_MS" \

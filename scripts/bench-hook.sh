@@ -3,7 +3,10 @@
 # plus typed rows: int fs(const char *s) with a 64-byte string the interposer copies,
 # called through the PLT by tests/bench/bench_hook.c), against a hand-written LD_PRELOAD
 # wrapper (tests/bench/floor_wrap.c: dlsym(RTLD_NEXT), 2x rdtsc, one 64-byte ring write),
-# this interposer, ltrace and uftrace. Builds its programs into $BUILD/bench with cc.
+# this interposer, ltrace and uftrace. The thunk_direct_* rows call through the stubs
+# without the installer (the internal library linked in): the lean stubs of GOT slots,
+# and (thunk_direct_full_*) the full-preservation stubs of entry patches. Builds its
+# programs into $BUILD/bench with cc.
 # Every run is bounded by `timeout`; figures are medians of batches (bench_hook.c) and
 # are compared as ratios to the floor measured in the same run.
 #
@@ -72,6 +75,11 @@ run() {
     echo "$line"
     NS[$label]=$(echo "$line" | awk '{print $3}')
     ROWS+=("$label")
+    local slow
+    slow=$(echo "$line" | grep -o 'slow_reads=[0-9]*' | cut -d= -f2)
+    if [ -n "$slow" ] && [ "$slow" != 0 ]; then
+        NOTE+="  $label: $slow string reads took the system call, not the direct copy"$'\n'
+    fi
 }
 
 # stats_note LABEL : actions/dropped from AGENTSIGHT_STATS_FILE of the last run.

@@ -257,14 +257,23 @@ static int blank(const char *s, size_t n) {
     return 1;
 }
 
-/* Reads a JSON duration: 1 and *out set for a finite number >= 0 (times scale), 0 when the
- * member is absent or null, -1 when it is anything else. */
+/* The longest duration taken as real, in ns (1e15 ms, about 31,700 years): a bigger
+ * value (up to 1e308, which times scale would become inf) is a bad duration, and sums of
+ * many accepted ones stay finite. */
+#define MAX_DURATION_NS 1e21
+
+/* Reads a JSON duration: 1 and *out set (in ns) for a number >= 0 whose value times scale
+ * is finite and at most MAX_DURATION_NS, 0 when the member is absent or null, -1 when it
+ * is anything else (*out untouched). */
 static int duration_of(const cJSON *item, double scale, double *out) {
     if (!item || cJSON_IsNull(item))
         return 0;
     if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble < 0)
         return -1;
-    *out = item->valuedouble * scale;
+    double ns = item->valuedouble * scale;
+    if (!isfinite(ns) || ns > MAX_DURATION_NS)
+        return -1;
+    *out = ns;
     return 1;
 }
 

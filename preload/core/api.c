@@ -4,10 +4,12 @@
 #include "agentsight.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "action.h"
 #include "clock.h"
@@ -15,8 +17,22 @@
 #include "pipeline.h"
 #include "settings.h"
 
+#define RETRY_START_NS 5000000000LL /* a failed start is tried again after 5 s */
+
 static pthread_mutex_t api_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int api_ready;
+static int settings_loaded;              /* api_lock: as_cfg is loaded once per process */
+static _Atomic int64_t start_failed_ns;  /* monotonic time of the last failed start, 0 none */
+static _Atomic int start_failure_logged; /* the failure was told once */
+/* Set while this thread is inside agentsight_track_action(): a call from a signal
+ * handler that interrupted it would write at the same open reservation of the ring. */
+static __thread volatile sig_atomic_t t_tracking;
+
+static int64_t mono_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Exporter side: the payload is as_action_pack's blob; the action borrows it. Returns 0,
  * or -1 for a malformed blob. */
@@ -29,23 +45,39 @@ static int decode_action(const void *payload, size_t len, as_action *out, as_buf
  * Caller holds api_lock. Returns 0, or -1 (logged) with the library left unstarted. */
 static int start_locked(const agentsight_options *opts) {
     as_clock_init();
-    if (!as_pipe_running())
+    /* Settings are loaded once: other threads read as_cfg while the library restarts
+     * after a shutdown, so it is never rewritten under them. When the interposer runs,
+     * it loaded them (its config file) before us. */
+    if (!settings_loaded && !as_pipe_running())
         as_settings_load(AGENTSIGHT_QUEUE_WAIT);
+    settings_loaded = 1;
     if (opts && as_settings_apply(opts) != 0)
         return -1;
     as_pipe_register(AS_MSG_ACTION, decode_action);
     if (as_pipe_start() != 0) {
-        as_error("no sink could be opened for output '%s'", as_cfg.output);
+        if (!atomic_exchange(&start_failure_logged, 1))
+            as_error("no sink could be opened for output '%s' (actions are refused; tried "
+                     "again every few seconds)",
+                     as_cfg.output);
+        int64_t now = mono_now_ns();
+        atomic_store(&start_failed_ns, now ? now : 1);
         return -1;
     }
+    if (atomic_exchange(&start_failure_logged, 0))
+        as_info("started: output '%s' opened", as_cfg.output);
+    atomic_store(&start_failed_ns, 0);
     atomic_store_explicit(&api_ready, 1, memory_order_release);
     return 0;
 }
 
-/* Returns 0 when the library is started (now or before), -1 when it cannot start. */
+/* Returns 0 when the library is started (now or before), -1 when it cannot start: a
+ * failed start is not tried again (no I/O, no message) for RETRY_START_NS. */
 static int ensure_started(void) {
     if (atomic_load_explicit(&api_ready, memory_order_acquire))
         return 0;
+    int64_t failed = atomic_load(&start_failed_ns);
+    if (failed && mono_now_ns() - failed < RETRY_START_NS)
+        return -1;
     pthread_mutex_lock(&api_lock);
     int rc = atomic_load(&api_ready) ? 0 : start_locked(NULL);
     pthread_mutex_unlock(&api_lock);
@@ -56,6 +88,7 @@ int agentsight_init(const agentsight_options *opts) {
     int saved = as_in_agentsight;
     as_in_agentsight = 1;
     pthread_mutex_lock(&api_lock);
+    atomic_store(&start_failed_ns, 0); /* an explicit init always tries */
     int rc = atomic_load(&api_ready) ? -1 : start_locked(opts);
     pthread_mutex_unlock(&api_lock);
     as_in_agentsight = saved;
@@ -90,7 +123,39 @@ static int disabled(void) {
     return v && strcmp(v, "1") == 0;
 }
 
+/* The largest packed action a ring of the configured size takes (half the ring). */
+static size_t max_action_bytes(void) {
+    uint64_t ring = as_ring_create_size(as_cfg.queue_bytes ? as_cfg.queue_bytes : (1u << 20));
+    return (size_t)(ring / 2 - AS_RING_HDR);
+}
+
+/* The body of agentsight_track_action() once the kill switch and re-entrancy are
+ * checked. Returns 0 (queued) or -1 (refused or dropped, result says why). */
+static int track(const agentsight_action *action, agentsight_result *result);
+
 int agentsight_track_action(const agentsight_action *action, agentsight_result *result) {
+    if (t_tracking) {
+        /* A signal handler interrupted a call on this thread: its reservation is open,
+         * so this one cannot be written. Dropped and counted; no lock is taken. */
+        as_pipe_count_drop();
+        if (result) {
+            result->status[0] = '\0';
+            memcpy(result->status, "error", 6);
+            result->conversation_id[0] = result->timestamp[0] = result->action_name[0] = '\0';
+            static const char m[] = "nested call (signal handler): action dropped";
+            memcpy(result->message, m, sizeof m);
+        }
+        return -1;
+    }
+    t_tracking = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    int rc = track(action, result);
+    atomic_signal_fence(memory_order_seq_cst);
+    t_tracking = 0;
+    return rc;
+}
+
+static int track(const agentsight_action *action, agentsight_result *result) {
     if (disabled()) {
         const char *given = action ? action->conversation_id : NULL;
         const char *env = getenv("AGENTSIGHT_CONVERSATION_ID");
@@ -122,6 +187,14 @@ int agentsight_track_action(const agentsight_action *action, agentsight_result *
         goto out;
     }
     size_t size = as_action_pack_size(&a);
+    if (size > max_action_bytes()) {
+        /* Never fits in a ring: a refusal of this action, not a full queue. */
+        snprintf(msg, sizeof msg,
+                 "tools_used: action larger than %zu bytes (half of AGENTSIGHT_QUEUE_BYTES)",
+                 max_action_bytes());
+        fill_result(result, 0, a.conversation_id, now, name, msg);
+        goto out;
+    }
     void *p = as_pipe_reserve(AS_MSG_ACTION, size, 1);
     if (!p) {
         fill_result(result, 0, a.conversation_id, now, name,

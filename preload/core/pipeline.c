@@ -31,6 +31,7 @@
 #include "clock.h"
 #include "log.h"
 #include "ring.h"
+#include "securedir.h"
 #include "settings.h"
 #include "sink.h"
 
@@ -78,6 +79,11 @@ static pthread_cond_t ex_cond;   /* wakes the exporter (monotonic clock) */
 static pthread_cond_t done_cond; /* wakes flush waiters (monotonic clock) */
 static _Atomic int pipe_state;
 static _Atomic int ex_stop;
+/* An exporter that shutdown gave up waiting for (detached, ex_lock): it still owns
+ * sinks[], the batch, cursors and scratch, closes the sinks when it returns, and no
+ * other exporter starts until it has. ex_finished: the exporter left its loop. */
+static int ex_abandoned, ex_finished;
+static _Atomic int exiting;      /* the at-exit shutdown ran: never restart from a reserve */
 static int64_t stop_deadline_ns; /* monotonic; set before ex_stop */
 static uint64_t flush_req, flush_done;
 static pthread_t ex_thread;
@@ -95,6 +101,10 @@ static int touched_list[MAX_SLOTS];
 static int ntouched;
 static size_t nbatch;
 static uint64_t dropped_reported;
+/* Final drain: each ring's head when the stop was asked; only that much is drained. */
+static uint64_t stop_head[MAX_SLOTS];
+static int stop_hi;            /* slots [0, stop_hi) have a stop_head; 0 while not stopping */
+static uint64_t drops_printed; /* the drop total the last shutdown line reported */
 
 /* Crash-safe rings (file-backed). files_lock guards everything below; lock order:
  * start_lock, reg_lock, files_lock, ex_lock. */
@@ -159,31 +169,6 @@ static void once_init(void) {
 }
 
 /* ---- crash-safe ring files ----------------------------------------------------------- */
-
-/* mkdir -p path with mode 0700. Returns 0 or -1 (errno). */
-static int mkdirs(const char *path) {
-    char tmp[sizeof rings_dir];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-        return -1;
-    struct stat st;
-    if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
 
 /* Copies a comma-separated URI list into out without any user:password@ part. */
 static void uris_without_secrets(const char *uris, char *out, size_t cap) {
@@ -276,13 +261,16 @@ static void files_decide_locked(void) {
     const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
     if (cs && strcmp(cs, "0") == 0)
         return;
+    /* Ring files are shipped later as our own actions: their directory must be ours
+     * alone (owner, mode, no symlink), else memory only. */
+    char why[160] = "no spool directory";
     if (!as_cfg.spool_dir[0] ||
         snprintf(rings_dir, sizeof rings_dir, "%s/rings", as_cfg.spool_dir) >=
             (int)sizeof rings_dir ||
-        mkdirs(rings_dir) != 0) {
-        as_warn("cannot create the ring directory under '%s' (%s): actions are kept in memory "
+        as_secure_dir(rings_dir, 1, why, sizeof why) != 0) {
+        as_warn("cannot use the ring directory under '%s' (%s): actions are kept in memory "
                 "only and are lost if the process dies",
-                as_cfg.spool_dir, strerror(errno));
+                as_cfg.spool_dir, why);
         return;
     }
     memset(&ident, 0, sizeof ident);
@@ -324,15 +312,18 @@ static as_ring *ring_new(slot *s, int i, size_t want) {
 }
 
 /* Removes the files of rings that hold nothing undelivered, and the .targets file when
- * no ring file is left. reg_lock held, exporter stopped. */
-static void files_remove_drained(void) {
+ * no ring file is left. The file of a thread that still runs is kept (it goes on
+ * writing into it after a restart) unless all is true (the process exits). reg_lock
+ * held, exporter stopped. This function can't fail (an unlink error is ignored). */
+static void files_remove_drained(int all) {
     int left = 0;
     int hi = atomic_load(&slots_hi);
     for (int i = 0; i < hi; i++) {
         slot *s = &slots[i];
         if (!s->ring || !s->file[0])
             continue;
-        if (as_ring_used(s->ring) != 0) {
+        int live = atomic_load_explicit(&s->state, memory_order_acquire) == SLOT_ACTIVE;
+        if (as_ring_used(s->ring) != 0 || (live && !all)) {
             left++;
             continue;
         }
@@ -420,7 +411,11 @@ static void wake_exporter(void) {
  * the exporter, else drop. Returns the payload or NULL (counted). */
 static void *reserve_slow(as_ring *r, int kind, size_t len, int may_wait) {
     int wait = may_wait && as_cfg.queue_policy == AGENTSIGHT_QUEUE_WAIT && !t_is_exporter &&
-               as_ring_fits(r, len) && atomic_load(&pipe_state) == PIPE_RUNNING;
+               as_ring_fits(r, len);
+    /* Stopped by a shutdown (not at exit): start again rather than drop at once. */
+    if (wait && atomic_load(&pipe_state) == PIPE_STOPPED && !atomic_load(&exiting))
+        as_pipe_start();
+    wait = wait && atomic_load(&pipe_state) == PIPE_RUNNING;
     if (wait) {
         int64_t deadline = mono_ns() + (int64_t)as_cfg.queue_wait_ms * 1000000;
         long nap = 50000;
@@ -450,6 +445,10 @@ void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait) {
     }
     void *p = as_ring_reserve(r, (unsigned)kind, payload_len);
     return p ? p : reserve_slow(r, kind, payload_len, may_wait);
+}
+
+void as_pipe_count_drop(void) {
+    atomic_fetch_add(&dropped_noring, 1);
 }
 
 void as_pipe_nudge_if_busy(void) {
@@ -529,6 +528,10 @@ static void deliver(void) {
 static size_t drain_slot(int i) {
     as_ring *r = slots[i].ring;
     uint64_t head = as_ring_head(r);
+    if (stop_hi > 0) /* final drain: never past the head seen at the stop */
+        head = i < stop_hi && stop_head[i] < head ? stop_head[i] : (i < stop_hi ? head : 0);
+    if (head < as_ring_tail(r))
+        head = as_ring_tail(r);
     if (!touched[i])
         cursor[i] = as_ring_tail(r);
     size_t n = 0;
@@ -593,13 +596,31 @@ static void flush_sinks(int timeout_ms) {
     }
 }
 
-/* Final drain at stop: until empty or the deadline. */
+/* 1 while some ring's tail is short of its head at the stop. Exporter only. */
+static int pending_at_stop(void) {
+    for (int i = 0; i < stop_hi; i++) {
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE &&
+            as_ring_tail(slots[i].ring) < stop_head[i])
+            return 1;
+    }
+    return 0;
+}
+
+/* Final drain at stop: what was committed when the stop began (each ring's head then),
+ * until done or the deadline; a thread that goes on tracking does not hold it up. */
 static void final_drain(void) {
-    for (int rounds = 0; rounds < 100000; rounds++) {
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
+        stop_head[i] = st != SLOT_FREE && slots[i].ring ? as_ring_head(slots[i].ring) : 0;
+    }
+    stop_hi = hi > 0 ? hi : 0;
+    for (int rounds = 0; rounds < 100000 && hi > 0; rounds++) {
         drain_all();
-        if (!pending_any() || mono_ns() >= stop_deadline_ns)
+        if (!pending_at_stop() || mono_ns() >= stop_deadline_ns)
             break;
     }
+    stop_hi = 0;
     int64_t left = (stop_deadline_ns - mono_ns()) / 1000000;
     flush_sinks(left > 0 ? (int)left : 0);
 }
@@ -721,6 +742,18 @@ static void *exporter_main(void *arg) {
     pthread_mutex_lock(&ex_lock);
     flush_done = flush_req;
     pthread_cond_broadcast(&done_cond);
+    ex_finished = 1;
+    int abandoned = ex_abandoned;
+    pthread_mutex_unlock(&ex_lock);
+    if (!abandoned)
+        return NULL;
+    /* Shutdown gave up on us: the sinks are ours to close, then a new exporter may
+     * start (start_locked waits for ex_abandoned to clear). */
+    for (int i = 0; i < nsinks; i++)
+        sinks[i].ops->close(&sinks[i]);
+    nsinks = 0;
+    pthread_mutex_lock(&ex_lock);
+    ex_abandoned = 0;
     pthread_mutex_unlock(&ex_lock);
     return NULL;
 }
@@ -744,6 +777,18 @@ static void save_uris(void) {
  * thread could not start (then the pipeline stays stopped and nothing is left open).
  * Caller holds start_lock. */
 static int start_locked(void) {
+    pthread_mutex_lock(&ex_lock);
+    int busy = ex_abandoned;
+    pthread_mutex_unlock(&ex_lock);
+    if (busy) {
+        /* The previous exporter still owns the sinks and the batch: a second one would
+         * share them. Refuse (once logged) until it has returned. */
+        static _Atomic int told;
+        if (!atomic_exchange(&told, 1))
+            as_warn("the previous exporter has not stopped yet: not starting again until it "
+                    "has");
+        return -1;
+    }
     int forked = atomic_load(&pipe_state) == PIPE_FORKED;
     const char *uris = forked && open_uris[0] ? open_uris : as_cfg.output;
     if (!uris || !uris[0])
@@ -765,6 +810,7 @@ static int start_locked(void) {
     const char *poll = getenv("AGENTSIGHT_TEST_POLL_MS");
     poll_ms_test = poll && atoi(poll) > 0 ? atoi(poll) : 0;
     atomic_store(&ex_stop, 0);
+    ex_finished = 0;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -848,8 +894,11 @@ void as_pipe_write_stats(void) {
     as_buf_free(&b);
 }
 
+/* Prints the drops since the previous report (start_lock held). */
 static void report_dropped(void) {
-    uint64_t d = as_pipe_dropped();
+    uint64_t total = as_pipe_dropped();
+    uint64_t d = total >= drops_printed ? total - drops_printed : total;
+    drops_printed = total;
     if (d == 0)
         return;
     char line[96];
@@ -866,7 +915,9 @@ static void report_dropped(void) {
  * thunk.c, absent from libagentsight.so, hence weak. */
 extern int as_hook_report_live(void) __attribute__((weak, visibility("hidden")));
 
-void as_pipe_shutdown(void) {
+/* Stops the exporter (bounded by the flush timeout). exit_time: the process is exiting,
+ * so the ring files of live threads are removed too (nothing restarts afterwards). */
+static void shutdown_impl(int exit_time) {
     if (as_hook_report_live && atomic_load(&pipe_state) == PIPE_RUNNING)
         as_hook_report_live();
     int saved = as_in_agentsight;
@@ -880,6 +931,14 @@ void as_pipe_shutdown(void) {
     if (pthread_mutex_timedlock(&start_lock, &lock_dl) != 0)
         goto out;
     if (atomic_load(&pipe_state) != PIPE_RUNNING) {
+        pthread_mutex_lock(&ex_lock);
+        int busy = ex_abandoned;
+        pthread_mutex_unlock(&ex_lock);
+        if (exit_time && !busy && atomic_load(&pipe_state) == PIPE_STOPPED) {
+            pthread_mutex_lock(&reg_lock);
+            files_remove_drained(1);
+            pthread_mutex_unlock(&reg_lock);
+        }
         pthread_mutex_unlock(&start_lock);
         goto out;
     }
@@ -895,12 +954,22 @@ void as_pipe_shutdown(void) {
                     200000000; /* joining gets a small margin */
     struct timespec dl = mono_ts(rt_ns);
     int joined = pthread_timedjoin_np(ex_thread, NULL, &dl) == 0;
+    if (!joined) {
+        /* Left its loop just now: join it. Else it is abandoned and owns the sinks. */
+        pthread_mutex_lock(&ex_lock);
+        if (!ex_finished)
+            ex_abandoned = 1;
+        joined = !ex_abandoned;
+        pthread_mutex_unlock(&ex_lock);
+        if (joined)
+            pthread_join(ex_thread, NULL);
+    }
     if (joined) {
         for (int i = 0; i < nsinks; i++)
             sinks[i].ops->close(&sinks[i]);
         nsinks = 0;
         pthread_mutex_lock(&reg_lock);
-        files_remove_drained();
+        files_remove_drained(exit_time);
         pthread_mutex_unlock(&reg_lock);
     } else {
         as_warn("exporter did not stop within %d ms; pending actions abandoned", timeout_ms);
@@ -912,6 +981,10 @@ void as_pipe_shutdown(void) {
     pthread_mutex_unlock(&start_lock);
 out:
     as_in_agentsight = saved;
+}
+
+void as_pipe_shutdown(void) {
+    shutdown_impl(0);
 }
 
 uint64_t as_pipe_dropped(void) {
@@ -928,12 +1001,13 @@ uint64_t as_pipe_delivered(void) {
 /* ---- exit and fork -------------------------------------------------------------------- */
 
 static void at_exit(void) {
-    as_pipe_shutdown();
+    atomic_store(&exiting, 1);
+    shutdown_impl(1);
 }
 
 __attribute__((destructor)) static void at_unload(void) {
     if (atomic_load(&pipe_state) == PIPE_RUNNING)
-        as_pipe_shutdown();
+        shutdown_impl(1);
 }
 
 static void fork_prepare(void) {
@@ -986,6 +1060,8 @@ static void fork_child(void) {
     stats_actions = stats_dropped = 0;
     dropped_retired = 0;
     dropped_reported = 0;
+    drops_printed = 0;
+    ex_abandoned = ex_finished = 0;
     atomic_store(&dropped_noring, 0);
     atomic_store(&delivered, 0);
     atomic_store(&bad_msgs, 0);

@@ -57,6 +57,10 @@ static inline void as_pipe_commit(void *payload) {
     as_ring_commit(as_pipe_tring);
 }
 
+/* Counts one message dropped before it reached a ring (a nested call from a signal
+ * handler, for instance). Async-signal-safe. This function can't fail. */
+void as_pipe_count_drop(void);
+
 /* 1 while the exporter of this process runs. This function can't fail. */
 int as_pipe_running(void);
 

@@ -9,14 +9,22 @@
  *   rings/<pid>-<start>-<image>-<slot>.ring                a live or dead thread's ring
  *   rings/<pid>-<start>-<image>-<slot>.ring.taking-<rp>-<rs>  taken by recoverer rp/rs
  *   rings/<pid>-<start>-<image>-<slot>.ring.bad            not a ring file (kept, skipped)
- *   rings/<pid>-<start>-<image>.targets                     "id\tname\tsymbol\tlibrary\n" */
+ *   rings/<pid>-<start>-<image>.targets                     "id\tname\tsymbol\tlibrary\n"
+ *
+ * What is read back is shipped as this user's actions, so nothing is trusted: rings/ must
+ * be a private directory of ours (as_secure_dir), ring and .targets files must be regular
+ * files owned by geteuid() (others are skipped, with one warning per pass), and every
+ * decoded action passes the checks a tracked one passes (as_action_validate) with its
+ * times computed without overflow. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "action.h"
@@ -24,6 +32,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "ring.h"
+#include "securedir.h"
 #include "settings.h"
 
 #define MAX_TARGET_ID 65536
@@ -46,6 +55,7 @@ typedef struct walk_ctx {
     as_buf scratch;
     long taken;
     uint64_t bad;
+    long foreign; /* files skipped: not regular files owned by geteuid() */
 } walk_ctx;
 
 /* Writes a, b and c (c may be NULL) one after another into out. Returns 0, or -1 when
@@ -79,11 +89,23 @@ static void names_free(names *nm) {
     memset(nm, 0, sizeof *nm);
 }
 
-/* Reads the whole file path into a NUL-terminated malloc'ed buffer. Returns it or NULL. */
+/* Whether st is a regular file owned by the effective user (what we may read back). */
+static int ours(const struct stat *st) {
+    return S_ISREG(st->st_mode) && st->st_uid == geteuid();
+}
+
+/* Reads the whole file path (a regular file of ours, not through a symlink) into a
+ * NUL-terminated malloc'ed buffer. Returns it, or NULL (nothing left open). */
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "re");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
         return NULL;
+    struct stat st;
+    FILE *f = fstat(fd, &st) == 0 && ours(&st) ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        close(fd);
+        return NULL;
+    }
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -161,10 +183,47 @@ static void names_load(names *nm, const char *dir, const char *prefix) {
     }
 }
 
-/* Raw clock value of the dead process -> Unix ns, with its calibration. */
-static int64_t raw_to_unix(const as_ring_info *in, uint64_t raw) {
-    double d = (double)(int64_t)(raw - in->clock_raw0) * in->clock_ns_per_raw;
-    return in->clock_unix0 + (int64_t)d;
+/* d as an int64 in *out. Returns 0, or -1 when d is NaN or outside the int64 range
+ * (where the conversion would be undefined). */
+static int dbl_to_i64(double d, int64_t *out) {
+    if (!(d > -9.2e18 && d < 9.2e18))
+        return -1;
+    *out = (int64_t)d;
+    return 0;
+}
+
+/* Raw clock value of the dead process -> Unix ns in *out, with its calibration. Returns 0,
+ * or -1 when the (hostile or damaged) values overflow. */
+static int raw_to_unix(const as_ring_info *in, uint64_t raw, int64_t *out) {
+    int64_t d;
+    if (dbl_to_i64((double)(int64_t)(raw - in->clock_raw0) * in->clock_ns_per_raw, &d) != 0)
+        return -1;
+    return __builtin_add_overflow(in->clock_unix0, d, out) ? -1 : 0;
+}
+
+/* Runs the strings of a decoded action through the checks of a tracked action
+ * (as_action_validate: lengths, UTF-8, JSON objects with strict numbers) and checks its
+ * times. Returns 0, or -1 when the action could not have been tracked as it is. */
+static int check_recovered(const as_action *a) {
+    agentsight_action pub;
+    memset(&pub, 0, sizeof pub);
+    pub.action_name = a->action_name;
+    pub.tools_used = a->tools_used;
+    pub.response = a->response;
+    pub.error_msg = a->error_msg;
+    pub.conversation_id = a->conversation_id;
+    pub.metadata = a->metadata;
+    as_action norm;
+    char msg[128];
+    if (!a->conversation_id || !a->conversation_id[0] ||
+        as_action_validate(&pub, a->timestamp_ns, NULL, &norm, msg, sizeof msg) != 0)
+        return -1;
+    int64_t dur_ns, diff;
+    if (a->ended_ns < a->started_ns || a->duration_ms < 0 ||
+        __builtin_mul_overflow(a->duration_ms, (int64_t)1000000, &dur_ns) ||
+        __builtin_sub_overflow(a->ended_ns, a->started_ns, &diff))
+        return -1;
+    return 0;
 }
 
 /* The untyped integer rule of config/README.md (as callrec.c applies it). */
@@ -190,12 +249,15 @@ static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *
     const as_ring_info *in = w->info;
     if (!(in->clock_ns_per_raw > 0 && in->clock_ns_per_raw < 1e6))
         return -1;
-    int64_t dns = (int64_t)((double)(r.t1 - r.t0) * in->clock_ns_per_raw);
+    int64_t dns, start, end;
     memset(a, 0, sizeof *a);
+    if (dbl_to_i64((double)(r.t1 - r.t0) * in->clock_ns_per_raw, &dns) != 0 ||
+        raw_to_unix(in, r.t0, &start) != 0 || __builtin_add_overflow(start, dns, &end))
+        return -1;
     a->action_name = nm->name[r.id];
-    a->started_ns = raw_to_unix(in, r.t0);
-    a->ended_ns = a->started_ns + dns;
-    a->duration_ms = (dns + 500000) / 1000000;
+    a->started_ns = start;
+    a->ended_ns = end;
+    a->duration_ms = dns / 1000000 + (dns % 1000000 >= 500000);
     a->timestamp_ns = a->ended_ns;
     a->conversation_id = in->conversation_id[0] ? in->conversation_id : "unknown";
     as_buf *sb = &w->scratch;
@@ -222,28 +284,15 @@ static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *
     a->metadata = sb->data + o_meta;
     a->response = returned ? sb->data + o_resp : NULL;
     a->error_msg = returned ? NULL : "did not return (left by longjmp or an exception)";
-    return 0;
+    return check_recovered(a);
 }
 
-/* 1 when s is NULL or the text of a JSON object. */
-static int json_object_or_null(const char *s) {
-    if (!s)
-        return 1;
-    cJSON *j = cJSON_Parse(s);
-    int ok = j && cJSON_IsObject(j);
-    cJSON_Delete(j);
-    return ok;
-}
-
-/* Decodes a packed API action. Returns 0, or -1 when the blob is not intact. */
+/* Decodes a packed API action. Returns 0, or -1 when the blob is not intact or holds an
+ * action that could not have been tracked (check_recovered). */
 static int decode_packed(const void *payload, size_t len, as_action *a) {
-    if (as_action_unpack(payload, len, a) != 0)
+    if (as_action_unpack(payload, len, a) != 0 || !a->action_name)
         return -1;
-    if (!a->action_name[0] || !as_utf8_valid(a->action_name, strlen(a->action_name)) ||
-        !a->conversation_id || !json_object_or_null(a->tools_used) ||
-        !json_object_or_null(a->metadata) || a->ended_ns < a->started_ns || a->duration_ms < 0)
-        return -1;
-    return 0;
+    return check_recovered(a);
 }
 
 /* as_ring_msg_fn: one recovered message. Undecodable ones are counted and skipped. */
@@ -322,10 +371,10 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
 }
 
 /* Takes name (a .ring of a dead process, or a .taking of a dead recoverer) by renaming
- * it to <ring>.taking-<ours>. Returns 1 and the two names, 0 when it is not ours to
- * take. */
-static int take(const char *dir, const char *name, const char *ours, char *taken, size_t tcap,
-                char *orig, size_t ocap) {
+ * it to <ring>.taking-<ours_id>. Returns 1 and the two names, 0 when it is not ours to
+ * take (a file that is not a regular file owned by geteuid() also counts in *foreign). */
+static int take(const char *dir, const char *name, const char *ours_id, char *taken, size_t tcap,
+                char *orig, size_t ocap, long *foreign) {
     int pid;
     uint64_t start;
     char prefix[NAME_MAX_LEN];
@@ -345,14 +394,21 @@ static int take(const char *dir, const char *name, const char *ours, char *taken
         unsigned long long rs;
         if (sscanf(name + base, ".taking-%d-%llu", &rp, &rs) != 2)
             return 0; /* .bad and anything else */
-        if (strcmp(name + base + 8, ours) == 0 || !as_proc_dead(rp, rs))
+        if (strcmp(name + base + 8, ours_id) == 0 || !as_proc_dead(rp, rs))
             return 0;
     }
     char from[1024], to[1024];
-    if (cat3(taken, tcap, orig, ".taking-", ours) != 0 ||
+    if (cat3(taken, tcap, orig, ".taking-", ours_id) != 0 ||
         path_of(from, sizeof from, dir, name, NULL) != 0 ||
         path_of(to, sizeof to, dir, taken, NULL) != 0)
         return 0;
+    struct stat st;
+    if (lstat(from, &st) != 0)
+        return 0;
+    if (!ours(&st)) {
+        (*foreign)++; /* another user's file (or a link) is never shipped as ours */
+        return 0;
+    }
     return rename(from, to) == 0;
 }
 
@@ -423,6 +479,16 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
     char dir[1024];
     if (cat3(dir, sizeof dir, root, "/rings", NULL) != 0)
         return -1;
+    struct stat dst;
+    if (lstat(dir, &dst) != 0)
+        return errno == ENOENT ? 0 : -1;
+    char why[256];
+    if (as_secure_dir(dir, 0, why, sizeof why) != 0) {
+        as_warn("%s: %s; its ring files are not recovered (the directory must be ours, mode "
+                "0700)",
+                dir, why);
+        return -1;
+    }
     char **list = NULL;
     long n = list_dir(dir, &list);
     if (n < 0)
@@ -441,10 +507,13 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
      * next one: the pipeline stops at files meant for other sinks than its own. */
     for (long i = 0; i < n; i++) {
         char taken[NAME_MAX_LEN + 64], orig[NAME_MAX_LEN];
-        if (!take(dir, list[i], ours, taken, sizeof taken, orig, sizeof orig))
+        if (!take(dir, list[i], ours, taken, sizeof taken, orig, sizeof orig, &w.foreign))
             continue;
         recover_file(&w, &nm, dir, taken, orig);
     }
+    if (w.foreign)
+        as_warn("%s: %ld ring files not owned by uid %u skipped (never shipped)", dir, w.foreign,
+                (unsigned)geteuid());
     sweep_targets(dir, list, (size_t)n);
     for (long i = 0; i < n; i++)
         free(list[i]);

@@ -162,7 +162,9 @@ int as_ring_file_walk(const char *path, as_ring_info *info, as_ring_msg_fn fn, v
     if (fd < 0)
         return -1;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < AS_RING_DATA_OFF) {
+    /* A file someone else owns may be forged: never ship it as ours. */
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (uint64_t)st.st_size < AS_RING_DATA_OFF) {
         close(fd);
         return -1;
     }

@@ -195,7 +195,7 @@ typedef int (*as_ring_msg_fn)(unsigned kind, const void *payload, size_t len, vo
  * bytes it passed in *skipped. fn returning non-zero stops the walk (the message stays
  * for later). info receives the file's header. Returns 1 when every message was walked,
  * 0 when fn stopped it, -1 when the file is not a ring file (too short, bad magic or
- * version, sizes that do not match the file). */
+ * version, sizes that do not match the file) or is not owned by geteuid() (untrusted). */
 int as_ring_file_walk(const char *path, as_ring_info *info, as_ring_msg_fn fn, void *ctx,
                       uint64_t *skipped);
 

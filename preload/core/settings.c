@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/securedir.h"
 #include "core/settings.h"
 #include "core/sink.h"
 
@@ -247,20 +248,48 @@ static int parse_policy(const char *s) {
     return -1;
 }
 
+/* Whether the no-spool warning was given (once per process, whatever the reloads). */
+static int nospool_warned;
+
+/* The spool root when AGENTSIGHT_SPOOL_DIR does not give one: $XDG_STATE_HOME/agentsight/
+ * spool, else $HOME/.local/state/agentsight/spool, else $XDG_RUNTIME_DIR/agentsight/spool
+ * when that directory is ours and private (as_secure_dir); else none at all (""), with
+ * one warning: a predictable shared place such as /tmp/agentsight-<uid> could be made
+ * beforehand by another user, who would then read our spool or plant ring files that we
+ * would ship as ours. This function can't fail. */
 static void default_spool_dir(void) {
     const char *xdg = getenv("XDG_STATE_HOME");
     const char *home = getenv("HOME");
-    int n;
+    const char *run = getenv("XDG_RUNTIME_DIR");
+    char why[256] = "";
+    int n = -1;
+    as_cfg.spool_dir[0] = '\0';
     if (xdg && xdg[0] == '/')
         n = snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "%s/agentsight/spool", xdg);
     else if (home && home[0] == '/')
         n = snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "%s/.local/state/agentsight/spool",
                      home);
+    else if (run && run[0] == '/' && as_secure_dir(run, 0, why, sizeof why) == 0)
+        n = snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "%s/agentsight/spool", run);
+    if (n >= 0 && (size_t)n < sizeof as_cfg.spool_dir)
+        return;
+    as_cfg.spool_dir[0] = '\0';
+    if (nospool_warned)
+        return;
+    nospool_warned = 1;
+    if (n >= 0)
+        as_warn("spool directory: the default path is longer than %zu bytes; running without a "
+                "spool (no retry after exit, no crash-safe rings); set AGENTSIGHT_SPOOL_DIR",
+                sizeof as_cfg.spool_dir - 1);
+    else if (run && run[0])
+        as_warn("spool directory: neither XDG_STATE_HOME nor HOME is set and XDG_RUNTIME_DIR "
+                "'%s' is not usable (%s); running without a spool (no retry after exit, no "
+                "crash-safe rings); set AGENTSIGHT_SPOOL_DIR",
+                run, why[0] ? why : "not an absolute path");
     else
-        n = -1;
-    if (n < 0 || (size_t)n >= sizeof as_cfg.spool_dir)
-        snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "/tmp/agentsight-%u/spool",
-                 (unsigned)getuid());
+        as_warn("spool directory: neither XDG_STATE_HOME, HOME nor XDG_RUNTIME_DIR is set; "
+                "running without a spool (no retry after exit, no crash-safe rings); set "
+                "AGENTSIGHT_SPOOL_DIR");
 }
 
 static void default_service_name(void) {
@@ -298,26 +327,39 @@ void as_settings_load(int default_policy) {
         default_policy == AGENTSIGHT_QUEUE_DROP ? AGENTSIGHT_QUEUE_DROP : AGENTSIGHT_QUEUE_WAIT;
     as_cfg.queue_wait_ms = DEF_WAIT_MS;
     as_cfg.queue_bytes = DEF_QUEUE_BYTES;
-    default_spool_dir();
+    if ((v = env("AGENTSIGHT_SPOOL_DIR"))) {
+        if (copy_str(as_cfg.spool_dir, sizeof as_cfg.spool_dir, v) != 0)
+            as_error("AGENTSIGHT_SPOOL_DIR: value longer than %zu bytes; running without a "
+                     "spool (no other directory is used)",
+                     sizeof as_cfg.spool_dir - 1);
+    } else {
+        default_spool_dir();
+    }
     default_service_name();
 
     if ((v = env("AGENTSIGHT_API_KEY")))
         set_str("AGENTSIGHT_API_KEY", as_cfg.api_key, sizeof as_cfg.api_key, v);
     if ((v = env("AGENTSIGHT_API_ENDPOINT")))
         set_str("AGENTSIGHT_API_ENDPOINT", as_cfg.api_endpoint, sizeof as_cfg.api_endpoint, v);
-    if ((v = env("AGENTSIGHT_OUTPUT")) &&
-        set_str("AGENTSIGHT_OUTPUT", as_cfg.output, sizeof as_cfg.output, v) == 0)
+    if ((v = env("AGENTSIGHT_OUTPUT"))) {
+        /* Too long is a configuration error, not a reason to write elsewhere: the output
+         * stays empty and explicit, so no sink opens and nothing goes to the default. */
         as_cfg.output_explicit = 1;
-    if (as_cfg.output_explicit)
-        absolute_output(as_cfg.output, sizeof as_cfg.output);
-    else
+        if (copy_str(as_cfg.output, sizeof as_cfg.output, v) != 0)
+            as_error("AGENTSIGHT_OUTPUT: value of %zu bytes is longer than %zu; no sink is "
+                     "opened (dropped: '%.40s...')",
+                     strlen(v), sizeof as_cfg.output - 1, v);
+    }
+    if (as_cfg.output_explicit) {
+        if (as_cfg.output[0])
+            absolute_output(as_cfg.output, sizeof as_cfg.output);
+    } else {
         snprintf(as_cfg.output, sizeof as_cfg.output, "%s",
                  as_cfg.api_key[0] ? "agentsight" : DEF_FILE_OUTPUT);
+    }
     if ((v = env("AGENTSIGHT_CONVERSATION_ID")))
         set_str("AGENTSIGHT_CONVERSATION_ID", as_cfg.conversation_id, sizeof as_cfg.conversation_id,
                 v);
-    if ((v = env("AGENTSIGHT_SPOOL_DIR")))
-        set_str("AGENTSIGHT_SPOOL_DIR", as_cfg.spool_dir, sizeof as_cfg.spool_dir, v);
     if ((v = env("AGENTSIGHT_SERVICE_NAME")))
         set_str("AGENTSIGHT_SERVICE_NAME", as_cfg.service_name, sizeof as_cfg.service_name, v);
 

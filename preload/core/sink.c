@@ -24,8 +24,8 @@ const as_sink_ops *as_sink_find(const char *scheme) {
 }
 
 /* Splits the next comma-separated URI of *p (spaces trimmed) into uri (cap bytes).
- * Returns 1 with *p advanced, 0 at the end. A URI longer than cap is truncated and
- * then fails its checks. */
+ * Returns 1 with *p advanced, 0 at the end, 2 with *p advanced when the URI is longer than
+ * cap - 1 (uri then holds its first cap - 1 bytes, only to name it in a message). */
 static int next_uri(const char **p, char *uri, size_t cap) {
     const char *s = *p;
     while (*s == ',' || *s == ' ' || *s == '\t')
@@ -39,11 +39,14 @@ static int next_uri(const char **p, char *uri, size_t cap) {
     while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
         e--;
     size_t n = (size_t)(e - s);
-    if (n >= cap)
+    int rc = 1;
+    if (n >= cap) {
         n = cap - 1;
+        rc = 2;
+    }
     memcpy(uri, s, n);
     uri[n] = '\0';
-    return 1;
+    return rc;
 }
 
 /* Splits uri into scheme (cap bytes) and returns the argument after ':' ("" without). */
@@ -77,11 +80,19 @@ static int check_one(const char *uri, char *msg, size_t cap) {
     return 0;
 }
 
+/* Writes the too-long message for the truncated uri into msg. Returns -1. */
+static int too_long(const char *uri, char *msg, size_t cap) {
+    snprintf(msg, cap, "sink URI '%.60s...' is longer than %d bytes", uri, AS_MAX_URI);
+    return -1;
+}
+
 int as_sinks_check(const char *uris, char *msg, size_t cap) {
-    char uri[512];
-    int n = 0;
+    char uri[AS_MAX_URI + 1];
+    int n = 0, got;
     const char *p = uris ? uris : "";
-    while (next_uri(&p, uri, sizeof(uri))) {
+    while ((got = next_uri(&p, uri, sizeof(uri)))) {
+        if (got == 2)
+            return too_long(uri, msg, cap);
         if (check_one(uri, msg, cap) != 0)
             return -1;
         n++;
@@ -90,17 +101,46 @@ int as_sinks_check(const char *uris, char *msg, size_t cap) {
         snprintf(msg, cap, "no sink URI given: " EXPECTED);
         return -1;
     }
+    if (n > AS_MAX_SINKS) {
+        snprintf(msg, cap, "%d sink URIs given, at most %d", n, AS_MAX_SINKS);
+        return -1;
+    }
     return 0;
 }
 
-/* Opens each valid URI into out; bad ones are reported and skipped. Returns how many
- * opened (out[0..n) are ready; the rest of out is untouched). */
-int as_sinks_open(const char *uris, as_sink *out, int max) {
-    char uri[512], msg[600], scheme[32];
+/* Names, in one error, every URI of p (the rest of a list) that is not opened because
+ * max sinks were already taken. This function can't fail. */
+static void report_dropped(const char *p, int max) {
+    char uri[AS_MAX_URI + 1], names[1024];
+    size_t o = 0;
     int n = 0;
+    names[0] = '\0';
+    while (next_uri(&p, uri, sizeof(uri))) {
+        n++;
+        if (o < sizeof(names)) {
+            int w = snprintf(names + o, sizeof(names) - o, "%s'%s'", n > 1 ? ", " : "", uri);
+            o += w > 0 ? (size_t)w : 0;
+        }
+    }
+    if (n == 0)
+        return;
+    if (o >= sizeof(names))
+        memcpy(names + sizeof(names) - 4, "...", 4);
+    as_error("more than %d sink URIs: %d not opened (nothing is written to them): %s", max, n,
+             names);
+}
+
+/* Opens each valid URI into out; bad ones are reported and skipped, and those beyond
+ * max are named in one error. Returns how many opened (out[0..n) are ready; the rest of
+ * out is untouched). */
+int as_sinks_open(const char *uris, as_sink *out, int max) {
+    char uri[AS_MAX_URI + 1], msg[600], scheme[32];
+    int n = 0, got;
     const char *p = uris ? uris : "";
-    while (n < max && next_uri(&p, uri, sizeof(uri))) {
-        if (check_one(uri, msg, sizeof(msg)) != 0) {
+    const char *rest = p;
+    while (n < max && (got = next_uri(&p, uri, sizeof(uri)))) {
+        rest = p;
+        if (got == 2 ? too_long(uri, msg, sizeof(msg)) : check_one(uri, msg, sizeof(msg))) {
             as_error("%s", msg);
             continue;
         }
@@ -115,6 +155,7 @@ int as_sinks_open(const char *uris, as_sink *out, int max) {
         }
         n++;
     }
+    report_dropped(n >= max ? rest : "", max);
     return n;
 }
 

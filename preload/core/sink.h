@@ -35,9 +35,15 @@ struct as_sink {
 /* Registered sink types (file, stderr, null; HTTP ones when built in). */
 const as_sink_ops *as_sink_find(const char *scheme);
 
+/* The most sinks one URI list may name (as_sinks_check refuses more), and the longest
+ * URI (a longer one is refused, never truncated into another destination). */
+#define AS_MAX_SINKS 16
+#define AS_MAX_URI 511
+
 /* Parses a comma-separated URI list and opens each sink into out (up to max). Unknown
- * schemes are reported ("unknown sink URI 'x': expected file:PATH, stderr, null,
- * agentsight or otlp:URL") and skipped. Returns the number opened. */
+ * schemes and URIs longer than AS_MAX_URI are reported ("unknown sink URI 'x': expected
+ * file:PATH, stderr, null, agentsight or otlp:URL") and skipped. URIs beyond the first
+ * max are not opened: one error names each of them. Returns the number opened. */
 int as_sinks_open(const char *uris, as_sink *out, int max);
 
 /* Lets the sinks that keep requests in flight (agentsight, otlp) make progress without
@@ -46,7 +52,9 @@ int as_sinks_open(const char *uris, as_sink *out, int max);
  * fail. */
 void as_sinks_poll(as_sink *sinks, int n);
 
-/* Checks a URI list without opening anything: 0, or -1 with the reason in msg. */
+/* Checks a URI list without opening anything: 0, or -1 with the reason in msg (an
+ * unknown scheme, a missing argument, a URI longer than AS_MAX_URI, no URI at all, or more
+ * than AS_MAX_SINKS of them). */
 int as_sinks_check(const char *uris, char *msg, size_t cap);
 
 extern const as_sink_ops as_sink_file_ops;

@@ -10,7 +10,14 @@
  * get ours back for a file of its own. So the sink remembers the device and inode it
  * opened, checks the fd with one fstat(2) before each batch, and reopens the path when
  * the fd is gone (EBADF) or now names another file. A descriptor that is no longer ours
- * is never written to, locked or closed. */
+ * is never written to, locked or closed.
+ *
+ * A failed write (disk full, EIO) leaves no torn line: under the lock the sink notes the
+ * file's size, and on failure truncates it back to that size, so the batch is either
+ * wholly in the file or not at all (send returns -1 and the caller keeps the batch). When
+ * the truncation itself fails, or another writer left a partial line, the next batch
+ * starts with '\n' because the file does not end with one. A failure is logged once per
+ * streak of failures, and once more when writing works again. */
 #include "sink.h"
 
 #include <errno.h>
@@ -30,13 +37,18 @@ typedef struct file_sink {
     dev_t dev;
     ino_t ino; /* what fd named when we opened it */
     as_buf buf;
+    unsigned long long failing; /* batches failed in the current streak (0: none) */
     char path[PATH_MAX];
 } file_sink;
 
 /* Opens f->path for appending and records its identity. Returns 0, or -1 with errno set
  * (f->fd is then -1). */
 static int open_path(file_sink *f) {
-    f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    /* Read access lets the sink see whether the file ends in a partial line; a file we
+     * may only write to is still used, without that check. */
+    f->fd = open(f->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f->fd < 0 && (errno == EACCES || errno == EISDIR || errno == EPERM))
+        f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (f->fd < 0)
         return -1;
     struct stat st;
@@ -61,17 +73,15 @@ static int fd_is_ours(const file_sink *f) {
 }
 
 /* Makes sure f->fd is ours before a batch: reopens the path (leaving the old number to
- * the program) when it is not. Returns 0, or -1 (logged once per failure) when the file
- * cannot be reopened. */
+ * the program) when it is not. Returns 0, or -1 with errno set when the file cannot be
+ * reopened (the caller logs it). */
 static int ensure_ours(file_sink *f) {
     if (fd_is_ours(f))
         return 0;
-    if (open_path(f) == 0) {
-        as_debug("file sink '%s': its descriptor was taken by the program; reopened", f->path);
-        return 0;
-    }
-    as_warn("file sink '%s': cannot reopen: %s", f->path, strerror(errno));
-    return -1;
+    if (open_path(f) != 0)
+        return -1;
+    as_debug("file sink '%s': its descriptor was taken by the program; reopened", f->path);
+    return 0;
 }
 
 /* Returns 0 with s->impl set, or -1 (logged) with nothing left open. */
@@ -118,8 +128,47 @@ static int write_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
+/* Whether the regular file fd (size bytes) ends in something other than '\n', i.e. a
+ * partial line another writer (or a failed truncation of ours) left behind. */
+static int ends_torn(int fd, off_t size) {
+    char last;
+    return size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n';
+}
+
+/* Writes buf (n bytes) under f's lock. For a regular file: starts with '\n' when the file
+ * ends in a partial line, and on failure truncates back to the size seen under the lock.
+ * Returns 0, or -1 with errno set (the file then holds none of buf, unless even the
+ * truncation failed). */
+static int write_locked(file_sink *f, const char *buf, size_t n) {
+    while (flock(f->fd, LOCK_EX) != 0 && errno == EINTR)
+        ;
+    struct stat st;
+    int regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
+    int rc = 0;
+    if (regular && ends_torn(f->fd, st.st_size))
+        rc = write_all(f->fd, "\n", 1);
+    if (rc == 0)
+        rc = write_all(f->fd, buf, n);
+    int saved = errno;
+    if (rc != 0 && regular && ftruncate(f->fd, st.st_size) != 0)
+        as_debug("file sink '%s': cannot cut the partial batch: %s", f->path, strerror(errno));
+    flock(f->fd, LOCK_UN);
+    errno = saved;
+    return rc;
+}
+
+/* Counts a failed batch; logs only the first of a streak. Returns -1. */
+static int failed(file_sink *f, const char *what, int err) {
+    if (f->failing++ == 0)
+        as_warn("file sink '%s': %s: %s; batches are kept for retry (logged once until it "
+                "works again)",
+                f->path, what, strerror(err));
+    return -1;
+}
+
 /* Returns 0 when the whole batch was written, -1 otherwise (out of memory, the file could
- * not be reopened, or a write error: the lines written so far stay in the file). */
+ * not be reopened, or a write error): then none of the batch stays in the file (see the
+ * top of the file) and the caller keeps it. */
 static int file_send(as_sink *s, const as_action *batch, size_t n) {
     file_sink *f = s->impl;
     as_buf_reset(&f->buf);
@@ -128,18 +177,17 @@ static int file_send(as_sink *s, const as_action *batch, size_t n) {
     if (f->buf.oom) {
         as_buf_free(&f->buf);
         as_buf_init(&f->buf);
-        return -1;
+        return failed(f, "formatting the batch", ENOMEM);
     }
     if (ensure_ours(f) != 0)
-        return -1;
-    while (flock(f->fd, LOCK_EX) != 0 && errno == EINTR)
-        ;
-    int rc = write_all(f->fd, f->buf.data, f->buf.len);
-    int saved = errno;
-    flock(f->fd, LOCK_UN);
-    if (rc != 0)
-        as_warn("file sink '%s': write failed: %s", f->path, strerror(saved));
-    return rc;
+        return failed(f, "cannot reopen", errno);
+    if (write_locked(f, f->buf.data, f->buf.len) != 0)
+        return failed(f, "write failed", errno);
+    if (f->failing) {
+        as_warn("file sink '%s': writing again after %llu failed batches", f->path, f->failing);
+        f->failing = 0;
+    }
+    return 0;
 }
 
 /* Lines are written at send time: nothing is in flight. Returns 0. */

@@ -162,6 +162,9 @@ static void recover(as_spool *sp) {
     closedir(d);
 }
 
+static char **list_pending(const char *dir, size_t *n, uint64_t *total);
+static void free_list(char **v, size_t n);
+
 as_spool *as_spool_open(const char *root, const char *uri, uint64_t max_bytes) {
     as_spool *sp = calloc(1, sizeof *sp);
     if (!sp)
@@ -181,8 +184,9 @@ as_spool *as_spool_open(const char *root, const char *uri, uint64_t max_bytes) {
     sp->max_bytes = max_bytes ? max_bytes : as_spool_default_max();
     as_buf_init(&sp->staged);
     recover(sp);
-    size_t n;
-    free_list(list_pending(sp->dir, &n, &sp->known_bytes), n);
+    size_t n = 0;
+    char **names = list_pending(sp->dir, &n, &sp->known_bytes);
+    free_list(names, n);
     const char *fs = getenv("AGENTSIGHT_SPOOL_FSYNC");
     sp->fsync_on = fs && strcmp(fs, "1") == 0;
     return sp;

@@ -37,6 +37,7 @@
 
 #include "core/pipeline.h"
 #include "hook/capture.h"
+#include "hook/config.h"
 #include "hook/target.h"
 
 #define PAGE 4096u
@@ -564,7 +565,12 @@ int as_capture_vec_risk_entry(uint32_t id) {
         return 1;
     if (id >= AS_MAX_TARGETS)
         return 1;
-    return as_targets[id].proto != NULL && cs.arena == NULL && !cs.arena_failed;
+    if (cs.arena != NULL || cs.arena_failed)
+        return 0;
+    /* Would this call map the arena? It captures when thunk.c's capture_proto() says so. */
+    const as_target *t = &as_targets[id];
+    const as_entry *e = (const as_entry *)t->entry;
+    return t->proto != NULL && !as_capture_off && !(e && e->capture_none);
 }
 
 int as_capture_vec_risk_exit(void) {

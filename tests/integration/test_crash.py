@@ -239,3 +239,29 @@ def test_send_ships_dead_ring_to_recorded_http_sinks():
         delivery.assert_key_absent([d], [r.stdout, r.stderr])
     finally:
         emu.stop()
+
+
+def test_hostile_calibration_ships_no_garbage_times():
+    """Proves a ring file whose clock calibration was altered so that converting a call's
+    raw times overflows int64 (clock_unix0 near INT64_MAX, the largest ns-per-raw allowed)
+    ships none of those call records (each would carry an invented time), while its API
+    actions, which carry their own times, are all recovered intact."""
+    import struct
+    d, conf, spool = _setup()
+    before = os.path.join(d, "before.jsonl")
+    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf, out=before,
+                      env=_env(spool, True))
+    assert r.returncode == -signal.SIGKILL
+    files = _ring_files(spool)
+    assert len(files) == 1, files
+    path = os.path.join(spool, "rings", files[0])
+    with open(path, "r+b") as f:  # ring.h: as_ring_info at 256; clock_unix0 at +32
+        f.seek(256 + 32)
+        f.write(struct.pack("<qd", 2**63 - 10, 999999.0))
+    after = _recover(conf, spool, before)
+    api, calls, other = _split(after)
+    assert calls == [], calls
+    assert sorted(api) == list(range(N)), api
+    assert other == []
+    for a in after:
+        assert a["started_at"] <= a["ended_at"]

@@ -236,6 +236,7 @@ static void test_thread_first_call_keeps_vectors(void **state) {
  * is not, and the exits of a thread that captured items are not while records are copied
  * by memcpy. */
 static void test_risk_rules(void **state) {
+    need_avx(); /* call_and_compare uses AVX */
     int ret;
     call_and_compare(str_stub, "x", &ret); /* ring and arena exist from here on */
     int plain_id = as_target_get((void *)victim_plain, "victim_plain", NULL, "test_fullregs", NULL);
@@ -247,11 +248,37 @@ static void test_risk_rules(void **state) {
     assert_int_equal(as_capture_vec_risk_exit(), &as_record_copy_library_free == NULL);
 }
 
+static void *risk_thread(void *arg) {
+    int *out = arg;
+    int ret;
+    call_and_compare(plain_stub, (const char *)1, &ret); /* warm: shadow stack, ring */
+    int str_id = as_target_get((void *)victim_str, "victim_str", NULL, "test_fullregs", &str_entry);
+    out[0] = as_capture_vec_risk_entry((uint32_t)str_id); /* would map the arena */
+    as_capture_off = 1;
+    out[1] = as_capture_vec_risk_entry((uint32_t)str_id); /* capture off: no arena */
+    as_capture_off = 0;
+    return NULL;
+}
+
+/* Proves a typed target's first call on a thread is risky only when it would capture:
+ * with capture switched off the arena is never mapped, so the call stays on the common
+ * path. */
+static void test_risk_first_typed_call(void **state) {
+    need_avx(); /* call_and_compare uses AVX */
+    int out[2] = {-1, -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, risk_thread, out), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(out[0], 1);
+    assert_int_equal(out[1], 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_common_path_keeps_vectors),
         cmocka_unit_test(test_thread_first_call_keeps_vectors),
         cmocka_unit_test(test_risk_rules),
+        cmocka_unit_test(test_risk_first_typed_call),
     };
     return cmocka_run_group_tests(tests, setup_group, teardown_group);
 }

@@ -434,6 +434,31 @@ static void test_pipeline_wait_policy(void **state) {
     as_pipe_shutdown();
 }
 
+/* Proves (review item 12) that under policy WAIT a thread whose ring fills while the
+ * pipeline is stopped by a shutdown starts it again and loses nothing (it dropped at
+ * once because the pipeline was not running). */
+static void test_pipeline_wait_after_shutdown(void **state) {
+    enum { PER = 600 };
+    uint64_t before = as_pipe_dropped();
+    configure(NULL, AGENTSIGHT_QUEUE_WAIT, 4096);
+    assert_int_equal(as_pipe_start(), 0);
+    as_pipe_shutdown();
+    assert_false(as_pipe_running());
+    prod p = {.thread = 0, .count = PER, .may_wait = 1};
+    producer(&p);
+    assert_int_equal(p.refused, 0);
+    assert_true(as_pipe_running());
+    assert_int_equal(as_pipe_flush(-1), 0);
+    static uint8_t seen[PER];
+    memset(seen, 0, sizeof(seen));
+    int dups;
+    uint64_t dsum;
+    assert_int_equal(read_out(seen, PER, &dups, &dsum), PER);
+    assert_int_equal(dups, 0);
+    assert_int_equal(as_pipe_dropped(), before);
+    as_pipe_shutdown();
+}
+
 /* Proves shutdown delivers what is still queued without an explicit flush, and appends
  * the stats line to AGENTSIGHT_STATS_FILE. */
 static void test_pipeline_shutdown_stats(void **state) {
@@ -488,6 +513,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_pipeline_threads, teardown),
         cmocka_unit_test_teardown(test_pipeline_drop_policy, teardown),
         cmocka_unit_test_teardown(test_pipeline_wait_policy, teardown),
+        cmocka_unit_test_teardown(test_pipeline_wait_after_shutdown, teardown),
         cmocka_unit_test_teardown(test_pipeline_shutdown_stats, teardown),
         cmocka_unit_test_teardown(test_pipeline_no_sink, teardown),
     };

@@ -228,6 +228,35 @@ static void test_bad_line_reasons(void **state) {
     as_report_free(r);
 }
 
+/* Proves a duration whose value in ns would be infinite (1e308 ms) or absurd (more than
+ * 1e15 ms) is a bad line, not an inf/NaN in the totals, while 1e15 ms itself is kept and
+ * the JSON output stays finite. */
+static void test_huge_duration(void **state) {
+    as_report *r = as_report_new(0);
+    assert_non_null(r);
+    const char *bad[] = {
+        "{\"action_name\":\"h\",\"duration_ms\":1e308}",
+        "{\"action_name\":\"h\",\"duration_ms\":1.0000001e15}",
+        "{\"action_name\":\"h\",\"metadata\":{\"duration_ns\":1e300}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *why = NULL;
+        assert_int_equal(as_report_line(r, bad[i], strlen(bad[i]), &why), -1);
+        assert_string_equal(why, "bad duration");
+    }
+    const char *ok = "{\"action_name\":\"h\",\"duration_ms\":1e15}";
+    assert_int_equal(as_report_line(r, ok, strlen(ok), NULL), 0);
+    assert_int_equal(as_report_line(r, ok, strlen(ok), NULL), 0);
+    as_report_row *rows;
+    assert_int_equal(as_report_rows(r, AS_SORT_TOTAL, &rows), 1);
+    assert_int_equal(rows[0].calls, 2);
+    assert_true(isfinite(rows[0].total_ms));
+    assert_true(fabs(rows[0].total_ms - 2e15) < 1e3);
+    assert_true(isfinite(rows[0].max_ms));
+    free(rows);
+    as_report_free(r);
+}
+
 /* Proves metadata.duration_ns wins over duration_ms, metadata.display_name is kept, and
  * error_msg counts as an error only when it is not null. */
 static void test_fields(void **state) {
@@ -405,6 +434,7 @@ int main(void) {
         cmocka_unit_test(test_long_line),         cmocka_unit_test(test_very_long_valid_line),
         cmocka_unit_test(test_name_cap),          cmocka_unit_test(test_json_output),
         cmocka_unit_test(test_table_output),      cmocka_unit_test(test_cmd_exit_status),
+        cmocka_unit_test(test_huge_duration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -133,6 +134,59 @@ static void test_bad_numbers_warn(void **state) {
     assert_int_equal(as_cfg.queue_policy, AGENTSIGHT_QUEUE_WAIT);
 }
 
+/* Proves that without XDG_STATE_HOME and HOME no predictable shared place (the old
+ * /tmp/agentsight-<uid>) is used: a private XDG_RUNTIME_DIR holds the spool, one that
+ * others may write to does not, and with none there is no spool at all, with a single
+ * warning however often the settings are loaded. */
+static void test_spool_without_home(void **state) {
+    unsetenv("HOME");
+    unsetenv("XDG_RUNTIME_DIR");
+    const char *err = load_capture(AGENTSIGHT_QUEUE_WAIT);
+    assert_string_equal(as_cfg.spool_dir, "");
+    assert_non_null(strstr(err, "running without a spool"));
+    err = load_capture(AGENTSIGHT_QUEUE_WAIT);
+    assert_string_equal(as_cfg.spool_dir, "");
+    assert_null(strstr(err, "spool")); /* warned once per process */
+
+    char run[] = "/tmp/test_settings_run_XXXXXX";
+    assert_non_null(mkdtemp(run));
+    setenv("XDG_RUNTIME_DIR", run, 1);
+    load_capture(AGENTSIGHT_QUEUE_WAIT);
+    char want[256];
+    snprintf(want, sizeof want, "%s/agentsight/spool", run);
+    assert_string_equal(as_cfg.spool_dir, want);
+
+    assert_int_equal(chmod(run, 0777), 0); /* anyone could plant files there */
+    load_capture(AGENTSIGHT_QUEUE_WAIT);
+    assert_string_equal(as_cfg.spool_dir, "");
+    assert_null(strstr(as_cfg.spool_dir, "/tmp/agentsight-"));
+
+    setenv("AGENTSIGHT_SPOOL_DIR", "/var/tmp/given", 1); /* given explicitly: used */
+    load_capture(AGENTSIGHT_QUEUE_WAIT);
+    assert_string_equal(as_cfg.spool_dir, "/var/tmp/given");
+    unsetenv("XDG_RUNTIME_DIR");
+    rmdir(run);
+}
+
+/* Proves an AGENTSIGHT_OUTPUT longer than the settings hold is an error naming it and
+ * leaves no output at all (explicit and empty), instead of the default file; and an
+ * over-long AGENTSIGHT_SPOOL_DIR means no spool, not the default one. */
+static void test_output_too_long(void **state) {
+    char big[1400];
+    memset(big, 0, sizeof big);
+    strcpy(big, "file:/tmp/");
+    memset(big + 10, 'o', sizeof big - 11);
+    setenv("AGENTSIGHT_OUTPUT", big, 1);
+    setenv("AGENTSIGHT_SPOOL_DIR", big + 5, 1);
+    const char *err = load_capture(AGENTSIGHT_QUEUE_WAIT);
+    assert_non_null(strstr(err, "AGENTSIGHT_OUTPUT: value of 1399 bytes is longer than 1023"));
+    assert_non_null(strstr(err, "no sink is opened"));
+    assert_non_null(strstr(err, "AGENTSIGHT_SPOOL_DIR: value longer than 511 bytes"));
+    assert_string_equal(as_cfg.output, "");
+    assert_int_equal(as_cfg.output_explicit, 1);
+    assert_string_equal(as_cfg.spool_dir, "");
+}
+
 /* Proves queue sizes are rounded up to a power of two within [64 KiB, 256 MiB]. */
 static void test_queue_bytes_rounding(void **state) {
     static const struct {
@@ -239,6 +293,8 @@ int main(void) {
         cmocka_unit_test_setup(test_spool_xdg, clear_env),
         cmocka_unit_test_setup(test_apply_options, clear_env),
         cmocka_unit_test_setup(test_fork_conversation_id, clear_env),
+        cmocka_unit_test_setup(test_spool_without_home, clear_env),
+        cmocka_unit_test_setup(test_output_too_long, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

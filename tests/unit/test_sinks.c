@@ -10,10 +10,14 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/sink.h"
 
 #define NS 1000000000LL
@@ -247,12 +251,185 @@ static void test_null(void **state) {
     assert_int_equal(s.ops->open(&s, "fast"), -1);
 }
 
+/* Sends stderr to a fresh temporary file until stderr_restore(); returns the saved fd. */
+static int stderr_to(char *path) {
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    close(fd);
+    return saved;
+}
+
+static void stderr_restore(int saved) {
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+}
+
+/* Counts the occurrences of needle in s. */
+static int count_of(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *p = s; p && (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* Proves every line of text is a JSON object with an action_name, and returns how many. */
+static int valid_lines(char *text) {
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        assert_non_null(j);
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(j, "action_name")));
+        cJSON_Delete(j);
+        n++;
+    }
+    return n;
+}
+
+static off_t file_size(const char *path) {
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Proves a write that fails half-way (the file size limit here, as a full disk would)
+ * returns -1 and leaves no torn line: the file is cut back to the last whole batch; the
+ * failure is logged once for a streak of failed batches and once when writing works
+ * again, and the batches sent then are whole lines. */
+static void test_file_write_failure(void **state) {
+    char path[] = "/tmp/as-full-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char logpath[] = "/tmp/as-full-log-XXXXXX";
+    int saved_err = stderr_to(logpath);
+    as_log_set_level(AS_LOG_WARN);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+
+    as_sink s;
+    memset(&s, 0, sizeof(s));
+    s.ops = &as_sink_file_ops;
+    assert_int_equal(s.ops->open(&s, path), 0);
+    as_action b[4] = {make_action("a", 1), make_action("b", 2), make_action("c", 3),
+                      make_action("d", 4)};
+    assert_int_equal(s.ops->send(&s, b, 1), 0);
+    off_t one = file_size(path);
+    struct rlimit lim = {(rlim_t)one + (rlim_t)one / 2, old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    for (int i = 0; i < 3; i++) /* each batch would cross the limit part-way */
+        assert_int_equal(s.ops->send(&s, b, 4), -1);
+    assert_int_equal(file_size(path), one);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_int_equal(s.ops->send(&s, b, 4), 0);
+    assert_int_equal(s.ops->send(&s, b, 2), 0);
+    s.ops->close(&s);
+
+    signal(SIGXFSZ, old_sig);
+    stderr_restore(saved_err);
+    char *log = read_file(logpath);
+    assert_int_equal(count_of(log, "write failed"), 1);
+    assert_int_equal(count_of(log, "writing again after 3 failed batches"), 1);
+    unlink(logpath);
+    assert_int_equal(valid_lines(read_file(path)), 1 + 4 + 2);
+    unlink(path);
+}
+
+/* Proves a batch written after someone left a partial last line starts on a new line, so
+ * each of its actions is a whole JSON line. */
+static void test_file_after_torn_line(void **state) {
+    char path[] = "/tmp/as-torn-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *torn = "{\"action_name\":\"x\",\"resp";
+    assert_int_equal(write(fd, torn, strlen(torn)), (ssize_t)strlen(torn));
+    close(fd);
+    as_sink s;
+    memset(&s, 0, sizeof(s));
+    s.ops = &as_sink_file_ops;
+    assert_int_equal(s.ops->open(&s, path), 0);
+    as_action b[2] = {make_action("a", 1), make_action("b", 2)};
+    assert_int_equal(s.ops->send(&s, b, 2), 0);
+    assert_int_equal(s.ops->send(&s, b, 1), 0);
+    s.ops->close(&s);
+    char *text = read_file(path);
+    assert_int_equal(count_lines(text), 4);
+    char *first_nl = strchr(text, '\n');
+    assert_non_null(first_nl);
+    assert_int_equal(first_nl - text, strlen(torn)); /* the torn line ends where it was cut */
+    assert_int_equal(valid_lines(first_nl + 1), 3);
+    unlink(path);
+}
+
+/* Proves too many sinks are a configuration error for the check and, at open, are named
+ * in one error and not opened, while the first ones are. */
+static void test_too_many_sinks(void **state) {
+    char list[2048] = "", msg[256];
+    for (int i = 0; i < AS_MAX_SINKS; i++)
+        strcat(list, i ? ",null" : "null");
+    assert_int_equal(as_sinks_check(list, msg, sizeof(msg)), 0);
+    strcat(list, ",file:/tmp/as-dropped-sink.jsonl");
+    assert_int_equal(as_sinks_check(list, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "at most 16"));
+
+    char logpath[] = "/tmp/as-many-log-XXXXXX";
+    int saved_err = stderr_to(logpath);
+    as_sink s[3];
+    int n =
+        as_sinks_open("null,stderr,null,file:/tmp/as-dropped-a.jsonl,file:/tmp/as-b.jsonl", s, 3);
+    stderr_restore(saved_err);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < n; i++)
+        s[i].ops->close(&s[i]);
+    char *log = read_file(logpath);
+    assert_non_null(strstr(log, "2 not opened"));
+    assert_non_null(strstr(log, "'file:/tmp/as-dropped-a.jsonl', 'file:/tmp/as-b.jsonl'"));
+    assert_int_equal(access("/tmp/as-dropped-a.jsonl", F_OK), -1);
+    unlink(logpath);
+}
+
+/* Proves a URI longer than the limit is refused, never truncated into a shorter path
+ * that would then be written to. */
+static void test_long_uri(void **state) {
+    char dir[] = "/tmp/as-long-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char uri[1200], cut[1200];
+    int n = snprintf(uri, sizeof(uri), "file:%s/", dir);
+    memset(uri + n, 'a', sizeof(uri) - (size_t)n - 1);
+    uri[sizeof(uri) - 1] = '\0';
+    uri[AS_MAX_URI + 40] = '\0'; /* longer than the limit, shorter than NAME_MAX */
+    char msg[256];
+    assert_int_equal(as_sinks_check(uri, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "longer than 511 bytes"));
+    char logpath[] = "/tmp/as-long-log-XXXXXX";
+    int saved_err = stderr_to(logpath);
+    as_sink s[2];
+    assert_int_equal(as_sinks_open(uri, s, 2), 0);
+    stderr_restore(saved_err);
+    unlink(logpath);
+    snprintf(cut, sizeof(cut), "%.*s", AS_MAX_URI - 5, uri + 5); /* the truncated path */
+    assert_int_equal(access(cut, F_OK), -1);
+    assert_int_equal(rmdir(dir), 0); /* nothing at all was created in it */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_find),          cmocka_unit_test(test_check),
-        cmocka_unit_test(test_open_list),     cmocka_unit_test(test_file_jsonl),
-        cmocka_unit_test(test_file_bad_path), cmocka_unit_test(test_file_two_processes),
-        cmocka_unit_test(test_stderr_line),   cmocka_unit_test(test_null),
+        cmocka_unit_test(test_find),
+        cmocka_unit_test(test_check),
+        cmocka_unit_test(test_open_list),
+        cmocka_unit_test(test_file_jsonl),
+        cmocka_unit_test(test_file_bad_path),
+        cmocka_unit_test(test_file_two_processes),
+        cmocka_unit_test(test_stderr_line),
+        cmocka_unit_test(test_null),
+        cmocka_unit_test(test_file_write_failure),
+        cmocka_unit_test(test_file_after_torn_line),
+        cmocka_unit_test(test_too_many_sinks),
+        cmocka_unit_test(test_long_uri),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
