@@ -36,7 +36,7 @@
 #include "sink.h"
 
 #define MAX_SLOTS 1024 /* threads with a live ring at once */
-#define MAX_SINKS 8
+#define MAX_SINKS AS_MAX_SINKS
 #define BATCH_MAX 256
 #define BUSY_MS 1
 #define IDLE_MAX_MS 8
