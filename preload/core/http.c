@@ -40,6 +40,7 @@ struct as_http {
     req *wire[64];   /* requests on the wire; inflight entries used */
     CURL *spare[16]; /* finished easy handles kept for reuse */
     int nspare;
+    int answering; /* see as_http_answering() */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -343,6 +344,7 @@ static void on_done(as_http *h, req *r, CURLcode rc) {
     else if (!r->errbuf[0])
         snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(rc));
     release_easy(h, r);
+    h->answering = !as_http_retryable(status);
     if (as_http_retryable(status) && r->attempts < h->o.max_attempts) {
         long wait = as_http_backoff_ms(&h->o, r->attempts + 1, as_http_random64());
         if (r->retry_after_ms >= 0)
@@ -406,6 +408,10 @@ size_t as_http_run(as_http *h, int timeout_ms) {
         }
     }
     return h->outstanding;
+}
+
+int as_http_answering(const as_http *h) {
+    return h ? h->answering : 0;
 }
 
 size_t as_http_outstanding(const as_http *h) {

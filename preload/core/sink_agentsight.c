@@ -536,7 +536,12 @@ static int spool_direct(sk *k, const as_action *a) {
 }
 
 static void accept_action(sk *k, const as_action *a, int64_t key, replay *rp) {
-    if (!rp && (k->held >= MAX_ITEMS || (k->down_until_ms && mono_ms() < k->down_until_ms))) {
+    /* Requests in flight fail (no answer, 429, 502-504): new actions wait in the spool
+     * rather than in memory, until those end (then new ones probe the server again). */
+    int failing = as_http_outstanding(k->http) > 0 && !as_http_answering(k->http) &&
+                  !(k->healthy && k->held < WIRE_AHEAD);
+    if (!rp &&
+        (k->held >= MAX_ITEMS || failing || (k->down_until_ms && mono_ms() < k->down_until_ms))) {
         display_name_seen(k, a);
         if (spool_direct(k, a) != 0)
             as_error("agentsight sink: out of memory; an action is lost");

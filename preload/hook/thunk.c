@@ -99,6 +99,9 @@ static pthread_key_t frames_key;
 static int frames_key_ok;
 
 int as_hook_enabled = 1;
+/* Records get their capture items through as_capture_copy, never a library routine: the
+ * full thunk then keeps xmm0-15 only around typed calls (capture.h). */
+const char as_record_copy_library_free = 1;
 int as_capture_off;
 unsigned char as_thunk_vec_mode;
 static uint64_t untracked_calls; /* atomic; only touched when a stack is full */
@@ -185,7 +188,7 @@ static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_ret
     rec->rdx = r ? r->rdx : 0;
     rec->xmm0 = r ? r->xmm[0].lo : 0;
     if (ext)
-        memcpy(rec + 1, cap, ext);
+        as_capture_copy(rec + 1, cap, ext);
     as_pipe_commit(rec);
 }
 
