@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -489,6 +490,88 @@ void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string, con
     }
     f->cap_len = (uint32_t)(w - (a + start));
     cs.top = start + f->cap_len;
+}
+
+/* ---- the precomputed plan -------------------------------------------------------- */
+
+_Static_assert(sizeof(as_cap_item) == 8 && offsetof(as_cap_item, tag) == 4 &&
+                   offsetof(as_cap_item, index) == 5,
+               "fast item header word");
+_Static_assert(offsetof(as_regs, gpr) == 0 && offsetof(as_regs, xmm) == 64 &&
+                   sizeof(((as_regs *)0)->xmm[0]) == 16,
+               "as_regs words");
+
+void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
+    pl->fast = 0;
+    pl->n = 0;
+    if (p->ret.kind == AS_K_AGG || p->nparams < 0 || p->nparams > AS_PROTO_MAX_PARAMS)
+        return; /* a hidden return pointer or an unknown size shifts the registers */
+    int gi = 0, si = 0;
+    for (int i = 0; i < p->nparams; i++) {
+        const as_type *ty = &p->params[i];
+        switch (ty->kind) {
+        case AS_K_SINT:
+        case AS_K_UINT:
+        case AS_K_BOOL:
+        case AS_K_PTR:
+            if (gi >= 6)
+                return;
+            pl->src[i] = (uint8_t)gi++;
+            break;
+        case AS_K_FLOAT:
+            if (ty->size > 8 || si >= 8)
+                return;
+            pl->src[i] = (uint8_t)(8 + 2 * si++);
+            break;
+        default: /* strings, aggregates, void: the general path */
+            return;
+        }
+    }
+    pl->n = (uint8_t)p->nparams;
+    pl->fast = 1;
+}
+
+/* One plan per target id, made on the target's first typed call (the installer may attach
+ * a DWARF prototype after the target was created, so it is keyed by the prototype). */
+static as_cap_plan plans[AS_MAX_TARGETS];
+
+/* Returns the published plan of target id for prototype p, making it when nobody has;
+ * NULL when another thread is making it, or it was made for another prototype. */
+static inline const as_cap_plan *plan_of(uint32_t id, const as_proto *p) {
+    if (id >= AS_MAX_TARGETS)
+        return NULL;
+    as_cap_plan *pl = &plans[id];
+    if (__builtin_expect(__atomic_load_n(&pl->proto, __ATOMIC_ACQUIRE) == p, 1))
+        return pl;
+    uint8_t no = 0;
+    if (!__atomic_compare_exchange_n(&pl->claimed, &no, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return NULL;
+    as_capture_plan_make(pl, p);
+    __atomic_store_n(&pl->proto, p, __ATOMIC_RELEASE);
+    return pl;
+}
+
+void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string,
+                           const as_regs *regs, void *const *slot) {
+    const as_cap_plan *pl = plan_of(f->id, p);
+    uint32_t n = pl && pl->fast ? pl->n : UINT32_MAX;
+    char *a = cs.arena;
+    uint32_t start = cs.top;
+    /* Anything else (no plan yet, no arena yet, a full arena) takes the general path. */
+    if (__builtin_expect(n == UINT32_MAX || !a || (size_t)start + 16 * n > AS_CAP_ARENA, 0)) {
+        as_capture_entry(f, p, max_string, regs, slot);
+        return;
+    }
+    const uint64_t *rw = (const uint64_t *)(const void *)regs;
+    uint64_t *w = (uint64_t *)(void *)(a + start); /* items are padded to 8 */
+    for (uint32_t i = 0; i < n; i++) {
+        /* as_cap_item {len 8, AS_CAP_VAL, index i, no flags}, then the register word */
+        w[2 * i] = 8u | (uint64_t)AS_CAP_VAL << 32 | (uint64_t)i << 40;
+        w[2 * i + 1] = rw[pl->src[i]];
+    }
+    f->cap_off = start;
+    f->cap_len = 16 * n;
+    cs.top = start + 16 * n;
 }
 
 void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string, const as_retregs *r) {

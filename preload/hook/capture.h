@@ -47,6 +47,29 @@ typedef struct as_cap_item {
 void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string, const as_regs *regs,
                       void *const *slot);
 
+/* The capture of a prototype worked out once, off the hot path, for as_capture_entry_plan:
+ * when every parameter is a scalar (integer, bool, enum, non-string pointer, float,
+ * double) that arrives in a register, and the return adds no item at entry, fast is 1 and
+ * parameter i is the word src[i] of as_regs (0-5: rdi..r9, 8 + 2k: xmm k); otherwise the
+ * general classification runs on every call. */
+typedef struct as_cap_plan {
+    const as_proto *proto; /* the prototype it was made for (atomic); NULL: not yet */
+    uint8_t claimed;       /* a thread is making it, or made it (atomic) */
+    uint8_t fast;
+    uint8_t n; /* fast: parameters */
+    uint8_t src[AS_PROTO_MAX_PARAMS];
+} as_cap_plan;
+
+/* Makes the plan of prototype p into *pl (plain stores; the caller publishes it). Can't
+ * fail: a prototype the fast case cannot serve gets fast 0. Library-free. */
+void as_capture_plan_make(as_cap_plan *pl, const as_proto *p);
+
+/* as_capture_entry for a call of target f->id: the fast case of the target's plan (made
+ * on the target's first typed call, kept per target id), else as_capture_entry. Captures
+ * exactly the same items. Never faults; the fast case never changes errno. */
+void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string,
+                           const as_regs *regs, void *const *slot);
+
 /* Hot path, at exit: appends the return value's item when the return type needs one
  * (a string, or an aggregate) after the frame's arguments. Never faults. */
 void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string, const as_retregs *r);

@@ -415,7 +415,7 @@ __attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_
     f->reported = 0;
     const as_proto *p = capture_proto(tg);
     if (p) {
-        as_capture_entry(f, p, max_string_of(tg), regs, slot);
+        as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);
         *ep = e;
     }
     f->t0 = as_clock_raw(); /* after the capture: the duration is the function's own */
@@ -550,7 +550,8 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     if (f->cap_off != UINT32_MAX) {
         const as_target *tg = &as_targets[f->id];
         const as_proto *p = capture_proto(tg);
-        if (p)
+        /* only a string or an aggregate returned adds an item */
+        if (p && (p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG))
             as_capture_exit(f, p, max_string_of(tg), regs);
     }
     if (__builtin_expect(k == t->depth, 1)) {
