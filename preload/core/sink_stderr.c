@@ -3,9 +3,10 @@
  * The time is the action's end (UTC); response and error are shortened to one line. */
 #include "sink.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #define TEXT_MAX 120
@@ -42,16 +43,10 @@ static void put_text(as_buf *b, const char *t) {
 }
 
 static void put_line(as_buf *b, const as_action *a) {
-    int64_t ns = a->ended_ns;
-    time_t sec = (time_t)(ns / 1000000000);
-    int ms = (int)((ns % 1000000000) / 1000000);
-    if (ns < 0) {
-        sec = 0;
-        ms = 0;
-    }
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    as_buf_printf(b, "[agentsight] %02d:%02d:%02d.%03d ", tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ": print HH:MM:SS.mmm, UTC (times before 1970 as 0) */
+    char iso[AS_ISO_LEN];
+    as_iso_format(a->ended_ns < 0 ? 0 : a->ended_ns, iso);
+    as_buf_printf(b, "[agentsight] %.12s ", iso + 11);
     put_text(b, a->action_name ? a->action_name : "?");
     as_buf_printf(b, " %lld ms", (long long)a->duration_ms);
     if (a->response) {

@@ -669,69 +669,59 @@ static void fill_args(char **argv, long n, const char *arg0, va_list *ap) {
     argv[n] = NULL;
 }
 
-AS_EXPORT int execl(const char *path, const char *arg, ...) {
+/* Which exec function an execl* form ends in. */
+enum exec_kind { EXEC_PATH, EXEC_SEARCH, EXEC_ENV };
+
+/* Collects arg and the arguments after it (and, for EXEC_ENV, the envp after the NULL)
+ * from *ap into an argv array on the stack and calls execv, execvp or execve. Returns
+ * what that call returns (it does not return on success), or -1 with errno E2BIG when
+ * there are more than ARGS_MAX arguments (nothing is executed). *ap is left consumed;
+ * the caller ends it. */
+static int exec_list(enum exec_kind kind, const char *file, const char *arg, va_list *ap) {
     /* glibc declares arg nonnull; a program may still pass NULL */
     const char *arg0 = launder(arg);
-    va_list ap, cp;
-    va_start(ap, arg);
-    va_copy(cp, ap);
+    va_list cp;
+    va_copy(cp, *ap);
     long n = arg0 ? count_args(arg0, &cp) : 0;
     va_end(cp);
     if (n < 0) {
-        va_end(ap);
         errno = E2BIG;
         return -1;
     }
     char *argv[n + 1];
     if (arg0)
-        fill_args(argv, n, arg0, &ap);
+        fill_args(argv, n, arg0, ap);
     else
         argv[0] = NULL;
+    if (kind == EXEC_ENV) {
+        char *const *envp = va_arg(*ap, char *const *);
+        return execve(file, argv, envp);
+    }
+    if (kind == EXEC_SEARCH)
+        return execvp(file, argv);
+    return execv(file, argv);
+}
+
+AS_EXPORT int execl(const char *path, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    int rc = exec_list(EXEC_PATH, path, arg, &ap);
     va_end(ap);
-    return execv(path, argv);
+    return rc;
 }
 
 AS_EXPORT int execlp(const char *file, const char *arg, ...) {
-    /* glibc declares arg nonnull; a program may still pass NULL */
-    const char *arg0 = launder(arg);
-    va_list ap, cp;
+    va_list ap;
     va_start(ap, arg);
-    va_copy(cp, ap);
-    long n = arg0 ? count_args(arg0, &cp) : 0;
-    va_end(cp);
-    if (n < 0) {
-        va_end(ap);
-        errno = E2BIG;
-        return -1;
-    }
-    char *argv[n + 1];
-    if (arg0)
-        fill_args(argv, n, arg0, &ap);
-    else
-        argv[0] = NULL;
+    int rc = exec_list(EXEC_SEARCH, file, arg, &ap);
     va_end(ap);
-    return execvp(file, argv);
+    return rc;
 }
 
 AS_EXPORT int execle(const char *path, const char *arg, ...) {
-    /* glibc declares arg nonnull; a program may still pass NULL */
-    const char *arg0 = launder(arg);
-    va_list ap, cp;
+    va_list ap;
     va_start(ap, arg);
-    va_copy(cp, ap);
-    long n = arg0 ? count_args(arg0, &cp) : 0;
-    va_end(cp);
-    if (n < 0) {
-        va_end(ap);
-        errno = E2BIG;
-        return -1;
-    }
-    char *argv[n + 1];
-    if (arg0)
-        fill_args(argv, n, arg0, &ap);
-    else
-        argv[0] = NULL;
-    char *const *envp = va_arg(ap, char *const *);
+    int rc = exec_list(EXEC_ENV, path, arg, &ap);
     va_end(ap);
-    return execve(path, argv, envp);
+    return rc;
 }

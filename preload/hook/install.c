@@ -146,17 +146,27 @@ static int seen_before(const as_obj *o) {
     return 0;
 }
 
+/* Makes room for one more element in arr, an array of *cap elements of size elem with n
+ * of them used: doubles the capacity (to first when empty) when it is full. Returns the
+ * array (moved or not; *cap updated), or NULL when out of memory (arr and *cap are then
+ * unchanged). */
+static void *grow(void *arr, size_t *cap, size_t n, size_t elem, size_t first) {
+    if (n < *cap)
+        return arr;
+    size_t ncap = *cap ? *cap * 2 : first;
+    void *a = realloc(arr, ncap * elem);
+    if (a)
+        *cap = ncap;
+    return a;
+}
+
 /* Remembers o. Returns 0, or -1 when out of memory (o will be scanned again: harmless,
  * every step is idempotent). */
 static int mark_seen(const as_obj *o) {
-    if (g_nseen == g_capseen) {
-        size_t cap = g_capseen ? g_capseen * 2 : 64;
-        seen_obj *n = realloc(g_seen, cap * sizeof *n);
-        if (!n)
-            return -1;
-        g_seen = n;
-        g_capseen = cap;
-    }
+    seen_obj *seen = grow(g_seen, &g_capseen, g_nseen, sizeof *seen, 64);
+    if (!seen)
+        return -1;
+    g_seen = seen;
     char *name = strdup(o->name);
     if (!name)
         return -1;
@@ -222,14 +232,10 @@ static const as_entry *match_entry(const char *name, const char *version, const 
  * (the function then stays unwrapped). */
 static int queue_ifunc(const as_obj *o, const char *name, const char *version, const char *lib,
                        int idx) {
-    if (g_npending == g_cappending) {
-        size_t cap = g_cappending ? g_cappending * 2 : 16;
-        pending_ifunc *n = realloc(g_pending, cap * sizeof *n);
-        if (!n)
-            return -1;
-        g_pending = n;
-        g_cappending = cap;
-    }
+    pending_ifunc *pending = grow(g_pending, &g_cappending, g_npending, sizeof *pending, 16);
+    if (!pending)
+        return -1;
+    g_pending = pending;
     pending_ifunc *p = &g_pending[g_npending];
     p->obj = strdup(o->name);
     p->sym = strdup(name);

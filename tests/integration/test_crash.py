@@ -47,6 +47,17 @@ def _recover(conf, spool, out):
     return read_jsonl(out)[had:]
 
 
+def _killed_ring(conf, spool, out):
+    """Runs crash_agent writing to `out` until SIGKILL and returns the path of the single
+    ring file it left in the spool."""
+    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf, out=out,
+                      env=_env(spool, True))
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    files = _ring_files(spool)
+    assert len(files) == 1, files
+    return os.path.join(spool, "rings", files[0])
+
+
 def _split(actions):
     """API indexes and labs responses seen, with duplicates kept."""
     api = [a["metadata"]["i"] for a in actions if a["action_name"] == "crash_api"]
@@ -100,12 +111,7 @@ def test_torn_record_is_skipped_and_bad_file_kept_aside():
     .bad, and breaks neither the recovering process nor its output."""
     d, conf, spool = _setup()
     before = os.path.join(d, "before.jsonl")
-    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf, out=before,
-                      env=_env(spool, True))
-    assert r.returncode == -signal.SIGKILL
-    files = _ring_files(spool)
-    assert len(files) == 1, files
-    path = os.path.join(spool, "rings", files[0])
+    path = _killed_ring(conf, spool, before)
     with open(path, "r+b") as f:  # the first record is API action i=0
         f.seek(RING_DATA_OFF)
         f.write(b"\xff" * 8)
@@ -116,16 +122,11 @@ def test_torn_record_is_skipped_and_bad_file_kept_aside():
     assert other == []
 
     before2 = os.path.join(d, "before2.jsonl")
-    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf, out=before2,
-                      env=_env(spool, True))
-    assert r.returncode == -signal.SIGKILL
-    files = _ring_files(spool)
-    assert len(files) == 1, files
-    path = os.path.join(spool, "rings", files[0])
+    path = _killed_ring(conf, spool, before2)
     os.truncate(path, 5000)
     after = _recover(conf, spool, before2)
     assert after == []
-    assert _ring_files(spool) == [files[0] + ".bad"]
+    assert _ring_files(spool) == [os.path.basename(path) + ".bad"]
 
 
 def test_live_process_ring_is_never_taken():
@@ -249,12 +250,7 @@ def test_hostile_calibration_ships_no_garbage_times():
     import struct
     d, conf, spool = _setup()
     before = os.path.join(d, "before.jsonl")
-    r = run_preloaded([agent("crash_agent"), "kill", str(N)], config=conf, out=before,
-                      env=_env(spool, True))
-    assert r.returncode == -signal.SIGKILL
-    files = _ring_files(spool)
-    assert len(files) == 1, files
-    path = os.path.join(spool, "rings", files[0])
+    path = _killed_ring(conf, spool, before)
     with open(path, "r+b") as f:  # ring.h: as_ring_info at 256; clock_unix0 at +32
         f.seek(256 + 32)
         f.write(struct.pack("<qd", 2**63 - 10, 999999.0))

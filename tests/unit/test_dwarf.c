@@ -19,68 +19,23 @@
 #include "hook/dwarf.h"
 #include "hook/dwarf_cache.h"
 #include "hook/elfsym.h"
+#include "test_util.h"
 
 static char tmp_dir[64];
 static char tools[256];    /* dwarf_tools built -g -O0 -rdynamic */
 static char stripped[256]; /* no DWARF, no .symtab */
 static char linked[256];   /* DWARF only in the .gnu_debuglink file */
 
-/* Finds tests/agents/dwarf_tools.c from the current directory or above the test binary. */
-static int find_source(char *out, size_t cap) {
-    char base[PATH_MAX - 64];
-    if (access("tests/agents/dwarf_tools.c", R_OK) == 0)
-        return realpath("tests/agents/dwarf_tools.c", out) ? 0 : -1;
-    ssize_t n = readlink("/proc/self/exe", base, sizeof(base) - 1);
-    if (n <= 0)
-        return -1;
-    base[n] = '\0';
-    for (int depth = 0; depth < 8; depth++) {
-        char *slash = strrchr(base, '/');
-        if (!slash || slash == base)
-            return -1;
-        *slash = '\0';
-        snprintf(out, cap, "%s/tests/agents/dwarf_tools.c", base);
-        if (access(out, R_OK) == 0)
-            return 0;
-    }
-    return -1;
-}
-
-static int sh(const char *fmt, ...) {
-    char cmd[4 * PATH_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 static int setup(void **state) {
-    char src[PATH_MAX];
     snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/as-dwarf-XXXXXX");
-    if (!mkdtemp(tmp_dir) || find_source(src, sizeof(src)) != 0) {
-        fprintf(stderr, "tests/agents/dwarf_tools.c not found: run from the source tree\n");
-        return -1;
-    }
-    snprintf(tools, sizeof(tools), "%s/dwarf_tools", tmp_dir);
-    snprintf(stripped, sizeof(stripped), "%s/stripped", tmp_dir);
-    snprintf(linked, sizeof(linked), "%s/linked", tmp_dir);
-    if (sh("cc -std=c11 -D_GNU_SOURCE -g -O0 -rdynamic -o %s %s", tools, src) != 0)
-        return -1;
-    if (sh("strip --strip-all -o %s %s", stripped, tools) != 0)
-        return -1;
-    if (sh("objcopy --only-keep-debug %s %s.debug && "
-           "objcopy --strip-all --remove-section=.note.gnu.build-id "
-           "--add-gnu-debuglink=%s.debug %s %s",
-           tools, tools, tools, tools, linked) != 0)
-        return -1;
-    return 0;
+    return as_test_build_dwarf_tools(tmp_dir, tools, sizeof(tools), stripped, sizeof(stripped),
+                                     linked, sizeof(linked));
 }
 
 static int teardown(void **state) {
     as_dwarf_cache_clear();
     if (tmp_dir[0])
-        sh("rm -rf %s", tmp_dir);
+        as_test_sh("rm -rf %s", tmp_dir);
     return 0;
 }
 

@@ -343,6 +343,31 @@ static int read_out(uint8_t *seen, uint32_t per, int *dups, uint64_t *dropped_su
     return n;
 }
 
+/* Runs nthreads producers of per messages each (allowed to wait), joins them, checks
+ * none was refused, flushes, and checks every message reached the file sink exactly
+ * once. Returns the sum of "agentsight_dropped" the output carried. */
+static uint64_t produce_and_check_all(int nthreads, uint32_t per) {
+    pthread_t th[nthreads];
+    prod p[nthreads];
+    for (int i = 0; i < nthreads; i++) {
+        p[i] = (prod){.thread = (uint32_t)i, .count = per, .may_wait = 1};
+        assert_int_equal(pthread_create(&th[i], NULL, producer, &p[i]), 0);
+    }
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(p[i].refused, 0);
+    }
+    assert_int_equal(as_pipe_flush(-1), 0);
+    uint8_t *seen = calloc((size_t)nthreads * per, 1);
+    assert_non_null(seen);
+    int dups;
+    uint64_t dsum;
+    assert_int_equal(read_out(seen, per, &dups, &dsum), (int)(nthreads * per));
+    assert_int_equal(dups, 0);
+    free(seen);
+    return dsum;
+}
+
 /* Proves 4 threads x 20,000 messages all reach the file sink exactly once (the threads
  * exit before the flush, so their slots are drained, then retired). */
 static void test_pipeline_threads(void **state) {
@@ -350,24 +375,7 @@ static void test_pipeline_threads(void **state) {
     configure(NULL, AGENTSIGHT_QUEUE_WAIT, 64 * 1024);
     assert_int_equal(as_pipe_start(), 0);
     assert_int_equal(as_pipe_start(), 0); /* idempotent */
-    pthread_t th[T];
-    prod p[T];
-    for (int i = 0; i < T; i++) {
-        p[i] = (prod){.thread = (uint32_t)i, .count = PER, .may_wait = 1};
-        assert_int_equal(pthread_create(&th[i], NULL, producer, &p[i]), 0);
-    }
-    for (int i = 0; i < T; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(p[i].refused, 0);
-    }
-    assert_int_equal(as_pipe_flush(-1), 0);
-    static uint8_t seen[T * PER];
-    memset(seen, 0, sizeof(seen));
-    int dups;
-    uint64_t dsum;
-    assert_int_equal(read_out(seen, PER, &dups, &dsum), T * PER);
-    assert_int_equal(dups, 0);
-    assert_int_equal(dsum, 0);
+    assert_int_equal(produce_and_check_all(T, PER), 0);
     assert_int_equal(as_pipe_delivered(), T * PER);
     assert_int_equal(as_pipe_dropped(), 0);
     as_pipe_shutdown();
@@ -413,23 +421,7 @@ static void test_pipeline_wait_policy(void **state) {
     uint64_t before = as_pipe_dropped();
     configure("null:delay_ms=2", AGENTSIGHT_QUEUE_WAIT, 4096);
     assert_int_equal(as_pipe_start(), 0);
-    pthread_t th[T];
-    prod p[T];
-    for (int i = 0; i < T; i++) {
-        p[i] = (prod){.thread = (uint32_t)i, .count = PER, .may_wait = 1};
-        assert_int_equal(pthread_create(&th[i], NULL, producer, &p[i]), 0);
-    }
-    for (int i = 0; i < T; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(p[i].refused, 0);
-    }
-    assert_int_equal(as_pipe_flush(-1), 0);
-    static uint8_t seen[T * PER];
-    memset(seen, 0, sizeof(seen));
-    int dups;
-    uint64_t dsum;
-    assert_int_equal(read_out(seen, PER, &dups, &dsum), T * PER);
-    assert_int_equal(dups, 0);
+    produce_and_check_all(T, PER);
     assert_int_equal(as_pipe_dropped(), before);
     as_pipe_shutdown();
 }

@@ -57,6 +57,17 @@ ENTRY(as_thunk_stubs)
 LABEL(as_thunk_stubs_end)
 END(as_thunk_stubs)
 
+/* Saves (store=1) or restores (store=0) xmm0-xmm7 at R_XMM0(%rsp), 16 bytes each. */
+.macro XMM_LO store
+    .irp n, 0, 1, 2, 3, 4, 5, 6, 7
+    .if \store
+    movaps %xmm\n, R_XMM0 + 16 * \n(%rsp)
+    .else
+    movaps R_XMM0 + 16 * \n(%rsp), %xmm\n
+    .endif
+    .endr
+.endm
+
 /* Restores the argument registers saved by as_thunk_common and its frame: afterwards rsp
  * points at the return slot again, exactly as the caller left it. */
 .macro RESTORE_ARGS
@@ -68,14 +79,7 @@ END(as_thunk_stubs)
     movq R_R9(%rsp), %r9
     movq R_RAX(%rsp), %rax
     movq R_R10(%rsp), %r10
-    movaps R_XMM0 + 0(%rsp), %xmm0
-    movaps R_XMM0 + 16(%rsp), %xmm1
-    movaps R_XMM0 + 32(%rsp), %xmm2
-    movaps R_XMM0 + 48(%rsp), %xmm3
-    movaps R_XMM0 + 64(%rsp), %xmm4
-    movaps R_XMM0 + 80(%rsp), %xmm5
-    movaps R_XMM0 + 96(%rsp), %xmm6
-    movaps R_XMM0 + 112(%rsp), %xmm7
+    XMM_LO 0
     movq %rbp, %rsp
     popq %rbp
 .endm
@@ -117,14 +121,7 @@ ENTRY(as_thunk_common)
     movq %r9, R_R9(%rsp)
     movq %rax, R_RAX(%rsp)
     movq %r10, R_R10(%rsp)
-    movaps %xmm0, R_XMM0 + 0(%rsp)
-    movaps %xmm1, R_XMM0 + 16(%rsp)
-    movaps %xmm2, R_XMM0 + 32(%rsp)
-    movaps %xmm3, R_XMM0 + 48(%rsp)
-    movaps %xmm4, R_XMM0 + 64(%rsp)
-    movaps %xmm5, R_XMM0 + 80(%rsp)
-    movaps %xmm6, R_XMM0 + 96(%rsp)
-    movaps %xmm7, R_XMM0 + 112(%rsp)
+    XMM_LO 1
     movl %r11d, %edi                 /* id */
     movq %rsp, %rsi                  /* struct as_regs * */
     leaq 8(%rbp), %rdx               /* ret_slot; ret_slot[-1] = the caller's rbp */
@@ -304,6 +301,17 @@ ENTRY(as_thunk_full_stubs)
 LABEL(as_thunk_full_stubs_end)
 END(as_thunk_full_stubs)
 
+/* Saves (store=1) or restores (store=0) xmm8-xmm15 at F_XMM8(%rsp), 16 bytes each. */
+.macro XMM_HI store
+    .irp n, 8, 9, 10, 11, 12, 13, 14, 15
+    .if \store
+    movaps %xmm\n, F_XMM8 + 16 * (\n - 8)(%rsp)
+    .else
+    movaps F_XMM8 + 16 * (\n - 8)(%rsp), %xmm\n
+    .endif
+    .endr
+.endm
+
 /* Restores every register the full entry saved, and rsp/rbp: afterwards rsp points at
  * the return slot, exactly as the caller left it, and rbp is what [rbp] held. */
 .macro FULL_RESTORE
@@ -315,22 +323,8 @@ END(as_thunk_full_stubs)
     movq R_R9(%rsp), %r9
     movq R_R10(%rsp), %r10
     movq F_R11(%rsp), %r11
-    movaps R_XMM0 + 0(%rsp), %xmm0
-    movaps R_XMM0 + 16(%rsp), %xmm1
-    movaps R_XMM0 + 32(%rsp), %xmm2
-    movaps R_XMM0 + 48(%rsp), %xmm3
-    movaps R_XMM0 + 64(%rsp), %xmm4
-    movaps R_XMM0 + 80(%rsp), %xmm5
-    movaps R_XMM0 + 96(%rsp), %xmm6
-    movaps R_XMM0 + 112(%rsp), %xmm7
-    movaps F_XMM8 + 0(%rsp), %xmm8
-    movaps F_XMM8 + 16(%rsp), %xmm9
-    movaps F_XMM8 + 32(%rsp), %xmm10
-    movaps F_XMM8 + 48(%rsp), %xmm11
-    movaps F_XMM8 + 64(%rsp), %xmm12
-    movaps F_XMM8 + 80(%rsp), %xmm13
-    movaps F_XMM8 + 96(%rsp), %xmm14
-    movaps F_XMM8 + 112(%rsp), %xmm15
+    XMM_LO 0
+    XMM_HI 0
     movq R_RAX(%rsp), %rax
     movq R_RDI(%rsp), %rdi
     movq %rbp, %rsp
@@ -363,22 +357,8 @@ ENTRY(as_thunk_full_common)
     movq %r9, R_R9(%rsp)
     movq %r10, R_R10(%rsp)
     movq %r11, F_R11(%rsp)
-    movaps %xmm0, R_XMM0 + 0(%rsp)
-    movaps %xmm1, R_XMM0 + 16(%rsp)
-    movaps %xmm2, R_XMM0 + 32(%rsp)
-    movaps %xmm3, R_XMM0 + 48(%rsp)
-    movaps %xmm4, R_XMM0 + 64(%rsp)
-    movaps %xmm5, R_XMM0 + 80(%rsp)
-    movaps %xmm6, R_XMM0 + 96(%rsp)
-    movaps %xmm7, R_XMM0 + 112(%rsp)
-    movaps %xmm8, F_XMM8 + 0(%rsp)
-    movaps %xmm9, F_XMM8 + 16(%rsp)
-    movaps %xmm10, F_XMM8 + 32(%rsp)
-    movaps %xmm11, F_XMM8 + 48(%rsp)
-    movaps %xmm12, F_XMM8 + 64(%rsp)
-    movaps %xmm13, F_XMM8 + 80(%rsp)
-    movaps %xmm14, F_XMM8 + 96(%rsp)
-    movaps %xmm15, F_XMM8 + 112(%rsp)
+    XMM_LO 1
+    XMM_HI 1
     movl %edi, F_ID(%rsp)
     movb $0, F_WIDE(%rsp)
     cmpb $0, as_thunk_vec_mode(%rip)
