@@ -151,6 +151,7 @@ as_http *as_http_new(const as_http_opts *opts, const char *const *headers) {
     if (ca && *ca && !(h->ca_bundle = strdup(ca)))
         goto error;
     h->o.ca_bundle = h->ca_bundle;
+    h->answering = 1;
     for (size_t i = 0; headers && headers[i]; i++) {
         struct curl_slist *n = curl_slist_append(h->headers, headers[i]);
         if (!n)

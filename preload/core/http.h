@@ -69,8 +69,8 @@ size_t as_http_run(as_http *h, int timeout_ms);
 size_t as_http_outstanding(const as_http *h);
 
 /* 1 while the server answers: the last attempt that finished got an answer that is not
- * worth retrying (any 2xx or 4xx but 429); 0 after no answer, 429 or 502-504 (and
- * before any attempt finished). This function can't fail. */
+ * worth retrying (any 2xx or 4xx but 429), and before any attempt finished; 0 after no
+ * answer, 429 or 502-504. This function can't fail. */
 int as_http_answering(const as_http *h);
 
 /* Ends every outstanding request now: callbacks run with cancelled = 1, status 0. */
