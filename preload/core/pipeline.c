@@ -505,10 +505,7 @@ static void deliver(void) {
             dropped_reported = d;
         }
         for (int i = 0; i < nsinks; i++) {
-            if (sinks[i].ops->send(&sinks[i], batch, nbatch) == 0)
-                sinks[i].sent += nbatch;
-            else
-                sinks[i].failed += nbatch;
+            sinks[i].ops->send(&sinks[i], batch, nbatch); /* the sink counts sent/failed */
         }
         atomic_fetch_add(&delivered, nbatch);
         nbatch = 0;

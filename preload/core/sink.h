@@ -29,7 +29,8 @@ struct as_sink {
     const as_sink_ops *ops;
     void *impl;
     char uri[512];
-    unsigned long long sent, failed;
+    unsigned long long sent, failed; /* actions delivered / not delivered (spooled, dead
+                                      * letters, lost), counted by the sink itself */
 };
 
 /* Registered sink types (file, stderr, null; HTTP ones when built in). */

@@ -169,7 +169,8 @@ static int failed(file_sink *f, const char *what, int err) {
 /* Returns 0 when the whole batch was written, -1 otherwise (out of memory, the file could
  * not be reopened, or a write error): then none of the batch stays in the file (see the
  * top of the file) and the caller keeps it. */
-static int file_send(as_sink *s, const as_action *batch, size_t n) {
+/* Formats and appends one batch. Returns 0, or -1 (nothing of it left in the file). */
+static int write_batch(as_sink *s, const as_action *batch, size_t n) {
     file_sink *f = s->impl;
     as_buf_reset(&f->buf);
     for (size_t i = 0; i < n; i++)
@@ -188,6 +189,16 @@ static int file_send(as_sink *s, const as_action *batch, size_t n) {
         f->failing = 0;
     }
     return 0;
+}
+
+/* Delivers a batch and counts it as sent or failed. Returns 0 or -1. */
+static int file_send(as_sink *s, const as_action *batch, size_t n) {
+    int rc = write_batch(s, batch, n);
+    if (rc == 0)
+        s->sent += n;
+    else
+        s->failed += n;
+    return rc;
 }
 
 /* Lines are written at send time: nothing is in flight. Returns 0. */

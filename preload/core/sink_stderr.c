@@ -69,6 +69,7 @@ static int stderr_send(as_sink *s, const as_action *batch, size_t n) {
     if (e->buf.oom) {
         as_buf_free(&e->buf);
         as_buf_init(&e->buf);
+        s->failed += n;
         return -1;
     }
     const char *p = e->buf.data;
@@ -77,11 +78,14 @@ static int stderr_send(as_sink *s, const as_action *batch, size_t n) {
         ssize_t w = write(2, p, left);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
+        if (w <= 0) {
+            s->failed += n;
             return -1;
+        }
         p += w;
         left -= (size_t)w;
     }
+    s->sent += n;
     return 0;
 }
 

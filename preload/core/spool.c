@@ -29,6 +29,7 @@
  * written: the URI has no user:password part and the API key is read from the
  * environment again at replay. */
 #include "core/spool.h"
+#include "core/securedir.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -76,10 +77,8 @@ uint64_t as_spool_default_max(void) {
 }
 
 int as_spool_root(const char *dir, char *out, size_t cap) {
-    if (dir && *dir) {
-        snprintf(out, cap, "%s", dir);
-        return 0;
-    }
+    if (dir && *dir) /* too long is refused: a truncated path is another place */
+        return (size_t)snprintf(out, cap, "%s", dir) < cap ? 0 : -1;
     const char *x = getenv("XDG_STATE_HOME");
     if (x && *x == '/') {
         snprintf(out, cap, "%s/agentsight/spool", x);
@@ -92,21 +91,15 @@ int as_spool_root(const char *dir, char *out, size_t cap) {
     return 0;
 }
 
-/* mkdir -p with mode 0700 for the directories created. Returns 0 or -1 (errno). */
+/* mkdir -p with mode 0700, refusing a place another user controls (as_secure_dir: owner,
+ * mode, symlink). Returns 0, or -1 with the reason logged. */
 static int mkdirs(const char *path) {
-    char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
+    char why[256];
+    if (as_secure_dir(path, 1, why, sizeof why) == 0)
+        return 0;
+    as_error("spool: %s: %s; running without a spool", path, why);
+    errno = EPERM;
+    return -1;
 }
 
 void as_spool_uri_clean(const char *uri, char *out, size_t cap) {
@@ -366,7 +359,8 @@ long as_spool_commit(as_spool *sp) {
     errno = 0;
     if (head.oom || make_room(sp, head.len + sp->staged.len) != 0)
         goto error;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    unlink(tmp); /* a stale one of a reused pid; the directory is private (mkdirs) */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         goto error;
     if (write_all(fd, head.data, head.len) != 0 ||
@@ -461,7 +455,7 @@ int as_spool_dead_letter(as_spool *sp, long status, const char *answer, const ch
         as_json_str(&b, line, len);
     as_buf_puts(&b, "}\n");
     int rc = -1;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd >= 0 && !b.oom)
         rc = write_all(fd, b.data, b.len);
     if (fd >= 0)
