@@ -17,9 +17,13 @@ D=$(mktemp -d)
 EMU=
 SLOW=
 cleanup() {
-  [ -n "$EMU" ] && kill "$EMU" 2>/dev/null && wait "$EMU" 2>/dev/null
-  [ -n "$SLOW" ] && kill "$SLOW" 2>/dev/null && wait "$SLOW" 2>/dev/null
+  # The emulators were started in command substitutions: not children of this shell, so
+  # they are only signalled (wait would answer 127); the script keeps its own status.
+  local rc=$?
+  [ -n "$EMU" ] && kill "$EMU" 2>/dev/null
+  [ -n "$SLOW" ] && kill "$SLOW" 2>/dev/null
   rm -rf "$D"
+  exit "$rc"
 }
 trap cleanup EXIT
 emulator() { # emulator PORTFILE ARGS... ; prints its pid
