@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "fdio.h"
 
 typedef struct file_sink {
     int fd; /* -1 when it is not (or no longer) ours */
@@ -115,18 +116,6 @@ static int file_open(as_sink *s, const char *arg) {
 }
 
 /* Writes all n bytes (retrying short writes and EINTR). Returns 0 or -1. */
-static int write_all(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* Whether the regular file fd (size bytes) ends in something other than '\n', i.e. a
  * partial line another writer (or a failed truncation of ours) left behind. */
@@ -146,9 +135,9 @@ static int write_locked(file_sink *f, const char *buf, size_t n) {
     int regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
     int rc = 0;
     if (regular && ends_torn(f->fd, st.st_size))
-        rc = write_all(f->fd, "\n", 1);
+        rc = as_write_all(f->fd, "\n", 1);
     if (rc == 0)
-        rc = write_all(f->fd, buf, n);
+        rc = as_write_all(f->fd, buf, n);
     int saved = errno;
     if (rc != 0 && regular && ftruncate(f->fd, st.st_size) != 0)
         as_debug("file sink '%s': cannot cut the partial batch: %s", f->path, strerror(errno));

@@ -4,6 +4,7 @@
 #include "sink.h"
 
 #include "clock.h"
+#include "fdio.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -72,18 +73,9 @@ static int stderr_send(as_sink *s, const as_action *batch, size_t n) {
         s->failed += n;
         return -1;
     }
-    const char *p = e->buf.data;
-    size_t left = e->buf.len;
-    while (left > 0) {
-        ssize_t w = write(2, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            s->failed += n;
-            return -1;
-        }
-        p += w;
-        left -= (size_t)w;
+    if (as_write_all(2, e->buf.data, e->buf.len) != 0) {
+        s->failed += n;
+        return -1;
     }
     s->sent += n;
     return 0;

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/fdio.h"
 #include "core/jsonw.h"
 #include "core/http.h"
 #include "core/log.h"
@@ -327,19 +328,6 @@ static int make_room(as_spool *sp, uint64_t need) {
     return total + need > sp->max_bytes ? -1 : 0;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 long as_spool_commit(as_spool *sp) {
     if (!sp || sp->nstaged == 0)
         return 0;
@@ -363,8 +351,8 @@ long as_spool_commit(as_spool *sp) {
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         goto error;
-    if (write_all(fd, head.data, head.len) != 0 ||
-        write_all(fd, sp->staged.data, sp->staged.len) != 0)
+    if (as_write_all(fd, head.data, head.len) != 0 ||
+        as_write_all(fd, sp->staged.data, sp->staged.len) != 0)
         goto error;
     if (sp->fsync_on)
         fdatasync(fd); /* power loss; a process crash is covered by write + rename */
@@ -457,7 +445,7 @@ int as_spool_dead_letter(as_spool *sp, long status, const char *answer, const ch
     int rc = -1;
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd >= 0 && !b.oom)
-        rc = write_all(fd, b.data, b.len);
+        rc = as_write_all(fd, b.data, b.len);
     if (fd >= 0)
         close(fd);
     as_buf_free(&b);
