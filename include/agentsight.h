@@ -131,7 +131,7 @@ AGENTSIGHT_API int agentsight_init(const agentsight_options *opts);
  *
  * Size limit: an action takes at most half of one thread's queue (queue_bytes, 1 MiB by
  * default: about 512 KiB of action_name, tools_used, response, error_msg, metadata and
- * ids together); a larger one is refused ("tools_used: action larger than N bytes") and
+ * ids together); a larger one is refused ("action: larger than N bytes") and
  * is not counted as dropped.
  *
  * Not async-signal-safe: a call from a signal handler that interrupted another call on

@@ -32,7 +32,7 @@ static const char usage[] =
     "Runs PROGRAM with the interposer; every call of a function named in CONFIG becomes\n"
     "an action. PROGRAM's input, output and exit status pass through untouched.\n"
     "  -c, --config FILE  config file (default: $AGENTSIGHT_CONFIG, else ./agentsight.conf)\n"
-    "  -o, --output URIS  sinks: file:PATH, stderr, agentsight, otlp:URL (comma-separated)\n"
+    "  -o, --output URIS  sinks: file:PATH, stderr, null, agentsight, otlp:URL (comma-separated)\n"
     "  -q, --quiet        no summary line on stderr\n"
     "  -h, --help         show this help\n";
 

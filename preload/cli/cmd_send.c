@@ -54,7 +54,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: agentsight send [--spool DIR] [--timeout MS]\n"
                "       agentsight send -o SINK [--spool DIR] [--timeout MS] FILE.jsonl...\n"
                "Delivers what the spool holds, each batch to the sink it was meant for, or\n"
-               "uploads recorded JSONL action files to SINK (agentsight, otlp:URL, file:PATH).\n"
+               "uploads recorded JSONL action files to SINK (agentsight, agentsight:URL, otlp:URL,\n"
+               "file:PATH).\n"
                "Exit status: 0 all delivered, 1 some actions remain spooled, 2 bad usage.\n");
 }
 
@@ -315,7 +316,7 @@ int as_cmd_send(int argc, char **argv) {
     if (!out)
         out = as_cfg.output_explicit || as_cfg.api_key[0] ? as_cfg.output : NULL;
     if (!out) {
-        fprintf(stderr, "agentsight send: name a sink with -o (agentsight, otlp:URL)\n");
+        fprintf(stderr, "agentsight send: name a sink with -o (agentsight, agentsight:URL, otlp:URL, file:PATH)\n");
         return 2;
     }
     static as_sink sinks[MAX_SINKS];

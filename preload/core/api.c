@@ -190,7 +190,7 @@ static int track(const agentsight_action *action, agentsight_result *result) {
     if (size > max_action_bytes()) {
         /* Never fits in a ring: a refusal of this action, not a full queue. */
         snprintf(msg, sizeof msg,
-                 "tools_used: action larger than %zu bytes (half of AGENTSIGHT_QUEUE_BYTES)",
+                 "action: larger than %zu bytes (half of AGENTSIGHT_QUEUE_BYTES)",
                  max_action_bytes());
         fill_result(result, 0, a.conversation_id, now, name, msg);
         goto out;

@@ -199,9 +199,12 @@ static void on_done(void *ctx, const as_http_resp *r) {
             as_warn("otlp sink: %s refused spans with HTTP %ld; they are kept in the "
                     "dead-letter file beside the spool (not logged again)",
                     k->url, r->status);
+        else if (r->status)
+            as_warn("otlp sink: %s failed (HTTP %ld); spans are spooled and replayed later",
+                    k->url, r->status);
         else
-            as_warn("otlp sink: %s failed (%s%ld); spans are spooled and replayed later", k->url,
-                    r->status ? "HTTP " : r->error, r->status);
+            as_warn("otlp sink: %s failed (%s); spans are spooled and replayed later", k->url,
+                    r->error);
     }
     replay_step_done(k, bt->rp);
     k->held--;

@@ -132,7 +132,7 @@ def test_action_larger_than_half_the_queue_is_refused_in_validation():
     assert r.returncode == 0, r.stderr
     k = kv(r.stdout)
     assert k["rc"] == "-1"
-    assert k["message"] == ("tools_used: action larger than 524280 bytes (half of "
+    assert k["message"] == ("action: larger than 524280 bytes (half of "
                             "AGENTSIGHT_QUEUE_BYTES)"), k["message"]
     assert k["dropped"] == "0"
     assert [x["action_name"] for x in read_jsonl(os.path.join(d, "b.jsonl"))] == ["small"]
