@@ -102,14 +102,14 @@ typedef enum agentsight_queue_policy {
  * else the default" (given below with the environment variable that sets it).
  */
 typedef struct agentsight_options {
-    const char *output;          /* AGENTSIGHT_OUTPUT; "file:agentsight-actions.jsonl" */
-    const char *conversation_id; /* AGENTSIGHT_CONVERSATION_ID; generated per process */
-    const char *api_key;         /* AGENTSIGHT_API_KEY */
-    const char *api_endpoint;    /* AGENTSIGHT_API_ENDPOINT; "https://api.agentsight.io" */
-    int flush_timeout_ms;        /* AGENTSIGHT_FLUSH_TIMEOUT_MS; 2000: bound at exit */
+    const char *output;                   /* AGENTSIGHT_OUTPUT; "file:agentsight-actions.jsonl" */
+    const char *conversation_id;          /* AGENTSIGHT_CONVERSATION_ID; generated per process */
+    const char *api_key;                  /* AGENTSIGHT_API_KEY */
+    const char *api_endpoint;             /* AGENTSIGHT_API_ENDPOINT; "https://api.agentsight.io" */
+    int flush_timeout_ms;                 /* AGENTSIGHT_FLUSH_TIMEOUT_MS; 2000: bound at exit */
     agentsight_queue_policy queue_policy; /* AGENTSIGHT_QUEUE_POLICY=wait|drop */
-    int queue_wait_ms;           /* AGENTSIGHT_QUEUE_WAIT_MS; 1000 */
-    size_t queue_bytes;          /* AGENTSIGHT_QUEUE_BYTES; 1 MiB per thread */
+    int queue_wait_ms;                    /* AGENTSIGHT_QUEUE_WAIT_MS; 1000 */
+    size_t queue_bytes;                   /* AGENTSIGHT_QUEUE_BYTES; 1 MiB per thread */
 } agentsight_options;
 
 /*

@@ -51,12 +51,13 @@ typedef struct upload {
 } upload;
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: agentsight send [--spool DIR] [--timeout MS]\n"
-               "       agentsight send -o SINK [--spool DIR] [--timeout MS] FILE.jsonl...\n"
-               "Delivers what the spool holds, each batch to the sink it was meant for, or\n"
-               "uploads recorded JSONL action files to SINK (agentsight, agentsight:URL, otlp:URL,\n"
-               "file:PATH).\n"
-               "Exit status: 0 all delivered, 1 some actions remain spooled, 2 bad usage.\n");
+    fprintf(f,
+            "usage: agentsight send [--spool DIR] [--timeout MS]\n"
+            "       agentsight send -o SINK [--spool DIR] [--timeout MS] FILE.jsonl...\n"
+            "Delivers what the spool holds, each batch to the sink it was meant for, or\n"
+            "uploads recorded JSONL action files to SINK (agentsight, agentsight:URL, otlp:URL,\n"
+            "file:PATH).\n"
+            "Exit status: 0 all delivered, 1 some actions remain spooled, 2 bad usage.\n");
 }
 
 static int64_t mono_ms(void) {
@@ -316,7 +317,8 @@ int as_cmd_send(int argc, char **argv) {
     if (!out)
         out = as_cfg.output_explicit || as_cfg.api_key[0] ? as_cfg.output : NULL;
     if (!out) {
-        fprintf(stderr, "agentsight send: name a sink with -o (agentsight, agentsight:URL, otlp:URL, file:PATH)\n");
+        fprintf(stderr, "agentsight send: name a sink with -o (agentsight, agentsight:URL, "
+                        "otlp:URL, file:PATH)\n");
         return 2;
     }
     static as_sink sinks[MAX_SINKS];

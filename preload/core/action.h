@@ -28,8 +28,8 @@ typedef struct as_action {
  * now_ns is the tracking time; default_conv is used when action->conversation_id is NULL.
  * On success returns 0 and *out borrows the strings of action (times normalised).
  * On failure returns -1 and writes "field: what is wrong" into msg (cap bytes). */
-int as_action_validate(const agentsight_action *action, int64_t now_ns,
-                       const char *default_conv, as_action *out, char *msg, size_t cap);
+int as_action_validate(const agentsight_action *action, int64_t now_ns, const char *default_conv,
+                       as_action *out, char *msg, size_t cap);
 
 /* Appends one JSONL line (with the trailing '\n') for a: keys action_name, started_at,
  * ended_at, duration_ms, tools_used, response, error_msg, conversation_id, metadata,

@@ -189,8 +189,7 @@ static int track(const agentsight_action *action, agentsight_result *result) {
     size_t size = as_action_pack_size(&a);
     if (size > max_action_bytes()) {
         /* Never fits in a ring: a refusal of this action, not a full queue. */
-        snprintf(msg, sizeof msg,
-                 "action: larger than %zu bytes (half of AGENTSIGHT_QUEUE_BYTES)",
+        snprintf(msg, sizeof msg, "action: larger than %zu bytes (half of AGENTSIGHT_QUEUE_BYTES)",
                  max_action_bytes());
         fill_result(result, 0, a.conversation_id, now, name, msg);
         goto out;

@@ -17,7 +17,7 @@ typedef struct as_buf {
 
 void as_buf_init(as_buf *b);
 void as_buf_free(as_buf *b);
-void as_buf_reset(as_buf *b);                 /* len = 0, keeps the memory */
+void as_buf_reset(as_buf *b);                /* len = 0, keeps the memory */
 int as_buf_reserve(as_buf *b, size_t extra); /* 0, or -1 (and oom set) */
 void as_buf_put(as_buf *b, const void *p, size_t n);
 void as_buf_puts(as_buf *b, const char *s);

@@ -8,17 +8,17 @@
 #include "agentsight.h"
 
 typedef struct as_settings {
-    char output[1024];         /* comma-separated sink URIs */
+    char output[1024]; /* comma-separated sink URIs */
     char conversation_id[AGENTSIGHT_MAX_NAME + 1];
     char api_key[128];
     char api_endpoint[512];
-    char service_name[128];    /* OTLP service.name; default program name */
+    char service_name[128]; /* OTLP service.name; default program name */
     char spool_dir[512];
-    int flush_timeout_ms;      /* default 2000 */
-    int queue_policy;          /* AGENTSIGHT_QUEUE_WAIT / _DROP (never DEFAULT once loaded) */
-    int queue_wait_ms;         /* default 1000 */
-    size_t queue_bytes;        /* per-thread ring, default 1 MiB, power of two */
-    int output_explicit;       /* output came from env/options/config, not the default */
+    int flush_timeout_ms; /* default 2000 */
+    int queue_policy;     /* AGENTSIGHT_QUEUE_WAIT / _DROP (never DEFAULT once loaded) */
+    int queue_wait_ms;    /* default 1000 */
+    size_t queue_bytes;   /* per-thread ring, default 1 MiB, power of two */
+    int output_explicit;  /* output came from env/options/config, not the default */
 } as_settings;
 
 /* The live settings. Loaded by as_settings_load(); read-mostly afterwards. */

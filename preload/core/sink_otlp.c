@@ -200,8 +200,8 @@ static void on_done(void *ctx, const as_http_resp *r) {
                     "dead-letter file beside the spool (not logged again)",
                     k->url, r->status);
         else if (r->status)
-            as_warn("otlp sink: %s failed (HTTP %ld); spans are spooled and replayed later",
-                    k->url, r->status);
+            as_warn("otlp sink: %s failed (HTTP %ld); spans are spooled and replayed later", k->url,
+                    r->status);
         else
             as_warn("otlp sink: %s failed (%s); spans are spooled and replayed later", k->url,
                     r->error);

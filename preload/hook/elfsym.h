@@ -12,21 +12,21 @@ typedef struct as_sym {
     const char *version; /* "GLIBC_2.2.5" for versioned dynamic symbols, else NULL */
     uint64_t value;      /* st_value: an offset from the load base for ET_DYN objects */
     uint64_t size;
-    uint8_t bind;        /* STB_GLOBAL, STB_WEAK, STB_LOCAL */
-    uint8_t is_ifunc;    /* STT_GNU_IFUNC */
-    uint8_t exported;    /* defined in .dynsym with default/protected visibility */
+    uint8_t bind;            /* STB_GLOBAL, STB_WEAK, STB_LOCAL */
+    uint8_t is_ifunc;        /* STT_GNU_IFUNC */
+    uint8_t exported;        /* defined in .dynsym with default/protected visibility */
     uint8_t version_default; /* @@ (default) version, or unversioned */
 } as_sym;
 
 typedef struct as_symtab {
     char *path;
-    as_sym *syms;  /* defined functions (STT_FUNC, STT_GNU_IFUNC), sorted by name, one per
-                      (name, version); a name in both .dynsym and .symtab appears once */
+    as_sym *syms; /* defined functions (STT_FUNC, STT_GNU_IFUNC), sorted by name, one per
+                     (name, version); a name in both .dynsym and .symtab appears once */
     size_t n;
-    int is_dyn;    /* ET_DYN (PIE or shared object): values are offsets */
-    int has_debug; /* .debug_info present here or in the build-id debug file */
+    int is_dyn;       /* ET_DYN (PIE or shared object): values are offsets */
+    int has_debug;    /* .debug_info present here or in the build-id debug file */
     char *debug_path; /* the file carrying DWARF (may equal path), or NULL */
-    void *priv;    /* string storage */
+    void *priv;       /* string storage */
 } as_symtab;
 
 /* Loads the function symbols of path. Returns 0, or -1 with a reason in err ("not an ELF

@@ -12,8 +12,8 @@
 
 enum as_type_kind {
     AS_K_VOID = 0,
-    AS_K_SINT,  /* signed integers, char, enums */
-    AS_K_UINT,  /* unsigned integers, size_t */
+    AS_K_SINT, /* signed integers, char, enums */
+    AS_K_UINT, /* unsigned integers, size_t */
     AS_K_BOOL,
     AS_K_FLOAT, /* float (size 4), double (size 8); long double (16) is reported only */
     AS_K_STR,   /* char * / const char *: captured as text */
@@ -24,9 +24,9 @@ enum as_type_kind {
 enum as_agg_class { AS_AGG_NONE = 0, AS_AGG_INTEGER, AS_AGG_SSE, AS_AGG_MEMORY };
 
 typedef struct as_type {
-    uint8_t kind;     /* enum as_type_kind */
-    uint8_t size;     /* bytes; AS_K_AGG: 0 when unknown (then it is skipped with a note) */
-    uint8_t cls[2];   /* AS_K_AGG <= 16 bytes: SysV class of each eightbyte */
+    uint8_t kind;   /* enum as_type_kind */
+    uint8_t size;   /* bytes; AS_K_AGG: 0 when unknown (then it is skipped with a note) */
+    uint8_t cls[2]; /* AS_K_AGG <= 16 bytes: SysV class of each eightbyte */
     char spelling[AS_PROTO_TYPE_LEN]; /* as written, normalised: "const char *" */
 } as_type;
 
