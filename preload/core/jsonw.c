@@ -261,13 +261,28 @@ void as_json_u64(as_buf *b, uint64_t v) {
     as_buf_put(b, p, (size_t)(e - p));
 }
 
+/* Writes the sign and digits straight into the buffer: one reserve, no copy. */
 void as_json_i64(as_buf *b, int64_t v) {
-    if (v < 0) {
-        as_buf_putc(b, '-');
-        as_json_u64(b, (uint64_t)0 - (uint64_t)v);
-        return;
-    }
-    as_json_u64(b, (uint64_t)v);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char tmp[24];
+    char *e = tmp + sizeof tmp, *p = e;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    as_buf_put(b, p, (size_t)(e - p));
+}
+
+void as_buf_hex(as_buf *b, uint64_t v) {
+    char tmp[16];
+    char *e = tmp + sizeof tmp, *p = e;
+    do {
+        *--p = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    as_buf_put(b, p, (size_t)(e - p));
 }
 
 static locale_t c_locale;

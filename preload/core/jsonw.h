@@ -32,6 +32,8 @@ void as_json_str(as_buf *b, const char *s, size_t n);
 void as_json_cstr(as_buf *b, const char *s); /* NULL -> null */
 void as_json_i64(as_buf *b, int64_t v);
 void as_json_u64(as_buf *b, uint64_t v);
+/* Lowercase hex digits of v without leading zeros ("0" for 0), as printf's %llx. */
+void as_buf_hex(as_buf *b, uint64_t v);
 /* Shortest text that reads back to the same double ("2.5", "0.1", "1e+300");
  * NaN and infinities become null (JSON has none). */
 void as_json_double(as_buf *b, double v);

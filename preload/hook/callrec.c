@@ -22,6 +22,11 @@
 #define ENDED_MSG "did not return (the process exited or called exec inside it)"
 #define SKIPPED_MSG "<skipped: struct of unknown size>"
 
+/* Appends a string literal without measuring it at run time. */
+#define PUT_LIT(b, lit) as_buf_put((b), "" lit, sizeof(lit) - 1)
+
+static const char hex_digits[] = "0123456789abcdef";
+
 static pid_t cached_pid; /* 0 = not yet; reset in a fork child */
 
 static void child_after_fork(void) {
@@ -113,6 +118,22 @@ static uint64_t item_u64(const as_cap_item *h) {
     return v;
 }
 
+/* Writes "0x" and the lowercase hex digits of v (as printf's 0x%llx) to o, which has room
+ * for 18 bytes. Returns the length written. */
+static size_t fmt_hex(char *o, uint64_t v) {
+    char tmp[16];
+    char *e = tmp + sizeof tmp, *p = e;
+    do {
+        *--p = hex_digits[v & 15];
+        v >>= 4;
+    } while (v);
+    size_t n = (size_t)(e - p);
+    o[0] = '0';
+    o[1] = 'x';
+    memcpy(o + 2, p, n);
+    return n + 2;
+}
+
 /* Appends a JSON string (json) or raw text of s to b. */
 static void put_text(as_buf *b, const char *s, size_t n, int json) {
     if (json)
@@ -151,15 +172,19 @@ static void put_float(as_buf *b, const as_cap_item *h, unsigned size, int json) 
  * nothing and returns -1). Returns 0. */
 static int put_value(as_buf *b, const as_type *ty, const as_cap_item *h, int json) {
     char tmp[64];
+    size_t n;
     switch (h->tag) {
     case AS_CAP_NULL:
         if (!json)
             return -1;
-        as_buf_puts(b, "null");
+        PUT_LIT(b, "null");
         return 0;
     case AS_CAP_BAD:
-        snprintf(tmp, sizeof tmp, "<unreadable 0x%llx>", (unsigned long long)item_u64(h));
-        put_text(b, tmp, strlen(tmp), json);
+        memcpy(tmp, "<unreadable ", sizeof "<unreadable " - 1);
+        n = sizeof "<unreadable " - 1;
+        n += fmt_hex(tmp + n, item_u64(h));
+        tmp[n++] = '>';
+        put_text(b, tmp, n, json);
         return 0;
     case AS_CAP_STR:
         put_text(b, (const char *)item_data(h), h->len, json);
@@ -167,28 +192,34 @@ static int put_value(as_buf *b, const as_type *ty, const as_cap_item *h, int jso
     case AS_CAP_VAL:
         break;
     default:
-        put_text(b, SKIPPED_MSG, strlen(SKIPPED_MSG), json);
+        put_text(b, SKIPPED_MSG, sizeof SKIPPED_MSG - 1, json);
         return 0;
     }
     uint64_t v = item_u64(h);
     switch (ty->kind) {
     case AS_K_SINT:
-        as_buf_printf(b, "%lld", (long long)sext(v, ty->size));
+        as_json_i64(b, sext(v, ty->size));
         return 0;
     case AS_K_UINT:
-        as_buf_printf(b, "%llu", (unsigned long long)zext(v, ty->size));
+        as_json_u64(b, zext(v, ty->size));
         return 0;
     case AS_K_BOOL:
-        as_buf_puts(b, (v & 0xff) ? "true" : "false");
+        if (v & 0xff)
+            PUT_LIT(b, "true");
+        else
+            PUT_LIT(b, "false");
         return 0;
     case AS_K_FLOAT:
         put_float(b, h, ty->size, json);
         return 0;
     case AS_K_AGG: { /* the bytes in memory order, as hex */
-        size_t n = h->len < 255 ? h->len : 255;
-        char hex[2 * 255 + 1];
-        for (size_t i = 0; i < n; i++)
-            snprintf(hex + 2 * i, 3, "%02x", item_data(h)[i]);
+        n = h->len < 255 ? h->len : 255;
+        char hex[2 * 255];
+        const unsigned char *d = item_data(h);
+        for (size_t i = 0; i < n; i++) {
+            hex[2 * i] = hex_digits[d[i] >> 4];
+            hex[2 * i + 1] = hex_digits[d[i] & 15];
+        }
         put_text(b, hex, 2 * n, json);
         return 0;
     }
@@ -196,11 +227,10 @@ static int put_value(as_buf *b, const as_type *ty, const as_cap_item *h, int jso
         if (!v) {
             if (!json)
                 return -1;
-            as_buf_puts(b, "null");
+            PUT_LIT(b, "null");
             return 0;
         }
-        snprintf(tmp, sizeof tmp, "0x%llx", (unsigned long long)v);
-        put_text(b, tmp, strlen(tmp), json);
+        put_text(b, tmp, fmt_hex(tmp, v), json);
         return 0;
     }
 }
@@ -210,7 +240,7 @@ static int put_value(as_buf *b, const as_type *ty, const as_cap_item *h, int jso
 static void put_parameters(as_buf *b, const as_proto *p, const items *it) {
     if (!p || !it->any || p->nparams == 0)
         return;
-    as_buf_puts(b, ",\"parameters\":{");
+    PUT_LIT(b, ",\"parameters\":{");
     int first = 1;
     int np = p->nparams < AS_PROTO_MAX_PARAMS ? p->nparams : AS_PROTO_MAX_PARAMS;
     for (int i = 0; i < np; i++) {
@@ -219,12 +249,14 @@ static void put_parameters(as_buf *b, const as_proto *p, const items *it) {
         if (!first)
             as_buf_putc(b, ',');
         first = 0;
-        char name[AS_PROTO_NAME_LEN + 1];
-        memcpy(name, p->names[i], AS_PROTO_NAME_LEN);
-        name[AS_PROTO_NAME_LEN] = '\0';
-        if (!name[0])
-            snprintf(name, sizeof name, "arg%d", i + 1);
-        as_json_cstr(b, name);
+        size_t nl = strnlen(p->names[i], AS_PROTO_NAME_LEN);
+        if (nl) {
+            as_json_str(b, p->names[i], nl);
+        } else { /* "argN": plain ASCII, no escaping needed */
+            PUT_LIT(b, "\"arg");
+            as_json_i64(b, i + 1);
+            as_buf_putc(b, '"');
+        }
         as_buf_putc(b, ':');
         put_value(b, &p->params[i], it->param[i], 1);
     }
@@ -235,7 +267,7 @@ static void put_parameters(as_buf *b, const as_proto *p, const items *it) {
  * is null (void, a type whose value is not in the saved registers). */
 static int format_response(const as_callrec *r, const as_proto *p, const items *it, as_buf *b) {
     if (!p) {
-        as_buf_printf(b, "%lld", (long long)as_untyped_int(r->rax));
+        as_json_i64(b, as_untyped_int(r->rax));
         return 0;
     }
     const as_type *ty = &p->ret;
@@ -243,13 +275,16 @@ static int format_response(const as_callrec *r, const as_proto *p, const items *
         return put_value(b, ty, it->ret, 0);
     switch (ty->kind) {
     case AS_K_SINT:
-        as_buf_printf(b, "%lld", (long long)sext(r->rax, ty->size));
+        as_json_i64(b, sext(r->rax, ty->size));
         return 0;
     case AS_K_UINT:
-        as_buf_printf(b, "%llu", (unsigned long long)zext(r->rax, ty->size));
+        as_json_u64(b, zext(r->rax, ty->size));
         return 0;
     case AS_K_BOOL:
-        as_buf_puts(b, (r->rax & 0xff) ? "true" : "false");
+        if (r->rax & 0xff)
+            PUT_LIT(b, "true");
+        else
+            PUT_LIT(b, "false");
         return 0;
     case AS_K_FLOAT: {
         char tmp[40];
@@ -272,7 +307,8 @@ static int format_response(const as_callrec *r, const as_proto *p, const items *
     case AS_K_PTR:
         if (!r->rax)
             return -1;
-        as_buf_printf(b, "0x%llx", (unsigned long long)r->rax);
+        PUT_LIT(b, "0x");
+        as_buf_hex(b, r->rax);
         return 0;
     default: /* void, aggregates */
         return -1;
@@ -284,7 +320,8 @@ static void put_via(as_buf *b, uint32_t via) {
     static const struct {
         uint32_t bit;
         const char *name;
-    } names[] = {{AS_VIA_GOT, "got"}, {AS_VIA_DLSYM, "dlsym"}, {AS_VIA_ENTRY, "entry"}};
+        size_t len;
+    } names[] = {{AS_VIA_GOT, "got", 3}, {AS_VIA_DLSYM, "dlsym", 5}, {AS_VIA_ENTRY, "entry", 5}};
     int first = 1;
     as_buf_putc(b, '"');
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -292,7 +329,7 @@ static void put_via(as_buf *b, uint32_t via) {
             continue;
         if (!first)
             as_buf_putc(b, '+');
-        as_buf_puts(b, names[i].name);
+        as_buf_put(b, names[i].name, names[i].len);
         first = 0;
     }
     as_buf_putc(b, '"');
@@ -397,27 +434,34 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
 
     /* Strings go into scratch one after another (NUL-separated); pointers are taken at
      * the end because the buffer may move while it grows. */
+    /* One reserve covers a typical record (names, metadata, response); longer values
+     * grow the buffer as before. */
+    as_buf_reserve(sb, 512);
     size_t o_tools = sb->len;
-    as_buf_puts(sb, "{\"function\":");
+    PUT_LIT(sb, "{\"function\":");
     as_json_cstr(sb, t->symbol);
-    as_buf_puts(sb, ",\"library\":");
+    PUT_LIT(sb, ",\"library\":");
     as_json_cstr(sb, t->library);
     put_parameters(sb, proto, &it);
     as_buf_putc(sb, '}');
     as_buf_putc(sb, '\0');
 
     size_t o_meta = sb->len;
-    as_buf_printf(sb, "{\"pid\":%d,\"tid\":%d,\"duration_ns\":%lld", (int)process_id(), (int)r.tid,
-                  (long long)dns);
+    PUT_LIT(sb, "{\"pid\":");
+    as_json_i64(sb, (int)process_id());
+    PUT_LIT(sb, ",\"tid\":");
+    as_json_i64(sb, (int)r.tid);
+    PUT_LIT(sb, ",\"duration_ns\":");
+    as_json_i64(sb, dns);
     uint32_t via = __atomic_load_n(&t->via, __ATOMIC_RELAXED);
     if (entry_only) {
-        as_buf_puts(sb, ",\"hook\":\"entry-only\"");
+        PUT_LIT(sb, ",\"hook\":\"entry-only\"");
     } else if (via) {
-        as_buf_puts(sb, ",\"hook\":");
+        PUT_LIT(sb, ",\"hook\":");
         put_via(sb, via);
     }
     if (e && e->display) {
-        as_buf_puts(sb, ",\"display_name\":");
+        PUT_LIT(sb, ",\"display_name\":");
         as_json_cstr(sb, e->display);
     }
     as_buf_putc(sb, '}');

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -223,8 +224,24 @@ static void test_utf8_validator(void **state) {
     assert_false(as_utf8_valid("\xe2\x82\xac", 2)); /* the length bounds the read */
 }
 
+/* Proves as_buf_hex writes the same digits as %llx at 0, nibble edges and UINT64_MAX. */
+static void test_buf_hex(void **state) {
+    (void)state;
+    const uint64_t v[] = {0, 9, 10, 15, 16, 255, 0xffffffffull, UINT64_MAX};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        as_buf b;
+        char ref[32];
+        as_buf_init(&b);
+        as_buf_hex(&b, v[i]);
+        snprintf(ref, sizeof ref, "%llx", (unsigned long long)v[i]);
+        assert_string_equal(as_buf_cstr(&b), ref);
+        as_buf_free(&b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_hex),
         cmocka_unit_test(test_buf_basics),
         cmocka_unit_test(test_str_escapes),
         cmocka_unit_test(test_str_controls),
