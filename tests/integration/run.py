@@ -8,7 +8,9 @@ produced with a JSON parser. A test fails by raising (assert). Usage:
 """
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 
@@ -16,6 +18,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main():
+    # Spool and crash-safe ring files of the processes the tests start go to a private
+    # state directory of this run, never to the user's ~/.local/state.
+    state = tempfile.mkdtemp(prefix="agentsight-test-state-")
+    os.chmod(state, 0o700)
+    os.environ["XDG_STATE_HOME"] = state
     args = sys.argv[1:]
     pattern = None
     if len(args) >= 2 and args[0] == "-k":
@@ -56,6 +63,10 @@ def main():
                 print(f"[     OK ] {full} ({time.monotonic() - t0:.1f}s)", flush=True)
     if failures:
         print("failed: " + ", ".join(failures))
+    if not failed:
+        shutil.rmtree(state, ignore_errors=True)
+    else:
+        print(f"state directory of this run kept: {state}")
     print(f"integration: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
