@@ -28,12 +28,7 @@
 #define DOWN_MIN_MS 500 /* first pause after a failure, doubled up to DOWN_MAX_MS */
 #define DOWN_MAX_MS 30000
 
-typedef struct replay {
-    char path[1024];
-    int64_t key;
-    size_t remaining; /* actions of this batch not yet finished */
-    int loaded;       /* all lines read */
-} replay;
+typedef as_spool_replay replay; /* remaining: actions of the batch not yet finished */
 
 typedef struct conv conv;
 typedef struct item {
@@ -117,11 +112,9 @@ static void replay_step_done(sk *k, item *it) {
     if (!rp)
         return;
     if (--rp->remaining == 0 && rp->loaded) {
-        as_spool_commit(k->spool); /* failures of this batch are safe before it goes */
-        as_spool_release(rp->path);
-        free(rp);
         if (k->rp == rp)
             k->rp = NULL;
+        as_spool_replay_end(k->spool, rp);
     }
 }
 
@@ -578,19 +571,10 @@ static void maybe_replay(sk *k) {
         return;
     if (k->down_until_ms && mono_ms() < k->down_until_ms)
         return;
-    as_spool_commit(k->spool); /* what is staged is older than what is new */
-    replay *rp = calloc(1, sizeof *rp);
+    replay *rp = as_spool_replay_start(k->spool, &k->spool_maybe);
     if (!rp)
         return;
-    int c = as_spool_claim(k->spool, rp->path, sizeof rp->path, &rp->key);
-    if (c != 1) {
-        free(rp);
-        if (c == 0)
-            k->spool_maybe = 0;
-        return;
-    }
-    k->rp = rp;
-    rp->remaining = 1; /* held until loading ends */
+    k->rp = rp; /* remaining 1: held until loading ends */
     as_spool_read(rp->path, NULL, 0, replay_line, k);
     rp->loaded = 1;
     item dummy = {.rp = rp};

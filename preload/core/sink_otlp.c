@@ -33,11 +33,7 @@
 
 typedef struct osk osk;
 
-typedef struct replay {
-    char path[1024];
-    int64_t key;
-    size_t remaining; /* batches of this file not yet finished (+1 while loading) */
-} replay;
+typedef as_spool_replay replay; /* remaining: batches not yet finished (+1 while loading) */
 
 typedef struct obatch {
     osk *k;
@@ -137,11 +133,9 @@ static void batch_free(obatch *bt) {
 static void replay_step_done(osk *k, replay *rp) {
     if (!rp || --rp->remaining > 0)
         return;
-    as_spool_commit(k->spool);
-    as_spool_release(rp->path);
     if (k->rp == rp)
         k->rp = NULL;
-    free(rp);
+    as_spool_replay_end(k->spool, rp);
 }
 
 static void batch_spool(osk *k, obatch *bt) {
@@ -288,19 +282,10 @@ static void maybe_replay(osk *k) {
         return;
     if (k->down_until_ms && mono_ms() < k->down_until_ms)
         return;
-    as_spool_commit(k->spool);
-    replay *rp = calloc(1, sizeof *rp);
+    replay *rp = as_spool_replay_start(k->spool, &k->spool_maybe);
     if (!rp)
         return;
-    int c = as_spool_claim(k->spool, rp->path, sizeof rp->path, &rp->key);
-    if (c != 1) {
-        free(rp);
-        if (c == 0)
-            k->spool_maybe = 0;
-        return;
-    }
-    k->rp = rp;
-    rp->remaining = 1; /* held while loading */
+    k->rp = rp; /* remaining 1: held while loading */
     k->nrecs = 0;
     as_spool_read(rp->path, NULL, 0, replay_line, k);
     if (k->nrecs) {

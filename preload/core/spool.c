@@ -381,6 +381,28 @@ error:
     return -1;
 }
 
+as_spool_replay *as_spool_replay_start(as_spool *sp, int *pending) {
+    as_spool_commit(sp);
+    as_spool_replay *rp = calloc(1, sizeof *rp);
+    if (!rp)
+        return NULL;
+    int c = as_spool_claim(sp, rp->path, sizeof rp->path, &rp->key);
+    if (c != 1) {
+        free(rp);
+        if (c == 0)
+            *pending = 0;
+        return NULL;
+    }
+    rp->remaining = 1;
+    return rp;
+}
+
+void as_spool_replay_end(as_spool *sp, as_spool_replay *rp) {
+    as_spool_commit(sp); /* failures of this batch are safe before it goes */
+    as_spool_release(rp->path);
+    free(rp);
+}
+
 int as_spool_claim(as_spool *sp, char *path, size_t cap, int64_t *key) {
     size_t n;
     char **v = list_pending(sp->dir, &n, NULL);

@@ -58,6 +58,23 @@ int as_spool_claim(as_spool *sp, char *path, size_t cap, int64_t *key);
 /* A claimed batch is done: removes it. Returns 0 or -1. */
 int as_spool_release(const char *claimed_path);
 
+/* A batch a sink replays: the claimed file, its order key, and how many of its parts the
+ * sink still has in flight (1 while the sink is loading it). */
+typedef struct as_spool_replay {
+    char path[1024];
+    int64_t key;
+    size_t remaining;
+    int loaded; /* all lines read (for sinks that count parts while loading) */
+} as_spool_replay;
+
+/* Commits what is staged (it is older than anything new), then claims the oldest pending
+ * batch. Returns it with remaining = 1, or NULL: nothing pending (*pending is then set to
+ * 0), out of memory, or an error. */
+as_spool_replay *as_spool_replay_start(as_spool *sp, int *pending);
+
+/* The replayed batch is done: commits what its failures staged, removes it, frees rp. */
+void as_spool_replay_end(as_spool *sp, as_spool_replay *rp);
+
 /* Puts a claimed batch back as pending (replay interrupted). Returns 0 or -1. */
 int as_spool_unclaim(const char *claimed_path);
 

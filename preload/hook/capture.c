@@ -137,20 +137,19 @@ __attribute__((constructor)) static void capture_init(void) {
     errno = e;
 }
 
-/* Learns the bounds of the calling thread's stack into cs (both 0 when unknown). */
-static void learn_stack(void) {
+void as_thread_stack(uintptr_t *lo, uintptr_t *hi) {
     pthread_attr_t at;
     void *addr = NULL;
     size_t size = 0;
-    cs.stack_lo = cs.stack_hi = 0;
+    *lo = *hi = 0;
     if (pthread_getattr_np(pthread_self(), &at) != 0)
         return;
     if (pthread_attr_getstack(&at, &addr, &size) != 0)
         size = 0;
     pthread_attr_destroy(&at);
     if (size) {
-        cs.stack_lo = (uintptr_t)addr;
-        cs.stack_hi = (uintptr_t)addr + size;
+        *lo = (uintptr_t)addr;
+        *hi = (uintptr_t)addr + size;
     }
 }
 
@@ -169,7 +168,7 @@ __attribute__((noinline, cold)) static char *arena_map(void) {
     cs.top = 0;
     if (arena_key_ok)
         pthread_setspecific(arena_key, m);
-    learn_stack();
+    as_thread_stack(&cs.stack_lo, &cs.stack_hi);
     return cs.arena;
 }
 

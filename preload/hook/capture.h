@@ -142,4 +142,8 @@ int as_capture_vec_risk_exit(void);
  * the benchmark check which path a read took). */
 uint64_t as_capture_slow_reads(void);
 
+/* Bounds [*lo, *hi) of the calling thread's stack, both 0 when unknown. Not for the hot
+ * path (pthread_getattr_np): called once per thread. Can't fail. */
+void as_thread_stack(uintptr_t *lo, uintptr_t *hi);
+
 #endif

@@ -261,22 +261,6 @@ __attribute__((noinline, cold)) static void drop_dead(as_tstate *t, void **slot,
     }
 }
 
-/* Learns the bounds of the calling thread's stack, or leaves them 0. Can't fail. */
-static void learn_stack(as_shadow *t) {
-    pthread_attr_t at;
-    void *addr = NULL;
-    size_t size = 0;
-    if (pthread_getattr_np(pthread_self(), &at) != 0)
-        return;
-    if (pthread_attr_getstack(&at, &addr, &size) != 0)
-        size = 0;
-    pthread_attr_destroy(&at);
-    if (size) {
-        t->stack_lo = (uintptr_t)addr;
-        t->stack_hi = (uintptr_t)addr + size;
-    }
-}
-
 /* The slow half of "is there room for one more frame": maps the thread's shadow stack on
  * its first tracked call and registers the thread. Returns 1 when there is room now, 0
  * when the stack is full, cannot be mapped, or the thread is exiting (the call then passes
@@ -294,7 +278,7 @@ __attribute__((noinline, cold)) static int stack_room(as_tstate *t) {
         return 0; /* busy stays set: no system call on every later call */
     }
     sh->owner = t;
-    learn_stack(sh);
+    as_thread_stack(&sh->stack_lo, &sh->stack_hi);
     pthread_mutex_lock(&reg_lock);
     t->frames = sh->frames;
     t->cap = AS_SHADOW_MAX;

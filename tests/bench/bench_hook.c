@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 int f(int a, int b);
 int fs(const char *s);
 
@@ -73,17 +75,6 @@ static int direct_setup(int full) {
 }
 #endif
 
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_hook LABEL [CALLS [BATCHES]]\n");
@@ -128,7 +119,7 @@ int main(int argc, char **argv) {
     for (int b = 0; b < batches; b++) {
         if (pause_ms)
             usleep((useconds_t)pause_ms * 1000); /* untimed: the exporter drains */
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         if (str) {
             for (long i = 0; i < calls; i++)
                 acc += fs(s64);
@@ -136,19 +127,19 @@ int main(int argc, char **argv) {
             for (long i = 0; i < calls; i++)
                 acc += f((int)i, b);
         }
-        per[b] = (now_ns() - t0) / (double)calls;
+        per[b] = (bench_now_ns() - t0) / (double)calls;
     }
     free(s64);
     sink = acc;
     (void)sink;
-    qsort(per, (size_t)batches, sizeof per[0], cmp_double);
+    double med = bench_median(per, batches);
 #ifdef AS_DIRECT
-    printf("BENCH %s %.2f ns/call slow_reads=%llu\n", argv[1], per[batches / 2],
+    printf("BENCH %s %.2f ns/call slow_reads=%llu\n", argv[1], med,
            (unsigned long long)as_capture_slow_reads());
     fflush(stdout);
     as_pipe_shutdown();
 #else
-    printf("BENCH %s %.2f ns/call\n", argv[1], per[batches / 2]);
+    printf("BENCH %s %.2f ns/call\n", argv[1], med);
 #endif
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "agentsight.h"
+#include "bench_util.h"
 
 #define CHUNKS 10
 
@@ -19,11 +20,6 @@ static int64_t mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -46,7 +42,7 @@ int main(int argc, char **argv) {
             agentsight_track_action(&a, NULL);
         per[c] = (double)(mono_ns() - t0) / (double)each;
     }
-    qsort(per, CHUNKS, sizeof per[0], cmp_double);
+    qsort(per, CHUNKS, sizeof per[0], bench_cmp_double);
     printf("ns_per_call %.1f\n", (per[CHUNKS / 2 - 1] + per[CHUNKS / 2]) / 2);
     printf("dropped %llu\n", (unsigned long long)agentsight_dropped());
     printf("main_return_ns %lld\n", (long long)mono_ns());

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "core/pipeline.h"
 #include "core/ring.h"
 #include "core/settings.h"
@@ -15,29 +16,13 @@
 #define BATCHES 21
 #define PER_BATCH 200000
 
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
 static void bench_ring_alone(void) {
     as_ring *r = as_ring_create(1 << 20);
     if (!r)
         return;
     double per[BATCHES];
     for (int b = 0; b < BATCHES; b++) {
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         for (int i = 0; i < PER_BATCH; i++) {
             uint64_t *p = as_ring_reserve(r, 2, 64);
             if (!p)
@@ -49,9 +34,9 @@ static void bench_ring_alone(void) {
             if ((i & 4095) == 4095)
                 as_ring_release(r, as_ring_head(r));
         }
-        per[b] = (now_ns() - t0) / PER_BATCH;
+        per[b] = (bench_now_ns() - t0) / PER_BATCH;
     }
-    printf("BENCH ring_reserve_commit %.2f ns/msg\n", median(per, BATCHES));
+    printf("BENCH ring_reserve_commit %.2f ns/msg\n", bench_median(per, BATCHES));
     as_ring_destroy(r);
 }
 
@@ -78,7 +63,7 @@ static void bench_pipe(const char *label) {
     for (int b = 0; b < BATCHES; b++) {
         double spent = 0;
         for (int burst = 0; burst < PER_BATCH / 1000; burst++) {
-            double t0 = now_ns();
+            double t0 = bench_now_ns();
             for (int i = 0; i < 1000; i++) {
                 uint64_t *p = as_pipe_reserve(AS_MSG_CALL, 64, 0);
                 if (!p)
@@ -88,14 +73,14 @@ static void bench_pipe(const char *label) {
                 p[2] = p[3] = p[4] = p[5] = p[6] = p[7] = 0;
                 as_pipe_commit(p);
             }
-            spent += now_ns() - t0;
+            spent += bench_now_ns() - t0;
             struct timespec pause = {0, 20000};
             nanosleep(&pause, NULL);
         }
         per[b] = spent / PER_BATCH;
     }
     as_pipe_flush(10000);
-    printf("BENCH %s %.2f ns/msg (dropped %llu)\n", label, median(per, BATCHES),
+    printf("BENCH %s %.2f ns/msg (dropped %llu)\n", label, bench_median(per, BATCHES),
            (unsigned long long)(as_pipe_dropped() - drop0));
     as_pipe_shutdown();
 }
