@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # Runs each cmocka unit-test binary given as an argument and prints one closing summary.
+# The output of a failing binary is printed again at the end, so the last lines of a long
+# log (all a CI page may keep) show what failed.
 set -u
 pass=0; fail=0; failed=()
+logdir=$(mktemp -d)
+trap 'rm -rf "$logdir"' EXIT
 for t in "$@"; do
-  if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed+=("$t"); fi
+  log="$logdir/$(basename "$t").log"
+  if "$t" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1)); failed+=("$t")
+  fi
+done
+for t in "${failed[@]+"${failed[@]}"}"; do
+  echo "---- $t (failed): its last 40 lines ----"
+  tail -n 40 "$logdir/$(basename "$t").log"
 done
 echo "unit test binaries: $pass passed, $fail failed"
 [ "$fail" -eq 0 ] || { echo "failed: ${failed[*]}" >&2; exit 1; }

@@ -222,12 +222,19 @@ int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_
      * entry. It must be in place before the jump is, or the thunk would jump to the
      * patched entry and loop. */
     __atomic_store_n(&t->orig, (void *)s->patch.tramp, __ATOMIC_RELEASE);
+    /* Calls reach the thunk through the int3 as soon as it is written, and the exporter
+     * may decode their records before the install returns: the hook is named first. */
+    uint32_t via_before = __atomic_fetch_or(&t->via, AS_VIA_ENTRY, __ATOMIC_RELEASE);
     if (as_patch_install(&s->patch, dest, why, sizeof why) != 0) {
+        __atomic_store_n(&t->via, via_before, __ATOMIC_RELEASE);
         __atomic_store_n(&t->orig, fn, __ATOMIC_RELEASE);
         as_warn("'%s' in %s not entry-patched: %s (it runs unwrapped)", symbol, library, why);
         goto out;
     }
-    __atomic_fetch_or(&t->via, AS_VIA_ENTRY, __ATOMIC_RELAXED);
+    if (s->patch.unanswered)
+        as_warn("'%s' in %s entry-patched while %u thread(s) could not be asked to leave its "
+                "first bytes (SIGTRAP blocked or no answer within 250 ms)",
+                symbol, library, (unsigned)s->patch.unanswered);
     s->fn = fn;
     s->id = tid;
     g_nesites++;

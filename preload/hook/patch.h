@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #define AS_PATCH_MAX_SAVED 32
+#define AS_PATCH_MAX_BOUNDS 8
 
 /* One patch site. Filled by as_patch_prepare; owned by the caller (entry.c keeps one per
  * patched function for the life of the process: the trampoline is never freed). */
@@ -21,6 +22,13 @@ typedef struct as_patch {
     uint8_t saved[AS_PATCH_MAX_SAVED]; /* the original bytes at `at` */
     uint8_t len;                       /* displaced bytes (>= 5) */
     uint8_t installed;                 /* the jump is in place */
+    /* Instruction starts inside the displaced bytes (offsets 1..len-1 from at) and where
+     * the same instruction begins in the trampoline: a thread stopped at one of them while
+     * the jump is written is moved to its copy (as_patch_install). */
+    uint8_t nbound;
+    uint8_t bound_at[AS_PATCH_MAX_BOUNDS];
+    uint8_t bound_tramp[AS_PATCH_MAX_BOUNDS];
+    uint16_t unanswered; /* threads that did not answer the move request (install) */
 } as_patch;
 
 /*
@@ -31,7 +39,9 @@ typedef struct as_patch {
  * Refused (returns -1, reason in why, nothing allocated): a function shorter than the
  * jump, an unknown size, a branch of the function back into the displaced bytes, an
  * instruction that cannot be relocated (loop, jrcxz, xbegin, an undecodable byte), a
- * RIP-relative operand out of reach of the trampoline, or no memory near fn.
+ * RIP-relative operand out of reach of the trampoline, a call that is not the last
+ * displaced instruction (its return address would fall inside the jump), or no memory
+ * near fn.
  * Returns 0 with *p filled (p->installed 0). Takes the patcher's lock; allocates.
  */
 int as_patch_prepare(void *fn, size_t size, as_patch *p, char *why, size_t cap);
@@ -41,6 +51,15 @@ int as_patch_prepare(void *fn, size_t size, as_patch *p, char *why, size_t cap);
  * executing fn at that moment: an int3 is written first (a SIGTRAP handler sends a thread
  * that hits it to dest), then the jump's last four bytes, then its first byte, with a
  * cross-modifying-code barrier between the steps. The text page's protection is restored.
+ *
+ * Threads already past the int3 but inside the displaced bytes (preempted there, or
+ * blocked in a syscall there) would resume in the middle of the new jump. Before the jump
+ * is written, every other thread that runs, or is blocked with its pc inside those bytes,
+ * gets a SIGURG queued with a private cookie (SI_QUEUE; a handler chaining to the program's
+ * is installed for it): the handler moves a pc found inside the displaced bytes to the
+ * same instruction in the trampoline and answers. Threads blocked in a syscall elsewhere
+ * are not disturbed. The wait for answers is bounded (250 ms); p->unanswered counts
+ * threads that did not answer (SIGURG blocked, exiting).
  *
  * Returns 0, or -1 with a reason in why (fn unchanged: page protection could not be
  * changed, dest out of reach and no jump pad). Takes the patcher's lock.

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,8 +57,12 @@ __asm__(
             FN(pf_trap) "movl %edi, %eax\n addl $9, %eax\n ret\n" END(pf_trap)
                 FN(pf_ent) "pushq %rbp\n movq %rsp, %rbp\n leal (%rdi,%rdi,2), %eax\n popq %rbp\n "
                            "ret\n" END(pf_ent)
-                               FN(pf_ent2) "pushq %rbp\n movq %rsp, %rbp\n leal (%rdi,%rdi,2), "
-                                           "%eax\n popq %rbp\n ret\n" END(pf_ent2));
+    /* read(fd, buf, n) with the syscall inside the patched bytes: xor eax, eax; syscall */
+    FN(pf_rsys) "xorl %eax, %eax\n syscall\n nop\n nop\n ret\n" END(pf_rsys)
+    /* an indirect call followed by more patched bytes: refused */
+    FN(pf_icall) "call *%rsi\n addl $1, %eax\n ret\n" END(pf_icall)
+        FN(pf_ent2) "pushq %rbp\n movq %rsp, %rbp\n leal (%rdi,%rdi,2), "
+                    "%eax\n popq %rbp\n ret\n" END(pf_ent2));
 
 #define DECL(name)                                                                                 \
     int name(int);                                                                                 \
@@ -74,6 +79,8 @@ DECL(pf_far)
 DECL(pf_trap)
 DECL(pf_ent)
 DECL(pf_ent2)
+DECL(pf_rsys)
+DECL(pf_icall)
 #define SIZE(name) ((size_t)(name##_end - (char *)(name)))
 
 typedef int (*int_fn)(int);
@@ -375,6 +382,79 @@ static void test_threads_while_patching(void **state) {
     assert_true(calls >= work_hits);
 }
 
+/* ---- a thread blocked inside the patched bytes ------------------------------------- */
+
+typedef long (*read_fn)(int, void *, size_t);
+static pid_t rsys_tid;
+static long rsys_result;
+
+static void *rsys_thread(void *arg) {
+    int fd = *(int *)arg;
+    char c;
+    __atomic_store_n(&rsys_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    read_fn volatile f = (read_fn)(void *)pf_rsys;
+    rsys_result = f(fd, &c, 1);
+    return NULL;
+}
+
+/* Whether thread tid is blocked in read(2) (syscall 0), from /proc. */
+static int blocked_in_read(pid_t tid) {
+    char path[64], buf[256] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strncmp(buf, "0 ", 2) == 0;
+}
+
+/* Proves: a thread blocked in a syscall whose instruction lies inside the patched bytes
+ * (its pc, rewound by the kernel for the restart, points there) is moved to the same
+ * instruction in the trampoline while the jump is written: its read(2) is restarted, not
+ * interrupted, completes with the byte written later, and the thread returns normally
+ * (without the move it would resume in the middle of the jump). */
+static void test_blocked_in_patched_bytes(void **state) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, rsys_thread, &fds[0]), 0);
+    int blocked = 0;
+    for (int k = 0; k < 500 && !blocked; k++) { /* bounded: 5 s */
+        pid_t tid = __atomic_load_n(&rsys_tid, __ATOMIC_ACQUIRE);
+        blocked = tid > 0 && blocked_in_read(tid);
+        if (!blocked)
+            sleep_ms(10);
+    }
+    assert_true(blocked);
+    as_patch p;
+    hits = 0;
+    patch_to_dest((void *)pf_rsys, SIZE(pf_rsys), &p);
+    assert_int_equal(p.unanswered, 0);
+    assert_int_equal(p.nbound, 2); /* syscall at +2, nop at +4 */
+    sleep_ms(20);
+    assert_true(blocked_in_read(rsys_tid)); /* restarted, still waiting */
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 5;
+    assert_int_equal(pthread_timedjoin_np(th, NULL, &dl), 0);
+    assert_int_equal(rsys_result, 1);
+    assert_int_equal(hits, 0); /* the blocked call was not a new call */
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* Proves: a call that is not the last patched instruction is refused (a thread inside the
+ * callee would return into the middle of the jump). */
+static void test_call_not_last_refused(void **state) {
+    as_patch p;
+    char why[160] = "";
+    assert_int_equal(as_patch_prepare((void *)pf_icall, SIZE(pf_icall), &p, why, sizeof why), -1);
+    assert_non_null(strstr(why, "call"));
+}
+
 /* ---- entry.c: targets, the thunk, CET fallback ------------------------------------ */
 
 /* Proves: as_entry_hook routes a patched function through its thunk (one record with the
@@ -432,12 +512,20 @@ static void test_cet_detect(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_riprel_first),           cmocka_unit_test(test_endbr_skipped),
-        cmocka_unit_test(test_short_refused),          cmocka_unit_test(test_jcc_relocated),
-        cmocka_unit_test(test_call_relocated),         cmocka_unit_test(test_unsafe_refused),
-        cmocka_unit_test(test_far_dest_pad),           cmocka_unit_test(test_trap_redirect),
-        cmocka_unit_test(test_threads_while_patching), cmocka_unit_test(test_entry_hook_once),
-        cmocka_unit_test(test_entry_only_cet),         cmocka_unit_test(test_cet_detect),
+        cmocka_unit_test(test_riprel_first),
+        cmocka_unit_test(test_endbr_skipped),
+        cmocka_unit_test(test_short_refused),
+        cmocka_unit_test(test_jcc_relocated),
+        cmocka_unit_test(test_call_relocated),
+        cmocka_unit_test(test_unsafe_refused),
+        cmocka_unit_test(test_far_dest_pad),
+        cmocka_unit_test(test_trap_redirect),
+        cmocka_unit_test(test_threads_while_patching),
+        cmocka_unit_test(test_entry_hook_once),
+        cmocka_unit_test(test_entry_only_cet),
+        cmocka_unit_test(test_cet_detect),
+        cmocka_unit_test(test_blocked_in_patched_bytes),
+        cmocka_unit_test(test_call_not_last_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,15 +4,19 @@
  * the entry with the int3 scheme, so threads running the function meanwhile stay correct. */
 
 #include <capstone/capstone.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -324,7 +328,17 @@ int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap)
     const uint8_t *code = at;
     size_t left = room < AS_PATCH_MAX_SAVED ? room : AS_PATCH_MAX_SAVED;
     uint64_t addr = (uint64_t)(uintptr_t)at;
+    int after_call = 0;
     while (len < JMP_LEN) {
+        if (after_call) {
+            set_why(why, cap, "a call at +%lu is followed by more patched bytes",
+                    (unsigned long)(at + len - fn) - after_call);
+            goto out;
+        }
+        if (len > 0 && p->nbound < AS_PATCH_MAX_BOUNDS) {
+            p->bound_at[p->nbound] = (uint8_t)len;
+            p->bound_tramp[p->nbound++] = (uint8_t)o;
+        }
         if (!cs_disasm_iter(h, &code, &left, &addr, insn)) {
             set_why(why, cap, "undecodable or truncated instruction at +%lu",
                     (unsigned long)(at + len - fn));
@@ -336,6 +350,8 @@ int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap)
             goto out;
         o += w;
         len += insn->size;
+        if (insn->id == X86_INS_CALL || insn->id == X86_INS_LCALL)
+            after_call = insn->size;
     }
     if (len > room) {
         set_why(why, cap, "too short: the patched instructions pass the end of the function");
@@ -381,6 +397,59 @@ static void sync_cores(void) {
     usleep(1000);
 }
 
+/* ---- signal handlers: the int3 redirect and move requests ---- */
+
+/* Move requests use their own signal: a request merged with a pending int3 SIGTRAP (two
+ * instances of a standard signal become one) would leave a thread that trapped at at + 1
+ * indistinguishable from one stopped after a 1-byte first instruction. SIGURG is ignored
+ * by default, so a request arriving after its handler was replaced is harmless. */
+#define MOVE_SIG SIGURG
+
+static struct sigaction g_prev_move;
+static int g_move_installed;
+
+/* Passes a signal we do not handle to the handler that was there before ours, or applies
+ * the default action as if we were not here. */
+static void chain(const struct sigaction *prev, int sig, siginfo_t *si, void *ucv) {
+    if (prev->sa_flags & SA_SIGINFO) {
+        if (prev->sa_sigaction)
+            prev->sa_sigaction(sig, si, ucv);
+        return;
+    }
+    if (prev->sa_handler == SIG_IGN)
+        return;
+    if (prev->sa_handler != SIG_DFL) {
+        prev->sa_handler(sig);
+        return;
+    }
+    if (sig == SIGURG || sig == SIGCHLD || sig == SIGWINCH)
+        return; /* ignored by default */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Installs handler for sig once, remembering the previous one in *prev. It then stays: a
+ * signal sent just before the last step may be delivered later and must still find us.
+ * Returns 0/-1. */
+static int handler_on(int sig, void (*handler)(int, siginfo_t *, void *), struct sigaction *prev,
+                      int *installed) {
+    struct sigaction cur;
+    if (sigaction(sig, NULL, &cur) != 0)
+        return -1;
+    if (*installed && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == handler)
+        return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    *prev = cur;
+    if (sigaction(sig, &sa, NULL) != 0)
+        return -1;
+    *installed = 1;
+    return 0;
+}
+
 /* A thread that hits the int3 of a site being patched continues where the finished jump
  * would take it; any other SIGTRAP goes to the handler that was there before ours. */
 static void on_trap(int sig, siginfo_t *si, void *ucv) {
@@ -393,40 +462,145 @@ static void on_trap(int sig, siginfo_t *si, void *ucv) {
             return;
         }
     }
-    if (g_prev_trap.sa_flags & SA_SIGINFO) {
-        if (g_prev_trap.sa_sigaction)
-            g_prev_trap.sa_sigaction(sig, si, ucv);
-        return;
-    }
-    if (g_prev_trap.sa_handler == SIG_IGN)
-        return;
-    if (g_prev_trap.sa_handler != SIG_DFL) {
-        g_prev_trap.sa_handler(sig);
-        return;
-    }
-    /* The default action, as if we were not here. */
-    signal(SIGTRAP, SIG_DFL);
-    raise(SIGTRAP);
+    chain(&g_prev_trap, sig, si, ucv);
 }
 
-/* Installs on_trap once. It then stays: a thread that trapped just before the last byte
- * was written may have its signal delivered later, and must still find us. Returns 0/-1. */
-static int trap_handler_on(void) {
-    struct sigaction cur;
-    if (sigaction(SIGTRAP, NULL, &cur) != 0)
-        return -1;
-    if (g_trap_installed && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_trap)
+/* ---- moving other threads out of the displaced bytes ---- */
+
+/* The site being installed while other threads are asked to move (NULL otherwise), the
+ * request generation and the answers to it. A request is a MOVE_SIG queued with
+ * sival_ptr = g_fix_cookie + (generation % FIX_COOKIES): the address says it is ours (a
+ * program's own signal carries SI_TKILL/SI_USER or another value), the offset which
+ * request. */
+#define FIX_COOKIES 64
+#define FIX_WAIT_NS 250000000L
+static const as_patch *g_fix;
+static uint32_t g_fix_gen;
+static uint32_t g_fix_acks;
+static char g_fix_cookie[FIX_COOKIES];
+
+/* Where a thread at pc inside the displaced bytes of p goes on: the same instruction in the
+ * trampoline. 0 when pc is not inside them. */
+static uintptr_t moved_pc(const as_patch *p, uintptr_t pc) {
+    uintptr_t at = (uintptr_t)p->at;
+    if (pc <= at || pc >= at + p->len)
         return 0;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_trap;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    g_prev_trap = cur;
-    if (sigaction(SIGTRAP, &sa, NULL) != 0)
-        return -1;
-    g_trap_installed = 1;
+    for (unsigned i = 0; i < p->nbound; i++)
+        if (pc == at + p->bound_at[i])
+            return (uintptr_t)p->tramp + p->bound_tramp[i];
     return 0;
+}
+
+/* A move request is answered in the thread that receives it (async-signal-safe); any other
+ * MOVE_SIG goes to the handler that was there before ours. */
+static void on_move(int sig, siginfo_t *si, void *ucv) {
+    const char *c = si ? si->si_value.sival_ptr : NULL;
+    if (!si || si->si_code != SI_QUEUE || si->si_pid != getpid() || c < g_fix_cookie ||
+        c >= g_fix_cookie + FIX_COOKIES) {
+        chain(&g_prev_move, sig, si, ucv);
+        return;
+    }
+    ucontext_t *uc = ucv;
+    const as_patch *p = __atomic_load_n(&g_fix, __ATOMIC_ACQUIRE);
+    if (p) {
+        uintptr_t to = moved_pc(p, (uintptr_t)uc->uc_mcontext.gregs[REG_RIP]);
+        if (to)
+            uc->uc_mcontext.gregs[REG_RIP] = (greg_t)to;
+    }
+    uint32_t gen = __atomic_load_n(&g_fix_gen, __ATOMIC_ACQUIRE);
+    if (c == g_fix_cookie + gen % FIX_COOKIES)
+        __atomic_fetch_add(&g_fix_acks, 1, __ATOMIC_RELEASE);
+}
+
+/* Reads a small /proc file into buf (NUL-terminated). Returns the length or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = 0;
+    return n;
+}
+
+/* Whether thread tid must be asked to move: 1 when it runs (or is runnable), or is blocked
+ * with its pc inside the displaced bytes; 0 when it is blocked elsewhere (left
+ * undisturbed) or gone; -1 when it must but blocks MOVE_SIG (it could not answer). */
+static int needs_move(const as_patch *p, pid_t tid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    if (read_small(path, buf, sizeof buf) <= 0)
+        return 0;
+    if (strncmp(buf, "running", 7) != 0) {
+        const char *last = strrchr(buf, ' ');
+        uintptr_t pc = last ? (uintptr_t)strtoull(last + 1, NULL, 16) : 0;
+        if (!moved_pc(p, pc))
+            return 0;
+    }
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    if (read_small(path, buf, sizeof buf) > 0) {
+        const char *b = strstr(buf, "SigBlk:");
+        if (b && (strtoull(b + 7, NULL, 16) & (1ull << (MOVE_SIG - 1))))
+            return -1;
+    }
+    return 1;
+}
+
+static long elapsed_ns(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
+/* With the int3 in place (no thread enters the displaced bytes any more), asks every other
+ * thread that may be inside them to move to the trampoline, and waits (bounded) for the
+ * answers. Returns how many threads did not answer. Call with g_plock held. */
+static unsigned move_threads_out(const as_patch *p) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return 0;
+    pid_t self = (pid_t)syscall(SYS_gettid), pid = getpid();
+    uint32_t gen = __atomic_add_fetch(&g_fix_gen, 1, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&g_fix_acks, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_fix, p, __ATOMIC_RELEASE);
+    unsigned sent = 0, unanswered = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid <= 0 || tid == self)
+            continue;
+        int need = needs_move(p, tid);
+        if (need < 0)
+            unanswered++;
+        if (need <= 0)
+            continue;
+        if (handler_on(MOVE_SIG, on_move, &g_prev_move, &g_move_installed) != 0) {
+            unanswered++;
+            continue;
+        }
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        si.si_signo = MOVE_SIG;
+        si.si_code = SI_QUEUE;
+        si.si_pid = pid;
+        si.si_uid = getuid();
+        si.si_value.sival_ptr = g_fix_cookie + gen % FIX_COOKIES;
+        if (syscall(SYS_rt_tgsigqueueinfo, pid, tid, MOVE_SIG, &si) == 0)
+            sent++;
+    }
+    closedir(d);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (__atomic_load_n(&g_fix_acks, __ATOMIC_ACQUIRE) < sent && elapsed_ns(&t0) < FIX_WAIT_NS) {
+        struct timespec nap = {0, 50000};
+        sched_yield();
+        nanosleep(&nap, NULL);
+    }
+    uint32_t acks = __atomic_load_n(&g_fix_acks, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&g_fix, NULL, __ATOMIC_RELEASE);
+    return unanswered + (acks < sent ? sent - acks : 0);
 }
 
 /* The protection of the page holding addr, from /proc/self/maps; PROT_READ|PROT_EXEC when
@@ -476,7 +650,8 @@ int as_patch_install(as_patch *p, void *dest, char *why, size_t cap) {
         }
     }
     int32_t rel = (int32_t)((intptr_t)((uintptr_t)to - next));
-    if (g_nsites >= MAX_SITES || trap_handler_on() != 0) {
+    if (g_nsites >= MAX_SITES ||
+        handler_on(SIGTRAP, on_trap, &g_prev_trap, &g_trap_installed) != 0) {
         set_why(why, cap, "cannot install the SIGTRAP handler");
         goto out;
     }
@@ -494,6 +669,7 @@ int as_patch_install(as_patch *p, void *dest, char *why, size_t cap) {
     volatile uint8_t *a = p->at;
     a[0] = 0xcc; /* threads arriving now trap and are sent on to `to` */
     sync_cores();
+    p->unanswered = (uint16_t)move_threads_out(p);
     for (int i = 0; i < 4; i++)
         a[1 + i] = (uint8_t)((uint32_t)rel >> (8 * i));
     sync_cores();
