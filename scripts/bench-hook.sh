@@ -22,7 +22,9 @@
 #
 # The interposer rows on f: agentsight_null_typed (a bare `f` in the config: the installer
 # attaches the prototype DWARF gives, so a and b are captured), agentsight_null_untyped
-# (`f capture=none`: name, timings and return only), agentsight_file (typed, file sink).
+# (`f capture=none`: name, timings and return only), agentsight_file (typed, file sink);
+# on fs: agentsight_null_str64 (the string captured) and agentsight_null_str64_untyped
+# (`fs capture=none`), whose difference is the cost of the string capture.
 #
 # Environment: BUILD (default build), CALLS (per batch, default 10000), BATCHES (101),
 # PAUSE_MS (20), QUEUE_BYTES (per-thread ring of the interposer rows, default 4 MiB),
@@ -57,6 +59,7 @@ fi
 printf '[actions]\nf\n' >"$TMP/bench.conf"
 printf '[actions]\nf capture=none\n' >"$TMP/bench_untyped.conf"
 printf '[actions]\nint fs(const char *s)\n' >"$TMP/bench_str.conf"
+printf '[actions]\nfs capture=none\n' >"$TMP/bench_str_untyped.conf"
 
 declare -A NS
 declare -A DROP
@@ -110,7 +113,8 @@ run floor "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$OUT/floor_wrap.so"
 
 if [ -x "$OUT/bench_hook_direct" ]; then
     # full_*: the same calls through the full-preservation stubs of entry patches.
-    for m in null:int str64:str full_null:full full_str64:fullstr; do
+    for m in null:int str64_untyped:stru str64:str full_null:full \
+        full_str64_untyped:fullstru full_str64:fullstr; do
         BIN=bench_hook_direct run "thunk_direct_${m%%:*}" "$CALLS" "$BATCHES" 120 "${m##*:}" \
             env AGENTSIGHT_OUTPUT=null AGENTSIGHT_QUEUE_BYTES="$QUEUE" \
             AGENTSIGHT_STATS_FILE="$TMP/stats"
@@ -130,6 +134,11 @@ if [ -f "$BUILD/libagentsight-preload.so" ]; then
         AGENTSIGHT_CONFIG="$TMP/bench_untyped.conf" AGENTSIGHT_OUTPUT=null \
         AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
     stats_note agentsight_null_untyped
+    # The same calls of fs untyped: the baseline of the string capture cost.
+    run agentsight_null_str64_untyped "$CALLS" "$BATCHES" 120 stru env LD_PRELOAD="$PRE" \
+        AGENTSIGHT_CONFIG="$TMP/bench_str_untyped.conf" AGENTSIGHT_OUTPUT=null \
+        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
+    stats_note agentsight_null_str64_untyped
     # The prototype in the config makes the interposer copy the string argument.
     run agentsight_null_str64 "$CALLS" "$BATCHES" 120 str env LD_PRELOAD="$PRE" \
         AGENTSIGHT_CONFIG="$TMP/bench_str.conf" AGENTSIGHT_OUTPUT=null \
@@ -168,13 +177,14 @@ for r in "${ROWS[@]}"; do
 done
 [ -n "$NOTE" ] && printf 'pipeline counters:\n%s' "$NOTE"
 # The typed-capture goals: two int arguments cost a few ns more than untyped, a 64-byte
-# string argument < 20 ns more.
+# string argument < 20 ns more than the same call of fs untyped.
 if [ -n "${NS[agentsight_null_untyped]:-}" ] && [ -n "${NS[agentsight_null_typed]:-}" ]; then
     awk -v a="${NS[agentsight_null_untyped]}" -v b="${NS[agentsight_null_typed]}" \
         'BEGIN{printf "typed int capture (agentsight_null_typed): +%.2f ns/call\n", b - a}'
 fi
-for pair in "agentsight_null_untyped agentsight_null_str64" "thunk_direct_null thunk_direct_str64" \
-    "thunk_direct_full_null thunk_direct_full_str64"; do
+for pair in "agentsight_null_str64_untyped agentsight_null_str64" \
+    "thunk_direct_str64_untyped thunk_direct_str64" \
+    "thunk_direct_full_str64_untyped thunk_direct_full_str64"; do
     set -- $pair
     if [ -n "${NS[$1]:-}" ] && [ -n "${NS[$2]:-}" ]; then
         awk -v a="${NS[$1]}" -v b="${NS[$2]}" -v l="$2" \

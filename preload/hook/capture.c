@@ -503,6 +503,7 @@ _Static_assert(offsetof(as_regs, gpr) == 0 && offsetof(as_regs, xmm) == 64 &&
 void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
     pl->fast = 0;
     pl->n = 0;
+    pl->has_str = 0;
     if (p->ret.kind == AS_K_AGG || p->nparams < 0 || p->nparams > AS_PROTO_MAX_PARAMS)
         return; /* a hidden return pointer or an unknown size shifts the registers */
     int gi = 0, si = 0;
@@ -522,7 +523,13 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
                 return;
             pl->src[i] = (uint8_t)(8 + 2 * si++);
             break;
-        default: /* strings, aggregates, void: the general path */
+        case AS_K_STR:
+            if (gi >= 6)
+                return;
+            pl->src[i] = (uint8_t)(AS_PLAN_STR | gi++);
+            pl->has_str = 1;
+            break;
+        default: /* aggregates, void: the general path */
             return;
         }
     }
@@ -562,6 +569,23 @@ void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string
         return;
     }
     const uint64_t *rw = (const uint64_t *)(const void *)regs;
+    if (pl->has_str) {
+        size_t lim = start + (size_t)AS_CAP_MAX_CALL;
+        char *end = a + (lim < AS_CAP_ARENA ? lim : AS_CAP_ARENA);
+        char *w = a + start;
+        for (uint32_t i = 0; i < n; i++) {
+            uint8_t src = pl->src[i];
+            if (src & AS_PLAN_STR)
+                w = put_str(w, end, (int)i, (const char *)(uintptr_t)rw[src & ~AS_PLAN_STR],
+                            max_string);
+            else
+                w = put_item(w, end, AS_CAP_VAL, (int)i, 0, &rw[src], 8);
+        }
+        f->cap_off = start;
+        f->cap_len = (uint32_t)(w - (a + start));
+        cs.top = f->cap_off + f->cap_len;
+        return;
+    }
     uint64_t *w = (uint64_t *)(void *)(a + start); /* items are padded to 8 */
     for (uint32_t i = 0; i < n; i++) {
         /* as_cap_item {len 8, AS_CAP_VAL, index i, no flags}, then the register word */

@@ -48,15 +48,18 @@ void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string, con
                       void *const *slot);
 
 /* The capture of a prototype worked out once, off the hot path, for as_capture_entry_plan:
- * when every parameter is a scalar (integer, bool, enum, non-string pointer, float,
- * double) that arrives in a register, and the return adds no item at entry, fast is 1 and
- * parameter i is the word src[i] of as_regs (0-5: rdi..r9, 8 + 2k: xmm k); otherwise the
- * general classification runs on every call. */
+ * when every parameter is a scalar (integer, bool, enum, pointer, float, double) or a
+ * string that arrives in a register, and the return adds no item at entry, fast is 1 and
+ * parameter i is the word src[i] & ~AS_PLAN_STR of as_regs (0-5: rdi..r9, 8 + 2k: xmm k),
+ * copied as text when src[i] has AS_PLAN_STR; otherwise the general classification runs
+ * on every call. */
+#define AS_PLAN_STR 0x80
 typedef struct as_cap_plan {
     const as_proto *proto; /* the prototype it was made for (atomic); NULL: not yet */
     uint8_t claimed;       /* a thread is making it, or made it (atomic) */
     uint8_t fast;
-    uint8_t n; /* fast: parameters */
+    uint8_t n;       /* fast: parameters */
+    uint8_t has_str; /* fast: some parameter is a string */
     uint8_t src[AS_PROTO_MAX_PARAMS];
 } as_cap_plan;
 

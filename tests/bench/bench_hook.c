@@ -2,9 +2,11 @@
  * PLT) under whatever LD_PRELOAD the caller set: the median over BATCHES batches of CALLS
  * calls each, printed as "BENCH <label> <ns> ns/call".
  *
- * Usage: bench_hook LABEL [CALLS [BATCHES [int|str|full|fullstr]]]
+ * Usage: bench_hook LABEL [CALLS [BATCHES [int|str|stru|full|fullstr|fullstru]]]
  * (defaults 1000000, 21, int). With "str" the calls are fs(s) with a 64-byte string s
- * (the typed-capture row). "full" and "fullstr" (direct build only) make the same calls
+ * (the typed-capture row); "stru" makes the same calls, and in the direct build fs has no
+ * prototype (the untyped baseline of the same call; under the interposer the config
+ * says so). "full" and "fullstr" (direct build only) make the same calls
  * through the full-preservation stubs that entry patches use instead of the lean ones.
  * BENCH_PAUSE_MS (environment, default 0): an untimed pause after the warm-up and after
  * every batch, so the exporter drains the ring and no timed call meets a full ring (the
@@ -47,8 +49,9 @@ static as_entry fs_entry;
 #define fs(s) fsp(s)
 
 /* Sets fp and fsp to the stubs of targets for f and fs: the full-preservation ones when
- * full is set. Returns 0, or -1 when the pipeline or a target cannot be set up. */
-static int direct_setup(int full) {
+ * full is set; fs gets its prototype when typed is set. Returns 0, or -1 when the pipeline
+ * or a target cannot be set up. */
+static int direct_setup(int full, int typed) {
     as_clock_init();
     as_settings_load(AGENTSIGHT_QUEUE_DROP);
     as_callrec_register();
@@ -65,7 +68,7 @@ static int direct_setup(int full) {
         return -1;
     fs_entry.has_proto = 1;
     fs_entry.max_string = AS_MAX_STRING_DEFAULT;
-    id = as_target_get((void *)&fs, "fs", NULL, "libbenchf.so", &fs_entry);
+    id = as_target_get((void *)&fs, "fs", NULL, "libbenchf.so", typed ? &fs_entry : NULL);
     if (id < 0)
         return -1;
     fsp = (int (*)(const char *))(full ? as_thunk_addr_full((uint32_t)id)
@@ -83,10 +86,14 @@ int main(int argc, char **argv) {
     long calls = argc > 2 ? atol(argv[2]) : 1000000;
     int batches = argc > 3 ? atoi(argv[3]) : 21;
     const char *mode = argc > 4 ? argv[4] : "int";
-    int str = strcmp(mode, "str") == 0 || strcmp(mode, "fullstr") == 0;
     int full = strncmp(mode, "full", 4) == 0;
+    const char *m = full ? mode + 4 : mode;
+    int str = strcmp(m, "str") == 0 || strcmp(m, "stru") == 0;
+    int str_typed = strcmp(m, "str") == 0;
     /* 64 bytes of text (63 + NUL), on the heap like an agent's request strings */
-    char *s64 = malloc(64);
+    /* BENCH_STR_OFF (tests of layout effects): the string at that offset in a page */
+    const char *so = getenv("BENCH_STR_OFF");
+    char *s64 = so ? (char *)aligned_alloc(4096, 8192) + (atoi(so) & 4095) : malloc(64);
     if (!s64)
         return 1;
     memset(s64, 'q', 63);
@@ -96,13 +103,14 @@ int main(int argc, char **argv) {
         return 2;
     }
 #ifndef AS_DIRECT
+    (void)str_typed; /* the config decides under the interposer */
     if (full) {
         fprintf(stderr, "bench_hook: full stubs need the direct build\n");
         return 2;
     }
 #endif
 #ifdef AS_DIRECT
-    if (direct_setup(full) != 0) {
+    if (direct_setup(full, str_typed) != 0) {
         fprintf(stderr, "bench_hook: pipeline or target setup failed\n");
         return 1;
     }
@@ -129,7 +137,8 @@ int main(int argc, char **argv) {
         }
         per[b] = (bench_now_ns() - t0) / (double)calls;
     }
-    free(s64);
+    if (!so)
+        free(s64);
     sink = acc;
     (void)sink;
     double med = bench_median(per, batches);

@@ -673,6 +673,64 @@ static void test_bad_items(void **state) {
     as_buf_free(&b);
 }
 
+/* Captures the call described by regs for prototype text with the general path and with
+ * the precomputed plan (target id `id`), and checks both wrote the same items. Returns
+ * whether the plan took its fast case. */
+static int plan_matches(uint32_t id, const char *text, const as_regs *regs, int max_string) {
+    as_proto p;
+    size_t no, nl, used;
+    as_cproto_err err;
+    assert_int_equal(as_cproto_parse(text, strlen(text), &p, &no, &nl, &used, &err), 0);
+    void *slot[4] = {0};
+    as_shadow_frame g, f;
+    memset(&g, 0, sizeof g);
+    memset(&f, 0, sizeof f);
+    g.id = f.id = id;
+    as_capture_entry(&g, &p, max_string, regs, slot);
+    assert_true(g.cap_len > 0);
+    unsigned char general[1024];
+    assert_true(g.cap_len <= sizeof general);
+    memcpy(general, as_capture_data(&g), g.cap_len);
+    as_capture_release(&g);
+    as_capture_entry_plan(&f, &p, max_string, regs, slot);
+    assert_int_equal(f.cap_len, g.cap_len);
+    assert_memory_equal(as_capture_data(&f), general, g.cap_len);
+    as_capture_release(&f);
+    as_cap_plan pl;
+    as_capture_plan_make(&pl, &p);
+    return pl.fast;
+}
+
+/* Proves: prototypes with string parameters take the plan's fast case, and it writes
+ * exactly the items of the general path: strings (heap, empty, NULL, cut at max_string,
+ * unreadable) between integers and doubles. */
+static void test_plan_strings_match_general(void **state) {
+    (void)state;
+    char *heap = strdup("Paris, with a string long enough to be cut");
+    void *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(none != MAP_FAILED);
+    as_regs r;
+    memset(&r, 0, sizeof r);
+    r.gpr[0] = (uintptr_t)heap;
+    r.gpr[1] = 42;
+    r.gpr[2] = (uintptr_t) "";
+    r.gpr[3] = 0; /* NULL */
+    r.gpr[4] = (uintptr_t)none;
+    double d = 2.5;
+    memcpy(&r.xmm[0].lo, &d, 8);
+    assert_true(plan_matches(4001,
+                             "int f(const char *a, int n, const char *b, const char *c, "
+                             "const char *bad, double d)",
+                             &r, 256));
+    assert_true(plan_matches(4002,
+                             "int f(const char *a, int n, const char *b, const char *c, "
+                             "const char *bad, double d)",
+                             &r, 8)); /* the first string cut at 8 bytes */
+    assert_true(plan_matches(4003, "int f(const char *s)", &r, 256));
+    munmap(none, 4096);
+    free(heap);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_multiply_example, setup),
@@ -691,6 +749,7 @@ int main(void) {
         cmocka_unit_test_setup(test_capture_off, setup),
         cmocka_unit_test_setup(test_long_double_arg, setup),
         cmocka_unit_test_setup(test_bad_items, setup),
+        cmocka_unit_test_setup(test_plan_strings_match_general, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
