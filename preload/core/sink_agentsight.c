@@ -596,8 +596,8 @@ static int ags_send(as_sink *s, const as_action *batch, size_t n) {
     sk *k = s->impl;
     for (size_t i = 0; i < n; i++)
         accept_action(k, &batch[i], 0, NULL);
-    drive(k, 0); /* never wait here: the agent's queue must keep moving */
-    as_spool_commit(k->spool);
+    drive(k, 0);                   /* never wait here: the agent's queue must keep moving */
+    as_spool_commit_due(k->spool); /* or soon: few, large batch files */
     return 0;
 }
 

@@ -306,7 +306,7 @@ static int otlp_send(as_sink *s, const as_action *batch, size_t n) {
         export(k, batch + i, n - i < CHUNK ? n - i : CHUNK, 0, NULL);
     as_http_run(k->http, 0); /* never wait here: the agent's queue must keep moving */
     maybe_replay(k);
-    as_spool_commit(k->spool);
+    as_spool_commit_due(k->spool); /* or soon: few, large batch files */
     return 0;
 }
 

@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,7 @@ struct as_spool {
     as_buf staged;
     size_t nstaged;
     int64_t staged_key;
+    int64_t staged_since_ms; /* CLOCK_MONOTONIC ms when the staged lines began */
     unsigned seq;
     uint64_t dropped;
     uint64_t known_bytes; /* bytes of pending and claimed batches, at least as of the
@@ -205,6 +207,12 @@ uint64_t as_spool_dropped(const as_spool *sp) {
     return sp ? sp->dropped : 0;
 }
 
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 size_t as_spool_staged(const as_spool *sp) {
     return sp ? sp->nstaged : 0;
 }
@@ -212,8 +220,10 @@ size_t as_spool_staged(const as_spool *sp) {
 int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len) {
     if (sp->nstaged > 0 && key != sp->staged_key)
         as_spool_commit(sp);
-    if (sp->nstaged == 0)
+    if (sp->nstaged == 0) {
         sp->staged_key = key;
+        sp->staged_since_ms = mono_ms();
+    }
     while (len > 0 && line[len - 1] == '\n')
         len--;
     as_buf_put(&sp->staged, line, len);
@@ -223,9 +233,15 @@ int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len) {
         return -1;
     }
     sp->nstaged++;
-    if (sp->staged.len >= (1u << 20)) /* keep batch files and memory moderate */
+    if (sp->staged.len >= AS_SPOOL_BATCH_BYTES) /* keep batch files and memory moderate */
         as_spool_commit(sp);
     return 0;
+}
+
+long as_spool_commit_due(as_spool *sp) {
+    if (!sp || sp->nstaged == 0 || mono_ms() - sp->staged_since_ms < AS_SPOOL_LINGER_MS)
+        return 0;
+    return as_spool_commit(sp);
 }
 
 static int name_cmp(const void *a, const void *b) {
@@ -607,10 +623,33 @@ void as_spool_rec_free(as_spool_rec *rec) {
     memset(rec, 0, sizeof *rec);
 }
 
+/* The pid the ids below were drawn for: set once, and again in a forked child (no getpid
+ * system call per action). */
+static pid_t tag_pid;
+static pthread_once_t tag_once = PTHREAD_ONCE_INIT;
+
+static void tag_child(void) {
+    tag_pid = getpid();
+}
+
+static void tag_atfork(void) {
+    tag_pid = getpid();
+    pthread_atfork(NULL, NULL, tag_child);
+}
+
+/* Writes v as 16 lowercase hex digits (no NUL). */
+static void hex64(char *out, uint64_t v) {
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) {
+        out[i] = digits[v & 15];
+        v >>= 4;
+    }
+}
+
 void as_spool_tag_metadata(const char *metadata, as_buf *out, char id[33]) {
     static const char key[] = "\"agentsight_event_id\":\"";
     static uint64_t prefix, counter;
-    static pid_t prefix_pid;
+    static pid_t prefix_pid = -1;
     const char *have = metadata ? strstr(metadata, key) : NULL;
     if (have) {
         const char *v = have + sizeof key - 1;
@@ -622,12 +661,15 @@ void as_spool_tag_metadata(const char *metadata, as_buf *out, char id[33]) {
         as_buf_puts(out, metadata);
         return;
     }
-    if (prefix_pid != getpid()) { /* a forked child draws its own ids */
-        prefix_pid = getpid();
+    pthread_once(&tag_once, tag_atfork);
+    if (prefix_pid != tag_pid) { /* a forked child draws its own ids */
+        prefix_pid = tag_pid;
         prefix = as_http_random64();
         counter = 0;
     }
-    snprintf(id, 33, "%016llx%016llx", (unsigned long long)prefix, (unsigned long long)++counter);
+    hex64(id, prefix);
+    hex64(id + 16, ++counter);
+    id[32] = '\0';
     as_buf_puts(out, "{\"agentsight_event_id\":\"");
     as_buf_puts(out, id);
     as_buf_putc(out, '"');

@@ -48,6 +48,18 @@ int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len);
  * counted as dropped and logged). */
 long as_spool_commit(as_spool *sp);
 
+/* Staged lines are committed as one batch file when they reach AS_SPOOL_BATCH_BYTES, or
+ * by as_spool_commit_due() once the oldest has waited AS_SPOOL_LINGER_MS: during an outage
+ * a sink writes a few large files instead of one small file per exporter pass (creating
+ * files costs the exporter more than writing them). What is staged is in memory only: a
+ * process killed meanwhile loses at most that much. */
+#define AS_SPOOL_BATCH_BYTES (1u << 20)
+#define AS_SPOOL_LINGER_MS 100
+
+/* Commits the staged lines when the oldest has waited AS_SPOOL_LINGER_MS or more. Returns
+ * what as_spool_commit() returns, or 0 when nothing was due. */
+long as_spool_commit_due(as_spool *sp);
+
 /* Lines staged and not yet committed. */
 size_t as_spool_staged(const as_spool *sp);
 

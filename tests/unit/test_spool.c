@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -193,6 +194,61 @@ static void test_tag_metadata(void **state) {
     }
 }
 
+/* Proves ids are 32 lowercase hex digits, and a forked child draws its own prefix (its
+ * ids never repeat the parent's). */
+static void test_tag_ids_after_fork(void **state) {
+    as_buf b;
+    as_buf_init(&b);
+    char parent[33], child[33] = "";
+    as_spool_tag_metadata("{}", &b, parent);
+    assert_int_equal(strspn(parent, "0123456789abcdef"), 32);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char id[33];
+        as_buf_reset(&b);
+        as_spool_tag_metadata("{}", &b, id);
+        _exit(write(fds[1], id, 33) == 33 ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(read(fds[0], child, 33), 33);
+    close(fds[0]);
+    close(fds[1]);
+    assert_int_equal(strspn(child, "0123456789abcdef"), 32);
+    assert_memory_not_equal(child, parent, 16); /* another prefix */
+    as_buf_free(&b);
+}
+
+/* Proves staged lines wait for AS_SPOOL_LINGER_MS before as_spool_commit_due writes them
+ * (one batch file instead of one per exporter pass), and AS_SPOOL_BATCH_BYTES of staged
+ * lines are written at once. */
+static void test_commit_due(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://linger", 0);
+    assert_non_null(sp);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(as_spool_stage(sp, 0, "{\"action_name\":\"x\"}", 20), 0);
+    assert_int_equal(as_spool_commit_due(sp), 0); /* too young */
+    assert_int_equal(as_spool_pending(sp, NULL), 0);
+    assert_int_equal(as_spool_staged(sp), 3);
+    struct timespec nap = {0, (AS_SPOOL_LINGER_MS + 20) * 1000000L};
+    nanosleep(&nap, NULL);
+    assert_int_equal(as_spool_commit_due(sp), 3);
+    assert_int_equal(as_spool_pending(sp, NULL), 1);
+    assert_int_equal(as_spool_staged(sp), 0);
+    /* A megabyte of lines makes its own batch at once. */
+    static char line[4096];
+    memset(line, 'a', sizeof line - 1);
+    size_t n = AS_SPOOL_BATCH_BYTES / (sizeof line) + 1;
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(as_spool_stage(sp, 0, line, sizeof line - 1), 0);
+    assert_int_equal(as_spool_pending(sp, NULL), 2);
+    as_spool_close(sp);
+}
+
 /* Proves a file-sink line reads back into the same action; bad lines are refused. */
 static void test_parse_round_trip(void **state) {
     as_action a = {.action_name = "weather_lookup",
@@ -250,6 +306,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_claim_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_metadata, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tag_ids_after_fork, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreach_sink, setup, teardown),
     };
