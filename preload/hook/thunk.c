@@ -163,6 +163,24 @@ static inline int32_t thread_id(as_tstate *t) {
  * r is NULL for a frame that did not return (flags then say how it was left). A full ring
  * drops the record (counted by the pipeline); a capture too large for the ring is dropped
  * alone. A frame already reported (as_hook_report_live) writes nothing. May change errno. */
+/* Fills the fixed part of a record (ext bytes of capture items follow it). */
+__attribute__((always_inline)) static inline void fill_rec(as_callrec *rec, int32_t tid,
+                                                           const as_shadow_frame *f, uint64_t t1,
+                                                           const as_retregs *r, int errno_out,
+                                                           uint32_t flags, uint32_t ext) {
+    rec->id = f->id;
+    rec->flags = r ? AS_CALL_RETURNED : flags;
+    rec->tid = tid;
+    rec->errno_in = f->errno_in;
+    rec->errno_out = errno_out;
+    rec->ext = ext;
+    rec->t0 = f->t0;
+    rec->t1 = t1;
+    rec->rax = r ? r->rax : 0;
+    rec->rdx = r ? r->rdx : 0;
+    rec->xmm0 = r ? r->xmm[0].lo : 0;
+}
+
 static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r,
                      int errno_out, uint32_t flags) {
     if (__builtin_expect(f->reported, 0))
@@ -176,17 +194,7 @@ static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_ret
     }
     if (!rec)
         return;
-    rec->id = f->id;
-    rec->flags = r ? AS_CALL_RETURNED : flags;
-    rec->tid = thread_id(t);
-    rec->errno_in = f->errno_in;
-    rec->errno_out = errno_out;
-    rec->ext = ext;
-    rec->t0 = f->t0;
-    rec->t1 = t1;
-    rec->rax = r ? r->rax : 0;
-    rec->rdx = r ? r->rdx : 0;
-    rec->xmm0 = r ? r->xmm[0].lo : 0;
+    fill_rec(rec, thread_id(t), f, t1, r, errno_out, flags, ext);
     if (ext)
         as_capture_copy(rec + 1, cap, ext);
     as_pipe_commit(rec);
@@ -354,9 +362,10 @@ static inline const as_proto *capture_proto(const as_target *tg) {
     return p;
 }
 
-/* The entry of both stub kinds; landing is the exit the thunk's call will push. */
-__attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_regs *regs,
-                                                                void **slot, void *landing) {
+/* The entry of both stub kinds; landing is the exit the thunk's call will push. The
+ * general case: any depth, dead frames above, the first call of a thread, typed capture. */
+__attribute__((noinline, cold)) static as_enter_ret enter_slow(uint32_t id, as_regs *regs,
+                                                               void **slot, void *landing) {
     const as_target *tg = &as_targets[id];
     as_enter_ret out = {tg->orig, NULL};
     as_tstate *t = &ts;
@@ -411,6 +420,47 @@ __attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out.frame = f;
+    return out;
+}
+
+/* The common case, with no call and so no register saved: a thread that has its shadow
+ * stack and errno location, room on it, no frame above this call's that a longjmp could
+ * have left, and an untyped target. Anything else goes to enter_slow. */
+__attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_regs *regs,
+                                                                void **slot, void *landing) {
+    const as_target *tg = &as_targets[id];
+    as_tstate *t = &ts;
+    if (__builtin_expect(t->busy | as_in_agentsight | !as_hook_enabled, 0)) {
+        as_enter_ret out = {tg->orig, NULL};
+        return out;
+    }
+    uint32_t d = t->depth;
+    if (__builtin_expect(d >= t->cap || t->errno_p == NULL ||
+                             (d && t->frames[d - 1].slot <= slot) || capture_proto(tg) != NULL ||
+                             !as_clock_use_tsc,
+                         0))
+        return enter_slow(id, regs, slot, landing);
+    /* busy keeps a signal handler's calls on this thread off frames[d] while it is
+     * filled (see enter_slow). */
+    t->busy = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    as_shadow_frame *f = &t->frames[d];
+    f->caller_rbp = slot[-1];
+    f->slot = slot;
+    f->ret = *slot;
+    f->id = id;
+    f->errno_in = *t->errno_p;
+    f->cap_off = UINT32_MAX;
+    f->cap_len = 0;
+    f->reported = 0;
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)); /* as_clock_raw() with the TSC */
+    f->t0 = ((uint64_t)hi << 32) | lo;
+    __atomic_store_n(&t->depth, d + 1, __ATOMIC_RELEASE);
+    *slot = landing;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    t->busy = 0;
+    as_enter_ret out = {tg->orig, f};
     return out;
 }
 
@@ -510,8 +560,13 @@ __attribute__((noinline, cold)) static as_exit_ret foreign_exit(as_tstate *t, as
     return out;
 }
 
-as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
-    uint64_t t1 = as_clock_raw();
+/* The exit in general: the returning call may not be the top frame (a longjmp, a
+ * coroutine), may have captured items, may need a new ring. t1 was taken at the landing
+ * (0: not yet, the TSC is not used). */
+__attribute__((noinline, cold)) static as_exit_ret exit_slow(as_retregs *regs, char *rsp_at_landing,
+                                                             uint64_t t1) {
+    if (t1 == 0)
+        t1 = as_clock_raw();
     as_tstate *t = &ts;
     int *ep = errno_ptr(t);
     int e = *ep;
@@ -552,6 +607,44 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
     *ep = e;
+    return out;
+}
+
+/* The common exit, with no call: the top frame returns, nothing was captured, the thread
+ * has its ring (with room), thread id and errno location, and no hole lies below the
+ * frame. Anything else goes to exit_slow, before any side effect. */
+as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
+    uint32_t lo, hi;
+    if (__builtin_expect(!as_clock_use_tsc, 0))
+        return exit_slow(regs, rsp_at_landing, 0);
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    uint64_t t1 = ((uint64_t)hi << 32) | lo;
+    as_tstate *t = &ts;
+    void **slot = (void **)(rsp_at_landing - sizeof(void *));
+    uint32_t k = t->depth;
+    as_ring *r = as_pipe_tring;
+    if (__builtin_expect(k == 0 || r == NULL || t->tid == 0 || t->errno_p == NULL, 0))
+        return exit_slow(regs, rsp_at_landing, t1);
+    as_shadow_frame *f = &t->frames[k - 1];
+    if (__builtin_expect(f->slot != slot || f->cap_off != UINT32_MAX || f->reported ||
+                             (k > 1 && t->frames[k - 2].slot == NULL),
+                         0))
+        return exit_slow(regs, rsp_at_landing, t1);
+    int was_busy = t->busy;
+    t->busy = 1; /* a signal handler's call must not write into the open reservation */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    as_callrec *rec = as_ring_reserve(r, AS_MSG_CALL, sizeof *rec);
+    if (__builtin_expect(rec == NULL, 0)) {
+        t->busy = was_busy; /* a full ring: exit_slow counts the drop */
+        return exit_slow(regs, rsp_at_landing, t1);
+    }
+    fill_rec(rec, t->tid, f, t1, regs, *t->errno_p, AS_CALL_RETURNED, 0);
+    as_ring_commit(r);
+    /* read before the frame is freed for a signal handler */
+    as_exit_ret out = {f->ret, f->caller_rbp};
+    t->depth = k - 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    t->busy = was_busy;
     return out;
 }
 
