@@ -60,6 +60,7 @@ struct as_spool {
     size_t nstaged;
     int64_t staged_key;
     int64_t staged_since_ms; /* CLOCK_MONOTONIC ms when the staged lines began */
+    int64_t staged_first_ns; /* Unix ns then: the key of a batch of new lines (key 0) */
     unsigned seq;
     uint64_t dropped;
     uint64_t known_bytes; /* bytes of pending and claimed batches, at least as of the
@@ -223,6 +224,7 @@ int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len) {
     if (sp->nstaged == 0) {
         sp->staged_key = key;
         sp->staged_since_ms = mono_ms();
+        sp->staged_first_ns = as_clock_unix_ns();
     }
     while (len > 0 && line[len - 1] == '\n')
         len--;
@@ -233,7 +235,11 @@ int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len) {
         return -1;
     }
     sp->nstaged++;
-    if (sp->staged.len >= AS_SPOOL_BATCH_BYTES) /* keep batch files and memory moderate */
+    /* Keep batch files and memory moderate, and well under the spool's bound (a batch
+     * bigger than the bound could not be written at all). */
+    uint64_t cap =
+        sp->max_bytes / 4 < AS_SPOOL_BATCH_BYTES ? sp->max_bytes / 4 : AS_SPOOL_BATCH_BYTES;
+    if (sp->staged.len >= cap)
         as_spool_commit(sp);
     return 0;
 }
@@ -348,7 +354,7 @@ long as_spool_commit(as_spool *sp) {
     if (!sp || sp->nstaged == 0)
         return 0;
     long count = (long)sp->nstaged;
-    int64_t key = sp->staged_key > 0 ? sp->staged_key : as_clock_unix_ns();
+    int64_t key = sp->staged_key > 0 ? sp->staged_key : sp->staged_first_ns;
     as_buf head;
     as_buf_init(&head);
     as_buf_puts(&head, "{\"agentsight_spool\":1,\"sink\":");

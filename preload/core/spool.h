@@ -37,7 +37,8 @@ void as_spool_close(as_spool *sp);
 void as_spool_uri_clean(const char *uri, char *out, size_t cap);
 
 /* Stages one JSONL line (an as_action_to_jsonl line, with or without its '\n') for the
- * next batch file. key orders batches (Unix ns; 0 means "now"): lines with a different
+ * next batch file. key orders batches (Unix ns; 0 means the time the first of the staged
+ * lines was staged): lines with a different
  * key than those staged first commit the staged ones. Returns 0, -1 when out of memory
  * (the line is lost and counted as dropped). */
 int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len);
@@ -48,7 +49,8 @@ int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len);
  * counted as dropped and logged). */
 long as_spool_commit(as_spool *sp);
 
-/* Staged lines are committed as one batch file when they reach AS_SPOOL_BATCH_BYTES, or
+/* Staged lines are committed as one batch file when they reach AS_SPOOL_BATCH_BYTES (or a
+ * quarter of the spool's bound, when smaller), or
  * by as_spool_commit_due() once the oldest has waited AS_SPOOL_LINGER_MS: during an outage
  * a sink writes a few large files instead of one small file per exporter pass (creating
  * files costs the exporter more than writing them). What is staged is in memory only: a

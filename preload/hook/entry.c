@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -33,6 +34,38 @@ static pthread_mutex_t g_elock = PTHREAD_MUTEX_INITIALIZER;
 static entry_site *g_esites;
 static int g_nesites, g_capesites;
 static int g_cet_warned;
+
+/* fork: no patch may be half done in the child with its locks held by a thread that is
+ * gone. The locks are taken in their usual order (g_elock, then the patcher's), bounded:
+ * a fork from a signal handler of a thread inside a patch must not hang. */
+static int g_fork_elocked;
+
+static void fork_prepare(void) {
+    g_fork_elocked = 0;
+    for (int i = 0; i < 1000 && !g_fork_elocked; i++) {
+        g_fork_elocked = pthread_mutex_trylock(&g_elock) == 0;
+        if (!g_fork_elocked) {
+            struct timespec nap = {0, 1000000};
+            nanosleep(&nap, NULL);
+        }
+    }
+    as_patch_fork_prepare();
+}
+
+static void fork_parent(void) {
+    as_patch_fork_parent();
+    if (g_fork_elocked)
+        pthread_mutex_unlock(&g_elock);
+}
+
+static void fork_child(void) {
+    as_patch_fork_child();
+    pthread_mutex_init(&g_elock, NULL);
+}
+
+__attribute__((constructor)) static void entry_init(void) {
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 
 /* ---- the entry-only path (CET shadow stack) ---- */
 
@@ -233,7 +266,7 @@ int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_
     }
     if (s->patch.unanswered)
         as_warn("'%s' in %s entry-patched while %u thread(s) could not be asked to leave its "
-                "first bytes (SIGTRAP blocked or no answer within 250 ms)",
+                "first bytes (SIGURG blocked or no answer within 250 ms)",
                 symbol, library, (unsigned)s->patch.unanswered);
     s->fn = fn;
     s->id = tid;

@@ -55,11 +55,14 @@ int as_patch_prepare(void *fn, size_t size, as_patch *p, char *why, size_t cap);
  * Threads already past the int3 but inside the displaced bytes (preempted there, or
  * blocked in a syscall there) would resume in the middle of the new jump. Before the jump
  * is written, every other thread that runs, or is blocked with its pc inside those bytes,
- * gets a SIGURG queued with a private cookie (SI_QUEUE; a handler chaining to the program's
- * is installed for it): the handler moves a pc found inside the displaced bytes to the
- * same instruction in the trampoline and answers. Threads blocked in a syscall elsewhere
- * are not disturbed. The wait for answers is bounded (250 ms); p->unanswered counts
- * threads that did not answer (SIGURG blocked, exiting).
+ * gets a SIGURG queued with a private cookie (SI_QUEUE; while the requests are out, a
+ * handler chaining to the program's, with its mask and flags, is installed): the handler
+ * moves a pc found inside the displaced bytes to the same instruction in the trampoline
+ * and answers. Threads blocked in a syscall elsewhere are not disturbed. The wait for
+ * answers is bounded (250 ms); p->unanswered counts threads that did not answer (SIGURG
+ * blocked, exiting). Not covered: a thread running a signal handler while the context it
+ * interrupted lies inside the displaced bytes (the request reaches the handler's context,
+ * not the interrupted one).
  *
  * Returns 0, or -1 with a reason in why (fn unchanged: page protection could not be
  * changed, dest out of reach and no jump pad). Takes the patcher's lock.
@@ -68,5 +71,12 @@ int as_patch_install(as_patch *p, void *dest, char *why, size_t cap);
 
 /* Whether addr lies in a trampoline page of the patcher. This function can't fail. */
 int as_patch_is_trampoline(const void *addr);
+
+/* Around fork (pthread_atfork handlers of the caller, which holds its own lock first):
+ * prepare waits, bounded, for a patch in progress to end and holds the patcher's lock;
+ * parent releases it; child makes it usable again whatever state it was in. */
+void as_patch_fork_prepare(void);
+void as_patch_fork_parent(void);
+void as_patch_fork_child(void);
 
 #endif

@@ -355,7 +355,8 @@ static inline int max_string_of(const as_target *tg) {
 
 /* Returns the prototype whose values are captured for tg, or NULL (no prototype, or
  * capture switched off for the entry or everywhere). */
-static inline const as_proto *capture_proto(const as_target *tg) {
+__attribute__((always_inline, target("general-regs-only"))) static inline const as_proto *
+capture_proto(const as_target *tg) {
     const as_proto *p = tg->proto;
     if (!p || as_capture_off || (tg->entry && tg->entry->capture_none))
         return NULL;
@@ -425,21 +426,24 @@ __attribute__((noinline, cold)) static as_enter_ret enter_slow(uint32_t id, as_r
 
 /* The common case, with no call and so no register saved: a thread that has its shadow
  * stack and errno location, room on it, no frame above this call's that a longjmp could
- * have left, and an untyped target. Anything else goes to enter_slow. */
-__attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_regs *regs,
-                                                                void **slot, void *landing) {
+ * have left, an untyped target and the TSC. Fills *out and returns 1, or returns 0 when
+ * the general entry (enter_slow) must run, before any side effect. No vector register is
+ * used (general-regs-only): the lean thunk calls it before saving xmm0-7. */
+__attribute__((always_inline, target("general-regs-only"))) static inline int
+enter_fast(uint32_t id, void **slot, void *landing, as_enter_ret *out) {
     const as_target *tg = &as_targets[id];
     as_tstate *t = &ts;
     if (__builtin_expect(t->busy | as_in_agentsight | !as_hook_enabled, 0)) {
-        as_enter_ret out = {tg->orig, NULL};
-        return out;
+        out->orig = tg->orig;
+        out->frame = NULL;
+        return 1;
     }
     uint32_t d = t->depth;
     if (__builtin_expect(d >= t->cap || t->errno_p == NULL ||
                              (d && t->frames[d - 1].slot <= slot) || capture_proto(tg) != NULL ||
                              !as_clock_use_tsc,
                          0))
-        return enter_slow(id, regs, slot, landing);
+        return 0;
     /* busy keeps a signal handler's calls on this thread off frames[d] while it is
      * filled (see enter_slow). */
     t->busy = 1;
@@ -460,16 +464,31 @@ __attribute__((always_inline)) static inline as_enter_ret enter(uint32_t id, as_
     *slot = landing;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
-    as_enter_ret out = {tg->orig, f};
+    out->orig = tg->orig;
+    out->frame = f;
+    return 1;
+}
+
+__attribute__((target("general-regs-only"))) as_enter_ret as_hook_enter(uint32_t id, as_regs *regs,
+                                                                        void **slot) {
+    (void)regs;
+    as_enter_ret out;
+    if (__builtin_expect(enter_fast(id, slot, (void *)as_thunk_exit, &out), 1))
+        return out;
+    out.orig = (void *)(uintptr_t)id;
+    out.frame = AS_ENTER_SLOW;
     return out;
 }
 
-as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
-    return enter(id, regs, slot, (void *)as_thunk_exit);
+as_enter_ret as_hook_enter_slow(uint32_t id, as_regs *regs, void **slot) {
+    return enter_slow(id, regs, slot, (void *)as_thunk_exit);
 }
 
 as_enter_ret as_hook_enter_full(uint32_t id, as_regs *regs, void **slot) {
-    return enter(id, regs, slot, (void *)as_thunk_full_exit);
+    as_enter_ret out;
+    if (__builtin_expect(enter_fast(id, slot, (void *)as_thunk_full_exit, &out), 1))
+        return out;
+    return enter_slow(id, regs, slot, (void *)as_thunk_full_exit);
 }
 
 /* Takes the frame of slot out of another thread's shadow stack (a coroutine parked there

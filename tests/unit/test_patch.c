@@ -59,6 +59,11 @@ __asm__(
                            "ret\n" END(pf_ent)
     /* read(fd, buf, n) with the syscall inside the patched bytes: xor eax, eax; syscall */
     FN(pf_rsys) "xorl %eax, %eax\n syscall\n nop\n nop\n ret\n" END(pf_rsys)
+    /* read(fd, buf, n) with the syscall as the last patched instruction (+3..+5) */
+    FN(pf_rsys_last) "xorl %eax, %eax\n nop\n syscall\n ret\n" END(pf_rsys_last)
+    /* plain: a + 5 */
+    FN(pf_plain) "pushq %rbp\n movq %rsp, %rbp\n leal 5(%rdi), %eax\n popq %rbp\n ret\n" END(
+        pf_plain)
     /* an indirect call followed by more patched bytes: refused */
     FN(pf_icall) "call *%rsi\n addl $1, %eax\n ret\n" END(pf_icall)
         FN(pf_ent2) "pushq %rbp\n movq %rsp, %rbp\n leal (%rdi,%rdi,2), "
@@ -80,6 +85,8 @@ DECL(pf_trap)
 DECL(pf_ent)
 DECL(pf_ent2)
 DECL(pf_rsys)
+DECL(pf_rsys_last)
+DECL(pf_plain)
 DECL(pf_icall)
 #define SIZE(name) ((size_t)(name##_end - (char *)(name)))
 
@@ -446,6 +453,112 @@ static void test_blocked_in_patched_bytes(void **state) {
     close(fds[1]);
 }
 
+static void on_usr1(int sig) {
+    (void)sig;
+}
+
+static void *rsys_last_thread(void *arg) {
+    int fd = *(int *)arg;
+    char c;
+    __atomic_store_n(&rsys_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    read_fn volatile f = (read_fn)(void *)pf_rsys_last;
+    rsys_result = f(fd, &c, 1);
+    return NULL;
+}
+
+/* Proves: a thread blocked in a syscall that is the last patched instruction (its pc is
+ * the end of the patched bytes) is moved too: a signal with an SA_RESTART handler arriving
+ * after the patch restarts the syscall in the trampoline, not in the middle of the jump,
+ * and the thread returns normally. */
+static void test_blocked_in_last_instruction(void **state) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, &old);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    rsys_tid = 0;
+    rsys_result = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, rsys_last_thread, &fds[0]), 0);
+    int blocked = 0;
+    for (int k = 0; k < 500 && !blocked; k++) { /* bounded: 5 s */
+        pid_t tid = __atomic_load_n(&rsys_tid, __ATOMIC_ACQUIRE);
+        blocked = tid > 0 && blocked_in_read(tid);
+        if (!blocked)
+            sleep_ms(10);
+    }
+    assert_true(blocked);
+    as_patch p;
+    hits = 0;
+    patch_to_dest((void *)pf_rsys_last, SIZE(pf_rsys_last), &p);
+    assert_int_equal(p.unanswered, 0);
+    assert_int_equal(pthread_kill(th, SIGUSR1), 0); /* the program's own signal: a restart */
+    sleep_ms(20);
+    assert_true(blocked_in_read(rsys_tid));
+    assert_int_equal(write(fds[1], "y", 1), 1);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 5;
+    assert_int_equal(pthread_timedjoin_np(th, NULL, &dl), 0);
+    assert_int_equal(rsys_result, 1);
+    close(fds[0]);
+    close(fds[1]);
+    sigaction(SIGUSR1, &old, NULL);
+}
+
+static int spin_stop;
+
+static void *spin_blocking_urg(void *arg) {
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGURG);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    __atomic_store_n(&rsys_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    for (long i = 0; i < 20000000000L && !__atomic_load_n(&spin_stop, __ATOMIC_RELAXED); i++)
+        ;
+    return NULL;
+}
+
+/* Proves: a running thread that blocks the request signal is seen as such (counted in
+ * unanswered at once, no request left pending in it), the patch still lands, and the
+ * program's SIGURG disposition is what it was before. */
+static void test_thread_blocking_request_signal(void **state) {
+    struct sigaction before, after;
+    sigaction(SIGURG, NULL, &before);
+    rsys_tid = 0;
+    spin_stop = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, spin_blocking_urg, NULL), 0);
+    for (int k = 0; k < 500 && !__atomic_load_n(&rsys_tid, __ATOMIC_ACQUIRE); k++)
+        sleep_ms(10);
+    sleep_ms(10);
+    as_patch p;
+    hits = 0;
+    patch_to_dest((void *)pf_plain, SIZE(pf_plain), &p);
+    assert_int_equal(p.unanswered, 1);
+    /* nothing queued for it: SigPnd (this thread's pending set) has no SIGURG */
+    char path[64], st[4096] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)rsys_tid);
+    FILE *f = fopen(path, "re");
+    assert_non_null(f);
+    size_t n = fread(st, 1, sizeof st - 1, f);
+    fclose(f);
+    st[n] = 0;
+    const char *pnd = strstr(st, "SigPnd:");
+    assert_non_null(pnd);
+    assert_int_equal(strtoull(pnd + 7, NULL, 16) & (1ull << (SIGURG - 1)), 0);
+    assert_int_equal(call(pf_plain, 1), 1006);
+    __atomic_store_n(&spin_stop, 1, __ATOMIC_RELAXED);
+    pthread_join(th, NULL);
+    sigaction(SIGURG, NULL, &after);
+    assert_ptr_equal((void *)after.sa_handler, (void *)before.sa_handler);
+    assert_int_equal(after.sa_flags & SA_SIGINFO, before.sa_flags & SA_SIGINFO);
+}
+
 /* Proves: a call that is not the last patched instruction is refused (a thread inside the
  * callee would return into the middle of the jump). */
 static void test_call_not_last_refused(void **state) {
@@ -526,6 +639,8 @@ int main(void) {
         cmocka_unit_test(test_cet_detect),
         cmocka_unit_test(test_blocked_in_patched_bytes),
         cmocka_unit_test(test_call_not_last_refused),
+        cmocka_unit_test(test_blocked_in_last_instruction),
+        cmocka_unit_test(test_thread_blocking_request_signal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/action.h"
+#include "core/clock.h"
 #include "core/jsonw.h"
 #include "core/spool.h"
 
@@ -88,7 +89,7 @@ static void test_order_by_key(void **state) {
 
 /* Proves the size bound drops the oldest batches and counts their actions. */
 static void test_size_bound(void **state) {
-    as_spool *sp = as_spool_open(root, "agentsight:http://bound", 600);
+    as_spool *sp = as_spool_open(root, "agentsight:http://bound", 1200);
     char line[100];
     memset(line, 'x', sizeof line);
     memcpy(line, "{\"action_name\":\"", 16);
@@ -100,7 +101,7 @@ static void test_size_bound(void **state) {
     }
     uint64_t bytes;
     size_t n = as_spool_pending(sp, &bytes);
-    assert_true(bytes <= 600);
+    assert_true(bytes <= 1200);
     assert_true(n >= 1 && n < 6);
     assert_int_equal(as_spool_dropped(sp), 2 * (6 - n));
     char path[1024];
@@ -108,12 +109,13 @@ static void test_size_bound(void **state) {
     assert_int_equal(as_spool_claim(sp, path, sizeof path, &k), 1);
     assert_int_equal(k, 1000 + (int64_t)(6 - n)); /* the newest survived */
     as_spool_release(path);
-    /* A batch bigger than the whole bound is refused and counted. */
+    /* A line bigger than the whole bound is refused and counted. */
     uint64_t before = as_spool_dropped(sp);
-    for (int i = 0; i < 10; i++)
-        as_spool_stage(sp, 5, line, 98);
-    assert_int_equal(as_spool_commit(sp), -1);
-    assert_int_equal(as_spool_dropped(sp), before + 10);
+    static char big[2000];
+    memset(big, 'y', sizeof big);
+    as_spool_stage(sp, 5, big, sizeof big);
+    assert_int_equal(as_spool_staged(sp), 0); /* tried at once: a quarter of the bound */
+    assert_int_equal(as_spool_dropped(sp), before + 1);
     as_spool_close(sp);
 }
 
@@ -229,6 +231,7 @@ static void test_tag_ids_after_fork(void **state) {
 static void test_commit_due(void **state) {
     as_spool *sp = as_spool_open(root, "agentsight:http://linger", 0);
     assert_non_null(sp);
+    int64_t t_before = as_clock_unix_ns();
     for (int i = 0; i < 3; i++)
         assert_int_equal(as_spool_stage(sp, 0, "{\"action_name\":\"x\"}", 20), 0);
     assert_int_equal(as_spool_commit_due(sp), 0); /* too young */
@@ -236,9 +239,16 @@ static void test_commit_due(void **state) {
     assert_int_equal(as_spool_staged(sp), 3);
     struct timespec nap = {0, (AS_SPOOL_LINGER_MS + 20) * 1000000L};
     nanosleep(&nap, NULL);
+    int64_t t_staged = as_clock_unix_ns();
     assert_int_equal(as_spool_commit_due(sp), 3);
     assert_int_equal(as_spool_pending(sp, NULL), 1);
     assert_int_equal(as_spool_staged(sp), 0);
+    /* The batch is keyed by when its first line was staged, not by the later commit. */
+    char claimed[1024];
+    int64_t key = 0;
+    assert_int_equal(as_spool_claim(sp, claimed, sizeof claimed, &key), 1);
+    assert_true(key >= t_before && key <= t_staged - AS_SPOOL_LINGER_MS * 1000000LL);
+    assert_int_equal(as_spool_unclaim(claimed), 0);
     /* A megabyte of lines makes its own batch at once. */
     static char line[4096];
     memset(line, 'a', sizeof line - 1);
@@ -246,6 +256,20 @@ static void test_commit_due(void **state) {
     for (size_t i = 0; i < n; i++)
         assert_int_equal(as_spool_stage(sp, 0, line, sizeof line - 1), 0);
     assert_int_equal(as_spool_pending(sp, NULL), 2);
+    as_spool_close(sp);
+}
+
+/* Proves a spool bounded below 4 MiB writes batches of at most a quarter of its bound, so
+ * a burst is never refused whole for being bigger than the spool. */
+static void test_small_bound_batches(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://small", 40000);
+    assert_non_null(sp);
+    static char line[1000];
+    memset(line, 'b', sizeof line - 1);
+    for (int i = 0; i < 30; i++) /* 30 kB: more than the bound allows in one batch */
+        assert_int_equal(as_spool_stage(sp, 0, line, sizeof line - 1), 0);
+    assert_true(as_spool_pending(sp, NULL) >= 2);
+    assert_int_equal(as_spool_dropped(sp), 0);
     as_spool_close(sp);
 }
 
@@ -308,6 +332,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_tag_metadata, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_ids_after_fork, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_bound_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreach_sink, setup, teardown),
     };

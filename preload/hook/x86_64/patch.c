@@ -402,7 +402,8 @@ static void sync_cores(void) {
 /* Move requests use their own signal: a request merged with a pending int3 SIGTRAP (two
  * instances of a standard signal become one) would leave a thread that trapped at at + 1
  * indistinguishable from one stopped after a 1-byte first instruction. SIGURG is ignored
- * by default, so a request arriving after its handler was replaced is harmless. */
+ * by default, and its handler is ours only while requests are out: a request answered
+ * after the wait meets the program's disposition and is harmless. */
 #define MOVE_SIG SIGURG
 
 static struct sigaction g_prev_move;
@@ -512,6 +513,44 @@ static void on_move(int sig, siginfo_t *si, void *ucv) {
         __atomic_fetch_add(&g_fix_acks, 1, __ATOMIC_RELEASE);
 }
 
+/* Installs on_move for MOVE_SIG while requests are out, with the mask and the SA_RESTART,
+ * SA_NODEFER and SA_ONSTACK flags of the program's own handler (SA_RESTART when there is
+ * none), so the program's signals behave as before. Returns 1 when on_move is installed. */
+static int move_handler_on(void) {
+    if (g_move_installed)
+        return 1;
+    struct sigaction cur;
+    if (sigaction(MOVE_SIG, NULL, &cur) != 0)
+        return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_move;
+    int program = (cur.sa_flags & SA_SIGINFO)
+                      ? cur.sa_sigaction != NULL
+                      : (cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN);
+    sa.sa_flags = SA_SIGINFO |
+                  (program ? (cur.sa_flags & (SA_RESTART | SA_NODEFER | SA_ONSTACK)) : SA_RESTART);
+    sa.sa_mask = cur.sa_mask;
+    g_prev_move = cur;
+    if (sigaction(MOVE_SIG, &sa, NULL) != 0)
+        return 0;
+    g_move_installed = 1;
+    return 1;
+}
+
+/* Puts the program's MOVE_SIG disposition back, unless the program replaced ours
+ * meanwhile. A request answered late then meets the default (ignored) or the program's
+ * handler, which ignores what it does not expect. */
+static void move_handler_off(void) {
+    if (!g_move_installed)
+        return;
+    struct sigaction cur;
+    if (sigaction(MOVE_SIG, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+        cur.sa_sigaction == on_move)
+        sigaction(MOVE_SIG, &g_prev_move, NULL);
+    g_move_installed = 0;
+}
+
 /* Reads a small /proc file into buf (NUL-terminated). Returns the length or -1. */
 static ssize_t read_small(const char *path, char *buf, size_t cap) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -536,12 +575,16 @@ static int needs_move(const as_patch *p, pid_t tid) {
     if (strncmp(buf, "running", 7) != 0) {
         const char *last = strrchr(buf, ' ');
         uintptr_t pc = last ? (uintptr_t)strtoull(last + 1, NULL, 16) : 0;
-        if (!moved_pc(p, pc))
+        /* Blocked in a system call: a restart puts the pc back on the 2-byte syscall
+         * instruction, which may be the last displaced one (pc = at + len). */
+        int in_syscall = buf[0] != '-';
+        if (!moved_pc(p, pc) && !(in_syscall && moved_pc(p, pc - 2)))
             return 0;
     }
+    char st[4096]; /* SigBlk: lies some 700 bytes in */
     snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-    if (read_small(path, buf, sizeof buf) > 0) {
-        const char *b = strstr(buf, "SigBlk:");
+    if (read_small(path, st, sizeof st) > 0) {
+        const char *b = strstr(st, "SigBlk:");
         if (b && (strtoull(b + 7, NULL, 16) & (1ull << (MOVE_SIG - 1))))
             return -1;
     }
@@ -576,7 +619,7 @@ static unsigned move_threads_out(const as_patch *p) {
             unanswered++;
         if (need <= 0)
             continue;
-        if (handler_on(MOVE_SIG, on_move, &g_prev_move, &g_move_installed) != 0) {
+        if (!move_handler_on()) {
             unanswered++;
             continue;
         }
@@ -600,7 +643,42 @@ static unsigned move_threads_out(const as_patch *p) {
     }
     uint32_t acks = __atomic_load_n(&g_fix_acks, __ATOMIC_ACQUIRE);
     __atomic_store_n(&g_fix, NULL, __ATOMIC_RELEASE);
+    move_handler_off();
     return unanswered + (acks < sent ? sent - acks : 0);
+}
+
+/* ---- fork ---- */
+
+static int g_fork_locked;
+
+/* Takes mu, waiting at most ~0.5 s (a patch in progress may wait 250 ms for answers).
+ * Returns 1 when taken. */
+static int lock_bounded(pthread_mutex_t *mu) {
+    for (int i = 0; i < 500; i++) {
+        if (pthread_mutex_trylock(mu) == 0)
+            return 1;
+        struct timespec nap = {0, 1000000};
+        nanosleep(&nap, NULL);
+    }
+    return 0;
+}
+
+void as_patch_fork_prepare(void) {
+    g_fork_locked = lock_bounded(&g_plock);
+}
+
+void as_patch_fork_parent(void) {
+    if (g_fork_locked)
+        pthread_mutex_unlock(&g_plock);
+    g_fork_locked = 0;
+}
+
+void as_patch_fork_child(void) {
+    /* One thread now: a patch the fork interrupted keeps its int3, which still redirects. */
+    pthread_mutex_init(&g_plock, NULL);
+    g_fork_locked = 0;
+    g_fix = NULL;
+    g_move_installed = 0;
 }
 
 /* The protection of the page holding addr, from /proc/self/maps; PROT_READ|PROT_EXEC when

@@ -5,7 +5,9 @@
  * Symbols the C side (preload/hook/thunk.c) relies on:
  *   as_thunk_stubs .. as_thunk_stubs_end   AS_MAX_TARGETS stubs, stub i at +16*i
  *   as_thunk_exit                          the swapped-in return address
- *   as_hook_enter(id, regs, ret_slot) -> {the original, shadow frame or NULL} in rax:rdx
+ *   as_hook_enter(id, regs, ret_slot) -> {the original, shadow frame or NULL} in rax:rdx,
+ *                                          or {id, AS_ENTER_SLOW}: then
+ *   as_hook_enter_slow(id, regs, ret_slot) (same answer), with xmm0-7 saved in regs
  *   as_hook_exit(retregs, rsp_at_landing) -> {real return address, caller's rbp} in rax:rdx
  *   as_thunk_personality                   named by the call site's CFI (exceptions)
  *   as_thunk_full_stubs .. _end, as_thunk_full_exit, as_hook_enter_full, as_thunk_vec_mode
@@ -68,8 +70,10 @@ END(as_thunk_stubs)
     .endr
 .endm
 
-/* Restores the argument registers saved by as_thunk_common and its frame: afterwards rsp
- * points at the return slot again, exactly as the caller left it. */
+/* Restores the integer argument registers saved by as_thunk_common and its frame:
+ * afterwards rsp points at the return slot again, exactly as the caller left it. xmm0-7
+ * are the caller's already (as_hook_enter does not touch them; the general entry's path
+ * restores them itself). */
 .macro RESTORE_ARGS
     movq R_RDI(%rsp), %rdi
     movq R_RSI(%rsp), %rsi
@@ -79,7 +83,6 @@ END(as_thunk_stubs)
     movq R_R9(%rsp), %r9
     movq R_RAX(%rsp), %rax
     movq R_R10(%rsp), %r10
-    XMM_LO 0
     movq %rbp, %rsp
     popq %rbp
 .endm
@@ -121,12 +124,14 @@ ENTRY(as_thunk_common)
     movq %r9, R_R9(%rsp)
     movq %rax, R_RAX(%rsp)
     movq %r10, R_R10(%rsp)
-    XMM_LO 1
     movl %r11d, %edi                 /* id */
-    movq %rsp, %rsi                  /* struct as_regs * */
+    movq %rsp, %rsi                  /* struct as_regs * (xmm0-7 not saved yet) */
     leaq 8(%rbp), %rdx               /* ret_slot; ret_slot[-1] = the caller's rbp */
-    call as_hook_enter               /* rax = the original, rdx = shadow frame or NULL */
-    movq %rax, %r11
+    call as_hook_enter               /* rax = the original, rdx = shadow frame or NULL;
+                                        rdx = AS_ENTER_SLOW (1): rax = id, see 3: */
+    cmpq $1, %rdx
+    je 3f
+2:  movq %rax, %r11
     testq %rdx, %rdx
     jnz 1f
     .cfi_remember_state
@@ -135,6 +140,15 @@ ENTRY(as_thunk_common)
     .cfi_same_value %rbp
     jmp *%r11                        /* stack arguments, varargs, sret pass untouched */
     .cfi_restore_state
+    /* The general entry (first call of a thread, typed capture, dead frames...): it may
+     * run library code, and reads float arguments from regs: xmm0-7 are saved around it. */
+3:  XMM_LO 1
+    movl %eax, %edi                  /* id */
+    movq %rsp, %rsi
+    leaq 8(%rbp), %rdx
+    call as_hook_enter_slow          /* rax = the original, rdx = shadow frame or NULL */
+    XMM_LO 0
+    jmp 2b
 1:  movq %rdx, (%rbp)                /* RESTORE_ARGS pops it: rbp = the shadow frame */
     RESTORE_ARGS
     .cfi_def_cfa %rsp, 8
