@@ -27,6 +27,7 @@
 # (`fs capture=none`), whose difference is the cost of the string capture.
 #
 # Environment: BUILD (default build), CALLS (per batch, default 10000), BATCHES (101),
+# REPEAT (rounds: processes per row, default 5; the median is kept),
 # PAUSE_MS (20), QUEUE_BYTES (per-thread ring of the interposer rows, default 4 MiB),
 # ONLY (an extended regex: run only the rows whose label matches, e.g.
 # ONLY='^(floor|agentsight_null_.*)$' to repeat the interposer rows quickly).
@@ -35,6 +36,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 CALLS=${CALLS:-10000}
 BATCHES=${BATCHES:-101}
+REPEAT=${REPEAT:-5}
 export BENCH_PAUSE_MS=${PAUSE_MS:-20}
 OUT=$BUILD/bench
 CC=${CC:-cc}
@@ -62,6 +64,7 @@ printf '[actions]\nint fs(const char *s)\n' >"$TMP/bench_str.conf"
 printf '[actions]\nfs capture=none\n' >"$TMP/bench_str_untyped.conf"
 
 declare -A NS
+declare -A VALS
 declare -A DROP
 declare -a ROWS
 NOTE=""
@@ -86,8 +89,8 @@ run() {
         return
     fi
     echo "$line"
-    NS[$label]=$(echo "$line" | awk '{print $3}')
-    ROWS+=("$label")
+    [ -n "${VALS[$label]:-}" ] || ROWS+=("$label")
+    VALS[$label]+="$(echo "$line" | awk '{print $3}') "
     local slow
     slow=$(echo "$line" | grep -o 'slow_reads=[0-9]*' | cut -d= -f2)
     if [ -n "$slow" ] && [ "$slow" != 0 ]; then
@@ -98,6 +101,10 @@ run() {
 # stats_note LABEL : actions/dropped from AGENTSIGHT_STATS_FILE of the last run.
 stats_note() {
     [ -s "$TMP/stats" ] || return
+    if [ "${round:-0}" -ne $((REPEAT - 1)) ]; then # the last round's counters are shown
+        rm -f "$TMP/stats"
+        return
+    fi
     NOTE+="  $1: $(tail -n 1 "$TMP/stats")"$'\n'
     DROP[$1]=$(tail -n 1 "$TMP/stats" | grep -o '"dropped":[0-9]*' | cut -d: -f2)
     rm -f "$TMP/stats"
@@ -108,51 +115,57 @@ stats_note() {
 # the default 1 MiB.
 QUEUE=${QUEUE_BYTES:-4194304}
 
-run bare "$CALLS" "$BATCHES" 120 int env
-run floor "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$OUT/floor_wrap.so"
+# REPEAT rounds over all the rows, each row one process per round: where a process's
+# stack and mappings fall, and how busy the machine is at that minute, change a figure by
+# up to 1.7x here; interleaving the rows spreads that over all of them, and the median of
+# each row's processes is kept.
+for ((round = 0; round < REPEAT; round++)); do
+    run bare "$CALLS" "$BATCHES" 120 int env
+    run floor "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$OUT/floor_wrap.so"
 
-if [ -x "$OUT/bench_hook_direct" ]; then
-    # full_*: the same calls through the full-preservation stubs of entry patches.
-    for m in null:int str64_untyped:stru str64:str full_null:full \
-        full_str64_untyped:fullstru full_str64:fullstr; do
-        BIN=bench_hook_direct run "thunk_direct_${m%%:*}" "$CALLS" "$BATCHES" 120 "${m##*:}" \
-            env AGENTSIGHT_OUTPUT=null AGENTSIGHT_QUEUE_BYTES="$QUEUE" \
-            AGENTSIGHT_STATS_FILE="$TMP/stats"
-        stats_note "thunk_direct_${m%%:*}"
-    done
-fi
+    if [ -x "$OUT/bench_hook_direct" ]; then
+        # full_*: the same calls through the full-preservation stubs of entry patches.
+        for m in null:int str64_untyped:stru str64:str full_null:full \
+            full_str64_untyped:fullstru full_str64:fullstr; do
+            BIN=bench_hook_direct run "thunk_direct_${m%%:*}" "$CALLS" "$BATCHES" 120 "${m##*:}" \
+                env AGENTSIGHT_OUTPUT=null AGENTSIGHT_QUEUE_BYTES="$QUEUE" \
+                AGENTSIGHT_STATS_FILE="$TMP/stats"
+            stats_note "thunk_direct_${m%%:*}"
+        done
+    fi
 
-if [ -f "$BUILD/libagentsight-preload.so" ]; then
-    PRE=$(cd "$BUILD" && pwd)/libagentsight-preload.so
-    # f's prototype from DWARF (libbenchf.so is built with -g): a and b are captured.
-    run agentsight_null_typed "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$PRE" \
-        AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT=null \
-        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-    stats_note agentsight_null_typed
-    # capture=none: the name, timings and return value only.
-    run agentsight_null_untyped "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$PRE" \
-        AGENTSIGHT_CONFIG="$TMP/bench_untyped.conf" AGENTSIGHT_OUTPUT=null \
-        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-    stats_note agentsight_null_untyped
-    # The same calls of fs untyped: the baseline of the string capture cost.
-    run agentsight_null_str64_untyped "$CALLS" "$BATCHES" 120 stru env LD_PRELOAD="$PRE" \
-        AGENTSIGHT_CONFIG="$TMP/bench_str_untyped.conf" AGENTSIGHT_OUTPUT=null \
-        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-    stats_note agentsight_null_str64_untyped
-    # The prototype in the config makes the interposer copy the string argument.
-    run agentsight_null_str64 "$CALLS" "$BATCHES" 120 str env LD_PRELOAD="$PRE" \
-        AGENTSIGHT_CONFIG="$TMP/bench_str.conf" AGENTSIGHT_OUTPUT=null \
-        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-    stats_note agentsight_null_str64
-    # The file sink writes every action: fewer calls keep the file small.
-    run agentsight_file "$CALLS" 51 120 int env LD_PRELOAD="$PRE" \
-        AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT="file:$TMP/actions.jsonl" \
-        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-    stats_note agentsight_file
-    rm -f "$TMP/actions.jsonl"
-else
-    echo "BENCH agentsight skipped ($BUILD/libagentsight-preload.so not built)"
-fi
+    if [ -f "$BUILD/libagentsight-preload.so" ]; then
+        PRE=$(cd "$BUILD" && pwd)/libagentsight-preload.so
+        # f's prototype from DWARF (libbenchf.so is built with -g): a and b are captured.
+        run agentsight_null_typed "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$PRE" \
+            AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT=null \
+            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
+        stats_note agentsight_null_typed
+        # capture=none: the name, timings and return value only.
+        run agentsight_null_untyped "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$PRE" \
+            AGENTSIGHT_CONFIG="$TMP/bench_untyped.conf" AGENTSIGHT_OUTPUT=null \
+            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
+        stats_note agentsight_null_untyped
+        # The same calls of fs untyped: the baseline of the string capture cost.
+        run agentsight_null_str64_untyped "$CALLS" "$BATCHES" 120 stru env LD_PRELOAD="$PRE" \
+            AGENTSIGHT_CONFIG="$TMP/bench_str_untyped.conf" AGENTSIGHT_OUTPUT=null \
+            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
+        stats_note agentsight_null_str64_untyped
+        # The prototype in the config makes the interposer copy the string argument.
+        run agentsight_null_str64 "$CALLS" "$BATCHES" 120 str env LD_PRELOAD="$PRE" \
+            AGENTSIGHT_CONFIG="$TMP/bench_str.conf" AGENTSIGHT_OUTPUT=null \
+            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
+        stats_note agentsight_null_str64
+        # The file sink writes every action: fewer calls keep the file small.
+        run agentsight_file "$CALLS" 51 120 int env LD_PRELOAD="$PRE" \
+            AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT="file:$TMP/actions.jsonl" \
+            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
+        stats_note agentsight_file
+        rm -f "$TMP/actions.jsonl"
+    else
+        echo "BENCH agentsight skipped ($BUILD/libagentsight-preload.so not built)"
+    fi
+done
 
 # ltrace stops the process twice per call (ptrace breakpoints): 2000 calls.
 if command -v ltrace >/dev/null; then
@@ -164,6 +177,10 @@ if command -v uftrace >/dev/null; then
     BENCH_PAUSE_MS=0 run uftrace 100000 5 120 int uftrace record --force -d "$TMP/uftrace.data"
 fi
 
+for r in "${ROWS[@]}"; do
+    NS[$r]=$(echo "${VALS[$r]}" | tr ' ' '\n' | grep . | sort -g |
+        awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
+done
 floor=${NS[floor]:-}
 echo
 printf '%-24s %12s %10s %10s\n' label ns/call x_floor dropped

@@ -557,6 +557,27 @@ static inline const as_cap_plan *plan_of(uint32_t id, const as_proto *p) {
     return pl;
 }
 
+/* The plan's case with string parameters (kept apart: the all-scalar case then needs no
+ * saved register). */
+__attribute__((noinline)) static void plan_with_strings(as_shadow_frame *f, const as_cap_plan *pl,
+                                                        int max_string, const uint64_t *rw, char *a,
+                                                        uint32_t start) {
+    size_t lim = start + (size_t)AS_CAP_MAX_CALL;
+    char *end = a + (lim < AS_CAP_ARENA ? lim : AS_CAP_ARENA);
+    char *w = a + start;
+    for (uint32_t i = 0; i < pl->n; i++) {
+        uint8_t src = pl->src[i];
+        if (src & AS_PLAN_STR)
+            w = put_str(w, end, (int)i, (const char *)(uintptr_t)rw[src & ~AS_PLAN_STR],
+                        max_string);
+        else
+            w = put_item(w, end, AS_CAP_VAL, (int)i, 0, &rw[src], 8);
+    }
+    f->cap_off = start;
+    f->cap_len = (uint32_t)(w - (a + start));
+    cs.top = f->cap_off + f->cap_len;
+}
+
 void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string,
                            const as_regs *regs, void *const *slot) {
     const as_cap_plan *pl = plan_of(f->id, p);
@@ -570,20 +591,7 @@ void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string
     }
     const uint64_t *rw = (const uint64_t *)(const void *)regs;
     if (pl->has_str) {
-        size_t lim = start + (size_t)AS_CAP_MAX_CALL;
-        char *end = a + (lim < AS_CAP_ARENA ? lim : AS_CAP_ARENA);
-        char *w = a + start;
-        for (uint32_t i = 0; i < n; i++) {
-            uint8_t src = pl->src[i];
-            if (src & AS_PLAN_STR)
-                w = put_str(w, end, (int)i, (const char *)(uintptr_t)rw[src & ~AS_PLAN_STR],
-                            max_string);
-            else
-                w = put_item(w, end, AS_CAP_VAL, (int)i, 0, &rw[src], 8);
-        }
-        f->cap_off = start;
-        f->cap_len = (uint32_t)(w - (a + start));
-        cs.top = f->cap_off + f->cap_len;
+        plan_with_strings(f, pl, max_string, rw, a, start);
         return;
     }
     uint64_t *w = (uint64_t *)(void *)(a + start); /* items are padded to 8 */

@@ -42,6 +42,8 @@ _Static_assert(offsetof(as_retregs, rdx) == 8, "X_RDX");
 _Static_assert(offsetof(as_retregs, xmm) == 16, "X_XMM0");
 _Static_assert(sizeof(as_retregs) == 48, "X_SIZE");
 _Static_assert(AS_MAX_TARGETS == 4096, "AS_STUBS in thunk.S");
+_Static_assert(sizeof(as_target) == 80, "T_SIZE in thunk.S (id * 5 << 4)");
+_Static_assert(offsetof(as_target, proto) == 40, "T_PROTO in thunk.S");
 _Static_assert(sizeof(as_callrec) == 64, "record size");
 _Static_assert(offsetof(as_shadow_frame, caller_rbp) == 0, "[rbp] in thunk.S CFI");
 _Static_assert(offsetof(as_shadow_frame, ret) == 8, "[rbp+8] in thunk.S CFI");
@@ -348,7 +350,8 @@ static void thread_exit(void *arg) {
 
 /* Returns max_string for target tg: the entry's (the parser resolved [output] and the
  * default into it), else the default. */
-static inline int max_string_of(const as_target *tg) {
+__attribute__((always_inline, target("general-regs-only"))) static inline int
+max_string_of(const as_target *tg) {
     int m = tg->entry ? tg->entry->max_string : 0;
     return m > 0 ? m : AS_MAX_STRING_DEFAULT;
 }
@@ -365,8 +368,8 @@ capture_proto(const as_target *tg) {
 
 /* The entry of both stub kinds; landing is the exit the thunk's call will push. The
  * general case: any depth, dead frames above, the first call of a thread, typed capture. */
-__attribute__((noinline, cold)) static as_enter_ret enter_slow(uint32_t id, as_regs *regs,
-                                                               void **slot, void *landing) {
+__attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *regs, void **slot,
+                                                         void *landing) {
     const as_target *tg = &as_targets[id];
     as_enter_ret out = {tg->orig, NULL};
     as_tstate *t = &ts;
@@ -430,7 +433,7 @@ __attribute__((noinline, cold)) static as_enter_ret enter_slow(uint32_t id, as_r
  * the general entry (enter_slow) must run, before any side effect. No vector register is
  * used (general-regs-only): the lean thunk calls it before saving xmm0-7. */
 __attribute__((always_inline, target("general-regs-only"))) static inline int
-enter_fast(uint32_t id, void **slot, void *landing, as_enter_ret *out) {
+enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret *out, int typed) {
     const as_target *tg = &as_targets[id];
     as_tstate *t = &ts;
     if (__builtin_expect(t->busy | as_in_agentsight | !as_hook_enabled, 0)) {
@@ -439,8 +442,9 @@ enter_fast(uint32_t id, void **slot, void *landing, as_enter_ret *out) {
         return 1;
     }
     uint32_t d = t->depth;
+    const as_proto *p = capture_proto(tg);
     if (__builtin_expect(d >= t->cap || t->errno_p == NULL ||
-                             (d && t->frames[d - 1].slot <= slot) || capture_proto(tg) != NULL ||
+                             (d && t->frames[d - 1].slot <= slot) || (p != NULL && !typed) ||
                              !as_clock_use_tsc,
                          0))
         return 0;
@@ -457,6 +461,11 @@ enter_fast(uint32_t id, void **slot, void *landing, as_enter_ret *out) {
     f->cap_off = UINT32_MAX;
     f->cap_len = 0;
     f->reported = 0;
+    if (typed && p) { /* xmm0-7 are in regs: the capture may use vector registers */
+        int e = f->errno_in;
+        as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);
+        *t->errno_p = e;
+    }
     uint32_t lo, hi;
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)); /* as_clock_raw() with the TSC */
     f->t0 = ((uint64_t)hi << 32) | lo;
@@ -471,9 +480,8 @@ enter_fast(uint32_t id, void **slot, void *landing, as_enter_ret *out) {
 
 __attribute__((target("general-regs-only"))) as_enter_ret as_hook_enter(uint32_t id, as_regs *regs,
                                                                         void **slot) {
-    (void)regs;
     as_enter_ret out;
-    if (__builtin_expect(enter_fast(id, slot, (void *)as_thunk_exit, &out), 1))
+    if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_exit, &out, 0), 1))
         return out;
     out.orig = (void *)(uintptr_t)id;
     out.frame = AS_ENTER_SLOW;
@@ -481,12 +489,15 @@ __attribute__((target("general-regs-only"))) as_enter_ret as_hook_enter(uint32_t
 }
 
 as_enter_ret as_hook_enter_slow(uint32_t id, as_regs *regs, void **slot) {
+    as_enter_ret out;
+    if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_exit, &out, 1), 1))
+        return out;
     return enter_slow(id, regs, slot, (void *)as_thunk_exit);
 }
 
 as_enter_ret as_hook_enter_full(uint32_t id, as_regs *regs, void **slot) {
     as_enter_ret out;
-    if (__builtin_expect(enter_fast(id, slot, (void *)as_thunk_full_exit, &out), 1))
+    if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_full_exit, &out, 1), 1))
         return out;
     return enter_slow(id, regs, slot, (void *)as_thunk_full_exit);
 }
@@ -582,8 +593,8 @@ __attribute__((noinline, cold)) static as_exit_ret foreign_exit(as_tstate *t, as
 /* The exit in general: the returning call may not be the top frame (a longjmp, a
  * coroutine), may have captured items, may need a new ring. t1 was taken at the landing
  * (0: not yet, the TSC is not used). */
-__attribute__((noinline, cold)) static as_exit_ret exit_slow(as_retregs *regs, char *rsp_at_landing,
-                                                             uint64_t t1) {
+__attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *rsp_at_landing,
+                                                       uint64_t t1) {
     if (t1 == 0)
         t1 = as_clock_raw();
     as_tstate *t = &ts;
@@ -629,7 +640,41 @@ __attribute__((noinline, cold)) static as_exit_ret exit_slow(as_retregs *regs, c
     return out;
 }
 
-/* The common exit, with no call: the top frame returns, nothing was captured, the thread
+/* The common exit of a call that captured items at entry and adds none at exit (its
+ * return is not a string or a struct): the record and its items are written here. The
+ * landing saved xmm0-1: the copy may use vector registers. Anything else: exit_slow. */
+__attribute__((noinline)) static as_exit_ret exit_typed(as_retregs *regs, char *rsp_at_landing,
+                                                        uint64_t t1, as_shadow_frame *f, uint32_t k,
+                                                        as_ring *r) {
+    as_tstate *t = &ts;
+    const as_proto *p = capture_proto(&as_targets[f->id]);
+    if (p && (p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG))
+        return exit_slow(regs, rsp_at_landing, t1);
+    const void *cap = f->cap_len ? as_capture_data(f) : NULL;
+    uint32_t ext = cap ? f->cap_len : 0;
+    int was_busy = t->busy;
+    t->busy = 1; /* a signal handler's call must not write into the open reservation */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    as_callrec *rec = as_ring_reserve(r, AS_MSG_CALL, sizeof *rec + ext);
+    if (__builtin_expect(rec == NULL, 0)) {
+        t->busy = was_busy; /* a full ring, or items too large: exit_slow decides */
+        return exit_slow(regs, rsp_at_landing, t1);
+    }
+    fill_rec(rec, t->tid, f, t1, regs, *t->errno_p, AS_CALL_RETURNED, ext);
+    if (ext)
+        as_capture_copy(rec + 1, cap, ext);
+    as_ring_commit(r);
+    /* read before the frame is freed for a signal handler */
+    as_exit_ret out = {f->ret, f->caller_rbp};
+    as_capture_release(f);
+    t->depth = k - 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    t->busy = was_busy;
+    return out;
+}
+
+/* The common exit, with no call: the top frame returns, nothing was captured (else
+ * exit_typed), the thread
  * has its ring (with room), thread id and errno location, and no hole lies below the
  * frame. Anything else goes to exit_slow, before any side effect. */
 as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
@@ -645,10 +690,11 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     if (__builtin_expect(k == 0 || r == NULL || t->tid == 0 || t->errno_p == NULL, 0))
         return exit_slow(regs, rsp_at_landing, t1);
     as_shadow_frame *f = &t->frames[k - 1];
-    if (__builtin_expect(f->slot != slot || f->cap_off != UINT32_MAX || f->reported ||
-                             (k > 1 && t->frames[k - 2].slot == NULL),
+    if (__builtin_expect(f->slot != slot || f->reported || (k > 1 && t->frames[k - 2].slot == NULL),
                          0))
         return exit_slow(regs, rsp_at_landing, t1);
+    if (f->cap_off != UINT32_MAX)
+        return exit_typed(regs, rsp_at_landing, t1, f, k, r);
     int was_busy = t->busy;
     t->busy = 1; /* a signal handler's call must not write into the open reservation */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -40,6 +40,10 @@
 #define X_XMM1 32
 #define X_SIZE 48
 
+/* struct as_target (target.h): its size and where its prototype pointer lies. */
+#define T_SIZE 80
+#define T_PROTO 40
+
     .text
 
 /* The stubs. On arrival rsp points at the caller's return address (rsp = 8 mod 16) and
@@ -124,6 +128,14 @@ ENTRY(as_thunk_common)
     movq %r9, R_R9(%rsp)
     movq %rax, R_RAX(%rsp)
     movq %r10, R_R10(%rsp)
+    /* A target with a prototype goes to the general entry at once (it captures). */
+    movl %r11d, %eax
+    leaq (%rax,%rax,4), %rax
+    shlq $4, %rax                    /* id * sizeof(as_target) */
+    leaq as_targets(%rip), %rdi
+    cmpq $0, T_PROTO(%rdi,%rax)
+    movl %r11d, %eax                 /* id, for 3: */
+    jne 3f
     movl %r11d, %edi                 /* id */
     movq %rsp, %rsi                  /* struct as_regs * (xmm0-7 not saved yet) */
     leaq 8(%rbp), %rdx               /* ret_slot; ret_slot[-1] = the caller's rbp */
