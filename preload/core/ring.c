@@ -34,6 +34,19 @@ static void init_header(as_ring *r, uint64_t size, size_t len, int is_file) {
     r->limit = size; /* tail 0 */
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* Maps every page of a new ring writable now, so the hot path never takes the page fault
+ * of a first write (~1 us each: a record every 56 calls on a fresh ring). Leaves the
+ * contents alone; older kernels simply fault later. */
+static void prefault(void *p, size_t len) {
+    int saved = errno;
+    madvise(p, len, MADV_POPULATE_WRITE);
+    errno = saved;
+}
+
 /* Returns the ring, or NULL when data_bytes is absurd or mmap failed (nothing mapped). */
 as_ring *as_ring_create(size_t data_bytes) {
     if (data_bytes > ((size_t)1 << 40))
@@ -43,6 +56,7 @@ as_ring *as_ring_create(size_t data_bytes) {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
+    prefault(p, len);
     as_ring *r = p; /* anonymous memory is zero: head = tail = dropped = 0 */
     init_header(r, size, len, 0);
     return r;
@@ -60,7 +74,12 @@ as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_
     if (fd < 0)
         return NULL;
     void *p = MAP_FAILED;
-    if (ftruncate(fd, (off_t)len) == 0)
+    /* The blocks are allocated now: a write into a hole of a full disk would be a SIGBUS in
+     * the agent's thread; a full disk here is a failure the caller falls back from. */
+    int ok = ftruncate(fd, (off_t)len) == 0;
+    if (ok && fallocate(fd, 0, 0, (off_t)len) != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+        ok = 0;
+    if (ok)
         p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int saved = errno;
     close(fd);
@@ -69,6 +88,7 @@ as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_
         errno = saved;
         return NULL;
     }
+    prefault(p, len);
     as_ring *r = p; /* a new file reads as zeros */
     r->info = *info;
     init_header(r, size, len, 1);
