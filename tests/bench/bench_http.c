@@ -3,8 +3,14 @@
  * bounded loop inside the program, excluding start and exit, and prints when main
  * returned so the caller can time the exit (the at-exit flush) on its own.
  *
- * usage: bench_http N     (N actions, 1..10,000,000)
- * prints: ns_per_call <median over 10 chunks>
+ * usage: bench_http N [PAUSE_MS]
+ *   N actions, 10..10,000,000. Without PAUSE_MS they are made back to back in 10 timed
+ *   chunks (saturated: once the queue is full, the call waits for the exporter, so this
+ *   measures how fast the exporter drains for that sink). With PAUSE_MS (1..1000) they are
+ *   made in bursts of 1000 with an untimed pause after each (paced: the queue never fills,
+ *   so this is the cost of the call itself while the exporter works for that sink).
+ * prints: ns_per_call <median over the chunks or bursts>
+ *         dropped <agentsight_dropped()>
  *         main_return_ns <CLOCK_MONOTONIC ns just before main returns> */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +21,8 @@
 #include "bench_util.h"
 
 #define CHUNKS 10
+#define BURST 1000
+#define MAX_BURSTS 10000
 
 static int64_t mono_ns(void) {
     struct timespec ts;
@@ -22,10 +30,16 @@ static int64_t mono_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 int main(int argc, char **argv) {
-    long n = argc == 2 ? atol(argv[1]) : 0;
-    if (n < CHUNKS || n > 10000000) {
-        fprintf(stderr, "usage: bench_http N (10..10000000)\n");
+    long n = argc >= 2 ? atol(argv[1]) : 0;
+    long pause_ms = argc >= 3 ? atol(argv[2]) : 0;
+    if (argc < 2 || argc > 3 || n < CHUNKS || n > 10000000 || pause_ms < 0 || pause_ms > 1000) {
+        fprintf(stderr, "usage: bench_http N [PAUSE_MS]   (N 10..10000000, PAUSE_MS 1..1000)\n");
         return 2;
     }
     agentsight_action a = {.action_name = "bench_step",
@@ -34,16 +48,29 @@ int main(int argc, char **argv) {
                            .response = "ok",
                            .metadata = "{\"bench\":1}"};
     agentsight_track_action(&a, NULL); /* start-up (thread ring, exporter) not timed */
-    double per[CHUNKS];
-    long each = n / CHUNKS;
-    for (int c = 0; c < CHUNKS; c++) {
-        int64_t t0 = mono_ns();
-        for (long i = 0; i < each; i++)
-            agentsight_track_action(&a, NULL);
-        per[c] = (double)(mono_ns() - t0) / (double)each;
+    static double per[MAX_BURSTS];
+    int parts;
+    if (pause_ms == 0) {
+        parts = CHUNKS;
+        long each = n / CHUNKS;
+        for (int c = 0; c < CHUNKS; c++) {
+            int64_t t0 = mono_ns();
+            for (long i = 0; i < each; i++)
+                agentsight_track_action(&a, NULL);
+            per[c] = (double)(mono_ns() - t0) / (double)each;
+        }
+    } else {
+        long bursts = n / BURST;
+        parts = (int)(bursts < 1 ? 1 : bursts > MAX_BURSTS ? MAX_BURSTS : bursts);
+        for (int c = 0; c < parts; c++) {
+            sleep_ms(pause_ms); /* untimed: the exporter works meanwhile */
+            int64_t t0 = mono_ns();
+            for (long i = 0; i < BURST; i++)
+                agentsight_track_action(&a, NULL);
+            per[c] = (double)(mono_ns() - t0) / (double)BURST;
+        }
     }
-    qsort(per, CHUNKS, sizeof per[0], bench_cmp_double);
-    printf("ns_per_call %.1f\n", (per[CHUNKS / 2 - 1] + per[CHUNKS / 2]) / 2);
+    printf("ns_per_call %.1f\n", bench_median(per, parts));
     printf("dropped %llu\n", (unsigned long long)agentsight_dropped());
     printf("main_return_ns %lld\n", (long long)mono_ns());
     fflush(stdout);
