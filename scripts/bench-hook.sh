@@ -110,6 +110,15 @@ stats_note() {
     rm -f "$TMP/stats"
 }
 
+# irow LABEL MODE CONFIG [BATCHES [SINK]] : one interposer row (the preload library on
+# bench_hook, CONFIG in $TMP, the null sink unless SINK), then its counters.
+irow() {
+    run "$1" "$CALLS" "${4:-$BATCHES}" 120 "$2" env LD_PRELOAD="$PRE" \
+        AGENTSIGHT_CONFIG="$TMP/$3" AGENTSIGHT_OUTPUT="${5:-null}" \
+        AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
+    stats_note "$1"
+}
+
 # Every interposer row gets a 4 MiB queue: a batch of CALLS typed records (64 + 8 bytes of
 # record and header, 72 of string item) then fits in the ring, as an untyped batch does in
 # the default 1 MiB.
@@ -137,30 +146,15 @@ for ((round = 0; round < REPEAT; round++)); do
     if [ -f "$BUILD/libagentsight-preload.so" ]; then
         PRE=$(cd "$BUILD" && pwd)/libagentsight-preload.so
         # f's prototype from DWARF (libbenchf.so is built with -g): a and b are captured.
-        run agentsight_null_typed "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$PRE" \
-            AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT=null \
-            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-        stats_note agentsight_null_typed
+        irow agentsight_null_typed int bench.conf
         # capture=none: the name, timings and return value only.
-        run agentsight_null_untyped "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$PRE" \
-            AGENTSIGHT_CONFIG="$TMP/bench_untyped.conf" AGENTSIGHT_OUTPUT=null \
-            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-        stats_note agentsight_null_untyped
+        irow agentsight_null_untyped int bench_untyped.conf
         # The same calls of fs untyped: the baseline of the string capture cost.
-        run agentsight_null_str64_untyped "$CALLS" "$BATCHES" 120 stru env LD_PRELOAD="$PRE" \
-            AGENTSIGHT_CONFIG="$TMP/bench_str_untyped.conf" AGENTSIGHT_OUTPUT=null \
-            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-        stats_note agentsight_null_str64_untyped
+        irow agentsight_null_str64_untyped stru bench_str_untyped.conf
         # The prototype in the config makes the interposer copy the string argument.
-        run agentsight_null_str64 "$CALLS" "$BATCHES" 120 str env LD_PRELOAD="$PRE" \
-            AGENTSIGHT_CONFIG="$TMP/bench_str.conf" AGENTSIGHT_OUTPUT=null \
-            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-        stats_note agentsight_null_str64
+        irow agentsight_null_str64 str bench_str.conf
         # The file sink writes every action: fewer calls keep the file small.
-        run agentsight_file "$CALLS" 51 120 int env LD_PRELOAD="$PRE" \
-            AGENTSIGHT_CONFIG="$TMP/bench.conf" AGENTSIGHT_OUTPUT="file:$TMP/actions.jsonl" \
-            AGENTSIGHT_QUEUE_BYTES="$QUEUE" AGENTSIGHT_STATS_FILE="$TMP/stats"
-        stats_note agentsight_file
+        irow agentsight_file int bench.conf 51 "file:$TMP/actions.jsonl"
         rm -f "$TMP/actions.jsonl"
     else
         echo "BENCH agentsight skipped ($BUILD/libagentsight-preload.so not built)"

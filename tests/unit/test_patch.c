@@ -289,6 +289,17 @@ static void test_far_dest_pad(void **state) {
     assert_int_equal(hits, 1);
 }
 
+/* Installs handler (SA_SIGINFO plus flags) for sig, the previous action into *old. */
+static void set_handler(int sig, void (*handler)(int, siginfo_t *, void *), int flags,
+                        struct sigaction *old) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_SIGINFO | flags;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(sig, &sa, old), 0);
+}
+
 static int trap_seen;
 static void user_trap(int sig, siginfo_t *si, void *uc) {
     (void)sig;
@@ -301,12 +312,8 @@ static void user_trap(int sig, siginfo_t *si, void *uc) {
  * (simulated by putting the int3 back by hand), and an int3 that is not ours still reaches
  * the handler the program had installed. */
 static void test_trap_redirect(void **state) {
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = user_trap;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTRAP, &sa, &old);
+    struct sigaction old;
+    set_handler(SIGTRAP, user_trap, 0, &old);
     as_patch p;
     hits = 0;
     patch_to_dest((void *)pf_trap, SIZE(pf_trap), &p); /* our handler chains to user_trap */
@@ -395,12 +402,19 @@ typedef long (*read_fn)(int, void *, size_t);
 static pid_t rsys_tid;
 static long rsys_result;
 
-static void *rsys_thread(void *arg) {
-    int fd = *(int *)arg;
+/* A reader thread: calls read_fn fn (one of the pf_rsys* functions) on fd. */
+typedef struct reader {
+    pthread_t th;
+    int fds[2];
+    void *fn;
+} reader;
+
+static void *reader_main(void *arg) {
+    reader *rd = arg;
     char c;
     __atomic_store_n(&rsys_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
-    read_fn volatile f = (read_fn)(void *)pf_rsys;
-    rsys_result = f(fd, &c, 1);
+    read_fn volatile f = (read_fn)rd->fn;
+    rsys_result = f(rd->fds[0], &c, 1);
     return NULL;
 }
 
@@ -417,53 +431,60 @@ static int blocked_in_read(pid_t tid) {
     return strncmp(buf, "0 ", 2) == 0;
 }
 
-/* Proves: a thread blocked in a syscall whose instruction lies inside the patched bytes
- * (its pc, rewound by the kernel for the restart, points there) is moved to the same
- * instruction in the trampoline while the jump is written: its read(2) is restarted, not
- * interrupted, completes with the byte written later, and the thread returns normally
- * (without the move it would resume in the middle of the jump). */
-static void test_blocked_in_patched_bytes(void **state) {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, rsys_thread, &fds[0]), 0);
+/* Starts a reader of an empty pipe calling fn, and waits (bounded: 5 s) until it is
+ * blocked in read(2) inside fn. */
+static void reader_start(reader *rd, void *fn) {
+    assert_int_equal(pipe(rd->fds), 0);
+    rd->fn = fn;
+    rsys_tid = 0;
+    rsys_result = 0;
+    assert_int_equal(pthread_create(&rd->th, NULL, reader_main, rd), 0);
     int blocked = 0;
-    for (int k = 0; k < 500 && !blocked; k++) { /* bounded: 5 s */
+    for (int k = 0; k < 500 && !blocked; k++) {
         pid_t tid = __atomic_load_n(&rsys_tid, __ATOMIC_ACQUIRE);
         blocked = tid > 0 && blocked_in_read(tid);
         if (!blocked)
             sleep_ms(10);
     }
     assert_true(blocked);
+}
+
+/* Checks the reader is still blocked (its read restarted, not interrupted), writes the
+ * byte it waits for, and checks it returned it (bounded: 5 s). */
+static void reader_finish(reader *rd) {
+    sleep_ms(20);
+    assert_true(blocked_in_read(rsys_tid));
+    assert_int_equal(write(rd->fds[1], "x", 1), 1);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 5;
+    assert_int_equal(pthread_timedjoin_np(rd->th, NULL, &dl), 0);
+    assert_int_equal(rsys_result, 1);
+    close(rd->fds[0]);
+    close(rd->fds[1]);
+}
+
+/* Proves: a thread blocked in a syscall whose instruction lies inside the patched bytes
+ * (its pc, rewound by the kernel for the restart, points there) is moved to the same
+ * instruction in the trampoline while the jump is written: its read(2) is restarted, not
+ * interrupted, completes with the byte written later, and the thread returns normally
+ * (without the move it would resume in the middle of the jump). */
+static void test_blocked_in_patched_bytes(void **state) {
+    reader rd;
+    reader_start(&rd, (void *)pf_rsys);
     as_patch p;
     hits = 0;
     patch_to_dest((void *)pf_rsys, SIZE(pf_rsys), &p);
     assert_int_equal(p.unanswered, 0);
     assert_int_equal(p.nbound, 2); /* syscall at +2, nop at +4 */
-    sleep_ms(20);
-    assert_true(blocked_in_read(rsys_tid)); /* restarted, still waiting */
-    assert_int_equal(write(fds[1], "x", 1), 1);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 5;
-    assert_int_equal(pthread_timedjoin_np(th, NULL, &dl), 0);
-    assert_int_equal(rsys_result, 1);
+    reader_finish(&rd);
     assert_int_equal(hits, 0); /* the blocked call was not a new call */
-    close(fds[0]);
-    close(fds[1]);
 }
 
-static void on_usr1(int sig) {
+static void on_usr1(int sig, siginfo_t *si, void *uc) {
     (void)sig;
-}
-
-static void *rsys_last_thread(void *arg) {
-    int fd = *(int *)arg;
-    char c;
-    __atomic_store_n(&rsys_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
-    read_fn volatile f = (read_fn)(void *)pf_rsys_last;
-    rsys_result = f(fd, &c, 1);
-    return NULL;
+    (void)si;
+    (void)uc;
 }
 
 /* Proves: a thread blocked in a syscall that is the last patched instruction (its pc is
@@ -471,41 +492,16 @@ static void *rsys_last_thread(void *arg) {
  * after the patch restarts the syscall in the trampoline, not in the middle of the jump,
  * and the thread returns normally. */
 static void test_blocked_in_last_instruction(void **state) {
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, &old);
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    rsys_tid = 0;
-    rsys_result = 0;
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, rsys_last_thread, &fds[0]), 0);
-    int blocked = 0;
-    for (int k = 0; k < 500 && !blocked; k++) { /* bounded: 5 s */
-        pid_t tid = __atomic_load_n(&rsys_tid, __ATOMIC_ACQUIRE);
-        blocked = tid > 0 && blocked_in_read(tid);
-        if (!blocked)
-            sleep_ms(10);
-    }
-    assert_true(blocked);
+    struct sigaction old;
+    set_handler(SIGUSR1, on_usr1, SA_RESTART, &old);
+    reader rd;
+    reader_start(&rd, (void *)pf_rsys_last);
     as_patch p;
     hits = 0;
     patch_to_dest((void *)pf_rsys_last, SIZE(pf_rsys_last), &p);
     assert_int_equal(p.unanswered, 0);
-    assert_int_equal(pthread_kill(th, SIGUSR1), 0); /* the program's own signal: a restart */
-    sleep_ms(20);
-    assert_true(blocked_in_read(rsys_tid));
-    assert_int_equal(write(fds[1], "y", 1), 1);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 5;
-    assert_int_equal(pthread_timedjoin_np(th, NULL, &dl), 0);
-    assert_int_equal(rsys_result, 1);
-    close(fds[0]);
-    close(fds[1]);
+    assert_int_equal(pthread_kill(rd.th, SIGUSR1), 0); /* the program's own signal: a restart */
+    reader_finish(&rd);
     sigaction(SIGUSR1, &old, NULL);
 }
 
