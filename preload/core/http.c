@@ -11,6 +11,8 @@
 #include <time.h>
 
 #include "core/jsonw.h"
+#include "core/log.h"
+#include "core/netfd.h"
 
 typedef struct req {
     struct req *next;
@@ -40,7 +42,9 @@ struct as_http {
     req *wire[64];   /* requests on the wire; inflight entries used */
     CURL *spare[16]; /* finished easy handles kept for reuse */
     int nspare;
-    int answering; /* see as_http_answering() */
+    int answering;         /* see as_http_answering() */
+    as_netfd_id wakeup[4]; /* descriptors curl_multi_init opened (its wakeup pair) */
+    int nwakeup;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -163,9 +167,12 @@ as_http *as_http_new(const as_http_opts *opts, const char *const *headers) {
     if (!n)
         goto error;
     h->headers = n;
+    unsigned char before[AS_NETFD_SCAN];
+    as_netfd_mark(before);
     h->multi = curl_multi_init();
     if (!h->multi)
         goto error;
+    h->nwakeup = as_netfd_new(before, h->wakeup, 4);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->o.max_inflight);
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->o.max_inflight);
     return h;
@@ -278,6 +285,8 @@ static int start(as_http *h, req *r) {
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "agentsight-preload/0.1");
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, as_netfd_open);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, as_netfd_close);
     if (strcmp(r->method, "GET") != 0) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
@@ -405,7 +414,17 @@ size_t as_http_run(as_http *h, int timeout_ms) {
                 nanosleep(&ts, NULL);
             }
         } else {
-            curl_multi_poll(h->multi, NULL, 0, (int)wait, NULL);
+            /* curl_multi_wait, not _poll: _poll also watches (and drains) the multi
+             * handle's wakeup pair, whose numbers may be a daemon's files by now. It may
+             * return at once when nothing is waited on: then sleep (bounded). */
+            int64_t t0 = now_ms();
+            int nfds = 0;
+            curl_multi_wait(h->multi, NULL, 0, (int)wait, &nfds);
+            if (nfds == 0 && now_ms() - t0 < 1 && wait > 0) {
+                int64_t nap = wait < 10 ? wait : 10;
+                struct timespec ts = {0, nap * 1000000};
+                nanosleep(&ts, NULL);
+            }
         }
     }
     return h->outstanding;
@@ -460,7 +479,12 @@ void as_http_free(as_http *h) {
     as_http_cancel_all(h);
     for (int i = 0; i < h->nspare; i++)
         curl_easy_cleanup(h->spare[i]);
-    curl_multi_cleanup(h->multi);
+    /* The multi handle closes its wakeup pair: not when the program closed it and the
+     * numbers are its files now (the handle is then left as it is). */
+    if (as_netfd_intact(h->wakeup, h->nwakeup))
+        curl_multi_cleanup(h->multi);
+    else
+        as_debug("http: the program closed the client's descriptors; the client is left open");
     curl_slist_free_all(h->headers);
     free(h->ca_bundle);
     free(h);

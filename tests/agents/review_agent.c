@@ -7,8 +7,9 @@
  *   vfork         200 x vfork + execl; prints how much the heap in use grew
  *   execle        execle /bin/sh with its own environment
  *   spawn         3 x (review_tool_add, posix_spawn /bin/true, waitpid)
- *   daemon FILE   closes fds 3..1023, opens FILE (gets fd 3), writes to it, then calls a
- *                 tracked tool
+ *   daemon FILE   closes fds 3..1023 (after REVIEW_SETTLE_MS ms when set), opens FILE
+ *                 (gets fd 3) and FILE.1..15, writes to them, calls a tracked tool,
+ *                 waits REVIEW_SETTLE_MS again and says whether the files are intact
  *   cwd DIR       chdir(DIR), then loads the plugin and calls a tracked tool
  *   cwdexec DIR   chdir(DIR), then execs itself in mode "tool"
  *   tool          loads the plugin and calls a tracked tool
@@ -175,19 +176,51 @@ static int mode_spawn(void) {
     return 0;
 }
 
+/* Reads back every file of fds and says whether each still holds exactly text. */
+static int files_intact(const int *fds, int n, const char *text) {
+    size_t len = strlen(text);
+    for (int i = 0; i < n; i++) {
+        char buf[256];
+        ssize_t got = pread(fds[i], buf, sizeof buf, 0);
+        if (got != (ssize_t)len || memcmp(buf, text, len) != 0) {
+            printf("file on fd %d changed (%zd bytes)\n", fds[i], got);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int mode_daemon(const char *file) {
     int (*add)(int, int) = load_tool();
     if (!add || !file)
         return 1;
     printf("before=%d\n", add(1, 1));
     fflush(stdout);
+    const char *settle = getenv("REVIEW_SETTLE_MS"); /* lets an HTTP sink connect first */
+    if (settle)
+        usleep((useconds_t)atoi(settle) * 1000);
     for (int fd = 3; fd < 1024; fd++)
         close(fd); /* daemon-style fd hygiene */
-    int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || write(fd, "PROGRAM DATA\n", 13) != 13)
-        return 1;
-    printf("after=%d (data fd=%d)\n", add(2, 3), fd);
-    return 0; /* fd stays open: the exit flush happens while it is */
+    /* FILE gets fd 3; FILE.1 .. FILE.15 take the next numbers, where a library's
+     * descriptors were before the loop. */
+    int fds[16];
+    int n = 0;
+    char path[PATH_MAX];
+    for (; n < 16; n++) {
+        if (n == 0)
+            snprintf(path, sizeof path, "%s", file);
+        else
+            snprintf(path, sizeof path, "%s.%d", file, n);
+        fds[n] = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (fds[n] < 0 || write(fds[n], "PROGRAM DATA\n", 13) != 13)
+            return 1;
+    }
+    printf("after=%d (data fd=%d)\n", add(2, 3), fds[0]);
+    fflush(stdout);
+    if (settle)
+        usleep((useconds_t)atoi(settle) * 1000); /* the second action is sent meanwhile */
+    printf("%s\n", files_intact(fds, n, "PROGRAM DATA\n") ? "files intact" : "files changed");
+    return 0; /* fds stay open: the exit flush happens while they are */
 }
 
 static int mode_cwdexec(const char *dir) {

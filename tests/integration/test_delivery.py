@@ -8,7 +8,7 @@ import subprocess
 import time
 import urllib.request
 
-from common import CLI, ROOT, agent, run, tmpdir, write
+from common import CLI, PRELOAD, ROOT, agent, run, tmpdir, write
 
 KEY = "ags_0123456789abcdef0123456789abcdef_a1b2c3"
 EMULATOR = os.path.join(ROOT, "scripts", "agentsight_emulator.py")
@@ -230,3 +230,34 @@ def test_exit_within_flush_bound_when_server_dead_or_slow():
             assert ids == set(range(n)), (name, len(ids))
     finally:
         emu.stop()
+
+
+def test_http_sink_survives_closed_fds():
+    """Proves a daemon-style program that closes every descriptor after our client has
+    connected, then opens its own file (getting the old low numbers), keeps that file to
+    itself: no request bytes are written into it, nothing is read from it, and both
+    actions still reach the API (over a new connection)."""
+    d = tmpdir()
+    store = os.path.join(d, "store.jsonl")
+    emu = Emulator(store)
+    try:
+        data = os.path.join(d, "data.txt")
+        conf = write(os.path.join(d, "review.conf"), "[actions]\nreview_tool_add\n")
+        env = env_for(emu.endpoint, os.path.join(d, "spool"))
+        env.update({"AGENTSIGHT_CONFIG": conf, "REVIEW_SETTLE_MS": "500"})
+        p = run([agent("review_agent"), "daemon", data], env=dict(env, LD_PRELOAD=PRELOAD))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "files intact" in p.stdout, p.stdout + p.stderr
+        for name in [data] + [f"{data}.{i}" for i in range(1, 16)]:
+            with open(name, encoding="utf-8", errors="replace") as f:
+                assert f.read() == "PROGRAM DATA\n", name
+        names = []
+        for _ in range(100):  # bounded: 10 s for the second action to arrive
+            names = [a for a in received(store) if a.get("action_name") == "review_tool_add"]
+            if len(names) == 2:
+                break
+            time.sleep(0.1)
+        assert len(names) == 2, received(store)
+    finally:
+        emu.stop()
+

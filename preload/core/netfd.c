@@ -1,0 +1,114 @@
+/* netfd.c - the HTTP client's descriptors kept apart from the program's (netfd.h). */
+#include "core/netfd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_SOCKETS 256
+
+/* Sockets we opened and have not closed: fd and identity. */
+static as_netfd_id g_socks[MAX_SOCKETS];
+static int g_nsocks;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Where moved sockets start: 1024 below the descriptor limit when it is large, else the
+ * last quarter of it; 0 when nothing sensible (the socket then stays where it is). */
+static int high_base(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    rlim_t lim = rl.rlim_cur > (1u << 20) ? (1u << 20) : rl.rlim_cur;
+    if (lim >= 4096)
+        return (int)(lim - 1024);
+    if (lim >= 256)
+        return (int)(lim * 3 / 4);
+    return 0;
+}
+
+static int identify(int fd, as_netfd_id *id) {
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    id->fd = fd;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    return 0;
+}
+
+static int same_file(const as_netfd_id *id) {
+    struct stat st;
+    return fstat(id->fd, &st) == 0 && st.st_dev == id->dev && st.st_ino == id->ino;
+}
+
+curl_socket_t as_netfd_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
+    (void)clientp;
+    (void)purpose;
+    int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    int base = high_base();
+    if (base > fd) {
+        int hi = fcntl(fd, F_DUPFD_CLOEXEC, base);
+        if (hi >= 0) {
+            close(fd);
+            fd = hi;
+        }
+    }
+    as_netfd_id id;
+    pthread_mutex_lock(&g_lock);
+    if (g_nsocks < MAX_SOCKETS && identify(fd, &id) == 0)
+        g_socks[g_nsocks++] = id;
+    pthread_mutex_unlock(&g_lock);
+    return fd;
+}
+
+int as_netfd_close(void *clientp, curl_socket_t fd) {
+    (void)clientp;
+    int known = 0, ours = 0;
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < g_nsocks; i++) {
+        if (g_socks[i].fd != fd)
+            continue;
+        known = 1;
+        ours = same_file(&g_socks[i]);
+        g_socks[i] = g_socks[--g_nsocks];
+        break;
+    }
+    pthread_mutex_unlock(&g_lock);
+    /* Not in the table (it was full): a socket is still closed when it is one. */
+    if (!known) {
+        struct stat st;
+        ours = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    }
+    if (ours)
+        close(fd);
+    return 0;
+}
+
+void as_netfd_mark(unsigned char open[AS_NETFD_SCAN]) {
+    for (int fd = 0; fd < AS_NETFD_SCAN; fd++)
+        open[fd] = fcntl(fd, F_GETFD) != -1;
+}
+
+int as_netfd_new(const unsigned char before[AS_NETFD_SCAN], as_netfd_id *ids, int cap) {
+    int n = 0;
+    for (int fd = 0; fd < AS_NETFD_SCAN && n < cap; fd++) {
+        if (before[fd] || fcntl(fd, F_GETFD) == -1)
+            continue;
+        if (identify(fd, &ids[n]) == 0)
+            n++;
+    }
+    return n;
+}
+
+int as_netfd_intact(const as_netfd_id *ids, int n) {
+    for (int i = 0; i < n; i++)
+        if (!same_file(&ids[i]))
+            return 0;
+    return 1;
+}
