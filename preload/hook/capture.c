@@ -60,18 +60,8 @@ static int arena_key_ok;
  * reference: a libc without it makes known_len() fall back to sbrk(0). */
 extern void *__curbrk __attribute__((weak));
 
-/* Per-thread state: the arena and the bounds of this thread's stack. */
-typedef struct cap_tstate {
-    char *arena;
-    uint32_t top;       /* bytes in use */
-    int arena_failed;   /* mapping failed once: capture nothing on this thread */
-    uintptr_t stack_lo; /* this thread's stack, [stack_lo, stack_hi); 0 = not known */
-    uintptr_t stack_hi;
-    uint64_t slow; /* reads done through the system call */
-    int warm;      /* a tracked call returned through the full thunk on this thread */
-} cap_tstate;
-
-static __thread cap_tstate cs;
+/* Per-thread state (capture.h): the arena and the bounds of this thread's stack. */
+__thread as_cap_tstate as_cap_ts;
 
 static int add_region(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
@@ -93,9 +83,9 @@ static int add_region(struct dl_phdr_info *info, size_t size, void *data) {
 static void arena_free(void *p) {
     if (p)
         munmap(p, AS_CAP_ARENA);
-    cs.arena = NULL;
-    cs.top = 0;
-    cs.arena_failed = 1; /* the thread is exiting: no new arena */
+    as_cap_ts.arena = NULL;
+    as_cap_ts.top = 0;
+    as_cap_ts.arena_failed = 1; /* the thread is exiting: no new arena */
 }
 
 /* Returns where the brk heap starts: field 47 (start_brk) of /proc/self/stat, which stays
@@ -157,25 +147,25 @@ void as_thread_stack(uintptr_t *lo, uintptr_t *hi) {
  * thread only: library calls, mmap). Returns the arena, or NULL when it cannot be mapped
  * (then no later call of this thread tries again). */
 __attribute__((noinline, cold)) static char *arena_map(void) {
-    if (cs.arena_failed)
+    if (as_cap_ts.arena_failed)
         return NULL;
     void *m = mmap(NULL, AS_CAP_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
-        cs.arena_failed = 1;
+        as_cap_ts.arena_failed = 1;
         return NULL;
     }
-    cs.arena = m;
-    cs.top = 0;
+    as_cap_ts.arena = m;
+    as_cap_ts.top = 0;
     if (arena_key_ok)
         pthread_setspecific(arena_key, m);
-    as_thread_stack(&cs.stack_lo, &cs.stack_hi);
-    return cs.arena;
+    as_thread_stack(&as_cap_ts.stack_lo, &as_cap_ts.stack_hi);
+    return as_cap_ts.arena;
 }
 
 /* Returns this thread's arena, mapping it on first use; NULL when it cannot be mapped. */
 static inline char *arena_get(void) {
-    if (__builtin_expect(cs.arena != NULL, 1))
-        return cs.arena;
+    if (__builtin_expect(as_cap_ts.arena != NULL, 1))
+        return as_cap_ts.arena;
     return arena_map();
 }
 
@@ -193,8 +183,8 @@ static inline size_t known_len(uintptr_t p, size_t n) {
     uintptr_t hi = 0;
     /* Above our frame up to the stack's end, only while we run on the thread's own stack:
      * on a coroutine's or a signal stack the range up to stack_hi may hold gaps. */
-    if (p >= sp && p < cs.stack_hi && sp >= cs.stack_lo) {
-        hi = cs.stack_hi;
+    if (p >= sp && p < as_cap_ts.stack_hi && sp >= as_cap_ts.stack_lo) {
+        hi = as_cap_ts.stack_hi;
     } else if (p >= brk_lo && brk_lo) {
         /* the kernel maps the heap up to the page that holds the break */
         uintptr_t cur = (cur_brk() + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
@@ -269,7 +259,7 @@ __attribute__((noinline)) static size_t slow_read(void *dst, uintptr_t src, size
         k++;
     }
     local.iov_len = covered;
-    cs.slow++;
+    as_cap_ts.slow++;
     ssize_t got = process_vm_readv(getpid(), &local, 1, remote, (unsigned long)k, 0);
     return got > 0 ? (size_t)got : 0;
 }
@@ -327,7 +317,7 @@ size_t as_safe_strcpy(char *dst, const char *src, size_t max, int *trunc) {
 }
 
 uint64_t as_capture_slow_reads(void) {
-    return cs.slow;
+    return as_cap_ts.slow;
 }
 
 /* ---- items ---------------------------------------------------------------------- */
@@ -351,7 +341,8 @@ static char *put_item(char *w, char *end, int tag, int index, int flags, const v
 
 /* Item of a string argument or return: its text, NULL, or the unreadable address. The
  * text is copied once, straight into place; the item's padding is zeroed. */
-static char *put_str(char *w, char *end, int index, const char *s, int max_string) {
+__attribute__((always_inline)) static inline char *put_str(char *w, char *end, int index,
+                                                           const char *s, int max_string) {
     if (!s)
         return put_item(w, end, AS_CAP_NULL, index, 0, NULL, 0);
     size_t room = (size_t)(end - w);
@@ -371,8 +362,9 @@ static char *put_str(char *w, char *end, int index, const char *s, int max_strin
         __asm__("" : "+r"(i)); /* not a memset call */
         d[i] = 0;
     }
-    as_cap_item h = {(uint32_t)n, AS_CAP_STR, (uint8_t)index, (uint8_t)(trunc ? AS_CAP_TRUNC : 0),
-                     0};
+    /* the as_cap_item as one word (layout checked below, at the plan) */
+    uint64_t h = (uint32_t)n | (uint64_t)AS_CAP_STR << 32 | (uint64_t)(uint8_t)index << 40 |
+                 (uint64_t)(trunc ? AS_CAP_TRUNC : 0) << 48;
     memcpy(w, &h, sizeof h);
     return w + sizeof h + pad8(n);
 }
@@ -410,7 +402,7 @@ void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string, con
         f->cap_off = UINT32_MAX;
         return;
     }
-    uint32_t start = cs.top;
+    uint32_t start = as_cap_ts.top;
     f->cap_off = start;
     size_t lim = start + (size_t)AS_CAP_MAX_CALL;
     char *end = a + (lim < AS_CAP_ARENA ? lim : AS_CAP_ARENA);
@@ -488,13 +480,13 @@ void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string, con
         }
     }
     f->cap_len = (uint32_t)(w - (a + start));
-    cs.top = start + f->cap_len;
+    as_cap_ts.top = start + f->cap_len;
 }
 
 /* ---- the precomputed plan -------------------------------------------------------- */
 
 _Static_assert(sizeof(as_cap_item) == 8 && offsetof(as_cap_item, tag) == 4 &&
-                   offsetof(as_cap_item, index) == 5,
+                   offsetof(as_cap_item, index) == 5 && offsetof(as_cap_item, flags) == 6,
                "fast item header word");
 _Static_assert(offsetof(as_regs, gpr) == 0 && offsetof(as_regs, xmm) == 64 &&
                    sizeof(((as_regs *)0)->xmm[0]) == 16,
@@ -575,15 +567,15 @@ __attribute__((noinline)) static void plan_with_strings(as_shadow_frame *f, cons
     }
     f->cap_off = start;
     f->cap_len = (uint32_t)(w - (a + start));
-    cs.top = f->cap_off + f->cap_len;
+    as_cap_ts.top = f->cap_off + f->cap_len;
 }
 
 void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string,
                            const as_regs *regs, void *const *slot) {
     const as_cap_plan *pl = plan_of(f->id, p);
     uint32_t n = pl && pl->fast ? pl->n : UINT32_MAX;
-    char *a = cs.arena;
-    uint32_t start = cs.top;
+    char *a = as_cap_ts.arena;
+    uint32_t start = as_cap_ts.top;
     /* Anything else (no plan yet, no arena yet, a full arena) takes the general path. */
     if (__builtin_expect(n == UINT32_MAX || !a || (size_t)start + 16 * n > AS_CAP_ARENA, 0)) {
         as_capture_entry(f, p, max_string, regs, slot);
@@ -602,19 +594,19 @@ void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string
     }
     f->cap_off = start;
     f->cap_len = 16 * n;
-    cs.top = start + 16 * n;
+    as_cap_ts.top = start + 16 * n;
 }
 
 void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string, const as_retregs *r) {
-    if (f->cap_off == UINT32_MAX || !cs.arena)
+    if (f->cap_off == UINT32_MAX || !as_cap_ts.arena)
         return;
     const as_type *rt = &p->ret;
     if (rt->kind != AS_K_STR && rt->kind != AS_K_AGG)
         return;
     uint32_t start = f->cap_off + f->cap_len;
     size_t lim = (size_t)f->cap_off + AS_CAP_MAX_CALL;
-    char *end = cs.arena + (lim < AS_CAP_ARENA ? lim : AS_CAP_ARENA);
-    char *w = cs.arena + start;
+    char *end = as_cap_ts.arena + (lim < AS_CAP_ARENA ? lim : AS_CAP_ARENA);
+    char *w = as_cap_ts.arena + start;
     if (rt->kind == AS_K_STR) {
         w = put_str(w, end, AS_CAP_RET, (const char *)(uintptr_t)r->rax, max_string);
     } else if (rt->size == 0) {
@@ -629,19 +621,8 @@ void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string, cons
             v[k] = rt->cls[k] == AS_AGG_SSE ? sses[ns++] : ints[ni++];
         w = put_item(w, end, AS_CAP_VAL, AS_CAP_RET, 0, v, rt->size);
     }
-    f->cap_len = (uint32_t)(w - (cs.arena + f->cap_off));
-    cs.top = f->cap_off + f->cap_len;
-}
-
-const void *as_capture_data(const as_shadow_frame *f) {
-    if (f->cap_off == UINT32_MAX || !cs.arena)
-        return NULL;
-    return cs.arena + f->cap_off;
-}
-
-void as_capture_release(const as_shadow_frame *f) {
-    if (f->cap_off != UINT32_MAX && f->cap_off <= cs.top)
-        cs.top = f->cap_off;
+    f->cap_len = (uint32_t)(w - (as_cap_ts.arena + f->cap_off));
+    as_cap_ts.top = f->cap_off + f->cap_len;
 }
 
 /* ---- vector state of the full-preservation thunk ---------------------------------- */
@@ -659,7 +640,7 @@ void as_capture_release(const as_shadow_frame *f) {
  *          into the record (thunk.c: memcpy, unless it defines as_record_copy_library_free
  *          and copies with as_capture_copy).
  * So a wide save is needed until a tracked call has returned through the full path on
- * this thread (cs.warm: by then its shadow stack, errno location and thread id are
+ * this thread (as_cap_ts.warm: by then its shadow stack, errno location and thread id are
  * known), while the thread has no ring, at a typed target's first call on a thread (its
  * arena is mapped), and, while records are copied with memcpy, whenever a record with
  * items may be written: at an entry, while a frame with items is in flight (dead frames
@@ -673,13 +654,13 @@ static inline int items_copy_risky(void) {
 }
 
 int as_capture_vec_risk_entry(uint32_t id) {
-    if (__builtin_expect(!cs.warm || as_pipe_tring == NULL, 0))
+    if (__builtin_expect(!as_cap_ts.warm || as_pipe_tring == NULL, 0))
         return 1;
-    if (cs.top != 0 && items_copy_risky())
+    if (as_cap_ts.top != 0 && items_copy_risky())
         return 1;
     if (id >= AS_MAX_TARGETS)
         return 1;
-    if (cs.arena != NULL || cs.arena_failed)
+    if (as_cap_ts.arena != NULL || as_cap_ts.arena_failed)
         return 0;
     /* Would this call map the arena? It captures when thunk.c's capture_proto() says so. */
     const as_target *t = &as_targets[id];
@@ -688,8 +669,8 @@ int as_capture_vec_risk_entry(uint32_t id) {
 }
 
 int as_capture_vec_risk_exit(void) {
-    if (__builtin_expect(!cs.warm, 0)) {
-        cs.warm = 1; /* this exit is saved wide; the thread's first-call work ends with it */
+    if (__builtin_expect(!as_cap_ts.warm, 0)) {
+        as_cap_ts.warm = 1; /* this exit is saved wide; the thread's first-call work ends with it */
         return 1;
     }
     if (__builtin_expect(as_pipe_tring == NULL, 0))
@@ -697,5 +678,5 @@ int as_capture_vec_risk_exit(void) {
     /* The returning frame itself is not read (rbp may point into the shadow stack of a
      * thread that exited: a coroutine resumed elsewhere): any thread that captured items
      * once may be writing some now. */
-    return items_copy_risky() && (cs.top != 0 || cs.arena != NULL);
+    return items_copy_risky() && (as_cap_ts.top != 0 || as_cap_ts.arena != NULL);
 }

@@ -77,11 +77,30 @@ void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string
  * (a string, or an aggregate) after the frame's arguments. Never faults. */
 void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string, const as_retregs *r);
 
-/* Start of the frame's items in the arena (valid until as_capture_release). */
-const void *as_capture_data(const as_shadow_frame *f);
+/* Per-thread capture state (capture.c owns it; inline readers below). */
+typedef struct as_cap_tstate {
+    char *arena;
+    uint32_t top;       /* bytes in use */
+    int arena_failed;   /* mapping failed once: capture nothing on this thread */
+    uintptr_t stack_lo; /* this thread's stack, [stack_lo, stack_hi); 0 = not known */
+    uintptr_t stack_hi;
+    uint64_t slow; /* reads done through the system call */
+    int warm;      /* a tracked call returned through the full thunk on this thread */
+} as_cap_tstate;
+extern __thread as_cap_tstate as_cap_ts;
+
+/* Start of the frame's items in the arena (valid until as_capture_release), or NULL. */
+static inline const void *as_capture_data(const as_shadow_frame *f) {
+    if (f->cap_off == UINT32_MAX || !as_cap_ts.arena)
+        return NULL;
+    return as_cap_ts.arena + f->cap_off;
+}
 
 /* Frees the frame's arena space (and any left above it by frames dropped earlier). */
-void as_capture_release(const as_shadow_frame *f);
+static inline void as_capture_release(const as_shadow_frame *f) {
+    if (f->cap_off != UINT32_MAX && f->cap_off <= as_cap_ts.top)
+        as_cap_ts.top = f->cap_off;
+}
 
 /*
  * as_safe_read - copies up to n bytes from src (any address the agent gave us) to dst

@@ -412,6 +412,7 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     f->reported = 0;
     const as_proto *p = capture_proto(tg);
     if (p) {
+        f->ret_items = p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG;
         as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);
         *ep = e;
     }
@@ -463,6 +464,7 @@ enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret 
     f->reported = 0;
     if (typed && p) { /* xmm0-7 are in regs: the capture may use vector registers */
         int e = f->errno_in;
+        f->ret_items = p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG;
         as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);
         *t->errno_p = e;
     }
@@ -647,8 +649,7 @@ __attribute__((noinline)) static as_exit_ret exit_typed(as_retregs *regs, char *
                                                         uint64_t t1, as_shadow_frame *f, uint32_t k,
                                                         as_ring *r) {
     as_tstate *t = &ts;
-    const as_proto *p = capture_proto(&as_targets[f->id]);
-    if (p && (p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG))
+    if (f->ret_items)
         return exit_slow(regs, rsp_at_landing, t1);
     const void *cap = f->cap_len ? as_capture_data(f) : NULL;
     uint32_t ext = cap ? f->cap_len : 0;

@@ -37,16 +37,16 @@ typedef struct as_retregs {
  * caller's real return address. The CFI of the call site in thunk.S says exactly that, so
  * C++ exceptions, debuggers and frame-pointer profilers unwind through a tracked call. */
 typedef struct as_shadow_frame {
-    void *caller_rbp;  /* rbp of the caller (restored by the exit landing) */
-    void *ret;         /* the caller's return address */
-    void **slot;       /* the stack slot that held the caller's return address */
-    uint64_t t0;       /* as_clock_raw() at entry */
-    uint32_t id;       /* target id */
-    int errno_in;      /* errno at entry */
-    uint32_t cap_off;  /* typed capture of this call in the thread's arena (capture.h) */
-    uint32_t cap_len;  /* its bytes; 0 = nothing captured */
-    uint32_t reported; /* already recorded as not returned (exit, exec): no second record */
-    uint32_t pad_;
+    void *caller_rbp;   /* rbp of the caller (restored by the exit landing) */
+    void *ret;          /* the caller's return address */
+    void **slot;        /* the stack slot that held the caller's return address */
+    uint64_t t0;        /* as_clock_raw() at entry */
+    uint32_t id;        /* target id */
+    int errno_in;       /* errno at entry */
+    uint32_t cap_off;   /* typed capture of this call in the thread's arena (capture.h) */
+    uint32_t cap_len;   /* its bytes; 0 = nothing captured */
+    uint32_t reported;  /* already recorded as not returned (exit, exec): no second record */
+    uint32_t ret_items; /* typed: the return adds an item at exit (a string, a struct) */
 } as_shadow_frame;
 
 /* What as_hook_enter tells the thunk (returned in rax:rdx). */

@@ -93,7 +93,11 @@ int main(int argc, char **argv) {
     /* 64 bytes of text (63 + NUL), on the heap like an agent's request strings */
     /* BENCH_STR_OFF (tests of layout effects): the string at that offset in a page */
     const char *so = getenv("BENCH_STR_OFF");
-    char *s64 = so ? (char *)aligned_alloc(4096, 8192) + (atoi(so) & 4095) : malloc(64);
+    static char in_data[64]; /* BENCH_STR_STATIC (instruction counts under valgrind, whose
+                              * heap is not the program's break): the string in .bss */
+    char *s64 = getenv("BENCH_STR_STATIC") ? in_data
+                : so ? (char *)aligned_alloc(4096, 8192) + (atoi(so) & 4095)
+                     : malloc(64);
     if (!s64)
         return 1;
     memset(s64, 'q', 63);
@@ -137,7 +141,7 @@ int main(int argc, char **argv) {
         }
         per[b] = (bench_now_ns() - t0) / (double)calls;
     }
-    if (!so)
+    if (!so && s64 != in_data)
         free(s64);
     sink = acc;
     (void)sink;
