@@ -419,8 +419,10 @@ size_t as_http_run(as_http *h, int timeout_ms) {
              * return at once when nothing is waited on: then sleep (bounded). */
             int64_t t0 = now_ms();
             int nfds = 0;
+            long timer = -1;
             curl_multi_wait(h->multi, NULL, 0, (int)wait, &nfds);
-            if (nfds == 0 && now_ms() - t0 < 1 && wait > 0) {
+            curl_multi_timeout(h->multi, &timer);
+            if (nfds == 0 && timer < 0 && now_ms() - t0 < 1 && wait > 0) {
                 int64_t nap = wait < 10 ? wait : 10;
                 struct timespec ts = {0, nap * 1000000};
                 nanosleep(&ts, NULL);

@@ -16,17 +16,38 @@ static as_netfd_id g_socks[MAX_SOCKETS];
 static int g_nsocks;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Where moved sockets start: 1024 below the descriptor limit when it is large, else the
- * last quarter of it; 0 when nothing sensible (the socket then stays where it is). */
+/* Where moved sockets start: 4096 when the descriptor limit allows (higher would grow the
+ * kernel's descriptor table, copied by every fork of the program), else the last quarter
+ * of the limit; 0 when nothing sensible (the socket then stays where it is). */
 static int high_base(void) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return 0;
-    rlim_t lim = rl.rlim_cur > (1u << 20) ? (1u << 20) : rl.rlim_cur;
-    if (lim >= 4096)
-        return (int)(lim - 1024);
+    rlim_t lim = rl.rlim_cur;
+    if (lim == RLIM_INFINITY || lim >= 4096 + 1024)
+        return 4096;
     if (lim >= 256)
         return (int)(lim * 3 / 4);
+    return 0;
+}
+
+/* A forked child starts with no socket of its own (the parent's clients are not its). */
+static void child_reset(void) {
+    pthread_mutex_init(&g_lock, NULL);
+    g_nsocks = 0;
+}
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static void register_fork(void) {
+    pthread_atfork(NULL, NULL, child_reset);
+}
+
+/* Whether fd is in the table (a socket of ours the program may have closed: its number
+ * must not serve a second connection while curl still holds it). g_lock held. */
+static int in_table(int fd) {
+    for (int i = 0; i < g_nsocks; i++)
+        if (g_socks[i].fd == fd)
+            return 1;
     return 0;
 }
 
@@ -48,20 +69,36 @@ static int same_file(const as_netfd_id *id) {
 curl_socket_t as_netfd_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
     (void)clientp;
     (void)purpose;
+    pthread_once(&g_once, register_fork);
     int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
     if (fd < 0)
         return CURL_SOCKET_BAD;
+    pthread_mutex_lock(&g_lock);
     int base = high_base();
     if (base > fd) {
-        int hi = fcntl(fd, F_DUPFD_CLOEXEC, base);
-        if (hi >= 0) {
-            close(fd);
-            fd = hi;
+        /* The lowest free number from base, skipping those curl may still hold. */
+        int skipped[8], nskip = 0, start = base;
+        for (;;) {
+            int hi = fcntl(fd, F_DUPFD_CLOEXEC, start);
+            if (hi < 0)
+                break;
+            if (!in_table(hi)) {
+                close(fd);
+                fd = hi;
+                break;
+            }
+            if (nskip == 8) {
+                close(hi);
+                break;
+            }
+            skipped[nskip++] = hi;
+            start = hi + 1;
         }
+        while (nskip > 0)
+            close(skipped[--nskip]);
     }
     as_netfd_id id;
-    pthread_mutex_lock(&g_lock);
-    if (g_nsocks < MAX_SOCKETS && identify(fd, &id) == 0)
+    if (!in_table(fd) && g_nsocks < MAX_SOCKETS && identify(fd, &id) == 0)
         g_socks[g_nsocks++] = id;
     pthread_mutex_unlock(&g_lock);
     return fd;
@@ -98,8 +135,9 @@ void as_netfd_mark(unsigned char open[AS_NETFD_SCAN]) {
 int as_netfd_new(const unsigned char before[AS_NETFD_SCAN], as_netfd_id *ids, int cap) {
     int n = 0;
     for (int fd = 0; fd < AS_NETFD_SCAN && n < cap; fd++) {
-        if (before[fd] || fcntl(fd, F_GETFD) == -1)
-            continue;
+        struct stat st;
+        if (before[fd] || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            continue; /* not new, or not a socket: another thread's file */
         if (identify(fd, &ids[n]) == 0)
             n++;
     }

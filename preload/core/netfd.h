@@ -9,9 +9,10 @@
 #include <curl/curl.h>
 #include <sys/types.h>
 
-/* CURLOPT_OPENSOCKETFUNCTION: a socket, moved to a number near the top of the process's
- * descriptor limit (the program's files keep the low ones), close-on-exec, and
- * remembered. Returns it or CURL_SOCKET_BAD (errno set). */
+/* CURLOPT_OPENSOCKETFUNCTION: a socket, moved to a high number (4096, or the last
+ * quarter of a smaller descriptor limit; the program's files keep the low ones; a number
+ * curl may still hold for a socket the program closed is skipped), close-on-exec, and
+ * remembered. A forked child forgets the parent's. Returns it or CURL_SOCKET_BAD. */
 curl_socket_t as_netfd_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr);
 
 /* CURLOPT_CLOSESOCKETFUNCTION: closes fd only when it is still the socket
@@ -21,9 +22,10 @@ int as_netfd_close(void *clientp, curl_socket_t fd);
 
 /* Descriptors created by a library call we cannot steer (curl_multi_init's wakeup pair):
  * as_netfd_mark() notes which descriptors below AS_NETFD_SCAN are open; as_netfd_new()
- * then records the ones opened since (at most cap) into ids; as_netfd_intact() says
+ * then records the sockets opened since (at most cap) into ids; as_netfd_intact() says
  * whether every recorded one is still the same file (0 when the program closed one, and
- * the library must then not close or read it). Can't fail. */
+ * the library must then not close it). A pair created above AS_NETFD_SCAN (a program
+ * holding over a thousand descriptors) is not seen: it is then trusted. Can't fail. */
 #define AS_NETFD_SCAN 1024
 typedef struct as_netfd_id {
     int fd;

@@ -38,13 +38,14 @@ static void init_header(as_ring *r, uint64_t size, size_t len, int is_file) {
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-/* Maps every page of a new ring writable now, so the hot path never takes the page fault
- * of a first write (~1 us each: a record every 56 calls on a fresh ring). Leaves the
- * contents alone; older kernels simply fault later. */
-static void prefault(void *p, size_t len) {
+int as_ring_prefault(as_ring *r, size_t bytes) {
+    if (!r)
+        return -1;
+    size_t len = (size_t)AS_RING_DATA_OFF + (bytes < r->size ? bytes : (size_t)r->size);
     int saved = errno;
-    madvise(p, len, MADV_POPULATE_WRITE);
+    int rc = madvise(r, len, MADV_POPULATE_WRITE);
     errno = saved;
+    return rc;
 }
 
 /* Returns the ring, or NULL when data_bytes is absurd or mmap failed (nothing mapped). */
@@ -56,7 +57,6 @@ as_ring *as_ring_create(size_t data_bytes) {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    prefault(p, len);
     as_ring *r = p; /* anonymous memory is zero: head = tail = dropped = 0 */
     init_header(r, size, len, 0);
     return r;
@@ -88,7 +88,6 @@ as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_
         errno = saved;
         return NULL;
     }
-    prefault(p, len);
     as_ring *r = p; /* a new file reads as zeros */
     r->info = *info;
     init_header(r, size, len, 1);

@@ -88,6 +88,12 @@ static inline uint32_t as_ring_tag(uint64_t pos) {
 /* Maps an anonymous ring with data_bytes of record space (rounded up to a power of two,
  * at least AS_RING_MIN). Returns the ring, or NULL when the mapping failed (nothing is
  * left mapped). */
+/* Maps the first bytes of the ring's records (and its header page) writable now, contents
+ * unchanged, so the hot path does not take the page fault of a first write (about 1 us,
+ * once per 56 records on a fresh ring). Bounded by the caller: what it maps stays resident.
+ * Returns 0, or -1 when the kernel cannot (before Linux 5.14: pages then fault as used). */
+int as_ring_prefault(as_ring *r, size_t bytes);
+
 as_ring *as_ring_create(size_t data_bytes);
 
 /* Creates the file path (mode 0600, O_EXCL: an existing file is never overwritten) and

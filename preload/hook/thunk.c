@@ -480,8 +480,11 @@ enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret 
     return 1;
 }
 
-__attribute__((target("general-regs-only"))) as_enter_ret as_hook_enter(uint32_t id, as_regs *regs,
-                                                                        void **slot) {
+/* No sanitizer or profiling hook may run here either: the runtime it calls could use the
+ * vector registers the thunk has not saved. */
+__attribute__((target("general-regs-only"), no_sanitize("address", "thread", "undefined"),
+               no_instrument_function)) as_enter_ret
+as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
     as_enter_ret out;
     if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_exit, &out, 0), 1))
         return out;
