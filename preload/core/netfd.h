@@ -9,10 +9,11 @@
 #include <curl/curl.h>
 #include <sys/types.h>
 
-/* CURLOPT_OPENSOCKETFUNCTION: a socket, moved to a high number (4096, or the last
- * quarter of a smaller descriptor limit; the program's files keep the low ones; a number
- * curl may still hold for a socket the program closed is skipped), close-on-exec, and
- * remembered. A forked child forgets the parent's. Returns it or CURL_SOCKET_BAD. */
+/* CURLOPT_OPENSOCKETFUNCTION: a socket, moved to a high number (4096 when the descriptor
+ * limit is 5120 or more, else the last quarter of a limit of at least 256; the program's files keep
+ * the low ones; a number curl may still hold for a socket the program closed is skipped),
+ * close-on-exec, and remembered. A forked child forgets the parent's. Returns it or
+ * CURL_SOCKET_BAD. */
 curl_socket_t as_netfd_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr);
 
 /* CURLOPT_CLOSESOCKETFUNCTION: closes fd only when it is still the socket
