@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "cli/cmds.h"
+#include "core/clock.h"
 #include "core/action.h"
 #include "core/jsonw.h"
 #include "core/log.h"
@@ -58,12 +59,6 @@ static void usage(FILE *f) {
             "uploads recorded JSONL action files to SINK (agentsight, agentsight:URL, otlp:URL,\n"
             "file:PATH).\n"
             "Exit status: 0 all delivered, 1 some actions remain spooled, 2 bad usage.\n");
-}
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void upload_flush(upload *u) {
@@ -137,8 +132,8 @@ static size_t ship_spool(const char *uri, int64_t deadline) {
         return pending_for(uri);
     size_t before = (size_t)-1, now;
     int stalled = 0;
-    while ((now = pending_for(uri)) > 0 && mono_ms() < deadline) {
-        int64_t left = deadline - mono_ms();
+    while ((now = pending_for(uri)) > 0 && as_mono_ms() < deadline) {
+        int64_t left = deadline - as_mono_ms();
         s.ops->flush(&s, (int)(left > 0 ? left : 0));
         stalled = now >= before ? stalled + 1 : 0;
         if (stalled >= 3)
@@ -253,7 +248,7 @@ static int rescue_rings(const char *root, int64_t deadline) {
         group *g = &r.g[i];
         group_send(g);
         for (int k = 0; k < g->ns; k++) {
-            int64_t left = deadline - mono_ms();
+            int64_t left = deadline - as_mono_ms();
             g->s[k].ops->flush(&g->s[k], (int)(left > 0 ? left : 0));
             g->s[k].ops->close(&g->s[k]);
         }
@@ -294,7 +289,7 @@ int as_cmd_send(int argc, char **argv) {
     as_settings_load(AGENTSIGHT_QUEUE_WAIT);
     if (spool)
         snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "%s", spool);
-    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 60000);
+    int64_t deadline = as_mono_ms() + (timeout_ms > 0 ? timeout_ms : 60000);
 
     if (i >= argc) { /* ship the spool */
         if (out) {
@@ -341,7 +336,7 @@ int as_cmd_send(int argc, char **argv) {
         upload_flush(&u);
     }
     for (int s = 0; s < ns; s++) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - as_mono_ms();
         if (sinks[s].ops->flush(&sinks[s], (int)(left > 0 ? left : 0)) != 0)
             rc = 1;
     }

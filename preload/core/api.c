@@ -28,12 +28,6 @@ static _Atomic int start_failure_logged; /* the failure was told once */
  * handler that interrupted it would write at the same open reservation of the ring. */
 static __thread volatile sig_atomic_t t_tracking;
 
-static int64_t mono_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Exporter side: the payload is as_action_pack's blob; the action borrows it. Returns 0,
  * or -1 for a malformed blob. */
 static int decode_action(const void *payload, size_t len, as_action *out, as_buf *scratch) {
@@ -59,7 +53,7 @@ static int start_locked(const agentsight_options *opts) {
             as_error("no sink could be opened for output '%s' (actions are refused; tried "
                      "again every few seconds)",
                      as_cfg.output);
-        int64_t now = mono_now_ns();
+        int64_t now = as_mono_ns();
         atomic_store(&start_failed_ns, now ? now : 1);
         return -1;
     }
@@ -76,7 +70,7 @@ static int ensure_started(void) {
     if (atomic_load_explicit(&api_ready, memory_order_acquire))
         return 0;
     int64_t failed = atomic_load(&start_failed_ns);
-    if (failed && mono_now_ns() - failed < RETRY_START_NS)
+    if (failed && as_mono_ns() - failed < RETRY_START_NS)
         return -1;
     pthread_mutex_lock(&api_lock);
     int rc = atomic_load(&api_ready) ? 0 : start_locked(NULL);

@@ -40,12 +40,6 @@ static int64_t real_minus_mono;                        /* fixed at init */
 static pthread_mutex_t refine_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * (uint64_t)NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t rdtsc(void) {
     uint32_t lo, hi;
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
@@ -79,7 +73,7 @@ static void take_point(uint64_t *tsc, uint64_t *mono) {
     uint64_t best = UINT64_MAX;
     for (int i = 0; i < 3; i++) {
         uint64_t t1 = rdtsc();
-        uint64_t m = mono_ns();
+        uint64_t m = (uint64_t)as_mono_ns();
         uint64_t t2 = rdtsc();
         if (t2 - t1 < best) {
             best = t2 - t1;
@@ -93,9 +87,9 @@ static void take_point(uint64_t *tsc, uint64_t *mono) {
 static int64_t measure_offset(void) {
     int64_t best_gap = INT64_MAX, off = 0;
     for (int i = 0; i < 3; i++) {
-        uint64_t m1 = mono_ns();
+        uint64_t m1 = (uint64_t)as_mono_ns();
         int64_t r = as_clock_unix_ns();
-        uint64_t m2 = mono_ns();
+        uint64_t m2 = (uint64_t)as_mono_ns();
         if ((int64_t)(m2 - m1) < best_gap) {
             best_gap = (int64_t)(m2 - m1);
             off = r - (int64_t)(m1 + (m2 - m1) / 2);
@@ -202,7 +196,7 @@ static uint64_t tsc_to_mono(uint64_t raw) {
     if (raw > atomic_load_explicit(&cal.next_refine_tsc, memory_order_relaxed))
         refine(0);
     if (!atomic_load_explicit(&cal.calibrated, memory_order_acquire))
-        return mono_ns(); /* the TSC did not advance: best effort, never 0 */
+        return (uint64_t)as_mono_ns(); /* the TSC did not advance: best effort, never 0 */
     uint64_t atsc, amono, mult, pmult;
     snapshot(&atsc, &amono, &mult, &pmult);
     return seg_eval(raw, atsc, amono, mult, pmult);

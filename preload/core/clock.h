@@ -37,6 +37,18 @@ int64_t as_clock_raw_delta_ns(uint64_t raw_from, uint64_t raw_to);
 /* CLOCK_REALTIME in ns. */
 int64_t as_clock_unix_ns(void);
 
+/* CLOCK_MONOTONIC in ns and in ms: timeouts, deadlines and back-off (never the hot path,
+ * which reads as_clock_raw()). This function can't fail. */
+static inline int64_t as_mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t as_mono_ms(void) {
+    return as_mono_ns() / 1000000;
+}
+
 /* Formats Unix ns as "2024-01-15T10:30:00.050000Z" (UTC, microseconds) into buf (at least
  * AS_ISO_LEN bytes). Returns the length written. This function can't fail for years
  * 0001-9999; outside that range it clamps. */

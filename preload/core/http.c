@@ -1,4 +1,5 @@
 /* http.c - the asynchronous libcurl multi client behind the HTTP sinks (see http.h). */
+#include "core/clock.h"
 #include "core/http.h"
 
 #include <ctype.h>
@@ -57,12 +58,6 @@ static void global_init_once(void) {
 int as_http_global_init(void) {
     pthread_once(&global_once, global_init_once);
     return global_rc;
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 uint64_t as_http_random64(void) {
@@ -360,7 +355,7 @@ static void on_done(as_http *h, req *r, CURLcode rc) {
         if (r->retry_after_ms >= 0)
             wait = r->retry_after_ms < h->o.retry_after_max_ms ? r->retry_after_ms
                                                                : h->o.retry_after_max_ms;
-        r->not_before_ms = now_ms() + wait;
+        r->not_before_ms = as_mono_ms() + wait;
         r->next = h->waiting;
         h->waiting = r;
         return;
@@ -379,9 +374,9 @@ static int64_t next_retry_ms(const as_http *h) {
 size_t as_http_run(as_http *h, int timeout_ms) {
     if (!h)
         return 0;
-    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = as_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
-        start_more(h, now_ms());
+        start_more(h, as_mono_ms());
         int running = 0;
         curl_multi_perform(h->multi, &running);
         CURLMsg *m;
@@ -396,7 +391,7 @@ size_t as_http_run(as_http *h, int timeout_ms) {
         }
         if (h->outstanding == 0)
             return 0;
-        int64_t now = now_ms();
+        int64_t now = as_mono_ms();
         if (now >= deadline)
             break;
         /* Something may have become startable by a completion: start it before sleeping. */
@@ -417,12 +412,12 @@ size_t as_http_run(as_http *h, int timeout_ms) {
             /* curl_multi_wait, not _poll: _poll also watches (and drains) the multi
              * handle's wakeup pair, whose numbers may be a daemon's files by now. It may
              * return at once when nothing is waited on: then sleep (bounded). */
-            int64_t t0 = now_ms();
+            int64_t t0 = as_mono_ms();
             int nfds = 0;
             long timer = -1;
             curl_multi_wait(h->multi, NULL, 0, (int)wait, &nfds);
             curl_multi_timeout(h->multi, &timer);
-            if (nfds == 0 && timer < 0 && now_ms() - t0 < 1 && wait > 0) {
+            if (nfds == 0 && timer < 0 && as_mono_ms() - t0 < 1 && wait > 0) {
                 int64_t nap = wait < 10 ? wait : 10;
                 struct timespec ts = {0, nap * 1000000};
                 nanosleep(&ts, NULL);

@@ -125,12 +125,6 @@ static int poll_ms_test; /* AGENTSIGHT_TEST_POLL_MS, 0 = not set */
 /* The stats already reported by as_pipe_write_stats (lines carry differences). */
 static uint64_t stats_actions, stats_dropped;
 
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static struct timespec mono_ts(int64_t ns) {
     struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
     return ts;
@@ -280,7 +274,7 @@ static void files_decide_locked(void) {
     memset(&ident, 0, sizeof ident);
     ident.pid = (int32_t)getpid();
     ident.start_time = as_proc_start_time(ident.pid);
-    ident.image = (uint64_t)mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
+    ident.image = (uint64_t)as_mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
     ident.clock_raw0 = as_clock_raw();
     ident.clock_unix0 = as_clock_raw_to_unix_ns(ident.clock_raw0);
     uint64_t span = (uint64_t)1 << 32;
@@ -423,7 +417,7 @@ static void *reserve_slow(as_ring *r, int kind, size_t len, int may_wait) {
         as_pipe_start();
     wait = wait && atomic_load(&pipe_state) == PIPE_RUNNING;
     if (wait) {
-        int64_t deadline = mono_ns() + (int64_t)as_cfg.queue_wait_ms * 1000000;
+        int64_t deadline = as_mono_ns() + (int64_t)as_cfg.queue_wait_ms * 1000000;
         long nap = 50000;
         do {
             wake_exporter();
@@ -434,7 +428,7 @@ static void *reserve_slow(as_ring *r, int kind, size_t len, int may_wait) {
             void *p = as_ring_reserve(r, (unsigned)kind, len);
             if (p)
                 return p;
-        } while (mono_ns() < deadline && atomic_load(&pipe_state) == PIPE_RUNNING);
+        } while (as_mono_ns() < deadline && atomic_load(&pipe_state) == PIPE_RUNNING);
     }
     as_ring_count_drop(r);
     return NULL;
@@ -620,11 +614,11 @@ static void final_drain(void) {
     stop_hi = hi > 0 ? hi : 0;
     for (int rounds = 0; rounds < 100000 && hi > 0; rounds++) {
         drain_all();
-        if (!pending_at_stop() || mono_ns() >= stop_deadline_ns)
+        if (!pending_at_stop() || as_mono_ns() >= stop_deadline_ns)
             break;
     }
     stop_hi = 0;
-    int64_t left = (stop_deadline_ns - mono_ns()) / 1000000;
+    int64_t left = (stop_deadline_ns - as_mono_ns()) / 1000000;
     flush_sinks(left > 0 ? (int)left : 0);
 }
 
@@ -681,7 +675,7 @@ static void recover_dead(void) {
 static void exporter_wait(int ms) {
     pthread_mutex_lock(&ex_lock);
     if (flush_req == flush_done && !atomic_load(&ex_stop)) {
-        struct timespec ts = mono_ts(mono_ns() + (int64_t)ms * 1000000);
+        struct timespec ts = mono_ts(as_mono_ns() + (int64_t)ms * 1000000);
         pthread_cond_timedwait(&ex_cond, &ex_lock, &ts);
     }
     pthread_mutex_unlock(&ex_lock);
@@ -852,7 +846,7 @@ int as_pipe_flush(int timeout_ms) {
         return pending_any() ? -1 : 0;
     int saved = as_in_agentsight;
     as_in_agentsight = 1;
-    struct timespec dl = mono_ts(mono_ns() + (int64_t)timeout_ms * 1000000);
+    struct timespec dl = mono_ts(as_mono_ns() + (int64_t)timeout_ms * 1000000);
     int rc = 0;
     pthread_mutex_lock(&ex_lock);
     uint64_t my = ++flush_req;
@@ -926,7 +920,7 @@ static void shutdown_impl(int exit_time) {
     int saved = as_in_agentsight;
     as_in_agentsight = 1;
     int timeout_ms = as_cfg.flush_timeout_ms > 0 ? as_cfg.flush_timeout_ms : 2000;
-    int64_t deadline = mono_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t deadline = as_mono_ns() + (int64_t)timeout_ms * 1000000;
     /* Timed: exit() from one thread may race with a start in another; never hang. */
     struct timespec lock_dl;
     clock_gettime(CLOCK_REALTIME, &lock_dl);
@@ -953,7 +947,7 @@ static void shutdown_impl(int exit_time) {
     /* pthread_timedjoin_np (CLOCK_REALTIME) rather than clockjoin: sanitizers know it. */
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
-    int64_t rt_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec + (deadline - mono_ns()) +
+    int64_t rt_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec + (deadline - as_mono_ns()) +
                     200000000; /* joining gets a small margin */
     struct timespec dl = mono_ts(rt_ns);
     int joined = pthread_timedjoin_np(ex_thread, NULL, &dl) == 0;

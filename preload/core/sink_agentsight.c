@@ -78,12 +78,6 @@ typedef struct sk {
     unsigned long long delivered, spooled, dead;
 } sk;
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* 1 when key is shaped ags_<32 hex>_<6 hex>. */
 static int key_shape_ok(const char *k) {
     if (strncmp(k, "ags_", 4) != 0 || strlen(k) != 43 || k[36] != '_')
@@ -145,7 +139,7 @@ static void mark_failure(sk *k) {
     k->down_ms = k->down_ms ? k->down_ms * 2 : DOWN_MIN_MS;
     if (k->down_ms > DOWN_MAX_MS)
         k->down_ms = DOWN_MAX_MS;
-    k->down_until_ms = mono_ms() + k->down_ms;
+    k->down_until_ms = as_mono_ms() + k->down_ms;
 }
 
 static void mark_success(sk *k) {
@@ -284,7 +278,7 @@ static conv *conv_get(sk *k, const char *cid) {
 
 /* Routes one item: ready, waiting for its conversation, or to the spool. */
 static void dispatch(sk *k, item *it) {
-    if (k->down_until_ms && mono_ms() < k->down_until_ms) {
+    if (k->down_until_ms && as_mono_ms() < k->down_until_ms) {
         to_spool(k, it);
         return;
     }
@@ -319,7 +313,7 @@ static void dispatch(sk *k, item *it) {
 
 /* Hands ready items to the client while it has room; spools them when the API is down. */
 static void pump(sk *k) {
-    int down = k->down_until_ms && mono_ms() < k->down_until_ms;
+    int down = k->down_until_ms && as_mono_ms() < k->down_until_ms;
     while (k->ready_head && (down || as_http_outstanding(k->http) < WIRE_AHEAD)) {
         item *it = k->ready_head;
         k->ready_head = it->next;
@@ -533,8 +527,8 @@ static void accept_action(sk *k, const as_action *a, int64_t key, replay *rp) {
      * rather than in memory, until those end (then new ones probe the server again). */
     int failing = as_http_outstanding(k->http) > 0 && !as_http_answering(k->http) &&
                   !(k->healthy && k->held < WIRE_AHEAD);
-    if (!rp &&
-        (k->held >= MAX_ITEMS || failing || (k->down_until_ms && mono_ms() < k->down_until_ms))) {
+    if (!rp && (k->held >= MAX_ITEMS || failing ||
+                (k->down_until_ms && as_mono_ms() < k->down_until_ms))) {
         display_name_seen(k, a);
         if (spool_direct(k, a) != 0)
             as_error("agentsight sink: out of memory; an action is lost");
@@ -569,7 +563,7 @@ static int replay_line(const char *line, size_t len, void *ctx) {
 static void maybe_replay(sk *k) {
     if (k->rp || k->closing || !k->spool_maybe || !k->healthy || k->held > MAX_ITEMS / 4)
         return;
-    if (k->down_until_ms && mono_ms() < k->down_until_ms)
+    if (k->down_until_ms && as_mono_ms() < k->down_until_ms)
         return;
     replay *rp = as_spool_replay_start(k->spool, &k->spool_maybe);
     if (!rp)
@@ -634,12 +628,12 @@ static void spool_everything(sk *k) {
 
 static int ags_flush(as_sink *s, int timeout_ms) {
     sk *k = s->impl;
-    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = as_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         drive(k, 20);
         if (!k->ready_head && as_http_outstanding(k->http) == 0 && !held_conv_items(k))
             break;
-        if (mono_ms() >= deadline) {
+        if (as_mono_ms() >= deadline) {
             /* Out of time: everything still held goes to the spool. Nothing may be put
              * back on the wire here (a request left outstanding would report later,
              * after a replay it belongs to was freed). */

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/action.h"
 #include "core/http.h"
 #include "core/jsonw.h"
@@ -63,12 +64,6 @@ struct osk {
     as_spool_rec *recs;
     size_t nrecs;
 };
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t fnv1a(const char *s, uint64_t h) {
     for (; *s; s++) {
@@ -183,7 +178,7 @@ static void on_done(void *ctx, const as_http_resp *r) {
             k->down_ms = k->down_ms ? k->down_ms * 2 : DOWN_MIN_MS;
             if (k->down_ms > DOWN_MAX_MS)
                 k->down_ms = DOWN_MAX_MS;
-            k->down_until_ms = mono_ms() + k->down_ms;
+            k->down_until_ms = as_mono_ms() + k->down_ms;
         }
         batch_spool(k, bt);
     }
@@ -221,7 +216,7 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
         rp->remaining++;
     k->held++;
     /* Down or full: only the lines are made, for the spool (no export body). */
-    int spool_now = (k->down_until_ms && mono_ms() < k->down_until_ms) || k->held > MAX_BATCHES;
+    int spool_now = (k->down_until_ms && as_mono_ms() < k->down_until_ms) || k->held > MAX_BATCHES;
     as_buf body, meta;
     as_buf_init(&body);
     as_buf_init(&meta);
@@ -261,12 +256,11 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
     }
 }
 
-static int replay_line(const char *line, size_t len, void *ctx) {
-    osk *k = ctx;
-    if (as_spool_parse_line(line, len, &k->recs[k->nrecs]) != 0)
-        return 0;
-    if (++k->nrecs < CHUNK)
-        return 0;
+/* Exports the replayed records gathered so far (one request of up to CHUNK spans) and
+ * frees them. */
+static void export_recs(osk *k) {
+    if (k->nrecs == 0)
+        return;
     as_action acts[CHUNK];
     for (size_t i = 0; i < k->nrecs; i++)
         acts[i] = k->recs[i].a;
@@ -274,13 +268,21 @@ static int replay_line(const char *line, size_t len, void *ctx) {
     for (size_t i = 0; i < k->nrecs; i++)
         as_spool_rec_free(&k->recs[i]);
     k->nrecs = 0;
+}
+
+static int replay_line(const char *line, size_t len, void *ctx) {
+    osk *k = ctx;
+    if (as_spool_parse_line(line, len, &k->recs[k->nrecs]) != 0)
+        return 0;
+    if (++k->nrecs == CHUNK)
+        export_recs(k);
     return 0;
 }
 
 static void maybe_replay(osk *k) {
     if (k->rp || k->closing || !k->spool_maybe || !k->healthy || k->held > MAX_BATCHES / 4)
         return;
-    if (k->down_until_ms && mono_ms() < k->down_until_ms)
+    if (k->down_until_ms && as_mono_ms() < k->down_until_ms)
         return;
     replay *rp = as_spool_replay_start(k->spool, &k->spool_maybe);
     if (!rp)
@@ -288,15 +290,7 @@ static void maybe_replay(osk *k) {
     k->rp = rp; /* remaining 1: held while loading */
     k->nrecs = 0;
     as_spool_read(rp->path, NULL, 0, replay_line, k);
-    if (k->nrecs) {
-        as_action acts[CHUNK];
-        for (size_t i = 0; i < k->nrecs; i++)
-            acts[i] = k->recs[i].a;
-        export(k, acts, k->nrecs, rp->key, rp);
-        for (size_t i = 0; i < k->nrecs; i++)
-            as_spool_rec_free(&k->recs[i]);
-        k->nrecs = 0;
-    }
+    export_recs(k);
     replay_step_done(k, rp);
 }
 
@@ -312,13 +306,13 @@ static int otlp_send(as_sink *s, const as_action *batch, size_t n) {
 
 static int otlp_flush(as_sink *s, int timeout_ms) {
     osk *k = s->impl;
-    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = as_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int rc = 0;
     for (;;) {
         maybe_replay(k);
         if (as_http_run(k->http, 20) == 0 && !k->rp)
             break;
-        if (mono_ms() >= deadline) {
+        if (as_mono_ms() >= deadline) {
             as_http_cancel_all(k->http);
             rc = -1;
             break;

@@ -208,12 +208,6 @@ uint64_t as_spool_dropped(const as_spool *sp) {
     return sp ? sp->dropped : 0;
 }
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 size_t as_spool_staged(const as_spool *sp) {
     return sp ? sp->nstaged : 0;
 }
@@ -223,7 +217,7 @@ int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len) {
         as_spool_commit(sp);
     if (sp->nstaged == 0) {
         sp->staged_key = key;
-        sp->staged_since_ms = mono_ms();
+        sp->staged_since_ms = as_mono_ms();
         sp->staged_first_ns = as_clock_unix_ns();
     }
     while (len > 0 && line[len - 1] == '\n')
@@ -245,7 +239,7 @@ int as_spool_stage(as_spool *sp, int64_t key, const char *line, size_t len) {
 }
 
 long as_spool_commit_due(as_spool *sp) {
-    if (!sp || sp->nstaged == 0 || mono_ms() - sp->staged_since_ms < AS_SPOOL_LINGER_MS)
+    if (!sp || sp->nstaged == 0 || as_mono_ms() - sp->staged_since_ms < AS_SPOOL_LINGER_MS)
         return 0;
     return as_spool_commit(sp);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/lockwait.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "hook/callrec.h"
@@ -41,14 +42,7 @@ static int g_cet_warned;
 static int g_fork_elocked;
 
 static void fork_prepare(void) {
-    g_fork_elocked = 0;
-    for (int i = 0; i < 1000 && !g_fork_elocked; i++) {
-        g_fork_elocked = pthread_mutex_trylock(&g_elock) == 0;
-        if (!g_fork_elocked) {
-            struct timespec nap = {0, 1000000};
-            nanosleep(&nap, NULL);
-        }
-    }
+    g_fork_elocked = as_mutex_lock_bounded(&g_elock, 1000);
     as_patch_fork_prepare();
 }
 

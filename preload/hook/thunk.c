@@ -443,10 +443,10 @@ enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret 
         return 1;
     }
     uint32_t d = t->depth;
-    const as_proto *p = capture_proto(tg);
+    /* Untyped: the thunk sent every target with a prototype to the general entry. */
+    const as_proto *p = typed ? capture_proto(tg) : NULL;
     if (__builtin_expect(d >= t->cap || t->errno_p == NULL ||
-                             (d && t->frames[d - 1].slot <= slot) || (p != NULL && !typed) ||
-                             !as_clock_use_tsc,
+                             (d && t->frames[d - 1].slot <= slot) || !as_clock_use_tsc,
                          0))
         return 0;
     /* busy keeps a signal handler's calls on this thread off frames[d] while it is
@@ -462,7 +462,7 @@ enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret 
     f->cap_off = UINT32_MAX;
     f->cap_len = 0;
     f->reported = 0;
-    if (typed && p) { /* xmm0-7 are in regs: the capture may use vector registers */
+    if (p) { /* typed: xmm0-7 are in regs, the capture may use vector registers */
         int e = f->errno_in;
         f->ret_items = p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG;
         as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);
@@ -646,31 +646,19 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
 }
 
 /* The common exit of a call that captured items at entry and adds none at exit (its
- * return is not a string or a struct): the record and its items are written here. The
- * landing saved xmm0-1: the copy may use vector registers. Anything else: exit_slow. */
-__attribute__((noinline)) static as_exit_ret exit_typed(as_retregs *regs, char *rsp_at_landing,
-                                                        uint64_t t1, as_shadow_frame *f, uint32_t k,
-                                                        as_ring *r) {
+ * return is not a string or a struct): emit() writes the record with its items (the
+ * landing saved xmm0-1: the copy may use vector registers). Anything else: exit_slow. */
+__attribute__((noinline)) static as_exit_ret
+exit_typed(as_retregs *regs, char *rsp_at_landing, uint64_t t1, as_shadow_frame *f, uint32_t k) {
     as_tstate *t = &ts;
     if (f->ret_items)
         return exit_slow(regs, rsp_at_landing, t1);
-    const void *cap = f->cap_len ? as_capture_data(f) : NULL;
-    uint32_t ext = cap ? f->cap_len : 0;
+    /* read before the frame is freed for a signal handler */
+    as_exit_ret out = {f->ret, f->caller_rbp};
     int was_busy = t->busy;
     t->busy = 1; /* a signal handler's call must not write into the open reservation */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    as_callrec *rec = as_ring_reserve(r, AS_MSG_CALL, sizeof *rec + ext);
-    if (__builtin_expect(rec == NULL, 0)) {
-        t->busy = was_busy; /* a full ring, or items too large: exit_slow decides */
-        return exit_slow(regs, rsp_at_landing, t1);
-    }
-    fill_rec(rec, t->tid, f, t1, regs, *t->errno_p, AS_CALL_RETURNED, ext);
-    if (ext)
-        as_capture_copy(rec + 1, cap, ext);
-    as_ring_commit(r);
-    /* read before the frame is freed for a signal handler */
-    as_exit_ret out = {f->ret, f->caller_rbp};
-    as_capture_release(f);
+    emit(t, f, t1, regs, *t->errno_p, AS_CALL_RETURNED);
     t->depth = k - 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
@@ -698,7 +686,7 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
                          0))
         return exit_slow(regs, rsp_at_landing, t1);
     if (f->cap_off != UINT32_MAX)
-        return exit_typed(regs, rsp_at_landing, t1, f, k, r);
+        return exit_typed(regs, rsp_at_landing, t1, f, k);
     int was_busy = t->busy;
     t->busy = 1; /* a signal handler's call must not write into the open reservation */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -20,6 +20,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "core/clock.h"
+#include "core/lockwait.h"
 #include "hook/patch.h"
 
 #define JMP_LEN 5      /* e9 rel32 */
@@ -591,12 +593,6 @@ static int needs_move(const as_patch *p, pid_t tid) {
     return 1;
 }
 
-static long elapsed_ns(const struct timespec *t0) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
-}
-
 /* With the int3 in place (no thread enters the displaced bytes any more), asks every other
  * thread that may be inside them to move to the trampoline, and waits (bounded) for the
  * answers. Returns how many threads did not answer. Call with g_plock held. */
@@ -634,9 +630,8 @@ static unsigned move_threads_out(const as_patch *p) {
             sent++;
     }
     closedir(d);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (__atomic_load_n(&g_fix_acks, __ATOMIC_ACQUIRE) < sent && elapsed_ns(&t0) < FIX_WAIT_NS) {
+    int64_t deadline = as_mono_ns() + FIX_WAIT_NS;
+    while (__atomic_load_n(&g_fix_acks, __ATOMIC_ACQUIRE) < sent && as_mono_ns() < deadline) {
         struct timespec nap = {0, 50000};
         sched_yield();
         nanosleep(&nap, NULL);
@@ -651,20 +646,8 @@ static unsigned move_threads_out(const as_patch *p) {
 
 static int g_fork_locked;
 
-/* Takes mu, waiting at most ~0.5 s (a patch in progress may wait 250 ms for answers).
- * Returns 1 when taken. */
-static int lock_bounded(pthread_mutex_t *mu) {
-    for (int i = 0; i < 500; i++) {
-        if (pthread_mutex_trylock(mu) == 0)
-            return 1;
-        struct timespec nap = {0, 1000000};
-        nanosleep(&nap, NULL);
-    }
-    return 0;
-}
-
 void as_patch_fork_prepare(void) {
-    g_fork_locked = lock_bounded(&g_plock);
+    g_fork_locked = as_mutex_lock_bounded(&g_plock, 500);
 }
 
 void as_patch_fork_parent(void) {
