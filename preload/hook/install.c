@@ -429,7 +429,7 @@ static void add_dwarf_protos(const as_obj *o, uint32_t first, uint32_t last) {
             free(p);
             continue;
         }
-        __atomic_store_n(&t->proto, p, __ATOMIC_RELEASE);
+        as_target_set_proto(t, p);
     }
 }
 

@@ -48,7 +48,7 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
     t->library = library ? library : "";
     t->entry = entry;
     /* The entry's prototype; the installer may set a DWARF one when this is NULL. */
-    t->proto = entry && entry->has_proto ? &entry->proto : NULL;
+    as_target_set_proto(t, entry && entry->has_proto ? &entry->proto : NULL);
     t->id = n;
     t->via = 0;
     t->obj_lo = obj_lo;
@@ -58,6 +58,11 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
     __atomic_store_n(&as_ntargets, n + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&as_targets_lock);
     return (int)n;
+}
+
+void as_target_set_proto(as_target *t, const as_proto *p) {
+    __atomic_store_n(&t->proto, p, __ATOMIC_RELEASE);
+    t->captures = p != NULL && !(t->entry && t->entry->capture_none);
 }
 
 void as_target_retire(uint32_t id) {

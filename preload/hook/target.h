@@ -31,6 +31,8 @@ typedef struct as_target {
     uint32_t via;             /* enum as_hook_via bits seen so far */
     uintptr_t obj_lo, obj_hi; /* the defining object's PT_LOAD range; 0, 0 = unknown */
     int retired;              /* its object was unloaded (atomic) */
+    uint32_t captures;        /* proto set and the entry not capture=none: the calls capture
+                                 (unless capture = off) and take the general entry */
 } as_target;
 
 extern as_target as_targets[AS_MAX_TARGETS];
@@ -49,6 +51,10 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
 
 /* Retires target id (its object was unloaded). This function can't fail. */
 void as_target_retire(uint32_t id);
+
+/* Gives target t the prototype p (NULL: none), and with it the captures flag the thunk
+ * reads. Before any hook leads to t: a call in flight sees one or the other. */
+void as_target_set_proto(as_target *t, const as_proto *p);
 
 /* Whether target id is retired. */
 static inline int as_target_retired(uint32_t id) {

@@ -1,7 +1,8 @@
 /* thunk.c - the C half of the hot path: what the x86-64 thunk calls at a wrapped
- * function's entry and at its return. Keeps the per-thread shadow stack of calls in
+ * function's entry and at its return when its own common paths (an untyped call, a warm
+ * thread, room in the ring) do not apply. Keeps the per-thread shadow stack of calls in
  * flight (the real return addresses), takes the timestamps and writes one AS_MSG_CALL
- * record per call.
+ * record per call; the thunk's common paths do the same on as_hook_ts directly.
  *
  * Relies on thunk.S for: as_thunk_stubs (stub i loads i into r11d), as_thunk_exit (the
  * swapped-in return address), their full-preservation twins as_thunk_full_stubs (stub i
@@ -43,10 +44,32 @@ _Static_assert(offsetof(as_retregs, xmm) == 16, "X_XMM0");
 _Static_assert(sizeof(as_retregs) == 48, "X_SIZE");
 _Static_assert(AS_MAX_TARGETS == 4096, "AS_STUBS in thunk.S");
 _Static_assert(sizeof(as_target) == 80, "T_SIZE in thunk.S (id * 5 << 4)");
-_Static_assert(offsetof(as_target, proto) == 40, "T_PROTO in thunk.S");
+_Static_assert(offsetof(as_target, captures) == 76, "T_CAPTURES in thunk.S");
 _Static_assert(sizeof(as_callrec) == 64, "record size");
 _Static_assert(offsetof(as_shadow_frame, caller_rbp) == 0, "[rbp] in thunk.S CFI");
 _Static_assert(offsetof(as_shadow_frame, ret) == 8, "[rbp+8] in thunk.S CFI");
+_Static_assert(offsetof(as_shadow_frame, slot) == 16, "FR_SLOT");
+_Static_assert(offsetof(as_shadow_frame, t0) == 24, "FR_T0");
+_Static_assert(offsetof(as_shadow_frame, id) == 32, "FR_ID");
+_Static_assert(offsetof(as_shadow_frame, errno_in) == 36, "FR_ERRNO");
+_Static_assert(offsetof(as_shadow_frame, cap_off) == 40, "FR_CAPOFF");
+_Static_assert(offsetof(as_shadow_frame, cap_len) == 44, "FR_CAPOFF + 4");
+_Static_assert(offsetof(as_shadow_frame, reported) == 48, "FR_REPORTED");
+_Static_assert(offsetof(as_shadow_frame, ret_items) == 52, "FR_REPORTED + 4");
+_Static_assert(sizeof(as_shadow_frame) == 56, "FR_SIZE");
+_Static_assert(offsetof(as_target, orig) == 0, "T_ORIG");
+_Static_assert(offsetof(as_ring, head) == 0, "RG_HEAD");
+_Static_assert(offsetof(as_ring, limit) == 136, "RG_LIMIT");
+_Static_assert(offsetof(as_ring, size) == 208, "RG_SIZE");
+_Static_assert(offsetof(as_ring, mask) == 216, "RG_MASK");
+_Static_assert(AS_RING_DATA_OFF == 4096 && AS_RING_HDR == 8, "RG_DATA, the header");
+_Static_assert(AS_MSG_CALL == 2 && AS_CALL_RETURNED == 1, "the record's kind and flags");
+_Static_assert(offsetof(as_callrec, tid) == 8 && offsetof(as_callrec, errno_in) == 12 &&
+                   offsetof(as_callrec, errno_out) == 16 && offsetof(as_callrec, ext) == 20 &&
+                   offsetof(as_callrec, t0) == 24 && offsetof(as_callrec, t1) == 32 &&
+                   offsetof(as_callrec, rax) == 40 && offsetof(as_callrec, rdx) == 48 &&
+                   offsetof(as_callrec, xmm0) == 56,
+               "the record as thunk.S writes it");
 
 /* The personality routine finds the frame an exception leaves by its CFA; libgcc_s
  * provides it whenever an unwinder runs (a weak reference adds no dependency). */
@@ -88,7 +111,12 @@ static inline as_shadow *shadow_of(const as_tstate *t) {
  * holes on top are popped by the next slow path. Frames never move: rbp of a parked call
  * points at its frame (the CFI reads it). */
 
-static __thread as_tstate ts;
+/* Read and written by the common paths in thunk.S too (offsets checked here). */
+__thread as_tstate as_hook_ts;
+_Static_assert(offsetof(as_tstate, frames) == 0 && offsetof(as_tstate, depth) == 8 &&
+                   offsetof(as_tstate, cap) == 12 && offsetof(as_tstate, busy) == 16 &&
+                   offsetof(as_tstate, tid) == 20 && offsetof(as_tstate, errno_p) == 24,
+               "TS_* in thunk.S");
 
 /* Threads with a shadow stack, and frames of exited threads whose slot still held our
  * landing (a coroutine parked there may return on another thread): searched only when a
@@ -117,9 +145,9 @@ static void fork_parent(void) {
 }
 
 static void child_after_fork(void) {
-    ts.tid = 0; /* the child's only thread has a new tid */
+    as_hook_ts.tid = 0; /* the child's only thread has a new tid */
     /* The other threads are gone: only this one's stack remains registered. */
-    reg_head = ts.frames ? shadow_of(&ts) : NULL;
+    reg_head = as_hook_ts.frames ? shadow_of(&as_hook_ts) : NULL;
     if (reg_head)
         reg_head->next = NULL;
     pthread_mutex_init(&reg_lock, NULL);
@@ -308,7 +336,7 @@ __attribute__((noinline, cold)) static int stack_room(as_tstate *t) {
  * the thread tracks nothing more. */
 static void thread_exit(void *arg) {
     as_tstate *t = arg;
-    if (!t || t != &ts || !t->frames)
+    if (!t || t != &as_hook_ts || !t->frames)
         return;
     int *ep = errno_ptr(t);
     int e = *ep;
@@ -372,7 +400,7 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
                                                          void *landing) {
     const as_target *tg = &as_targets[id];
     as_enter_ret out = {tg->orig, NULL};
-    as_tstate *t = &ts;
+    as_tstate *t = &as_hook_ts;
     if (__builtin_expect(t->busy | as_in_agentsight | !as_hook_enabled, 0))
         return out;
     int *ep = errno_ptr(t);
@@ -436,7 +464,7 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
 __attribute__((always_inline, target("general-regs-only"))) static inline int
 enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret *out, int typed) {
     const as_target *tg = &as_targets[id];
-    as_tstate *t = &ts;
+    as_tstate *t = &as_hook_ts;
     if (__builtin_expect(t->busy | as_in_agentsight | !as_hook_enabled, 0)) {
         out->orig = tg->orig;
         out->frame = NULL;
@@ -602,7 +630,7 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
                                                        uint64_t t1) {
     if (t1 == 0)
         t1 = as_clock_raw();
-    as_tstate *t = &ts;
+    as_tstate *t = &as_hook_ts;
     int *ep = errno_ptr(t);
     int e = *ep;
     void **slot = (void **)(rsp_at_landing - sizeof(void *));
@@ -650,7 +678,7 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
  * landing saved xmm0-1: the copy may use vector registers). Anything else: exit_slow. */
 __attribute__((noinline)) static as_exit_ret
 exit_typed(as_retregs *regs, char *rsp_at_landing, uint64_t t1, as_shadow_frame *f, uint32_t k) {
-    as_tstate *t = &ts;
+    as_tstate *t = &as_hook_ts;
     if (f->ret_items)
         return exit_slow(regs, rsp_at_landing, t1);
     /* read before the frame is freed for a signal handler */
@@ -675,7 +703,7 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
         return exit_slow(regs, rsp_at_landing, 0);
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
     uint64_t t1 = ((uint64_t)hi << 32) | lo;
-    as_tstate *t = &ts;
+    as_tstate *t = &as_hook_ts;
     void **slot = (void **)(rsp_at_landing - sizeof(void *));
     uint32_t k = t->depth;
     as_ring *r = as_pipe_tring;
@@ -715,7 +743,7 @@ int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc
     (void)exc;
     if (!(actions & UA_CLEANUP_PHASE))
         return URC_CONTINUE_UNWIND;
-    as_tstate *t = &ts;
+    as_tstate *t = &as_hook_ts;
     pop_holes(t);
     if (t->depth == 0)
         return URC_CONTINUE_UNWIND;
@@ -744,7 +772,7 @@ int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc
 }
 
 int as_hook_report_live(void) {
-    as_tstate *t = &ts;
+    as_tstate *t = &as_hook_ts;
     if (!t->frames || t->depth == 0)
         return 0;
     int *ep = errno_ptr(t);
@@ -772,7 +800,7 @@ uint64_t as_hook_untracked(void) {
 
 uint32_t as_hook_depth(void) {
     uint32_t n = 0;
-    for (uint32_t i = 0; i < ts.depth; i++)
-        n += ts.frames[i].slot != NULL;
+    for (uint32_t i = 0; i < as_hook_ts.depth; i++)
+        n += as_hook_ts.frames[i].slot != NULL;
     return n;
 }

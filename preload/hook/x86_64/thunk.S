@@ -1,6 +1,11 @@
 /* thunk.S - the x86-64 hot path of the interposer: one 16-byte stub per target, the
- * common entry that saves the argument registers and asks C where to go, and the exit
- * landing that a tracked call returns to instead of its caller.
+ * common entry, and the exit landing that a tracked call returns to instead of its caller.
+ * An untyped call in the common case is handled here alone: the entry pushes the shadow
+ * frame and takes the first timestamp, the landing takes the second and writes the record
+ * into the thread's ring, with no call and only a few scratch registers saved (about 140
+ * instructions per call instead of 235 through C). Every other case (typed capture, a
+ * thread's first call, dead frames, a full ring or its end, the clock without the TSC)
+ * saves the registers and asks C (preload/hook/thunk.c), before any side effect.
  *
  * Symbols the C side (preload/hook/thunk.c) relies on:
  *   as_thunk_stubs .. as_thunk_stubs_end   AS_MAX_TARGETS stubs, stub i at +16*i
@@ -15,8 +20,11 @@
  *   as_capture_vec_risk_entry(id), as_capture_vec_risk_exit() -> 0/1 in eax
  *                                          (capture.c) whether the full variant must
  *                                          save the vector state beyond xmm0-15
- * The register frames are struct as_regs / struct as_retregs in thunk.h; their offsets
- * below are checked by _Static_assert in thunk.c. */
+ *   as_hook_ts, as_targets, as_pipe_tring, as_in_agentsight, as_hook_enabled,
+ *   as_clock_use_tsc, as_capture_off       read (and the first written) by the common paths
+ * The register frames are struct as_regs / struct as_retregs in thunk.h; their offsets,
+ * and those of the structures the common paths read, are checked by _Static_assert in
+ * thunk.c. */
 #include "asm.h"
 
 #define AS_STUBS 4096 /* AS_MAX_TARGETS in target.h (checked in thunk.c) */
@@ -40,9 +48,41 @@
 #define X_XMM1 32
 #define X_SIZE 48
 
-/* struct as_target (target.h): its size and where its prototype pointer lies. */
+/* struct as_target (target.h): its size, the original, whether its calls capture. */
 #define T_SIZE 80
-#define T_PROTO 40
+#define T_ORIG 0
+#define T_CAPTURES 76
+
+/* The common paths below do in assembly what as_hook_enter / as_hook_exit do in C for
+ * the common case (no call, no register saved beyond a few scratch ones); every other case
+ * falls back to C before any side effect. Offsets checked by _Static_assert in thunk.c. */
+/* struct as_tstate, the thread's TLS block as_hook_ts (thunk.c). */
+#define TS_FRAMES 0
+#define TS_DEPTH 8
+#define TS_CAP 12
+#define TS_BUSY 16
+#define TS_TID 20
+#define TS_ERRNO 24
+/* struct as_shadow_frame (thunk.h). */
+#define FR_RBP 0
+#define FR_RET 8
+#define FR_SLOT 16
+#define FR_T0 24
+#define FR_ID 32
+#define FR_ERRNO 36
+#define FR_CAPOFF 40     /* cap_off, cap_len */
+#define FR_REPORTED 48   /* reported, ret_items */
+#define FR_SIZE 56
+/* struct as_ring (core/ring.h) and one untyped record: an 8-byte header {len 64,
+ * kind AS_MSG_CALL (2), tag} then struct as_callrec (hook/callrec.h). */
+#define RG_HEAD 0
+#define RG_LIMIT 136
+#define RG_SIZE 208
+#define RG_MASK 216
+#define RG_DATA 4096
+#define REC_BYTES 72
+#define REC_KIND 2
+#define REC_TAG_MUL 0x9E3779B97F4A7C15 /* as_ring_tag() */
 
     .text
 
@@ -118,7 +158,89 @@ ENTRY(as_thunk_common)
     .cfi_offset %rbp, -16
     movq %rsp, %rbp
     .cfi_def_cfa_register %rbp
-    subq $R_SIZE, %rsp
+    /* The common case (enter_fast in thunk.c, untyped): an untyped target, tracking on and
+     * the TSC in use, a thread that is not inside our code, has its shadow stack, its
+     * errno location, room for a frame, and no frame above this call's (a longjmp may
+     * have left one). Four scratch registers are pushed; anything else pops them and
+     * goes to C below. */
+    pushq %rax
+    movl %r11d, %eax
+    leaq (%rax,%rax,4), %rax
+    shlq $4, %rax                    /* id * sizeof(as_target) */
+    addq as_targets@GOTPCREL(%rip), %rax
+    cmpl $0, T_CAPTURES(%rax)
+    je 5f
+    cmpl $0, as_capture_off(%rip)
+    jne 5f
+    popq %rax                        /* typed: C captures */
+    jmp 4f
+5:  pushq %rdx
+    pushq %rcx
+    pushq %rsi
+    movq %rax, %rsi                  /* rsi = the target */
+    cmpl $0, as_hook_enabled(%rip)
+    je 2f
+    cmpl $0, as_clock_use_tsc(%rip)
+    je 2f
+    movq as_hook_ts@GOTTPOFF(%rip), %rcx
+    movq as_in_agentsight@GOTTPOFF(%rip), %rax
+    movl %fs:(%rax), %eax
+    orl %fs:TS_BUSY(%rcx), %eax
+    jnz 2f
+    movl %fs:TS_DEPTH(%rcx), %edx    /* d: frames in use */
+    cmpl %fs:TS_CAP(%rcx), %edx
+    jae 2f                           /* full, or no shadow stack yet */
+    cmpq $0, %fs:TS_ERRNO(%rcx)
+    je 2f
+    imull $FR_SIZE, %edx, %eax
+    addq %fs:TS_FRAMES(%rcx), %rax   /* rax = f = &frames[d] */
+    testl %edx, %edx
+    jz 3f
+    leaq 8(%rbp), %rdx               /* the slot */
+    cmpq %rdx, FR_SLOT - FR_SIZE(%rax)
+    jbe 2f                           /* frames[d - 1] is not an outer call's: C drops it */
+3:  /* busy keeps a signal handler's calls on this thread off frames[d] while it is
+     * filled (as in enter_fast). */
+    movl $1, %fs:TS_BUSY(%rcx)
+    movq (%rbp), %rdx
+    movq %rdx, FR_RBP(%rax)          /* the caller's rbp */
+    movq 8(%rbp), %rdx
+    movq %rdx, FR_RET(%rax)          /* the caller's return address */
+    leaq 8(%rbp), %rdx
+    movq %rdx, FR_SLOT(%rax)
+    movl %r11d, FR_ID(%rax)
+    movq T_ORIG(%rsi), %r11          /* the original, called below */
+    movq %fs:TS_ERRNO(%rcx), %rdx
+    movl (%rdx), %edx
+    movl %edx, FR_ERRNO(%rax)
+    movl $-1, FR_CAPOFF(%rax)        /* nothing captured */
+    movl $0, FR_CAPOFF + 4(%rax)
+    movq $0, FR_REPORTED(%rax)       /* reported, ret_items */
+    movq %rax, %rsi                  /* f */
+    rdtsc
+    shlq $32, %rdx
+    orq %rax, %rdx
+    movq %rdx, FR_T0(%rsi)
+    addl $1, %fs:TS_DEPTH(%rcx)
+    leaq as_thunk_exit(%rip), %rax
+    movq %rax, 8(%rbp)               /* the call below writes it again (see enter_fast) */
+    movl $0, %fs:TS_BUSY(%rcx)
+    movq %rsi, (%rbp)                /* popped into rbp: the shadow frame */
+    popq %rsi
+    popq %rcx
+    popq %rdx
+    popq %rax
+    .cfi_remember_state
+    popq %rbp                        /* rbp = the shadow frame, rsp = the slot */
+    .cfi_def_cfa %rsp, 8
+    CFI_RBP_AT_RBP0
+    jmp 6f
+    .cfi_restore_state
+2:  popq %rsi
+    popq %rcx
+    popq %rdx
+    popq %rax
+4:  subq $R_SIZE, %rsp
     andq $-16, %rsp                  /* aligned already; kept for safety */
     movq %rdi, R_RDI(%rsp)
     movq %rsi, R_RSI(%rsp)
@@ -128,12 +250,12 @@ ENTRY(as_thunk_common)
     movq %r9, R_R9(%rsp)
     movq %rax, R_RAX(%rsp)
     movq %r10, R_R10(%rsp)
-    /* A target with a prototype goes to the general entry at once (it captures). */
+    /* A target whose calls capture goes to the general entry at once. */
     movl %r11d, %eax
     leaq (%rax,%rax,4), %rax
     shlq $4, %rax                    /* id * sizeof(as_target) */
     leaq as_targets(%rip), %rdi
-    cmpq $0, T_PROTO(%rdi,%rax)
+    cmpl $0, T_CAPTURES(%rdi,%rax)
     movl %r11d, %eax                 /* id, for 3: */
     jne 3f
     movl %r11d, %edi                 /* id */
@@ -163,7 +285,7 @@ ENTRY(as_thunk_common)
     jmp 2b
 1:  movq %rdx, (%rbp)                /* RESTORE_ARGS pops it: rbp = the shadow frame */
     RESTORE_ARGS
-    .cfi_def_cfa %rsp, 8
+6:  .cfi_def_cfa %rsp, 8
     addq $8, %rsp                    /* the caller's return address lives in the shadow frame */
     /* The caller's rsp after the return is rsp itself (ret_slot + 8). A frame whose CFA
      * equals its callee's is taken for the caller by unwinders (libgcc would think the
@@ -193,7 +315,126 @@ as_thunk_exit:
     CFI_RBP_AT_RBP0
     subq $8, %rsp                    /* back onto the ret_slot: [rsp] gets the real address */
     .cfi_adjust_cfa_offset 8
+    /* The common case (the untyped part of as_hook_exit): the TSC in use, the returning
+     * call is the top frame, untyped, not reported, no hole below it, the thread has its
+     * ring (with room for the record before its end), thread id and errno location, and
+     * is not inside our code. The return registers wait in r8/r9 (caller-saved: free
+     * once the original returned); xmm0-1 and st0 are not touched. Anything else restores
+     * rax/rdx and goes to C below, before any side effect. */
+    cmpl $0, as_clock_use_tsc(%rip)
+    je 9f
+    movq as_hook_ts@GOTTPOFF(%rip), %rcx
+    movl %fs:TS_DEPTH(%rcx), %esi    /* k: frames in use */
+    testl %esi, %esi
+    jz 9f
+    imull $FR_SIZE, %esi, %r10d
+    addq %fs:TS_FRAMES(%rcx), %r10
+    subq $FR_SIZE, %r10              /* r10 = f = &frames[k - 1] */
+    cmpq %rsp, FR_SLOT(%r10)         /* rsp = the slot */
+    jne 9f
+    cmpl $-1, FR_CAPOFF(%r10)        /* typed: C copies the items */
+    jne 9f
+    cmpl $0, FR_REPORTED(%r10)
+    jne 9f
+    cmpl $1, %esi
+    je 7f
+    cmpq $0, FR_SLOT - FR_SIZE(%r10) /* a hole below: C pops it */
+    je 9f
+7:  movq as_pipe_tring@GOTTPOFF(%rip), %rdi
+    movq %fs:(%rdi), %rdi            /* the thread's ring */
+    testq %rdi, %rdi
+    jz 9f
+    movq %fs:TS_ERRNO(%rcx), %r11
+    testq %r11, %r11
+    jz 9f
+    cmpl $0, %fs:TS_TID(%rcx)
+    je 9f
+    cmpl $0, %fs:TS_BUSY(%rcx)
+    jne 9f
     pushq %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rbx, -24
+    pushq %r12
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %r12, -32
+    movq %rax, %r8
+    movq %rdx, %r9
+    /* busy from here: a signal handler's call must not write into the ring meanwhile */
+    movl $1, %fs:TS_BUSY(%rcx)
+    movq RG_HEAD(%rdi), %rsi         /* head: bytes committed */
+    movq %rsi, %r12
+    andq RG_MASK(%rdi), %r12         /* its offset in the data */
+    leaq REC_BYTES(%r12), %rbx
+    cmpq RG_SIZE(%rdi), %rbx
+    ja .Lexit_unbusy                 /* the record would pass the end: C pads */
+    leaq REC_BYTES(%rsi), %rbx       /* head after the record */
+    cmpq RG_LIMIT(%rdi), %rbx
+    ja .Lexit_unbusy                 /* full as far as we know: C reads the tail */
+    /* The checks are done: the timestamp (rdtsc costs as much as all of them). */
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax                   /* rax = t1 */
+    leaq RG_DATA(%rdi,%r12), %r12    /* the header */
+    movl (%r11), %r11d               /* errno now */
+    movabsq $REC_TAG_MUL, %rdx
+    imulq %rsi, %rdx
+    shrq $48, %rdx                   /* the tag of position head */
+    shlq $16, %rdx
+    orq $REC_KIND, %rdx
+    shlq $32, %rdx
+    orq $(REC_BYTES - 8), %rdx
+    movq %rdx, (%r12)                /* {len, kind, tag} */
+    movl FR_ID(%r10), %edx
+    movl %edx, 8(%r12)               /* id */
+    movl $1, 12(%r12)                /* flags: AS_CALL_RETURNED */
+    movl %fs:TS_TID(%rcx), %edx
+    movl %edx, 16(%r12)              /* tid */
+    movl FR_ERRNO(%r10), %edx
+    movl %edx, 20(%r12)              /* errno_in */
+    movl %r11d, 24(%r12)             /* errno_out */
+    movl $0, 28(%r12)                /* ext */
+    movq FR_T0(%r10), %rdx
+    movq %rdx, 32(%r12)              /* t0 */
+    movq %rax, 40(%r12)              /* t1 */
+    movq %r8, 48(%r12)               /* rax */
+    movq %r9, 56(%r12)               /* rdx */
+    movq %xmm0, %rdx
+    movq %rdx, 64(%r12)              /* xmm0 */
+    movq %rbx, RG_HEAD(%rdi)         /* commit: a release store on x86-64 */
+    /* read before the frame is freed for a signal handler */
+    movq FR_RET(%r10), %rsi
+    movq FR_RBP(%r10), %rdi
+    subl $1, %fs:TS_DEPTH(%rcx)
+    movl $0, %fs:TS_BUSY(%rcx)
+    movq %rsi, 16(%rsp)              /* the caller's real return address */
+    .cfi_remember_state
+    .cfi_offset %rip, -16
+    popq %r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %r12
+    popq %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %rbx
+    movq %rdi, %rbp
+    .cfi_same_value %rbp
+    movq %r8, %rax
+    movq %r9, %rdx
+    .cfi_def_cfa_offset 8            /* rsp = the slot: a plain frame again */
+    .cfi_restore %rsp
+    .cfi_offset %rip, -8
+    ret
+    .cfi_restore_state
+.Lexit_unbusy:
+    movl $0, %fs:TS_BUSY(%rcx)
+8:  movq %r8, %rax                   /* back to C, as at the landing */
+    movq %r9, %rdx
+    popq %r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %r12
+    popq %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %rbx
+9:  pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
     movq %rsp, %rbx                  /* rbx+8 = ret_slot, rbx+16 = rsp at landing */
