@@ -87,7 +87,7 @@ typedef struct as_tstate {
     as_shadow_frame *frames; /* NULL until the first tracked call */
     uint32_t depth;          /* frames in use (holes included: see below) */
     uint32_t cap;            /* frames mapped: 0 or AS_SHADOW_MAX */
-    int busy;                /* inside as_hook_enter/exit, or for good once the thread is
+    int busy;                /* inside the hook's entry or exit, or for good once the thread is
                                 exiting: nested calls pass through */
     int32_t tid;             /* cached gettid(), 0 = not yet (reset in a fork child) */
     int *errno_p;            /* this thread's errno (saves a libc call per read) */
@@ -456,13 +456,14 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     return out;
 }
 
-/* The common case, with no call and so no register saved: a thread that has its shadow
- * stack and errno location, room on it, no frame above this call's that a longjmp could
- * have left, an untyped target and the TSC. Fills *out and returns 1, or returns 0 when
- * the general entry (enter_slow) must run, before any side effect. No vector register is
- * used (general-regs-only): the lean thunk calls it before saving xmm0-7. */
-__attribute__((always_inline, target("general-regs-only"))) static inline int
-enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret *out, int typed) {
+/* The common case of the C entry, with no call on the untyped path: a thread that has its
+ * shadow stack and errno location, room on it, no frame above this call's that a longjmp
+ * could have left, and the TSC (the thunk's own entry does the same in assembly for
+ * untyped calls; this one also serves typed calls and entry patches, whose registers,
+ * xmm0-7 included, are saved in regs). Fills *out and returns 1, or returns 0 when the
+ * general entry (enter_slow) must run, before any side effect. */
+__attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs *regs, void **slot,
+                                                            void *landing, as_enter_ret *out) {
     const as_target *tg = &as_targets[id];
     as_tstate *t = &as_hook_ts;
     if (__builtin_expect(t->busy | as_in_agentsight | !as_hook_enabled, 0)) {
@@ -471,8 +472,7 @@ enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret 
         return 1;
     }
     uint32_t d = t->depth;
-    /* Untyped: the thunk sent every target with a prototype to the general entry. */
-    const as_proto *p = typed ? capture_proto(tg) : NULL;
+    const as_proto *p = capture_proto(tg);
     if (__builtin_expect(d >= t->cap || t->errno_p == NULL ||
                              (d && t->frames[d - 1].slot <= slot) || !as_clock_use_tsc,
                          0))
@@ -490,7 +490,7 @@ enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret 
     f->cap_off = UINT32_MAX;
     f->cap_len = 0;
     f->reported = 0;
-    if (p) { /* typed: xmm0-7 are in regs, the capture may use vector registers */
+    if (p) { /* typed: the capture may use vector registers (the thunk saved them) */
         int e = f->errno_in;
         f->ret_items = p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG;
         as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);
@@ -508,29 +508,16 @@ enter_fast(uint32_t id, as_regs *regs, void **slot, void *landing, as_enter_ret 
     return 1;
 }
 
-/* No sanitizer or profiling hook may run here either: the runtime it calls could use the
- * vector registers the thunk has not saved. */
-__attribute__((target("general-regs-only"), no_sanitize("address", "thread", "undefined"),
-               no_instrument_function)) as_enter_ret
-as_hook_enter(uint32_t id, as_regs *regs, void **slot) {
-    as_enter_ret out;
-    if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_exit, &out, 0), 1))
-        return out;
-    out.orig = (void *)(uintptr_t)id;
-    out.frame = AS_ENTER_SLOW;
-    return out;
-}
-
 as_enter_ret as_hook_enter_slow(uint32_t id, as_regs *regs, void **slot) {
     as_enter_ret out;
-    if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_exit, &out, 1), 1))
+    if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_exit, &out), 1))
         return out;
     return enter_slow(id, regs, slot, (void *)as_thunk_exit);
 }
 
 as_enter_ret as_hook_enter_full(uint32_t id, as_regs *regs, void **slot) {
     as_enter_ret out;
-    if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_full_exit, &out, 1), 1))
+    if (__builtin_expect(enter_fast(id, regs, slot, (void *)as_thunk_full_exit, &out), 1))
         return out;
     return enter_slow(id, regs, slot, (void *)as_thunk_full_exit);
 }

@@ -49,7 +49,7 @@ typedef struct as_shadow_frame {
     uint32_t ret_items; /* typed: the return adds an item at exit (a string, a struct) */
 } as_shadow_frame;
 
-/* What as_hook_enter tells the thunk (returned in rax:rdx). */
+/* What as_hook_enter_slow / _full tell the thunk (returned in rax:rdx). */
 typedef struct as_enter_ret {
     void *orig;             /* the target's original function */
     as_shadow_frame *frame; /* non-NULL: tracked; the thunk calls orig with rbp = frame and
@@ -62,18 +62,12 @@ typedef struct as_exit_ret {
     void *caller_rbp; /* the caller's rbp */
 } as_exit_ret;
 
-/* as_hook_enter's answer (frame) when the call needs the general entry: the thunk then
- * saves xmm0-7 into regs and calls as_hook_enter_slow with the id returned in orig. */
-#define AS_ENTER_SLOW ((as_shadow_frame *)1)
-
-/* Called by the thunk only. as_hook_enter pushes a shadow frame when the call is tracked
- * (and stores as_thunk_exit in *ret_slot; ret_slot[-1] holds the caller's rbp, pushed by
- * the thunk). It never changes errno and can't fail: a call it cannot track passes
- * through. as_hook_exit writes the call record and pops the frame.
- * as_hook_enter handles the common case only and uses no vector register (the lean thunk
- * has not saved them yet); for anything else it answers AS_ENTER_SLOW, and
- * as_hook_enter_slow, called with xmm0-7 saved in regs, does the whole entry. */
-as_enter_ret as_hook_enter(uint32_t id, as_regs *regs, void **ret_slot);
+/* Called by the thunk only, when its own common path (an untyped call of a warm thread)
+ * does not apply; regs holds the argument registers, xmm0-7 included. as_hook_enter_slow
+ * pushes a shadow frame when the call is tracked (and stores as_thunk_exit in *ret_slot;
+ * ret_slot[-1] holds the caller's rbp, pushed by the thunk). It never changes errno and
+ * can't fail: a call it cannot track passes through. as_hook_exit writes the call record
+ * and pops the frame. */
 as_enter_ret as_hook_enter_slow(uint32_t id, as_regs *regs, void **ret_slot);
 /* The same for the full-preservation stubs (entry-patched targets): the landing stored in
  * *ret_slot is as_thunk_full_exit. */

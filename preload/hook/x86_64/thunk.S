@@ -10,9 +10,8 @@
  * Symbols the C side (preload/hook/thunk.c) relies on:
  *   as_thunk_stubs .. as_thunk_stubs_end   AS_MAX_TARGETS stubs, stub i at +16*i
  *   as_thunk_exit                          the swapped-in return address
- *   as_hook_enter(id, regs, ret_slot) -> {the original, shadow frame or NULL} in rax:rdx,
- *                                          or {id, AS_ENTER_SLOW}: then
- *   as_hook_enter_slow(id, regs, ret_slot) (same answer), with xmm0-7 saved in regs
+ *   as_hook_enter_slow(id, regs, ret_slot) -> {the original, shadow frame or NULL} in
+ *                                          rax:rdx, with xmm0-7 saved in regs
  *   as_hook_exit(retregs, rsp_at_landing) -> {real return address, caller's rbp} in rax:rdx
  *   as_thunk_personality                   named by the call site's CFI (exceptions)
  *   as_thunk_full_stubs .. _end, as_thunk_full_exit, as_hook_enter_full, as_thunk_vec_mode
@@ -53,7 +52,7 @@
 #define T_ORIG 0
 #define T_CAPTURES 76
 
-/* The common paths below do in assembly what as_hook_enter / as_hook_exit do in C for
+/* The common paths below do in assembly what enter_fast / as_hook_exit do in C for
  * the common case (no call, no register saved beyond a few scratch ones); every other case
  * falls back to C before any side effect. Offsets checked by _Static_assert in thunk.c. */
 /* struct as_tstate, the thread's TLS block as_hook_ts (thunk.c). */
@@ -116,8 +115,7 @@ END(as_thunk_stubs)
 
 /* Restores the integer argument registers saved by as_thunk_common and its frame:
  * afterwards rsp points at the return slot again, exactly as the caller left it. xmm0-7
- * are the caller's already (as_hook_enter does not touch them; the general entry's path
- * restores them itself). */
+ * are restored by the general entry's path itself. */
 .macro RESTORE_ARGS
     movq R_RDI(%rsp), %rdi
     movq R_RSI(%rsp), %rsi
@@ -161,8 +159,8 @@ ENTRY(as_thunk_common)
     /* The common case (enter_fast in thunk.c, untyped): an untyped target, tracking on and
      * the TSC in use, a thread that is not inside our code, has its shadow stack, its
      * errno location, room for a frame, and no frame above this call's (a longjmp may
-     * have left one). Four scratch registers are pushed; anything else pops them and
-     * goes to C below. */
+     * have left one). Four scratch registers are pushed; a call not to be tracked is a
+     * tail jump (7:), anything else pops them and goes to C below. */
     pushq %rax
     movl %r11d, %eax
     leaq (%rax,%rax,4), %rax
@@ -179,14 +177,14 @@ ENTRY(as_thunk_common)
     pushq %rsi
     movq %rax, %rsi                  /* rsi = the target */
     cmpl $0, as_hook_enabled(%rip)
-    je 2f
-    cmpl $0, as_clock_use_tsc(%rip)
-    je 2f
+    je 7f
     movq as_hook_ts@GOTTPOFF(%rip), %rcx
     movq as_in_agentsight@GOTTPOFF(%rip), %rax
     movl %fs:(%rax), %eax
     orl %fs:TS_BUSY(%rcx), %eax
-    jnz 2f
+    jnz 7f
+    cmpl $0, as_clock_use_tsc(%rip)
+    je 2f
     movl %fs:TS_DEPTH(%rcx), %edx    /* d: frames in use */
     cmpl %fs:TS_CAP(%rcx), %edx
     jae 2f                           /* full, or no shadow stack yet */
@@ -236,6 +234,19 @@ ENTRY(as_thunk_common)
     CFI_RBP_AT_RBP0
     jmp 6f
     .cfi_restore_state
+    /* Not tracked (tracking off, our own code, a thread inside the hook): a plain tail
+     * jump, the stack exactly as the caller left it (as enter_fast answers). */
+7:  movq T_ORIG(%rsi), %r11
+    popq %rsi
+    popq %rcx
+    popq %rdx
+    popq %rax
+    .cfi_remember_state
+    popq %rbp
+    .cfi_def_cfa %rsp, 8
+    .cfi_same_value %rbp
+    jmp *%r11
+    .cfi_restore_state
 2:  popq %rsi
     popq %rcx
     popq %rdx
@@ -250,22 +261,15 @@ ENTRY(as_thunk_common)
     movq %r9, R_R9(%rsp)
     movq %rax, R_RAX(%rsp)
     movq %r10, R_R10(%rsp)
-    /* A target whose calls capture goes to the general entry at once. */
-    movl %r11d, %eax
-    leaq (%rax,%rax,4), %rax
-    shlq $4, %rax                    /* id * sizeof(as_target) */
-    leaq as_targets(%rip), %rdi
-    cmpl $0, T_CAPTURES(%rdi,%rax)
-    movl %r11d, %eax                 /* id, for 3: */
-    jne 3f
+    /* The general entry (typed capture, first call of a thread, dead frames...): it may
+     * run library code, and reads float arguments from regs: xmm0-7 are saved around it. */
+    XMM_LO 1
     movl %r11d, %edi                 /* id */
-    movq %rsp, %rsi                  /* struct as_regs * (xmm0-7 not saved yet) */
+    movq %rsp, %rsi                  /* struct as_regs * */
     leaq 8(%rbp), %rdx               /* ret_slot; ret_slot[-1] = the caller's rbp */
-    call as_hook_enter               /* rax = the original, rdx = shadow frame or NULL;
-                                        rdx = AS_ENTER_SLOW (1): rax = id, see 3: */
-    cmpq $1, %rdx
-    je 3f
-2:  movq %rax, %r11
+    call as_hook_enter_slow          /* rax = the original, rdx = shadow frame or NULL */
+    XMM_LO 0
+    movq %rax, %r11
     testq %rdx, %rdx
     jnz 1f
     .cfi_remember_state
@@ -274,15 +278,6 @@ ENTRY(as_thunk_common)
     .cfi_same_value %rbp
     jmp *%r11                        /* stack arguments, varargs, sret pass untouched */
     .cfi_restore_state
-    /* The general entry (first call of a thread, typed capture, dead frames...): it may
-     * run library code, and reads float arguments from regs: xmm0-7 are saved around it. */
-3:  XMM_LO 1
-    movl %eax, %edi                  /* id */
-    movq %rsp, %rsi
-    leaq 8(%rbp), %rdx
-    call as_hook_enter_slow          /* rax = the original, rdx = shadow frame or NULL */
-    XMM_LO 0
-    jmp 2b
 1:  movq %rdx, (%rbp)                /* RESTORE_ARGS pops it: rbp = the shadow frame */
     RESTORE_ARGS
 6:  .cfi_def_cfa %rsp, 8
@@ -298,9 +293,19 @@ ENTRY(as_thunk_common)
     call *%r11                       /* pushes as_thunk_exit into the same slot */
 END(as_thunk_common)
 
+/* Pops the two callee-saved scratch registers the exit's common path pushed. */
+.macro EXIT_SCRATCH_POP
+    popq %r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %r12
+    popq %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %rbx
+.endm
+
 /* Exit landing: the instruction right after the call above (no alignment padding), also
- * the value as_hook_enter stores in the slot. Reached by the original's `ret` with rbp =
- * the shadow frame; the slot it popped (rsp - 8) is the ret_slot as_hook_enter saw, reused
+ * the value the entry stores in the slot. Reached by the original's `ret` with rbp =
+ * the shadow frame; the slot it popped (rsp - 8) is the ret_slot the entry saw, reused
  * for the real return address so that our own `ret` matches the caller's call. Until C has
  * answered, the caller's rip and rbp are found through rbp, as at the call site. Nothing
  * below touches x87: st0 survives. */
@@ -409,12 +414,7 @@ as_thunk_exit:
     movq %rsi, 16(%rsp)              /* the caller's real return address */
     .cfi_remember_state
     .cfi_offset %rip, -16
-    popq %r12
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore %r12
-    popq %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore %rbx
+    EXIT_SCRATCH_POP
     movq %rdi, %rbp
     .cfi_same_value %rbp
     movq %r8, %rax
@@ -428,12 +428,7 @@ as_thunk_exit:
     movl $0, %fs:TS_BUSY(%rcx)
 8:  movq %r8, %rax                   /* back to C, as at the landing */
     movq %r9, %rdx
-    popq %r12
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore %r12
-    popq %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore %rbx
+    EXIT_SCRATCH_POP
 9:  pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
