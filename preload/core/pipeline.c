@@ -379,6 +379,7 @@ static as_ring *thread_attach(void) {
     if (!s->ring)
         goto out;
     r = s->ring;
+    r->pending = as_ring_head(r); /* a thread that died inside a write left it claimed */
     atomic_store_explicit(&s->state, SLOT_ACTIVE, memory_order_release);
     if (i == hi)
         atomic_store(&slots_hi, hi + 1);
@@ -436,6 +437,12 @@ static void *reserve_slow(as_ring *r, int kind, size_t len, int may_wait) {
 
 void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait) {
     as_ring *r = as_pipe_tring;
+    if (r && as_ring_open(r)) {
+        /* A signal handler interrupted this thread's own write into its ring: waiting
+         * cannot help (the write resumes only after the handler). Dropped, counted. */
+        as_ring_count_drop(r);
+        return NULL;
+    }
     if (r)
         return reserve_slow(r, kind, payload_len, may_wait);
     r = thread_attach();
@@ -788,8 +795,8 @@ static int start_locked(void) {
     }
     int forked = atomic_load(&pipe_state) == PIPE_FORKED;
     const char *uris = forked && open_uris[0] ? open_uris : as_cfg.output;
-    if (!uris || !uris[0])
-        uris = "file:agentsight-actions.jsonl";
+    if (!uris[0] && !as_cfg.output_explicit)
+        uris = "file:agentsight-actions.jsonl"; /* settings never loaded (as_cfg zeroed) */
     static int bufs_ready;
     if (!bufs_ready) {
         for (int i = 0; i < BATCH_MAX; i++)

@@ -9,7 +9,8 @@
  *                          the only cache line the producer writes that others read
  *   offset 64    tail      consumed bytes (monotonic), release-stored by the consumer
  *                          once per chunk
- *   offset 128   pending   producer-private: head after the open reservation
+ *   offset 128   pending   producer-private: head after the open reservation; equal to
+ *                          head while none is open (AS_RING_CLAIMED while one is being made)
  *                limit     producer-private: last tail it read + size (room check)
  *                dropped   messages the producer dropped (only it writes)
  *   offset 192   magic, version, size, mask, map_len, file flag (set once)
@@ -24,7 +25,11 @@
  * Counters never wrap in practice (64-bit byte counts).
  *
  * Commit protocol: the producer writes header and payload, then stores head. Every
- * record below head is complete, also in the file of a process killed at any point. */
+ * record below head is complete, also in the file of a process killed at any point.
+ *
+ * One reservation at a time, also against a signal handler of the producing thread: a
+ * reservation is claimed (pending = AS_RING_CLAIMED) before head is read, and a producer
+ * that finds pending != head has interrupted an open one and is refused (as_ring_open). */
 #ifndef AS_RING_H
 #define AS_RING_H
 
@@ -38,6 +43,7 @@
 #define AS_RING_DATA_OFF 4096               /* data starts one page into the mapping */
 #define AS_RING_MAGIC 0x31474e4952534741ull /* "AGSRING1" little-endian */
 #define AS_RING_VERSION 1
+#define AS_RING_CLAIMED UINT64_MAX /* pending while a reservation is being made */
 
 /* Who wrote a file-backed ring, for whoever recovers it. Written once at creation. */
 typedef struct as_ring_info {
@@ -115,14 +121,25 @@ static inline int as_ring_fits(const as_ring *r, size_t payload_len) {
     return payload_len <= UINT32_MAX && as_ring_rec_size(payload_len) <= r->size / 2;
 }
 
+/* Producer: 1 while a reservation of r is open on its thread, i.e. when called from a
+ * signal handler that interrupted the producer between reserve and commit (or the
+ * thunk's own record write). Nothing may be reserved then. */
+static inline int as_ring_open(const as_ring *r) {
+    return r->pending != atomic_load_explicit(&r->head, memory_order_relaxed);
+}
+
 /* Producer: reserves payload_len bytes for a message of kind (1..65535). Returns an
- * 8-byte aligned payload pointer, or NULL when the ring has no room now (nothing
- * changed). Only the owning thread calls it; at most one reservation is open at a time.
- * Reads the consumer's tail only when its cached limit says the ring is full; writes
- * nothing another thread reads. */
+ * 8-byte aligned payload pointer, or NULL when the ring has no room now or a reservation
+ * is open (as_ring_open: nothing changed). Only the owning thread calls it; at most one reservation
+ * is open at a time. Reads the consumer's tail only when its cached limit says the ring is full;
+ * writes nothing another thread reads. */
 static inline void *as_ring_reserve(as_ring *r, unsigned kind, size_t payload_len) {
-    if (!as_ring_fits(r, payload_len))
+    if (!as_ring_fits(r, payload_len) || as_ring_open(r))
         return NULL;
+    /* Claimed before head is read: a signal handler that runs from here on is refused,
+     * one that ran before has committed all it wrote. */
+    r->pending = AS_RING_CLAIMED;
+    atomic_signal_fence(memory_order_seq_cst);
     uint64_t need = as_ring_rec_size(payload_len);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t size = r->size;
@@ -131,8 +148,11 @@ static inline void *as_ring_reserve(as_ring *r, unsigned kind, size_t payload_le
     uint64_t total = contig < need ? contig + need : need;
     if (__builtin_expect(head + total > r->limit, 0)) {
         r->limit = atomic_load_explicit(&r->tail, memory_order_acquire) + size;
-        if (head + total > r->limit)
+        if (head + total > r->limit) {
+            atomic_signal_fence(memory_order_seq_cst);
+            r->pending = head; /* nothing open */
             return NULL;
+        }
     }
     unsigned char *data = as_ring_data(r);
     if (__builtin_expect(contig < need, 0)) {

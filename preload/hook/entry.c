@@ -253,7 +253,8 @@ int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_
      * may decode their records before the install returns: the hook is named first. */
     uint32_t via_before = __atomic_fetch_or(&t->via, AS_VIA_ENTRY, __ATOMIC_RELEASE);
     if (as_patch_install(&s->patch, dest, why, sizeof why) != 0) {
-        __atomic_store_n(&t->via, via_before, __ATOMIC_RELEASE);
+        if (!(via_before & AS_VIA_ENTRY)) /* other bits may have been added meanwhile */
+            __atomic_fetch_and(&t->via, ~(uint32_t)AS_VIA_ENTRY, __ATOMIC_RELEASE);
         __atomic_store_n(&t->orig, fn, __ATOMIC_RELEASE);
         as_warn("'%s' in %s not entry-patched: %s (it runs unwrapped)", symbol, library, why);
         goto out;

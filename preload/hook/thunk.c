@@ -59,7 +59,9 @@ _Static_assert(offsetof(as_shadow_frame, ret_items) == 52, "FR_REPORTED + 4");
 _Static_assert(sizeof(as_shadow_frame) == 56, "FR_SIZE");
 _Static_assert(offsetof(as_target, orig) == 0, "T_ORIG");
 _Static_assert(offsetof(as_ring, head) == 0, "RG_HEAD");
+_Static_assert(offsetof(as_ring, pending) == 128, "RG_PENDING");
 _Static_assert(offsetof(as_ring, limit) == 136, "RG_LIMIT");
+_Static_assert(AS_RING_CLAIMED == UINT64_MAX, "movq $-1, RG_PENDING");
 _Static_assert(offsetof(as_ring, size) == 208, "RG_SIZE");
 _Static_assert(offsetof(as_ring, mask) == 216, "RG_MASK");
 _Static_assert(AS_RING_DATA_OFF == 4096 && AS_RING_HDR == 8, "RG_DATA, the header");
@@ -471,16 +473,19 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
         out->frame = NULL;
         return 1;
     }
+    /* busy, before depth is read: a signal handler's calls pass through, so depth and
+     * frames[d] stay as read while the frame is filled (see enter_slow). */
+    t->busy = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t d = t->depth;
     const as_proto *p = capture_proto(tg);
     if (__builtin_expect(d >= t->cap || t->errno_p == NULL ||
                              (d && t->frames[d - 1].slot <= slot) || !as_clock_use_tsc,
-                         0))
+                         0)) {
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        t->busy = 0;
         return 0;
-    /* busy keeps a signal handler's calls on this thread off frames[d] while it is
-     * filled (see enter_slow). */
-    t->busy = 1;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    }
     as_shadow_frame *f = &t->frames[d];
     f->caller_rbp = slot[-1];
     f->slot = slot;
@@ -692,23 +697,25 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     uint64_t t1 = ((uint64_t)hi << 32) | lo;
     as_tstate *t = &as_hook_ts;
     void **slot = (void **)(rsp_at_landing - sizeof(void *));
+    /* busy, before depth is read: a signal handler's calls pass through and must not
+     * write into the open reservation; depth and the frames stay as read. */
+    int was_busy = t->busy;
+    t->busy = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t k = t->depth;
     as_ring *r = as_pipe_tring;
-    if (__builtin_expect(k == 0 || r == NULL || t->tid == 0 || t->errno_p == NULL, 0))
-        return exit_slow(regs, rsp_at_landing, t1);
-    as_shadow_frame *f = &t->frames[k - 1];
-    if (__builtin_expect(f->slot != slot || f->reported || (k > 1 && t->frames[k - 2].slot == NULL),
-                         0))
-        return exit_slow(regs, rsp_at_landing, t1);
-    if (f->cap_off != UINT32_MAX)
-        return exit_typed(regs, rsp_at_landing, t1, f, k);
-    int was_busy = t->busy;
-    t->busy = 1; /* a signal handler's call must not write into the open reservation */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    as_callrec *rec = as_ring_reserve(r, AS_MSG_CALL, sizeof *rec);
+    as_shadow_frame *f = k ? &t->frames[k - 1] : NULL;
+    /* the top frame returns, the thread is warm, no hole below the frame */
+    int common = f && r && t->tid && t->errno_p && f->slot == slot && !f->reported &&
+                 !(k > 1 && t->frames[k - 2].slot == NULL);
+    int typed = common && f->cap_off != UINT32_MAX;
+    as_callrec *rec = common && !typed ? as_ring_reserve(r, AS_MSG_CALL, sizeof *rec) : NULL;
     if (__builtin_expect(rec == NULL, 0)) {
-        t->busy = was_busy; /* a full ring: exit_slow counts the drop */
-        return exit_slow(regs, rsp_at_landing, t1);
+        /* typed, or anything unusual (a full ring: exit_slow counts the drop) */
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        t->busy = was_busy;
+        return typed ? exit_typed(regs, rsp_at_landing, t1, f, k)
+                     : exit_slow(regs, rsp_at_landing, t1);
     }
     fill_rec(rec, t->tid, f, t1, regs, *t->errno_p, AS_CALL_RETURNED, 0);
     as_ring_commit(r);

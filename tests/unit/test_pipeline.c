@@ -67,6 +67,38 @@ static void test_ring_basic(void **state) {
     as_ring_destroy(NULL);
 }
 
+/* Proves one reservation at a time, as a signal handler of the producer sees it: while
+ * one is open (reserved, not committed) the ring refuses another without touching it;
+ * a refusal for lack of room leaves nothing open; after the commit it reserves again. */
+static void test_ring_one_open_reservation(void **state) {
+    as_ring *r = as_ring_create(4096);
+    assert_non_null(r);
+    assert_false(as_ring_open(r));
+    char *p = as_ring_reserve(r, 3, 16);
+    assert_non_null(p);
+    assert_true(as_ring_open(r));
+    uint64_t head = as_ring_head(r);
+    assert_null(as_ring_reserve(r, 3, 16)); /* the interrupted one is still open */
+    assert_int_equal(as_ring_head(r), head);
+    memcpy(p, "0123456789abcdef", 16);
+    as_ring_commit(r);
+    assert_false(as_ring_open(r));
+    uint64_t cur = as_ring_tail(r);
+    unsigned kind;
+    size_t len;
+    const char *q = as_ring_read(r, &cur, as_ring_head(r), &kind, &len);
+    assert_non_null(q);
+    assert_memory_equal(q, "0123456789abcdef", 16); /* not overwritten */
+    assert_null(as_ring_read(r, &cur, as_ring_head(r), &kind, &len));
+    while (as_ring_reserve(r, 1, 1000)) /* fill: bounded by the ring's 4096 bytes */
+        as_ring_commit(r);
+    assert_false(as_ring_open(r)); /* the refused reservation left nothing open */
+    as_ring_release(r, as_ring_head(r));
+    assert_non_null(as_ring_reserve(r, 1, 1000));
+    as_ring_commit(r);
+    as_ring_destroy(r);
+}
+
 /* Proves records of varying sizes survive many laps around the ring (padding records
  * at the wrap are skipped) with their content intact. */
 static void test_ring_wrap(void **state) {
@@ -570,9 +602,31 @@ static void test_pipeline_no_sink(void **state) {
     assert_int_equal(as_pipe_start(), -1);
 }
 
+/* Proves an output set empty on purpose (an over-long AGENTSIGHT_OUTPUT: settings report
+ * it and leave it empty and explicit) opens no sink at all: the pipeline refuses to start
+ * and nothing is written to the default file in the working directory. */
+static void test_pipeline_explicit_empty_output(void **state) {
+    char dir[] = "/tmp/as-pipe-empty-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char old[4096];
+    assert_non_null(getcwd(old, sizeof old));
+    assert_int_equal(chdir(dir), 0);
+    as_settings_load(AGENTSIGHT_QUEUE_WAIT);
+    as_cfg.output[0] = '\0';
+    as_cfg.output_explicit = 1;
+    int rc = as_pipe_start();
+    int made = access("agentsight-actions.jsonl", F_OK) == 0;
+    unlink("agentsight-actions.jsonl");
+    assert_int_equal(chdir(old), 0);
+    assert_int_equal(rc, -1);
+    assert_false(made);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_basic),
+        cmocka_unit_test(test_ring_one_open_reservation),
         cmocka_unit_test(test_ring_wrap),
         cmocka_unit_test(test_ring_threads),
         cmocka_unit_test(test_ring_file_recover),
@@ -583,6 +637,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_pipeline_wait_after_shutdown, teardown),
         cmocka_unit_test_teardown(test_pipeline_shutdown_stats, teardown),
         cmocka_unit_test_teardown(test_pipeline_no_sink, teardown),
+        cmocka_unit_test_teardown(test_pipeline_explicit_empty_output, teardown),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

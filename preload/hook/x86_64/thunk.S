@@ -75,6 +75,7 @@
 /* struct as_ring (core/ring.h) and one untyped record: an 8-byte header {len 64,
  * kind AS_MSG_CALL (2), tag} then struct as_callrec (hook/callrec.h). */
 #define RG_HEAD 0
+#define RG_PENDING 128
 #define RG_LIMIT 136
 #define RG_SIZE 208
 #define RG_MASK 216
@@ -162,20 +163,14 @@ ENTRY(as_thunk_common)
      * have left one). Four scratch registers are pushed; a call not to be tracked is a
      * tail jump (7:), anything else pops them and goes to C below. */
     pushq %rax
+    pushq %rdx
+    pushq %rcx
+    pushq %rsi
     movl %r11d, %eax
     leaq (%rax,%rax,4), %rax
     shlq $4, %rax                    /* id * sizeof(as_target) */
-    addq as_targets@GOTPCREL(%rip), %rax
-    cmpl $0, T_CAPTURES(%rax)
-    je 5f
-    cmpl $0, as_capture_off(%rip)
-    jne 5f
-    popq %rax                        /* typed: C captures */
-    jmp 4f
-5:  pushq %rdx
-    pushq %rcx
-    pushq %rsi
-    movq %rax, %rsi                  /* rsi = the target */
+    leaq as_targets(%rip), %rsi
+    addq %rax, %rsi                  /* rsi = the target */
     cmpl $0, as_hook_enabled(%rip)
     je 7f
     movq as_hook_ts@GOTTPOFF(%rip), %rcx
@@ -183,24 +178,28 @@ ENTRY(as_thunk_common)
     movl %fs:(%rax), %eax
     orl %fs:TS_BUSY(%rcx), %eax
     jnz 7f
-    cmpl $0, as_clock_use_tsc(%rip)
+    cmpl $0, T_CAPTURES(%rsi)
+    je 5f
+    cmpl $0, as_capture_off(%rip)
+    je 2f                            /* typed: C captures */
+5:  cmpl $0, as_clock_use_tsc(%rip)
     je 2f
+    /* busy from here, before depth is read: a signal handler's calls pass through, so
+     * depth and the frames stay as read until busy is cleared (as in enter_fast). */
+    movl $1, %fs:TS_BUSY(%rcx)
     movl %fs:TS_DEPTH(%rcx), %edx    /* d: frames in use */
     cmpl %fs:TS_CAP(%rcx), %edx
-    jae 2f                           /* full, or no shadow stack yet */
+    jae 8f                           /* full, or no shadow stack yet */
     cmpq $0, %fs:TS_ERRNO(%rcx)
-    je 2f
+    je 8f
     imull $FR_SIZE, %edx, %eax
     addq %fs:TS_FRAMES(%rcx), %rax   /* rax = f = &frames[d] */
     testl %edx, %edx
     jz 3f
     leaq 8(%rbp), %rdx               /* the slot */
     cmpq %rdx, FR_SLOT - FR_SIZE(%rax)
-    jbe 2f                           /* frames[d - 1] is not an outer call's: C drops it */
-3:  /* busy keeps a signal handler's calls on this thread off frames[d] while it is
-     * filled (as in enter_fast). */
-    movl $1, %fs:TS_BUSY(%rcx)
-    movq (%rbp), %rdx
+    jbe 8f                           /* frames[d - 1] is not an outer call's: C drops it */
+3:  movq (%rbp), %rdx
     movq %rdx, FR_RBP(%rax)          /* the caller's rbp */
     movq 8(%rbp), %rdx
     movq %rdx, FR_RET(%rax)          /* the caller's return address */
@@ -219,7 +218,7 @@ ENTRY(as_thunk_common)
     shlq $32, %rdx
     orq %rax, %rdx
     movq %rdx, FR_T0(%rsi)
-    addl $1, %fs:TS_DEPTH(%rcx)
+    addl $1, %fs:TS_DEPTH(%rcx)      /* d + 1: nothing changed it since (busy) */
     leaq as_thunk_exit(%rip), %rax
     movq %rax, 8(%rbp)               /* the call below writes it again (see enter_fast) */
     movl $0, %fs:TS_BUSY(%rcx)
@@ -231,6 +230,7 @@ ENTRY(as_thunk_common)
     .cfi_remember_state
     popq %rbp                        /* rbp = the shadow frame, rsp = the slot */
     .cfi_def_cfa %rsp, 8
+    CFI_RIP_AT_RBP8
     CFI_RBP_AT_RBP0
     jmp 6f
     .cfi_restore_state
@@ -247,12 +247,12 @@ ENTRY(as_thunk_common)
     .cfi_same_value %rbp
     jmp *%r11
     .cfi_restore_state
+8:  movl $0, %fs:TS_BUSY(%rcx)      /* nothing written: C takes the call */
 2:  popq %rsi
     popq %rcx
     popq %rdx
     popq %rax
-4:  subq $R_SIZE, %rsp
-    andq $-16, %rsp                  /* aligned already; kept for safety */
+    subq $R_SIZE, %rsp               /* rsp = 0 mod 16: rbp is */
     movq %rdi, R_RDI(%rsp)
     movq %rsi, R_RSI(%rsp)
     movq %rdx, R_RDX(%rsp)
@@ -280,7 +280,9 @@ ENTRY(as_thunk_common)
     .cfi_restore_state
 1:  movq %rdx, (%rbp)                /* RESTORE_ARGS pops it: rbp = the shadow frame */
     RESTORE_ARGS
-6:  .cfi_def_cfa %rsp, 8
+6:  .cfi_def_cfa %rsp, 8            /* rsp = the slot, rbp = the shadow frame */
+    CFI_RIP_AT_RBP8
+    CFI_RBP_AT_RBP0
     addq $8, %rsp                    /* the caller's return address lives in the shadow frame */
     /* The caller's rsp after the return is rsp itself (ret_slot + 8). A frame whose CFA
      * equals its callee's is taken for the caller by unwinders (libgcc would think the
@@ -329,33 +331,36 @@ as_thunk_exit:
     cmpl $0, as_clock_use_tsc(%rip)
     je 9f
     movq as_hook_ts@GOTTPOFF(%rip), %rcx
+    cmpl $0, %fs:TS_BUSY(%rcx)
+    jne 9f
+    /* busy from here, before depth is read: a signal handler's calls pass through, so
+     * the frames and the ring stay as read until busy is cleared (as in as_hook_exit) */
+    movl $1, %fs:TS_BUSY(%rcx)
     movl %fs:TS_DEPTH(%rcx), %esi    /* k: frames in use */
     testl %esi, %esi
-    jz 9f
+    jz 4f
     imull $FR_SIZE, %esi, %r10d
     addq %fs:TS_FRAMES(%rcx), %r10
     subq $FR_SIZE, %r10              /* r10 = f = &frames[k - 1] */
     cmpq %rsp, FR_SLOT(%r10)         /* rsp = the slot */
-    jne 9f
+    jne 4f
     cmpl $-1, FR_CAPOFF(%r10)        /* typed: C copies the items */
-    jne 9f
+    jne 4f
     cmpl $0, FR_REPORTED(%r10)
-    jne 9f
+    jne 4f
     cmpl $1, %esi
     je 7f
     cmpq $0, FR_SLOT - FR_SIZE(%r10) /* a hole below: C pops it */
-    je 9f
+    je 4f
 7:  movq as_pipe_tring@GOTTPOFF(%rip), %rdi
     movq %fs:(%rdi), %rdi            /* the thread's ring */
     testq %rdi, %rdi
-    jz 9f
+    jz 4f
     movq %fs:TS_ERRNO(%rcx), %r11
     testq %r11, %r11
-    jz 9f
+    jz 4f
     cmpl $0, %fs:TS_TID(%rcx)
-    je 9f
-    cmpl $0, %fs:TS_BUSY(%rcx)
-    jne 9f
+    je 4f
     pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
@@ -364,17 +369,22 @@ as_thunk_exit:
     .cfi_offset %r12, -32
     movq %rax, %r8
     movq %rdx, %r9
-    /* busy from here: a signal handler's call must not write into the ring meanwhile */
-    movl $1, %fs:TS_BUSY(%rcx)
+    /* The ring's reservation protocol (core/ring.h): refused while one is open (this
+     * call runs in a signal handler that interrupted a write: C drops and counts), else
+     * claimed before head is read. */
+    movq RG_PENDING(%rdi), %rsi
+    cmpq RG_HEAD(%rdi), %rsi
+    jne .Lexit_unbusy
+    movq $-1, RG_PENDING(%rdi)       /* AS_RING_CLAIMED */
     movq RG_HEAD(%rdi), %rsi         /* head: bytes committed */
     movq %rsi, %r12
     andq RG_MASK(%rdi), %r12         /* its offset in the data */
     leaq REC_BYTES(%r12), %rbx
     cmpq RG_SIZE(%rdi), %rbx
-    ja .Lexit_unbusy                 /* the record would pass the end: C pads */
+    ja .Lexit_unclaim                /* the record would pass the end: C pads */
     leaq REC_BYTES(%rsi), %rbx       /* head after the record */
     cmpq RG_LIMIT(%rdi), %rbx
-    ja .Lexit_unbusy                 /* full as far as we know: C reads the tail */
+    ja .Lexit_unclaim                /* full as far as we know: C reads the tail */
     /* The checks are done: the timestamp (rdtsc costs as much as all of them). */
     rdtsc
     shlq $32, %rdx
@@ -405,18 +415,19 @@ as_thunk_exit:
     movq %r9, 56(%r12)               /* rdx */
     movq %xmm0, %rdx
     movq %rdx, 64(%r12)              /* xmm0 */
-    movq %rbx, RG_HEAD(%rdi)         /* commit: a release store on x86-64 */
-    /* read before the frame is freed for a signal handler */
+    movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
+    movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
+    /* the caller's return address and rbp out of the frame before it is freed */
     movq FR_RET(%r10), %rsi
     movq FR_RBP(%r10), %rdi
-    subl $1, %fs:TS_DEPTH(%rcx)
-    movl $0, %fs:TS_BUSY(%rcx)
     movq %rsi, 16(%rsp)              /* the caller's real return address */
     .cfi_remember_state
     .cfi_offset %rip, -16
-    EXIT_SCRATCH_POP
     movq %rdi, %rbp
     .cfi_same_value %rbp
+    subl $1, %fs:TS_DEPTH(%rcx)      /* k - 1: nothing changed it since (busy) */
+    movl $0, %fs:TS_BUSY(%rcx)
+    EXIT_SCRATCH_POP
     movq %r8, %rax
     movq %r9, %rdx
     .cfi_def_cfa_offset 8            /* rsp = the slot: a plain frame again */
@@ -424,11 +435,13 @@ as_thunk_exit:
     .cfi_offset %rip, -8
     ret
     .cfi_restore_state
+.Lexit_unclaim:
+    movq %rsi, RG_PENDING(%rdi)      /* = head: nothing open */
 .Lexit_unbusy:
-    movl $0, %fs:TS_BUSY(%rcx)
-8:  movq %r8, %rax                   /* back to C, as at the landing */
+    movq %r8, %rax                   /* back to C, as at the landing */
     movq %r9, %rdx
     EXIT_SCRATCH_POP
+4:  movl $0, %fs:TS_BUSY(%rcx)      /* nothing written: C takes the call */
 9:  pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
