@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs each cmocka unit-test binary given as an argument and prints one closing summary.
 # The output of a failing binary is printed again at the end, so the last lines of a long
-# log (all a CI page may keep) show what failed.
+# log (all a CI page may keep) show what failed. Each binary gets at most UNIT_TIMEOUT
+# seconds (default 600; the slowest takes seconds): a deadlock fails it instead of hanging.
 set -u
+limit=${UNIT_TIMEOUT:-600}
 pass=0; fail=0; failed=()
 logdir=$(mktemp -d)
 trap 'rm -rf "$logdir"' EXIT
 for t in "$@"; do
   log="$logdir/$(basename "$t").log"
-  if "$t" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+  if timeout -k 10 "$limit" "$t" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
     pass=$((pass + 1))
   else
     fail=$((fail + 1)); failed+=("$t")

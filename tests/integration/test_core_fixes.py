@@ -74,38 +74,21 @@ def test_restart_while_abandoned_exporter_runs():
 
 def test_ring_dir_of_someone_else_is_refused():
     """Proves (item 2, pipeline side) that a rings directory writable by others is not
-    used (one warning, actions still delivered from memory), and that a ring file owned
-    by another user is never shipped as ours."""
+    used: one warning, nothing written there, and the actions still delivered from
+    memory. (A ring file of another user: test_security.test_foreign_ring_file_is_never_shipped.)"""
     d = tmpdir()
     conf = write(os.path.join(d, "crash.conf"), "[actions]\nlabs\n")
     spool = os.path.join(d, "spool")
     os.makedirs(os.path.join(spool, "rings"))
     os.chmod(os.path.join(spool, "rings"), 0o777)
     out = os.path.join(d, "o.jsonl")
-    r = run_preloaded([agent("crash_agent"), "kill", "5"], config=conf, out=out,
-                      env={"AGENTSIGHT_SPOOL_DIR": spool, "AGENTSIGHT_TEST_POLL_MS": "600000"})
-    assert r.returncode == -9, r.stderr
+    r = run_preloaded([agent("crash_agent"), "clean", "5"], config=conf, out=out,
+                      env={"AGENTSIGHT_SPOOL_DIR": spool})
+    assert r.returncode == 0, r.stderr
     assert "cannot use the ring directory" in r.stderr, r.stderr
     assert os.listdir(os.path.join(spool, "rings")) == []  # nothing written there
-
-    # A dead process's ring file handed to another owner is not recovered.
-    d2 = tmpdir()
-    conf = write(os.path.join(d2, "crash.conf"), "[actions]\nlabs\n")
-    spool2 = os.path.join(d2, "spool")
-    out = os.path.join(d2, "out.jsonl")
-    env = {"AGENTSIGHT_SPOOL_DIR": spool2, "AGENTSIGHT_TEST_POLL_MS": "600000"}
-    r = run_preloaded([agent("crash_agent"), "kill", "20"], config=conf, out=out, env=env)
-    assert r.returncode == -9, r.stderr
-    rings = os.path.join(spool2, "rings")
-    files = [f for f in os.listdir(rings) if f.endswith(".ring")]
-    assert files
-    for f in files:
-        os.chown(os.path.join(rings, f), 65534, 65534)
-    had = len(read_jsonl(out))
-    r = run_preloaded([agent("crash_agent"), "clean", "0"], config=conf, out=out,
-                      env={"AGENTSIGHT_SPOOL_DIR": spool2})
-    assert r.returncode == 0, r.stderr
-    assert read_jsonl(out)[had:] == []
+    got = [a for a in read_jsonl(out) if a["action_name"] == "labs"]
+    assert len(got) == 5, got
 
 
 def test_signal_handler_calls_never_lose_a_tracked_action():

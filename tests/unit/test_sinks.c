@@ -393,15 +393,26 @@ static void test_too_many_sinks(void **state) {
 }
 
 /* Proves a URI longer than the limit is refused, never truncated into a shorter path
- * that would then be written to. */
+ * that would then be written to: the path runs through two existing directories of 200
+ * characters each, so the limit falls inside its last name and the truncated path is one
+ * a file could really be created at. */
 static void test_long_uri(void **state) {
     char dir[] = "/tmp/as-long-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    char uri[1200], cut[1200];
-    int n = snprintf(uri, sizeof(uri), "file:%s/", dir);
-    memset(uri + n, 'a', sizeof(uri) - (size_t)n - 1);
-    uri[sizeof(uri) - 1] = '\0';
-    uri[AS_MAX_URI + 40] = '\0'; /* longer than the limit, shorter than NAME_MAX */
+    char d1[300], d2[600], uri[1200], cut[1200];
+    char seg[201];
+    memset(seg, 'a', 200);
+    seg[200] = '\0';
+    snprintf(d1, sizeof(d1), "%s/%s", dir, seg);
+    assert_int_equal(mkdir(d1, 0700), 0);
+    memset(seg, 'b', 200);
+    snprintf(d2, sizeof(d2), "%s/%s", d1, seg);
+    assert_int_equal(mkdir(d2, 0700), 0);
+    memset(seg, 'c', 150);
+    seg[150] = '\0';
+    int n = snprintf(uri, sizeof(uri), "file:%s/%s", d2, seg);
+    assert_true(n > AS_MAX_URI && (size_t)n < sizeof(uri));
+    assert_true(AS_MAX_URI - 5 > (int)strlen(d2) + 1); /* the limit falls in the last name */
     char msg[256];
     assert_int_equal(as_sinks_check(uri, msg, sizeof(msg)), -1);
     assert_non_null(strstr(msg, "longer than 511 bytes"));
@@ -413,7 +424,10 @@ static void test_long_uri(void **state) {
     unlink(logpath);
     snprintf(cut, sizeof(cut), "%.*s", AS_MAX_URI - 5, uri + 5); /* the truncated path */
     assert_int_equal(access(cut, F_OK), -1);
-    assert_int_equal(rmdir(dir), 0); /* nothing at all was created in it */
+    /* nothing at all was created on the way */
+    assert_int_equal(rmdir(d2), 0);
+    assert_int_equal(rmdir(d1), 0);
+    assert_int_equal(rmdir(dir), 0);
 }
 
 int main(void) {
