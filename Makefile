@@ -21,6 +21,9 @@ CFLAGS_BASE += -fsanitize=$(SAN) -fno-omit-frame-pointer -O1
 LDSAN := -fsanitize=$(SAN)
 endif
 CFLAGS ?=
+# Shared objects with no undefined symbol of their own (the assembly calls C by name); not
+# under sanitizers, whose runtime provides some at load time.
+ZDEFS := $(if $(SAN),,-Wl,-z,defs)
 ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
 
 CORE_SRC := $(sort $(wildcard preload/core/*.c))
@@ -66,7 +69,7 @@ $(BUILD)/obj/%.o: %.S
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB_SO): $(CORE_OBJ)
-	$(CC) -shared -o $@ $^ $(LDSAN) -Wl,-soname,libagentsight.so $(LIBS_CORE)
+	$(CC) -shared -o $@ $^ $(LDSAN) $(ZDEFS) -Wl,-soname,libagentsight.so $(LIBS_CORE)
 
 $(LIB_A): $(CORE_OBJ)
 	@rm -f $@
@@ -77,7 +80,7 @@ $(INTERNAL_A): $(CORE_OBJ) $(HOOK_OBJ) $(CLI_LIB_OBJ)
 	ar rcs $@ $^
 
 $(PRELOAD_SO): $(CORE_OBJ) $(HOOK_OBJ) $(MAIN_OBJ)
-	$(CC) -shared -o $@ $^ $(LDSAN) -Wl,-z,now -Wl,-soname,libagentsight-preload.so \
+	$(CC) -shared -o $@ $^ $(LDSAN) $(ZDEFS) -Wl,-z,now -Wl,-soname,libagentsight-preload.so \
 		$(LIBS_HOOK) $(LIBS_CORE)
 
 $(CLI): $(CLI_MAIN_OBJ) $(INTERNAL_A)

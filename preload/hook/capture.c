@@ -46,13 +46,16 @@
 #define MAX_IOV 40 /* pages one slow read may span (AS_MAX_STRING_LIMIT needs 17) */
 
 /* Address ranges that stay readable for the life of the process (see the top). */
-typedef struct region {
-    uintptr_t lo, hi;
-} region;
+typedef as_cap_region region;
 
-static region regions[MAX_REGIONS];
-static int nregions;
-static uintptr_t brk_lo; /* start of the brk heap; [brk_lo, current break) is mapped */
+/* Read by the thunk's assembly entry too (x86_64/thunk.S: its string capture does what
+ * known_len does; layout checked in thunk.c). */
+as_cap_region as_cap_regions[MAX_REGIONS];
+int as_cap_nregions;
+uintptr_t as_cap_brk_lo; /* start of the brk heap; [brk_lo, current break) is mapped */
+#define regions as_cap_regions
+#define nregions as_cap_nregions
+#define brk_lo as_cap_brk_lo
 static pthread_key_t arena_key;
 static int arena_key_ok;
 
@@ -496,6 +499,8 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
     pl->fast = 0;
     pl->n = 0;
     pl->has_str = 0;
+    pl->nstr = 0;
+    pl->gpr_only = 0;
     if (p->ret.kind == AS_K_AGG || p->nparams < 0 || p->nparams > AS_PROTO_MAX_PARAMS)
         return; /* a hidden return pointer or an unknown size shifts the registers */
     int gi = 0, si = 0;
@@ -520,6 +525,7 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
                 return;
             pl->src[i] = (uint8_t)(AS_PLAN_STR | gi++);
             pl->has_str = 1;
+            pl->nstr++;
             break;
         default: /* aggregates, void: the general path */
             return;
@@ -527,11 +533,13 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
     }
     pl->n = (uint8_t)p->nparams;
     pl->fast = 1;
+    pl->gpr_only = si == 0;
 }
 
 /* One plan per target id, made on the target's first typed call (the installer may attach
  * a DWARF prototype after the target was created, so it is keyed by the prototype). */
-static as_cap_plan plans[AS_MAX_TARGETS];
+as_cap_plan as_cap_plans[AS_MAX_TARGETS];
+#define plans as_cap_plans
 
 /* Returns the published plan of target id for prototype p, making it when nobody has;
  * NULL when another thread is making it, or it was made for another prototype. */
@@ -545,7 +553,19 @@ static inline const as_cap_plan *plan_of(uint32_t id, const as_proto *p) {
     if (!__atomic_compare_exchange_n(&pl->claimed, &no, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return NULL;
     as_capture_plan_make(pl, p);
+    /* What the thunk's assembly entry reads: max_string, and the most the items of one call
+     * may take (16 per value, a header and max + 1 bytes padded per string). */
+    const as_entry *e = as_targets[id].entry;
+    size_t max = e && e->max_string > 0 ? (size_t)e->max_string : AS_MAX_STRING_DEFAULT;
+    size_t need = 16u * pl->n + (size_t)pl->nstr * (max + 24);
+    pl->max = (uint32_t)max;
+    pl->need = (uint32_t)need;
     __atomic_store_n(&pl->proto, p, __ATOMIC_RELEASE);
+    /* The assembly entry captures its calls from now on (it compares the prototype too:
+     * one set since takes the general path). */
+    if (pl->gpr_only && need <= AS_CAP_MAX_CALL &&
+        __atomic_load_n(&as_targets[id].proto, __ATOMIC_ACQUIRE) == p)
+        __atomic_fetch_or(&as_targets[id].captures, AS_CAPTURES_ASM, __ATOMIC_RELEASE);
     return pl;
 }
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "hook/proto.h"
+#include "hook/target.h"
 #include "hook/thunk.h"
 
 /* Bytes of the per-thread arena (mapped on a thread's first typed call). */
@@ -56,12 +57,28 @@ void as_capture_entry(as_shadow_frame *f, const as_proto *p, int max_string, con
 #define AS_PLAN_STR 0x80
 typedef struct as_cap_plan {
     const as_proto *proto; /* the prototype it was made for (atomic); NULL: not yet */
+    uint32_t need;         /* the most one call's items take (made for a target) */
+    uint32_t max;          /* the target's max_string (made for a target) */
     uint8_t claimed;       /* a thread is making it, or made it (atomic) */
     uint8_t fast;
-    uint8_t n;       /* fast: parameters */
-    uint8_t has_str; /* fast: some parameter is a string */
+    uint8_t n;        /* fast: parameters */
+    uint8_t has_str;  /* fast: some parameter is a string */
+    uint8_t nstr;     /* fast: how many */
+    uint8_t gpr_only; /* fast, and every parameter comes in an integer register (src < 6) */
     uint8_t src[AS_PROTO_MAX_PARAMS];
 } as_cap_plan;
+
+/* The plans of the targets (made on a target's first typed call), and the memory known to
+ * stay readable: read by the thunk's assembly entry (x86_64/thunk.S), which captures the
+ * calls of a target whose plan is gpr_only (AS_CAPTURES_ASM in target.h) itself, with the
+ * same items as_capture_entry_plan writes. */
+extern as_cap_plan as_cap_plans[AS_MAX_TARGETS];
+typedef struct as_cap_region {
+    uintptr_t lo, hi;
+} as_cap_region;
+extern as_cap_region as_cap_regions[];
+extern int as_cap_nregions;
+extern uintptr_t as_cap_brk_lo;
 
 /* Makes the plan of prototype p into *pl (plain stores; the caller publishes it). Can't
  * fail: a prototype the fast case cannot serve gets fast 0. Library-free. */

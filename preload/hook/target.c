@@ -62,7 +62,9 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
 
 void as_target_set_proto(as_target *t, const as_proto *p) {
     __atomic_store_n(&t->proto, p, __ATOMIC_RELEASE);
-    t->captures = p != NULL && !(t->entry && t->entry->capture_none);
+    __atomic_store_n(&t->captures,
+                     p != NULL && !(t->entry && t->entry->capture_none) ? AS_CAPTURES : 0,
+                     __ATOMIC_RELEASE);
 }
 
 void as_target_retire(uint32_t id) {

@@ -31,9 +31,14 @@ typedef struct as_target {
     uint32_t via;             /* enum as_hook_via bits seen so far */
     uintptr_t obj_lo, obj_hi; /* the defining object's PT_LOAD range; 0, 0 = unknown */
     int retired;              /* its object was unloaded (atomic) */
-    uint32_t captures;        /* proto set and the entry not capture=none: the calls capture
-                                 (unless capture = off) and take the general entry */
+    uint32_t captures;        /* AS_CAPTURES_* bits, read by the thunk (atomic) */
 } as_target;
+
+/* as_target.captures: its calls capture (proto set, the entry not capture=none, unless
+ * capture = off everywhere); their capture plan needs only the integer registers, so the
+ * thunk's assembly entry captures them (capture.c sets it once the plan is made). */
+#define AS_CAPTURES 1u
+#define AS_CAPTURES_ASM 2u
 
 extern as_target as_targets[AS_MAX_TARGETS];
 extern uint32_t as_ntargets; /* published with release semantics after filling */
@@ -52,8 +57,9 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
 /* Retires target id (its object was unloaded). This function can't fail. */
 void as_target_retire(uint32_t id);
 
-/* Gives target t the prototype p (NULL: none), and with it the captures flag the thunk
- * reads. Before any hook leads to t: a call in flight sees one or the other. */
+/* Gives target t the prototype p (NULL: none), and with it the captures bits the thunk
+ * reads (AS_CAPTURES_ASM cleared: a plan made for another prototype is not used). Before any hook
+ * leads to t: a call in flight sees one or the other. */
 void as_target_set_proto(as_target *t, const as_proto *p);
 
 /* Whether target id is retired. */

@@ -45,6 +45,26 @@ _Static_assert(sizeof(as_retregs) == 48, "X_SIZE");
 _Static_assert(AS_MAX_TARGETS == 4096, "AS_STUBS in thunk.S");
 _Static_assert(sizeof(as_target) == 80, "T_SIZE in thunk.S (id * 5 << 4)");
 _Static_assert(offsetof(as_target, captures) == 76, "T_CAPTURES in thunk.S");
+_Static_assert(AS_CAPTURES_ASM == 2, "T_CAPTURES_ASM in thunk.S");
+_Static_assert(offsetof(as_cap_tstate, arena) == 0 && offsetof(as_cap_tstate, top) == 8 &&
+                   sizeof(((as_cap_tstate *)0)->top) == 4 &&
+                   offsetof(as_cap_tstate, stack_lo) == 16 &&
+                   offsetof(as_cap_tstate, stack_hi) == 24,
+               "CT_* in thunk.S");
+_Static_assert(offsetof(as_target, proto) == 40, "T_PROTO in thunk.S");
+_Static_assert(offsetof(as_cap_plan, proto) == 0 && offsetof(as_cap_plan, need) == 8 &&
+                   offsetof(as_cap_plan, max) == 12 && offsetof(as_cap_plan, n) == 18 &&
+                   offsetof(as_cap_plan, src) == 22 && sizeof(as_cap_plan) == 40 &&
+                   AS_PLAN_STR == 0x80,
+               "PL_* in thunk.S");
+_Static_assert(sizeof(as_cap_region) == 16 && offsetof(as_cap_region, hi) == 8,
+               "as_cap_regions in thunk.S");
+_Static_assert(AS_CAP_ARENA == 524288 && AS_K_STR == 5 && offsetof(as_proto, ret) == 0 &&
+                   offsetof(as_type, kind) == 0 && sizeof(((as_type *)0)->kind) == 1,
+               "AS_CAP_ARENA, AS_K_STR, P_RET_KIND in thunk.S");
+_Static_assert(AS_CAP_VAL == 1 && AS_CAP_STR == 2 && AS_CAP_NULL == 3 && AS_CAP_BAD == 4 &&
+                   AS_CAP_TRUNC == 1 && sizeof(as_cap_item) == 8,
+               "the items thunk.S writes");
 _Static_assert(sizeof(as_callrec) == 64, "record size");
 _Static_assert(offsetof(as_shadow_frame, caller_rbp) == 0, "[rbp] in thunk.S CFI");
 _Static_assert(offsetof(as_shadow_frame, ret) == 8, "[rbp+8] in thunk.S CFI");

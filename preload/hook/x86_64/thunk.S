@@ -51,6 +51,8 @@
 #define T_SIZE 80
 #define T_ORIG 0
 #define T_CAPTURES 76
+#define T_CAPTURES_ASM 2 /* AS_CAPTURES_ASM */
+#define T_PROTO 40
 
 /* The common paths below do in assembly what enter_fast / as_hook_exit do in C for
  * the common case (no call, no register saved beyond a few scratch ones); every other case
@@ -74,6 +76,21 @@
 #define FR_SIZE 56
 /* struct as_ring (core/ring.h) and one untyped record: an 8-byte header {len 64,
  * kind AS_MSG_CALL (2), tag} then struct as_callrec (hook/callrec.h). */
+/* struct as_cap_tstate, the thread's TLS block as_cap_ts (capture.h). */
+#define CT_ARENA 0
+#define CT_TOP 8
+#define CT_STACK_LO 16
+#define CT_STACK_HI 24
+/* struct as_cap_plan (capture.h), one per target in as_cap_plans. */
+#define PL_PROTO 0
+#define PL_NEED 8
+#define PL_MAX 12
+#define PL_N 18
+#define PL_SRC 22
+#define PL_SIZE 40
+#define AS_CAP_ARENA 524288 /* capture.h */
+#define P_RET_KIND 0        /* as_proto.ret.kind (proto.h) */
+#define AS_K_STR 5          /* proto.h */
 #define RG_HEAD 0
 #define RG_PENDING 128
 #define RG_LIMIT 136
@@ -83,6 +100,8 @@
 #define REC_BYTES 72
 #define REC_KIND 2
 #define REC_TAG_MUL 0x9E3779B97F4A7C15 /* as_ring_tag() */
+
+    .weak __curbrk                   /* glibc's program break (capture.c: cur_brk) */
 
     .text
 
@@ -136,6 +155,46 @@ END(as_thunk_stubs)
 #define CFI_RIP_AT_RBP8 .cfi_escape 0x10, 0x10, 0x02, 0x76, 0x08
 #define CFI_RBP_AT_RBP0 .cfi_escape 0x10, 0x06, 0x02, 0x76, 0x00
 
+/* The common entry's checks and shadow frame (enter_fast in thunk.c, for the frame's
+ * fixed part): the TSC in use, the thread has its shadow stack, its errno location, room
+ * for a frame, and no frame above this call's (a longjmp may have left one). In: rsi = the
+ * target, r11d = its id, rcx = the TLS offset of as_hook_ts, rax, rdx free; busy is set
+ * here. Out: rax = the frame frames[depth], filled but for t0, nothing captured; r11 =
+ * the original. A failed check jumps to 8 (busy set) or 2 (not yet). */
+.macro ENTRY_FILL
+    cmpl $0, as_clock_use_tsc(%rip)
+    je 2f
+    /* busy from here, before depth is read: a signal handler's calls pass through, so
+     * depth and the frames stay as read until busy is cleared (as in enter_fast). */
+    movl $1, %fs:TS_BUSY(%rcx)
+    movl %fs:TS_DEPTH(%rcx), %edx    /* d: frames in use */
+    cmpl %fs:TS_CAP(%rcx), %edx
+    jae 8f                           /* full, or no shadow stack yet */
+    cmpq $0, %fs:TS_ERRNO(%rcx)
+    je 8f
+    imull $FR_SIZE, %edx, %eax
+    addq %fs:TS_FRAMES(%rcx), %rax   /* rax = f = &frames[d] */
+    testl %edx, %edx
+    jz 3f
+    leaq 8(%rbp), %rdx               /* the slot */
+    cmpq %rdx, FR_SLOT - FR_SIZE(%rax)
+    jbe 8f                           /* frames[d - 1] is not an outer call's: C drops it */
+3:  movq (%rbp), %rdx
+    movq %rdx, FR_RBP(%rax)          /* the caller's rbp */
+    movq 8(%rbp), %rdx
+    movq %rdx, FR_RET(%rax)          /* the caller's return address */
+    leaq 8(%rbp), %rdx
+    movq %rdx, FR_SLOT(%rax)
+    movl %r11d, FR_ID(%rax)
+    movq T_ORIG(%rsi), %r11          /* the original, called below */
+    movq %fs:TS_ERRNO(%rcx), %rdx
+    movl (%rdx), %edx
+    movl %edx, FR_ERRNO(%rax)
+    movl $-1, FR_CAPOFF(%rax)        /* nothing captured */
+    movl $0, FR_CAPOFF + 4(%rax)
+    movq $0, FR_REPORTED(%rax)       /* reported, ret_items */
+.endm
+
 /* Common entry. r11d = target id; stack: [rsp] = caller's return address (the slot whose
  * address we hand to C as ret_slot).
  *
@@ -178,42 +237,17 @@ ENTRY(as_thunk_common)
     movl %fs:(%rax), %eax
     orl %fs:TS_BUSY(%rcx), %eax
     jnz 7f
-    cmpl $0, T_CAPTURES(%rsi)
-    je 5f
+    movl T_CAPTURES(%rsi), %eax
+    testl %eax, %eax
+    jz 5f                            /* untyped */
     cmpl $0, as_capture_off(%rip)
-    je 2f                            /* typed: C captures */
-5:  cmpl $0, as_clock_use_tsc(%rip)
-    je 2f
-    /* busy from here, before depth is read: a signal handler's calls pass through, so
-     * depth and the frames stay as read until busy is cleared (as in enter_fast). */
-    movl $1, %fs:TS_BUSY(%rcx)
-    movl %fs:TS_DEPTH(%rcx), %edx    /* d: frames in use */
-    cmpl %fs:TS_CAP(%rcx), %edx
-    jae 8f                           /* full, or no shadow stack yet */
-    cmpq $0, %fs:TS_ERRNO(%rcx)
-    je 8f
-    imull $FR_SIZE, %edx, %eax
-    addq %fs:TS_FRAMES(%rcx), %rax   /* rax = f = &frames[d] */
-    testl %edx, %edx
-    jz 3f
-    leaq 8(%rbp), %rdx               /* the slot */
-    cmpq %rdx, FR_SLOT - FR_SIZE(%rax)
-    jbe 8f                           /* frames[d - 1] is not an outer call's: C drops it */
-3:  movq (%rbp), %rdx
-    movq %rdx, FR_RBP(%rax)          /* the caller's rbp */
-    movq 8(%rbp), %rdx
-    movq %rdx, FR_RET(%rax)          /* the caller's return address */
-    leaq 8(%rbp), %rdx
-    movq %rdx, FR_SLOT(%rax)
-    movl %r11d, FR_ID(%rax)
-    movq T_ORIG(%rsi), %r11          /* the original, called below */
-    movq %fs:TS_ERRNO(%rcx), %rdx
-    movl (%rdx), %edx
-    movl %edx, FR_ERRNO(%rax)
-    movl $-1, FR_CAPOFF(%rax)        /* nothing captured */
-    movl $0, FR_CAPOFF + 4(%rax)
-    movq $0, FR_REPORTED(%rax)       /* reported, ret_items */
+    jne 5f                           /* capture = off: untyped too */
+    testl $T_CAPTURES_ASM, %eax
+    jnz .Lentry_typed                /* typed, captured below */
+    jmp 2f                           /* typed, a plan that needs C (or none made yet) */
+5:  ENTRY_FILL
     movq %rax, %rsi                  /* f */
+.Lentry_stamp:                       /* rsi = f, r11 = the original, rcx: as_hook_ts */
     rdtsc
     shlq $32, %rdx
     orq %rax, %rdx
@@ -234,6 +268,224 @@ ENTRY(as_thunk_common)
     CFI_RBP_AT_RBP0
     jmp 6f
     .cfi_restore_state
+    /* A typed call whose capture plan needs only the integer registers (AS_CAPTURES_ASM
+     * in target.h): the same frame, then the items as_capture_entry_plan (capture.c)
+     * writes, into the thread's arena: per parameter of the plan, a value {8, VAL, i} and
+     * its register, or a string {len, STR, i, TRUNC when cut} and its bytes (NULL: {0,
+     * NULL, i}; an address in the zero page: {8, BAD, i} and it), each padded to 8. The
+     * string is copied 16 bytes at a time with xmm8-10, which no call passes anything in
+     * (xmm0-7 may hold arguments of a varargs call the prototype does not name); only
+     * memory known_len (capture.c) knows to stay readable is read. Anything else (no
+     * arena or not enough of it, a string that reaches memory not known readable: the
+     * general path reads it through the kernel) is found before the arena's top moves,
+     * and C takes the call, as at 8. Registers: the integer arguments are pushed and
+     * read back from the stack (CAP_ARG below); r8 = the plan, r9 = where the next item
+     * goes, r10 = i, rdi = the first item, rcx = the TLS offset of as_cap_ts. */
+.Lentry_typed:
+    ENTRY_FILL
+    pushq %rdi                       /* rbp - 40 */
+    pushq %r8                        /* rbp - 48 */
+    pushq %r9                        /* rbp - 56 */
+    pushq %r10                       /* rbp - 64 */
+    pushq %rax                       /* rbp - 72: f */
+    movl FR_ID(%rax), %edx
+    imull $PL_SIZE, %edx, %edx
+    leaq as_cap_plans(%rip), %r8
+    addq %rdx, %r8                   /* the target's plan */
+    movq PL_PROTO(%r8), %rdx
+    cmpq T_PROTO(%rsi), %rdx
+    jne .Lcap_none                   /* a prototype set since: C */
+    movq as_cap_ts@GOTTPOFF(%rip), %rcx
+    movq %fs:CT_ARENA(%rcx), %rdi
+    testq %rdi, %rdi
+    jz .Lcap_none
+    movl %fs:CT_TOP(%rcx), %edx      /* start */
+    movl PL_NEED(%r8), %eax
+    addq %rdx, %rax
+    cmpq $AS_CAP_ARENA, %rax
+    ja .Lcap_none                    /* the arena may not hold them */
+    addq %rdx, %rdi                  /* the first item */
+    movq %rdi, %r9
+    xorl %r10d, %r10d
+    cmpb $0, PL_N(%r8)
+    je .Lcap_done
+.Lcap_param:
+    movzbl PL_SRC(%r8,%r10), %edx    /* the register, AS_PLAN_STR */
+    movl %edx, %eax
+    andl $0x7f, %eax
+    leaq .Lcap_arg_off(%rip), %rsi
+    movsbq (%rsi,%rax), %rax
+    movq (%rbp,%rax), %rsi           /* the argument */
+    movq %r10, %rax
+    shlq $40, %rax                   /* the item's index */
+    testb $0x80, %dl
+    jnz .Lcap_str
+.Lcap_word:                          /* rax: index and tag; the word in rsi */
+    orq $8, %rax
+    btsq $32, %rax                   /* AS_CAP_VAL */
+    movq %rax, (%r9)
+    movq %rsi, 8(%r9)
+    addq $16, %r9
+.Lcap_next:
+    incl %r10d
+    cmpb %r10b, PL_N(%r8)
+    ja .Lcap_param
+.Lcap_done:
+    movq -72(%rbp), %rsi             /* f */
+    movq %rdi, %rax
+    subq %fs:CT_ARENA(%rcx), %rax
+    movl %eax, FR_CAPOFF(%rsi)       /* cap_off */
+    movq %r9, %rdx
+    subq %rdi, %rdx
+    movl %edx, FR_CAPOFF + 4(%rsi)   /* cap_len */
+    addl %edx, %eax
+    movl %eax, %fs:CT_TOP(%rcx)      /* the arena grows */
+    movq PL_PROTO(%r8), %rax
+    cmpb $AS_K_STR, P_RET_KIND(%rax)
+    sete FR_REPORTED + 4(%rsi)       /* ret_items: a returned string is captured at exit */
+    movq -64(%rbp), %r10
+    movq -56(%rbp), %r9
+    movq -48(%rbp), %r8
+    movq -40(%rbp), %rdi
+    leaq -32(%rbp), %rsp             /* the four scratch registers on top again */
+    movq as_hook_ts@GOTTPOFF(%rip), %rcx
+    movl FR_ID(%rsi), %eax
+    leaq (%rax,%rax,4), %rax
+    shlq $4, %rax                    /* id * sizeof(as_target) */
+    leaq as_targets(%rip), %rdx
+    movq T_ORIG(%rdx,%rax), %r11     /* the original */
+    jmp .Lentry_stamp
+.Lcap_none:                          /* nothing captured, the top unmoved: C */
+    movq -72(%rbp), %rsi
+    movl FR_ID(%rsi), %r11d
+    movq -64(%rbp), %r10
+    movq -56(%rbp), %r9
+    movq -48(%rbp), %r8
+    movq -40(%rbp), %rdi
+    leaq -32(%rbp), %rsp
+    movq as_hook_ts@GOTTPOFF(%rip), %rcx
+    jmp .Lentry_c
+.Lcap_bad:                           /* an address in the zero page: {8, BAD, i}, it */
+    orq $8, %rax
+    btsq $34, %rax                   /* AS_CAP_BAD (4) << 32 */
+    movq %rax, (%r9)
+    movq %rsi, 8(%r9)
+    addq $16, %r9
+    jmp .Lcap_next
+.Lcap_str:
+    testq %rsi, %rsi
+    jnz .Lcs1
+    btsq $32, %rax                   /* NULL: {0, AS_CAP_NULL (3), i} */
+    btsq $33, %rax
+    movq %rax, (%r9)
+    addq $8, %r9
+    jmp .Lcap_next
+.Lcs1:  cmpq $4096, %rsi
+    jb .Lcap_bad
+    /* known_len: where the memory known readable from the string on ends (r11) */
+    movq %fs:CT_STACK_HI(%rcx), %r11
+    cmpq %rsp, %rsi
+    jb .Lcs2                            /* below our frame */
+    cmpq %r11, %rsi
+    jae .Lcs2                           /* above the thread's stack */
+    cmpq %fs:CT_STACK_LO(%rcx), %rsp
+    jae .Lcap_known                  /* on the thread's own stack, above us */
+.Lcs2:  movq as_cap_brk_lo(%rip), %r11
+    testq %r11, %r11
+    jz .Lcs3
+    cmpq %r11, %rsi
+    jb .Lcs3
+    movq __curbrk@GOTPCREL(%rip), %r11
+    testq %r11, %r11
+    jz .Lcap_none                    /* a libc without it: C asks sbrk */
+    movq (%r11), %r11
+    addq $4095, %r11
+    andq $-4096, %r11                /* the heap is mapped up to the break's page */
+    cmpq %r11, %rsi
+    jb .Lcap_known
+.Lcs3:  pushq %rax
+    movl as_cap_nregions(%rip), %eax
+    leaq as_cap_regions(%rip), %r11
+.Lcs4:  testl %eax, %eax
+    jz .Lcs5
+    cmpq (%r11), %rsi
+    jb .Lcs6
+    cmpq 8(%r11), %rsi
+    jb .Lcs7
+.Lcs6:  addq $16, %r11
+    decl %eax
+    jmp .Lcs4
+.Lcs5:  popq %rax
+    jmp .Lcap_none                   /* not known readable: C reads it through the kernel */
+.Lcs7:  movq 8(%r11), %r11
+    popq %rax
+.Lcap_known:                         /* r11 = the end of what is readable */
+    subq %rsi, %r11
+    movl PL_MAX(%r8), %edx
+    incq %rdx                        /* max + 1 tell max bytes from more */
+    cmpq %rdx, %r11
+    cmovaq %rdx, %r11                /* r11 = k, the bytes that may be read */
+    pushq %rax                       /* the index */
+    xorl %eax, %eax                  /* n */
+    pxor %xmm10, %xmm10
+.Lck1:  leaq 16(%rax), %rdx
+    cmpq %r11, %rdx
+    ja .Lck3                            /* fewer than 16 left: byte by byte */
+    movdqu (%rsi,%rax), %xmm8
+    movdqa %xmm8, %xmm9
+    pcmpeqb %xmm10, %xmm9
+    pmovmskb %xmm9, %edx
+    testl %edx, %edx
+    jnz .Lck2
+    movdqu %xmm8, 8(%r9,%rax)
+    addq $16, %rax
+    jmp .Lck1
+.Lck2:  bsfl %edx, %edx                  /* bytes before the NUL; the rest stored as zeros */
+    leaq .Lcap_keep + 16(%rip), %r11
+    subq %rdx, %r11
+    movdqu (%r11), %xmm9
+    pand %xmm9, %xmm8
+    movdqu %xmm8, 8(%r9,%rax)
+    addq %rdx, %rax                  /* the length, within one stored block: padded */
+    xorl %edx, %edx                  /* not cut */
+    jmp .Lcap_str_end
+.Lck3:  cmpq %r11, %rax
+    jae .Lck4
+    movzbl (%rsi,%rax), %edx
+    testl %edx, %edx
+    jz .Lck5
+    movb %dl, 8(%r9,%rax)
+    incq %rax
+    jmp .Lck3
+.Lck4:  /* k bytes and no NUL: cut at max when k is max + 1, else unknown memory follows */
+    movl PL_MAX(%r8), %edx
+    incq %rdx
+    cmpq %rdx, %r11
+    jne .Lck6
+    decq %rax                        /* max */
+    movl $1, %edx                    /* AS_CAP_TRUNC */
+    jmp .Lck7
+.Lck6:  popq %rax
+    jmp .Lcap_none
+.Lck5:  xorl %edx, %edx
+.Lck7:  movq %rax, %r11                  /* zeros up to the next multiple of 8 */
+.Lck8:  testq $7, %r11
+    jz .Lcap_str_end
+    movb $0, 8(%r9,%r11)
+    incq %r11
+    jmp .Lck8
+.Lcap_str_end:                       /* rax = the length, edx = TRUNC or 0 */
+    shlq $48, %rdx
+    orq %rax, %rdx
+    popq %rax                        /* the index */
+    orq %rdx, %rax
+    btsq $33, %rax                   /* AS_CAP_STR (2) << 32 */
+    movq %rax, (%r9)
+    movl %eax, %eax                  /* the length */
+    addq $15, %rax
+    andq $-8, %rax                   /* header and bytes, padded */
+    addq %rax, %r9
+    jmp .Lcap_next
     /* Not tracked (tracking off, our own code, a thread inside the hook): a plain tail
      * jump, the stack exactly as the caller left it (as enter_fast answers). */
 7:  movq T_ORIG(%rsi), %r11
@@ -247,7 +499,9 @@ ENTRY(as_thunk_common)
     .cfi_same_value %rbp
     jmp *%r11
     .cfi_restore_state
-8:  movl $0, %fs:TS_BUSY(%rcx)      /* nothing written: C takes the call */
+8:
+.Lentry_c:
+    movl $0, %fs:TS_BUSY(%rcx)       /* nothing written: C takes the call */
 2:  popq %rsi
     popq %rcx
     popq %rdx
@@ -322,12 +576,15 @@ as_thunk_exit:
     CFI_RBP_AT_RBP0
     subq $8, %rsp                    /* back onto the ret_slot: [rsp] gets the real address */
     .cfi_adjust_cfa_offset 8
-    /* The common case (the untyped part of as_hook_exit): the TSC in use, the returning
-     * call is the top frame, untyped, not reported, no hole below it, the thread has its
-     * ring (with room for the record before its end), thread id and errno location, and
-     * is not inside our code. The return registers wait in r8/r9 (caller-saved: free
-     * once the original returned); xmm0-1 and st0 are not touched. Anything else restores
-     * rax/rdx and goes to C below, before any side effect. */
+    /* The common case (as_hook_exit and exit_typed): the TSC in use, the returning call
+     * is the top frame, not reported, returns no string or struct to capture, no hole
+     * lies below it, the thread has its ring (with room for the record before its end),
+     * thread id and errno location, and is not inside our code. The return registers wait
+     * in r8/r9 (caller-saved: free once the original returned); xmm0-1 and st0 are not
+     * touched (xmm2 is: caller-saved, and no return value). A typed call's items (cap_len
+     * bytes in the thread's arena at cap_off, padded to 8) follow its record, whose ext
+     * says how many; their arena space is freed. Anything else restores rax/rdx and goes
+     * to C below, before any side effect. */
     cmpl $0, as_clock_use_tsc(%rip)
     je 9f
     movq as_hook_ts@GOTTPOFF(%rip), %rcx
@@ -336,6 +593,8 @@ as_thunk_exit:
     /* busy from here, before depth is read: a signal handler's calls pass through, so
      * the frames and the ring stay as read until busy is cleared (as in as_hook_exit) */
     movl $1, %fs:TS_BUSY(%rcx)
+    movq %rax, %r8
+    movq %rdx, %r9
     movl %fs:TS_DEPTH(%rcx), %esi    /* k: frames in use */
     testl %esi, %esi
     jz 4f
@@ -344,9 +603,7 @@ as_thunk_exit:
     subq $FR_SIZE, %r10              /* r10 = f = &frames[k - 1] */
     cmpq %rsp, FR_SLOT(%r10)         /* rsp = the slot */
     jne 4f
-    cmpl $-1, FR_CAPOFF(%r10)        /* typed: C copies the items */
-    jne 4f
-    cmpl $0, FR_REPORTED(%r10)
+    cmpq $0, FR_REPORTED(%r10)       /* reported, or a returned string to capture */
     jne 4f
     cmpl $1, %esi
     je 7f
@@ -361,14 +618,18 @@ as_thunk_exit:
     jz 4f
     cmpl $0, %fs:TS_TID(%rcx)
     je 4f
-    pushq %rbx
+    movl FR_CAPOFF(%r10), %edx
+    cmpl $-1, %edx
+    je 3f                            /* untyped: no items (cap_len 0) */
+    movq as_cap_ts@GOTTPOFF(%rip), %rax
+    cmpq $0, %fs:CT_ARENA(%rax)
+    je 4f
+3:  pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
     pushq %r12
     .cfi_adjust_cfa_offset 8
     .cfi_offset %r12, -32
-    movq %rax, %r8
-    movq %rdx, %r9
     /* The ring's reservation protocol (core/ring.h): refused while one is open (this
      * call runs in a signal handler that interrupted a write: C drops and counts), else
      * claimed before head is read. */
@@ -379,26 +640,28 @@ as_thunk_exit:
     movq RG_HEAD(%rdi), %rsi         /* head: bytes committed */
     movq %rsi, %r12
     andq RG_MASK(%rdi), %r12         /* its offset in the data */
-    leaq REC_BYTES(%r12), %rbx
+    movl FR_CAPOFF + 4(%r10), %eax   /* cap_len: bytes of items */
+    leaq REC_BYTES(%r12,%rax), %rbx
     cmpq RG_SIZE(%rdi), %rbx
     ja .Lexit_unclaim                /* the record would pass the end: C pads */
-    leaq REC_BYTES(%rsi), %rbx       /* head after the record */
+    leaq REC_BYTES(%rsi,%rax), %rbx  /* head after the record */
     cmpq RG_LIMIT(%rdi), %rbx
     ja .Lexit_unclaim                /* full as far as we know: C reads the tail */
-    /* The checks are done: the timestamp (rdtsc costs as much as all of them). */
-    rdtsc
-    shlq $32, %rdx
-    orq %rdx, %rax                   /* rax = t1 */
     leaq RG_DATA(%rdi,%r12), %r12    /* the header */
-    movl (%r11), %r11d               /* errno now */
     movabsq $REC_TAG_MUL, %rdx
     imulq %rsi, %rdx
     shrq $48, %rdx                   /* the tag of position head */
     shlq $16, %rdx
     orq $REC_KIND, %rdx
     shlq $32, %rdx
-    orq $(REC_BYTES - 8), %rdx
-    movq %rdx, (%r12)                /* {len, kind, tag} */
+    addl $(REC_BYTES - 8), %eax
+    orq %rax, %rdx
+    movq %rdx, (%r12)                /* {len: the record and its items, kind, tag} */
+    /* The checks are done: the timestamp (rdtsc costs as much as all of them). */
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax                   /* rax = t1 */
+    movl (%r11), %r11d               /* errno now */
     movl FR_ID(%r10), %edx
     movl %edx, 8(%r12)               /* id */
     movl $1, 12(%r12)                /* flags: AS_CALL_RETURNED */
@@ -407,15 +670,39 @@ as_thunk_exit:
     movl FR_ERRNO(%r10), %edx
     movl %edx, 20(%r12)              /* errno_in */
     movl %r11d, 24(%r12)             /* errno_out */
-    movl $0, 28(%r12)                /* ext */
-    movq FR_T0(%r10), %rdx
-    movq %rdx, 32(%r12)              /* t0 */
+    movl FR_CAPOFF + 4(%r10), %edx
+    movl %edx, 28(%r12)              /* ext: cap_len */
+    movq FR_T0(%r10), %rsi
+    movq %rsi, 32(%r12)              /* t0 */
     movq %rax, 40(%r12)              /* t1 */
     movq %r8, 48(%r12)               /* rax */
     movq %r9, 56(%r12)               /* rdx */
-    movq %xmm0, %rdx
-    movq %rdx, 64(%r12)              /* xmm0 */
-    movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
+    movq %xmm0, %rsi
+    movq %rsi, 64(%r12)              /* xmm0 */
+    testl %edx, %edx
+    jz 5f                            /* no items */
+    /* cap_len bytes (a multiple of 8) from the arena at cap_off, then its space freed
+     * (the arena is a stack: what lies above was left by frames dropped before) */
+    movq as_cap_ts@GOTTPOFF(%rip), %r11
+    movl FR_CAPOFF(%r10), %esi
+    cmpl %fs:CT_TOP(%r11), %esi
+    ja 1f
+    movl %esi, %fs:CT_TOP(%r11)
+1:  addq %fs:CT_ARENA(%r11), %rsi    /* the items */
+    xorl %eax, %eax
+    cmpl $16, %edx
+    jb 2f
+1:  movdqu (%rsi,%rax), %xmm2
+    movdqu %xmm2, REC_BYTES(%r12,%rax)
+    addq $16, %rax
+    leaq 16(%rax), %r11
+    cmpq %rdx, %r11
+    jbe 1b
+2:  cmpq %rdx, %rax
+    jae 5f
+    movq (%rsi,%rax), %r11
+    movq %r11, REC_BYTES(%r12,%rax)
+5:  movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
     movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
     /* the caller's return address and rbp out of the frame before it is freed */
     movq FR_RET(%r10), %rsi
@@ -438,10 +725,10 @@ as_thunk_exit:
 .Lexit_unclaim:
     movq %rsi, RG_PENDING(%rdi)      /* = head: nothing open */
 .Lexit_unbusy:
-    movq %r8, %rax                   /* back to C, as at the landing */
-    movq %r9, %rdx
     EXIT_SCRATCH_POP
-4:  movl $0, %fs:TS_BUSY(%rcx)      /* nothing written: C takes the call */
+4:  movq %r8, %rax                   /* back to C, as at the landing */
+    movq %r9, %rdx
+    movl $0, %fs:TS_BUSY(%rcx)      /* nothing written: C takes the call */
 9:  pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
@@ -737,5 +1024,15 @@ as_thunk_full_exit:
     .cfi_offset %rip, -8
     ret
 END(as_thunk_full_exit)
+
+    .section .rodata
+/* Where the typed entry finds integer argument register k (0: rdi .. 5: r9), relative to
+ * rbp: the four scratch pushes (rax, rdx, rcx, rsi), then rdi, r8, r9. */
+.Lcap_arg_off:
+    .byte -40, -32, -16, -24, -48, -56
+/* 16 bytes of 0xff then 16 of 0: loaded at 16 - k, a mask that keeps the first k bytes. */
+.Lcap_keep:
+    .fill 16, 1, 0xff
+    .fill 16, 1, 0
 
     .section .note.GNU-stack, "", @progbits
