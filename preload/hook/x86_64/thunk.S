@@ -427,19 +427,20 @@ ENTRY(as_thunk_common)
     cmovaq %rdx, %r11                /* r11 = k, the bytes that may be read */
     pushq %rax                       /* the index */
     xorl %eax, %eax                  /* n */
-    pxor %xmm10, %xmm10
-.Lck1:  leaq 16(%rax), %rdx
-    cmpq %r11, %rdx
-    ja .Lck3                            /* fewer than 16 left: byte by byte */
-    movdqu (%rsi,%rax), %xmm8
-    movdqa %xmm8, %xmm9
-    pcmpeqb %xmm10, %xmm9
+    subq $16, %r11                   /* r11 = the last n a block may start at */
+    jb .Lck9                         /* fewer than 16: byte by byte */
+.Lck1:  movdqu (%rsi,%rax), %xmm8
+    pxor %xmm9, %xmm9
+    pcmpeqb %xmm8, %xmm9
     pmovmskb %xmm9, %edx
+    movdqu %xmm8, 8(%r9,%rax)        /* stored whole, masked again below at the NUL */
     testl %edx, %edx
     jnz .Lck2
-    movdqu %xmm8, 8(%r9,%rax)
     addq $16, %rax
-    jmp .Lck1
+    cmpq %r11, %rax
+    jbe .Lck1
+.Lck9:  addq $16, %r11                   /* k again; fewer than 16 left: byte by byte */
+    jmp .Lck3
 .Lck2:  bsfl %edx, %edx                  /* bytes before the NUL; the rest stored as zeros */
     leaq .Lcap_keep + 16(%rip), %r11
     subq %rdx, %r11
@@ -690,15 +691,23 @@ as_thunk_exit:
     movl %esi, %fs:CT_TOP(%r11)
 1:  addq %fs:CT_ARENA(%r11), %rsi    /* the items */
     xorl %eax, %eax
-    cmpl $16, %edx
+    leaq -32(%rdx), %r11             /* the last offset a 32-byte block may start at */
+    cmpl $32, %edx
     jb 2f
 1:  movdqu (%rsi,%rax), %xmm2
+    movdqu 16(%rsi,%rax), %xmm3
+    movdqu %xmm2, REC_BYTES(%r12,%rax)
+    movdqu %xmm3, REC_BYTES + 16(%r12,%rax)
+    addq $32, %rax
+    cmpq %r11, %rax
+    jle 1b
+2:  addq $16, %r11                   /* then 16, then 8 (signed: r11 may be below 0) */
+    cmpq %r11, %rax
+    jg 3f
+    movdqu (%rsi,%rax), %xmm2
     movdqu %xmm2, REC_BYTES(%r12,%rax)
     addq $16, %rax
-    leaq 16(%rax), %r11
-    cmpq %rdx, %r11
-    jbe 1b
-2:  cmpq %rdx, %rax
+3:  cmpq %rdx, %rax
     jae 5f
     movq (%rsi,%rax), %r11
     movq %r11, REC_BYTES(%r12,%rax)
