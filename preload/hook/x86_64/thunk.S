@@ -288,6 +288,7 @@ ENTRY(as_thunk_common)
     pushq %r9                        /* rbp - 56 */
     pushq %r10                       /* rbp - 64 */
     pushq %rax                       /* rbp - 72: f */
+    pushq %r11                       /* rbp - 80: the original */
     movl FR_ID(%rax), %edx
     imull $PL_SIZE, %edx, %edx
     leaq as_cap_plans(%rip), %r8
@@ -347,13 +348,9 @@ ENTRY(as_thunk_common)
     movq -56(%rbp), %r9
     movq -48(%rbp), %r8
     movq -40(%rbp), %rdi
+    movq -80(%rbp), %r11             /* the original */
     leaq -32(%rbp), %rsp             /* the four scratch registers on top again */
     movq as_hook_ts@GOTTPOFF(%rip), %rcx
-    movl FR_ID(%rsi), %eax
-    leaq (%rax,%rax,4), %rax
-    shlq $4, %rax                    /* id * sizeof(as_target) */
-    leaq as_targets(%rip), %rdx
-    movq T_ORIG(%rdx,%rax), %r11     /* the original */
     jmp .Lentry_stamp
 .Lcap_none:                          /* nothing captured, the top unmoved: C */
     movq -72(%rbp), %rsi
@@ -383,9 +380,9 @@ ENTRY(as_thunk_common)
 .Lcs1:  cmpq $4096, %rsi
     jb .Lcap_bad
     /* known_len: where the memory known readable from the string on ends (r11) */
-    movq %fs:CT_STACK_HI(%rcx), %r11
     cmpq %rsp, %rsi
     jb .Lcs2                            /* below our frame */
+    movq %fs:CT_STACK_HI(%rcx), %r11
     cmpq %r11, %rsi
     jae .Lcs2                           /* above the thread's stack */
     cmpq %fs:CT_STACK_LO(%rcx), %rsp
