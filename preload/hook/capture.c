@@ -501,6 +501,7 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
     pl->has_str = 0;
     pl->nstr = 0;
     pl->gpr_only = 0;
+    pl->ret_str = p->ret.kind == AS_K_STR;
     if (p->ret.kind == AS_K_AGG || p->nparams < 0 || p->nparams > AS_PROTO_MAX_PARAMS)
         return; /* a hidden return pointer or an unknown size shifts the registers */
     int gi = 0, si = 0;
@@ -562,8 +563,9 @@ static inline const as_cap_plan *plan_of(uint32_t id, const as_proto *p) {
     pl->need = (uint32_t)need;
     __atomic_store_n(&pl->proto, p, __ATOMIC_RELEASE);
     /* The assembly entry captures its calls from now on (it compares the prototype too:
-     * one set since takes the general path). */
-    if (pl->gpr_only && need <= AS_CAP_MAX_CALL &&
+     * one set since takes the general path); it relies on the break being readable
+     * through __curbrk and brk_lo being known, as known_len does. */
+    if (pl->gpr_only && need <= AS_CAP_MAX_CALL && brk_lo != 0 && &__curbrk != NULL &&
         __atomic_load_n(&as_targets[id].proto, __ATOMIC_ACQUIRE) == p)
         __atomic_fetch_or(&as_targets[id].captures, AS_CAPTURES_ASM, __ATOMIC_RELEASE);
     return pl;

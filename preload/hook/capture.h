@@ -66,6 +66,7 @@ typedef struct as_cap_plan {
     uint8_t nstr;     /* fast: how many */
     uint8_t gpr_only; /* fast, and every parameter comes in an integer register (src < 6) */
     uint8_t src[AS_PROTO_MAX_PARAMS];
+    uint8_t ret_str; /* the return is a string (captured at exit) */
 } as_cap_plan;
 
 /* The plans of the targets (made on a target's first typed call), and the memory known to

@@ -54,14 +54,13 @@ _Static_assert(offsetof(as_cap_tstate, arena) == 0 && offsetof(as_cap_tstate, to
 _Static_assert(offsetof(as_target, proto) == 40, "T_PROTO in thunk.S");
 _Static_assert(offsetof(as_cap_plan, proto) == 0 && offsetof(as_cap_plan, need) == 8 &&
                    offsetof(as_cap_plan, max) == 12 && offsetof(as_cap_plan, n) == 18 &&
-                   offsetof(as_cap_plan, src) == 22 && sizeof(as_cap_plan) == 40 &&
+                   offsetof(as_cap_plan, src) == 22 && offsetof(as_cap_plan, ret_str) == 38 &&
+                   sizeof(as_cap_plan) == 40 &&
                    AS_PLAN_STR == 0x80,
                "PL_* in thunk.S");
 _Static_assert(sizeof(as_cap_region) == 16 && offsetof(as_cap_region, hi) == 8,
                "as_cap_regions in thunk.S");
-_Static_assert(AS_CAP_ARENA == 524288 && AS_K_STR == 5 && offsetof(as_proto, ret) == 0 &&
-                   offsetof(as_type, kind) == 0 && sizeof(((as_type *)0)->kind) == 1,
-               "AS_CAP_ARENA, AS_K_STR, P_RET_KIND in thunk.S");
+_Static_assert(AS_CAP_ARENA == 524288, "AS_CAP_ARENA in thunk.S");
 _Static_assert(AS_CAP_VAL == 1 && AS_CAP_STR == 2 && AS_CAP_NULL == 3 && AS_CAP_BAD == 4 &&
                    AS_CAP_TRUNC == 1 && sizeof(as_cap_item) == 8,
                "the items thunk.S writes");

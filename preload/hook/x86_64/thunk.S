@@ -87,10 +87,9 @@
 #define PL_MAX 12
 #define PL_N 18
 #define PL_SRC 22
+#define PL_RETSTR 38
 #define PL_SIZE 40
 #define AS_CAP_ARENA 524288 /* capture.h */
-#define P_RET_KIND 0        /* as_proto.ret.kind (proto.h) */
-#define AS_K_STR 5          /* proto.h */
 #define RG_HEAD 0
 #define RG_PENDING 128
 #define RG_LIMIT 136
@@ -160,8 +159,9 @@ END(as_thunk_stubs)
  * for a frame, and no frame above this call's (a longjmp may have left one). In: rsi = the
  * target, r11d = its id, rcx = the TLS offset of as_hook_ts, rax, rdx free; busy is set
  * here. Out: rax = the frame frames[depth], filled but for t0, nothing captured; r11 =
- * the original. A failed check jumps to 8 (busy set) or 2 (not yet). */
-.macro ENTRY_FILL
+ * the original. A failed check jumps to 8 (busy set) or 2 (not yet). With typed=1, cap_off,
+ * cap_len, reported and ret_items are left for the caller to write. */
+.macro ENTRY_FILL typed=0
     cmpl $0, as_clock_use_tsc(%rip)
     je 2f
     /* busy from here, before depth is read: a signal handler's calls pass through, so
@@ -190,9 +190,11 @@ END(as_thunk_stubs)
     movq %fs:TS_ERRNO(%rcx), %rdx
     movl (%rdx), %edx
     movl %edx, FR_ERRNO(%rax)
+    .if \typed == 0
     movl $-1, FR_CAPOFF(%rax)        /* nothing captured */
     movl $0, FR_CAPOFF + 4(%rax)
     movq $0, FR_REPORTED(%rax)       /* reported, ret_items */
+    .endif
 .endm
 
 /* Common entry. r11d = target id; stack: [rsp] = caller's return address (the slot whose
@@ -282,7 +284,7 @@ ENTRY(as_thunk_common)
      * read back from the stack (CAP_ARG below); r8 = the plan, r9 = where the next item
      * goes, r10 = i, rdi = the first item, rcx = the TLS offset of as_cap_ts. */
 .Lentry_typed:
-    ENTRY_FILL
+    ENTRY_FILL typed=1
     pushq %rdi                       /* rbp - 40 */
     pushq %r8                        /* rbp - 48 */
     pushq %r9                        /* rbp - 56 */
@@ -334,16 +336,18 @@ ENTRY(as_thunk_common)
 .Lcap_done:
     movq -72(%rbp), %rsi             /* f */
     movq %rdi, %rax
-    subq %fs:CT_ARENA(%rcx), %rax
-    movl %eax, FR_CAPOFF(%rsi)       /* cap_off */
+    subq %fs:CT_ARENA(%rcx), %rax    /* cap_off */
     movq %r9, %rdx
-    subq %rdi, %rdx
-    movl %edx, FR_CAPOFF + 4(%rsi)   /* cap_len */
-    addl %edx, %eax
-    movl %eax, %fs:CT_TOP(%rcx)      /* the arena grows */
-    movq PL_PROTO(%r8), %rax
-    cmpb $AS_K_STR, P_RET_KIND(%rax)
-    sete FR_REPORTED + 4(%rsi)       /* ret_items: a returned string is captured at exit */
+    subq %rdi, %rdx                  /* cap_len */
+    leal (%rax,%rdx), %edi
+    movl %edi, %fs:CT_TOP(%rcx)      /* the arena grows */
+    shlq $32, %rdx
+    orq %rdx, %rax
+    movq %rax, FR_CAPOFF(%rsi)       /* cap_off, cap_len */
+    movzbl PL_RETSTR(%r8), %eax
+    shlq $32, %rax
+    movq %rax, FR_REPORTED(%rsi)     /* reported 0; ret_items: a returned string is
+                                        captured at exit (by C) */
     movq -64(%rbp), %r10
     movq -56(%rbp), %r9
     movq -48(%rbp), %r8
@@ -387,14 +391,9 @@ ENTRY(as_thunk_common)
     jae .Lcs2                           /* above the thread's stack */
     cmpq %fs:CT_STACK_LO(%rcx), %rsp
     jae .Lcap_known                  /* on the thread's own stack, above us */
-.Lcs2:  movq as_cap_brk_lo(%rip), %r11
-    testq %r11, %r11
-    jz .Lcs3
-    cmpq %r11, %rsi
+.Lcs2:  cmpq as_cap_brk_lo(%rip), %rsi   /* known (AS_CAPTURES_ASM): not 0, __curbrk there */
     jb .Lcs3
     movq __curbrk@GOTPCREL(%rip), %r11
-    testq %r11, %r11
-    jz .Lcap_none                    /* a libc without it: C asks sbrk */
     movq (%r11), %r11
     addq $4095, %r11
     andq $-4096, %r11                /* the heap is mapped up to the break's page */
