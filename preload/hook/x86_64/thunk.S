@@ -676,16 +676,19 @@ as_thunk_exit:
     movq %r9, 56(%r12)               /* rdx */
     movq %xmm0, %rsi
     movq %rsi, 64(%r12)              /* xmm0 */
-    testl %edx, %edx
-    jz 5f                            /* no items */
-    /* cap_len bytes (a multiple of 8) from the arena at cap_off, then its space freed
-     * (the arena is a stack: what lies above was left by frames dropped before) */
-    movq as_cap_ts@GOTTPOFF(%rip), %r11
+    /* A typed call's arena space is freed (the arena is a stack: what lies above it was
+     * left by frames dropped before), and its cap_len bytes of items (a multiple of 8)
+     * copied from the arena at cap_off. */
     movl FR_CAPOFF(%r10), %esi
+    cmpl $-1, %esi
+    je 5f                            /* untyped */
+    movq as_cap_ts@GOTTPOFF(%rip), %r11
     cmpl %fs:CT_TOP(%r11), %esi
     ja 1f
     movl %esi, %fs:CT_TOP(%r11)
-1:  addq %fs:CT_ARENA(%r11), %rsi    /* the items */
+1:  testl %edx, %edx
+    jz 5f                            /* no items */
+    addq %fs:CT_ARENA(%r11), %rsi    /* the items */
     xorl %eax, %eax
     leaq -32(%rdx), %r11             /* the last offset a 32-byte block may start at */
     cmpl $32, %edx
