@@ -15,7 +15,8 @@ typedef struct as_sink_ops {
      * message logged. */
     int (*open)(as_sink *s, const char *arg);
     /* Delivers n actions. Returns 0 when delivered (or handed to the spool by the sink
-     * itself); -1 when none of them could be delivered and the caller should keep them.
+     * itself); -1 when they could not be delivered now: the sink itself keeps them for a
+     * later try (the file sink, in memory up to a bound) or counts them as failed.
      * Never blocks on the network: HTTP sinks queue requests and make one non-blocking
      * pass over what is in flight. n == 0 (batch may be NULL) only makes that pass; the
      * exporter does so through as_sinks_poll() when it has nothing to send. */

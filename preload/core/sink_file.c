@@ -12,12 +12,14 @@
  * the fd is gone (EBADF) or now names another file. A descriptor that is no longer ours
  * is never written to, locked or closed.
  *
- * A failed write (disk full, EIO) leaves no torn line: under the lock the sink notes the
- * file's size, and on failure truncates it back to that size, so the batch is either
- * wholly in the file or not at all (send returns -1 and the caller keeps the batch). When
- * the truncation itself fails, or another writer left a partial line, the next batch
- * starts with '\n' because the file does not end with one. A failure is logged once per
- * streak of failures, and once more when writing works again. */
+ * A failed write (disk full, EIO, the file size limit) leaves no torn line: under the lock
+ * the sink notes the file's size, and on failure truncates it back to that size, so the
+ * batch is either wholly in the file or not at all. A batch not written is kept, formatted,
+ * and written before the next one (and at flush and close), in order, up to
+ * AS_FILE_KEEP_BYTES; a batch that would pass that bound is lost and counted as failed
+ * (logged). When the truncation itself fails, or another writer left a partial line, the
+ * next batch starts with '\n' because the file does not end with one. A failure is logged
+ * once per streak of failures, and once more when writing works again. */
 #include "sink.h"
 
 #include <errno.h>
@@ -33,12 +35,17 @@
 #include "log.h"
 #include "fdio.h"
 
+/* The most bytes of formatted batches kept while the file cannot be written. */
+#define AS_FILE_KEEP_BYTES (8u << 20)
+
 typedef struct file_sink {
     int fd; /* -1 when it is not (or no longer) ours */
     dev_t dev;
     ino_t ino; /* what fd named when we opened it */
-    as_buf buf;
+    as_buf buf; /* lines not yet written: kept batches first, then the current one */
+    unsigned long long kept;    /* actions in buf from batches not written yet */
     unsigned long long failing; /* batches failed in the current streak (0: none) */
+    unsigned long long lost;    /* actions lost in the current streak (over the bound) */
     char path[PATH_MAX];
 } file_sink;
 
@@ -115,8 +122,6 @@ static int file_open(as_sink *s, const char *arg) {
     return 0;
 }
 
-/* Writes all n bytes (retrying short writes and EINTR). Returns 0 or -1. */
-
 /* Whether the regular file fd (size bytes) ends in something other than '\n', i.e. a
  * partial line another writer (or a failed truncation of ours) left behind. */
 static int ends_torn(int fd, off_t size) {
@@ -146,55 +151,74 @@ static int write_locked(file_sink *f, const char *buf, size_t n) {
     return rc;
 }
 
-/* Counts a failed batch; logs only the first of a streak. Returns -1. */
-static int failed(file_sink *f, const char *what, int err) {
+/* Logs the first failure of a streak. */
+static void failed(file_sink *f, const char *what, int err) {
     if (f->failing++ == 0)
-        as_warn("file sink '%s': %s: %s; batches are kept for retry (logged once until it "
-                "works again)",
-                f->path, what, strerror(err));
-    return -1;
+        as_warn("file sink '%s': %s: %s; batches are kept (up to %u MiB) and written when "
+                "the file can be written again (logged once until then)",
+                f->path, what, strerror(err), AS_FILE_KEEP_BYTES >> 20);
 }
 
-/* Returns 0 when the whole batch was written, -1 otherwise (out of memory, the file could
- * not be reopened, or a write error): then none of the batch stays in the file (see the
- * top of the file) and the caller keeps it. */
-/* Formats and appends one batch. Returns 0, or -1 (nothing of it left in the file). */
-static int write_batch(as_sink *s, const as_action *batch, size_t n) {
+/* Writes what f->buf holds (kept batches, then the newest). Returns 0 when it is all in
+ * the file (buf emptied, kept actions counted as sent), or -1 with buf unchanged (nothing
+ * of it in the file). */
+static int write_kept(as_sink *s) {
     file_sink *f = s->impl;
-    as_buf_reset(&f->buf);
-    for (size_t i = 0; i < n; i++)
-        as_action_to_jsonl(&batch[i], &f->buf);
-    if (f->buf.oom) {
+    if (f->buf.len == 0)
+        return 0;
+    if (ensure_ours(f) != 0) {
+        failed(f, "cannot reopen", errno);
+        return -1;
+    }
+    if (write_locked(f, f->buf.data, f->buf.len) != 0) {
+        failed(f, "write failed", errno);
+        return -1;
+    }
+    if (f->buf.cap > (1u << 20)) { /* a streak's worth: give it back */
         as_buf_free(&f->buf);
         as_buf_init(&f->buf);
-        return failed(f, "formatting the batch", ENOMEM);
     }
-    if (ensure_ours(f) != 0)
-        return failed(f, "cannot reopen", errno);
-    if (write_locked(f, f->buf.data, f->buf.len) != 0)
-        return failed(f, "write failed", errno);
+    as_buf_reset(&f->buf);
+    s->sent += f->kept;
+    f->kept = 0;
     if (f->failing) {
-        as_warn("file sink '%s': writing again after %llu failed batches", f->path, f->failing);
+        as_warn("file sink '%s': writing again after %llu failed batches (kept ones written%s)",
+                f->path, f->failing, f->lost ? "; some were lost, see above" : "");
         f->failing = 0;
+        f->lost = 0;
     }
     return 0;
 }
 
-/* Delivers a batch and counts it as sent or failed. Returns 0 or -1. */
+/* Formats a batch behind the kept ones and writes them all. Returns 0 when everything is
+ * in the file; -1 when the batch is kept for a later send, or lost (out of memory, or
+ * the kept batches would pass AS_FILE_KEEP_BYTES: counted as failed and logged). */
 static int file_send(as_sink *s, const as_action *batch, size_t n) {
-    int rc = write_batch(s, batch, n);
-    if (rc == 0)
-        s->sent += n;
-    else
+    file_sink *f = s->impl;
+    size_t before = f->buf.len;
+    for (size_t i = 0; i < n; i++)
+        as_action_to_jsonl(&batch[i], &f->buf);
+    if (f->buf.oom || f->buf.len > AS_FILE_KEEP_BYTES) {
+        /* Lose this batch, keep the older ones (their order stays intact). */
+        int oom = f->buf.oom;
+        f->buf.oom = 0;
+        f->buf.len = before;
         s->failed += n;
-    return rc;
+        f->lost += n;
+        as_error("file sink '%s': %zu actions lost (%s)", f->path, n,
+                 oom ? "out of memory" : "the batches kept for the file are at their bound");
+        write_kept(s);
+        return -1;
+    }
+    f->kept += n;
+    return write_kept(s);
 }
 
-/* Lines are written at send time: nothing is in flight. Returns 0. */
+/* Writes the kept batches, if any (one try: a write never waits). Returns 0 when none is
+ * left, -1 otherwise. */
 static int file_flush(as_sink *s, int timeout_ms) {
-    (void)s;
     (void)timeout_ms;
-    return 0;
+    return write_kept(s);
 }
 
 /* Closes our descriptor, unless the program has taken its number over. */
@@ -202,6 +226,11 @@ static void file_close(as_sink *s) {
     file_sink *f = s->impl;
     if (!f)
         return;
+    if (write_kept(s) != 0) {
+        s->failed += f->kept;
+        as_error("file sink '%s': %llu actions could not be written and are lost", f->path,
+                 f->kept);
+    }
     if (fd_is_ours(f))
         close(f->fd);
     as_buf_free(&f->buf);
