@@ -111,10 +111,18 @@ static void fill_result(agentsight_result *r, int ok, const char *conv, int64_t 
     copy_str(r->message, sizeof(r->message), message);
 }
 
-/* 1 when AGENTSIGHT_DISABLE=1 (the kill switch): nothing is queued or started. */
+/* 1 when AGENTSIGHT_DISABLE=1 (the kill switch): nothing is queued or started. Read from
+ * the environment on the first call only: the process's setting, as the interposer reads
+ * it at load (no environ scan per call, no race with a program's setenv). */
 static int disabled(void) {
-    const char *v = getenv("AGENTSIGHT_DISABLE");
-    return v && strcmp(v, "1") == 0;
+    static int cached = -1; /* atomic: -1 not read yet, else the answer */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (__builtin_expect(v < 0, 0)) {
+        const char *e = getenv("AGENTSIGHT_DISABLE");
+        v = e && strcmp(e, "1") == 0;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
 /* The largest packed action a ring of the configured size takes (half the ring). */
