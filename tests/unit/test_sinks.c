@@ -108,9 +108,8 @@ static void test_open_list(void **state) {
     rmdir(dir);
 }
 
-/* Proves the file sink writes one valid JSON object per action, appending. */
-static void test_file_jsonl(void **state) {
-    char path[] = "/tmp/as-file-XXXXXX";
+/* Creates a fresh file from the mkstemp template path and returns a file sink open on it. */
+static as_sink temp_file_sink(char *path) {
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
@@ -118,6 +117,13 @@ static void test_file_jsonl(void **state) {
     memset(&s, 0, sizeof(s));
     s.ops = &as_sink_file_ops;
     assert_int_equal(s.ops->open(&s, path), 0);
+    return s;
+}
+
+/* Proves the file sink writes one valid JSON object per action, appending. */
+static void test_file_jsonl(void **state) {
+    char path[] = "/tmp/as-file-XXXXXX";
+    as_sink s = temp_file_sink(path);
     as_action b[3] = {make_action("calculator_multiply", 50), make_action("b\"q", 2),
                       make_action("c", 3)};
     b[2].metadata = "{\"k\":[1,2]}";
@@ -369,13 +375,7 @@ static void test_file_kept_at_close(void **state) {
     as_log_set_level(AS_LOG_WARN);
     for (int still_failing = 0; still_failing < 2; still_failing++) {
         char path[] = "/tmp/as-keep-XXXXXX";
-        int fd = mkstemp(path);
-        assert_true(fd >= 0);
-        close(fd);
-        as_sink s;
-        memset(&s, 0, sizeof(s));
-        s.ops = &as_sink_file_ops;
-        assert_int_equal(s.ops->open(&s, path), 0);
+        as_sink s = temp_file_sink(path);
         as_action b[3] = {make_action("a", 1), make_action("b", 2), make_action("c", 3)};
         struct rlimit lim = {16, old.rlim_max}; /* not one whole line fits */
         assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
