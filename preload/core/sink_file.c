@@ -41,9 +41,9 @@
 typedef struct file_sink {
     int fd; /* -1 when it is not (or no longer) ours */
     dev_t dev;
-    ino_t ino; /* what fd named when we opened it */
-    as_buf buf; /* lines not yet written: kept batches first, then the current one */
-    unsigned long long kept;    /* actions in buf from batches not written yet */
+    ino_t ino;               /* what fd named when we opened it */
+    as_buf buf;              /* lines not yet written: kept batches first, then the current one */
+    unsigned long long kept; /* actions in buf from batches not written yet */
     unsigned long long failing; /* batches failed in the current streak (0: none) */
     unsigned long long lost;    /* actions lost in the current streak (over the bound) */
     char path[PATH_MAX];

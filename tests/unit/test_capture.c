@@ -33,60 +33,20 @@
 #include "hook/cproto.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
+#include "test_hotpath.h"
 
 #define NOIPA __attribute__((noinline, noipa))
 
 /* ---- records through real rings --------------------------------------------------- */
 
-#define BLOB_CAP (16u << 20)
-static unsigned char blob[BLOB_CAP]; /* payloads one after another */
-static size_t blob_len;
-static size_t rec_off[4096], rec_len[4096];
-static size_t nrec;
-static as_ring *ring;
-static uint64_t cursor;
-
-void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait);
-
-void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait) {
-    if (kind != AS_MSG_CALL || len < sizeof(as_callrec) || may_wait)
-        abort();
-    if (!as_pipe_tring) {
-        if (ring)
-            abort(); /* one thread only in this file */
-        ring = as_ring_create(8u << 20);
-        if (!ring)
-            abort();
-        cursor = as_ring_tail(ring);
-        as_pipe_tring = ring;
-    }
-    return as_ring_reserve(as_pipe_tring, (unsigned)kind, len);
-}
-
-/* Reads every committed record. Returns how many were read since the last reset. */
-static size_t collect(void) {
-    if (!ring)
-        return nrec;
-    uint64_t head = as_ring_head(ring);
-    unsigned kind;
-    size_t len;
-    const void *p;
-    while ((p = as_ring_read(ring, &cursor, head, &kind, &len)) != NULL) {
-        assert_true(nrec < 4096 && blob_len + len <= BLOB_CAP);
-        memcpy(blob + blob_len, p, len);
-        rec_off[nrec] = blob_len;
-        rec_len[nrec++] = len;
-        blob_len += (len + 7) & ~(size_t)7;
-    }
-    as_ring_release(ring, cursor);
-    return nrec;
-}
+#define blob as_test_blob
+#define rec_off as_test_rec_off
+#define rec_len as_test_rec_len
+#define collect as_test_collect
 
 static int setup(void **state) {
     as_clock_init();
-    collect();
-    nrec = 0;
-    blob_len = 0;
+    as_test_store_reset();
     as_capture_off = 0;
     return 0;
 }
@@ -136,18 +96,10 @@ static int nentries;
 static void *typed(void *fn, const char *proto, int max_string, int error_if, int capture_none) {
     assert_true(nentries < 64);
     as_entry *e = &entries[nentries++];
-    memset(e, 0, sizeof *e);
-    size_t no, nl, used;
-    as_cproto_err err;
-    assert_int_equal(as_cproto_parse(proto, strlen(proto), &e->proto, &no, &nl, &used, &err), 0);
-    e->has_proto = 1;
-    e->max_string = max_string;
-    e->error_if = error_if;
+    int id = as_test_typed_target(e, fn, NULL, proto, max_string, "test_capture");
+    e->error_if = error_if; /* before any call: the capture reads them per call */
     e->capture_none = capture_none;
-    char *name = strndup(proto + no, nl);
-    int id = as_target_get(fn, name, NULL, "test_capture", e);
-    assert_true(id >= 0);
-    assert_ptr_equal(as_targets[id].entry, e);
+    as_target_set_proto(&as_targets[id], &e->proto); /* captures follows capture_none */
     return as_thunk_addr((uint32_t)id);
 }
 #define TYPED(fn, proto, ...) ((__typeof__(&fn))typed((void *)(fn), proto, __VA_ARGS__))

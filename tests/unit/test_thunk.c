@@ -31,60 +31,28 @@
 #include "hook/config.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
+#include "test_hotpath.h"
 
 #define NOIPA __attribute__((noinline, noipa))
 
 /* ---- the replaced pipeline: records land in rings read into recs[] --------------- */
 
 #define REC_CAP (1 << 18)
-#define MAX_RINGS 16
 static as_callrec recs_[REC_CAP];
 static size_t nrecs_;
-static int reserve_refuse; /* 1: the slow reserve returns NULL (a full ring) */
-static pthread_mutex_t recs_lock = PTHREAD_MUTEX_INITIALIZER;
-static as_ring *rings[MAX_RINGS];
-static uint64_t cursors[MAX_RINGS];
-static int nrings;
+#define reserve_refuse as_test_reserve_refuse
 
-void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait);
-
-/* First record of a thread (or a full ring): attaches a ring of 8 MiB to the thread. */
-void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait) {
-    if (kind != AS_MSG_CALL || len < sizeof(as_callrec) || may_wait)
-        abort(); /* the hot path must ask for exactly this */
-    if (reserve_refuse)
-        return NULL;
-    if (!as_pipe_tring) {
-        as_ring *r = as_ring_create(8u << 20);
-        if (!r)
-            abort();
-        pthread_mutex_lock(&recs_lock);
-        if (nrings == MAX_RINGS)
-            abort();
-        cursors[nrings] = as_ring_tail(r);
-        rings[nrings++] = r;
-        pthread_mutex_unlock(&recs_lock);
-        as_pipe_tring = r;
-    }
-    return as_ring_reserve(as_pipe_tring, (unsigned)kind, len);
+static void keep_fixed_part(const void *p, size_t len, void *arg) {
+    (void)len;
+    (void)arg;
+    if (nrecs_ >= REC_CAP)
+        abort();
+    memcpy(&recs_[nrecs_++], p, sizeof(as_callrec));
 }
 
 /* Moves every committed record into recs_ (the fixed part). Returns how many there are. */
 static size_t collect(void) {
-    pthread_mutex_lock(&recs_lock);
-    for (int i = 0; i < nrings; i++) {
-        uint64_t head = as_ring_head(rings[i]);
-        unsigned kind;
-        size_t len;
-        const void *p;
-        while ((p = as_ring_read(rings[i], &cursors[i], head, &kind, &len)) != NULL) {
-            if (kind != AS_MSG_CALL || len < sizeof(as_callrec) || nrecs_ >= REC_CAP)
-                abort();
-            memcpy(&recs_[nrecs_++], p, sizeof(as_callrec));
-        }
-        as_ring_release(rings[i], cursors[i]);
-    }
-    pthread_mutex_unlock(&recs_lock);
+    as_test_rings_read(keep_fixed_part, NULL);
     return nrecs_;
 }
 #define nrecs collect()
@@ -527,11 +495,7 @@ static void test_small_ring_wraps(void **state) {
     as_ring *small = as_ring_create(4096);
     assert_non_null(small);
     assert_int_equal(small->size, 4096);
-    pthread_mutex_lock(&recs_lock);
-    assert_true(nrings < MAX_RINGS);
-    cursors[nrings] = as_ring_tail(small);
-    rings[nrings++] = small;
-    pthread_mutex_unlock(&recs_lock);
+    as_test_rings_add(small);
     as_ring *mine = as_pipe_tring;
     as_pipe_tring = small;
     enum { CALLS = 2000 };
@@ -572,13 +536,8 @@ static void test_signal_handler_calls(void **state) {
     int (*f)(int, int) = WRAP(add2);
     sig_add2 = f;
     sig_calls = 0;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = sig_calls_add2;
-    sigemptyset(&sa.sa_mask);
-    assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
-    struct itimerval it = {{0, 50}, {0, 50}}, off = {{0, 0}, {0, 0}};
-    assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
+    struct sigaction old;
+    as_test_alarm_start(sig_calls_add2, &old);
     enum { CALLS = 200000 };                        /* fits REC_CAP with the handler's records */
     int64_t deadline = as_mono_ns() + 3000000000LL; /* bounded in time as well */
     int made = 0;
@@ -587,11 +546,7 @@ static void test_signal_handler_calls(void **state) {
         if (i % 4096 == 4095)
             collect();
     }
-    assert_int_equal(setitimer(ITIMER_REAL, &off, NULL), 0);
-    /* SIG_IGN first: it discards a SIGALRM still pending, which the default action (old)
-     * would turn into the end of the process */
-    signal(SIGALRM, SIG_IGN);
-    assert_int_equal(sigaction(SIGALRM, &old, NULL), 0);
+    as_test_alarm_stop(&old);
     size_t n = nrecs;
     size_t mains = 0, handlers = 0;
     for (size_t i = 0; i < n; i++) {
