@@ -41,7 +41,7 @@
 #include "hook/config.h"
 #include "hook/target.h"
 
-#define PAGE 4096u
+#define PAGE 4096u /* also the zero-page bound of thunk.S's typed entry */
 #define MAX_REGIONS 256
 #define MAX_IOV 40 /* pages one slow read may span (AS_MAX_STRING_LIMIT needs 17) */
 
@@ -565,7 +565,10 @@ static inline const as_cap_plan *plan_of(uint32_t id, const as_proto *p) {
     /* The assembly entry captures its calls from now on (it compares the prototype too:
      * one set since takes the general path); it relies on the break being readable
      * through __curbrk and brk_lo being known, as known_len does. */
-    if (pl->gpr_only && need <= AS_CAP_MAX_CALL && brk_lo != 0 && &__curbrk != NULL &&
+    int regs_ok = 1; /* gpr_only: every source is rdi..r9 (thunk.S reads a 6-entry table) */
+    for (int i = 0; i < pl->n; i++)
+        regs_ok &= (pl->src[i] & ~AS_PLAN_STR) < 6;
+    if (pl->gpr_only && regs_ok && need <= AS_CAP_MAX_CALL && brk_lo != 0 && &__curbrk != NULL &&
         __atomic_load_n(&as_targets[id].proto, __ATOMIC_ACQUIRE) == p)
         __atomic_fetch_or(&as_targets[id].captures, AS_CAPTURES_ASM, __ATOMIC_RELEASE);
     return pl;

@@ -1,8 +1,9 @@
 /* thunk.c - the C half of the hot path: what the x86-64 thunk calls at a wrapped
- * function's entry and at its return when its own common paths (an untyped call, a warm
- * thread, room in the ring) do not apply. Keeps the per-thread shadow stack of calls in
- * flight (the real return addresses), takes the timestamps and writes one AS_MSG_CALL
- * record per call; the thunk's common paths do the same on as_hook_ts directly.
+ * function's entry and at its return when its own common paths (an untyped call or a typed
+ * one with integer-register parameters, a warm thread, room in the ring) do not apply. Keeps the
+ * per-thread shadow stack of calls in flight (the real return addresses), takes the timestamps and
+ * writes one AS_MSG_CALL record per call; the thunk's common paths do the same on as_hook_ts
+ * directly.
  *
  * Relies on thunk.S for: as_thunk_stubs (stub i loads i into r11d), as_thunk_exit (the
  * swapped-in return address), their full-preservation twins as_thunk_full_stubs (stub i
@@ -55,15 +56,22 @@ _Static_assert(offsetof(as_target, proto) == 40, "T_PROTO in thunk.S");
 _Static_assert(offsetof(as_cap_plan, proto) == 0 && offsetof(as_cap_plan, need) == 8 &&
                    offsetof(as_cap_plan, max) == 12 && offsetof(as_cap_plan, n) == 18 &&
                    offsetof(as_cap_plan, src) == 22 && offsetof(as_cap_plan, ret_str) == 38 &&
-                   sizeof(as_cap_plan) == 40 &&
-                   AS_PLAN_STR == 0x80,
+                   sizeof(as_cap_plan) == 40 && AS_PLAN_STR == 0x80,
                "PL_* in thunk.S");
 _Static_assert(sizeof(as_cap_region) == 16 && offsetof(as_cap_region, hi) == 8,
                "as_cap_regions in thunk.S");
 _Static_assert(AS_CAP_ARENA == 524288, "AS_CAP_ARENA in thunk.S");
 _Static_assert(AS_CAP_VAL == 1 && AS_CAP_STR == 2 && AS_CAP_NULL == 3 && AS_CAP_BAD == 4 &&
-                   AS_CAP_TRUNC == 1 && sizeof(as_cap_item) == 8,
-               "the items thunk.S writes");
+                   AS_CAP_TRUNC == 1 && sizeof(as_cap_item) == 8 &&
+                   offsetof(as_cap_item, tag) == 4 && offsetof(as_cap_item, index) == 5 &&
+                   offsetof(as_cap_item, flags) == 6,
+               "the items thunk.S writes: len | tag << 32 | index << 40 | flags << 48");
+_Static_assert(sizeof(((as_cap_plan *)0)->need) == 4 && sizeof(((as_cap_plan *)0)->max) == 4 &&
+                   sizeof(((as_cap_plan *)0)->n) == 1 && sizeof(((as_cap_plan *)0)->src[0]) == 1 &&
+                   sizeof(((as_cap_plan *)0)->ret_str) == 1 && sizeof(as_cap_nregions) == 4 &&
+                   sizeof(((as_cap_tstate *)0)->stack_lo) == 8 &&
+                   sizeof(((as_cap_tstate *)0)->stack_hi) == 8 && sizeof(as_cap_brk_lo) == 8,
+               "the widths thunk.S reads");
 _Static_assert(sizeof(as_callrec) == 64, "record size");
 _Static_assert(offsetof(as_shadow_frame, caller_rbp) == 0, "[rbp] in thunk.S CFI");
 _Static_assert(offsetof(as_shadow_frame, ret) == 8, "[rbp+8] in thunk.S CFI");
@@ -459,6 +467,7 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     f->cap_off = UINT32_MAX;
     f->cap_len = 0;
     f->reported = 0;
+    f->ret_items = 0; /* the exits read it with reported, as one word */
     const as_proto *p = capture_proto(tg);
     if (p) {
         f->ret_items = p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG;
@@ -480,8 +489,9 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
 /* The common case of the C entry, with no call on the untyped path: a thread that has its
  * shadow stack and errno location, room on it, no frame above this call's that a longjmp
  * could have left, and the TSC (the thunk's own entry does the same in assembly for
- * untyped calls; this one also serves typed calls and entry patches, whose registers,
- * xmm0-7 included, are saved in regs). Fills *out and returns 1, or returns 0 when the
+ * untyped calls and typed ones whose parameters all come in integer registers; this one
+ * serves the other typed calls and entry patches, whose registers, xmm0-7 included, are
+ * saved in regs). Fills *out and returns 1, or returns 0 when the
  * general entry (enter_slow) must run, before any side effect. */
 __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs *regs, void **slot,
                                                             void *landing, as_enter_ret *out) {
@@ -514,7 +524,8 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
     f->cap_off = UINT32_MAX;
     f->cap_len = 0;
     f->reported = 0;
-    if (p) { /* typed: the capture may use vector registers (the thunk saved them) */
+    f->ret_items = 0; /* the exits read it with reported, as one word */
+    if (p) {          /* typed: the capture may use vector registers (the thunk saved them) */
         int e = f->errno_in;
         f->ret_items = p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG;
         as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);

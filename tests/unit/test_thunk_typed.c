@@ -206,6 +206,7 @@ TS_FN(256)
 TS_FN(bad)
 TS_FN(sig)
 TS_FN(thr)
+TS_FN(big)
 
 /* Registers ts_M with max_string M, then makes its first call (through C: the plan is
  * made there) and checks the assembly takes its calls from then on. */
@@ -923,6 +924,39 @@ static void test_no_params(void **state) {
     reset_recs();
 }
 
+/* Proves the assembly's exit leaves a record larger than half the ring to C, as the ring
+ * itself would refuse it (as_ring_fits): through a 4 KiB ring, a typed call whose string
+ * item alone takes 3 KiB gets its record without the items (ext 0, the call's values
+ * right), while a short string still travels with its record. */
+static void test_items_over_half_ring(void **state) {
+    (void)state;
+    typed_t t = typed_ts(ts_big, "ts_big", 4000);
+    int (*f)(const char *) = (int (*)(const char *))t.stub;
+    static char big[3001];
+    memset(big, 'z', 3000);
+    assert_int_equal(f("warm"), ts_value("warm")); /* the plan, the thread's arena */
+    reset_recs();
+    as_ring *small = as_ring_create(4096);
+    assert_non_null(small);
+    as_test_rings_add(small);
+    as_ring *mine = as_pipe_tring;
+    as_pipe_tring = small;
+    int got_big = f(big), got_small = f("short");
+    as_pipe_tring = mine;
+    assert_int_equal(got_big, ts_value(big));
+    assert_int_equal(got_small, ts_value("short"));
+    assert_int_equal(collect(), 2);
+    as_callrec r = rec_at(0, NULL);
+    assert_int_equal(r.ext, 0);
+    assert_int_equal((int)r.rax, ts_value(big));
+    const unsigned char *items;
+    r = rec_at(1, &items);
+    unsigned char want[64];
+    size_t nw = str_item(want, 0, "short", 5, 4000);
+    same_items(items, r.ext, want, nw, "short string through the small ring");
+    reset_recs();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_strings_match_general, setup),
@@ -934,6 +968,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_signal_handler, setup, sig_teardown),
         cmocka_unit_test_setup(test_two_threads, setup),
         cmocka_unit_test_setup(test_no_params, setup),
+        cmocka_unit_test_setup(test_items_over_half_ring, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,12 @@
 /* thunk.S - the x86-64 hot path of the interposer: one 16-byte stub per target, the
  * common entry, and the exit landing that a tracked call returns to instead of its caller.
- * An untyped call in the common case is handled here alone: the entry pushes the shadow
- * frame and takes the first timestamp, the landing takes the second and writes the record
- * into the thread's ring, with no call and only a few scratch registers saved (about 140
- * instructions per call instead of 235 through C). Every other case (typed capture, a
+ * A call in the common case is handled here alone: the entry pushes the shadow frame and
+ * takes the first timestamp, the landing takes the second and writes the record into the
+ * thread's ring, with no call and only a few scratch registers saved (about 140
+ * instructions per untyped call instead of 235 through C). Typed calls whose parameters
+ * all come in integer registers are captured here too (values and bounded string copies
+ * into the thread's arena at entry, copied behind the record at exit). Every other case
+ * (float, double or struct parameters, strings the kernel must read, a returned string, a
  * thread's first call, dead frames, a full ring or its end, the clock without the TSC)
  * saves the registers and asks C (preload/hook/thunk.c), before any side effect.
  *
@@ -21,6 +24,9 @@
  *                                          save the vector state beyond xmm0-15
  *   as_hook_ts, as_targets, as_pipe_tring, as_in_agentsight, as_hook_enabled,
  *   as_clock_use_tsc, as_capture_off       read (and the first written) by the common paths
+ *   as_cap_ts, as_cap_plans, as_cap_regions, as_cap_nregions, as_cap_brk_lo (capture.c),
+ *   __curbrk (glibc)                       read (as_cap_ts.top written) by the typed entry
+ *                                          and exit
  * The register frames are struct as_regs / struct as_retregs in thunk.h; their offsets,
  * and those of the structures the common paths read, are checked by _Static_assert in
  * thunk.c. */
@@ -47,7 +53,8 @@
 #define X_XMM1 32
 #define X_SIZE 48
 
-/* struct as_target (target.h): its size, the original, whether its calls capture. */
+/* struct as_target (target.h): its size, the original, whether its calls capture, its
+ * prototype. */
 #define T_SIZE 80
 #define T_ORIG 0
 #define T_CAPTURES 76
@@ -74,8 +81,6 @@
 #define FR_CAPOFF 40     /* cap_off, cap_len */
 #define FR_REPORTED 48   /* reported, ret_items */
 #define FR_SIZE 56
-/* struct as_ring (core/ring.h) and one untyped record: an 8-byte header {len 64,
- * kind AS_MSG_CALL (2), tag} then struct as_callrec (hook/callrec.h). */
 /* struct as_cap_tstate, the thread's TLS block as_cap_ts (capture.h). */
 #define CT_ARENA 0
 #define CT_TOP 8
@@ -90,6 +95,9 @@
 #define PL_RETSTR 38
 #define PL_SIZE 40
 #define AS_CAP_ARENA 524288 /* capture.h */
+#define ZERO_PAGE 4096      /* PAGE in capture.c: no string lies below it */
+/* struct as_ring (core/ring.h) and one record: an 8-byte header {len 64 + the items,
+ * kind AS_MSG_CALL (2), tag}, struct as_callrec (hook/callrec.h), then its items. */
 #define RG_HEAD 0
 #define RG_PENDING 128
 #define RG_LIMIT 136
@@ -218,11 +226,12 @@ ENTRY(as_thunk_common)
     .cfi_offset %rbp, -16
     movq %rsp, %rbp
     .cfi_def_cfa_register %rbp
-    /* The common case (enter_fast in thunk.c, untyped): an untyped target, tracking on and
-     * the TSC in use, a thread that is not inside our code, has its shadow stack, its
-     * errno location, room for a frame, and no frame above this call's (a longjmp may
-     * have left one). Four scratch registers are pushed; a call not to be tracked is a
-     * tail jump (7:), anything else pops them and goes to C below. */
+    /* The common case (enter_fast in thunk.c): an untyped target, or a typed one whose
+     * plan the assembly serves (.Lentry_typed), tracking on and the TSC in use, a thread
+     * that is not inside our code, has its shadow stack, its errno location, room for a
+     * frame, and no frame above this call's (a longjmp may have left one). Four scratch
+     * registers are pushed; a call not to be tracked is a tail jump (7:), anything else
+     * pops them and goes to C below. */
     pushq %rax
     pushq %rdx
     pushq %rcx
@@ -275,13 +284,13 @@ ENTRY(as_thunk_common)
      * writes, into the thread's arena: per parameter of the plan, a value {8, VAL, i} and
      * its register, or a string {len, STR, i, TRUNC when cut} and its bytes (NULL: {0,
      * NULL, i}; an address in the zero page: {8, BAD, i} and it), each padded to 8. The
-     * string is copied 16 bytes at a time with xmm8-10, which no call passes anything in
+     * string is copied 16 bytes at a time with xmm8-9, which no call passes anything in
      * (xmm0-7 may hold arguments of a varargs call the prototype does not name); only
      * memory known_len (capture.c) knows to stay readable is read. Anything else (no
      * arena or not enough of it, a string that reaches memory not known readable: the
      * general path reads it through the kernel) is found before the arena's top moves,
      * and C takes the call, as at 8. Registers: the integer arguments are pushed and
-     * read back from the stack (CAP_ARG below); r8 = the plan, r9 = where the next item
+     * read back from the stack (.Lcap_arg_off at the end); r8 = the plan, r9 = where the next item
      * goes, r10 = i, rdi = the first item, rcx = the TLS offset of as_cap_ts. */
 .Lentry_typed:
     ENTRY_FILL typed=1
@@ -381,7 +390,7 @@ ENTRY(as_thunk_common)
     movq %rax, (%r9)
     addq $8, %r9
     jmp .Lcap_next
-.Lcs1:  cmpq $4096, %rsi
+.Lcs1:  cmpq $ZERO_PAGE, %rsi
     jb .Lcap_bad
     /* known_len: where the memory known readable from the string on ends (r11) */
     cmpq %rsp, %rsi
@@ -578,7 +587,7 @@ as_thunk_exit:
      * lies below it, the thread has its ring (with room for the record before its end),
      * thread id and errno location, and is not inside our code. The return registers wait
      * in r8/r9 (caller-saved: free once the original returned); xmm0-1 and st0 are not
-     * touched (xmm2 is: caller-saved, and no return value). A typed call's items (cap_len
+     * touched (xmm2-3 are: caller-saved, and no return value). A typed call's items (cap_len
      * bytes in the thread's arena at cap_off, padded to 8) follow its record, whose ext
      * says how many; their arena space is freed. Anything else restores rax/rdx and goes
      * to C below, before any side effect. */
@@ -621,6 +630,10 @@ as_thunk_exit:
     movq as_cap_ts@GOTTPOFF(%rip), %rax
     cmpq $0, %fs:CT_ARENA(%rax)
     je 4f
+    movl FR_CAPOFF + 4(%r10), %eax
+    leaq 2 * REC_BYTES(%rax,%rax), %rax
+    cmpq RG_SIZE(%rdi), %rax
+    ja 4f                            /* more than half the ring (as_ring_fits): C drops the items */
 3:  pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
