@@ -66,6 +66,7 @@ struct as_spool {
     uint64_t known_bytes; /* bytes of pending and claimed batches, at least as of the
                            * last scan plus what this spool wrote since (batches removed
                            * meanwhile make it an over-estimate: a scan corrects it) */
+    int64_t scanned_ms;   /* CLOCK_MONOTONIC ms of the last scan */
     int fsync_on;         /* AGENTSIGHT_SPOOL_FSYNC=1: fdatasync each batch */
 };
 
@@ -184,6 +185,7 @@ as_spool *as_spool_open(const char *root, const char *uri, uint64_t max_bytes) {
     size_t n = 0;
     char **names = list_pending(sp->dir, &n, &sp->known_bytes);
     free_list(names, n);
+    sp->scanned_ms = as_mono_ms();
     const char *fs = getenv("AGENTSIGHT_SPOOL_FSYNC");
     sp->fsync_on = fs && strcmp(fs, "1") == 0;
     return sp;
@@ -314,17 +316,22 @@ static long header_count(const char *path) {
     return n;
 }
 
-/* Drops the oldest pending batches until `need` more bytes fit. The directory is only
- * scanned when the known size says the bound may be reached (a commit stays cheap with
- * many batches pending). Returns 0, or -1 when they cannot fit even in an empty spool. */
+/* Drops the oldest pending batches until `need` more bytes fit. The directory is scanned
+ * when the known size says the bound may be reached, and at least every
+ * AS_SPOOL_RESCAN_MS: other processes spooling for the same sink write into the same
+ * directory, so together they pass the bound by at most what they write in that time (a
+ * commit stays cheap with many batches pending). Returns 0, or -1 when they cannot fit
+ * even in an empty spool. */
 static int make_room(as_spool *sp, uint64_t need) {
     if (need > sp->max_bytes)
         return -1;
-    if (sp->known_bytes + need <= sp->max_bytes)
+    int64_t now = as_mono_ms();
+    if (sp->known_bytes + need <= sp->max_bytes && now - sp->scanned_ms < AS_SPOOL_RESCAN_MS)
         return 0;
     size_t n;
     uint64_t total;
     char **v = list_pending(sp->dir, &n, &total);
+    sp->scanned_ms = now;
     for (size_t i = 0; i < n && total + need > sp->max_bytes; i++) {
         char path[900];
         struct stat st;

@@ -58,6 +58,11 @@ long as_spool_commit(as_spool *sp);
 #define AS_SPOOL_BATCH_BYTES (1u << 20)
 #define AS_SPOOL_LINGER_MS 100
 
+/* The longest a spool goes without summing its directory before it writes a batch: the
+ * bound holds across processes spooling for one sink, give or take what they write in
+ * that time. */
+#define AS_SPOOL_RESCAN_MS 1000
+
 /* Commits the staged lines when the oldest has waited AS_SPOOL_LINGER_MS or more. Returns
  * what as_spool_commit() returns, or 0 when nothing was due. */
 long as_spool_commit_due(as_spool *sp);

@@ -119,6 +119,44 @@ static void test_size_bound(void **state) {
     as_spool_close(sp);
 }
 
+/* Proves the bound holds for several processes spooling for one sink (two spools on the
+ * same directory here): once AS_SPOOL_RESCAN_MS has passed, a commit of one sees the
+ * batches of the other and drops the oldest to stay within the bound. */
+static void test_size_bound_shared(void **state) {
+    as_spool *a = as_spool_open(root, "agentsight:http://shared", 1200);
+    as_spool *b = as_spool_open(root, "agentsight:http://shared", 1200);
+    assert_non_null(a);
+    assert_non_null(b);
+    char line[100];
+    memset(line, 'x', sizeof line);
+    memcpy(line, "{\"action_name\":\"", 16);
+    memcpy(line + 96, "\"}", 2);
+    for (int k = 0; k < 4; k++) { /* each spool: its own 4 batches fit within the bound */
+        as_spool_stage(a, 1000 + k, line, 98);
+        assert_int_equal(as_spool_commit(a), 1);
+        as_spool_stage(b, 2000 + k, line, 98);
+        assert_int_equal(as_spool_commit(b), 1);
+    }
+    uint64_t bytes;
+    as_spool_pending(a, &bytes);
+    assert_true(bytes > 1200); /* together they passed it: neither has rescanned yet */
+    int64_t wait_ms = AS_SPOOL_RESCAN_MS + 50;
+    struct timespec nap = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
+    assert_int_equal(nanosleep(&nap, NULL), 0);
+    as_spool_stage(b, 3000, line, 98);
+    assert_int_equal(as_spool_commit(b), 1);
+    as_spool_pending(a, &bytes);
+    assert_true(bytes <= 1200);
+    assert_true(as_spool_dropped(b) > 0);
+    char path[1024];
+    int64_t key;
+    assert_int_equal(as_spool_claim(a, path, sizeof path, &key), 1);
+    assert_true(key > 1000); /* the oldest (a's first batch) was dropped */
+    as_spool_release(path);
+    as_spool_close(a);
+    as_spool_close(b);
+}
+
 /* Proves a batch claimed by a process that died is released at the next open, and
  * unclaim puts a batch back. */
 static void test_claim_recovery(void **state) {
@@ -327,6 +365,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_commit_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_by_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_bound_shared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_metadata, setup, teardown),
