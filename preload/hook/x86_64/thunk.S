@@ -927,6 +927,63 @@ ENTRY(as_thunk_full_common)
     .cfi_offset %rbp, -16
     movq %rsp, %rbp
     .cfi_def_cfa_register %rbp           /* CFA = rbp + 16, as in the lean path */
+    /* The common untyped case, as in as_thunk_common (the same checks and frame): rdx,
+     * rcx, rsi and r11 are pushed below the caller's rax, and every register the original
+     * sees is the caller's again; the original goes to rbp - 8 for the call below. Typed
+     * targets, and anything else, go to C (2:), which saves every register. */
+    leaq -8(%rbp), %rsp                  /* [rbp - 8]: the caller's rax */
+    pushq %rdx
+    pushq %rcx
+    pushq %rsi
+    pushq %r11
+    movl %eax, %r11d                     /* the id */
+    leaq (%rax,%rax,4), %rax
+    shlq $4, %rax                        /* id * sizeof(as_target) */
+    leaq as_targets(%rip), %rsi
+    addq %rax, %rsi                      /* rsi = the target */
+    cmpl $0, as_hook_enabled(%rip)
+    je 2f
+    movq as_hook_ts@GOTTPOFF(%rip), %rcx
+    movq as_in_agentsight@GOTTPOFF(%rip), %rax
+    movl %fs:(%rax), %eax
+    orl %fs:TS_BUSY(%rcx), %eax
+    jnz 2f
+    cmpl $0, T_CAPTURES(%rsi)
+    je 5f
+    cmpl $0, as_capture_off(%rip)
+    je 2f                                /* typed: C captures */
+5:  ENTRY_FILL
+    movq %rax, %rsi                      /* f */
+    rdtsc
+    shlq $32, %rdx
+    orq %rax, %rdx
+    movq %rdx, FR_T0(%rsi)
+    addl $1, %fs:TS_DEPTH(%rcx)          /* d + 1: nothing changed it since (busy) */
+    leaq as_thunk_full_exit(%rip), %rax
+    movq %rax, 8(%rbp)                   /* the call below writes it again */
+    movl $0, %fs:TS_BUSY(%rcx)
+    movq %rsi, (%rbp)                    /* popped into rbp: the shadow frame */
+    movq -8(%rbp), %rax                  /* the caller's rax */
+    movq %r11, -8(%rbp)                  /* = ret_slot - 16: the original, for the call */
+    popq %r11
+    popq %rsi
+    popq %rcx
+    popq %rdx
+    leaq 8(%rsp), %rsp                   /* rsp = rbp */
+    .cfi_remember_state
+    popq %rbp                            /* rbp = the shadow frame, rsp = the slot */
+    .cfi_def_cfa %rsp, 8
+    CFI_RIP_AT_RBP8
+    CFI_RBP_AT_RBP0
+    jmp .Lfull_call
+    .cfi_restore_state
+8:  movl $0, %fs:TS_BUSY(%rcx)          /* nothing written: C takes the call */
+2:  movl %r11d, %eax                     /* the id, as below */
+    popq %r11
+    popq %rsi
+    popq %rcx
+    popq %rdx
+    leaq 8(%rsp), %rsp                   /* rsp = rbp; [rbp - 8] still the caller's rax */
     subq $F_SIZE, %rsp
     andq $-16, %rsp                      /* C needs rsp = 0 mod 16 */
     movq %rdi, R_RDI(%rsp)
@@ -965,6 +1022,7 @@ ENTRY(as_thunk_full_common)
 1:  movq %rdx, (%rbp)                    /* FULL_RESTORE pops it: rbp = the shadow frame */
     FULL_RESTORE
     .cfi_def_cfa %rsp, 8
+.Lfull_call:                             /* rsp = the slot, rbp = the shadow frame */
     leaq 8(%rsp), %rsp                   /* the return address lives in the shadow frame */
     .cfi_def_cfa_offset 8                /* the same rules as the lean call site */
     .cfi_val_offset %rsp, -8
