@@ -50,7 +50,8 @@ _Static_assert(AS_CAPTURES_ASM == 2, "T_CAPTURES_ASM in thunk.S");
 _Static_assert(offsetof(as_cap_tstate, arena) == 0 && offsetof(as_cap_tstate, top) == 8 &&
                    sizeof(((as_cap_tstate *)0)->top) == 4 &&
                    offsetof(as_cap_tstate, stack_lo) == 16 &&
-                   offsetof(as_cap_tstate, stack_hi) == 24,
+                   offsetof(as_cap_tstate, stack_hi) == 24 &&
+                   offsetof(as_cap_tstate, warm) == 40 && sizeof(((as_cap_tstate *)0)->warm) == 4,
                "CT_* in thunk.S");
 _Static_assert(offsetof(as_target, proto) == 40, "T_PROTO in thunk.S");
 _Static_assert(offsetof(as_cap_plan, proto) == 0 && offsetof(as_cap_plan, need) == 8 &&

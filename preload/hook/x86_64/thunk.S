@@ -86,6 +86,7 @@
 #define CT_TOP 8
 #define CT_STACK_LO 16
 #define CT_STACK_HI 24
+#define CT_WARM 40
 /* struct as_cap_plan (capture.h), one per target in as_cap_plans. */
 #define PL_PROTO 0
 #define PL_NEED 8
@@ -1031,6 +1032,17 @@ ENTRY(as_thunk_full_common)
     call *-24(%rsp)                      /* the original (ret_slot - 16); pushes the landing */
 END(as_thunk_full_common)
 
+/* Pushes / pops a register in the full exit's common path (the CFA is rsp-based there). */
+#define FX_SAVED 56 /* the seven registers pushed first */
+.macro FX_PUSH r
+    pushq %\r
+    .cfi_adjust_cfa_offset 8
+.endm
+.macro FX_POP r
+    popq %\r
+    .cfi_adjust_cfa_offset -8
+.endm
+
 /* Full exit landing: right after the call above. As as_thunk_exit, but every
  * caller-saved register (and the wide vector state) comes back as the original left it;
  * callee-saved ones are kept by C itself, rbx by the push. */
@@ -1045,6 +1057,146 @@ as_thunk_full_exit:
     CFI_RBP_AT_RBP0
     leaq -8(%rsp), %rsp                  /* back onto the ret_slot */
     .cfi_adjust_cfa_offset 8
+    /* The common untyped case of as_thunk_exit, with every register it uses pushed first
+     * (rcx, rsi, rdi, r8-r11 here, rbx and r12 below) and popped before the ret: the same
+     * checks, and on this thread a full exit has already been through C once when the CPU
+     * has wider vector registers (its as_cap_ts.warm, which the full entry's vector-state
+     * rule reads). Anything else pops
+     * them and goes to C (.Lfx_c), before any side effect. */
+    FX_PUSH rcx
+    FX_PUSH rsi
+    FX_PUSH rdi
+    FX_PUSH r8
+    FX_PUSH r9
+    FX_PUSH r10
+    FX_PUSH r11                          /* the slot is at rsp + FX_SAVED */
+    cmpl $0, as_clock_use_tsc(%rip)
+    je .Lfx_c
+    cmpb $0, as_thunk_vec_mode(%rip)
+    je 6f                                /* no wider registers: no rule to feed */
+    movq as_cap_ts@GOTTPOFF(%rip), %rcx
+    cmpl $0, %fs:CT_WARM(%rcx)
+    je .Lfx_c
+6:  movq as_hook_ts@GOTTPOFF(%rip), %rcx
+    cmpl $0, %fs:TS_BUSY(%rcx)
+    jne .Lfx_c
+    movl $1, %fs:TS_BUSY(%rcx)          /* before depth is read (as in as_thunk_exit) */
+    movq %rax, %r8
+    movq %rdx, %r9
+    movl %fs:TS_DEPTH(%rcx), %esi
+    testl %esi, %esi
+    jz .Lfx_unbusy
+    imull $FR_SIZE, %esi, %r10d
+    addq %fs:TS_FRAMES(%rcx), %r10
+    subq $FR_SIZE, %r10                  /* r10 = f = &frames[k - 1] */
+    leaq FX_SAVED(%rsp), %rdi            /* the slot */
+    cmpq %rdi, FR_SLOT(%r10)
+    jne .Lfx_unbusy
+    cmpl $-1, FR_CAPOFF(%r10)            /* typed: C copies the items */
+    jne .Lfx_unbusy
+    cmpq $0, FR_REPORTED(%r10)
+    jne .Lfx_unbusy
+    cmpl $1, %esi
+    je 7f
+    cmpq $0, FR_SLOT - FR_SIZE(%r10)     /* a hole below: C pops it */
+    je .Lfx_unbusy
+7:  movq as_pipe_tring@GOTTPOFF(%rip), %rdi
+    movq %fs:(%rdi), %rdi                /* the thread's ring */
+    testq %rdi, %rdi
+    jz .Lfx_unbusy
+    movq %fs:TS_ERRNO(%rcx), %r11
+    testq %r11, %r11
+    jz .Lfx_unbusy
+    cmpl $0, %fs:TS_TID(%rcx)
+    je .Lfx_unbusy
+    FX_PUSH rbx
+    FX_PUSH r12
+    movq RG_PENDING(%rdi), %rsi          /* the ring's protocol, as in as_thunk_exit */
+    cmpq RG_HEAD(%rdi), %rsi
+    jne .Lfx_pop2
+    movq $-1, RG_PENDING(%rdi)
+    movq RG_HEAD(%rdi), %rsi
+    movq %rsi, %r12
+    andq RG_MASK(%rdi), %r12
+    leaq REC_BYTES(%r12), %rbx
+    cmpq RG_SIZE(%rdi), %rbx
+    ja .Lfx_unclaim
+    leaq REC_BYTES(%rsi), %rbx
+    cmpq RG_LIMIT(%rdi), %rbx
+    ja .Lfx_unclaim
+    leaq RG_DATA(%rdi,%r12), %r12        /* the header */
+    movabsq $REC_TAG_MUL, %rdx
+    imulq %rsi, %rdx
+    shrq $48, %rdx
+    shlq $16, %rdx
+    orq $REC_KIND, %rdx
+    shlq $32, %rdx
+    orq $(REC_BYTES - 8), %rdx
+    movq %rdx, (%r12)
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax                       /* t1 */
+    movl (%r11), %r11d                   /* errno now */
+    movl FR_ID(%r10), %edx
+    movl %edx, 8(%r12)
+    movl $1, 12(%r12)                    /* AS_CALL_RETURNED */
+    movl %fs:TS_TID(%rcx), %edx
+    movl %edx, 16(%r12)
+    movl FR_ERRNO(%r10), %edx
+    movl %edx, 20(%r12)
+    movl %r11d, 24(%r12)
+    movl $0, 28(%r12)                    /* no items */
+    movq FR_T0(%r10), %rsi
+    movq %rsi, 32(%r12)
+    movq %rax, 40(%r12)
+    movq %r8, 48(%r12)
+    movq %r9, 56(%r12)
+    movq %xmm0, %rsi
+    movq %rsi, 64(%r12)
+    movq %rbx, RG_PENDING(%rdi)
+    movq %rbx, RG_HEAD(%rdi)             /* commit */
+    movq FR_RET(%r10), %rsi
+    movq FR_RBP(%r10), %rdi
+    movq %rsi, FX_SAVED + 16(%rsp)       /* the caller's real return address, in the slot */
+    .cfi_remember_state
+    .cfi_offset %rip, -16
+    movq %rdi, %rbp
+    .cfi_same_value %rbp
+    subl $1, %fs:TS_DEPTH(%rcx)
+    movl $0, %fs:TS_BUSY(%rcx)
+    FX_POP r12
+    FX_POP rbx
+    movq %r8, %rax
+    movq %r9, %rdx
+    FX_POP r11
+    FX_POP r10
+    FX_POP r9
+    FX_POP r8
+    FX_POP rdi
+    FX_POP rsi
+    FX_POP rcx
+    .cfi_def_cfa_offset 8                /* rsp = the slot: a plain frame again */
+    .cfi_restore %rsp
+    .cfi_offset %rip, -8
+    ret
+    .cfi_restore_state
+.Lfx_unclaim:
+    movq %rsi, RG_PENDING(%rdi)          /* = head: nothing open */
+.Lfx_pop2:
+    FX_POP r12
+    FX_POP rbx
+.Lfx_unbusy:
+    movq %r8, %rax
+    movq %r9, %rdx
+    movl $0, %fs:TS_BUSY(%rcx)          /* nothing written */
+.Lfx_c:
+    FX_POP r11
+    FX_POP r10
+    FX_POP r9
+    FX_POP r8
+    FX_POP rdi
+    FX_POP rsi
+    FX_POP rcx
     pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
