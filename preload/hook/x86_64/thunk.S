@@ -62,8 +62,9 @@
 #define T_PROTO 40
 
 /* The common paths below do in assembly what enter_fast / as_hook_exit do in C for
- * the common case (no call, no register saved beyond a few scratch ones); every other case
- * falls back to C before any side effect. Offsets checked by _Static_assert in thunk.c. */
+ * the common case (no call; only the registers they use are saved: a few scratch ones on
+ * the lean path, each one on the full path); every other case falls back to C before any
+ * side effect. Offsets checked by _Static_assert in thunk.c. */
 /* struct as_tstate, the thread's TLS block as_hook_ts (thunk.c). */
 #define TS_FRAMES 0
 #define TS_DEPTH 8
@@ -797,8 +798,9 @@ END(as_thunk_exit)
  * Vector state. Invariant: the C code both sides call is built without AVX, so it only
  * touches xmm0-15, through legacy SSE encodings that leave the ymm/zmm upper halves,
  * zmm16-31 and k0-7 untouched, and on its common path it calls no library routine (the
- * AVX2/EVEX memcpy, strlen... of glibc use ymm16-31 and k registers). So xmm0-15 are
- * saved always, and the rest only when as_capture_vec_risk_entry/exit (capture.c, which
+ * AVX2/EVEX memcpy, strlen... of glibc use ymm16-31 and k registers). So on the paths
+ * through C xmm0-15 are saved always (the assembly's own common paths touch no vector
+ * register; the exit reads xmm0), and the rest only when as_capture_vec_risk_entry/exit (capture.c, which
  * lists what the C side may reach) say this call may leave the common path: a thread's
  * first call, typed items to copy. That rest is then saved by hand, as wide as the CPU
  * makes it (as_thunk_vec_mode, set once by thunk.c: 0 = nothing more, 1 = ymm0-15 (AVX),
@@ -928,10 +930,11 @@ ENTRY(as_thunk_full_common)
     .cfi_offset %rbp, -16
     movq %rsp, %rbp
     .cfi_def_cfa_register %rbp           /* CFA = rbp + 16, as in the lean path */
-    /* The common untyped case, as in as_thunk_common (the same checks and frame): rdx,
-     * rcx, rsi and r11 are pushed below the caller's rax, and every register the original
-     * sees is the caller's again; the original goes to rbp - 8 for the call below. Typed
-     * targets, and anything else, go to C (2:), which saves every register. */
+    /* The common untyped case, with the checks and frame of as_thunk_common's: rdx, rcx,
+     * rsi and r11 are pushed below the caller's rax, and every register the original sees
+     * is the caller's again; the original goes to rbp - 8 for the call below. Typed
+     * targets (those the lean path captures in assembly too) and untracked calls go to C
+     * (2:, or 8: once busy is set), which saves every register. */
     leaq -8(%rbp), %rsp                  /* [rbp - 8]: the caller's rax */
     pushq %rdx
     pushq %rcx
@@ -1024,6 +1027,8 @@ ENTRY(as_thunk_full_common)
     FULL_RESTORE
     .cfi_def_cfa %rsp, 8
 .Lfull_call:                             /* rsp = the slot, rbp = the shadow frame */
+    CFI_RIP_AT_RBP8                      /* the slot already holds the landing */
+    CFI_RBP_AT_RBP0
     leaq 8(%rsp), %rsp                   /* the return address lives in the shadow frame */
     .cfi_def_cfa_offset 8                /* the same rules as the lean call site */
     .cfi_val_offset %rsp, -8
@@ -1061,8 +1066,8 @@ as_thunk_full_exit:
      * (rcx, rsi, rdi, r8-r11 here, rbx and r12 below) and popped before the ret: the same
      * checks, and on this thread a full exit has already been through C once when the CPU
      * has wider vector registers (its as_cap_ts.warm, which the full entry's vector-state
-     * rule reads). Anything else pops
-     * them and goes to C (.Lfx_c), before any side effect. */
+     * rule reads). Anything else pops them and goes to C (.Lfx_c), before any side
+     * effect. */
     FX_PUSH rcx
     FX_PUSH rsi
     FX_PUSH rdi
@@ -1110,7 +1115,9 @@ as_thunk_full_exit:
     cmpl $0, %fs:TS_TID(%rcx)
     je .Lfx_unbusy
     FX_PUSH rbx
+    .cfi_offset %rbx, -80
     FX_PUSH r12
+    .cfi_offset %r12, -88
     movq RG_PENDING(%rdi), %rsi          /* the ring's protocol, as in as_thunk_exit */
     cmpq RG_HEAD(%rdi), %rsi
     jne .Lfx_pop2
@@ -1165,7 +1172,9 @@ as_thunk_full_exit:
     subl $1, %fs:TS_DEPTH(%rcx)
     movl $0, %fs:TS_BUSY(%rcx)
     FX_POP r12
+    .cfi_restore %r12
     FX_POP rbx
+    .cfi_restore %rbx
     movq %r8, %rax
     movq %r9, %rdx
     FX_POP r11
@@ -1184,7 +1193,9 @@ as_thunk_full_exit:
     movq %rsi, RG_PENDING(%rdi)          /* = head: nothing open */
 .Lfx_pop2:
     FX_POP r12
+    .cfi_restore %r12
     FX_POP rbx
+    .cfi_restore %rbx
 .Lfx_unbusy:
     movq %r8, %rax
     movq %r9, %rdx
