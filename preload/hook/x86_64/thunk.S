@@ -207,6 +207,38 @@ END(as_thunk_stubs)
     .endif
 .endm
 
+/* The common entry's first checks: eax = the target id (upper half zero). Out: rsi =
+ * the target, rcx = the TLS offset of as_hook_ts; a call not to be tracked (tracking off,
+ * our own code, a thread inside the hook) jumps to untracked. rax is changed. */
+.macro ENTRY_TARGET untracked
+    leaq (%rax,%rax,4), %rax
+    shlq $4, %rax                    /* id * sizeof(as_target) */
+    leaq as_targets(%rip), %rsi
+    addq %rax, %rsi                  /* rsi = the target */
+    cmpl $0, as_hook_enabled(%rip)
+    je \untracked
+    movq as_hook_ts@GOTTPOFF(%rip), %rcx
+    movq as_in_agentsight@GOTTPOFF(%rip), %rax
+    movl %fs:(%rax), %eax
+    orl %fs:TS_BUSY(%rcx), %eax
+    jnz \untracked
+.endm
+
+/* The common entry's end, once the frame is filled (rsi = it, rcx as above): the first
+ * timestamp, the frame counted, the landing in the slot, busy cleared, and the frame at
+ * [rbp] to be popped into rbp. rax and rdx are changed. */
+.macro ENTRY_STAMP landing
+    rdtsc
+    shlq $32, %rdx
+    orq %rax, %rdx
+    movq %rdx, FR_T0(%rsi)
+    addl $1, %fs:TS_DEPTH(%rcx)      /* d + 1: nothing changed it since (busy) */
+    leaq \landing(%rip), %rax
+    movq %rax, 8(%rbp)               /* the call below writes it again (see enter_fast) */
+    movl $0, %fs:TS_BUSY(%rcx)
+    movq %rsi, (%rbp)                /* popped into rbp: the shadow frame */
+.endm
+
 /* Common entry. r11d = target id; stack: [rsp] = caller's return address (the slot whose
  * address we hand to C as ret_slot).
  *
@@ -239,17 +271,7 @@ ENTRY(as_thunk_common)
     pushq %rcx
     pushq %rsi
     movl %r11d, %eax
-    leaq (%rax,%rax,4), %rax
-    shlq $4, %rax                    /* id * sizeof(as_target) */
-    leaq as_targets(%rip), %rsi
-    addq %rax, %rsi                  /* rsi = the target */
-    cmpl $0, as_hook_enabled(%rip)
-    je 7f
-    movq as_hook_ts@GOTTPOFF(%rip), %rcx
-    movq as_in_agentsight@GOTTPOFF(%rip), %rax
-    movl %fs:(%rax), %eax
-    orl %fs:TS_BUSY(%rcx), %eax
-    jnz 7f
+    ENTRY_TARGET 7f
     movl T_CAPTURES(%rsi), %eax
     testl %eax, %eax
     jz 5f                            /* untyped */
@@ -261,15 +283,7 @@ ENTRY(as_thunk_common)
 5:  ENTRY_FILL
     movq %rax, %rsi                  /* f */
 .Lentry_stamp:                       /* rsi = f, r11 = the original, rcx: as_hook_ts */
-    rdtsc
-    shlq $32, %rdx
-    orq %rax, %rdx
-    movq %rdx, FR_T0(%rsi)
-    addl $1, %fs:TS_DEPTH(%rcx)      /* d + 1: nothing changed it since (busy) */
-    leaq as_thunk_exit(%rip), %rax
-    movq %rax, 8(%rbp)               /* the call below writes it again (see enter_fast) */
-    movl $0, %fs:TS_BUSY(%rcx)
-    movq %rsi, (%rbp)                /* popped into rbp: the shadow frame */
+    ENTRY_STAMP as_thunk_exit
     popq %rsi
     popq %rcx
     popq %rdx
@@ -941,32 +955,14 @@ ENTRY(as_thunk_full_common)
     pushq %rsi
     pushq %r11
     movl %eax, %r11d                     /* the id */
-    leaq (%rax,%rax,4), %rax
-    shlq $4, %rax                        /* id * sizeof(as_target) */
-    leaq as_targets(%rip), %rsi
-    addq %rax, %rsi                      /* rsi = the target */
-    cmpl $0, as_hook_enabled(%rip)
-    je 2f
-    movq as_hook_ts@GOTTPOFF(%rip), %rcx
-    movq as_in_agentsight@GOTTPOFF(%rip), %rax
-    movl %fs:(%rax), %eax
-    orl %fs:TS_BUSY(%rcx), %eax
-    jnz 2f
+    ENTRY_TARGET 2f
     cmpl $0, T_CAPTURES(%rsi)
     je 5f
     cmpl $0, as_capture_off(%rip)
     je 2f                                /* typed: C captures */
 5:  ENTRY_FILL
     movq %rax, %rsi                      /* f */
-    rdtsc
-    shlq $32, %rdx
-    orq %rax, %rdx
-    movq %rdx, FR_T0(%rsi)
-    addl $1, %fs:TS_DEPTH(%rcx)          /* d + 1: nothing changed it since (busy) */
-    leaq as_thunk_full_exit(%rip), %rax
-    movq %rax, 8(%rbp)                   /* the call below writes it again */
-    movl $0, %fs:TS_BUSY(%rcx)
-    movq %rsi, (%rbp)                    /* popped into rbp: the shadow frame */
+    ENTRY_STAMP as_thunk_full_exit
     movq -8(%rbp), %rax                  /* the caller's rax */
     movq %r11, -8(%rbp)                  /* = ret_slot - 16: the original, for the call */
     popq %r11
@@ -1047,6 +1043,24 @@ END(as_thunk_full_common)
     popq %\r
     .cfi_adjust_cfa_offset -8
 .endm
+/* The seven caller-saved registers the full exit's common path uses, rax/rdx aside. */
+.macro FX_PUSH_SCRATCH
+    .irp r, rcx, rsi, rdi, r8, r9, r10, r11
+    FX_PUSH \r
+    .endr
+.endm
+.macro FX_POP_SCRATCH
+    .irp r, r11, r10, r9, r8, rdi, rsi, rcx
+    FX_POP \r
+    .endr
+.endm
+/* rbx and r12, pushed after them (their saves described to the unwinder). */
+.macro FX_POP_RBX_R12
+    FX_POP r12
+    .cfi_restore %r12
+    FX_POP rbx
+    .cfi_restore %rbx
+.endm
 
 /* Full exit landing: right after the call above. As as_thunk_exit, but every
  * caller-saved register (and the wide vector state) comes back as the original left it;
@@ -1068,13 +1082,7 @@ as_thunk_full_exit:
      * has wider vector registers (its as_cap_ts.warm, which the full entry's vector-state
      * rule reads). Anything else pops them and goes to C (.Lfx_c), before any side
      * effect. */
-    FX_PUSH rcx
-    FX_PUSH rsi
-    FX_PUSH rdi
-    FX_PUSH r8
-    FX_PUSH r9
-    FX_PUSH r10
-    FX_PUSH r11                          /* the slot is at rsp + FX_SAVED */
+    FX_PUSH_SCRATCH                      /* the slot is at rsp + FX_SAVED */
     cmpl $0, as_clock_use_tsc(%rip)
     je .Lfx_c
     cmpb $0, as_thunk_vec_mode(%rip)
@@ -1171,19 +1179,10 @@ as_thunk_full_exit:
     .cfi_same_value %rbp
     subl $1, %fs:TS_DEPTH(%rcx)
     movl $0, %fs:TS_BUSY(%rcx)
-    FX_POP r12
-    .cfi_restore %r12
-    FX_POP rbx
-    .cfi_restore %rbx
+    FX_POP_RBX_R12
     movq %r8, %rax
     movq %r9, %rdx
-    FX_POP r11
-    FX_POP r10
-    FX_POP r9
-    FX_POP r8
-    FX_POP rdi
-    FX_POP rsi
-    FX_POP rcx
+    FX_POP_SCRATCH
     .cfi_def_cfa_offset 8                /* rsp = the slot: a plain frame again */
     .cfi_restore %rsp
     .cfi_offset %rip, -8
@@ -1192,22 +1191,13 @@ as_thunk_full_exit:
 .Lfx_unclaim:
     movq %rsi, RG_PENDING(%rdi)          /* = head: nothing open */
 .Lfx_pop2:
-    FX_POP r12
-    .cfi_restore %r12
-    FX_POP rbx
-    .cfi_restore %rbx
+    FX_POP_RBX_R12
 .Lfx_unbusy:
     movq %r8, %rax
     movq %r9, %rdx
     movl $0, %fs:TS_BUSY(%rcx)          /* nothing written */
 .Lfx_c:
-    FX_POP r11
-    FX_POP r10
-    FX_POP r9
-    FX_POP r8
-    FX_POP rdi
-    FX_POP rsi
-    FX_POP rcx
+    FX_POP_SCRATCH
     pushq %rbx
     .cfi_adjust_cfa_offset 8
     .cfi_offset %rbx, -24
