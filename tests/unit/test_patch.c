@@ -512,6 +512,20 @@ static void test_blocked_in_last_instruction(void **state) {
 }
 
 static int spin_stop;
+static pthread_t spin_th;
+static int spin_running; /* spin_th was started and not joined yet */
+
+/* Stops and joins the spinning thread, also when the test failed half-way (it would
+ * spin on, for minutes, under the next tests). */
+static int spin_teardown(void **state) {
+    (void)state;
+    if (spin_running) {
+        __atomic_store_n(&spin_stop, 1, __ATOMIC_RELAXED);
+        pthread_join(spin_th, NULL);
+        spin_running = 0;
+    }
+    return 0;
+}
 
 static void *spin_blocking_urg(void *arg) {
     (void)arg;
@@ -533,8 +547,8 @@ static void test_thread_blocking_request_signal(void **state) {
     sigaction(SIGURG, NULL, &before);
     rsys_tid = 0;
     spin_stop = 0;
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, spin_blocking_urg, NULL), 0);
+    assert_int_equal(pthread_create(&spin_th, NULL, spin_blocking_urg, NULL), 0);
+    spin_running = 1;
     for (int k = 0; k < 500 && !__atomic_load_n(&rsys_tid, __ATOMIC_ACQUIRE); k++)
         sleep_ms(10);
     sleep_ms(10);
@@ -554,8 +568,7 @@ static void test_thread_blocking_request_signal(void **state) {
     assert_non_null(pnd);
     assert_int_equal(strtoull(pnd + 7, NULL, 16) & (1ull << (SIGURG - 1)), 0);
     assert_int_equal(call(pf_plain, 1), 1006);
-    __atomic_store_n(&spin_stop, 1, __ATOMIC_RELAXED);
-    pthread_join(th, NULL);
+    spin_teardown(NULL);
     sigaction(SIGURG, NULL, &after);
     assert_ptr_equal((void *)after.sa_handler, (void *)before.sa_handler);
     assert_int_equal(after.sa_flags & SA_SIGINFO, before.sa_flags & SA_SIGINFO);
@@ -642,7 +655,7 @@ int main(void) {
         cmocka_unit_test(test_blocked_in_patched_bytes),
         cmocka_unit_test(test_call_not_last_refused),
         cmocka_unit_test(test_blocked_in_last_instruction),
-        cmocka_unit_test(test_thread_blocking_request_signal),
+        cmocka_unit_test_teardown(test_thread_blocking_request_signal, spin_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
