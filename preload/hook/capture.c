@@ -46,16 +46,11 @@
 #define MAX_IOV 40 /* pages one slow read may span (AS_MAX_STRING_LIMIT needs 17) */
 
 /* Address ranges that stay readable for the life of the process (see the top). */
-typedef as_cap_region region;
-
 /* Read by the thunk's assembly entry too (x86_64/thunk.S: its string capture does what
  * known_len does; layout checked in thunk.c). */
 as_cap_region as_cap_regions[MAX_REGIONS];
 int as_cap_nregions;
-uintptr_t as_cap_brk_lo; /* start of the brk heap; [brk_lo, current break) is mapped */
-#define regions as_cap_regions
-#define nregions as_cap_nregions
-#define brk_lo as_cap_brk_lo
+uintptr_t as_cap_brk_lo; /* start of the brk heap; [as_cap_brk_lo, current break) is mapped */
 static pthread_key_t arena_key;
 static int arena_key_ok;
 
@@ -69,16 +64,16 @@ __thread as_cap_tstate as_cap_ts;
 static int add_region(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
     (void)data;
-    for (int i = 0; i < info->dlpi_phnum && nregions < MAX_REGIONS; i++) {
+    for (int i = 0; i < info->dlpi_phnum && as_cap_nregions < MAX_REGIONS; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_R) || ph->p_memsz == 0)
             continue;
         uintptr_t lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(PAGE - 1);
         uintptr_t hi =
             (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
-        regions[nregions].lo = lo;
-        regions[nregions].hi = hi;
-        nregions++;
+        as_cap_regions[as_cap_nregions].lo = lo;
+        as_cap_regions[as_cap_nregions].hi = hi;
+        as_cap_nregions++;
     }
     return 0;
 }
@@ -125,7 +120,7 @@ static uintptr_t heap_start(void) {
 __attribute__((constructor)) static void capture_init(void) {
     int e = errno;
     dl_iterate_phdr(add_region, NULL);
-    brk_lo = heap_start();
+    as_cap_brk_lo = heap_start();
     arena_key_ok = pthread_key_create(&arena_key, arena_free) == 0;
     errno = e;
 }
@@ -188,16 +183,16 @@ static inline size_t known_len(uintptr_t p, size_t n) {
      * on a coroutine's or a signal stack the range up to stack_hi may hold gaps. */
     if (p >= sp && p < as_cap_ts.stack_hi && sp >= as_cap_ts.stack_lo) {
         hi = as_cap_ts.stack_hi;
-    } else if (p >= brk_lo && brk_lo) {
+    } else if (p >= as_cap_brk_lo && as_cap_brk_lo) {
         /* the kernel maps the heap up to the page that holds the break */
         uintptr_t cur = (cur_brk() + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
         if (p < cur)
             hi = cur;
     }
     if (!hi) {
-        for (int i = 0; i < nregions; i++) {
-            if (p >= regions[i].lo && p < regions[i].hi) {
-                hi = regions[i].hi;
+        for (int i = 0; i < as_cap_nregions; i++) {
+            if (p >= as_cap_regions[i].lo && p < as_cap_regions[i].hi) {
+                hi = as_cap_regions[i].hi;
                 break;
             }
         }
@@ -498,7 +493,6 @@ _Static_assert(offsetof(as_regs, gpr) == 0 && offsetof(as_regs, xmm) == 64 &&
 void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
     pl->fast = 0;
     pl->n = 0;
-    pl->has_str = 0;
     pl->nstr = 0;
     pl->gpr_only = 0;
     pl->ret_str = p->ret.kind == AS_K_STR;
@@ -525,7 +519,6 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
             if (gi >= 6)
                 return;
             pl->src[i] = (uint8_t)(AS_PLAN_STR | gi++);
-            pl->has_str = 1;
             pl->nstr++;
             break;
         default: /* aggregates, void: the general path */
@@ -540,14 +533,13 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
 /* One plan per target id, made on the target's first typed call (the installer may attach
  * a DWARF prototype after the target was created, so it is keyed by the prototype). */
 as_cap_plan as_cap_plans[AS_MAX_TARGETS];
-#define plans as_cap_plans
 
 /* Returns the published plan of target id for prototype p, making it when nobody has;
  * NULL when another thread is making it, or it was made for another prototype. */
 static inline const as_cap_plan *plan_of(uint32_t id, const as_proto *p) {
     if (id >= AS_MAX_TARGETS)
         return NULL;
-    as_cap_plan *pl = &plans[id];
+    as_cap_plan *pl = &as_cap_plans[id];
     if (__builtin_expect(__atomic_load_n(&pl->proto, __ATOMIC_ACQUIRE) == p, 1))
         return pl;
     uint8_t no = 0;
@@ -556,19 +548,15 @@ static inline const as_cap_plan *plan_of(uint32_t id, const as_proto *p) {
     as_capture_plan_make(pl, p);
     /* What the thunk's assembly entry reads: max_string, and the most the items of one call
      * may take (16 per value, a header and max + 1 bytes padded per string). */
-    const as_entry *e = as_targets[id].entry;
-    size_t max = e && e->max_string > 0 ? (size_t)e->max_string : AS_MAX_STRING_DEFAULT;
+    size_t max = (size_t)as_target_max_string(&as_targets[id]);
     size_t need = 16u * pl->n + (size_t)pl->nstr * (max + 24);
     pl->max = (uint32_t)max;
     pl->need = (uint32_t)need;
     __atomic_store_n(&pl->proto, p, __ATOMIC_RELEASE);
     /* The assembly entry captures its calls from now on (it compares the prototype too:
      * one set since takes the general path); it relies on the break being readable
-     * through __curbrk and brk_lo being known, as known_len does. */
-    int regs_ok = 1; /* gpr_only: every source is rdi..r9 (thunk.S reads a 6-entry table) */
-    for (int i = 0; i < pl->n; i++)
-        regs_ok &= (pl->src[i] & ~AS_PLAN_STR) < 6;
-    if (pl->gpr_only && regs_ok && need <= AS_CAP_MAX_CALL && brk_lo != 0 && &__curbrk != NULL &&
+     * through __curbrk and as_cap_brk_lo being known, as known_len does. */
+    if (pl->gpr_only && need <= AS_CAP_MAX_CALL && as_cap_brk_lo != 0 && &__curbrk != NULL &&
         __atomic_load_n(&as_targets[id].proto, __ATOMIC_ACQUIRE) == p)
         __atomic_fetch_or(&as_targets[id].captures, AS_CAPTURES_ASM, __ATOMIC_RELEASE);
     return pl;
@@ -607,7 +595,7 @@ void as_capture_entry_plan(as_shadow_frame *f, const as_proto *p, int max_string
         return;
     }
     const uint64_t *rw = (const uint64_t *)(const void *)regs;
-    if (pl->has_str) {
+    if (pl->nstr) {
         plan_with_strings(f, pl, max_string, rw, a, start);
         return;
     }
@@ -687,10 +675,8 @@ int as_capture_vec_risk_entry(uint32_t id) {
         return 1;
     if (as_cap_ts.arena != NULL || as_cap_ts.arena_failed)
         return 0;
-    /* Would this call map the arena? It captures when thunk.c's capture_proto() says so. */
-    const as_target *t = &as_targets[id];
-    const as_entry *e = (const as_entry *)t->entry;
-    return t->proto != NULL && !as_capture_off && !(e && e->capture_none);
+    /* Would this call map the arena? It does when it captures. */
+    return as_capture_proto(&as_targets[id]) != NULL;
 }
 
 int as_capture_vec_risk_exit(void) {

@@ -62,9 +62,9 @@ typedef struct as_cap_plan {
     uint8_t claimed;       /* a thread is making it, or made it (atomic) */
     uint8_t fast;
     uint8_t n;        /* fast: parameters */
-    uint8_t has_str;  /* fast: some parameter is a string */
-    uint8_t nstr;     /* fast: how many */
-    uint8_t gpr_only; /* fast, and every parameter comes in an integer register (src < 6) */
+    uint8_t nstr;     /* fast: how many parameters are strings */
+    uint8_t gpr_only; /* fast, and every parameter comes in an integer register: src < 6
+                         (thunk.S reads a 6-entry table of them) */
     uint8_t src[AS_PROTO_MAX_PARAMS];
     uint8_t ret_str; /* the return is a string (captured at exit) */
 } as_cap_plan;
@@ -80,6 +80,16 @@ typedef struct as_cap_region {
 extern as_cap_region as_cap_regions[];
 extern int as_cap_nregions;
 extern uintptr_t as_cap_brk_lo;
+
+/* Returns the prototype whose values are captured for target tg, or NULL (no prototype,
+ * or capture switched off for its entry (AS_CAPTURES says both) or everywhere). Usable
+ * from general-registers-only code. */
+__attribute__((always_inline, target("general-regs-only"))) static inline const as_proto *
+as_capture_proto(const as_target *tg) {
+    if (!(__atomic_load_n(&tg->captures, __ATOMIC_RELAXED) & AS_CAPTURES) || as_capture_off)
+        return NULL;
+    return tg->proto;
+}
 
 /* Makes the plan of prototype p into *pl (plain stores; the caller publishes it). Can't
  * fail: a prototype the fast case cannot serve gets fast 0. Library-free. */

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "hook/config.h"
 #include "proto.h"
 
 #define AS_MAX_TARGETS 4096
@@ -61,6 +62,14 @@ void as_target_retire(uint32_t id);
  * reads (AS_CAPTURES_ASM cleared: a plan made for another prototype is not used). Before any hook
  * leads to t: a call in flight sees one or the other. */
 void as_target_set_proto(as_target *t, const as_proto *p);
+
+/* Returns max_string for target tg: the entry's (the parser resolved [output] and the
+ * default into it), else the default. Usable from general-registers-only code. */
+__attribute__((always_inline, target("general-regs-only"))) static inline int
+as_target_max_string(const as_target *tg) {
+    int m = tg->entry ? tg->entry->max_string : 0;
+    return m > 0 ? m : AS_MAX_STRING_DEFAULT;
+}
 
 /* Whether target id is retired. */
 static inline int as_target_retired(uint32_t id) {

@@ -50,13 +50,13 @@ _Static_assert(AS_CAPTURES_ASM == 2, "T_CAPTURES_ASM in thunk.S");
 _Static_assert(offsetof(as_cap_tstate, arena) == 0 && offsetof(as_cap_tstate, top) == 8 &&
                    sizeof(((as_cap_tstate *)0)->top) == 4 &&
                    offsetof(as_cap_tstate, stack_lo) == 16 &&
-                   offsetof(as_cap_tstate, stack_hi) == 24 &&
-                   offsetof(as_cap_tstate, warm) == 40 && sizeof(((as_cap_tstate *)0)->warm) == 4,
+                   offsetof(as_cap_tstate, stack_hi) == 24 && offsetof(as_cap_tstate, warm) == 40 &&
+                   sizeof(((as_cap_tstate *)0)->warm) == 4,
                "CT_* in thunk.S");
 _Static_assert(offsetof(as_target, proto) == 40, "T_PROTO in thunk.S");
 _Static_assert(offsetof(as_cap_plan, proto) == 0 && offsetof(as_cap_plan, need) == 8 &&
                    offsetof(as_cap_plan, max) == 12 && offsetof(as_cap_plan, n) == 18 &&
-                   offsetof(as_cap_plan, src) == 22 && offsetof(as_cap_plan, ret_str) == 38 &&
+                   offsetof(as_cap_plan, src) == 21 && offsetof(as_cap_plan, ret_str) == 37 &&
                    sizeof(as_cap_plan) == 40 && AS_PLAN_STR == 0x80,
                "PL_* in thunk.S");
 _Static_assert(sizeof(as_cap_region) == 16 && offsetof(as_cap_region, hi) == 8,
@@ -406,24 +406,6 @@ static void thread_exit(void *arg) {
     *ep = e; /* busy stays set: the exiting thread tracks nothing more */
 }
 
-/* Returns max_string for target tg: the entry's (the parser resolved [output] and the
- * default into it), else the default. */
-__attribute__((always_inline, target("general-regs-only"))) static inline int
-max_string_of(const as_target *tg) {
-    int m = tg->entry ? tg->entry->max_string : 0;
-    return m > 0 ? m : AS_MAX_STRING_DEFAULT;
-}
-
-/* Returns the prototype whose values are captured for tg, or NULL (no prototype, or
- * capture switched off for the entry or everywhere). */
-__attribute__((always_inline, target("general-regs-only"))) static inline const as_proto *
-capture_proto(const as_target *tg) {
-    const as_proto *p = tg->proto;
-    if (!p || as_capture_off || (tg->entry && tg->entry->capture_none))
-        return NULL;
-    return p;
-}
-
 /* The entry of both stub kinds; landing is the exit the thunk's call will push. The
  * general case: any depth, dead frames above, the first call of a thread, typed capture. */
 __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *regs, void **slot,
@@ -469,10 +451,10 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     f->cap_len = 0;
     f->reported = 0;
     f->ret_items = 0; /* the exits read it with reported, as one word */
-    const as_proto *p = capture_proto(tg);
+    const as_proto *p = as_capture_proto(tg);
     if (p) {
         f->ret_items = p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG;
-        as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);
+        as_capture_entry_plan(f, p, as_target_max_string(tg), regs, slot);
         *ep = e;
     }
     f->t0 = as_clock_raw(); /* after the capture: the duration is the function's own */
@@ -508,7 +490,7 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
     t->busy = 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t d = t->depth;
-    const as_proto *p = capture_proto(tg);
+    const as_proto *p = as_capture_proto(tg);
     if (__builtin_expect(d >= t->cap || t->errno_p == NULL ||
                              (d && t->frames[d - 1].slot <= slot) || !as_clock_use_tsc,
                          0)) {
@@ -529,7 +511,7 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
     if (p) {          /* typed: the capture may use vector registers (the thunk saved them) */
         int e = f->errno_in;
         f->ret_items = p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG;
-        as_capture_entry_plan(f, p, max_string_of(tg), regs, slot);
+        as_capture_entry_plan(f, p, as_target_max_string(tg), regs, slot);
         *t->errno_p = e;
     }
     uint32_t lo, hi;
@@ -674,10 +656,10 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     if (f->cap_off != UINT32_MAX) {
         const as_target *tg = &as_targets[f->id];
-        const as_proto *p = capture_proto(tg);
+        const as_proto *p = as_capture_proto(tg);
         /* only a string or an aggregate returned adds an item */
         if (p && (p->ret.kind == AS_K_STR || p->ret.kind == AS_K_AGG))
-            as_capture_exit(f, p, max_string_of(tg), regs);
+            as_capture_exit(f, p, as_target_max_string(tg), regs);
     }
     if (__builtin_expect(k == t->depth, 1)) {
         emit(t, f, t1, regs, e, AS_CALL_RETURNED);

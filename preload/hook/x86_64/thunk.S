@@ -93,8 +93,8 @@
 #define PL_NEED 8
 #define PL_MAX 12
 #define PL_N 18
-#define PL_SRC 22
-#define PL_RETSTR 38
+#define PL_SRC 21
+#define PL_RETSTR 37
 #define PL_SIZE 40
 #define AS_CAP_ARENA 524288 /* capture.h */
 #define ZERO_PAGE 4096      /* PAGE in capture.c: no string lies below it */
