@@ -379,7 +379,7 @@ static as_ring *thread_attach(void) {
     if (!s->ring)
         goto out;
     r = s->ring;
-    r->pending = as_ring_head(r); /* a thread that died inside a write left it claimed */
+    as_ring_close_open(r); /* a thread that died inside a write left it claimed */
     atomic_store_explicit(&s->state, SLOT_ACTIVE, memory_order_release);
     if (i == hi)
         atomic_store(&slots_hi, hi + 1);

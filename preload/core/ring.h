@@ -121,6 +121,12 @@ static inline int as_ring_fits(const as_ring *r, size_t payload_len) {
     return payload_len <= UINT32_MAX && as_ring_rec_size(payload_len) <= r->size / 2;
 }
 
+/* Producer, taking a ring over from a thread that died inside a write (its reservation
+ * left claimed): nothing is open any more. */
+static inline void as_ring_close_open(as_ring *r) {
+    r->pending = atomic_load_explicit(&r->head, memory_order_relaxed);
+}
+
 /* Producer: 1 while a reservation of r is open on its thread, i.e. when called from a
  * signal handler that interrupted the producer between reserve and commit (or the
  * thunk's own record write). Nothing may be reserved then. */

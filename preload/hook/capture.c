@@ -202,8 +202,8 @@ static inline size_t known_len(uintptr_t p, size_t n) {
     return hi - p < n ? hi - p : n;
 }
 
-/* 16 bytes of 0xff then 16 of 0: loaded at 16 - k, a mask that keeps the first k bytes. */
-static const unsigned char keep_mask[32] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+/* The copy mask (capture.h). */
+const unsigned char as_cap_keep_mask[32] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
                                             0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 /* Copies the string at s to d up to its NUL or lim bytes, whichever comes first, sixteen
@@ -222,8 +222,8 @@ __attribute__((no_sanitize_address)) static inline size_t copy_str(char *d, cons
         unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero));
         if (m) {
             unsigned k = (unsigned)__builtin_ctz(m);
-            v = _mm_and_si128(v,
-                              _mm_loadu_si128((const __m128i *)(const void *)(keep_mask + 16 - k)));
+            v = _mm_and_si128(
+                v, _mm_loadu_si128((const __m128i *)(const void *)(as_cap_keep_mask + 16 - k)));
             _mm_storeu_si128((__m128i *)(void *)(d + n), v);
             return n + k;
         }

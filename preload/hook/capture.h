@@ -63,8 +63,8 @@ typedef struct as_cap_plan {
     uint8_t fast;
     uint8_t n;        /* fast: parameters */
     uint8_t nstr;     /* fast: how many parameters are strings */
-    uint8_t gpr_only; /* fast, and every parameter comes in an integer register: src < 6
-                         (thunk.S reads a 6-entry table of them) */
+    uint8_t gpr_only; /* fast, and every parameter comes in an integer register (src <
+                         6): the thunk's assembly can capture the calls (plan_of) */
     uint8_t src[AS_PROTO_MAX_PARAMS];
     uint8_t ret_str; /* the return is a string (captured at exit) */
 } as_cap_plan;
@@ -80,6 +80,9 @@ typedef struct as_cap_region {
 extern as_cap_region as_cap_regions[];
 extern int as_cap_nregions;
 extern uintptr_t as_cap_brk_lo;
+/* 16 bytes of 0xff then 16 of 0: loaded at 16 - k, a mask that keeps the first k bytes
+ * (the string copies of capture.c and thunk.S). */
+extern const unsigned char as_cap_keep_mask[32];
 
 /* Returns the prototype whose values are captured for target tg, or NULL (no prototype,
  * or capture switched off for its entry (AS_CAPTURES says both) or everywhere). Usable

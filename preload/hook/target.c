@@ -61,13 +61,11 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
 }
 
 void as_target_set_proto(as_target *t, const as_proto *p) {
-    uint32_t base = p != NULL && !(t->entry && t->entry->capture_none) ? AS_CAPTURES : 0;
-    uint32_t keep = 0;
-    if (__atomic_load_n(&t->proto, __ATOMIC_ACQUIRE) == p) /* the same one: its plan stays */
-        keep = __atomic_load_n(&t->captures, __ATOMIC_ACQUIRE) & AS_CAPTURES_ASM;
     __atomic_store_n(&t->proto, p, __ATOMIC_RELEASE);
-    /* never AS_CAPTURES_ASM without AS_CAPTURES: the thunk tests the word for 0 first */
-    __atomic_store_n(&t->captures, base ? base | keep : 0, __ATOMIC_RELEASE);
+    /* AS_CAPTURES_ASM cleared: the plan, made once per target, was for another one */
+    __atomic_store_n(&t->captures,
+                     p != NULL && !(t->entry && t->entry->capture_none) ? AS_CAPTURES : 0,
+                     __ATOMIC_RELEASE);
 }
 
 void as_target_retire(uint32_t id) {

@@ -698,10 +698,10 @@ exit_typed(as_retregs *regs, char *rsp_at_landing, uint64_t t1, as_shadow_frame 
     return out;
 }
 
-/* The common exit, with no call: the top frame returns, nothing was captured (else
- * exit_typed), the thread
- * has its ring (with room), thread id and errno location, and no hole lies below the
- * frame. Anything else goes to exit_slow, before any side effect. */
+/* The C exit, for what the thunk's assembly exits leave to it: the top frame returning
+ * with items the assembly does not copy (exit_typed: on the full-register path, or
+ * while the ring has no room for them), and anything unusual (exit_slow: not the top
+ * frame, a hole below it, a thread's first record, a full ring or its end, no TSC). */
 as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     uint32_t lo, hi;
     if (__builtin_expect(!as_clock_use_tsc, 0))
@@ -710,34 +710,19 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     uint64_t t1 = ((uint64_t)hi << 32) | lo;
     as_tstate *t = &as_hook_ts;
     void **slot = (void **)(rsp_at_landing - sizeof(void *));
-    /* busy, before depth is read: a signal handler's calls pass through and must not
-     * write into the open reservation; depth and the frames stay as read. */
+    /* busy, before depth is read: a signal handler's calls pass through; depth and the
+     * frames stay as read. */
     int was_busy = t->busy;
     t->busy = 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t k = t->depth;
-    as_ring *r = as_pipe_tring;
     as_shadow_frame *f = k ? &t->frames[k - 1] : NULL;
-    /* the top frame returns, the thread is warm, no hole below the frame */
-    int common = f && r && t->tid && t->errno_p && f->slot == slot && !f->reported &&
-                 !(k > 1 && t->frames[k - 2].slot == NULL);
-    int typed = common && f->cap_off != UINT32_MAX;
-    as_callrec *rec = common && !typed ? as_ring_reserve(r, AS_MSG_CALL, sizeof *rec) : NULL;
-    if (__builtin_expect(rec == NULL, 0)) {
-        /* typed, or anything unusual (a full ring: exit_slow counts the drop) */
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-        t->busy = was_busy;
-        return typed ? exit_typed(regs, rsp_at_landing, t1, f, k)
-                     : exit_slow(regs, rsp_at_landing, t1);
-    }
-    fill_rec(rec, t->tid, f, t1, regs, *t->errno_p, AS_CALL_RETURNED, 0);
-    as_ring_commit(r);
-    /* read before the frame is freed for a signal handler */
-    as_exit_ret out = {f->ret, f->caller_rbp};
-    t->depth = k - 1;
+    /* the top frame returns with items, the thread is warm, no hole below the frame */
+    int typed = f && as_pipe_tring && t->tid && t->errno_p && f->slot == slot && !f->reported &&
+                !(k > 1 && t->frames[k - 2].slot == NULL) && f->cap_off != UINT32_MAX;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
-    return out;
+    return typed ? exit_typed(regs, rsp_at_landing, t1, f, k) : exit_slow(regs, rsp_at_landing, t1);
 }
 
 /* Called by the unwinder for the thunk's call site. In the cleanup phase of an exception

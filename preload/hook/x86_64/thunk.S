@@ -463,7 +463,7 @@ ENTRY(as_thunk_common)
 .Lck9:  addq $16, %r11                   /* k again; fewer than 16 left: byte by byte */
     jmp .Lck3
 .Lck2:  bsfl %edx, %edx                  /* bytes before the NUL; the rest stored as zeros */
-    leaq .Lcap_keep + 16(%rip), %r11
+    leaq as_cap_keep_mask + 16(%rip), %r11
     subq %rdx, %r11
     movdqu (%r11), %xmm9
     pand %xmm9, %xmm8
@@ -1262,9 +1262,5 @@ END(as_thunk_full_exit)
  * rbp: the four scratch pushes (rax, rdx, rcx, rsi), then rdi, r8, r9. */
 .Lcap_arg_off:
     .byte -40, -32, -16, -24, -48, -56
-/* 16 bytes of 0xff then 16 of 0: loaded at 16 - k, a mask that keeps the first k bytes. */
-.Lcap_keep:
-    .fill 16, 1, 0xff
-    .fill 16, 1, 0
 
     .section .note.GNU-stack, "", @progbits
