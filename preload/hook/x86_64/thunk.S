@@ -581,6 +581,71 @@ END(as_thunk_common)
     .cfi_restore %rbx
 .endm
 
+/* The common exits' record (as_thunk_exit and as_thunk_full_exit): claims the ring (rdi)
+ * by its protocol, checks there is room for the record of frame r10 and its cap_len bytes
+ * of items before the end and the known limit, takes the second timestamp and writes the
+ * header and the fields (rax/rdx of the call in r8/r9, the errno location in r11, rcx:
+ * as_hook_ts). Out: r12 = the header, rbx = head after the record, edx = cap_len, to be
+ * committed by EXIT_COMMIT (the items copied first). A reservation already open jumps to
+ * busy (nothing changed), no room to unclaim (rsi = head). Changes rax, rdx, rsi, r11. */
+.macro EXIT_RECORD busy, unclaim
+    /* The ring's reservation protocol (core/ring.h): refused while one is open (this
+     * call runs in a signal handler that interrupted a write: C drops and counts), else
+     * claimed before head is read. */
+    movq RG_PENDING(%rdi), %rsi
+    cmpq RG_HEAD(%rdi), %rsi
+    jne \busy
+    movq $-1, RG_PENDING(%rdi)       /* AS_RING_CLAIMED */
+    movq RG_HEAD(%rdi), %rsi         /* head: bytes committed */
+    movq %rsi, %r12
+    andq RG_MASK(%rdi), %r12         /* its offset in the data */
+    movl FR_CAPOFF + 4(%r10), %eax   /* cap_len: bytes of items */
+    leaq REC_BYTES(%r12,%rax), %rbx
+    cmpq RG_SIZE(%rdi), %rbx
+    ja \unclaim                /* the record would pass the end: C pads */
+    leaq REC_BYTES(%rsi,%rax), %rbx  /* head after the record */
+    cmpq RG_LIMIT(%rdi), %rbx
+    ja \unclaim                /* full as far as we know: C reads the tail */
+    leaq RG_DATA(%rdi,%r12), %r12    /* the header */
+    movabsq $REC_TAG_MUL, %rdx
+    imulq %rsi, %rdx
+    shrq $48, %rdx                   /* the tag of position head */
+    shlq $16, %rdx
+    orq $REC_KIND, %rdx
+    shlq $32, %rdx
+    addl $(REC_BYTES - 8), %eax
+    orq %rax, %rdx
+    movq %rdx, (%r12)                /* {len: the record and its items, kind, tag} */
+    /* The checks are done: the timestamp (rdtsc costs as much as all of them). */
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax                   /* rax = t1 */
+    movl (%r11), %r11d               /* errno now */
+    movl FR_ID(%r10), %edx
+    movl %edx, 8(%r12)               /* id */
+    movl $1, 12(%r12)                /* flags: AS_CALL_RETURNED */
+    movl %fs:TS_TID(%rcx), %edx
+    movl %edx, 16(%r12)              /* tid */
+    movl FR_ERRNO(%r10), %edx
+    movl %edx, 20(%r12)              /* errno_in */
+    movl %r11d, 24(%r12)             /* errno_out */
+    movl FR_CAPOFF + 4(%r10), %edx
+    movl %edx, 28(%r12)              /* ext: cap_len */
+    movq FR_T0(%r10), %rsi
+    movq %rsi, 32(%r12)              /* t0 */
+    movq %rax, 40(%r12)              /* t1 */
+    movq %r8, 48(%r12)               /* rax */
+    movq %r9, 56(%r12)               /* rdx */
+    movq %xmm0, %rsi
+    movq %rsi, 64(%r12)              /* xmm0 */
+.endm
+
+/* Commits the record EXIT_RECORD wrote. */
+.macro EXIT_COMMIT
+    movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
+    movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
+.endm
+
 /* Exit landing: the instruction right after the call above (no alignment padding), also
  * the value the entry stores in the slot. Reached by the original's `ret` with rbp =
  * the shadow frame; the slot it popped (rsp - 8) is the ret_slot the entry saw, reused
@@ -656,55 +721,7 @@ as_thunk_exit:
     pushq %r12
     .cfi_adjust_cfa_offset 8
     .cfi_offset %r12, -32
-    /* The ring's reservation protocol (core/ring.h): refused while one is open (this
-     * call runs in a signal handler that interrupted a write: C drops and counts), else
-     * claimed before head is read. */
-    movq RG_PENDING(%rdi), %rsi
-    cmpq RG_HEAD(%rdi), %rsi
-    jne .Lexit_unbusy
-    movq $-1, RG_PENDING(%rdi)       /* AS_RING_CLAIMED */
-    movq RG_HEAD(%rdi), %rsi         /* head: bytes committed */
-    movq %rsi, %r12
-    andq RG_MASK(%rdi), %r12         /* its offset in the data */
-    movl FR_CAPOFF + 4(%r10), %eax   /* cap_len: bytes of items */
-    leaq REC_BYTES(%r12,%rax), %rbx
-    cmpq RG_SIZE(%rdi), %rbx
-    ja .Lexit_unclaim                /* the record would pass the end: C pads */
-    leaq REC_BYTES(%rsi,%rax), %rbx  /* head after the record */
-    cmpq RG_LIMIT(%rdi), %rbx
-    ja .Lexit_unclaim                /* full as far as we know: C reads the tail */
-    leaq RG_DATA(%rdi,%r12), %r12    /* the header */
-    movabsq $REC_TAG_MUL, %rdx
-    imulq %rsi, %rdx
-    shrq $48, %rdx                   /* the tag of position head */
-    shlq $16, %rdx
-    orq $REC_KIND, %rdx
-    shlq $32, %rdx
-    addl $(REC_BYTES - 8), %eax
-    orq %rax, %rdx
-    movq %rdx, (%r12)                /* {len: the record and its items, kind, tag} */
-    /* The checks are done: the timestamp (rdtsc costs as much as all of them). */
-    rdtsc
-    shlq $32, %rdx
-    orq %rdx, %rax                   /* rax = t1 */
-    movl (%r11), %r11d               /* errno now */
-    movl FR_ID(%r10), %edx
-    movl %edx, 8(%r12)               /* id */
-    movl $1, 12(%r12)                /* flags: AS_CALL_RETURNED */
-    movl %fs:TS_TID(%rcx), %edx
-    movl %edx, 16(%r12)              /* tid */
-    movl FR_ERRNO(%r10), %edx
-    movl %edx, 20(%r12)              /* errno_in */
-    movl %r11d, 24(%r12)             /* errno_out */
-    movl FR_CAPOFF + 4(%r10), %edx
-    movl %edx, 28(%r12)              /* ext: cap_len */
-    movq FR_T0(%r10), %rsi
-    movq %rsi, 32(%r12)              /* t0 */
-    movq %rax, 40(%r12)              /* t1 */
-    movq %r8, 48(%r12)               /* rax */
-    movq %r9, 56(%r12)               /* rdx */
-    movq %xmm0, %rsi
-    movq %rsi, 64(%r12)              /* xmm0 */
+    EXIT_RECORD .Lexit_unbusy, .Lexit_unclaim
     /* A typed call's arena space is freed (the arena is a stack: what lies above it was
      * left by frames dropped before), and its cap_len bytes of items (a multiple of 8)
      * copied from the arena at cap_off. */
@@ -739,8 +756,7 @@ as_thunk_exit:
     jae 5f
     movq (%rsi,%rax), %r11
     movq %r11, REC_BYTES(%r12,%rax)
-5:  movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
-    movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
+5:  EXIT_COMMIT
     /* the caller's return address and rbp out of the frame before it is freed */
     movq FR_RET(%r10), %rsi
     movq FR_RBP(%r10), %rdi
@@ -1126,50 +1142,8 @@ as_thunk_full_exit:
     .cfi_offset %rbx, -80
     FX_PUSH r12
     .cfi_offset %r12, -88
-    movq RG_PENDING(%rdi), %rsi          /* the ring's protocol, as in as_thunk_exit */
-    cmpq RG_HEAD(%rdi), %rsi
-    jne .Lfx_pop2
-    movq $-1, RG_PENDING(%rdi)
-    movq RG_HEAD(%rdi), %rsi
-    movq %rsi, %r12
-    andq RG_MASK(%rdi), %r12
-    leaq REC_BYTES(%r12), %rbx
-    cmpq RG_SIZE(%rdi), %rbx
-    ja .Lfx_unclaim
-    leaq REC_BYTES(%rsi), %rbx
-    cmpq RG_LIMIT(%rdi), %rbx
-    ja .Lfx_unclaim
-    leaq RG_DATA(%rdi,%r12), %r12        /* the header */
-    movabsq $REC_TAG_MUL, %rdx
-    imulq %rsi, %rdx
-    shrq $48, %rdx
-    shlq $16, %rdx
-    orq $REC_KIND, %rdx
-    shlq $32, %rdx
-    orq $(REC_BYTES - 8), %rdx
-    movq %rdx, (%r12)
-    rdtsc
-    shlq $32, %rdx
-    orq %rdx, %rax                       /* t1 */
-    movl (%r11), %r11d                   /* errno now */
-    movl FR_ID(%r10), %edx
-    movl %edx, 8(%r12)
-    movl $1, 12(%r12)                    /* AS_CALL_RETURNED */
-    movl %fs:TS_TID(%rcx), %edx
-    movl %edx, 16(%r12)
-    movl FR_ERRNO(%r10), %edx
-    movl %edx, 20(%r12)
-    movl %r11d, 24(%r12)
-    movl $0, 28(%r12)                    /* no items */
-    movq FR_T0(%r10), %rsi
-    movq %rsi, 32(%r12)
-    movq %rax, 40(%r12)
-    movq %r8, 48(%r12)
-    movq %r9, 56(%r12)
-    movq %xmm0, %rsi
-    movq %rsi, 64(%r12)
-    movq %rbx, RG_PENDING(%rdi)
-    movq %rbx, RG_HEAD(%rdi)             /* commit */
+    EXIT_RECORD .Lfx_pop2, .Lfx_unclaim /* frame r10 is untyped: no items */
+    EXIT_COMMIT
     movq FR_RET(%r10), %rsi
     movq FR_RBP(%r10), %rdi
     movq %rsi, FX_SAVED + 16(%rsp)       /* the caller's real return address, in the slot */
