@@ -6,6 +6,7 @@
 #include "hook/entry.h"
 
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,9 @@
 #include "hook/callrec.h"
 #include "hook/dwarf.h"
 #include "hook/elfsym.h"
+#include "hook/hookable.h"
 #include "hook/patch.h"
+#include "hook/reach.h"
 #include "hook/target.h"
 
 /* One patched function, kept for the life of the process (the trampoline is live). */
@@ -204,8 +207,21 @@ static entry_site *new_site(void) {
     return s;
 }
 
-int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_name,
-                  const char *library, const as_entry *entry) {
+/* The refusal of an entry patch: a warning when the function then runs unwrapped; an
+ * info line when its GOT slots are diverted too (also_got), which still see its calls
+ * from other objects. */
+#define REFUSED(fmt, ...)                                                                          \
+    do {                                                                                           \
+        if (also_got)                                                                              \
+            as_info("'%s' in %s: calls inside %s are not seen: " fmt, symbol, library, library,    \
+                    __VA_ARGS__);                                                                  \
+        else                                                                                       \
+            as_warn("'%s' in %s not entry-patched: " fmt " (it runs unwrapped)", symbol, library,  \
+                    __VA_ARGS__);                                                                  \
+    } while (0)
+
+static int entry_hook(void *fn, size_t size, const char *symbol, const char *action_name,
+                      const char *library, const as_entry *entry, int also_got) {
     char why[160];
     pthread_mutex_lock(&g_elock);
     int id = -1;
@@ -216,17 +232,16 @@ int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_
     }
     s = new_site();
     if (!s) {
-        as_warn("'%s' in %s not entry-patched: out of memory", symbol, library);
+        REFUSED("%s", "out of memory");
         goto out;
     }
     if (as_patch_prepare(fn, size, &s->patch, why, sizeof why) != 0) {
-        as_warn("'%s' in %s not entry-patched: %s (it runs unwrapped)", symbol, library, why);
+        REFUSED("%s", why);
         goto out;
     }
     int tid = as_target_get(fn, symbol, action_name, library, (const struct as_entry *)entry);
     if (tid < 0) {
-        as_warn("'%s' in %s not entry-patched: too many wrapped functions (%d)", symbol, library,
-                AS_MAX_TARGETS);
+        REFUSED("too many wrapped functions (%d)", AS_MAX_TARGETS);
         goto out;
     }
     as_target *t = &as_targets[tid];
@@ -236,7 +251,7 @@ int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_
     void *dest = entry_only ? entry_only_stub((uint32_t)tid, s->patch.tramp)
                             : as_thunk_addr_full((uint32_t)tid);
     if (!dest) {
-        as_warn("'%s' in %s not entry-patched: no memory for its stub", symbol, library);
+        REFUSED("%s", "no memory for its stub");
         goto out;
     }
     if (entry_only && !g_cet_warned) {
@@ -256,7 +271,7 @@ int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_
         if (!(via_before & AS_VIA_ENTRY)) /* other bits may have been added meanwhile */
             __atomic_fetch_and(&t->via, ~(uint32_t)AS_VIA_ENTRY, __ATOMIC_RELEASE);
         __atomic_store_n(&t->orig, fn, __ATOMIC_RELEASE);
-        as_warn("'%s' in %s not entry-patched: %s (it runs unwrapped)", symbol, library, why);
+        REFUSED("%s", why);
         goto out;
     }
     if (s->patch.unanswered)
@@ -270,6 +285,17 @@ int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_
 out:
     pthread_mutex_unlock(&g_elock);
     return id;
+}
+#undef REFUSED
+
+int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_name,
+                  const char *library, const as_entry *entry) {
+    return entry_hook(fn, size, symbol, action_name, library, entry, 0);
+}
+
+int as_entry_hook_also(void *fn, size_t size, const char *symbol, const char *action_name,
+                       const char *library, const as_entry *entry) {
+    return entry_hook(fn, size, symbol, action_name, library, entry, 1);
 }
 
 /* ---- selecting functions from a config ---- */
@@ -332,6 +358,54 @@ static void add_dwarf_proto(int id, const as_symtab *st) {
     __atomic_store_n(&t->proto, p, __ATOMIC_RELEASE);
 }
 
+/* The program headers of the loaded object at base (dl_iterate_phdr; nothing allocated). */
+typedef struct phdr_find {
+    uintptr_t base;
+    const ElfW(Phdr) * phdr;
+    int phnum;
+} phdr_find;
+
+static int phdr_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    phdr_find *f = arg;
+    (void)size;
+    if (info->dlpi_addr != f->base || f->phdr)
+        return 0;
+    f->phdr = info->dlpi_phdr;
+    f->phnum = info->dlpi_phnum;
+    return 1;
+}
+
+/* as_fnindex_build reader over an as_symtab. */
+static void symtab_get(const void *ctx, size_t i, uint64_t *value, uint64_t *size,
+                       const char **name) {
+    const as_sym *s = &((const as_symtab *)ctx)->syms[i];
+    *value = s->value;
+    *size = s->size;
+    *name = s->name;
+}
+
+/* What hookable.c needs to know of sym. idx is built on first use (*built). */
+static as_symfacts facts_of(const as_symtab *st, const as_sym *sym, as_fnindex *idx, int *built,
+                            const phdr_find *ph, uintptr_t base) {
+    if (!*built) {
+        as_fnindex_build(idx, st->n, symtab_get, st);
+        *built = 1;
+    }
+    as_symfacts f = {.name = sym->name, .size = sym->size, .exported = sym->exported, .exec = -1};
+    f.inside = as_fnindex_inside(idx, sym->value);
+    if (ph->phdr)
+        f.exec = as_reach_in_exec(ph->phdr, ph->phnum, ph->base,
+                                  (uintptr_t)((st->is_dyn ? base : 0) + sym->value), sym->size);
+    size_t nrt;
+    const char *const *rt = as_returns_twice_names(&nrt);
+    for (size_t i = 0; i < nrt && !as_returns_twice(sym->name); i++) {
+        const as_sym *r = as_symtab_find(st, rt[i]);
+        if (r && r->value == sym->value)
+            f.alias_of = r->name;
+    }
+    return f;
+}
+
 int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
                       unsigned char *matched) {
     if (!cfg || !path || !*path || !as_entry_wanted(cfg))
@@ -344,6 +418,10 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
     }
     const char *file = base_name(path);
     int done = 0;
+    as_fnindex fidx = {0};
+    int fidx_built = 0;
+    phdr_find ph = {.base = base};
+    dl_iterate_phdr(phdr_cb, &ph);
     for (size_t k = 0; k < st.n; k++) {
         const as_sym *sym = &st.syms[k];
         int idx;
@@ -352,6 +430,19 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
             continue;
         if (e->hook == AS_HOOK_AUTO && sym->exported)
             continue; /* the GOT path (install.c) has it */
+        as_symfacts facts = facts_of(&st, sym, &fidx, &fidx_built, &ph, base);
+        int kind = as_nohook_classify(&facts);
+        if (kind != AS_HOOKABLE) {
+            if (matched && !e->is_glob)
+                matched[idx] = 1; /* refused with its own message, not "unmatched" */
+            as_nohook_note(cfg, idx, kind, &facts, file);
+            continue;
+        }
+        if (facts.inside && sym->exported) {
+            as_info("'%s' in %s lies inside '%s': not entry-patched", sym->name, file,
+                    facts.inside);
+            continue;
+        }
         if (sym->is_ifunc) {
             as_warn("%s:%d:1: '%s' in %s is an IFUNC resolver: not entry-patched",
                     cfg->path ? cfg->path : "config", e->line, sym->name, file);
@@ -382,6 +473,7 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
         add_dwarf_proto(id, &st);
         done++;
     }
+    as_fnindex_free(&fidx);
     as_symtab_free(&st);
     return done;
 }

@@ -43,6 +43,12 @@ int as_entry_wanted(const as_config *cfg);
 int as_entry_hook(void *fn, size_t size, const char *symbol, const char *action_name,
                   const char *library, const as_entry *entry);
 
+/* as_entry_hook for a function whose GOT slots are diverted too (hook=auto on an exported
+ * function whose calls inside its object may bypass the GOT): a refusal is an info line
+ * naming the calls left unseen, not a warning, since calls through the GOT still are. */
+int as_entry_hook_also(void *fn, size_t size, const char *symbol, const char *action_name,
+                       const char *library, const as_entry *entry);
+
 /* The target id of an entry-patched function (fn = its original entry), or -1. */
 int as_entry_id(const void *fn);
 

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <link.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,6 +29,8 @@
 #include "hook/entry.h"
 #include "hook/capture.h"
 #include "hook/got.h"
+#include "hook/hookable.h"
+#include "hook/reach.h"
 #include "hook/target.h"
 
 #define MAX_OBJS 2048
@@ -61,7 +64,15 @@ static int g_nobjs;               /* objects in g_objs */
 static int g_ninitial = -1;       /* objects loaded at start: the global scope's head */
 static unsigned long long g_subs; /* dlpi_subs at the last scan */
 static pending_ifunc *g_pending;  /* IFUNCs to resolve outside g_lock */
-static char **g_pins;             /* names of later objects held loaded for this scan */
+/* Exported functions whose entry is patched as well (reach.h), in the current scan. */
+typedef struct pending_entry {
+    void *fn;
+    size_t size;
+    int id;
+} pending_entry;
+static pending_entry *g_epend;
+static size_t g_nepend, g_capepend;
+static char **g_pins; /* names of later objects held loaded for this scan */
 static int g_npins;
 static size_t g_npending, g_cappending;
 
@@ -97,6 +108,15 @@ static int target_by_def(const char *sym, uintptr_t lo, uintptr_t hi) {
             !as_target_retired(i) && strcmp(as_targets[i].symbol, sym) == 0)
             return (int)i;
     return -1;
+}
+
+/* The target of a function by its address: the target whose orig it is, or the one whose
+ * entry was patched at it (orig is then the trampoline). -1 when none. */
+static int target_by_fn(const void *addr) {
+    int id = target_by_orig(addr);
+    if (id < 0 && addr && as_entry_count() > 0)
+        id = as_entry_id(addr);
+    return id;
 }
 
 static int is_target_symbol(const char *name) {
@@ -255,65 +275,197 @@ static int queue_ifunc(const as_obj *o, const char *name, const char *version, c
     return 0;
 }
 
-/* Creates the targets of the entries matching exported functions of o. Returns the number
- * of targets created or found. */
+/* What resolve_obj knows of one object's dynamic symbols, computed when first needed. */
+typedef struct obj_facts {
+    const as_obj *o;
+    const as_dyninfo *di;
+    size_t n;
+    unsigned char *refs; /* per symbol index: named by one of o's own relocations */
+    int refs_done;
+    as_fnindex fidx; /* sized dynamic functions, for labels inside another function */
+    int fidx_done;
+    uint64_t rt_val[16]; /* values of the returns-twice names o defines */
+    const char *rt_name[16];
+    int nrt; /* -1: not looked up yet */
+} obj_facts;
+
+/* as_fnindex_build reader over the dynamic symbol table (non-functions read as size 0). */
+static void dynsym_get(const void *ctx, size_t i, uint64_t *value, uint64_t *size,
+                       const char **name) {
+    const obj_facts *of = ctx;
+    const ElfW(Sym) *s = &of->di->symtab[i];
+    int type = ELF64_ST_TYPE(s->st_info);
+    int fn = (type == STT_FUNC || type == STT_GNU_IFUNC) && s->st_shndx != SHN_UNDEF &&
+             (!of->di->strsz || s->st_name < of->di->strsz);
+    *value = s->st_value;
+    *size = fn ? s->st_size : 0;
+    *name = fn ? of->di->strtab + s->st_name : NULL;
+}
+
+/* The hookable.c facts of dynamic symbol i of the object (name, its value s). */
+static as_symfacts dyn_facts(obj_facts *of, size_t i, const ElfW(Sym) * s, const char *name) {
+    const as_obj *o = of->o;
+    as_symfacts f = {.name = name, .size = s->st_size, .exported = 1};
+    f.exec = as_reach_in_exec(o->phdr, o->phnum, o->base, o->base + s->st_value, s->st_size);
+    if (of->nrt < 0) {
+        size_t nn;
+        const char *const *names = as_returns_twice_names(&nn);
+        of->nrt = 0;
+        for (size_t k = 0; k < nn && of->nrt < 16; k++) {
+            const ElfW(Sym) *r = as_dyn_lookup(of->di, names[k], NULL);
+            if (r && r->st_shndx != SHN_UNDEF) {
+                of->rt_val[of->nrt] = r->st_value;
+                of->rt_name[of->nrt++] = names[k];
+            }
+        }
+    }
+    for (int k = 0; k < of->nrt && !as_returns_twice(name); k++)
+        if (of->rt_val[k] == s->st_value)
+            f.alias_of = of->rt_name[k];
+    (void)i;
+    return f;
+}
+
+/* Whether o is a library the interposer's own object names in DT_NEEDED (the C library):
+ * its functions run inside the thunk, the exporter and the patcher. */
+static int is_own_dependency(const as_obj *o) {
+    static char needed[16][64];
+    static int nneeded = -1;
+    if (nneeded < 0) {
+        nneeded = 0;
+        for (int i = 0; i < g_nobjs; i++) {
+            if (!skip_obj(&g_objs[i]) || !g_objs[i].dyn || !g_objs[i].name[0])
+                continue;
+            uintptr_t self = (uintptr_t)&is_own_dependency;
+            if (self < g_objs[i].lo || self >= g_objs[i].hi)
+                continue;
+            as_dyninfo di;
+            if (as_dyn_read(g_objs[i].dyn, g_objs[i].base, &di) != 0)
+                break;
+            for (const ElfW(Dyn) *d = g_objs[i].dyn; d->d_tag != DT_NULL && nneeded < 16; d++)
+                if (d->d_tag == DT_NEEDED && (!di.strsz || d->d_un.d_val < di.strsz))
+                    snprintf(needed[nneeded++], sizeof needed[0], "%s", di.strtab + d->d_un.d_val);
+            break;
+        }
+    }
+    const char *b = base_name(obj_path(o));
+    for (int i = 0; i < nneeded; i++)
+        if (strcmp(needed[i], b) == 0)
+            return 1;
+    return 0;
+}
+
+/* How the calls of dynamic symbol i (s) of the object are caught for entry e (reach.h). */
+static unsigned dyn_reach(obj_facts *of, size_t i, const ElfW(Sym) * s, const as_entry *e) {
+    as_reach_facts rf = {.hook = e->hook, .exported = 1};
+    rf.in_program = of->o->name[0] == '\0';
+    rf.symbolic = of->di->symbolic;
+    rf.protected_vis = ELF64_ST_VISIBILITY(s->st_other) == STV_PROTECTED;
+    rf.ifunc = ELF64_ST_TYPE(s->st_info) == STT_GNU_IFUNC;
+    rf.own_dep = !rf.in_program && is_own_dependency(of->o);
+    if (e->hook == AS_HOOK_AUTO && !rf.in_program && !rf.symbolic && !rf.protected_vis) {
+        if (!of->refs_done) {
+            of->refs_done = 1;
+            of->refs = calloc(of->n ? of->n : 1, 1);
+            if (of->refs)
+                as_reach_selfrefs(of->di->jmprel, of->di->jmprelsz, of->di->rela, of->di->relasz,
+                                  of->refs, of->n);
+        }
+        rf.self_ref = of->refs ? of->refs[i] : 1; /* out of memory: the GOT alone */
+    }
+    if (!of->fidx_done) {
+        of->fidx_done = 1;
+        as_fnindex_build(&of->fidx, of->n, dynsym_get, of);
+    }
+    rf.patchable = s->st_size > 0 && !as_fnindex_inside(&of->fidx, s->st_value);
+    return as_reach_decide(&rf, NULL);
+}
+
+/* Queues fn for an entry patch in this scan. Out of memory: it is left to the GOT. */
+static void queue_entry(void *fn, size_t size, int id) {
+    pending_entry *p = grow(g_epend, &g_capepend, g_nepend, sizeof *p, 16);
+    if (!p)
+        return;
+    g_epend = p;
+    g_epend[g_nepend++] = (pending_entry){fn, size, id};
+}
+
+/* Creates the targets of the entries matching exported functions of o (exact names first,
+ * so an alias named by an entry keeps that entry's options over a glob's), refusing what
+ * can never be wrapped (hookable.h) and queueing the entry patches reach.h asks for.
+ * Returns the number of targets created or found. */
 static int resolve_obj(const as_obj *o, const char *libname) {
     as_dyninfo di;
     if (as_dyn_read(o->dyn, o->base, &di) != 0 || !di.symtab)
         return 0;
-    size_t n = dynsym_count(&di);
+    obj_facts of = {.o = o, .di = &di, .n = dynsym_count(&di), .nrt = -1};
     int made = 0;
-    for (size_t i = 1; i < n; i++) {
-        const ElfW(Sym) *s = &di.symtab[i];
-        int type = ELF64_ST_TYPE(s->st_info);
-        int bind = ELF64_ST_BIND(s->st_info);
-        int vis = ELF64_ST_VISIBILITY(s->st_other);
-        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
-            (bind != STB_GLOBAL && bind != STB_WEAK) ||
-            (vis != STV_DEFAULT && vis != STV_PROTECTED))
-            continue;
-        if (di.strsz && s->st_name >= di.strsz)
-            continue;
-        const char *name = di.strtab + s->st_name;
-        const char *version = as_dyn_version(&di, i, NULL);
-        int idx;
-        const as_entry *e = match_entry(name, version, libname, &idx);
-        if (!e)
-            continue;
-        if (type == STT_GNU_IFUNC) {
-            if (target_by_def(name, o->lo, o->hi) >= 0) {
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 1; i < of.n; i++) {
+            const ElfW(Sym) *s = &di.symtab[i];
+            int type = ELF64_ST_TYPE(s->st_info);
+            int bind = ELF64_ST_BIND(s->st_info);
+            int vis = ELF64_ST_VISIBILITY(s->st_other);
+            if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
+                (bind != STB_GLOBAL && bind != STB_WEAK) ||
+                (vis != STV_DEFAULT && vis != STV_PROTECTED))
+                continue;
+            if (di.strsz && s->st_name >= di.strsz)
+                continue;
+            const char *name = di.strtab + s->st_name;
+            const char *version = as_dyn_version(&di, i, NULL);
+            int idx;
+            const as_entry *e = match_entry(name, version, libname, &idx);
+            if (!e || e->is_glob != pass)
+                continue;
+            as_symfacts facts = dyn_facts(&of, i, s, name);
+            int kind = as_nohook_classify(&facts);
+            if (kind != AS_HOOKABLE) {
+                if (!e->is_glob)
+                    g_matched[idx] = 1; /* refused with its own message, not "unmatched" */
+                as_nohook_note(g_cfg, idx, kind, &facts, libname);
+                continue;
+            }
+            if (type == STT_GNU_IFUNC) {
+                if (target_by_def(name, o->lo, o->hi) >= 0) {
+                    g_matched[idx] = 1;
+                    made++;
+                } else {
+                    queue_ifunc(o, name, version, libname, idx);
+                }
+                continue;
+            }
+            void *orig = (void *)(o->base + s->st_value);
+            if (target_by_fn(orig) >= 0) {
                 g_matched[idx] = 1;
                 made++;
-            } else {
-                queue_ifunc(o, name, version, libname, idx);
+                continue;
             }
-            continue;
-        }
-        void *orig = (void *)(o->base + s->st_value);
-        if (target_by_orig(orig) >= 0) {
+            /* Strings of a target live for the process: the object may be unloaded later. */
+            char *sym = strdup(name);
+            char *lib = strdup(libname);
+            if (!sym || !lib) {
+                free(sym);
+                free(lib);
+                continue;
+            }
+            int id = as_target_get_in(orig, sym, e->name ? e->name : sym, lib, e, o->lo, o->hi);
+            if (id < 0) {
+                as_warn("too many wrapped functions (%d): %s in %s not wrapped", AS_MAX_TARGETS,
+                        name, libname);
+                free(sym);
+                free(lib);
+                continue;
+            }
             g_matched[idx] = 1;
             made++;
-            continue;
+            /* hook=entry entries are patched by as_entry_scan_obj (with every local match). */
+            if (e->hook == AS_HOOK_AUTO && (dyn_reach(&of, i, s, e) & AS_REACH_ENTRY))
+                queue_entry(orig, (size_t)s->st_size, id);
         }
-        /* Strings of a target live for the process: the object may be unloaded later. */
-        char *sym = strdup(name);
-        char *lib = strdup(libname);
-        if (!sym || !lib) {
-            free(sym);
-            free(lib);
-            continue;
-        }
-        int id = as_target_get_in(orig, sym, e->name ? e->name : sym, lib, e, o->lo, o->hi);
-        if (id < 0) {
-            as_warn("too many wrapped functions (%d): %s in %s not wrapped", AS_MAX_TARGETS, name,
-                    libname);
-            free(sym);
-            free(lib);
-            continue;
-        }
-        g_matched[idx] = 1;
-        made++;
     }
+    free(of.refs);
+    as_fnindex_free(&of.fidx);
     return made;
 }
 
@@ -327,7 +479,7 @@ static int target_of_def(const as_obj *d, const char *sym, const char *version) 
         return -2;
     if (ELF64_ST_TYPE(s->st_info) == STT_GNU_IFUNC)
         return target_by_def(sym, d->lo, d->hi);
-    return target_by_orig((void *)(d->base + s->st_value));
+    return target_by_fn((void *)(d->base + s->st_value));
 }
 
 /* How the loader would bind a lazily bound slot of o, found without asking the loader
@@ -372,7 +524,9 @@ static void *decide_slot(const as_obj *o, const char *sym, const char *version, 
     const as_obj *objs = ctx;
     if (as_thunk_id(cur) >= 0)
         return NULL; /* already ours: re-installs are idempotent */
-    int id = target_by_orig(cur);
+    /* A slot holding a function whose entry is patched takes the lean thunk too: its
+     * calls are standard calls, and the thunk calls the trampoline (recorded once). */
+    int id = target_by_fn(cur);
     if (id < 0 && lazy && is_target_symbol(sym))
         id = resolve_like_loader(o, sym, version, objs, g_nobjs);
     if (id < 0)
@@ -636,13 +790,23 @@ static int scan_locked(void) {
         }
     }
     as_stat_hooked = ntargets();
-    if (nfresh == 0 || (ntargets() == 0 && nscan == 0))
+    if (nfresh == 0 || (ntargets() == 0 && nscan == 0)) {
+        g_nepend = 0;
         return 0;
-    if (ensure_pipeline() != 0)
+    }
+    if (ensure_pipeline() != 0) {
+        g_nepend = 0;
         return -1;
+    }
     /* Entry patches before the GOT pass: a function hooked both ways then has its
-     * trampoline as orig, and its GOT slots stay as they are (calls through them reach the
-     * patched entry, hence the thunk, once). */
+     * trampoline as orig, and its GOT slots get the lean thunk, which calls the trampoline
+     * (a call is recorded once whichever way it came). */
+    for (size_t k = 0; k < g_nepend; k++) {
+        const as_target *t = &as_targets[g_epend[k].id];
+        as_entry_hook_also(g_epend[k].fn, g_epend[k].size, t->symbol, t->action_name, t->library,
+                           target_entry(g_epend[k].id));
+    }
+    g_nepend = 0;
     for (int k = 0; k < nscan; k++) {
         const as_obj *o = &g_objs[scan_entry[k]];
         as_entry_scan_obj(g_cfg, obj_path(o), o->base, g_matched);
@@ -740,6 +904,8 @@ int as_install_start(as_config *cfg) {
         const as_entry *e = &cfg->entries[i];
         if (g_matched[i] || e->lib || !e->pattern)
             continue; /* lib= entries may name a library loaded later by dlopen */
+        if (as_nohook_explain(cfg, i))
+            continue; /* it reached only functions that are never wrapped: said why */
         as_warn("%s:%d:1: '%s%s%s' matches no %sfunction of the loaded objects",
                 cfg->path ? cfg->path : "config", e->line, e->pattern, e->version ? "@" : "",
                 e->version ? e->version : "", e->hook == AS_HOOK_GOT ? "exported " : "");
@@ -772,7 +938,7 @@ int as_install_scan(void) {
 void *as_install_dlsym_result(void *addr) {
     if (!addr || !as_install_active() || as_in_agentsight)
         return addr;
-    int id = target_by_orig(addr);
+    int id = target_by_fn(addr);
     if (id < 0)
         return addr;
     const as_entry *e = target_entry(id);
