@@ -18,18 +18,18 @@ unsigned as_reach_decide(const as_reach_facts *f, const char **blind) {
     switch (f->hook) {
     case AS_HOOK_GOT:
         if (!f->exported) {
-            unseen = "every call (not exported: no GOT slot names it)";
+            unseen = "every call: it is not exported, no GOT slot names it";
             break;
         }
         bits = AS_REACH_GOT;
         if (direct)
-            unseen = "calls inside its object, which bypass the GOT (hook=got)";
+            unseen = "calls inside its object, which bypass the GOT with hook=got";
         break;
     case AS_HOOK_ENTRY:
         if (f->ifunc)
-            unseen = "every call (an IFUNC resolver is not entry-patched)";
+            unseen = "every call: an IFUNC resolver is not entry-patched";
         else if (!f->patchable)
-            unseen = "every call (its entry cannot be patched)";
+            unseen = "every call: its entry cannot be patched";
         else
             bits = AS_REACH_ENTRY;
         break;
@@ -38,7 +38,7 @@ unsigned as_reach_decide(const as_reach_facts *f, const char **blind) {
             if (f->patchable && !f->ifunc)
                 bits = AS_REACH_ENTRY;
             else
-                unseen = "every call (not exported, and its entry cannot be patched)";
+                unseen = "every call: it is not exported and its entry cannot be patched";
             break;
         }
         bits = AS_REACH_GOT;
@@ -47,13 +47,13 @@ unsigned as_reach_decide(const as_reach_facts *f, const char **blind) {
         if (f->ifunc)
             unseen = "calls inside its object, which reach the implementation directly";
         else if (f->own_dep)
-            unseen = "calls inside its object, which bypass the GOT (a library the "
-                     "interposer itself calls is entry-patched only with hook=entry)";
+            unseen = "calls inside the C library, which bypass its GOT; hook=auto patches no "
+                     "entry in a library the interposer itself calls, hook=entry does";
         else if (f->patchable)
             bits |= AS_REACH_ENTRY;
         else
-            unseen = "calls inside its object, which bypass the GOT (its entry cannot be "
-                     "patched)";
+            unseen = "calls inside its object, which bypass the GOT; its entry cannot be "
+                     "patched";
         break;
     }
     if (blind)
