@@ -1,0 +1,270 @@
+"""What is never wrapped, and every call of a named function (issue 11, items 1 and 2).
+
+Functions that return twice (setjmp family, vfork, getcontext, swapcontext), symbols not
+entered by a call (a .cold fragment, _start, __restore_rt, a label inside a function, a
+zero-size local symbol, a function-typed symbol in .data) and functions with a calling
+convention of their own (mcount) are refused with a message naming the config line and
+why; globs skip them. Real programs (bash, sh, a C program using setjmp/longjmp,
+getcontext, makecontext/swapcontext, vfork, fork, system()) run with the same output and
+exit status as without the interposer. With the default hook=auto, direct calls inside the
+defining object are seen: the program's own exports (-rdynamic), libraries built with
+-fno-semantic-interposition, -Bsymbolic or protected visibility, and python3's internal
+calls; a library whose own calls go through its PLT needs only its GOT slots."""
+import collections
+import os
+import shutil
+import subprocess
+
+from common import CLI, agent, read_jsonl, run, run_preloaded, tmpdir, write
+
+AGENT = agent("hookable_agent")
+COLD_LIB = os.path.join(os.path.dirname(AGENT), "hookable", "libcold_demo.so")
+BASH_CMD = ["bash", "-c", '[ -n "$HOME" ] && echo set']
+SH_CMD = ["sh", "-c", "echo one; /bin/true; echo two"]
+
+
+def _conf(text):
+    d = tmpdir()
+    return d, write(os.path.join(d, "agent.conf"), "[actions]\n" + text)
+
+
+def _both(argv, text, env=None):
+    """Runs argv bare and under the interposer with the entries in text; returns the bare
+    run, the instrumented run and the actions."""
+    d, conf = _conf(text)
+    out = os.path.join(d, "actions.jsonl")
+    bare = run(argv, env=env)
+    pre = run_preloaded(argv, config=conf, out=out, env=env)
+    return bare, pre, read_jsonl(out)
+
+
+def _same(bare, pre):
+    assert pre.returncode == bare.returncode, (bare.returncode, pre.returncode, pre.stderr)
+    assert pre.stdout == bare.stdout, (bare.stdout, pre.stdout, pre.stderr)
+
+
+def _names(acts):
+    return collections.Counter(a["action_name"] for a in acts)
+
+
+def test_returns_twice_refused_in_bash():
+    """Proves: an entry naming vfork, _setjmp, __sigsetjmp, getcontext or swapcontext
+    leaves bash running exactly as without the interposer (it aborted with SIGABRT before)
+    and is refused with FILE:LINE and the reason; nothing is recorded for it."""
+    for sym in ["vfork", "_setjmp", "__sigsetjmp", "getcontext", "swapcontext"]:
+        bare, pre, acts = _both(BASH_CMD, sym + "\n")
+        _same(bare, pre)
+        assert bare.stdout == "set\n"
+        assert f"agent.conf:2:1: '{sym}' returns twice; a wrapped call cannot return twice" \
+            in pre.stderr, (sym, pre.stderr)
+        assert not acts, (sym, acts[:2])
+
+
+def test_glob_star_in_bash():
+    """Proves: the glob '*' wraps thousands of functions of bash and its libraries, skips
+    the ones that can never be wrapped without a word, and bash's output and exit status
+    are those of the bare run; the returns-twice functions are never among the actions."""
+    bare, pre, acts = _both(BASH_CMD, "*\n")
+    _same(bare, pre)
+    names = _names(acts)
+    assert len(acts) > 100, len(acts)
+    for bad in ["vfork", "__vfork", "_setjmp", "__sigsetjmp", "getcontext", "swapcontext"]:
+        assert bad not in names, bad
+    assert "returns twice" not in pre.stderr, pre.stderr
+
+
+def test_glob_setjmp_silent():
+    """Proves: a glob reaching only returns-twice functions ('*setjmp*') wraps none of
+    them, says once that it matches only functions that are never wrapped, and bash runs
+    unchanged."""
+    bare, pre, acts = _both(BASH_CMD, "*setjmp*\n")
+    _same(bare, pre)
+    assert not acts, acts[:2]
+    msg = "'*setjmp*' matches only functions that are never wrapped"
+    assert pre.stderr.count(msg) == 1, pre.stderr
+    assert "returns twice" in pre.stderr, pre.stderr
+
+
+def test_vfork_in_sh():
+    """Proves: with vfork named, sh runs 'echo one; /bin/true; echo two' to the end (it
+    aborted after 'one' before), output and status as bare."""
+    bare, pre, acts = _both(SH_CMD, "vfork\n")
+    _same(bare, pre)
+    assert bare.stdout == "one\ntwo\n"
+    assert "'vfork' returns twice" in pre.stderr
+    assert not acts
+
+
+def test_c_program_setjmp_context_vfork_system():
+    """Proves: a C program using setjmp/longjmp, sigsetjmp/siglongjmp, getcontext/
+    setcontext, makecontext/swapcontext, vfork, fork and system() runs with the output and
+    status of the bare run when all of them are named; the returns-twice ones are refused,
+    and the others are recorded with exact counts: setcontext 3 (each left by a jump, so
+    not returned), makecontext 1, system 1 (returned 0)."""
+    entries = ["setjmp", "_setjmp", "__sigsetjmp", "getcontext", "swapcontext", "vfork",
+               "setcontext", "makecontext", "system", "fork"]
+    bare, pre, acts = _both([AGENT, "jmp", "ctx", "vfork", "fork", "system"],
+                            "\n".join(entries) + "\n")
+    _same(bare, pre)
+    assert "jmp 4 60\nctx 3 6\n" in bare.stdout
+    for sym in ["_setjmp", "__sigsetjmp", "getcontext", "swapcontext", "vfork"]:
+        assert f"'{sym}' returns twice" in pre.stderr, (sym, pre.stderr)
+    mine = [a for a in acts if a["metadata"]["pid"] == acts[0]["metadata"]["pid"]] \
+        if acts else []
+    n = _names(mine)
+    for sym in ["setjmp", "_setjmp", "__sigsetjmp", "getcontext", "swapcontext", "vfork"]:
+        assert n[sym] == 0, (sym, n)
+    assert n["setcontext"] == 3, n
+    assert all(a["response"] is None and a["error_msg"].startswith("did not return")
+               for a in mine if a["action_name"] == "setcontext")
+    assert n["makecontext"] == 1, n
+    sysacts = [a for a in mine if a["action_name"] == "system"]
+    assert len(sysacts) == 1 and sysacts[0]["response"] == "0", sysacts
+    assert n["fork"] >= 1, n
+
+
+def test_system_with_returns_twice_named():
+    """Proves: system() (a shell started by the C library) returns 0, not 6, when the
+    config names vfork, _setjmp, __sigsetjmp and getcontext: the child shell runs them
+    unwrapped too."""
+    bare, pre, _ = _both([AGENT, "system"], "vfork\n_setjmp\n__sigsetjmp\ngetcontext\n")
+    _same(bare, pre)
+    assert "from system\nsystem 0\n" in pre.stdout
+
+
+def test_cold_fragment_exists_and_is_never_wrapped():
+    """Proves: the gcc -O2 library really has a cold_demo.cold fragment (read with nm);
+    naming it, or a glob reaching only it, leaves cold_demo's result exactly as bare (it
+    was corrupted before) with a message saying calls of cold_demo cover it; naming
+    cold_demo and cold_demo.* records the one call of cold_demo once, with its result."""
+    nm = shutil.which("nm")
+    if nm:
+        syms = subprocess.run([nm, COLD_LIB], capture_output=True, text=True).stdout
+        assert " t cold_demo.cold\n" in syms, syms
+    for text in ["cold_demo.*\n", "cold_demo.cold\n"]:
+        bare, pre, acts = _both([AGENT, "cold"], text)
+        _same(bare, pre)
+        assert "'cold_demo.cold' is a compiler fragment of 'cold_demo'" in pre.stderr, \
+            pre.stderr
+        assert not acts, acts[:2]
+    bare, pre, acts = _both([AGENT, "cold"], "cold_demo\ncold_demo.*\n")
+    _same(bare, pre)
+    assert _names(acts) == {"cold_demo": 1}, _names(acts)
+    assert {a["response"] for a in acts} == {bare.stdout.split("\n")[0][2:]}
+
+
+def test_labels_trampolines_and_odd_symbols_refused():
+    """Proves: a label inside a function, a zero-size local function, a function-typed
+    symbol in .data, a local __restore_rt, the program's _start and libc's mcount are each
+    refused with their own reason; asm_twice, the function holding the label, is wrapped
+    and its one call recorded; the program's output is unchanged."""
+    text = ("asm_twice\nasm_twice_tail\nasm_nosize\ndata_fn\n__restore_rt\n_start\n"
+            "mcount\n")
+    bare, pre, acts = _both([AGENT, "labels"], text)
+    _same(bare, pre)
+    err = pre.stderr
+    assert "agent.conf:3:1: 'asm_twice_tail' is a label inside 'asm_twice'" in err, err
+    assert "agent.conf:4:1: 'asm_nosize' has size 0" in err, err
+    assert "agent.conf:5:1: 'data_fn' lies outside the executable code" in err, err
+    assert "agent.conf:6:1: '__restore_rt' is entered by a jump or a signal return" in err
+    assert "agent.conf:7:1: '_start' is entered by a jump or a signal return" in err, err
+    assert "agent.conf:8:1: 'mcount' has a calling convention of its own" in err, err
+    assert "matches no function" not in err, err
+    assert _names(acts) == {"asm_twice": 1}, _names(acts)
+
+
+def test_program_export_called_directly():
+    """Proves: with the default hook=auto, a function the program exports (-rdynamic) and
+    calls itself is recorded at every call (0 before), and calls through its alias are
+    the same function: 5 calls, 5 actions, not 10."""
+    bare, pre, acts = _both([AGENT, "self"], "self_export\nself_alias\n")
+    _same(bare, pre)
+    n = _names(acts)
+    assert sum(n.values()) == 5 and set(n) <= {"self_export", "self_alias"}, n
+    for a in acts:
+        assert "entry" in a["metadata"]["hook"], a
+
+
+def test_libraries_calling_their_own_export():
+    """Proves: an exported function called inside its own library is recorded at every
+    call, whether the library was built with -fno-semantic-interposition, -Bsymbolic or
+    protected visibility (entry patch) or calls it through its own PLT (GOT slots suffice):
+    4 calls from the program plus 8 from inside each library."""
+    text = "nosi_inner\nsymb_inner\nprot_inner\ninterp_inner\n"
+    bare, pre, acts = _both([AGENT, "libs"], text)
+    _same(bare, pre)
+    n = _names(acts)
+    assert n == {"nosi_inner": 12, "symb_inner": 12, "prot_inner": 12, "interp_inner": 12}, n
+    hooks = {a["action_name"]: a["metadata"]["hook"] for a in acts}
+    assert hooks["interp_inner"] == "got", hooks
+    for name in ["nosi_inner", "symb_inner", "prot_inner"]:
+        assert "entry" in hooks[name], hooks
+
+
+def test_hook_got_misses_direct_calls():
+    """Proves: hook=got sees only the calls made through a GOT slot: the 4 calls from the
+    program, not the 8 direct ones inside the -fno-semantic-interposition library."""
+    bare, pre, acts = _both([AGENT, "libs"], "nosi_inner hook=got\n")
+    _same(bare, pre)
+    assert _names(acts) == {"nosi_inner": 4}, _names(acts)
+
+
+def _pythons():
+    """The real python3 binaries to try: the one on PATH (through a shim, if any) and
+    /usr/bin/python3, deduplicated."""
+    found = []
+    bare = run(["python3", "-c", "import sys; print(sys.executable)"])
+    if bare.returncode == 0 and bare.stdout.strip():
+        found.append(os.path.realpath(bare.stdout.strip()))
+    if os.path.exists("/usr/bin/python3"):
+        found.append(os.path.realpath("/usr/bin/python3"))
+    return list(dict.fromkeys(found))
+
+
+def test_python_internal_calls():
+    """Proves: PyNumber_Multiply, called by the interpreter itself (operator.mul), is
+    recorded at least once per call of the script's 1000 under hook=auto, whether python3
+    embeds its runtime in the program or in libpython, and the script's output and status
+    are unchanged. Skipped (with a note) when python3 exports no PyNumber_Multiply."""
+    script = "import operator; print(sum(operator.mul(i, 3) for i in range(1000)))"
+    tried = 0
+    for py in _pythons():
+        bare, pre, acts = _both([py, "-c", script], "PyNumber_Multiply\n")
+        if "matches no function" in pre.stderr:
+            print(f"    left out for {py}: no PyNumber_Multiply symbol")
+            continue
+        tried += 1
+        _same(bare, pre)
+        assert bare.stdout == "1498500\n"
+        n = _names(acts)
+        assert n["PyNumber_Multiply"] >= 1000, (py, n)
+    if not tried:
+        print("    left out: no python3 with PyNumber_Multiply")
+
+
+def test_check_shows_reach_and_refusals():
+    """Proves: `agentsight check` shows how each function is reached (got, got+entry),
+    what stays unseen, why a match is never wrapped (with the same words as at run time),
+    never suggests naming a fragment, and exits 1 when an entry wraps nothing."""
+    _, conf = _conf("self_export\nnosi_inner\ninterp_inner\ncold_demo\ncold_demo.*\nvfork\n"
+                    "write\nnosi_inner hook=got\n")
+    r = run([CLI, "check", conf, AGENT])
+    assert r.returncode == 1, r
+    out = r.stdout
+    lines = {}
+    for ln in out.splitlines():
+        parts = ln.split()
+        if ln.startswith("    ") and parts:
+            lines.setdefault(parts[0].split("@")[0], []).append(ln)
+    assert "via got+entry" in lines["self_export"][0], out
+    assert "via got+entry" in lines["nosi_inner"][0], out
+    assert "via got" in lines["nosi_inner"][1] and "not seen: calls inside its object" in \
+        lines["nosi_inner"][1], out
+    assert lines["interp_inner"][0].endswith("via got"), out
+    assert "via got+entry" in lines["cold_demo"][0], out
+    assert "never wrapped: 'cold_demo.cold' is a compiler fragment" in \
+        lines["cold_demo.cold"][0], out
+    assert "never wrapped: 'vfork' returns twice" in lines["vfork"][0], out
+    assert "not seen: calls inside the C library" in lines["write"][0], out
+    assert not [ln for ln in out.splitlines() if "name it" in ln and ".cold" in ln], out
+    assert "'cold_demo.*'" in r.stderr and "never wrapped" in r.stderr, r.stderr
