@@ -268,3 +268,17 @@ def test_check_shows_reach_and_refusals():
     assert "not seen: calls inside the C library" in lines["write"][0], out
     assert not [ln for ln in out.splitlines() if "name it" in ln and ".cold" in ln], out
     assert "'cold_demo.*'" in r.stderr and "never wrapped" in r.stderr, r.stderr
+
+
+def test_exception_through_displaced_call():
+    """Proves: an entry-patched function whose first instructions include a call
+    (nested_tool: sub rsp; call throw_tool@plt) lets a C++ exception thrown by the callee
+    unwind into the program's catch: the displaced call returns into the function itself,
+    whose unwind info is found (a return address in the trampoline has none: terminate).
+    Same output and status as bare; the call is recorded as left by an exception."""
+    bare, pre, acts = _both([agent("typed_throw")], "nested_tool hook=entry\n")
+    _same(bare, pre)
+    assert bare.returncode == 5
+    nested = [a for a in acts if a["action_name"] == "nested_tool"]
+    assert len(nested) == 1, acts
+    assert nested[0]["error_msg"] == "did not return (left by an exception)", nested

@@ -192,6 +192,76 @@ static size_t emit_abs_jmp(uint8_t *o, uintptr_t target) {
     return ABS_JMP_LEN;
 }
 
+/* A displaced call (always the last displaced instruction) is not copied as a call: the
+ * trampoline pushes the return address the call has in the original function (the
+ * instruction after it, just past the patched bytes) and jumps to the callee. The callee
+ * then returns into the original function, and an exception thrown below it unwinds
+ * through the original's own CFI, which a return address inside the trampoline (no FDE)
+ * would lose (std::terminate). No register or flag is changed:
+ *   lea -8(%rsp), %rsp; movl $lo, (%rsp); movl $hi, 4(%rsp); then the call as a jmp.
+ * Returns the bytes written, or 0 with a reason in why. */
+static size_t relocate_call(csh h, const cs_insn *insn, uintptr_t where, uint8_t *out, size_t cap,
+                            char *why, size_t wcap) {
+    if (cap < 40) {
+        set_why(why, wcap, "too many instructions in the patched bytes");
+        return 0;
+    }
+    uint64_t ret = insn->address + insn->size;
+    uint32_t lo = (uint32_t)ret, hi = (uint32_t)(ret >> 32);
+    static const uint8_t push[5] = {0x48, 0x8d, 0x64, 0x24, 0xf8};
+    size_t o = 0;
+    memcpy(out, push, sizeof push);
+    o += sizeof push;
+    out[o++] = 0xc7;
+    out[o++] = 0x04;
+    out[o++] = 0x24;
+    memcpy(out + o, &lo, 4);
+    o += 4;
+    out[o++] = 0xc7;
+    out[o++] = 0x44;
+    out[o++] = 0x24;
+    out[o++] = 0x04;
+    memcpy(out + o, &hi, 4);
+    o += 4;
+    uintptr_t tgt = branch_target(h, insn);
+    if (tgt)
+        return o + emit_abs_jmp(out + o, tgt);
+    /* call r/m64 (ff /2) becomes jmp r/m64 (ff /4): the same operand, once rsp moved. */
+    const cs_x86 *x = &insn->detail->x86;
+    size_t ff = 0;
+    while (ff < insn->size && insn->bytes[ff] != 0xff)
+        ff++;
+    if (ff + 1 >= insn->size || ((insn->bytes[ff + 1] >> 3) & 7) != 2) {
+        set_why(why, wcap, "'%s %s' cannot be relocated", insn->mnemonic, insn->op_str);
+        return 0;
+    }
+    for (int i = 0; i < x->op_count; i++)
+        if (x->operands[i].type == X86_OP_MEM &&
+            (x->operands[i].mem.base == X86_REG_RSP || x->operands[i].mem.index == X86_REG_RSP)) {
+            set_why(why, wcap, "'%s %s' reads the stack the call moves", insn->mnemonic,
+                    insn->op_str);
+            return 0;
+        }
+    memcpy(out + o, insn->bytes, insn->size);
+    out[o + ff + 1] ^= 0x30; /* modrm reg 2 (call) -> 4 (jmp) */
+    if (rip_relative(insn)) {
+        if (x->encoding.disp_offset == 0 || x->encoding.disp_size != 4) {
+            set_why(why, wcap, "'%s %s' has no 32-bit displacement", insn->mnemonic, insn->op_str);
+            return 0;
+        }
+        uintptr_t abs = (uintptr_t)insn->address + insn->size + (intptr_t)x->disp;
+        intptr_t nd = (intptr_t)(abs - (where + o + insn->size));
+        if (!fits_rel32(nd)) {
+            set_why(why, wcap, "RIP-relative operand of '%s' out of reach of the trampoline",
+                    insn->mnemonic);
+            return 0;
+        }
+        int32_t d32 = (int32_t)nd;
+        memcpy(out + o + x->encoding.disp_offset, &d32, 4);
+    }
+    return o + insn->size;
+}
+
 /* Relocates one instruction into out (cap bytes free) as if placed at address `where`.
  * Returns the bytes written, or 0 with a reason in why. */
 static size_t relocate(csh h, const cs_insn *insn, uintptr_t where, uint8_t *out, size_t cap,
@@ -204,16 +274,10 @@ static size_t relocate(csh h, const cs_insn *insn, uintptr_t where, uint8_t *out
         set_why(why, wcap, "'%s' cannot be relocated", insn->mnemonic);
         return 0;
     }
+    if (insn->id == X86_INS_CALL)
+        return relocate_call(h, insn, where, out, cap, why, wcap);
     uintptr_t tgt = branch_target(h, insn);
     if (tgt) {
-        if (insn->id == X86_INS_CALL) {
-            /* call *[rip+2]; jmp +8; .quad target: returns into the trampoline, which goes
-             * on with the next displaced instruction. */
-            static const uint8_t op[8] = {0xff, 0x15, 0x02, 0, 0, 0, 0xeb, 0x08};
-            memcpy(out, op, sizeof op);
-            memcpy(out + 8, &tgt, 8);
-            return 16;
-        }
         if (insn->id == X86_INS_JMP)
             return emit_abs_jmp(out, tgt);
         const uint8_t *opc = insn->detail->x86.opcode;
