@@ -5,7 +5,8 @@
  * with an alias; libraries whose exported function is called inside them directly
  * (-fno-semantic-interposition, -Bsymbolic, protected) or through their own PLT; assembly
  * labels typed as functions (one inside another function, one without a size), a
- * function-typed symbol in .data and a local __restore_rt. Every line it prints is
+ * function-typed symbol in .data and a local __restore_rt; calls of an IFUNC (strlen).
+ * Every line it prints is
  * deterministic. Usage: hookable_agent [MODE...] (default: every mode). */
 #include <setjmp.h>
 #include <signal.h>
@@ -180,6 +181,16 @@ static void mode_fork(void) {
     printf("fork %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
+/* strlen is an IFUNC of the C library: each call goes through the program's PLT to the
+ * implementation the loader chose. */
+static void mode_ifunc(void) {
+    static volatile char words[][8] = {"a", "bb", "ccc", "dddd", "eeeee"};
+    size_t n = 0;
+    for (int i = 0; i < 5; i++)
+        n += strlen((const char *)words[i]);
+    printf("ifunc %zu\n", n);
+}
+
 static void mode_labels(void) {
     printf("labels %ld %ld\n", asm_twice(20), asm_nosize(4));
 }
@@ -188,9 +199,10 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         void (*fn)(void);
-    } modes[] = {{"self", mode_self},     {"libs", mode_libs},     {"cold", mode_cold},
-                 {"jmp", mode_jmp},       {"ctx", mode_ctx},       {"system", mode_system},
-                 {"vfork", mode_vfork},   {"fork", mode_fork},     {"labels", mode_labels}};
+    } modes[] = {{"self", mode_self},   {"libs", mode_libs}, {"cold", mode_cold},
+                 {"jmp", mode_jmp},     {"ctx", mode_ctx},   {"system", mode_system},
+                 {"vfork", mode_vfork}, {"fork", mode_fork}, {"labels", mode_labels},
+                 {"ifunc", mode_ifunc}};
     size_t n = sizeof modes / sizeof modes[0];
     for (size_t i = 0; i < n; i++) {
         int want = argc < 2;

@@ -282,3 +282,17 @@ def test_exception_through_displaced_call():
     nested = [a for a in acts if a["action_name"] == "nested_tool"]
     assert len(nested) == 1, acts
     assert nested[0]["error_msg"] == "did not return (left by an exception)", nested
+
+
+def test_ifunc_reached_at_its_implementation():
+    """Proves: an IFUNC (strlen) named by an entry is wrapped at the implementation the
+    loader chose: the program's 5 calls through its PLT are 5 actions with the right
+    results; `check` says the C library's own internal calls are not seen."""
+    bare, pre, acts = _both([AGENT, "ifunc"], "size_t strlen(const char *s)\n")
+    _same(bare, pre)
+    mine = [a for a in acts if a["action_name"] == "strlen"]
+    assert [a["response"] for a in mine] == ["1", "2", "3", "4", "5"], mine
+    _, conf = _conf("strlen\n")
+    r = run([CLI, "check", conf, AGENT])
+    line = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("strlen")]
+    assert line and "ifunc" in line[0] and "via got; not seen:" in line[0], r.stdout
