@@ -294,5 +294,5 @@ def test_ifunc_reached_at_its_implementation():
     assert [a["response"] for a in mine] == ["1", "2", "3", "4", "5"], mine
     _, conf = _conf("strlen\n")
     r = run([CLI, "check", conf, AGENT])
-    line = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("strlen")]
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("    strlen")]
     assert line and "ifunc" in line[0] and "via got; not seen:" in line[0], r.stdout
