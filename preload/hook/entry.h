@@ -13,7 +13,10 @@
  * as_entry_scan_obj - entry-patches the functions of one loaded object that cfg selects
  * for it: every function matched by a hook=entry entry, and with hook=auto (the default)
  * every matched function that is not exported (found only in .symtab, or in the separate
- * debug file found by build-id); exported functions are left to the GOT path. Compiler
+ * debug file found by build-id); exported functions are left to install.c, which patches
+ * their entries too where reach.h says calls may bypass the GOT. Symbols that are never
+ * wrapped (hookable.h) are refused (an entry naming one gets one warning) or, by a glob,
+ * skipped. Compiler
  * clones (foo.isra.0, foo.constprop.0, foo.part.0) match only an entry naming them, e.g.
  * "foo.isra.0" or "foo.*". Matching follows install.c: an exact name wins over a glob,
  * then the first entry in the file; lib= globs the object's file name.
