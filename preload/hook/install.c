@@ -114,8 +114,11 @@ static int target_by_def(const char *sym, uintptr_t lo, uintptr_t hi) {
  * entry was patched at it (orig is then the trampoline). -1 when none. */
 static int target_by_fn(const void *addr) {
     int id = target_by_orig(addr);
-    if (id < 0 && addr && as_entry_count() > 0)
+    if (id < 0 && addr && as_entry_count() > 0) {
         id = as_entry_id(addr);
+        if (id >= 0 && as_target_retired((uint32_t)id))
+            id = -1; /* patched in an object since unloaded: its code is gone */
+    }
     return id;
 }
 
