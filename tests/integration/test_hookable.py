@@ -296,3 +296,24 @@ def test_ifunc_reached_at_its_implementation():
     r = run([CLI, "check", conf, AGENT])
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("    strlen")]
     assert line and "ifunc" in line[0] and "via got; not seen:" in line[0], r.stdout
+
+
+def test_node_own_functions():
+    """Proves: node's own libuv function uv_fs_open, called by node itself (no GOT slot
+    involved), is recorded for each of the script's 10 opens under hook=auto (0 before);
+    the script's output and status are unchanged. Left out when node is not installed or
+    does not export uv_fs_open."""
+    node = shutil.which("node")
+    if not node:
+        print("    left out: node is not installed")
+        return
+    script = ("const fs = require('fs'); for (let i = 0; i < 10; i++) "
+              "fs.closeSync(fs.openSync('/etc/hostname', 'r')); console.log('ok')")
+    bare, pre, acts = _both([node, "-e", script], "uv_fs_open\n")
+    if "matches no function" in pre.stderr:
+        print("    left out: node has no uv_fs_open symbol")
+        return
+    _same(bare, pre)
+    assert bare.stdout == "ok\n"
+    n = _names(acts)["uv_fs_open"]
+    assert n >= 10, n
