@@ -64,6 +64,26 @@ __asm__(
     /* plain: a + 5 */
     FN(pf_plain) "pushq %rbp\n movq %rsp, %rbp\n leal 5(%rdi), %eax\n popq %rbp\n ret\n" END(
         pf_plain)
+    /* calls as the last displaced instruction, to pf_retaddr (a + 100, its return address
+     * kept in pf_seen_ret): rel32, through a register, through memory at rip, and through
+     * the stack (refused: the relocated call moves rsp first) */
+    FN(pf_call2) "pushq %rbx\n call pf_retaddr\n popq %rbx\n addl $1, %eax\n ret\n" END(pf_call2)
+        FN(pf_icall_reg) "pushq %rbx\n pushq %rbp\n pushq %r12\n call *%rsi\n popq %r12\n"
+                         " popq %rbp\n popq %rbx\n addl $1, %eax\n ret\n" END(pf_icall_reg)
+                             FN(pf_icall_rip) "pushq %rbx\n pushq %rbp\n pushq %r12\n call "
+                                              "*pf_fnptr(%rip)\n"
+                                              " popq %r12\n popq %rbp\n popq %rbx\n addl $1, "
+                                              "%eax\n ret\n" END(pf_icall_rip) FN(
+                                                  pf_icall_stk) "pushq %rsi\n pushq %rbp\n call "
+                                                                "*8(%rsp)\n popq %rbp\n popq %rsi\n"
+                                                                " ret\n" END(pf_icall_stk) FN(
+                                                                    pf_retaddr) "movq (%rsp), "
+                                                                                "%rax\n movq %rax, "
+                                                                                "pf_seen_ret(%rip)"
+                                                                                "\n leal "
+                                                                                "100(%rdi), %eax\n"
+                                                                                " ret\n" END(
+                                                                                    pf_retaddr)
     /* an indirect call followed by more patched bytes: refused */
     FN(pf_icall) "call *%rsi\n addl $1, %eax\n ret\n" END(pf_icall)
         FN(pf_ent2) "pushq %rbp\n movq %rsp, %rbp\n leal (%rdi,%rdi,2), "
@@ -88,6 +108,13 @@ DECL(pf_rsys)
 DECL(pf_rsys_last)
 DECL(pf_plain)
 DECL(pf_icall)
+DECL(pf_call2)
+DECL(pf_icall_reg)
+DECL(pf_icall_rip)
+DECL(pf_icall_stk)
+DECL(pf_retaddr)
+__attribute__((used)) void *pf_seen_ret;
+__attribute__((used)) void *pf_fnptr = (void *)pf_retaddr;
 #define SIZE(name) ((size_t)(name##_end - (char *)(name)))
 
 typedef int (*int_fn)(int);
@@ -242,6 +269,38 @@ static void test_call_relocated(void **state) {
     patch_to_dest((void *)pf_call, SIZE(pf_call), &p);
     assert_int_equal(call(pf_call, 1), 1102);
     assert_int_equal(hits, 1);
+}
+
+/* Whether pf_seen_ret, the return address pf_retaddr saw, lies inside fn. */
+static int returned_into(void *fn, char *end) {
+    return (char *)pf_seen_ret > (char *)fn && (char *)pf_seen_ret < end;
+}
+
+/* Proves: a call displaced into the trampoline (rel32, through a register, through a
+ * RIP-relative pointer) returns into the original function, right after the call, so its
+ * unwind information covers the callee's caller (C++ exceptions); the results are those
+ * of the function. A call through the stack pointer is refused with its reason. */
+static void test_displaced_call_returns_into_function(void **state) {
+    as_patch p;
+    char why[160] = "";
+    assert_int_equal(as_patch_prepare((void *)pf_call2, SIZE(pf_call2), &p, why, sizeof why), 0);
+    pf_seen_ret = NULL;
+    assert_int_equal(call((int_fn)(void *)p.tramp, 1), 102);
+    assert_true(returned_into((void *)pf_call2, pf_call2_end));
+    assert_int_equal(
+        as_patch_prepare((void *)pf_icall_reg, SIZE(pf_icall_reg), &p, why, sizeof why), 0);
+    pf_seen_ret = NULL;
+    int (*volatile two)(int, void *) = (int (*)(int, void *))(void *)p.tramp;
+    assert_int_equal(two(2, (void *)pf_retaddr), 103);
+    assert_true(returned_into((void *)pf_icall_reg, pf_icall_reg_end));
+    assert_int_equal(
+        as_patch_prepare((void *)pf_icall_rip, SIZE(pf_icall_rip), &p, why, sizeof why), 0);
+    pf_seen_ret = NULL;
+    assert_int_equal(call((int_fn)(void *)p.tramp, 3), 104);
+    assert_true(returned_into((void *)pf_icall_rip, pf_icall_rip_end));
+    assert_int_equal(
+        as_patch_prepare((void *)pf_icall_stk, SIZE(pf_icall_stk), &p, why, sizeof why), -1);
+    assert_non_null(strstr(why, "reads the stack"));
 }
 
 /* Proves: a branch back into the displaced bytes and a jrcxz are refused with a reason,
@@ -645,6 +704,7 @@ int main(void) {
         cmocka_unit_test(test_short_refused),
         cmocka_unit_test(test_jcc_relocated),
         cmocka_unit_test(test_call_relocated),
+        cmocka_unit_test(test_displaced_call_returns_into_function),
         cmocka_unit_test(test_unsafe_refused),
         cmocka_unit_test(test_far_dest_pad),
         cmocka_unit_test(test_trap_redirect),
