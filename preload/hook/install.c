@@ -305,8 +305,8 @@ static void dynsym_get(const void *ctx, size_t i, uint64_t *value, uint64_t *siz
     *name = fn ? of->di->strtab + s->st_name : NULL;
 }
 
-/* The hookable.c facts of dynamic symbol i of the object (name, its value s). */
-static as_symfacts dyn_facts(obj_facts *of, size_t i, const ElfW(Sym) * s, const char *name) {
+/* The hookable.c facts of the object's dynamic symbol s, named name. */
+static as_symfacts dyn_facts(obj_facts *of, const ElfW(Sym) * s, const char *name) {
     const as_obj *o = of->o;
     as_symfacts f = {.name = name, .size = s->st_size, .exported = 1};
     f.exec = as_reach_in_exec(o->phdr, o->phnum, o->base, o->base + s->st_value, s->st_size);
@@ -325,7 +325,6 @@ static as_symfacts dyn_facts(obj_facts *of, size_t i, const ElfW(Sym) * s, const
     for (int k = 0; k < of->nrt && !as_returns_twice(name); k++)
         if (of->rt_val[k] == s->st_value)
             f.alias_of = of->rt_name[k];
-    (void)i;
     return f;
 }
 
@@ -421,7 +420,7 @@ static int resolve_obj(const as_obj *o, const char *libname) {
             const as_entry *e = match_entry(name, version, libname, &idx);
             if (!e || e->is_glob != pass)
                 continue;
-            as_symfacts facts = dyn_facts(&of, i, s, name);
+            as_symfacts facts = dyn_facts(&of, s, name);
             int kind = as_nohook_classify(&facts);
             if (kind != AS_HOOKABLE) {
                 if (!e->is_glob)
