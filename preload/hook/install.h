@@ -17,8 +17,9 @@
  * Entries without lib= that match no exported function of any loaded object get one
  * warning "FILE:LINE:1: ..." on stderr. Symbols that are never wrapped (hookable.h) are
  * refused, an entry naming one with one warning saying why; with hook=auto an exported
- * function whose calls may bypass the GOT gets its entry patched as well (reach.h). The pipeline is started (as_pipe_start) before
- * the first slot is written; when it cannot start, nothing is patched.
+ * function whose calls may bypass the GOT gets its entry patched as well (reach.h).
+ * The pipeline is started (as_pipe_start) before the first slot is written; when it
+ * cannot start, nothing is patched.
  * Returns the number of targets created (0 when nothing matched), or -1 when the
  * pipeline could not start (the process then runs as without us).
  */
