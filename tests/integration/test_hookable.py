@@ -317,3 +317,19 @@ def test_node_own_functions():
     assert bare.stdout == "ok\n"
     n = _names(acts)["uv_fs_open"]
     assert n >= 10, n
+
+
+def test_glob_star_in_make_tree():
+    """Proves: under '*' a make run that starts shells and programs (vfork, posix_spawn,
+    exec in every process of the tree) prints what it prints bare and exits the same."""
+    make = shutil.which("make")
+    if not make:
+        print("    left out: make is not installed")
+        return
+    d = tmpdir()
+    write(os.path.join(d, "Makefile"),
+          "all: a b\n\techo done\na:\n\techo one; /bin/true\nb:\n\tsh -c 'echo two'\n")
+    bare, pre, acts = _both([make, "-s", "-C", d], "*\n")
+    _same(bare, pre)
+    assert bare.stdout == "one\ntwo\ndone\n", bare.stdout
+    assert acts, "nothing recorded"
