@@ -24,6 +24,25 @@ static const char *level_name(int level) {
     return level_names[level];
 }
 
+/* The pid, parent pid and CLOCK_MONOTONIC time (ns) this image started with: set by the
+ * constructor below, which runs before the other constructors of this object. */
+static long start_pid, start_ppid;
+static long long start_ns;
+
+__attribute__((constructor(101))) static void diag_note_start(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    start_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    start_pid = (long)getpid();
+    start_ppid = (long)getppid();
+}
+
+/* Writes this process's record id, "PID.NS", into id: a fork child (new pid), an exec'd
+ * image (new start time) and a reused pid each count apart. */
+static void process_id(char *id, size_t cap) {
+    snprintf(id, cap, "%ld.%lld", (long)getpid(), start_ns);
+}
+
 /* Writes all of p to fd, retrying on EINTR. Gives up silently on any other failure. */
 static void write_fd(int fd, const char *p, size_t len) {
     while (len > 0) {
@@ -95,24 +114,6 @@ static void to_stderr(int level, const char *msg) {
     len += msglen;
     line[len++] = '\n';
     write_fd(2, line, len);
-}
-
-/* This process image's record id, "PID.NS"; recomputed in a fork child (new pid). */
-static const char *process_id(void) {
-    static char id[64];
-    static long id_pid;
-    long pid = (long)getpid();
-    if (__atomic_load_n(&id_pid, __ATOMIC_ACQUIRE) != pid) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        char tmp[64];
-        snprintf(tmp, sizeof tmp, "%ld.%lld", pid,
-                 (long long)ts.tv_sec * 1000000000LL + (long long)ts.tv_nsec);
-        /* Two threads racing here write ids of the same pid: either is fine. */
-        memcpy(id, tmp, sizeof id);
-        __atomic_store_n(&id_pid, pid, __ATOMIC_RELEASE);
-    }
-    return id;
 }
 
 /* Appends one record (fields already joined) to AGENTSIGHT_DIAG_FILE. Returns 0, or -1
@@ -198,34 +199,27 @@ static int find_path(const char *line, void *vctx) {
     return strcmp(maps_path(line), (const char *)vctx) == 0;
 }
 
-/* The pid and parent pid this image started with (the constructor below). */
-static long start_pid, start_ppid;
-
-__attribute__((constructor)) static void diag_note_start(void) {
-    start_pid = (long)getpid();
-    start_ppid = (long)getppid();
-}
-
 /* Whether this process is the first instrumented one of its tree, i.e. none of: a fork
  * child of this image (its parent runs us), a process whose parent changed since it
  * started (an orphan or a daemon: the tree's first process spoke), a process whose parent
  * maps the object holding this code. The answer is kept per pid. */
 static int first_of_tree(void) {
-    static long cached_pid;
-    static int cached;
+    /* (pid << 1) | answer, in one word: a vfork child shares this memory with the other
+     * threads of its parent. */
+    static long cached;
     long pid = (long)getpid();
-    if (__atomic_load_n(&cached_pid, __ATOMIC_ACQUIRE) == pid)
-        return cached;
+    long c = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+    if (c >> 1 == pid)
+        return (int)(c & 1);
     long ppid = (long)getppid();
     int first = start_pid == 0 || (pid == start_pid && ppid == start_ppid);
     char own[PATH_MAX];
     own[0] = '\0';
-    own_ctx c = {(uintptr_t)(void *)&first_of_tree, own, sizeof own};
-    if (first && ppid > 0 && each_maps_line(0, find_own, &c) == 1 && own[0] == '/' &&
+    own_ctx ctx = {(uintptr_t)(void *)&first_of_tree, own, sizeof own};
+    if (first && ppid > 0 && each_maps_line(0, find_own, &ctx) == 1 && own[0] == '/' &&
         each_maps_line(ppid, find_path, own) == 1)
         first = 0;
-    cached = first;
-    __atomic_store_n(&cached_pid, pid, __ATOMIC_RELEASE);
+    __atomic_store_n(&cached, (pid << 1) | first, __ATOMIC_RELEASE);
     return first;
 }
 
@@ -244,8 +238,9 @@ void as_diag_emit(int level, const char *msg) {
     if (to_log_file(level, msg) == 0)
         goto out;
     if (getenv("AGENTSIGHT_DIAG_FILE")) {
-        char rec[AS_DIAG_RECORD_MAX];
-        int n = snprintf(rec, sizeof rec, "M\t%s\t%s\t", process_id(), level_name(level));
+        char rec[AS_DIAG_RECORD_MAX], id[64];
+        process_id(id, sizeof id);
+        int n = snprintf(rec, sizeof rec, "M\t%s\t%s\t", id, level_name(level));
         size_t len = n > 0 ? (size_t)n : 0;
         len = as_diag_put_field(rec, len, sizeof rec - 1, msg);
         rec[len++] = '\n';
@@ -271,8 +266,9 @@ void as_diag_unmatched(const char *file, int line, const char *entry, int export
         goto out;
     const char *kind = exported_only ? "exported function" : "function";
     if (!direct && !getenv("AGENTSIGHT_LOG") && getenv("AGENTSIGHT_DIAG_FILE")) {
-        char rec[AS_DIAG_RECORD_MAX];
-        int n = snprintf(rec, sizeof rec, "U\t%s\t", process_id());
+        char rec[AS_DIAG_RECORD_MAX], id[64];
+        process_id(id, sizeof id);
+        int n = snprintf(rec, sizeof rec, "U\t%s\t", id);
         size_t len = n > 0 ? (size_t)n : 0;
         len = as_diag_put_field(rec, len, sizeof rec - 64, file);
         n = snprintf(rec + len, sizeof rec - len, "\t%d\t", line);
@@ -292,8 +288,9 @@ out:
 void as_diag_end(void) {
     int saved = errno;
     if (!getenv("AGENTSIGHT_LOG") && getenv("AGENTSIGHT_DIAG_FILE")) {
-        char rec[96];
-        int n = snprintf(rec, sizeof rec, "E\t%s\n", process_id());
+        char rec[96], id[64];
+        process_id(id, sizeof id);
+        int n = snprintf(rec, sizeof rec, "E\t%s\n", id);
         if (n > 0)
             to_run(rec, (size_t)n);
     }
