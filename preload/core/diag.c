@@ -3,7 +3,6 @@
  * only, so that the program's stderr stays its own. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,7 +138,7 @@ static int each_maps_line(long pid, int (*fn)(const char *, void *), void *ctx) 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    char buf[8192];
+    char buf[4096]; /* a line longer than this is cut: its path then matches nothing */
     size_t have = 0;
     int rc = 0;
     for (int rounds = 0; rounds < 100000 && rc == 0; rounds++) {
@@ -213,7 +212,7 @@ static int first_of_tree(void) {
         return (int)(c & 1);
     long ppid = (long)getppid();
     int first = start_pid == 0 || (pid == start_pid && ppid == start_ppid);
-    char own[PATH_MAX];
+    char own[1024]; /* a longer path is cut and matches nothing: the process speaks */
     own[0] = '\0';
     own_ctx ctx = {(uintptr_t)(void *)&first_of_tree, own, sizeof own};
     if (first && ppid > 0 && each_maps_line(0, find_own, &ctx) == 1 && own[0] == '/' &&

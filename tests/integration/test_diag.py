@@ -164,3 +164,18 @@ def test_bad_config_line_is_reported_once_for_ten_processes():
     assert len([x for x in lines if ":2:" in x]) == 1, got.stderr
     assert len([x for x in lines if ABSENT in x]) == 1, got.stderr
     assert len(lines) == 2, got.stderr
+
+
+def test_lost_actions_are_told_even_under_quiet():
+    """Proves the alert rule: with a sink that cannot be opened every tracked call is
+    lost, and `run -q` still says so on stderr, once for the one process that hooked
+    something, while stdout and the exit status are the bare run's."""
+    d = tmpdir()
+    c = conf(d, "[actions]\ntool_add\n")
+    argv = [agent("hook_agent"), "basic"]
+    bare = run(argv, cwd=d)
+    sink = "file:" + os.path.join(d, "missing-dir", "o.jsonl")
+    got = run([CLI, "run", "-q", "-c", c, "-o", sink, "--"] + argv, cwd=d)
+    assert (got.returncode, got.stdout) == (bare.returncode, bare.stdout), got.stderr
+    assert got.stderr.splitlines() == bare.stderr.splitlines() + [
+        "agentsight: error: no sink could be opened (output '%s'): tracking nothing" % sink]
