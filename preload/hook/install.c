@@ -747,8 +747,8 @@ out:
 
 void as_install_report_unmatched(void) {
     static long done_pid;
-    if (!g_cfg || g_start_failed || done_pid == (long)getpid())
-        return;
+    if (!g_cfg || done_pid == (long)getpid())
+        return; /* after a failed start: what the objects scanned before it matched */
     if (pthread_mutex_trylock(&g_lock) != 0)
         return; /* a thread is installing as the process ends: never wait for it */
     done_pid = (long)getpid();

@@ -26,8 +26,8 @@ int as_install_start(as_config *cfg);
  * as_install_report_unmatched - reports each entry that matched no function of any object
  * this process loaded, dlopen'ed ones included (diag.h: once per run). Call at the
  * process's end; once per process (a fork child reports for itself). Does nothing before
- * as_install_start(), after a failed start, or when another thread holds the installer's
- * lock (it never waits). This function can't fail.
+ * as_install_start(), or when another thread holds the installer's lock (it never waits).
+ * This function can't fail.
  */
 void as_install_report_unmatched(void);
 
