@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cmds.h"
+#include "cli/diag_agg.h"
 #include "core/settings.h"
 #include "core/sink.h"
 
@@ -194,6 +195,49 @@ static int make_stats_file(char *path, size_t cap) {
     return 0;
 }
 
+/* The run's private directory (mode 0700) and the diagnostic records file in it, named
+ * for the processes in AGENTSIGHT_DIAG_FILE (core/diag.h):
+ *   $TMPDIR/agentsight-run-XXXXXX/      made by mkdtemp, removed at the end
+ *   $TMPDIR/agentsight-run-XXXXXX/diag  one record line per diagnostic, appended
+ * Not made when AGENTSIGHT_LOG is set (every message goes to that file then). Returns 0
+ * with the directory in dir and the file in file, or -1 (the processes then report as
+ * under plain LD_PRELOAD; nothing printed). */
+static int make_diag_file(char *dir, size_t dcap, char *file, size_t fcap) {
+    const char *log = getenv("AGENTSIGHT_LOG");
+    if (log && *log)
+        return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, dcap, "%s/agentsight-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        dir[0] = '\0';
+        return -1;
+    }
+    snprintf(file, fcap, "%s/diag", dir);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rmdir(dir);
+        dir[0] = '\0';
+        return -1;
+    }
+    close(fd);
+    setenv("AGENTSIGHT_DIAG_FILE", file, 1);
+    return 0;
+}
+
+/* Prints each distinct diagnostic of the run once (unless quiet) and removes the
+ * directory of make_diag_file. This function can't fail. */
+static void finish_diag(const char *dir, const char *file, int quiet) {
+    if (!quiet) {
+        as_diag_agg *agg = as_diag_agg_new();
+        char cwd[PATH_MAX];
+        if (agg && as_diag_agg_read(agg, file) == 0)
+            as_diag_agg_print(agg, stderr, getcwd(cwd, sizeof cwd) ? cwd : NULL);
+        as_diag_agg_free(agg);
+    }
+    unlink(file);
+    rmdir(dir);
+}
+
 typedef struct run_stats {
     uint64_t procs, actions, dropped, hooked;
     char outputs[MAX_OUTPUTS_TEXT];
@@ -355,8 +399,12 @@ int as_cmd_run(int argc, char **argv) {
         return 2;
     char stats[PATH_MAX];
     int have_stats = make_stats_file(stats, sizeof(stats)) == 0;
+    char diag_dir[PATH_MAX], diag[PATH_MAX + 8];
+    int have_diag = make_diag_file(diag_dir, sizeof diag_dir, diag, sizeof diag) == 0;
     int started = 0;
     rc = spawn_and_wait(&o, &started);
+    if (have_diag)
+        finish_diag(diag_dir, diag, o.quiet);
     if (have_stats) {
         run_stats st;
         memset(&st, 0, sizeof(st));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "agentsight.h"
+#include "core/diag.h"
 #include "cli/cmds.h"
 
 typedef struct command {
@@ -46,6 +47,7 @@ static const command *find(const char *name) {
 /* Returns the exit status: that of the command, 0 for --help/--version, 2 for a usage
  * error (message and usage on stderr). */
 int main(int argc, char **argv) {
+    as_diag_direct(); /* our messages answer the user, whatever AGENTSIGHT_LOG says */
     if (argc < 2) {
         fputs("agentsight: no command given\n", stderr);
         usage(stderr);

@@ -50,9 +50,9 @@ static int start_locked(const agentsight_options *opts) {
     as_pipe_register(AS_MSG_ACTION, decode_action);
     if (as_pipe_start() != 0) {
         if (!atomic_exchange(&start_failure_logged, 1))
-            as_error("no sink could be opened for output '%s' (actions are refused; tried "
-                     "again every few seconds)",
-                     as_cfg.output);
+            as_alert_error("no sink could be opened for output '%s' (actions are refused; tried "
+                           "again every few seconds)",
+                           as_cfg.output);
         int64_t now = as_mono_ns();
         atomic_store(&start_failed_ns, now ? now : 1);
         return -1;

@@ -1,5 +1,5 @@
-/* log.c - diagnostics on stderr: one prefixed line per message, written with one write(2)
- * so lines of concurrent threads and processes never interleave. */
+/* log.c - formats the interposer's messages, filtered by AGENTSIGHT_LOG_LEVEL, and hands
+ * them to diag.c, which decides where they go (one line, one write(2) each). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/diag.h"
 #include "core/log.h"
 
 #define LOG_LINE_MAX 1024
@@ -55,49 +56,51 @@ void as_log_set_level(int level) {
     atomic_store(&log_level, level);
 }
 
-/* Formats into a stack buffer (truncated to LOG_LINE_MAX with "...") and writes it to fd 2
- * with one write(2). Preserves errno; never allocates. */
+/* Formats fmt into line (LOG_LINE_MAX bytes; a cut message ends with "..."), without a
+ * trailing newline. */
+static void format_msg(char *line, const char *fmt, va_list ap) {
+    int m = vsnprintf(line, LOG_LINE_MAX, fmt, ap);
+    if (m < 0) {
+        line[0] = '\0';
+        return;
+    }
+    size_t len = (size_t)m;
+    if (len >= LOG_LINE_MAX) {
+        len = LOG_LINE_MAX - 1; /* vsnprintf truncated: mark it */
+        memcpy(line + len - 3, "...", 3);
+    }
+    while (len > 0 && line[len - 1] == '\n')
+        len--;
+    line[len] = '\0';
+}
+
+/* Formats into a stack buffer and hands the message to diag.c, which sends it where
+ * diagnostics go. Preserves errno; never allocates. */
 void as_log(int level, const char *fmt, ...) {
-    static const char *const names[] = {"error", "warning", "info", "debug"};
     int saved = errno;
     if (level > as_log_level())
         goto out;
-    if (level < AS_LOG_ERROR)
-        level = AS_LOG_ERROR;
-    if (level > AS_LOG_DEBUG)
-        level = AS_LOG_DEBUG;
-
-    char line[LOG_LINE_MAX + 8];
-    int n = snprintf(line, LOG_LINE_MAX, "agentsight: %s: ", names[level]);
-    if (n < 0)
-        goto out;
+    char line[LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, (size_t)(LOG_LINE_MAX - n), fmt, ap);
+    format_msg(line, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n;
-    if (m > 0) {
-        if ((size_t)m >= (size_t)(LOG_LINE_MAX - n)) {
-            len = LOG_LINE_MAX - 1; /* vsnprintf truncated: mark it */
-            memcpy(line + len - 3, "...", 3);
-        } else {
-            len += (size_t)m;
-        }
-    }
-    /* Drop a trailing newline the caller gave, then add exactly one. */
-    while (len > 0 && line[len - 1] == '\n')
-        len--;
-    line[len++] = '\n';
-    const char *p = line;
-    while (len > 0) {
-        ssize_t w = write(2, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        p += w;
-        len -= (size_t)w;
-    }
+    as_diag_emit(level, line);
+out:
+    errno = saved;
+}
+
+/* Like as_log, for alerts (diag.c: always shown, by the process that saw them). */
+void as_alert(int level, const char *fmt, ...) {
+    int saved = errno;
+    if (level > as_log_level())
+        goto out;
+    char line[LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    format_msg(line, fmt, ap);
+    va_end(ap);
+    as_diag_alert(level, line);
 out:
     errno = saved;
 }

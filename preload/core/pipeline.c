@@ -789,8 +789,8 @@ static int start_locked(void) {
          * share them. Refuse (once logged) until it has returned. */
         static _Atomic int told;
         if (!atomic_exchange(&told, 1))
-            as_warn("the previous exporter has not stopped yet: not starting again until it "
-                    "has");
+            as_alert_warn("the previous exporter has not stopped yet: not starting again until it "
+                          "has");
         return -1;
     }
     int forked = atomic_load(&pipe_state) == PIPE_FORKED;
@@ -821,7 +821,7 @@ static int start_locked(void) {
     int rc = pthread_create(&ex_thread, NULL, exporter_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        as_error("cannot start the exporter thread: %s", strerror(rc));
+        as_alert_error("cannot start the exporter thread: %s", strerror(rc));
         for (int i = 0; i < nsinks; i++)
             sinks[i].ops->close(&sinks[i]);
         nsinks = 0;
@@ -905,13 +905,7 @@ static void report_dropped(void) {
     drops_printed = total;
     if (d == 0)
         return;
-    char line[96];
-    int n = snprintf(line, sizeof(line), "agentsight: %llu actions dropped (queue full)\n",
-                     (unsigned long long)d);
-    if (n > 0) {
-        ssize_t w = write(2, line, (size_t)n);
-        (void)w;
-    }
+    as_alert(AS_LOG_ALWAYS, "%llu actions dropped (queue full)", (unsigned long long)d);
 }
 
 /* The interposer's report of calls still in flight on the thread that shuts down (a
@@ -976,7 +970,7 @@ static void shutdown_impl(int exit_time) {
         files_remove_drained(exit_time);
         pthread_mutex_unlock(&reg_lock);
     } else {
-        as_warn("exporter did not stop within %d ms; pending actions abandoned", timeout_ms);
+        as_alert_warn("exporter did not stop within %d ms; pending actions abandoned", timeout_ms);
         pthread_detach(ex_thread);
     }
     atomic_store(&pipe_state, PIPE_STOPPED);

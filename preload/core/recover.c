@@ -355,13 +355,13 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     if (rc < 0) {
         char bad[1040];
         path_of(bad, sizeof bad, dir, orig_name, ".bad");
-        as_warn("%s: not a ring file; left as %s", back, bad);
+        as_alert_warn("%s: not a ring file; left as %s", back, bad);
         rename(path, bad);
         return -1;
     }
     if (skipped || w->bad > bad_before)
-        as_warn("%s: skipped %llu damaged bytes and %llu undecodable records", back,
-                (unsigned long long)skipped, (unsigned long long)(w->bad - bad_before));
+        as_alert_warn("%s: skipped %llu damaged bytes and %llu undecodable records", back,
+                      (unsigned long long)skipped, (unsigned long long)(w->bad - bad_before));
     if (rc == 0) {
         rename(path, back);
         return 0;
@@ -484,9 +484,9 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
         return errno == ENOENT ? 0 : -1;
     char why[256];
     if (as_secure_dir(dir, 0, why, sizeof why) != 0) {
-        as_warn("%s: %s; its ring files are not recovered (the directory must be ours, mode "
-                "0700)",
-                dir, why);
+        as_alert_warn("%s: %s; its ring files are not recovered (the directory must be ours, mode "
+                      "0700)",
+                      dir, why);
         return -1;
     }
     char **list = NULL;
@@ -512,8 +512,8 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
         recover_file(&w, &nm, dir, taken, orig);
     }
     if (w.foreign)
-        as_warn("%s: %ld ring files not owned by uid %u skipped (never shipped)", dir, w.foreign,
-                (unsigned)geteuid());
+        as_alert_warn("%s: %ld ring files not owned by uid %u skipped (never shipped)", dir,
+                      w.foreign, (unsigned)geteuid());
     sweep_targets(dir, list, (size_t)n);
     for (long i = 0; i < n; i++)
         free(list[i]);

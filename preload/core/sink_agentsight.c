@@ -92,7 +92,7 @@ static void log_once(sk *k, unsigned bit, const char *fmt, const char *a, long n
     if (k->logged & bit)
         return;
     k->logged |= bit;
-    as_warn(fmt, a, n);
+    as_alert_warn(fmt, a, n);
 }
 
 static void item_free(item *it) {
@@ -174,9 +174,9 @@ static void on_log_done(void *ctx, const as_http_resp *r) {
     if (!r->cancelled) {
         if (r->status == 0 && !(k->logged & (1u << 20))) {
             k->logged |= 1u << 20;
-            as_warn("agentsight sink: %s does not answer (%s); actions are spooled and "
-                    "replayed later",
-                    k->endpoint, r->error);
+            as_alert_warn("agentsight sink: %s does not answer (%s); actions are spooled and "
+                          "replayed later",
+                          k->endpoint, r->error);
         } else if (r->status != 0)
             log_once(k, 1u << 21,
                      "agentsight sink: %s answers HTTP %ld; actions are spooled "
@@ -531,12 +531,12 @@ static void accept_action(sk *k, const as_action *a, int64_t key, replay *rp) {
                 (k->down_until_ms && as_mono_ms() < k->down_until_ms))) {
         display_name_seen(k, a);
         if (spool_direct(k, a) != 0)
-            as_error("agentsight sink: out of memory; an action is lost");
+            as_alert_error("agentsight sink: out of memory; an action is lost");
         return;
     }
     item *it = make_item(k, a, key, rp);
     if (!it) {
-        as_error("agentsight sink: out of memory; an action is lost");
+        as_alert_error("agentsight sink: out of memory; an action is lost");
         return;
     }
     if (!rp)

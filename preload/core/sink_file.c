@@ -154,9 +154,9 @@ static int write_locked(file_sink *f, const char *buf, size_t n) {
 /* Logs the first failure of a streak. */
 static void failed(file_sink *f, const char *what, int err) {
     if (f->failing++ == 0)
-        as_warn("file sink '%s': %s: %s; batches are kept (up to %u MiB) and written when "
-                "the file can be written again (logged once until then)",
-                f->path, what, strerror(err), AS_FILE_KEEP_BYTES >> 20);
+        as_alert_warn("file sink '%s': %s: %s; batches are kept (up to %u MiB) and written when "
+                      "the file can be written again (logged once until then)",
+                      f->path, what, strerror(err), AS_FILE_KEEP_BYTES >> 20);
 }
 
 /* Writes what f->buf holds (kept batches, then the newest). Returns 0 when it is all in
@@ -182,8 +182,9 @@ static int write_kept(as_sink *s) {
     s->sent += f->kept;
     f->kept = 0;
     if (f->failing) {
-        as_warn("file sink '%s': writing again after %llu failed batches (kept ones written%s)",
-                f->path, f->failing, f->lost ? "; some were lost, see above" : "");
+        as_alert_warn(
+            "file sink '%s': writing again after %llu failed batches (kept ones written%s)",
+            f->path, f->failing, f->lost ? "; some were lost, see above" : "");
         f->failing = 0;
         f->lost = 0;
     }
@@ -205,8 +206,8 @@ static int file_send(as_sink *s, const as_action *batch, size_t n) {
         f->buf.len = before;
         s->failed += n;
         f->lost += n;
-        as_error("file sink '%s': %zu actions lost (%s)", f->path, n,
-                 oom ? "out of memory" : "the batches kept for the file are at their bound");
+        as_alert_error("file sink '%s': %zu actions lost (%s)", f->path, n,
+                       oom ? "out of memory" : "the batches kept for the file are at their bound");
         write_kept(s);
         return -1;
     }
@@ -228,8 +229,8 @@ static void file_close(as_sink *s) {
         return;
     if (write_kept(s) != 0) {
         s->failed += f->kept;
-        as_error("file sink '%s': %llu actions could not be written and are lost", f->path,
-                 f->kept);
+        as_alert_error("file sink '%s': %llu actions could not be written and are lost", f->path,
+                       f->kept);
     }
     if (fd_is_ours(f))
         close(f->fd);

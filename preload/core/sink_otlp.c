@@ -185,15 +185,15 @@ static void on_done(void *ctx, const as_http_resp *r) {
     if (bit && !(k->logged & bit)) {
         k->logged |= bit;
         if (bit == 1)
-            as_warn("otlp sink: %s refused spans with HTTP %ld; they are kept in the "
-                    "dead-letter file beside the spool (not logged again)",
-                    k->url, r->status);
+            as_alert_warn("otlp sink: %s refused spans with HTTP %ld; they are kept in the "
+                          "dead-letter file beside the spool (not logged again)",
+                          k->url, r->status);
         else if (r->status)
-            as_warn("otlp sink: %s failed (HTTP %ld); spans are spooled and replayed later", k->url,
-                    r->status);
+            as_alert_warn("otlp sink: %s failed (HTTP %ld); spans are spooled and replayed later",
+                          k->url, r->status);
         else
-            as_warn("otlp sink: %s failed (%s); spans are spooled and replayed later", k->url,
-                    r->error);
+            as_alert_warn("otlp sink: %s failed (%s); spans are spooled and replayed later", k->url,
+                          r->error);
     }
     replay_step_done(k, bt->rp);
     k->held--;
@@ -204,7 +204,7 @@ static void on_done(void *ctx, const as_http_resp *r) {
 static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp) {
     obatch *bt = calloc(1, sizeof *bt);
     if (!bt) {
-        as_error("otlp sink: out of memory; %zu actions are lost", n);
+        as_alert_error("otlp sink: out of memory; %zu actions are lost", n);
         return;
     }
     bt->k = k;

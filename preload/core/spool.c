@@ -196,8 +196,8 @@ void as_spool_close(as_spool *sp) {
         return;
     as_spool_commit(sp);
     if (sp->dropped)
-        as_warn("spool %s: %llu actions dropped (spool full or not writable)", sp->uri,
-                (unsigned long long)sp->dropped);
+        as_alert_warn("spool %s: %llu actions dropped (spool full or not writable)", sp->uri,
+                      (unsigned long long)sp->dropped);
     as_buf_free(&sp->staged);
     free(sp);
 }
@@ -342,8 +342,8 @@ static int make_room(as_spool *sp, uint64_t need) {
         if (unlink(path) == 0) {
             total -= (uint64_t)st.st_size;
             sp->dropped += (uint64_t)cnt;
-            as_warn("spool %s full (%llu bytes): dropped the oldest batch (%ld actions)", sp->uri,
-                    (unsigned long long)sp->max_bytes, cnt);
+            as_alert_warn("spool %s full (%llu bytes): dropped the oldest batch (%ld actions)",
+                          sp->uri, (unsigned long long)sp->max_bytes, cnt);
         }
     }
     free_list(v, n);
@@ -392,8 +392,8 @@ long as_spool_commit(as_spool *sp) {
     sp->nstaged = 0;
     return count;
 error:
-    as_error("spool %s: cannot write a batch of %ld actions in %s: %s", sp->uri, count, sp->dir,
-             errno ? strerror(errno) : "bigger than the spool bound");
+    as_alert_error("spool %s: cannot write a batch of %ld actions in %s: %s", sp->uri, count,
+                   sp->dir, errno ? strerror(errno) : "bigger than the spool bound");
     if (fd >= 0)
         close(fd);
     unlink(tmp);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/diag.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
@@ -597,7 +598,7 @@ static int ensure_pipeline(void) {
         return -1;
     if (as_pipe_start() != 0) {
         g_start_failed = 1;
-        as_error("no sink could be opened (output '%s'): tracking nothing", as_cfg.output);
+        as_alert_error("no sink could be opened (output '%s'): tracking nothing", as_cfg.output);
         return -1;
     }
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
@@ -902,21 +903,35 @@ int as_install_start(as_config *cfg) {
     if (scan_locked() < 0)
         goto out;
     resolve_pending_unlocked();
-    for (int i = 0; i < cfg->nentries; i++) {
-        const as_entry *e = &cfg->entries[i];
-        if (g_matched[i] || e->lib || !e->pattern)
-            continue; /* lib= entries may name a library loaded later by dlopen */
-        if (as_nohook_explain(cfg, i))
-            continue; /* it reached only functions that are never wrapped: said why */
-        as_warn("%s:%d:1: '%s%s%s' matches no %sfunction of the loaded objects",
-                cfg->path ? cfg->path : "config", e->line, e->pattern, e->version ? "@" : "",
-                e->version ? e->version : "", e->hook == AS_HOOK_GOT ? "exported " : "");
-    }
     rc = (int)ntargets();
 out:
     as_in_agentsight--;
     pthread_mutex_unlock(&g_lock);
     return rc;
+}
+
+void as_install_report_unmatched(void) {
+    static long done_pid;
+    if (!g_cfg || done_pid == (long)getpid())
+        return; /* after a failed start: what the objects scanned before it matched */
+    if (pthread_mutex_trylock(&g_lock) != 0)
+        return; /* a thread is installing as the process ends: never wait for it */
+    done_pid = (long)getpid();
+    as_in_agentsight++;
+    for (int i = 0; g_matched && i < g_cfg->nentries; i++) {
+        const as_entry *e = &g_cfg->entries[i];
+        if (g_matched[i] || !e->pattern)
+            continue;
+        if (as_nohook_explain(g_cfg, i))
+            continue; /* it reached only functions that are never wrapped: said why */
+        char name[512];
+        snprintf(name, sizeof name, "%s%s%s", e->pattern, e->version ? "@" : "",
+                 e->version ? e->version : "");
+        as_diag_unmatched(g_cfg->path ? g_cfg->path : "config", e->line, name,
+                          e->hook == AS_HOOK_GOT);
+    }
+    as_in_agentsight--;
+    pthread_mutex_unlock(&g_lock);
 }
 
 int as_install_scan(void) {

@@ -14,16 +14,24 @@
  * as_install_start - keeps cfg for the life of the process (its entries are referenced by
  * targets; the caller must not free it) and installs into every object loaded now.
  *
- * Entries without lib= that match no exported function of any loaded object get one
- * warning "FILE:LINE:1: ..." on stderr. Symbols that are never wrapped (hookable.h) are
- * refused, an entry naming one with one warning saying why; with hook=auto an exported
- * function whose calls may bypass the GOT gets its entry patched as well (reach.h).
- * The pipeline is started (as_pipe_start) before the first slot is written; when it
- * cannot start, nothing is patched.
- * Returns the number of targets created (0 when nothing matched), or -1 when the
- * pipeline could not start (the process then runs as without us).
+ * Entries that match nothing are reported at the process's end, not here
+ * (as_install_report_unmatched): a library loaded later by dlopen may have them. Symbols that
+ * are never wrapped (hookable.h) are refused, an entry naming one with one warning saying why;
+ * with hook=auto an exported function whose calls may bypass the GOT gets its entry patched as
+ * well (reach.h). The pipeline is started (as_pipe_start) before the first slot is written; when
+ * it cannot start, nothing is patched. Returns the number of targets created (0 when nothing
+ * matched), or -1 when the pipeline could not start (the process then runs as without us).
  */
 int as_install_start(as_config *cfg);
+
+/*
+ * as_install_report_unmatched - reports each entry that matched no function of any object
+ * this process loaded, dlopen'ed ones included (diag.h: once per run). Call at the
+ * process's end; once per process (a fork child reports for itself). Does nothing before
+ * as_install_start(), or when another thread holds the installer's lock (it never waits).
+ * This function can't fail.
+ */
+void as_install_report_unmatched(void);
 
 /*
  * as_install_scan - installs into objects loaded since the last scan (after dlopen).

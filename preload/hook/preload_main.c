@@ -9,6 +9,7 @@
 
 #include "agentsight.h"
 #include "core/clock.h"
+#include "core/diag.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
@@ -112,4 +113,11 @@ out:
 __attribute__((destructor)) static void as_preload_fini(void) {
     if (as_install_active())
         as_pipe_shutdown();
+    /* The process ends here (exit or return from main; _exit and exec are not an end:
+     * an exec'd image reports for itself): entries still unmatched are reported now,
+     * with every dlopen'ed object counted. */
+    if (as_install_config()) {
+        as_install_report_unmatched();
+        as_diag_end();
+    }
 }

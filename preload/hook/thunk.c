@@ -619,7 +619,7 @@ __attribute__((noinline, cold)) static as_exit_ret foreign_exit(as_tstate *t, as
     int was_busy = t->busy;
     t->busy = 1;
     if (!take_foreign(t, slot, &f)) {
-        as_error("return through the thunk with no shadow frame for slot %p", (void *)slot);
+        as_alert_error("return through the thunk with no shadow frame for slot %p", (void *)slot);
         abort();
     }
     emit_rec(t, &f, t1, regs, e, AS_CALL_RETURNED);
