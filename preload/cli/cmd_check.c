@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentsight.h"
 #include "cli/check_facts.h"
 #include "cli/cmds.h"
 #include "core/log.h"
@@ -17,7 +18,7 @@
 #define CHECK_MAX_LISTED 50 /* matches printed per entry before "... and N more" */
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: agentsight check CONFIG [PROGRAM]\n"
+    fprintf(f, "usage: agentsight check [-h|-V] [--] CONFIG [PROGRAM]\n"
                "  Parses CONFIG and prints its errors as FILE:LINE:COL: message.\n"
                "  With PROGRAM, lists the functions each entry matches in the program and\n"
                "  the libraries it loads, and warns about entries that match nothing.\n"
@@ -219,10 +220,29 @@ static int resolve_entries(const as_config *cfg, const char *program) {
 }
 
 int as_cmd_check(int argc, char **argv) {
-    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        usage(stdout);
-        return 0;
+    int first = 1; /* index of CONFIG once the options are skipped */
+    for (; first < argc; first++) {
+        const char *a = argv[first];
+        if (strcmp(a, "--") == 0) {
+            first++;
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0')
+            break;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("agentsight %s\n", AGENTSIGHT_VERSION);
+            return 0;
+        }
+        fprintf(stderr, "agentsight check: unknown option '%s'\n", a);
+        usage(stderr);
+        return 2;
     }
+    argc -= first - 1;
+    argv += first - 1;
     if (argc < 2 || argc > 3) {
         usage(stderr);
         return 2;

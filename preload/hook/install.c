@@ -909,7 +909,7 @@ int as_install_start(as_config *cfg) {
         if (as_nohook_explain(cfg, i))
             continue; /* it reached only functions that are never wrapped: said why */
         as_warn("%s:%d:1: '%s%s%s' matches no %sfunction of the loaded objects",
-                cfg->path ? cfg->path : "config", e->line, e->pattern, e->version ? "@" : "",
+                AS_ENTRY_SRC(cfg, e), e->line, e->pattern, e->version ? "@" : "",
                 e->version ? e->version : "", e->hook == AS_HOOK_GOT ? "exported " : "");
     }
     rc = (int)ntargets();
