@@ -44,9 +44,13 @@ def test_entries_name_glob_prototype():
     assert names(acts) == {"multiply": 18, "tool_is_even": 4}, names(acts)
     assert len({a["metadata"]["pid"] for a in acts}) == 2  # the parent and its child
 
-    p, acts = traced(["-e", "int multiply(int a, int b)"], prog, d)
+    p, acts = traced(["-e", "int multiply(int a, int b)", "-e", "bool tool_is_*(int x)"],
+                     prog, d)
     assert (p.returncode, p.stdout) == (bare.returncode, bare.stdout), p.stderr
-    assert names(acts) == {"multiply": 18}
+    assert names(acts) == {"multiply": 18, "tool_is_even": 4}
+    assert sorted(a["tools_used"]["parameters"]["x"] for a in acts
+                  if a["action_name"] == "tool_is_even") == [1, 1, 2, 3]
+    acts = [a for a in acts if a["action_name"] == "multiply"]
     for a in acts:
         params = a["tools_used"]["parameters"]
         assert set(params) == {"a", "b"}
