@@ -220,29 +220,30 @@ static int resolve_entries(const as_config *cfg, const char *program) {
 }
 
 int as_cmd_check(int argc, char **argv) {
-    int first = 1; /* index of CONFIG once the options are skipped */
-    for (; first < argc; first++) {
-        const char *a = argv[first];
-        if (strcmp(a, "--") == 0) {
-            first++;
-            break;
+    /* Options may come anywhere before "--"; the other arguments are compacted in place
+     * after argv[0]: CONFIG [PROGRAM]. */
+    int nargs = 0, opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (opts_done || a[0] != '-' || a[1] == '\0') {
+            argv[1 + nargs++] = argv[i];
+            continue;
         }
-        if (a[0] != '-' || a[1] == '\0')
-            break;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        if (strcmp(a, "--") == 0) {
+            opts_done = 1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
-        }
-        if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
             printf("agentsight %s\n", AGENTSIGHT_VERSION);
             return 0;
+        } else {
+            fprintf(stderr, "agentsight check: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
         }
-        fprintf(stderr, "agentsight check: unknown option '%s'\n", a);
-        usage(stderr);
-        return 2;
     }
-    argc -= first - 1;
-    argv += first - 1;
+    argc = 1 + nargs;
     if (argc < 2 || argc > 3) {
         usage(stderr);
         return 2;

@@ -64,7 +64,7 @@ static int parse_args(int argc, char **argv, options *o) {
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+ajhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ajhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'a':
             o->deps = 1;

@@ -71,8 +71,10 @@ static void atfork_child(void) {
 
 __attribute__((constructor)) static void as_preload_init(void) {
     const char *off = getenv("AGENTSIGHT_DISABLE");
-    if (off && strcmp(off, "1") == 0)
+    if (off && strcmp(off, "1") == 0) {
+        as_nofollow_apply(); /* nothing tracked; children still run as without us */
         return;
+    }
     /* setuid/setgid programs: never write files or read configs with raised privileges. */
     if (getauxval(AT_SECURE))
         return;

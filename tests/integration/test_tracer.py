@@ -181,6 +181,9 @@ def test_version_and_usage_errors_everywhere():
         p = run([CLI, c, "--bogus"])
         assert p.returncode == 2, (c, p.returncode, p.stderr)
         assert "--bogus" in p.stderr and p.stdout == "", (c, p.stderr)
+    for c in ("report", "check", "symbols"):  # an option after a FILE argument too
+        p = run([CLI, c, "/dev/null", "--bogus"])
+        assert p.returncode == 2 and "--bogus" in p.stderr, (c, p.returncode, p.stderr)
     assert run([CLI, "send", "--timeout", "soon", "x.jsonl"]).returncode == 2
     assert run([CLI, "report", "--format", "svg", "x.jsonl"]).returncode == 2
 
