@@ -22,6 +22,7 @@ static void usage(FILE *f) {
                "  Parses CONFIG and prints its errors as FILE:LINE:COL: message.\n"
                "  With PROGRAM, lists the functions each entry matches in the program and\n"
                "  the libraries it loads, and warns about entries that match nothing.\n"
+               "  -V, --version  print the version;  -h, --help  this text\n"
                "  Exit status: 0 all fine, 1 errors or unmatched entries, 2 usage.\n");
 }
 
