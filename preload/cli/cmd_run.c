@@ -386,6 +386,7 @@ int as_cmd_run(int argc, char **argv) {
     as_run_env_snapshot();
     rc = as_run_env_entries(o.entries, o.n_entries);
     free(entries);
+    o.entries = NULL, o.n_entries = 0; /* handed over to the environment */
     if (rc < 0)
         return 2;
     char lib[PATH_MAX];
