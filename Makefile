@@ -53,7 +53,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps demo test test-unit test-san test-tsan test-integration fuzz bench \
-	install clean format agents
+	install clean format agents man
 
 all: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI)
 
@@ -126,9 +126,17 @@ bench: deps
 	@$(MAKE) --no-print-directory all agents
 	@bash scripts/bench.sh
 
-install: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI)
+# Man pages of the command, generated from its Markdown references (scripts/man.py).
+MAN_SRC := preload/cli/README.md config/README.md include/agentsight.h scripts/man.py
+man: $(BUILD)/man/agentsight.1
+$(BUILD)/man/agentsight.1: $(MAN_SRC)
+	@python3 scripts/man.py $(BUILD)/man
+
+install: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI) $(BUILD)/man/agentsight.1
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 $(BUILD)/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0755 $(LIB_SO) $(PRELOAD_SO) $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/agentsight.h $(DESTDIR)$(PREFIX)/include/

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentsight.h"
 #include "cli/check_facts.h"
 #include "cli/cmds.h"
 #include "core/log.h"
@@ -17,10 +18,11 @@
 #define CHECK_MAX_LISTED 50 /* matches printed per entry before "... and N more" */
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: agentsight check CONFIG [PROGRAM]\n"
+    fprintf(f, "usage: agentsight check [-h|-V] [--] CONFIG [PROGRAM]\n"
                "  Parses CONFIG and prints its errors as FILE:LINE:COL: message.\n"
                "  With PROGRAM, lists the functions each entry matches in the program and\n"
                "  the libraries it loads, and warns about entries that match nothing.\n"
+               "  -V, --version  print the version;  -h, --help  this text\n"
                "  Exit status: 0 all fine, 1 errors or unmatched entries, 2 usage.\n");
 }
 
@@ -219,10 +221,30 @@ static int resolve_entries(const as_config *cfg, const char *program) {
 }
 
 int as_cmd_check(int argc, char **argv) {
-    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        usage(stdout);
-        return 0;
+    /* Options may come anywhere before "--"; the other arguments are compacted in place
+     * after argv[0]: CONFIG [PROGRAM]. */
+    int nargs = 0, opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (opts_done || a[0] != '-' || a[1] == '\0') {
+            argv[1 + nargs++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            opts_done = 1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("agentsight %s\n", AGENTSIGHT_VERSION);
+            return 0;
+        } else {
+            fprintf(stderr, "agentsight check: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
     }
+    argc = 1 + nargs;
     if (argc < 2 || argc > 3) {
         usage(stderr);
         return 2;

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentsight.h"
+#include "cli/chrome.h"
 #include "cli/cmds.h"
 #include "cli/report.h"
 
@@ -660,13 +662,54 @@ cleanup:
 /* ---- the command -------------------------------------------------------------------- */
 
 static const char usage[] =
-    "usage: agentsight report [--json] [--sort total|calls|mean|p99|errors|name] FILE.jsonl "
-    "[FILE...]\n"
+    "usage: agentsight report [--format table|json|chrome] [--sort KEY] FILE.jsonl [FILE...]\n"
     "Per-action statistics from JSONL action files ('-' reads stdin): calls, errors,\n"
-    "total/mean/p50/p95/p99/max duration in ms, sorted by total time by default.\n"
-    "  --json         print a JSON array of objects instead of a table\n"
+    "total/mean/p50/p95/p99/max duration in ms, sorted by total time by default; or the\n"
+    "actions as a Chrome trace event timeline (Perfetto, chrome://tracing).\n"
+    "  --format FMT   table (default), json (an array of objects) or chrome (one trace\n"
+    "                 event per action, pid/tid lanes)\n"
+    "  --json         the same as --format json\n"
     "  --sort KEY     total (default), calls, mean, p99, errors (descending) or name\n"
+    "  -V, --version  print the version\n"
     "  -h, --help     show this help\n";
+
+enum { FMT_TABLE, FMT_JSON, FMT_CHROME };
+
+/* Converts every file to one Chrome trace on stdout. Returns the exit status: 0, or 1
+ * when no file could be read or the output could not be written. */
+static int chrome_files(char **files, int nfiles) {
+    as_chrome *c = as_chrome_new(stdout);
+    if (!c) {
+        fprintf(stderr, "report: cannot write the output\n");
+        return 1;
+    }
+    int nread = 0;
+    for (int i = 0; i < nfiles; i++) {
+        const char *path = files[i];
+        int is_stdin = strcmp(path, "-") == 0;
+        FILE *f = is_stdin ? stdin : fopen(path, "rb");
+        if (!f) {
+            fprintf(stderr, "report: %s: %s\n", path, strerror(errno));
+            continue;
+        }
+        if (as_chrome_stream(c, f, is_stdin ? "stdin" : path) == 0)
+            nread++;
+        else
+            fprintf(stderr, "report: %s: %s\n", path, strerror(errno ? errno : EIO));
+        if (!is_stdin)
+            fclose(f);
+    }
+    as_chrome_print_bad(c, stderr, nfiles > 1);
+    int rc = 0;
+    if (as_chrome_finish(c) < 0) {
+        fprintf(stderr, "report: cannot write the output\n");
+        rc = 1;
+    } else if (nread == 0) {
+        rc = 1;
+    }
+    as_chrome_free(c);
+    return rc;
+}
 
 /* Reads one file (or stdin for "-") into r. Returns 0, or -1 when it could not be read
  * (a message is printed). */
@@ -687,7 +730,7 @@ static int report_file(as_report *r, const char *path) {
 }
 
 int as_cmd_report(int argc, char **argv) {
-    int json = 0, sort = AS_SORT_TOTAL, nfiles = 0, nread = 0, opts_done = 0;
+    int format = FMT_TABLE, sort = AS_SORT_TOTAL, nfiles = 0, nread = 0, opts_done = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (opts_done || a[0] != '-' || strcmp(a, "-") == 0) {
@@ -699,8 +742,23 @@ int as_cmd_report(int argc, char **argv) {
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("agentsight %s\n", AGENTSIGHT_VERSION);
+            return 0;
         } else if (strcmp(a, "--json") == 0) {
-            json = 1;
+            format = FMT_JSON;
+        } else if (strcmp(a, "--format") == 0 || strncmp(a, "--format=", 9) == 0) {
+            const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : "");
+            if (strcmp(v, "table") == 0)
+                format = FMT_TABLE;
+            else if (strcmp(v, "json") == 0)
+                format = FMT_JSON;
+            else if (strcmp(v, "chrome") == 0)
+                format = FMT_CHROME;
+            else {
+                fprintf(stderr, "report: --format expects table, json or chrome\n%s", usage);
+                return 2;
+            }
         } else if (strcmp(a, "--sort") == 0 || strncmp(a, "--sort=", 7) == 0) {
             const char *key = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
             sort = key ? as_report_sort_parse(key) : -1;
@@ -720,6 +778,9 @@ int as_cmd_report(int argc, char **argv) {
         fprintf(stderr, "report: no input file (use '-' for stdin)\n%s", usage);
         return 2;
     }
+    if (format == FMT_CHROME)
+        return chrome_files(argv + 1, nfiles);
+    int json = format == FMT_JSON;
     as_report *r = as_report_new(0);
     if (!r) {
         fprintf(stderr, "report: out of memory\n");

@@ -16,8 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agentsight.h"
 #include "cli/cmds.h"
 #include "cli/diag_agg.h"
+#include "cli/run_env.h"
 #include "core/settings.h"
 #include "core/sink.h"
 
@@ -29,25 +31,34 @@
 #define MAX_OUTPUTS_TEXT 1024
 
 static const char usage[] =
-    "usage: agentsight run [-c CONFIG] [-o SINK] [-q] [--] PROGRAM [ARGS...]\n"
-    "Runs PROGRAM with the interposer; every call of a function named in CONFIG becomes\n"
-    "an action. PROGRAM's input, output and exit status pass through untouched.\n"
+    "usage: agentsight run [-c CONFIG] [-e PATTERN]... [-o SINK] [-q] [--no-follow] [--]\n"
+    "                      PROGRAM [ARGS...]\n"
+    "Runs PROGRAM with the interposer; every call of a function named in CONFIG or by -e\n"
+    "becomes an action. PROGRAM's input, output and exit status pass through untouched.\n"
     "  -c, --config FILE  config file (default: $AGENTSIGHT_CONFIG, else ./agentsight.conf)\n"
+    "  -e, --entry PATTERN  also track PATTERN: a name, a glob or a C prototype, written as\n"
+    "                     a config [actions] line (repeatable; no config file needed)\n"
+    "  --no-follow        track PROGRAM only, not the programs it executes\n"
     "  -o, --output URIS  sinks: file:PATH, stderr, null, agentsight, otlp:URL (comma-separated)\n"
     "  -q, --quiet        no summary line on stderr\n"
+    "  -V, --version      print the version\n"
     "  -h, --help         show this help\n";
 
 typedef struct run_opts {
     const char *config;
     const char *output;
     int quiet;
+    int no_follow;
+    char **entries; /* the -e patterns (pointers into argv), n_entries of them */
+    size_t n_entries;
     char **prog; /* PROGRAM and its arguments, NULL-terminated */
 } run_opts;
 
 /* Parses the options up to PROGRAM. Returns 0 (opts filled), 1 after printing the help,
  * or 2 after printing a usage error. */
-static int parse_opts(int argc, char **argv, run_opts *o) {
+static int parse_opts(int argc, char **argv, run_opts *o, char **entries) {
     memset(o, 0, sizeof(*o));
+    o->entries = entries;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -61,8 +72,25 @@ static int parse_opts(int argc, char **argv, run_opts *o) {
             fputs(usage, stdout);
             return 1;
         }
+        if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("agentsight %s\n", AGENTSIGHT_VERSION);
+            return 1;
+        }
         if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             o->quiet = 1;
+            continue;
+        }
+        if (strcmp(a, "--no-follow") == 0) {
+            o->no_follow = 1;
+            continue;
+        }
+        if (strcmp(a, "-e") == 0 || strcmp(a, "--entry") == 0 || strncmp(a, "--entry=", 8) == 0) {
+            const char *v = a[1] == '-' && a[7] == '=' ? a + 8 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v || !*v) {
+                fprintf(stderr, "agentsight run: %s needs a PATTERN\n%s", a, usage);
+                return 2;
+            }
+            o->entries[o->n_entries++] = (char *)v; /* argc slots: never more -e than args */
             continue;
         }
         const char **dst = NULL;
@@ -389,9 +417,22 @@ static int spawn_and_wait(const run_opts *o, int *started) {
 
 int as_cmd_run(int argc, char **argv) {
     run_opts o;
-    int rc = parse_opts(argc, argv, &o);
-    if (rc)
+    char **entries = calloc((size_t)argc + 1, sizeof(*entries));
+    if (!entries) {
+        fputs("agentsight run: out of memory\n", stderr);
+        return 2;
+    }
+    int rc = parse_opts(argc, argv, &o, entries);
+    if (rc) {
+        free(entries);
         return rc == 1 ? 0 : 2;
+    }
+    as_run_env_snapshot();
+    rc = as_run_env_entries(o.entries, o.n_entries);
+    free(entries);
+    o.entries = NULL, o.n_entries = 0; /* handed over to the environment */
+    if (rc < 0)
+        return 2;
     char lib[PATH_MAX];
     if (find_preload(lib, sizeof(lib)) < 0)
         return 2;
@@ -401,6 +442,13 @@ int as_cmd_run(int argc, char **argv) {
     int have_stats = make_stats_file(stats, sizeof(stats)) == 0;
     char diag_dir[PATH_MAX], diag[PATH_MAX + 8];
     int have_diag = make_diag_file(diag_dir, sizeof diag_dir, diag, sizeof diag) == 0;
+    if (o.no_follow && as_run_env_nofollow() < 0) {
+        if (have_diag)
+            finish_diag(diag_dir, diag, 1);
+        if (have_stats)
+            unlink(stats);
+        return 2;
+    }
     int started = 0;
     rc = spawn_and_wait(&o, &started);
     if (have_diag)

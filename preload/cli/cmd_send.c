@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agentsight.h"
 #include "cli/cmds.h"
 #include "core/clock.h"
 #include "core/action.h"
@@ -58,6 +59,7 @@ static void usage(FILE *f) {
             "Delivers what the spool holds, each batch to the sink it was meant for, or\n"
             "uploads recorded JSONL action files to SINK (agentsight, agentsight:URL, otlp:URL,\n"
             "file:PATH).\n"
+            "  -V, --version  print the version;  -h, --help  this text\n"
             "Exit status: 0 all delivered, 1 some actions remain spooled, 2 bad usage.\n");
 }
 
@@ -269,12 +271,22 @@ int as_cmd_send(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+            printf("agentsight %s\n", AGENTSIGHT_VERSION);
+            return 0;
         } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
             out = argv[++i];
         } else if (!strcmp(argv[i], "--spool") && i + 1 < argc) {
             spool = argv[++i];
         } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
-            timeout_ms = atoi(argv[++i]);
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end || v <= 0 || v > 86400000) {
+                fprintf(stderr, "agentsight send: --timeout expects milliseconds (1..86400000)\n");
+                usage(stderr);
+                return 2;
+            }
+            timeout_ms = (int)v;
         } else if (!strcmp(argv[i], "--")) {
             i++;
             break;

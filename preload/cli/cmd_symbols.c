@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agentsight.h"
 #include "cli/cmds.h"
 #include "hook/dwarf.h"
 #include "hook/elfsym.h"
@@ -45,6 +46,7 @@ static void usage(FILE *f) {
           "               LD_TRACE_LOADED_OBJECTS=1, which does not execute its code)\n"
           "  --json       a JSON array of objects instead of text\n"
           "  -h, --help   this text\n"
+          "  -V, --version  print the version\n"
           "\n"
           "Exit status: 0 when something was listed, 1 when FILE is missing or not ELF or\n"
           "nothing matches GLOB, 2 for a usage error.\n",
@@ -54,16 +56,15 @@ static void usage(FILE *f) {
 /* Parses argv into *o. Returns 0, 1 after --help (usage printed), or 2 on a usage error
  * (message on stderr). */
 static int parse_args(int argc, char **argv, options *o) {
-    static const struct option longopts[] = {{"all", no_argument, NULL, 'a'},
-                                             {"deps", no_argument, NULL, 'a'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"all", no_argument, NULL, 'a'},     {"deps", no_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'},    {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof(*o));
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+ajh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ajhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'a':
             o->deps = 1;
@@ -73,6 +74,9 @@ static int parse_args(int argc, char **argv, options *o) {
             break;
         case 'h':
             usage(stdout);
+            return 1;
+        case 'V':
+            printf("agentsight %s\n", AGENTSIGHT_VERSION);
             return 1;
         default:
             fprintf(stderr, "agentsight symbols: unknown option '%s'\n", argv[optind - 1]);

@@ -757,6 +757,47 @@ unreadable:
     return -1;
 }
 
+int as_config_add_entries(as_config *cfg, const char *text, size_t len, const char *src) {
+    parser p;
+    memset(&p, 0, sizeof p);
+    p.cfg = cfg;
+    if (!cfg->path && config_init(cfg, src) < 0)
+        p.oom = 1;
+    p.name = src;
+    p.section = SEC_ACTIONS;
+    p.cap = cfg->nentries; /* the array is exactly full as far as the parser knows */
+    int errors = cfg->errors, first = cfg->nentries;
+    size_t pos = 0;
+    while (pos < len && !p.oom) {
+        const char *l = text + pos;
+        const char *nl = memchr(l, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - l) : len - pos, start = 0;
+        pos += n + 1;
+        p.line++;
+        while (n > 0 && is_space(l[n - 1]))
+            n--;
+        while (start < n && is_space(l[start]))
+            start++;
+        if (start == n)
+            continue;
+        p.l = l, p.len = n;
+        actions_line(&p, start);
+    }
+    if (p.oom) {
+        as_error("%s: out of memory while reading the entries", src);
+        cfg->errors++;
+    }
+    for (int i = first; i < cfg->nentries; i++) {
+        as_entry *e = &cfg->entries[i];
+        e->src = src;
+        if (!e->max_string)
+            e->max_string = cfg->max_string;
+        if (cfg->capture_off)
+            e->capture_none = 1;
+    }
+    return cfg->errors - errors;
+}
+
 void as_config_free(as_config *cfg) {
     if (!cfg)
         return;

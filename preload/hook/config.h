@@ -40,8 +40,16 @@ typedef struct as_entry {
     int capture_none; /* capture=none on the entry, or capture = off in [output] */
     int max_string;   /* max_string= of the entry, else [output] max_string, else 256 */
     int hook;         /* AS_HOOK_* */
-    int line;         /* 1-based line of the entry in the file */
+    int line;         /* 1-based line of the entry in the file, or which -e it was */
+    const char *src;  /* NULL: from the file (cfg->path); else where it came from ("-e") */
 } as_entry;
+
+/* The name messages give for where entry e of cfg came from ("FILE" or "-e"). */
+#define AS_ENTRY_SRC(cfg, e) ((e)->src ? (e)->src : (cfg)->path ? (cfg)->path : "config")
+
+/* The environment variable that carries `agentsight run -e` patterns to the interposer:
+ * one [actions] entry line per line. */
+#define AS_ENTRIES_ENV "AGENTSIGHT_ENTRIES"
 
 /* A parsed file. Unset [output] keys: NULL strings, flush_timeout_ms -1, queue_policy 0
  * (AGENTSIGHT_QUEUE_DEFAULT); set ones: queue_policy is AGENTSIGHT_QUEUE_WAIT or _DROP. */
@@ -77,6 +85,16 @@ int as_config_load(const char *path, as_config *cfg);
  * out-of-memory condition the config holds what was parsed so far and one more error.
  */
 int as_config_parse(const char *text, size_t len, const char *name, as_config *cfg);
+
+/*
+ * as_config_add_entries - parses len bytes of text as [actions] entry lines (one per
+ * line, no section headers; blank lines skipped) and appends them to cfg, which may be
+ * empty (zeroed: it is then initialised with path src) or hold a parsed file. Entries get
+ * src as their origin and their line number in text as line. Each refused line prints
+ * one "agentsight: error: SRC:LINE:COL: what is wrong" message. Returns the number of
+ * errors (also added to cfg->errors).
+ */
+int as_config_add_entries(as_config *cfg, const char *text, size_t len, const char *src);
 
 /* Frees everything cfg owns and zeroes it. Safe on a zeroed or already freed config. */
 void as_config_free(as_config *cfg);

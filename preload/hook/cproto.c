@@ -533,6 +533,15 @@ int as_cproto_parse(const char *s, size_t len, as_proto *out, size_t *name_off, 
         return expected(&lx, "a function name");
     *name_off = lx.cur.off;
     *name_len = lx.cur.len;
+    /* A glob name ("tool_*", "db_[a-c]?"): glob characters written right after the first
+     * identifier characters, without a blank. "int tool_ *(int)" stays a C error. */
+    size_t g = lx.cur.off + lx.cur.len;
+    while (g < lx.len && (is_ident_char((unsigned char)s[g]) || strchr("*?[]!^-", s[g])))
+        g++;
+    if (g > lx.cur.off + lx.cur.len) {
+        *name_len = g - lx.cur.off;
+        lx.pos = g;
+    }
     next(&lx);
     if (lx.cur.kind != T_LP)
         return expected(&lx, "'('");

@@ -19,7 +19,9 @@ typedef struct as_cproto_err {
  * right after it), so the caller may read options that follow.
  *
  * On success returns 0, fills *out, and stores the function name's offset and length in
- * *name_off / *name_len and the number of bytes consumed in *consumed.
+ * *name_off / *name_len and the number of bytes consumed in *consumed. The name may be
+ * a glob ("tool_*", "db_[a-c]?"): an identifier start followed, without a blank, by
+ * identifier and glob characters (* ? [ ] ! ^ -); the caller matches it.
  * On failure returns -1 with err filled; *out may be partly written (never read it then).
  * This function never allocates.
  */

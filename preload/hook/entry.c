@@ -445,7 +445,7 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
         }
         if (sym->is_ifunc) {
             as_warn("%s:%d:1: '%s' in %s is an IFUNC resolver: not entry-patched",
-                    cfg->path ? cfg->path : "config", e->line, sym->name, file);
+                    AS_ENTRY_SRC(cfg, e), e->line, sym->name, file);
             continue;
         }
         void *fn = (void *)((st.is_dyn ? base : 0) + (uintptr_t)sym->value);
@@ -467,7 +467,7 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
         }
         if (id < 0) {
             as_warn("%s:%d:1: '%s' in %s runs unwrapped (see the reason above)",
-                    cfg->path ? cfg->path : "config", e->line, sym->name, file);
+                    AS_ENTRY_SRC(cfg, e), e->line, sym->name, file);
             continue;
         }
         add_dwarf_proto(id, &st);

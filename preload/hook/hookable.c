@@ -316,16 +316,15 @@ void as_nohook_note(const struct as_config *cfg, int idx, int kind, const as_sym
         snprintf(st->why, sizeof st->why, "%s", why);
     }
     if (e->is_glob) {
-        as_debug("%s:%d:1: '%s' skips %s in %s: %s", cfg->path ? cfg->path : "config", e->line,
-                 e->pattern, f && f->name ? f->name : "?", lib ? lib : "?",
-                 as_nohook_kind_name(kind));
+        as_debug("%s:%d:1: '%s' skips %s in %s: %s", AS_ENTRY_SRC(cfg, e), e->line, e->pattern,
+                 f && f->name ? f->name : "?", lib ? lib : "?", as_nohook_kind_name(kind));
         return;
     }
     if (st && st->warned)
         return;
     if (st)
         st->warned = 1;
-    as_warn("%s:%d:1: %s: not tracked", cfg->path ? cfg->path : "config", e->line, why);
+    as_warn("%s:%d:1: %s: not tracked", AS_ENTRY_SRC(cfg, e), e->line, why);
 }
 
 int as_nohook_explain(const struct as_config *cfg, int idx) {
@@ -340,7 +339,7 @@ int as_nohook_explain(const struct as_config *cfg, int idx) {
     st->warned = 1;
     as_warn("%s:%d:1: '%s' matches only functions that are never wrapped (%d skipped; %s): "
             "not tracked",
-            cfg->path ? cfg->path : "config", e->line, e->pattern, st->skipped, st->why);
+            AS_ENTRY_SRC(cfg, e), e->line, e->pattern, st->skipped, st->why);
     return 1;
 }
 

@@ -927,7 +927,7 @@ void as_install_report_unmatched(void) {
         char name[512];
         snprintf(name, sizeof name, "%s%s%s", e->pattern, e->version ? "@" : "",
                  e->version ? e->version : "");
-        as_diag_unmatched(g_cfg->path ? g_cfg->path : "config", e->line, name,
+        as_diag_unmatched(AS_ENTRY_SRC(g_cfg, e), e->line, name,
                           e->hook == AS_HOOK_GOT);
     }
     as_in_agentsight--;

@@ -15,6 +15,7 @@
 #include "core/settings.h"
 #include "hook/config.h"
 #include "hook/install.h"
+#include "hook/nofollow.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
 
@@ -71,8 +72,11 @@ static void atfork_child(void) {
 
 __attribute__((constructor)) static void as_preload_init(void) {
     const char *off = getenv("AGENTSIGHT_DISABLE");
-    if (off && strcmp(off, "1") == 0)
+    if (off && strcmp(off, "1") == 0) {
+        as_diag_keep_env();
+        as_nofollow_apply(); /* nothing tracked; children still run as without us */
         return;
+    }
     /* setuid/setgid programs: never write files or read configs with raised privileges. */
     if (getauxval(AT_SECURE))
         return;
@@ -81,14 +85,17 @@ __attribute__((constructor)) static void as_preload_init(void) {
     pthread_atfork(NULL, NULL, atfork_child);
     as_settings_load(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
     const char *path = getenv("AGENTSIGHT_CONFIG");
-    if (!path || !*path) {
+    const char *extra = getenv(AS_ENTRIES_ENV); /* `agentsight run -e` patterns */
+    if ((!path || !*path) && (!extra || !*extra)) {
         as_info("AGENTSIGHT_CONFIG is not set: tracking nothing");
         goto out;
     }
-    if (as_config_load(path, &g_config) != 0)
+    if (path && *path && as_config_load(path, &g_config) != 0)
         goto out; /* "PATH: cannot read: ..." was printed */
+    if (extra && *extra)
+        as_config_add_entries(&g_config, extra, strlen(extra), "-e");
     if (g_config.nentries == 0) {
-        as_info("%s: no [actions] entries: tracking nothing", path);
+        as_info("%s: no [actions] entries: tracking nothing", g_config.path);
         goto out;
     }
     if (apply_output(&g_config) != 0) {
@@ -105,6 +112,8 @@ __attribute__((constructor)) static void as_preload_init(void) {
     }
     as_debug("%d functions wrapped", n);
 out:
+    as_diag_keep_env();
+    as_nofollow_apply(); /* last: everything above has read the environment it needs */
     as_in_agentsight--;
 }
 

@@ -266,11 +266,11 @@ def test_stderr_sink_and_stats():
     p = run([agent("readme_examples")], cwd=d,
             env={"AGENTSIGHT_OUTPUT": "stderr", "AGENTSIGHT_STATS_FILE": stats})
     assert p.returncode == 0, p.stderr
-    assert "[agentsight] 10:30:00.050 calculator_multiply 50 ms -> 60\n" in p.stderr
-    assert "[agentsight] 10:30:00.200 database_search 200 ms -> Found 3 active orders\n" \
+    assert "[agentsight] 10:30:00.050 calculator_multiply(a=12, b=5) = 60 <50.000 ms>\n" in p.stderr
+    assert "[agentsight] 10:30:00.200 database_search = Found 3 active orders <200.000 ms>\n" \
         in p.stderr
-    assert re.search(r"\[agentsight\] \d\d:\d\d:\d\d\.\d{3} weather_lookup 800 ms -> "
-                     "Temperature: 18\u00b0C, Conditions: Sunny\n", p.stderr)
+    assert re.search(r"\[agentsight\] \d\d:\d\d:\d\d\.\d{3} weather_lookup\(units=\"metric\"\) = "
+                     "Temperature: 18\u00b0C, Conditions: Sunny <800.000 ms>\n", p.stderr)
     st = read_jsonl(stats)
     assert len(st) == 1
     assert st[0]["actions"] == 3 and st[0]["dropped"] == 0 and st[0]["output"] == "stderr"

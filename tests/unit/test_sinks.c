@@ -235,8 +235,8 @@ static void test_stderr_line(void **state) {
     close(fd);
     assert_int_equal(rc, 0);
     assert_string_equal(read_file(path),
-                        "[agentsight] 10:30:00.050 calculator_multiply 50 ms -> 60\n"
-                        "[agentsight] 10:30:00.007 fetch 7 ms ERROR: timeout after 7 ms\n");
+                        "[agentsight] 10:30:00.050 calculator_multiply = 60 <50.000 ms>\n"
+                        "[agentsight] 10:30:00.007 fetch = ? <7.000 ms> ERROR: timeout after 7 ms\n");
     unlink(path);
 }
 
