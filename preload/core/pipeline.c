@@ -98,6 +98,8 @@ static char open_uris[MAX_SINKS * 520]; /* resolved URIs, reopened by a forked c
 /* Exporter-only batch state. */
 static as_action batch[BATCH_MAX];
 static as_buf scratch[BATCH_MAX];
+static char batch_ids[BATCH_MAX][33]; /* the event ids the batch's actions borrow */
+static as_ring *recov_ring;           /* a dead process's ring whose actions are batched */
 static as_buf meta_buf;
 static uint64_t cursor[MAX_SLOTS];
 static uint8_t touched[MAX_SLOTS];
@@ -115,7 +117,8 @@ static uint64_t drops_printed; /* the drop total the last shutdown line reported
 static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
 static int files_state; /* 0 not decided, 1 files in rings_dir, -1 anonymous memory */
 static char rings_dir[600];
-static as_ring_info ident; /* this process image's identity for new ring headers */
+static as_ring_info ident;   /* this process image's identity for new ring headers */
+static uint64_t ring_serial; /* rings made by this image (event id prefixes) */
 static int targets_fd = -1;
 static uint32_t targets_written; /* ids [0, targets_written) are in the .targets file */
 static const char *noted[MAX_NOTED][3];
@@ -249,6 +252,29 @@ void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbo
     pthread_mutex_unlock(&files_lock);
 }
 
+/* Fills who this process image is (pid, start time, image, run id) when not yet done for
+ * this pid: every ring's event ids derive from it. files_lock held. */
+static void ident_init_locked(void) {
+    if (ident.pid == (int32_t)getpid() && ident.image)
+        return;
+    memset(&ident, 0, sizeof ident);
+    ident.pid = (int32_t)getpid();
+    ident.start_time = as_proc_start_time(ident.pid);
+    ident.image = (uint64_t)as_mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
+    if (!ident.image)
+        ident.image = 1;
+    const char *run = getenv("AGENTSIGHT_RUN_ID");
+    snprintf(ident.run_id, sizeof ident.run_id, "%s", run ? run : "");
+    ring_serial = 0;
+}
+
+/* Gives ring r of slot i a new event id prefix. files_lock held. */
+static void ring_name_locked(as_ring *r, int i) {
+    ident_init_locked();
+    r->info.id_prefix =
+        as_ring_id_prefix(ident.pid, ident.start_time, ident.image, (uint32_t)i, ++ring_serial);
+}
+
 /* Decides once per process image whether rings are files: AGENTSIGHT_CRASH_SAFE=0 says
  * no; otherwise <spool_dir>/rings must be creatable (else one warning). Fills the
  * identity written into ring headers. files_lock held. */
@@ -271,10 +297,7 @@ static void files_decide_locked(void) {
                 as_cfg.spool_dir, why);
         return;
     }
-    memset(&ident, 0, sizeof ident);
-    ident.pid = (int32_t)getpid();
-    ident.start_time = as_proc_start_time(ident.pid);
-    ident.image = (uint64_t)as_mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
+    ident_init_locked();
     ident.clock_raw0 = as_clock_raw();
     ident.clock_unix0 = as_clock_raw_to_unix_ns(ident.clock_raw0);
     uint64_t span = (uint64_t)1 << 32;
@@ -295,6 +318,8 @@ static as_ring *ring_new(slot *s, int i, size_t want) {
     s->file[0] = '\0';
     if (files_state == 1) {
         ident.slot = (uint32_t)i;
+        ident.id_prefix =
+            as_ring_id_prefix(ident.pid, ident.start_time, ident.image, (uint32_t)i, ++ring_serial);
         snprintf(s->file, sizeof s->file, "%d-%llu-%llx-%d.ring", (int)ident.pid,
                  (unsigned long long)ident.start_time, (unsigned long long)ident.image, i);
         char path[sizeof rings_dir + sizeof s->file + 2];
@@ -305,8 +330,10 @@ static as_ring *ring_new(slot *s, int i, size_t want) {
         else
             s->file[0] = '\0';
     }
+    if (!r && (r = as_ring_create(want)) != NULL)
+        ring_name_locked(r, i);
     pthread_mutex_unlock(&files_lock);
-    return r ? r : as_ring_create(want);
+    return r;
 }
 
 /* Removes the files of rings that hold nothing undelivered, and the .targets file when
@@ -379,6 +406,11 @@ static as_ring *thread_attach(void) {
     if (!s->ring)
         goto out;
     r = s->ring;
+    if (r->info.id_prefix == 0) { /* a ring kept across fork: ids of the child's own */
+        pthread_mutex_lock(&files_lock);
+        ring_name_locked(r, i);
+        pthread_mutex_unlock(&files_lock);
+    }
     as_ring_close_open(r); /* a thread that died inside a write left it claimed */
     atomic_store_explicit(&s->state, SLOT_ACTIVE, memory_order_release);
     if (i == hi)
@@ -511,9 +543,18 @@ static void deliver(void) {
             batch[0].metadata = merge_dropped(batch[0].metadata, d - dropped_reported);
             dropped_reported = d;
         }
-        for (int i = 0; i < nsinks; i++) {
-            sinks[i].ops->send(&sinks[i], batch, nbatch); /* the sink counts sent/failed */
+        /* Rule 1: the rings are released below only after every sink made the batch
+         * durable. Where the last file sink stands is stored first, so a recoverer of a
+         * ring whose process dies during the sends knows which lines are there. */
+        unsigned long long mark = as_sinks_file_mark(sinks, nsinks);
+        if (mark != ~0ull) {
+            for (int k = 0; k < ntouched; k++)
+                atomic_store_explicit(&slots[touched_list[k]].ring->sink_mark, mark,
+                                      memory_order_relaxed);
+            if (recov_ring)
+                atomic_store_explicit(&recov_ring->sink_mark, mark, memory_order_relaxed);
         }
+        as_sinks_send(sinks, nsinks, batch, nbatch); /* the sinks count sent/failed */
         atomic_fetch_add(&delivered, nbatch);
         nbatch = 0;
     } else {
@@ -557,6 +598,9 @@ static size_t drain_slot(int i) {
             atomic_fetch_add(&bad_msgs, 1);
             continue;
         }
+        /* The record's position in its ring names it (a recoverer derives the same). */
+        as_ring_event_id(r->info.id_prefix, cursor[i] - as_ring_rec_size(len), batch_ids[nbatch]);
+        batch[nbatch].event_id = batch_ids[nbatch];
         if (++nbatch == BATCH_MAX)
             deliver();
     }
@@ -655,12 +699,26 @@ static int recovered_action(const as_action *a, const as_recover_origin *o, void
      * to those sinks, or for `agentsight send`, which ships each to its own sinks. */
     if (strcmp(o->sinks ? o->sinks : "", ident.sinks) != 0)
         return 1;
+    /* Another run's leftovers are never ours to report (as_recover_opts.run_id). */
+    if (nbatch == BATCH_MAX)
+        return 1; /* the recoverer flushes before: never reached */
     as_buf_reset(&scratch[nbatch]);
     copy_action(a, &batch[nbatch], &scratch[nbatch]);
     if (scratch[nbatch].oom)
         return 1; /* left in its file for a later start */
-    if (++nbatch == BATCH_MAX)
-        deliver();
+    snprintf(batch_ids[nbatch], sizeof batch_ids[nbatch], "%s", a->event_id ? a->event_id : "");
+    batch[nbatch].event_id = a->event_id ? batch_ids[nbatch] : NULL;
+    recov_ring = o->ring;
+    nbatch++;
+    return 0;
+}
+
+/* as_recover_flush_fn: the recovered batch goes to the sinks (the dead ring marked). */
+static int recovered_flush(const as_recover_origin *o, void *ctx) {
+    (void)ctx;
+    recov_ring = o->ring;
+    deliver();
+    recov_ring = NULL;
     return 0;
 }
 
@@ -672,7 +730,14 @@ static void recover_dead(void) {
     pthread_mutex_unlock(&files_lock);
     if (!on || poll_ms_test > 0)
         return;
-    long n = as_pipe_recover(as_cfg.spool_dir, recovered_action, NULL);
+    pthread_mutex_lock(&files_lock);
+    as_recover_opts opts = {.fn = recovered_action,
+                            .flush = recovered_flush,
+                            .run_id = ident.run_id,
+                            .self_image = ident.image};
+    pthread_mutex_unlock(&files_lock);
+    long n = as_pipe_recover_opts(as_cfg.spool_dir, &opts);
+    recov_ring = NULL;
     deliver();
     if (n > 0)
         as_info("delivered %ld actions left by processes that died", n);
@@ -1048,6 +1113,7 @@ static void fork_child(void) {
             slots[i].file[0] = '\0';
         } else if (r) {
             as_ring_reset(r);
+            r->info.id_prefix = 0; /* named again for the child (thread_attach) */
         }
         atomic_store(&slots[i].state, SLOT_FREE);
         cursor[i] = 0;

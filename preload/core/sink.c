@@ -166,3 +166,36 @@ void as_sinks_poll(as_sink *sinks, int n) {
             ops->send(&sinks[i], NULL, 0);
     }
 }
+
+int as_sinks_send(as_sink *sinks, int n, const as_action *batch, size_t nbatch) {
+    int rc = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            int is_file = sinks[i].ops == &as_sink_file_ops;
+            if (is_file == pass && sinks[i].ops->send(&sinks[i], batch, nbatch) != 0)
+                rc = -1;
+        }
+    }
+    return rc;
+}
+
+unsigned long long as_sinks_file_mark(const as_sink *sinks, int n) {
+    for (int i = n - 1; i >= 0; i--) {
+        if (sinks[i].ops == &as_sink_file_ops)
+            return sinks[i].mark;
+    }
+    return ~0ull;
+}
+
+int as_sinks_last_file(const char *uris, char *path, size_t cap) {
+    char uri[AS_MAX_URI + 1];
+    int found = 0, got;
+    const char *p = uris ? uris : "";
+    while ((got = next_uri(&p, uri, sizeof(uri)))) {
+        if (got == 1 && strncmp(uri, "file:", 5) == 0 && uri[5]) {
+            snprintf(path, cap, "%s", uri + 5);
+            found = 1;
+        }
+    }
+    return found;
+}

@@ -14,9 +14,16 @@
  *
  * A failed write (disk full, EIO, the file size limit) leaves no torn line: under the lock
  * the sink notes the file's size, and on failure truncates it back to that size, so the
- * batch is either wholly in the file or not at all. A batch not written is kept, formatted,
- * and written before the next one (and at flush and close), in order, up to
- * AS_FILE_KEEP_BYTES; a batch that would pass that bound is lost and counted as failed
+ * batch is either wholly in the file or not at all. A writer killed in the middle of its
+ * write(2) (SIGKILL) can leave a partial last line; the next writer, under the lock, cuts
+ * that partial line off when it is one of ours (it starts like an action line), because
+ * its action is still in the dead process's ring and is written again whole by whoever
+ * recovers it; any other partial line gets a '\n' after it. So every line of ours in the
+ * file is whole. s->mark is the end of the sink's last write (where its next one starts
+ * at the earliest): the pipeline stores it in each ring before a batch, so a recoverer
+ * knows from where to look for lines already written (pipeline.h, as_pipe_recover). A batch not
+ * written is kept, formatted, and written before the next one (and at flush and close), in order,
+ * up to AS_FILE_KEEP_BYTES; a batch that would pass that bound is lost and counted as failed
  * (logged). When the truncation itself fails, or another writer left a partial line, the
  * next batch starts with '\n' because the file does not end with one. A failure is logged
  * once per streak of failures, and once more when writing works again. */
@@ -46,6 +53,7 @@ typedef struct file_sink {
     unsigned long long kept; /* actions in buf from batches not written yet */
     unsigned long long failing; /* batches failed in the current streak (0: none) */
     unsigned long long lost;    /* actions lost in the current streak (over the bound) */
+    unsigned long long end;     /* file size after our last write */
     char path[PATH_MAX];
 } file_sink;
 
@@ -69,6 +77,7 @@ static int open_path(file_sink *f) {
     }
     f->dev = st.st_dev;
     f->ino = st.st_ino;
+    f->end = (unsigned long long)st.st_size;
     return 0;
 }
 
@@ -116,6 +125,7 @@ static int file_open(as_sink *s, const char *arg) {
         return -1;
     }
     as_buf_init(&f->buf);
+    s->mark = f->end;
     if ((size_t)snprintf(s->uri, sizeof(s->uri), "file:%s", f->path) >= sizeof(s->uri))
         snprintf(s->uri, sizeof(s->uri), "file:%s", arg);
     s->impl = f;
@@ -129,8 +139,40 @@ static int ends_torn(int fd, off_t size) {
     return size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n';
 }
 
-/* Writes buf (n bytes) under f's lock. For a regular file: starts with '\n' when the file
- * ends in a partial line, and on failure truncates back to the size seen under the lock.
+/* A file (size bytes) ending in a partial line: cuts that line off when it is a partial
+ * action line of ours (a writer killed inside its write), else ends it with '\n'.
+ * Returns 0, or -1 with errno set. Under the lock. */
+static int end_torn(file_sink *f, off_t *size) {
+    static const char ours[] = "{\"action_name\":";
+    char buf[1 << 16];
+    off_t end = *size;
+    /* Look back up to 4 MiB for the last '\n' (or the start of the file). */
+    for (off_t at = end; at > 0 && end - at < (4 << 20);) {
+        size_t want = at > (off_t)sizeof buf ? sizeof buf : (size_t)at;
+        ssize_t n = pread(f->fd, buf, want, at - (off_t)want);
+        if (n != (ssize_t)want)
+            break;
+        at -= (off_t)want;
+        for (ssize_t i = n - 1; i >= -1; i--) {
+            if (i >= 0 && buf[i] != '\n')
+                continue;
+            if (i < 0 && at > 0)
+                break;
+            off_t line = at + i + 1;
+            char head[sizeof ours - 1];
+            if (pread(f->fd, head, sizeof head, line) == (ssize_t)sizeof head &&
+                memcmp(head, ours, sizeof head) == 0 && ftruncate(f->fd, line) == 0) {
+                *size = line;
+                return 0;
+            }
+            return as_write_all(f->fd, "\n", 1);
+        }
+    }
+    return as_write_all(f->fd, "\n", 1);
+}
+
+/* Writes buf (n bytes) under f's lock. For a regular file: first repairs a partial last
+ * line (end_torn), and on failure truncates back to the size seen under the lock.
  * Returns 0, or -1 with errno set (the file then holds none of buf, unless even the
  * truncation failed). */
 static int write_locked(file_sink *f, const char *buf, size_t n) {
@@ -140,9 +182,11 @@ static int write_locked(file_sink *f, const char *buf, size_t n) {
     int regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
     int rc = 0;
     if (regular && ends_torn(f->fd, st.st_size))
-        rc = as_write_all(f->fd, "\n", 1);
+        rc = end_torn(f, &st.st_size);
     if (rc == 0)
         rc = as_write_all(f->fd, buf, n);
+    if (rc == 0 && regular)
+        f->end = (unsigned long long)st.st_size + n;
     int saved = errno;
     if (rc != 0 && regular && ftruncate(f->fd, st.st_size) != 0)
         as_debug("file sink '%s': cannot cut the partial batch: %s", f->path, strerror(errno));
@@ -179,6 +223,7 @@ static int write_kept(as_sink *s) {
         as_buf_init(&f->buf);
     }
     as_buf_reset(&f->buf);
+    s->mark = f->end;
     s->sent += f->kept;
     f->kept = 0;
     if (f->failing) {

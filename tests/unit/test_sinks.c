@@ -406,30 +406,44 @@ static void test_file_kept_at_close(void **state) {
     assert_int_equal(count_of(log, "3 actions could not be written and are lost"), 1);
 }
 
-/* Proves a batch written after someone left a partial last line starts on a new line, so
- * each of its actions is a whole JSON line. */
+/* Proves a batch written after a writer died inside its write leaves only whole lines:
+ * a partial action line of ours at the end of the file is cut off (its action is still in
+ * the dead writer's ring and comes again whole), while a partial line of something else
+ * is kept and ended with '\n'; the sink's mark then names the end of its last write. */
 static void test_file_after_torn_line(void **state) {
-    char path[] = "/tmp/as-torn-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    const char *torn = "{\"action_name\":\"x\",\"resp";
-    assert_int_equal(write(fd, torn, strlen(torn)), (ssize_t)strlen(torn));
-    close(fd);
-    as_sink s;
-    memset(&s, 0, sizeof(s));
-    s.ops = &as_sink_file_ops;
-    assert_int_equal(s.ops->open(&s, path), 0);
-    as_action b[2] = {make_action("a", 1), make_action("b", 2)};
-    assert_int_equal(s.ops->send(&s, b, 2), 0);
-    assert_int_equal(s.ops->send(&s, b, 1), 0);
-    s.ops->close(&s);
-    char *text = read_file(path);
-    assert_int_equal(count_lines(text), 4);
-    char *first_nl = strchr(text, '\n');
-    assert_non_null(first_nl);
-    assert_int_equal(first_nl - text, strlen(torn)); /* the torn line ends where it was cut */
-    assert_int_equal(valid_lines(first_nl + 1), 3);
-    unlink(path);
+    const char *whole = "{\"action_name\":\"w\"}\n";
+    const char *torn[2] = {"{\"action_name\":\"x\",\"resp", "not ours"};
+    for (int k = 0; k < 2; k++) {
+        char path[] = "/tmp/as-torn-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, whole, strlen(whole)), (ssize_t)strlen(whole));
+        assert_int_equal(write(fd, torn[k], strlen(torn[k])), (ssize_t)strlen(torn[k]));
+        close(fd);
+        as_sink s;
+        memset(&s, 0, sizeof(s));
+        s.ops = &as_sink_file_ops;
+        assert_int_equal(s.ops->open(&s, path), 0);
+        as_action b[2] = {make_action("a", 1), make_action("b", 2)};
+        assert_int_equal(s.ops->send(&s, b, 2), 0);
+        assert_int_equal(s.ops->send(&s, b, 1), 0);
+        assert_int_equal(s.mark, (unsigned long long)file_size(path));
+        s.ops->close(&s);
+        char *text = read_file(path);
+        char *first_nl = strchr(text, '\n');
+        assert_non_null(first_nl);
+        assert_int_equal(first_nl - text + 1, strlen(whole));
+        if (k == 0) {
+            assert_int_equal(count_lines(text), 4);
+            assert_int_equal(valid_lines(first_nl + 1), 3); /* the partial line is gone */
+        } else {
+            assert_int_equal(count_lines(text), 5);
+            char *second_nl = strchr(first_nl + 1, '\n');
+            assert_int_equal(second_nl - first_nl - 1, strlen(torn[k])); /* kept, ended */
+            assert_int_equal(valid_lines(second_nl + 1), 3);
+        }
+        unlink(path);
+    }
 }
 
 /* Proves too many sinks are a configuration error for the check and, at open, are named
