@@ -266,7 +266,7 @@ static int read_stats(const char *path, run_stats *st) {
 
 /* Prints the one summary line on stderr. This function can't fail. */
 static void print_summary(const run_stats *st) {
-    if (st->procs == 0 && st->recovered == 0) {
+    if (st->procs == 0 && st->recovered == 0 && st->actions == 0) {
         if (!getenv("AGENTSIGHT_CONFIG"))
             fputs("agentsight: nothing tracked: no config (give -c CONFIG or create "
                   "./" DEFAULT_CONFIG ")\n",
@@ -306,8 +306,9 @@ static int spool_root(char *out, size_t cap) {
 }
 
 /* Delivers what the processes of this run left in their ring files (they have all
- * ended, or they are live and deliver it themselves). Returns the actions recovered. */
-static unsigned long long rescue_run(const char *run_id) {
+ * ended, or they are live and deliver it themselves). Returns the actions recovered;
+ * *unreported receives those the ended processes delivered but never reported. */
+static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported) {
     char root[sizeof as_cfg.spool_dir];
     const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
     if ((cs && strcmp(cs, "0") == 0) || spool_root(root, sizeof root) != 0)
@@ -316,7 +317,7 @@ static unsigned long long rescue_run(const char *run_id) {
     const char *t = getenv("AGENTSIGHT_FLUSH_TIMEOUT_MS");
     long ms = t && atol(t) > 0 ? atol(t) : 2000;
     unsigned long long n = 0;
-    as_cli_rescue_rings(root, run_id, (long long)as_mono_ms() + ms, &n);
+    as_cli_rescue_rings(root, run_id, (long long)as_mono_ms() + ms, &n, unreported);
     return n;
 }
 
@@ -408,11 +409,13 @@ int as_cmd_run(int argc, char **argv) {
     setenv("AGENTSIGHT_RUN_ID", run_id, 1);
     int started = 0;
     rc = spawn_and_wait(&o, &started);
-    unsigned long long recovered = started ? rescue_run(run_id) : 0;
+    unsigned long long unreported = 0;
+    unsigned long long recovered = started ? rescue_run(run_id, &unreported) : 0;
     if (have_stats) {
         run_stats st;
         memset(&st, 0, sizeof(st));
         st.recovered = recovered;
+        st.actions = unreported; /* the stats lines add what was reported */
         if (started && !o.quiet && read_stats(stats, &st) == 0)
             print_summary(&st);
         unlink(stats);

@@ -257,10 +257,12 @@ static int rescue_flush(const as_recover_origin *o, void *ctx) {
 }
 
 int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline,
-                        unsigned long long *actions) {
+                        unsigned long long *actions, unsigned long long *unreported) {
     static rescue r;
     memset(&r, 0, sizeof r);
-    as_recover_opts opts = {.fn = rescued, .flush = rescue_flush, .ctx = &r, .run_id = run_id};
+    uint64_t unrep = 0;
+    as_recover_opts opts = {
+        .fn = rescued, .flush = rescue_flush, .ctx = &r, .run_id = run_id, .unreported = &unrep};
     long n = as_pipe_recover_opts(root, &opts);
     if (n < 0)
         as_error("send: cannot read %s/rings", root);
@@ -277,6 +279,8 @@ int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline
     }
     if (actions)
         *actions = r.actions;
+    if (unreported)
+        *unreported = unrep;
     r.ng = 0;
     return r.left_files + (n < 0);
 }
@@ -284,7 +288,7 @@ int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline
 /* `send`: every dead process's ring files. Returns the number of files left behind. */
 static int rescue_rings(const char *root, int64_t deadline) {
     unsigned long long n = 0;
-    int left = as_cli_rescue_rings(root, NULL, deadline, &n);
+    int left = as_cli_rescue_rings(root, NULL, deadline, &n, NULL);
     if (n)
         fprintf(stderr, "agentsight send: %llu actions recovered from processes that died\n", n);
     return left;

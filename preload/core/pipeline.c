@@ -98,8 +98,9 @@ static char open_uris[MAX_SINKS * 520]; /* resolved URIs, reopened by a forked c
 /* Exporter-only batch state. */
 static as_action batch[BATCH_MAX];
 static as_buf scratch[BATCH_MAX];
-static char batch_ids[BATCH_MAX][33]; /* the event ids the batch's actions borrow */
-static as_ring *recov_ring;           /* a dead process's ring whose actions are batched */
+static char batch_ids[BATCH_MAX][33];    /* the event ids the batch's actions borrow */
+static uint32_t slot_batched[MAX_SLOTS]; /* actions of each slot in the batch */
+static as_ring *recov_ring;              /* a dead process's ring whose actions are batched */
 static as_buf meta_buf;
 static uint64_t cursor[MAX_SLOTS];
 static uint8_t touched[MAX_SLOTS];
@@ -556,6 +557,11 @@ static void deliver(void) {
         }
         as_sinks_send(sinks, nsinks, batch, nbatch); /* the sinks count sent/failed */
         atomic_fetch_add(&delivered, nbatch);
+        for (int k = 0; k < ntouched; k++) {
+            int i = touched_list[k];
+            atomic_fetch_add(&slots[i].ring->delivered, slot_batched[i]);
+            slot_batched[i] = 0;
+        }
         nbatch = 0;
     } else {
         as_sinks_poll(sinks, nsinks); /* HTTP sinks: requests in flight progress */
@@ -601,6 +607,7 @@ static size_t drain_slot(int i) {
         /* The record's position in its ring names it (a recoverer derives the same). */
         as_ring_event_id(r->info.id_prefix, cursor[i] - as_ring_rec_size(len), batch_ids[nbatch]);
         batch[nbatch].event_id = batch_ids[nbatch];
+        slot_batched[i]++;
         if (++nbatch == BATCH_MAX)
             deliver();
     }
@@ -637,10 +644,15 @@ static int pending_any(void) {
     return 0;
 }
 
+/* Flushes every sink within timeout_ms in all: one deadline shared by the sinks (each
+ * gets what the ones before left), so several slow sinks never add up past it. What a
+ * sink has not delivered by then is in its spool already (write-ahead). */
 static void flush_sinks(int timeout_ms) {
+    int64_t deadline = as_mono_ns() + (int64_t)timeout_ms * 1000000;
     for (int i = 0; i < nsinks; i++) {
+        int64_t left = (deadline - as_mono_ns()) / 1000000;
         if (sinks[i].ops->flush)
-            sinks[i].ops->flush(&sinks[i], timeout_ms);
+            sinks[i].ops->flush(&sinks[i], left > 0 ? (int)left : 0);
     }
 }
 
@@ -729,6 +741,10 @@ static void recover_dead(void) {
     int on = files_state == 1;
     pthread_mutex_unlock(&files_lock);
     if (!on || poll_ms_test > 0)
+        return;
+    /* Under `agentsight run` the run itself recovers its tree when the program ends (and
+     * counts what each process delivered): a sibling taking the file would hide that. */
+    if (ident.run_id[0])
         return;
     pthread_mutex_lock(&files_lock);
     as_recover_opts opts = {.fn = recovered_action,
@@ -945,6 +961,13 @@ void as_pipe_write_stats(void) {
     uint64_t d_drop = drop >= stats_dropped ? drop - stats_dropped : drop;
     stats_actions = act;
     stats_dropped = drop;
+    pthread_mutex_lock(&reg_lock); /* what a recoverer of our rings must not count again */
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        if (slots[i].ring)
+            atomic_store(&slots[i].ring->reported, atomic_load(&slots[i].ring->delivered));
+    }
+    pthread_mutex_unlock(&reg_lock);
     pthread_mutex_unlock(&stats_lock);
     as_buf b;
     as_buf_init(&b);
@@ -1114,10 +1137,13 @@ static void fork_child(void) {
         } else if (r) {
             as_ring_reset(r);
             r->info.id_prefix = 0; /* named again for the child (thread_attach) */
+            atomic_store(&r->delivered, 0);
+            atomic_store(&r->reported, 0);
         }
         atomic_store(&slots[i].state, SLOT_FREE);
         cursor[i] = 0;
         touched[i] = 0;
+        slot_batched[i] = 0;
     }
     ntouched = 0;
     nbatch = 0;

@@ -139,9 +139,12 @@ typedef struct as_recover_opts {
     as_recover_fn fn;
     as_recover_flush_fn flush; /* may be NULL */
     void *ctx;
-    const char *run_id;  /* NULL: files of any run; else only those of this run id */
-    uint64_t self_image; /* non-zero: files of our own pid and start time written by
-                          * another image (the one exec replaced) count as dead */
+    const char *run_id;   /* NULL: files of any run; else only those of this run id */
+    uint64_t self_image;  /* non-zero: files of our own pid and start time written by
+                           * another image (the one exec replaced) count as dead */
+    uint64_t *unreported; /* non-NULL: receives (adds) the actions the dead processes
+                           * delivered themselves after their last stats line, from the
+                           * files recovery removes */
 } as_recover_opts;
 
 /* as_pipe_recover - ships what dead processes left in <root>/rings.

@@ -506,9 +506,13 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     if (w->dups > dups_before)
         as_debug("%s: %llu records were already in the file sink", back,
                  (unsigned long long)(w->dups - dups_before));
+    int done = rc != 0 && !w->failed;
+    uint64_t dlv = atomic_load(&r->delivered), rep = atomic_load(&r->reported);
+    if (done && w->opts->unreported && dlv > rep)
+        *w->opts->unreported += dlv - rep;
     as_ring_destroy(r);
     w->ring = NULL;
-    if (rc == 0 || w->failed) {
+    if (!done) {
         rename(path, back);
         return 0;
     }

@@ -13,6 +13,9 @@
  *                          which no record of this ring past tail was written
  *                          (AS_RING_NO_MARK: none was ever handed to a file sink), so a
  *                          recoverer knows where to look for what is already there
+ *                delivered, reported  actions of the ring its own exporter delivered, and
+ *                          that count when the process last reported it (stats line), so
+ *                          what a process that died without reporting delivered is counted
  *   offset 128   pending   producer-private: head after the open reservation; equal to
  *                          head while none is open (AS_RING_CLAIMED while one is being made)
  *                limit     producer-private: last tail it read + size (room check)
@@ -69,6 +72,8 @@ typedef struct as_ring {
     _Alignas(64) _Atomic uint64_t head;
     _Alignas(64) _Atomic uint64_t tail;
     _Atomic uint64_t sink_mark;
+    _Atomic uint64_t delivered; /* consumer: actions of this ring the sinks took */
+    _Atomic uint64_t reported;  /* delivered when the process last wrote its stats line */
     _Alignas(64) uint64_t pending;
     uint64_t limit;
     _Atomic uint64_t dropped;
