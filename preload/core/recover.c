@@ -1,9 +1,13 @@
 /* recover.c - ships what dead processes left in their ring files: finds the files of
  * processes that no longer run, takes each one by renaming it, decodes its undelivered
- * records into actions and hands them to a callback (pipeline.h, as_pipe_recover). A
- * callback that stops leaves that file for later and recovery continues with the next
- * file (the pipeline takes only files written for its own sinks; `agentsight send`
- * takes all of them, each to the sinks its header names).
+ * records into actions (each with the event id the live exporter would have given it)
+ * and hands them to a callback in batches, moving the file's tail past a batch only
+ * after the flush callback made it durable (pipeline.h, as_pipe_recover_opts); records
+ * already in the dead process's last file sink (looked up from the ring's sink_mark) are
+ * skipped. A callback that stops leaves that file for later and recovery continues with
+ * the next file (the pipeline takes only files written for its own sinks and run;
+ * `agentsight run` those of its run; `agentsight send` all of them, each to the sinks
+ * its header names).
  *
  * On-disk layout under the spool root:
  *   rings/<pid>-<start>-<image>-<slot>.ring                a live or dead thread's ring
