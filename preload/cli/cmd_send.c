@@ -66,8 +66,11 @@ static void upload_flush(upload *u) {
     as_action acts[BATCH];
     for (size_t i = 0; i < u->n; i++)
         acts[i] = u->recs[i].a;
-    for (int s = 0; s < u->nsinks && u->n; s++)
-        u->sinks[s].ops->send(&u->sinks[s], acts, u->n);
+    for (int s = 0; s < u->nsinks && u->n; s++) {
+        if (u->sinks[s].ops->send(&u->sinks[s], acts, u->n) != 0 &&
+            u->sinks[s].ops == &as_sink_file_ops)
+            u->sinks[s].failed += u->n; /* a file sink keeps nothing: counted here */
+    }
     for (size_t i = 0; i < u->n; i++)
         as_spool_rec_free(&u->recs[i]);
     u->total += u->n;
@@ -169,11 +172,12 @@ typedef struct rescue {
     char last_left[1024]; /* the file counted last (a file stops at its first action) */
 } rescue;
 
-/* Sends what the group holds (file sinks last). Returns 0, or -1 when a sink failed. */
+/* Sends what the group holds (file sinks last). Returns 0, or -1 when a sink could not
+ * take it (the recoverer then leaves those actions in their ring file for later). */
 static int group_send(group *g) {
-    int rc = g->n && g->ns > 0 ? as_sinks_send(g->s, g->ns, g->acts, g->n) : 0;
+    unsigned failed = g->n && g->ns > 0 ? as_sinks_send(g->s, g->ns, g->acts, g->n, ~0u) : 0;
     g->n = 0;
-    return rc;
+    return failed ? -1 : 0;
 }
 
 /* The group of sinks, opened on first use. Returns it, or NULL when there is no room

@@ -100,7 +100,11 @@ static as_action batch[BATCH_MAX];
 static as_buf scratch[BATCH_MAX];
 static char batch_ids[BATCH_MAX][33];    /* the event ids the batch's actions borrow */
 static uint32_t slot_batched[MAX_SLOTS]; /* actions of each slot in the batch */
-static as_ring *recov_ring;              /* a dead process's ring whose actions are batched */
+/* Sinks (bits) that could not take the batch (a file that cannot be written): the batch
+ * and its rings are kept as they are and offered to those sinks again, and nothing more
+ * is drained meanwhile; the rings fill up and producers drop, as with a slow exporter. */
+static unsigned retry_sinks;
+static as_ring *recov_ring; /* a dead process's ring whose actions are batched */
 static as_buf meta_buf;
 static uint64_t cursor[MAX_SLOTS];
 static uint8_t touched[MAX_SLOTS];
@@ -536,26 +540,43 @@ static const char *merge_dropped(const char *m, uint64_t n) {
     return as_buf_cstr(&meta_buf);
 }
 
-/* Sends the batch to every sink and gives the consumed ring space back. */
+/* Sends the batch to every sink (file sinks last) and stores, before, where the last file
+ * sink stands into every ring the batch came from. Returns the sinks that could not take
+ * it. */
+static unsigned send_batch(void) {
+    uint64_t d = dropped_sum();
+    if (d > dropped_reported) {
+        batch[0].metadata = merge_dropped(batch[0].metadata, d - dropped_reported);
+        dropped_reported = d;
+    }
+    /* A recoverer of a ring whose process dies during the sends looks for lines already
+     * in the file sink from there on. */
+    unsigned long long mark = as_sinks_file_mark(sinks, nsinks);
+    if (mark != ~0ull) {
+        for (int k = 0; k < ntouched; k++)
+            atomic_store_explicit(&slots[touched_list[k]].ring->sink_mark, mark,
+                                  memory_order_relaxed);
+        if (recov_ring)
+            atomic_store_explicit(&recov_ring->sink_mark, mark, memory_order_relaxed);
+    }
+    return as_sinks_send(sinks, nsinks, batch, nbatch, ~0u);
+}
+
+/* Sends the batch to every sink and gives the consumed ring space back, only once every
+ * sink made it durable (rule 1): a sink that cannot take it now (retry_sinks) keeps the
+ * batch and its rings as they are, and the next call offers it to that sink again. */
 static void deliver(void) {
-    if (nbatch > 0) {
-        uint64_t d = dropped_sum();
-        if (d > dropped_reported) {
-            batch[0].metadata = merge_dropped(batch[0].metadata, d - dropped_reported);
-            dropped_reported = d;
+    if (nbatch == 0) {
+        as_sinks_poll(sinks, nsinks); /* HTTP sinks: requests in flight progress */
+    } else {
+        if (retry_sinks) {
+            as_sinks_poll(sinks, nsinks);
+            retry_sinks = as_sinks_send(sinks, nsinks, batch, nbatch, retry_sinks);
+        } else {
+            retry_sinks = send_batch();
         }
-        /* Rule 1: the rings are released below only after every sink made the batch
-         * durable. Where the last file sink stands is stored first, so a recoverer of a
-         * ring whose process dies during the sends knows which lines are there. */
-        unsigned long long mark = as_sinks_file_mark(sinks, nsinks);
-        if (mark != ~0ull) {
-            for (int k = 0; k < ntouched; k++)
-                atomic_store_explicit(&slots[touched_list[k]].ring->sink_mark, mark,
-                                      memory_order_relaxed);
-            if (recov_ring)
-                atomic_store_explicit(&recov_ring->sink_mark, mark, memory_order_relaxed);
-        }
-        as_sinks_send(sinks, nsinks, batch, nbatch); /* the sinks count sent/failed */
+        if (retry_sinks)
+            return;
         atomic_fetch_add(&delivered, nbatch);
         for (int k = 0; k < ntouched; k++) {
             int i = touched_list[k];
@@ -563,8 +584,6 @@ static void deliver(void) {
             slot_batched[i] = 0;
         }
         nbatch = 0;
-    } else {
-        as_sinks_poll(sinks, nsinks); /* HTTP sinks: requests in flight progress */
     }
     for (int k = 0; k < ntouched; k++) {
         int i = touched_list[k];
@@ -608,8 +627,11 @@ static size_t drain_slot(int i) {
         as_ring_event_id(r->info.id_prefix, cursor[i] - as_ring_rec_size(len), batch_ids[nbatch]);
         batch[nbatch].event_id = batch_ids[nbatch];
         slot_batched[i]++;
-        if (++nbatch == BATCH_MAX)
+        if (++nbatch == BATCH_MAX) {
             deliver();
+            if (retry_sinks)
+                break; /* the batch is full and kept: nothing more now */
+        }
     }
     return n;
 }
@@ -619,13 +641,22 @@ static size_t drain_slot(int i) {
 static size_t drain_all(void) {
     size_t n = 0;
     int hi = atomic_load(&slots_hi);
+    if (retry_sinks) { /* a kept batch first; nothing new is taken until it is out */
+        deliver();
+        if (retry_sinks)
+            return 0;
+    }
     for (int i = 0; i < hi; i++) {
         int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
         if (st == SLOT_FREE)
             continue;
         n += drain_slot(i);
+        if (retry_sinks)
+            return n;
     }
     deliver();
+    if (retry_sinks)
+        return n;
     for (int i = 0; i < hi; i++) {
         int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
         if (st == SLOT_EXITED && as_ring_used(slots[i].ring) == 0)
@@ -679,6 +710,10 @@ static void final_drain(void) {
         drain_all();
         if (!pending_at_stop() || as_mono_ns() >= stop_deadline_ns)
             break;
+        if (retry_sinks) { /* a file that cannot be written: try again a little later */
+            struct timespec ts = {0, 10000000};
+            nanosleep(&ts, NULL);
+        }
     }
     stop_hi = 0;
     int64_t left = (stop_deadline_ns - as_mono_ns()) / 1000000;
@@ -731,7 +766,13 @@ static int recovered_flush(const as_recover_origin *o, void *ctx) {
     recov_ring = o->ring;
     deliver();
     recov_ring = NULL;
-    return 0;
+    if (!retry_sinks)
+        return 0;
+    /* A sink cannot take them now: they stay in the dead ring (its tail is not moved) for
+     * a later recovery; the batch holds nothing else (recovery runs before draining). */
+    retry_sinks = 0;
+    nbatch = 0;
+    return -1;
 }
 
 /* Ships what dead processes left (crash-safe capture on, not in test-poll mode). */
@@ -1147,6 +1188,7 @@ static void fork_child(void) {
     }
     ntouched = 0;
     nbatch = 0;
+    retry_sinks = 0;
     as_pipe_tring = NULL;
     if (targets_fd >= 0)
         close(targets_fd);

@@ -167,16 +167,19 @@ void as_sinks_poll(as_sink *sinks, int n) {
     }
 }
 
-int as_sinks_send(as_sink *sinks, int n, const as_action *batch, size_t nbatch) {
-    int rc = 0;
+unsigned as_sinks_send(as_sink *sinks, int n, const as_action *batch, size_t nbatch,
+                       unsigned only) {
+    unsigned failed = 0;
     for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && i < 32; i++) {
             int is_file = sinks[i].ops == &as_sink_file_ops;
-            if (is_file == pass && sinks[i].ops->send(&sinks[i], batch, nbatch) != 0)
-                rc = -1;
+            if (is_file != pass || !(only & (1u << i)))
+                continue;
+            if (sinks[i].ops->send(&sinks[i], batch, nbatch) != 0)
+                failed |= 1u << i;
         }
     }
-    return rc;
+    return failed;
 }
 
 unsigned long long as_sinks_file_mark(const as_sink *sinks, int n) {

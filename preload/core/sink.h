@@ -36,10 +36,12 @@ struct as_sink {
                                       * its later writes starts (the end of its last write) */
 };
 
-/* Sends a batch to sinks[0..n): file sinks last, so that an action found in the last file
- * sink is durable in every sink (HTTP sinks write ahead into their spool before their
- * send returns). Returns 0, or -1 when some sink could not take the batch. */
-int as_sinks_send(as_sink *sinks, int n, const as_action *batch, size_t nbatch);
+/* Sends a batch to those of sinks[0..n) whose bit is set in only (bit i: sinks[i]): file
+ * sinks last, so that an action found in the last file sink is durable in every sink
+ * (HTTP sinks write ahead into their spool before their send returns). Returns the bits
+ * of the sinks that could not take it now (0: all did); the caller still holds the batch
+ * and sends it again to those. */
+unsigned as_sinks_send(as_sink *sinks, int n, const as_action *batch, size_t nbatch, unsigned only);
 
 /* The mark of the last file sink of sinks[0..n) (the one as_sinks_send writes last), or
  * UINT64_MAX when there is none. */

@@ -21,12 +21,14 @@
  * recovers it; any other partial line gets a '\n' after it. So every line of ours in the
  * file is whole. s->mark is the end of the sink's last write (where its next one starts
  * at the earliest): the pipeline stores it in each ring before a batch, so a recoverer
- * knows from where to look for lines already written (pipeline.h, as_pipe_recover). A batch not
- * written is kept, formatted, and written before the next one (and at flush and close), in order,
- * up to AS_FILE_KEEP_BYTES; a batch that would pass that bound is lost and counted as failed
- * (logged). When the truncation itself fails, or another writer left a partial line, the
- * next batch starts with '\n' because the file does not end with one. A failure is logged
- * once per streak of failures, and once more when writing works again. */
+ * knows from where to look for lines already written (pipeline.h, as_pipe_recover).
+ *
+ * A batch that cannot be written is not kept here: send returns -1 and the caller, who
+ * still holds the actions durably (the exporter does not release its rings, a recoverer
+ * does not move a dead ring's tail), sends it again later; a sink never holds the only
+ * copy of an action in memory. When the truncation itself fails, the next batch starts
+ * after the partial line is repaired as above. A failure is logged once per streak of
+ * failures, and once more when writing works again. */
 #include "sink.h"
 
 #include <errno.h>
@@ -42,17 +44,12 @@
 #include "log.h"
 #include "fdio.h"
 
-/* The most bytes of formatted batches kept while the file cannot be written. */
-#define AS_FILE_KEEP_BYTES (8u << 20)
-
 typedef struct file_sink {
     int fd; /* -1 when it is not (or no longer) ours */
     dev_t dev;
-    ino_t ino;               /* what fd named when we opened it */
-    as_buf buf;              /* lines not yet written: kept batches first, then the current one */
-    unsigned long long kept; /* actions in buf from batches not written yet */
+    ino_t ino;                  /* what fd named when we opened it */
+    as_buf buf;                 /* the batch being written */
     unsigned long long failing; /* batches failed in the current streak (0: none) */
-    unsigned long long lost;    /* actions lost in the current streak (over the bound) */
     unsigned long long end;     /* file size after our last write */
     char path[PATH_MAX];
 } file_sink;
@@ -198,72 +195,53 @@ static int write_locked(file_sink *f, const char *buf, size_t n) {
 /* Logs the first failure of a streak. */
 static void failed(file_sink *f, const char *what, int err) {
     if (f->failing++ == 0)
-        as_warn("file sink '%s': %s: %s; batches are kept (up to %u MiB) and written when "
-                "the file can be written again (logged once until then)",
-                f->path, what, strerror(err), AS_FILE_KEEP_BYTES >> 20);
+        as_warn("file sink '%s': %s: %s; the actions stay queued and are written when the "
+                "file can be written again (logged once until then)",
+                f->path, what, strerror(err));
 }
 
-/* Writes what f->buf holds (kept batches, then the newest). Returns 0 when it is all in
- * the file (buf emptied, kept actions counted as sent), or -1 with buf unchanged (nothing
- * of it in the file). */
-static int write_kept(as_sink *s) {
+/* Formats a batch and writes it with one write(2) under the lock. Returns 0 when it is
+ * all in the file (counted as sent); -1 when none of it is (out of memory, the file
+ * cannot be reopened or written): the caller keeps the actions and sends them again. */
+static int file_send(as_sink *s, const as_action *batch, size_t n) {
     file_sink *f = s->impl;
-    if (f->buf.len == 0)
-        return 0;
-    if (ensure_ours(f) != 0) {
+    as_buf_reset(&f->buf);
+    for (size_t i = 0; i < n; i++)
+        as_action_to_jsonl(&batch[i], &f->buf);
+    int rc = -1;
+    if (f->buf.oom) {
+        f->buf.oom = 0;
+        failed(f, "formatting", ENOMEM);
+    } else if (f->buf.len == 0) {
+        rc = 0;
+    } else if (ensure_ours(f) != 0) {
         failed(f, "cannot reopen", errno);
-        return -1;
-    }
-    if (write_locked(f, f->buf.data, f->buf.len) != 0) {
+    } else if (write_locked(f, f->buf.data, f->buf.len) != 0) {
         failed(f, "write failed", errno);
-        return -1;
+    } else {
+        rc = 0;
     }
-    if (f->buf.cap > (1u << 20)) { /* a streak's worth: give it back */
+    if (f->buf.cap > (1u << 20)) { /* an unusual batch: give the memory back */
         as_buf_free(&f->buf);
         as_buf_init(&f->buf);
     }
     as_buf_reset(&f->buf);
+    if (rc != 0)
+        return -1;
     s->mark = f->end;
-    s->sent += f->kept;
-    f->kept = 0;
+    s->sent += n;
     if (f->failing) {
-        as_warn("file sink '%s': writing again after %llu failed batches (kept ones written%s)",
-                f->path, f->failing, f->lost ? "; some were lost, see above" : "");
+        as_warn("file sink '%s': writing again after %llu failed batches", f->path, f->failing);
         f->failing = 0;
-        f->lost = 0;
     }
     return 0;
 }
 
-/* Formats a batch behind the kept ones and writes them all. Returns 0 when everything is
- * in the file; -1 when the batch is kept for a later send, or lost (out of memory, or
- * the kept batches would pass AS_FILE_KEEP_BYTES: counted as failed and logged). */
-static int file_send(as_sink *s, const as_action *batch, size_t n) {
-    file_sink *f = s->impl;
-    size_t before = f->buf.len;
-    for (size_t i = 0; i < n; i++)
-        as_action_to_jsonl(&batch[i], &f->buf);
-    if (f->buf.oom || f->buf.len > AS_FILE_KEEP_BYTES) {
-        /* Lose this batch, keep the older ones (their order stays intact). */
-        int oom = f->buf.oom;
-        f->buf.oom = 0;
-        f->buf.len = before;
-        s->failed += n;
-        f->lost += n;
-        as_error("file sink '%s': %zu actions lost (%s)", f->path, n,
-                 oom ? "out of memory" : "the batches kept for the file are at their bound");
-        write_kept(s);
-        return -1;
-    }
-    f->kept += n;
-    return write_kept(s);
-}
-
-/* Writes the kept batches, if any (one try: a write never waits). Returns 0 when none is
- * left, -1 otherwise. */
+/* Nothing is held: a write never waits. Returns 0. */
 static int file_flush(as_sink *s, int timeout_ms) {
+    (void)s;
     (void)timeout_ms;
-    return write_kept(s);
+    return 0;
 }
 
 /* Closes our descriptor, unless the program has taken its number over. */
@@ -271,11 +249,6 @@ static void file_close(as_sink *s) {
     file_sink *f = s->impl;
     if (!f)
         return;
-    if (write_kept(s) != 0) {
-        s->failed += f->kept;
-        as_error("file sink '%s': %llu actions could not be written and are lost", f->path,
-                 f->kept);
-    }
     if (fd_is_ours(f))
         close(f->fd);
     as_buf_free(&f->buf);
