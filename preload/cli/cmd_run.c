@@ -1,7 +1,14 @@
 /* cmd_run.c - `agentsight run`: runs a program under the interposer (LD_PRELOAD), passes
- * its standard streams and exit status through untouched, and prints one summary line of
- * what every instrumented process tracked (from the AGENTSIGHT_STATS_FILE protocol of
- * preload/core/pipeline.h). */
+ * its standard streams and exit status through untouched, delivers what processes of its
+ * tree left undelivered (killed, `_exit`, an exporter that could not finish), and prints
+ * one summary line of what every instrumented process tracked (from the
+ * AGENTSIGHT_STATS_FILE protocol of preload/core/pipeline.h).
+ *
+ * Every process of the tree inherits AGENTSIGHT_RUN_ID (this process's pid and a random
+ * part), written into the header of each of its ring files: after the program exits, the
+ * ring files of that run whose processes are gone are recovered here, into the sinks
+ * each names (an HTTP sink that cannot deliver leaves them in its spool), and counted in
+ * the summary; an exporter of another run never takes them (pipeline.h). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +27,8 @@
 #include "cli/cmds.h"
 #include "cli/diag_agg.h"
 #include "cli/run_env.h"
+#include "core/clock.h"
+#include "core/http.h"
 #include "core/settings.h"
 #include "core/sink.h"
 
@@ -267,7 +276,7 @@ static void finish_diag(const char *dir, const char *file, int quiet) {
 }
 
 typedef struct run_stats {
-    uint64_t procs, actions, dropped, hooked;
+    uint64_t procs, actions, dropped, hooked, recovered;
     char outputs[MAX_OUTPUTS_TEXT];
 } run_stats;
 
@@ -329,7 +338,7 @@ static int read_stats(const char *path, run_stats *st) {
 
 /* Prints the one summary line on stderr. This function can't fail. */
 static void print_summary(const run_stats *st) {
-    if (st->procs == 0) {
+    if (st->procs == 0 && st->recovered == 0 && st->actions == 0) {
         if (!getenv("AGENTSIGHT_CONFIG"))
             fputs("agentsight: nothing tracked: no config (give -c CONFIG or create "
                   "./" DEFAULT_CONFIG ")\n",
@@ -340,9 +349,48 @@ static void print_summary(const run_stats *st) {
                   stderr);
         return;
     }
-    unsigned long long a = st->actions, h = st->hooked, d = st->dropped;
-    fprintf(stderr, "agentsight: %llu action%s tracked from %llu function%s (%llu dropped) -> %s\n",
-            a, a == 1 ? "" : "s", h, h == 1 ? "" : "s", d, st->outputs[0] ? st->outputs : "-");
+    unsigned long long a = st->actions + st->recovered, h = st->hooked, d = st->dropped;
+    char rec[96] = "";
+    if (st->recovered)
+        snprintf(rec, sizeof rec, ", %llu recovered from processes that ended early",
+                 (unsigned long long)st->recovered);
+    fprintf(stderr,
+            "agentsight: %llu action%s tracked from %llu function%s (%llu dropped%s) -> %s\n", a,
+            a == 1 ? "" : "s", h, h == 1 ? "" : "s", d, rec, st->outputs[0] ? st->outputs : "-");
+}
+
+/* The spool root the program's processes use (settings.c rules, without its warnings):
+ * AGENTSIGHT_SPOOL_DIR, else the XDG state or home default. Returns 0 or -1 (none). */
+static int spool_root(char *out, size_t cap) {
+    const char *d = getenv("AGENTSIGHT_SPOOL_DIR");
+    if (d && *d)
+        return (size_t)snprintf(out, cap, "%s", d) < cap ? 0 : -1;
+    const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME"),
+               *run = getenv("XDG_RUNTIME_DIR");
+    int n = -1;
+    if (x && x[0] == '/')
+        n = snprintf(out, cap, "%s/agentsight/spool", x);
+    else if (home && home[0] == '/')
+        n = snprintf(out, cap, "%s/.local/state/agentsight/spool", home);
+    else if (run && run[0] == '/')
+        n = snprintf(out, cap, "%s/agentsight/spool", run);
+    return n >= 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* Delivers what the processes of this run left in their ring files (they have all
+ * ended, or they are live and deliver it themselves). Returns the actions recovered;
+ * *unreported receives those the ended processes delivered but never reported. */
+static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported) {
+    char root[sizeof as_cfg.spool_dir];
+    const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
+    if ((cs && strcmp(cs, "0") == 0) || spool_root(root, sizeof root) != 0)
+        return 0;
+    snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "%s", root);
+    const char *t = getenv("AGENTSIGHT_FLUSH_TIMEOUT_MS");
+    long ms = t && atol(t) > 0 ? atol(t) : 2000;
+    unsigned long long n = 0;
+    as_cli_rescue_rings(root, run_id, (long long)as_mono_ms() + ms, &n, unreported);
+    return n;
 }
 
 /* Forks and execs o->prog. Returns PROGRAM's exit status (128+signo after a signal), or
@@ -449,13 +497,21 @@ int as_cmd_run(int argc, char **argv) {
             unlink(stats);
         return 2;
     }
+    char run_id[64];
+    snprintf(run_id, sizeof run_id, "%d-%016llx", (int)getpid(),
+             (unsigned long long)as_http_random64());
+    setenv("AGENTSIGHT_RUN_ID", run_id, 1);
     int started = 0;
     rc = spawn_and_wait(&o, &started);
+    unsigned long long unreported = 0;
+    unsigned long long recovered = started ? rescue_run(run_id, &unreported) : 0;
     if (have_diag)
         finish_diag(diag_dir, diag, o.quiet);
     if (have_stats) {
         run_stats st;
         memset(&st, 0, sizeof(st));
+        st.recovered = recovered;
+        st.actions = unreported; /* the stats lines add what was reported */
         if (started && !o.quiet && read_stats(stats, &st) == 0)
             print_summary(&st);
         unlink(stats);

@@ -22,6 +22,7 @@
  * EXIT STATUS
  *   0 when everything was delivered, 1 when some actions remain spooled (or a dead
  *   process's ring file names no sink that can be opened), 2 on bad usage. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +68,11 @@ static void upload_flush(upload *u) {
     as_action acts[BATCH];
     for (size_t i = 0; i < u->n; i++)
         acts[i] = u->recs[i].a;
-    for (int s = 0; s < u->nsinks && u->n; s++)
-        u->sinks[s].ops->send(&u->sinks[s], acts, u->n);
+    for (int s = 0; s < u->nsinks && u->n; s++) {
+        if (u->sinks[s].ops->send(&u->sinks[s], acts, u->n) != 0 &&
+            u->sinks[s].ops == &as_sink_file_ops)
+            u->sinks[s].failed += u->n; /* a file sink keeps nothing: counted here */
+    }
     for (size_t i = 0; i < u->n; i++)
         as_spool_rec_free(&u->recs[i]);
     u->total += u->n;
@@ -158,6 +162,7 @@ typedef struct group {
     int ns; /* sinks opened; -1 when none could be */
     as_action acts[BATCH];
     as_buf bufs[BATCH];
+    char ids[BATCH][33];
     size_t n;
 } group;
 
@@ -169,10 +174,12 @@ typedef struct rescue {
     char last_left[1024]; /* the file counted last (a file stops at its first action) */
 } rescue;
 
-static void group_send(group *g) {
-    for (int i = 0; i < g->ns && g->n; i++)
-        g->s[i].ops->send(&g->s[i], g->acts, g->n);
+/* Sends what the group holds (file sinks last). Returns 0, or -1 when a sink could not
+ * take it (the recoverer then leaves those actions in their ring file for later). */
+static int group_send(group *g) {
+    unsigned failed = g->n && g->ns > 0 ? as_sinks_send(g->s, g->ns, g->acts, g->n, ~0u) : 0;
     g->n = 0;
+    return failed ? -1 : 0;
 }
 
 /* The group of sinks, opened on first use. Returns it, or NULL when there is no room
@@ -218,6 +225,7 @@ static int copy_action(const as_action *a, as_action *out, as_buf *b) {
         return -1;
     for (int k = 0; k < 6; k++)
         *dst[k] = src[k] ? b->data + off[k] : NULL;
+    out->event_id = NULL;
     return 0;
 }
 
@@ -225,25 +233,43 @@ static int copy_action(const as_action *a, as_action *out, as_buf *b) {
 static int rescued(const as_action *a, const as_recover_origin *o, void *ctx) {
     rescue *r = ctx;
     group *g = o->sinks && o->sinks[0] ? group_of(r, o->sinks) : NULL;
-    if (!g || g->ns < 0 || copy_action(a, &g->acts[g->n], &g->bufs[g->n]) != 0) {
+    if (!g || g->ns < 0 || g->n == BATCH || copy_action(a, &g->acts[g->n], &g->bufs[g->n]) != 0) {
         if (strcmp(r->last_left, o->file) != 0) {
             snprintf(r->last_left, sizeof r->last_left, "%s", o->file);
             r->left_files++;
         }
         return 1; /* the file stays for a later run */
     }
+    if (a->event_id) {
+        snprintf(g->ids[g->n], sizeof g->ids[0], "%s", a->event_id);
+        g->acts[g->n].event_id = g->ids[g->n];
+    }
     r->actions++;
-    if (++g->n == BATCH)
-        group_send(g);
+    g->n++; /* the recoverer flushes every BATCH actions (rescue_flush) */
     return 0;
 }
 
-/* Recovers every dead process's ring file under root into the sinks it names, flushes
- * them (until deadline) and closes them. Returns the number of files left behind. */
-static int rescue_rings(const char *root, int64_t deadline) {
+/* as_recover_flush_fn: the actions taken from o's file go to their sinks, the file's
+ * sink_mark stored first (where the last file sink's next write starts at the earliest). */
+static int rescue_flush(const as_recover_origin *o, void *ctx) {
+    rescue *r = ctx;
+    group *g = o->sinks && o->sinks[0] ? group_of(r, o->sinks) : NULL;
+    if (!g || g->ns < 0)
+        return 0;
+    unsigned long long mark = as_sinks_file_mark(g->s, g->ns);
+    if (mark != ~0ull && o->ring)
+        atomic_store_explicit(&o->ring->sink_mark, mark, memory_order_relaxed);
+    return group_send(g);
+}
+
+int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline,
+                        unsigned long long *actions, unsigned long long *unreported) {
     static rescue r;
     memset(&r, 0, sizeof r);
-    long n = as_pipe_recover(root, rescued, &r);
+    uint64_t unrep = 0;
+    as_recover_opts opts = {
+        .fn = rescued, .flush = rescue_flush, .ctx = &r, .run_id = run_id, .unreported = &unrep};
+    long n = as_pipe_recover_opts(root, &opts);
     if (n < 0)
         as_error("send: cannot read %s/rings", root);
     for (int i = 0; i < r.ng; i++) {
@@ -257,10 +283,21 @@ static int rescue_rings(const char *root, int64_t deadline) {
         for (int k = 0; k < BATCH; k++)
             as_buf_free(&g->bufs[k]);
     }
-    if (r.actions)
-        fprintf(stderr, "agentsight send: %llu actions recovered from processes that died\n",
-                r.actions);
+    if (actions)
+        *actions = r.actions;
+    if (unreported)
+        *unreported = unrep;
+    r.ng = 0;
     return r.left_files + (n < 0);
+}
+
+/* `send`: every dead process's ring files. Returns the number of files left behind. */
+static int rescue_rings(const char *root, int64_t deadline) {
+    unsigned long long n = 0;
+    int left = as_cli_rescue_rings(root, NULL, deadline, &n, NULL);
+    if (n)
+        fprintf(stderr, "agentsight send: %llu actions recovered from processes that died\n", n);
+    return left;
 }
 
 int as_cmd_send(int argc, char **argv) {

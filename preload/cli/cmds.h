@@ -9,4 +9,14 @@ int as_cmd_symbols(int argc, char **argv); /* cmd_symbols.c */
 int as_cmd_check(int argc, char **argv);   /* cmd_check.c */
 int as_cmd_send(int argc, char **argv);    /* cmd_send.c */
 
+/* Recovers the ring files that dead processes left under the spool root, each action to
+ * the sinks its file names, and flushes and closes those sinks (until deadline_ms on the
+ * monotonic clock). run_id NULL: every dead process's files; else only those written
+ * under that `agentsight run`. *actions receives the number of actions recovered,
+ * *unreported (may be NULL) those the dead processes delivered themselves but never
+ * reported in a stats line (pipeline.h).
+ * Returns the number of files left behind (their sinks cannot be opened). cmd_send.c */
+int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline_ms,
+                        unsigned long long *actions, unsigned long long *unreported);
+
 #endif

@@ -276,6 +276,10 @@ void as_action_to_jsonl(const as_action *a, as_buf *b) {
     put_raw_json(b, a->metadata);
     KEY(b, ",\"timestamp\":");
     put_time(b, a->timestamp_ns);
+    if (a->event_id) {
+        KEY(b, ",\"event_id\":");
+        as_json_cstr(b, a->event_id);
+    }
     KEY(b, "}\n");
 }
 

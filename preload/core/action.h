@@ -22,6 +22,7 @@ typedef struct as_action {
     const char *conversation_id; /* never NULL once normalised */
     const char *metadata;        /* JSON object text or NULL */
     int64_t timestamp_ns;        /* when it was tracked */
+    const char *event_id;        /* stable identity (32 hex), or NULL: sinks then make one */
 } as_action;
 
 /* Validates a public action and fills its defaults (DESIGN/agentsight.h rules).
@@ -33,8 +34,9 @@ int as_action_validate(const agentsight_action *action, int64_t now_ns, const ch
 
 /* Appends one JSONL line (with the trailing '\n') for a: keys action_name, started_at,
  * ended_at, duration_ms, tools_used, response, error_msg, conversation_id, metadata,
- * timestamp, in that order; absent optional members are written as null; tools_used and
- * metadata are embedded as JSON objects (their text is trusted to be valid JSON). */
+ * timestamp, in that order, then event_id when the action has one; absent optional
+ * members are written as null; tools_used and metadata are embedded as JSON objects
+ * (their text is trusted to be valid JSON). */
 void as_action_to_jsonl(const as_action *a, as_buf *b);
 
 /* Serialises a (strings copied) into a flat blob the pipeline can carry, and back.

@@ -98,6 +98,13 @@ static char open_uris[MAX_SINKS * 520]; /* resolved URIs, reopened by a forked c
 /* Exporter-only batch state. */
 static as_action batch[BATCH_MAX];
 static as_buf scratch[BATCH_MAX];
+static char batch_ids[BATCH_MAX][33];    /* the event ids the batch's actions borrow */
+static uint32_t slot_batched[MAX_SLOTS]; /* actions of each slot in the batch */
+/* Sinks (bits) that could not take the batch (a file that cannot be written): the batch
+ * and its rings are kept as they are and offered to those sinks again, and nothing more
+ * is drained meanwhile; the rings fill up and producers drop, as with a slow exporter. */
+static unsigned retry_sinks;
+static as_ring *recov_ring; /* a dead process's ring whose actions are batched */
 static as_buf meta_buf;
 static uint64_t cursor[MAX_SLOTS];
 static uint8_t touched[MAX_SLOTS];
@@ -115,7 +122,8 @@ static uint64_t drops_printed; /* the drop total the last shutdown line reported
 static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
 static int files_state; /* 0 not decided, 1 files in rings_dir, -1 anonymous memory */
 static char rings_dir[600];
-static as_ring_info ident; /* this process image's identity for new ring headers */
+static as_ring_info ident;   /* this process image's identity for new ring headers */
+static uint64_t ring_serial; /* rings made by this image (event id prefixes) */
 static int targets_fd = -1;
 static uint32_t targets_written; /* ids [0, targets_written) are in the .targets file */
 static const char *noted[MAX_NOTED][3];
@@ -249,6 +257,29 @@ void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbo
     pthread_mutex_unlock(&files_lock);
 }
 
+/* Fills who this process image is (pid, start time, image, run id) when not yet done for
+ * this pid: every ring's event ids derive from it. files_lock held. */
+static void ident_init_locked(void) {
+    if (ident.pid == (int32_t)getpid() && ident.image)
+        return;
+    memset(&ident, 0, sizeof ident);
+    ident.pid = (int32_t)getpid();
+    ident.start_time = as_proc_start_time(ident.pid);
+    ident.image = (uint64_t)as_mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
+    if (!ident.image)
+        ident.image = 1;
+    const char *run = getenv("AGENTSIGHT_RUN_ID");
+    snprintf(ident.run_id, sizeof ident.run_id, "%s", run ? run : "");
+    ring_serial = 0;
+}
+
+/* Gives ring r of slot i a new event id prefix. files_lock held. */
+static void ring_name_locked(as_ring *r, int i) {
+    ident_init_locked();
+    r->info.id_prefix =
+        as_ring_id_prefix(ident.pid, ident.start_time, ident.image, (uint32_t)i, ++ring_serial);
+}
+
 /* Decides once per process image whether rings are files: AGENTSIGHT_CRASH_SAFE=0 says
  * no; otherwise <spool_dir>/rings must be creatable (else one warning). Fills the
  * identity written into ring headers. files_lock held. */
@@ -271,10 +302,7 @@ static void files_decide_locked(void) {
                 as_cfg.spool_dir, why);
         return;
     }
-    memset(&ident, 0, sizeof ident);
-    ident.pid = (int32_t)getpid();
-    ident.start_time = as_proc_start_time(ident.pid);
-    ident.image = (uint64_t)as_mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
+    ident_init_locked();
     ident.clock_raw0 = as_clock_raw();
     ident.clock_unix0 = as_clock_raw_to_unix_ns(ident.clock_raw0);
     uint64_t span = (uint64_t)1 << 32;
@@ -295,6 +323,8 @@ static as_ring *ring_new(slot *s, int i, size_t want) {
     s->file[0] = '\0';
     if (files_state == 1) {
         ident.slot = (uint32_t)i;
+        ident.id_prefix =
+            as_ring_id_prefix(ident.pid, ident.start_time, ident.image, (uint32_t)i, ++ring_serial);
         snprintf(s->file, sizeof s->file, "%d-%llu-%llx-%d.ring", (int)ident.pid,
                  (unsigned long long)ident.start_time, (unsigned long long)ident.image, i);
         char path[sizeof rings_dir + sizeof s->file + 2];
@@ -305,8 +335,10 @@ static as_ring *ring_new(slot *s, int i, size_t want) {
         else
             s->file[0] = '\0';
     }
+    if (!r && (r = as_ring_create(want)) != NULL)
+        ring_name_locked(r, i);
     pthread_mutex_unlock(&files_lock);
-    return r ? r : as_ring_create(want);
+    return r;
 }
 
 /* Removes the files of rings that hold nothing undelivered, and the .targets file when
@@ -379,6 +411,11 @@ static as_ring *thread_attach(void) {
     if (!s->ring)
         goto out;
     r = s->ring;
+    if (r->info.id_prefix == 0) { /* a ring kept across fork: ids of the child's own */
+        pthread_mutex_lock(&files_lock);
+        ring_name_locked(r, i);
+        pthread_mutex_unlock(&files_lock);
+    }
     as_ring_close_open(r); /* a thread that died inside a write left it claimed */
     atomic_store_explicit(&s->state, SLOT_ACTIVE, memory_order_release);
     if (i == hi)
@@ -503,21 +540,50 @@ static const char *merge_dropped(const char *m, uint64_t n) {
     return as_buf_cstr(&meta_buf);
 }
 
-/* Sends the batch to every sink and gives the consumed ring space back. */
+/* Sends the batch to every sink (file sinks last) and stores, before, where the last file
+ * sink stands into every ring the batch came from. Returns the sinks that could not take
+ * it. */
+static unsigned send_batch(void) {
+    uint64_t d = dropped_sum();
+    if (d > dropped_reported) {
+        batch[0].metadata = merge_dropped(batch[0].metadata, d - dropped_reported);
+        dropped_reported = d;
+    }
+    /* A recoverer of a ring whose process dies during the sends looks for lines already
+     * in the file sink from there on. */
+    unsigned long long mark = as_sinks_file_mark(sinks, nsinks);
+    if (mark != ~0ull) {
+        for (int k = 0; k < ntouched; k++)
+            atomic_store_explicit(&slots[touched_list[k]].ring->sink_mark, mark,
+                                  memory_order_relaxed);
+        if (recov_ring)
+            atomic_store_explicit(&recov_ring->sink_mark, mark, memory_order_relaxed);
+    }
+    return as_sinks_send(sinks, nsinks, batch, nbatch, ~0u);
+}
+
+/* Sends the batch to every sink and gives the consumed ring space back, only once every
+ * sink made it durable (rule 1): a sink that cannot take it now (retry_sinks) keeps the
+ * batch and its rings as they are, and the next call offers it to that sink again. */
 static void deliver(void) {
-    if (nbatch > 0) {
-        uint64_t d = dropped_sum();
-        if (d > dropped_reported) {
-            batch[0].metadata = merge_dropped(batch[0].metadata, d - dropped_reported);
-            dropped_reported = d;
-        }
-        for (int i = 0; i < nsinks; i++) {
-            sinks[i].ops->send(&sinks[i], batch, nbatch); /* the sink counts sent/failed */
-        }
-        atomic_fetch_add(&delivered, nbatch);
-        nbatch = 0;
-    } else {
+    if (nbatch == 0) {
         as_sinks_poll(sinks, nsinks); /* HTTP sinks: requests in flight progress */
+    } else {
+        if (retry_sinks) {
+            as_sinks_poll(sinks, nsinks);
+            retry_sinks = as_sinks_send(sinks, nsinks, batch, nbatch, retry_sinks);
+        } else {
+            retry_sinks = send_batch();
+        }
+        if (retry_sinks)
+            return;
+        atomic_fetch_add(&delivered, nbatch);
+        for (int k = 0; k < ntouched; k++) {
+            int i = touched_list[k];
+            atomic_fetch_add(&slots[i].ring->delivered, slot_batched[i]);
+            slot_batched[i] = 0;
+        }
+        nbatch = 0;
     }
     for (int k = 0; k < ntouched; k++) {
         int i = touched_list[k];
@@ -557,8 +623,15 @@ static size_t drain_slot(int i) {
             atomic_fetch_add(&bad_msgs, 1);
             continue;
         }
-        if (++nbatch == BATCH_MAX)
+        /* The record's position in its ring names it (a recoverer derives the same). */
+        as_ring_event_id(r->info.id_prefix, cursor[i] - as_ring_rec_size(len), batch_ids[nbatch]);
+        batch[nbatch].event_id = batch_ids[nbatch];
+        slot_batched[i]++;
+        if (++nbatch == BATCH_MAX) {
             deliver();
+            if (retry_sinks)
+                break; /* the batch is full and kept: nothing more now */
+        }
     }
     return n;
 }
@@ -568,13 +641,22 @@ static size_t drain_slot(int i) {
 static size_t drain_all(void) {
     size_t n = 0;
     int hi = atomic_load(&slots_hi);
+    if (retry_sinks) { /* a kept batch first; nothing new is taken until it is out */
+        deliver();
+        if (retry_sinks)
+            return 0;
+    }
     for (int i = 0; i < hi; i++) {
         int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
         if (st == SLOT_FREE)
             continue;
         n += drain_slot(i);
+        if (retry_sinks)
+            return n;
     }
     deliver();
+    if (retry_sinks)
+        return n;
     for (int i = 0; i < hi; i++) {
         int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
         if (st == SLOT_EXITED && as_ring_used(slots[i].ring) == 0)
@@ -593,10 +675,15 @@ static int pending_any(void) {
     return 0;
 }
 
+/* Flushes every sink within timeout_ms in all: one deadline shared by the sinks (each
+ * gets what the ones before left), so several slow sinks never add up past it. What a
+ * sink has not delivered by then is in its spool already (write-ahead). */
 static void flush_sinks(int timeout_ms) {
+    int64_t deadline = as_mono_ns() + (int64_t)timeout_ms * 1000000;
     for (int i = 0; i < nsinks; i++) {
+        int64_t left = (deadline - as_mono_ns()) / 1000000;
         if (sinks[i].ops->flush)
-            sinks[i].ops->flush(&sinks[i], timeout_ms);
+            sinks[i].ops->flush(&sinks[i], left > 0 ? (int)left : 0);
     }
 }
 
@@ -623,6 +710,10 @@ static void final_drain(void) {
         drain_all();
         if (!pending_at_stop() || as_mono_ns() >= stop_deadline_ns)
             break;
+        if (retry_sinks) { /* a file that cannot be written: try again a little later */
+            struct timespec ts = {0, 10000000};
+            nanosleep(&ts, NULL);
+        }
     }
     stop_hi = 0;
     int64_t left = (stop_deadline_ns - as_mono_ns()) / 1000000;
@@ -655,13 +746,33 @@ static int recovered_action(const as_action *a, const as_recover_origin *o, void
      * to those sinks, or for `agentsight send`, which ships each to its own sinks. */
     if (strcmp(o->sinks ? o->sinks : "", ident.sinks) != 0)
         return 1;
+    /* Another run's leftovers are never ours to report (as_recover_opts.run_id). */
+    if (nbatch == BATCH_MAX)
+        return 1; /* the recoverer flushes before: never reached */
     as_buf_reset(&scratch[nbatch]);
     copy_action(a, &batch[nbatch], &scratch[nbatch]);
     if (scratch[nbatch].oom)
         return 1; /* left in its file for a later start */
-    if (++nbatch == BATCH_MAX)
-        deliver();
+    snprintf(batch_ids[nbatch], sizeof batch_ids[nbatch], "%s", a->event_id ? a->event_id : "");
+    batch[nbatch].event_id = a->event_id ? batch_ids[nbatch] : NULL;
+    recov_ring = o->ring;
+    nbatch++;
     return 0;
+}
+
+/* as_recover_flush_fn: the recovered batch goes to the sinks (the dead ring marked). */
+static int recovered_flush(const as_recover_origin *o, void *ctx) {
+    (void)ctx;
+    recov_ring = o->ring;
+    deliver();
+    recov_ring = NULL;
+    if (!retry_sinks)
+        return 0;
+    /* A sink cannot take them now: they stay in the dead ring (its tail is not moved) for
+     * a later recovery; the batch holds nothing else (recovery runs before draining). */
+    retry_sinks = 0;
+    nbatch = 0;
+    return -1;
 }
 
 /* Ships what dead processes left (crash-safe capture on, not in test-poll mode). */
@@ -672,7 +783,18 @@ static void recover_dead(void) {
     pthread_mutex_unlock(&files_lock);
     if (!on || poll_ms_test > 0)
         return;
-    long n = as_pipe_recover(as_cfg.spool_dir, recovered_action, NULL);
+    /* Under `agentsight run` the run itself recovers its tree when the program ends (and
+     * counts what each process delivered): a sibling taking the file would hide that. */
+    if (ident.run_id[0])
+        return;
+    pthread_mutex_lock(&files_lock);
+    as_recover_opts opts = {.fn = recovered_action,
+                            .flush = recovered_flush,
+                            .run_id = ident.run_id,
+                            .self_image = ident.image};
+    pthread_mutex_unlock(&files_lock);
+    long n = as_pipe_recover_opts(as_cfg.spool_dir, &opts);
+    recov_ring = NULL;
     deliver();
     if (n > 0)
         as_info("delivered %ld actions left by processes that died", n);
@@ -880,6 +1002,13 @@ void as_pipe_write_stats(void) {
     uint64_t d_drop = drop >= stats_dropped ? drop - stats_dropped : drop;
     stats_actions = act;
     stats_dropped = drop;
+    pthread_mutex_lock(&reg_lock); /* what a recoverer of our rings must not count again */
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi; i++) {
+        if (slots[i].ring)
+            atomic_store(&slots[i].ring->reported, atomic_load(&slots[i].ring->delivered));
+    }
+    pthread_mutex_unlock(&reg_lock);
     pthread_mutex_unlock(&stats_lock);
     as_buf b;
     as_buf_init(&b);
@@ -1042,13 +1171,18 @@ static void fork_child(void) {
             slots[i].file[0] = '\0';
         } else if (r) {
             as_ring_reset(r);
+            r->info.id_prefix = 0; /* named again for the child (thread_attach) */
+            atomic_store(&r->delivered, 0);
+            atomic_store(&r->reported, 0);
         }
         atomic_store(&slots[i].state, SLOT_FREE);
         cursor[i] = 0;
         touched[i] = 0;
+        slot_batched[i] = 0;
     }
     ntouched = 0;
     nbatch = 0;
+    retry_sinks = 0;
     as_pipe_tring = NULL;
     if (targets_fd >= 0)
         close(targets_fd);

@@ -119,27 +119,53 @@ typedef struct as_recover_origin {
     const char *sinks;           /* sink URIs of the dead process (no secrets), may be "" */
     const char *conversation_id; /* its conversation id */
     const char *file;            /* the ring file being recovered */
+    const char *run_id;          /* the `agentsight run` it belonged to ("" for none) */
+    as_ring *ring;               /* the mapped ring file (its sink_mark is the flush's) */
 } as_recover_origin;
 
 /* Called for each recovered action, in the order the dead thread recorded them. The
  * action and origin borrow memory valid during the call. Return 0 when the action was
- * taken (it will not be handed out again), non-zero to stop: that action and the rest
- * of its file stay for a later recovery, and recovery goes on with the next file. */
+ * taken, non-zero to stop: that action and the rest of its file stay for a later
+ * recovery, and recovery goes on with the next file. */
 typedef int (*as_recover_fn)(const as_action *a, const as_recover_origin *o, void *ctx);
+
+/* Makes every action fn took so far durable in the sinks (storing as_sinks_file_mark()
+ * into o->ring's sink_mark, then as_sinks_send()). Returns 0, or -1 when
+ * they could not be: the walk stops and the file's tail stays before them. NULL: what fn
+ * takes is durable when fn returns. */
+typedef int (*as_recover_flush_fn)(const as_recover_origin *o, void *ctx);
+
+typedef struct as_recover_opts {
+    as_recover_fn fn;
+    as_recover_flush_fn flush; /* may be NULL */
+    void *ctx;
+    const char *run_id;   /* NULL: files of any run; else only those of this run id */
+    uint64_t self_image;  /* non-zero: files of our own pid and start time written by
+                           * another image (the one exec replaced) count as dead */
+    uint64_t *unreported; /* non-NULL: receives (adds) the actions the dead processes
+                           * delivered themselves after their last stats line, from the
+                           * files recovery removes */
+} as_recover_opts;
 
 /* as_pipe_recover - ships what dead processes left in <root>/rings.
  *
  * root: the spool root (NULL or "" means as_cfg.spool_dir). For each ring file whose
- * process is dead (its pid does not exist, or now belongs to a process started at
- * another time), takes the file (renames it to NAME.taking-<ourpid>-<ourstart>, so two
- * recoverers never share one; files taken by a recoverer that died are taken again),
- * decodes every intact undelivered record into an action (AS_MSG_ACTION: as packed by
- * the API; AS_MSG_CALL: names from the dead process's .targets file, untyped integer
- * response, its clock calibration; records that cannot be decoded are skipped, never
- * shipped as garbage), calls fn for each, then removes the file (or, when fn stopped,
- * renames it back so the rest is recovered later). A live process's files are never
- * touched, nor our own. Blocks for file I/O only; any thread. Returns the number of
- * actions fn took, or -1 when the rings directory exists but cannot be read. */
+ * process is dead (its pid does not exist, is a zombie, or now belongs to a process
+ * started at another time), takes the file (renames it to NAME.taking-<ourpid>-<ourstart>,
+ * so two recoverers never share one; files taken by a recoverer that died are taken
+ * again), decodes every intact undelivered record into an action with the event id the
+ * live exporter would have given it (records that cannot be decoded are skipped, never
+ * shipped as garbage), and calls fn for each. Every BATCH actions and at the end it calls
+ * flush, and only then moves the file's tail past them: a recoverer killed at any point
+ * leaves the rest (and at most one batch again) to the next. Records already in the dead
+ * process's last file sink (found from the ring's sink_mark by event id) are skipped,
+ * so a kill between a file write and the tail store never duplicates a line. When all is
+ * done the file is removed (or, when fn stopped, renamed back). A live process's files
+ * are never touched, nor our own. Blocks for file I/O only; any thread. Returns the
+ * number of actions fn took, or -1 when the rings directory exists but cannot be read. */
+long as_pipe_recover_opts(const char *root, const as_recover_opts *opts);
+
+/* as_pipe_recover_opts with only fn and ctx (any run, no flush). */
 long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx);
 
 #endif

@@ -1,9 +1,13 @@
 /* recover.c - ships what dead processes left in their ring files: finds the files of
  * processes that no longer run, takes each one by renaming it, decodes its undelivered
- * records into actions and hands them to a callback (pipeline.h, as_pipe_recover). A
- * callback that stops leaves that file for later and recovery continues with the next
- * file (the pipeline takes only files written for its own sinks; `agentsight send`
- * takes all of them, each to the sinks its header names).
+ * records into actions (each with the event id the live exporter would have given it)
+ * and hands them to a callback in batches, moving the file's tail past a batch only
+ * after the flush callback made it durable (pipeline.h, as_pipe_recover_opts); records
+ * already in the dead process's last file sink (looked up from the ring's sink_mark) are
+ * skipped. A callback that stops leaves that file for later and recovery continues with
+ * the next file (the pipeline takes only files written for its own sinks and run;
+ * `agentsight run` those of its run; `agentsight send` all of them, each to the sinks
+ * its header names).
  *
  * On-disk layout under the spool root:
  *   rings/<pid>-<start>-<image>-<slot>.ring                a live or dead thread's ring
@@ -21,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,7 @@
 #include "ring.h"
 #include "securedir.h"
 #include "settings.h"
+#include "sink.h"
 
 #define MAX_TARGET_ID 65536
 #define NAME_MAX_LEN 200
@@ -49,7 +55,15 @@ typedef struct names {
 typedef struct walk_ctx {
     as_recover_fn fn;
     void *ctx;
+    const as_recover_opts *opts;
     as_recover_origin origin;
+    as_ring *ring;
+    char event_id[33]; /* of the record being decoded */
+    uint64_t *done;    /* sorted positions already in the last file sink */
+    size_t ndone;
+    size_t chunk;  /* actions taken since the last flush */
+    int failed;    /* a flush failed: stop */
+    uint64_t dups; /* records skipped because the file sink has them */
     const as_ring_info *info;
     const names *nm;
     as_buf scratch;
@@ -308,6 +322,7 @@ static int on_msg(unsigned kind, const void *payload, size_t len, void *arg) {
         w->bad++;
         return 0;
     }
+    a.event_id = w->event_id;
     if (w->fn(&a, &w->origin, w->ctx) != 0)
         return 1;
     w->taken++;
@@ -329,6 +344,114 @@ static int parse_name(const char *name, int *pid, uint64_t *start, char *prefix,
     return 0;
 }
 
+/* Collects into w->done the positions of this ring's records whose lines are complete in
+ * the file sink path past offset from: what a writer put there before it died without
+ * moving the ring's tail. Lines not ending in '\n' (torn) do not count: the file sink cuts
+ * them off before its next write, and the record is written again whole. */
+static void scan_done(walk_ctx *w, const char *path, uint64_t from, uint64_t prefix) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return;
+    }
+    if ((uint64_t)st.st_size < from)
+        from = 0; /* the file was cut or replaced since: look at all of it */
+    size_t cap = 0;
+    static const char key[] = "\"event_id\":\"";
+    char buf[1 << 16];
+    char line[8192];
+    size_t ll = 0;
+    int overlong = 0;
+    off_t off = (off_t)from;
+    ssize_t n;
+    while ((n = pread(fd, buf, sizeof buf, off)) > 0) {
+        off += n;
+        for (ssize_t i = 0; i < n; i++) {
+            char c = buf[i];
+            if (c != '\n') {
+                if (ll < sizeof line - 1)
+                    line[ll++] = c;
+                else
+                    overlong = 1;
+                continue;
+            }
+            line[ll] = '\0';
+            /* event_id is the last member: look for it at the end of the line. */
+            char *k = overlong ? NULL : strstr(line, key);
+            uint64_t pfx, pos;
+            if (k && as_ring_event_id_parse(k + sizeof key - 1, 32, &pfx, &pos) == 0 &&
+                pfx == prefix) {
+                if (w->ndone == cap) {
+                    size_t nc = cap ? cap * 2 : 64;
+                    uint64_t *bigger = realloc(w->done, nc * sizeof *bigger);
+                    if (!bigger)
+                        break;
+                    w->done = bigger;
+                    cap = nc;
+                }
+                w->done[w->ndone++] = pos;
+            }
+            ll = 0;
+            overlong = 0;
+        }
+    }
+    close(fd);
+    for (size_t i = 1; i < w->ndone; i++) { /* nearly sorted already: insertion sort */
+        uint64_t v = w->done[i];
+        size_t j = i;
+        for (; j > 0 && w->done[j - 1] > v; j--)
+            w->done[j] = w->done[j - 1];
+        w->done[j] = v;
+    }
+}
+
+static int is_done(const walk_ctx *w, uint64_t pos) {
+    size_t lo = 0, hi = w->ndone;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (w->done[mid] < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < w->ndone && w->done[lo] == pos;
+}
+
+#define RECOVER_BATCH 256
+
+/* Makes what was taken durable, then moves the ring's tail to pos. Returns 0 or -1. */
+static int checkpoint(walk_ctx *w, uint64_t pos) {
+    if (w->chunk > 0 && w->opts->flush && w->opts->flush(&w->origin, w->ctx) != 0) {
+        w->failed = 1;
+        return -1;
+    }
+    w->chunk = 0;
+    if (pos > as_ring_tail(w->ring))
+        as_ring_release(w->ring, pos);
+    return 0;
+}
+
+/* as_ring_rec_fn: one record of the taken file. */
+static int on_rec(unsigned kind, const void *payload, size_t len, uint64_t pos, void *arg) {
+    walk_ctx *w = arg;
+    if (w->chunk >= RECOVER_BATCH && checkpoint(w, pos) != 0)
+        return 1;
+    if (w->ndone && is_done(w, pos)) {
+        w->dups++;
+        return 0;
+    }
+    as_ring_event_id(w->ring->info.id_prefix, pos, w->event_id);
+    long before = w->taken;
+    if (on_msg(kind, payload, len, w) != 0)
+        return 1;
+    if (w->taken > before)
+        w->chunk++;
+    return 0;
+}
+
 /* Recovers one taken file. Returns 1 done (removed), 0 stopped (given back), -1 bad. */
 static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *taken,
                         const char *orig_name) {
@@ -341,28 +464,59 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
         return -1;
     if (parse_name(orig_name, &pid, &start, prefix, sizeof prefix) != 0)
         return -1;
-    names_load(nm, dir, prefix);
-    as_ring_info info;
-    w->nm = nm;
-    w->info = &info;
-    w->origin.pid = pid;
-    w->origin.file = back;
-    w->origin.sinks = info.sinks;
-    w->origin.conversation_id = info.conversation_id;
-    uint64_t skipped = 0;
-    uint64_t bad_before = w->bad;
-    int rc = as_ring_file_walk(path, &info, on_msg, w, &skipped);
-    if (rc < 0) {
+    as_ring *r = as_ring_file_map(path);
+    if (!r) {
         char bad[1040];
         path_of(bad, sizeof bad, dir, orig_name, ".bad");
         as_alert_warn("%s: not a ring file; left as %s", back, bad);
         rename(path, bad);
         return -1;
     }
+    const as_ring_info *info = &r->info;
+    if (w->opts->run_id && strcmp(w->opts->run_id, info->run_id) != 0) {
+        as_ring_destroy(r); /* another run's: delivered as that run's, never as ours */
+        rename(path, back);
+        return 0;
+    }
+    if (info->id_prefix == 0) /* written before ids were kept: derive one */
+        r->info.id_prefix =
+            as_ring_id_prefix(info->pid, info->start_time, info->image, info->slot, 0);
+    names_load(nm, dir, prefix);
+    w->nm = nm;
+    w->info = info;
+    w->ring = r;
+    w->origin.pid = pid;
+    w->origin.file = back;
+    w->origin.sinks = info->sinks;
+    w->origin.conversation_id = info->conversation_id;
+    w->origin.run_id = info->run_id;
+    w->origin.ring = r;
+    w->ndone = 0;
+    w->chunk = 0;
+    w->failed = 0;
+    uint64_t mark = atomic_load(&r->sink_mark);
+    char fpath[1024];
+    if (mark != AS_RING_NO_MARK && as_sinks_last_file(info->sinks, fpath, sizeof fpath))
+        scan_done(w, fpath, mark, info->id_prefix);
+    uint64_t skipped = 0, dups_before = w->dups;
+    uint64_t bad_before = w->bad;
+    uint64_t pos = as_ring_tail(r);
+    int rc = as_ring_walk(r, &pos, on_rec, w, &skipped);
+    if (!w->failed)
+        checkpoint(w, pos);
     if (skipped || w->bad > bad_before)
         as_alert_warn("%s: skipped %llu damaged bytes and %llu undecodable records", back,
                       (unsigned long long)skipped, (unsigned long long)(w->bad - bad_before));
-    if (rc == 0) {
+    if (w->dups > dups_before)
+        as_debug("%s: %llu records were already in the file sink", back,
+                 (unsigned long long)(w->dups - dups_before));
+    int done = rc != 0 && !w->failed;
+    uint64_t dlv = atomic_load(&r->delivered), rep = atomic_load(&r->reported);
+    if (done && w->opts->unreported && dlv > rep)
+        *w->opts->unreported += dlv - rep;
+    as_ring_destroy(r);
+    w->ring = NULL;
+    if (!done) {
         rename(path, back);
         return 0;
     }
@@ -373,13 +527,19 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
 /* Takes name (a .ring of a dead process, or a .taking of a dead recoverer) by renaming
  * it to <ring>.taking-<ours_id>. Returns 1 and the two names, 0 when it is not ours to
  * take (a file that is not a regular file owned by geteuid() also counts in *foreign). */
-static int take(const char *dir, const char *name, const char *ours_id, char *taken, size_t tcap,
-                char *orig, size_t ocap, long *foreign) {
+static int take(const char *dir, const char *name, const char *ours_id, uint64_t self_image,
+                char *taken, size_t tcap, char *orig, size_t ocap, long *foreign) {
     int pid;
     uint64_t start;
     char prefix[NAME_MAX_LEN];
     if (parse_name(name, &pid, &start, prefix, sizeof prefix) != 0)
         return 0;
+    unsigned long long image = 0;
+    sscanf(prefix, "%*d-%*u-%llx", &image);
+    /* Our own pid and start time with another image: the image exec replaced. */
+    char own[64];
+    snprintf(own, sizeof own, "%d-%llu", pid, (unsigned long long)start);
+    int replaced = self_image && image != self_image && strcmp(own, ours_id) == 0;
     const char *dot = strstr(name, ".ring");
     size_t base = (size_t)(dot - name) + 5;
     if (base + 1 >= ocap)
@@ -387,7 +547,7 @@ static int take(const char *dir, const char *name, const char *ours_id, char *ta
     memcpy(orig, name, base);
     orig[base] = '\0';
     if (name[base] == '\0') {
-        if (!as_proc_dead(pid, start))
+        if (!replaced && !as_proc_dead(pid, start))
             return 0;
     } else {
         int rp;
@@ -472,7 +632,12 @@ static long list_dir(const char *dir, char ***out) {
 }
 
 long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
-    if (!fn)
+    as_recover_opts o = {.fn = fn, .ctx = ctx};
+    return as_pipe_recover_opts(root, &o);
+}
+
+long as_pipe_recover_opts(const char *root, const as_recover_opts *opts) {
+    if (!opts || !opts->fn)
         return -1;
     if (!root || !root[0])
         root = as_cfg.spool_dir;
@@ -498,8 +663,9 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
              (unsigned long long)as_proc_start_time((int)getpid()));
     walk_ctx w;
     memset(&w, 0, sizeof w);
-    w.fn = fn;
-    w.ctx = ctx;
+    w.fn = opts->fn;
+    w.ctx = opts->ctx;
+    w.opts = opts;
     as_buf_init(&w.scratch);
     names nm;
     memset(&nm, 0, sizeof nm);
@@ -507,7 +673,8 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
      * next one: the pipeline stops at files meant for other sinks than its own. */
     for (long i = 0; i < n; i++) {
         char taken[NAME_MAX_LEN + 64], orig[NAME_MAX_LEN];
-        if (!take(dir, list[i], ours, taken, sizeof taken, orig, sizeof orig, &w.foreign))
+        if (!take(dir, list[i], ours, opts->self_image, taken, sizeof taken, orig, sizeof orig,
+                  &w.foreign))
             continue;
         recover_file(&w, &nm, dir, taken, orig);
     }
@@ -520,5 +687,6 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx) {
     free(list);
     names_free(&nm);
     as_buf_free(&w.scratch);
+    free(w.done);
     return w.taken;
 }

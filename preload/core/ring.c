@@ -32,6 +32,7 @@ static void init_header(as_ring *r, uint64_t size, size_t len, int is_file) {
     r->mask = size - 1;
     r->map_len = len;
     r->limit = size; /* tail 0 */
+    atomic_store_explicit(&r->sink_mark, AS_RING_NO_MARK, memory_order_relaxed);
 }
 
 #ifndef MADV_POPULATE_WRITE
@@ -143,49 +144,100 @@ const void *as_ring_read(as_ring *r, uint64_t *cursor, uint64_t head, unsigned *
 
 /* ---- ring files left by dead processes ---------------------------------------------- */
 
-/* Walks the records of a mapped ring file r of file_len bytes. Returns 1 or 0 (see
- * as_ring_file_walk). */
-static int walk_mapped(as_ring *r, as_ring_msg_fn fn, void *ctx, uint64_t *skipped) {
+/* ---- event ids ------------------------------------------------------------------------ */
+
+static void hex64(char *out, uint64_t v) {
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) {
+        out[i] = digits[v & 15];
+        v >>= 4;
+    }
+}
+
+void as_ring_event_id(uint64_t prefix, uint64_t pos, char out[33]) {
+    hex64(out, prefix);
+    hex64(out + 16, pos);
+    out[32] = '\0';
+}
+
+int as_ring_event_id_parse(const char *id, size_t len, uint64_t *prefix, uint64_t *pos) {
+    if (len != 32)
+        return -1;
+    uint64_t v[2] = {0, 0};
+    for (size_t i = 0; i < 32; i++) {
+        char c = id[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16u;
+        if (d == 16)
+            return -1;
+        v[i / 16] = v[i / 16] << 4 | d;
+    }
+    *prefix = v[0];
+    *pos = v[1];
+    return 0;
+}
+
+/* splitmix64 finaliser: spreads every input bit over the result. */
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t as_ring_id_prefix(int pid, uint64_t start_time, uint64_t image, uint32_t slot,
+                           uint64_t serial) {
+    uint64_t h = mix64((uint64_t)(uint32_t)pid ^ 0x6167736576656e74ull);
+    h = mix64(h ^ start_time);
+    h = mix64(h ^ image);
+    h = mix64(h ^ ((uint64_t)slot << 32 | (serial & 0xffffffffu)));
+    return h ? h : 1;
+}
+
+/* ---- ring files left by dead processes ---------------------------------------------- */
+
+int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64_t *skipped) {
     unsigned char *data = as_ring_data(r);
     uint64_t head = atomic_load(&r->head);
     uint64_t tail = atomic_load(&r->tail);
-    if (head < tail || head - tail > r->size) /* garbage counters: nothing is trusted */
-        tail = head;
-    uint64_t pos = tail;
-    while (pos < head) {
-        uint64_t off = pos & r->mask;
+    if (head < tail || head - tail > r->size) { /* garbage counters: nothing is trusted */
+        *pos = head;
+        return 1;
+    }
+    uint64_t p = *pos < tail ? tail : *pos;
+    while (p < head) {
+        uint64_t off = p & r->mask;
         const uint32_t *hdr = (const uint32_t *)(data + off);
         uint64_t rec;
-        if (!header_ok(hdr, pos, off, r->size, &rec) || pos + rec > head) {
+        if (!header_ok(hdr, p, off, r->size, &rec) || p + rec > head) {
             /* Torn or corrupt: step to the next position whose header carries its tag. */
-            pos += 8;
+            p += 8;
             *skipped += 8;
             continue;
         }
         unsigned kind = hdr[1] & 0xffffu;
-        if (kind != AS_RING_PAD && fn(kind, data + off + AS_RING_HDR, hdr[0], ctx) != 0)
+        if (kind != AS_RING_PAD && fn(kind, data + off + AS_RING_HDR, hdr[0], p, ctx) != 0) {
+            *pos = p;
             return 0;
-        pos += rec;
-        atomic_store(&r->tail, pos);
+        }
+        p += rec;
     }
-    atomic_store(&r->tail, head);
+    *pos = head;
     return 1;
 }
 
-int as_ring_file_walk(const char *path, as_ring_info *info, as_ring_msg_fn fn, void *ctx,
-                      uint64_t *skipped) {
-    uint64_t skip_local = 0;
-    if (!skipped)
-        skipped = &skip_local;
+as_ring *as_ring_file_map(const char *path) {
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return -1;
+        return NULL;
     struct stat st;
     /* A file someone else owns may be forged: never ship it as ours. */
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
         (uint64_t)st.st_size < AS_RING_DATA_OFF) {
         close(fd);
-        return -1;
+        return NULL;
     }
     /* Read the constants first: the mapping is sized from them only when they agree with
      * the file (a truncated file would fault past its end). */
@@ -197,24 +249,22 @@ int as_ring_file_walk(const char *path, as_ring_info *info, as_ring_msg_fn fn, v
         (size & (size - 1)) != 0 || head_copy.mask != size - 1 ||
         (uint64_t)st.st_size != map_bytes(size)) {
         close(fd);
-        return -1;
+        return NULL;
     }
     void *p = mmap(NULL, map_bytes(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED)
-        return -1;
+        return NULL;
     as_ring *r = p;
-    if (info) {
-        *info = r->info;
-        info->conversation_id[sizeof info->conversation_id - 1] = '\0';
-        info->sinks[sizeof info->sinks - 1] = '\0';
-    }
-    int rc = walk_mapped(r, fn, ctx, skipped);
-    munmap(p, map_bytes(size));
-    return rc;
+    r->map_len = map_bytes(size); /* as_ring_destroy unmaps what was mapped here */
+    r->info.conversation_id[sizeof r->info.conversation_id - 1] = '\0';
+    r->info.sinks[sizeof r->info.sinks - 1] = '\0';
+    r->info.run_id[sizeof r->info.run_id - 1] = '\0';
+    return r;
 }
 
-uint64_t as_proc_start_time(int pid) {
+/* The start time of pid (0 when unknown) and its state letter in *state. */
+static uint64_t proc_stat(int pid, char *state) {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -230,6 +280,8 @@ uint64_t as_proc_start_time(int pid) {
     if (!p)
         return 0;
     p++;
+    if (p[0] == ' ')
+        *state = p[1];
     for (int field = 2; field < 21 && p; field++) {
         p = strchr(p + 1, ' ');
     }
@@ -238,13 +290,19 @@ uint64_t as_proc_start_time(int pid) {
     return strtoull(p + 1, NULL, 10);
 }
 
+uint64_t as_proc_start_time(int pid) {
+    char state;
+    return proc_stat(pid, &state);
+}
+
 int as_proc_dead(int pid, uint64_t start_time) {
     if (pid <= 0)
         return 1;
     if (kill(pid, 0) != 0 && errno == ESRCH)
         return 1;
-    uint64_t now = as_proc_start_time(pid);
+    char state = 0;
+    uint64_t now = proc_stat(pid, &state);
     if (now == 0) /* gone between the two looks, or another namespace: treat as live */
         return kill(pid, 0) != 0 && errno == ESRCH;
-    return now != start_time;
+    return now != start_time || state == 'Z' || state == 'X'; /* a zombie writes no more */
 }

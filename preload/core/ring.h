@@ -8,7 +8,14 @@
  *   offset 0     head      committed bytes (monotonic), release-stored by the producer;
  *                          the only cache line the producer writes that others read
  *   offset 64    tail      consumed bytes (monotonic), release-stored by the consumer
- *                          once per chunk
+ *                          once its records are durable in every sink (never before)
+ *                sink_mark consumer-private: a byte offset of the last file sink before
+ *                          which no record of this ring past tail was written
+ *                          (AS_RING_NO_MARK: none was ever handed to a file sink), so a
+ *                          recoverer knows where to look for what is already there
+ *                delivered, reported  actions of the ring its own exporter delivered, and
+ *                          that count when the process last reported it (stats line), so
+ *                          what a process that died without reporting delivered is counted
  *   offset 128   pending   producer-private: head after the open reservation; equal to
  *                          head while none is open (AS_RING_CLAIMED while one is being made)
  *                limit     producer-private: last tail it read + size (room check)
@@ -44,6 +51,7 @@
 #define AS_RING_MAGIC 0x31474e4952534741ull /* "AGSRING1" little-endian */
 #define AS_RING_VERSION 1
 #define AS_RING_CLAIMED UINT64_MAX /* pending while a reservation is being made */
+#define AS_RING_NO_MARK UINT64_MAX /* sink_mark: nothing of the ring went to a file sink */
 
 /* Who wrote a file-backed ring, for whoever recovers it. Written once at creation. */
 typedef struct as_ring_info {
@@ -55,12 +63,17 @@ typedef struct as_ring_info {
     int64_t clock_unix0;     /* ... and the Unix ns it stood for */
     double clock_ns_per_raw; /* raw units -> ns */
     char conversation_id[264];
-    char sinks[1024]; /* the writer's sink URIs, without user:password@ */
+    char sinks[1024];   /* the writer's sink URIs, without user:password@ */
+    uint64_t id_prefix; /* first half of every event id of this ring (as_ring_event_id) */
+    char run_id[64];    /* AGENTSIGHT_RUN_ID of the writer ("" outside `agentsight run`) */
 } as_ring_info;
 
 typedef struct as_ring {
     _Alignas(64) _Atomic uint64_t head;
     _Alignas(64) _Atomic uint64_t tail;
+    _Atomic uint64_t sink_mark;
+    _Atomic uint64_t delivered; /* consumer: actions of this ring the sinks took */
+    _Atomic uint64_t reported;  /* delivered when the process last wrote its stats line */
     _Alignas(64) uint64_t pending;
     uint64_t limit;
     _Atomic uint64_t dropped;
@@ -215,29 +228,48 @@ static inline void as_ring_count_drop(as_ring *r) {
  * (tail = head) and resets the producer's cached state. Only when no one consumes it. */
 void as_ring_reset(as_ring *r);
 
+/* ---- event ids ------------------------------------------------------------------------ */
+
+/* The stable identity of the record at byte position pos of a ring whose info.id_prefix
+ * is prefix: 32 lowercase hex digits (prefix, then pos) and a NUL into out. The same record
+ * gets the same id from the live exporter and from any recoverer of the ring's file. */
+void as_ring_event_id(uint64_t prefix, uint64_t pos, char out[33]);
+
+/* Parses an event id made by as_ring_event_id. Returns 0 with *prefix and *pos, or -1. */
+int as_ring_event_id_parse(const char *id, size_t len, uint64_t *prefix, uint64_t *pos);
+
+/* An id prefix for the ring of thread slot slot of a process image (pid, start_time,
+ * image); serial tells apart rings that one slot had one after another. Never 0. */
+uint64_t as_ring_id_prefix(int pid, uint64_t start_time, uint64_t image, uint32_t slot,
+                           uint64_t serial);
+
 /* ---- ring files left by dead processes ---------------------------------------------- */
 
-/* One message recovered from a ring file: the payload (valid during the callback). */
-typedef int (*as_ring_msg_fn)(unsigned kind, const void *payload, size_t len, void *ctx);
+/* Maps a ring file (already taken by the caller) read-write after checking it: a regular
+ * file owned by geteuid(), right magic, version and sizes. Returns the ring (unmap with
+ * as_ring_destroy), or NULL when the file is not a ring file of ours. */
+as_ring *as_ring_file_map(const char *path);
 
-/* Opens a ring file (already taken by the caller) read-write and calls fn for each
- * intact message between its tail and head, in order, advancing the file's tail past
- * each message fn accepted (returned 0). A header whose length, kind or tag is wrong is
- * skipped: the reader looks for the next valid header (8-byte steps) and counts the
- * bytes it passed in *skipped. fn returning non-zero stops the walk (the message stays
- * for later). info receives the file's header. Returns 1 when every message was walked,
- * 0 when fn stopped it, -1 when the file is not a ring file (too short, bad magic or
- * version, sizes that do not match the file) or is not owned by geteuid() (untrusted). */
-int as_ring_file_walk(const char *path, as_ring_info *info, as_ring_msg_fn fn, void *ctx,
-                      uint64_t *skipped);
+/* One record of a mapped ring file: its kind, payload and byte position. Returns 0 to go
+ * on, non-zero to stop before this record. */
+typedef int (*as_ring_rec_fn)(unsigned kind, const void *payload, size_t len, uint64_t pos,
+                              void *ctx);
+
+/* Walks the intact records of a mapped ring file from *pos (at least its tail) up to its
+ * head, calling fn for each. A header whose length, kind or tag is wrong is skipped: the
+ * walker looks for the next valid header (8-byte steps) and counts the bytes it passed in
+ * *skipped. Leaves *pos after the last record fn accepted (or at head). Never stores the
+ * tail: the caller does, once what it took is durable (as_ring_release). Returns 1 when
+ * head was reached, 0 when fn stopped. */
+int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64_t *skipped);
 
 /* The start time of process pid (/proc/PID/stat field 22), or 0 when it has none (dead,
  * or /proc unreadable). */
 uint64_t as_proc_start_time(int pid);
 
-/* 1 when the process that wrote a file as (pid, start_time) is gone: no such pid, or the
- * pid now belongs to a process started at another time. 0 while it (or a process we may
- * not signal) runs. */
+/* 1 when the process that wrote a file as (pid, start_time) is gone: no such pid, a
+ * zombie, or the pid now belongs to a process started at another time. 0 while it (or a
+ * process we may not signal) runs. */
 int as_proc_dead(int pid, uint64_t start_time);
 
 #endif

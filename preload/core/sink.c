@@ -166,3 +166,39 @@ void as_sinks_poll(as_sink *sinks, int n) {
             ops->send(&sinks[i], NULL, 0);
     }
 }
+
+unsigned as_sinks_send(as_sink *sinks, int n, const as_action *batch, size_t nbatch,
+                       unsigned only) {
+    unsigned failed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n && i < 32; i++) {
+            int is_file = sinks[i].ops == &as_sink_file_ops;
+            if (is_file != pass || !(only & (1u << i)))
+                continue;
+            if (sinks[i].ops->send(&sinks[i], batch, nbatch) != 0)
+                failed |= 1u << i;
+        }
+    }
+    return failed;
+}
+
+unsigned long long as_sinks_file_mark(const as_sink *sinks, int n) {
+    for (int i = n - 1; i >= 0; i--) {
+        if (sinks[i].ops == &as_sink_file_ops)
+            return sinks[i].mark;
+    }
+    return ~0ull;
+}
+
+int as_sinks_last_file(const char *uris, char *path, size_t cap) {
+    char uri[AS_MAX_URI + 1];
+    int found = 0, got;
+    const char *p = uris ? uris : "";
+    while ((got = next_uri(&p, uri, sizeof(uri)))) {
+        if (got == 1 && strncmp(uri, "file:", 5) == 0 && uri[5]) {
+            snprintf(path, cap, "%s", uri + 5);
+            found = 1;
+        }
+    }
+    return found;
+}

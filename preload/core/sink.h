@@ -32,7 +32,24 @@ struct as_sink {
     char uri[512];
     unsigned long long sent, failed; /* actions delivered / not delivered (spooled, dead
                                       * letters, lost), counted by the sink itself */
+    unsigned long long mark;         /* file sink: a byte offset of its file before which none of
+                                      * its later writes starts (the end of its last write) */
 };
+
+/* Sends a batch to those of sinks[0..n) whose bit is set in only (bit i: sinks[i]): file
+ * sinks last, so that an action found in the last file sink is durable in every sink
+ * (HTTP sinks write ahead into their spool before their send returns). Returns the bits
+ * of the sinks that could not take it now (0: all did); the caller still holds the batch
+ * and sends it again to those. */
+unsigned as_sinks_send(as_sink *sinks, int n, const as_action *batch, size_t nbatch, unsigned only);
+
+/* The mark of the last file sink of sinks[0..n) (the one as_sinks_send writes last), or
+ * UINT64_MAX when there is none. */
+unsigned long long as_sinks_file_mark(const as_sink *sinks, int n);
+
+/* The path of the last file: sink named in the URI list uris into path (cap bytes).
+ * Returns 1, or 0 when the list names no file sink. */
+int as_sinks_last_file(const char *uris, char *path, size_t cap);
 
 /* Registered sink types (file, stderr, null; HTTP ones when built in). */
 const as_sink_ops *as_sink_find(const char *scheme);

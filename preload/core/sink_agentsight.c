@@ -1,7 +1,12 @@
 /* sink_agentsight.c - the `agentsight` sink: actions to the AgentSight HTTP API
  * (get-or-create each conversation once, then POST /api/action_logs/ per action), with
  * retries in http.c, overflow and failures handed to the spool, refusals to the dead
- * letters, and display names set once per process.
+ * letters, and display names set once per process. Write-ahead: the lines of each batch
+ * of new actions are written to the spool as one batch claimed by this process before any
+ * request is made; the file is removed once every action of it is answered (or staged and
+ * committed again), so an action the exporter took from its ring is always on disk. Each
+ * request carries the action's event id (metadata.agentsight_event_id): a retry after a
+ * timeout is deduplicable by the server.
  *
  * URI: "agentsight" (endpoint from AGENTSIGHT_API_ENDPOINT) or "agentsight:URL".
  * Runs on the exporter thread only. The API key lives only in the client's header list:
@@ -443,9 +448,10 @@ static item *make_item(sk *k, const as_action *a, int64_t key, replay *rp) {
     conv *cv = conv_get(k, a->conversation_id ? a->conversation_id : "");
     if (!it || !cv)
         goto error;
-    as_spool_tag_metadata(a->metadata, &meta, id);
+    as_spool_tag_action(a->metadata, a->event_id, &meta, id);
     as_action copy = *a;
     copy.metadata = as_buf_cstr(&meta);
+    copy.event_id = id;
     as_action_to_jsonl(&copy, &line);
     char ts[AS_ISO_LEN];
     as_buf_puts(&rest, "\"action_name\":");
@@ -505,9 +511,10 @@ static int spool_direct(sk *k, const as_action *a) {
     char id[33];
     as_buf_reset(&k->meta);
     as_buf_reset(&k->line);
-    as_spool_tag_metadata(a->metadata, &k->meta, id);
+    as_spool_tag_action(a->metadata, a->event_id, &k->meta, id);
     as_action copy = *a;
     copy.metadata = as_buf_cstr(&k->meta);
+    copy.event_id = id;
     as_action_to_jsonl(&copy, &k->line);
     if (k->meta.oom || k->line.oom) {
         as_buf_free(&k->meta);
@@ -586,12 +593,64 @@ static void drive(sk *k, int timeout_ms) {
     as_http_run(k->http, 0);
 }
 
+/* Whether new actions go straight to the spool: the API is down, its requests fail, or
+ * the sink holds all it may. */
+static int spool_new(sk *k) {
+    int failing = as_http_outstanding(k->http) > 0 && !as_http_answering(k->http) &&
+                  !(k->healthy && k->held < WIRE_AHEAD);
+    return k->held >= MAX_ITEMS || failing || (k->down_until_ms && as_mono_ms() < k->down_until_ms);
+}
+
+/* New actions while the API may answer: their lines are written ahead as one claimed
+ * batch, then each is routed with that batch as its replay. */
+static void send_ahead(sk *k, const as_action *batch, size_t n) {
+    item **its = calloc(n, sizeof *its);
+    as_buf lines;
+    as_buf_init(&lines);
+    size_t made = 0;
+    for (size_t i = 0; its && i < n; i++) {
+        display_name_seen(k, &batch[i]);
+        its[made] = make_item(k, &batch[i], 0, NULL);
+        if (!its[made]) {
+            if (spool_direct(k, &batch[i]) != 0)
+                as_alert_error("agentsight sink: out of memory; an action is lost");
+            continue;
+        }
+        as_buf_puts(&lines, its[made]->line);
+        as_buf_putc(&lines, '\n');
+        made++;
+    }
+    if (!its) {
+        for (size_t i = 0; i < n; i++)
+            accept_action(k, &batch[i], 0, NULL);
+        return;
+    }
+    replay *wal = lines.oom ? NULL : as_spool_wal(k->spool, lines.data, lines.len, made);
+    as_buf_free(&lines);
+    if (wal)
+        wal->remaining = made;
+    for (size_t i = 0; i < made; i++) {
+        its[i]->rp = wal;
+        its[i]->key = wal ? wal->key : 0;
+    }
+    if (wal && made == 0) { /* nothing to wait for */
+        as_spool_replay_end(k->spool, wal);
+    }
+    for (size_t i = 0; i < made; i++)
+        dispatch(k, its[i]);
+    free(its);
+}
+
 static int ags_send(as_sink *s, const as_action *batch, size_t n) {
     sk *k = s->impl;
-    for (size_t i = 0; i < n; i++)
-        accept_action(k, &batch[i], 0, NULL);
-    drive(k, 0);                   /* never wait here: the agent's queue must keep moving */
-    as_spool_commit_due(k->spool); /* or soon: few, large batch files */
+    if (n > 0 && spool_new(k)) {
+        for (size_t i = 0; i < n; i++)
+            accept_action(k, &batch[i], 0, NULL);
+    } else if (n > 0) {
+        send_ahead(k, batch, n);
+    }
+    drive(k, 0);               /* never wait here: the agent's queue must keep moving */
+    as_spool_commit(k->spool); /* what was staged for new actions is on disk now */
     return 0;
 }
 

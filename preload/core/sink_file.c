@@ -14,12 +14,21 @@
  *
  * A failed write (disk full, EIO, the file size limit) leaves no torn line: under the lock
  * the sink notes the file's size, and on failure truncates it back to that size, so the
- * batch is either wholly in the file or not at all. A batch not written is kept, formatted,
- * and written before the next one (and at flush and close), in order, up to
- * AS_FILE_KEEP_BYTES; a batch that would pass that bound is lost and counted as failed
- * (logged). When the truncation itself fails, or another writer left a partial line, the
- * next batch starts with '\n' because the file does not end with one. A failure is logged
- * once per streak of failures, and once more when writing works again. */
+ * batch is either wholly in the file or not at all. A writer killed in the middle of its
+ * write(2) (SIGKILL) can leave a partial last line; the next writer, under the lock, cuts
+ * that partial line off when it is one of ours (it starts like an action line), because
+ * its action is still in the dead process's ring and is written again whole by whoever
+ * recovers it; any other partial line gets a '\n' after it. So every line of ours in the
+ * file is whole. s->mark is the end of the sink's last write (where its next one starts
+ * at the earliest): the pipeline stores it in each ring before a batch, so a recoverer
+ * knows from where to look for lines already written (pipeline.h, as_pipe_recover).
+ *
+ * A batch that cannot be written is not kept here: send returns -1 and the caller, who
+ * still holds the actions durably (the exporter does not release its rings, a recoverer
+ * does not move a dead ring's tail), sends it again later; a sink never holds the only
+ * copy of an action in memory. When the truncation itself fails, the next batch starts
+ * after the partial line is repaired as above. A failure is logged once per streak of
+ * failures, and once more when writing works again. */
 #include "sink.h"
 
 #include <errno.h>
@@ -35,17 +44,13 @@
 #include "log.h"
 #include "fdio.h"
 
-/* The most bytes of formatted batches kept while the file cannot be written. */
-#define AS_FILE_KEEP_BYTES (8u << 20)
-
 typedef struct file_sink {
     int fd; /* -1 when it is not (or no longer) ours */
     dev_t dev;
-    ino_t ino;               /* what fd named when we opened it */
-    as_buf buf;              /* lines not yet written: kept batches first, then the current one */
-    unsigned long long kept; /* actions in buf from batches not written yet */
+    ino_t ino;                  /* what fd named when we opened it */
+    as_buf buf;                 /* the batch being written */
     unsigned long long failing; /* batches failed in the current streak (0: none) */
-    unsigned long long lost;    /* actions lost in the current streak (over the bound) */
+    unsigned long long end;     /* file size after our last write */
     char path[PATH_MAX];
 } file_sink;
 
@@ -69,6 +74,7 @@ static int open_path(file_sink *f) {
     }
     f->dev = st.st_dev;
     f->ino = st.st_ino;
+    f->end = (unsigned long long)st.st_size;
     return 0;
 }
 
@@ -116,6 +122,7 @@ static int file_open(as_sink *s, const char *arg) {
         return -1;
     }
     as_buf_init(&f->buf);
+    s->mark = f->end;
     if ((size_t)snprintf(s->uri, sizeof(s->uri), "file:%s", f->path) >= sizeof(s->uri))
         snprintf(s->uri, sizeof(s->uri), "file:%s", arg);
     s->impl = f;
@@ -129,8 +136,40 @@ static int ends_torn(int fd, off_t size) {
     return size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n';
 }
 
-/* Writes buf (n bytes) under f's lock. For a regular file: starts with '\n' when the file
- * ends in a partial line, and on failure truncates back to the size seen under the lock.
+/* A file (size bytes) ending in a partial line: cuts that line off when it is a partial
+ * action line of ours (a writer killed inside its write), else ends it with '\n'.
+ * Returns 0, or -1 with errno set. Under the lock. */
+static int end_torn(file_sink *f, off_t *size) {
+    static const char ours[] = "{\"action_name\":";
+    char buf[1 << 16];
+    off_t end = *size;
+    /* Look back up to 4 MiB for the last '\n' (or the start of the file). */
+    for (off_t at = end; at > 0 && end - at < (4 << 20);) {
+        size_t want = at > (off_t)sizeof buf ? sizeof buf : (size_t)at;
+        ssize_t n = pread(f->fd, buf, want, at - (off_t)want);
+        if (n != (ssize_t)want)
+            break;
+        at -= (off_t)want;
+        for (ssize_t i = n - 1; i >= -1; i--) {
+            if (i >= 0 && buf[i] != '\n')
+                continue;
+            if (i < 0 && at > 0)
+                break;
+            off_t line = at + i + 1;
+            char head[sizeof ours - 1];
+            if (pread(f->fd, head, sizeof head, line) == (ssize_t)sizeof head &&
+                memcmp(head, ours, sizeof head) == 0 && ftruncate(f->fd, line) == 0) {
+                *size = line;
+                return 0;
+            }
+            return as_write_all(f->fd, "\n", 1);
+        }
+    }
+    return as_write_all(f->fd, "\n", 1);
+}
+
+/* Writes buf (n bytes) under f's lock. For a regular file: first repairs a partial last
+ * line (end_torn), and on failure truncates back to the size seen under the lock.
  * Returns 0, or -1 with errno set (the file then holds none of buf, unless even the
  * truncation failed). */
 static int write_locked(file_sink *f, const char *buf, size_t n) {
@@ -140,9 +179,11 @@ static int write_locked(file_sink *f, const char *buf, size_t n) {
     int regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
     int rc = 0;
     if (regular && ends_torn(f->fd, st.st_size))
-        rc = as_write_all(f->fd, "\n", 1);
+        rc = end_torn(f, &st.st_size);
     if (rc == 0)
         rc = as_write_all(f->fd, buf, n);
+    if (rc == 0 && regular)
+        f->end = (unsigned long long)st.st_size + n;
     int saved = errno;
     if (rc != 0 && regular && ftruncate(f->fd, st.st_size) != 0)
         as_debug("file sink '%s': cannot cut the partial batch: %s", f->path, strerror(errno));
@@ -154,72 +195,54 @@ static int write_locked(file_sink *f, const char *buf, size_t n) {
 /* Logs the first failure of a streak. */
 static void failed(file_sink *f, const char *what, int err) {
     if (f->failing++ == 0)
-        as_alert_warn("file sink '%s': %s: %s; batches are kept (up to %u MiB) and written when "
-                      "the file can be written again (logged once until then)",
-                      f->path, what, strerror(err), AS_FILE_KEEP_BYTES >> 20);
+        as_alert_warn("file sink '%s': %s: %s; the actions stay queued and are written when the "
+                      "file can be written again (logged once until then)",
+                      f->path, what, strerror(err));
 }
 
-/* Writes what f->buf holds (kept batches, then the newest). Returns 0 when it is all in
- * the file (buf emptied, kept actions counted as sent), or -1 with buf unchanged (nothing
- * of it in the file). */
-static int write_kept(as_sink *s) {
+/* Formats a batch and writes it with one write(2) under the lock. Returns 0 when it is
+ * all in the file (counted as sent); -1 when none of it is (out of memory, the file
+ * cannot be reopened or written): the caller keeps the actions and sends them again. */
+static int file_send(as_sink *s, const as_action *batch, size_t n) {
     file_sink *f = s->impl;
-    if (f->buf.len == 0)
-        return 0;
-    if (ensure_ours(f) != 0) {
+    as_buf_reset(&f->buf);
+    for (size_t i = 0; i < n; i++)
+        as_action_to_jsonl(&batch[i], &f->buf);
+    int rc = -1;
+    if (f->buf.oom) {
+        f->buf.oom = 0;
+        failed(f, "formatting", ENOMEM);
+    } else if (f->buf.len == 0) {
+        rc = 0;
+    } else if (ensure_ours(f) != 0) {
         failed(f, "cannot reopen", errno);
-        return -1;
-    }
-    if (write_locked(f, f->buf.data, f->buf.len) != 0) {
+    } else if (write_locked(f, f->buf.data, f->buf.len) != 0) {
         failed(f, "write failed", errno);
-        return -1;
+    } else {
+        rc = 0;
     }
-    if (f->buf.cap > (1u << 20)) { /* a streak's worth: give it back */
+    if (f->buf.cap > (1u << 20)) { /* an unusual batch: give the memory back */
         as_buf_free(&f->buf);
         as_buf_init(&f->buf);
     }
     as_buf_reset(&f->buf);
-    s->sent += f->kept;
-    f->kept = 0;
+    if (rc != 0)
+        return -1;
+    s->mark = f->end;
+    s->sent += n;
     if (f->failing) {
-        as_alert_warn(
-            "file sink '%s': writing again after %llu failed batches (kept ones written%s)",
-            f->path, f->failing, f->lost ? "; some were lost, see above" : "");
+        as_alert_warn("file sink '%s': writing again after %llu failed batches", f->path,
+                      f->failing);
         f->failing = 0;
-        f->lost = 0;
     }
     return 0;
 }
 
-/* Formats a batch behind the kept ones and writes them all. Returns 0 when everything is
- * in the file; -1 when the batch is kept for a later send, or lost (out of memory, or
- * the kept batches would pass AS_FILE_KEEP_BYTES: counted as failed and logged). */
-static int file_send(as_sink *s, const as_action *batch, size_t n) {
-    file_sink *f = s->impl;
-    size_t before = f->buf.len;
-    for (size_t i = 0; i < n; i++)
-        as_action_to_jsonl(&batch[i], &f->buf);
-    if (f->buf.oom || f->buf.len > AS_FILE_KEEP_BYTES) {
-        /* Lose this batch, keep the older ones (their order stays intact). */
-        int oom = f->buf.oom;
-        f->buf.oom = 0;
-        f->buf.len = before;
-        s->failed += n;
-        f->lost += n;
-        as_alert_error("file sink '%s': %zu actions lost (%s)", f->path, n,
-                       oom ? "out of memory" : "the batches kept for the file are at their bound");
-        write_kept(s);
-        return -1;
-    }
-    f->kept += n;
-    return write_kept(s);
-}
-
-/* Writes the kept batches, if any (one try: a write never waits). Returns 0 when none is
- * left, -1 otherwise. */
+/* Nothing is held: a write never waits. Returns 0. */
 static int file_flush(as_sink *s, int timeout_ms) {
+    (void)s;
     (void)timeout_ms;
-    return write_kept(s);
+    return 0;
 }
 
 /* Closes our descriptor, unless the program has taken its number over. */
@@ -227,11 +250,6 @@ static void file_close(as_sink *s) {
     file_sink *f = s->impl;
     if (!f)
         return;
-    if (write_kept(s) != 0) {
-        s->failed += f->kept;
-        as_alert_error("file sink '%s': %llu actions could not be written and are lost", f->path,
-                       f->kept);
-    }
     if (fd_is_ours(f))
         close(f->fd);
     as_buf_free(&f->buf);

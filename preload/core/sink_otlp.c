@@ -1,7 +1,10 @@
 /* sink_otlp.c - the `otlp:URL` sink: each batch of actions becomes one OTLP/HTTP JSON
  * export (POST URL/v1/traces) of INTERNAL spans, retried only on 429/502/503/504 and
  * connection failures (the OTLP rule); undelivered batches go to the spool, refused ones
- * to the dead letters.
+ * to the dead letters. Write-ahead: the lines of a new export are written to the spool as
+ * a batch claimed by this process before the request is made, and that file is removed
+ * once the request is answered (2xx, a refusal to the dead letters, or a failure staged
+ * and committed again), so an action the exporter took from its ring is always on disk.
  *
  * Span per action: name "execute_tool {action_name}", kind 1 (INTERNAL), traceId from
  * the conversation id (so one conversation is one trace), spanId from the action's
@@ -230,9 +233,10 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
     for (size_t i = 0; i < n; i++) {
         char id[33];
         as_buf_reset(&meta);
-        as_spool_tag_metadata(a[i].metadata, &meta, id);
+        as_spool_tag_action(a[i].metadata, a[i].event_id, &meta, id);
         as_action copy = a[i];
         copy.metadata = as_buf_cstr(&meta);
+        copy.event_id = id;
         as_action_to_jsonl(&copy, &bt->lines);
         if (bt->lines.len && bt->lines.data[bt->lines.len - 1] != '\n')
             as_buf_putc(&bt->lines, '\n');
@@ -249,6 +253,15 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
         as_http_resp r = {.status = 0, .body = "", .error = "spooled", .cancelled = 1};
         on_done(bt, &r);
         return;
+    }
+    if (!rp) {
+        /* New actions: on disk before the network is tried. */
+        replay *wal = as_spool_wal(k->spool, bt->lines.data, bt->lines.len, n);
+        if (wal) {
+            wal->remaining = 1;
+            bt->rp = wal;
+            bt->key = wal->key;
+        }
     }
     if (as_http_submit(k->http, "POST", k->url, body.data, body.len, on_done, bt) != 0) {
         as_http_resp r = {.status = 0, .body = "", .error = "out of memory", .cancelled = 1};
@@ -300,7 +313,7 @@ static int otlp_send(as_sink *s, const as_action *batch, size_t n) {
         export(k, batch + i, n - i < CHUNK ? n - i : CHUNK, 0, NULL);
     as_http_run(k->http, 0); /* never wait here: the agent's queue must keep moving */
     maybe_replay(k);
-    as_spool_commit_due(k->spool); /* or soon: few, large batch files */
+    as_spool_commit(k->spool); /* what was staged for new actions is on disk now */
     return 0;
 }
 

@@ -8,7 +8,9 @@
  *                                         "action":{...the action line...}}
  *     <16 hex: FNV-1a 64 of the URI>/    one directory per sink
  *       <key:20 digits>-<pid>-<seq>.jsonl              a pending batch
- *       <key:20 digits>-<pid>-<seq>.jsonl.claim-<pid>  a batch being replayed by <pid>
+ *       <key:20 digits>-<pid>-<seq>.jsonl.claim-<pid>  a batch being replayed by <pid>, or
+ *                                                      the write-ahead copy of actions a
+ *                                                      sink of <pid> is sending (as_spool_wal)
  *       .tmp-<pid>-<seq>                               a batch being written
  *
  * A batch is written to its temporary name and renamed, so a reader never sees half a
@@ -351,6 +353,54 @@ static int make_room(as_spool *sp, uint64_t need) {
     return total + need > sp->max_bytes ? -1 : 0;
 }
 
+as_spool_replay *as_spool_wal(as_spool *sp, const char *lines, size_t len, size_t count) {
+    as_spool_replay *rp = calloc(1, sizeof *rp);
+    as_buf head;
+    as_buf_init(&head);
+    if (!rp)
+        return NULL;
+    rp->key = as_clock_unix_ns();
+    rp->loaded = 1;
+    as_buf_puts(&head, "{\"agentsight_spool\":1,\"sink\":");
+    as_json_cstr(&head, sp->uri);
+    as_buf_printf(&head, ",\"count\":%zu,\"pid\":%d}\n", count, (int)getpid());
+    unsigned seq = sp->seq++;
+    snprintf(rp->path, sizeof rp->path, "%s/%020lld-%d-%u.jsonl.claim-%d", sp->dir,
+             (long long)rp->key, (int)getpid(), seq, (int)getpid());
+    int fd = -1;
+    errno = 0;
+    if (head.oom || make_room(sp, head.len + len) != 0)
+        goto error;
+    /* Claimed from the start (no other process replays it while we run); should we die,
+     * the claim of a dead process is released and the batch replayed. A write torn by a
+     * kill leaves a partial last line, which a reader skips: the actions of that line
+     * are still in the ring that was not yet released. */
+    fd = open(rp->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        goto error;
+    if (as_write_all(fd, head.data, head.len) != 0 || as_write_all(fd, lines, len) != 0)
+        goto error;
+    if (sp->fsync_on)
+        fdatasync(fd);
+    if (close(fd) != 0) {
+        fd = -1;
+        goto error;
+    }
+    sp->known_bytes += head.len + len;
+    as_buf_free(&head);
+    return rp;
+error:
+    as_alert_error("spool %s: cannot write ahead %zu actions in %s: %s", sp->uri, count, sp->dir,
+                   errno ? strerror(errno) : "bigger than the spool bound");
+    if (fd >= 0) {
+        close(fd);
+        unlink(rp->path);
+    }
+    as_buf_free(&head);
+    free(rp);
+    return NULL;
+}
+
 long as_spool_commit(as_spool *sp) {
     if (!sp || sp->nstaged == 0)
         return 0;
@@ -620,6 +670,11 @@ int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metadata");
     if (cJSON_IsObject(m))
         a->metadata = rec->metadata = cJSON_PrintUnformatted(m);
+    a->event_id = str_member(o, "event_id");
+    if (!a->event_id && cJSON_IsObject(m)) /* a line spooled before event_id was a field */
+        a->event_id = str_member(m, "agentsight_event_id");
+    if (a->event_id && (strlen(a->event_id) != 32 || strspn(a->event_id, "0123456789abcdef") != 32))
+        a->event_id = NULL; /* not one of ours: the sink draws one */
     return 0;
 }
 
@@ -654,10 +709,16 @@ static void hex64(char *out, uint64_t v) {
 }
 
 void as_spool_tag_metadata(const char *metadata, as_buf *out, char id[33]) {
+    as_spool_tag_action(metadata, NULL, out, id);
+}
+
+void as_spool_tag_action(const char *metadata, const char *event_id, as_buf *out, char id[33]) {
     static const char key[] = "\"agentsight_event_id\":\"";
     static uint64_t prefix, counter;
     static pid_t prefix_pid = -1;
     const char *have = metadata ? strstr(metadata, key) : NULL;
+    if (have && event_id && strncmp(have + sizeof key - 1, event_id, 32) != 0)
+        have = NULL; /* metadata names another id: the action's own wins (below) */
     if (have) {
         const char *v = have + sizeof key - 1;
         size_t n = strspn(v, "0123456789abcdef");
@@ -668,15 +729,19 @@ void as_spool_tag_metadata(const char *metadata, as_buf *out, char id[33]) {
         as_buf_puts(out, metadata);
         return;
     }
-    pthread_once(&tag_once, tag_atfork);
-    if (prefix_pid != tag_pid) { /* a forked child draws its own ids */
-        prefix_pid = tag_pid;
-        prefix = as_http_random64();
-        counter = 0;
+    if (event_id) {
+        snprintf(id, 33, "%s", event_id);
+    } else {
+        pthread_once(&tag_once, tag_atfork);
+        if (prefix_pid != tag_pid) { /* a forked child draws its own ids */
+            prefix_pid = tag_pid;
+            prefix = as_http_random64();
+            counter = 0;
+        }
+        hex64(id, prefix);
+        hex64(id + 16, ++counter);
+        id[32] = '\0';
     }
-    hex64(id, prefix);
-    hex64(id + 16, ++counter);
-    id[32] = '\0';
     as_buf_puts(out, "{\"agentsight_event_id\":\"");
     as_buf_puts(out, id);
     as_buf_putc(out, '"');

@@ -53,8 +53,9 @@ long as_spool_commit(as_spool *sp);
  * quarter of the spool's bound, when smaller), or
  * by as_spool_commit_due() once the oldest has waited AS_SPOOL_LINGER_MS: during an outage
  * a sink writes a few large files instead of one small file per exporter pass (creating
- * files costs the exporter more than writing them). What is staged is in memory only: a
- * process killed meanwhile loses at most that much. */
+ * files costs the exporter more than writing them). What is staged is in memory only, so
+ * the sinks commit what they staged before a send returns whenever the staged lines
+ * have no other durable copy (new actions). */
 #define AS_SPOOL_BATCH_BYTES (1u << 20)
 #define AS_SPOOL_LINGER_MS 100
 
@@ -94,6 +95,17 @@ as_spool_replay *as_spool_replay_start(as_spool *sp, int *pending);
 /* The replayed batch is done: commits what its failures staged, removes it, frees rp. */
 void as_spool_replay_end(as_spool *sp, as_spool_replay *rp);
 
+/* The write-ahead copy of a sink (rule 1 of the data flow: an action leaves its ring
+ * only into a durable place): writes lines (count JSONL action lines, each ending in
+ * '\n') as one batch file claimed by this process before any of them is sent. Returns a
+ * replay (remaining 0, loaded 1, key now) the sink counts its actions into and ends with
+ * as_spool_replay_end() when each is delivered or staged again (the file is removed
+ * then); or NULL when the file cannot be written (logged; nothing left behind). A
+ * process that dies leaves the file claimed: the next as_spool_open() (or `agentsight
+ * send`) releases it as pending, so what was not answered yet is replayed (what was
+ * is sent again, with the same event ids). */
+as_spool_replay *as_spool_wal(as_spool *sp, const char *lines, size_t len, size_t count);
+
 /* Puts a claimed batch back as pending (replay interrupted). Returns 0 or -1. */
 int as_spool_unclaim(const char *claimed_path);
 
@@ -129,6 +141,10 @@ int as_spool_foreach_sink(const char *root, void (*fn)(const char *uri, const ch
  * copies the id into id (33 bytes). metadata may be NULL. This function can't fail
  * (out->oom is set when memory ran out). */
 void as_spool_tag_metadata(const char *metadata, as_buf *out, char id[33]);
+
+/* as_spool_tag_metadata for an action that has its own event_id (NULL: as above): the
+ * metadata's agentsight_event_id becomes that id, which is copied into id. */
+void as_spool_tag_action(const char *metadata, const char *event_id, as_buf *out, char id[33]);
 
 /* An action read back from a JSONL line. The action borrows strings owned by rec. */
 typedef struct as_spool_rec {

@@ -160,7 +160,8 @@ def test_defaults():
     a = by_name(lines)
     for x in lines:
         assert list(x) == ["action_name", "started_at", "ended_at", "duration_ms", "tools_used",
-                           "response", "error_msg", "conversation_id", "metadata", "timestamp"]
+                           "response", "error_msg", "conversation_id", "metadata", "timestamp",
+                           "event_id"]
     x = a["only_name"]
     assert x["started_at"] == x["ended_at"] == x["timestamp"] and x["duration_ms"] == 0
     assert x["conversation_id"] == "conv_env"

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -623,6 +624,49 @@ static void test_pipeline_explicit_empty_output(void **state) {
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* Proves a file sink that cannot write (the file size limit, as a full disk) holds
+ * nothing in memory while the exporter keeps the batch and its ring unreleased: the file
+ * gains no line (and no partial line) meanwhile, nothing is lost or counted as dropped,
+ * and once the file can be written again every message is in it exactly once. */
+static void test_pipeline_file_failure_keeps_ring(void **state) {
+    enum { PER = 100 }; /* fits the calling thread's ring of an earlier test (4 KiB) */
+    configure(NULL, AGENTSIGHT_QUEUE_WAIT, 1 << 20);
+    assert_int_equal(as_pipe_start(), 0);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+    uint64_t dropped_before = as_pipe_dropped();
+    uint64_t delivered_before = as_pipe_delivered();
+    prod first = {.thread = 0, .count = 1, .may_wait = 1};
+    producer(&first);
+    assert_int_equal(as_pipe_flush(-1), 0);
+    struct stat st;
+    assert_int_equal(stat(out_path, &st), 0);
+    struct rlimit lim = {(rlim_t)st.st_size + 10, old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    prod p = {.thread = 1, .count = PER, .may_wait = 0};
+    producer(&p);
+    assert_int_equal(p.refused, 0);
+    as_pipe_flush(500); /* the exporter tried: the batch is still kept */
+    struct stat now;
+    assert_int_equal(stat(out_path, &now), 0);
+    assert_int_equal(now.st_size, st.st_size);
+    assert_int_equal(as_pipe_delivered() - delivered_before, 1); /* not handed off yet */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_sig);
+    assert_int_equal(as_pipe_flush(-1), 0);
+    uint8_t *seen = calloc(2 * PER, 1);
+    assert_non_null(seen);
+    int dups;
+    uint64_t dsum;
+    assert_int_equal(read_out(seen, PER, &dups, &dsum), PER + 1);
+    assert_int_equal(dups, 0);
+    free(seen);
+    assert_int_equal(as_pipe_dropped(), dropped_before);
+    assert_int_equal(as_pipe_delivered() - delivered_before, PER + 1);
+    as_pipe_shutdown();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_basic),
@@ -638,6 +682,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_pipeline_shutdown_stats, teardown),
         cmocka_unit_test_teardown(test_pipeline_no_sink, teardown),
         cmocka_unit_test_teardown(test_pipeline_explicit_empty_output, teardown),
+        cmocka_unit_test_teardown(test_pipeline_file_failure_keeps_ring, teardown),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
