@@ -490,6 +490,10 @@ int as_cmd_run(int argc, char **argv) {
     int have_stats = make_stats_file(stats, sizeof(stats)) == 0;
     char diag_dir[PATH_MAX], diag[PATH_MAX + 8];
     int have_diag = make_diag_file(diag_dir, sizeof diag_dir, diag, sizeof diag) == 0;
+    char run_id[64];
+    snprintf(run_id, sizeof run_id, "%d-%016llx", (int)getpid(),
+             (unsigned long long)as_http_random64());
+    setenv("AGENTSIGHT_RUN_ID", run_id, 1);
     if (o.no_follow && as_run_env_nofollow() < 0) {
         if (have_diag)
             finish_diag(diag_dir, diag, 1);
@@ -497,10 +501,6 @@ int as_cmd_run(int argc, char **argv) {
             unlink(stats);
         return 2;
     }
-    char run_id[64];
-    snprintf(run_id, sizeof run_id, "%d-%016llx", (int)getpid(),
-             (unsigned long long)as_http_random64());
-    setenv("AGENTSIGHT_RUN_ID", run_id, 1);
     int started = 0;
     rc = spawn_and_wait(&o, &started);
     unsigned long long unreported = 0;

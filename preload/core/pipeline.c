@@ -257,6 +257,16 @@ void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbo
     pthread_mutex_unlock(&files_lock);
 }
 
+/* AGENTSIGHT_RUN_ID as the process started with it (as_pipe_keep_env): `run --no-follow`
+ * removes it from environ before the first ring is made. */
+static const char *kept_run_id;
+static int run_id_kept;
+
+void as_pipe_keep_env(void) {
+    kept_run_id = getenv("AGENTSIGHT_RUN_ID");
+    run_id_kept = 1;
+}
+
 /* Fills who this process image is (pid, start time, image, run id) when not yet done for
  * this pid: every ring's event ids derive from it. files_lock held. */
 static void ident_init_locked(void) {
@@ -268,7 +278,7 @@ static void ident_init_locked(void) {
     ident.image = (uint64_t)as_mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
     if (!ident.image)
         ident.image = 1;
-    const char *run = getenv("AGENTSIGHT_RUN_ID");
+    const char *run = run_id_kept ? kept_run_id : getenv("AGENTSIGHT_RUN_ID");
     snprintf(ident.run_id, sizeof ident.run_id, "%s", run ? run : "");
     ring_serial = 0;
 }

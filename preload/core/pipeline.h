@@ -30,6 +30,11 @@ void as_pipe_register(int kind, as_msg_decode_fn fn);
  * Returns 0, or -1 when no sink could be opened. */
 int as_pipe_start(void);
 
+/* as_pipe_keep_env - takes AGENTSIGHT_RUN_ID from the environment before `run --no-follow`
+ * removes it (the preload's constructor calls it); rings made later use that value. This
+ * function can't fail. */
+void as_pipe_keep_env(void);
+
 /* Producer side. Reserves payload_len bytes for a message of kind in the calling thread's
  * ring. may_wait: when the ring is full, wait up to as_cfg.queue_wait_ms for room
  * (policy WAIT) instead of dropping at once. Returns a pointer to the payload (8-byte

@@ -74,6 +74,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
     const char *off = getenv("AGENTSIGHT_DISABLE");
     if (off && strcmp(off, "1") == 0) {
         as_diag_keep_env();
+        as_pipe_keep_env();
         as_nofollow_apply(); /* nothing tracked; children still run as without us */
         return;
     }
@@ -113,6 +114,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
     as_debug("%d functions wrapped", n);
 out:
     as_diag_keep_env();
+    as_pipe_keep_env();
     as_nofollow_apply(); /* last: everything above has read the environment it needs */
     as_in_agentsight--;
 }
