@@ -48,7 +48,8 @@
 #define DEFAULT_QUEUE (1u << 20)
 
 enum { SLOT_FREE = 0, SLOT_ACTIVE = 1, SLOT_EXITED = 2 };
-enum { PIPE_STOPPED = 0, PIPE_RUNNING = 1, PIPE_FORKED = 2 };
+/* ARMED: started lazily by the first message (as_pipe_arm); FAILED: that start failed. */
+enum { PIPE_STOPPED = 0, PIPE_RUNNING = 1, PIPE_FORKED = 2, PIPE_ARMED = 3, PIPE_FAILED = 4 };
 
 typedef struct slot {
     _Atomic int state;
@@ -350,10 +351,17 @@ static as_ring *thread_attach(void) {
     if (t_dead)
         return NULL;
     pthread_once(&once, once_init);
-    if (atomic_load(&pipe_state) == PIPE_FORKED) {
+    int st = atomic_load(&pipe_state);
+    if (st == PIPE_FAILED)
+        return NULL; /* no sink: nothing is kept (counted as dropped) */
+    if (st == PIPE_FORKED || st == PIPE_ARMED) {
         int saved = as_in_agentsight;
         as_in_agentsight = 1;
-        as_pipe_start();
+        if (as_pipe_start() != 0 && st == PIPE_ARMED) {
+            atomic_compare_exchange_strong(&pipe_state, &st, PIPE_FAILED);
+            as_in_agentsight = saved;
+            return NULL;
+        }
         as_in_agentsight = saved;
     }
     size_t want = queue_bytes();
@@ -842,6 +850,21 @@ int as_pipe_start(void) {
     return rc;
 }
 
+int as_pipe_arm(void) {
+    const char *uris = as_cfg.output;
+    if (!uris[0] && !as_cfg.output_explicit)
+        uris = "file:agentsight-actions.jsonl"; /* as start_locked */
+    char msg[300];
+    if (as_sinks_check(uris, msg, sizeof msg) != 0) {
+        as_error("%s", msg);
+        return -1;
+    }
+    pthread_once(&once, once_init);
+    int expect = PIPE_STOPPED;
+    atomic_compare_exchange_strong(&pipe_state, &expect, PIPE_ARMED);
+    return 0;
+}
+
 int as_pipe_running(void) {
     return atomic_load(&pipe_state) == PIPE_RUNNING;
 }
@@ -943,6 +966,8 @@ static void shutdown_impl(int exit_time) {
             files_remove_drained(1);
             pthread_mutex_unlock(&reg_lock);
         }
+        if (exit_time && atomic_load(&pipe_state) >= PIPE_ARMED)
+            as_pipe_write_stats(); /* never started: what it hooked still counts */
         pthread_mutex_unlock(&start_lock);
         goto out;
     }

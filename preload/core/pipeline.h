@@ -30,6 +30,14 @@ void as_pipe_register(int kind, as_msg_decode_fn fn);
  * Returns 0, or -1 when no sink could be opened. */
 int as_pipe_start(void);
 
+/* Arms the pipeline instead of starting it: the first message of any thread starts it
+ * (opens the sinks, starts the exporter, makes the ring file), so a process that never
+ * tracks anything starts no thread and creates no file. Checks the sink URIs now and
+ * registers the at-exit and fork handlers. When that first start fails (a sink cannot be
+ * opened: the message is printed then) every later message is dropped. Returns 0, or -1
+ * when the URIs are refused (message printed; nothing armed). */
+int as_pipe_arm(void);
+
 /* Producer side. Reserves payload_len bytes for a message of kind in the calling thread's
  * ring. may_wait: when the ring is full, wait up to as_cfg.queue_wait_ms for room
  * (policy WAIT) instead of dropping at once. Returns a pointer to the payload (8-byte

@@ -307,6 +307,37 @@ static const as_entry *pick_entry(const as_config *cfg, const as_sym *sym, const
     return glob;
 }
 
+/* ---- reading only the symbols an entry may select (start-up cost) ---- */
+
+typedef struct keep_ctx {
+    const as_config *cfg;
+    const char *file;
+} keep_ctx;
+
+/* as_sym_keep_fn: 1 when some entry that may patch entries in file could select the
+ * symbol name[0, len), so a large .symtab (libc's debug file) is read without building
+ * its whole table. */
+static int keep_sym(const char *name, size_t len, void *ctxp) {
+    const keep_ctx *c = ctxp;
+    char buf[256];
+    const char *nul = name;
+    if (name[len] != '\0') {
+        if (len >= sizeof buf)
+            return 1; /* too long to test here: kept, pick_entry decides */
+        memcpy(buf, name, len);
+        buf[len] = '\0';
+        nul = buf;
+    }
+    for (int i = 0; i < c->cfg->nentries; i++) {
+        const as_entry *e = &c->cfg->entries[i];
+        if (!e->pattern || e->hook == AS_HOOK_GOT || (e->lib && !as_glob_match(e->lib, c->file)))
+            continue;
+        if (e->is_glob ? as_glob_match(e->pattern, nul) : strcmp(e->pattern, nul) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int as_entry_wanted(const as_config *cfg) {
     if (!cfg)
         return 0;
@@ -338,7 +369,8 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
         return 0;
     as_symtab st;
     char err[256];
-    if (as_symtab_load(path, &st, err, sizeof err) != 0) {
+    keep_ctx kc = {cfg, base_name(path)};
+    if (as_symtab_load_some(path, &st, err, sizeof err, keep_sym, &kc) != 0) {
         as_debug("%s: no symbols for entry patching: %s", path, err);
         return -1;
     }

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/dynlib.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
@@ -134,6 +135,9 @@ static const char *obj_path(const as_obj *o) {
 static int skip_obj(const as_obj *o) {
     uintptr_t self = (uintptr_t)&skip_obj;
     if (self >= o->lo && self < o->hi)
+        return 1;
+    /* Libraries the interposer opened for itself (libcurl, libdw, ... and theirs). */
+    if (as_dynlib_owns(o->base, o->name))
         return 1;
     const char *b = base_name(o->name);
     return strncmp(b, "ld-linux", 8) == 0 || strncmp(b, "ld64.so", 7) == 0;
@@ -401,6 +405,14 @@ static int needs_local_symbols(const char *file) {
     return 0;
 }
 
+/* as_sym_keep_fn of a caller that wants only whether a file carries DWARF. */
+static int keep_none(const char *name, size_t len, void *ctx) {
+    (void)name;
+    (void)len;
+    (void)ctx;
+    return 0;
+}
+
 /* Gives the targets [first, last) of object o that have no prototype the one DWARF has,
  * when o carries DWARF (in the file or its build-id debug file). The prototypes are kept
  * for the life of the process. Reads files: never call it inside a dl_iterate_phdr
@@ -412,7 +424,7 @@ static void add_dwarf_protos(const as_obj *o, uint32_t first, uint32_t last) {
     if (i == last)
         return; /* every target has its written prototype: no file is opened */
     as_symtab st;
-    if (as_symtab_load(obj_path(o), &st, NULL, 0) != 0)
+    if (as_symtab_load_some(obj_path(o), &st, NULL, 0, keep_none, NULL) != 0)
         return;
     int has_debug = st.has_debug;
     as_symtab_free(&st);
@@ -433,15 +445,15 @@ static void add_dwarf_protos(const as_obj *o, uint32_t first, uint32_t last) {
     }
 }
 
-/* Starts the pipeline before the first slot is written. Returns 0 or -1. */
+/* Arms the pipeline before the first slot is written. Returns 0 or -1. */
 static int ensure_pipeline(void) {
     if (g_active)
         return 0;
     if (g_start_failed)
         return -1;
-    if (as_pipe_start() != 0) {
+    if (as_pipe_arm() != 0) { /* started by the first record (pipeline.h) */
         g_start_failed = 1;
-        as_error("no sink could be opened (output '%s'): tracking nothing", as_cfg.output);
+        as_error("output '%s' refused: tracking nothing", as_cfg.output);
         return -1;
     }
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);

@@ -15,10 +15,10 @@
  * targets; the caller must not free it) and installs into every object loaded now.
  *
  * Entries without lib= that match no exported function of any loaded object get one
- * warning "FILE:LINE:1: ..." on stderr. The pipeline is started (as_pipe_start) before
- * the first slot is written; when it cannot start, nothing is patched.
- * Returns the number of targets created (0 when nothing matched), or -1 when the
- * pipeline could not start (the process then runs as without us).
+ * warning "FILE:LINE:1: ..." on stderr. The pipeline is armed (as_pipe_arm: it starts at
+ * the first record) before the first slot is written; when the sink URIs are refused,
+ * nothing is patched. Returns the number of targets created (0 when nothing matched), or
+ * -1 when the pipeline could not be armed (the process then runs as without us).
  */
 int as_install_start(as_config *cfg);
 

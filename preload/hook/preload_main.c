@@ -9,6 +9,7 @@
 
 #include "agentsight.h"
 #include "core/clock.h"
+#include "core/dynlib.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
@@ -76,6 +77,10 @@ __attribute__((constructor)) static void as_preload_init(void) {
     if (getauxval(AT_SECURE))
         return;
     as_in_agentsight++;
+    /* Libraries opened on demand go through the C library's dlopen, never our wrapper
+     * (which would instrument them). */
+    if (as_real_init() == 0)
+        as_dynlib_set_loader(as_real.dlopen, as_real.dlsym);
     as_dlwrap_set_pid();
     pthread_atfork(NULL, NULL, atfork_child);
     as_settings_load(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
