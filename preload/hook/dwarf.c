@@ -136,9 +136,8 @@ static int cmp_entry(const void *pa, const void *pb) {
  * subprograms. Returns 0 with cache.dw set, or -1 with the failure remembered in the cache
  * (cache.dw NULL) so the same path is not tried again. Call with cache.lock held. */
 /* as_sym_keep_fn keeping no symbol: only the debug file's name is wanted. */
-static int keep_none(const char *name, size_t len, void *ctx) {
+static int keep_none(const char *name, void *ctx) {
     (void)name;
-    (void)len;
     (void)ctx;
     return 0;
 }

@@ -100,13 +100,18 @@ static const uint8_t *sec_data(const elf_file *f, size_t i, size_t *len) {
     return f->map + sh->sh_offset;
 }
 
+/* A string section whose last byte is NUL (then every offset inside it starts a
+ * terminated string), or NULL; *len gets its size. */
+static const char *str_sec(const elf_file *f, size_t strndx, size_t *len) {
+    const uint8_t *d = sec_data(f, strndx, len);
+    return d && *len > 0 && d[*len - 1] == 0 ? (const char *)d : NULL;
+}
+
 /* The NUL-terminated string at off in string section strndx, or NULL. */
 static const char *str_at(const elf_file *f, size_t strndx, size_t off) {
     size_t len;
-    const uint8_t *d = sec_data(f, strndx, &len);
-    if (!d || off >= len || !memchr(d + off, 0, len - off))
-        return NULL;
-    return (const char *)d + off;
+    const char *d = str_sec(f, strndx, &len);
+    return d && off < len ? d + off : NULL;
 }
 
 /* Reads the build-id note out of the notes d[0, len). */
@@ -170,6 +175,8 @@ static int elf_file_open(const char *path, elf_file *f, char *err, size_t cap) {
     if (f->nsec > room)
         f->nsec = room;
     size_t shstrndx = eh->e_shstrndx == SHN_XINDEX ? f->sh[0].sh_link : eh->e_shstrndx;
+    size_t shstr_len;
+    const char *shstr = str_sec(f, shstrndx, &shstr_len);
     for (size_t i = 1; i < f->nsec; i++) {
         const Elf64_Shdr *sh = &f->sh[i];
         size_t len;
@@ -194,9 +201,9 @@ static int elf_file_open(const char *path, elf_file *f, char *err, size_t cap) {
         default:
             break;
         }
-        const char *name = str_at(f, shstrndx, sh->sh_name);
-        if (!name)
+        if (!shstr || sh->sh_name >= shstr_len)
             continue;
+        const char *name = shstr + sh->sh_name;
         if (strcmp(name, ".debug_info") == 0 && sh->sh_type != SHT_NOBITS && sh->sh_size > 0)
             f->has_debug_info = 1;
         if (strcmp(name, ".gnu_debuglink") == 0) {
@@ -279,7 +286,10 @@ static int collect(const elf_file *f, size_t scn, int dynamic, as_sym_keep_fn ke
     const uint8_t *d = sec_data(f, scn, &len);
     if (!d || f->sh[scn].sh_entsize != sizeof(Elf64_Sym))
         return 0;
-    size_t strndx = f->sh[scn].sh_link;
+    size_t strlen_ = 0;
+    const char *strs = str_sec(f, f->sh[scn].sh_link, &strlen_);
+    if (!strs)
+        return 0;
     const Elf64_Sym *syms = (const Elf64_Sym *)d;
     size_t count = len / sizeof(Elf64_Sym);
     size_t vlen = 0;
@@ -292,9 +302,13 @@ static int collect(const elf_file *f, size_t scn, int dynamic, as_sym_keep_fn ke
         const Elf64_Sym *s = &syms[i];
         if (!is_function(s))
             continue;
-        const char *name = str_at(f, strndx, s->st_name);
-        if (!name || !*name)
+        if (s->st_name >= strlen_ || !strs[s->st_name])
             continue;
+        const char *name = strs + s->st_name;
+        if (keep && !keep(name, ctx))
+            continue;
+        const char *at = strchrnul(name, '@'); /* one pass: the name's end or its version */
+        size_t name_len = (size_t)(at - name);
         raw_sym r = {.name = name,
                      .value = s->st_value,
                      .size = s->st_size,
@@ -302,11 +316,8 @@ static int collect(const elf_file *f, size_t scn, int dynamic, as_sym_keep_fn ke
                      .is_ifunc = ELF64_ST_TYPE(s->st_info) == STT_GNU_IFUNC,
                      .version_default = 1,
                      .from_dynsym = (uint8_t)dynamic};
-        const char *at = strchr(name, '@');
-        r.name_len = at ? (size_t)(at - name) : strlen(name);
-        if (keep && !keep(name, r.name_len, ctx))
-            continue;
-        if (at) { /* .symtab spelling of a versioned symbol: "memcpy@GLIBC_2.2.5" */
+        r.name_len = name_len;
+        if (*at) { /* .symtab spelling of a versioned symbol: "memcpy@GLIBC_2.2.5" */
             r.version_default = at[1] == '@';
             r.version = at + 1 + (at[1] == '@');
         }

@@ -36,12 +36,12 @@ typedef struct as_symtab {
 int as_symtab_load(const char *path, as_symtab *t, char *err, size_t cap);
 void as_symtab_free(as_symtab *t);
 
-/* as_symtab_load keeping only the symbols keep accepts (name[0, len) is the name without
- * any @version; not NUL-terminated there when it had one): a caller after a few names
- * (an entry's exact name, a glob) reads the file without building its whole table, and
- * keep = a function accepting nothing only fills has_debug/debug_path. keep NULL keeps
+/* as_symtab_load keeping only the symbols keep accepts (name as the table spells it: a
+ * .symtab name may end in "@VERSION" or "@@VERSION"): a caller after a few names (an
+ * entry's exact name, a glob) reads the file without building its whole table, and keep
+ * = a function accepting nothing only fills has_debug/debug_path. keep NULL keeps
  * everything. */
-typedef int (*as_sym_keep_fn)(const char *name, size_t len, void *ctx);
+typedef int (*as_sym_keep_fn)(const char *name, void *ctx);
 int as_symtab_load_some(const char *path, as_symtab *t, char *err, size_t cap, as_sym_keep_fn keep,
                         void *ctx);
 

@@ -315,24 +315,28 @@ typedef struct keep_ctx {
 } keep_ctx;
 
 /* as_sym_keep_fn: 1 when some entry that may patch entries in file could select the
- * symbol name[0, len), so a large .symtab (libc's debug file) is read without building
- * its whole table. */
-static int keep_sym(const char *name, size_t len, void *ctxp) {
+ * symbol name (maybe "name@VERSION"), so a large .symtab (libc's debug file) is read
+ * without building its whole table. Called for every function symbol: an exact name is
+ * rejected at its first differing byte. */
+static int keep_sym(const char *name, void *ctxp) {
     const keep_ctx *c = ctxp;
-    char buf[256];
-    const char *nul = name;
-    if (name[len] != '\0') {
-        if (len >= sizeof buf)
-            return 1; /* too long to test here: kept, pick_entry decides */
-        memcpy(buf, name, len);
-        buf[len] = '\0';
-        nul = buf;
-    }
     for (int i = 0; i < c->cfg->nentries; i++) {
         const as_entry *e = &c->cfg->entries[i];
         if (!e->pattern || e->hook == AS_HOOK_GOT || (e->lib && !as_glob_match(e->lib, c->file)))
             continue;
-        if (e->is_glob ? as_glob_match(e->pattern, nul) : strcmp(e->pattern, nul) == 0)
+        if (!e->is_glob) {
+            size_t n = strlen(e->pattern);
+            if (strncmp(e->pattern, name, n) == 0 && (name[n] == '\0' || name[n] == '@'))
+                return 1;
+            continue;
+        }
+        char buf[256];
+        size_t len = strcspn(name, "@");
+        if (len >= sizeof buf)
+            return 1; /* too long to test here: kept, pick_entry decides */
+        memcpy(buf, name, len);
+        buf[len] = '\0';
+        if (as_glob_match(e->pattern, buf))
             return 1;
     }
     return 0;

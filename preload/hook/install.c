@@ -267,6 +267,9 @@ static int resolve_obj(const as_obj *o, const char *libname) {
         return 0;
     size_t n = dynsym_count(&di);
     int made = 0;
+    int versioned = 0; /* an entry names a version: each symbol's is then read first */
+    for (int k = 0; k < g_cfg->nentries; k++)
+        versioned |= g_cfg->entries[k].version != NULL;
     for (size_t i = 1; i < n; i++) {
         const ElfW(Sym) *s = &di.symtab[i];
         int type = ELF64_ST_TYPE(s->st_info);
@@ -279,12 +282,14 @@ static int resolve_obj(const as_obj *o, const char *libname) {
         if (di.strsz && s->st_name >= di.strsz)
             continue;
         const char *name = di.strtab + s->st_name;
-        const char *version = as_dyn_version(&di, i, NULL);
+        const char *version = versioned ? as_dyn_version(&di, i, NULL) : NULL;
         int idx;
         const as_entry *e = match_entry(name, version, libname, &idx);
         if (!e)
             continue;
         if (type == STT_GNU_IFUNC) {
+            if (!versioned)
+                version = as_dyn_version(&di, i, NULL);
             if (target_by_def(name, o->lo, o->hi) >= 0) {
                 g_matched[idx] = 1;
                 made++;
@@ -406,9 +411,8 @@ static int needs_local_symbols(const char *file) {
 }
 
 /* as_sym_keep_fn of a caller that wants only whether a file carries DWARF. */
-static int keep_none(const char *name, size_t len, void *ctx) {
+static int keep_none(const char *name, void *ctx) {
     (void)name;
-    (void)len;
     (void)ctx;
     return 0;
 }
