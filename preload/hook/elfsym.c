@@ -100,6 +100,19 @@ static const uint8_t *sec_data(const elf_file *f, size_t i, size_t *len) {
     return f->map + sh->sh_offset;
 }
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+/* Maps the pages of [p, p + len) of the file mapping in one system call: a symbol table
+ * read from start to end otherwise takes a page fault every few pages, and a fault costs
+ * ten times a system call on a virtual machine. Best effort (older kernels refuse). */
+static void prefault(const void *p, size_t len) {
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi = (uintptr_t)p + len;
+    if (len > 4096)
+        madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+}
+
 /* A string section whose last byte is NUL (then every offset inside it starts a
  * terminated string), or NULL; *len gets its size. */
 static const char *str_sec(const elf_file *f, size_t strndx, size_t *len) {
@@ -287,6 +300,9 @@ static int collect(const elf_file *f, size_t scn, int dynamic, as_sym_keep_fn ke
     if (!d || f->sh[scn].sh_entsize != sizeof(Elf64_Sym))
         return 0;
     size_t strlen_ = 0;
+    const uint8_t *sd = sec_data(f, f->sh[scn].sh_link, &strlen_);
+    prefault(d, len);
+    prefault(sd, strlen_);
     const char *strs = str_sec(f, f->sh[scn].sh_link, &strlen_);
     if (!strs)
         return 0;

@@ -1,12 +1,10 @@
 /* preload_main.c - the constructor and destructor of libagentsight-preload.so: read the
  * settings and the config file named by AGENTSIGHT_CONFIG, then install the hooks. Any
  * failure leaves the program running exactly as without us. */
-#include <elf.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "agentsight.h"
@@ -26,33 +24,6 @@ static as_config g_config; /* lives for the process: targets point at its entrie
 /* Tells capture.c that as_capture_start() is called from here, only when something is to
  * be hooked, instead of from its constructor in every process. */
 const int as_preload_defers_init = 1;
-
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22 /* Linux 5.14 */
-#endif
-
-extern const char __ehdr_start[]; /* our own ELF header (the linker defines it) */
-
-/* Maps our code and read-only data in one system call before the constructors run
- * through them: on virtual machines each first touch of a page is a costly fault, and
- * the start-up path crosses many pages of this object. Best effort (older kernels refuse
- * the advice). Runs first (priority 101), only when the interposer is not disabled. */
-__attribute__((constructor(101))) static void as_preload_populate(void) {
-    const char *off = getenv("AGENTSIGHT_DISABLE");
-    if (off && strcmp(off, "1") == 0)
-        return;
-    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)__ehdr_start;
-    const Elf64_Phdr *ph = (const Elf64_Phdr *)(__ehdr_start + eh->e_phoff);
-    long page = sysconf(_SC_PAGESIZE);
-    for (int i = 0; i < eh->e_phnum; i++) {
-        if (ph[i].p_type != PT_LOAD || (ph[i].p_flags & PF_W))
-            continue;
-        uintptr_t lo = (uintptr_t)__ehdr_start + ph[i].p_vaddr;
-        uintptr_t hi = lo + ph[i].p_memsz;
-        lo &= ~(uintptr_t)(page - 1);
-        madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
-    }
-}
 
 static int env_set(const char *name) {
     const char *v = getenv(name);
