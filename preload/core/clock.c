@@ -39,6 +39,8 @@ static uint64_t base_tsc, base_mono, last_refine_mono; /* written under refine_l
 static int64_t real_minus_mono;                        /* fixed at init */
 static pthread_mutex_t refine_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_once_t select_once = PTHREAD_ONCE_INIT;
+static int want_tsc; /* decided once by do_select */
 
 static uint64_t rdtsc(void) {
     uint32_t lo, hi;
@@ -98,11 +100,20 @@ static int64_t measure_offset(void) {
     return off;
 }
 
-static void do_init(void) {
+static void do_select(void) {
     const char *force = getenv("AGENTSIGHT_CLOCK");
-    int want_tsc = !(force && strcmp(force, "monotonic") == 0);
+    want_tsc = !(force && strcmp(force, "monotonic") == 0) && tsc_invariant();
+    as_clock_use_tsc = want_tsc;
+}
+
+void as_clock_select(void) {
+    pthread_once(&select_once, do_select);
+}
+
+static void do_init(void) {
+    as_clock_select();
     real_minus_mono = measure_offset();
-    if (want_tsc && tsc_invariant()) {
+    if (want_tsc) {
         take_point(&base_tsc, &base_mono);
         last_refine_mono = base_mono;
         atomic_store(&cal.next_refine_tsc, 0);

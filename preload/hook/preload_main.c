@@ -104,7 +104,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
         as_error("%s: [output] refused: tracking nothing", path);
         goto out;
     }
-    as_clock_init();
+    as_clock_select(); /* the calibration point is taken at the first record */
     as_capture_off = g_config.capture_off;
     as_capture_start();
     int n = as_install_start(&g_config);
