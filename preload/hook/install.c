@@ -619,8 +619,19 @@ static int scan_locked(void) {
         forget_unloaded(n);
         g_subs = g_objs[0].subs;
     }
-    int fresh[MAX_OBJS];
-    uint32_t made_from[MAX_OBJS], made_to[MAX_OBJS];
+    /* This pass's arrays, on the heap: 32 KiB of stack would cost a short-lived process
+     * page faults for nothing (g_lock held: one buffer, kept for the next scan). */
+    static int *scratch;
+    static int scratch_n;
+    if (n > scratch_n) {
+        int *b = realloc(scratch, (size_t)n * 4 * sizeof *b);
+        if (!b)
+            return -1;
+        scratch = b;
+        scratch_n = n;
+    }
+    int *fresh = scratch, *scan_entry = scratch + n;
+    uint32_t *made_from = (uint32_t *)(scratch + 2 * n), *made_to = (uint32_t *)(scratch + 3 * n);
     int nfresh = 0;
     for (int i = 0; i < n; i++) {
         const as_obj *o = &g_objs[i];
@@ -642,7 +653,6 @@ static int scan_locked(void) {
         if (made_to[k] > made_from[k])
             add_dwarf_protos(&g_objs[fresh[k]], made_from[k], made_to[k]);
     /* Which new objects need their local symbols read from disk (entry patching). */
-    int scan_entry[MAX_OBJS];
     int nscan = 0;
     if (as_entry_wanted(g_cfg)) {
         for (int k = 0; k < nfresh; k++) {
