@@ -194,6 +194,21 @@ static int make_stats_file(char *path, size_t cap) {
     return 0;
 }
 
+/* Creates the empty cache file the run's processes share (hook/symcache.h) and exports its
+ * name. Returns 0 with the path in path, or -1 (each process then reads what it needs). */
+static int make_symcache_file(char *path, size_t cap) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, cap, "%s/agentsight-symcache-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        path[0] = '\0';
+        return -1;
+    }
+    close(fd);
+    setenv("AGENTSIGHT_SYMCACHE", path, 1);
+    return 0;
+}
+
 typedef struct run_stats {
     uint64_t procs, actions, dropped, hooked;
     char outputs[MAX_OUTPUTS_TEXT];
@@ -355,8 +370,12 @@ int as_cmd_run(int argc, char **argv) {
         return 2;
     char stats[PATH_MAX];
     int have_stats = make_stats_file(stats, sizeof(stats)) == 0;
+    char symcache[PATH_MAX];
+    int have_symcache = make_symcache_file(symcache, sizeof(symcache)) == 0;
     int started = 0;
     rc = spawn_and_wait(&o, &started);
+    if (have_symcache)
+        unlink(symcache);
     if (have_stats) {
         run_stats st;
         memset(&st, 0, sizeof(st));

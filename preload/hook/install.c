@@ -29,6 +29,7 @@
 #include "hook/entry.h"
 #include "hook/capture.h"
 #include "hook/got.h"
+#include "hook/symcache.h"
 #include "hook/target.h"
 
 #define MAX_OBJS 2048
@@ -410,6 +411,32 @@ static int needs_local_symbols(const char *file) {
     return 0;
 }
 
+/* ---- local symbols read once per run (symcache.h) ---- */
+
+/* Whether the local symbols of o must be read: some entry may select one there, and no
+ * process of this run found none in the same file before. */
+static int wants_local_scan(const as_obj *o) {
+    return needs_local_symbols(base_name(obj_path(o))) &&
+           !as_symcache_known_empty(obj_path(o), as_symcache_key(g_cfg));
+}
+
+/* as_entry_scan_obj for o; a file where no entry selected anything is remembered for the
+ * run, so the next process does not read it again. */
+static void scan_local(const as_obj *o) {
+    unsigned char *hit = calloc((size_t)(g_cfg->nentries > 0 ? g_cfg->nentries : 1), 1);
+    int rc = as_entry_scan_obj(g_cfg, obj_path(o), o->base, hit ? hit : g_matched);
+    if (!hit)
+        return;
+    int any = 0;
+    for (int i = 0; i < g_cfg->nentries; i++) {
+        if (hit[i])
+            g_matched[i] = any = 1;
+    }
+    free(hit);
+    if (rc == 0 && !any)
+        as_symcache_note_empty(obj_path(o), as_symcache_key(g_cfg));
+}
+
 /* as_sym_keep_fn of a caller that wants only whether a file carries DWARF. */
 static int keep_none(const char *name, void *ctx) {
     (void)name;
@@ -657,7 +684,7 @@ static int scan_locked(void) {
     if (as_entry_wanted(g_cfg)) {
         for (int k = 0; k < nfresh; k++) {
             const as_obj *o = &g_objs[fresh[k]];
-            if (needs_local_symbols(base_name(obj_path(o))))
+            if (wants_local_scan(o))
                 scan_entry[nscan++] = fresh[k];
         }
     }
@@ -670,8 +697,7 @@ static int scan_locked(void) {
      * trampoline as orig, and its GOT slots stay as they are (calls through them reach the
      * patched entry, hence the thunk, once). */
     for (int k = 0; k < nscan; k++) {
-        const as_obj *o = &g_objs[scan_entry[k]];
-        as_entry_scan_obj(g_cfg, obj_path(o), o->base, g_matched);
+        scan_local(&g_objs[scan_entry[k]]);
     }
     as_stat_hooked = ntargets();
     /* Every new object's slots, against every target (old objects' targets included: a

@@ -195,3 +195,25 @@ def test_process_tree_same_output_and_status():
         assert got.stdout == bare.stdout, (argv, bare.stdout, got.stdout, got.stderr)
         assert got.returncode == bare.returncode, (argv, got.returncode, got.stderr)
     assert not os.path.exists(out)
+
+
+def test_run_reads_local_symbols_once_and_still_finds_them():
+    """Proves: under `agentsight run`, where the processes share which files held no local
+    function an entry selects (read once per run), a program whose own static function
+    the entry names is still patched in every process of the tree: two runs of
+    internal_agent in one bash both record `fact` (two process ids), with the output and
+    status of the bare run."""
+    d = tmpdir()
+    out = os.path.join(d, "actions.jsonl")
+    conf = write(os.path.join(d, "agent.conf"),
+                 "[output]\nsink = file:%s\n[actions]\nfact\n" % out)
+    prog = agent("internal_agent")
+    script = "%s 10 >/dev/null; %s 10; echo status $?" % (prog, prog)
+    bare = run(["bash", "-c", script])
+    env = {"AGENTSIGHT_SPOOL_DIR": os.path.join(d, "state"), "TMPDIR": d}
+    got = run([CLI, "run", "-q", "-c", conf, "--", "bash", "-c", script], env=env)
+    assert got.stdout == bare.stdout, (bare.stdout, got.stdout, got.stderr)
+    assert got.returncode == bare.returncode, got.stderr
+    facts = [a for a in read_jsonl(out) if a["action_name"] == "fact"]
+    pids = {a["metadata"]["pid"] for a in facts}
+    assert len(pids) == 2, (pids, got.stderr)
