@@ -945,6 +945,11 @@ extern int as_hook_report_live(void) __attribute__((weak, visibility("hidden")))
 /* Stops the exporter (bounded by the flush timeout). exit_time: the process is exiting,
  * so the ring files of live threads are removed too (nothing restarts afterwards). */
 static void shutdown_impl(int exit_time) {
+    if (atomic_load(&pipe_state) >= PIPE_ARMED) { /* never started: nothing to stop */
+        if (exit_time)
+            as_pipe_write_stats(); /* what it hooked still counts */
+        return;
+    }
     if (as_hook_report_live && atomic_load(&pipe_state) == PIPE_RUNNING)
         as_hook_report_live();
     int saved = as_in_agentsight;
@@ -966,8 +971,6 @@ static void shutdown_impl(int exit_time) {
             files_remove_drained(1);
             pthread_mutex_unlock(&reg_lock);
         }
-        if (exit_time && atomic_load(&pipe_state) >= PIPE_ARMED)
-            as_pipe_write_stats(); /* never started: what it hooked still counts */
         pthread_mutex_unlock(&start_lock);
         goto out;
     }
