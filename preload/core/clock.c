@@ -8,12 +8,12 @@
  * refinement starts a new linear segment anchored where the old one was at that moment,
  * so the mapping stays continuous and increasing: a larger raw value never converts to an
  * earlier time. Readers use a seqlock; one refiner at a time (try-lock). */
-#include <cpuid.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/platform/x86.h>
 #include <time.h>
 
 #include "core/clock.h"
@@ -50,9 +50,9 @@ static uint64_t rdtsc(void) {
 
 /* Returns 1 when the CPU says its TSC runs at a constant rate in every power state. */
 static int tsc_invariant(void) {
-    unsigned a, b, c, d;
-    if (__get_cpuid(0x80000000u, &a, &b, &c, &d) && a >= 0x80000007u &&
-        __get_cpuid(0x80000007u, &a, &b, &c, &d) && (d & (1u << 8)))
+    /* What the C library read with cpuid at start-up: cpuid traps to the hypervisor on a
+     * virtual machine, a cost every process would pay again. */
+    if (CPU_FEATURE_PRESENT(INVARIANT_TSC))
         return 1;
     /* Hypervisors often hide the cpuid leaf but the kernel still reports the flags. */
     FILE *f = fopen("/proc/cpuinfo", "re");
