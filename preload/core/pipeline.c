@@ -50,6 +50,9 @@
 enum { SLOT_FREE = 0, SLOT_ACTIVE = 1, SLOT_EXITED = 2 };
 /* ARMED: started lazily by the first message (as_pipe_arm); FAILED: that start failed. */
 enum { PIPE_STOPPED = 0, PIPE_RUNNING = 1, PIPE_FORKED = 2, PIPE_ARMED = 3, PIPE_FAILED = 4 };
+/* The process that armed (a fork child takes it over): a vfork child, which shares our
+ * memory and runs no fork handler, must never start threads or open sinks. */
+static pid_t armed_pid;
 
 typedef struct slot {
     _Atomic int state;
@@ -352,8 +355,8 @@ static as_ring *thread_attach(void) {
         return NULL;
     pthread_once(&once, once_init);
     int st = atomic_load(&pipe_state);
-    if (st == PIPE_FAILED)
-        return NULL; /* no sink: nothing is kept (counted as dropped) */
+    if (st == PIPE_FAILED || (st == PIPE_ARMED && getpid() != armed_pid))
+        return NULL; /* no sink, or a vfork child: nothing is kept (counted as dropped) */
     if (st == PIPE_FORKED || st == PIPE_ARMED) {
         int saved = as_in_agentsight;
         as_in_agentsight = 1;
@@ -860,8 +863,14 @@ int as_pipe_arm(void) {
         return -1;
     }
     pthread_once(&once, once_init);
+    armed_pid = getpid();
     int expect = PIPE_STOPPED;
     atomic_compare_exchange_strong(&pipe_state, &expect, PIPE_ARMED);
+    /* What a dead process left is shipped by the next start (recover.c), tracked call or
+     * not: only then does this process start at once. */
+    const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
+    if (!(cs && strcmp(cs, "0") == 0) && as_pipe_recover_pending(NULL))
+        as_pipe_start();
     return 0;
 }
 
@@ -1102,4 +1111,5 @@ static void fork_child(void) {
     atomic_store(&ex_stop, 0);
     if (atomic_load(&pipe_state) == PIPE_RUNNING)
         atomic_store(&pipe_state, PIPE_FORKED);
+    armed_pid = getpid();
 }

@@ -150,4 +150,8 @@ typedef int (*as_recover_fn)(const as_action *a, const as_recover_origin *o, voi
  * actions fn took, or -1 when the rings directory exists but cannot be read. */
 long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx);
 
+/* 1 when <root>/rings (root NULL or "": the spool directory) holds a ring file of a dead
+ * process (or of a dead recoverer), else 0. Reads the directory only; makes nothing. */
+int as_pipe_recover_pending(const char *root);
+
 #endif

@@ -217,3 +217,23 @@ def test_run_reads_local_symbols_once_and_still_finds_them():
     facts = [a for a in read_jsonl(out) if a["action_name"] == "fact"]
     pids = {a["metadata"]["pid"] for a in facts}
     assert len(pids) == 2, (pids, got.stderr)
+
+
+def test_vfork_child_first_tracked_call_starts_nothing():
+    """Proves: when the first tracked call of a process happens in a vfork child (execl
+    between vfork and exec, 200 times), the child, which shares the parent's memory,
+    starts no exporter and opens no sink (no output file appears), and the program ends
+    as bare. (Its heap figure is not compared: the thunk's own per-thread state in a vfork
+    child is another matter than start-up.)"""
+    d = tmpdir()
+    out = os.path.join(d, "actions.jsonl")
+    conf = write(os.path.join(d, "agent.conf"),
+                 "[output]\nsink = file:%s\n[actions]\n"
+                 "int execl(const char *path, const char *arg) hook=got capture=none\n" % out)
+    prog = agent("review_agent")
+    bare = run([prog, "vfork"])
+    env = {"AGENTSIGHT_SPOOL_DIR": os.path.join(d, "state")}
+    got = run_preloaded([prog, "vfork"], config=conf, env=env, timeout=120)
+    assert got.returncode == bare.returncode == 0, got.stderr
+    assert got.stdout.startswith("heap grew by "), got.stdout
+    assert not os.path.exists(out), read_jsonl(out)
