@@ -11,8 +11,14 @@ DESTDIR ?=
 CC      ?= cc
 PYTHON  ?= python3
 
-LIBS_CORE := -lcurl -lcjson -lpthread -ldl
-LIBS_HOOK := -lelf -ldw -lcapstone
+# The libraries load with the C library alone: libcurl, cJSON, libdw and capstone are
+# opened on demand (preload/core/dynlib.h). The CLI reads JSON itself (cJSON) and reads
+# section facts for `check` with libelf (cli/check_facts.c); the unit tests call those
+# libraries directly too.
+LIBS_CORE := -lpthread -ldl
+LIBS_HOOK :=
+LIBS_CLI  := -lcjson -lelf
+LIBS_TEST := -lcurl -lcjson -lelf -ldw -lcapstone
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -O2 -Wall -Wextra -Werror -fPIC \
 	-fvisibility=hidden -ftls-model=initial-exec -Iinclude -Ipreload
@@ -84,14 +90,14 @@ $(PRELOAD_SO): $(CORE_OBJ) $(HOOK_OBJ) $(MAIN_OBJ)
 		$(LIBS_HOOK) $(LIBS_CORE)
 
 $(CLI): $(CLI_MAIN_OBJ) $(INTERNAL_A)
-	$(CC) -o $@ $(CLI_MAIN_OBJ) $(INTERNAL_A) $(LDSAN) $(LIBS_HOOK) $(LIBS_CORE) -lm
+	$(CC) -o $@ $(CLI_MAIN_OBJ) $(INTERNAL_A) $(LDSAN) $(LIBS_CLI) $(LIBS_HOOK) $(LIBS_CORE) -lm
 
 # Unit tests: one cmocka binary per tests/unit/test_*.c, linked against every internal
 # object; tests/unit/test_X.ldflags may add flags such as -Wl,--wrap=write.
 $(BUILD)/tests/%: tests/unit/%.c $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -o $@ $< $(INTERNAL_A) $(LDSAN) \
-		$(shell cat tests/unit/$*.ldflags 2>/dev/null) -lcmocka $(LIBS_HOOK) $(LIBS_CORE) -lm
+		$(shell cat tests/unit/$*.ldflags 2>/dev/null) -lcmocka $(LIBS_TEST) $(LIBS_HOOK) $(LIBS_CORE) -lm
 
 -include tests/agents/agents.mk
 -include tests/bench/bench.mk

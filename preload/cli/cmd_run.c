@@ -275,6 +275,21 @@ static void finish_diag(const char *dir, const char *file, int quiet) {
     rmdir(dir);
 }
 
+/* Creates the empty cache file the run's processes share (hook/symcache.h) and exports its
+ * name. Returns 0 with the path in path, or -1 (each process then reads what it needs). */
+static int make_symcache_file(char *path, size_t cap) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, cap, "%s/agentsight-symcache-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        path[0] = '\0';
+        return -1;
+    }
+    close(fd);
+    setenv("AGENTSIGHT_SYMCACHE", path, 1);
+    return 0;
+}
+
 typedef struct run_stats {
     uint64_t procs, actions, dropped, hooked, recovered;
     char outputs[MAX_OUTPUTS_TEXT];
@@ -501,8 +516,12 @@ int as_cmd_run(int argc, char **argv) {
             unlink(stats);
         return 2;
     }
+    char symcache[PATH_MAX];
+    int have_symcache = make_symcache_file(symcache, sizeof(symcache)) == 0;
     int started = 0;
     rc = spawn_and_wait(&o, &started);
+    if (have_symcache)
+        unlink(symcache);
     unsigned long long unreported = 0;
     unsigned long long recovered = started ? rescue_run(run_id, &unreported) : 0;
     if (have_diag)

@@ -1,13 +1,17 @@
 /* action.c - turns a public agentsight_action into the normalised internal action
  * (validation and defaults of track_action), writes it as one JSONL line, and packs it
  * into a flat blob the pipeline can carry between threads. */
-#include <cjson/cJSON.h>
+#include "core/dl_cjson.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/action.h"
 #include "core/clock.h"
+
+/* The one definition of the cJSON table (core/dl_cjson.h), for every reader of JSON. */
+AS_DYNLIB_DEFINE(as_cjson, AS_CJSON_FNS, "libcjson.so.1",
+                 "JSON reading (spool replay, server answers, user JSON fields)");
 
 #define NS_PER_MS 1000000LL
 
@@ -94,10 +98,12 @@ static int check_object(const char *field, const char *s, char *msg, size_t cap)
     size_t n = strlen(s);
     if (!as_utf8_valid(s, n))
         return refuse(msg, cap, "%s: not valid UTF-8", field);
+    if (as_dynlib_load(&as_cjson_lib) != 0)
+        return refuse(msg, cap, "%s: cannot be checked (libcjson.so.1 is missing)", field);
     /* The length includes the NUL: with require_null_terminated cJSON wants to see it. */
-    cJSON *j = cJSON_ParseWithLengthOpts(s, n + 1, NULL, 1);
-    int ok = j && cJSON_IsObject(j);
-    cJSON_Delete(j);
+    cJSON *j = as_cjson.cJSON_ParseWithLengthOpts(s, n + 1, NULL, 1);
+    int ok = j && as_cjson.cJSON_IsObject(j);
+    as_cjson.cJSON_Delete(j);
     if (!ok)
         return refuse(msg, cap, "%s: not a JSON object", field);
     if (!strict_numbers(s))

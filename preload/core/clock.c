@@ -8,12 +8,12 @@
  * refinement starts a new linear segment anchored where the old one was at that moment,
  * so the mapping stays continuous and increasing: a larger raw value never converts to an
  * earlier time. Readers use a seqlock; one refiner at a time (try-lock). */
-#include <cpuid.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/platform/x86.h>
 #include <time.h>
 
 #include "core/clock.h"
@@ -39,6 +39,8 @@ static uint64_t base_tsc, base_mono, last_refine_mono; /* written under refine_l
 static int64_t real_minus_mono;                        /* fixed at init */
 static pthread_mutex_t refine_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_once_t select_once = PTHREAD_ONCE_INIT;
+static int want_tsc; /* decided once by do_select */
 
 static uint64_t rdtsc(void) {
     uint32_t lo, hi;
@@ -48,9 +50,9 @@ static uint64_t rdtsc(void) {
 
 /* Returns 1 when the CPU says its TSC runs at a constant rate in every power state. */
 static int tsc_invariant(void) {
-    unsigned a, b, c, d;
-    if (__get_cpuid(0x80000000u, &a, &b, &c, &d) && a >= 0x80000007u &&
-        __get_cpuid(0x80000007u, &a, &b, &c, &d) && (d & (1u << 8)))
+    /* What the C library read with cpuid at start-up: cpuid traps to the hypervisor on a
+     * virtual machine, a cost every process would pay again. */
+    if (CPU_FEATURE_PRESENT(INVARIANT_TSC))
         return 1;
     /* Hypervisors often hide the cpuid leaf but the kernel still reports the flags. */
     FILE *f = fopen("/proc/cpuinfo", "re");
@@ -98,11 +100,20 @@ static int64_t measure_offset(void) {
     return off;
 }
 
-static void do_init(void) {
+static void do_select(void) {
     const char *force = getenv("AGENTSIGHT_CLOCK");
-    int want_tsc = !(force && strcmp(force, "monotonic") == 0);
+    want_tsc = !(force && strcmp(force, "monotonic") == 0) && tsc_invariant();
+    as_clock_use_tsc = want_tsc;
+}
+
+void as_clock_select(void) {
+    pthread_once(&select_once, do_select);
+}
+
+static void do_init(void) {
+    as_clock_select();
     real_minus_mono = measure_offset();
-    if (want_tsc && tsc_invariant()) {
+    if (want_tsc) {
         take_point(&base_tsc, &base_mono);
         last_refine_mono = base_mono;
         atomic_store(&cal.next_refine_tsc, 0);

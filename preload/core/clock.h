@@ -27,6 +27,12 @@ static inline uint64_t as_clock_raw(void) {
  * async-signal-unsafe; call from a constructor or the first API call. */
 void as_clock_init(void);
 
+/* Only decides TSC or clock_gettime (as_clock_use_tsc), reading no clock: enough before
+ * raw timestamps are taken; as_clock_init() takes the calibration point later (the
+ * interposer: when its pipeline starts, at the first record), and the conversion extends
+ * the first segment back to the raw values taken before it. Idempotent. */
+void as_clock_select(void);
+
 /* Raw value -> Unix time in ns. Not for the hot path (may read the clock to refine the
  * calibration). Thread-safe. */
 int64_t as_clock_raw_to_unix_ns(uint64_t raw);

@@ -1,9 +1,10 @@
 /* http.c - the asynchronous libcurl multi client behind the HTTP sinks (see http.h). */
+#include "core/dl_curl.h" /* first: it sets how <curl/curl.h> is read */
+
 #include "core/clock.h"
 #include "core/http.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -48,11 +49,16 @@ struct as_http {
     int nwakeup;
 };
 
+AS_DYNLIB_DEFINE(as_curl, AS_CURL_FNS, "libcurl.so.4", "the HTTP sinks (agentsight, otlp)");
+
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_rc = -1;
 
+/* Loads libcurl (the first HTTP sink of the process) and starts it. */
 static void global_init_once(void) {
-    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+    if (as_dynlib_load(&as_curl_lib) != 0)
+        return;
+    global_rc = as_curl.curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
 }
 
 int as_http_global_init(void) {
@@ -108,7 +114,9 @@ long as_http_parse_retry_after(const char *value, int64_t now_s) {
             s = 86400;
         return (long)(s * 1000);
     }
-    time_t t = curl_getdate(value, NULL);
+    if (as_dynlib_load(&as_curl_lib) != 0)
+        return -1;
+    time_t t = as_curl.curl_getdate(value, NULL);
     if (t == (time_t)-1)
         return -1;
     return t <= now_s ? 0 : (long)((t - now_s) * 1000);
@@ -152,27 +160,27 @@ as_http *as_http_new(const as_http_opts *opts, const char *const *headers) {
     h->o.ca_bundle = h->ca_bundle;
     h->answering = 1;
     for (size_t i = 0; headers && headers[i]; i++) {
-        struct curl_slist *n = curl_slist_append(h->headers, headers[i]);
+        struct curl_slist *n = as_curl.curl_slist_append(h->headers, headers[i]);
         if (!n)
             goto error;
         h->headers = n;
     }
     /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
-    struct curl_slist *n = curl_slist_append(h->headers, "Expect:");
+    struct curl_slist *n = as_curl.curl_slist_append(h->headers, "Expect:");
     if (!n)
         goto error;
     h->headers = n;
     unsigned char before[AS_NETFD_SCAN];
     as_netfd_mark(before);
-    h->multi = curl_multi_init();
+    h->multi = as_curl.curl_multi_init();
     if (!h->multi)
         goto error;
     h->nwakeup = as_netfd_new(before, h->wakeup, 4);
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->o.max_inflight);
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->o.max_inflight);
+    as_curl.curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->o.max_inflight);
+    as_curl.curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->o.max_inflight);
     return h;
 error:
-    curl_slist_free_all(h->headers);
+    as_curl.curl_slist_free_all(h->headers);
     free(h->ca_bundle);
     free(h);
     return NULL;
@@ -252,44 +260,44 @@ int as_http_submit(as_http *h, const char *method, const char *url, char *body, 
 
 /* Returns 0 when r went on the wire; -1 when libcurl refused it (r is untouched). */
 static int start(as_http *h, req *r) {
-    CURL *e = h->nspare > 0 ? h->spare[--h->nspare] : curl_easy_init();
+    CURL *e = h->nspare > 0 ? h->spare[--h->nspare] : as_curl.curl_easy_init();
     if (!e)
         return -1;
-    curl_easy_reset(e);
+    as_curl.curl_easy_reset(e);
     r->easy = e;
     r->errbuf[0] = 0;
     r->retry_after_ms = -1;
     as_buf_reset(&r->answer);
-    curl_easy_setopt(e, CURLOPT_URL, r->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)h->o.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)h->o.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    as_curl.curl_easy_setopt(e, CURLOPT_URL, r->url);
+    as_curl.curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    as_curl.curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    as_curl.curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    as_curl.curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    as_curl.curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    as_curl.curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)h->o.timeout_ms);
+    as_curl.curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)h->o.connect_timeout_ms);
+    as_curl.curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    as_curl.curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    as_curl.curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (h->ca_bundle)
-        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_bundle);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "agentsight-preload/0.1");
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, as_netfd_open);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, as_netfd_close);
+        as_curl.curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_bundle);
+    as_curl.curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
+    as_curl.curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    as_curl.curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    as_curl.curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    as_curl.curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    as_curl.curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    as_curl.curl_easy_setopt(e, CURLOPT_USERAGENT, "agentsight-preload/0.1");
+    as_curl.curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, as_netfd_open);
+    as_curl.curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, as_netfd_close);
     if (strcmp(r->method, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        as_curl.curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        as_curl.curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
         if (strcmp(r->method, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+            as_curl.curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
-    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
+    if (as_curl.curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+        as_curl.curl_easy_cleanup(e);
         r->easy = NULL;
         return -1;
     }
@@ -301,11 +309,11 @@ static int start(as_http *h, req *r) {
 static void release_easy(as_http *h, req *r) {
     if (!r->easy)
         return;
-    curl_multi_remove_handle(h->multi, r->easy);
+    as_curl.curl_multi_remove_handle(h->multi, r->easy);
     if (h->nspare < (int)(sizeof h->spare / sizeof h->spare[0]))
         h->spare[h->nspare++] = r->easy;
     else
-        curl_easy_cleanup(r->easy);
+        as_curl.curl_easy_cleanup(r->easy);
     r->easy = NULL;
     for (size_t i = 0; i < h->inflight; i++) {
         if (h->wire[i] == r) {
@@ -345,9 +353,9 @@ static void start_more(as_http *h, int64_t now) {
 static void on_done(as_http *h, req *r, CURLcode rc) {
     long status = 0;
     if (rc == CURLE_OK)
-        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+        as_curl.curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     else if (!r->errbuf[0])
-        snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_easy_strerror(rc));
+        snprintf(r->errbuf, sizeof r->errbuf, "%s", as_curl.curl_easy_strerror(rc));
     release_easy(h, r);
     h->answering = !as_http_retryable(status);
     if (as_http_retryable(status) && r->attempts < h->o.max_attempts) {
@@ -378,14 +386,14 @@ size_t as_http_run(as_http *h, int timeout_ms) {
     for (;;) {
         start_more(h, as_mono_ms());
         int running = 0;
-        curl_multi_perform(h->multi, &running);
+        as_curl.curl_multi_perform(h->multi, &running);
         CURLMsg *m;
         int left;
-        while ((m = curl_multi_info_read(h->multi, &left))) {
+        while ((m = as_curl.curl_multi_info_read(h->multi, &left))) {
             if (m->msg != CURLMSG_DONE)
                 continue;
             req *r = NULL;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+            as_curl.curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
             if (r)
                 on_done(h, r, m->data.result);
         }
@@ -415,8 +423,8 @@ size_t as_http_run(as_http *h, int timeout_ms) {
             int64_t t0 = as_mono_ms();
             int nfds = 0;
             long timer = -1;
-            curl_multi_wait(h->multi, NULL, 0, (int)wait, &nfds);
-            curl_multi_timeout(h->multi, &timer);
+            as_curl.curl_multi_wait(h->multi, NULL, 0, (int)wait, &nfds);
+            as_curl.curl_multi_timeout(h->multi, &timer);
             if (nfds == 0 && timer < 0 && as_mono_ms() - t0 < 1 && wait > 0) {
                 int64_t nap = wait < 10 ? wait : 10;
                 struct timespec ts = {0, nap * 1000000};
@@ -475,14 +483,14 @@ void as_http_free(as_http *h) {
         return;
     as_http_cancel_all(h);
     for (int i = 0; i < h->nspare; i++)
-        curl_easy_cleanup(h->spare[i]);
+        as_curl.curl_easy_cleanup(h->spare[i]);
     /* The multi handle closes its wakeup pair: not when the program closed it and the
      * numbers are its files now (the handle is then left as it is). */
     if (as_netfd_intact(h->wakeup, h->nwakeup))
-        curl_multi_cleanup(h->multi);
+        as_curl.curl_multi_cleanup(h->multi);
     else
         as_debug("http: the program closed the client's descriptors; the client is left open");
-    curl_slist_free_all(h->headers);
+    as_curl.curl_slist_free_all(h->headers);
     free(h->ca_bundle);
     free(h);
 }

@@ -48,7 +48,11 @@
 #define DEFAULT_QUEUE (1u << 20)
 
 enum { SLOT_FREE = 0, SLOT_ACTIVE = 1, SLOT_EXITED = 2 };
-enum { PIPE_STOPPED = 0, PIPE_RUNNING = 1, PIPE_FORKED = 2 };
+/* ARMED: started lazily by the first message (as_pipe_arm); FAILED: that start failed. */
+enum { PIPE_STOPPED = 0, PIPE_RUNNING = 1, PIPE_FORKED = 2, PIPE_ARMED = 3, PIPE_FAILED = 4 };
+/* The process that armed (a fork child takes it over): a vfork child, which shares our
+ * memory and runs no fork handler, must never start threads or open sinks. */
+static pid_t armed_pid;
 
 typedef struct slot {
     _Atomic int state;
@@ -392,10 +396,17 @@ static as_ring *thread_attach(void) {
     if (t_dead)
         return NULL;
     pthread_once(&once, once_init);
-    if (atomic_load(&pipe_state) == PIPE_FORKED) {
+    int st = atomic_load(&pipe_state);
+    if (st == PIPE_FAILED || (st == PIPE_ARMED && getpid() != armed_pid))
+        return NULL; /* no sink, or a vfork child: nothing is kept (counted as dropped) */
+    if (st == PIPE_FORKED || st == PIPE_ARMED) {
         int saved = as_in_agentsight;
         as_in_agentsight = 1;
-        as_pipe_start();
+        if (as_pipe_start() != 0 && st == PIPE_ARMED) {
+            atomic_compare_exchange_strong(&pipe_state, &st, PIPE_FAILED);
+            as_in_agentsight = saved;
+            return NULL;
+        }
         as_in_agentsight = saved;
     }
     size_t want = queue_bytes();
@@ -939,6 +950,8 @@ static int start_locked(void) {
     nsinks = as_sinks_open(uris, sinks, MAX_SINKS);
     if (nsinks <= 0) {
         nsinks = 0;
+        /* Every later call is lost: an alert, shown even under `run -q`. */
+        as_alert_error("no sink could be opened (output '%s'): tracking nothing", uris);
         return -1;
     }
     save_uris();
@@ -972,6 +985,27 @@ int as_pipe_start(void) {
     pthread_mutex_unlock(&start_lock);
     as_in_agentsight = saved;
     return rc;
+}
+
+int as_pipe_arm(void) {
+    const char *uris = as_cfg.output;
+    if (!uris[0] && !as_cfg.output_explicit)
+        uris = "file:agentsight-actions.jsonl"; /* as start_locked */
+    char msg[300];
+    if (as_sinks_check(uris, msg, sizeof msg) != 0) {
+        as_error("%s", msg);
+        return -1;
+    }
+    pthread_once(&once, once_init);
+    armed_pid = getpid();
+    int expect = PIPE_STOPPED;
+    atomic_compare_exchange_strong(&pipe_state, &expect, PIPE_ARMED);
+    /* What a dead process left is shipped by the next start (recover.c), tracked call or
+     * not: only then does this process start at once. */
+    const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
+    if (!(cs && strcmp(cs, "0") == 0) && as_pipe_recover_pending(NULL))
+        as_pipe_start();
+    return 0;
 }
 
 int as_pipe_running(void) {
@@ -1055,6 +1089,11 @@ extern int as_hook_report_live(void) __attribute__((weak, visibility("hidden")))
 /* Stops the exporter (bounded by the flush timeout). exit_time: the process is exiting,
  * so the ring files of live threads are removed too (nothing restarts afterwards). */
 static void shutdown_impl(int exit_time) {
+    if (atomic_load(&pipe_state) >= PIPE_ARMED) { /* never started: nothing to stop */
+        if (exit_time)
+            as_pipe_write_stats(); /* what it hooked still counts */
+        return;
+    }
     if (as_hook_report_live && atomic_load(&pipe_state) == PIPE_RUNNING)
         as_hook_report_live();
     int saved = as_in_agentsight;
@@ -1212,4 +1251,5 @@ static void fork_child(void) {
     atomic_store(&ex_stop, 0);
     if (atomic_load(&pipe_state) == PIPE_RUNNING)
         atomic_store(&pipe_state, PIPE_FORKED);
+    armed_pid = getpid();
 }

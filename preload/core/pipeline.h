@@ -35,6 +35,14 @@ int as_pipe_start(void);
  * function can't fail. */
 void as_pipe_keep_env(void);
 
+/* Arms the pipeline instead of starting it: the first message of any thread starts it
+ * (opens the sinks, starts the exporter, makes the ring file), so a process that never
+ * tracks anything starts no thread and creates no file. Checks the sink URIs now and
+ * registers the at-exit and fork handlers. When that first start fails (a sink cannot be
+ * opened: the message is printed then) every later message is dropped. Returns 0, or -1
+ * when the URIs are refused (message printed; nothing armed). */
+int as_pipe_arm(void);
+
 /* Producer side. Reserves payload_len bytes for a message of kind in the calling thread's
  * ring. may_wait: when the ring is full, wait up to as_cfg.queue_wait_ms for room
  * (policy WAIT) instead of dropping at once. Returns a pointer to the payload (8-byte
@@ -172,5 +180,9 @@ long as_pipe_recover_opts(const char *root, const as_recover_opts *opts);
 
 /* as_pipe_recover_opts with only fn and ctx (any run, no flush). */
 long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx);
+
+/* 1 when <root>/rings (root NULL or "": the spool directory) holds a ring file of a dead
+ * process (or of a dead recoverer), else 0. Reads the directory only; makes nothing. */
+int as_pipe_recover_pending(const char *root);
 
 #endif

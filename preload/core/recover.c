@@ -690,3 +690,34 @@ long as_pipe_recover_opts(const char *root, const as_recover_opts *opts) {
     free(w.done);
     return w.taken;
 }
+
+/* Whether <root>/rings holds a ring file a dead process left (or one a dead recoverer was
+ * taking): what a start with as_pipe_arm() must not leave waiting until the first tracked
+ * call. One directory read; no file is made. */
+int as_pipe_recover_pending(const char *root) {
+    if (!root || !root[0])
+        root = as_cfg.spool_dir;
+    char dir[1024];
+    if (!root[0] || cat3(dir, sizeof dir, root, "/rings", NULL) != 0)
+        return 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        int pid, rp;
+        uint64_t start;
+        unsigned long long rs;
+        char prefix[NAME_MAX_LEN];
+        if (parse_name(e->d_name, &pid, &start, prefix, sizeof prefix) != 0)
+            continue;
+        const char *rest = strstr(e->d_name, ".ring") + 5;
+        if (*rest == '\0')
+            found = as_proc_dead(pid, start);
+        else if (sscanf(rest, ".taking-%d-%llu", &rp, &rs) == 2)
+            found = as_proc_dead(rp, rs);
+    }
+    closedir(d);
+    return found;
+}

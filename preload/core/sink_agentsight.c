@@ -11,7 +11,7 @@
  * URI: "agentsight" (endpoint from AGENTSIGHT_API_ENDPOINT) or "agentsight:URL".
  * Runs on the exporter thread only. The API key lives only in the client's header list:
  * it is never logged, spooled or put in a message. */
-#include <cjson/cJSON.h>
+#include "core/dl_cjson.h"
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,11 +229,11 @@ static void on_conv_done(void *ctx, const as_http_resp *r) {
         return;
     long id = -1;
     if (r->status >= 200 && r->status < 300) {
-        cJSON *o = cJSON_ParseWithLength(r->body, r->body_len);
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "id");
-        if (cJSON_IsNumber(v))
+        cJSON *o = as_cjson.cJSON_ParseWithLength(r->body, r->body_len);
+        const cJSON *v = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "id");
+        if (as_cjson.cJSON_IsNumber(v))
             id = (long)v->valuedouble;
-        cJSON_Delete(o);
+        as_cjson.cJSON_Delete(o);
         if (id < 0)
             log_once(k, 1u << 22,
                      "agentsight sink: %s answered a conversation without an "
@@ -362,13 +362,14 @@ static void display_submit(named *n, const char *method, const char *url, int wi
 }
 
 static long find_action_id(const cJSON *v, const char *name) {
-    if (cJSON_IsObject(v)) {
-        const cJSON *res = cJSON_GetObjectItemCaseSensitive(v, "results");
+    if (as_cjson.cJSON_IsObject(v)) {
+        const cJSON *res = as_cjson.cJSON_GetObjectItemCaseSensitive(v, "results");
         if (res)
             return find_action_id(res, name);
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(v, "name");
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(v, "id");
-        if (cJSON_IsString(nm) && strcmp(nm->valuestring, name) == 0 && cJSON_IsNumber(id))
+        const cJSON *nm = as_cjson.cJSON_GetObjectItemCaseSensitive(v, "name");
+        const cJSON *id = as_cjson.cJSON_GetObjectItemCaseSensitive(v, "id");
+        if (as_cjson.cJSON_IsString(nm) && strcmp(nm->valuestring, name) == 0 &&
+            as_cjson.cJSON_IsNumber(id))
             return (long)id->valuedouble;
         return -1;
     }
@@ -388,9 +389,9 @@ static void on_display_lookup(void *ctx, const as_http_resp *r) {
         on_display_done(ctx, r);
         return;
     }
-    cJSON *o = cJSON_ParseWithLength(r->body, r->body_len);
+    cJSON *o = as_cjson.cJSON_ParseWithLength(r->body, r->body_len);
     long id = find_action_id(o, n->name);
-    cJSON_Delete(o);
+    as_cjson.cJSON_Delete(o);
     if (id >= 0) {
         snprintf(url, sizeof url, "%s/api/actions/%ld/", n->sk->endpoint, id);
         display_submit(n, "PATCH", url, 0);
@@ -418,9 +419,9 @@ static void display_name_seen(sk *k, const as_action *a) {
     for (named *n = k->names; n; n = n->next)
         if (strcmp(n->name, a->action_name) == 0)
             return;
-    cJSON *o = cJSON_Parse(a->metadata);
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "display_name");
-    named *n = cJSON_IsString(d) ? calloc(1, sizeof *n) : NULL;
+    cJSON *o = as_cjson.cJSON_Parse(a->metadata);
+    const cJSON *d = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "display_name");
+    named *n = as_cjson.cJSON_IsString(d) ? calloc(1, sizeof *n) : NULL;
     if (n && (n->name = strdup(a->action_name)) && (n->display = strdup(d->valuestring))) {
         n->sk = k;
         n->next = k->names;
@@ -433,7 +434,7 @@ static void display_name_seen(sk *k, const as_action *a) {
         free(n->name);
         free(n);
     }
-    cJSON_Delete(o);
+    as_cjson.cJSON_Delete(o);
 }
 
 /* Builds the sink's copy of an action: its line (metadata tagged with an event id) and
@@ -754,6 +755,8 @@ static int ags_open(as_sink *s, const char *arg) {
                  "the sink is not opened");
         return -1;
     }
+    if (as_dynlib_load(&as_cjson_lib) != 0)
+        return -1; /* its answers cannot be read; the message names the library */
     sk *k = calloc(1, sizeof *k);
     if (!k)
         return -1;

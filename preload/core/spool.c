@@ -33,7 +33,7 @@
 #include "core/spool.h"
 #include "core/securedir.h"
 
-#include <cjson/cJSON.h>
+#include "core/dl_cjson.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -565,11 +565,13 @@ int as_spool_read(const char *path, char *uri, size_t uri_cap,
             continue;
         if (first && strncmp(line, "{\"agentsight_spool\":", 20) == 0) {
             first = 0;
-            cJSON *h = cJSON_ParseWithLength(line, (size_t)n);
-            const cJSON *s = cJSON_GetObjectItemCaseSensitive(h, "sink");
-            if (uri && cJSON_IsString(s))
+            if (as_dynlib_load(&as_cjson_lib) != 0)
+                continue; /* the sink stays unknown */
+            cJSON *h = as_cjson.cJSON_ParseWithLength(line, (size_t)n);
+            const cJSON *s = as_cjson.cJSON_GetObjectItemCaseSensitive(h, "sink");
+            if (uri && as_cjson.cJSON_IsString(s))
                 snprintf(uri, uri_cap, "%s", s->valuestring);
-            cJSON_Delete(h);
+            as_cjson.cJSON_Delete(h);
             continue;
         }
         first = 0;
@@ -605,12 +607,12 @@ int as_spool_foreach_sink(const char *root, void (*fn)(const char *uri, const ch
             FILE *f = fopen(path, "r");
             char line[2048];
             uri[0] = 0;
-            if (f && fgets(line, sizeof line, f)) {
-                cJSON *h = cJSON_Parse(line);
-                const cJSON *s = cJSON_GetObjectItemCaseSensitive(h, "sink");
-                if (cJSON_IsString(s))
+            if (f && fgets(line, sizeof line, f) && as_dynlib_load(&as_cjson_lib) == 0) {
+                cJSON *h = as_cjson.cJSON_Parse(line);
+                const cJSON *s = as_cjson.cJSON_GetObjectItemCaseSensitive(h, "sink");
+                if (as_cjson.cJSON_IsString(s))
                     snprintf(uri, sizeof uri, "%s", s->valuestring);
-                cJSON_Delete(h);
+                as_cjson.cJSON_Delete(h);
             }
             if (f)
                 fclose(f);
@@ -626,8 +628,8 @@ int as_spool_foreach_sink(const char *root, void (*fn)(const char *uri, const ch
 }
 
 static const char *str_member(const cJSON *o, const char *name) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
+    const cJSON *v = as_cjson.cJSON_GetObjectItemCaseSensitive(o, name);
+    return as_cjson.cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 static int time_member(const cJSON *o, const char *name, int64_t *ns) {
@@ -637,14 +639,16 @@ static int time_member(const cJSON *o, const char *name, int64_t *ns) {
 
 int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
     memset(rec, 0, sizeof *rec);
-    cJSON *o = cJSON_ParseWithLength(line, len);
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
+    if (as_dynlib_load(&as_cjson_lib) != 0)
+        return -1;
+    cJSON *o = as_cjson.cJSON_ParseWithLength(line, len);
+    if (!as_cjson.cJSON_IsObject(o)) {
+        as_cjson.cJSON_Delete(o);
         return -1;
     }
     const char *name = str_member(o, "action_name");
     if (!name || !*name) {
-        cJSON_Delete(o);
+        as_cjson.cJSON_Delete(o);
         return -1;
     }
     rec->json = o;
@@ -655,8 +659,9 @@ int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
     a->conversation_id = str_member(o, "conversation_id");
     if (!a->conversation_id)
         a->conversation_id = "";
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "duration_ms");
-    a->duration_ms = cJSON_IsNumber(d) && d->valuedouble >= 0 ? (int64_t)d->valuedouble : 0;
+    const cJSON *d = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "duration_ms");
+    a->duration_ms =
+        as_cjson.cJSON_IsNumber(d) && d->valuedouble >= 0 ? (int64_t)d->valuedouble : 0;
     int64_t now = as_clock_unix_ns();
     if (time_member(o, "timestamp", &a->timestamp_ns) != 0)
         a->timestamp_ns = now;
@@ -664,14 +669,14 @@ int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
         a->ended_ns = a->timestamp_ns;
     if (time_member(o, "started_at", &a->started_ns) != 0)
         a->started_ns = a->ended_ns - a->duration_ms * 1000000;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "tools_used");
-    if (cJSON_IsObject(t))
-        a->tools_used = rec->tools_used = cJSON_PrintUnformatted(t);
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metadata");
-    if (cJSON_IsObject(m))
-        a->metadata = rec->metadata = cJSON_PrintUnformatted(m);
+    const cJSON *t = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "tools_used");
+    if (as_cjson.cJSON_IsObject(t))
+        a->tools_used = rec->tools_used = as_cjson.cJSON_PrintUnformatted(t);
+    const cJSON *m = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "metadata");
+    if (as_cjson.cJSON_IsObject(m))
+        a->metadata = rec->metadata = as_cjson.cJSON_PrintUnformatted(m);
     a->event_id = str_member(o, "event_id");
-    if (!a->event_id && cJSON_IsObject(m)) /* a line spooled before event_id was a field */
+    if (!a->event_id && as_cjson.cJSON_IsObject(m)) /* a line spooled before event_id was a field */
         a->event_id = str_member(m, "agentsight_event_id");
     if (a->event_id && (strlen(a->event_id) != 32 || strspn(a->event_id, "0123456789abcdef") != 32))
         a->event_id = NULL; /* not one of ours: the sink draws one */
@@ -679,7 +684,8 @@ int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
 }
 
 void as_spool_rec_free(as_spool_rec *rec) {
-    cJSON_Delete(rec->json);
+    if (rec->json)
+        as_cjson.cJSON_Delete(rec->json);
     free(rec->tools_used);
     free(rec->metadata);
     memset(rec, 0, sizeof *rec);

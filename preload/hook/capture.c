@@ -115,9 +115,22 @@ static uintptr_t heap_start(void) {
     return (uintptr_t)v;
 }
 
+/* Defined only in the interposer (preload_main.c), which calls as_capture_start() itself
+ * when it has something to hook: a process that tracks nothing pays nothing here. */
+extern const int as_preload_defers_init __attribute__((weak, visibility("hidden")));
+
 /* Takes the stable regions once, at load time (every object loaded at start is mapped:
  * constructors run after the loader mapped them all). */
 __attribute__((constructor)) static void capture_init(void) {
+    if (&as_preload_defers_init == NULL)
+        as_capture_start();
+}
+
+void as_capture_start(void) {
+    static int done;
+    if (done)
+        return;
+    done = 1;
     int e = errno;
     dl_iterate_phdr(add_region, NULL);
     as_cap_brk_lo = heap_start();

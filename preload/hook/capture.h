@@ -80,6 +80,11 @@ typedef struct as_cap_region {
 extern as_cap_region as_cap_regions[];
 extern int as_cap_nregions;
 extern uintptr_t as_cap_brk_lo;
+
+/* Takes the stable regions of the objects loaded now and the heap's start (reads
+ * /proc/self/stat). Run by a constructor, except in the interposer, which calls it before
+ * installing anything. Idempotent; not thread-safe (start-up only). */
+void as_capture_start(void);
 /* 16 bytes of 0xff then 16 of 0: loaded at 16 - k, a mask that keeps the first k bytes
  * (the string copies of capture.c and thunk.S). */
 extern const unsigned char as_cap_keep_mask[32];

@@ -4,20 +4,19 @@
  * The DWARF of the last file asked for stays open with an index of its subprograms sorted
  * by name (DW_AT_name and DW_AT_linkage_name), so a run of lookups in one object walks
  * its compile units once. */
-#include <stddef.h> /* dwarf.h uses size_t without including it */
-
+#include "hook/dl_dw.h"
 #include "hook/dwarf.h"
 #include "hook/dwarf_cache.h"
 #include "hook/elfsym.h"
 
-#include <dwarf.h>
-#include <elfutils/libdw.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+AS_DYNLIB_DEFINE(as_dw, AS_DW_FNS, "libdw.so.1", "prototypes from DWARF");
 
 #define MAX_TYPE_DEPTH 16
 
@@ -44,7 +43,7 @@ static struct {
 /* Releases the cached handle and index (lock held). This function can't fail. */
 static void cache_drop(void) {
     if (cache.dw)
-        dwarf_end(cache.dw);
+        as_dw.dwarf_end(cache.dw);
     if (cache.fd >= 0)
         close(cache.fd);
     free(cache.fns);
@@ -80,9 +79,9 @@ static int index_push(const char *name, Dwarf_Off off, int rank) {
 /* A string attribute, following abstract_origin/specification; NULL when absent. */
 static const char *attr_string(Dwarf_Die *die, int at) {
     Dwarf_Attribute a;
-    if (!dwarf_attr_integrate(die, at, &a))
+    if (!as_dw.dwarf_attr_integrate(die, at, &a))
         return NULL;
-    return dwarf_formstring(&a);
+    return as_dw.dwarf_formstring(&a);
 }
 
 /* Adds one subprogram DIE under its name and linkage name. */
@@ -90,11 +89,12 @@ static int index_subprogram(Dwarf_Die *die) {
     int rank = RANK_DEF;
     bool decl = false;
     Dwarf_Attribute a;
-    if (dwarf_attr(die, DW_AT_declaration, &a) && dwarf_formflag(&a, &decl) == 0 && decl)
+    if (as_dw.dwarf_attr(die, DW_AT_declaration, &a) && as_dw.dwarf_formflag(&a, &decl) == 0 &&
+        decl)
         rank = RANK_DECL;
-    else if (!dwarf_hasattr(die, DW_AT_name) && !dwarf_hasattr(die, DW_AT_linkage_name))
+    else if (!as_dw.dwarf_hasattr(die, DW_AT_name) && !as_dw.dwarf_hasattr(die, DW_AT_linkage_name))
         rank = RANK_INSTANCE;
-    Dwarf_Off off = dwarf_dieoffset(die);
+    Dwarf_Off off = as_dw.dwarf_dieoffset(die);
     const char *name = attr_string(die, DW_AT_name);
     const char *link = attr_string(die, DW_AT_linkage_name);
     if (!link)
@@ -109,15 +109,15 @@ static int index_subprogram(Dwarf_Die *die) {
 /* Walks the children of die (a CU or a namespace), recursing into namespaces. */
 static int index_children(Dwarf_Die *parent, int depth) {
     Dwarf_Die child;
-    if (depth > 8 || dwarf_child(parent, &child) != 0)
+    if (depth > 8 || as_dw.dwarf_child(parent, &child) != 0)
         return 0;
     do {
-        int tag = dwarf_tag(&child);
+        int tag = as_dw.dwarf_tag(&child);
         if (tag == DW_TAG_subprogram && index_subprogram(&child) != 0)
             return -1;
         if (tag == DW_TAG_namespace && index_children(&child, depth + 1) != 0)
             return -1;
-    } while (dwarf_siblingof(&child, &child) == 0);
+    } while (as_dw.dwarf_siblingof(&child, &child) == 0);
     return 0;
 }
 
@@ -135,6 +135,13 @@ static int cmp_entry(const void *pa, const void *pb) {
 /* Opens the DWARF of path (or of its separate debug file) into the cache and indexes its
  * subprograms. Returns 0 with cache.dw set, or -1 with the failure remembered in the cache
  * (cache.dw NULL) so the same path is not tried again. Call with cache.lock held. */
+/* as_sym_keep_fn keeping no symbol: only the debug file's name is wanted. */
+static int keep_none(const char *name, void *ctx) {
+    (void)name;
+    (void)ctx;
+    return 0;
+}
+
 static int cache_open(const char *path) {
     if (cache.path && strcmp(cache.path, path) == 0)
         return cache.dw ? 0 : -1;
@@ -144,17 +151,17 @@ static int cache_open(const char *path) {
         return -1;
     cache.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (cache.fd >= 0)
-        cache.dw = dwarf_begin(cache.fd, DWARF_C_READ);
+        cache.dw = as_dw.dwarf_begin(cache.fd, DWARF_C_READ);
     if (!cache.dw) {
         /* No .debug_info here: look for the build-id / debuglink file. */
         as_symtab t;
-        if (as_symtab_load(path, &t, NULL, 0) == 0) {
+        if (as_symtab_load_some(path, &t, NULL, 0, keep_none, NULL) == 0) {
             if (t.debug_path && strcmp(t.debug_path, path) != 0) {
                 if (cache.fd >= 0)
                     close(cache.fd);
                 cache.fd = open(t.debug_path, O_RDONLY | O_CLOEXEC);
                 if (cache.fd >= 0)
-                    cache.dw = dwarf_begin(cache.fd, DWARF_C_READ);
+                    cache.dw = as_dw.dwarf_begin(cache.fd, DWARF_C_READ);
             }
             as_symtab_free(&t);
         }
@@ -163,9 +170,9 @@ static int cache_open(const char *path) {
         return -1;
     Dwarf_Off off = 0, next;
     size_t hsize;
-    while (dwarf_nextcu(cache.dw, off, &next, &hsize, NULL, NULL, NULL) == 0) {
+    while (as_dw.dwarf_nextcu(cache.dw, off, &next, &hsize, NULL, NULL, NULL) == 0) {
         Dwarf_Die cu;
-        if (dwarf_offdie(cache.dw, off + hsize, &cu) && index_children(&cu, 0) != 0)
+        if (as_dw.dwarf_offdie(cache.dw, off + hsize, &cu) && index_children(&cu, 0) != 0)
             break;
         off = next;
     }
@@ -186,15 +193,15 @@ static int cache_find(const char *func, Dwarf_Die *out) {
     }
     if (lo == cache.n || strcmp(cache.fns[lo].name, func) != 0)
         return -1;
-    return dwarf_offdie(cache.dw, cache.fns[lo].off, out) ? 0 : -1;
+    return as_dw.dwarf_offdie(cache.dw, cache.fns[lo].off, out) ? 0 : -1;
 }
 
 /* The DIE DW_AT_type points at, in *out; NULL when there is none (void). */
 static Dwarf_Die *type_of(Dwarf_Die *die, Dwarf_Die *out) {
     Dwarf_Attribute a;
-    if (!dwarf_attr_integrate(die, DW_AT_type, &a))
+    if (!as_dw.dwarf_attr_integrate(die, DW_AT_type, &a))
         return NULL;
-    return dwarf_formref_die(&a, out);
+    return as_dw.dwarf_formref_die(&a, out);
 }
 
 /* Appends s to the NUL-terminated buf, truncating at cap. This function can't fail. */
@@ -235,9 +242,9 @@ static void spell(Dwarf_Die *t, char *buf, size_t cap, int depth) {
         append(buf, cap, "?");
         return;
     }
-    const char *name = dwarf_diename(t);
+    const char *name = as_dw.dwarf_diename(t);
     char sub[256];
-    switch (dwarf_tag(t)) {
+    switch (as_dw.dwarf_tag(t)) {
     case DW_TAG_base_type:
         append(buf, cap, name ? base_spelling(name) : "?");
         return;
@@ -249,7 +256,7 @@ static void spell(Dwarf_Die *t, char *buf, size_t cap, int depth) {
     case DW_TAG_class_type:
     case DW_TAG_union_type:
     case DW_TAG_enumeration_type: {
-        int tag = dwarf_tag(t);
+        int tag = as_dw.dwarf_tag(t);
         append(buf, cap,
                tag == DW_TAG_union_type         ? "union "
                : tag == DW_TAG_enumeration_type ? "enum "
@@ -261,12 +268,12 @@ static void spell(Dwarf_Die *t, char *buf, size_t cap, int depth) {
     case DW_TAG_const_type:
     case DW_TAG_volatile_type:
     case DW_TAG_atomic_type: {
-        const char *q = dwarf_tag(t) == DW_TAG_const_type      ? "const"
-                        : dwarf_tag(t) == DW_TAG_volatile_type ? "volatile"
-                                                               : "_Atomic";
+        const char *q = as_dw.dwarf_tag(t) == DW_TAG_const_type      ? "const"
+                        : as_dw.dwarf_tag(t) == DW_TAG_volatile_type ? "volatile"
+                                                                     : "_Atomic";
         inner = type_of(t, &inner_mem);
         spell(inner, sub, sizeof(sub), depth + 1);
-        if (inner && dwarf_tag(inner) == DW_TAG_pointer_type) {
+        if (inner && as_dw.dwarf_tag(inner) == DW_TAG_pointer_type) {
             append(buf, cap, sub); /* "char *const" */
             append(buf, cap, q);
         } else {
@@ -283,7 +290,7 @@ static void spell(Dwarf_Die *t, char *buf, size_t cap, int depth) {
     case DW_TAG_reference_type:
     case DW_TAG_rvalue_reference_type: {
         inner = type_of(t, &inner_mem);
-        if (inner && dwarf_tag(inner) == DW_TAG_subroutine_type) {
+        if (inner && as_dw.dwarf_tag(inner) == DW_TAG_subroutine_type) {
             Dwarf_Die r;
             spell(type_of(inner, &r), sub, sizeof(sub), depth + 1);
             append(buf, cap, sub);
@@ -294,7 +301,7 @@ static void spell(Dwarf_Die *t, char *buf, size_t cap, int depth) {
         append(buf, cap, sub);
         size_t len = strlen(sub);
         append(buf, cap, len && sub[len - 1] == '*' ? "" : " ");
-        append(buf, cap, dwarf_tag(t) == DW_TAG_pointer_type ? "*" : "&");
+        append(buf, cap, as_dw.dwarf_tag(t) == DW_TAG_pointer_type ? "*" : "&");
         return;
     }
     case DW_TAG_array_type:
@@ -312,7 +319,7 @@ static void spell(Dwarf_Die *t, char *buf, size_t cap, int depth) {
  * or NULL for void. */
 static Dwarf_Die *peel(Dwarf_Die *die) {
     for (int i = 0; die && i < MAX_TYPE_DEPTH; i++) {
-        int tag = dwarf_tag(die);
+        int tag = as_dw.dwarf_tag(die);
         if (tag != DW_TAG_typedef && tag != DW_TAG_const_type && tag != DW_TAG_volatile_type &&
             tag != DW_TAG_restrict_type && tag != DW_TAG_atomic_type)
             return die;
@@ -327,9 +334,9 @@ static Dwarf_Die *peel(Dwarf_Die *die) {
 /* An unsigned attribute (integrated). Returns 0, or -1 when absent or not a constant. */
 static int udata(Dwarf_Die *die, int at, Dwarf_Word *out) {
     Dwarf_Attribute a;
-    if (!dwarf_attr_integrate(die, at, &a))
+    if (!as_dw.dwarf_attr_integrate(die, at, &a))
         return -1;
-    return dwarf_formudata(&a, out);
+    return as_dw.dwarf_formudata(&a, out);
 }
 
 /* SysV eightbyte classes while walking an aggregate. */
@@ -363,9 +370,9 @@ static void walk_agg(Dwarf_Die *t, Dwarf_Word off, agg_walk *w, int depth) {
         return;
     }
     Dwarf_Word size = 0, enc = 0;
-    switch (dwarf_tag(d)) {
+    switch (as_dw.dwarf_tag(d)) {
     case DW_TAG_base_type:
-        if (dwarf_aggregate_size(d, &size) != 0 || udata(d, DW_AT_encoding, &enc) != 0) {
+        if (as_dw.dwarf_aggregate_size(d, &size) != 0 || udata(d, DW_AT_encoding, &enc) != 0) {
             w->memory = 1;
             return;
         }
@@ -395,16 +402,16 @@ static void walk_agg(Dwarf_Die *t, Dwarf_Word off, agg_walk *w, int depth) {
         mark(w, off, 8, 0);
         return;
     case DW_TAG_enumeration_type:
-        if (dwarf_aggregate_size(d, &size) != 0)
+        if (as_dw.dwarf_aggregate_size(d, &size) != 0)
             size = 4;
         mark(w, off, size, 0);
         return;
     case DW_TAG_array_type: {
         Dwarf_Die elem;
         Dwarf_Word esize = 0, total = 0;
-        if (!type_of(d, &elem) || dwarf_aggregate_size(&elem, &esize) != 0 || esize == 0)
+        if (!type_of(d, &elem) || as_dw.dwarf_aggregate_size(&elem, &esize) != 0 || esize == 0)
             return;
-        if (dwarf_aggregate_size(d, &total) != 0)
+        if (as_dw.dwarf_aggregate_size(d, &total) != 0)
             return; /* flexible array member: no storage */
         for (Dwarf_Word i = 0; i < total / esize && i < 16; i++)
             walk_agg(&elem, off + i * esize, w, depth + 1);
@@ -414,10 +421,10 @@ static void walk_agg(Dwarf_Die *t, Dwarf_Word off, agg_walk *w, int depth) {
     case DW_TAG_class_type:
     case DW_TAG_union_type: {
         Dwarf_Die m;
-        if (dwarf_child(d, &m) != 0)
+        if (as_dw.dwarf_child(d, &m) != 0)
             return;
         do {
-            if (dwarf_tag(&m) != DW_TAG_member || dwarf_hasattr(&m, DW_AT_declaration))
+            if (as_dw.dwarf_tag(&m) != DW_TAG_member || as_dw.dwarf_hasattr(&m, DW_AT_declaration))
                 continue;
             Dwarf_Word loc = 0, bitoff = 0, bits = 0;
             if (udata(&m, DW_AT_data_bit_offset, &bitoff) == 0)
@@ -432,7 +439,7 @@ static void walk_agg(Dwarf_Die *t, Dwarf_Word off, agg_walk *w, int depth) {
             }
             if (type_of(&m, &mt))
                 walk_agg(&mt, off + loc, w, depth + 1);
-        } while (dwarf_siblingof(&m, &m) == 0);
+        } while (as_dw.dwarf_siblingof(&m, &m) == 0);
         return;
     }
     default:
@@ -444,10 +451,10 @@ static void walk_agg(Dwarf_Die *t, Dwarf_Word off, agg_walk *w, int depth) {
 /* Returns 1 when d is a one-byte character base type (char, signed char). */
 static int is_char_base(Dwarf_Die *d) {
     Dwarf_Word enc = 0, size = 0;
-    if (!d || dwarf_tag(d) != DW_TAG_base_type || udata(d, DW_AT_encoding, &enc) != 0 ||
-        dwarf_aggregate_size(d, &size) != 0 || size != 1)
+    if (!d || as_dw.dwarf_tag(d) != DW_TAG_base_type || udata(d, DW_AT_encoding, &enc) != 0 ||
+        as_dw.dwarf_aggregate_size(d, &size) != 0 || size != 1)
         return 0;
-    const char *name = dwarf_diename(d);
+    const char *name = as_dw.dwarf_diename(d);
     return enc == DW_ATE_signed_char || (name && strcmp(name, "char") == 0);
 }
 
@@ -464,9 +471,9 @@ static int convert(Dwarf_Die *t, as_type *out) {
     if (!d)
         return -1; /* "const void" as a value */
     Dwarf_Word size = 0, enc = 0;
-    switch (dwarf_tag(d)) {
+    switch (as_dw.dwarf_tag(d)) {
     case DW_TAG_base_type:
-        if (dwarf_aggregate_size(d, &size) != 0 || udata(d, DW_AT_encoding, &enc) != 0)
+        if (as_dw.dwarf_aggregate_size(d, &size) != 0 || udata(d, DW_AT_encoding, &enc) != 0)
             return -1;
         out->size = (uint8_t)size;
         switch (enc) {
@@ -493,13 +500,14 @@ static int convert(Dwarf_Die *t, as_type *out) {
     case DW_TAG_rvalue_reference_type: {
         out->size = 8;
         Dwarf_Die pm, *pt = type_of(d, &pm);
-        if (dwarf_tag(d) == DW_TAG_pointer_type && pt)
+        if (as_dw.dwarf_tag(d) == DW_TAG_pointer_type && pt)
             pt = peel(pt);
-        out->kind = dwarf_tag(d) == DW_TAG_pointer_type && is_char_base(pt) ? AS_K_STR : AS_K_PTR;
+        out->kind =
+            as_dw.dwarf_tag(d) == DW_TAG_pointer_type && is_char_base(pt) ? AS_K_STR : AS_K_PTR;
         return 0;
     }
     case DW_TAG_enumeration_type: {
-        if (dwarf_aggregate_size(d, &size) != 0 || size > 8)
+        if (as_dw.dwarf_aggregate_size(d, &size) != 0 || size > 8)
             return -1;
         out->size = (uint8_t)size;
         Dwarf_Die um, *u = type_of(d, &um);
@@ -509,14 +517,15 @@ static int convert(Dwarf_Die *t, as_type *out) {
         }
         out->kind = AS_K_UINT; /* no underlying type: unsigned unless an enumerator is < 0 */
         Dwarf_Die e;
-        if (dwarf_child(d, &e) == 0) {
+        if (as_dw.dwarf_child(d, &e) == 0) {
             do {
                 Dwarf_Attribute a;
                 Dwarf_Sword v;
-                if (dwarf_tag(&e) == DW_TAG_enumerator && dwarf_attr(&e, DW_AT_const_value, &a) &&
-                    dwarf_formsdata(&a, &v) == 0 && v < 0)
+                if (as_dw.dwarf_tag(&e) == DW_TAG_enumerator &&
+                    as_dw.dwarf_attr(&e, DW_AT_const_value, &a) &&
+                    as_dw.dwarf_formsdata(&a, &v) == 0 && v < 0)
                     out->kind = AS_K_SINT;
-            } while (dwarf_siblingof(&e, &e) == 0);
+            } while (as_dw.dwarf_siblingof(&e, &e) == 0);
         }
         return 0;
     }
@@ -524,7 +533,7 @@ static int convert(Dwarf_Die *t, as_type *out) {
     case DW_TAG_class_type:
     case DW_TAG_union_type: {
         out->kind = AS_K_AGG;
-        if (dwarf_aggregate_size(d, &size) != 0)
+        if (as_dw.dwarf_aggregate_size(d, &size) != 0)
             return 0; /* incomplete type: size 0, skipped by capture */
         out->size = size <= 255 ? (uint8_t)size : 0;
         agg_walk w = {0};
@@ -554,17 +563,17 @@ static int build_proto(Dwarf_Die *fn, as_proto *p) {
     Dwarf_Attribute a;
     /* A concrete instance (inlined elsewhere, or a clone) describes its parameters through
      * the abstract DIE it points at; read that one. */
-    if (dwarf_attr(fn, DW_AT_abstract_origin, &a) && dwarf_formref_die(&a, &origin))
+    if (as_dw.dwarf_attr(fn, DW_AT_abstract_origin, &a) && as_dw.dwarf_formref_die(&a, &origin))
         fn = &origin;
     memset(p, 0, sizeof(*p));
     Dwarf_Die rm;
     if (convert(type_of(fn, &rm), &p->ret) != 0)
         return -1;
     Dwarf_Die c;
-    if (dwarf_child(fn, &c) != 0)
+    if (as_dw.dwarf_child(fn, &c) != 0)
         return 0;
     do {
-        int tag = dwarf_tag(&c);
+        int tag = as_dw.dwarf_tag(&c);
         if (tag == DW_TAG_unspecified_parameters) {
             p->variadic = 1;
             continue;
@@ -582,13 +591,13 @@ static int build_proto(Dwarf_Die *fn, as_proto *p) {
         else
             snprintf(p->names[p->nparams], AS_PROTO_NAME_LEN, "arg%d", p->nparams + 1);
         p->nparams++;
-    } while (dwarf_siblingof(&c, &c) == 0);
+    } while (as_dw.dwarf_siblingof(&c, &c) == 0);
     return 0;
 }
 
 /* Returns 0 with *out filled, or -1 with *out untouched (see dwarf.h). */
 int as_dwarf_proto(const char *path, const char *func, as_proto *out) {
-    if (!path || !func || !out)
+    if (!path || !func || !out || as_dynlib_load(&as_dw_lib) != 0)
         return -1;
     as_proto tmp;
     int rc = -1;

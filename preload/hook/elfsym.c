@@ -1,5 +1,6 @@
-/* elfsym.c - reads the function symbols of an ELF file on disk with libelf, so a config can
- * name any function a program or library defines: .dynsym with its symbol versions,
+/* elfsym.c - reads the function symbols of an ELF file on disk (mapped read-only and read
+ * with <elf.h> alone: no library is loaded for it), so a config can name any function a
+ * program or library defines: .dynsym with its symbol versions,
  * .symtab (local functions, compiler clones) from the file or from its separate debug file.
  *
  * On-disk places searched for a separate debug file, in this order:
@@ -11,14 +12,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
+#include <elf.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,12 +52,16 @@ typedef struct raw_list {
     size_t n, cap;
 } raw_list;
 
-/* One open ELF file. */
+/* One open ELF file, mapped read-only as a whole (the kernel pages in only what is read).
+ * Section indices are 0 when absent. */
 typedef struct elf_file {
     int fd;
-    Elf *elf;
-    Elf_Scn *dynsym, *symtab, *versym, *verdef;
-    size_t dynsym_link, symtab_link;
+    const uint8_t *map;
+    size_t size;
+    const Elf64_Ehdr *eh;
+    const Elf64_Shdr *sh; /* section headers, nsec of them */
+    size_t nsec;
+    size_t dynsym, symtab, versym, verdef;
     int has_debug_info;
     int is_dyn;
     int has_interp;
@@ -71,44 +76,79 @@ static void set_err(char *err, size_t cap, const char *fmt, const char *arg) {
         snprintf(err, cap, fmt, arg);
 }
 
-/* Sets the libelf version once (callers are single-threaded at start-up). */
-static void elf_lib_init(void) {
-    static int done;
-    if (!done) {
-        elf_version(EV_CURRENT);
-        done = 1;
-    }
-}
-
-/* Ends the libelf handle and closes the fd; f is left zeroed with fd -1. */
+/* Unmaps and closes; f is left zeroed with fd -1. */
 static void elf_file_close(elf_file *f) {
-    if (f->elf)
-        elf_end(f->elf);
+    if (f->map)
+        munmap((void *)f->map, f->size);
     if (f->fd >= 0)
         close(f->fd);
     memset(f, 0, sizeof(*f));
     f->fd = -1;
 }
 
-/* Reads the build-id note out of a SHT_NOTE section. */
-static void scan_note(elf_file *f, Elf_Scn *scn) {
-    Elf_Data *d = elf_getdata(scn, NULL);
-    if (!d)
-        return;
-    size_t off = 0, name_off, desc_off;
-    GElf_Nhdr nh;
-    while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-            memcmp((const char *)d->d_buf + name_off, "GNU", 4) == 0 && nh.n_descsz > 0) {
-            f->build_id = (const uint8_t *)d->d_buf + desc_off;
-            f->build_id_len = nh.n_descsz;
+/* The bytes of section i inside the mapping, or NULL (absent, SHT_NOBITS, out of the
+ * file); *len gets their count. */
+static const uint8_t *sec_data(const elf_file *f, size_t i, size_t *len) {
+    *len = 0;
+    if (i == 0 || i >= f->nsec)
+        return NULL;
+    const Elf64_Shdr *sh = &f->sh[i];
+    if (sh->sh_type == SHT_NOBITS || sh->sh_offset > f->size ||
+        sh->sh_size > f->size - sh->sh_offset)
+        return NULL;
+    *len = sh->sh_size;
+    return f->map + sh->sh_offset;
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+/* Maps the pages of [p, p + len) of the file mapping in one system call: a symbol table
+ * read from start to end otherwise takes a page fault every few pages, and a fault costs
+ * ten times a system call on a virtual machine. Best effort (older kernels refuse). */
+static void prefault(const void *p, size_t len) {
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi = (uintptr_t)p + len;
+    if (len > 4096)
+        madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+}
+
+/* A string section whose last byte is NUL (then every offset inside it starts a
+ * terminated string), or NULL; *len gets its size. */
+static const char *str_sec(const elf_file *f, size_t strndx, size_t *len) {
+    const uint8_t *d = sec_data(f, strndx, len);
+    return d && *len > 0 && d[*len - 1] == 0 ? (const char *)d : NULL;
+}
+
+/* The NUL-terminated string at off in string section strndx, or NULL. */
+static const char *str_at(const elf_file *f, size_t strndx, size_t off) {
+    size_t len;
+    const char *d = str_sec(f, strndx, &len);
+    return d && off < len ? d + off : NULL;
+}
+
+/* Reads the build-id note out of the notes d[0, len). */
+static void scan_note(elf_file *f, const uint8_t *d, size_t len) {
+    size_t off = 0;
+    while (off + sizeof(Elf64_Nhdr) <= len) {
+        const Elf64_Nhdr *nh = (const Elf64_Nhdr *)(d + off);
+        size_t name_off = off + sizeof(*nh);
+        size_t desc_off = name_off + ((nh->n_namesz + 3u) & ~3u);
+        size_t next = desc_off + ((nh->n_descsz + 3u) & ~3u);
+        if (desc_off > len || next > len || next <= off)
+            return;
+        if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+            memcmp(d + name_off, "GNU", 4) == 0 && nh->n_descsz > 0) {
+            f->build_id = d + desc_off;
+            f->build_id_len = nh->n_descsz;
             return;
         }
+        off = next;
     }
 }
 
-/* Opens path and finds the sections we read. Returns 0, or -1 with a reason in err and f
- * closed. */
+/* Opens and maps path and finds the sections we read. Returns 0, or -1 with a reason in
+ * err and f closed. */
 static int elf_file_open(const char *path, elf_file *f, char *err, size_t cap) {
     memset(f, 0, sizeof(*f));
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -116,65 +156,80 @@ static int elf_file_open(const char *path, elf_file *f, char *err, size_t cap) {
         set_err(err, cap, errno == ENOENT ? "%s: no such file" : "%s: cannot open", path);
         return -1;
     }
-    elf_lib_init();
-    f->elf = elf_begin(f->fd, ELF_C_READ_MMAP, NULL);
-    GElf_Ehdr eh;
-    if (!f->elf || elf_kind(f->elf) != ELF_K_ELF || !gelf_getehdr(f->elf, &eh)) {
-        set_err(err, cap, "%s: not an ELF file", path);
-        elf_file_close(f);
-        return -1;
+    struct stat st;
+    if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(Elf64_Ehdr))
+        goto not_elf;
+    f->size = (size_t)st.st_size;
+    void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, f->fd, 0);
+    if (m == MAP_FAILED) {
+        f->size = 0;
+        goto not_elf;
     }
-    f->is_dyn = eh.e_type == ET_DYN;
-    size_t nph = 0;
-    if (elf_getphdrnum(f->elf, &nph) == 0) {
-        for (size_t i = 0; i < nph; i++) {
-            GElf_Phdr ph;
-            if (gelf_getphdr(f->elf, (int)i, &ph) && ph.p_type == PT_INTERP)
+    f->map = m;
+    const Elf64_Ehdr *eh = f->eh = m;
+    if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh->e_ident[EI_DATA] != ELFDATA2LSB)
+        goto not_elf;
+    f->is_dyn = eh->e_type == ET_DYN;
+    if (eh->e_phoff && eh->e_phentsize == sizeof(Elf64_Phdr) && eh->e_phoff < f->size &&
+        (size_t)eh->e_phnum * sizeof(Elf64_Phdr) <= f->size - eh->e_phoff) {
+        const Elf64_Phdr *ph = (const Elf64_Phdr *)(f->map + eh->e_phoff);
+        for (size_t i = 0; i < eh->e_phnum; i++)
+            if (ph[i].p_type == PT_INTERP)
                 f->has_interp = 1;
-        }
     }
-    size_t shstrndx;
-    if (elf_getshdrstrndx(f->elf, &shstrndx) != 0)
-        return 0; /* no section names: no symbols, still an ELF file */
-    Elf_Scn *scn = NULL;
-    while ((scn = elf_nextscn(f->elf, scn)) != NULL) {
-        GElf_Shdr sh;
-        if (!gelf_getshdr(scn, &sh))
-            continue;
-        const char *name = elf_strptr(f->elf, shstrndx, sh.sh_name);
-        switch (sh.sh_type) {
+    if (!eh->e_shoff || eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shoff >= f->size)
+        return 0; /* no section headers: no symbols, still an ELF file */
+    f->sh = (const Elf64_Shdr *)(f->map + eh->e_shoff);
+    size_t room = (f->size - eh->e_shoff) / sizeof(Elf64_Shdr);
+    if (room == 0)
+        return 0;
+    f->nsec = eh->e_shnum ? eh->e_shnum : f->sh[0].sh_size; /* 0: the count is in section 0 */
+    if (f->nsec > room)
+        f->nsec = room;
+    size_t shstrndx = eh->e_shstrndx == SHN_XINDEX ? f->sh[0].sh_link : eh->e_shstrndx;
+    size_t shstr_len;
+    const char *shstr = str_sec(f, shstrndx, &shstr_len);
+    for (size_t i = 1; i < f->nsec; i++) {
+        const Elf64_Shdr *sh = &f->sh[i];
+        size_t len;
+        const uint8_t *d;
+        switch (sh->sh_type) {
         case SHT_DYNSYM:
-            f->dynsym = scn;
-            f->dynsym_link = sh.sh_link;
+            f->dynsym = i;
             break;
         case SHT_SYMTAB:
-            f->symtab = scn;
-            f->symtab_link = sh.sh_link;
+            f->symtab = i;
             break;
         case SHT_GNU_versym:
-            f->versym = scn;
+            f->versym = i;
             break;
         case SHT_GNU_verdef:
-            f->verdef = scn;
+            f->verdef = i;
             break;
         case SHT_NOTE:
-            if (!f->build_id)
-                scan_note(f, scn);
+            if (!f->build_id && (d = sec_data(f, i, &len)) != NULL)
+                scan_note(f, d, len);
             break;
         default:
             break;
         }
-        if (!name)
+        if (!shstr || sh->sh_name >= shstr_len)
             continue;
-        if (strcmp(name, ".debug_info") == 0 && sh.sh_type != SHT_NOBITS && sh.sh_size > 0)
+        const char *name = shstr + sh->sh_name;
+        if (strcmp(name, ".debug_info") == 0 && sh->sh_type != SHT_NOBITS && sh->sh_size > 0)
             f->has_debug_info = 1;
         if (strcmp(name, ".gnu_debuglink") == 0) {
-            Elf_Data *d = elf_getdata(scn, NULL);
-            if (d && d->d_size > 1 && memchr(d->d_buf, 0, d->d_size))
-                f->debuglink = d->d_buf;
+            d = sec_data(f, i, &len);
+            if (d && len > 1 && memchr(d, 0, len))
+                f->debuglink = (const char *)d;
         }
     }
     return 0;
+not_elf:
+    set_err(err, cap, "%s: not an ELF file", path);
+    elf_file_close(f);
+    return -1;
 }
 
 /* Appends s. Returns 0, or -1 when out of memory (the list is unchanged). */
@@ -193,90 +248,101 @@ static int raw_push(raw_list *l, const raw_sym *s) {
 
 /* Version names by verdef index (1..max), pointing into the mapping. Returns a calloc'ed
  * table of *n entries, or NULL when the file defines no versions. */
-static const char **read_verdefs(elf_file *f, size_t *n) {
+static const char **read_verdefs(const elf_file *f, size_t *n) {
     *n = 0;
-    if (!f->verdef)
+    size_t len;
+    const uint8_t *d = sec_data(f, f->verdef, &len);
+    if (!d)
         return NULL;
-    GElf_Shdr sh;
-    Elf_Data *d = elf_getdata(f->verdef, NULL);
-    if (!d || !gelf_getshdr(f->verdef, &sh))
-        return NULL;
+    const Elf64_Shdr *sh = &f->sh[f->verdef];
     size_t max = 0, off = 0;
-    for (size_t i = 0; i < sh.sh_info && off < d->d_size; i++) {
-        GElf_Verdef vd;
-        if (!gelf_getverdef(d, (int)off, &vd))
+    for (size_t i = 0; i < sh->sh_info && off + sizeof(Elf64_Verdef) <= len; i++) {
+        const Elf64_Verdef *vd = (const Elf64_Verdef *)(d + off);
+        if (vd->vd_ndx > max)
+            max = vd->vd_ndx;
+        if (!vd->vd_next)
             break;
-        if (vd.vd_ndx > max)
-            max = vd.vd_ndx;
-        if (!vd.vd_next)
-            break;
-        off += vd.vd_next;
+        off += vd->vd_next;
     }
     const char **names = calloc(max + 1, sizeof(*names));
     if (!names)
         return NULL;
     off = 0;
-    for (size_t i = 0; i < sh.sh_info && off < d->d_size; i++) {
-        GElf_Verdef vd;
-        GElf_Verdaux va;
-        if (!gelf_getverdef(d, (int)off, &vd))
+    for (size_t i = 0; i < sh->sh_info && off + sizeof(Elf64_Verdef) <= len; i++) {
+        const Elf64_Verdef *vd = (const Elf64_Verdef *)(d + off);
+        size_t aux = off + vd->vd_aux;
+        if (vd->vd_cnt > 0 && !(vd->vd_flags & VER_FLG_BASE) && aux >= off &&
+            aux + sizeof(Elf64_Verdaux) <= len) {
+            const Elf64_Verdaux *va = (const Elf64_Verdaux *)(d + aux);
+            names[vd->vd_ndx] = str_at(f, sh->sh_link, va->vda_name);
+        }
+        if (!vd->vd_next)
             break;
-        if (vd.vd_cnt > 0 && !(vd.vd_flags & VER_FLG_BASE) &&
-            gelf_getverdaux(d, (int)(off + vd.vd_aux), &va))
-            names[vd.vd_ndx] = elf_strptr(f->elf, sh.sh_link, va.vda_name);
-        if (!vd.vd_next)
-            break;
-        off += vd.vd_next;
+        off += vd->vd_next;
     }
     *n = max + 1;
     return names;
 }
 
 /* Returns 1 for a defined STT_FUNC / STT_GNU_IFUNC symbol with a non-zero value. */
-static int is_function(const GElf_Sym *s) {
-    int type = GELF_ST_TYPE(s->st_info);
+static int is_function(const Elf64_Sym *s) {
+    int type = ELF64_ST_TYPE(s->st_info);
     return (type == STT_FUNC || type == STT_GNU_IFUNC) && s->st_shndx != SHN_UNDEF &&
            s->st_value != 0;
 }
 
-/* Appends the defined functions of one symbol table. dynamic selects the .dynsym rules
+/* Appends the defined functions of symbol section scn. dynamic selects the .dynsym rules
  * (versions from .gnu.version, exported flag). Returns 0, or -1 when out of memory. */
-static int collect(elf_file *f, Elf_Scn *scn, size_t strndx, int dynamic, raw_list *out) {
-    GElf_Shdr sh;
-    Elf_Data *d = elf_getdata(scn, NULL);
-    if (!d || !gelf_getshdr(scn, &sh) || sh.sh_entsize == 0)
+static int collect(const elf_file *f, size_t scn, int dynamic, as_sym_keep_fn keep, void *ctx,
+                   raw_list *out) {
+    size_t len;
+    const uint8_t *d = sec_data(f, scn, &len);
+    if (!d || f->sh[scn].sh_entsize != sizeof(Elf64_Sym))
         return 0;
-    size_t count = sh.sh_size / sh.sh_entsize;
-    Elf_Data *vs = dynamic && f->versym ? elf_getdata(f->versym, NULL) : NULL;
+    size_t strlen_ = 0;
+    const uint8_t *sd = sec_data(f, f->sh[scn].sh_link, &strlen_);
+    prefault(d, len);
+    prefault(sd, strlen_);
+    const char *strs = str_sec(f, f->sh[scn].sh_link, &strlen_);
+    if (!strs)
+        return 0;
+    const Elf64_Sym *syms = (const Elf64_Sym *)d;
+    size_t count = len / sizeof(Elf64_Sym);
+    size_t vlen = 0;
+    const uint16_t *vs = dynamic ? (const uint16_t *)sec_data(f, f->versym, &vlen) : NULL;
+    size_t nvs = vlen / sizeof(uint16_t);
     size_t nver = 0;
     const char **vernames = dynamic ? read_verdefs(f, &nver) : NULL;
     int rc = 0;
     for (size_t i = 1; i < count; i++) {
-        GElf_Sym s;
-        if (!gelf_getsym(d, (int)i, &s) || !is_function(&s))
+        const Elf64_Sym *s = &syms[i];
+        if (!is_function(s))
             continue;
-        const char *name = elf_strptr(f->elf, strndx, s.st_name);
-        if (!name || !*name)
+        if (s->st_name >= strlen_ || !strs[s->st_name])
             continue;
+        const char *name = strs + s->st_name;
+        if (keep && !keep(name, ctx))
+            continue;
+        const char *at = strchrnul(name, '@'); /* one pass: the name's end or its version */
+        size_t name_len = (size_t)(at - name);
         raw_sym r = {.name = name,
-                     .value = s.st_value,
-                     .size = s.st_size,
-                     .bind = GELF_ST_BIND(s.st_info),
-                     .is_ifunc = GELF_ST_TYPE(s.st_info) == STT_GNU_IFUNC,
+                     .value = s->st_value,
+                     .size = s->st_size,
+                     .bind = ELF64_ST_BIND(s->st_info),
+                     .is_ifunc = ELF64_ST_TYPE(s->st_info) == STT_GNU_IFUNC,
                      .version_default = 1,
                      .from_dynsym = (uint8_t)dynamic};
-        const char *at = strchr(name, '@');
-        r.name_len = at ? (size_t)(at - name) : strlen(name);
-        if (at) { /* .symtab spelling of a versioned symbol: "memcpy@GLIBC_2.2.5" */
+        r.name_len = name_len;
+        if (*at) { /* .symtab spelling of a versioned symbol: "memcpy@GLIBC_2.2.5" */
             r.version_default = at[1] == '@';
             r.version = at + 1 + (at[1] == '@');
         }
         if (dynamic) {
-            int vis = GELF_ST_VISIBILITY(s.st_other);
+            int vis = ELF64_ST_VISIBILITY(s->st_other);
             r.exported = (r.bind == STB_GLOBAL || r.bind == STB_WEAK) &&
                          (vis == STV_DEFAULT || vis == STV_PROTECTED);
-            GElf_Versym v;
-            if (vs && gelf_getversym(vs, (int)i, &v)) {
+            if (vs && i < nvs) {
+                uint16_t v = vs[i];
                 size_t idx = v & VERSYM_INDEX;
                 if (idx > 1 && idx < nver && vernames[idx]) {
                     r.version = vernames[idx];
@@ -458,6 +524,12 @@ static int build_table(raw_list *l, as_symtab *t) {
 
 /* Returns 0 with *t filled, or -1 with err set and *t zeroed (see elfsym.h). */
 int as_symtab_load(const char *path, as_symtab *t, char *err, size_t cap) {
+    return as_symtab_load_some(path, t, err, cap, NULL, NULL);
+}
+
+/* The same, keeping only what keep accepts (all when keep is NULL). */
+int as_symtab_load_some(const char *path, as_symtab *t, char *err, size_t cap, as_sym_keep_fn keep,
+                        void *ctx) {
     elf_file f, dbg;
     raw_list raw = {0};
     char *debug_file = NULL;
@@ -485,11 +557,11 @@ int as_symtab_load(const char *path, as_symtab *t, char *err, size_t cap) {
             debug_file = NULL;
         }
     }
-    if (f.dynsym && collect(&f, f.dynsym, f.dynsym_link, 1, &raw) != 0)
+    if (f.dynsym && collect(&f, f.dynsym, 1, keep, ctx, &raw) != 0)
         goto oom;
-    if (f.symtab && collect(&f, f.symtab, f.symtab_link, 0, &raw) != 0)
+    if (f.symtab && collect(&f, f.symtab, 0, keep, ctx, &raw) != 0)
         goto oom;
-    if (!f.symtab && dbg.symtab && collect(&dbg, dbg.symtab, dbg.symtab_link, 0, &raw) != 0)
+    if (!f.symtab && dbg.symtab && collect(&dbg, dbg.symtab, 0, keep, ctx, &raw) != 0)
         goto oom;
     t->path = strdup(path);
     if (!t->path || build_table(&raw, t) != 0)

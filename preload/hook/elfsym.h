@@ -1,6 +1,7 @@
-/* elfsym.h - function symbols of an ELF file on disk (libelf): .dynsym and .symtab, plus the
- * separate debug file found by build-id under /usr/lib/debug; glob matching; and the list
- * of objects a program loads. Used at start-up by the installer and by the CLI. */
+/* elfsym.h - function symbols of an ELF file on disk (read from a read-only mapping, no library):
+ * .dynsym and .symtab, plus the separate debug file found by build-id under /usr/lib/debug; glob
+ * matching; and the list of objects a program loads. Used at start-up by the installer and by the
+ * CLI. */
 #ifndef AS_ELFSYM_H
 #define AS_ELFSYM_H
 
@@ -34,6 +35,15 @@ typedef struct as_symtab {
  * callback or with the loader lock held. */
 int as_symtab_load(const char *path, as_symtab *t, char *err, size_t cap);
 void as_symtab_free(as_symtab *t);
+
+/* as_symtab_load keeping only the symbols keep accepts (name as the table spells it: a
+ * .symtab name may end in "@VERSION" or "@@VERSION"): a caller after a few names (an
+ * entry's exact name, a glob) reads the file without building its whole table, and keep
+ * = a function accepting nothing only fills has_debug/debug_path. keep NULL keeps
+ * everything. */
+typedef int (*as_sym_keep_fn)(const char *name, void *ctx);
+int as_symtab_load_some(const char *path, as_symtab *t, char *err, size_t cap, as_sym_keep_fn keep,
+                        void *ctx);
 
 /* Binary search by exact name; prefers the default version. NULL when absent. */
 const as_sym *as_symtab_find(const as_symtab *t, const char *name);

@@ -333,6 +333,41 @@ static const as_entry *pick_entry(const as_config *cfg, const as_sym *sym, const
     return glob;
 }
 
+/* ---- reading only the symbols an entry may select (start-up cost) ---- */
+
+typedef struct keep_ctx {
+    const as_config *cfg;
+    const char *file;
+} keep_ctx;
+
+/* as_sym_keep_fn: 1 when some entry that may patch entries in file could select the
+ * symbol name (maybe "name@VERSION"), so a large .symtab (libc's debug file) is read
+ * without building its whole table. Called for every function symbol: an exact name is
+ * rejected at its first differing byte. */
+static int keep_sym(const char *name, void *ctxp) {
+    const keep_ctx *c = ctxp;
+    for (int i = 0; i < c->cfg->nentries; i++) {
+        const as_entry *e = &c->cfg->entries[i];
+        if (!e->pattern || e->hook == AS_HOOK_GOT || (e->lib && !as_glob_match(e->lib, c->file)))
+            continue;
+        if (!e->is_glob) {
+            size_t n = strlen(e->pattern);
+            if (strncmp(e->pattern, name, n) == 0 && (name[n] == '\0' || name[n] == '@'))
+                return 1;
+            continue;
+        }
+        char buf[256];
+        size_t len = strcspn(name, "@");
+        if (len >= sizeof buf)
+            return 1; /* too long to test here: kept, pick_entry decides */
+        memcpy(buf, name, len);
+        buf[len] = '\0';
+        if (as_glob_match(e->pattern, buf))
+            return 1;
+    }
+    return 0;
+}
+
 int as_entry_wanted(const as_config *cfg) {
     if (!cfg)
         return 0;
@@ -412,7 +447,8 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
         return 0;
     as_symtab st;
     char err[256];
-    if (as_symtab_load(path, &st, err, sizeof err) != 0) {
+    keep_ctx kc = {cfg, base_name(path)};
+    if (as_symtab_load_some(path, &st, err, sizeof err, keep_sym, &kc) != 0) {
         as_debug("%s: no symbols for entry patching: %s", path, err);
         return -1;
     }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/diag.h"
+#include "core/dynlib.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
@@ -32,6 +33,7 @@
 #include "hook/got.h"
 #include "hook/hookable.h"
 #include "hook/reach.h"
+#include "hook/symcache.h"
 #include "hook/target.h"
 
 #define MAX_OBJS 2048
@@ -158,6 +160,9 @@ static const char *obj_path(const as_obj *o) {
 static int skip_obj(const as_obj *o) {
     uintptr_t self = (uintptr_t)&skip_obj;
     if (self >= o->lo && self < o->hi)
+        return 1;
+    /* Libraries the interposer opened for itself (libcurl, libdw, ... and theirs). */
+    if (as_dynlib_owns(o->base, o->name))
         return 1;
     const char *b = base_name(o->name);
     return strncmp(b, "ld-linux", 8) == 0 || strncmp(b, "ld64.so", 7) == 0;
@@ -403,6 +408,9 @@ static int resolve_obj(const as_obj *o, const char *libname) {
         return 0;
     obj_facts of = {.o = o, .di = &di, .n = dynsym_count(&di), .nrt = -1};
     int made = 0;
+    int versioned = 0; /* an entry names a version: each symbol's is then read first */
+    for (int k = 0; k < g_cfg->nentries; k++)
+        versioned |= g_cfg->entries[k].version != NULL;
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 1; i < of.n; i++) {
             const ElfW(Sym) *s = &di.symtab[i];
@@ -416,7 +424,7 @@ static int resolve_obj(const as_obj *o, const char *libname) {
             if (di.strsz && s->st_name >= di.strsz)
                 continue;
             const char *name = di.strtab + s->st_name;
-            const char *version = as_dyn_version(&di, i, NULL);
+            const char *version = versioned ? as_dyn_version(&di, i, NULL) : NULL;
             int idx;
             const as_entry *e = match_entry(name, version, libname, &idx);
             if (!e || e->is_glob != pass)
@@ -430,6 +438,8 @@ static int resolve_obj(const as_obj *o, const char *libname) {
                 continue;
             }
             if (type == STT_GNU_IFUNC) {
+                if (!versioned)
+                    version = as_dyn_version(&di, i, NULL);
                 if (target_by_def(name, o->lo, o->hi) >= 0) {
                     g_matched[idx] = 1;
                     made++;
@@ -558,6 +568,39 @@ static int needs_local_symbols(const char *file) {
     return 0;
 }
 
+/* ---- local symbols read once per run (symcache.h) ---- */
+
+/* Whether the local symbols of o must be read: some entry may select one there, and no
+ * process of this run found none in the same file before. */
+static int wants_local_scan(const as_obj *o) {
+    return needs_local_symbols(base_name(obj_path(o))) &&
+           !as_symcache_known_empty(obj_path(o), as_symcache_key(g_cfg));
+}
+
+/* as_entry_scan_obj for o; a file where no entry selected anything is remembered for the
+ * run, so the next process does not read it again. */
+static void scan_local(const as_obj *o) {
+    unsigned char *hit = calloc((size_t)(g_cfg->nentries > 0 ? g_cfg->nentries : 1), 1);
+    int rc = as_entry_scan_obj(g_cfg, obj_path(o), o->base, hit ? hit : g_matched);
+    if (!hit)
+        return;
+    int any = 0;
+    for (int i = 0; i < g_cfg->nentries; i++) {
+        if (hit[i])
+            g_matched[i] = any = 1;
+    }
+    free(hit);
+    if (rc == 0 && !any)
+        as_symcache_note_empty(obj_path(o), as_symcache_key(g_cfg));
+}
+
+/* as_sym_keep_fn of a caller that wants only whether a file carries DWARF. */
+static int keep_none(const char *name, void *ctx) {
+    (void)name;
+    (void)ctx;
+    return 0;
+}
+
 /* Gives the targets [first, last) of object o that have no prototype the one DWARF has,
  * when o carries DWARF (in the file or its build-id debug file). The prototypes are kept
  * for the life of the process. Reads files: never call it inside a dl_iterate_phdr
@@ -569,7 +612,7 @@ static void add_dwarf_protos(const as_obj *o, uint32_t first, uint32_t last) {
     if (i == last)
         return; /* every target has its written prototype: no file is opened */
     as_symtab st;
-    if (as_symtab_load(obj_path(o), &st, NULL, 0) != 0)
+    if (as_symtab_load_some(obj_path(o), &st, NULL, 0, keep_none, NULL) != 0)
         return;
     int has_debug = st.has_debug;
     as_symtab_free(&st);
@@ -590,15 +633,15 @@ static void add_dwarf_protos(const as_obj *o, uint32_t first, uint32_t last) {
     }
 }
 
-/* Starts the pipeline before the first slot is written. Returns 0 or -1. */
+/* Arms the pipeline before the first slot is written. Returns 0 or -1. */
 static int ensure_pipeline(void) {
     if (g_active)
         return 0;
     if (g_start_failed)
         return -1;
-    if (as_pipe_start() != 0) {
+    if (as_pipe_arm() != 0) { /* started by the first record (pipeline.h) */
         g_start_failed = 1;
-        as_alert_error("no sink could be opened (output '%s'): tracking nothing", as_cfg.output);
+        as_alert_error("output '%s' refused: tracking nothing", as_cfg.output);
         return -1;
     }
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
@@ -760,8 +803,19 @@ static int scan_locked(void) {
         forget_unloaded(n);
         g_subs = g_objs[0].subs;
     }
-    int fresh[MAX_OBJS];
-    uint32_t made_from[MAX_OBJS], made_to[MAX_OBJS];
+    /* This pass's arrays, on the heap: 32 KiB of stack would cost a short-lived process
+     * page faults for nothing (g_lock held: one buffer, kept for the next scan). */
+    static int *scratch;
+    static int scratch_n;
+    if (n > scratch_n) {
+        int *b = realloc(scratch, (size_t)n * 4 * sizeof *b);
+        if (!b)
+            return -1;
+        scratch = b;
+        scratch_n = n;
+    }
+    int *fresh = scratch, *scan_entry = scratch + n;
+    uint32_t *made_from = (uint32_t *)(scratch + 2 * n), *made_to = (uint32_t *)(scratch + 3 * n);
     int nfresh = 0;
     for (int i = 0; i < n; i++) {
         const as_obj *o = &g_objs[i];
@@ -783,12 +837,11 @@ static int scan_locked(void) {
         if (made_to[k] > made_from[k])
             add_dwarf_protos(&g_objs[fresh[k]], made_from[k], made_to[k]);
     /* Which new objects need their local symbols read from disk (entry patching). */
-    int scan_entry[MAX_OBJS];
     int nscan = 0;
     if (as_entry_wanted(g_cfg)) {
         for (int k = 0; k < nfresh; k++) {
             const as_obj *o = &g_objs[fresh[k]];
-            if (needs_local_symbols(base_name(obj_path(o))))
+            if (wants_local_scan(o))
                 scan_entry[nscan++] = fresh[k];
         }
     }
@@ -811,8 +864,7 @@ static int scan_locked(void) {
     }
     g_nepend = 0;
     for (int k = 0; k < nscan; k++) {
-        const as_obj *o = &g_objs[scan_entry[k]];
-        as_entry_scan_obj(g_cfg, obj_path(o), o->base, g_matched);
+        scan_local(&g_objs[scan_entry[k]]);
     }
     as_stat_hooked = ntargets();
     /* Every new object's slots, against every target (old objects' targets included: a
@@ -927,8 +979,7 @@ void as_install_report_unmatched(void) {
         char name[512];
         snprintf(name, sizeof name, "%s%s%s", e->pattern, e->version ? "@" : "",
                  e->version ? e->version : "");
-        as_diag_unmatched(AS_ENTRY_SRC(g_cfg, e), e->line, name,
-                          e->hook == AS_HOOK_GOT);
+        as_diag_unmatched(AS_ENTRY_SRC(g_cfg, e), e->line, name, e->hook == AS_HOOK_GOT);
     }
     as_in_agentsight--;
     pthread_mutex_unlock(&g_lock);

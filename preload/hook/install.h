@@ -18,9 +18,10 @@
  * (as_install_report_unmatched): a library loaded later by dlopen may have them. Symbols that
  * are never wrapped (hookable.h) are refused, an entry naming one with one warning saying why;
  * with hook=auto an exported function whose calls may bypass the GOT gets its entry patched as
- * well (reach.h). The pipeline is started (as_pipe_start) before the first slot is written; when
- * it cannot start, nothing is patched. Returns the number of targets created (0 when nothing
- * matched), or -1 when the pipeline could not start (the process then runs as without us).
+ * well (reach.h). The pipeline is armed (as_pipe_arm: it starts at the first record) before the
+ * first slot is written; when the sink URIs are refused, nothing is patched. Returns the number
+ * of targets created (0 when nothing matched), or -1 when the pipeline could not be armed (the
+ * process then runs as without us).
  */
 int as_install_start(as_config *cfg);
 

@@ -10,9 +10,11 @@
 #include "agentsight.h"
 #include "core/clock.h"
 #include "core/diag.h"
+#include "core/dynlib.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
+#include "hook/capture.h"
 #include "hook/config.h"
 #include "hook/install.h"
 #include "hook/nofollow.h"
@@ -20,6 +22,10 @@
 #include "hook/thunk.h"
 
 static as_config g_config; /* lives for the process: targets point at its entries */
+
+/* Tells capture.c that as_capture_start() is called from here, only when something is to
+ * be hooked, instead of from its constructor in every process. */
+const int as_preload_defers_init = 1;
 
 static int env_set(const char *name) {
     const char *v = getenv(name);
@@ -82,6 +88,10 @@ __attribute__((constructor)) static void as_preload_init(void) {
     if (getauxval(AT_SECURE))
         return;
     as_in_agentsight++;
+    /* Libraries opened on demand go through the C library's dlopen, never our wrapper
+     * (which would instrument them). */
+    if (as_real_init() == 0)
+        as_dynlib_set_loader(as_real.dlopen, as_real.dlsym);
     as_dlwrap_set_pid();
     pthread_atfork(NULL, NULL, atfork_child);
     as_settings_load(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
@@ -103,8 +113,9 @@ __attribute__((constructor)) static void as_preload_init(void) {
         as_error("%s: [output] refused: tracking nothing", path);
         goto out;
     }
-    as_clock_init();
+    as_clock_select(); /* the calibration point is taken at the first record */
     as_capture_off = g_config.capture_off;
+    as_capture_start();
     int n = as_install_start(&g_config);
     as_preload_note_targets();
     if (n < 0) {

@@ -339,13 +339,76 @@ static void test_program_objects_edges(void **state) {
     assert_int_equal(as_program_objects(NULL, &paths, err, sizeof(err)), -1);
 }
 
+/* as_sym_keep_fn for test_load_some: keeps the names listed in ctx (NULL-terminated),
+ * spelled with or without a version; counts its calls in calls. */
+static int keep_calls;
+static int keep_listed(const char *name, void *ctx) {
+    keep_calls++;
+    for (const char *const *p = ctx; *p; p++) {
+        size_t n = strlen(*p);
+        if (strncmp(name, *p, n) == 0 && (name[n] == '\0' || name[n] == '@'))
+            return 1;
+    }
+    return 0;
+}
+
+static int keep_nothing(const char *name, void *ctx) {
+    (void)name;
+    (void)ctx;
+    return 0;
+}
+
+/* Proves the filtered load keeps exactly the asked-for functions of the full load (same
+ * values, sizes, versions, exported flags: a local one from .symtab, an exported one from
+ * .dynsym), asks keep about every function symbol, and with a filter keeping nothing still
+ * says whether the file carries DWARF and where. */
+static void test_load_some(void **state) {
+    (void)state;
+    as_symtab all, some, none;
+    char err[256];
+    assert_int_equal(as_symtab_load(tools, &all, err, sizeof(err)), 0);
+    const char *want[] = {"elfsym_absent_name", "main", NULL};
+    const as_sym *local = NULL;
+    for (size_t i = 0; i < all.n && !local; i++)
+        if (!all.syms[i].exported && strcmp(all.syms[i].name, "main") != 0)
+            local = &all.syms[i];
+    assert_non_null(local);
+    want[0] = local->name;
+    keep_calls = 0;
+    assert_int_equal(as_symtab_load_some(tools, &some, err, sizeof(err), keep_listed, want), 0);
+    assert_true(keep_calls >= (int)all.n);
+    assert_int_equal(some.n, 2);
+    for (size_t i = 0; i < some.n; i++) {
+        const as_sym *a = as_symtab_find(&all, some.syms[i].name);
+        assert_non_null(a);
+        assert_int_equal(a->value, some.syms[i].value);
+        assert_int_equal(a->size, some.syms[i].size);
+        assert_int_equal(a->exported, some.syms[i].exported);
+    }
+    assert_non_null(as_symtab_find(&some, local->name));
+    assert_int_equal(as_symtab_load_some(tools, &none, err, sizeof(err), keep_nothing, NULL), 0);
+    assert_int_equal(none.n, 0);
+    assert_int_equal(none.has_debug, all.has_debug);
+    assert_true(none.has_debug);
+    assert_string_equal(none.debug_path, all.debug_path);
+    as_symtab_free(&all);
+    as_symtab_free(&some);
+    as_symtab_free(&none);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_self_exe),        cmocka_unit_test(test_libc_versions),
-        cmocka_unit_test(test_stripped_copy),   cmocka_unit_test(test_debuglink),
-        cmocka_unit_test(test_missing_file),    cmocka_unit_test(test_non_elf),
-        cmocka_unit_test(test_find_absent),     cmocka_unit_test(test_glob),
-        cmocka_unit_test(test_program_objects), cmocka_unit_test(test_program_objects_edges),
+        cmocka_unit_test(test_load_some),
+        cmocka_unit_test(test_self_exe),
+        cmocka_unit_test(test_libc_versions),
+        cmocka_unit_test(test_stripped_copy),
+        cmocka_unit_test(test_debuglink),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_non_elf),
+        cmocka_unit_test(test_find_absent),
+        cmocka_unit_test(test_glob),
+        cmocka_unit_test(test_program_objects),
+        cmocka_unit_test(test_program_objects_edges),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

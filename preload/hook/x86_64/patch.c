@@ -3,7 +3,7 @@
  * (RIP-relative operands and relative branches fixed), and a 5-byte jmp rel32 is written at
  * the entry with the int3 scheme, so threads running the function meanwhile stay correct. */
 
-#include <capstone/capstone.h>
+#include "hook/dl_capstone.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +23,8 @@
 #include "core/clock.h"
 #include "core/lockwait.h"
 #include "hook/patch.h"
+
+AS_DYNLIB_DEFINE(as_cs, AS_CS_FNS, "libcapstone.so.4", "entry patches (hook=entry, direct calls)");
 
 #define JMP_LEN 5      /* e9 rel32 */
 #define ABS_JMP_LEN 14 /* ff 25 00000000 + 8-byte address */
@@ -166,7 +168,7 @@ static int is_unrelocatable(unsigned id) {
 
 /* The target of a relative branch (its immediate operand), or 0 when insn has none. */
 static uintptr_t branch_target(csh h, const cs_insn *insn) {
-    if (!cs_insn_group(h, insn, CS_GRP_BRANCH_RELATIVE))
+    if (!as_cs.cs_insn_group(h, insn, CS_GRP_BRANCH_RELATIVE))
         return 0;
     const cs_x86 *x = &insn->detail->x86;
     for (int i = 0; i < x->op_count; i++)
@@ -319,7 +321,7 @@ static size_t relocate(csh h, const cs_insn *insn, uintptr_t where, uint8_t *out
  * land in the middle of the jump. Returns 0 when none, -1 with a reason. */
 static int check_branches_in(csh h, const uint8_t *fn, size_t size, const uint8_t *at, size_t len,
                              char *why, size_t cap) {
-    cs_insn *insn = cs_malloc(h);
+    cs_insn *insn = as_cs.cs_malloc(h);
     if (!insn) {
         set_why(why, cap, "out of memory");
         return -1;
@@ -329,7 +331,7 @@ static int check_branches_in(csh h, const uint8_t *fn, size_t size, const uint8_
     uint64_t addr = (uint64_t)(uintptr_t)fn;
     int rc = 0;
     while (left > 0) {
-        if (!cs_disasm_iter(h, &code, &left, &addr, insn)) {
+        if (!as_cs.cs_disasm_iter(h, &code, &left, &addr, insn)) {
             code++; /* data or padding: skip a byte */
             left--;
             addr++;
@@ -344,7 +346,7 @@ static int check_branches_in(csh h, const uint8_t *fn, size_t size, const uint8_
             break;
         }
     }
-    cs_free(insn, 1);
+    as_cs.cs_free(insn, 1);
     return rc;
 }
 
@@ -367,13 +369,17 @@ int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap)
         set_why(why, cap, "too short: %zu bytes, a jump needs %d", room, JMP_LEN);
         return -1;
     }
+    if (as_dynlib_load(&as_cs_lib) != 0) {
+        set_why(why, cap, "the instruction decoder libcapstone.so.4 is not installed");
+        return -1;
+    }
     csh h;
-    if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK) {
+    if (as_cs.cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK) {
         set_why(why, cap, "the instruction decoder could not start");
         return -1;
     }
-    cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
-    cs_insn *insn = cs_malloc(h);
+    as_cs.cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+    cs_insn *insn = as_cs.cs_malloc(h);
     uint8_t buf[SLOT_SIZE];
     uint8_t *slot = NULL;
     int rc = -1;
@@ -405,7 +411,7 @@ int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap)
             p->bound_at[p->nbound] = (uint8_t)len;
             p->bound_tramp[p->nbound++] = (uint8_t)o;
         }
-        if (!cs_disasm_iter(h, &code, &left, &addr, insn)) {
+        if (!as_cs.cs_disasm_iter(h, &code, &left, &addr, insn)) {
             set_why(why, cap, "undecodable or truncated instruction at +%lu",
                     (unsigned long)(at + len - fn));
             goto out;
@@ -441,8 +447,8 @@ int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap)
     rc = 0;
 out:
     if (insn)
-        cs_free(insn, 1);
-    cs_close(&h);
+        as_cs.cs_free(insn, 1);
+    as_cs.cs_close(&h);
     /* A slot of a refused function is simply left unused (a few bytes of one page). */
     return rc;
 }

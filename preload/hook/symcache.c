@@ -1,0 +1,103 @@
+/* symcache.c - the per-run cache of object files without a local function the config
+ * selects (symcache.h), so a process tree reads each object's symbol tables once. */
+#include "hook/symcache.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ENV "AGENTSIGHT_SYMCACHE"
+#define CACHE_MAX (1 << 20) /* bytes of the file read: a run loads far fewer objects */
+
+static char *g_text; /* the file's lines as read at the first question, NUL-terminated */
+static int g_loaded;
+
+static uint64_t fnv(uint64_t h, const char *s) {
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (h ^ 0xff) * 1099511628211ull; /* a separator: ("ab","c") != ("a","bc") */
+}
+
+uint64_t as_symcache_key(const as_config *cfg) {
+    uint64_t h = 14695981039346656037ull;
+    for (int i = 0; cfg && i < cfg->nentries; i++) {
+        const as_entry *e = &cfg->entries[i];
+        if (!e->pattern || e->hook == AS_HOOK_GOT)
+            continue;
+        char hook[16];
+        snprintf(hook, sizeof hook, "%d", e->hook);
+        h = fnv(fnv(fnv(fnv(h, e->pattern), e->version), e->lib), hook);
+    }
+    return h;
+}
+
+/* Writes the cache line of path for key into out. Returns its length, or 0 when the file
+ * cannot be described (no stat). */
+static size_t line_of(const char *path, uint64_t key, char *out, size_t cap) {
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    int n =
+        snprintf(out, cap, "%016llx %llx %llx %llx %lld.%09ld\n", (unsigned long long)key,
+                 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                 (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* Reads the cache file once (its path from the environment). */
+static void load(void) {
+    if (g_loaded)
+        return;
+    g_loaded = 1;
+    const char *path = getenv(ENV);
+    if (!path || !*path)
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        size_t want = st.st_size < CACHE_MAX ? (size_t)st.st_size : CACHE_MAX;
+        char *t = malloc(want + 2);
+        ssize_t got = t ? pread(fd, t + 1, want, 0) : -1;
+        if (got > 0) {
+            t[0] = '\n'; /* every line is then found as "\n" + line */
+            t[got + 1] = '\0';
+            g_text = t;
+        } else {
+            free(t);
+        }
+    }
+    close(fd);
+}
+
+int as_symcache_known_empty(const char *path, uint64_t key) {
+    const char *env = getenv(ENV);
+    if (!env || !*env || !path || !*path)
+        return 0;
+    load();
+    char line[160];
+    if (!g_text || !line_of(path, key, line + 1, sizeof line - 1))
+        return 0;
+    line[0] = '\n';
+    return strstr(g_text, line) != NULL;
+}
+
+void as_symcache_note_empty(const char *path, uint64_t key) {
+    const char *env = getenv(ENV);
+    if (!env || !*env || !path || !*path)
+        return;
+    char line[160];
+    size_t n = line_of(path, key, line, sizeof line);
+    if (!n)
+        return;
+    int fd = open(env, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW); /* never O_CREAT */
+    if (fd < 0)
+        return;
+    ssize_t w = write(fd, line, n); /* one short write: lines of processes never mix */
+    (void)w;
+    close(fd);
+}
