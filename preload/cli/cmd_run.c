@@ -509,15 +509,17 @@ int as_cmd_run(int argc, char **argv) {
     snprintf(run_id, sizeof run_id, "%d-%016llx", (int)getpid(),
              (unsigned long long)as_http_random64());
     setenv("AGENTSIGHT_RUN_ID", run_id, 1);
+    char symcache[PATH_MAX];
+    int have_symcache = make_symcache_file(symcache, sizeof(symcache)) == 0;
     if (o.no_follow && as_run_env_nofollow() < 0) {
         if (have_diag)
             finish_diag(diag_dir, diag, 1);
         if (have_stats)
             unlink(stats);
+        if (have_symcache)
+            unlink(symcache);
         return 2;
     }
-    char symcache[PATH_MAX];
-    int have_symcache = make_symcache_file(symcache, sizeof(symcache)) == 0;
     int started = 0;
     rc = spawn_and_wait(&o, &started);
     if (have_symcache)

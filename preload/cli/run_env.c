@@ -10,12 +10,12 @@
 #include "hook/config.h"
 #include "hook/nofollow.h"
 
-/* The variables `run` sets for PROGRAM that the traced process may put back.
- * AGENTSIGHT_STATS_FILE is not one of them: the traced process reads it at its exit.
- * AGENTSIGHT_DIAG_FILE and AGENTSIGHT_RUN_ID are: the traced process keeps their values
- * before putting them back. */
-static const char *const watched[] = {"LD_PRELOAD",   "AGENTSIGHT_CONFIG",    "AGENTSIGHT_OUTPUT",
-                                      AS_ENTRIES_ENV, "AGENTSIGHT_DIAG_FILE", "AGENTSIGHT_RUN_ID"};
+/* The variables `run` sets for PROGRAM that the traced process puts back. Those it reads
+ * later (AGENTSIGHT_DIAG_FILE, AGENTSIGHT_RUN_ID, AGENTSIGHT_SYMCACHE, AGENTSIGHT_STATS_FILE)
+ * it keeps first (core/keptenv.h). */
+static const char *const watched[] = {
+    "LD_PRELOAD",           "AGENTSIGHT_CONFIG", "AGENTSIGHT_OUTPUT",   AS_ENTRIES_ENV,
+    "AGENTSIGHT_DIAG_FILE", "AGENTSIGHT_RUN_ID", "AGENTSIGHT_SYMCACHE", "AGENTSIGHT_STATS_FILE"};
 #define NWATCHED (sizeof(watched) / sizeof(watched[0]))
 
 static char *before[NWATCHED]; /* copies of the values at the snapshot; NULL when unset */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/keptenv.h"
 #include "core/diag.h"
 #include "core/log.h"
 
@@ -55,30 +56,10 @@ static void write_fd(int fd, const char *p, size_t len) {
     }
 }
 
-/* The two variables this file reads, as the process started with them: `run --no-follow`
- * removes AGENTSIGHT_DIAG_FILE from environ (so that executed programs never see it) after
- * as_diag_keep_env took them. NULL when unset. */
-static const char *env_log, *env_diag;
-static int env_kept;
-
-void as_diag_keep_env(void) {
-    env_log = getenv("AGENTSIGHT_LOG");
-    env_diag = getenv("AGENTSIGHT_DIAG_FILE");
-    env_kept = 1;
-}
-
-/* The value of AGENTSIGHT_LOG or AGENTSIGHT_DIAG_FILE: the kept one once as_diag_keep_env
- * ran (the strings stay valid: environ's slots are moved, never freed), else getenv. */
-static const char *env_of(const char *var) {
-    if (!env_kept)
-        return getenv(var);
-    return strcmp(var, "AGENTSIGHT_LOG") == 0 ? env_log : env_diag;
-}
-
 /* Opens the file named by environment variable var for appending (created when create).
  * Returns the descriptor, or -1 (unset, empty or not openable). */
 static int open_env_file(const char *var, int create) {
-    const char *path = env_of(var);
+    const char *path = as_keptenv_get(var);
     if (!path || !*path)
         return -1;
     int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY;
@@ -256,7 +237,7 @@ void as_diag_emit(int level, const char *msg) {
     }
     if (to_log_file(level, msg) == 0)
         goto out;
-    if (env_of("AGENTSIGHT_DIAG_FILE")) {
+    if (as_keptenv_get("AGENTSIGHT_DIAG_FILE")) {
         char rec[AS_DIAG_RECORD_MAX], id[64];
         process_id(id, sizeof id);
         int n = snprintf(rec, sizeof rec, "M\t%s\t%s\t", id, level_name(level));
@@ -284,7 +265,7 @@ void as_diag_unmatched(const char *file, int line, const char *entry, int export
     if (AS_LOG_WARN > as_log_level())
         goto out;
     const char *kind = exported_only ? "exported function" : "function";
-    if (!direct && !env_of("AGENTSIGHT_LOG") && env_of("AGENTSIGHT_DIAG_FILE")) {
+    if (!direct && !as_keptenv_get("AGENTSIGHT_LOG") && as_keptenv_get("AGENTSIGHT_DIAG_FILE")) {
         char rec[AS_DIAG_RECORD_MAX], id[64];
         process_id(id, sizeof id);
         int n = snprintf(rec, sizeof rec, "U\t%s\t", id);
@@ -306,7 +287,7 @@ out:
 
 void as_diag_end(void) {
     int saved = errno;
-    if (!env_of("AGENTSIGHT_LOG") && env_of("AGENTSIGHT_DIAG_FILE")) {
+    if (!as_keptenv_get("AGENTSIGHT_LOG") && as_keptenv_get("AGENTSIGHT_DIAG_FILE")) {
         char rec[96], id[64];
         process_id(id, sizeof id);
         int n = snprintf(rec, sizeof rec, "E\t%s\n", id);

@@ -43,11 +43,6 @@
  * environment says: for the `agentsight` command, whose messages answer its user. */
 void as_diag_direct(void);
 
-/* as_diag_keep_env - takes AGENTSIGHT_LOG and AGENTSIGHT_DIAG_FILE from the environment
- * once, before `run --no-follow`'s variables are removed from it; later messages use what
- * it took. Call from the preload's constructor. This function can't fail. */
-void as_diag_keep_env(void);
-
 /* Routes one formatted diagnostic (msg without prefix or newline) of level (log.h).
  * Preserves errno; never allocates; thread-safe. */
 void as_diag_emit(int level, const char *msg);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "keptenv.h"
 #include "log.h"
 #include "ring.h"
 #include "securedir.h"
@@ -261,16 +262,6 @@ void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbo
     pthread_mutex_unlock(&files_lock);
 }
 
-/* AGENTSIGHT_RUN_ID as the process started with it (as_pipe_keep_env): `run --no-follow`
- * removes it from environ before the first ring is made. */
-static const char *kept_run_id;
-static int run_id_kept;
-
-void as_pipe_keep_env(void) {
-    kept_run_id = getenv("AGENTSIGHT_RUN_ID");
-    run_id_kept = 1;
-}
-
 /* Fills who this process image is (pid, start time, image, run id) when not yet done for
  * this pid: every ring's event ids derive from it. files_lock held. */
 static void ident_init_locked(void) {
@@ -282,7 +273,7 @@ static void ident_init_locked(void) {
     ident.image = (uint64_t)as_mono_ns() ^ ((uint64_t)(uintptr_t)&ident >> 4);
     if (!ident.image)
         ident.image = 1;
-    const char *run = run_id_kept ? kept_run_id : getenv("AGENTSIGHT_RUN_ID");
+    const char *run = as_keptenv_get("AGENTSIGHT_RUN_ID");
     snprintf(ident.run_id, sizeof ident.run_id, "%s", run ? run : "");
     ring_serial = 0;
 }
@@ -403,7 +394,13 @@ static as_ring *thread_attach(void) {
         int saved = as_in_agentsight;
         as_in_agentsight = 1;
         if (as_pipe_start() != 0 && st == PIPE_ARMED) {
-            atomic_compare_exchange_strong(&pipe_state, &st, PIPE_FAILED);
+            if (atomic_compare_exchange_strong(&pipe_state, &st, PIPE_FAILED)) {
+                /* Every later call is lost: an alert, shown even under `run -q`. */
+                const char *uris = as_cfg.output[0] || as_cfg.output_explicit
+                                       ? as_cfg.output
+                                       : "file:agentsight-actions.jsonl";
+                as_alert_error("no sink could be opened (output '%s'): tracking nothing", uris);
+            }
             as_in_agentsight = saved;
             return NULL;
         }
@@ -950,8 +947,6 @@ static int start_locked(void) {
     nsinks = as_sinks_open(uris, sinks, MAX_SINKS);
     if (nsinks <= 0) {
         nsinks = 0;
-        /* Every later call is lost: an alert, shown even under `run -q`. */
-        as_alert_error("no sink could be opened (output '%s'): tracking nothing", uris);
         return -1;
     }
     save_uris();
@@ -1000,11 +995,10 @@ int as_pipe_arm(void) {
     armed_pid = getpid();
     int expect = PIPE_STOPPED;
     atomic_compare_exchange_strong(&pipe_state, &expect, PIPE_ARMED);
-    /* What a dead process left is shipped by the next start (recover.c), tracked call or
-     * not: only then does this process start at once. */
-    const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
-    if (!(cs && strcmp(cs, "0") == 0) && as_pipe_recover_pending(NULL))
-        as_pipe_start();
+    /* What a dead process left is shipped by the next start (recover.c), which is this
+     * process's first tracked call, `agentsight send` or `agentsight run`: a process that
+     * tracks nothing never starts a thread, whose file opens could take a descriptor the
+     * program has just closed (a shell between close(1) and dup2(2, 1)). */
     return 0;
 }
 
@@ -1036,7 +1030,7 @@ int as_pipe_flush(int timeout_ms) {
 /* Appends the stats line to AGENTSIGHT_STATS_FILE when set: the actions and drops since
  * the previous line of this process, so that a reader may sum all lines. */
 void as_pipe_write_stats(void) {
-    const char *path = getenv("AGENTSIGHT_STATS_FILE");
+    const char *path = as_keptenv_get("AGENTSIGHT_STATS_FILE");
     if (!path || !path[0])
         return;
     static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;

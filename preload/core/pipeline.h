@@ -30,11 +30,6 @@ void as_pipe_register(int kind, as_msg_decode_fn fn);
  * Returns 0, or -1 when no sink could be opened. */
 int as_pipe_start(void);
 
-/* as_pipe_keep_env - takes AGENTSIGHT_RUN_ID from the environment before `run --no-follow`
- * removes it (the preload's constructor calls it); rings made later use that value. This
- * function can't fail. */
-void as_pipe_keep_env(void);
-
 /* Arms the pipeline instead of starting it: the first message of any thread starts it
  * (opens the sinks, starts the exporter, makes the ring file), so a process that never
  * tracks anything starts no thread and creates no file. Checks the sink URIs now and

@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/dynlib.h"
+#include "core/keptenv.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
@@ -79,8 +80,7 @@ static void atfork_child(void) {
 __attribute__((constructor)) static void as_preload_init(void) {
     const char *off = getenv("AGENTSIGHT_DISABLE");
     if (off && strcmp(off, "1") == 0) {
-        as_diag_keep_env();
-        as_pipe_keep_env();
+        as_keptenv_keep();
         as_nofollow_apply(); /* nothing tracked; children still run as without us */
         return;
     }
@@ -124,8 +124,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
     }
     as_debug("%d functions wrapped", n);
 out:
-    as_diag_keep_env();
-    as_pipe_keep_env();
+    as_keptenv_keep();
     as_nofollow_apply(); /* last: everything above has read the environment it needs */
     as_in_agentsight--;
 }

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/keptenv.h"
+
 #define ENV "AGENTSIGHT_SYMCACHE"
 #define CACHE_MAX (1 << 20) /* bytes of the file read: a run loads far fewer objects */
 
@@ -52,7 +54,7 @@ static void load(void) {
     if (g_loaded)
         return;
     g_loaded = 1;
-    const char *path = getenv(ENV);
+    const char *path = as_keptenv_get(ENV);
     if (!path || !*path)
         return;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -75,7 +77,7 @@ static void load(void) {
 }
 
 int as_symcache_known_empty(const char *path, uint64_t key) {
-    const char *env = getenv(ENV);
+    const char *env = as_keptenv_get(ENV);
     if (!env || !*env || !path || !*path)
         return 0;
     load();
@@ -87,7 +89,7 @@ int as_symcache_known_empty(const char *path, uint64_t key) {
 }
 
 void as_symcache_note_empty(const char *path, uint64_t key) {
-    const char *env = getenv(ENV);
+    const char *env = as_keptenv_get(ENV);
     if (!env || !*env || !path || !*path)
         return;
     char line[160];

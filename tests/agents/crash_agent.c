@@ -4,7 +4,8 @@
  *
  * Usage: crash_agent MODE N
  *   kill   raise SIGKILL          segv   raise SIGSEGV        exit   _exit(3)
- *   clean  return 0 (normal exit) wait   print "ready", wait for stdin to close, return 0 */
+ *   clean  return 0 (normal exit) wait   print "ready", wait for stdin to close, return 0
+ *   start  agentsight_init() (which ships what dead processes left) and flush, return 0 */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: crash_agent kill|segv|exit|clean|wait N\n");
+        fprintf(stderr, "usage: crash_agent kill|segv|exit|clean|wait|start N\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -40,6 +41,10 @@ int main(int argc, char **argv) {
         raise(SIGSEGV);
     if (strcmp(mode, "exit") == 0)
         _exit(3);
+    if (strcmp(mode, "start") == 0) {
+        agentsight_init(NULL);
+        agentsight_flush(10000);
+    }
     if (strcmp(mode, "wait") == 0) {
         printf("ready\n");
         fflush(stdout);

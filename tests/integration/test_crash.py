@@ -38,10 +38,11 @@ def _ring_files(spool):
 
 
 def _recover(conf, spool, out):
-    """Starts a fresh instrumented process writing to `out` (it tracks nothing itself);
-    returns the actions it appended there (what it recovered)."""
+    """Starts a fresh instrumented process writing to `out` (it tracks nothing itself, but
+    starts the library, as its first tracked call would); returns the actions it appended
+    there (what it recovered)."""
     had = len(read_jsonl(out))
-    r = run_preloaded([agent("crash_agent"), "clean", "0"], config=conf, out=out,
+    r = run_preloaded([agent("crash_agent"), "start", "0"], config=conf, out=out,
                       env=_env(spool, False))
     assert r.returncode == 0, r.stderr
     return read_jsonl(out)[had:]

@@ -71,9 +71,10 @@ def _dead_ring(spool, conf, out):
 
 
 def _recover(spool, conf, out):
-    """A fresh process on the same sink; returns (its stderr, the actions it appended)."""
+    """A fresh process on the same sink that starts the library (as its first tracked call
+    would); returns (its stderr, the actions it appended)."""
     had = len(read_jsonl(out))
-    r = run_preloaded([agent("crash_agent"), "clean", "0"], config=conf, out=out,
+    r = run_preloaded([agent("crash_agent"), "start", "0"], config=conf, out=out,
                       env={"AGENTSIGHT_SPOOL_DIR": spool})
     assert r.returncode == 0, r.stderr
     return r.stderr, read_jsonl(out)[had:]
