@@ -118,7 +118,7 @@ static int disabled(void) {
     static int cached = -1; /* atomic: -1 not read yet, else the answer */
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (__builtin_expect(v < 0, 0)) {
-        const char *e = getenv("AGENTSIGHT_DISABLE");
+        const char *e = secure_getenv("AGENTSIGHT_DISABLE");
         v = e && strcmp(e, "1") == 0;
         __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
@@ -160,7 +160,7 @@ int agentsight_track_action(const agentsight_action *action, agentsight_result *
 static int track(const agentsight_action *action, agentsight_result *result) {
     if (disabled()) {
         const char *given = action ? action->conversation_id : NULL;
-        const char *env = getenv("AGENTSIGHT_CONVERSATION_ID");
+        const char *env = secure_getenv("AGENTSIGHT_CONVERSATION_ID");
         fill_result(result, 1, given && given[0] ? given : (env ? env : ""), as_clock_unix_ns(),
                     action ? action->action_name : NULL,
                     "AgentSight disabled (AGENTSIGHT_DISABLE=1)");

@@ -99,7 +99,7 @@ static int64_t measure_offset(void) {
 }
 
 static void do_init(void) {
-    const char *force = getenv("AGENTSIGHT_CLOCK");
+    const char *force = secure_getenv("AGENTSIGHT_CLOCK");
     int want_tsc = !(force && strcmp(force, "monotonic") == 0);
     real_minus_mono = measure_offset();
     if (want_tsc && tsc_invariant()) {

@@ -256,7 +256,7 @@ static void files_decide_locked(void) {
     if (files_state != 0)
         return;
     files_state = -1;
-    const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
+    const char *cs = secure_getenv("AGENTSIGHT_CRASH_SAFE");
     if (cs && strcmp(cs, "0") == 0)
         return;
     /* Ring files are shipped later as our own actions: their directory must be ours
@@ -811,7 +811,7 @@ static int start_locked(void) {
     }
     save_uris();
     as_clock_init();
-    const char *poll = getenv("AGENTSIGHT_TEST_POLL_MS");
+    const char *poll = secure_getenv("AGENTSIGHT_TEST_POLL_MS");
     poll_ms_test = poll && atoi(poll) > 0 ? atoi(poll) : 0;
     atomic_store(&ex_stop, 0);
     ex_finished = 0;
@@ -870,7 +870,7 @@ int as_pipe_flush(int timeout_ms) {
 /* Appends the stats line to AGENTSIGHT_STATS_FILE when set: the actions and drops since
  * the previous line of this process, so that a reader may sum all lines. */
 void as_pipe_write_stats(void) {
-    const char *path = getenv("AGENTSIGHT_STATS_FILE");
+    const char *path = secure_getenv("AGENTSIGHT_STATS_FILE");
     if (!path || !path[0])
         return;
     static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -356,12 +356,12 @@ static int otlp_open(as_sink *s, const char *arg) {
     snprintf(k->uri, sizeof k->uri, "otlp:%s", clean);
     snprintf(k->service, sizeof k->service, "%s",
              as_cfg.service_name[0] ? as_cfg.service_name : program_invocation_short_name);
-    const char *cap = getenv("AGENTSIGHT_OTLP_CAPTURE");
+    const char *cap = secure_getenv("AGENTSIGHT_OTLP_CAPTURE");
     k->capture = cap && strcmp(cap, "1") == 0;
     const char *headers[] = {"Content-Type: application/json", NULL};
     as_http_opts o = {0};
     k->http = as_http_new(&o, headers);
-    const char *root = as_cfg.spool_dir[0] ? as_cfg.spool_dir : getenv("AGENTSIGHT_SPOOL_DIR");
+    const char *root = as_cfg.spool_dir[0] ? as_cfg.spool_dir : secure_getenv("AGENTSIGHT_SPOOL_DIR");
     k->spool = as_spool_open(root, k->uri, 0);
     k->recs = calloc(CHUNK, sizeof *k->recs);
     if (!k->http || !k->spool || !k->recs) {

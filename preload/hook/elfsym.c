@@ -680,7 +680,7 @@ static char *resolve_program(const char *program) {
             return strdup(program);
         return strdup(buf);
     }
-    const char *path = getenv("PATH");
+    const char *path = secure_getenv("PATH");
     if (!path || !*path)
         path = "/usr/local/bin:/usr/bin:/bin";
     while (*path) {

@@ -20,7 +20,7 @@
 static as_config g_config; /* lives for the process: targets point at its entries */
 
 static int env_set(const char *name) {
-    const char *v = getenv(name);
+    const char *v = secure_getenv(name);
     return v && *v;
 }
 
@@ -69,7 +69,7 @@ static void atfork_child(void) {
 }
 
 __attribute__((constructor)) static void as_preload_init(void) {
-    const char *off = getenv("AGENTSIGHT_DISABLE");
+    const char *off = secure_getenv("AGENTSIGHT_DISABLE");
     if (off && strcmp(off, "1") == 0)
         return;
     /* setuid/setgid programs: never write files or read configs with raised privileges. */
@@ -79,7 +79,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
     as_dlwrap_set_pid();
     pthread_atfork(NULL, NULL, atfork_child);
     as_settings_load(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
-    const char *path = getenv("AGENTSIGHT_CONFIG");
+    const char *path = secure_getenv("AGENTSIGHT_CONFIG");
     if (!path || !*path) {
         as_info("AGENTSIGHT_CONFIG is not set: tracking nothing");
         goto out;

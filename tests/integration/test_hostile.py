@@ -1,0 +1,85 @@
+"""Hostile environments and inputs: a setuid program is not steered by its caller's
+environment, inspecting a program never runs its code, secrets in sink URLs are never
+printed or written, JSON that leaves us is valid, odd or huge configs neither hang nor
+flood a program."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+from common import BUILD, CLI, ROOT, agent, read_jsonl, run, run_preloaded, tmpdir, write
+
+NOBODY = 65534
+
+SETUID_SRC = r"""
+/* Tracks one action through the C API after printing whether AT_SECURE is set. */
+#include <stdio.h>
+#include <sys/auxv.h>
+#include "agentsight.h"
+int main(void) {
+    printf("secure=%lu\n", getauxval(AT_SECURE));
+    fflush(stdout);
+    agentsight_action a = {.action_name = "setuid_probe"};
+    agentsight_result r;
+    int rc = agentsight_track_action(&a, &r);
+    agentsight_flush(2000);
+    agentsight_shutdown();
+    printf("rc=%d\n", rc);
+    return 0;
+}
+"""
+
+
+def _as_nobody():
+    """argv prefix running a command as nobody, or None (with a note) when this run may not
+    switch users: only root may, and setpriv must exist."""
+    if os.geteuid() != 0:
+        print("    left out (needs root to make a setuid binary and run it as nobody)")
+        return None
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        print("    left out (setpriv not found)")
+        return None
+    return [setpriv, "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"]
+
+
+def test_setuid_program_ignores_environment():
+    """Proves a setuid-root program linked with libagentsight.a, started by nobody with
+    AGENTSIGHT_OUTPUT, AGENTSIGHT_SPOOL_DIR, AGENTSIGHT_STATS_FILE, HOME and
+    XDG_STATE_HOME pointing into a root-owned directory, creates nothing there nor in its
+    working directory: under AT_SECURE the library reads none of them."""
+    prefix = _as_nobody()
+    if prefix is None:
+        return
+    d = tmpdir()
+    os.chmod(d, 0o755)  # root-owned: nobody may not write here, root may
+    src = write(os.path.join(d, "probe.c"), SETUID_SRC)
+    exe = os.path.join(d, "probe")
+    r = subprocess.run(["cc", "-o", exe, src, "-I" + os.path.join(ROOT, "include"),
+                        os.path.join(BUILD, "libagentsight.a"), "-lcurl", "-lcjson",
+                        "-lpthread", "-ldl"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    os.chmod(exe, 0o4755)
+    pwn = os.path.join(d, "pwn")
+    os.mkdir(pwn)
+    os.chmod(pwn, 0o755)
+    env = {"AGENTSIGHT_OUTPUT": "file:" + os.path.join(pwn, "out.jsonl"),
+           "AGENTSIGHT_SPOOL_DIR": os.path.join(pwn, "spool"),
+           "AGENTSIGHT_STATS_FILE": os.path.join(pwn, "stats"),
+           "AGENTSIGHT_CRASH_SAFE": "1",
+           "HOME": os.path.join(pwn, "home"),
+           "XDG_STATE_HOME": os.path.join(pwn, "state")}
+    r = run(prefix + [exe], env=env, cwd=pwn)
+    assert r.returncode == 0, r.stderr
+    if "secure=1" not in r.stdout:
+        print("    left out (the setuid bit took no effect here: nosuid mount?)")
+        return
+    assert "rc=0" in r.stdout, r.stdout + r.stderr
+    assert os.listdir(pwn) == [], os.listdir(pwn)
+    # The same binary without the setuid bit does follow the environment (the test can fail).
+    os.chmod(exe, 0o755)
+    r = run([exe], env=env, cwd=pwn)
+    assert r.returncode == 0 and "secure=0" in r.stdout, r.stdout + r.stderr
+    assert [a["action_name"] for a in read_jsonl(os.path.join(pwn, "out.jsonl"))] == \
+        ["setuid_probe"]
