@@ -361,7 +361,8 @@ static int otlp_open(as_sink *s, const char *arg) {
     const char *headers[] = {"Content-Type: application/json", NULL};
     as_http_opts o = {0};
     k->http = as_http_new(&o, headers);
-    const char *root = as_cfg.spool_dir[0] ? as_cfg.spool_dir : secure_getenv("AGENTSIGHT_SPOOL_DIR");
+    const char *root =
+        as_cfg.spool_dir[0] ? as_cfg.spool_dir : secure_getenv("AGENTSIGHT_SPOOL_DIR");
     k->spool = as_spool_open(root, k->uri, 0);
     k->recs = calloc(CHUNK, sizeof *k->recs);
     if (!k->http || !k->spool || !k->recs) {
