@@ -1,6 +1,7 @@
 /* api.c - the public C API (include/agentsight.h): lazy thread-safe start from the
  * environment, validation into the pipeline, the result dictionary, and the decoder of
  * AS_MSG_ACTION messages (a packed as_action) on the exporter side. */
+#include "core/redact.h"
 #include "agentsight.h"
 
 #include <pthread.h>
@@ -49,10 +50,13 @@ static int start_locked(const agentsight_options *opts) {
         return -1;
     as_pipe_register(AS_MSG_ACTION, decode_action);
     if (as_pipe_start() != 0) {
-        if (!atomic_exchange(&start_failure_logged, 1))
+        if (!atomic_exchange(&start_failure_logged, 1)) {
+            char shown[512];
+            as_redact_uris(as_cfg.output, shown, sizeof shown);
             as_error("no sink could be opened for output '%s' (actions are refused; tried "
                      "again every few seconds)",
-                     as_cfg.output);
+                     shown);
+        }
         int64_t now = as_mono_ns();
         atomic_store(&start_failed_ns, now ? now : 1);
         return -1;

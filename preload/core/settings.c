@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "core/redact.h"
 #include "core/log.h"
 #include "core/securedir.h"
 #include "core/settings.h"
@@ -178,10 +179,13 @@ static void absolute_output(char *output, size_t cap) {
     int rc = as_settings_absolute_output(output, abs, sizeof abs);
     if (rc == 1 && copy_str(output, cap, abs) == 0)
         return;
-    if (rc < 0)
+    if (rc < 0) {
+        char shown[512];
+        as_redact_uris(output, shown, sizeof shown);
         as_warn("output '%s': cannot make its file path absolute; it follows the working "
                 "directory",
-                output);
+                shown);
+    }
 }
 
 /* Parses a non-negative decimal int. Returns 0, or -1 on anything else. */
@@ -373,8 +377,8 @@ void as_settings_load(int default_policy) {
         as_cfg.output_explicit = 1;
         if (copy_str(as_cfg.output, sizeof as_cfg.output, v) != 0)
             as_error("AGENTSIGHT_OUTPUT: value of %zu bytes is longer than %zu; no sink is "
-                     "opened (dropped: '%.40s...')",
-                     strlen(v), sizeof as_cfg.output - 1, v);
+                     "opened",
+                     strlen(v), sizeof as_cfg.output - 1);
     }
     if (as_cfg.output_explicit) {
         if (as_cfg.output[0])

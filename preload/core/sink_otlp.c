@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/redact.h"
 #include "core/clock.h"
 #include "core/action.h"
 #include "core/http.h"
@@ -184,15 +185,17 @@ static void on_done(void *ctx, const as_http_resp *r) {
     }
     if (bit && !(k->logged & bit)) {
         k->logged |= bit;
+        char shown[512];
+        as_redact_uris(k->url, shown, sizeof shown);
         if (bit == 1)
             as_warn("otlp sink: %s refused spans with HTTP %ld; they are kept in the "
                     "dead-letter file beside the spool (not logged again)",
-                    k->url, r->status);
+                    shown, r->status);
         else if (r->status)
-            as_warn("otlp sink: %s failed (HTTP %ld); spans are spooled and replayed later", k->url,
+            as_warn("otlp sink: %s failed (HTTP %ld); spans are spooled and replayed later", shown,
                     r->status);
         else
-            as_warn("otlp sink: %s failed (%s); spans are spooled and replayed later", k->url,
+            as_warn("otlp sink: %s failed (%s); spans are spooled and replayed later", shown,
                     r->error);
     }
     replay_step_done(k, bt->rp);

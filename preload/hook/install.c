@@ -10,6 +10,7 @@
  * only for objects an entry that matched no exported function, or says hook=entry, may
  * select; DWARF prototypes, only for objects carrying DWARF that hold a matched target
  * without a prototype. */
+#include "core/redact.h"
 #include "hook/install.h"
 
 #include <elf.h>
@@ -597,7 +598,9 @@ static int ensure_pipeline(void) {
         return -1;
     if (as_pipe_start() != 0) {
         g_start_failed = 1;
-        as_error("no sink could be opened (output '%s'): tracking nothing", as_cfg.output);
+        char shown[512];
+        as_redact_uris(as_cfg.output, shown, sizeof shown);
+        as_error("no sink could be opened (output '%s'): tracking nothing", shown);
         return -1;
     }
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);

@@ -83,3 +83,55 @@ def test_setuid_program_ignores_environment():
     assert r.returncode == 0 and "secure=0" in r.stdout, r.stdout + r.stderr
     assert [a["action_name"] for a in read_jsonl(os.path.join(pwn, "out.jsonl"))] == \
         ["setuid_probe"]
+
+
+def _dead_port():
+    """A 127.0.0.1 port nothing listens on (bound, then closed)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _files_holding(top, needle):
+    found = []
+    for dirpath, _, names in os.walk(top):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            try:
+                with open(p, "rb") as f:
+                    if needle.encode() in f.read():
+                        found.append(p)
+            except OSError:
+                pass
+    return found
+
+
+def test_sink_url_secrets_never_shown():
+    """Proves a password and a query token in an OTLP sink URL (dead port) appear neither
+    in the failure warning, nor in the run summary, nor in the stats file (made 0600),
+    nor the password in any file under the state directory; the program's output and
+    exit status are those of a bare run."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "c.conf"), "[actions]\nlabs\n")
+    url = "otlp:http://alice:S3cretPW@127.0.0.1:%d/?token=T0kenXYZ" % _dead_port()
+    argv = [agent("crash_agent"), "clean", "3"]
+    bare = run(argv)
+    r = run([CLI, "run", "-c", conf, "-o", url, "--"] + argv, cwd=d)
+    assert r.returncode == bare.returncode and r.stdout == bare.stdout, r.stderr
+    assert "alice:***@127.0.0.1" in r.stderr and "token=***" in r.stderr, r.stderr
+    assert "S3cretPW" not in r.stderr and "T0kenXYZ" not in r.stderr, r.stderr
+    stats = os.path.join(d, "stats")
+    r = run_preloaded(argv, config=conf, env={"AGENTSIGHT_OUTPUT": url,
+                                              "AGENTSIGHT_STATS_FILE": stats}, cwd=d)
+    assert r.returncode == bare.returncode and r.stdout == bare.stdout, r.stderr
+    assert "S3cretPW" not in r.stderr and "T0kenXYZ" not in r.stderr, r.stderr
+    text = open(stats).read()
+    assert json.loads(text.splitlines()[0])["output"].startswith("otlp:http://alice:***@")
+    assert "S3cretPW" not in text and "T0kenXYZ" not in text, text
+    assert stat.S_IMODE(os.stat(stats).st_mode) == 0o600
+    state = os.environ.get("XDG_STATE_HOME")
+    if state:
+        assert _files_holding(state, "S3cretPW") == []
