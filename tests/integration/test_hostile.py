@@ -135,3 +135,66 @@ def test_sink_url_secrets_never_shown():
     state = os.environ.get("XDG_STATE_HOME")
     if state:
         assert _files_holding(state, "S3cretPW") == []
+
+
+API_JSON_SRC = r"""
+/* Tracks one action with a bad \u escape in tools_used and one good one; prints results. */
+#include <stdio.h>
+#include "agentsight.h"
+int main(void) {
+    agentsight_result r;
+    agentsight_action bad = {.action_name = "bad", .tools_used = "{\"a\":\"\\u00zz\"}"};
+    int rc = agentsight_track_action(&bad, &r);
+    printf("bad rc=%d msg=%s\n", rc, r.message);
+    agentsight_action good = {.action_name = "good", .tools_used = "{\"a\":\"\\u00e9\"}"};
+    rc = agentsight_track_action(&good, &r);
+    printf("good rc=%d\n", rc);
+    agentsight_shutdown();
+    return 0;
+}
+"""
+
+
+def _cc(d, name, src, *libs):
+    exe = os.path.join(d, name)
+    r = subprocess.run(["cc", "-o", exe, write(exe + ".c", src),
+                        "-I" + os.path.join(ROOT, "include")] + list(libs),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return exe
+
+
+def test_bad_unicode_escape_refused():
+    """Proves tools_used = {"a":"\\u00zz"} given to agentsight_track_action() is refused
+    with a message naming the field and the escape, while a good escape is written, and
+    every line of the output file parses with a strict JSON reader."""
+    d = tmpdir()
+    exe = _cc(d, "api_json", API_JSON_SRC, "-L" + BUILD, "-Wl,-rpath," + BUILD, "-lagentsight")
+    out = os.path.join(d, "a.jsonl")
+    r = run([exe], env={"AGENTSIGHT_OUTPUT": "file:" + out})
+    assert r.returncode == 0, r.stderr
+    assert "bad rc=-1" in r.stdout and "tools_used" in r.stdout and "\\u00zz" in r.stdout, \
+        r.stdout
+    assert "good rc=0" in r.stdout
+    with open(out, "rb") as f:
+        lines = [json.loads(line.decode("utf-8", errors="strict")) for line in f]
+    assert [a["action_name"] for a in lines] == ["good"]
+    assert lines[0]["tools_used"] == {"a": "\u00e9"}
+
+
+def test_report_json_is_valid_utf8():
+    """Proves `report --json` over input with invalid UTF-8 bytes in an action name prints
+    valid UTF-8 (the bad bytes as U+FFFD, the line still counted) and counts a line with a
+    bad \\u escape as a bad line instead of reading it as U+0000."""
+    d = tmpdir()
+    path = os.path.join(d, "in.jsonl")
+    with open(path, "wb") as f:
+        f.write(b'{"action_name":"ok\xff\xc0name","duration_ms":5}\n')
+        f.write(b'{"action_name":"esc\\u00zz","duration_ms":5}\n')
+        f.write(b'{"action_name":"plain","duration_ms":7}\n')
+    p = subprocess.run([CLI, "report", "--json", path], capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout.decode("utf-8", errors="strict"))
+    names = sorted(r["action_name"] for r in rows)
+    assert names == ["ok\ufffd\ufffdname", "plain"], names
+    assert b"1 bad line" in p.stderr, p.stderr
