@@ -228,28 +228,7 @@ static size_t dynsym_count(const as_dyninfo *di) {
  * the first in the file. NULL when none matches. */
 static const as_entry *match_entry(const char *name, const char *version, const char *file,
                                    int *index) {
-    const as_entry *glob = NULL;
-    int glob_i = -1;
-    for (int i = 0; i < g_cfg->nentries; i++) {
-        const as_entry *e = &g_cfg->entries[i];
-        if (!e->pattern)
-            continue;
-        if (e->version && (!version || strcmp(e->version, version) != 0))
-            continue;
-        if (e->lib && !as_glob_match(e->lib, file))
-            continue;
-        if (!e->is_glob) {
-            if (strcmp(e->pattern, name) == 0) {
-                *index = i;
-                return e;
-            }
-        } else if (!glob && as_glob_match(e->pattern, name)) {
-            glob = e;
-            glob_i = i;
-        }
-    }
-    *index = glob_i;
-    return glob;
+    return as_config_match(g_cfg, name, version, file, index);
 }
 
 /* Queues an IFUNC for resolution outside g_lock. Returns 0, or -1 when out of memory
@@ -905,16 +884,22 @@ int as_install_start(as_config *cfg) {
     if (scan_locked() < 0)
         goto out;
     resolve_pending_unlocked();
+    int unmatched = 0;
     for (int i = 0; i < cfg->nentries; i++) {
         const as_entry *e = &cfg->entries[i];
-        if (g_matched[i] || e->lib || !e->pattern)
-            continue; /* lib= entries may name a library loaded later by dlopen */
+        if (g_matched[i] || e->lib || !e->pattern || e->dup_line)
+            continue; /* lib= entries may name a library loaded later by dlopen; a
+                       * duplicate was named as one when the config was read */
         if (as_nohook_explain(cfg, i))
             continue; /* it reached only functions that are never wrapped: said why */
-        as_warn("%s:%d:1: '%s%s%s' matches no %sfunction of the loaded objects",
-                cfg->path ? cfg->path : "config", e->line, e->pattern, e->version ? "@" : "",
-                e->version ? e->version : "", e->hook == AS_HOOK_GOT ? "exported " : "");
+        if (unmatched++ < AS_CONFIG_MSG_CAP)
+            as_warn("%s:%d:1: '%s%s%s' matches no %sfunction of the loaded objects",
+                    cfg->path ? cfg->path : "config", e->line, e->pattern, e->version ? "@" : "",
+                    e->version ? e->version : "", e->hook == AS_HOOK_GOT ? "exported " : "");
     }
+    if (unmatched > AS_CONFIG_MSG_CAP)
+        as_warn("%s: and %d more entries match no function of the loaded objects",
+                cfg->path ? cfg->path : "config", unmatched - AS_CONFIG_MSG_CAP);
     rc = (int)ntargets();
 out:
     as_in_agentsight--;

@@ -198,3 +198,41 @@ def test_report_json_is_valid_utf8():
     names = sorted(r["action_name"] for r in rows)
     assert names == ["ok\ufffd\ufffdname", "plain"], names
     assert b"1 bad line" in p.stderr, p.stderr
+
+
+def test_duplicate_entry_named_as_duplicate():
+    """Proves an entry repeated in a config is reported as a duplicate of its first line,
+    not as matching no function, and each call is still recorded once."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "c.conf"), "[actions]\nlabs\n# again\nlabs\n")
+    out = os.path.join(d, "a.jsonl")
+    argv = [agent("crash_agent"), "clean", "2"]
+    bare = run(argv)
+    r = run_preloaded(argv, config=conf, out=out)
+    assert r.returncode == bare.returncode and r.stdout == bare.stdout, r.stderr
+    assert "c.conf:4:1: 'labs' duplicates line 2" in r.stderr, r.stderr
+    assert "matches no function" not in r.stderr, r.stderr
+    names = [a["action_name"] for a in read_jsonl(out)]
+    assert names.count("labs") == 2, names
+
+
+def test_huge_config_warnings_capped():
+    """Proves a config of 100,000 entries that match nothing starts the program with its
+    bare output and exit status and prints 20 of those warnings, then one line counting
+    the rest; 100,000 unknown option lines are capped the same way."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "big.conf"),
+                 "[actions]\n" + "".join("nothing_%d\n" % i for i in range(100000)))
+    argv = [agent("crash_agent"), "clean", "1"]
+    bare = run(argv)
+    r = run_preloaded(argv, config=conf, out=os.path.join(d, "a.jsonl"))
+    assert r.returncode == bare.returncode and r.stdout == bare.stdout, r.stderr
+    assert r.stderr.count("matches no function") == 20, r.stderr[-2000:]
+    assert "and 99980 more entries match no function" in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.splitlines()) < 40, r.stderr[-2000:]
+    bad = write(os.path.join(d, "bad.conf"),
+                "[actions]\n" + "".join("f%d bogus=1\n" % i for i in range(100000)))
+    r = run_preloaded(argv, config=bad, out=os.path.join(d, "b.jsonl"))
+    assert r.returncode == bare.returncode and r.stdout == bare.stdout, r.stderr
+    assert len(r.stderr.splitlines()) < 40, r.stderr[-2000:]
+    assert "and 99980 more messages about this config" in r.stderr, r.stderr[-2000:]
