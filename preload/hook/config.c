@@ -800,9 +800,27 @@ int as_config_parse(const char *text, size_t len, const char *name, as_config *c
 int as_config_load(const char *path, as_config *cfg) {
     char *buf = NULL;
     size_t len = 0, cap = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO with no writer would wait forever, before main. Only a
+     * regular file is read (a FIFO, a device or a directory is refused at once). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         goto unreadable;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        goto unreadable;
+    if (!S_ISREG(st.st_mode)) {
+        as_error("%s: cannot read: not a regular file (%s): the config is ignored", path,
+                 S_ISDIR(st.st_mode)    ? "a directory"
+                 : S_ISFIFO(st.st_mode) ? "a FIFO"
+                 : S_ISCHR(st.st_mode)  ? "a character device"
+                 : S_ISBLK(st.st_mode)  ? "a block device"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                        : "not a file");
+        close(fd);
+        config_init(cfg, path);
+        cfg->errors = 1;
+        return -1;
+    }
     for (;;) {
         if (len == cap) {
             if (cap >= CONFIG_MAX_BYTES) {

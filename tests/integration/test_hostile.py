@@ -236,3 +236,20 @@ def test_huge_config_warnings_capped():
     assert r.returncode == bare.returncode and r.stdout == bare.stdout, r.stderr
     assert len(r.stderr.splitlines()) < 40, r.stderr[-2000:]
     assert "and 99980 more messages about this config" in r.stderr, r.stderr[-2000:]
+
+
+def test_config_fifo_device_directory_refused():
+    """Proves AGENTSIGHT_CONFIG naming a FIFO (with no writer), a directory or a character
+    device gets one clear error and the program runs as it would without us, at once (a
+    FIFO used to block the program before main: the run's timeout would fail the test)."""
+    d = tmpdir()
+    fifo = os.path.join(d, "fifo.conf")
+    os.mkfifo(fifo)
+    argv = ["/bin/echo", "hello"]
+    bare = run(argv)
+    for path, kind in ((fifo, "a FIFO"), (d, "a directory"), ("/dev/zero", "a character device")):
+        r = run_preloaded(argv, config=path, out=os.path.join(d, "a.jsonl"), timeout=20)
+        assert r.returncode == bare.returncode and r.stdout == bare.stdout, r.stderr
+        assert "%s: cannot read: not a regular file (%s)" % (path, kind) in r.stderr, r.stderr
+    r = run([CLI, "check", fifo], timeout=20)
+    assert r.returncode == 1 and "not a regular file (a FIFO)" in r.stderr, r.stderr
