@@ -415,7 +415,7 @@ static void test_load(void **state) {
 
     nmsgs = 0;
     assert_int_equal(as_config_load("/tmp", &c), -1);
-    assert_string_equal(msgs[0], "/tmp: cannot read: Is a directory");
+    assert_string_equal(msgs[0], "/tmp: cannot read: not a regular file (a directory): the config is ignored");
     as_config_free(&c);
 }
 
