@@ -253,3 +253,113 @@ def test_config_fifo_device_directory_refused():
         assert "%s: cannot read: not a regular file (%s)" % (path, kind) in r.stderr, r.stderr
     r = run([CLI, "check", fifo], timeout=20)
     assert r.returncode == 1 and "not a regular file (a FIFO)" in r.stderr, r.stderr
+
+
+EVIL_SRC = r"""
+/* A program interpreter (no libc: it runs before any) that leaves a mark when run. */
+static long sys3(long n, long a, long b, long c) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+    return r;
+}
+void _start(void) {
+    static const char mark[] = MARK;
+    long fd = sys3(2, (long)mark, 0101, 0644); /* open(O_WRONLY | O_CREAT) */
+    if (fd >= 0)
+        sys3(3, fd, 0, 0);
+    sys3(60, 0, 0, 0); /* exit(0) */
+    for (;;)
+        ;
+}
+"""
+
+DEP_LIB_SRC = "int %s(int x) { return x + 1; }\n"
+
+DEP_PROG_SRC = r"""
+int hx_lib(int), hx_plat(int), hx_llp(int);
+int main(void) { return hx_lib(0) + hx_plat(0) + hx_llp(0) == 3 ? 0 : 1; }
+"""
+
+
+def _ldd_set(prog, env=None):
+    """Real paths of the objects ldd lists for prog (the vdso left out)."""
+    r = run(["ldd", prog], env=env)
+    assert r.returncode == 0, r.stderr
+    found = set()
+    for line in r.stdout.splitlines():
+        line = line.strip()
+        target = line.split("=>", 1)[1].strip() if "=>" in line else line
+        target = target.split(" (")[0]
+        if target.startswith("/"):
+            found.add(os.path.realpath(target))
+    return found
+
+
+def _deps_set(prog, env=None):
+    """Real paths of the objects `symbols --deps --json` lists for prog, prog left out."""
+    r = run([CLI, "symbols", "--deps", "--json", prog], env=env)
+    assert r.returncode == 0, r.stderr
+    got = {os.path.realpath(x["path"]) for x in json.loads(r.stdout)}
+    got.discard(os.path.realpath(prog))
+    return got
+
+
+def test_deps_found_like_the_linker_without_running_anything():
+    """Proves `symbols --deps` lists the libraries ldd lists for real programs and for one
+    whose libraries are found through $ORIGIN/$LIB and $ORIGIN/$PLATFORM in its RUNPATH and
+    through LD_LIBRARY_PATH; and that for a program whose PT_INTERP is a program leaving
+    a mark, neither `symbols --deps` nor `check` runs it (the same program run directly
+    does leave the mark, so the test can see it) while they still list its libraries."""
+    d = tmpdir()
+    os.makedirs(os.path.join(d, "sub", "lib", "x86_64-linux-gnu"))
+    plat = os.uname().machine
+    os.makedirs(os.path.join(d, "plat", plat))
+    os.makedirs(os.path.join(d, "llp"))
+    for sub, name in (("sub/lib/x86_64-linux-gnu", "hx_lib"), ("plat/" + plat, "hx_plat"),
+                      ("llp", "hx_llp")):
+        src = write(os.path.join(d, name + ".c"), DEP_LIB_SRC % name)
+        r = subprocess.run(["cc", "-shared", "-fPIC", "-o",
+                            os.path.join(d, sub, "lib%s.so" % name), src],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    prog_src = write(os.path.join(d, "prog.c"), DEP_PROG_SRC)
+    prog = os.path.join(d, "prog")
+    libs = ["-L" + os.path.join(d, "sub/lib/x86_64-linux-gnu"), "-lhx_lib",
+            "-L" + os.path.join(d, "plat", plat), "-lhx_plat", "-L" + os.path.join(d, "llp"),
+            "-lhx_llp", "-Wl,--enable-new-dtags",
+            "-Wl,-rpath,$ORIGIN/sub/$LIB:$ORIGIN/plat/$PLATFORM"]
+    r = subprocess.run(["cc", "-o", prog, prog_src] + libs, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    env = {"LD_LIBRARY_PATH": os.path.join(d, "llp")}
+    want = _ldd_set(prog, env)
+    assert len(want) >= 5, want  # libc, the loader and the three libraries
+    assert _deps_set(prog, env) == want
+    for p in ("/bin/bash", shutil.which("python3"), shutil.which("curl"), agent("hook_agent"),
+              agent("fix_agent"), agent("hookable_agent")):
+        if p:
+            assert _deps_set(p) == _ldd_set(p), p
+
+    mark = os.path.join(d, "MARK")
+    evil_src = write(os.path.join(d, "evil.c"), EVIL_SRC)
+    evil = os.path.join(d, "evil")
+    r = subprocess.run(["cc", "-nostdlib", "-static-pie", "-fPIE", "-fno-stack-protector",
+                        "-DMARK=\"%s\"" % mark, "-o", evil, evil_src],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    bad = os.path.join(d, "bad")
+    r = subprocess.run(["cc", "-o", bad, prog_src, "-Wl,--dynamic-linker=" + evil] + libs,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    run([bad], env=env)
+    assert os.path.exists(mark), "the interpreter did not run: the test proves nothing"
+    os.unlink(mark)
+    got = _deps_set(bad, env)
+    assert not os.path.exists(mark)
+    # its own interpreter is listed (read as an object, never run), then what ldd lists
+    # for the same program with the system's interpreter
+    assert got == want | {os.path.realpath(evil)}, (got, want)
+    conf = write(os.path.join(d, "c.conf"), "[actions]\nhx_lib\n")
+    r = run([CLI, "check", conf, bad], env=env)
+    assert not os.path.exists(mark)
+    assert r.returncode == 0 and "libhx_lib.so" in r.stdout, r.stdout + r.stderr
