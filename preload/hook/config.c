@@ -706,6 +706,7 @@ static void index_free(struct as_cfg_index *x) {
         return;
     free(x->slot);
     free(x->next);
+    free(x->tail);
     free(x->globs);
     free(x);
 }
@@ -724,9 +725,10 @@ static void index_build(parser *p) {
         x->nslot = nslot;
         x->slot = calloc(nslot, sizeof *x->slot);
         x->next = malloc(n * sizeof *x->next);
+        x->tail = malloc(n * sizeof *x->tail);
         x->globs = malloc(n * sizeof *x->globs);
     }
-    if (!x || !x->slot || !x->next || !x->globs) {
+    if (!x || !x->slot || !x->next || !x->tail || !x->globs) {
         index_free(x);
         return;
     }
@@ -740,14 +742,22 @@ static void index_build(parser *p) {
             k = (k + 1) & (nslot - 1);
         if (!x->slot[k]) {
             x->slot[k] = i + 1;
+            x->tail[i] = i;
         } else {
-            int j = x->slot[k] - 1, last = j;
-            for (; j >= 0; last = j, j = x->next[j]) {
+            int head = x->slot[k] - 1, steps = 0;
+            /* Identical: same version, lib= and hook= (other options cannot make a later
+             * line match anything). The walk is bounded: many same-named entries that
+             * differ are not checked against each other beyond 64. */
+            for (int j = head; j >= 0 && steps < 64; j = x->next[j], steps++) {
                 const as_entry *o = &cfg->entries[j];
-                if (!e->dup_line && same_opt(o->version, e->version) && same_opt(o->lib, e->lib))
-                    e->dup_line = o->line;
+                if (same_opt(o->version, e->version) && same_opt(o->lib, e->lib) &&
+                    o->hook == e->hook) {
+                    e->dup_line = o->dup_line ? o->dup_line : o->line;
+                    break;
+                }
             }
-            x->next[last] = i;
+            x->next[x->tail[head]] = i;
+            x->tail[head] = i;
         }
         if (e->is_glob && !e->dup_line)
             x->globs[x->nglobs++] = i;

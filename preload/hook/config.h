@@ -42,7 +42,8 @@ typedef struct as_entry {
     int max_string;   /* max_string= of the entry, else [output] max_string, else 256 */
     int hook;         /* AS_HOOK_* */
     int line;         /* 1-based line of the entry in the file */
-    int dup_line;     /* line of an earlier identical entry (this one is never used), else 0 */
+    int dup_line;     /* line of an earlier entry with the same symbol, version, lib= and hook=
+                       * (this one is never used), else 0 */
 } as_entry;
 
 /* A parsed file. Unset [output] keys: NULL strings, flush_timeout_ms -1, queue_policy 0
@@ -71,6 +72,7 @@ struct as_cfg_index {
     int *slot; /* entry index + 1, 0 when empty; nslot is a power of two */
     size_t nslot;
     int *next; /* per entry: the next entry with the same pattern, or -1 */
+    int *tail; /* per first entry of a pattern: the last one with that pattern */
     int *globs;
     int nglobs;
 };
