@@ -363,3 +363,28 @@ def test_deps_found_like_the_linker_without_running_anything():
     r = run([CLI, "check", conf, bad], env=env)
     assert not os.path.exists(mark)
     assert r.returncode == 0 and "libhx_lib.so" in r.stdout, r.stdout + r.stderr
+
+
+def test_api_key_never_shown():
+    """Proves the API key given for the agentsight sink (endpoint on a dead port, with a
+    password in its URL) appears neither on stderr nor in the stats file nor in any file
+    under the state directory, and the password neither."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "c.conf"), "[actions]\nlabs\n")
+    key = "ags_" + "0123456789abcdef" * 2 + "_abc123"
+    stats = os.path.join(d, "stats")
+    argv = [agent("crash_agent"), "clean", "2"]
+    bare = run(argv)
+    r = run_preloaded(argv, config=conf, env={
+        "AGENTSIGHT_OUTPUT": "agentsight", "AGENTSIGHT_API_KEY": key,
+        "AGENTSIGHT_API_ENDPOINT": "http://bob:Pa55word@127.0.0.1:%d" % _dead_port(),
+        "AGENTSIGHT_STATS_FILE": stats}, cwd=d)
+    assert r.returncode == bare.returncode and r.stdout == bare.stdout, r.stderr
+    state = os.environ.get("XDG_STATE_HOME")
+    if state:  # the actions were spooled there: the secrets had a chance to be written
+        assert _files_holding(state, "labs"), "nothing spooled: the test proves nothing"
+    for secret in (key, "Pa55word"):
+        assert secret not in r.stderr, r.stderr
+        assert secret not in open(stats).read()
+        if state:
+            assert _files_holding(state, secret) == [], secret
