@@ -44,10 +44,11 @@ const as_entry *as_config_match(const as_config *cfg, const char *name, const ch
     const struct as_cfg_index *x = cfg->index;
     if (!x)
         return scan(cfg, name, version, file, index);
-    size_t k = (size_t)as_config_name_hash(name) & (x->nslot - 1);
+    uint64_t h = as_config_name_hash(name);
+    size_t k = (size_t)h & (x->nslot - 1);
     for (; x->slot[k]; k = (k + 1) & (x->nslot - 1)) {
         int i = x->slot[k] - 1;
-        if (strcmp(cfg->entries[i].pattern, name) != 0)
+        if (x->hash[k] != h || strcmp(cfg->entries[i].pattern, name) != 0)
             continue;
         /* The chain holds every entry with this exact text, globs included (a glob whose
          * text equals the name matches it too, and is found below as well). */

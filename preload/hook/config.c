@@ -705,6 +705,7 @@ static void index_free(struct as_cfg_index *x) {
     if (!x)
         return;
     free(x->slot);
+    free(x->hash);
     free(x->next);
     free(x->tail);
     free(x->globs);
@@ -724,11 +725,12 @@ static void index_build(parser *p) {
     if (x) {
         x->nslot = nslot;
         x->slot = calloc(nslot, sizeof *x->slot);
+        x->hash = malloc(nslot * sizeof *x->hash);
         x->next = malloc(n * sizeof *x->next);
         x->tail = malloc(n * sizeof *x->tail);
         x->globs = malloc(n * sizeof *x->globs);
     }
-    if (!x || !x->slot || !x->next || !x->tail || !x->globs) {
+    if (!x || !x->slot || !x->hash || !x->next || !x->tail || !x->globs) {
         index_free(x);
         return;
     }
@@ -737,11 +739,14 @@ static void index_build(parser *p) {
         x->next[i] = -1;
         if (!e->pattern)
             continue;
-        size_t k = (size_t)as_config_name_hash(e->pattern) & (nslot - 1);
-        while (x->slot[k] && strcmp(cfg->entries[x->slot[k] - 1].pattern, e->pattern) != 0)
+        uint64_t h = as_config_name_hash(e->pattern);
+        size_t k = (size_t)h & (nslot - 1);
+        while (x->slot[k] &&
+               (x->hash[k] != h || strcmp(cfg->entries[x->slot[k] - 1].pattern, e->pattern) != 0))
             k = (k + 1) & (nslot - 1);
         if (!x->slot[k]) {
             x->slot[k] = i + 1;
+            x->hash[k] = h;
             x->tail[i] = i;
         } else {
             int head = x->slot[k] - 1, steps = 0;

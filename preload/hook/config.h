@@ -69,7 +69,8 @@ typedef struct as_config {
  * (the first entry of each text; later ones chained in file order through next[]); glob
  * entries that are not duplicates are also listed in file order. */
 struct as_cfg_index {
-    int *slot; /* entry index + 1, 0 when empty; nslot is a power of two */
+    int *slot;      /* entry index + 1, 0 when empty; nslot is a power of two */
+    uint64_t *hash; /* per slot: the hash of its pattern (compared before the text) */
     size_t nslot;
     int *next; /* per entry: the next entry with the same pattern, or -1 */
     int *tail; /* per first entry of a pattern: the last one with that pattern */
