@@ -159,6 +159,11 @@ static int resolve_entries(const as_config *cfg, const char *program) {
         printf("%s%s%s (%s:%d)%s%s\n", e->pattern, e->version ? "@" : "",
                e->version ? e->version : "", cfg->path, e->line, e->lib ? " lib=" : "",
                e->lib ? e->lib : "");
+        if (e->dup_line) { /* warned about when the config was read */
+            printf("    (duplicates line %d: never used)\n", e->dup_line);
+            unmatched++;
+            continue;
+        }
         for (int i = 0; i < n; i++) {
             if (e->lib && !as_glob_match(e->lib, base_name(paths[i])))
                 continue;

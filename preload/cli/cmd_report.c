@@ -12,6 +12,7 @@
 #include "cli/chrome.h"
 #include "cli/cmds.h"
 #include "cli/report.h"
+#include "core/jsonw.h"
 
 #define TABLE_SLOTS 16384 /* > 2 * (AS_REPORT_MAX_NAMES + 1): open addressing stays short */
 #define READ_BLOCK 65536
@@ -289,12 +290,34 @@ int as_report_line(as_report *r, const char *line, size_t len, const char **why)
         *why = "not JSON"; /* cJSON would skip a NUL byte as if it were a space */
         return -1;
     }
+    /* Output must be valid UTF-8 whatever the input: bad bytes become U+FFFD (the line
+     * still counts), and a \u escape cJSON would misread makes the line a bad one. */
+    as_buf fixed;
+    as_buf_init(&fixed);
+    if (!as_utf8_valid(line, len)) {
+        as_utf8_repair(&fixed, line, len);
+        if (fixed.oom) {
+            as_buf_free(&fixed);
+            *why = "out of memory";
+            return -1;
+        }
+        line = fixed.data;
+        len = fixed.len;
+    }
+    size_t bad_at;
+    const char *bad_why;
+    if (as_json_escapes_check(line, len, &bad_at, &bad_why) != 0) {
+        as_buf_free(&fixed);
+        *why = "not JSON (bad \\u escape)";
+        return -1;
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     if (root && end && !blank(end, len - (size_t)(end - line))) {
         cJSON_Delete(root); /* trailing bytes after the value: not one JSON value */
         root = NULL;
     }
+    as_buf_free(&fixed); /* cJSON copied what it keeps */
     if (!root) {
         *why = "not JSON";
         return -1;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agentsight.h"
+#include "core/redact.h"
 #include "cli/cmds.h"
 #include "cli/diag_agg.h"
 #include "cli/run_env.h"
@@ -185,16 +186,17 @@ static int setup_env(const run_opts *o, const char *lib) {
     }
     if (o->output) {
         char msg[256] = "";
+        char shown[1024];
+        as_redact_uris(o->output, shown, sizeof(shown));
         if (as_sinks_check(o->output, msg, sizeof(msg)) != 0) {
-            fprintf(stderr, "agentsight run: -o %s: %s\n", o->output, msg);
+            fprintf(stderr, "agentsight run: -o %s: %s\n", shown, msg);
             return -1;
         }
         /* The program and every program it execs must agree on the file, wherever
          * they chdir: a relative file: path means our working directory. */
         char abs[1024];
         if (as_settings_absolute_output(o->output, abs, sizeof(abs)) < 0) {
-            fprintf(stderr, "agentsight run: -o %s: cannot make the file path absolute\n",
-                    o->output);
+            fprintf(stderr, "agentsight run: -o %s: cannot make the file path absolute\n", shown);
             return -1;
         }
         setenv("AGENTSIGHT_OUTPUT", abs, 1);

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "agentsight.h"
+#include "core/redact.h"
 #include "cli/cmds.h"
 #include "core/clock.h"
 #include "core/action.h"
@@ -145,7 +146,9 @@ static size_t ship_spool(const char *uri, int64_t deadline) {
         if (stalled >= 3)
             break;
         before = now;
-        fprintf(stderr, "agentsight send: %s: %zu batches pending\n", uri, now);
+        char shown[512];
+        as_redact_uris(uri, shown, sizeof shown);
+        fprintf(stderr, "agentsight send: %s: %zu batches pending\n", shown, now);
     }
     s.ops->close(&s);
     return pending_for(uri);
@@ -196,9 +199,11 @@ static group *group_of(rescue *r, const char *sinks) {
         as_buf_init(&g->bufs[i]);
     g->ns = as_sinks_open(sinks, g->s, MAX_SINKS);
     if (g->ns <= 0) {
+        char shown[512];
+        as_redact_uris(sinks, shown, sizeof shown);
         as_error("send: the sinks '%s' of a process that died cannot be opened; its ring "
                  "file is left in place",
-                 sinks);
+                 shown);
         g->ns = -1;
     }
     return g;
@@ -368,7 +373,9 @@ int as_cmd_send(int argc, char **argv) {
     static as_sink sinks[MAX_SINKS];
     int ns = as_sinks_open(out, sinks, MAX_SINKS);
     if (ns <= 0) {
-        fprintf(stderr, "agentsight send: no sink could be opened from '%s'\n", out);
+        char shown[1024];
+        as_redact_uris(out, shown, sizeof shown);
+        fprintf(stderr, "agentsight send: no sink could be opened from '%s'\n", shown);
         return 1;
     }
     static upload u;

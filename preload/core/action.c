@@ -106,6 +106,11 @@ static int check_object(const char *field, const char *s, char *msg, size_t cap)
     as_cjson.cJSON_Delete(j);
     if (!ok)
         return refuse(msg, cap, "%s: not a JSON object", field);
+    size_t at = 0;
+    const char *why = "";
+    if (as_json_escapes_check(s, n, &at, &why) != 0)
+        return refuse(msg, cap, "%s: not valid JSON: bad escape '%.6s' at byte %zu (%s)", field,
+                      s + at, at, why);
     if (!strict_numbers(s))
         return refuse(msg, cap, "%s: not a JSON object (a number is not valid JSON)", field);
     return 0;

@@ -1,6 +1,7 @@
 /* api.c - the public C API (include/agentsight.h): lazy thread-safe start from the
  * environment, validation into the pipeline, the result dictionary, and the decoder of
  * AS_MSG_ACTION messages (a packed as_action) on the exporter side. */
+#include "core/redact.h"
 #include "agentsight.h"
 
 #include <pthread.h>
@@ -49,10 +50,13 @@ static int start_locked(const agentsight_options *opts) {
         return -1;
     as_pipe_register(AS_MSG_ACTION, decode_action);
     if (as_pipe_start() != 0) {
-        if (!atomic_exchange(&start_failure_logged, 1))
+        if (!atomic_exchange(&start_failure_logged, 1)) {
+            char shown[512];
+            as_redact_uris(as_cfg.output, shown, sizeof shown);
             as_alert_error("no sink could be opened for output '%s' (actions are refused; tried "
                            "again every few seconds)",
-                           as_cfg.output);
+                           shown);
+        }
         int64_t now = as_mono_ns();
         atomic_store(&start_failed_ns, now ? now : 1);
         return -1;
@@ -118,7 +122,7 @@ static int disabled(void) {
     static int cached = -1; /* atomic: -1 not read yet, else the answer */
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (__builtin_expect(v < 0, 0)) {
-        const char *e = getenv("AGENTSIGHT_DISABLE");
+        const char *e = secure_getenv("AGENTSIGHT_DISABLE");
         v = e && strcmp(e, "1") == 0;
         __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
@@ -160,7 +164,7 @@ int agentsight_track_action(const agentsight_action *action, agentsight_result *
 static int track(const agentsight_action *action, agentsight_result *result) {
     if (disabled()) {
         const char *given = action ? action->conversation_id : NULL;
-        const char *env = getenv("AGENTSIGHT_CONVERSATION_ID");
+        const char *env = secure_getenv("AGENTSIGHT_CONVERSATION_ID");
         fill_result(result, 1, given && given[0] ? given : (env ? env : ""), as_clock_unix_ns(),
                     action ? action->action_name : NULL,
                     "AgentSight disabled (AGENTSIGHT_DISABLE=1)");

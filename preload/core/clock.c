@@ -101,7 +101,7 @@ static int64_t measure_offset(void) {
 }
 
 static void do_select(void) {
-    const char *force = getenv("AGENTSIGHT_CLOCK");
+    const char *force = secure_getenv("AGENTSIGHT_CLOCK");
     want_tsc = !(force && strcmp(force, "monotonic") == 0) && tsc_invariant();
     as_clock_use_tsc = want_tsc;
 }

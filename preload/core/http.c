@@ -128,7 +128,7 @@ static void opts_defaults(as_http_opts *o) {
     if (o->max_inflight > 64)
         o->max_inflight = 64;
     if (o->timeout_ms <= 0) {
-        const char *e = getenv("AGENTSIGHT_HTTP_TIMEOUT_MS");
+        const char *e = secure_getenv("AGENTSIGHT_HTTP_TIMEOUT_MS");
         o->timeout_ms = e && atoi(e) > 0 ? atoi(e) : 10000;
     }
     if (o->connect_timeout_ms <= 0)
@@ -154,7 +154,7 @@ as_http *as_http_new(const as_http_opts *opts, const char *const *headers) {
     if (opts)
         h->o = *opts;
     opts_defaults(&h->o);
-    const char *ca = h->o.ca_bundle ? h->o.ca_bundle : getenv("AGENTSIGHT_CA_BUNDLE");
+    const char *ca = h->o.ca_bundle ? h->o.ca_bundle : secure_getenv("AGENTSIGHT_CA_BUNDLE");
     if (ca && *ca && !(h->ca_bundle = strdup(ca)))
         goto error;
     h->o.ca_bundle = h->ca_bundle;

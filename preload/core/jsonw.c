@@ -157,6 +157,85 @@ int as_utf8_valid(const char *s, size_t n) {
     return 1;
 }
 
+void as_utf8_repair(as_buf *b, const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t start = i;
+        while (i < n && p[i] < 0x80)
+            i++;
+        size_t k = 0;
+        while (i < n && p[i] >= 0x80 && (k = utf8_seq(p + i, n - i)) != 0)
+            i += k;
+        as_buf_put(b, s + start, i - start);
+        if (i < n && p[i] >= 0x80) {
+            as_buf_put(b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+}
+
+static int hex4(const char *s, size_t n, size_t i, unsigned *v) {
+    if (n - i < 4)
+        return -1;
+    unsigned x = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = s[i + k];
+        x <<= 4;
+        if (c >= '0' && c <= '9')
+            x |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            x |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            x |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *v = x;
+    return 0;
+}
+
+int as_json_escapes_check(const char *s, size_t n, size_t *at, const char **why) {
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!in_str) {
+            in_str = c == '"';
+            continue;
+        }
+        if (c == '"') {
+            in_str = 0;
+            continue;
+        }
+        if (c != '\\' || i + 1 >= n)
+            continue;
+        if (s[i + 1] != 'u') {
+            i++; /* the escaped byte cannot end the string */
+            continue;
+        }
+        unsigned u, lo;
+        *at = i;
+        if (hex4(s, n, i + 2, &u) != 0) {
+            *why = "\\u needs four hex digits";
+            return -1;
+        }
+        if (u >= 0xDC00 && u <= 0xDFFF) {
+            *why = "low surrogate without a high one before it";
+            return -1;
+        }
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (n - (i + 6) < 6 || s[i + 6] != '\\' || s[i + 7] != 'u' ||
+                hex4(s, n, i + 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF) {
+                *why = "high surrogate not followed by a low one";
+                return -1;
+            }
+            i += 6;
+        }
+        i += 5;
+    }
+    return 0;
+}
+
 /* ---- strings ---- */
 
 /* 1 for bytes that end a plain run: controls, '"', '\\' and every non-ASCII byte. */

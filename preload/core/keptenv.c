@@ -16,7 +16,7 @@ void as_keptenv_keep(void) {
     if (kept)
         return;
     for (size_t i = 0; i < NNAMES; i++)
-        values[i] = getenv(names[i]);
+        values[i] = secure_getenv(names[i]); /* nothing under AT_SECURE */
     kept = 1;
 }
 
@@ -25,5 +25,5 @@ const char *as_keptenv_get(const char *name) {
         for (size_t i = 0; i < NNAMES; i++)
             if (strcmp(names[i], name) == 0)
                 return values[i];
-    return getenv(name);
+    return secure_getenv(name);
 }

@@ -10,7 +10,7 @@
 void as_keptenv_keep(void);
 
 /* as_keptenv_get - the value of one of the variables above: the kept one once
- * as_keptenv_keep ran, else getenv(name) (the CLI and unit tests never keep). NULL when
+ * as_keptenv_keep ran, else secure_getenv(name) (the CLI and unit tests never keep). NULL when
  * unset. */
 const char *as_keptenv_get(const char *name);
 

@@ -36,7 +36,7 @@ int as_log_level(void) {
     if (lv >= 0)
         return lv;
     lv = AS_LOG_WARN;
-    const char *env = getenv("AGENTSIGHT_LOG_LEVEL");
+    const char *env = secure_getenv("AGENTSIGHT_LOG_LEVEL");
     if (env && *env) {
         int parsed = level_from_name(env);
         if (parsed >= 0)

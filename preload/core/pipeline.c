@@ -13,6 +13,7 @@
  * AGENTSIGHT_TEST_POLL_MS (tests only): the exporter sleeps that long between passes,
  * busy or not, and does not recover at start, so a test can kill a process before
  * anything was delivered. */
+#include "core/redact.h"
 #include "pipeline.h"
 
 #include <dirent.h>
@@ -292,7 +293,7 @@ static void files_decide_locked(void) {
     if (files_state != 0)
         return;
     files_state = -1;
-    const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
+    const char *cs = secure_getenv("AGENTSIGHT_CRASH_SAFE");
     if (cs && strcmp(cs, "0") == 0)
         return;
     /* Ring files are shipped later as our own actions: their directory must be ours
@@ -951,7 +952,7 @@ static int start_locked(void) {
     }
     save_uris();
     as_clock_init();
-    const char *poll = getenv("AGENTSIGHT_TEST_POLL_MS");
+    const char *poll = secure_getenv("AGENTSIGHT_TEST_POLL_MS");
     poll_ms_test = poll && atoi(poll) > 0 ? atoi(poll) : 0;
     atomic_store(&ex_stop, 0);
     ex_finished = 0;
@@ -1053,9 +1054,12 @@ void as_pipe_write_stats(void) {
     as_buf_printf(&b, "{\"pid\":%ld,\"actions\":%llu,\"dropped\":%llu,\"hooked\":%llu,\"output\":",
                   (long)getpid(), (unsigned long long)d_act, (unsigned long long)d_drop,
                   (unsigned long long)as_stat_hooked);
-    as_json_cstr(&b, open_uris[0] ? open_uris : as_cfg.output);
+    char shown[sizeof open_uris];
+    as_redact_uris(open_uris[0] ? open_uris : as_cfg.output, shown, sizeof shown);
+    as_json_cstr(&b, shown);
     as_buf_puts(&b, "}\n");
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    /* 0600: the file names sinks (already without secrets) and counts of this user's calls */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0 && !b.oom) {
         ssize_t w = write(fd, b.data, b.len);
         (void)w;

@@ -14,9 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "core/redact.h"
 #include "core/log.h"
 #include "core/securedir.h"
 #include "core/settings.h"
@@ -176,10 +179,13 @@ static void absolute_output(char *output, size_t cap) {
     int rc = as_settings_absolute_output(output, abs, sizeof abs);
     if (rc == 1 && copy_str(output, cap, abs) == 0)
         return;
-    if (rc < 0)
+    if (rc < 0) {
+        char shown[512];
+        as_redact_uris(output, shown, sizeof shown);
         as_warn("output '%s': cannot make its file path absolute; it follows the working "
                 "directory",
-                output);
+                shown);
+    }
 }
 
 /* Parses a non-negative decimal int. Returns 0, or -1 on anything else. */
@@ -258,9 +264,9 @@ static int nospool_warned;
  * beforehand by another user, who would then read our spool or plant ring files that we
  * would ship as ours. This function can't fail. */
 static void default_spool_dir(void) {
-    const char *xdg = getenv("XDG_STATE_HOME");
-    const char *home = getenv("HOME");
-    const char *run = getenv("XDG_RUNTIME_DIR");
+    const char *xdg = secure_getenv("XDG_STATE_HOME");
+    const char *home = secure_getenv("HOME");
+    const char *run = secure_getenv("XDG_RUNTIME_DIR");
     char why[256] = "";
     int n = -1;
     as_cfg.spool_dir[0] = '\0';
@@ -307,8 +313,26 @@ static void default_service_name(void) {
 }
 
 static const char *env(const char *name) {
-    const char *v = getenv(name);
+    const char *v = secure_getenv(name);
     return v && *v ? v : NULL;
+}
+
+/* AT_SECURE (setuid, setgid, file capabilities): the environment and the caller's home
+ * belong to a less privileged user. secure_getenv() already hides every variable from the
+ * loads above and below; here the spool goes under the *effective* user's own home (from
+ * the password database), never HOME or XDG_*; without such an entry, a system path that
+ * only root may create (the spool then fails to open for other users, with a message).
+ * This function can't fail. */
+static void secure_spool_dir(void) {
+    struct passwd pw, *res = NULL;
+    char buf[1024];
+    int n = -1;
+    if (getpwuid_r(geteuid(), &pw, buf, sizeof buf, &res) == 0 && res && res->pw_dir &&
+        res->pw_dir[0] == '/')
+        n = snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "%s/.local/state/agentsight/spool",
+                     res->pw_dir);
+    if (n < 0 || (size_t)n >= sizeof as_cfg.spool_dir)
+        snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "/var/lib/agentsight/spool");
 }
 
 /* Loads defaults, then the environment (see settings.h). Can't fail: a bad value is
@@ -327,7 +351,13 @@ void as_settings_load(int default_policy) {
         default_policy == AGENTSIGHT_QUEUE_DROP ? AGENTSIGHT_QUEUE_DROP : AGENTSIGHT_QUEUE_WAIT;
     as_cfg.queue_wait_ms = DEF_WAIT_MS;
     as_cfg.queue_bytes = DEF_QUEUE_BYTES;
-    if ((v = env("AGENTSIGHT_SPOOL_DIR"))) {
+    if (getauxval(AT_SECURE)) {
+        /* Actions are discarded until the program itself names an output (agentsight_init):
+         * the default file sink would write into a working directory the caller chose. */
+        as_cfg.output_explicit = 1;
+        snprintf(as_cfg.output, sizeof as_cfg.output, "null");
+        secure_spool_dir();
+    } else if ((v = env("AGENTSIGHT_SPOOL_DIR"))) {
         if (copy_str(as_cfg.spool_dir, sizeof as_cfg.spool_dir, v) != 0)
             as_error("AGENTSIGHT_SPOOL_DIR: value longer than %zu bytes; running without a "
                      "spool (no other directory is used)",
@@ -347,8 +377,8 @@ void as_settings_load(int default_policy) {
         as_cfg.output_explicit = 1;
         if (copy_str(as_cfg.output, sizeof as_cfg.output, v) != 0)
             as_error("AGENTSIGHT_OUTPUT: value of %zu bytes is longer than %zu; no sink is "
-                     "opened (dropped: '%.40s...')",
-                     strlen(v), sizeof as_cfg.output - 1, v);
+                     "opened",
+                     strlen(v), sizeof as_cfg.output - 1);
     }
     if (as_cfg.output_explicit) {
         if (as_cfg.output[0])

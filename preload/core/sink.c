@@ -1,6 +1,7 @@
 /* sink.c - the sink registry: finds a sink type by URI scheme and opens or checks a
  * comma-separated URI list. Every sink is referenced strongly (sink.h), so a program
  * that links libagentsight.a statically gets the HTTP sinks too. */
+#include "core/redact.h"
 #include "sink.h"
 
 #include <stdio.h>
@@ -65,16 +66,18 @@ static int check_one(const char *uri, char *msg, size_t cap) {
     char scheme[32];
     const char *arg = split_scheme(uri, scheme, sizeof(scheme));
     const as_sink_ops *ops = as_sink_find(scheme);
+    char shown[AS_MAX_URI + 1];
+    as_redact_uris(uri, shown, sizeof shown);
     if (!ops) {
-        snprintf(msg, cap, "unknown sink URI '%s': " EXPECTED, uri);
+        snprintf(msg, cap, "unknown sink URI '%s': " EXPECTED, shown);
         return -1;
     }
     if (!strcmp(scheme, "file") && !arg[0]) {
-        snprintf(msg, cap, "sink URI '%s': file needs a path (file:PATH)", uri);
+        snprintf(msg, cap, "sink URI '%s': file needs a path (file:PATH)", shown);
         return -1;
     }
     if (!strcmp(scheme, "otlp") && !arg[0]) {
-        snprintf(msg, cap, "sink URI '%s': otlp needs a URL (otlp:http://HOST:4318)", uri);
+        snprintf(msg, cap, "sink URI '%s': otlp needs a URL (otlp:http://HOST:4318)", shown);
         return -1;
     }
     return 0;
@@ -111,14 +114,15 @@ int as_sinks_check(const char *uris, char *msg, size_t cap) {
 /* Names, in one error, every URI of p (the rest of a list) that is not opened because
  * max sinks were already taken. This function can't fail. */
 static void report_dropped(const char *p, int max) {
-    char uri[AS_MAX_URI + 1], names[1024];
+    char uri[AS_MAX_URI + 1], shown[AS_MAX_URI + 1], names[1024];
     size_t o = 0;
     int n = 0;
     names[0] = '\0';
     while (next_uri(&p, uri, sizeof(uri))) {
         n++;
         if (o < sizeof(names)) {
-            int w = snprintf(names + o, sizeof(names) - o, "%s'%s'", n > 1 ? ", " : "", uri);
+            as_redact_uris(uri, shown, sizeof shown);
+            int w = snprintf(names + o, sizeof(names) - o, "%s'%s'", n > 1 ? ", " : "", shown);
             o += w > 0 ? (size_t)w : 0;
         }
     }

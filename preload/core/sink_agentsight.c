@@ -745,7 +745,7 @@ static void ags_close(as_sink *s) {
 }
 
 static int ags_open(as_sink *s, const char *arg) {
-    const char *key = as_cfg.api_key[0] ? as_cfg.api_key : getenv("AGENTSIGHT_API_KEY");
+    const char *key = as_cfg.api_key[0] ? as_cfg.api_key : secure_getenv("AGENTSIGHT_API_KEY");
     if (!key || !*key) {
         as_error("agentsight sink: AGENTSIGHT_API_KEY is not set; the sink is not opened");
         return -1;
@@ -760,10 +760,11 @@ static int ags_open(as_sink *s, const char *arg) {
     sk *k = calloc(1, sizeof *k);
     if (!k)
         return -1;
-    const char *ep = arg && *arg                         ? arg
-                     : as_cfg.api_endpoint[0]            ? as_cfg.api_endpoint
-                     : getenv("AGENTSIGHT_API_ENDPOINT") ? getenv("AGENTSIGHT_API_ENDPOINT")
-                                                         : "https://api.agentsight.io";
+    const char *ep = arg && *arg              ? arg
+                     : as_cfg.api_endpoint[0] ? as_cfg.api_endpoint
+                     : secure_getenv("AGENTSIGHT_API_ENDPOINT")
+                         ? secure_getenv("AGENTSIGHT_API_ENDPOINT")
+                         : "https://api.agentsight.io";
     as_spool_uri_clean(ep, k->endpoint, sizeof k->endpoint);
     size_t el = strlen(k->endpoint);
     while (el > 0 && k->endpoint[el - 1] == '/')
@@ -779,7 +780,8 @@ static int ags_open(as_sink *s, const char *arg) {
     k->http = as_http_new(NULL, headers);
     memset(auth, 0, sizeof auth);
     __asm__ volatile("" ::"r"(auth) : "memory"); /* keep the wipe */
-    const char *root = as_cfg.spool_dir[0] ? as_cfg.spool_dir : getenv("AGENTSIGHT_SPOOL_DIR");
+    const char *root =
+        as_cfg.spool_dir[0] ? as_cfg.spool_dir : secure_getenv("AGENTSIGHT_SPOOL_DIR");
     k->spool = as_spool_open(root, k->uri, 0);
     if (!k->http || !k->spool) {
         as_error("agentsight sink: cannot start (%s)", k->http ? "no spool" : "libcurl");

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/redact.h"
 #include "core/clock.h"
 #include "core/action.h"
 #include "core/http.h"
@@ -187,15 +188,17 @@ static void on_done(void *ctx, const as_http_resp *r) {
     }
     if (bit && !(k->logged & bit)) {
         k->logged |= bit;
+        char shown[512];
+        as_redact_uris(k->url, shown, sizeof shown);
         if (bit == 1)
             as_alert_warn("otlp sink: %s refused spans with HTTP %ld; they are kept in the "
                           "dead-letter file beside the spool (not logged again)",
-                          k->url, r->status);
+                          shown, r->status);
         else if (r->status)
             as_alert_warn("otlp sink: %s failed (HTTP %ld); spans are spooled and replayed later",
-                          k->url, r->status);
+                          shown, r->status);
         else
-            as_alert_warn("otlp sink: %s failed (%s); spans are spooled and replayed later", k->url,
+            as_alert_warn("otlp sink: %s failed (%s); spans are spooled and replayed later", shown,
                           r->error);
     }
     replay_step_done(k, bt->rp);
@@ -369,12 +372,13 @@ static int otlp_open(as_sink *s, const char *arg) {
     snprintf(k->uri, sizeof k->uri, "otlp:%s", clean);
     snprintf(k->service, sizeof k->service, "%s",
              as_cfg.service_name[0] ? as_cfg.service_name : program_invocation_short_name);
-    const char *cap = getenv("AGENTSIGHT_OTLP_CAPTURE");
+    const char *cap = secure_getenv("AGENTSIGHT_OTLP_CAPTURE");
     k->capture = cap && strcmp(cap, "1") == 0;
     const char *headers[] = {"Content-Type: application/json", NULL};
     as_http_opts o = {0};
     k->http = as_http_new(&o, headers);
-    const char *root = as_cfg.spool_dir[0] ? as_cfg.spool_dir : getenv("AGENTSIGHT_SPOOL_DIR");
+    const char *root =
+        as_cfg.spool_dir[0] ? as_cfg.spool_dir : secure_getenv("AGENTSIGHT_SPOOL_DIR");
     k->spool = as_spool_open(root, k->uri, 0);
     k->recs = calloc(CHUNK, sizeof *k->recs);
     if (!k->http || !k->spool || !k->recs) {

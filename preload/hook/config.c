@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agentsight.h"
@@ -42,6 +44,7 @@ typedef struct parser {
     int key_line[NKEYS]; /* line where each [output] key was set, 0 when unset */
     int cap;             /* allocated entries */
     int oom;
+    int shown; /* messages about this config so far (printed up to AS_CONFIG_MSG_CAP) */
 } parser;
 
 /* Prints "NAME:LINE:COL: message" (COL = off + 1) and counts it. This function can't
@@ -53,7 +56,8 @@ static void perr(parser *p, size_t off, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    as_error("%s:%d:%zu: %s", p->name, p->line, off + 1, msg);
+    if (p->shown++ < AS_CONFIG_MSG_CAP)
+        as_error("%s:%d:%zu: %s", p->name, p->line, off + 1, msg);
     p->cfg->errors++;
 }
 
@@ -682,6 +686,93 @@ static int config_init(as_config *cfg, const char *name) {
     return cfg->path ? 0 : -1;
 }
 
+/* ---- the lookup index (config.h: as_config_match) ---- */
+
+uint64_t as_config_name_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int same_opt(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void index_free(struct as_cfg_index *x) {
+    if (!x)
+        return;
+    free(x->slot);
+    free(x->hash);
+    free(x->next);
+    free(x->tail);
+    free(x->globs);
+    free(x);
+}
+
+/* Builds cfg->index and marks entries that repeat an earlier one (same pattern, version
+ * and lib=: they could never match anything), with one warning each. Out of memory leaves
+ * cfg->index NULL (lookups then scan the entries). */
+static void index_build(parser *p) {
+    as_config *cfg = p->cfg;
+    struct as_cfg_index *x = calloc(1, sizeof *x);
+    size_t n = (size_t)(cfg->nentries > 0 ? cfg->nentries : 1);
+    size_t nslot = 16;
+    while (nslot < n * 2)
+        nslot <<= 1;
+    if (x) {
+        x->nslot = nslot;
+        x->slot = calloc(nslot, sizeof *x->slot);
+        x->hash = malloc(nslot * sizeof *x->hash);
+        x->next = malloc(n * sizeof *x->next);
+        x->tail = malloc(n * sizeof *x->tail);
+        x->globs = malloc(n * sizeof *x->globs);
+    }
+    if (!x || !x->slot || !x->hash || !x->next || !x->tail || !x->globs) {
+        index_free(x);
+        return;
+    }
+    for (int i = 0; i < cfg->nentries; i++) {
+        as_entry *e = &cfg->entries[i];
+        x->next[i] = -1;
+        if (!e->pattern)
+            continue;
+        uint64_t h = as_config_name_hash(e->pattern);
+        size_t k = (size_t)h & (nslot - 1);
+        while (x->slot[k] &&
+               (x->hash[k] != h || strcmp(cfg->entries[x->slot[k] - 1].pattern, e->pattern) != 0))
+            k = (k + 1) & (nslot - 1);
+        if (!x->slot[k]) {
+            x->slot[k] = i + 1;
+            x->hash[k] = h;
+            x->tail[i] = i;
+        } else {
+            int head = x->slot[k] - 1, steps = 0;
+            /* Identical: same version, lib= and hook= (other options cannot make a later
+             * line match anything). The walk is bounded: many same-named entries that
+             * differ are not checked against each other beyond 64. */
+            for (int j = head; j >= 0 && steps < 64; j = x->next[j], steps++) {
+                const as_entry *o = &cfg->entries[j];
+                if (same_opt(o->version, e->version) && same_opt(o->lib, e->lib) &&
+                    o->hook == e->hook) {
+                    e->dup_line = o->dup_line ? o->dup_line : o->line;
+                    break;
+                }
+            }
+            x->next[x->tail[head]] = i;
+            x->tail[head] = i;
+        }
+        if (e->is_glob && !e->dup_line)
+            x->globs[x->nglobs++] = i;
+        if (e->dup_line && p->shown++ < AS_CONFIG_MSG_CAP)
+            as_warn("%s:%d:1: '%s' duplicates line %d: this line is ignored", p->name, e->line,
+                    e->pattern, e->dup_line);
+    }
+    cfg->index = x;
+}
+
 int as_config_parse(const char *text, size_t len, const char *name, as_config *cfg) {
     parser p;
     memset(&p, 0, sizeof p);
@@ -713,15 +804,38 @@ int as_config_parse(const char *text, size_t len, const char *name, as_config *c
         if (cfg->capture_off)
             e->capture_none = 1;
     }
+    if (!p.oom)
+        index_build(&p);
+    if (p.shown > AS_CONFIG_MSG_CAP)
+        as_warn("%s: and %d more messages about this config not shown", p.name,
+                p.shown - AS_CONFIG_MSG_CAP);
     return cfg->errors;
 }
 
 int as_config_load(const char *path, as_config *cfg) {
     char *buf = NULL;
     size_t len = 0, cap = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO with no writer would wait forever, before main. Only a
+     * regular file is read (a FIFO, a device or a directory is refused at once). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         goto unreadable;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        goto unreadable;
+    if (!S_ISREG(st.st_mode)) {
+        as_error("%s: cannot read: not a regular file (%s): the config is ignored", path,
+                 S_ISDIR(st.st_mode)    ? "a directory"
+                 : S_ISFIFO(st.st_mode) ? "a FIFO"
+                 : S_ISCHR(st.st_mode)  ? "a character device"
+                 : S_ISBLK(st.st_mode)  ? "a block device"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                        : "not a file");
+        close(fd);
+        config_init(cfg, path);
+        cfg->errors = 1;
+        return -1;
+    }
     for (;;) {
         if (len == cap) {
             if (cap >= CONFIG_MAX_BYTES) {
@@ -804,6 +918,7 @@ void as_config_free(as_config *cfg) {
     for (int i = 0; i < cfg->nentries; i++)
         entry_free(&cfg->entries[i]);
     free(cfg->entries);
+    index_free(cfg->index);
     free(cfg->path);
     free(cfg->sink);
     free(cfg->conversation_id);

@@ -5,6 +5,7 @@
 #define AS_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hook/proto.h"
 
@@ -42,6 +43,8 @@ typedef struct as_entry {
     int hook;         /* AS_HOOK_* */
     int line;         /* 1-based line of the entry in the file, or which -e it was */
     const char *src;  /* NULL: from the file (cfg->path); else where it came from ("-e") */
+    int dup_line;     /* line of an earlier entry with the same symbol, version, lib= and hook=
+                       * (this one is never used), else 0 */
 } as_entry;
 
 /* The name messages give for where entry e of cfg came from ("FILE" or "-e"). */
@@ -65,7 +68,30 @@ typedef struct as_config {
     int flush_timeout_ms; /* -1 unless set */
     int queue_policy;
     int errors; /* number of error messages printed while parsing */
+    /* Lookup index built at the end of parsing (config.c): exact names by hash, globs in
+     * file order. NULL (then lookups scan every entry) when out of memory. */
+    struct as_cfg_index *index;
 } as_config;
+
+/* Every entry with a pattern sits in an open-addressing table keyed by its pattern text
+ * (the first entry of each text; later ones chained in file order through next[]); glob
+ * entries that are not duplicates are also listed in file order. */
+struct as_cfg_index {
+    int *slot;      /* entry index + 1, 0 when empty; nslot is a power of two */
+    uint64_t *hash; /* per slot: the hash of its pattern (compared before the text) */
+    size_t nslot;
+    int *next; /* per entry: the next entry with the same pattern, or -1 */
+    int *tail; /* per first entry of a pattern: the last one with that pattern */
+    int *globs;
+    int nglobs;
+};
+
+/* The hash of the index (FNV-1a). */
+uint64_t as_config_name_hash(const char *s);
+
+/* How many messages about the entries of one config are printed (parse errors,
+ * duplicates, entries matching nothing); the rest are counted in one closing line. */
+#define AS_CONFIG_MSG_CAP 20
 
 /*
  * as_config_load - reads and parses the file at path (see as_config_parse).
@@ -101,5 +127,15 @@ void as_config_free(as_config *cfg);
 
 /* Name of an error_if value ("null", "negative", ...; "none"). This function can't fail. */
 const char *as_errif_name(int error_if);
+
+/*
+ * as_config_match - the entry for a function named name (version: its symbol version or
+ * NULL) defined in the object file named file: an exact name wins over a glob; among
+ * equals the first in the file; an entry's version and lib= must fit. Exact names are
+ * found by hash, so the cost does not grow with the number of exact entries. Returns the
+ * entry (its index in *index), or NULL (*index -1). This function can't fail.
+ */
+const as_entry *as_config_match(const as_config *cfg, const char *name, const char *version,
+                                const char *file, int *index);
 
 #endif

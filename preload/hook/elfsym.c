@@ -9,6 +9,7 @@
  * where <dir> is the directory of the real path of the object and <debuglink> the file
  * name stored in its .gnu_debuglink section. */
 #include "hook/elfsym.h"
+#include "hook/ldpath.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,8 +31,6 @@ extern char **environ;
 #define VERSYM_HIDDEN 0x8000
 #define VERSYM_INDEX 0x7fff
 #define DEBUG_ROOT "/usr/lib/debug"
-#define TRACE_TIMEOUT_MS 10000
-#define TRACE_OUTPUT_MAX (1 << 20)
 
 /* A symbol while collecting: the name still points into a mapped ELF string table. */
 typedef struct raw_sym {
@@ -752,7 +751,7 @@ static char *resolve_program(const char *program) {
             return strdup(program);
         return strdup(buf);
     }
-    const char *path = getenv("PATH");
+    const char *path = secure_getenv("PATH");
     if (!path || !*path)
         path = "/usr/local/bin:/usr/bin:/bin";
     while (*path) {
@@ -767,87 +766,6 @@ static char *resolve_program(const char *program) {
         if (!colon)
             break;
     }
-    return NULL;
-}
-
-/* Runs program with LD_TRACE_LOADED_OBJECTS=1 and LD_PRELOAD removed; collects stdout
- * (at most TRACE_OUTPUT_MAX bytes) for at most TRACE_TIMEOUT_MS, killing it after that.
- * Returns a malloc'ed NUL-terminated text, or NULL on failure. */
-static char *trace_objects(const char *program) {
-    size_t nenv = 0;
-    for (char **e = environ; e && *e; e++)
-        nenv++;
-    char **env = calloc(nenv + 2, sizeof(*env));
-    char *out = malloc(TRACE_OUTPUT_MAX + 1);
-    int fds[2] = {-1, -1};
-    size_t used = 0;
-    pid_t pid = -1;
-    if (!env || !out || pipe2(fds, O_CLOEXEC) != 0)
-        goto fail;
-    size_t k = 0;
-    for (char **e = environ; e && *e; e++) {
-        if (strncmp(*e, "LD_PRELOAD=", 11) == 0 || strncmp(*e, "LD_AUDIT=", 9) == 0 ||
-            strncmp(*e, "LD_TRACE_LOADED_OBJECTS=", 24) == 0)
-            continue;
-        env[k++] = *e;
-    }
-    env[k++] = "LD_TRACE_LOADED_OBJECTS=1";
-    env[k] = NULL;
-    char *argv[] = {(char *)program, NULL};
-    pid = fork();
-    if (pid < 0)
-        goto fail;
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 2);
-        }
-        dup2(fds[1], 1);
-        execve(program, argv, env);
-        _exit(127);
-    }
-    close(fds[1]);
-    fds[1] = -1;
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-        if (ms >= TRACE_TIMEOUT_MS)
-            break;
-        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        int pr = poll(&pfd, 1, (int)(TRACE_TIMEOUT_MS - ms));
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            break;
-        char tmp[4096];
-        ssize_t r = read(fds[0], tmp, sizeof(tmp));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        size_t take = (size_t)r;
-        if (take > TRACE_OUTPUT_MAX - used)
-            take = TRACE_OUTPUT_MAX - used;
-        memcpy(out + used, tmp, take);
-        used += take;
-    }
-    kill(pid, SIGKILL); /* harmless when it has exited already: not reaped yet */
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    close(fds[0]);
-    free(env);
-    out[used] = '\0';
-    return out;
-fail:
-    if (fds[0] >= 0)
-        close(fds[0]);
-    if (fds[1] >= 0)
-        close(fds[1]);
-    free(env);
-    free(out);
     return NULL;
 }
 
@@ -866,41 +784,6 @@ static int push_path(char ***paths, int *n, const char *p, size_t len) {
     if (!v[*n])
         return -1;
     (*n)++;
-    return 0;
-}
-
-/* Adds the absolute paths named in ld.so's trace lines:
- *   "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f...)"
- *   "\t/lib64/ld-linux-x86-64.so.2 (0x00007f...)"
- * and skips "linux-vdso.so.1 (0x...)" and "libx.so => not found". */
-static int parse_trace(const char *text, char ***paths, int *n) {
-    const char *line = text;
-    while (*line) {
-        const char *eol = strchr(line, '\n');
-        size_t len = eol ? (size_t)(eol - line) : strlen(line);
-        const char *p = line, *end = line + len;
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        const char *arrow = NULL;
-        for (const char *q = p; q + 3 < end; q++) {
-            if (memcmp(q, " => ", 4) == 0) {
-                arrow = q;
-                break;
-            }
-        }
-        if (arrow)
-            p = arrow + 4;
-        if (p < end && *p == '/') {
-            const char *stop = p;
-            while (stop < end && !(stop + 1 < end && stop[0] == ' ' && stop[1] == '('))
-                stop++;
-            if (push_path(paths, n, p, (size_t)(stop - p)) != 0)
-                return -1;
-        }
-        if (!eol)
-            break;
-        line = eol + 1;
-    }
     return 0;
 }
 
@@ -933,15 +816,10 @@ int as_program_objects(const char *program, char ***paths, char *err, size_t cap
         dynamic = f.has_interp; /* static binaries and plain libraries are not run */
         elf_file_close(&f);
     }
-    if (dynamic && access(abs, X_OK) == 0) {
-        char *text = trace_objects(abs);
-        if (text) {
-            int rc = parse_trace(text, &v, &n);
-            free(text);
-            if (rc != 0)
-                goto oom;
-        }
-    }
+    /* The libraries are found by reading files (ldpath.c), never by running the
+     * program's interpreter: a program names its own (PT_INTERP). */
+    if (dynamic && as_ldpath_deps(abs, &v, &n) != 0)
+        goto oom;
     free(abs);
     *paths = v;
     return n;

@@ -54,8 +54,9 @@ int as_glob_match(const char *pattern, const char *s);
 int as_is_glob(const char *pattern); /* 1 when pattern has *, ? or [ */
 
 /* Paths of the objects program loads, program first, the way ld.so resolves them
- * (LD_TRACE_LOADED_OBJECTS). Returns the count (>= 1) and a malloc'ed array of malloc'ed
- * strings in *paths (free with as_paths_free), or -1 with a reason in err. */
+ * (found by reading files, see ldpath.h: nothing of the program is run). Returns the count (>= 1)
+ * and a malloc'ed array of malloc'ed strings in *paths (free with as_paths_free), or -1 with a
+ * reason in err. */
 int as_program_objects(const char *program, char ***paths, char *err, size_t cap);
 void as_paths_free(char **paths, int n);
 

@@ -309,28 +309,7 @@ static const char *base_name(const char *path) {
  * name first, else the first glob. NULL when none or when the entry wants the GOT path. */
 static const as_entry *pick_entry(const as_config *cfg, const as_sym *sym, const char *file,
                                   int *index) {
-    const as_entry *glob = NULL;
-    int glob_i = -1;
-    for (int i = 0; i < cfg->nentries; i++) {
-        const as_entry *e = &cfg->entries[i];
-        if (!e->pattern)
-            continue;
-        if (e->version && (!sym->version || strcmp(e->version, sym->version) != 0))
-            continue;
-        if (e->lib && !as_glob_match(e->lib, file))
-            continue;
-        if (!e->is_glob) {
-            if (strcmp(e->pattern, sym->name) == 0) {
-                *index = i;
-                return e;
-            }
-        } else if (!glob && as_glob_match(e->pattern, sym->name)) {
-            glob = e;
-            glob_i = i;
-        }
-    }
-    *index = glob_i;
-    return glob;
+    return as_config_match(cfg, sym->name, sym->version, file, index);
 }
 
 /* ---- reading only the symbols an entry may select (start-up cost) ---- */

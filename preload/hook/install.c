@@ -10,6 +10,7 @@
  * only for objects an entry that matched no exported function, or says hook=entry, may
  * select; DWARF prototypes, only for objects carrying DWARF that hold a matched target
  * without a prototype. */
+#include "core/redact.h"
 #include "hook/install.h"
 
 #include <elf.h>
@@ -233,28 +234,7 @@ static size_t dynsym_count(const as_dyninfo *di) {
  * the first in the file. NULL when none matches. */
 static const as_entry *match_entry(const char *name, const char *version, const char *file,
                                    int *index) {
-    const as_entry *glob = NULL;
-    int glob_i = -1;
-    for (int i = 0; i < g_cfg->nentries; i++) {
-        const as_entry *e = &g_cfg->entries[i];
-        if (!e->pattern)
-            continue;
-        if (e->version && (!version || strcmp(e->version, version) != 0))
-            continue;
-        if (e->lib && !as_glob_match(e->lib, file))
-            continue;
-        if (!e->is_glob) {
-            if (strcmp(e->pattern, name) == 0) {
-                *index = i;
-                return e;
-            }
-        } else if (!glob && as_glob_match(e->pattern, name)) {
-            glob = e;
-            glob_i = i;
-        }
-    }
-    *index = glob_i;
-    return glob;
+    return as_config_match(g_cfg, name, version, file, index);
 }
 
 /* Queues an IFUNC for resolution outside g_lock. Returns 0, or -1 when out of memory
@@ -641,7 +621,9 @@ static int ensure_pipeline(void) {
         return -1;
     if (as_pipe_arm() != 0) { /* started by the first record (pipeline.h) */
         g_start_failed = 1;
-        as_alert_error("output '%s' refused: tracking nothing", as_cfg.output);
+        char shown[512];
+        as_redact_uris(as_cfg.output, shown, sizeof shown);
+        as_alert_error("output '%s' refused: tracking nothing", shown);
         return -1;
     }
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
@@ -970,17 +952,23 @@ void as_install_report_unmatched(void) {
         return; /* a thread is installing as the process ends: never wait for it */
     done_pid = (long)getpid();
     as_in_agentsight++;
+    int unmatched = 0;
     for (int i = 0; g_matched && i < g_cfg->nentries; i++) {
         const as_entry *e = &g_cfg->entries[i];
-        if (g_matched[i] || !e->pattern)
-            continue;
+        if (g_matched[i] || !e->pattern || e->dup_line)
+            continue; /* a duplicate was named as one when the config was read */
         if (as_nohook_explain(g_cfg, i))
             continue; /* it reached only functions that are never wrapped: said why */
+        if (unmatched++ >= AS_CONFIG_MSG_CAP)
+            continue;
         char name[512];
         snprintf(name, sizeof name, "%s%s%s", e->pattern, e->version ? "@" : "",
                  e->version ? e->version : "");
         as_diag_unmatched(AS_ENTRY_SRC(g_cfg, e), e->line, name, e->hook == AS_HOOK_GOT);
     }
+    if (unmatched > AS_CONFIG_MSG_CAP)
+        as_warn("%s: and %d more entries matched no function of the objects this process loaded",
+                g_cfg->path ? g_cfg->path : "config", unmatched - AS_CONFIG_MSG_CAP);
     as_in_agentsight--;
     pthread_mutex_unlock(&g_lock);
 }

@@ -29,7 +29,7 @@ static as_config g_config; /* lives for the process: targets point at its entrie
 const int as_preload_defers_init = 1;
 
 static int env_set(const char *name) {
-    const char *v = getenv(name);
+    const char *v = secure_getenv(name);
     return v && *v;
 }
 
@@ -78,7 +78,7 @@ static void atfork_child(void) {
 }
 
 __attribute__((constructor)) static void as_preload_init(void) {
-    const char *off = getenv("AGENTSIGHT_DISABLE");
+    const char *off = secure_getenv("AGENTSIGHT_DISABLE");
     if (off && strcmp(off, "1") == 0) {
         as_keptenv_keep();
         as_nofollow_apply(); /* nothing tracked; children still run as without us */
@@ -95,8 +95,8 @@ __attribute__((constructor)) static void as_preload_init(void) {
     as_dlwrap_set_pid();
     pthread_atfork(NULL, NULL, atfork_child);
     as_settings_load(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
-    const char *path = getenv("AGENTSIGHT_CONFIG");
-    const char *extra = getenv(AS_ENTRIES_ENV); /* `agentsight run -e` patterns */
+    const char *path = secure_getenv("AGENTSIGHT_CONFIG");
+    const char *extra = secure_getenv(AS_ENTRIES_ENV); /* `agentsight run -e` patterns */
     if ((!path || !*path) && (!extra || !*extra)) {
         as_info("AGENTSIGHT_CONFIG is not set: tracking nothing");
         goto out;

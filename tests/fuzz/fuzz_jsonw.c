@@ -10,9 +10,12 @@
 #include "core/clock.h"
 #include "core/jsonw.h"
 
-/* Aborts unless s (n bytes) is valid UTF-8 and parses with cJSON as exactly one value. */
+/* Aborts unless s (n bytes) is valid UTF-8, has only well-formed \u escapes (cJSON alone
+ * reads "\u00zz" as U+0000) and parses with cJSON as exactly one value. */
 static void must_parse(const char *s, size_t n) {
-    if (!as_utf8_valid(s, n))
+    size_t at;
+    const char *why;
+    if (!as_utf8_valid(s, n) || as_json_escapes_check(s, n, &at, &why) != 0)
         abort();
     cJSON *j = cJSON_ParseWithLengthOpts(s, n, NULL, 0);
     if (!j)
