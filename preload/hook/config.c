@@ -712,11 +712,14 @@ static void index_free(struct as_cfg_index *x) {
     free(x);
 }
 
-/* Builds cfg->index and marks entries that repeat an earlier one (same pattern, version
- * and lib=: they could never match anything), with one warning each. Out of memory leaves
- * cfg->index NULL (lookups then scan the entries). */
-static void index_build(parser *p) {
+/* Builds cfg->index (again, when entries were added) and marks entries that repeat an
+ * earlier one (same pattern, version and lib=: they could never match anything), with one
+ * warning each for those from entry warn_from on. Out of memory leaves cfg->index NULL
+ * (lookups then scan the entries). */
+static void index_build(parser *p, int warn_from) {
     as_config *cfg = p->cfg;
+    index_free(cfg->index);
+    cfg->index = NULL;
     struct as_cfg_index *x = calloc(1, sizeof *x);
     size_t n = (size_t)(cfg->nentries > 0 ? cfg->nentries : 1);
     size_t nslot = 16;
@@ -766,7 +769,7 @@ static void index_build(parser *p) {
         }
         if (e->is_glob && !e->dup_line)
             x->globs[x->nglobs++] = i;
-        if (e->dup_line && p->shown++ < AS_CONFIG_MSG_CAP)
+        if (e->dup_line && i >= warn_from && p->shown++ < AS_CONFIG_MSG_CAP)
             as_warn("%s:%d:1: '%s' duplicates line %d: this line is ignored", p->name, e->line,
                     e->pattern, e->dup_line);
     }
@@ -805,7 +808,7 @@ int as_config_parse(const char *text, size_t len, const char *name, as_config *c
             e->capture_none = 1;
     }
     if (!p.oom)
-        index_build(&p);
+        index_build(&p, 0);
     if (p.shown > AS_CONFIG_MSG_CAP)
         as_warn("%s: and %d more messages about this config not shown", p.name,
                 p.shown - AS_CONFIG_MSG_CAP);
@@ -909,6 +912,8 @@ int as_config_add_entries(as_config *cfg, const char *text, size_t len, const ch
         if (cfg->capture_off)
             e->capture_none = 1;
     }
+    if (cfg->nentries > first)
+        index_build(&p, first); /* the added names are found by the index too */
     return cfg->errors - errors;
 }
 
