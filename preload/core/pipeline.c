@@ -1148,6 +1148,10 @@ static void shutdown_impl(int exit_time) {
     } else {
         as_alert_warn("exporter did not stop within %d ms; pending actions abandoned", timeout_ms);
         pthread_detach(ex_thread);
+        /* The abandoned exporter may be writing a file: the exit waits for that write. */
+        for (int i = 0; exit_time && i < nsinks; i++)
+            if (sinks[i].ops->hold)
+                sinks[i].ops->hold(&sinks[i], 1000);
     }
     atomic_store(&pipe_state, PIPE_STOPPED);
     report_dropped();

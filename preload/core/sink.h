@@ -24,6 +24,11 @@ typedef struct as_sink_ops {
     /* Waits up to timeout_ms for anything in flight. Returns 0 or -1 on timeout. */
     int (*flush)(as_sink *s, int timeout_ms);
     void (*close)(as_sink *s);
+    /* Optional (NULL: nothing to do). Called from another thread at process exit when the
+     * exporter did not stop and still owns the sink: waits up to timeout_ms until no write
+     * of the sink is under way and keeps any from starting, so that the exit never cuts a
+     * write in two (the file sink: no partial last line). */
+    void (*hold)(as_sink *s, int timeout_ms);
 } as_sink_ops;
 
 struct as_sink {

@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -257,4 +258,24 @@ static void file_close(as_sink *s) {
     s->impl = NULL;
 }
 
-const as_sink_ops as_sink_file_ops = {"file", file_open, file_send, file_flush, file_close};
+/* Takes the file's lock through a descriptor of its own (flock locks belong to the open
+ * file description, so this waits for the exporter's write_locked) and never gives it back:
+ * the process is exiting, and an exit in the middle of a write(2) could end it short. */
+static void file_hold(as_sink *s, int timeout_ms) {
+    file_sink *f = s->impl;
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    for (int waited = 0; waited <= timeout_ms; waited++) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return; /* held until the process ends */
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            break;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    close(fd);
+}
+
+const as_sink_ops as_sink_file_ops = {"file",     file_open,  file_send,
+                                      file_flush, file_close, file_hold};

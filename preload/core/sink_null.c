@@ -49,4 +49,4 @@ static void null_close(as_sink *s) {
     s->impl = NULL;
 }
 
-const as_sink_ops as_sink_null_ops = {"null", null_open, null_send, null_flush, null_close};
+const as_sink_ops as_sink_null_ops = {"null", null_open, null_send, null_flush, null_close, NULL};

@@ -249,5 +249,5 @@ static void stderr_close(as_sink *s) {
     s->impl = NULL;
 }
 
-const as_sink_ops as_sink_stderr_ops = {"stderr", stderr_open, stderr_send, stderr_flush,
-                                        stderr_close};
+const as_sink_ops as_sink_stderr_ops = {"stderr",     stderr_open,  stderr_send,
+                                        stderr_flush, stderr_close, NULL};
