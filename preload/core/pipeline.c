@@ -62,14 +62,19 @@ uint64_t as_stat_hooked;
 static slot slots[MAX_SLOTS];
 static _Atomic int slots_hi; /* slots[0..slots_hi) have ever been used */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic uint64_t dropped_noring; /* drops of threads without a ring */
-static uint64_t dropped_retired;        /* drops of retired rings (reg_lock) */
+static _Atomic uint64_t dropped_noring; /* drops of threads without a ring (thread limit) */
+static uint64_t dropped_retired;        /* drops of retired rings (reg_lock): queue full */
+static uint64_t dropped_sig_retired;    /* ... a signal handler interrupted a write */
+static uint64_t summarized_retired;     /* ... calls summarized */
+static _Atomic uint64_t sink_failed;    /* actions the sinks counted as failed, at close */
+static _Atomic int room_wanted;         /* a producer waits for room: the exporter polls */
 static _Atomic uint64_t delivered;
 static _Atomic uint64_t bad_msgs;
 
 __thread as_ring *as_pipe_tring;
 static __thread int t_dead;        /* thread is exiting: its slot is gone */
 static __thread int t_is_exporter; /* never waits for room: it makes the room */
+static __thread int t_waiting;     /* inside a wait for room: a nested reserve never waits */
 static pthread_key_t exit_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -124,6 +129,8 @@ static int poll_ms_test; /* AGENTSIGHT_TEST_POLL_MS, 0 = not set */
 
 /* The stats already reported by as_pipe_write_stats (lines carry differences). */
 static uint64_t stats_actions, stats_dropped;
+static as_pipe_drops stats_prev; /* by cause, with .signal */
+static uint64_t stats_sink_failed;
 
 static struct timespec mono_ts(int64_t ns) {
     struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
@@ -397,7 +404,11 @@ static void retire(int i) {
     pthread_mutex_lock(&reg_lock);
     as_ring *r = slots[i].ring;
     dropped_retired += atomic_load(&r->dropped);
+    dropped_sig_retired += atomic_load(&r->dropped_sig);
+    summarized_retired += atomic_load(&r->summarized);
     atomic_store(&r->dropped, 0);
+    atomic_store(&r->dropped_sig, 0);
+    atomic_store(&r->summarized, 0);
     atomic_store(&slots[i].state, SLOT_FREE);
     pthread_mutex_unlock(&reg_lock);
 }
@@ -408,50 +419,59 @@ static void wake_exporter(void) {
     pthread_cond_signal(&ex_cond);
 }
 
-/* Full ring: wait (policy WAIT, may_wait, exporter running) up to queue_wait_ms nudging
- * the exporter, else drop. Returns the payload or NULL (counted). */
-static void *reserve_slow(as_ring *r, int kind, size_t len, int may_wait) {
-    int wait = may_wait && as_cfg.queue_policy == AGENTSIGHT_QUEUE_WAIT && !t_is_exporter &&
-               as_ring_fits(r, len);
+/* Full ring: wait (policy WAIT, AS_PIPE_WAIT, exporter running) up to queue_wait_ms,
+ * else drop. The wait itself uses only async-signal-safe calls (nanosleep, clock_gettime
+ * and atomics: the exporter sees room_wanted and does not sleep), so a wait that happens
+ * to run in a signal handler on the thread's own stack stays bounded and safe. Returns
+ * the payload or NULL (counted unless AS_PIPE_FULL_UNCOUNTED). */
+static void *reserve_slow(as_ring *r, int kind, size_t len, int flags) {
+    int wait = (flags & AS_PIPE_WAIT) && as_cfg.queue_policy == AGENTSIGHT_QUEUE_WAIT &&
+               !t_is_exporter && !t_waiting && as_ring_fits(r, len);
     /* Stopped by a shutdown (not at exit): start again rather than drop at once. */
     if (wait && atomic_load(&pipe_state) == PIPE_STOPPED && !atomic_load(&exiting))
         as_pipe_start();
     wait = wait && atomic_load(&pipe_state) == PIPE_RUNNING;
     if (wait) {
+        t_waiting = 1;
+        atomic_fetch_add(&room_wanted, 1);
         int64_t deadline = as_mono_ns() + (int64_t)as_cfg.queue_wait_ms * 1000000;
-        long nap = 50000;
+        long nap = 20000;
+        void *p = NULL;
         do {
-            wake_exporter();
             struct timespec ts = {0, nap};
             nanosleep(&ts, NULL);
             if (nap < 1000000)
                 nap *= 2;
-            void *p = as_ring_reserve(r, (unsigned)kind, len);
-            if (p)
-                return p;
-        } while (as_mono_ns() < deadline && atomic_load(&pipe_state) == PIPE_RUNNING);
+            p = as_ring_reserve(r, (unsigned)kind, len);
+        } while (!p && as_mono_ns() < deadline && atomic_load(&pipe_state) == PIPE_RUNNING);
+        atomic_fetch_sub(&room_wanted, 1);
+        t_waiting = 0;
+        if (p)
+            return p;
     }
-    as_ring_count_drop(r);
+    if (!(flags & AS_PIPE_FULL_UNCOUNTED) || !as_ring_fits(r, len))
+        as_ring_count_drop(r);
     return NULL;
 }
 
 void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait) {
     as_ring *r = as_pipe_tring;
+    int flags = may_wait;
     if (r && as_ring_open(r)) {
         /* A signal handler interrupted this thread's own write into its ring: waiting
          * cannot help (the write resumes only after the handler). Dropped, counted. */
-        as_ring_count_drop(r);
+        as_ring_count_drop_sig(r);
         return NULL;
     }
     if (r)
-        return reserve_slow(r, kind, payload_len, may_wait);
+        return reserve_slow(r, kind, payload_len, flags);
     r = thread_attach();
     if (!r) {
         atomic_fetch_add(&dropped_noring, 1);
         return NULL;
     }
     void *p = as_ring_reserve(r, (unsigned)kind, payload_len);
-    return p ? p : reserve_slow(r, kind, payload_len, may_wait);
+    return p ? p : reserve_slow(r, kind, payload_len, flags);
 }
 
 void as_pipe_count_drop(void) {
@@ -471,16 +491,50 @@ void as_pipe_register(int kind, as_msg_decode_fn fn) {
 
 /* ---- exporter ----------------------------------------------------------------------------- */
 
-/* Drops summed over every ring. Exporter thread or reg_lock holder. */
-static uint64_t dropped_sum(void) {
-    uint64_t n = dropped_retired + atomic_load(&dropped_noring);
+/* Drops by cause summed over every ring. Exporter thread or reg_lock holder. */
+static void drops_sum(as_pipe_drops *d) {
+    d->queue_full = dropped_retired;
+    d->signal = dropped_sig_retired;
+    d->summarized = summarized_retired;
+    d->threads = atomic_load(&dropped_noring);
     int hi = atomic_load(&slots_hi);
     for (int i = 0; i < hi; i++) {
-        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE &&
-            slots[i].ring)
-            n += atomic_load_explicit(&slots[i].ring->dropped, memory_order_relaxed);
+        as_ring *r = slots[i].ring;
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) == SLOT_FREE || !r)
+            continue;
+        d->queue_full += atomic_load_explicit(&r->dropped, memory_order_relaxed);
+        d->signal += atomic_load_explicit(&r->dropped_sig, memory_order_relaxed);
+        d->summarized += atomic_load_explicit(&r->summarized, memory_order_relaxed);
     }
-    return n;
+}
+
+/* Messages truly lost, every cause. Exporter thread or reg_lock holder. */
+static uint64_t dropped_sum(void) {
+    as_pipe_drops d;
+    drops_sum(&d);
+    return d.queue_full + d.threads + d.signal;
+}
+
+static void deliver(void);
+
+/* Decodes the summaries left in the header of ring r (an exited thread's, or any ring
+ * at the final drain) into the batch. Exporter only. */
+static void take_summaries(as_ring *r) {
+    if (!r || r->sum_n == 0)
+        return;
+    as_sum sums[AS_SUM_SLOTS];
+    int n = as_ring_sum_take(r, sums);
+    as_msg_decode_fn fn = decoders[AS_MSG_SUMMARY];
+    for (int k = 0; k < n && fn; k++) {
+        as_buf_reset(&scratch[nbatch]);
+        memset(&batch[nbatch], 0, sizeof(batch[nbatch]));
+        if (fn(&sums[k], sizeof sums[k], &batch[nbatch], &scratch[nbatch]) != 0) {
+            atomic_fetch_add(&bad_msgs, 1);
+            continue;
+        }
+        if (++nbatch == BATCH_MAX)
+            deliver();
+    }
 }
 
 /* Writes metadata text m with "agentsight_dropped": n merged in, into meta_buf. Returns
@@ -574,6 +628,11 @@ static size_t drain_all(void) {
             continue;
         n += drain_slot(i);
     }
+    for (int i = 0; i < hi; i++) {
+        int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
+        if (st == SLOT_EXITED && slots[i].ring && slots[i].ring->sum_n)
+            take_summaries(slots[i].ring);
+    }
     deliver();
     for (int i = 0; i < hi; i++) {
         int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
@@ -624,6 +683,12 @@ static void final_drain(void) {
         if (!pending_at_stop() || as_mono_ns() >= stop_deadline_ns)
             break;
     }
+    /* The summaries still in the threads' tables: nothing makes room for them any more. */
+    for (int i = 0; i < hi; i++) {
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE)
+            take_summaries(slots[i].ring);
+    }
+    deliver();
     stop_hi = 0;
     int64_t left = (stop_deadline_ns - as_mono_ns()) / 1000000;
     flush_sinks(left > 0 ? (int)left : 0);
@@ -680,6 +745,8 @@ static void recover_dead(void) {
 
 /* Sleeps on ex_cond up to ms unless a flush or stop is pending. */
 static void exporter_wait(int ms) {
+    if (atomic_load(&room_wanted))
+        return; /* a producer waits for room (queue = wait) */
     pthread_mutex_lock(&ex_lock);
     if (flush_req == flush_done && !atomic_load(&ex_stop)) {
         struct timespec ts = mono_ts(as_mono_ns() + (int64_t)ms * 1000000);
@@ -875,11 +942,22 @@ void as_pipe_write_stats(void) {
         return;
     static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&stats_lock);
-    uint64_t act = atomic_load(&delivered), drop = as_pipe_dropped();
+    as_pipe_drops dc;
+    as_pipe_drop_counts(&dc);
+    uint64_t act = atomic_load(&delivered), drop = dc.queue_full + dc.threads + dc.signal;
     uint64_t d_act = act >= stats_actions ? act - stats_actions : act;
     uint64_t d_drop = drop >= stats_dropped ? drop - stats_dropped : drop;
     stats_actions = act;
     stats_dropped = drop;
+    uint64_t sf = atomic_load(&sink_failed);
+#define DIFF(a, b) ((a) >= (b) ? (a) - (b) : (a))
+    as_pipe_drops dd = {DIFF(dc.queue_full, stats_prev.queue_full),
+                        DIFF(dc.threads, stats_prev.threads), DIFF(dc.signal, stats_prev.signal),
+                        DIFF(dc.summarized, stats_prev.summarized)};
+    uint64_t d_sf = DIFF(sf, stats_sink_failed);
+#undef DIFF
+    stats_prev = dc;
+    stats_sink_failed = sf;
     pthread_mutex_unlock(&stats_lock);
     as_buf b;
     as_buf_init(&b);
@@ -887,6 +965,13 @@ void as_pipe_write_stats(void) {
                   (long)getpid(), (unsigned long long)d_act, (unsigned long long)d_drop,
                   (unsigned long long)as_stat_hooked);
     as_json_cstr(&b, open_uris[0] ? open_uris : as_cfg.output);
+    /* The drops by cause, since the previous line as the other counts. */
+    as_buf_printf(&b,
+                  ",\"queue_full\":%llu,\"threads\":%llu,\"signal\":%llu,\"summarized\":%llu,"
+                  "\"sink_failed\":%llu",
+                  (unsigned long long)dd.queue_full, (unsigned long long)dd.threads,
+                  (unsigned long long)dd.signal, (unsigned long long)dd.summarized,
+                  (unsigned long long)d_sf);
     as_buf_puts(&b, "}\n");
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0 && !b.oom) {
@@ -898,16 +983,32 @@ void as_pipe_write_stats(void) {
     as_buf_free(&b);
 }
 
-/* Prints the drops since the previous report (start_lock held). */
+/* Prints the drops since the previous report, by cause (start_lock held). */
 static void report_dropped(void) {
-    uint64_t total = as_pipe_dropped();
+    static as_pipe_drops prev;
+    as_pipe_drops dc;
+    as_pipe_drop_counts(&dc);
+    uint64_t total = dc.queue_full + dc.threads + dc.signal;
     uint64_t d = total >= drops_printed ? total - drops_printed : total;
     drops_printed = total;
+    if (total < (uint64_t)(prev.queue_full + prev.threads + prev.signal))
+        memset(&prev, 0, sizeof prev); /* counters restarted (a fork child) */
+    uint64_t q = dc.queue_full - prev.queue_full, t = dc.threads - prev.threads,
+             sg = dc.signal - prev.signal;
+    prev = dc;
     if (d == 0)
         return;
-    char line[96];
-    int n = snprintf(line, sizeof(line), "agentsight: %llu actions dropped (queue full)\n",
+    char line[256];
+    int n;
+    if (t == 0 && sg == 0)
+        n = snprintf(line, sizeof(line), "agentsight: %llu actions dropped (queue full)\n",
                      (unsigned long long)d);
+    else
+        n = snprintf(line, sizeof(line),
+                     "agentsight: %llu actions dropped (%llu queue full, %llu over the %d-thread "
+                     "limit, %llu in a signal handler)\n",
+                     (unsigned long long)d, (unsigned long long)q, (unsigned long long)t, MAX_SLOTS,
+                     (unsigned long long)sg);
     if (n > 0) {
         ssize_t w = write(2, line, (size_t)n);
         (void)w;
@@ -970,6 +1071,8 @@ static void shutdown_impl(int exit_time) {
     }
     if (joined) {
         for (int i = 0; i < nsinks; i++)
+            atomic_fetch_add(&sink_failed, sinks[i].failed);
+        for (int i = 0; i < nsinks; i++)
             sinks[i].ops->close(&sinks[i]);
         nsinks = 0;
         pthread_mutex_lock(&reg_lock);
@@ -989,6 +1092,12 @@ out:
 
 void as_pipe_shutdown(void) {
     shutdown_impl(0);
+}
+
+void as_pipe_drop_counts(as_pipe_drops *out) {
+    pthread_mutex_lock(&reg_lock);
+    drops_sum(out);
+    pthread_mutex_unlock(&reg_lock);
 }
 
 uint64_t as_pipe_dropped(void) {
@@ -1062,7 +1171,12 @@ static void fork_child(void) {
     targets_written = 0;
     files_state = 0; /* a new pid and start time: decided again at the first ring */
     stats_actions = stats_dropped = 0;
+    memset(&stats_prev, 0, sizeof stats_prev);
+    stats_sink_failed = 0;
     dropped_retired = 0;
+    dropped_sig_retired = summarized_retired = 0;
+    atomic_store(&sink_failed, 0);
+    atomic_store(&room_wanted, 0);
     dropped_reported = 0;
     drops_printed = 0;
     ex_abandoned = ex_finished = 0;

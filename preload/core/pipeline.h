@@ -14,8 +14,9 @@
 #include "ring.h"
 
 enum as_msg_kind {
-    AS_MSG_ACTION = 1, /* a packed as_action (as_action_pack) from the API */
-    AS_MSG_CALL = 2,   /* a raw call record from the interposer */
+    AS_MSG_ACTION = 1,  /* a packed as_action (as_action_pack) from the API */
+    AS_MSG_CALL = 2,    /* a raw call record from the interposer */
+    AS_MSG_SUMMARY = 3, /* an as_sum (ring.h): calls of one function that found the ring full */
     AS_MSG_KINDS = 8,
 };
 
@@ -31,14 +32,19 @@ void as_pipe_register(int kind, as_msg_decode_fn fn);
 int as_pipe_start(void);
 
 /* Producer side. Reserves payload_len bytes for a message of kind in the calling thread's
- * ring. may_wait: when the ring is full, wait up to as_cfg.queue_wait_ms for room
- * (policy WAIT) instead of dropping at once. Returns a pointer to the payload (8-byte
- * aligned) or NULL when dropped (counted). Every non-NULL reserve must be followed by
- * as_pipe_commit() on the same thread before the next reserve.
+ * ring. flags: AS_PIPE_WAIT: when the ring is full, wait up to as_cfg.queue_wait_ms for
+ * room (policy WAIT) instead of dropping at once (never on the exporter's thread, never
+ * when a signal handler interrupted this thread's write, never nested in such a wait);
+ * AS_PIPE_FULL_UNCOUNTED: a full ring is not counted as a drop (the caller accounts the
+ * message otherwise: the interposer's summaries). Returns a pointer to the payload
+ * (8-byte aligned) or NULL when dropped (counted by cause, see as_pipe_drops). Every non-NULL
+ * reserve must be followed by as_pipe_commit() on the same thread before the next reserve.
  *
  * Inline: with a ring attached and room in it, reserve + commit are a few loads and
  * stores to the thread's own ring and one plain store of head; no atomic read-modify-
  * write, no call. The first message of a thread and a full ring take the slow path. */
+#define AS_PIPE_WAIT 1
+#define AS_PIPE_FULL_UNCOUNTED 2
 extern __thread as_ring *as_pipe_tring; /* the calling thread's ring, NULL before its first */
 void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait);
 
@@ -76,14 +82,25 @@ int as_pipe_flush(int timeout_ms);
  * reports dropped actions on stderr. Idempotent. */
 void as_pipe_shutdown(void);
 
-/* Counters. */
+/* Counters. as_pipe_dropped: messages truly lost, all causes summed. */
 uint64_t as_pipe_dropped(void);
+
+/* What became of the messages that found no room, by cause. */
+typedef struct as_pipe_drops {
+    uint64_t queue_full; /* the thread's ring was full (queue = wait: after the wait) */
+    uint64_t threads;    /* more threads at once than the registry holds (1,024) */
+    uint64_t signal;     /* a signal handler interrupted the thread's own write */
+    uint64_t summarized; /* calls counted into a summary action instead (not lost) */
+} as_pipe_drops;
+void as_pipe_drop_counts(as_pipe_drops *out);
 uint64_t as_pipe_delivered(void);
 
 /* Number of functions the interposer hooked; set by the hook layer, reported at
  * shutdown. When AGENTSIGHT_STATS_FILE names a file, as_pipe_shutdown() appends one JSON
  * line to it: {"pid":N,"actions":N,"dropped":N,"hooked":N,"output":"file:x.jsonl"}
- * (`agentsight run` reads it for its summary line). */
+ * (`agentsight run` reads it for its summary line). The line also carries
+ * "queue_full", "threads", "signal" (the drops by cause, as_pipe_drops), "summarized"
+ * and "sink_failed" (actions a sink could not deliver nor keep). */
 extern uint64_t as_stat_hooked;
 
 /* Appends that stats line now (nothing when AGENTSIGHT_STATS_FILE is unset). Called by

@@ -31,6 +31,7 @@
 #include "hook/callrec.h"
 #include "log.h"
 #include "pipeline.h"
+#include "recdecode.h"
 #include "ring.h"
 #include "securedir.h"
 #include "settings.h"
@@ -295,6 +296,34 @@ static int decode_packed(const void *payload, size_t len, as_action *a) {
     return check_recovered(a);
 }
 
+/* The dead process's clock (as_rec_clock_fn; ctx: its as_ring_info). */
+static int dead_clock(uint64_t raw, int64_t *unix_ns, void *ctx) {
+    const as_ring_info *in = ctx;
+    if (!(in->clock_ns_per_raw > 0 && in->clock_ns_per_raw < 1e6))
+        return -1;
+    return raw_to_unix(in, raw, unix_ns);
+}
+
+/* Decodes a summary of the dead process (a record, or a slot of its ring header).
+ * Returns 0, or -1 when it cannot be trusted. */
+static int decode_summary(walk_ctx *w, const void *payload, size_t len, as_action *a) {
+    as_sum s;
+    if (len < sizeof s)
+        return -1;
+    memcpy(&s, payload, sizeof s);
+    const names *nm = w->nm;
+    if (s.id == 0 || s.id - 1 >= nm->n || !nm->name[s.id - 1])
+        return -1;
+    as_rec_names rn = {nm->name[s.id - 1], nm->symbol[s.id - 1], nm->library[s.id - 1], NULL};
+    const as_ring_info *in = w->info;
+    as_buf_reset(&w->scratch);
+    if (as_rec_summary(&s, &rn, (int)in->pid,
+                       in->conversation_id[0] ? in->conversation_id : "unknown", dead_clock,
+                       (void *)in, 1, a, &w->scratch) != 0)
+        return -1;
+    return check_recovered(a);
+}
+
 /* as_ring_msg_fn: one recovered message. Undecodable ones are counted and skipped. */
 static int on_msg(unsigned kind, const void *payload, size_t len, void *arg) {
     walk_ctx *w = arg;
@@ -304,6 +333,8 @@ static int on_msg(unsigned kind, const void *payload, size_t len, void *arg) {
         rc = decode_packed(payload, len, &a);
     else if (kind == AS_MSG_CALL)
         rc = decode_call(w, payload, len, &a);
+    else if (kind == AS_MSG_SUMMARY)
+        rc = decode_summary(w, payload, len, &a);
     if (rc != 0) {
         w->bad++;
         return 0;
@@ -365,6 +396,22 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     if (rc == 0) {
         rename(path, back);
         return 0;
+    }
+    /* What never reached the records: summaries still in the header become actions, the
+     * drops are reported. */
+    as_ring_lost lost;
+    if (as_ring_file_lost(path, &lost) == 0) {
+        for (int k = 0; k < lost.nsums; k++) {
+            if (on_msg(AS_MSG_SUMMARY, &lost.sums[k], sizeof lost.sums[k], w) != 0) {
+                rename(path, back);
+                return 0;
+            }
+        }
+        if (lost.dropped || lost.dropped_sig)
+            as_warn("%s: process %d dropped %llu actions (%llu queue full, %llu in a signal "
+                    "handler)",
+                    back, pid, (unsigned long long)(lost.dropped + lost.dropped_sig),
+                    (unsigned long long)lost.dropped, (unsigned long long)lost.dropped_sig);
     }
     unlink(path);
     return 1;

@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/pipeline.h"
+#include "core/recdecode.h"
 #include "core/settings.h"
 #include "hook/callrec.h"
 #include "hook/capture.h"
@@ -38,8 +39,11 @@ __attribute__((constructor)) static void callrec_init(void) {
     as_callrec_register();
 }
 
+static int decode_summary(const void *payload, size_t len, as_action *out, as_buf *sb);
+
 void as_callrec_register(void) {
     as_pipe_register(AS_MSG_CALL, as_callrec_decode);
+    as_pipe_register(AS_MSG_SUMMARY, decode_summary);
 }
 
 /* The untyped rule. A function returning int leaves its result in eax; writing eax zeroes
@@ -492,4 +496,42 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
     if (failed)
         out->error_msg = sb->data + o_err;
     return 0;
+}
+
+int as_callrec_failed(uint32_t id, uint64_t rax, uint64_t xmm0, int errno_in, int errno_out) {
+    if (id >= __atomic_load_n(&as_ntargets, __ATOMIC_ACQUIRE))
+        return 0;
+    const as_target *t = &as_targets[id];
+    const as_entry *e = t->entry;
+    if (!e || e->error_if == AS_ERRIF_NONE)
+        return 0;
+    as_callrec r = {.id = id,
+                    .flags = AS_CALL_RETURNED,
+                    .errno_in = errno_in,
+                    .errno_out = errno_out,
+                    .rax = rax,
+                    .xmm0 = xmm0};
+    return call_failed(&r, t->proto, e->error_if);
+}
+
+/* The live clock (as_rec_clock_fn). */
+static int live_clock(uint64_t raw, int64_t *unix_ns, void *ctx) {
+    (void)ctx;
+    *unix_ns = as_clock_raw_to_unix_ns(raw);
+    return 0;
+}
+
+/* Decoder registered for AS_MSG_SUMMARY: names from the target table. */
+static int decode_summary(const void *payload, size_t len, as_action *out, as_buf *sb) {
+    as_sum s;
+    if (!payload || len < sizeof s)
+        return -1;
+    memcpy(&s, payload, sizeof s);
+    if (s.id == 0 || s.id - 1 >= __atomic_load_n(&as_ntargets, __ATOMIC_ACQUIRE))
+        return -1;
+    const as_target *t = &as_targets[s.id - 1];
+    as_rec_names nm = {t->action_name, t->symbol, t->library, t->entry ? t->entry->display : NULL};
+    const char *conv =
+        as_cfg.conversation_id[0] ? as_cfg.conversation_id : as_settings_conversation_id();
+    return as_rec_summary(&s, &nm, (int)process_id(), conv, live_clock, NULL, 0, out, sb);
 }

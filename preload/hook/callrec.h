@@ -37,6 +37,10 @@ typedef struct as_callrec {
  * (compilers zero-extend a 32-bit result, so an int -1 reads -1). */
 int64_t as_untyped_int(uint64_t rax);
 
+/* 1 when the error_if rule of target id says a call that returned rax/xmm0 with errno
+ * errno_in before and errno_out after failed. Any thread; no allocation. */
+int as_callrec_failed(uint32_t id, uint64_t rax, uint64_t xmm0, int errno_in, int errno_out);
+
 /* Decoder registered for AS_MSG_CALL: fills *out from a record, holding its strings in
  * scratch. Returns 0, or -1 for a short payload, an unknown target id or no memory (out
  * is then unspecified). Exporter thread only. */

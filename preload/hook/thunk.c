@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/pipeline.h"
+#include "core/settings.h"
 #include "hook/callrec.h"
 #include "hook/capture.h"
 #include "hook/config.h"
@@ -241,19 +242,52 @@ __attribute__((always_inline)) static inline void fill_rec(as_callrec *rec, int3
     rec->xmm0 = r ? r->xmm[0].lo : 0;
 }
 
+/* Whether a full ring may make this call wait for room (queue = wait): not on an
+ * alternate signal stack (a signal handler's call: the rsp is outside the thread's own
+ * stack). Other signal handlers are bounded by the wait's own rules (pipeline.c). */
+static int may_wait(const as_tstate *t) {
+    const as_shadow *sh = shadow_of(t);
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    return !sh->stack_hi || (sp >= sh->stack_lo && sp < sh->stack_hi);
+}
+
+/* A call that found its ring full under queue = drop: counted into the thread's summary
+ * of its function (becomes one summary action), or, when the summary table is full, as a
+ * drop. Never both. */
+__attribute__((noinline, cold)) static void summarize(as_ring *ring, as_tstate *t,
+                                                      const as_shadow_frame *f, uint64_t t1,
+                                                      const as_retregs *r, int errno_out) {
+    int64_t dns = as_clock_raw_delta_ns(f->t0, t1);
+    int failed = r ? as_callrec_failed(f->id, r->rax, r->xmm[0].lo, f->errno_in, errno_out) : 1;
+    if (!as_ring_sum_add(ring, f->id, thread_id(t), f->t0, t1, dns > 0 ? (uint64_t)dns : 0, failed))
+        as_ring_count_drop(ring);
+}
+
 static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r,
                      int errno_out, uint32_t flags) {
     if (__builtin_expect(f->reported, 0))
         return;
     const void *cap = f->cap_len ? as_capture_data(f) : NULL;
     uint32_t ext = cap ? f->cap_len : 0;
-    as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec + ext, 0);
-    if (!rec && ext) {
-        ext = 0;
-        rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec, 0);
+    as_ring *ring = as_pipe_tring;
+    int drop_policy = as_cfg.queue_policy != AGENTSIGHT_QUEUE_WAIT;
+    if (ring) {
+        /* Summaries of calls that found the ring full go in first, as room allows. */
+        if (__builtin_expect(ring->sum_n != 0, 0) && !as_ring_open(ring))
+            as_ring_sum_flush(ring);
+        if (ext && !as_ring_fits(ring, sizeof(as_callrec) + ext))
+            ext = 0; /* a capture larger than the ring can hold: the record without it */
     }
-    if (!rec)
+    int rflags = drop_policy ? AS_PIPE_FULL_UNCOUNTED : (may_wait(t) ? AS_PIPE_WAIT : 0);
+    as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec + ext, rflags);
+    if (!rec) {
+        /* Full (not counted by the pipeline), or counted there: no ring for this thread,
+         * a signal handler inside the thread's own write, a wait that timed out. */
+        ring = as_pipe_tring;
+        if (drop_policy && ring && !as_ring_open(ring) && as_ring_fits(ring, sizeof *rec + ext))
+            summarize(ring, t, f, t1, r, errno_out);
         return;
+    }
     fill_rec(rec, thread_id(t), f, t1, r, errno_out, flags, ext);
     if (ext)
         as_capture_copy(rec + 1, cap, ext);
