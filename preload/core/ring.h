@@ -162,6 +162,19 @@ static inline int as_ring_open(const as_ring *r) {
     return r->pending != atomic_load_explicit(&r->head, memory_order_relaxed);
 }
 
+/* Producer: 1 when a message of payload_len has room in r now (its cached limit, or the
+ * consumer's tail read again); 0 when the ring is full for it. Reserves nothing. */
+static inline int as_ring_room(as_ring *r, size_t payload_len) {
+    uint64_t need = as_ring_rec_size(payload_len);
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint64_t contig = r->size - (head & (r->size - 1));
+    uint64_t total = contig < need ? contig + need : need;
+    if (head + total <= r->limit)
+        return 1;
+    r->limit = atomic_load_explicit(&r->tail, memory_order_acquire) + r->size;
+    return head + total <= r->limit;
+}
+
 /* Producer: reserves payload_len bytes for a message of kind (1..65535). Returns an
  * 8-byte aligned payload pointer, or NULL when the ring has no room now or a reservation
  * is open (as_ring_open: nothing changed). Only the owning thread calls it; at most one reservation

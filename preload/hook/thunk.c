@@ -251,15 +251,31 @@ static int may_wait(const as_tstate *t) {
     return !sh->stack_hi || (sp >= sh->stack_lo && sp < sh->stack_hi);
 }
 
+/* Raw clock units -> ns as a 32.32 fixed-point factor, for the durations of summarized
+ * calls (one multiply on the full-ring path). 0 until the first summary computes it. */
+static uint64_t sum_mult;
+
+/* The duration t0..t1 in ns, by the fixed factor. */
+static inline uint64_t sum_dur_ns(uint64_t t0, uint64_t t1) {
+    uint64_t m = __atomic_load_n(&sum_mult, __ATOMIC_RELAXED);
+    if (__builtin_expect(m == 0, 0)) {
+        uint64_t span = (uint64_t)1 << 32;
+        int64_t ns = as_clock_raw_delta_ns(0, span);
+        m = ns > 0 ? (uint64_t)ns : ((uint64_t)1 << 32);
+        __atomic_store_n(&sum_mult, m, __ATOMIC_RELAXED);
+    }
+    if (t1 <= t0)
+        return 0;
+    return (uint64_t)(((unsigned __int128)(t1 - t0) * m) >> 32);
+}
+
 /* A call that found its ring full under queue = drop: counted into the thread's summary
  * of its function (becomes one summary action), or, when the summary table is full, as a
  * drop. Never both. */
-__attribute__((noinline, cold)) static void summarize(as_ring *ring, as_tstate *t,
-                                                      const as_shadow_frame *f, uint64_t t1,
-                                                      const as_retregs *r, int errno_out) {
-    int64_t dns = as_clock_raw_delta_ns(f->t0, t1);
+static void summarize(as_ring *ring, as_tstate *t, const as_shadow_frame *f, uint64_t t1,
+                      const as_retregs *r, int errno_out) {
     int failed = r ? as_callrec_failed(f->id, r->rax, r->xmm[0].lo, f->errno_in, errno_out) : 1;
-    if (!as_ring_sum_add(ring, f->id, thread_id(t), f->t0, t1, dns > 0 ? (uint64_t)dns : 0, failed))
+    if (!as_ring_sum_add(ring, f->id, thread_id(t), f->t0, t1, sum_dur_ns(f->t0, t1), failed))
         as_ring_count_drop(ring);
 }
 
@@ -271,12 +287,17 @@ static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_ret
     uint32_t ext = cap ? f->cap_len : 0;
     as_ring *ring = as_pipe_tring;
     int drop_policy = as_cfg.queue_policy != AGENTSIGHT_QUEUE_WAIT;
-    if (ring) {
-        /* Summaries of calls that found the ring full go in first, as room allows. */
-        if (__builtin_expect(ring->sum_n != 0, 0) && !as_ring_open(ring))
-            as_ring_sum_flush(ring);
+    if (ring && !as_ring_open(ring)) {
         if (ext && !as_ring_fits(ring, sizeof(as_callrec) + ext))
             ext = 0; /* a capture larger than the ring can hold: the record without it */
+        /* A full ring under drop: one look at the consumer's tail, then the summary. */
+        if (drop_policy && !as_ring_room(ring, sizeof(as_callrec) + ext)) {
+            summarize(ring, t, f, t1, r, errno_out);
+            return;
+        }
+        /* Summaries of calls that found the ring full go in first, as room allows. */
+        if (__builtin_expect(ring->sum_n != 0, 0))
+            as_ring_sum_flush(ring);
     }
     int rflags = drop_policy ? AS_PIPE_FULL_UNCOUNTED : (may_wait(t) ? AS_PIPE_WAIT : 0);
     as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec + ext, rflags);
@@ -751,9 +772,10 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t k = t->depth;
     as_shadow_frame *f = k ? &t->frames[k - 1] : NULL;
-    /* the top frame returns with items, the thread is warm, no hole below the frame */
+    /* the top frame returns (with items, or untyped into a full ring), the thread is warm,
+     * no hole below the frame */
     int typed = f && as_pipe_tring && t->tid && t->errno_p && f->slot == slot && !f->reported &&
-                !(k > 1 && t->frames[k - 2].slot == NULL) && f->cap_off != UINT32_MAX;
+                !(k > 1 && t->frames[k - 2].slot == NULL);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
     return typed ? exit_typed(regs, rsp_at_landing, t1, f, k) : exit_slow(regs, rsp_at_landing, t1);
