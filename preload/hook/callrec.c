@@ -378,19 +378,19 @@ static int call_failed(const as_callrec *r, const as_proto *p, int rule) {
         return !zero;
     case AS_ERRIF_NEGATIVE:
         return is_float ? d < 0 : (!is_unsigned && sv < 0);
-    case AS_ERRIF_ERRNO:
-        return r->errno_out != r->errno_in;
+    case AS_ERRIF_ERRNO: /* errno is 0 at entry: non-zero at the return means the call set it */
+        return r->errno_out != 0;
     default:
         return 0;
     }
 }
 
-/* Appends "returned VALUE[: strerror(errno)]" (errno part when errno changed during the
- * call) and a NUL to b. */
+/* Appends "returned VALUE[: strerror(errno)]" (errno part when the call set errno: it
+ * starts at 0, see thunk.c) and a NUL to b. */
 static void put_error_msg(as_buf *b, const as_callrec *r, const char *resp) {
     as_buf_puts(b, "returned ");
     as_buf_puts(b, resp ? resp : "NULL");
-    if (r->errno_out != r->errno_in) {
+    if (r->errno_out != 0) {
         char tmp[128];
         const char *m = strerror_r(r->errno_out, tmp, sizeof tmp);
         as_buf_puts(b, ": ");

@@ -24,8 +24,8 @@ typedef struct as_callrec {
     uint32_t id;    /* target id (target.h) */
     uint32_t flags; /* enum as_call_flags */
     int32_t tid;
-    int32_t errno_in;
-    int32_t errno_out;
+    int32_t errno_in;  /* the caller's errno (errno is 0 while the call runs) */
+    int32_t errno_out; /* errno the call set at its return; 0: it set none */
     uint32_t ext;      /* bytes of capture items after the record (0: none) */
     uint64_t t0, t1;   /* as_clock_raw() at entry and at return (or at the drop) */
     uint64_t rax, rdx; /* integer return registers */

@@ -177,6 +177,11 @@ static void fork_parent(void) {
 
 static void child_after_fork(void) {
     as_hook_ts.tid = 0; /* the child's only thread has a new tid */
+    /* The frames on this thread's shadow stack are the parent's calls (in flight at the
+     * fork, or left by a longjmp): the parent reports them. The child still returns
+     * through them, and never records them. */
+    for (uint32_t i = 0; i < as_hook_ts.depth && as_hook_ts.frames; i++)
+        as_hook_ts.frames[i].reported = 1;
     /* The other threads are gone: only this one's stack remains registered. */
     reg_head = as_hook_ts.frames ? shadow_of(&as_hook_ts) : NULL;
     if (reg_head)
@@ -518,6 +523,9 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     /* The thunk's call writes the same value; storing it now already marks the frame live
      * for a signal handler that runs in between (see drop_dead). */
     *slot = landing;
+    /* The call starts with errno 0 (the caller's value is errno_in): its exit then sees
+     * what the call set, and restores the caller's value when it set none. */
+    *ep = 0;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out.frame = f;
@@ -574,6 +582,7 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
     f->t0 = ((uint64_t)hi << 32) | lo;
     __atomic_store_n(&t->depth, d + 1, __ATOMIC_RELEASE);
     *slot = landing;
+    *t->errno_p = 0; /* as in enter_slow */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out->orig = tg->orig;
@@ -668,8 +677,8 @@ __attribute__((noinline, cold)) static uint32_t find_frame(as_tstate *t, void **
 /* The slowest exit: the frame lives in another thread's shadow stack or among the
  * orphans. Records the call and returns where it must go; aborts only when no thread
  * knows the slot: a corrupted shadow stack, with nowhere to return to. */
-__attribute__((noinline, cold)) static as_exit_ret foreign_exit(as_tstate *t, as_retregs *regs,
-                                                                void **slot, uint64_t t1, int e) {
+__attribute__((noinline, cold)) static as_exit_ret
+foreign_exit(as_tstate *t, as_retregs *regs, void **slot, uint64_t t1, int e, int *errno_in) {
     as_shadow_frame f;
     int was_busy = t->busy;
     t->busy = 1;
@@ -679,6 +688,7 @@ __attribute__((noinline, cold)) static as_exit_ret foreign_exit(as_tstate *t, as
     }
     emit_rec(t, &f, t1, regs, e, AS_CALL_RETURNED);
     t->busy = was_busy;
+    *errno_in = f.errno_in;
     as_exit_ret out = {f.ret, f.caller_rbp};
     return out;
 }
@@ -698,14 +708,16 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
     if (__builtin_expect(k == 0 || t->frames[k - 1].slot != slot, 0)) {
         k = find_frame(t, slot, t1, e);
         if (k == 0) {
-            as_exit_ret out = foreign_exit(t, regs, slot, t1, e);
-            *ep = e;
+            int ein = 0;
+            as_exit_ret out = foreign_exit(t, regs, slot, t1, e, &ein);
+            *ep = e ? e : ein; /* the call set none: the caller's value back */
             return out;
         }
     }
     as_shadow_frame *f = &t->frames[k - 1];
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
+    int ein = f->errno_in;
     int was_busy = t->busy;
     t->busy = 1; /* calls made by the pipeline (first ring of a thread) pass through */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -729,7 +741,7 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
     }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
-    *ep = e;
+    *ep = e ? e : ein; /* the call set none: the caller's value back */
     return out;
 }
 
@@ -743,11 +755,14 @@ exit_typed(as_retregs *regs, char *rsp_at_landing, uint64_t t1, as_shadow_frame 
         return exit_slow(regs, rsp_at_landing, t1);
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
+    int ein = f->errno_in;
     int was_busy = t->busy;
     t->busy = 1; /* a signal handler's call must not write into the open reservation */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    emit(t, f, t1, regs, *t->errno_p, AS_CALL_RETURNED);
+    int e = *t->errno_p;
+    emit(t, f, t1, regs, e, AS_CALL_RETURNED);
     t->depth = k - 1;
+    *t->errno_p = e ? e : ein; /* the call set none: the caller's value back */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
     return out;
@@ -833,7 +848,10 @@ int as_hook_report_live(void) {
         as_shadow_frame *f = &t->frames[i - 1];
         if (!f->slot || f->reported)
             continue;
-        emit_rec(t, f, now, NULL, e, AS_CALL_NOT_RETURNED | AS_CALL_ENDED);
+        /* A slot that no longer holds our landing: left by a longjmp long ago, not by
+         * the exit. */
+        emit_rec(t, f, now, NULL, e,
+                 slot_live(f->slot) ? AS_CALL_NOT_RETURNED | AS_CALL_ENDED : AS_CALL_NOT_RETURNED);
         f->reported = 1;
         n++;
     }

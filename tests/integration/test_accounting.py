@@ -156,3 +156,39 @@ def test_summaries_of_a_killed_process_are_recovered():
     plain, summ = _split(read_jsonl(out), "acct_search")
     assert summ and all(a["metadata"].get("agentsight_recovered") for a in summ)
     assert len(plain) + sum(a["metadata"]["calls"] for a in summ) == n
+
+
+def test_fork_after_longjmp_reports_each_call_once():
+    """A parent longjmps out of a wrapped call, then forks; the child makes 100 calls.
+    Exactly 101 actions: the child never reports the frame its parent left, and the
+    parent reports it as left by longjmp, not as 'process exited inside it'."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "j.conf"), "[actions]\nacct_cb\nacct_mul\n")
+    out = os.path.join(d, "out.jsonl")
+    bare = run([AGENT, "jmpfork", "100"])
+    r = _run_cli(conf, out, [AGENT, "jmpfork", "100"])
+    assert r.returncode == bare.returncode == 0, r.stderr
+    assert r.stdout == bare.stdout
+    actions = read_jsonl(out)
+    assert len(actions) == 101, collections.Counter(a["action_name"] for a in actions)
+    cb = [a for a in actions if a["action_name"] == "acct_cb"]
+    mul = [a for a in actions if a["action_name"] == "acct_mul"]
+    assert len(cb) == 1 and len(mul) == 100
+    assert cb[0]["metadata"]["pid"] != mul[0]["metadata"]["pid"]
+    assert cb[0]["error_msg"] == "did not return (left by longjmp or an exception)"
+
+
+def test_errno_rule_sees_the_errno_each_call_set():
+    """error_if=errno with a function that sets ENOENT on every failure (the agent never
+    resets errno): every one of the 4 x 1,000 failing calls gets
+    "returned -1: No such file or directory" (before: once per thread)."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "e.conf"),
+                 "[actions]\nint acct_fail(const char *path)  error_if=errno\n")
+    out = os.path.join(d, "out.jsonl")
+    bare = run([AGENT, "errno", "4", "1000"])
+    r = _run_cli(conf, out, [AGENT, "errno", "4", "1000"])
+    assert r.returncode == bare.returncode == 0, r.stderr
+    assert r.stdout == bare.stdout == "failed 4000\n"
+    msgs = collections.Counter(a["error_msg"] for a in read_jsonl(out))
+    assert msgs == {"returned -1: No such file or directory": 4000}, msgs

@@ -225,13 +225,17 @@ END(as_thunk_stubs)
 .endm
 
 /* The common entry's end, once the frame is filled (rsi = it, rcx as above): the first
- * timestamp, the frame counted, the landing in the slot, busy cleared, and the frame at
- * [rbp] to be popped into rbp. rax and rdx are changed. */
+ * timestamp, errno cleared (the caller's value is in the frame: the exit tells what the
+ * call set, and gives the caller's value back when the call set none), the frame
+ * counted, the landing in the slot, busy cleared, and the frame at [rbp] to be popped
+ * into rbp. rax and rdx are changed. */
 .macro ENTRY_STAMP landing
     rdtsc
     shlq $32, %rdx
     orq %rax, %rdx
     movq %rdx, FR_T0(%rsi)
+    movq %fs:TS_ERRNO(%rcx), %rax
+    movl $0, (%rax)                  /* errno = 0 for the call */
     addl $1, %fs:TS_DEPTH(%rcx)      /* d + 1: nothing changed it since (busy) */
     leaq \landing(%rip), %rax
     movq %rax, 8(%rbp)               /* the call below writes it again (see enter_fast) */
@@ -620,15 +624,18 @@ END(as_thunk_common)
     rdtsc
     shlq $32, %rdx
     orq %rdx, %rax                   /* rax = t1 */
-    movl (%r11), %r11d               /* errno now */
-    movl FR_ID(%r10), %edx
+    movl FR_ERRNO(%r10), %edx        /* the caller's errno */
+    movl %edx, 20(%r12)              /* errno_in */
+    movl (%r11), %esi                /* errno now: what the call set, 0 for none */
+    movl %esi, 24(%r12)              /* errno_out */
+    testl %esi, %esi
+    jnz 1f
+    movl %edx, (%r11)                /* the call set none: the caller's value back */
+1:  movl FR_ID(%r10), %edx
     movl %edx, 8(%r12)               /* id */
     movl $1, 12(%r12)                /* flags: AS_CALL_RETURNED */
     movl %fs:TS_TID(%rcx), %edx
     movl %edx, 16(%r12)              /* tid */
-    movl FR_ERRNO(%r10), %edx
-    movl %edx, 20(%r12)              /* errno_in */
-    movl %r11d, 24(%r12)             /* errno_out */
     movl FR_CAPOFF + 4(%r10), %edx
     movl %edx, 28(%r12)              /* ext: cap_len */
     movq FR_T0(%r10), %rsi
