@@ -30,6 +30,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "record.h"
 #include "ring.h"
 #include "securedir.h"
 #include "settings.h"
@@ -122,8 +123,8 @@ static int files_state; /* 0 not decided, 1 files in rings_dir, -1 anonymous mem
 static char rings_dir[600];
 static as_ring_info ident; /* this process image's identity for new ring headers */
 static int targets_fd = -1;
-static uint32_t targets_written; /* ids [0, targets_written) are in the .targets file */
-static const char *noted[MAX_NOTED][3];
+static uint32_t targets_written;        /* ids [0, targets_written) are in the .targets file */
+static const char *noted[MAX_NOTED][5]; /* name, symbol, library, display, desc */
 static uint32_t noted_n;
 static int poll_ms_test; /* AGENTSIGHT_TEST_POLL_MS, 0 = not set */
 
@@ -224,12 +225,15 @@ static void targets_sync_locked(void) {
     for (uint32_t id = targets_written; id < noted_n; id++) {
         if (!noted[id][0])
             continue;
+        size_t line = b.len;
         as_buf_printf(&b, "%u", id);
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 5; k++) {
             as_buf_putc(&b, '\t');
             for (const char *c = noted[id][k] ? noted[id][k] : ""; *c; c++)
                 as_buf_putc(&b, *c == '\t' || *c == '\n' ? ' ' : *c);
         }
+        if (!b.oom) /* a torn or damaged line is recognised at recovery */
+            as_buf_printf(&b, "\t%08x", (unsigned)as_rec_checksum(b.data + line, b.len - line));
         as_buf_putc(&b, '\n');
     }
     if (!b.oom && b.len > 0) {
@@ -241,13 +245,15 @@ static void targets_sync_locked(void) {
 }
 
 void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbol,
-                         const char *library) {
+                         const char *library, const char *display, const char *desc) {
     if (id >= MAX_NOTED)
         return;
     pthread_mutex_lock(&files_lock);
     noted[id][0] = action_name ? action_name : symbol;
     noted[id][1] = symbol;
     noted[id][2] = library;
+    noted[id][3] = display;
+    noted[id][4] = desc;
     if (id + 1 > noted_n)
         noted_n = id + 1;
     if (id < targets_written)

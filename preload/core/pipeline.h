@@ -120,15 +120,19 @@ extern __thread int as_in_agentsight;
  * mapped MAP_SHARED, so what was committed survives the process dying at any point. The
  * exporter advances the file's tail as it delivers; a clean shutdown removes the file.
  * Beside them, <pid>-<starttime>-<image>.targets (append-only lines
- * "id<TAB>action_name<TAB>symbol<TAB>library") names the interposer's targets, which the
- * call records of that process refer to by id. When the spool directory cannot be made
- * the rings are anonymous memory (one warning). */
+ * "id<TAB>action_name<TAB>symbol<TAB>library<TAB>display<TAB>desc<TAB>checksum", the
+ * checksum as_rec_checksum of the text before its tab, 8 hex digits) describes the
+ * interposer's targets, which the call records of that process refer to by id: recovery
+ * decodes them with the same description the live exporter uses (core/record.h). When the spool
+ * directory cannot be made the rings are anonymous memory (one warning). */
 
 /* The hook layer tells the pipeline about a new target (not on the hot path; strings
  * must live for the process: they are kept by pointer and written to the .targets file
- * at once, and again in a forked child). Ids >= 4096 (AS_MAX_TARGETS) are ignored. */
+ * at once, and again in a forked child). display may be NULL; desc is the target's
+ * description in the text form of core/record.h (as_rec_desc_format), or NULL. Ids >=
+ * 4096 (AS_MAX_TARGETS) are ignored. */
 void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbol,
-                         const char *library);
+                         const char *library, const char *display, const char *desc);
 
 /* Who left a recovered action. */
 typedef struct as_recover_origin {

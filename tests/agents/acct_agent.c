@@ -8,7 +8,8 @@
  *                 prints "failed F"
  *   jmpfork N     longjmp out of acct_cb's callback, then fork: the child makes N calls of
  *                 acct_mul and exits; prints "child N" and "parent 1"
- *   typed N END   N rounds of acct_div, acct_name, acct_search; END is "clean" (return 0)
+ *   typed N END   N rounds of acct_div, acct_name, acct_search, acct_scale, acct_even,
+ *                 acct_big, acct_log, acct_fail, acct_name(-k); END is "clean" (return 0)
  *                 or "kill" (SIGKILL itself after printing "done") */
 #include <pthread.h>
 #include <setjmp.h>
@@ -25,6 +26,10 @@ int acct_cb(void (*cb)(void));
 double acct_div(double a, double b);
 const char *acct_name(int k);
 int acct_search(const char *user, int k);
+float acct_scale(float x);
+_Bool acct_even(long x);
+unsigned long long acct_big(unsigned long long x);
+void acct_log(const char *msg);
 
 static long per_thread;
 
@@ -97,6 +102,12 @@ static int mode_typed(long n, const char *end) {
         const char *s = acct_name((int)k);
         len += s ? (long)strlen(s) : 0;
         rows += acct_search("user-7", (int)k);
+        d += acct_scale((float)k);
+        rows += acct_even(k);
+        rows += (long)(acct_big((unsigned long long)k) & 0xff);
+        acct_log(k % 2 ? "odd" : NULL);
+        rows += acct_fail(k % 3 ? "/nonexistent" : "/tmp") == -1;
+        len += acct_name(-(int)k - 1) == NULL;
     }
     printf("typed %ld %.3f %ld %ld\n", n, d, len, rows);
     printf("done\n");

@@ -192,3 +192,67 @@ def test_errno_rule_sees_the_errno_each_call_set():
     assert r.stdout == bare.stdout == "failed 4000\n"
     msgs = collections.Counter(a["error_msg"] for a in read_jsonl(out))
     assert msgs == {"returned -1: No such file or directory": 4000}, msgs
+
+
+TYPED_CONF = """[actions]
+int acct_search(const char *user, int k)  error_if=negative  display="Database search"
+double acct_div(double a, double b)
+const char *acct_name(int k)  name=name_lookup  error_if=null
+float acct_scale(float x)
+_Bool acct_even(long x)  error_if=false
+unsigned long long acct_big(unsigned long long x)
+void acct_log(const char *msg)
+int acct_fail(const char *path)  error_if=errno
+"""
+
+# Fields that differ between two runs of the same calls: times and who ran them.
+_RUN_FIELDS = ("started_at", "ended_at", "timestamp", "duration_ms")
+_RUN_META = ("pid", "tid", "duration_ns", "agentsight_recovered")
+
+
+def _comparable(a):
+    a = dict(a)
+    for k in _RUN_FIELDS:
+        a.pop(k)
+    a["metadata"] = {k: v for k, v in (a["metadata"] or {}).items() if k not in _RUN_META}
+    return a
+
+
+def test_typed_actions_recovered_after_sigkill_equal_live():
+    """The same typed calls, once delivered live and once recovered by `agentsight send`
+    from the ring file of a SIGKILLed process: every action is equal field by field (typed
+    responses: double, float, bool, unsigned 64-bit, strings, NULL; parameters; error
+    rules negative/null/false/errno with strerror; name= and display names), except the
+    times and the pid/tid."""
+    n = 40
+    d = tmpdir()
+    conf = write(os.path.join(d, "t.conf"), TYPED_CONF)
+    env = {"AGENTSIGHT_CONVERSATION_ID": "conv-accounting-typed",
+           "AGENTSIGHT_SPOOL_DIR": os.path.join(d, "spool")}
+    live_out = os.path.join(d, "live.jsonl")
+    r = run_preloaded([AGENT, "typed", str(n), "clean"], config=conf, out=live_out, env=env)
+    assert r.returncode == 0, r.stderr
+    rec_out = os.path.join(d, "recovered.jsonl")
+    k = run_preloaded([AGENT, "typed", str(n), "kill"], config=conf, out=rec_out,
+                      env=dict(env, AGENTSIGHT_TEST_POLL_MS="600000"))
+    assert k.returncode == -signal.SIGKILL, k.stderr
+    assert k.stdout == r.stdout
+    assert read_jsonl(rec_out) == []
+    s = run([CLI, "send"], env={"AGENTSIGHT_SPOOL_DIR": env["AGENTSIGHT_SPOOL_DIR"]})
+    assert s.returncode == 0, s.stderr
+    live, recovered = read_jsonl(live_out), read_jsonl(rec_out)
+    assert len(live) == len(recovered) == 9 * n, (len(live), len(recovered))
+    assert all(a["metadata"]["agentsight_recovered"] is True for a in recovered)
+    for a, b in zip(live, recovered):
+        assert _comparable(a) == _comparable(b), (a, b)
+    # What the comparison covers: each kind of value and rule really occurs.
+    by_name = collections.defaultdict(list)
+    for a in live:
+        by_name[a["action_name"]].append(a)
+    assert by_name["acct_div"][2]["response"] == "0.5"
+    assert by_name["acct_search"][0]["error_msg"] == "returned -1"
+    assert by_name["acct_search"][0]["metadata"]["display_name"] == "Database search"
+    assert by_name["acct_fail"][0]["error_msg"] == "returned -1: No such file or directory"
+    assert {a["response"] for a in by_name["name_lookup"]} >= {"alpha", None}
+    assert by_name["acct_even"][1]["response"] == "false"
+    assert by_name["acct_search"][1]["tools_used"]["parameters"] == {"user": "user-7", "k": 1}

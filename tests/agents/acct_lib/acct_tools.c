@@ -38,3 +38,20 @@ API int acct_search(const char *user, int k) {
         return -1;
     return k % 7;
 }
+
+API float acct_scale(float x) {
+    return x * 1.5f;
+}
+
+API _Bool acct_even(long x) {
+    return x % 2 == 0;
+}
+
+API unsigned long long acct_big(unsigned long long x) {
+    return x * 3000000000ULL;
+}
+
+static int logged;
+API void acct_log(const char *msg) {
+    logged += msg != 0;
+}
