@@ -505,8 +505,11 @@ static void drops_sum(as_pipe_drops *d) {
     d->threads = atomic_load(&dropped_noring);
     int hi = atomic_load(&slots_hi);
     for (int i = 0; i < hi; i++) {
+        /* The state first: a free slot's ring is being set by thread_attach. */
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) == SLOT_FREE)
+            continue;
         as_ring *r = slots[i].ring;
-        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) == SLOT_FREE || !r)
+        if (!r)
             continue;
         d->queue_full += atomic_load_explicit(&r->dropped, memory_order_relaxed);
         d->signal += atomic_load_explicit(&r->dropped_sig, memory_order_relaxed);
@@ -526,7 +529,7 @@ static void deliver(void);
 /* Decodes the summaries left in the header of ring r (an exited thread's, or any ring
  * at the final drain) into the batch. Exporter only. */
 static void take_summaries(as_ring *r) {
-    if (!r || r->sum_n == 0)
+    if (!r || __atomic_load_n(&r->sum_n, __ATOMIC_RELAXED) == 0)
         return;
     as_sum sums[AS_SUM_SLOTS];
     int n = as_ring_sum_take(r, sums);
@@ -636,7 +639,7 @@ static size_t drain_all(void) {
     }
     for (int i = 0; i < hi; i++) {
         int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
-        if (st == SLOT_EXITED && slots[i].ring && slots[i].ring->sum_n)
+        if (st == SLOT_EXITED && slots[i].ring)
             take_summaries(slots[i].ring);
     }
     deliver();
@@ -689,7 +692,9 @@ static void final_drain(void) {
         if (!pending_at_stop() || as_mono_ns() >= stop_deadline_ns)
             break;
     }
-    /* The summaries still in the threads' tables: nothing makes room for them any more. */
+    /* The summaries still in the threads' tables: nothing makes room for them any more.
+     * A thread that goes on calling while the process exits may add to its table as it is
+     * read: such a call may be missed, like any call made after the final drain. */
     for (int i = 0; i < hi; i++) {
         if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE)
             take_summaries(slots[i].ring);

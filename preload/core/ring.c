@@ -117,7 +117,7 @@ int as_ring_sum_flush(as_ring *r) {
          * process's file sees the call in one place or the other (the record is
          * committed right after; a death in between loses this one summary). */
         memset(&r->sums[last], 0, sizeof r->sums[last]);
-        r->sum_n = last;
+        __atomic_store_n(&r->sum_n, last, __ATOMIC_RELAXED);
         atomic_signal_fence(memory_order_seq_cst);
         atomic_store_explicit(&r->sum_seq, seq + 2, memory_order_release);
         as_ring_commit(r);
@@ -134,7 +134,7 @@ int as_ring_sum_take(as_ring *r, as_sum *out) {
         out[k++] = r->sums[i];
     }
     memset(r->sums, 0, sizeof r->sums);
-    r->sum_n = 0;
+    __atomic_store_n(&r->sum_n, 0, __ATOMIC_RELAXED);
     return k;
 }
 
@@ -147,7 +147,7 @@ void as_ring_reset(as_ring *r) {
     atomic_store(&r->dropped_sig, 0);
     atomic_store(&r->summarized, 0);
     memset(r->sums, 0, sizeof r->sums);
-    r->sum_n = 0;
+    __atomic_store_n(&r->sum_n, 0, __ATOMIC_RELAXED);
 }
 
 /* Returns 1 when the header at pos (offset off in data) is a valid record header of a

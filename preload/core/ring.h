@@ -97,7 +97,7 @@ typedef struct as_ring {
     /* Summaries (queue = drop): written by the producer only; sum_seq is odd while it
      * changes them (readers of a ring no one writes any more ignore it). */
     _Alignas(64) _Atomic uint32_t sum_seq;
-    uint32_t sum_n; /* slots in use */
+    uint32_t sum_n; /* slots in use (written with __atomic_store_n: the exporter peeks) */
     as_sum sums[AS_SUM_SLOTS];
 } as_ring;
 
@@ -289,7 +289,7 @@ static inline int as_ring_sum_add(as_ring *r, uint32_t id, int32_t tid, uint64_t
     if (!s) {
         s = &r->sums[n];
         *s = (as_sum){.id = id + 1, .tid = tid, .min_ns = dur_ns, .t_first = t0};
-        r->sum_n = n + 1;
+        __atomic_store_n(&r->sum_n, n + 1, __ATOMIC_RELAXED);
     }
     s->calls++;
     s->errors += failed != 0;
