@@ -87,6 +87,22 @@ _Static_assert(offsetof(as_shadow_frame, reported) == 48, "FR_REPORTED");
 _Static_assert(offsetof(as_shadow_frame, ret_items) == 52, "FR_REPORTED + 4");
 _Static_assert(sizeof(as_shadow_frame) == 56, "FR_SIZE");
 _Static_assert(offsetof(as_target, orig) == 0, "T_ORIG");
+_Static_assert(offsetof(as_ring, tail) == 64 && offsetof(as_ring, summarized) == 160 &&
+                   offsetof(as_ring, sum_seq) == 1600 && offsetof(as_ring, sum_n) == 1604 &&
+                   offsetof(as_ring, sums) == 1608,
+               "RG_TAIL, RG_SUMMARIZED, RG_SUMSEQ, RG_SUMN, RG_SUMS in thunk.S");
+_Static_assert(offsetof(as_sum, id) == 0 && offsetof(as_sum, calls) == 8 &&
+                   offsetof(as_sum, total_ns) == 24 && offsetof(as_sum, min_ns) == 32 &&
+                   offsetof(as_sum, max_ns) == 40 && offsetof(as_sum, t_last) == 56 &&
+                   offsetof(as_sum, hist) == 64 && sizeof(as_sum) == 192 && AS_SUM_BUCKETS == 32 &&
+                   sizeof(((as_sum *)0)->hist[0]) == 4,
+               "SU_* in thunk.S");
+_Static_assert(offsetof(as_settings, queue_policy) == 2568 && AGENTSIGHT_QUEUE_WAIT == 1 &&
+                   sizeof(((as_settings *)0)->queue_policy) == 4,
+               "CFG_QPOLICY, AS_QUEUE_WAIT in thunk.S");
+_Static_assert(offsetof(as_target, entry) == 32 && offsetof(as_entry, error_if) == 1456 &&
+                   sizeof(((as_entry *)0)->error_if) == 4 && AS_ERRIF_NONE == 0,
+               "T_ENTRY, E_ERRIF in thunk.S");
 _Static_assert(offsetof(as_ring, head) == 0, "RG_HEAD");
 _Static_assert(offsetof(as_ring, pending) == 128, "RG_PENDING");
 _Static_assert(offsetof(as_ring, limit) == 136, "RG_LIMIT");
@@ -257,8 +273,10 @@ static int may_wait(const as_tstate *t) {
 }
 
 /* Raw clock units -> ns as a 32.32 fixed-point factor, for the durations of summarized
- * calls (one multiply on the full-ring path). 0 until the first summary computes it. */
-static uint64_t sum_mult;
+ * calls (one multiply on the full-ring path; thunk.S reads it too). 0 until the first
+ * summary computes it. */
+uint64_t as_thunk_sum_mult;
+#define sum_mult as_thunk_sum_mult
 
 /* The duration t0..t1 in ns, by the fixed factor. */
 static inline uint64_t sum_dur_ns(uint64_t t0, uint64_t t1) {
