@@ -8,6 +8,7 @@
  *                 prints "failed F"
  *   jmpfork N     longjmp out of acct_cb's callback, then fork: the child makes N calls of
  *                 acct_mul and exits; prints "child N" and "parent 1"
+ *   threads T     T threads alive at once, one call of acct_mul each; prints "calls T"
  *   typed N END   N rounds of acct_div, acct_name, acct_search, acct_scale, acct_even,
  *                 acct_big, acct_log, acct_fail, acct_name(-k); END is "clean" (return 0)
  *                 or "kill" (SIGKILL itself after printing "done") */
@@ -64,6 +65,44 @@ static long on_threads(int t, void *(*fn)(void *)) {
         sum += res[i];
     }
     return sum;
+}
+
+static pthread_barrier_t all_alive;
+
+/* One call, then waits until every thread has made its call (all alive at once). */
+static void *one_call(void *arg) {
+    *(long *)arg = acct_mul(2, 3);
+    pthread_barrier_wait(&all_alive);
+    return NULL;
+}
+
+static int mode_threads(int t) {
+    if (t < 1 || t > 4096)
+        return 2;
+    pthread_t *th = calloc((size_t)t, sizeof *th);
+    long *res = calloc((size_t)t, sizeof *res);
+    if (!th || !res || pthread_barrier_init(&all_alive, NULL, (unsigned)t) != 0)
+        return 1;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    int made = 0;
+    for (; made < t; made++)
+        if (pthread_create(&th[made], &at, one_call, &res[made]) != 0)
+            break;
+    if (made != t) {
+        fprintf(stderr, "acct_agent: only %d threads\n", made);
+        return 1; /* the barrier never opens: the harness's timeout ends the run */
+    }
+    long sum = 0;
+    for (int i = 0; i < t; i++) {
+        pthread_join(th[i], NULL);
+        sum += res[i];
+    }
+    printf("calls %d sum %ld\n", t, sum);
+    free(th);
+    free(res);
+    return 0;
 }
 
 static jmp_buf jb;
@@ -125,6 +164,8 @@ int main(int argc, char **argv) {
     const char *mode = argv[1];
     if (strcmp(mode, "jmpfork") == 0)
         return mode_jmpfork(atol(argv[2]));
+    if (strcmp(mode, "threads") == 0)
+        return mode_threads(atoi(argv[2]));
     if (strcmp(mode, "typed") == 0)
         return mode_typed(atol(argv[2]), argc > 3 ? argv[3] : "clean");
     if (argc < 4)

@@ -256,3 +256,18 @@ def test_typed_actions_recovered_after_sigkill_equal_live():
     assert {a["response"] for a in by_name["name_lookup"]} >= {"alpha", None}
     assert by_name["acct_even"][1]["response"] == "false"
     assert by_name["acct_search"][1]["tools_used"]["parameters"] == {"user": "user-7", "k": 1}
+
+
+def test_thread_limit_drops_are_labelled_by_cause():
+    """1,100 threads alive at once, one call each: 1,024 have a queue and are tracked, the
+    other 76 are dropped and reported as over the thread limit, never as "queue full"."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "th.conf"), "[actions]\nacct_mul\n")
+    out = os.path.join(d, "out.jsonl")
+    r = _run_cli(conf, out, [AGENT, "threads", "1100"], env={"AGENTSIGHT_QUEUE_BYTES": "4096"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "calls 1100 sum 6600\n"
+    tracked = len(read_jsonl(out))
+    assert tracked == 1024, tracked
+    assert _stats_line(r.stderr) == (0, 76, 0, 0), r.stderr
+    assert "76 actions dropped (0 queue full, 76 over the 1024-thread limit" in r.stderr
