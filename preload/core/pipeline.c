@@ -756,8 +756,8 @@ static void recover_dead(void) {
 
 /* Sleeps on ex_cond up to ms unless a flush or stop is pending. */
 static void exporter_wait(int ms) {
-    if (atomic_load(&room_wanted))
-        return; /* a producer waits for room (queue = wait) */
+    if (atomic_load(&room_wanted) && poll_ms_test <= 0)
+        return; /* a producer waits for room (queue = wait); tests may hold us off */
     pthread_mutex_lock(&ex_lock);
     if (flush_req == flush_done && !atomic_load(&ex_stop)) {
         struct timespec ts = mono_ts(as_mono_ns() + (int64_t)ms * 1000000);

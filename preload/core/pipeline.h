@@ -155,8 +155,10 @@ typedef int (*as_recover_fn)(const as_action *a, const as_recover_origin *o, voi
  * another time), takes the file (renames it to NAME.taking-<ourpid>-<ourstart>, so two
  * recoverers never share one; files taken by a recoverer that died are taken again),
  * decodes every intact undelivered record into an action (AS_MSG_ACTION: as packed by
- * the API; AS_MSG_CALL: names from the dead process's .targets file, untyped integer
- * response, its clock calibration; records that cannot be decoded are skipped, never
+ * the API; AS_MSG_CALL and AS_MSG_SUMMARY: decoded by core/record.h, as the live
+ * exporter decodes them, with the target descriptions of the dead process's .targets
+ * file and its clock calibration; summaries still in a ring header are shipped too and
+ * its drops reported; records that cannot be decoded are skipped, never
  * shipped as garbage), calls fn for each, then removes the file (or, when fn stopped,
  * renames it back so the rest is recovered later). A live process's files are never
  * touched, nor our own. Blocks for file I/O only; any thread. Returns the number of

@@ -120,7 +120,7 @@ def test_summary_action_fields():
     out = os.path.join(d, "out.jsonl")
     n = 3000
     r = _run_cli(conf, out, [AGENT, "typed", str(n), "clean"],
-                 env={"AGENTSIGHT_TEST_POLL_MS": "600000", "AGENTSIGHT_QUEUE_BYTES": "16384"})
+                 env={"AGENTSIGHT_TEST_POLL_MS": "600000", "AGENTSIGHT_QUEUE_BYTES": "65536"})
     assert r.returncode == 0, r.stderr
     actions = read_jsonl(out)
     plain, summ = _split(actions, "acct_search")
@@ -148,7 +148,7 @@ def test_summaries_of_a_killed_process_are_recovered():
     n = 2000
     r = run_preloaded([AGENT, "typed", str(n), "kill"], config=conf, out=out,
                       env={"AGENTSIGHT_SPOOL_DIR": spool, "AGENTSIGHT_TEST_POLL_MS": "600000",
-                           "AGENTSIGHT_QUEUE_BYTES": "16384"})
+                           "AGENTSIGHT_QUEUE_BYTES": "65536"})
     assert r.returncode == -signal.SIGKILL, r.stderr
     assert read_jsonl(out) == []
     s = run([CLI, "send"], env={"AGENTSIGHT_SPOOL_DIR": spool})
@@ -264,10 +264,34 @@ def test_thread_limit_drops_are_labelled_by_cause():
     d = tmpdir()
     conf = write(os.path.join(d, "th.conf"), "[actions]\nacct_mul\n")
     out = os.path.join(d, "out.jsonl")
-    r = _run_cli(conf, out, [AGENT, "threads", "1100"], env={"AGENTSIGHT_QUEUE_BYTES": "4096"})
+    r = _run_cli(conf, out, [AGENT, "threads", "1100"], env={"AGENTSIGHT_QUEUE_BYTES": "65536"})
     assert r.returncode == 0, r.stderr
     assert r.stdout == "calls 1100 sum 6600\n"
     tracked = len(read_jsonl(out))
     assert tracked == 1024, tracked
     assert _stats_line(r.stderr) == (0, 76, 0, 0), r.stderr
     assert "76 actions dropped (0 queue full, 76 over the 1024-thread limit" in r.stderr
+
+
+def test_drops_of_a_killed_process_are_reported_by_recovery():
+    """queue = wait with a 1 ms bound and an exporter held off: the calls that found the
+    ring full are dropped and counted in the ring file; after SIGKILL, `agentsight send`
+    delivers the recorded ones and reports the drops, so recorded + dropped == calls."""
+    d = tmpdir()
+    spool = os.path.join(d, "spool")
+    conf = write(os.path.join(d, "w.conf"), "[output]\nqueue = wait\n[actions]\n"
+                 "double acct_div(double a, double b)\n")
+    out = os.path.join(d, "out.jsonl")
+    n = 1000  # 104-byte records: more than the smallest ring (64 KiB) holds
+    r = run_preloaded([AGENT, "typed", str(n), "kill"], config=conf, out=out,
+                      env={"AGENTSIGHT_SPOOL_DIR": spool, "AGENTSIGHT_TEST_POLL_MS": "600000",
+                           "AGENTSIGHT_QUEUE_BYTES": "65536", "AGENTSIGHT_QUEUE_WAIT_MS": "1"})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    s = run([CLI, "send"], env={"AGENTSIGHT_SPOOL_DIR": spool})
+    assert s.returncode == 0, s.stderr
+    recorded = len(read_jsonl(out))
+    m = re.search(r"process \d+ dropped (\d+) actions \((\d+) queue full, 0 in a signal handler\)",
+                  s.stderr)
+    assert m, s.stderr
+    assert int(m.group(1)) == int(m.group(2)) > 0
+    assert recorded + int(m.group(1)) == n, (recorded, m.group(1))
