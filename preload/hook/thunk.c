@@ -276,16 +276,17 @@ static int may_wait(const as_tstate *t) {
  * calls (one multiply on the full-ring path; thunk.S reads it too). 0 until the first
  * summary computes it. */
 uint64_t as_thunk_sum_mult;
-#define sum_mult as_thunk_sum_mult
 
 /* The duration t0..t1 in ns, by the fixed factor. */
 static inline uint64_t sum_dur_ns(uint64_t t0, uint64_t t1) {
-    uint64_t m = __atomic_load_n(&sum_mult, __ATOMIC_RELAXED);
+    uint64_t m = __atomic_load_n(&as_thunk_sum_mult, __ATOMIC_RELAXED);
     if (__builtin_expect(m == 0, 0)) {
-        uint64_t span = (uint64_t)1 << 32;
-        int64_t ns = as_clock_raw_delta_ns(0, span);
-        m = ns > 0 ? (uint64_t)ns : ((uint64_t)1 << 32);
-        __atomic_store_n(&sum_mult, m, __ATOMIC_RELAXED);
+        /* ns per 2^32 raw units from now on, by the calibration (the raw unit is the ns
+         * itself without the TSC: the factor is then exactly 1) */
+        uint64_t span = (uint64_t)1 << 32, now = as_clock_raw();
+        int64_t ns = as_clock_raw_delta_ns(now, now + span);
+        m = ns > 0 ? (uint64_t)ns : span;
+        __atomic_store_n(&as_thunk_sum_mult, m, __ATOMIC_RELAXED);
     }
     if (t1 <= t0)
         return 0;
