@@ -26,6 +26,12 @@
 # on fs: agentsight_null_str64 (the string captured) and agentsight_null_str64_untyped
 # (`fs capture=none`), whose difference is the cost of the string capture.
 #
+# The full-ring rows (agentsight_ringfull_typed, agentsight_ringfull_untyped, beside
+# floor_2m): one back-to-back loop of 2 M calls per batch, no pause, a 64 KiB ring the
+# exporter does not drain (AGENTSIGHT_TEST_POLL_MS): after the first ~900 records every
+# call finds its ring full and is counted into its function's summary (queue = drop). The
+# goal: no dearer than a call that records (agentsight_null_typed / _untyped).
+#
 # Environment: BUILD (default build), CALLS (per batch, default 10000), BATCHES (101),
 # REPEAT (rounds: processes per row, default 5; the median is kept),
 # PAUSE_MS (20), QUEUE_BYTES (per-thread ring of the interposer rows, default 4 MiB),
@@ -131,6 +137,8 @@ QUEUE=${QUEUE_BYTES:-4194304}
 for ((round = 0; round < REPEAT; round++)); do
     run bare "$CALLS" "$BATCHES" 120 int env
     run floor "$CALLS" "$BATCHES" 120 int env LD_PRELOAD="$OUT/floor_wrap.so"
+    # The floor of the full-ring rows: the same back-to-back loop of 2 M calls.
+    run floor_2m 2000000 9 120 int env LD_PRELOAD="$OUT/floor_wrap.so" BENCH_PAUSE_MS=0
 
     if [ -x "$OUT/bench_hook_direct" ]; then
         # full_*: the same calls through the full-preservation stubs of entry patches.
@@ -156,6 +164,14 @@ for ((round = 0; round < REPEAT; round++)); do
         # The file sink writes every action: fewer calls keep the file small.
         irow agentsight_file int bench.conf 51 "file:$TMP/actions.jsonl"
         rm -f "$TMP/actions.jsonl"
+        # A ring that stays full: every timed call takes the summary path.
+        for m in typed:bench.conf untyped:bench_untyped.conf; do
+            run "agentsight_ringfull_${m%%:*}" 2000000 9 120 int env LD_PRELOAD="$PRE" \
+                AGENTSIGHT_CONFIG="$TMP/${m##*:}" AGENTSIGHT_OUTPUT=null BENCH_PAUSE_MS=0 \
+                AGENTSIGHT_QUEUE_BYTES=65536 AGENTSIGHT_TEST_POLL_MS=600000 \
+                AGENTSIGHT_STATS_FILE="$TMP/stats"
+            stats_note "agentsight_ringfull_${m%%:*}"
+        done
     else
         echo "BENCH agentsight skipped ($BUILD/libagentsight-preload.so not built)"
     fi

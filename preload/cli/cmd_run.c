@@ -294,6 +294,7 @@ static int make_symcache_file(char *path, size_t cap) {
 
 typedef struct run_stats {
     uint64_t procs, actions, dropped, hooked, recovered;
+    uint64_t queue_full, threads, signal, summarized, sink_failed; /* dropped by cause... */
     char outputs[MAX_OUTPUTS_TEXT];
 } run_stats;
 
@@ -340,6 +341,11 @@ static int read_stats(const char *path, run_stats *st) {
         st->procs++;
         st->actions += num(o, "actions");
         st->dropped += num(o, "dropped");
+        st->queue_full += num(o, "queue_full");
+        st->threads += num(o, "threads");
+        st->signal += num(o, "signal");
+        st->summarized += num(o, "summarized");
+        st->sink_failed += num(o, "sink_failed");
         uint64_t h = num(o, "hooked");
         if (h > st->hooked)
             st->hooked = h;
@@ -374,6 +380,14 @@ static void print_summary(const run_stats *st) {
     fprintf(stderr,
             "agentsight: %llu action%s tracked from %llu function%s (%llu dropped%s) -> %s\n", a,
             a == 1 ? "" : "s", h, h == 1 ? "" : "s", d, rec, st->outputs[0] ? st->outputs : "-");
+    if (d || st->summarized || st->sink_failed)
+        fprintf(stderr,
+                "agentsight: dropped %llu (queue full), %llu (over the thread limit), %llu (in a "
+                "signal handler); %llu calls summarized (queue full); %llu actions not "
+                "delivered by a sink (spooled or lost)\n",
+                (unsigned long long)st->queue_full, (unsigned long long)st->threads,
+                (unsigned long long)st->signal, (unsigned long long)st->summarized,
+                (unsigned long long)st->sink_failed);
 }
 
 /* The spool root the program's processes use (settings.c rules, without its warnings):

@@ -32,6 +32,7 @@
 #include "clock.h"
 #include "keptenv.h"
 #include "log.h"
+#include "record.h"
 #include "ring.h"
 #include "securedir.h"
 #include "settings.h"
@@ -68,14 +69,19 @@ uint64_t as_stat_hooked;
 static slot slots[MAX_SLOTS];
 static _Atomic int slots_hi; /* slots[0..slots_hi) have ever been used */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic uint64_t dropped_noring; /* drops of threads without a ring */
-static uint64_t dropped_retired;        /* drops of retired rings (reg_lock) */
+static _Atomic uint64_t dropped_noring; /* drops of threads without a ring (thread limit) */
+static uint64_t dropped_retired;        /* drops of retired rings (reg_lock): queue full */
+static uint64_t dropped_sig_retired;    /* ... a signal handler interrupted a write */
+static uint64_t summarized_retired;     /* ... calls summarized */
+static _Atomic uint64_t sink_failed;    /* actions the sinks counted as failed, at close */
+static _Atomic int room_wanted;         /* a producer waits for room: the exporter polls */
 static _Atomic uint64_t delivered;
 static _Atomic uint64_t bad_msgs;
 
 __thread as_ring *as_pipe_tring;
 static __thread int t_dead;        /* thread is exiting: its slot is gone */
 static __thread int t_is_exporter; /* never waits for room: it makes the room */
+static __thread int t_waiting;     /* inside a wait for room: a nested reserve never waits */
 static pthread_key_t exit_key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -131,13 +137,15 @@ static char rings_dir[600];
 static as_ring_info ident;   /* this process image's identity for new ring headers */
 static uint64_t ring_serial; /* rings made by this image (event id prefixes) */
 static int targets_fd = -1;
-static uint32_t targets_written; /* ids [0, targets_written) are in the .targets file */
-static const char *noted[MAX_NOTED][3];
+static uint32_t targets_written;        /* ids [0, targets_written) are in the .targets file */
+static const char *noted[MAX_NOTED][5]; /* name, symbol, library, display, desc */
 static uint32_t noted_n;
 static int poll_ms_test; /* AGENTSIGHT_TEST_POLL_MS, 0 = not set */
 
 /* The stats already reported by as_pipe_write_stats (lines carry differences). */
 static uint64_t stats_actions, stats_dropped;
+static as_pipe_drops stats_prev; /* by cause, with .signal */
+static uint64_t stats_sink_failed;
 
 static struct timespec mono_ts(int64_t ns) {
     struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
@@ -231,12 +239,15 @@ static void targets_sync_locked(void) {
     for (uint32_t id = targets_written; id < noted_n; id++) {
         if (!noted[id][0])
             continue;
+        size_t line = b.len;
         as_buf_printf(&b, "%u", id);
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 5; k++) {
             as_buf_putc(&b, '\t');
             for (const char *c = noted[id][k] ? noted[id][k] : ""; *c; c++)
                 as_buf_putc(&b, *c == '\t' || *c == '\n' ? ' ' : *c);
         }
+        if (!b.oom) /* a torn or damaged line is recognised at recovery */
+            as_buf_printf(&b, "\t%08x", (unsigned)as_rec_checksum(b.data + line, b.len - line));
         as_buf_putc(&b, '\n');
     }
     if (!b.oom && b.len > 0) {
@@ -248,13 +259,15 @@ static void targets_sync_locked(void) {
 }
 
 void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbol,
-                         const char *library) {
+                         const char *library, const char *display, const char *desc) {
     if (id >= MAX_NOTED)
         return;
     pthread_mutex_lock(&files_lock);
     noted[id][0] = action_name ? action_name : symbol;
     noted[id][1] = symbol;
     noted[id][2] = library;
+    noted[id][3] = display;
+    noted[id][4] = desc;
     if (id + 1 > noted_n)
         noted_n = id + 1;
     if (id < targets_written)
@@ -453,7 +466,11 @@ static void retire(int i) {
     pthread_mutex_lock(&reg_lock);
     as_ring *r = slots[i].ring;
     dropped_retired += atomic_load(&r->dropped);
+    dropped_sig_retired += atomic_load(&r->dropped_sig);
+    summarized_retired += atomic_load(&r->summarized);
     atomic_store(&r->dropped, 0);
+    atomic_store(&r->dropped_sig, 0);
+    atomic_store(&r->summarized, 0);
     atomic_store(&slots[i].state, SLOT_FREE);
     pthread_mutex_unlock(&reg_lock);
 }
@@ -464,50 +481,59 @@ static void wake_exporter(void) {
     pthread_cond_signal(&ex_cond);
 }
 
-/* Full ring: wait (policy WAIT, may_wait, exporter running) up to queue_wait_ms nudging
- * the exporter, else drop. Returns the payload or NULL (counted). */
-static void *reserve_slow(as_ring *r, int kind, size_t len, int may_wait) {
-    int wait = may_wait && as_cfg.queue_policy == AGENTSIGHT_QUEUE_WAIT && !t_is_exporter &&
-               as_ring_fits(r, len);
+/* Full ring: wait (policy WAIT, AS_PIPE_WAIT, exporter running) up to queue_wait_ms,
+ * else drop. The wait itself uses only async-signal-safe calls (nanosleep, clock_gettime
+ * and atomics: the exporter sees room_wanted and does not sleep), so a wait that happens
+ * to run in a signal handler on the thread's own stack stays bounded and safe. Returns
+ * the payload or NULL (counted unless AS_PIPE_FULL_UNCOUNTED). */
+static void *reserve_slow(as_ring *r, int kind, size_t len, int flags) {
+    int wait = (flags & AS_PIPE_WAIT) && as_cfg.queue_policy == AGENTSIGHT_QUEUE_WAIT &&
+               !t_is_exporter && !t_waiting && as_ring_fits(r, len);
     /* Stopped by a shutdown (not at exit): start again rather than drop at once. */
     if (wait && atomic_load(&pipe_state) == PIPE_STOPPED && !atomic_load(&exiting))
         as_pipe_start();
     wait = wait && atomic_load(&pipe_state) == PIPE_RUNNING;
     if (wait) {
+        t_waiting = 1;
+        atomic_fetch_add(&room_wanted, 1);
         int64_t deadline = as_mono_ns() + (int64_t)as_cfg.queue_wait_ms * 1000000;
-        long nap = 50000;
+        long nap = 20000;
+        void *p = NULL;
         do {
-            wake_exporter();
             struct timespec ts = {0, nap};
             nanosleep(&ts, NULL);
             if (nap < 1000000)
                 nap *= 2;
-            void *p = as_ring_reserve(r, (unsigned)kind, len);
-            if (p)
-                return p;
-        } while (as_mono_ns() < deadline && atomic_load(&pipe_state) == PIPE_RUNNING);
+            p = as_ring_reserve(r, (unsigned)kind, len);
+        } while (!p && as_mono_ns() < deadline && atomic_load(&pipe_state) == PIPE_RUNNING);
+        atomic_fetch_sub(&room_wanted, 1);
+        t_waiting = 0;
+        if (p)
+            return p;
     }
-    as_ring_count_drop(r);
+    if (!(flags & AS_PIPE_FULL_UNCOUNTED) || !as_ring_fits(r, len))
+        as_ring_count_drop(r);
     return NULL;
 }
 
 void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait) {
     as_ring *r = as_pipe_tring;
+    int flags = may_wait;
     if (r && as_ring_open(r)) {
         /* A signal handler interrupted this thread's own write into its ring: waiting
          * cannot help (the write resumes only after the handler). Dropped, counted. */
-        as_ring_count_drop(r);
+        as_ring_count_drop_sig(r);
         return NULL;
     }
     if (r)
-        return reserve_slow(r, kind, payload_len, may_wait);
+        return reserve_slow(r, kind, payload_len, flags);
     r = thread_attach();
     if (!r) {
         atomic_fetch_add(&dropped_noring, 1);
         return NULL;
     }
     void *p = as_ring_reserve(r, (unsigned)kind, payload_len);
-    return p ? p : reserve_slow(r, kind, payload_len, may_wait);
+    return p ? p : reserve_slow(r, kind, payload_len, flags);
 }
 
 void as_pipe_count_drop(void) {
@@ -527,16 +553,53 @@ void as_pipe_register(int kind, as_msg_decode_fn fn) {
 
 /* ---- exporter ----------------------------------------------------------------------------- */
 
-/* Drops summed over every ring. Exporter thread or reg_lock holder. */
-static uint64_t dropped_sum(void) {
-    uint64_t n = dropped_retired + atomic_load(&dropped_noring);
+/* Drops by cause summed over every ring. Exporter thread or reg_lock holder. */
+static void drops_sum(as_pipe_drops *d) {
+    d->queue_full = dropped_retired;
+    d->signal = dropped_sig_retired;
+    d->summarized = summarized_retired;
+    d->threads = atomic_load(&dropped_noring);
     int hi = atomic_load(&slots_hi);
     for (int i = 0; i < hi; i++) {
-        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE &&
-            slots[i].ring)
-            n += atomic_load_explicit(&slots[i].ring->dropped, memory_order_relaxed);
+        /* The state first: a free slot's ring is being set by thread_attach. */
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) == SLOT_FREE)
+            continue;
+        as_ring *r = slots[i].ring;
+        if (!r)
+            continue;
+        d->queue_full += atomic_load_explicit(&r->dropped, memory_order_relaxed);
+        d->signal += atomic_load_explicit(&r->dropped_sig, memory_order_relaxed);
+        d->summarized += atomic_load_explicit(&r->summarized, memory_order_relaxed);
     }
-    return n;
+}
+
+/* Messages truly lost, every cause. Exporter thread or reg_lock holder. */
+static uint64_t dropped_sum(void) {
+    as_pipe_drops d;
+    drops_sum(&d);
+    return d.queue_full + d.threads + d.signal;
+}
+
+static void deliver(void);
+
+/* Decodes the summaries left in the header of ring r (an exited thread's, or any ring
+ * at the final drain) into the batch. Exporter only. */
+static void take_summaries(as_ring *r) {
+    if (!r || __atomic_load_n(&r->sum_n, __ATOMIC_RELAXED) == 0)
+        return;
+    as_sum sums[AS_SUM_SLOTS];
+    int n = as_ring_sum_take(r, sums);
+    as_msg_decode_fn fn = decoders[AS_MSG_SUMMARY];
+    for (int k = 0; k < n && fn; k++) {
+        as_buf_reset(&scratch[nbatch]);
+        memset(&batch[nbatch], 0, sizeof(batch[nbatch]));
+        if (fn(&sums[k], sizeof sums[k], &batch[nbatch], &scratch[nbatch]) != 0) {
+            atomic_fetch_add(&bad_msgs, 1);
+            continue;
+        }
+        if (++nbatch == BATCH_MAX)
+            deliver();
+    }
 }
 
 /* Writes metadata text m with "agentsight_dropped": n merged in, into meta_buf. Returns
@@ -673,6 +736,11 @@ static size_t drain_all(void) {
         if (retry_sinks)
             return n;
     }
+    for (int i = 0; i < hi; i++) {
+        int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
+        if (st == SLOT_EXITED && slots[i].ring)
+            take_summaries(slots[i].ring);
+    }
     deliver();
     if (retry_sinks)
         return n;
@@ -734,6 +802,14 @@ static void final_drain(void) {
             nanosleep(&ts, NULL);
         }
     }
+    /* The summaries still in the threads' tables: nothing makes room for them any more.
+     * A thread that goes on calling while the process exits may add to its table as it is
+     * read: such a call may be missed, like any call made after the final drain. */
+    for (int i = 0; i < hi; i++) {
+        if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE)
+            take_summaries(slots[i].ring);
+    }
+    deliver();
     stop_hi = 0;
     int64_t left = (stop_deadline_ns - as_mono_ns()) / 1000000;
     flush_sinks(left > 0 ? (int)left : 0);
@@ -821,6 +897,8 @@ static void recover_dead(void) {
 
 /* Sleeps on ex_cond up to ms unless a flush or stop is pending. */
 static void exporter_wait(int ms) {
+    if (atomic_load(&room_wanted) && poll_ms_test <= 0)
+        return; /* a producer waits for room (queue = wait); tests may hold us off */
     pthread_mutex_lock(&ex_lock);
     if (flush_req == flush_done && !atomic_load(&ex_stop)) {
         struct timespec ts = mono_ts(as_mono_ns() + (int64_t)ms * 1000000);
@@ -1036,7 +1114,9 @@ void as_pipe_write_stats(void) {
         return;
     static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&stats_lock);
-    uint64_t act = atomic_load(&delivered), drop = as_pipe_dropped();
+    as_pipe_drops dc;
+    as_pipe_drop_counts(&dc);
+    uint64_t act = atomic_load(&delivered), drop = dc.queue_full + dc.threads + dc.signal;
     uint64_t d_act = act >= stats_actions ? act - stats_actions : act;
     uint64_t d_drop = drop >= stats_dropped ? drop - stats_dropped : drop;
     stats_actions = act;
@@ -1048,6 +1128,15 @@ void as_pipe_write_stats(void) {
             atomic_store(&slots[i].ring->reported, atomic_load(&slots[i].ring->delivered));
     }
     pthread_mutex_unlock(&reg_lock);
+    uint64_t sf = atomic_load(&sink_failed);
+#define DIFF(a, b) ((a) >= (b) ? (a) - (b) : (a))
+    as_pipe_drops dd = {DIFF(dc.queue_full, stats_prev.queue_full),
+                        DIFF(dc.threads, stats_prev.threads), DIFF(dc.signal, stats_prev.signal),
+                        DIFF(dc.summarized, stats_prev.summarized)};
+    uint64_t d_sf = DIFF(sf, stats_sink_failed);
+#undef DIFF
+    stats_prev = dc;
+    stats_sink_failed = sf;
     pthread_mutex_unlock(&stats_lock);
     as_buf b;
     as_buf_init(&b);
@@ -1057,6 +1146,13 @@ void as_pipe_write_stats(void) {
     char shown[sizeof open_uris];
     as_redact_uris(open_uris[0] ? open_uris : as_cfg.output, shown, sizeof shown);
     as_json_cstr(&b, shown);
+    /* The drops by cause, since the previous line as the other counts. */
+    as_buf_printf(&b,
+                  ",\"queue_full\":%llu,\"threads\":%llu,\"signal\":%llu,\"summarized\":%llu,"
+                  "\"sink_failed\":%llu",
+                  (unsigned long long)dd.queue_full, (unsigned long long)dd.threads,
+                  (unsigned long long)dd.signal, (unsigned long long)dd.summarized,
+                  (unsigned long long)d_sf);
     as_buf_puts(&b, "}\n");
     /* 0600: the file names sinks (already without secrets) and counts of this user's calls */
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -1069,14 +1165,29 @@ void as_pipe_write_stats(void) {
     as_buf_free(&b);
 }
 
-/* Prints the drops since the previous report (start_lock held). */
+/* Prints the drops since the previous report, by cause (start_lock held). */
 static void report_dropped(void) {
-    uint64_t total = as_pipe_dropped();
+    static as_pipe_drops prev;
+    as_pipe_drops dc;
+    as_pipe_drop_counts(&dc);
+    uint64_t total = dc.queue_full + dc.threads + dc.signal;
     uint64_t d = total >= drops_printed ? total - drops_printed : total;
     drops_printed = total;
+    if (total < (uint64_t)(prev.queue_full + prev.threads + prev.signal))
+        memset(&prev, 0, sizeof prev); /* counters restarted (a fork child) */
+    uint64_t q = dc.queue_full - prev.queue_full, t = dc.threads - prev.threads,
+             sg = dc.signal - prev.signal;
+    prev = dc;
     if (d == 0)
         return;
-    as_alert(AS_LOG_ALWAYS, "%llu actions dropped (queue full)", (unsigned long long)d);
+    if (t == 0 && sg == 0)
+        as_alert(AS_LOG_ALWAYS, "%llu actions dropped (queue full)", (unsigned long long)d);
+    else
+        as_alert(AS_LOG_ALWAYS,
+                 "%llu actions dropped (%llu queue full, %llu over the %d-thread limit, %llu in a "
+                 "signal handler)",
+                 (unsigned long long)d, (unsigned long long)q, (unsigned long long)t, MAX_SLOTS,
+                 (unsigned long long)sg);
 }
 
 /* The interposer's report of calls still in flight on the thread that shuts down (a
@@ -1140,6 +1251,8 @@ static void shutdown_impl(int exit_time) {
     }
     if (joined) {
         for (int i = 0; i < nsinks; i++)
+            atomic_fetch_add(&sink_failed, sinks[i].failed);
+        for (int i = 0; i < nsinks; i++)
             sinks[i].ops->close(&sinks[i]);
         nsinks = 0;
         pthread_mutex_lock(&reg_lock);
@@ -1163,6 +1276,12 @@ out:
 
 void as_pipe_shutdown(void) {
     shutdown_impl(0);
+}
+
+void as_pipe_drop_counts(as_pipe_drops *out) {
+    pthread_mutex_lock(&reg_lock);
+    drops_sum(out);
+    pthread_mutex_unlock(&reg_lock);
 }
 
 uint64_t as_pipe_dropped(void) {
@@ -1241,7 +1360,12 @@ static void fork_child(void) {
     targets_written = 0;
     files_state = 0; /* a new pid and start time: decided again at the first ring */
     stats_actions = stats_dropped = 0;
+    memset(&stats_prev, 0, sizeof stats_prev);
+    stats_sink_failed = 0;
     dropped_retired = 0;
+    dropped_sig_retired = summarized_retired = 0;
+    atomic_store(&sink_failed, 0);
+    atomic_store(&room_wanted, 0);
     dropped_reported = 0;
     drops_printed = 0;
     ex_abandoned = ex_finished = 0;

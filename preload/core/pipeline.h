@@ -14,8 +14,9 @@
 #include "ring.h"
 
 enum as_msg_kind {
-    AS_MSG_ACTION = 1, /* a packed as_action (as_action_pack) from the API */
-    AS_MSG_CALL = 2,   /* a raw call record from the interposer */
+    AS_MSG_ACTION = 1,  /* a packed as_action (as_action_pack) from the API */
+    AS_MSG_CALL = 2,    /* a raw call record from the interposer */
+    AS_MSG_SUMMARY = 3, /* an as_sum (ring.h): calls of one function that found the ring full */
     AS_MSG_KINDS = 8,
 };
 
@@ -39,14 +40,19 @@ int as_pipe_start(void);
 int as_pipe_arm(void);
 
 /* Producer side. Reserves payload_len bytes for a message of kind in the calling thread's
- * ring. may_wait: when the ring is full, wait up to as_cfg.queue_wait_ms for room
- * (policy WAIT) instead of dropping at once. Returns a pointer to the payload (8-byte
- * aligned) or NULL when dropped (counted). Every non-NULL reserve must be followed by
- * as_pipe_commit() on the same thread before the next reserve.
+ * ring. flags: AS_PIPE_WAIT: when the ring is full, wait up to as_cfg.queue_wait_ms for
+ * room (policy WAIT) instead of dropping at once (never on the exporter's thread, never
+ * when a signal handler interrupted this thread's write, never nested in such a wait);
+ * AS_PIPE_FULL_UNCOUNTED: a full ring is not counted as a drop (the caller accounts the
+ * message otherwise: the interposer's summaries). Returns a pointer to the payload
+ * (8-byte aligned) or NULL when dropped (counted by cause, see as_pipe_drops). Every non-NULL
+ * reserve must be followed by as_pipe_commit() on the same thread before the next reserve.
  *
  * Inline: with a ring attached and room in it, reserve + commit are a few loads and
  * stores to the thread's own ring and one plain store of head; no atomic read-modify-
  * write, no call. The first message of a thread and a full ring take the slow path. */
+#define AS_PIPE_WAIT 1
+#define AS_PIPE_FULL_UNCOUNTED 2
 extern __thread as_ring *as_pipe_tring; /* the calling thread's ring, NULL before its first */
 void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait);
 
@@ -84,14 +90,25 @@ int as_pipe_flush(int timeout_ms);
  * reports dropped actions on stderr. Idempotent. */
 void as_pipe_shutdown(void);
 
-/* Counters. */
+/* Counters. as_pipe_dropped: messages truly lost, all causes summed. */
 uint64_t as_pipe_dropped(void);
+
+/* What became of the messages that found no room, by cause. */
+typedef struct as_pipe_drops {
+    uint64_t queue_full; /* the thread's ring was full (queue = wait: after the wait) */
+    uint64_t threads;    /* more threads at once than the registry holds (1,024) */
+    uint64_t signal;     /* a signal handler interrupted the thread's own write */
+    uint64_t summarized; /* calls counted into a summary action instead (not lost) */
+} as_pipe_drops;
+void as_pipe_drop_counts(as_pipe_drops *out);
 uint64_t as_pipe_delivered(void);
 
 /* Number of functions the interposer hooked; set by the hook layer, reported at
  * shutdown. When AGENTSIGHT_STATS_FILE names a file, as_pipe_shutdown() appends one JSON
  * line to it: {"pid":N,"actions":N,"dropped":N,"hooked":N,"output":"file:x.jsonl"}
- * (`agentsight run` reads it for its summary line). */
+ * (`agentsight run` reads it for its summary line). The line also carries
+ * "queue_full", "threads", "signal" (the drops by cause, as_pipe_drops), "summarized"
+ * and "sink_failed" (actions a sink could not deliver nor keep). */
 extern uint64_t as_stat_hooked;
 
 /* Appends that stats line now (nothing when AGENTSIGHT_STATS_FILE is unset). Called by
@@ -111,15 +128,19 @@ extern __thread int as_in_agentsight;
  * mapped MAP_SHARED, so what was committed survives the process dying at any point. The
  * exporter advances the file's tail as it delivers; a clean shutdown removes the file.
  * Beside them, <pid>-<starttime>-<image>.targets (append-only lines
- * "id<TAB>action_name<TAB>symbol<TAB>library") names the interposer's targets, which the
- * call records of that process refer to by id. When the spool directory cannot be made
- * the rings are anonymous memory (one warning). */
+ * "id<TAB>action_name<TAB>symbol<TAB>library<TAB>display<TAB>desc<TAB>checksum", the
+ * checksum as_rec_checksum of the text before its tab, 8 hex digits) describes the
+ * interposer's targets, which the call records of that process refer to by id: recovery
+ * decodes them with the same description the live exporter uses (core/record.h). When the spool
+ * directory cannot be made the rings are anonymous memory (one warning). */
 
 /* The hook layer tells the pipeline about a new target (not on the hot path; strings
  * must live for the process: they are kept by pointer and written to the .targets file
- * at once, and again in a forked child). Ids >= 4096 (AS_MAX_TARGETS) are ignored. */
+ * at once, and again in a forked child). display may be NULL; desc is the target's
+ * description in the text form of core/record.h (as_rec_desc_format), or NULL. Ids >=
+ * 4096 (AS_MAX_TARGETS) are ignored. */
 void as_pipe_note_target(uint32_t id, const char *action_name, const char *symbol,
-                         const char *library);
+                         const char *library, const char *display, const char *desc);
 
 /* Who left a recovered action. */
 typedef struct as_recover_origin {
@@ -162,15 +183,19 @@ typedef struct as_recover_opts {
  * started at another time), takes the file (renames it to NAME.taking-<ourpid>-<ourstart>,
  * so two recoverers never share one; files taken by a recoverer that died are taken
  * again), decodes every intact undelivered record into an action with the event id the
- * live exporter would have given it (records that cannot be decoded are skipped, never
- * shipped as garbage), and calls fn for each. Every BATCH actions and at the end it calls
- * flush, and only then moves the file's tail past them: a recoverer killed at any point
- * leaves the rest (and at most one batch again) to the next. Records already in the dead
- * process's last file sink (found from the ring's sink_mark by event id) are skipped,
- * so a kill between a file write and the tail store never duplicates a line. When all is
- * done the file is removed (or, when fn stopped, renamed back). A live process's files
- * are never touched, nor our own. Blocks for file I/O only; any thread. Returns the
- * number of actions fn took, or -1 when the rings directory exists but cannot be read. */
+ * live exporter would have given it (AS_MSG_ACTION: as packed by the API; AS_MSG_CALL and
+ * AS_MSG_SUMMARY: decoded by core/record.h, as the live exporter decodes them, with the
+ * target descriptions of the dead process's .targets file and its clock calibration;
+ * summaries still in a ring header are shipped too and its drops reported; records that
+ * cannot be decoded are skipped, never shipped as garbage), and calls fn for each. Every
+ * BATCH actions and at the end it calls flush, and only then moves the file's tail past
+ * them: a recoverer killed at any point leaves the rest (and at most one batch again) to
+ * the next. Records already in the dead process's last file sink (found from the ring's
+ * sink_mark by event id) are skipped, so a kill between a file write and the tail store
+ * never duplicates a line. When all is done the file is removed (or, when fn stopped,
+ * renamed back). A live process's files are never touched, nor our own. Blocks for file
+ * I/O only; any thread. Returns the number of actions fn took, or -1 when the rings
+ * directory exists but cannot be read. */
 long as_pipe_recover_opts(const char *root, const as_recover_opts *opts);
 
 /* as_pipe_recover_opts with only fn and ctx (any run, no flush). */

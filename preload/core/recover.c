@@ -13,7 +13,10 @@
  *   rings/<pid>-<start>-<image>-<slot>.ring                a live or dead thread's ring
  *   rings/<pid>-<start>-<image>-<slot>.ring.taking-<rp>-<rs>  taken by recoverer rp/rs
  *   rings/<pid>-<start>-<image>-<slot>.ring.bad            not a ring file (kept, skipped)
- *   rings/<pid>-<start>-<image>.targets                     "id\tname\tsymbol\tlibrary\n"
+ *   rings/<pid>-<start>-<image>.targets                     one line per target:
+ *       "id\tname\tsymbol\tlibrary\tdisplay\tdesc\tchecksum\n" (pipeline.h), decoded
+ *       with core/record.h as the live exporter decodes; a line whose checksum does not
+ *       match is ignored (the records of that target are then skipped)
  *
  * What is read back is shipped as this user's actions, so nothing is trusted: rings/ must
  * be a private directory of ours (as_secure_dir), ring and .targets files must be regular
@@ -33,9 +36,9 @@
 #include <unistd.h>
 
 #include "action.h"
-#include "hook/callrec.h"
 #include "log.h"
 #include "pipeline.h"
+#include "record.h"
 #include "ring.h"
 #include "securedir.h"
 #include "settings.h"
@@ -44,12 +47,12 @@
 #define MAX_TARGET_ID 65536
 #define NAME_MAX_LEN 200
 
-/* The target names of one dead process image, from its .targets file. */
+/* The target descriptions of one dead process image, from its .targets file. */
 typedef struct names {
-    char prefix[NAME_MAX_LEN];        /* "<pid>-<start>-<image>" they belong to */
-    char **name, **symbol, **library; /* indexed by id; NULL where unknown */
-    uint32_t n;                       /* entries allocated */
-    char *text;                       /* the file's text, which the pointers borrow */
+    char prefix[NAME_MAX_LEN]; /* "<pid>-<start>-<image>" they belong to */
+    as_rec_desc **desc;        /* indexed by id; NULL where unknown */
+    uint32_t n;                /* entries allocated */
+    char *text;                /* the file's text, which the descriptions borrow */
 } names;
 
 typedef struct walk_ctx {
@@ -96,9 +99,9 @@ static int path_of(char *out, size_t cap, const char *dir, const char *name, con
 }
 
 static void names_free(names *nm) {
-    free(nm->name);
-    free(nm->symbol);
-    free(nm->library);
+    for (uint32_t i = 0; nm->desc && i < nm->n; i++)
+        free(nm->desc[i]);
+    free(nm->desc);
     free(nm->text);
     memset(nm, 0, sizeof *nm);
 }
@@ -167,33 +170,61 @@ static void names_load(names *nm, const char *dir, const char *prefix) {
             break;
         p = end + 1;
     }
-    nm->name = calloc(max ? max : 1, sizeof(char *));
-    nm->symbol = calloc(max ? max : 1, sizeof(char *));
-    nm->library = calloc(max ? max : 1, sizeof(char *));
-    if (!nm->name || !nm->symbol || !nm->library) {
+    nm->desc = calloc(max ? max : 1, sizeof *nm->desc);
+    if (!nm->desc) {
         names_free(nm);
         return;
     }
     nm->n = max;
     char *save = NULL;
     for (char *line = strtok_r(nm->text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *f[4];
+        size_t line_len = strlen(line);
+        char *f[7];
         int k = 0;
-        for (char *p = line; k < 4 && p; k++) {
+        for (char *p = line; k < 7 && p; k++) {
             f[k] = p;
             p = strchr(p, '\t');
             if (p)
                 *p++ = '\0';
         }
-        if (k != 4)
+        if (k != 4 && k != 7)
             continue; /* a torn last line */
+        if (k == 7) {
+            /* The checksum covers the line up to the tab before it. */
+            char *endc;
+            unsigned long want = strtoul(f[6], &endc, 16);
+            size_t covered = (size_t)(f[6] - 1 - line);
+            char *copy = malloc(line_len + 1);
+            if (!copy)
+                continue;
+            memcpy(copy, line, line_len + 1);
+            for (size_t i = 0; i < covered; i++)
+                if (copy[i] == '\0')
+                    copy[i] = '\t';
+            uint32_t got = as_rec_checksum(copy, covered);
+            free(copy);
+            if (*endc || strlen(f[6]) != 8 || got != (uint32_t)want)
+                continue;
+        }
         char *endp;
         unsigned long id = strtoul(f[0], &endp, 10);
         if (*endp || id >= nm->n || !f[1][0])
             continue;
-        nm->name[id] = f[1];
-        nm->symbol[id] = f[2];
-        nm->library[id] = f[3];
+        as_rec_desc *d = calloc(1, sizeof *d);
+        if (!d)
+            continue;
+        d->action_name = f[1];
+        d->symbol = f[2];
+        d->library = f[3];
+        if (k == 7) {
+            d->display = f[4][0] ? f[4] : NULL;
+            if (as_rec_desc_parse(f[5], d) != 0) {
+                free(d);
+                continue;
+            }
+        }
+        free(nm->desc[id]); /* a later line for an id wins */
+        nm->desc[id] = d;
     }
 }
 
@@ -240,64 +271,37 @@ static int check_recovered(const as_action *a) {
     return 0;
 }
 
-/* The untyped integer rule of config/README.md (as callrec.c applies it). */
-static int64_t untyped(uint64_t rax) {
-    int32_t low = (int32_t)(uint32_t)rax;
-    uint32_t upper = (uint32_t)(rax >> 32);
-    if (upper != (low < 0 ? 0xffffffffu : 0u))
-        return low;
-    return (int64_t)rax;
-}
-
-/* Decodes a call record of the dead process. Returns 0, or -1 when it cannot be trusted
- * (short, unknown target, impossible times). */
-static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *a) {
-    as_callrec r;
-    if (len < sizeof r)
-        return -1;
-    memcpy(&r, payload, sizeof r);
-    const names *nm = w->nm;
-    if (r.id >= nm->n || !nm->name[r.id] || r.t1 < r.t0 ||
-        !(r.flags & (AS_CALL_RETURNED | AS_CALL_NOT_RETURNED)))
-        return -1;
-    const as_ring_info *in = w->info;
+/* The dead process's clock (as_rec_clock_fn; ctx: its as_ring_info). */
+static int dead_clock(uint64_t raw, int64_t *unix_ns, void *ctx) {
+    const as_ring_info *in = ctx;
     if (!(in->clock_ns_per_raw > 0 && in->clock_ns_per_raw < 1e6))
         return -1;
-    int64_t dns, start, end;
-    memset(a, 0, sizeof *a);
-    if (dbl_to_i64((double)(r.t1 - r.t0) * in->clock_ns_per_raw, &dns) != 0 ||
-        raw_to_unix(in, r.t0, &start) != 0 || __builtin_add_overflow(start, dns, &end))
+    return raw_to_unix(in, raw, unix_ns);
+}
+
+/* The dead process as the writer of its records. */
+static as_rec_ctx dead_ctx(const walk_ctx *w) {
+    const as_ring_info *in = w->info;
+    as_rec_ctx c = {(int)in->pid, in->conversation_id[0] ? in->conversation_id : "unknown",
+                    dead_clock, (void *)in, 1};
+    return c;
+}
+
+/* Decodes a call record of the dead process, with the description its .targets file
+ * gives (core/record.h: the live exporter's decoder). Returns 0, or -1 when it cannot be
+ * trusted (short, unknown target, impossible times). */
+static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *a) {
+    uint32_t id;
+    if (len < sizeof(as_callrec))
         return -1;
-    a->action_name = nm->name[r.id];
-    a->started_ns = start;
-    a->ended_ns = end;
-    a->duration_ms = dns / 1000000 + (dns % 1000000 >= 500000);
-    a->timestamp_ns = a->ended_ns;
-    a->conversation_id = in->conversation_id[0] ? in->conversation_id : "unknown";
-    as_buf *sb = &w->scratch;
-    as_buf_reset(sb);
-    size_t o_tools = sb->len;
-    as_buf_puts(sb, "{\"function\":");
-    as_json_cstr(sb, nm->symbol[r.id]);
-    as_buf_puts(sb, ",\"library\":");
-    as_json_cstr(sb, nm->library[r.id]);
-    as_buf_puts(sb, "}");
-    as_buf_putc(sb, '\0');
-    size_t o_meta = sb->len;
-    as_buf_printf(sb, "{\"pid\":%d,\"tid\":%d,\"duration_ns\":%lld,\"agentsight_recovered\":true}",
-                  (int)in->pid, (int)r.tid, (long long)dns);
-    as_buf_putc(sb, '\0');
-    size_t o_resp = sb->len;
-    int returned = (r.flags & AS_CALL_RETURNED) != 0;
-    if (returned)
-        as_buf_printf(sb, "%lld", (long long)untyped(r.rax));
-    as_buf_putc(sb, '\0');
-    if (sb->oom)
+    memcpy(&id, payload, sizeof id);
+    const names *nm = w->nm;
+    if (id >= nm->n || !nm->desc[id])
         return -1;
-    a->tools_used = sb->data + o_tools;
-    a->metadata = sb->data + o_meta;
-    a->response = returned ? sb->data + o_resp : NULL;
-    a->error_msg = returned ? NULL : "did not return (left by longjmp or an exception)";
+    as_rec_ctx c = dead_ctx(w);
+    as_buf_reset(&w->scratch);
+    if (as_rec_call(payload, len, nm->desc[id], &c, a, &w->scratch) != 0)
+        return -1;
     return check_recovered(a);
 }
 
@@ -305,6 +309,23 @@ static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *
  * action that could not have been tracked (check_recovered). */
 static int decode_packed(const void *payload, size_t len, as_action *a) {
     if (as_action_unpack(payload, len, a) != 0 || !a->action_name)
+        return -1;
+    return check_recovered(a);
+}
+
+/* Decodes a summary of the dead process (a record, or a slot of its ring header).
+ * Returns 0, or -1 when it cannot be trusted. */
+static int decode_summary(walk_ctx *w, const void *payload, size_t len, as_action *a) {
+    as_sum s;
+    if (len < sizeof s)
+        return -1;
+    memcpy(&s, payload, sizeof s);
+    const names *nm = w->nm;
+    if (s.id == 0 || s.id - 1 >= nm->n || !nm->desc[s.id - 1])
+        return -1;
+    as_rec_ctx c = dead_ctx(w);
+    as_buf_reset(&w->scratch);
+    if (as_rec_summary(&s, nm->desc[s.id - 1], &c, a, &w->scratch) != 0)
         return -1;
     return check_recovered(a);
 }
@@ -318,6 +339,8 @@ static int on_msg(unsigned kind, const void *payload, size_t len, void *arg) {
         rc = decode_packed(payload, len, &a);
     else if (kind == AS_MSG_CALL)
         rc = decode_call(w, payload, len, &a);
+    else if (kind == AS_MSG_SUMMARY)
+        rc = decode_summary(w, payload, len, &a);
     if (rc != 0) {
         w->bad++;
         return 0;
@@ -519,6 +542,22 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     if (!done) {
         rename(path, back);
         return 0;
+    }
+    /* What never reached the records: summaries still in the header become actions, the
+     * drops are reported. */
+    as_ring_lost lost;
+    if (as_ring_file_lost(path, &lost) == 0) {
+        for (int k = 0; k < lost.nsums; k++) {
+            if (on_msg(AS_MSG_SUMMARY, &lost.sums[k], sizeof lost.sums[k], w) != 0) {
+                rename(path, back);
+                return 0;
+            }
+        }
+        if (lost.dropped || lost.dropped_sig)
+            as_warn("%s: process %d dropped %llu actions (%llu queue full, %llu in a signal "
+                    "handler)",
+                    back, pid, (unsigned long long)(lost.dropped + lost.dropped_sig),
+                    (unsigned long long)lost.dropped, (unsigned long long)lost.dropped_sig);
     }
     unlink(path);
     return 1;

@@ -102,12 +102,53 @@ void as_ring_destroy(as_ring *r) {
     munmap(r, r->map_len);
 }
 
+#define AS_MSG_SUMMARY_KIND 3 /* AS_MSG_SUMMARY (pipeline.h) */
+
+int as_ring_sum_flush(as_ring *r) {
+    while (r->sum_n > 0) {
+        as_sum *s = as_ring_reserve(r, AS_MSG_SUMMARY_KIND, sizeof(as_sum));
+        if (!s)
+            return 0;
+        uint32_t last = r->sum_n - 1;
+        *s = r->sums[last];
+        uint32_t seq = atomic_load_explicit(&r->sum_seq, memory_order_relaxed);
+        atomic_store_explicit(&r->sum_seq, seq + 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        /* Taken out of the table before the record is visible: a reader of a dead
+         * process's file sees the call in one place or the other (the record is
+         * committed right after; a death in between loses this one summary). */
+        memset(&r->sums[last], 0, sizeof r->sums[last]);
+        __atomic_store_n(&r->sum_n, last, __ATOMIC_RELAXED);
+        atomic_signal_fence(memory_order_seq_cst);
+        atomic_store_explicit(&r->sum_seq, seq + 2, memory_order_release);
+        as_ring_commit(r);
+    }
+    return 1;
+}
+
+int as_ring_sum_take(as_ring *r, as_sum *out) {
+    uint32_t n = r->sum_n < AS_SUM_SLOTS ? r->sum_n : AS_SUM_SLOTS;
+    int k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (r->sums[i].id == 0 || r->sums[i].calls == 0)
+            continue;
+        out[k++] = r->sums[i];
+    }
+    memset(r->sums, 0, sizeof r->sums);
+    __atomic_store_n(&r->sum_n, 0, __ATOMIC_RELAXED);
+    return k;
+}
+
 void as_ring_reset(as_ring *r) {
     uint64_t head = as_ring_head(r);
     as_ring_release(r, head);
     r->pending = head;
     r->limit = head + r->size;
     atomic_store(&r->dropped, 0);
+    atomic_store(&r->dropped_sig, 0);
+    atomic_store(&r->summarized, 0);
+    memset(r->sums, 0, sizeof r->sums);
+    __atomic_store_n(&r->sum_n, 0, __ATOMIC_RELAXED);
 }
 
 /* Returns 1 when the header at pos (offset off in data) is a valid record header of a
@@ -261,6 +302,30 @@ as_ring *as_ring_file_map(const char *path) {
     r->info.sinks[sizeof r->info.sinks - 1] = '\0';
     r->info.run_id[sizeof r->info.run_id - 1] = '\0';
     return r;
+}
+
+int as_ring_file_lost(const char *path, as_ring_lost *out) {
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    as_ring h;
+    int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+             pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && h.magic == AS_RING_MAGIC &&
+             h.version == AS_RING_VERSION;
+    close(fd);
+    if (!ok)
+        return -1;
+    out->dropped = h.dropped;
+    out->dropped_sig = h.dropped_sig;
+    out->summarized = h.summarized;
+    uint32_t n = h.sum_n < AS_SUM_SLOTS ? h.sum_n : AS_SUM_SLOTS;
+    for (uint32_t i = 0; i < n; i++) {
+        if (h.sums[i].id != 0 && h.sums[i].calls != 0)
+            out->sums[out->nsums++] = h.sums[i];
+    }
+    return 0;
 }
 
 /* The start time of pid (0 when unknown) and its state letter in *state. */

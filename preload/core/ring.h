@@ -19,9 +19,14 @@
  *   offset 128   pending   producer-private: head after the open reservation; equal to
  *                          head while none is open (AS_RING_CLAIMED while one is being made)
  *                limit     producer-private: last tail it read + size (room check)
- *                dropped   messages the producer dropped (only it writes)
+ *                dropped   messages the producer dropped: no room (only it writes)
+ *                dropped_sig  ... refused because a signal handler interrupted a write
+ *                summarized   calls counted into the summary table instead of recorded
  *   offset 192   magic, version, size, mask, map_len, file flag (set once)
  *   offset 256   as_ring_info: who wrote the ring (file-backed rings; zero otherwise)
+ *   then         sum_seq, sum_n, sums[AS_SUM_SLOTS]: per-function summaries of calls that
+ *                found the ring full (queue = drop), producer-written; moved into the
+ *                ring as AS_MSG_SUMMARY records once there is room (as_ring_sum_*)
  *   offset 4096  data[size]: records
  *
  * A record is an 8-byte header {uint32 len; uint16 kind; uint16 tag} then len payload
@@ -49,7 +54,7 @@
 #define AS_RING_MIN 4096
 #define AS_RING_DATA_OFF 4096               /* data starts one page into the mapping */
 #define AS_RING_MAGIC 0x31474e4952534741ull /* "AGSRING1" little-endian */
-#define AS_RING_VERSION 1
+#define AS_RING_VERSION 2 /* 2: event ids, run id, file sink mark, drop summaries */
 #define AS_RING_CLAIMED UINT64_MAX /* pending while a reservation is being made */
 #define AS_RING_NO_MARK UINT64_MAX /* sink_mark: nothing of the ring went to a file sink */
 
@@ -68,6 +73,22 @@ typedef struct as_ring_info {
     char run_id[64];    /* AGENTSIGHT_RUN_ID of the writer ("" outside `agentsight run`) */
 } as_ring_info;
 
+/* The summary of the calls of one function that found a thread's ring full: the payload
+ * of an AS_MSG_SUMMARY record (kind 3) and a slot of the ring header. Durations in ns;
+ * hist[k] counts calls of duration in [2^k, 2^(k+1)) ns (k = 0 also holds 0 ns, the last
+ * bucket everything longer). t_first/t_last: raw clock of the first entry and the last
+ * return. */
+#define AS_SUM_SLOTS 8
+#define AS_SUM_BUCKETS 32
+typedef struct as_sum {
+    uint32_t id; /* target id + 1; 0 = free slot */
+    int32_t tid;
+    uint64_t calls, errors;
+    uint64_t total_ns, min_ns, max_ns;
+    uint64_t t_first, t_last;
+    uint32_t hist[AS_SUM_BUCKETS];
+} as_sum;
+
 typedef struct as_ring {
     _Alignas(64) _Atomic uint64_t head;
     _Alignas(64) _Atomic uint64_t tail;
@@ -77,6 +98,8 @@ typedef struct as_ring {
     _Alignas(64) uint64_t pending;
     uint64_t limit;
     _Atomic uint64_t dropped;
+    _Atomic uint64_t dropped_sig;
+    _Atomic uint64_t summarized;
     _Alignas(64) uint64_t magic;
     uint32_t version;
     uint32_t is_file;
@@ -84,6 +107,11 @@ typedef struct as_ring {
     uint64_t mask;
     uint64_t map_len;
     _Alignas(64) as_ring_info info;
+    /* Summaries (queue = drop): written by the producer only; sum_seq is odd while it
+     * changes them (readers of a ring no one writes any more ignore it). */
+    _Alignas(64) _Atomic uint32_t sum_seq;
+    uint32_t sum_n; /* slots in use (written with __atomic_store_n: the exporter peeks) */
+    as_sum sums[AS_SUM_SLOTS];
 } as_ring;
 
 /* The record space of r. */
@@ -145,6 +173,19 @@ static inline void as_ring_close_open(as_ring *r) {
  * thunk's own record write). Nothing may be reserved then. */
 static inline int as_ring_open(const as_ring *r) {
     return r->pending != atomic_load_explicit(&r->head, memory_order_relaxed);
+}
+
+/* Producer: 1 when a message of payload_len has room in r now (its cached limit, or the
+ * consumer's tail read again); 0 when the ring is full for it. Reserves nothing. */
+static inline int as_ring_room(as_ring *r, size_t payload_len) {
+    uint64_t need = as_ring_rec_size(payload_len);
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint64_t contig = r->size - (head & (r->size - 1));
+    uint64_t total = contig < need ? contig + need : need;
+    if (head + total <= r->limit)
+        return 1;
+    r->limit = atomic_load_explicit(&r->tail, memory_order_acquire) + r->size;
+    return head + total <= r->limit;
 }
 
 /* Producer: reserves payload_len bytes for a message of kind (1..65535). Returns an
@@ -224,6 +265,73 @@ static inline void as_ring_count_drop(as_ring *r) {
                           memory_order_relaxed);
 }
 
+/* Counts one message refused because a signal handler interrupted the producer's own
+ * write (as_ring_open). Producer only. */
+static inline void as_ring_count_drop_sig(as_ring *r) {
+    atomic_store_explicit(&r->dropped_sig,
+                          atomic_load_explicit(&r->dropped_sig, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* The log2 bucket of a duration of ns nanoseconds. */
+static inline unsigned as_sum_bucket(uint64_t ns) {
+    unsigned k = ns ? 63u - (unsigned)__builtin_clzll(ns) : 0;
+    return k < AS_SUM_BUCKETS ? k : AS_SUM_BUCKETS - 1;
+}
+
+/* Producer: counts one call of target id (tid, raw times t0..t1, dur_ns, failed) into
+ * the summary table. Returns 1, or 0 when the table holds AS_SUM_SLOTS other functions
+ * already (the call is then not accounted here: the caller counts a drop). Forces the
+ * producer's next write through the slow path (limit 0), which moves the table into the
+ * ring first (as_ring_sum_flush). No atomic read-modify-write, no call. */
+static inline int as_ring_sum_add(as_ring *r, uint32_t id, int32_t tid, uint64_t t0, uint64_t t1,
+                                  uint64_t dur_ns, int failed) {
+    as_sum *s = NULL;
+    uint32_t n = r->sum_n;
+    for (uint32_t i = 0; i < n; i++) {
+        if (r->sums[i].id == id + 1) {
+            s = &r->sums[i];
+            break;
+        }
+    }
+    if (!s && n >= AS_SUM_SLOTS)
+        return 0;
+    uint32_t seq = atomic_load_explicit(&r->sum_seq, memory_order_relaxed);
+    atomic_store_explicit(&r->sum_seq, seq + 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (!s) {
+        s = &r->sums[n];
+        *s = (as_sum){.id = id + 1, .tid = tid, .min_ns = dur_ns, .t_first = t0};
+        __atomic_store_n(&r->sum_n, n + 1, __ATOMIC_RELAXED);
+    }
+    s->calls++;
+    s->errors += failed != 0;
+    s->total_ns += dur_ns;
+    if (dur_ns < s->min_ns)
+        s->min_ns = dur_ns;
+    if (dur_ns > s->max_ns)
+        s->max_ns = dur_ns;
+    s->t_last = t1;
+    s->hist[as_sum_bucket(dur_ns)]++;
+    atomic_store_explicit(&r->summarized,
+                          atomic_load_explicit(&r->summarized, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&r->sum_seq, seq + 2, memory_order_release);
+    r->limit = 0; /* the next write goes through as_ring_sum_flush */
+    return 1;
+}
+
+/* Producer: moves the summary table into the ring as AS_MSG_SUMMARY records, as room
+ * allows. Returns 1 when the table is empty afterwards, 0 when the ring had no room for
+ * all of it (what was written is gone from the table). Not while a reservation is open. */
+int as_ring_sum_flush(as_ring *r);
+
+/* The summaries of a ring no one writes any more (an exited thread's, a dead
+ * process's file), copied into out (AS_SUM_SLOTS entries); the table is emptied.
+ * Returns how many. */
+int as_ring_sum_take(as_ring *r, as_sum *out);
+
 /* Producer side after a fork or a reuse of the ring by a new thread: empties the ring
  * (tail = head) and resets the producer's cached state. Only when no one consumes it. */
 void as_ring_reset(as_ring *r);
@@ -262,6 +370,19 @@ typedef int (*as_ring_rec_fn)(unsigned kind, const void *payload, size_t len, ui
  * tail: the caller does, once what it took is durable (as_ring_release). Returns 1 when
  * head was reached, 0 when fn stopped. */
 int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64_t *skipped);
+
+/* What a ring file's header says about the messages that never reached its records: the
+ * drops by cause and the summaries still in its table (a process killed while its ring
+ * was full). */
+typedef struct as_ring_lost {
+    uint64_t dropped, dropped_sig, summarized;
+    int nsums;
+    as_sum sums[AS_SUM_SLOTS];
+} as_ring_lost;
+
+/* Reads those counts of the ring file path (read only; the same checks as
+ * as_ring_file_walk). Returns 0, or -1 when it is not a ring file of ours. */
+int as_ring_file_lost(const char *path, as_ring_lost *out);
 
 /* The start time of process pid (/proc/PID/stat field 22), or 0 when it has none (dead,
  * or /proc unreadable). */

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/record.h"
 #include "hook/proto.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
@@ -19,27 +20,8 @@
 /* Most item bytes one call may carry (arguments and return together). */
 #define AS_CAP_MAX_CALL (128 * 1024)
 
-enum as_cap_tag {
-    AS_CAP_VAL = 1, /* raw bytes of a value: 8 (scalars; float in the low 4), 16 (long
-                       double, register aggregates) or the aggregate's size */
-    AS_CAP_STR,     /* a string's bytes, no NUL; flags AS_CAP_TRUNC when cut */
-    AS_CAP_NULL,    /* a NULL string pointer (no bytes) */
-    AS_CAP_BAD,     /* an unreadable pointer: its 8-byte address */
-    AS_CAP_SKIP,    /* not captured: an aggregate of unknown size, or what follows it */
-};
-
-#define AS_CAP_TRUNC 1 /* item flag: the string was cut at max_string or at unreadable memory */
-#define AS_CAP_RET 255 /* item index of the return value */
-
-/* One item: this header, then len bytes, padded to 8. Items of parameters come in
- * parameter order (index = parameter number from 0), the return value's last. */
-typedef struct as_cap_item {
-    uint32_t len;
-    uint8_t tag;   /* enum as_cap_tag */
-    uint8_t index; /* parameter number, or AS_CAP_RET */
-    uint8_t flags;
-    uint8_t pad;
-} as_cap_item;
+/* The capture items (as_cap_item, enum as_cap_tag, AS_CAP_TRUNC, AS_CAP_RET) are part of
+ * the record format: core/record.h. */
 
 /* Hot path, at entry of a tracked call whose target has prototype p: appends the items
  * of every parameter to the calling thread's arena (maps it on first use) and sets

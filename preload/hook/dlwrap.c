@@ -590,7 +590,13 @@ static void flush_before_exec(void) {
         return;
     int saved = errno;
     as_hook_report_live(); /* calls this exec leaves behind: reported once, not returned */
+    /* This thread's summaries of calls that found its ring full go in too (once the
+     * flush made room, when the ring was full). */
+    as_ring *r = as_pipe_tring;
+    int left = r && !as_ring_open(r) && !as_ring_sum_flush(r);
     as_pipe_flush(-1);
+    if (left && as_ring_sum_flush(r))
+        as_pipe_flush(-1);
     as_pipe_write_stats(); /* the new image reports only what it does itself */
     errno = saved;
 }

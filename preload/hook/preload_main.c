@@ -14,7 +14,9 @@
 #include "core/keptenv.h"
 #include "core/log.h"
 #include "core/pipeline.h"
+#include "core/record.h"
 #include "core/settings.h"
+#include "hook/callrec.h"
 #include "hook/capture.h"
 #include "hook/config.h"
 #include "hook/install.h"
@@ -65,9 +67,22 @@ void as_preload_note_targets(void) {
     static uint32_t done;
     pthread_mutex_lock(&lock);
     uint32_t n = __atomic_load_n(&as_ntargets, __ATOMIC_ACQUIRE);
-    for (uint32_t id = done; id < n; id++)
+    for (uint32_t id = done; id < n; id++) {
+        /* The description recovery decodes this target's records with (core/record.h);
+         * kept for the process, as the pipeline keeps the pointer. */
+        as_rec_desc d;
+        memset(&d, 0, sizeof d);
+        char *desc = NULL;
+        if (as_callrec_describe(id, &d) == 0) {
+            as_buf b;
+            as_buf_init(&b);
+            as_rec_desc_format(&d, &b);
+            desc = b.oom ? NULL : strdup(as_buf_cstr(&b));
+            as_buf_free(&b);
+        }
         as_pipe_note_target(id, as_targets[id].action_name, as_targets[id].symbol,
-                            as_targets[id].library);
+                            as_targets[id].library, d.display, desc);
+    }
     if (n > done)
         done = n;
     pthread_mutex_unlock(&lock);

@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/pipeline.h"
+#include "core/settings.h"
 #include "hook/callrec.h"
 #include "hook/capture.h"
 #include "hook/config.h"
@@ -86,6 +87,22 @@ _Static_assert(offsetof(as_shadow_frame, reported) == 48, "FR_REPORTED");
 _Static_assert(offsetof(as_shadow_frame, ret_items) == 52, "FR_REPORTED + 4");
 _Static_assert(sizeof(as_shadow_frame) == 56, "FR_SIZE");
 _Static_assert(offsetof(as_target, orig) == 0, "T_ORIG");
+_Static_assert(offsetof(as_ring, tail) == 64 && offsetof(as_ring, summarized) == 160 &&
+                   offsetof(as_ring, sum_seq) == 1664 && offsetof(as_ring, sum_n) == 1668 &&
+                   offsetof(as_ring, sums) == 1672,
+               "RG_TAIL, RG_SUMMARIZED, RG_SUMSEQ, RG_SUMN, RG_SUMS in thunk.S");
+_Static_assert(offsetof(as_sum, id) == 0 && offsetof(as_sum, calls) == 8 &&
+                   offsetof(as_sum, total_ns) == 24 && offsetof(as_sum, min_ns) == 32 &&
+                   offsetof(as_sum, max_ns) == 40 && offsetof(as_sum, t_last) == 56 &&
+                   offsetof(as_sum, hist) == 64 && sizeof(as_sum) == 192 && AS_SUM_BUCKETS == 32 &&
+                   sizeof(((as_sum *)0)->hist[0]) == 4,
+               "SU_* in thunk.S");
+_Static_assert(offsetof(as_settings, queue_policy) == 2568 && AGENTSIGHT_QUEUE_WAIT == 1 &&
+                   sizeof(((as_settings *)0)->queue_policy) == 4,
+               "CFG_QPOLICY, AS_QUEUE_WAIT in thunk.S");
+_Static_assert(offsetof(as_target, entry) == 32 && offsetof(as_entry, error_if) == 1456 &&
+                   sizeof(((as_entry *)0)->error_if) == 4 && AS_ERRIF_NONE == 0,
+               "T_ENTRY, E_ERRIF in thunk.S");
 _Static_assert(offsetof(as_ring, head) == 0, "RG_HEAD");
 _Static_assert(offsetof(as_ring, pending) == 128, "RG_PENDING");
 _Static_assert(offsetof(as_ring, limit) == 136, "RG_LIMIT");
@@ -176,6 +193,11 @@ static void fork_parent(void) {
 
 static void child_after_fork(void) {
     as_hook_ts.tid = 0; /* the child's only thread has a new tid */
+    /* The frames on this thread's shadow stack are the parent's calls (in flight at the
+     * fork, or left by a longjmp): the parent reports them. The child still returns
+     * through them, and never records them. */
+    for (uint32_t i = 0; i < as_hook_ts.depth && as_hook_ts.frames; i++)
+        as_hook_ts.frames[i].reported = 1;
     /* The other threads are gone: only this one's stack remains registered. */
     reg_head = as_hook_ts.frames ? shadow_of(&as_hook_ts) : NULL;
     if (reg_head)
@@ -241,19 +263,76 @@ __attribute__((always_inline)) static inline void fill_rec(as_callrec *rec, int3
     rec->xmm0 = r ? r->xmm[0].lo : 0;
 }
 
+/* Whether a full ring may make this call wait for room (queue = wait): not on an
+ * alternate signal stack (a signal handler's call: the rsp is outside the thread's own
+ * stack). Other signal handlers are bounded by the wait's own rules (pipeline.c). */
+static int may_wait(const as_tstate *t) {
+    const as_shadow *sh = shadow_of(t);
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    return !sh->stack_hi || (sp >= sh->stack_lo && sp < sh->stack_hi);
+}
+
+/* Raw clock units -> ns as a 32.32 fixed-point factor, for the durations of summarized
+ * calls (one multiply on the full-ring path; thunk.S reads it too). 0 until the first
+ * summary computes it. */
+uint64_t as_thunk_sum_mult;
+
+/* The duration t0..t1 in ns, by the fixed factor. */
+static inline uint64_t sum_dur_ns(uint64_t t0, uint64_t t1) {
+    uint64_t m = __atomic_load_n(&as_thunk_sum_mult, __ATOMIC_RELAXED);
+    if (__builtin_expect(m == 0, 0)) {
+        /* ns per 2^32 raw units from now on, by the calibration (the raw unit is the ns
+         * itself without the TSC: the factor is then exactly 1) */
+        uint64_t span = (uint64_t)1 << 32, now = as_clock_raw();
+        int64_t ns = as_clock_raw_delta_ns(now, now + span);
+        m = ns > 0 ? (uint64_t)ns : span;
+        __atomic_store_n(&as_thunk_sum_mult, m, __ATOMIC_RELAXED);
+    }
+    if (t1 <= t0)
+        return 0;
+    return (uint64_t)(((unsigned __int128)(t1 - t0) * m) >> 32);
+}
+
+/* A call that found its ring full under queue = drop: counted into the thread's summary
+ * of its function (becomes one summary action), or, when the summary table is full, as a
+ * drop. Never both. */
+static void summarize(as_ring *ring, as_tstate *t, const as_shadow_frame *f, uint64_t t1,
+                      const as_retregs *r, int errno_out) {
+    int failed = r ? as_callrec_failed(f->id, r->rax, r->xmm[0].lo, f->errno_in, errno_out) : 1;
+    if (!as_ring_sum_add(ring, f->id, thread_id(t), f->t0, t1, sum_dur_ns(f->t0, t1), failed))
+        as_ring_count_drop(ring);
+}
+
 static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r,
                      int errno_out, uint32_t flags) {
     if (__builtin_expect(f->reported, 0))
         return;
     const void *cap = f->cap_len ? as_capture_data(f) : NULL;
     uint32_t ext = cap ? f->cap_len : 0;
-    as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec + ext, 0);
-    if (!rec && ext) {
-        ext = 0;
-        rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec, 0);
+    as_ring *ring = as_pipe_tring;
+    int drop_policy = as_cfg.queue_policy != AGENTSIGHT_QUEUE_WAIT;
+    if (ring && !as_ring_open(ring)) {
+        if (ext && !as_ring_fits(ring, sizeof(as_callrec) + ext))
+            ext = 0; /* a capture larger than the ring can hold: the record without it */
+        /* A full ring under drop: one look at the consumer's tail, then the summary. */
+        if (drop_policy && !as_ring_room(ring, sizeof(as_callrec) + ext)) {
+            summarize(ring, t, f, t1, r, errno_out);
+            return;
+        }
+        /* Summaries of calls that found the ring full go in first, as room allows. */
+        if (__builtin_expect(ring->sum_n != 0, 0))
+            as_ring_sum_flush(ring);
     }
-    if (!rec)
+    int rflags = drop_policy ? AS_PIPE_FULL_UNCOUNTED : (may_wait(t) ? AS_PIPE_WAIT : 0);
+    as_callrec *rec = as_pipe_reserve(AS_MSG_CALL, sizeof *rec + ext, rflags);
+    if (!rec) {
+        /* Full (not counted by the pipeline), or counted there: no ring for this thread,
+         * a signal handler inside the thread's own write, a wait that timed out. */
+        ring = as_pipe_tring;
+        if (drop_policy && ring && !as_ring_open(ring) && as_ring_fits(ring, sizeof *rec + ext))
+            summarize(ring, t, f, t1, r, errno_out);
         return;
+    }
     fill_rec(rec, thread_id(t), f, t1, r, errno_out, flags, ext);
     if (ext)
         as_capture_copy(rec + 1, cap, ext);
@@ -463,6 +542,9 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     /* The thunk's call writes the same value; storing it now already marks the frame live
      * for a signal handler that runs in between (see drop_dead). */
     *slot = landing;
+    /* The call starts with errno 0 (the caller's value is errno_in): its exit then sees
+     * what the call set, and restores the caller's value when it set none. */
+    *ep = 0;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out.frame = f;
@@ -519,6 +601,7 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
     f->t0 = ((uint64_t)hi << 32) | lo;
     __atomic_store_n(&t->depth, d + 1, __ATOMIC_RELEASE);
     *slot = landing;
+    *t->errno_p = 0; /* as in enter_slow */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out->orig = tg->orig;
@@ -613,8 +696,8 @@ __attribute__((noinline, cold)) static uint32_t find_frame(as_tstate *t, void **
 /* The slowest exit: the frame lives in another thread's shadow stack or among the
  * orphans. Records the call and returns where it must go; aborts only when no thread
  * knows the slot: a corrupted shadow stack, with nowhere to return to. */
-__attribute__((noinline, cold)) static as_exit_ret foreign_exit(as_tstate *t, as_retregs *regs,
-                                                                void **slot, uint64_t t1, int e) {
+__attribute__((noinline, cold)) static as_exit_ret
+foreign_exit(as_tstate *t, as_retregs *regs, void **slot, uint64_t t1, int e, int *errno_in) {
     as_shadow_frame f;
     int was_busy = t->busy;
     t->busy = 1;
@@ -624,6 +707,7 @@ __attribute__((noinline, cold)) static as_exit_ret foreign_exit(as_tstate *t, as
     }
     emit_rec(t, &f, t1, regs, e, AS_CALL_RETURNED);
     t->busy = was_busy;
+    *errno_in = f.errno_in;
     as_exit_ret out = {f.ret, f.caller_rbp};
     return out;
 }
@@ -643,14 +727,16 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
     if (__builtin_expect(k == 0 || t->frames[k - 1].slot != slot, 0)) {
         k = find_frame(t, slot, t1, e);
         if (k == 0) {
-            as_exit_ret out = foreign_exit(t, regs, slot, t1, e);
-            *ep = e;
+            int ein = 0;
+            as_exit_ret out = foreign_exit(t, regs, slot, t1, e, &ein);
+            *ep = e ? e : ein; /* the call set none: the caller's value back */
             return out;
         }
     }
     as_shadow_frame *f = &t->frames[k - 1];
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
+    int ein = f->errno_in;
     int was_busy = t->busy;
     t->busy = 1; /* calls made by the pipeline (first ring of a thread) pass through */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -674,7 +760,7 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
     }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
-    *ep = e;
+    *ep = e ? e : ein; /* the call set none: the caller's value back */
     return out;
 }
 
@@ -688,11 +774,14 @@ exit_typed(as_retregs *regs, char *rsp_at_landing, uint64_t t1, as_shadow_frame 
         return exit_slow(regs, rsp_at_landing, t1);
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
+    int ein = f->errno_in;
     int was_busy = t->busy;
     t->busy = 1; /* a signal handler's call must not write into the open reservation */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    emit(t, f, t1, regs, *t->errno_p, AS_CALL_RETURNED);
+    int e = *t->errno_p;
+    emit(t, f, t1, regs, e, AS_CALL_RETURNED);
     t->depth = k - 1;
+    *t->errno_p = e ? e : ein; /* the call set none: the caller's value back */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
     return out;
@@ -717,9 +806,10 @@ as_exit_ret as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     uint32_t k = t->depth;
     as_shadow_frame *f = k ? &t->frames[k - 1] : NULL;
-    /* the top frame returns with items, the thread is warm, no hole below the frame */
+    /* the top frame returns (with items, or untyped into a full ring), the thread is warm,
+     * no hole below the frame */
     int typed = f && as_pipe_tring && t->tid && t->errno_p && f->slot == slot && !f->reported &&
-                !(k > 1 && t->frames[k - 2].slot == NULL) && f->cap_off != UINT32_MAX;
+                !(k > 1 && t->frames[k - 2].slot == NULL);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = was_busy;
     return typed ? exit_typed(regs, rsp_at_landing, t1, f, k) : exit_slow(regs, rsp_at_landing, t1);
@@ -777,7 +867,10 @@ int as_hook_report_live(void) {
         as_shadow_frame *f = &t->frames[i - 1];
         if (!f->slot || f->reported)
             continue;
-        emit_rec(t, f, now, NULL, e, AS_CALL_NOT_RETURNED | AS_CALL_ENDED);
+        /* A slot that no longer holds our landing: left by a longjmp long ago, not by
+         * the exit. */
+        emit_rec(t, f, now, NULL, e,
+                 slot_live(f->slot) ? AS_CALL_NOT_RETURNED | AS_CALL_ENDED : AS_CALL_NOT_RETURNED);
         f->reported = 1;
         n++;
     }

@@ -98,6 +98,9 @@ void as_thunk_full_exit(void);
  * before any hook exists: 0 = xmm0-15, 1 = ymm0-15 (AVX), 2 = zmm0-31 and k0-7
  * (AVX-512F+BW). */
 extern unsigned char as_thunk_vec_mode;
+/* Raw clock units -> ns (32.32 fixed point) for summarized calls; 0 until the first one
+ * (thunk.c computes it, thunk.S reads it). */
+extern uint64_t as_thunk_sum_mult;
 
 /* Master switch read on every call (1 by default): 0 makes every stub a plain jump to the
  * original, e.g. while the installer is not ready. */

@@ -49,7 +49,7 @@ void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait);
 /* The first record of a thread (or a full ring): attaches a ring to the thread. Aborts on
  * anything the hot path must never ask for. */
 void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait) {
-    if (kind != AS_MSG_CALL || len < sizeof(as_callrec) || may_wait)
+    if (kind != AS_MSG_CALL || len < sizeof(as_callrec) || (may_wait & AS_PIPE_WAIT))
         abort();
     if (as_test_reserve_refuse)
         return NULL;

@@ -394,21 +394,27 @@ static void test_longjmp_nested(void **state) {
 }
 
 /* Proves errno: set by the callee it reaches the caller; not touched by the callee it
- * stays what the caller had; the record carries both values. */
+ * stays what the caller had; the record carries the caller's value and what the call set
+ * (0 when it set none), also when the call sets the value errno already had (errno is 0
+ * while the call runs). */
 static void test_errno(void **state) {
     int (*fe)(int) = WRAP(fail_enoent);
     int (*f)(int, int) = WRAP(add2);
     errno = 7;
     assert_int_equal(fe(1), -1);
     assert_int_equal(errno, ENOENT);
+    assert_int_equal(fe(1), -1); /* ENOENT again, over ENOENT */
+    assert_int_equal(errno, ENOENT);
     errno = 123;
     assert_int_equal(f(1, 1), 2);
     assert_int_equal(errno, 123);
-    assert_int_equal(nrecs, 2);
+    assert_int_equal(nrecs, 3);
     assert_int_equal(recs[0].errno_in, 7);
     assert_int_equal(recs[0].errno_out, ENOENT);
-    assert_int_equal(recs[1].errno_in, 123);
-    assert_int_equal(recs[1].errno_out, 123);
+    assert_int_equal(recs[1].errno_in, ENOENT);
+    assert_int_equal(recs[1].errno_out, ENOENT);
+    assert_int_equal(recs[2].errno_in, 123);
+    assert_int_equal(recs[2].errno_out, 0);
 }
 
 /* Proves a tail call from one wrapped function into another: both are recorded, inner

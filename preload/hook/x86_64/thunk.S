@@ -109,6 +109,27 @@
 #define REC_BYTES 72
 #define REC_KIND 2
 #define REC_TAG_MUL 0x9E3779B97F4A7C15 /* as_ring_tag() */
+/* The summary table in the ring header and one struct as_sum (core/ring.h). */
+#define RG_TAIL 64
+#define RG_SUMMARIZED 160
+#define RG_SUMSEQ 1664
+#define RG_SUMN 1668
+#define RG_SUMS 1672
+#define SU_ID 0
+#define SU_CALLS 8
+#define SU_TOTAL 24
+#define SU_MIN 32
+#define SU_MAX 40
+#define SU_TLAST 56
+#define SU_HIST 64
+#define SU_SIZE 192
+#define SU_LAST_BUCKET 31 /* AS_SUM_BUCKETS - 1 */
+/* as_cfg.queue_policy (core/settings.h), AGENTSIGHT_QUEUE_WAIT; as_target.entry and
+ * as_entry.error_if (hook/config.h). */
+#define CFG_QPOLICY 2568
+#define AS_QUEUE_WAIT 1
+#define T_ENTRY 32
+#define E_ERRIF 1456
 
     .weak __curbrk                   /* glibc's program break (capture.c: cur_brk) */
 
@@ -225,13 +246,17 @@ END(as_thunk_stubs)
 .endm
 
 /* The common entry's end, once the frame is filled (rsi = it, rcx as above): the first
- * timestamp, the frame counted, the landing in the slot, busy cleared, and the frame at
- * [rbp] to be popped into rbp. rax and rdx are changed. */
+ * timestamp, errno cleared (the caller's value is in the frame: the exit tells what the
+ * call set, and gives the caller's value back when the call set none), the frame
+ * counted, the landing in the slot, busy cleared, and the frame at [rbp] to be popped
+ * into rbp. rax and rdx are changed. */
 .macro ENTRY_STAMP landing
     rdtsc
     shlq $32, %rdx
     orq %rax, %rdx
     movq %rdx, FR_T0(%rsi)
+    movq %fs:TS_ERRNO(%rcx), %rax
+    movl $0, (%rax)                  /* errno = 0 for the call */
     addl $1, %fs:TS_DEPTH(%rcx)      /* d + 1: nothing changed it since (busy) */
     leaq \landing(%rip), %rax
     movq %rax, 8(%rbp)               /* the call below writes it again (see enter_fast) */
@@ -620,15 +645,18 @@ END(as_thunk_common)
     rdtsc
     shlq $32, %rdx
     orq %rdx, %rax                   /* rax = t1 */
-    movl (%r11), %r11d               /* errno now */
-    movl FR_ID(%r10), %edx
+    movl FR_ERRNO(%r10), %edx        /* the caller's errno */
+    movl %edx, 20(%r12)              /* errno_in */
+    movl (%r11), %esi                /* errno now: what the call set, 0 for none */
+    movl %esi, 24(%r12)              /* errno_out */
+    testl %esi, %esi
+    jnz 1f
+    movl %edx, (%r11)                /* the call set none: the caller's value back */
+1:  movl FR_ID(%r10), %edx
     movl %edx, 8(%r12)               /* id */
     movl $1, 12(%r12)                /* flags: AS_CALL_RETURNED */
     movl %fs:TS_TID(%rcx), %edx
     movl %edx, 16(%r12)              /* tid */
-    movl FR_ERRNO(%r10), %edx
-    movl %edx, 20(%r12)              /* errno_in */
-    movl %r11d, 24(%r12)             /* errno_out */
     movl FR_CAPOFF + 4(%r10), %edx
     movl %edx, 28(%r12)              /* ext: cap_len */
     movq FR_T0(%r10), %rsi
@@ -757,6 +785,7 @@ as_thunk_exit:
     movq (%rsi,%rax), %r11
     movq %r11, REC_BYTES(%r12,%rax)
 5:  EXIT_COMMIT
+.Lexit_done:                         /* also the end of a summarized call (below) */
     /* the caller's return address and rbp out of the frame before it is freed */
     movq FR_RET(%r10), %rsi
     movq FR_RBP(%r10), %rdi
@@ -777,6 +806,88 @@ as_thunk_exit:
     .cfi_restore_state
 .Lexit_unclaim:
     movq %rsi, RG_PENDING(%rdi)      /* = head: nothing open */
+    /* A full ring under queue = drop: the call is counted into its function's summary
+     * in the ring header (as_ring_sum_add in core/ring.h) when the table has that
+     * function already and its entry has no error rule, for no more than a record
+     * costs; anything else (room after all, the end of data, a new function, an error
+     * rule to judge, the first summary of the process) goes to C. eax = cap_len. */
+    cmpl $AS_QUEUE_WAIT, as_cfg + CFG_QPOLICY(%rip)
+    je .Lexit_unbusy
+    leaq REC_BYTES(%rsi,%rax), %rbx  /* head after the record, padding aside */
+    movq RG_TAIL(%rdi), %rdx
+    addq RG_SIZE(%rdi), %rdx         /* the consumer's tail + size: the real limit */
+    movq %rdx, RG_LIMIT(%rdi)
+    cmpq %rdx, %rbx
+    jbe .Lexit_unbusy
+    movq as_thunk_sum_mult(%rip), %r12
+    testq %r12, %r12
+    jz .Lexit_unbusy
+    movl FR_ID(%r10), %eax
+    leaq (%rax,%rax,4), %rdx
+    shlq $4, %rdx                    /* id * sizeof(as_target) */
+    leaq as_targets(%rip), %rbx
+    movq T_ENTRY(%rbx,%rdx), %rdx    /* its config entry, or NULL */
+    testq %rdx, %rdx
+    jz .Lsum_find
+    cmpl $0, E_ERRIF(%rdx)
+    jne .Lexit_unbusy
+.Lsum_find:
+    addl $1, %eax                    /* the table holds id + 1 */
+    leaq RG_SUMS(%rdi), %rbx
+    movl RG_SUMN(%rdi), %edx
+.Lsum_next:
+    testl %edx, %edx
+    jz .Lexit_unbusy
+    cmpl %eax, SU_ID(%rbx)
+    je .Lsum_add
+    addq $SU_SIZE, %rbx
+    subl $1, %edx
+    jmp .Lsum_next
+.Lsum_add:                           /* rbx = the function's summary */
+    addl $1, RG_SUMSEQ(%rdi)         /* odd while it changes */
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax                   /* t1 */
+    movq %rax, SU_TLAST(%rbx)
+    subq FR_T0(%r10), %rax
+    jnc .Lsum_dur
+    xorl %eax, %eax                  /* t1 before t0: 0 */
+.Lsum_dur:
+    mulq %r12
+    shrdq $32, %rdx, %rax            /* ns = ticks * as_thunk_sum_mult >> 32 */
+    addq $1, SU_CALLS(%rbx)
+    addq %rax, SU_TOTAL(%rbx)
+    cmpq SU_MIN(%rbx), %rax
+    jae .Lsum_min
+    movq %rax, SU_MIN(%rbx)
+.Lsum_min:
+    cmpq SU_MAX(%rbx), %rax
+    jbe .Lsum_max
+    movq %rax, SU_MAX(%rbx)
+.Lsum_max:
+    orq $1, %rax
+    bsrq %rax, %rdx                  /* log2 (bucket 0 also holds 0 ns) */
+    cmpl $SU_LAST_BUCKET, %edx
+    jbe .Lsum_bucket
+    movl $SU_LAST_BUCKET, %edx
+.Lsum_bucket:
+    addl $1, SU_HIST(%rbx,%rdx,4)
+    addq $1, RG_SUMMARIZED(%rdi)
+    addl $1, RG_SUMSEQ(%rdi)         /* even: done */
+    movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
+    cmpl $0, (%r11)
+    jne .Lsum_errno
+    movl FR_ERRNO(%r10), %edx
+    movl %edx, (%r11)                /* the call set no errno: the caller's value back */
+.Lsum_errno:
+    movl FR_CAPOFF(%r10), %esi       /* a typed call's arena space is freed */
+    cmpl $-1, %esi
+    je .Lexit_done
+    movq as_cap_ts@GOTTPOFF(%rip), %rdx
+    cmpl %fs:CT_TOP(%rdx), %esi
+    ja .Lexit_done
+    movl %esi, %fs:CT_TOP(%rdx)
+    jmp .Lexit_done
 .Lexit_unbusy:
     EXIT_SCRATCH_POP
 4:  movq %r8, %rax                   /* back to C, as at the landing */
