@@ -1198,13 +1198,16 @@ extern int as_hook_report_live(void) __attribute__((weak, visibility("hidden")))
 /* Stops the exporter (bounded by the flush timeout). exit_time: the process is exiting,
  * so the ring files of live threads are removed too (nothing restarts afterwards). */
 static void shutdown_impl(int exit_time) {
+    int st = atomic_load(&pipe_state);
+    /* Calls in flight, or left by longjmp, are reported now; in a process that recorded
+     * nothing else yet, their records start the pipeline. */
+    if (as_hook_report_live && (st == PIPE_RUNNING || (st == PIPE_ARMED && armed_pid == getpid())))
+        as_hook_report_live();
     if (atomic_load(&pipe_state) >= PIPE_ARMED) { /* never started: nothing to stop */
         if (exit_time)
             as_pipe_write_stats(); /* what it hooked still counts */
         return;
     }
-    if (as_hook_report_live && atomic_load(&pipe_state) == PIPE_RUNNING)
-        as_hook_report_live();
     int saved = as_in_agentsight;
     as_in_agentsight = 1;
     int timeout_ms = as_cfg.flush_timeout_ms > 0 ? as_cfg.flush_timeout_ms : 2000;

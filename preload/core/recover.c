@@ -537,6 +537,12 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     uint64_t dlv = atomic_load(&r->delivered), rep = atomic_load(&r->reported);
     if (done && w->opts->unreported && dlv > rep)
         *w->opts->unreported += dlv - rep;
+    as_ring_info kept = *info; /* the summaries below are decoded after the unmap */
+    w->info = &kept;
+    w->origin.sinks = kept.sinks;
+    w->origin.conversation_id = kept.conversation_id;
+    w->origin.run_id = kept.run_id;
+    w->origin.ring = NULL;
     as_ring_destroy(r);
     w->ring = NULL;
     if (!done) {
@@ -552,6 +558,12 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
                 rename(path, back);
                 return 0;
             }
+        }
+        /* Durable before the file goes: a failed flush leaves it (its tail at the end, so
+         * only these summaries come again). */
+        if (lost.nsums && w->opts->flush && w->opts->flush(&w->origin, w->ctx) != 0) {
+            rename(path, back);
+            return 0;
         }
         if (lost.dropped || lost.dropped_sig)
             as_warn("%s: process %d dropped %llu actions (%llu queue full, %llu in a signal "

@@ -205,8 +205,8 @@ void acct_log(const char *msg)
 int acct_fail(const char *path)  error_if=errno
 """
 
-# Fields that differ between two runs of the same calls: times and who ran them.
-_RUN_FIELDS = ("started_at", "ended_at", "timestamp", "duration_ms")
+# Fields that differ between two runs of the same calls: times, who ran them, event ids.
+_RUN_FIELDS = ("started_at", "ended_at", "timestamp", "duration_ms", "event_id")
 _RUN_META = ("pid", "tid", "duration_ns", "agentsight_recovered")
 
 
