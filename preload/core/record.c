@@ -505,6 +505,10 @@ int as_rec_summary(const as_sum *s, const as_rec_desc *d, const as_rec_ctx *c, a
         first = 0;
     }
     as_buf_putc(sb, '}');
+    if (d->via) {
+        as_buf_puts(sb, ",\"hook\":");
+        put_via(sb, d->via);
+    }
     if (d->display) {
         as_buf_puts(sb, ",\"display_name\":");
         as_json_cstr(sb, d->display);

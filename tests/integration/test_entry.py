@@ -103,13 +103,17 @@ def test_entry_threads_during_dlopen_patch():
     correct results throughout, and every call made after the patch is recorded."""
     _, pre, acts = _result()
     hot = [a for a in acts if a["action_name"] == "plugin_hot"]
+    # Calls that found their ring full are counted in summary actions (queue = drop).
+    summ = [a for a in hot if a["metadata"].get("summary")]
+    hot = [a for a in hot if not a["metadata"].get("summary")]
     total = None
     for line in pre.stderr.splitlines():
         if line.startswith("hot calls "):
             total = int(line.split()[2])
     assert total is not None, pre.stderr
-    assert THREADS * AFTER <= len(hot) <= total, (len(hot), total)
-    assert len({a["metadata"]["tid"] for a in hot}) == THREADS
+    seen = len(hot) + sum(a["metadata"]["calls"] for a in summ)
+    assert THREADS * AFTER <= seen <= total, (len(hot), seen, total)
+    assert len({a["metadata"]["tid"] for a in hot + summ}) == THREADS
     for a in hot:
         assert int(a["response"]) >= 1
 
