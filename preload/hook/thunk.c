@@ -303,10 +303,28 @@ static void summarize(as_ring *ring, as_tstate *t, const as_shadow_frame *f, uin
         as_ring_count_drop(ring);
 }
 
+/* Whether target id is one of the functions that return only on failure (the exec family,
+ * _exit): a frame of one that was left, not ended by the process, was pushed by a vfork
+ * child on the stack it shared with its parent (only exec or _exit may follow vfork), and
+ * is no call of this process. */
+static int vfork_child_frame(uint32_t id, uint32_t flags) {
+    if (flags & AS_CALL_ENDED || id >= AS_MAX_TARGETS)
+        return 0;
+    const char *s = as_targets[id].symbol;
+    if (!s)
+        return 0;
+    return strncmp(s, "exec", 4) == 0 || strcmp(s, "fexecve") == 0 || strcmp(s, "_exit") == 0 ||
+           strcmp(s, "_Exit") == 0;
+}
+
 static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_retregs *r,
                      int errno_out, uint32_t flags) {
     if (__builtin_expect(f->reported, 0))
         return;
+    if (__builtin_expect(!r, 0) && vfork_child_frame(f->id, flags)) {
+        f->reported = 1;
+        return;
+    }
     const void *cap = f->cap_len ? as_capture_data(f) : NULL;
     uint32_t ext = cap ? f->cap_len : 0;
     as_ring *ring = as_pipe_tring;
