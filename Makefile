@@ -2,7 +2,8 @@
 # benchmarks. `make demo` and `make test` install missing Debian packages first.
 #
 # Variables: BUILD (output folder, default build), SAN (sanitizers, e.g. address,undefined
-# or thread: used for the sanitizer passes of `make test`), PREFIX/DESTDIR for install.
+# or thread: used for the sanitizer passes of `make test`), PREFIX/DESTDIR for install
+# and uninstall.
 
 BUILD   ?= build
 SAN     ?=
@@ -49,6 +50,16 @@ CLI_OBJ  := $(call obj,$(CLI_SRC))
 CLI_MAIN_OBJ := $(call obj,preload/cli/main.c)
 CLI_LIB_OBJ  := $(filter-out $(CLI_MAIN_OBJ),$(CLI_OBJ))
 
+# The shared library is versioned: libagentsight.so.SO_MAJOR.MINOR.PATCH is the file,
+# libagentsight.so.SO_MAJOR (its SONAME, what programs record as NEEDED) and
+# libagentsight.so (what -lagentsight finds) link to it. MINOR.PATCH follow
+# AGENTSIGHT_VERSION in include/agentsight.h; SO_MAJOR changes only when the ABI breaks (a
+# function removed or changed, a public struct's layout changed).
+VERSION  := $(shell sed -n 's/^\#define AGENTSIGHT_VERSION "\(.*\)"/\1/p' include/agentsight.h)
+SO_MAJOR := 0
+SO_NAME  := libagentsight.so.$(SO_MAJOR)
+SO_FILE  := $(SO_NAME).$(word 2,$(subst ., ,$(VERSION))).$(word 3,$(subst ., ,$(VERSION)))
+LIB_REAL    := $(BUILD)/$(SO_FILE)
 LIB_SO      := $(BUILD)/libagentsight.so
 LIB_A       := $(BUILD)/libagentsight.a
 PRELOAD_SO  := $(BUILD)/libagentsight-preload.so
@@ -59,7 +70,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps demo test test-unit test-san test-tsan test-integration fuzz bench \
-	install clean format agents man
+	install uninstall clean format agents man
 
 all: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI)
 
@@ -74,8 +85,13 @@ $(BUILD)/obj/%.o: %.S
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(LIB_SO): $(CORE_OBJ)
-	$(CC) -shared -o $@ $^ $(LDSAN) $(ZDEFS) -Wl,-soname,libagentsight.so $(LIBS_CORE)
+$(LIB_REAL): $(CORE_OBJ)
+	$(CC) -shared -o $@ $^ $(LDSAN) $(ZDEFS) -Wl,-soname,$(SO_NAME) $(LIBS_CORE)
+
+# The links are made after the file, so make sees them up to date (it follows links).
+$(LIB_SO): $(LIB_REAL)
+	ln -sf $(SO_FILE) $(BUILD)/$(SO_NAME)
+	ln -sf $(SO_FILE) $@
 
 $(LIB_A): $(CORE_OBJ)
 	@rm -f $@
@@ -132,23 +148,53 @@ bench: deps
 	@$(MAKE) --no-print-directory all agents
 	@bash scripts/bench.sh
 
-# Man pages of the command, generated from its Markdown references (scripts/man.py).
-MAN_SRC := preload/cli/README.md config/README.md include/agentsight.h scripts/man.py
-man: $(BUILD)/man/agentsight.1
-$(BUILD)/man/agentsight.1: $(MAN_SRC)
-	@python3 scripts/man.py $(BUILD)/man
+# Man pages generated from the references they document (scripts/man.py): agentsight(1)
+# and agentsight-COMMAND(1) from preload/cli/README.md and config/README.md,
+# agentsight.conf(5) from config/README.md, libagentsight(3) (and a link page per
+# function) from the comments of include/agentsight.h.
+MAN_SRC := preload/cli/README.md config/README.md include/agentsight.h README.md scripts/man.py
+MAN_STAMP := $(BUILD)/man/man1/agentsight.1
+man: $(MAN_STAMP)
+$(MAN_STAMP): $(MAN_SRC)
+	@rm -rf $(BUILD)/man
+	@$(PYTHON) scripts/man.py $(BUILD)/man
 
-install: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI) $(BUILD)/man/agentsight.1
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-		$(DESTDIR)$(PREFIX)/share/man/man1
-	install -m 0644 $(BUILD)/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	install -m 0755 $(LIB_SO) $(PRELOAD_SO) $(DESTDIR)$(PREFIX)/lib/
-	install -m 0644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 0644 include/agentsight.h $(DESTDIR)$(PREFIX)/include/
-	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' scripts/agentsight.pc.in \
-		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/agentsight.pc
+# Install layout (PREFIX, staged under DESTDIR). The interposer is not a library to link
+# with: it goes to its own folder, PREFIX/lib/agentsight/, where `agentsight run` looks
+# for it (../lib/agentsight/ from the binary); LD_PRELOAD users name it by that path.
+# uninstall removes exactly the files install puts (the man pages listed by
+# `man.py --list`) and the interposer's folder, nothing else.
+bindir     := $(PREFIX)/bin
+libdir     := $(PREFIX)/lib
+pkglibdir  := $(libdir)/agentsight
+includedir := $(PREFIX)/include
+pkgconfigdir := $(libdir)/pkgconfig
+mandir     := $(PREFIX)/share/man
+INSTALLED := $(bindir)/agentsight $(libdir)/$(SO_FILE) $(libdir)/$(SO_NAME) \
+	$(libdir)/libagentsight.so $(libdir)/libagentsight.a $(pkglibdir)/libagentsight-preload.so \
+	$(includedir)/agentsight.h $(pkgconfigdir)/agentsight.pc
+
+install: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI) $(MAN_STAMP)
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) $(DESTDIR)$(pkglibdir) \
+		$(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir) \
+		$(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man3 $(DESTDIR)$(mandir)/man5
+	install -m 0755 $(CLI) $(DESTDIR)$(bindir)/
+	install -m 0644 $(LIB_REAL) $(LIB_A) $(DESTDIR)$(libdir)/
+	ln -sf $(SO_FILE) $(DESTDIR)$(libdir)/$(SO_NAME)
+	ln -sf $(SO_FILE) $(DESTDIR)$(libdir)/libagentsight.so
+	install -m 0644 $(PRELOAD_SO) $(DESTDIR)$(pkglibdir)/
+	install -m 0644 include/agentsight.h $(DESTDIR)$(includedir)/
+	sed -e 's|@prefix@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		-e 's|@libdir@|$(patsubst $(PREFIX)/%,$${exec_prefix}/%,$(libdir))|g' \
+		-e 's|@includedir@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(includedir))|g' \
+		scripts/agentsight.pc.in > $(DESTDIR)$(pkgconfigdir)/agentsight.pc
+	cd $(BUILD)/man && for p in $$($(PYTHON) $(CURDIR)/scripts/man.py --list); do \
+		install -m 0644 $$p $(DESTDIR)$(mandir)/$$p || exit 1; done
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	for p in $$($(PYTHON) scripts/man.py --list); do rm -f $(DESTDIR)$(mandir)/$$p; done
+	-rmdir $(DESTDIR)$(pkglibdir) 2>/dev/null
 
 # libFuzzer targets: every tests/fuzz/fuzz_*.c, built with clang against the sources it
 # names in its first line ("// FUZZ_SOURCES: preload/hook/config.c ..."), each run for

@@ -158,8 +158,10 @@ AGENTSIGHT_API int agentsight_flush(int timeout_ms);
 AGENTSIGHT_API void agentsight_shutdown(void);
 
 /*
- * agentsight_dropped - how many actions were dropped because a queue was full since the
- * process started. This function can't fail.
+ * agentsight_dropped - count the actions dropped because a queue was full.
+ *
+ * Returns how many actions were dropped since the process started. This function can't
+ * fail.
  */
 AGENTSIGHT_API uint64_t agentsight_dropped(void);
 

@@ -134,9 +134,10 @@ static int parse_opts(int argc, char **argv, run_opts *o, char **entries) {
     return 0;
 }
 
-/* Finds libagentsight-preload.so next to the running binary, else in ../lib relative to
- * it (PREFIX/bin + PREFIX/lib). Returns 0 with the absolute path in out, or -1 with a
- * message printed. */
+/* Finds libagentsight-preload.so next to the running binary (the build tree), else in
+ * ../lib/agentsight relative to it (`make install`: PREFIX/bin + PREFIX/lib/agentsight),
+ * else in ../lib (a copy put beside the libraries by hand). Returns 0 with the absolute
+ * path in out, or -1 with a message printed. */
 static int find_preload(char *out, size_t cap) {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -148,8 +149,9 @@ static int find_preload(char *out, size_t cap) {
     char *slash = strrchr(exe, '/');
     if (slash)
         *slash = '\0';
-    static const char *const rel[] = {"/" PRELOAD_NAME, "/../lib/" PRELOAD_NAME};
-    char cand[PATH_MAX + 32];
+    static const char *const rel[] = {"/" PRELOAD_NAME, "/../lib/agentsight/" PRELOAD_NAME,
+                                      "/../lib/" PRELOAD_NAME};
+    char cand[PATH_MAX + 64];
     for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
         snprintf(cand, sizeof(cand), "%s%s", exe, rel[i]);
         char real[PATH_MAX];
@@ -165,7 +167,9 @@ static int find_preload(char *out, size_t cap) {
         strcpy(out, real);
         return 0;
     }
-    fprintf(stderr, "agentsight run: " PRELOAD_NAME " not found in %s or %s/../lib\n", exe, exe);
+    fprintf(stderr,
+            "agentsight run: " PRELOAD_NAME " not found in %s, %s/../lib/agentsight or %s/../lib\n",
+            exe, exe, exe);
     return -1;
 }
 
