@@ -188,13 +188,13 @@ install: $(LIB_SO) $(LIB_A) $(PRELOAD_SO) $(CLI) $(MAN_STAMP)
 		-e 's|@libdir@|$(patsubst $(PREFIX)/%,$${exec_prefix}/%,$(libdir))|g' \
 		-e 's|@includedir@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(includedir))|g' \
 		scripts/agentsight.pc.in > $(DESTDIR)$(pkgconfigdir)/agentsight.pc
-	cd $(BUILD)/man && for p in $$($(PYTHON) $(CURDIR)/scripts/man.py --list); do \
-		install -m 0644 $$p $(DESTDIR)$(mandir)/$$p || exit 1; done
+	for p in $$($(PYTHON) scripts/man.py --list); do \
+		install -m 0644 $(BUILD)/man/$$p $(DESTDIR)$(mandir)/$$p || exit 1; done
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	for p in $$($(PYTHON) scripts/man.py --list); do rm -f $(DESTDIR)$(mandir)/$$p; done
-	-rmdir $(DESTDIR)$(pkglibdir) 2>/dev/null
+	rmdir $(DESTDIR)$(pkglibdir) 2>/dev/null || true
 
 # libFuzzer targets: every tests/fuzz/fuzz_*.c, built with clang against the sources it
 # names in its first line ("// FUZZ_SOURCES: preload/hook/config.c ..."), each run for
