@@ -108,9 +108,12 @@ def to_man_markdown(lines, shift):
     return "\n".join(out).strip() + "\n"
 
 
-def escape_literal_dots(roff):
+def fix_roff(roff):
     """go-md2man leaves a code line starting with '.' or "'" (such as "...") as it is,
-    which roff would read as a request: such lines inside .nf/.fi get a leading \\&."""
+    which roff would read as a request: such lines inside .nf/.fi get a leading \\&.
+    In filled text, a comma directly followed by a quote, a letter or a bracket (inline
+    JSON such as {"pid":N,"actions":N}) gets a break point (\\:), so a long code span
+    can wrap on a narrow terminal instead of overflowing the line."""
     out, literal = [], False
     for line in roff.split("\n"):
         if line == ".nf":
@@ -119,6 +122,8 @@ def escape_literal_dots(roff):
             literal = False
         elif literal and line[:1] in (".", "'"):
             line = "\\&" + line
+        elif not literal and line[:1] not in (".", "'"):
+            line = re.sub(r",(?=[\"A-Za-z_\[{])", r",\\:", line)
         out.append(line)
     return "\n".join(out)
 
@@ -327,7 +332,7 @@ def main():
             roff = ".so %s\n" % link
         else:
             p = subprocess.run([tool], input=text, capture_output=True, text=True, check=True)
-            roff = escape_literal_dots(p.stdout)
+            roff = fix_roff(p.stdout)
         with open(path, "w", encoding="utf-8") as f:
             f.write(roff)
         done.append(name)

@@ -16,12 +16,14 @@ HEADER = os.path.join(ROOT, "include", "agentsight.h")
 
 
 def render(path, cwd=None, env=None):
-    """The page as `man` shows it on a wide terminal, with ASCII hyphens and quotes."""
-    e = {"MANWIDTH": "200", "LC_ALL": "C.UTF-8"}
-    e.update(env or {})
-    p = run(["man", "--warnings", "-l", path], env=e, cwd=cwd)
-    assert p.returncode == 0, p.stderr
-    assert p.stderr == "", (path, p.stderr)  # no troff warning
+    """The page as `man` shows it on a wide terminal, with ASCII hyphens and quotes,
+    after checking it renders without a troff warning on an 80-column one too."""
+    for width in ("80", "200"):
+        e = {"MANWIDTH": width, "LC_ALL": "C.UTF-8"}
+        e.update(env or {})
+        p = run(["man", "--warnings", "-l", path], env=e, cwd=cwd)
+        assert p.returncode == 0, p.stderr
+        assert p.stderr == "", (path, width, p.stderr)  # no troff warning
     return p.stdout.replace("\u2010", "-").replace("\u2212", "-").replace("\u2019", "'")
 
 
