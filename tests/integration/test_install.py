@@ -209,3 +209,28 @@ def test_uninstall_removes_what_install_put():
     assert tree(stage) == sorted(others), tree(stage)
     assert not os.path.exists(os.path.join(root, "lib", "agentsight"))
     del _installed[("/usr/local", stage)]
+
+
+def test_build_tree_links_by_soname():
+    """Proves the build tree has the versioned library with its links, and the test
+    programs linked with -lagentsight record libagentsight.so.0 (not the unversioned
+    name) and load it from the build tree."""
+    real = os.path.join(BUILD, so_version())
+    assert os.path.isfile(real) and not os.path.islink(real)
+    for link in ("libagentsight.so.0", "libagentsight.so"):
+        assert os.readlink(os.path.join(BUILD, link)) == so_version(), link
+    agents = os.path.join(BUILD, "agents")
+    linked = []
+    for name in sorted(os.listdir(agents)):
+        path = os.path.join(agents, name)
+        if not os.path.isfile(path):
+            continue
+        needed = re.findall(r"Shared library: \[(libagentsight[^\]]*)\]",
+                            run(["readelf", "-d", path]).stdout)
+        if needed:
+            assert needed == ["libagentsight.so.0"], (name, needed)
+            p = run(["ldd", path])
+            assert "libagentsight.so.0 => " + os.path.join(BUILD, "libagentsight.so.0") \
+                in p.stdout, (name, p.stdout)
+            linked.append(name)
+    assert "api_validate" in linked and "readme_examples" in linked, linked
