@@ -351,10 +351,11 @@ typedef struct batch_check {
     int cut;        /* the file does not end in '\n' */
 } batch_check;
 
-/* 1 when line (len bytes) is a JSON object with a string action_name. */
+/* 1 when line (len bytes) is a JSON object with a non-empty string action_name: a line
+ * a replay reads as an action (as_spool_parse_line). */
 static int is_action_line(const char *line, size_t len) {
-    if (len < 2 || line[0] != '{' || line[len - 1] != '}')
-        return 0;
+    if (len < 2 || line[0] != '{')
+        return 0; /* what follows is what as_spool_parse_line() accepts */
     cJSON *o = as_cjson.cJSON_ParseWithLength(line, len);
     const cJSON *n = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "action_name");
     int ok = as_cjson.cJSON_IsString(n) && n->valuestring[0];
@@ -536,8 +537,9 @@ as_spool_replay *as_spool_wal(as_spool *sp, const char *lines, size_t len, size_
         goto error;
     /* Claimed from the start (no other process replays it while we run); should we die,
      * the claim of a dead process is released and the batch replayed. A write torn by a
-     * kill leaves a partial last line, which a reader skips: the actions of that line
-     * are still in the ring that was not yet released. */
+     * kill leaves a partial last line: the batch is then set aside when it is claimed
+     * (settle), its whole lines pending again; the actions of the partial line are still
+     * in the ring that was not yet released. */
     fd = open(rp->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         goto error;
@@ -642,24 +644,32 @@ void as_spool_replay_end(as_spool *sp, as_spool_replay *rp) {
 }
 
 int as_spool_claim(as_spool *sp, char *path, size_t cap, int64_t *key) {
-    size_t n;
-    char **v = list_pending(sp->dir, &n, NULL);
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        char from[900];
-        snprintf(from, sizeof from, "%s/%s", sp->dir, v[i]);
-        snprintf(path, cap, "%s.claim-%d", from, (int)getpid());
-        if (rename(from, path) == 0) {
-            if (settle(sp->dir, sp->uri, path) != 1)
-                continue; /* damaged: set aside, the next one is tried */
+    /* A damaged batch set aside may leave its readable actions as a new batch: the
+     * directory is listed again then (bounded: each pass sets aside what it found). */
+    for (int pass = 0; pass < 8; pass++) {
+        size_t n;
+        char **v = list_pending(sp->dir, &n, NULL);
+        int rc = 0, set_aside = 0;
+        for (size_t i = 0; i < n; i++) {
+            char from[900];
+            snprintf(from, sizeof from, "%s/%s", sp->dir, v[i]);
+            snprintf(path, cap, "%s.claim-%d", from, (int)getpid());
+            if (rename(from, path) != 0)
+                continue;
+            if (settle(sp->dir, sp->uri, path) != 1) {
+                set_aside = 1;
+                continue;
+            }
             if (key)
                 *key = strtoll(v[i], NULL, 10);
             rc = 1;
             break;
         }
+        free_list(v, n);
+        if (rc == 1 || !set_aside)
+            return rc;
     }
-    free_list(v, n);
-    return rc;
+    return 0;
 }
 
 int as_spool_release(const char *claimed_path) {
