@@ -19,9 +19,14 @@
  *   SINK (default AGENTSIGHT_OUTPUT, else `agentsight` when a key is set). What cannot be
  *   delivered within --timeout (default 60000 ms) stays in (or goes to) the spool.
  *   A progress line is printed on stderr every two seconds for long uploads.
+ *   A damaged batch (empty, cut short, garbage) is set aside as <name>.bad with a message,
+ *   its readable actions replayed; it never blocks the batches behind it.
  * EXIT STATUS
- *   0 when everything was delivered, 1 when some actions remain spooled (or a dead
- *   process's ring file names no sink that can be opened), 2 on bad usage. */
+ *   0 when everything was delivered; 1 when some actions remain spooled (to try again:
+ *   the server did not answer, refused the key, or a dead process's ring file names no
+ *   sink that can be opened) or were refused for good (dead letters); 2 on bad usage;
+ *   3 when everything readable was delivered but damaged input was set aside (batches
+ *   renamed .bad, unreadable lines in FILE). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +67,8 @@ static void usage(FILE *f) {
             "uploads recorded JSONL action files to SINK (agentsight, agentsight:URL, otlp:URL,\n"
             "file:PATH).\n"
             "  -V, --version  print the version;  -h, --help  this text\n"
-            "Exit status: 0 all delivered, 1 some actions remain spooled, 2 bad usage.\n");
+            "Exit status: 0 all delivered, 1 some actions remain spooled or were refused,\n"
+            "2 bad usage, 3 all readable delivered but damaged input set aside.\n");
 }
 
 static void upload_flush(upload *u) {
@@ -359,8 +365,12 @@ int as_cmd_send(int argc, char **argv) {
         size_t left = (size_t)rings_left;
         for (int k = 0; k < sp.n; k++)
             left += ship_spool(sp.uris[k], deadline);
-        fprintf(stderr, "agentsight send: %d sinks, %zu batches still pending\n", sp.n, left);
-        return left ? 1 : 0;
+        unsigned long bad = as_spool_set_aside();
+        fprintf(stderr, "agentsight send: %d sinks, %zu batches still pending", sp.n, left);
+        if (bad)
+            fprintf(stderr, ", %lu damaged batches set aside (*.bad)", bad);
+        fputc('\n', stderr);
+        return left ? 1 : bad ? 3 : 0;
     }
 
     if (!out)
@@ -405,5 +415,5 @@ int as_cmd_send(int argc, char **argv) {
             "agentsight send: %llu actions sent, %llu not delivered (spooled or "
             "dead letters), %llu unreadable lines\n",
             u.total - failed, failed, u.bad);
-    return rc || failed ? 1 : 0;
+    return rc || failed ? 1 : u.bad || as_spool_set_aside() ? 3 : 0;
 }

@@ -1,6 +1,7 @@
 /* sink_file.c - the "file:PATH" sink: appends one JSONL line per action.
  *
- * The file is opened O_APPEND|O_CREAT (0644); a relative PATH is resolved against the
+ * The file is opened O_APPEND|O_CREAT, mode 0600 (its lines hold call arguments); a
+ * relative PATH is resolved against the
  * working directory at open time and s->uri is rewritten to the absolute path (a forked
  * child reopens that). Each batch is formatted into one buffer and written under
  * flock(LOCK_EX), usually with a single write(2), so processes sharing the file never
@@ -28,7 +29,17 @@
  * does not move a dead ring's tail), sends it again later; a sink never holds the only
  * copy of an action in memory. When the truncation itself fails, the next batch starts
  * after the partial line is repaired as above. A failure is logged once per streak of
- * failures, and once more when writing works again. */
+ * failures, and once more when writing works again.
+ *
+ * Shared directories. The default sink is a relative path, so a program run from /tmp
+ * writes into a directory anyone may write to. A symlink there is followed only when the
+ * kernel's fs.protected_symlinks rule would follow it, whatever the sysctl says: the
+ * directory holding the link is neither sticky nor world-writable, or the link belongs to
+ * us (the effective uid) or to the directory's owner; otherwise the path is opened with
+ * O_NOFOLLOW and the sink is refused with a message (the program runs as without us). Only
+ * the last component is checked (the one a relative default path puts in the working
+ * directory). The file must be a regular file: a FIFO (opened O_NONBLOCK, so no open
+ * waits for a reader), a device, a socket or a directory is refused the same way. */
 #include "sink.h"
 
 #include <errno.h>
@@ -55,17 +66,70 @@ typedef struct file_sink {
     char path[PATH_MAX];
 } file_sink;
 
-/* Opens f->path for appending and records its identity. Returns 0, or -1 with errno set
- * (f->fd is then -1). */
-static int open_path(file_sink *f) {
+/* Whether following a symlink at path is allowed by the fs.protected_symlinks rule: 1 when
+ * path is not a symlink, or its directory is neither sticky nor world-writable, or the link
+ * belongs to us or to the directory's owner; 0 otherwise (*link_uid, *dir_uid say whose).
+ * A path whose directory cannot be examined is judged as in a shared directory. */
+static int link_allowed(const char *path, uid_t *link_uid, uid_t *dir_uid) {
+    struct stat ln, dir;
+    if (lstat(path, &ln) != 0 || !S_ISLNK(ln.st_mode))
+        return 1; /* nothing to follow now; a link planted later meets O_NOFOLLOW */
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    size_t pl = slash ? (size_t)(slash - path) : 0;
+    snprintf(parent, sizeof parent, "%.*s", (int)pl, pl ? path : "/");
+    *link_uid = ln.st_uid;
+    *dir_uid = (uid_t)-1;
+    if (stat(parent, &dir) != 0)
+        return ln.st_uid == geteuid();
+    *dir_uid = dir.st_uid;
+    if (!(dir.st_mode & (S_ISVTX | S_IWOTH)))
+        return 1;
+    return ln.st_uid == geteuid() || ln.st_uid == dir.st_uid;
+}
+
+/* Whether path's directory is sticky or world-writable (or cannot be examined): there, a
+ * symlink that appears after link_allowed() looked is not followed. */
+static int dir_shared(const char *path) {
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    size_t pl = slash ? (size_t)(slash - path) : 0;
+    snprintf(parent, sizeof parent, "%.*s", (int)pl, pl ? path : "/");
+    struct stat dir;
+    return stat(parent, &dir) != 0 || (dir.st_mode & (S_ISVTX | S_IWOTH)) != 0;
+}
+
+/* Opens f->path for appending and records its identity. Returns 0; or -1 with errno set
+ * (f->fd is then -1), why naming the refusal when it is ours (a symlink the rule above
+ * does not follow, a file that is not a regular file), else "". */
+static int open_path(file_sink *f, char *why, size_t why_cap) {
+    why[0] = 0;
+    uid_t link_uid = 0, dir_uid = 0;
+    int flags = O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK;
+    if (!link_allowed(f->path, &link_uid, &dir_uid)) {
+        snprintf(why, why_cap,
+                 "a symlink owned by uid %ld in a shared (sticky or world-writable) directory "
+                 "owned by uid %ld; not followed",
+                 (long)link_uid, (long)dir_uid);
+        f->fd = -1;
+        errno = ELOOP;
+        return -1;
+    }
+    struct stat st;
+    if (lstat(f->path, &st) != 0 || !S_ISLNK(st.st_mode)) {
+        if (dir_shared(f->path))
+            flags |= O_NOFOLLOW; /* no link was there: none is followed if one appears */
+    }
     /* Read access lets the sink see whether the file ends in a partial line; a file we
      * may only write to is still used, without that check. */
-    f->fd = open(f->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    f->fd = open(f->path, O_RDWR | flags, 0600);
     if (f->fd < 0 && (errno == EACCES || errno == EISDIR || errno == EPERM))
-        f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (f->fd < 0)
+        f->fd = open(f->path, O_WRONLY | flags, 0600);
+    if (f->fd < 0) {
+        if (errno == ELOOP && (flags & O_NOFOLLOW))
+            snprintf(why, why_cap, "a symlink appeared in a shared directory; not followed");
         return -1;
-    struct stat st;
+    }
     if (fstat(f->fd, &st) != 0) {
         int e = errno;
         close(f->fd);
@@ -73,6 +137,20 @@ static int open_path(file_sink *f) {
         errno = e;
         return -1;
     }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, why_cap, "not a regular file (%s); refused",
+                 S_ISFIFO(st.st_mode)                         ? "a FIFO"
+                 : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                 : S_ISSOCK(st.st_mode)                       ? "a socket"
+                                                              : "not a file");
+        close(f->fd);
+        f->fd = -1;
+        errno = EINVAL;
+        return -1;
+    }
+    int fl = fcntl(f->fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
     f->dev = st.st_dev;
     f->ino = st.st_ino;
     f->end = (unsigned long long)st.st_size;
@@ -93,7 +171,8 @@ static int fd_is_ours(const file_sink *f) {
 static int ensure_ours(file_sink *f) {
     if (fd_is_ours(f))
         return 0;
-    if (open_path(f) != 0)
+    char why[200];
+    if (open_path(f, why, sizeof why) != 0)
         return -1;
     as_debug("file sink '%s': its descriptor was taken by the program; reopened", f->path);
     return 0;
@@ -117,8 +196,10 @@ static int file_open(as_sink *s, const char *arg) {
             return -1;
         }
     }
-    if (open_path(f) != 0) {
-        as_error("file sink '%s': %s", f->path, strerror(errno));
+    char why[200];
+    if (open_path(f, why, sizeof why) != 0) {
+        as_error("file sink '%s': %s; no actions are written there", f->path,
+                 why[0] ? why : strerror(errno));
         free(f);
         return -1;
     }

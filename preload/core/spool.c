@@ -12,6 +12,7 @@
  *                                                      the write-ahead copy of actions a
  *                                                      sink of <pid> is sending (as_spool_wal)
  *       .tmp-<pid>-<seq>                               a batch being written
+ *       <key:20 digits>-<pid>-<seq>.jsonl.bad          a damaged batch set aside
  *
  * A batch is written to its temporary name and renamed, so a reader never sees half a
  * batch, also when the writer is killed; AGENTSIGHT_SPOOL_FSYNC=1 adds an fdatasync
@@ -29,7 +30,21 @@
  * The key is the Unix time (ns) the batch was first spooled; a batch replayed and
  * spooled again keeps its key, so sorting names replays oldest first. No secret is ever
  * written: the URI has no user:password part and the API key is read from the
- * environment again at replay. */
+ * environment again at replay.
+ *
+ * Damage. A batch is checked before it is replayed (as_spool_claim) and when `agentsight
+ * send` lists the sinks (as_spool_foreach_sink): it must have its header, end in '\n' and
+ * hold as many action lines as the header counts. One that does not (an empty file left by
+ * a power loss with fsync off, a file cut short, garbage) is renamed <name>.bad with a
+ * message; its whole action lines, if any, go back to the spool as a new pending batch of
+ * the same key. So a damaged file never blocks the batches behind it and no readable
+ * action is lost with it.
+ *
+ * Refusals for authentication (HTTP 401, 403) are not dead letters: the action is fine,
+ * the key is not. as_spool_dead_letter() stages such an action back into the spool, and
+ * the spool stops handing out batches for replay for the rest of the process (the key
+ * does not change while it runs); `agentsight send` with a key that is accepted ships
+ * them. */
 #include "core/spool.h"
 #include "core/securedir.h"
 
@@ -40,6 +55,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +86,15 @@ struct as_spool {
                            * meanwhile make it an over-estimate: a scan corrects it) */
     int64_t scanned_ms;   /* CLOCK_MONOTONIC ms of the last scan */
     int fsync_on;         /* AGENTSIGHT_SPOOL_FSYNC=1: fdatasync each batch */
+    int auth_refused;     /* a 401/403 was staged back: no replay in this process */
 };
+
+/* Batches set aside as damaged by this process (any spool). */
+static _Atomic unsigned long set_aside_total;
+
+unsigned long as_spool_set_aside(void) {
+    return set_aside_total;
+}
 
 uint64_t as_spool_default_max(void) {
     const char *e = secure_getenv("AGENTSIGHT_SPOOL_MAX_BYTES");
@@ -318,6 +342,146 @@ static long header_count(const char *path) {
     return n;
 }
 
+/* What a batch file holds. */
+typedef struct batch_check {
+    int header;     /* the first line is a spool header naming its sink */
+    long count;     /* the header's count */
+    size_t actions; /* whole lines that parse as actions */
+    size_t other;   /* other lines: garbage, or a line cut short */
+    int cut;        /* the file does not end in '\n' */
+} batch_check;
+
+/* 1 when line (len bytes) is a JSON object with a non-empty string action_name: a line
+ * a replay reads as an action (as_spool_parse_line). */
+static int is_action_line(const char *line, size_t len) {
+    if (len < 2 || line[0] != '{')
+        return 0; /* what follows is what as_spool_parse_line() accepts */
+    cJSON *o = as_cjson.cJSON_ParseWithLength(line, len);
+    const cJSON *n = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "action_name");
+    int ok = as_cjson.cJSON_IsString(n) && n->valuestring[0];
+    as_cjson.cJSON_Delete(o);
+    return ok;
+}
+
+/* Reads the batch at path into *c; its header's sink into uri (cap bytes; "" when none)
+ * and, when keep is non-NULL, its whole action lines (each with '\n'). Returns 0, or -1
+ * when the file cannot be read (c then says nothing). */
+static int check_batch(const char *path, batch_check *c, char *uri, size_t cap, as_buf *keep) {
+    memset(c, 0, sizeof *c);
+    uri[0] = 0;
+    if (as_dynlib_load(&as_cjson_lib) != 0)
+        return -1; /* no parser: nothing can be judged */
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t n;
+    for (int first = 1; (n = getline(&line, &lcap, f)) >= 0; first = 0) {
+        int whole = n > 0 && line[n - 1] == '\n';
+        c->cut = !whole;
+        size_t len = (size_t)n - (size_t)whole;
+        if (first && len > 20 && strncmp(line, "{\"agentsight_spool\":", 20) == 0) {
+            cJSON *h = as_cjson.cJSON_ParseWithLength(line, len);
+            const cJSON *u = as_cjson.cJSON_GetObjectItemCaseSensitive(h, "sink");
+            const cJSON *k = as_cjson.cJSON_GetObjectItemCaseSensitive(h, "count");
+            if (as_cjson.cJSON_IsString(u) && u->valuestring[0] && as_cjson.cJSON_IsNumber(k)) {
+                c->header = 1;
+                c->count = (long)k->valuedouble;
+                snprintf(uri, cap, "%s", u->valuestring);
+            }
+            as_cjson.cJSON_Delete(h);
+            if (c->header)
+                continue;
+        }
+        if (whole && is_action_line(line, len)) {
+            c->actions++;
+            if (keep)
+                as_buf_put(keep, line, (size_t)n);
+        } else {
+            c->other++;
+        }
+    }
+    free(line);
+    int err = ferror(f);
+    fclose(f);
+    return err ? -1 : 0;
+}
+
+/* 1 when a checked batch is sound: its header, every line an action, as many as counted,
+ * the last one whole. */
+static int batch_sound(const batch_check *c) {
+    return c->header && c->other == 0 && !c->cut && c->count == (long)c->actions;
+}
+
+/* Checks the pending or claimed batch at path in dir; a damaged one is renamed
+ * <name>.bad (".claim-PID" dropped) with a message, and its whole action lines go back
+ * to dir as a new pending batch of the same key, for the sink uri (its own header's, else
+ * uri; with neither they stay in the .bad file only). Returns 1 when the batch is sound
+ * (or cannot be judged: it is left as it is), 0 when it was set aside or is gone. */
+static int settle(const char *dir, const char *uri, const char *path) {
+    batch_check c;
+    char own[512];
+    as_buf keep;
+    as_buf_init(&keep);
+    if (check_batch(path, &c, own, sizeof own, &keep) != 0) {
+        as_buf_free(&keep);
+        return access(path, F_OK) == 0 ? 1 : 0;
+    }
+    if (batch_sound(&c)) {
+        as_buf_free(&keep);
+        return 1;
+    }
+    const char *to = own[0] ? own : uri;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    int64_t key = strtoll(base, NULL, 10);
+    char bad[1024];
+    const char *claim = strstr(path, ".claim-");
+    snprintf(bad, sizeof bad, "%.*s.bad", (int)(claim ? claim - path : (ptrdiff_t)strlen(path)),
+             path);
+    int kept = 0;
+    if (c.actions > 0 && to && to[0] && !keep.oom) {
+        static _Atomic unsigned salvage_seq;
+        char tmp[1024], final[1024];
+        unsigned seq = salvage_seq++;
+        snprintf(tmp, sizeof tmp, "%s/.tmp-%d-r%u", dir, (int)getpid(), seq);
+        snprintf(final, sizeof final, "%s/%020lld-%d-r%u.jsonl", dir, (long long)key, (int)getpid(),
+                 seq);
+        as_buf head;
+        as_buf_init(&head);
+        as_buf_puts(&head, "{\"agentsight_spool\":1,\"sink\":");
+        as_json_cstr(&head, to);
+        as_buf_printf(&head, ",\"count\":%zu,\"pid\":%d}\n", c.actions, (int)getpid());
+        unlink(tmp);
+        int fd =
+            head.oom ? -1 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            int ok = as_write_all(fd, head.data, head.len) == 0 &&
+                     as_write_all(fd, keep.data, keep.len) == 0;
+            if (close(fd) == 0 && ok && rename(tmp, final) == 0)
+                kept = 1;
+            else
+                unlink(tmp);
+        }
+        as_buf_free(&head);
+    }
+    as_buf_free(&keep);
+    if (c.actions > 0 && !kept)
+        return 1; /* its readable actions have no other copy: leave it be */
+    if (rename(path, bad) != 0)
+        return access(path, F_OK) == 0 ? 1 : 0;
+    set_aside_total++;
+    const char *what = c.header == 0 && c.actions == 0 && c.other == 0 && !c.cut ? "empty"
+                       : c.cut || (c.header && c.count > (long)c.actions)        ? "cut short"
+                                                                                 : "garbage in it";
+    as_alert_warn("spool: damaged batch (%s: %zu actions readable of %ld counted); set aside "
+                  "as %s%s",
+                  what, c.actions, c.header ? c.count : 0L, bad,
+                  c.actions ? "; its readable actions stay pending" : "");
+    return 0;
+}
+
 /* Drops the oldest pending batches until `need` more bytes fit. The directory is scanned
  * when the known size says the bound may be reached, and at least every
  * AS_SPOOL_RESCAN_MS: other processes spooling for the same sink write into the same
@@ -373,8 +537,9 @@ as_spool_replay *as_spool_wal(as_spool *sp, const char *lines, size_t len, size_
         goto error;
     /* Claimed from the start (no other process replays it while we run); should we die,
      * the claim of a dead process is released and the batch replayed. A write torn by a
-     * kill leaves a partial last line, which a reader skips: the actions of that line
-     * are still in the ring that was not yet released. */
+     * kill leaves a partial last line: the batch is then set aside when it is claimed
+     * (settle), its whole lines pending again; the actions of the partial line are still
+     * in the ring that was not yet released. */
     fd = open(rp->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         goto error;
@@ -456,6 +621,8 @@ error:
 
 as_spool_replay *as_spool_replay_start(as_spool *sp, int *pending) {
     as_spool_commit(sp);
+    if (sp->auth_refused)
+        return NULL; /* the key was refused: a replay could only be refused again */
     as_spool_replay *rp = calloc(1, sizeof *rp);
     if (!rp)
         return NULL;
@@ -477,22 +644,32 @@ void as_spool_replay_end(as_spool *sp, as_spool_replay *rp) {
 }
 
 int as_spool_claim(as_spool *sp, char *path, size_t cap, int64_t *key) {
-    size_t n;
-    char **v = list_pending(sp->dir, &n, NULL);
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        char from[900];
-        snprintf(from, sizeof from, "%s/%s", sp->dir, v[i]);
-        snprintf(path, cap, "%s.claim-%d", from, (int)getpid());
-        if (rename(from, path) == 0) {
+    /* A damaged batch set aside may leave its readable actions as a new batch: the
+     * directory is listed again then (bounded: each pass sets aside what it found). */
+    for (int pass = 0; pass < 8; pass++) {
+        size_t n;
+        char **v = list_pending(sp->dir, &n, NULL);
+        int rc = 0, set_aside = 0;
+        for (size_t i = 0; i < n; i++) {
+            char from[900];
+            snprintf(from, sizeof from, "%s/%s", sp->dir, v[i]);
+            snprintf(path, cap, "%s.claim-%d", from, (int)getpid());
+            if (rename(from, path) != 0)
+                continue;
+            if (settle(sp->dir, sp->uri, path) != 1) {
+                set_aside = 1;
+                continue;
+            }
             if (key)
                 *key = strtoll(v[i], NULL, 10);
             rc = 1;
             break;
         }
+        free_list(v, n);
+        if (rc == 1 || !set_aside)
+            return rc;
     }
-    free_list(v, n);
-    return rc;
+    return 0;
 }
 
 int as_spool_release(const char *claimed_path) {
@@ -520,6 +697,15 @@ size_t as_spool_pending(as_spool *sp, uint64_t *bytes) {
 
 int as_spool_dead_letter(as_spool *sp, long status, const char *answer, const char *line,
                          size_t len) {
+    if (status == 401 || status == 403) {
+        if (!sp->auth_refused)
+            as_alert_warn("spool %s: the server refused the API key (HTTP %ld); actions stay "
+                          "in the spool and `agentsight send` delivers them once the key is "
+                          "accepted",
+                          sp->uri, status);
+        sp->auth_refused = 1;
+        return as_spool_stage(sp, 0, line, len);
+    }
     char path[600];
     snprintf(path, sizeof path, "%s/dead-letter.jsonl", sp->root);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == ' '))
@@ -554,11 +740,17 @@ int as_spool_read(const char *path, char *uri, size_t uri_cap,
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
+    /* Only what the file holds now: lines appended while it is read (the dead-letter
+     * file, read by `send` while its sink appends refusals) are not read again. */
+    struct stat st;
+    uint64_t size = fstat(fileno(f), &st) == 0 ? (uint64_t)st.st_size : UINT64_MAX;
+    uint64_t at = 0;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     int first = 1, rc = 0;
-    while ((n = getline(&line, &cap, f)) >= 0) {
+    while (at < size && (n = getline(&line, &cap, f)) >= 0) {
+        at += (uint64_t)n;
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = 0;
         if (n == 0)
@@ -583,6 +775,22 @@ int as_spool_read(const char *path, char *uri, size_t uri_cap,
     return rc;
 }
 
+/* The sink URI of the batch header at path into uri ("" when it has none). */
+static void header_uri(const char *path, char *uri, size_t cap) {
+    uri[0] = 0;
+    FILE *f = fopen(path, "re");
+    char line[2048];
+    if (f && fgets(line, sizeof line, f) && as_dynlib_load(&as_cjson_lib) == 0) {
+        cJSON *h = as_cjson.cJSON_Parse(line);
+        const cJSON *s = as_cjson.cJSON_GetObjectItemCaseSensitive(h, "sink");
+        if (as_cjson.cJSON_IsString(s))
+            snprintf(uri, cap, "%s", s->valuestring);
+        as_cjson.cJSON_Delete(h);
+    }
+    if (f)
+        fclose(f);
+}
+
 int as_spool_foreach_sink(const char *root, void (*fn)(const char *uri, const char *dir, void *ctx),
                           void *ctx) {
     DIR *d = opendir(root);
@@ -601,25 +809,26 @@ int as_spool_foreach_sink(const char *root, void (*fn)(const char *uri, const ch
         recover(&probe);
         size_t n;
         char **v = list_pending(dir, &n, NULL);
-        if (n > 0) {
-            char path[1000], uri[512];
-            snprintf(path, sizeof path, "%s/%s", dir, v[0]);
-            FILE *f = fopen(path, "r");
-            char line[2048];
-            uri[0] = 0;
-            if (f && fgets(line, sizeof line, f) && as_dynlib_load(&as_cjson_lib) == 0) {
-                cJSON *h = as_cjson.cJSON_Parse(line);
-                const cJSON *s = as_cjson.cJSON_GetObjectItemCaseSensitive(h, "sink");
-                if (as_cjson.cJSON_IsString(s))
-                    snprintf(uri, sizeof uri, "%s", s->valuestring);
-                as_cjson.cJSON_Delete(h);
-            }
-            if (f)
-                fclose(f);
-            if (uri[0]) {
-                fn(uri, dir, ctx);
-                visited++;
-            }
+        /* The sink is named by the first batch with a readable header (a damaged one
+         * may come first); then every batch is checked, claimed while it is. */
+        char uri[512] = "";
+        for (size_t k = 0; k < n && !uri[0]; k++) {
+            char path[1000];
+            snprintf(path, sizeof path, "%s/%s", dir, v[k]);
+            header_uri(path, uri, sizeof uri);
+        }
+        for (size_t k = 0; k < n; k++) {
+            char path[1000], claimed[1100];
+            snprintf(path, sizeof path, "%s/%s", dir, v[k]);
+            snprintf(claimed, sizeof claimed, "%s.claim-%d", path, (int)getpid());
+            if (rename(path, claimed) == 0 && settle(dir, uri, claimed) == 1)
+                rename(claimed, path);
+        }
+        free_list(v, n);
+        v = list_pending(dir, &n, NULL);
+        if (n > 0 && uri[0]) {
+            fn(uri, dir, ctx);
+            visited++;
         }
         free_list(v, n);
     }
@@ -646,12 +855,17 @@ int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
         as_cjson.cJSON_Delete(o);
         return -1;
     }
+    cJSON *root = o;
+    const cJSON *inner = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "action");
+    if (!str_member(o, "action_name") && as_cjson.cJSON_IsObject(inner) &&
+        as_cjson.cJSON_GetObjectItemCaseSensitive(o, "status"))
+        o = (cJSON *)inner; /* a dead-letter record: its action */
     const char *name = str_member(o, "action_name");
     if (!name || !*name) {
-        as_cjson.cJSON_Delete(o);
+        as_cjson.cJSON_Delete(root);
         return -1;
     }
-    rec->json = o;
+    rec->json = root;
     as_action *a = &rec->a;
     a->action_name = name;
     a->response = str_member(o, "response");

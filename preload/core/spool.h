@@ -119,19 +119,28 @@ uint64_t as_spool_dropped(const as_spool *sp);
 const char *as_spool_dir(const as_spool *sp);
 
 /* Appends one dead-letter record to <root>/dead-letter.jsonl (0600):
- * {"sink":URI,"status":N,"answer":"...","action":<line>}. Returns 0 or -1. */
+ * {"sink":URI,"status":N,"answer":"...","action":<line>}. Returns 0 or -1.
+ * A refusal for authentication (status 401 or 403) is not a dead letter: the line is
+ * staged back into the spool (as as_spool_stage(sp, 0, ...)) and sp replays nothing more
+ * in this process (as_spool_replay_start returns NULL); logged once per spool. */
 int as_spool_dead_letter(as_spool *sp, long status, const char *answer, const char *line,
                          size_t len);
 
-/* Reads a batch (or any JSONL file of actions). Calls fn for each action line (the
- * header line is skipped). Stops when fn returns non-zero and returns that value;
- * returns 0 at the end, -1 when the file cannot be read. When uri is non-NULL it
+/* Batches set aside as damaged by this process, in any spool: a batch that is empty,
+ * cut short or holds lines that are not actions (see spool.c) is renamed <name>.bad when
+ * it is claimed or listed by as_spool_foreach_sink(), its readable actions pending again. */
+unsigned long as_spool_set_aside(void);
+
+/* Reads a batch (or any JSONL file of actions) as far as it reaches when opened. Calls
+ * fn for each action line (the header line is skipped). Stops when fn returns non-zero and returns
+ * that value; returns 0 at the end, -1 when the file cannot be read. When uri is non-NULL it
  * receives the header's sink URI ("" for a plain JSONL file). */
 int as_spool_read(const char *path, char *uri, size_t uri_cap,
                   int (*fn)(const char *line, size_t len, void *ctx), void *ctx);
 
-/* Calls fn(uri, dir, ctx) for every sink directory under root that has pending or
- * claimed batches (uri from its oldest batch's header). Returns the number visited. */
+/* Calls fn(uri, dir, ctx) for every sink directory under root that has pending
+ * batches (uri from its oldest batch with a readable header), after setting aside the
+ * damaged ones (as_spool_set_aside). Returns the number visited. */
 int as_spool_foreach_sink(const char *root, void (*fn)(const char *uri, const char *dir, void *ctx),
                           void *ctx);
 
@@ -154,7 +163,8 @@ typedef struct as_spool_rec {
     char *metadata;   /* printed object text, or NULL */
 } as_spool_rec;
 
-/* Parses one JSONL action line (the file sink's format). Returns 0 and fills rec, or -1
+/* Parses one JSONL action line (the file sink's format), or a dead-letter record (its
+ * "action"). Returns 0 and fills rec, or -1
  * when the line is not an action (rec left empty; nothing to free). */
 int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec);
 void as_spool_rec_free(as_spool_rec *rec);

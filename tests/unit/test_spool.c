@@ -475,6 +475,167 @@ static void test_event_id_round_trip(void **state) {
     as_buf_free(&line);
 }
 
+/* Writes text (n bytes) as the file name in the spool directory of sp. */
+static void plant(as_spool *sp, const char *name, const char *text, size_t n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", as_spool_dir(sp), name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Whether name.bad exists in the spool directory of sp. */
+static int set_aside_as(as_spool *sp, const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.bad", as_spool_dir(sp), name);
+    return access(path, F_OK) == 0;
+}
+
+/* Proves an empty batch (what a power loss leaves with fsync off) and a garbage batch at
+ * the head of the spool are set aside as .bad and counted, and the sound batch behind
+ * them is claimed. */
+static void test_damaged_head_set_aside(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://damage", 0);
+    assert_non_null(sp);
+    assert_int_equal(as_spool_stage(sp, 5, "{\"action_name\":\"good\"}", 22), 0);
+    assert_int_equal(as_spool_commit(sp), 1);
+    plant(sp, "00000000000000000001-1-0.jsonl", "", 0);
+    plant(sp, "00000000000000000002-1-0.jsonl", "\x00\xff\x13 noise\n\x7f", 10);
+    unsigned long before = as_spool_set_aside();
+    char path[1024], names[16] = "";
+    int64_t key = 0;
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, &key), 1);
+    assert_int_equal(key, 5);
+    assert_int_equal(as_spool_read(path, NULL, 0, collect_names, names), 0);
+    assert_string_equal(names, "good");
+    assert_int_equal(as_spool_set_aside() - before, 2);
+    assert_true(set_aside_as(sp, "00000000000000000001-1-0.jsonl"));
+    assert_true(set_aside_as(sp, "00000000000000000002-1-0.jsonl"));
+    assert_int_equal(as_spool_release(path), 0);
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, NULL), 0);
+    as_spool_close(sp);
+}
+
+/* Proves a batch cut short (its header counts 3, two whole lines, a third cut) and one
+ * with a garbage line between actions are set aside, and their whole action lines are
+ * pending again under the same key: nothing readable is lost, nothing unreadable shipped. */
+static void test_damaged_cut_and_garbage_lines(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://damage", 0);
+    assert_non_null(sp);
+    const char cut[] = "{\"agentsight_spool\":1,\"sink\":\"agentsight:http://damage\","
+                       "\"count\":3,\"pid\":1}\n{\"action_name\":\"a\"}\n"
+                       "{\"action_name\":\"b\"}\n{\"action_na";
+    plant(sp, "00000000000000000007-1-0.jsonl", cut, sizeof cut - 1);
+    const char mixed[] = "{\"agentsight_spool\":1,\"sink\":\"agentsight:http://damage\","
+                         "\"count\":2,\"pid\":1}\n{\"action_name\":\"c\"}\n"
+                         "{\"act\x01on_name\":\"x\"}\n{\"action_name\":\"d\"}\n";
+    plant(sp, "00000000000000000009-1-0.jsonl", mixed, sizeof mixed - 1);
+    unsigned long before = as_spool_set_aside();
+    char path[1024], names[16] = "";
+    int64_t key = 0;
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, &key), 1);
+    assert_int_equal(key, 7);
+    assert_int_equal(as_spool_read(path, NULL, 0, collect_names, names), 0);
+    assert_string_equal(names, "ab");
+    assert_int_equal(as_spool_release(path), 0);
+    assert_int_equal(as_spool_claim(sp, path, sizeof path, &key), 1);
+    assert_int_equal(key, 9);
+    names[0] = 0;
+    assert_int_equal(as_spool_read(path, NULL, 0, collect_names, names), 0);
+    assert_string_equal(names, "cd");
+    assert_int_equal(as_spool_release(path), 0);
+    assert_int_equal(as_spool_set_aside() - before, 2);
+    assert_true(set_aside_as(sp, "00000000000000000007-1-0.jsonl"));
+    assert_true(set_aside_as(sp, "00000000000000000009-1-0.jsonl"));
+    assert_int_equal(as_spool_pending(sp, NULL), 0);
+    as_spool_close(sp);
+}
+
+/* as_spool_foreach_sink callback: copies the URI into ctx (256 bytes). */
+static void visit_uri(const char *uri, const char *dir, void *ctx) {
+    snprintf(ctx, 256, "%s", uri);
+}
+
+/* Proves a damaged batch at the head of a sink's spool does not hide the sink from
+ * as_spool_foreach_sink (named by the next readable header), and is set aside there. */
+static void test_foreach_sink_past_damaged_head(void **state) {
+    as_spool *sp = as_spool_open(root, "otlp:http://behind-damage", 0);
+    assert_non_null(sp);
+    assert_int_equal(as_spool_stage(sp, 5, "{\"action_name\":\"a\"}", 19), 0);
+    assert_int_equal(as_spool_commit(sp), 1);
+    plant(sp, "00000000000000000001-1-0.jsonl", "", 0);
+    char seen[256] = "";
+    assert_int_equal(as_spool_foreach_sink(root, visit_uri, seen), 1);
+    assert_string_equal(seen, "otlp:http://behind-damage");
+    assert_true(set_aside_as(sp, "00000000000000000001-1-0.jsonl"));
+    assert_int_equal(as_spool_pending(sp, NULL), 1);
+    as_spool_close(sp);
+}
+
+/* Proves a refusal for authentication (401, 403) is not a dead letter: the action is
+ * pending again, no replay starts in this process (it would be refused again), and a
+ * later process (a fixed key) replays it. */
+static void test_auth_refusal_stays_in_spool(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://auth", 0);
+    assert_non_null(sp);
+    const char *a = "{\"action_name\":\"a\"}", *b = "{\"action_name\":\"b\"}";
+    assert_int_equal(as_spool_dead_letter(sp, 401, "bad key", a, strlen(a)), 0);
+    assert_int_equal(as_spool_dead_letter(sp, 403, "forbidden", b, strlen(b)), 0);
+    char dl[600];
+    snprintf(dl, sizeof dl, "%s/dead-letter.jsonl", root);
+    assert_int_equal(access(dl, F_OK), -1);
+    int pending = 1;
+    assert_null(as_spool_replay_start(sp, &pending));
+    assert_int_equal(pending, 1);
+    assert_int_equal(as_spool_pending(sp, NULL), 1);
+    as_spool_close(sp);
+    sp = as_spool_open(root, "agentsight:http://auth", 0);
+    as_spool_replay *rp = as_spool_replay_start(sp, &pending);
+    assert_non_null(rp);
+    char names[16] = "";
+    assert_int_equal(as_spool_read(rp->path, NULL, 0, collect_names, names), 0);
+    assert_string_equal(names, "ab");
+    as_spool_replay_end(sp, rp);
+    as_spool_close(sp);
+}
+
+/* as_spool_read callback: appends the line to the file it reads (ctx: its path). */
+static int append_back(const char *line, size_t len, void *ctx) {
+    FILE *f = fopen(ctx, "a");
+    assert_non_null(f);
+    fwrite(line, 1, len, f);
+    fputc('\n', f);
+    fclose(f);
+    return 0;
+}
+
+/* Proves a dead-letter record reads as its action (`send` can upload the dead-letter
+ * file), and reading a file ends at the size it had when opened, also when each line is
+ * appended to it again while it is read (as refusals are, to the dead-letter file). */
+static void test_dead_letter_file_readable(void **state) {
+    as_spool *sp = as_spool_open(root, "agentsight:http://dl", 0);
+    assert_non_null(sp);
+    const char *a = "{\"action_name\":\"refused\",\"response\":\"r\"}";
+    assert_int_equal(as_spool_dead_letter(sp, 400, "no", a, strlen(a)), 0);
+    char dl[600];
+    snprintf(dl, sizeof dl, "%s/dead-letter.jsonl", root);
+    int n = 0;
+    assert_int_equal(as_spool_read(dl, NULL, 0, append_back, dl), 0);
+    assert_int_equal(as_spool_read(dl, NULL, 0, count_line, &n), 0);
+    assert_int_equal(n, 2); /* the record and its one copy */
+    FILE *f = fopen(dl, "r");
+    char line[512];
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    as_spool_rec rec;
+    assert_int_equal(as_spool_parse_line(line, strlen(line), &rec), 0);
+    assert_string_equal(rec.a.action_name, "refused");
+    assert_string_equal(rec.a.response, "r");
+    as_spool_rec_free(&rec);
+    as_spool_close(sp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commit_layout, setup, teardown),
@@ -493,6 +654,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_wal_of_dead_writer_is_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_over_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_id_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_head_set_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_cut_and_garbage_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreach_sink_past_damaged_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_refusal_stays_in_spool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letter_file_readable, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
