@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "agentsight.h"
+#include "cli/report.h"
 
 #define MAX_LINE (64u << 20) /* longer lines are skipped as bad, like report's table */
 #define MAX_DUR_US 1e18      /* a bigger duration is not a real one */
@@ -25,9 +26,7 @@ struct as_chrome {
     lane *lanes;      /* open addressing, cap a power of two; used slots have used[i] = 1 */
     unsigned char *used;
     size_t nlanes, cap;
-    uint64_t bad, first_bad_line;
-    const char *first_bad_why;
-    char *first_bad_label;
+    as_bad_lines bad;
 };
 
 as_chrome *as_chrome_new(FILE *out) {
@@ -47,7 +46,7 @@ void as_chrome_free(as_chrome *c) {
         return;
     free(c->lanes);
     free(c->used);
-    free(c->first_bad_label);
+    as_bad_lines_free(&c->bad);
     free(c);
 }
 
@@ -56,7 +55,7 @@ uint64_t as_chrome_events(const as_chrome *c) {
 }
 
 uint64_t as_chrome_bad_lines(const as_chrome *c) {
-    return c->bad;
+    return c->bad.n;
 }
 
 /* ---- lanes -------------------------------------------------------------------------- */
@@ -274,29 +273,17 @@ done:
     return rc;
 }
 
-static int blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-            return 0;
-    return 1;
-}
-
 int as_chrome_line(as_chrome *c, const char *line, size_t len, const char **why) {
     const char *dummy;
     if (!why)
         why = &dummy;
-    if (blank(line, len))
+    if (as_jsonl_blank(line, len))
         return 1;
     if (memchr(line, '\0', len)) {
         *why = "not JSON";
         return -1;
     }
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-    if (root && end && !blank(end, len - (size_t)(end - line))) {
-        cJSON_Delete(root);
-        root = NULL;
-    }
+    cJSON *root = as_jsonl_parse(line, len);
     if (!root) {
         *why = "not JSON";
         return -1;
@@ -310,14 +297,6 @@ int as_chrome_line(as_chrome *c, const char *line, size_t len, const char **why)
     return rc;
 }
 
-static void note_bad(as_chrome *c, uint64_t lineno, const char *why, const char *label) {
-    if (c->bad++ > 0)
-        return;
-    c->first_bad_line = lineno;
-    c->first_bad_why = why;
-    c->first_bad_label = label ? strdup(label) : NULL;
-}
-
 int as_chrome_stream(as_chrome *c, FILE *f, const char *label) {
     char *line = NULL;
     size_t cap = 0;
@@ -327,9 +306,9 @@ int as_chrome_stream(as_chrome *c, FILE *f, const char *label) {
         lineno++;
         const char *why = NULL;
         if ((size_t)n > MAX_LINE)
-            note_bad(c, lineno, "line too long", label);
+            as_bad_lines_note(&c->bad, lineno, "line too long", label);
         else if (as_chrome_line(c, line, (size_t)n, &why) < 0)
-            note_bad(c, lineno, why, label);
+            as_bad_lines_note(&c->bad, lineno, why, label);
     }
     int err = ferror(f);
     free(line);
@@ -337,16 +316,7 @@ int as_chrome_stream(as_chrome *c, FILE *f, const char *label) {
 }
 
 void as_chrome_print_bad(const as_chrome *c, FILE *f, int several_files) {
-    if (c->bad == 0)
-        return;
-    unsigned long long n = (unsigned long long)c->bad;
-    unsigned long long at = (unsigned long long)c->first_bad_line;
-    if (several_files && c->first_bad_label)
-        fprintf(f, "report: %llu bad line%s skipped (first at line %llu of %s: %s)\n", n,
-                n == 1 ? "" : "s", at, c->first_bad_label, c->first_bad_why);
-    else
-        fprintf(f, "report: %llu bad line%s skipped (first at line %llu: %s)\n", n,
-                n == 1 ? "" : "s", at, c->first_bad_why);
+    as_bad_lines_print(&c->bad, f, several_files);
 }
 
 /* Writes one metadata event naming a process (tid < 0) or a thread. Returns 0 or -1. */
