@@ -139,20 +139,6 @@ int as_chrome_parse_iso(const char *s, double *us) {
     return 0;
 }
 
-/* Reads a duration member: 1 with *out (in us) for a finite number >= 0, 0 when absent or
- * null, -1 for anything else. */
-static int dur_of(const cJSON *item, double us_per_unit, double *out) {
-    if (!item || cJSON_IsNull(item))
-        return 0;
-    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble < 0)
-        return -1;
-    double v = item->valuedouble * us_per_unit;
-    if (!isfinite(v) || v > MAX_DUR_US)
-        return -1;
-    *out = v;
-    return 1;
-}
-
 /* A whole number that fits a pid/tid lane, else -1. */
 static double lane_id(const cJSON *item) {
     if (!cJSON_IsNumber(item))
@@ -210,9 +196,9 @@ static int action_event(as_chrome *c, const cJSON *root, const char **why) {
     int has_start =
         as_chrome_parse_iso(cJSON_GetStringValue(member(root, "started_at")), &start) == 0;
     int has_end = as_chrome_parse_iso(cJSON_GetStringValue(member(root, "ended_at")), &end) == 0;
-    int got = dur_of(member(meta, "duration_ns"), 1e-3, &dur);
+    int got = as_jsonl_duration(member(meta, "duration_ns"), 1e-3, MAX_DUR_US, &dur);
     if (got == 0)
-        got = dur_of(member(root, "duration_ms"), 1e3, &dur);
+        got = as_jsonl_duration(member(root, "duration_ms"), 1e3, MAX_DUR_US, &dur);
     if (got < 0) {
         *why = "bad duration";
         return -1;

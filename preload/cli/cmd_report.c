@@ -271,18 +271,15 @@ cJSON *as_jsonl_parse(const char *line, size_t len) {
  * many accepted ones stay finite. */
 #define MAX_DURATION_NS 1e21
 
-/* Reads a JSON duration: 1 and *out set (in ns) for a number >= 0 whose value times scale
- * is finite and at most MAX_DURATION_NS, 0 when the member is absent or null, -1 when it
- * is anything else (*out untouched). */
-static int duration_of(const cJSON *item, double scale, double *out) {
+int as_jsonl_duration(const cJSON *item, double scale, double max, double *out) {
     if (!item || cJSON_IsNull(item))
         return 0;
     if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble < 0)
         return -1;
-    double ns = item->valuedouble * scale;
-    if (!isfinite(ns) || ns > MAX_DURATION_NS)
+    double v = item->valuedouble * scale;
+    if (!isfinite(v) || v > max)
         return -1;
-    *out = ns;
+    *out = v;
     return 1;
 }
 
@@ -341,10 +338,12 @@ int as_report_line(as_report *r, const char *line, size_t len, const char **why)
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(meta, "display_name");
         if (cJSON_IsString(d) && d->valuestring[0])
             display = d->valuestring;
-        got = duration_of(cJSON_GetObjectItemCaseSensitive(meta, "duration_ns"), 1.0, &dur);
+        got = as_jsonl_duration(cJSON_GetObjectItemCaseSensitive(meta, "duration_ns"), 1.0,
+                                MAX_DURATION_NS, &dur);
     }
     if (got == 0)
-        got = duration_of(cJSON_GetObjectItemCaseSensitive(root, "duration_ms"), 1e6, &dur);
+        got = as_jsonl_duration(cJSON_GetObjectItemCaseSensitive(root, "duration_ms"), 1e6,
+                                MAX_DURATION_NS, &dur);
     if (got < 0) {
         *why = "bad duration";
         goto done;

@@ -98,6 +98,11 @@ int as_jsonl_blank(const char *s, size_t n);
  * (the caller frees it with cJSON_Delete), or NULL when the bytes are not that. */
 struct cJSON *as_jsonl_parse(const char *line, size_t len);
 
+/* Reads a JSON duration member: 1 and *out set to its value times scale for a number >= 0
+ * whose scaled value is finite and at most max, 0 when the member is absent or null, -1
+ * when it is anything else (*out untouched). */
+int as_jsonl_duration(const struct cJSON *item, double scale, double max, double *out);
+
 /* Parses a --sort key ("total", "calls", "mean", "p99", "errors", "name"). Returns the
  * enum value, or -1 when unknown. */
 int as_report_sort_parse(const char *s);
