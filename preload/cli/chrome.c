@@ -263,12 +263,9 @@ int as_chrome_line(as_chrome *c, const char *line, size_t len, const char **why)
     const char *dummy;
     if (!why)
         why = &dummy;
-    if (as_jsonl_blank(line, len))
-        return 1;
-    if (memchr(line, '\0', len)) {
-        *why = "not JSON";
-        return -1;
-    }
+    int pre = as_jsonl_precheck(line, len, why);
+    if (pre != 0)
+        return pre;
     cJSON *root = as_jsonl_parse(line, len);
     if (!root) {
         *why = "not JSON";

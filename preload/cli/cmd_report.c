@@ -256,6 +256,17 @@ int as_jsonl_blank(const char *s, size_t n) {
     return 1;
 }
 
+int as_jsonl_precheck(const char *line, size_t len, const char **why) {
+    if (as_jsonl_blank(line, len))
+        return 1;
+    if (memchr(line, '\0', len)) {
+        if (why)
+            *why = "not JSON"; /* cJSON would skip a NUL byte as if it were a space */
+        return -1;
+    }
+    return 0;
+}
+
 cJSON *as_jsonl_parse(const char *line, size_t len) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
@@ -287,12 +298,9 @@ int as_report_line(as_report *r, const char *line, size_t len, const char **why)
     const char *dummy;
     if (!why)
         why = &dummy;
-    if (as_jsonl_blank(line, len))
-        return 1;
-    if (memchr(line, '\0', len)) {
-        *why = "not JSON"; /* cJSON would skip a NUL byte as if it were a space */
-        return -1;
-    }
+    int pre = as_jsonl_precheck(line, len, why);
+    if (pre != 0)
+        return pre;
     /* Output must be valid UTF-8 whatever the input: bad bytes become U+FFFD (the line
      * still counts), and a \u escape cJSON would misread makes the line a bad one. */
     as_buf fixed;

@@ -94,6 +94,11 @@ void as_bad_lines_free(as_bad_lines *b); /* frees the label; b itself is the cal
 /* 1 when the n bytes at s are only spaces, tabs, CR and LF (or n is 0), else 0. */
 int as_jsonl_blank(const char *s, size_t n);
 
+/* The first look at a JSONL line of len bytes: 1 when it is blank (to be ignored), -1 when
+ * it holds a NUL byte (*why = "not JSON"; cJSON would skip one as if it were a space), 0
+ * when it is to be parsed. why may be NULL. */
+int as_jsonl_precheck(const char *line, size_t len, const char **why);
+
 /* Parses len bytes as exactly one JSON value followed by blanks at most. Returns the value
  * (the caller frees it with cJSON_Delete), or NULL when the bytes are not that. */
 struct cJSON *as_jsonl_parse(const char *line, size_t len);
