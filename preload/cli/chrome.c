@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "agentsight.h"
+#include "cli/report.h"
 
 #define MAX_LINE (64u << 20) /* longer lines are skipped as bad, like report's table */
 #define MAX_DUR_US 1e18      /* a bigger duration is not a real one */
@@ -25,9 +26,7 @@ struct as_chrome {
     lane *lanes;      /* open addressing, cap a power of two; used slots have used[i] = 1 */
     unsigned char *used;
     size_t nlanes, cap;
-    uint64_t bad, first_bad_line;
-    const char *first_bad_why;
-    char *first_bad_label;
+    as_bad_lines bad;
 };
 
 as_chrome *as_chrome_new(FILE *out) {
@@ -47,7 +46,7 @@ void as_chrome_free(as_chrome *c) {
         return;
     free(c->lanes);
     free(c->used);
-    free(c->first_bad_label);
+    as_bad_lines_free(&c->bad);
     free(c);
 }
 
@@ -56,7 +55,7 @@ uint64_t as_chrome_events(const as_chrome *c) {
 }
 
 uint64_t as_chrome_bad_lines(const as_chrome *c) {
-    return c->bad;
+    return c->bad.n;
 }
 
 /* ---- lanes -------------------------------------------------------------------------- */
@@ -140,20 +139,6 @@ int as_chrome_parse_iso(const char *s, double *us) {
     return 0;
 }
 
-/* Reads a duration member: 1 with *out (in us) for a finite number >= 0, 0 when absent or
- * null, -1 for anything else. */
-static int dur_of(const cJSON *item, double us_per_unit, double *out) {
-    if (!item || cJSON_IsNull(item))
-        return 0;
-    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble < 0)
-        return -1;
-    double v = item->valuedouble * us_per_unit;
-    if (!isfinite(v) || v > MAX_DUR_US)
-        return -1;
-    *out = v;
-    return 1;
-}
-
 /* A whole number that fits a pid/tid lane, else -1. */
 static double lane_id(const cJSON *item) {
     if (!cJSON_IsNumber(item))
@@ -211,9 +196,9 @@ static int action_event(as_chrome *c, const cJSON *root, const char **why) {
     int has_start =
         as_chrome_parse_iso(cJSON_GetStringValue(member(root, "started_at")), &start) == 0;
     int has_end = as_chrome_parse_iso(cJSON_GetStringValue(member(root, "ended_at")), &end) == 0;
-    int got = dur_of(member(meta, "duration_ns"), 1e-3, &dur);
+    int got = as_jsonl_duration(member(meta, "duration_ns"), 1e-3, MAX_DUR_US, &dur);
     if (got == 0)
-        got = dur_of(member(root, "duration_ms"), 1e3, &dur);
+        got = as_jsonl_duration(member(root, "duration_ms"), 1e3, MAX_DUR_US, &dur);
     if (got < 0) {
         *why = "bad duration";
         return -1;
@@ -274,29 +259,14 @@ done:
     return rc;
 }
 
-static int blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-            return 0;
-    return 1;
-}
-
 int as_chrome_line(as_chrome *c, const char *line, size_t len, const char **why) {
     const char *dummy;
     if (!why)
         why = &dummy;
-    if (blank(line, len))
-        return 1;
-    if (memchr(line, '\0', len)) {
-        *why = "not JSON";
-        return -1;
-    }
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-    if (root && end && !blank(end, len - (size_t)(end - line))) {
-        cJSON_Delete(root);
-        root = NULL;
-    }
+    int pre = as_jsonl_precheck(line, len, why);
+    if (pre != 0)
+        return pre;
+    cJSON *root = as_jsonl_parse(line, len);
     if (!root) {
         *why = "not JSON";
         return -1;
@@ -310,14 +280,6 @@ int as_chrome_line(as_chrome *c, const char *line, size_t len, const char **why)
     return rc;
 }
 
-static void note_bad(as_chrome *c, uint64_t lineno, const char *why, const char *label) {
-    if (c->bad++ > 0)
-        return;
-    c->first_bad_line = lineno;
-    c->first_bad_why = why;
-    c->first_bad_label = label ? strdup(label) : NULL;
-}
-
 int as_chrome_stream(as_chrome *c, FILE *f, const char *label) {
     char *line = NULL;
     size_t cap = 0;
@@ -327,9 +289,9 @@ int as_chrome_stream(as_chrome *c, FILE *f, const char *label) {
         lineno++;
         const char *why = NULL;
         if ((size_t)n > MAX_LINE)
-            note_bad(c, lineno, "line too long", label);
+            as_bad_lines_note(&c->bad, lineno, "line too long", label);
         else if (as_chrome_line(c, line, (size_t)n, &why) < 0)
-            note_bad(c, lineno, why, label);
+            as_bad_lines_note(&c->bad, lineno, why, label);
     }
     int err = ferror(f);
     free(line);
@@ -337,16 +299,7 @@ int as_chrome_stream(as_chrome *c, FILE *f, const char *label) {
 }
 
 void as_chrome_print_bad(const as_chrome *c, FILE *f, int several_files) {
-    if (c->bad == 0)
-        return;
-    unsigned long long n = (unsigned long long)c->bad;
-    unsigned long long at = (unsigned long long)c->first_bad_line;
-    if (several_files && c->first_bad_label)
-        fprintf(f, "report: %llu bad line%s skipped (first at line %llu of %s: %s)\n", n,
-                n == 1 ? "" : "s", at, c->first_bad_label, c->first_bad_why);
-    else
-        fprintf(f, "report: %llu bad line%s skipped (first at line %llu: %s)\n", n,
-                n == 1 ? "" : "s", at, c->first_bad_why);
+    as_bad_lines_print(&c->bad, f, several_files);
 }
 
 /* Writes one metadata event naming a process (tid < 0) or a thread. Returns 0 or -1. */

@@ -36,11 +36,7 @@ struct as_report {
     long other;                  /* index of the AS_REPORT_OTHER row, or -1 */
     size_t exact_cap;
     size_t max_line;
-    /* bad lines */
-    uint64_t bad;
-    uint64_t first_bad_line;
-    const char *first_bad_why;
-    char *first_bad_label;
+    as_bad_lines bad;
     /* the line being read, reused */
     char *line;
     size_t line_cap;
@@ -66,7 +62,7 @@ void as_report_free(as_report *r) {
         free(r->stats[i].hist);
     }
     free(r->stats);
-    free(r->first_bad_label);
+    as_bad_lines_free(&r->bad);
     free(r->line);
     free(r);
 }
@@ -253,11 +249,32 @@ int as_report_add(as_report *r, const char *name, const char *display_name, doub
 
 /* ---- parsing lines ------------------------------------------------------------------ */
 
-static int blank(const char *s, size_t n) {
+int as_jsonl_blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
             return 0;
     return 1;
+}
+
+int as_jsonl_precheck(const char *line, size_t len, const char **why) {
+    if (as_jsonl_blank(line, len))
+        return 1;
+    if (memchr(line, '\0', len)) {
+        if (why)
+            *why = "not JSON"; /* cJSON would skip a NUL byte as if it were a space */
+        return -1;
+    }
+    return 0;
+}
+
+cJSON *as_jsonl_parse(const char *line, size_t len) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    if (root && end && !as_jsonl_blank(end, len - (size_t)(end - line))) {
+        cJSON_Delete(root); /* trailing bytes after the value: not one JSON value */
+        root = NULL;
+    }
+    return root;
 }
 
 /* The longest duration taken as real, in ns (1e15 ms, about 31,700 years): a bigger
@@ -265,18 +282,15 @@ static int blank(const char *s, size_t n) {
  * many accepted ones stay finite. */
 #define MAX_DURATION_NS 1e21
 
-/* Reads a JSON duration: 1 and *out set (in ns) for a number >= 0 whose value times scale
- * is finite and at most MAX_DURATION_NS, 0 when the member is absent or null, -1 when it
- * is anything else (*out untouched). */
-static int duration_of(const cJSON *item, double scale, double *out) {
+int as_jsonl_duration(const cJSON *item, double scale, double max, double *out) {
     if (!item || cJSON_IsNull(item))
         return 0;
     if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble < 0)
         return -1;
-    double ns = item->valuedouble * scale;
-    if (!isfinite(ns) || ns > MAX_DURATION_NS)
+    double v = item->valuedouble * scale;
+    if (!isfinite(v) || v > max)
         return -1;
-    *out = ns;
+    *out = v;
     return 1;
 }
 
@@ -284,12 +298,9 @@ int as_report_line(as_report *r, const char *line, size_t len, const char **why)
     const char *dummy;
     if (!why)
         why = &dummy;
-    if (blank(line, len))
-        return 1;
-    if (memchr(line, '\0', len)) {
-        *why = "not JSON"; /* cJSON would skip a NUL byte as if it were a space */
-        return -1;
-    }
+    int pre = as_jsonl_precheck(line, len, why);
+    if (pre != 0)
+        return pre;
     /* Output must be valid UTF-8 whatever the input: bad bytes become U+FFFD (the line
      * still counts), and a \u escape cJSON would misread makes the line a bad one. */
     as_buf fixed;
@@ -311,12 +322,7 @@ int as_report_line(as_report *r, const char *line, size_t len, const char **why)
         *why = "not JSON (bad \\u escape)";
         return -1;
     }
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-    if (root && end && !blank(end, len - (size_t)(end - line))) {
-        cJSON_Delete(root); /* trailing bytes after the value: not one JSON value */
-        root = NULL;
-    }
+    cJSON *root = as_jsonl_parse(line, len);
     as_buf_free(&fixed); /* cJSON copied what it keeps */
     if (!root) {
         *why = "not JSON";
@@ -340,10 +346,12 @@ int as_report_line(as_report *r, const char *line, size_t len, const char **why)
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(meta, "display_name");
         if (cJSON_IsString(d) && d->valuestring[0])
             display = d->valuestring;
-        got = duration_of(cJSON_GetObjectItemCaseSensitive(meta, "duration_ns"), 1.0, &dur);
+        got = as_jsonl_duration(cJSON_GetObjectItemCaseSensitive(meta, "duration_ns"), 1.0,
+                                MAX_DURATION_NS, &dur);
     }
     if (got == 0)
-        got = duration_of(cJSON_GetObjectItemCaseSensitive(root, "duration_ms"), 1e6, &dur);
+        got = as_jsonl_duration(cJSON_GetObjectItemCaseSensitive(root, "duration_ms"), 1e6,
+                                MAX_DURATION_NS, &dur);
     if (got < 0) {
         *why = "bad duration";
         goto done;
@@ -425,12 +433,30 @@ static int read_line(as_report *r, reader *rd, size_t *len, const char **skip) {
     }
 }
 
-static void note_bad(as_report *r, uint64_t lineno, const char *why, const char *label) {
-    if (r->bad++ > 0)
+void as_bad_lines_note(as_bad_lines *b, uint64_t lineno, const char *why, const char *label) {
+    if (b->n++ > 0)
         return;
-    r->first_bad_line = lineno;
-    r->first_bad_why = why;
-    r->first_bad_label = label ? strdup(label) : NULL;
+    b->first_line = lineno;
+    b->first_why = why;
+    b->first_label = label ? strdup(label) : NULL;
+}
+
+void as_bad_lines_free(as_bad_lines *b) {
+    free(b->first_label);
+    b->first_label = NULL;
+}
+
+void as_bad_lines_print(const as_bad_lines *b, FILE *f, int several_files) {
+    if (b->n == 0)
+        return;
+    unsigned long long n = (unsigned long long)b->n;
+    unsigned long long at = (unsigned long long)b->first_line;
+    if (several_files && b->first_label)
+        fprintf(f, "report: %llu bad line%s skipped (first at line %llu of %s: %s)\n", n,
+                n == 1 ? "" : "s", at, b->first_label, b->first_why);
+    else
+        fprintf(f, "report: %llu bad line%s skipped (first at line %llu: %s)\n", n,
+                n == 1 ? "" : "s", at, b->first_why);
 }
 
 int as_report_stream(as_report *r, FILE *f, const char *label) {
@@ -447,32 +473,23 @@ int as_report_stream(as_report *r, FILE *f, const char *label) {
     while ((rc = read_line(r, rd, &len, &skip)) == 1) {
         lineno++;
         if (skip) {
-            note_bad(r, lineno, skip, label);
+            as_bad_lines_note(&r->bad, lineno, skip, label);
             continue;
         }
         const char *why = NULL;
         if (as_report_line(r, r->line, len, &why) < 0)
-            note_bad(r, lineno, why, label);
+            as_bad_lines_note(&r->bad, lineno, why, label);
     }
     free(rd);
     return rc < 0 ? -1 : 0;
 }
 
 uint64_t as_report_bad_lines(const as_report *r) {
-    return r->bad;
+    return r->bad.n;
 }
 
 void as_report_print_bad(const as_report *r, FILE *f, int several_files) {
-    if (r->bad == 0)
-        return;
-    unsigned long long n = (unsigned long long)r->bad;
-    unsigned long long at = (unsigned long long)r->first_bad_line;
-    if (several_files && r->first_bad_label)
-        fprintf(f, "report: %llu bad line%s skipped (first at line %llu of %s: %s)\n", n,
-                n == 1 ? "" : "s", at, r->first_bad_label, r->first_bad_why);
-    else
-        fprintf(f, "report: %llu bad line%s skipped (first at line %llu: %s)\n", n,
-                n == 1 ? "" : "s", at, r->first_bad_why);
+    as_bad_lines_print(&r->bad, f, several_files);
 }
 
 /* ---- rows and sorting --------------------------------------------------------------- */

@@ -29,6 +29,7 @@
 #include "cli/diag_agg.h"
 #include "cli/run_env.h"
 #include "core/clock.h"
+#include "core/fdio.h"
 #include "core/http.h"
 #include "core/settings.h"
 #include "core/sink.h"
@@ -326,41 +327,36 @@ static uint64_t num(const cJSON *o, const char *key) {
     return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
 }
 
+/* Adds one stats line (n bytes) to st (a run_stats); a bad line is skipped. */
+static void add_stats_line(void *ctx, const char *line, size_t n) {
+    run_stats *st = ctx;
+    cJSON *o = cJSON_ParseWithLength(line, n);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return;
+    }
+    st->procs++;
+    st->actions += num(o, "actions");
+    st->dropped += num(o, "dropped");
+    st->queue_full += num(o, "queue_full");
+    st->threads += num(o, "threads");
+    st->signal += num(o, "signal");
+    st->summarized += num(o, "summarized");
+    st->sink_failed += num(o, "sink_failed");
+    uint64_t h = num(o, "hooked");
+    if (h > st->hooked)
+        st->hooked = h;
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(o, "output");
+    if (cJSON_IsString(out) && out->valuestring[0])
+        add_output(st, out->valuestring);
+    cJSON_Delete(o);
+}
+
 /* Sums the stats lines in path into st: actions and dropped added, hooked the largest
  * (a forked child reports the parent's hooks again). Bad lines are skipped. Returns 0, or
  * -1 when the file cannot be read (st unchanged). */
 static int read_stats(const char *path, run_stats *st) {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        cJSON *o = cJSON_ParseWithLength(line, (size_t)n);
-        if (!cJSON_IsObject(o)) {
-            cJSON_Delete(o);
-            continue;
-        }
-        st->procs++;
-        st->actions += num(o, "actions");
-        st->dropped += num(o, "dropped");
-        st->queue_full += num(o, "queue_full");
-        st->threads += num(o, "threads");
-        st->signal += num(o, "signal");
-        st->summarized += num(o, "summarized");
-        st->sink_failed += num(o, "sink_failed");
-        uint64_t h = num(o, "hooked");
-        if (h > st->hooked)
-            st->hooked = h;
-        const cJSON *out = cJSON_GetObjectItemCaseSensitive(o, "output");
-        if (cJSON_IsString(out) && out->valuestring[0])
-            add_output(st, out->valuestring);
-        cJSON_Delete(o);
-    }
-    free(line);
-    fclose(f);
-    return 0;
+    return as_read_lines(path, add_stats_line, st);
 }
 
 /* Prints the one summary line on stderr. This function can't fail. */

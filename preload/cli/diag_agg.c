@@ -1,6 +1,7 @@
 /* diag_agg.c - aggregates the diagnostic records of a run's processes (core/diag.h) so
  * `agentsight run` prints each distinct message once, with how many processes saw it. */
 #include "cli/diag_agg.h"
+#include "core/fdio.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -226,18 +227,12 @@ out:
     return rc;
 }
 
+static void add_line(void *agg, const char *line, size_t n) {
+    as_diag_agg_line(agg, line, n); /* a failed line does not stop the read */
+}
+
 int as_diag_agg_read(as_diag_agg *agg, const char *path) {
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0)
-        as_diag_agg_line(agg, line, (size_t)n);
-    free(line);
-    fclose(f);
-    return 0;
+    return as_read_lines(path, add_line, agg);
 }
 
 /* path (or a message starting with one) relative to cwd when it lies under it. */

@@ -75,6 +75,39 @@ uint64_t as_report_bad_lines(const as_report *r);
  * after the line number when several files were read) to f; nothing when there were none. */
 void as_report_print_bad(const as_report *r, FILE *f, int several_files);
 
+/* Bad lines seen while reading JSONL, shared by the table and the chrome forms of report:
+ * how many, and where the first one was (label, a file name, is copied). Zeroed = none. */
+typedef struct as_bad_lines {
+    uint64_t n;
+    uint64_t first_line;
+    const char *first_why; /* a static string */
+    char *first_label;     /* owned; NULL when no label or out of memory */
+} as_bad_lines;
+
+/* Counts one bad line; the first one's place is remembered. Cannot fail (an unsaved label
+ * only drops " of FILE" from the summary). */
+void as_bad_lines_note(as_bad_lines *b, uint64_t lineno, const char *why, const char *label);
+/* Writes the "report: N bad lines skipped (...)" summary to f; nothing when n is 0. */
+void as_bad_lines_print(const as_bad_lines *b, FILE *f, int several_files);
+void as_bad_lines_free(as_bad_lines *b); /* frees the label; b itself is the caller's */
+
+/* 1 when the n bytes at s are only spaces, tabs, CR and LF (or n is 0), else 0. */
+int as_jsonl_blank(const char *s, size_t n);
+
+/* The first look at a JSONL line of len bytes: 1 when it is blank (to be ignored), -1 when
+ * it holds a NUL byte (*why = "not JSON"; cJSON would skip one as if it were a space), 0
+ * when it is to be parsed. why may be NULL. */
+int as_jsonl_precheck(const char *line, size_t len, const char **why);
+
+/* Parses len bytes as exactly one JSON value followed by blanks at most. Returns the value
+ * (the caller frees it with cJSON_Delete), or NULL when the bytes are not that. */
+struct cJSON *as_jsonl_parse(const char *line, size_t len);
+
+/* Reads a JSON duration member: 1 and *out set to its value times scale for a number >= 0
+ * whose scaled value is finite and at most max, 0 when the member is absent or null, -1
+ * when it is anything else (*out untouched). */
+int as_jsonl_duration(const struct cJSON *item, double scale, double max, double *out);
+
 /* Parses a --sort key ("total", "calls", "mean", "p99", "errors", "name"). Returns the
  * enum value, or -1 when unknown. */
 int as_report_sort_parse(const char *s);

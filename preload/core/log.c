@@ -74,33 +74,30 @@ static void format_msg(char *line, const char *fmt, va_list ap) {
     line[len] = '\0';
 }
 
-/* Formats into a stack buffer and hands the message to diag.c, which sends it where
+/* Formats into a stack buffer and hands the message to send (diag.c), which sends it where
  * diagnostics go. Preserves errno; never allocates. */
-void as_log(int level, const char *fmt, ...) {
+static void log_to(void (*send)(int level, const char *msg), int level, const char *fmt,
+                   va_list ap) {
     int saved = errno;
-    if (level > as_log_level())
-        goto out;
-    char line[LOG_LINE_MAX];
+    if (level <= as_log_level()) {
+        char line[LOG_LINE_MAX];
+        format_msg(line, fmt, ap);
+        send(level, line);
+    }
+    errno = saved;
+}
+
+void as_log(int level, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    format_msg(line, fmt, ap);
+    log_to(as_diag_emit, level, fmt, ap);
     va_end(ap);
-    as_diag_emit(level, line);
-out:
-    errno = saved;
 }
 
 /* Like as_log, for alerts (diag.c: always shown, by the process that saw them). */
 void as_alert(int level, const char *fmt, ...) {
-    int saved = errno;
-    if (level > as_log_level())
-        goto out;
-    char line[LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    format_msg(line, fmt, ap);
+    log_to(as_diag_alert, level, fmt, ap);
     va_end(ap);
-    as_diag_alert(level, line);
-out:
-    errno = saved;
 }

@@ -27,12 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "core/pipeline.h"
 #include "hook/got.h"
 #include "hook/install.h"
+#include "hook/ldpath.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
 
@@ -222,65 +222,6 @@ AS_HIDDEN void *as_dl_pass(long which, void *a0, void *a1, void *a2) {
 
 /* ---- the caller's view of the search path ---- */
 
-/* The length of the DST name ref at input ("ORIGIN" or "{ORIGIN}"), counting the braces,
- * or 0 when input does not start with it (glibc's is_dst: an unbraced name must not be
- * followed by an identifier character). */
-static size_t is_dst(const char *input, size_t avail, const char *ref) {
-    size_t rl = strlen(ref);
-    int curly = avail > 0 && input[0] == '{';
-    const char *p = input + curly;
-    size_t left = avail - (size_t)curly;
-    if (left < rl || strncmp(p, ref, rl) != 0)
-        return 0;
-    if (curly)
-        return left > rl && p[rl] == '}' ? rl + 2 : 0;
-    if (left > rl && (p[rl] == '_' || (p[rl] >= '0' && p[rl] <= '9') ||
-                      ((p[rl] | 0x20) >= 'a' && (p[rl] | 0x20) <= 'z')))
-        return 0;
-    return rl;
-}
-
-/* The value of $PLATFORM: the kernel's AT_PLATFORM, as the loader uses it. */
-static const char *platform(void) {
-    const char *p = (const char *)getauxval(AT_PLATFORM);
-    return p && p[0] ? p : "x86_64";
-}
-
-/* Expands $ORIGIN, $LIB, $PLATFORM (and their ${} forms) of dir[0..len) into out, the
- * way the loader does: an unknown '$' is copied as it is. Returns 0, or -1 when it does
- * not fit (out is then unusable). */
-static int expand_dir(const char *dir, size_t len, const char *origin, char *out, size_t cap) {
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        const char *val = NULL;
-        size_t skip = 0;
-        if (dir[i] == '$') {
-            const char *p = dir + i + 1;
-            size_t avail = len - i - 1;
-            if ((skip = is_dst(p, avail, "ORIGIN")))
-                val = origin;
-            else if ((skip = is_dst(p, avail, "PLATFORM")))
-                val = platform();
-            else if ((skip = is_dst(p, avail, "LIB")))
-                val = "lib/x86_64-linux-gnu"; /* Debian's multiarch $LIB */
-        }
-        if (val) {
-            size_t vl = strlen(val);
-            if (o + vl >= cap)
-                return -1;
-            memcpy(out + o, val, vl);
-            o += vl;
-            i += 1 + skip;
-            continue;
-        }
-        if (o + 1 >= cap)
-            return -1;
-        out[o++] = dir[i++];
-    }
-    out[o] = '\0';
-    return 0;
-}
-
 /* Looks for file in a ':'-separated path list. Returns 1 and the path in out when found. */
 static int search_list(const char *list, const char *origin, const char *file, char *out,
                        size_t cap) {
@@ -293,7 +234,7 @@ static int search_list(const char *list, const char *origin, const char *file, c
         char dir[PATH_MAX];
         if (len == 0) {
             strcpy(dir, ".");
-        } else if (expand_dir(p, len, origin ? origin : ".", dir, sizeof dir) != 0) {
+        } else if (as_dst_expand(p, len, origin ? origin : ".", 1, dir, sizeof dir) != 0) {
             dir[0] = '\0';
         }
         if (dir[0] && strlen(dir) + 1 + strlen(file) < cap) {
@@ -429,7 +370,7 @@ static void *open_common(const void *caller, int use_lmid, Lmid_t lmid, const ch
         if (strchr(file, '$')) {
             char origin[PATH_MAX];
             origin_of(ci.lm, origin, sizeof origin);
-            if (expand_dir(file, strlen(file), origin, path, sizeof path) == 0)
+            if (as_dst_expand(file, strlen(file), origin, 1, path, sizeof path) == 0)
                 use = path;
         }
     } else if (ci.lm && file && file[0] && resolve_for_caller(ci.lm, file, path, sizeof path)) {

@@ -43,16 +43,23 @@ const char *const *as_returns_twice_names(size_t *n) {
     return g_rt_names;
 }
 
+/* Whether name is one of the n strings in names. */
+static int in_list(const char *name, const char *const *names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+#define IN_LIST(name, names) in_list((name), (names), sizeof(names) / sizeof((names)[0]))
+
 int as_returns_twice(const char *name) {
     if (!name)
         return 0;
     const char *t = strip_underscores(name);
     static const char *const stripped[] = {"setjmp",     "sigsetjmp",   "vfork",
                                            "getcontext", "swapcontext", "savectx"};
-    for (size_t i = 0; i < sizeof stripped / sizeof stripped[0]; i++)
-        if (strcmp(t, stripped[i]) == 0)
-            return 1;
-    return 0;
+    return IN_LIST(t, stripped);
 }
 
 /* Entry points with no return address on the stack. */
@@ -60,10 +67,7 @@ static int not_called(const char *name) {
     static const char *const names[] = {
         "_start",         "__restore_rt",          "__start_context",   "_dl_start",
         "_dl_start_user", "__kernel_rt_sigreturn", "__kernel_sigreturn"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(name, names[i]) == 0)
-            return 1;
-    return 0;
+    return IN_LIST(name, names);
 }
 
 /* Functions whose callers expect registers a C function may change to survive. */
@@ -75,11 +79,8 @@ static int own_convention(const char *name) {
                                         "__tls_get_addr",
                                         "___tls_get_addr",
                                         "__cyg_profile_func_enter_bare"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(name, names[i]) == 0)
-            return 1;
-    return strncmp(name, "_dl_tlsdesc_", 12) == 0 || strncmp(name, "_dl_runtime_", 12) == 0 ||
-           strncmp(name, "__x86.get_pc_thunk", 18) == 0;
+    return IN_LIST(name, names) || strncmp(name, "_dl_tlsdesc_", 12) == 0 ||
+           strncmp(name, "_dl_runtime_", 12) == 0 || strncmp(name, "__x86.get_pc_thunk", 18) == 0;
 }
 
 /* Whether name ends in ".cold" or ".cold.N" after a parent name (foo.cold, foo.cold.1,

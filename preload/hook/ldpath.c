@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 /* Debian's multiarch layout: what $LIB means and where the linker looks last. */
-#define DST_LIB "lib/x86_64-linux-gnu"
+#define DST_LIB "lib/x86_64-linux-gnu" /* Debian's multiarch $LIB */
 static const char *const system_dirs[] = {"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
                                           "/lib", "/usr/lib"};
 #define LDSO_CACHE "/etc/ld.so.cache"
@@ -319,34 +319,44 @@ static int listed_path(const search *s, const char *path) {
     return 0;
 }
 
-/* Expands $ORIGIN, $LIB and $PLATFORM (also as ${...}) in one search-path element of len
- * bytes into out. Returns 0, or -1 when it does not fit or an unknown token is used (the
- * linker drops such an element too). */
-static int expand(const char *el, size_t len, const char *origin, char *out, size_t cap) {
+/* The length of the DST name ref at input ("ORIGIN" or "{ORIGIN}"), counting the braces,
+ * or 0 when input does not start with it (glibc's is_dst: an unbraced name must not be
+ * followed by an identifier character). */
+static size_t is_dst(const char *input, size_t avail, const char *ref) {
+    size_t rl = strlen(ref);
+    int curly = avail > 0 && input[0] == '{';
+    const char *p = input + curly;
+    size_t left = avail - (size_t)curly;
+    if (left < rl || strncmp(p, ref, rl) != 0)
+        return 0;
+    if (curly)
+        return left > rl && p[rl] == '}' ? rl + 2 : 0;
+    if (left > rl && (p[rl] == '_' || (p[rl] >= '0' && p[rl] <= '9') ||
+                      ((p[rl] | 0x20) >= 'a' && (p[rl] | 0x20) <= 'z')))
+        return 0;
+    return rl;
+}
+
+int as_dst_expand(const char *in, size_t len, const char *origin, int keep_unknown, char *out,
+                  size_t cap) {
     size_t o = 0;
-    const char *plat = (const char *)getauxval(AT_PLATFORM);
     for (size_t i = 0; i < len;) {
         const char *val = NULL;
         size_t skip = 0;
-        if (el[i] == '$') {
-            static const char *const names[] = {"ORIGIN", "LIB", "PLATFORM"};
-            for (int k = 0; k < 3 && !val; k++) {
-                size_t nl = strlen(names[k]);
-                if (len - i - 1 >= nl && strncmp(el + i + 1, names[k], nl) == 0 &&
-                    (i + 1 + nl == len ||
-                     !(el[i + 1 + nl] == '_' || (el[i + 1 + nl] >= 'A' && el[i + 1 + nl] <= 'Z') ||
-                       (el[i + 1 + nl] >= 'a' && el[i + 1 + nl] <= 'z') ||
-                       (el[i + 1 + nl] >= '0' && el[i + 1 + nl] <= '9')))) {
-                    skip = 1 + nl;
-                } else if (len - i - 2 >= nl + 1 && el[i + 1] == '{' &&
-                           strncmp(el + i + 2, names[k], nl) == 0 && el[i + 2 + nl] == '}') {
-                    skip = 3 + nl;
-                }
-                if (skip)
-                    val = k == 0 ? origin : k == 1 ? DST_LIB : (plat ? plat : "x86_64");
+        if (in[i] == '$') {
+            const char *p = in + i + 1;
+            size_t avail = len - i - 1;
+            if ((skip = is_dst(p, avail, "ORIGIN"))) {
+                val = origin;
+            } else if ((skip = is_dst(p, avail, "PLATFORM"))) {
+                /* the kernel's AT_PLATFORM, as the loader uses it */
+                const char *plat = (const char *)getauxval(AT_PLATFORM);
+                val = plat && plat[0] ? plat : "x86_64";
+            } else if ((skip = is_dst(p, avail, "LIB"))) {
+                val = DST_LIB;
             }
-            if (!val)
-                return -1;
+            if (!val && !keep_unknown)
+                return -1; /* an unknown name, or $ORIGIN with no origin */
         }
         if (val) {
             size_t vl = strlen(val);
@@ -354,12 +364,12 @@ static int expand(const char *el, size_t len, const char *origin, char *out, siz
                 return -1;
             memcpy(out + o, val, vl);
             o += vl;
-            i += skip;
-        } else {
-            if (o + 1 >= cap)
-                return -1;
-            out[o++] = el[i++];
+            i += 1 + skip;
+            continue;
         }
+        if (o + 1 >= cap)
+            return -1;
+        out[o++] = in[i++];
     }
     out[o] = '\0';
     return 0;
@@ -384,7 +394,7 @@ static int try_list(const char *list, const char *origin, const char *name, char
     char dir[PATH_MAX];
     for (const char *p = list; p;) {
         size_t len = strcspn(p, ":;");
-        if (expand(p, len, origin, dir, sizeof dir) == 0 && try_dir(dir, name, out, cap))
+        if (as_dst_expand(p, len, origin, 0, dir, sizeof dir) == 0 && try_dir(dir, name, out, cap))
             return 1;
         p = p[len] ? p + len + 1 : NULL;
     }
@@ -437,7 +447,7 @@ static int find(search *s, const dyninfo *d, const char *origin, const char *nee
                 size_t cap) {
     Elf64_Ehdr eh;
     if (strchr(needed, '/')) { /* a path: taken as it is ($ORIGIN expanded) */
-        if (expand(needed, strlen(needed), origin, out, cap) != 0)
+        if (as_dst_expand(needed, strlen(needed), origin, 0, out, cap) != 0)
             return 0;
         int fd = open_elf(out, &eh);
         if (fd < 0)

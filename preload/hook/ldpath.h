@@ -21,4 +21,12 @@ int as_ldpath_deps(const char *program, char ***paths, int *n);
 
 #define AS_LDPATH_MAX 1024
 
+/* Expands $ORIGIN (as origin), $LIB and $PLATFORM, also written ${...}, in the len bytes
+ * at in into out (NUL-terminated), the way the dynamic linker does. A '$' naming none of
+ * them is copied as it is when keep_unknown (dlopen's names), else the expansion fails (a
+ * search-path element the linker drops). Returns 0, or -1 when the result does not fit in
+ * cap bytes or an unknown name is refused (out is then unusable). */
+int as_dst_expand(const char *in, size_t len, const char *origin, int keep_unknown, char *out,
+                  size_t cap);
+
 #endif

@@ -141,6 +141,22 @@ def test_kill_during_file_writes_then_recovery_is_exact():
     assert not [f for f in _ring_files(spool) if f.endswith(".ring")]
 
 
+def _slow_collector(seconds):
+    """A new directory with the labs config, and an emulator (storing into store.jsonl there)
+    that answers each request `seconds` late. Returns (conf, spool, store, emu, env), env
+    the sink environment for that API and spool; the caller stops emu."""
+    d = tmpdir()
+    conf, spool = _conf(d), os.path.join(d, "spool")
+    store = os.path.join(d, "store.jsonl")
+    emu = delivery.Emulator(store)
+    try:
+        _control(emu, fail_mode="slow", slow_seconds=seconds)
+    except BaseException:
+        emu.stop()
+        raise
+    return conf, spool, store, emu, delivery.env_for(emu.endpoint, spool)
+
+
 def test_slow_collector_then_kill_loses_nothing():
     """Proves that with an API that answers each request 0.3 s late, an agent killed
     (SIGKILL) right after tracking 3,000 actions and making 3,000 wrapped calls loses none
@@ -148,13 +164,8 @@ def test_slow_collector_then_kill_loses_nothing():
     rest is still in the ring file, and `agentsight send` (once the API is fast again)
     delivers every action, each under one event id whatever the retries."""
     n = 3000
-    d = tmpdir()
-    conf, spool = _conf(d), os.path.join(d, "spool")
-    store = os.path.join(d, "store.jsonl")
-    emu = delivery.Emulator(store)
+    conf, spool, store, emu, env = _slow_collector(0.3)
     try:
-        _control(emu, fail_mode="slow", slow_seconds=0.3)
-        env = delivery.env_for(emu.endpoint, spool)
         env.update({"LD_PRELOAD": PRELOAD, "AGENTSIGHT_CONFIG": conf})
         r = run([agent("crash_agent"), "kill", str(n)], env=env, timeout=60)
         assert r.returncode == -signal.SIGKILL, r.stderr
@@ -180,13 +191,8 @@ def test_hanging_collector_and_exec_lose_nothing():
     ends within its flush bounds with its own output and status, and every one of the
     1,000 calls is delivered by `agentsight send` once the API answers: the requests that
     were out when exec replaced the image had their actions written ahead."""
-    d = tmpdir()
-    conf, spool = _conf(d), os.path.join(d, "spool")
-    store = os.path.join(d, "store.jsonl")
-    emu = delivery.Emulator(store)
+    conf, spool, store, emu, env = _slow_collector(30)
     try:
-        _control(emu, fail_mode="slow", slow_seconds=30)
-        env = delivery.env_for(emu.endpoint, spool)
         env["AGENTSIGHT_FLUSH_TIMEOUT_MS"] = "1000"
         r = run([CLI, "run", "-q", "-c", conf, "--", agent("durable_agent"), "exec", "1000",
                  "500"], env=env, timeout=60)

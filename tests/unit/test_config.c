@@ -17,22 +17,10 @@
 #include "agentsight.h"
 #include "cli/cmds.h"
 #include "hook/config.h"
-
-#define MAX_MSGS 64
-static char msgs[MAX_MSGS][600];
-static int nmsgs;
+#include "test_util.h"
 
 /* Captures what config.c would print on stderr. */
-void __wrap_as_log(int level, const char *fmt, ...);
-void __wrap_as_log(int level, const char *fmt, ...) {
-    (void)level;
-    if (nmsgs >= MAX_MSGS)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msgs[nmsgs++], sizeof msgs[0], fmt, ap);
-    va_end(ap);
-}
+AS_TEST_CAPTURE_LOG(64, 600)
 
 static int reset(void **state) {
     (void)state;
@@ -415,7 +403,8 @@ static void test_load(void **state) {
 
     nmsgs = 0;
     assert_int_equal(as_config_load("/tmp", &c), -1);
-    assert_string_equal(msgs[0], "/tmp: cannot read: not a regular file (a directory): the config is ignored");
+    assert_string_equal(
+        msgs[0], "/tmp: cannot read: not a regular file (a directory): the config is ignored");
     as_config_free(&c);
 }
 

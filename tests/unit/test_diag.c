@@ -38,6 +38,13 @@ static char *printed(const as_diag_agg *agg, const char *cwd) {
     return buf;
 }
 
+/* Asserts that agg prints exactly want (cwd as given). */
+static void assert_printed(const as_diag_agg *agg, const char *cwd, const char *want) {
+    char *out = printed(agg, cwd);
+    assert_string_equal(out, want);
+    free(out);
+}
+
 /* Proves a message written by every process is printed once without a count, one
  * written by some processes says in how many, and a process repeating a message counts
  * once. */
@@ -54,10 +61,9 @@ static void test_dedup_and_counts(void **state) {
               "E\t10.1\nE\t11.1\nE\t12.1\n");
     assert_int_equal(as_diag_agg_processes(agg), 3);
     assert_int_equal(as_diag_agg_ended(agg), 3);
-    char *out = printed(agg, NULL);
-    assert_string_equal(out, "agentsight: error: /c/a.conf:2:1: bad line\n"
-                             "agentsight: warning: spool: no room (in 2 of 3 processes)\n");
-    free(out);
+    assert_printed(agg, NULL,
+                   "agentsight: error: /c/a.conf:2:1: bad line\n"
+                   "agentsight: warning: spool: no room (in 2 of 3 processes)\n");
     as_diag_agg_free(agg);
 }
 
@@ -76,15 +82,12 @@ static void test_unmatched_only_when_nowhere(void **state) {
               "U\t3.5\t/w/agent.conf\t4\ty\tfunction\n"
               "U\t3.5\t/w/agent.conf\t5\tz@V1\texported function\n"
               "E\t3.5\n");
-    char *out = printed(agg, "/w");
-    assert_string_equal(out, "agentsight: entry 'x' (agent.conf:3) matched nothing in any "
-                             "of 3 processes\n");
-    free(out);
+    assert_printed(agg, "/w",
+                   "agentsight: entry 'x' (agent.conf:3) matched nothing in any "
+                   "of 3 processes\n");
     feed(agg, "U\t4.5\t/w/agent.conf\t5\tz@V1\texported function\nE\t4.5\n");
-    out = printed(agg, "/elsewhere");
     /* x: 3 of 4 now; z: only in 3 of 4 too; nothing is named. */
-    assert_string_equal(out, "");
-    free(out);
+    assert_printed(agg, "/elsewhere", "");
     as_diag_agg_free(agg);
 }
 
@@ -93,11 +96,10 @@ static void test_unmatched_only_when_nowhere(void **state) {
 static void test_unmatched_singular_and_killed(void **state) {
     as_diag_agg *agg = as_diag_agg_new();
     feed(agg, "M\t7.1\terror\tboom\nU\t8.1\t/a.conf\t2\tf\tfunction\nE\t8.1\n");
-    char *out = printed(agg, NULL);
-    assert_string_equal(out, "agentsight: error: boom (in 1 of 2 processes)\n"
-                             "agentsight: entry 'f' (/a.conf:2) matched nothing in any of "
-                             "1 process\n");
-    free(out);
+    assert_printed(agg, NULL,
+                   "agentsight: error: boom (in 1 of 2 processes)\n"
+                   "agentsight: entry 'f' (/a.conf:2) matched nothing in any of "
+                   "1 process\n");
     as_diag_agg_free(agg);
 }
 
@@ -115,9 +117,7 @@ static void test_bad_records_skipped(void **state) {
               "MM\t1.1\twarning\tx\n");
     assert_int_equal(as_diag_agg_skipped(agg), 8);
     assert_int_equal(as_diag_agg_processes(agg), 0);
-    char *out = printed(agg, NULL);
-    assert_string_equal(out, "");
-    free(out);
+    assert_printed(agg, NULL, "");
     as_diag_agg_free(agg);
 }
 
@@ -174,11 +174,10 @@ static void test_records_of_processes(void **state) {
     assert_int_equal(as_diag_agg_processes(agg), 5);
     assert_int_equal(as_diag_agg_ended(agg), 5);
     assert_int_equal(as_diag_agg_skipped(agg), 0);
-    char *out = printed(agg, "/w");
-    assert_string_equal(out, "agentsight: warning: same thing here\n"
-                             "agentsight: entry 'tool_x' (a.conf:3) matched nothing in any "
-                             "of 5 processes\n");
-    free(out);
+    assert_printed(agg, "/w",
+                   "agentsight: warning: same thing here\n"
+                   "agentsight: entry 'tool_x' (a.conf:3) matched nothing in any "
+                   "of 5 processes\n");
     as_diag_agg_free(agg);
     unlink(path);
 }

@@ -17,21 +17,8 @@
 #include "core/dynlib.h"
 #include "test_util.h"
 
-#define MAX_MSGS 8
-static char msgs[MAX_MSGS][512];
-static int nmsgs;
-
 /* as_log replaced (test_dynlib.ldflags): messages are kept for the assertions. */
-void __wrap_as_log(int level, const char *fmt, ...);
-void __wrap_as_log(int level, const char *fmt, ...) {
-    (void)level;
-    if (nmsgs >= MAX_MSGS)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msgs[nmsgs++], sizeof msgs[0], fmt, ap);
-    va_end(ap);
-}
+AS_TEST_CAPTURE_LOG(8, 512)
 
 static int reset(void **state) {
     (void)state;

@@ -16,22 +16,19 @@
 #include "cli/run_env.h"
 #include "hook/config.h"
 #include "hook/nofollow.h"
+#include "test_util.h"
 
 extern char **environ;
 
-#define MAX_MSGS 16
-static char msgs[MAX_MSGS][600];
-static int nmsgs;
+/* Captures what config.c and run_env.c would print on stderr. */
+AS_TEST_CAPTURE_LOG(16, 600)
 
-void __wrap_as_log(int level, const char *fmt, ...);
-void __wrap_as_log(int level, const char *fmt, ...) {
-    (void)level;
-    if (nmsgs >= MAX_MSGS)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msgs[nmsgs++], sizeof msgs[0], fmt, ap);
-    va_end(ap);
+/* Makes *cfg from the -e entries in extra alone (no file). Returns the number of
+ * refused lines, as as_config_add_entries does. */
+static int add_alone(as_config *cfg, const char *extra) {
+    memset(cfg, 0, sizeof *cfg);
+    nmsgs = 0;
+    return as_config_add_entries(cfg, extra, strlen(extra), "-e");
 }
 
 /* Proves entries from -e are appended after a file's, keep the file's [output] defaults,
@@ -66,10 +63,7 @@ static void test_add_after_file(void **state) {
 static void test_add_alone_with_error(void **state) {
     (void)state;
     as_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    nmsgs = 0;
-    const char *extra = "one\nint two(\nthree name=x";
-    assert_int_equal(as_config_add_entries(&cfg, extra, strlen(extra), "-e"), 1);
+    assert_int_equal(add_alone(&cfg, "one\nint two(\nthree name=x"), 1);
     assert_int_equal(cfg.errors, 1);
     assert_int_equal(cfg.nentries, 2);
     assert_string_equal(cfg.path, "-e");
@@ -87,10 +81,9 @@ static void test_add_alone_with_error(void **state) {
 static void test_glob_prototype(void **state) {
     (void)state;
     as_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    nmsgs = 0;
-    const char *extra = "int tool_*(int)\nlong db_[a-c]?(const char *q, int n)\nint tool_ *(int)";
-    assert_int_equal(as_config_add_entries(&cfg, extra, strlen(extra), "-e"), 1);
+    assert_int_equal(
+        add_alone(&cfg, "int tool_*(int)\nlong db_[a-c]?(const char *q, int n)\nint tool_ *(int)"),
+        1);
     assert_int_equal(cfg.nentries, 2);
     assert_string_equal(cfg.entries[0].pattern, "tool_*");
     assert_true(cfg.entries[0].is_glob && cfg.entries[0].has_proto);

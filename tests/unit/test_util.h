@@ -1,7 +1,7 @@
 /* test_util.h - small helpers shared by several cmocka tests: locating a source file of
- * the tree from the test binary, running a formatted shell command, and building the
- * dwarf_tools test program with its stripped and debuglink copies. Header-only
- * (static inline) because each test binary is built from one test file. */
+ * the tree from the test binary, running a formatted shell command, capturing as_log
+ * messages, and building the dwarf_tools test program with its stripped and debuglink copies.
+ * Header-only (static inline) because each test binary is built from one test file. */
 #ifndef AS_TEST_UTIL_H
 #define AS_TEST_UTIL_H
 
@@ -44,6 +44,23 @@ __attribute__((format(printf, 1, 2))) static inline int as_test_sh(const char *f
     va_end(ap);
     return system(cmd);
 }
+
+/* Defines msgs[max][len] and nmsgs, and a __wrap_as_log (the test links with
+ * -Wl,--wrap=as_log) that keeps the first max messages, each cut to len - 1 bytes, so the
+ * tests can check what would have been printed. Resetting nmsgs is the test's job. */
+#define AS_TEST_CAPTURE_LOG(max, len)                                                              \
+    static char msgs[max][len];                                                                    \
+    static int nmsgs;                                                                              \
+    void __wrap_as_log(int level, const char *fmt, ...);                                           \
+    void __wrap_as_log(int level, const char *fmt, ...) {                                          \
+        (void)level;                                                                               \
+        if (nmsgs >= (max))                                                                        \
+            return;                                                                                \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        vsnprintf(msgs[nmsgs++], sizeof msgs[0], fmt, ap);                                         \
+        va_end(ap);                                                                                \
+    }
 
 /* Builds tests/agents/dwarf_tools.c the way tests/agents/dwarf.mk does into a new
  * directory made from the mkdtemp pattern in tmp_dir (tmp_dir receives its name):
