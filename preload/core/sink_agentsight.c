@@ -9,8 +9,8 @@
  * of new actions are written to the spool as one batch claimed by this process before any
  * request is made; the file is removed once every action of it is answered (or staged and
  * committed again), so an action the exporter took from its ring is always on disk. Each
- * request carries the action's event id (metadata.agentsight_event_id): a retry after a
- * timeout is deduplicable by the server.
+ * request carries the action's event id (0.0.x: metadata.agentsight_event_id; ingest: the
+ * span's ids are derived from it): a retry after a timeout is deduplicable by the server.
  *
  * URI: "agentsight" (endpoint from AGENTSIGHT_API_ENDPOINT) or "agentsight:URL".
  * Runs on the exporter thread only. The API key lives only in the client's header list:
@@ -343,7 +343,7 @@ static int ingest_refusal(sk *k, const as_http_resp *r, int nblocks, char *named
         as_buf_printf(&msg, ", and %d more", count - 5);
     if (!count)
         as_utf8_repair(&msg, r->body, r->body_len < 500 ? r->body_len : 500);
-    as_alert_warn("agentsight sink: %s refused an ingest batch with HTTP %ld: %s; offending "
+    as_alert_warn("agentsight sink: %s refused an ingest batch with HTTP %ld (%s); offending "
                   "block(s): %s; their actions are kept in the dead-letter file",
                   k->endpoint, r->status, as_cjson.cJSON_IsString(d) ? d->valuestring : "no detail",
                   msg.oom ? "?" : as_buf_cstr(&msg));
