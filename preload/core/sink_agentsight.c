@@ -708,6 +708,8 @@ static void url_escape(const char *s, char *out, size_t cap) {
 }
 
 static void display_name_seen(sk *k, const as_action *a) {
+    if (k->api == API_INGEST) /* ingest spans carry it in agentsight.metadata */
+        return;
     if (!a->metadata || !strstr(a->metadata, "\"display_name\""))
         return;
     for (named *n = k->names; n; n = n->next)
