@@ -310,13 +310,35 @@ typedef struct group {
     sk *k;
     size_t n;
     item *items[INGEST_BATCH];
-    int block[INGEST_BATCH];
+    int block[INGEST_BATCH]; /* conversation block of each item */
+    int pos[INGEST_BATCH];   /* its index in the block's spans */
 } group;
 
-/* Logs what a 400 says, naming up to five offending blocks, and returns a bitmap in
- * named[] (one flag per block index < nblocks) of the blocks it named. Returns how many
- * were named. */
-static int ingest_refusal(sk *k, const as_http_resp *r, int nblocks, char *named) {
+/* Marks in bad[] the items of g a refused block names: the spans its errors name by
+ * "spans[N]..." keys, or every span of the block when an error is not about one span. */
+static void mark_refused(const group *g, int blk, const cJSON *errs, char *bad) {
+    char span_named[INGEST_BATCH] = {0};
+    int whole = !as_cjson.cJSON_IsObject(errs) || !errs->child;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, errs) {
+        unsigned n;
+        if (e->string && sscanf(e->string, "spans[%u]", &n) == 1 && n < INGEST_BATCH)
+            span_named[n] = 1;
+        else
+            whole = 1;
+    }
+    for (size_t i = 0; i < g->n; i++)
+        if (g->block[i] == blk && (whole || span_named[g->pos[i]]))
+            bad[i] = 1;
+}
+
+/* Logs what a 400 says, naming up to five offending blocks, and marks in bad[] the items
+ * it refused (mark_refused). Returns how many blocks were named. */
+static int ingest_refusal(sk *k, const as_http_resp *r, const group *g, char *bad) {
+    int nblocks = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->block[i] >= nblocks)
+            nblocks = g->block[i] + 1;
     cJSON *o = as_cjson.cJSON_ParseWithLength(r->body, r->body_len);
     const cJSON *d = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "detail");
     const cJSON *bl = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "conversations");
@@ -328,11 +350,11 @@ static int ingest_refusal(sk *k, const as_http_resp *r, int nblocks, char *named
         const cJSON *ix = as_cjson.cJSON_GetObjectItemCaseSensitive(e, "index");
         if (!as_cjson.cJSON_IsNumber(ix) || ix->valuedouble < 0 || ix->valuedouble >= nblocks)
             continue;
-        named[(int)ix->valuedouble] = 1;
+        const cJSON *errs = as_cjson.cJSON_GetObjectItemCaseSensitive(e, "errors");
+        mark_refused(g, (int)ix->valuedouble, errs, bad);
         if (count++ >= 5)
             continue;
         const cJSON *cid = as_cjson.cJSON_GetObjectItemCaseSensitive(e, "conversation_id");
-        const cJSON *errs = as_cjson.cJSON_GetObjectItemCaseSensitive(e, "errors");
         char *et = errs ? as_cjson.cJSON_PrintUnformatted(errs) : NULL;
         as_buf_printf(&msg, "%s%s (%s)", count > 1 ? "; " : "",
                       as_cjson.cJSON_IsString(cid) ? cid->valuestring : "?",
@@ -370,18 +392,18 @@ static void on_ingest_done(void *ctx, const as_http_resp *r) {
     }
     if (r->status >= 400 && r->status < 500 && r->status != 429) {
         mark_success(k); /* the server answers; it refused (part of) this batch */
-        char named[INGEST_BATCH] = {0};
-        int any = r->status == 400 && ingest_refusal(k, r, INGEST_BATCH, named) > 0;
+        char bad[INGEST_BATCH] = {0};
+        int any = r->status == 400 && ingest_refusal(k, r, g, bad) > 0;
         if (r->status != 400)
             log_once(k, 1u << (r->status % 16),
                      "agentsight sink: %s refused an ingest batch with HTTP %ld; its actions "
                      "are kept in the dead-letter file beside the spool (further refusals of "
                      "this kind are not logged)",
                      k->endpoint, r->status);
-        /* The server takes a batch whole or not at all: the blocks it did not name go
-         * out again (without the named ones, so this ends). */
+        /* The server takes a batch whole or not at all: what it did not name goes out
+         * again (without what it named, so this ends). */
         for (size_t i = 0; i < g->n; i++) {
-            if (!any || named[g->block[i]])
+            if (!any || bad[i])
                 to_dead_letter(k, g->items[i], r->status, r->body);
             else
                 make_ready(k, g->items[i]);
@@ -435,7 +457,7 @@ static void submit_ingest(sk *k) {
             continue;
         conv *cv = g->items[i]->cv;
         as_ingest_block_open(&b, cv->cid, k->environment, blocks == 0);
-        int first = 1;
+        int first = 1, pos = 0;
         for (size_t j = i; j < g->n; j++) {
             if (done[j] || g->items[j]->cv != cv)
                 continue;
@@ -450,6 +472,7 @@ static void submit_ingest(sk *k) {
             }
             first = 0;
             g->block[j] = blocks;
+            g->pos[j] = pos++;
         }
         as_ingest_block_close(&b);
         blocks++;
@@ -463,6 +486,7 @@ static void submit_ingest(sk *k) {
             continue;
         }
         g->items[kept] = g->items[i];
+        g->pos[kept] = g->pos[i];
         g->block[kept++] = g->block[i];
     }
     g->n = kept;

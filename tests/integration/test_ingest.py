@@ -183,14 +183,15 @@ def test_retry_after_is_waited_out():
 
 
 def test_400_names_blocks_dead_letters_them_and_delivers_the_rest():
-    """Proves a 400 from ingest is reported naming the refused conversation block, that
-    block's action goes to the dead letters with the server's answer, and the actions of
-    the other blocks of the same batch are delivered."""
+    """Proves a 400 from ingest is reported naming the refused conversation block, the
+    span its errors name goes to the dead letters with the server's answer, and every
+    other action of the same batch (of that block and of the others) is delivered."""
     d = tmpdir()
     emu = emulator(d, legacy=False)
     try:
         lines = many(2, "conv_a") + [{"action_name": "emulator_refuse",
                                       "conversation_id": "conv_bad"}] + many(2, "conv_b")
+        lines += many(3, "conv_bad")
         s = send_file(emu, d, lines)
         r = got(emu)
     finally:
@@ -198,7 +199,7 @@ def test_400_names_blocks_dead_letters_them_and_delivers_the_rest():
     assert s.returncode == 1, s.stderr  # one action was not delivered
     assert "conv_bad" in s.stderr and "refused by the emulator" in s.stderr
     assert sorted(e["conversation_id"] for e in r["ingest_spans"]) == [
-        "conv_a", "conv_a", "conv_b", "conv_b"]
+        "conv_a", "conv_a", "conv_b", "conv_b", "conv_bad", "conv_bad", "conv_bad"]
     dead = read_jsonl(os.path.join(d, "spool", "dead-letter.jsonl"))
     assert [x["action"]["action_name"] for x in dead] == ["emulator_refuse"]
     assert dead[0]["status"] == 400 and "conv_bad" in dead[0]["answer"]
