@@ -7,12 +7,25 @@ Usage:
   agentsight_emulator.py [--port N] [--key KEY] [--store FILE.jsonl]
                          [--fail-mode none|500|429|slow|drop] [--fail-count N]
                          [--fail-path PREFIX] [--slow-seconds S] [--retry-after S]
-                         [--max-seconds S]
+                         [--max-seconds S] [--legacy] [--no-gzip]
 
 The first line on stdout is the port it listens on (127.0.0.1 only; --port 0 picks one).
 
-API:
-  POST /api/conversations/    {"conversation_id": str} -> {"id": int, ...} (get-or-create)
+API (today's; absent with --legacy, which makes it a 0.0.x-only server answering 404):
+  GET  /api/me/               {"capabilities": ["ingest", "gzip-ingest"]} (no gzip-ingest
+                              with --no-gzip)
+  POST /api/ingest/           {"sdk": {"name", "version"}, "conversations": [block...]},
+                              validated strictly: unknown fields of the body, of a block or
+                              of a span are refused, every type is checked, tool spans must
+                              carry the agentsight.* tool attributes. A refusal is a 400
+                              naming each offending block: {"detail", "conversations":
+                              [{"index", "conversation_id", "errors": {field: [msg]}}]};
+                              the batch is then taken whole or not at all. A span named
+                              "emulator_refuse" is refused. Content-Encoding: gzip is
+                              taken only while gzip-ingest is offered (else 415).
+0.0.x API:
+  POST /api/conversations/    {"conversation_id": str, "environment": str (optional)}
+                              -> {"id": int, ...} (get-or-create)
   POST /api/action_logs/      action_name (str), conversation (int, created before),
                               conversation_id (str, matching), optional track_action fields
   GET  /api/actions/?name=N   {"results": [{"id", "name", "display_name"}]}
@@ -20,7 +33,7 @@ API:
   POST /v1/traces             OTLP/HTTP JSON export; spans stored
 Control (no key):
   POST /_control  {"fail_mode": "...", "fail_count": N, "fail_path": P, "slow_seconds": S,
-                   "retry_after": S}
+                   "retry_after": S, "legacy": bool, "gzip": bool}
   GET  /_received everything stored; GET /_stats counts only.
 Keys are never stored: /_received lists a fingerprint of each Authorization header seen
 ("Api-Key " + the first 8 characters of the key + "...") and "auth_matched", the number of
@@ -33,6 +46,8 @@ requests whose path starts with PREFIX (e.g. /api/action_logs/). Exits on SIGTER
 --max-seconds.
 """
 import argparse
+import datetime
+import gzip
 import re
 import json
 import signal
@@ -52,6 +67,12 @@ class State:
         self.fail_path = args.fail_path
         self.slow_seconds = args.slow_seconds
         self.retry_after = args.retry_after
+        self.legacy = args.legacy
+        self.gzip = not args.no_gzip
+        self.ingest_spans = []     # spans taken, each with its block's conversation fields
+        self.ingest_requests = []  # every /api/ingest/ request: time, size, encoding, status
+        self.me_requests = 0
+        self.conv_env = {}
         self.conversations = {}
         self.action_logs = []
         self.spans = []
@@ -94,6 +115,123 @@ class State:
 
 STATE = None
 MAX_BODY = 64 << 20
+
+HEX = "0123456789abcdef"
+BLOCK_FIELDS = {"conversation_id", "environment", "metadata", "customer_id",
+                "customer_ip_address", "device", "source", "language", "name", "spans"}
+SPAN_FIELDS = {"span_id", "trace_id", "parent_span_id", "kind", "name", "started_at",
+               "ended_at", "duration_ms", "status", "attributes", "events", "otel"}
+SPAN_REQUIRED = SPAN_FIELDS - {"otel"}
+
+
+def is_hex(v, n):
+    return isinstance(v, str) and len(v) == n and all(c in HEX for c in v) and v != "0" * n
+
+
+def iso_time(v):
+    """A datetime from an ISO-8601 string with a zone, or None."""
+    if not isinstance(v, str):
+        return None
+    try:
+        t = datetime.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else None
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def span_errors(sp, block_cid):
+    """Field errors of one span: {field: [message]}."""
+    errs = {}
+
+    def bad(field, msg):
+        errs.setdefault(field, []).append(msg)
+
+    if not isinstance(sp, dict):
+        bad("spans", "expected an object")
+        return errs
+    for f in sorted(set(sp) - SPAN_FIELDS):
+        bad(f, "unknown field")
+    for f in sorted(SPAN_REQUIRED - set(sp)):
+        bad(f, "required")
+    if "span_id" in sp and not is_hex(sp["span_id"], 16):
+        bad("span_id", "16 lowercase hex digits, not all zero")
+    if "trace_id" in sp and not is_hex(sp["trace_id"], 32):
+        bad("trace_id", "32 lowercase hex digits, not all zero")
+    if sp.get("parent_span_id") is not None and not is_hex(sp["parent_span_id"], 16):
+        bad("parent_span_id", "null or 16 hex digits")
+    for f in ("kind", "name"):
+        if f in sp and (not isinstance(sp[f], str) or not sp[f]):
+            bad(f, "non-empty string")
+    t0, t1 = iso_time(sp.get("started_at")), iso_time(sp.get("ended_at"))
+    if "started_at" in sp and t0 is None:
+        bad("started_at", "ISO-8601 time with a zone")
+    if "ended_at" in sp and t1 is None:
+        bad("ended_at", "ISO-8601 time with a zone")
+    if t0 and t1 and t1 < t0:
+        bad("ended_at", "before started_at")
+    if "duration_ms" in sp and (not is_number(sp["duration_ms"]) or sp["duration_ms"] < 0):
+        bad("duration_ms", "non-negative number")
+    if "status" in sp and sp["status"] not in ("ok", "error", "unset"):
+        bad("status", "ok, error or unset")
+    if "events" in sp and not isinstance(sp["events"], list):
+        bad("events", "list")
+    at = sp.get("attributes")
+    if "attributes" in sp and not isinstance(at, dict):
+        bad("attributes", "object")
+        at = None
+    if at is not None:
+        for k, v in at.items():
+            if not isinstance(v, (str, int, float, bool)):
+                bad("attributes." + k, "primitive value")
+        if at.get("agentsight.span.kind") != sp.get("kind"):
+            bad("attributes.agentsight.span.kind", "must equal kind")
+        if at.get("agentsight.conversation.id") != block_cid:
+            bad("attributes.agentsight.conversation.id", "must equal the block's id")
+        if sp.get("kind") == "tool":
+            if not isinstance(at.get("agentsight.tool.name"), str):
+                bad("attributes.agentsight.tool.name", "required string")
+            for f in ("agentsight.tool.response", "agentsight.tool.error"):
+                if f in at and not isinstance(at[f], str):
+                    bad("attributes." + f, "string")
+            if "agentsight.tool.arguments" in at:
+                try:
+                    json.loads(at["agentsight.tool.arguments"])
+                except (TypeError, ValueError):
+                    bad("attributes.agentsight.tool.arguments", "a string holding JSON")
+            if (sp.get("status") == "error") != ("agentsight.tool.error" in at):
+                bad("status", "error exactly when agentsight.tool.error is set")
+    if sp.get("name") == "emulator_refuse":
+        bad("name", "refused by the emulator")
+    return errs
+
+
+def block_errors(b):
+    errs = {}
+    if not isinstance(b, dict):
+        return {"block": ["expected an object"]}
+    for f in sorted(set(b) - BLOCK_FIELDS):
+        errs.setdefault(f, []).append("unknown field")
+    cid = b.get("conversation_id")
+    if not isinstance(cid, str) or not cid:
+        errs.setdefault("conversation_id", []).append("required non-empty string")
+    for f in BLOCK_FIELDS - {"conversation_id", "metadata", "spans"}:
+        if f in b and not isinstance(b[f], str):
+            errs.setdefault(f, []).append("string")
+    if "metadata" in b and not isinstance(b["metadata"], dict):
+        errs.setdefault("metadata", []).append("object")
+    spans = b.get("spans")
+    if not isinstance(spans, list) or not spans:
+        errs.setdefault("spans", []).append("required non-empty list")
+        spans = []
+    for i, sp in enumerate(spans):
+        for f, msgs in span_errors(sp, cid).items():
+            errs.setdefault("spans[%d].%s" % (i, f), []).extend(msgs)
+    return errs
+
 
 
 def fingerprint(header):
@@ -197,6 +335,11 @@ class Handler(BaseHTTPRequestHandler):
             cid = body.get("conversation_id") if isinstance(body, dict) else None
             if not isinstance(cid, str) or not cid:
                 return self.reject(400, "conversation_id: required string")
+            if set(body) - {"conversation_id", "environment"}:
+                return self.reject(400, "unknown conversation field")
+            env = body.get("environment")
+            if env is not None and not isinstance(env, str):
+                return self.reject(400, "environment: string")
             with STATE.lock:
                 created = cid not in STATE.conversations
                 if created:
@@ -204,6 +347,8 @@ class Handler(BaseHTTPRequestHandler):
                     STATE.save("conversation", {"conversation_id": cid,
                                                 "id": STATE.conversations[cid]})
                 cid_id = STATE.conversations[cid]
+                if env is not None:
+                    STATE.conv_env[cid] = env
             return self.answer(201 if created else 200,
                                {"id": cid_id, "conversation_id": cid})
         if path.path == "/api/action_logs/" and method == "POST":
@@ -263,6 +408,102 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, obj)
         return self.reject(404, "unknown endpoint")
 
+    def handle_me(self):
+        with STATE.lock:
+            STATE.requests += 1
+            STATE.me_requests += 1
+        if self.failure():
+            return
+        if not self.authorized():
+            return
+        if STATE.legacy:
+            return self.reject(404, "unknown endpoint")
+        caps = ["ingest"] + (["gzip-ingest"] if STATE.gzip else [])
+        return self.answer(200, {"capabilities": caps})
+
+    def handle_ingest(self):
+        n = body_length(self.headers.get("Content-Length")) or 0
+        raw = self.rfile.read(n) if n else b""
+        enc = self.headers.get("Content-Encoding", "identity").strip().lower()
+        rec = {"t": time.monotonic(), "bytes": len(raw), "decoded_bytes": None,
+               "encoding": enc, "status": None}
+        with STATE.lock:
+            STATE.requests += 1
+            STATE.ingest_requests.append(rec)
+
+        def done(status, obj, why=None, headers=None):
+            rec["status"] = status
+            if why is not None:
+                with STATE.lock:
+                    STATE.rejected.append({"path": self.path, "status": status, "why": why})
+            return self.answer(status, obj, headers)
+
+        mode = STATE.take_failure(self.path)
+        if mode == "500":
+            return done(500, {"detail": "emulated failure"})
+        if mode == "429":
+            return done(429, {"detail": "slow down"}, None,
+                        {"Retry-After": str(STATE.retry_after)})
+        if mode == "drop":
+            rec["status"] = 0
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
+        if mode == "slow":
+            time.sleep(STATE.slow_seconds)
+        if not self.authorized():
+            rec["status"] = 401
+            return
+        if STATE.legacy:
+            return done(404, {"detail": "unknown endpoint"}, "unknown endpoint")
+        if enc == "gzip":
+            if not STATE.gzip:
+                return done(415, {"detail": "gzip bodies are not taken"}, "gzip not offered")
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError):
+                return done(400, {"detail": "body is not gzip"}, "bad gzip")
+        elif enc != "identity":
+            return done(415, {"detail": "unknown Content-Encoding"}, "encoding " + enc)
+        rec["decoded_bytes"] = len(raw)
+        if self.headers.get("Content-Type", "").split(";")[0] != "application/json":
+            return done(415, {"detail": "expected application/json"}, "content type")
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return done(400, {"detail": "body is not JSON"}, "body is not JSON")
+        if not isinstance(body, dict) or set(body) != {"sdk", "conversations"}:
+            return done(400, {"detail": "body: exactly sdk and conversations"}, "body keys")
+        sdk = body["sdk"]
+        if not isinstance(sdk, dict) or set(sdk) != {"name", "version"} or \
+                not all(isinstance(sdk[k], str) and sdk[k] for k in ("name", "version")):
+            return done(400, {"detail": "sdk: {name, version} strings"}, "sdk")
+        blocks = body["conversations"]
+        if not isinstance(blocks, list) or not blocks:
+            return done(400, {"detail": "conversations: non-empty list"}, "conversations")
+        bad = []
+        for i, b in enumerate(blocks):
+            errs = block_errors(b)
+            if errs:
+                cid = b.get("conversation_id") if isinstance(b, dict) else None
+                bad.append({"index": i, "conversation_id": cid, "errors": errs})
+        if bad:
+            return done(400, {"detail": "ingest rejected the batch.",
+                              "conversations": bad[:20], "truncated": len(bad) > 20},
+                        "blocks " + ",".join(str(b["index"]) for b in bad))
+        with STATE.lock:
+            for b in blocks:
+                fields = {k: v for k, v in b.items() if k != "spans"}
+                for sp in b["spans"]:
+                    STATE.count_event(sp["attributes"].get("agentsight.event_id"))
+                    entry = dict(fields, span=sp)
+                    STATE.ingest_spans.append(entry)
+                    STATE.save("ingest_span", entry)
+        return done(202, {"accepted": sum(len(b["spans"]) for b in blocks)})
+
     def handle_otlp(self):
         with STATE.lock:
             STATE.requests += 1
@@ -294,6 +535,10 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and self.path.startswith("/_received"):
             with STATE.lock:
                 obj = {"action_logs": STATE.action_logs, "spans": STATE.spans,
+                       "ingest_spans": STATE.ingest_spans,
+                       "ingest_requests": STATE.ingest_requests,
+                       "me_requests": STATE.me_requests,
+                       "conversation_environments": STATE.conv_env,
                        "conversations": STATE.conversations,
                        "actions": list(STATE.actions.values()),
                        "duplicates": STATE.duplicates, "unique": len(STATE.event_ids),
@@ -306,6 +551,7 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.lock:
                 return self.answer(200, {
                     "action_logs": len(STATE.action_logs), "spans": len(STATE.spans),
+                    "ingest_spans": len(STATE.ingest_spans),
                     "duplicates": STATE.duplicates, "unique": len(STATE.event_ids),
                     "rejected": len(STATE.rejected), "requests": STATE.requests,
                     "failed": STATE.failed, "fail_mode": STATE.fail_mode})
@@ -322,6 +568,10 @@ class Handler(BaseHTTPRequestHandler):
                     STATE.slow_seconds = float(body["slow_seconds"])
                 if "retry_after" in body:
                     STATE.retry_after = int(body["retry_after"])
+                if "legacy" in body:
+                    STATE.legacy = bool(body["legacy"])
+                if "gzip" in body:
+                    STATE.gzip = bool(body["gzip"])
                 mode = STATE.fail_mode
             return self.answer(200, {"fail_mode": mode})
         return self.answer(404, {"detail": "unknown control endpoint"})
@@ -338,6 +588,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.handle_control(method)
             if self.path.startswith("/v1/traces") and method == "POST":
                 return self.handle_otlp()
+            if self.path.split("?")[0] == "/api/me/" and method == "GET":
+                return self.handle_me()
+            if self.path.split("?")[0] == "/api/ingest/" and method == "POST":
+                return self.handle_ingest()
             return self.handle_api(method)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -375,6 +629,10 @@ def main():
     p.add_argument("--slow-seconds", type=float, default=5.0)
     p.add_argument("--retry-after", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=600.0)
+    p.add_argument("--legacy", action="store_true",
+                   help="behave as a 0.0.x-only server (no /api/me/, no /api/ingest/)")
+    p.add_argument("--no-gzip", action="store_true",
+                   help="do not list the gzip-ingest capability")
     args = p.parse_args()
     STATE = State(args)
     srv = Server(("127.0.0.1", args.port), Handler)

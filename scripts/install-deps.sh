@@ -3,7 +3,8 @@
 # Idempotent and quiet when everything is present; run as root or through sudo.
 set -euo pipefail
 
-# Build and run time: libcurl (HTTP sinks), cJSON (JSON parsing), libelf and libdw
+# Build and run time: libcurl (HTTP sinks), zlib (gzip of large ingest bodies), cJSON
+# (JSON parsing), libelf and libdw
 # (symbol tables, DWARF prototypes), capstone (instruction decoding for entry patches).
 # Tests: cmocka (unit tests), sqlite3 and curl (real programs to instrument), python3
 # (the local API emulator), clang with its sanitizer runtimes (libFuzzer target).
@@ -11,7 +12,7 @@ set -euo pipefail
 # `make install` from the Markdown references.
 pkgs=(
   build-essential pkg-config
-  libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev
+  libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev zlib1g-dev
   libcmocka-dev
   sqlite3 curl python3 clang libclang-rt-14-dev
   ltrace uftrace

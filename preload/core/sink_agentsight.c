@@ -1,12 +1,16 @@
-/* sink_agentsight.c - the `agentsight` sink: actions to the AgentSight HTTP API
- * (get-or-create each conversation once, then POST /api/action_logs/ per action), with
+/* sink_agentsight.c - the `agentsight` sink: actions to the AgentSight HTTP API. Which API
+ * the server speaks is probed once per process (GET /api/me/, answer cached): today's
+ * ingest API takes batches of spans grouped by conversation (POST /api/ingest/, body from
+ * ingest.c, gzipped above 8 KiB when /api/me/ lists "gzip-ingest"); servers without it get
+ * the 0.0.x API (get-or-create each conversation once, then POST /api/action_logs/ per
+ * action). Either way, with
  * retries in http.c, overflow and failures handed to the spool, refusals to the dead
  * letters, and display names set once per process. Write-ahead: the lines of each batch
  * of new actions are written to the spool as one batch claimed by this process before any
  * request is made; the file is removed once every action of it is answered (or staged and
  * committed again), so an action the exporter took from its ring is always on disk. Each
- * request carries the action's event id (metadata.agentsight_event_id): a retry after a
- * timeout is deduplicable by the server.
+ * request carries the action's event id (0.0.x: metadata.agentsight_event_id; ingest: the
+ * span's ids are derived from it): a retry after a timeout is deduplicable by the server.
  *
  * URI: "agentsight" (endpoint from AGENTSIGHT_API_ENDPOINT) or "agentsight:URL".
  * Runs on the exporter thread only. The API key lives only in the client's header list:
@@ -22,6 +26,7 @@
 #include "core/action.h"
 #include "core/clock.h"
 #include "core/http.h"
+#include "core/ingest.h"
 #include "core/jsonw.h"
 #include "core/log.h"
 #include "core/settings.h"
@@ -32,6 +37,15 @@
 #define WIRE_AHEAD 32   /* requests handed to the client ahead of the wire */
 #define DOWN_MIN_MS 500 /* first pause after a failure, doubled up to DOWN_MAX_MS */
 #define DOWN_MAX_MS 30000
+#define INGEST_BATCH 100 /* spans per ingest request */
+
+/* Which API a server speaks, probed once per process and endpoint. */
+enum { API_UNKNOWN, API_INGEST, API_LEGACY };
+static struct {
+    char endpoint[512];
+    int api;
+    int gzip; /* /api/me/ lists gzip-ingest */
+} probe_cache;
 
 typedef as_spool_replay replay; /* remaining: actions of the batch not yet finished */
 
@@ -65,6 +79,10 @@ typedef struct named {
 typedef struct sk {
     as_sink *sink;
     as_http *http;
+    as_http *http_gz; /* the same, sending Content-Encoding: gzip */
+    int api, gzip, probing;
+    item *probe_head, *probe_tail; /* waiting for the probe's answer */
+    char environment[256];         /* AGENTSIGHT_ENVIRONMENT, or "" */
     as_spool *spool;
     char endpoint[512];
     char uri[600];
@@ -82,6 +100,10 @@ typedef struct sk {
     unsigned logged; /* kinds already logged (bits) */
     unsigned long long delivered, spooled, dead;
 } sk;
+
+static size_t outstanding(const sk *k) {
+    return as_http_outstanding(k->http) + (k->http_gz ? as_http_outstanding(k->http_gz) : 0);
+}
 
 /* 1 when key is shaped ags_<32 hex>_<6 hex>. */
 static int key_shape_ok(const char *k) {
@@ -281,14 +303,300 @@ static conv *conv_get(sk *k, const char *cid) {
     return c;
 }
 
-/* Routes one item: ready, waiting for its conversation, or to the spool. */
+/* ---- today's ingest API ---- */
+
+/* One POST /api/ingest/: its items and the conversation block each went into. */
+typedef struct group {
+    sk *k;
+    size_t n;
+    item *items[INGEST_BATCH];
+    int block[INGEST_BATCH]; /* conversation block of each item */
+    int pos[INGEST_BATCH];   /* its index in the block's spans */
+} group;
+
+/* Marks in bad[] the items of g a refused block names: the spans its errors name by
+ * "spans[N]..." keys, or every span of the block when an error is not about one span. */
+static void mark_refused(const group *g, int blk, const cJSON *errs, char *bad) {
+    char span_named[INGEST_BATCH] = {0};
+    int whole = !as_cjson.cJSON_IsObject(errs) || !errs->child;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, errs) {
+        unsigned n;
+        if (e->string && sscanf(e->string, "spans[%u]", &n) == 1 && n < INGEST_BATCH)
+            span_named[n] = 1;
+        else
+            whole = 1;
+    }
+    for (size_t i = 0; i < g->n; i++)
+        if (g->block[i] == blk && (whole || span_named[g->pos[i]]))
+            bad[i] = 1;
+}
+
+/* Logs what a 400 says, naming up to five offending blocks, and marks in bad[] the items
+ * it refused (mark_refused). Returns how many blocks were named. */
+static int ingest_refusal(sk *k, const as_http_resp *r, const group *g, char *bad) {
+    int nblocks = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->block[i] >= nblocks)
+            nblocks = g->block[i] + 1;
+    cJSON *o = as_cjson.cJSON_ParseWithLength(r->body, r->body_len);
+    const cJSON *d = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "detail");
+    const cJSON *bl = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "conversations");
+    as_buf msg;
+    as_buf_init(&msg);
+    int count = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, bl) {
+        const cJSON *ix = as_cjson.cJSON_GetObjectItemCaseSensitive(e, "index");
+        if (!as_cjson.cJSON_IsNumber(ix) || ix->valuedouble < 0 || ix->valuedouble >= nblocks)
+            continue;
+        const cJSON *errs = as_cjson.cJSON_GetObjectItemCaseSensitive(e, "errors");
+        mark_refused(g, (int)ix->valuedouble, errs, bad);
+        if (count++ >= 5)
+            continue;
+        const cJSON *cid = as_cjson.cJSON_GetObjectItemCaseSensitive(e, "conversation_id");
+        char *et = errs ? as_cjson.cJSON_PrintUnformatted(errs) : NULL;
+        as_buf_printf(&msg, "%s%s (%s)", count > 1 ? "; " : "",
+                      as_cjson.cJSON_IsString(cid) ? cid->valuestring : "?",
+                      et ? et : "no field detail");
+        free(et);
+    }
+    if (count > 5)
+        as_buf_printf(&msg, ", and %d more", count - 5);
+    if (!count)
+        as_utf8_repair(&msg, r->body, r->body_len < 500 ? r->body_len : 500);
+    as_alert_warn("agentsight sink: %s refused an ingest batch with HTTP %ld (%s); offending "
+                  "block(s): %s; their actions are kept in the dead-letter file",
+                  k->endpoint, r->status, as_cjson.cJSON_IsString(d) ? d->valuestring : "no detail",
+                  msg.oom ? "?" : as_buf_cstr(&msg));
+    as_buf_free(&msg);
+    as_cjson.cJSON_Delete(o);
+    return count;
+}
+
+static void on_ingest_done(void *ctx, const as_http_resp *r) {
+    group *g = ctx;
+    sk *k = g->k;
+    if (r->status >= 200 && r->status < 300) {
+        mark_success(k);
+        for (size_t i = 0; i < g->n; i++) {
+            k->delivered++;
+            if (k->sink)
+                k->sink->sent++;
+            replay_step_done(k, g->items[i]);
+            k->held--;
+            item_free(g->items[i]);
+        }
+        free(g);
+        return;
+    }
+    if (r->status >= 400 && r->status < 500 && r->status != 429) {
+        mark_success(k); /* the server answers; it refused (part of) this batch */
+        char bad[INGEST_BATCH] = {0};
+        int any = r->status == 400 && ingest_refusal(k, r, g, bad) > 0;
+        if (r->status != 400)
+            log_once(k, 1u << (r->status % 16),
+                     "agentsight sink: %s refused an ingest batch with HTTP %ld; its actions "
+                     "are kept in the dead-letter file beside the spool (further refusals of "
+                     "this kind are not logged)",
+                     k->endpoint, r->status);
+        /* The server takes a batch whole or not at all: what it did not name goes out
+         * again (without what it named, so this ends). */
+        for (size_t i = 0; i < g->n; i++) {
+            if (!any || bad[i])
+                to_dead_letter(k, g->items[i], r->status, r->body);
+            else
+                make_ready(k, g->items[i]);
+        }
+        free(g);
+        return;
+    }
+    if (!r->cancelled) {
+        log_once(k, 1u << 21,
+                 "agentsight sink: %s does not take ingest batches now (HTTP %ld); actions "
+                 "are spooled and replayed later",
+                 k->endpoint, r->status);
+        mark_failure(k);
+    }
+    for (size_t i = 0; i < g->n; i++)
+        to_spool(k, g->items[i]);
+    free(g);
+}
+
+/* Appends the span of one item (rebuilt from its line). Returns 0, or -1 when the line
+ * does not read back (the item then goes to the dead letters). */
+static int item_span(as_buf *b, const item *it) {
+    as_spool_rec rec;
+    if (as_spool_parse_line(it->line, strlen(it->line), &rec) != 0)
+        return -1;
+    as_ingest_span(b, &rec.a, AS_SPAN_TOOL);
+    as_spool_rec_free(&rec);
+    return 0;
+}
+
+/* Takes up to INGEST_BATCH ready items into one request, grouped by conversation. */
+static void submit_ingest(sk *k) {
+    group *g = calloc(1, sizeof *g);
+    if (!g)
+        return; /* the items stay ready; retried on the next pass */
+    g->k = k;
+    while (k->ready_head && g->n < INGEST_BATCH) {
+        item *it = k->ready_head;
+        k->ready_head = it->next;
+        g->items[g->n++] = it;
+    }
+    if (!k->ready_head)
+        k->ready_tail = NULL;
+    as_buf b;
+    as_buf_init(&b);
+    as_ingest_begin(&b);
+    int blocks = 0;
+    char done[INGEST_BATCH] = {0};
+    for (size_t i = 0; i < g->n; i++) {
+        if (done[i])
+            continue;
+        conv *cv = g->items[i]->cv;
+        as_ingest_block_open(&b, cv->cid, k->environment, blocks == 0);
+        int first = 1, pos = 0;
+        for (size_t j = i; j < g->n; j++) {
+            if (done[j] || g->items[j]->cv != cv)
+                continue;
+            done[j] = 1;
+            size_t mark = b.len;
+            if (!first)
+                as_buf_putc(&b, ',');
+            if (item_span(&b, g->items[j]) != 0) {
+                b.len = mark;
+                g->block[j] = -1;
+                continue;
+            }
+            first = 0;
+            g->block[j] = blocks;
+            g->pos[j] = pos++;
+        }
+        as_ingest_block_close(&b);
+        blocks++;
+    }
+    as_ingest_end(&b);
+    /* Lines that do not read back as actions cannot be sent: dead letters. */
+    size_t kept = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->block[i] < 0) {
+            to_dead_letter(k, g->items[i], 0, "not an action");
+            continue;
+        }
+        g->items[kept] = g->items[i];
+        g->pos[kept] = g->pos[i];
+        g->block[kept++] = g->block[i];
+    }
+    g->n = kept;
+    char url[600];
+    snprintf(url, sizeof url, "%s/api/ingest/", k->endpoint);
+    as_http *h = k->http;
+    if (!b.oom && k->gzip && b.len > AS_INGEST_GZIP_MIN) {
+        size_t zl;
+        char *z = as_gzip(b.data, b.len, &zl);
+        if (z) {
+            as_buf_free(&b);
+            b.data = z;
+            b.len = zl;
+            h = k->http_gz;
+        }
+    }
+    if (b.oom || g->n == 0) {
+        as_buf_free(&b);
+        as_http_resp r = {.status = 0, .body = "", .error = "out of memory", .cancelled = 1};
+        on_ingest_done(g, &r);
+        return;
+    }
+    if (as_http_submit(h, "POST", url, b.data, b.len, on_ingest_done, g) != 0) {
+        as_http_resp r = {.status = 0, .body = "", .error = "out of memory", .cancelled = 1};
+        on_ingest_done(g, &r);
+    }
+}
+
+static void dispatch(sk *k, item *it);
+
+/* The answer of GET /api/me/: 2xx means the ingest API (and its capabilities list says
+ * whether gzip bodies are taken); any other answer but 429 means a 0.0.x server; no
+ * answer leaves it unknown (asked again with the next actions). */
+static void on_probe_done(void *ctx, const as_http_resp *r) {
+    sk *k = ctx;
+    k->probing = 0;
+    int api = API_UNKNOWN;
+    if (r->status >= 200 && r->status < 300) {
+        api = API_INGEST;
+        cJSON *o = as_cjson.cJSON_ParseWithLength(r->body, r->body_len);
+        const cJSON *caps = as_cjson.cJSON_GetObjectItemCaseSensitive(o, "capabilities");
+        const cJSON *c;
+        cJSON_ArrayForEach(c, caps) {
+            if (as_cjson.cJSON_IsString(c) && strcmp(c->valuestring, "gzip-ingest") == 0)
+                k->gzip = 1;
+        }
+        as_cjson.cJSON_Delete(o);
+    } else if (r->status >= 400 && r->status < 500 && r->status != 429) {
+        api = API_LEGACY;
+    }
+    item *list = k->probe_head;
+    k->probe_head = k->probe_tail = NULL;
+    if (api != API_UNKNOWN) {
+        mark_success(k);
+        k->api = api;
+        snprintf(probe_cache.endpoint, sizeof probe_cache.endpoint, "%s", k->endpoint);
+        probe_cache.api = api;
+        probe_cache.gzip = k->gzip;
+        as_debug("agentsight sink: %s speaks the %s API%s", k->endpoint,
+                 api == API_INGEST ? "ingest" : "0.0.x action_logs",
+                 k->gzip ? " (gzip-ingest)" : "");
+    } else if (!r->cancelled) {
+        if (r->status == 0 && !(k->logged & (1u << 20))) {
+            k->logged |= 1u << 20;
+            as_alert_warn("agentsight sink: %s does not answer (%s); actions are spooled and "
+                          "replayed later",
+                          k->endpoint, r->error);
+        }
+        mark_failure(k);
+    }
+    for (item *it = list, *next; it; it = next) {
+        next = it->next;
+        if (api == API_UNKNOWN)
+            to_spool(k, it);
+        else
+            dispatch(k, it);
+    }
+}
+
+static void probe_wait(sk *k, item *it) {
+    it->next = NULL;
+    if (k->probe_tail)
+        k->probe_tail->next = it;
+    else
+        k->probe_head = it;
+    k->probe_tail = it;
+    if (k->probing)
+        return;
+    char url[600];
+    snprintf(url, sizeof url, "%s/api/me/", k->endpoint);
+    k->probing = 1;
+    if (as_http_submit(k->http, "GET", url, NULL, 0, on_probe_done, k) != 0) {
+        as_http_resp r = {.status = 0, .body = "", .error = "out of memory", .cancelled = 1};
+        on_probe_done(k, &r);
+    }
+}
+
+/* Routes one item: waiting for the probe, ready, waiting for its conversation, or to the
+ * spool. */
 static void dispatch(sk *k, item *it) {
     if (k->down_until_ms && as_mono_ms() < k->down_until_ms) {
         to_spool(k, it);
         return;
     }
+    if (k->api == API_UNKNOWN) {
+        probe_wait(k, it);
+        return;
+    }
     conv *cv = it->cv;
-    if (cv->id >= 0) {
+    if (k->api == API_INGEST || cv->id >= 0) {
         make_ready(k, it);
         return;
     }
@@ -304,6 +612,10 @@ static void dispatch(sk *k, item *it) {
     as_buf_init(&b);
     as_buf_puts(&b, "{\"conversation_id\":");
     as_json_cstr(&b, cv->cid);
+    if (k->environment[0]) {
+        as_buf_puts(&b, ",\"environment\":");
+        as_json_cstr(&b, k->environment);
+    }
     as_buf_putc(&b, '}');
     char url[600];
     snprintf(url, sizeof url, "%s/api/conversations/", k->endpoint);
@@ -319,15 +631,21 @@ static void dispatch(sk *k, item *it) {
 /* Hands ready items to the client while it has room; spools them when the API is down. */
 static void pump(sk *k) {
     int down = k->down_until_ms && as_mono_ms() < k->down_until_ms;
-    while (k->ready_head && (down || as_http_outstanding(k->http) < WIRE_AHEAD)) {
+    while (k->ready_head && (down || outstanding(k) < WIRE_AHEAD)) {
         item *it = k->ready_head;
         k->ready_head = it->next;
         if (!k->ready_head)
             k->ready_tail = NULL;
-        if (down)
+        if (down) {
             to_spool(k, it);
-        else
+        } else if (k->api == API_INGEST) {
+            k->ready_head = it; /* taken back by the batch */
+            if (!k->ready_tail)
+                k->ready_tail = it;
+            submit_ingest(k);
+        } else {
             submit_item(k, it);
+        }
     }
 }
 
@@ -414,6 +732,8 @@ static void url_escape(const char *s, char *out, size_t cap) {
 }
 
 static void display_name_seen(sk *k, const as_action *a) {
+    if (k->api == API_INGEST) /* ingest spans carry it in agentsight.metadata */
+        return;
     if (!a->metadata || !strstr(a->metadata, "\"display_name\""))
         return;
     for (named *n = k->names; n; n = n->next)
@@ -455,6 +775,10 @@ static item *make_item(sk *k, const as_action *a, int64_t key, replay *rp) {
     copy.event_id = id;
     as_action_to_jsonl(&copy, &line);
     char ts[AS_ISO_LEN];
+    if (k->api == API_INGEST) { /* the span is built from the line when it is sent */
+        as_buf_putc(&rest, '}');
+        goto built;
+    }
     as_buf_puts(&rest, "\"action_name\":");
     as_json_cstr(&rest, a->action_name);
     as_buf_puts(&rest, ",\"conversation_id\":");
@@ -481,6 +805,7 @@ static item *make_item(sk *k, const as_action *a, int64_t key, replay *rp) {
         as_json_cstr(&rest, a->error_msg);
     }
     as_buf_putc(&rest, '}');
+built:
     if (meta.oom || line.oom || rest.oom)
         goto error;
     while (line.len > 0 && line.data[line.len - 1] == '\n')
@@ -533,8 +858,8 @@ static int spool_direct(sk *k, const as_action *a) {
 static void accept_action(sk *k, const as_action *a, int64_t key, replay *rp) {
     /* Requests in flight fail (no answer, 429, 502-504): new actions wait in the spool
      * rather than in memory, until those end (then new ones probe the server again). */
-    int failing = as_http_outstanding(k->http) > 0 && !as_http_answering(k->http) &&
-                  !(k->healthy && k->held < WIRE_AHEAD);
+    int failing =
+        outstanding(k) > 0 && !as_http_answering(k->http) && !(k->healthy && k->held < WIRE_AHEAD);
     if (!rp && (k->held >= MAX_ITEMS || failing ||
                 (k->down_until_ms && as_mono_ms() < k->down_until_ms))) {
         display_name_seen(k, a);
@@ -587,7 +912,11 @@ static void maybe_replay(sk *k) {
 
 static void drive(sk *k, int timeout_ms) {
     pump(k);
-    as_http_run(k->http, timeout_ms);
+    if (as_http_outstanding(k->http) == 0 && as_http_outstanding(k->http_gz) > 0)
+        as_http_run(k->http_gz, timeout_ms);
+    else
+        as_http_run(k->http, timeout_ms);
+    as_http_run(k->http_gz, 0);
     pump(k);
     maybe_replay(k);
     pump(k);
@@ -597,8 +926,8 @@ static void drive(sk *k, int timeout_ms) {
 /* Whether new actions go straight to the spool: the API is down, its requests fail, or
  * the sink holds all it may. */
 static int spool_new(sk *k) {
-    int failing = as_http_outstanding(k->http) > 0 && !as_http_answering(k->http) &&
-                  !(k->healthy && k->held < WIRE_AHEAD);
+    int failing =
+        outstanding(k) > 0 && !as_http_answering(k->http) && !(k->healthy && k->held < WIRE_AHEAD);
     return k->held >= MAX_ITEMS || failing || (k->down_until_ms && as_mono_ms() < k->down_until_ms);
 }
 
@@ -656,6 +985,8 @@ static int ags_send(as_sink *s, const as_action *batch, size_t n) {
 }
 
 static int held_conv_items(sk *k) {
+    if (k->probe_head)
+        return 1;
     for (conv *c = k->convs; c; c = c->next)
         if (c->wait_head)
             return 1;
@@ -668,6 +999,13 @@ static int held_conv_items(sk *k) {
  * with nothing outstanding. This function can't fail. */
 static void spool_everything(sk *k) {
     as_http_cancel_all(k->http);
+    as_http_cancel_all(k->http_gz);
+    while (k->probe_head) {
+        item *it = k->probe_head;
+        k->probe_head = it->next;
+        to_spool(k, it);
+    }
+    k->probe_tail = NULL;
     while (k->ready_head) {
         item *it = k->ready_head;
         k->ready_head = it->next;
@@ -691,7 +1029,7 @@ static int ags_flush(as_sink *s, int timeout_ms) {
     int64_t deadline = as_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         drive(k, 20);
-        if (!k->ready_head && as_http_outstanding(k->http) == 0 && !held_conv_items(k))
+        if (!k->ready_head && outstanding(k) == 0 && !held_conv_items(k))
             break;
         if (as_mono_ms() >= deadline) {
             /* Out of time: everything still held goes to the spool. Nothing may be put
@@ -721,6 +1059,7 @@ static void ags_close(as_sink *s) {
         k->rp = NULL;
     }
     as_http_free(k->http);
+    as_http_free(k->http_gz);
     as_spool_close(k->spool);
     as_buf_free(&k->meta);
     as_buf_free(&k->line);
@@ -778,20 +1117,30 @@ static int ags_open(as_sink *s, const char *arg) {
     const char *headers[] = {auth, "Content-Type: application/json", "Accept: application/json",
                              NULL};
     k->http = as_http_new(NULL, headers);
+    const char *gz_headers[] = {auth, "Content-Type: application/json", "Accept: application/json",
+                                "Content-Encoding: gzip", NULL};
+    k->http_gz = k->http ? as_http_new(NULL, gz_headers) : NULL;
     memset(auth, 0, sizeof auth);
     __asm__ volatile("" ::"r"(auth) : "memory"); /* keep the wipe */
     const char *root =
         as_cfg.spool_dir[0] ? as_cfg.spool_dir : secure_getenv("AGENTSIGHT_SPOOL_DIR");
     k->spool = as_spool_open(root, k->uri, 0);
-    if (!k->http || !k->spool) {
+    if (!k->http || !k->http_gz || !k->spool) {
         as_error("agentsight sink: cannot start (%s)", k->http ? "no spool" : "libcurl");
         as_http_free(k->http);
+        as_http_free(k->http_gz);
         as_spool_close(k->spool);
         free(k);
         return -1;
     }
     k->sink = s;
     k->healthy = 1;
+    const char *env = secure_getenv("AGENTSIGHT_ENVIRONMENT");
+    snprintf(k->environment, sizeof k->environment, "%s", env ? env : "");
+    if (probe_cache.api != API_UNKNOWN && strcmp(probe_cache.endpoint, k->endpoint) == 0) {
+        k->api = probe_cache.api;
+        k->gzip = probe_cache.gzip;
+    }
     k->spool_maybe = as_spool_pending(k->spool, NULL) > 0;
     as_buf_init(&k->meta);
     as_buf_init(&k->line);

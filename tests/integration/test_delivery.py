@@ -17,10 +17,13 @@ EMULATOR = os.path.join(ROOT, "scripts", "agentsight_emulator.py")
 class Emulator:
     """The emulator as a child process; stop() ends it by its own pid."""
 
-    def __init__(self, store, port=0):
+    def __init__(self, store, port=0, legacy=True):
+        # legacy: a 0.0.x server, so what arrives is action logs (test_ingest.py covers the
+        # ingest API).
         self.p = subprocess.Popen(
             ["python3", EMULATOR, "--port", str(port), "--key", KEY, "--store", store,
-             "--max-seconds", "300"], stdout=subprocess.PIPE, text=True)
+             "--max-seconds", "300"] + (["--legacy"] if legacy else []),
+            stdout=subprocess.PIPE, text=True)
         self.port = int(self.p.stdout.readline())
         self.endpoint = f"http://127.0.0.1:{self.port}"
 

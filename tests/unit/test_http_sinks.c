@@ -46,7 +46,7 @@ static int start_emulator(void) {
         dup2(fds[1], 1);
         close(fds[0]);
         execlp("python3", "python3", script, "--port", "0", "--key", KEY, "--max-seconds", "120",
-               (char *)NULL);
+               "--legacy", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);

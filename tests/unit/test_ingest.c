@@ -1,0 +1,164 @@
+/* test_ingest.c - unit tests of preload/core/ingest.c: span ids from event ids, the span
+ * and body shapes (parsed back with cJSON), and gzip (inflated back with zlib). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <zlib.h>
+
+#include "core/dl_cjson.h"
+#include "core/ingest.h"
+
+static const as_action tool = {
+    .action_name = "weather_lookup",
+    .started_ns = 1700000000123456789LL,
+    .ended_ns = 1700000000125956789LL, /* 2.5 ms later */
+    .duration_ms = 2,
+    .tools_used = "{\"function\":\"weather_lookup\",\"parameters\":{\"location\":\"Oslo\"}}",
+    .error_msg = "returned NULL",
+    .conversation_id = "conv_1",
+    .metadata = "{\"k\":1}",
+    .event_id = "0123456789abcdef0000000000000007",
+};
+
+static const char *str(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Proves ids are the event id (trace) and a hash of it (span): stable, distinct for event
+ * ids sharing their first 16 digits, and never all zeros. */
+static void test_ids(void **state) {
+    char s1[17], t1[33], s2[17], t2[33];
+    as_ingest_ids(&tool, s1, t1);
+    assert_string_equal(t1, tool.event_id);
+    as_ingest_ids(&tool, s2, t2);
+    assert_string_equal(s1, s2);
+    as_action other = tool;
+    other.event_id = "0123456789abcdef0000000000000008";
+    as_ingest_ids(&other, s2, t2);
+    assert_string_not_equal(s1, s2);
+    assert_int_equal(strlen(s1), 16);
+    assert_int_equal(strspn(s1, "0123456789abcdef"), 16);
+    other.event_id = "00000000000000000000000000000000";
+    as_ingest_ids(&other, s2, t2);
+    assert_true(strspn(t2, "0") < 32 && strspn(s2, "0") < 16);
+    other.event_id = NULL; /* made from name and times: stable */
+    as_ingest_ids(&other, s1, t1);
+    as_ingest_ids(&other, s2, t2);
+    assert_string_equal(t1, t2);
+    assert_int_equal(strspn(t1, "0123456789abcdef"), 32);
+}
+
+/* Proves a failed tool call becomes a span with status error, the tool attributes (the
+ * arguments being the parameters as JSON text), a float duration from the ns times. */
+static void test_tool_span(void **state) {
+    as_buf b;
+    as_buf_init(&b);
+    as_ingest_span(&b, &tool, AS_SPAN_TOOL);
+    cJSON *o = cJSON_Parse(as_buf_cstr(&b));
+    assert_non_null(o);
+    assert_string_equal(str(o, "kind"), "tool");
+    assert_string_equal(str(o, "name"), "weather_lookup");
+    assert_string_equal(str(o, "status"), "error");
+    assert_string_equal(str(o, "trace_id"), tool.event_id);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "parent_span_id")));
+    assert_string_equal(str(o, "started_at"), "2023-11-14T22:13:20.123456Z");
+    double d = cJSON_GetObjectItem(o, "duration_ms")->valuedouble;
+    assert_true(d > 2.5 - 1e-9 && d < 2.5 + 1e-9);
+    const cJSON *at = cJSON_GetObjectItem(o, "attributes");
+    assert_string_equal(str(at, "agentsight.span.kind"), "tool");
+    assert_string_equal(str(at, "agentsight.conversation.id"), "conv_1");
+    assert_string_equal(str(at, "agentsight.tool.name"), "weather_lookup");
+    assert_string_equal(str(at, "agentsight.tool.arguments"), "{\"location\":\"Oslo\"}");
+    assert_string_equal(str(at, "agentsight.tool.error"), "returned NULL");
+    assert_null(str(at, "agentsight.tool.response"));
+    assert_string_equal(str(at, "agentsight.metadata"), "{\"k\":1}");
+    assert_true(cJSON_IsArray(cJSON_GetObjectItem(o, "events")));
+    cJSON_Delete(o);
+    /* Another kind carries the common attributes only. */
+    as_buf_reset(&b);
+    as_action ok = tool;
+    ok.error_msg = NULL;
+    as_ingest_span(&b, &ok, AS_SPAN_LLM);
+    o = cJSON_Parse(as_buf_cstr(&b));
+    at = cJSON_GetObjectItem(o, "attributes");
+    assert_string_equal(str(o, "kind"), "llm");
+    assert_string_equal(str(o, "status"), "ok");
+    assert_null(str(at, "agentsight.tool.name"));
+    assert_string_equal(str(at, "agentsight.span.kind"), "llm");
+    cJSON_Delete(o);
+    as_buf_free(&b);
+}
+
+/* Proves the body frame: sdk, then blocks with the environment only when set. */
+static void test_body(void **state) {
+    as_buf b;
+    as_buf_init(&b);
+    as_ingest_begin(&b);
+    as_ingest_block_open(&b, "c1", "prod", 1);
+    as_ingest_span(&b, &tool, AS_SPAN_TOOL);
+    as_ingest_block_close(&b);
+    as_ingest_block_open(&b, "c2", "", 0);
+    as_ingest_span(&b, &tool, AS_SPAN_TOOL);
+    as_buf_putc(&b, ',');
+    as_ingest_span(&b, &tool, AS_SPAN_TOOL);
+    as_ingest_block_close(&b);
+    as_ingest_end(&b);
+    cJSON *o = cJSON_Parse(as_buf_cstr(&b));
+    assert_non_null(o);
+    assert_int_equal(cJSON_GetArraySize(o), 2);
+    assert_non_null(str(cJSON_GetObjectItem(o, "sdk"), "name"));
+    assert_non_null(str(cJSON_GetObjectItem(o, "sdk"), "version"));
+    const cJSON *cs = cJSON_GetObjectItem(o, "conversations");
+    assert_int_equal(cJSON_GetArraySize(cs), 2);
+    assert_string_equal(str(cJSON_GetArrayItem(cs, 0), "environment"), "prod");
+    assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(cs, 1), "environment"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(cs, 1), "spans")),
+                     2);
+    cJSON_Delete(o);
+    as_buf_free(&b);
+}
+
+/* Proves as_gzip output is a gzip stream that inflates back to the input. */
+static void test_gzip(void **state) {
+    char in[20000];
+    for (size_t i = 0; i < sizeof in; i++)
+        in[i] = (char)('a' + (i * 7 % 13));
+    size_t zl = 0;
+    char *z = as_gzip(in, sizeof in, &zl);
+    assert_non_null(z);
+    assert_true(zl < sizeof in && zl > 18);
+    assert_int_equal((unsigned char)z[0], 0x1f);
+    assert_int_equal((unsigned char)z[1], 0x8b);
+    char out[sizeof in + 16];
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(inflateInit2(&s, 15 + 16), Z_OK);
+    s.next_in = (Bytef *)z;
+    s.avail_in = (uInt)zl;
+    s.next_out = (Bytef *)out;
+    s.avail_out = sizeof out;
+    assert_int_equal(inflate(&s, Z_FINISH), Z_STREAM_END);
+    assert_int_equal(s.total_out, sizeof in);
+    assert_memory_equal(out, in, sizeof in);
+    inflateEnd(&s);
+    free(z);
+}
+
+int main(void) {
+    if (as_dynlib_load(&as_cjson_lib) != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_tool_span),
+        cmocka_unit_test(test_body),
+        cmocka_unit_test(test_gzip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
