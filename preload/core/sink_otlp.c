@@ -308,6 +308,17 @@ static void on_done(void *ctx, const as_http_resp *r) {
     batch_free(bt);
 }
 
+/* 1 when an action was made by another process (recovered from a dead one's ring, or
+ * read from a file by `agentsight send`): it is not a child of this process's span. */
+static int foreign(const char *meta) {
+    if (!meta)
+        return 0;
+    if (strstr(meta, "\"agentsight_recovered\":true"))
+        return 1;
+    const char *p = strstr(meta, "\"pid\":");
+    return p && strtol(p + 6, NULL, 10) != (long)getpid();
+}
+
 /* Writes metadata with "agentsight_otel_parent" (this process's span) added into out. */
 static void with_parent(osk *k, const char *metadata, as_buf *out) {
     const char *rest = metadata ? metadata : "{}";
@@ -367,8 +378,10 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
     for (size_t i = 0; i < n; i++) {
         char id[33];
         const char *md = a[i].metadata;
-        if (fresh) {
-            const char *cid = a[i].conversation_id ? a[i].conversation_id : "";
+        /* This process's own actions (its conversation, not recovered from another
+         * process) become children of its process span. */
+        const char *cid = a[i].conversation_id ? a[i].conversation_id : "";
+        if (fresh && !foreign(md) && strcmp(cid, as_settings_conversation_id()) == 0) {
             if (!k->has_new) {
                 k->has_new = 1;
                 snprintf(k->root_conv, sizeof k->root_conv, "%s", cid);
@@ -379,11 +392,9 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
                 k->first_ns = a[i].started_ns;
             if (a[i].ended_ns > k->last_ns)
                 k->last_ns = a[i].ended_ns;
-            if (strcmp(cid, k->root_conv) == 0) {
-                as_buf_reset(&pmeta);
-                with_parent(k, md, &pmeta);
-                md = as_buf_cstr(&pmeta);
-            }
+            as_buf_reset(&pmeta);
+            with_parent(k, md, &pmeta);
+            md = as_buf_cstr(&pmeta);
         }
         as_buf_reset(&meta);
         as_spool_tag_action(md, a[i].event_id, &meta, id);
