@@ -588,10 +588,17 @@ static int otlp_open(as_sink *s, const char *arg) {
     } else {
         snprintf(k->url, sizeof k->url, "%s", k->env.url);
         snprintf(base, sizeof base, "%.559s", k->env.url);
+        size_t bl = strlen(base);
+        if (bl >= 10 && strcmp(base + bl - 10, "/v1/traces") == 0)
+            base[bl - 10] = 0;
+        else
+            base[0] = 0; /* a traces URL of its own path: no otlp:URL names it */
     }
+    /* The spool's sink URI, which `agentsight send` opens again: otlp:BASE when the URL
+     * is BASE/v1/traces, else plain otlp (the replaying process's OTEL_* variables). */
     char clean[560];
     as_spool_uri_clean(base, clean, sizeof clean);
-    snprintf(k->uri, sizeof k->uri, "otlp:%s", clean);
+    snprintf(k->uri, sizeof k->uri, clean[0] ? "otlp:%s" : "otlp", clean);
     snprintf(k->service, sizeof k->service, "%s",
              as_cfg.service_name[0] ? as_cfg.service_name : program_invocation_short_name);
     uuid4(k->instance);

@@ -248,7 +248,7 @@ def decode_json(body):
 class Collector:
     """Answers every POST with `status` and keeps (path, headers, raw body)."""
 
-    def __init__(self, status=200):
+    def __init__(self, status=200, port=0):
         self.got, self.status = [], status
         owner = self
 
@@ -268,7 +268,7 @@ class Collector:
             def log_message(self, *a):
                 pass
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
         self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
@@ -470,3 +470,30 @@ def test_refused_export_keeps_headers_secret():
     dead = os.path.join(d, "spool", "dead-letter.jsonl")
     assert len(read_jsonl(dead)) >= 3, p.stderr
     secrets_nowhere(d, p.stderr, p.stdout)
+
+
+def test_spooled_then_sent_keeps_tree():
+    """Proves the durable hand-off keeps the trace tree: with no collector listening, every
+    tool span and the process span are spooled (nothing lost); `agentsight send` later
+    delivers them (protobuf) to a collector, the tool spans still children of the process
+    span of the program that made them, each exactly once."""
+    d = tmpdir()
+    col = Collector()
+    url = col.url
+    col.stop()  # the port is closed now: nothing listens
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "AGENTSIGHT_FLUSH_TIMEOUT_MS": "500"}
+    traced(env, [AGENT, "1"], d)
+    # the spool is kept per collector URL: the collector comes up on that same port
+    col = Collector(port=int(url.rsplit(":", 1)[1]))
+    try:
+        sent = dict(env, AGENTSIGHT_SPOOL_DIR=os.path.join(d, "spool"))
+        r = run([CLI, "send", "--timeout", "20000"], env=sent, cwd=d)
+        assert r.returncode == 0, r.stderr
+        reqs = col.requests()
+    finally:
+        col.stop()
+    spans = all_spans(reqs)
+    roots, tools = check_tree(spans, 1)
+    assert len(tools) == 7
+    assert list(roots.values())[0]["name"] == "process tracer_agent"
+
