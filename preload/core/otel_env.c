@@ -154,7 +154,6 @@ void as_otel_env_free(as_otel_env *e) {
 int as_otel_env_load(as_otel_env *e, int url_given) {
     memset(e, 0, sizeof *e);
     e->protobuf = 1;
-    e->timeout_ms = DEF_TIMEOUT_MS;
     const char *name, *v;
     v = secure_getenv("OTEL_SDK_DISABLED");
     e->disabled = v && strcasecmp(v, "true") == 0;

@@ -14,7 +14,7 @@ typedef struct as_otel_env {
     int disabled;   /* OTEL_SDK_DISABLED=true */
     int protobuf;   /* 1 http/protobuf (the default), 0 http/json */
     int gzip;       /* compression gzip */
-    int timeout_ms; /* per export; default 10000 */
+    int timeout_ms; /* per export; 0: the HTTP client's (AGENTSIGHT_HTTP_TIMEOUT_MS, else 10000) */
     char url[600];  /* the traces URL (only when no URL was given in the sink URI) */
     char *headers[AS_OTEL_MAX_HEADERS + 1]; /* "Name: value", NULL-terminated (malloc'd) */
     int nres;

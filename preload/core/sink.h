@@ -87,4 +87,9 @@ extern const as_sink_ops as_sink_null_ops;
 extern const as_sink_ops as_sink_agentsight_ops; /* sink_agentsight.c */
 extern const as_sink_ops as_sink_otlp_ops;       /* sink_otlp.c */
 
+/* Set to 1 (before any sink opens) by a process that only forwards what other processes
+ * tracked (the agentsight command: send, the recovery of run): its otlp sink then makes
+ * no process span and parents no span to it. */
+extern int as_otlp_relay;
+
 #endif

@@ -89,6 +89,8 @@ struct osk {
     int has_new;
 };
 
+int as_otlp_relay;
+
 static uint64_t fnv1a(const char *s, uint64_t h) {
     for (; *s; s++) {
         h ^= (unsigned char)*s;
@@ -378,10 +380,11 @@ static void export(osk *k, const as_action *a, size_t n, int64_t key, replay *rp
     for (size_t i = 0; i < n; i++) {
         char id[33];
         const char *md = a[i].metadata;
-        /* This process's own actions (its conversation, not recovered from another
-         * process) become children of its process span. */
+        /* This process's own actions (not recovered from another process, and in the
+         * conversation of its first one) become children of its process span. */
         const char *cid = a[i].conversation_id ? a[i].conversation_id : "";
-        if (fresh && !foreign(md) && strcmp(cid, as_settings_conversation_id()) == 0) {
+        if (fresh && !as_otlp_relay && !foreign(md) &&
+            (!k->has_new || strcmp(cid, k->root_conv) == 0)) {
             if (!k->has_new) {
                 k->has_new = 1;
                 snprintf(k->root_conv, sizeof k->root_conv, "%s", cid);
@@ -526,7 +529,10 @@ static void export_process_span(osk *k) {
     k->has_new = 0;
     export(k, &a, 1, 0, NULL, 0);
     as_spool_commit(k->spool);
-    int wait = as_cfg.flush_timeout_ms < 1000 ? as_cfg.flush_timeout_ms : 1000;
+    /* Exit waits for this one request at most 1 s (or the flush timeout when smaller);
+     * what is not answered by then is replayed from the spool. */
+    int ft = as_cfg.flush_timeout_ms > 0 ? as_cfg.flush_timeout_ms : 1000;
+    int wait = ft < 1000 ? ft : 1000;
     int64_t deadline = as_mono_ms() + wait;
     while (k->healthy && as_http_run(k->http, 20) > 0 && as_mono_ms() < deadline)
         ;
