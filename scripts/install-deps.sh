@@ -4,14 +4,15 @@
 set -euo pipefail
 
 # Build and run time: libcurl (HTTP sinks), cJSON (JSON parsing), libelf and libdw
-# (symbol tables, DWARF prototypes), capstone (instruction decoding for entry patches).
+# (symbol tables, DWARF prototypes), capstone (instruction decoding for entry patches),
+# zlib (gzip of OTLP exports, opened only when asked).
 # Tests: cmocka (unit tests), sqlite3 and curl (real programs to instrument), python3
 # (the local API emulator), clang with its sanitizer runtimes (libFuzzer target).
 # Benchmarks compare against ltrace and uftrace. go-md2man writes the man pages of
 # `make install` from the Markdown references.
 pkgs=(
   build-essential pkg-config
-  libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev
+  libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev zlib1g-dev
   libcmocka-dev
   sqlite3 curl python3 clang libclang-rt-14-dev
   ltrace uftrace

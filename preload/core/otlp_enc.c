@@ -19,7 +19,6 @@
  * integers as decimal strings, enums as numbers. */
 #include "core/otlp_enc.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "core/dl_cjson.h"
@@ -110,9 +109,12 @@ void as_otlp_attr_json(as_otlp_span *sp, const char *key, const char *json) {
 
 static int as_int(const cJSON *n, int64_t *out) {
     double d = n->valuedouble;
-    if (!isfinite(d) || d != floor(d) || d < -9.2e18 || d > 9.2e18)
+    if (!(d >= -9.2e18 && d <= 9.2e18)) /* NaN and infinities too */
         return 0;
-    *out = (int64_t)d;
+    int64_t i = (int64_t)d;
+    if ((double)i != d)
+        return 0;
+    *out = i;
     return 1;
 }
 
