@@ -12,7 +12,6 @@
 
 #include "core/log.h"
 
-#define DEF_TIMEOUT_MS 10000
 #define DEF_BASE "http://localhost:4318"
 
 static const char *var(const char *general, const char *traces, const char **name) {
@@ -195,15 +194,14 @@ int as_otel_env_load(as_otel_env *e, int url_given) {
         char *end;
         long ms = strtol(v, &end, 10);
         if (*end || ms <= 0 || ms > 3600000)
-            as_warn("%s: '%.40s' is not a number of milliseconds; using %d", name, v,
-                    DEF_TIMEOUT_MS);
+            as_warn("%s: '%.40s' is not a number of milliseconds; ignored", name, v);
         else
             e->timeout_ms = (int)ms;
     }
     hctx h = {.e = e};
     if ((v = var("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS", &name))) {
         h.name = name;
-        as_otel_parse_list(v, add_header, &h);
+        h.bad += as_otel_parse_list(v, add_header, &h);
         if (h.bad) /* never the value: it holds credentials */
             as_warn("%s: %d item(s) are not name=value with a valid header name and value, or "
                     "exceed %d headers; skipped",
