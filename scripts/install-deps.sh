@@ -3,8 +3,8 @@
 # Idempotent and quiet when everything is present; run as root or through sudo.
 set -euo pipefail
 
-# Build and run time: libcurl (HTTP sinks), zlib (gzip of large ingest bodies), cJSON
-# (JSON parsing), libelf and libdw
+# Build and run time: libcurl (HTTP sinks), zlib (gzip of large ingest bodies and of OTLP
+# exports, opened only when asked), cJSON (JSON parsing), libelf and libdw
 # (symbol tables, DWARF prototypes), capstone (instruction decoding for entry patches).
 # Tests: cmocka (unit tests), sqlite3 and curl (real programs to instrument), python3
 # (the local API emulator), clang with its sanitizer runtimes (libFuzzer target).

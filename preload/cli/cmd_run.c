@@ -50,7 +50,8 @@ static const char usage[] =
     "  -e, --entry PATTERN  also track PATTERN: a name, a glob or a C prototype, written as\n"
     "                     a config [actions] line (repeatable; no config file needed)\n"
     "  --no-follow        track PROGRAM only, not the programs it executes\n"
-    "  -o, --output URIS  sinks: file:PATH, stderr, null, agentsight, otlp:URL (comma-separated)\n"
+    "  -o, --output URIS  sinks: file:PATH, stderr, null, agentsight, otlp, otlp:URL\n"
+    "                     (comma-separated; otlp alone follows OTEL_EXPORTER_OTLP_*)\n"
     "  -q, --quiet        no summary line on stderr\n"
     "  -V, --version      print the version\n"
     "  -h, --help         show this help\n";

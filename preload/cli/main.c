@@ -5,6 +5,7 @@
 
 #include "agentsight.h"
 #include "core/diag.h"
+#include "core/sink.h"
 #include "cli/cmds.h"
 
 typedef struct command {
@@ -47,7 +48,8 @@ static const command *find(const char *name) {
 /* Returns the exit status: that of the command, 0 for --help/--version, 2 for a usage
  * error (message and usage on stderr). */
 int main(int argc, char **argv) {
-    as_diag_direct(); /* our messages answer the user, whatever AGENTSIGHT_LOG says */
+    as_diag_direct();  /* our messages answer the user, whatever AGENTSIGHT_LOG says */
+    as_otlp_relay = 1; /* the actions this command ships are other processes' */
     if (argc < 2) {
         fputs("agentsight: no command given\n", stderr);
         usage(stderr);

@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/securedir.h"
 #include "core/settings.h"
+#include "core/otel_env.h"
 #include "core/sink.h"
 
 /* Used by the CLI too (cmd_run.c declares it; settings.h has no room for it yet). */
@@ -312,6 +313,12 @@ static void default_service_name(void) {
     snprintf(as_cfg.service_name, sizeof as_cfg.service_name, "%s", comm[0] ? comm : "agentsight");
 }
 
+static void resource_service_name(void *ctx, const char *k, const char *v) {
+    (void)ctx;
+    if (strcmp(k, "service.name") == 0 && v[0])
+        snprintf(as_cfg.service_name, sizeof as_cfg.service_name, "%s", v);
+}
+
 static const char *env(const char *name) {
     const char *v = secure_getenv(name);
     return v && *v ? v : NULL;
@@ -390,6 +397,12 @@ void as_settings_load(int default_policy) {
     if ((v = env("AGENTSIGHT_CONVERSATION_ID")))
         set_str("AGENTSIGHT_CONVERSATION_ID", as_cfg.conversation_id, sizeof as_cfg.conversation_id,
                 v);
+    /* service.name as OpenTelemetry users set it, below our own variable: the
+     * service.name item of OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME. */
+    if ((v = env("OTEL_RESOURCE_ATTRIBUTES")))
+        as_otel_parse_list(v, resource_service_name, NULL);
+    if ((v = env("OTEL_SERVICE_NAME")))
+        set_str("OTEL_SERVICE_NAME", as_cfg.service_name, sizeof as_cfg.service_name, v);
     if ((v = env("AGENTSIGHT_SERVICE_NAME")))
         set_str("AGENTSIGHT_SERVICE_NAME", as_cfg.service_name, sizeof as_cfg.service_name, v);
 

@@ -66,7 +66,7 @@ const as_sink_ops *as_sink_find(const char *scheme);
 
 /* Parses a comma-separated URI list and opens each sink into out (up to max). Unknown
  * schemes and URIs longer than AS_MAX_URI are reported ("unknown sink URI 'x': expected
- * file:PATH, stderr, null, agentsight or otlp:URL") and skipped. URIs beyond the first
+ * file:PATH, stderr, null, agentsight, otlp or otlp:URL") and skipped. URIs beyond the first
  * max are not opened: one error names each of them. Returns the number opened. */
 int as_sinks_open(const char *uris, as_sink *out, int max);
 
@@ -86,5 +86,10 @@ extern const as_sink_ops as_sink_stderr_ops;
 extern const as_sink_ops as_sink_null_ops;
 extern const as_sink_ops as_sink_agentsight_ops; /* sink_agentsight.c */
 extern const as_sink_ops as_sink_otlp_ops;       /* sink_otlp.c */
+
+/* Set to 1 (before any sink opens) by a process that only forwards what other processes
+ * tracked (the agentsight command: send, the recovery of run): its otlp sink then makes
+ * no process span and parents no span to it. */
+extern int as_otlp_relay;
 
 #endif

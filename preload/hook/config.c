@@ -226,13 +226,13 @@ static int check_sinks(parser *p, const value *v) {
         size_t n = b - a;
         int ok = (n == 6 && memcmp(u, "stderr", 6) == 0) || (n == 4 && memcmp(u, "null", 4) == 0) ||
                  (n == 10 && memcmp(u, "agentsight", 10) == 0) ||
-                 (n > 5 && memcmp(u, "file:", 5) == 0) ||
+                 (n == 4 && memcmp(u, "otlp", 4) == 0) || (n > 5 && memcmp(u, "file:", 5) == 0) ||
                  (n > 12 && memcmp(u, "otlp:http://", 12) == 0) ||
                  (n > 13 && memcmp(u, "otlp:https://", 13) == 0);
         if (!ok) {
             char q[64];
             perr(p, v->buf ? v->off : v->off + a,
-                 "unknown sink URI '%s': expected file:PATH, stderr, null, agentsight or "
+                 "unknown sink URI '%s': expected file:PATH, stderr, null, agentsight, otlp or "
                  "otlp:URL",
                  quote(u, n, q));
             return -1;

@@ -223,19 +223,21 @@ def test_send_ships_dead_ring_to_recorded_http_sinks():
     try:
         env = {"AGENTSIGHT_API_KEY": delivery.KEY, "AGENTSIGHT_API_ENDPOINT": emu.endpoint,
                "AGENTSIGHT_OUTPUT": f"agentsight,otlp:{emu.endpoint}",
-               "AGENTSIGHT_SPOOL_DIR": spool, "AGENTSIGHT_TEST_POLL_MS": "600000"}
+               "AGENTSIGHT_SPOOL_DIR": spool, "AGENTSIGHT_TEST_POLL_MS": "600000",
+               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
         r = run([agent("crash_agent"), "kill", str(N)], env=env, timeout=60)
         assert r.returncode == -signal.SIGKILL, r.stderr
         assert _ring_files(spool)
         r = run([CLI, "send", "--spool", spool, "--timeout", "30000"],
-                env={"AGENTSIGHT_API_KEY": delivery.KEY}, timeout=90)
+                env={"AGENTSIGHT_API_KEY": delivery.KEY,
+                     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, timeout=90)
         assert r.returncode == 0, r.stderr
         with urllib.request.urlopen(emu.endpoint + "/_received", timeout=10) as f:
             got = json.load(f)
         logs = [a for a in got["action_logs"] if a["action_name"] == "crash_api"]
         assert sorted(a["metadata"]["i"] for a in logs) == list(range(N))
         spans = [s["span"] for s in got["spans"]]
-        assert len(spans) == N
+        assert len(spans) == N, [s["name"] for s in spans]
         assert all(s["name"] == "execute_tool crash_api" for s in spans)
         assert _ring_files(spool) == []
         delivery.assert_key_absent([d], [r.stdout, r.stderr])

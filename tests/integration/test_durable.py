@@ -265,7 +265,8 @@ def test_two_dead_http_sinks_at_exit_then_send_exactly_once():
     store = os.path.join(d, "store.jsonl")
     emu = delivery.Emulator(store, port=port)
     try:
-        delivery.send_until_done({"AGENTSIGHT_API_KEY": KEY, "AGENTSIGHT_SPOOL_DIR": spool})
+        delivery.send_until_done({"AGENTSIGHT_API_KEY": KEY, "AGENTSIGHT_SPOOL_DIR": spool,
+                                  "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
         with urllib.request.urlopen(emu.endpoint + "/_received", timeout=10) as f:
             got = json.load(f)
     finally:

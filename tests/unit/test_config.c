@@ -122,21 +122,22 @@ static void test_defaults(void **state) {
 /* Proves every [output] key and value form: quoted values, several sinks, capture = off
  * reaching every entry, the global max_string inherited by entries without their own. */
 static void test_output_keys(void **state) {
-    const char *text = "[actions]\n"
-                       "a\n"
-                       "b max_string=9 capture=full\n"
-                       "[output]\n"
-                       "sink=stderr, file:/tmp/x.jsonl,otlp:http://127.0.0.1:4318,agentsight,null\n"
-                       "conversation_id = \"chat with spaces \\\"q\\\" \\\\\"\n"
-                       "capture=off\n"
-                       "max_string=65536\n"
-                       "service = svc # comment\n"
-                       "flush_timeout_ms = 1\n"
-                       "queue = wait\n";
+    const char *text =
+        "[actions]\n"
+        "a\n"
+        "b max_string=9 capture=full\n"
+        "[output]\n"
+        "sink=stderr, file:/tmp/x.jsonl,otlp:http://127.0.0.1:4318,agentsight,null,otlp\n"
+        "conversation_id = \"chat with spaces \\\"q\\\" \\\\\"\n"
+        "capture=off\n"
+        "max_string=65536\n"
+        "service = svc # comment\n"
+        "flush_timeout_ms = 1\n"
+        "queue = wait\n";
     as_config c;
     assert_int_equal(parse(text, &c), 0);
-    assert_string_equal(c.sink,
-                        "stderr, file:/tmp/x.jsonl,otlp:http://127.0.0.1:4318,agentsight,null");
+    assert_string_equal(
+        c.sink, "stderr, file:/tmp/x.jsonl,otlp:http://127.0.0.1:4318,agentsight,null,otlp");
     assert_string_equal(c.conversation_id, "chat with spaces \"q\" \\");
     assert_int_equal(c.capture_off, 1);
     assert_int_equal(c.max_string, 65536);
@@ -250,11 +251,12 @@ static const struct {
     {"[output]\nsink stderr", "t.conf:3:6: expected 'key = value'"},
     {"[output]\n= stderr", "t.conf:3:1: expected 'key = value'"},
     {"[output]\nsink = ftp://x", "t.conf:3:8: unknown sink URI 'ftp://x': expected file:PATH, "
-                                 "stderr, null, agentsight or otlp:URL"},
+                                 "stderr, null, agentsight, otlp or otlp:URL"},
     {"[output]\nsink = stderr,, file:x", "t.conf:3:15: unknown sink URI '': expected "
-                                         "file:PATH, stderr, null, agentsight or otlp:URL"},
+                                         "file:PATH, stderr, null, agentsight, otlp or "
+                                         "otlp:URL"},
     {"[output]\nsink = file:", "t.conf:3:8: unknown sink URI 'file:': expected file:PATH, "
-                               "stderr, null, agentsight or otlp:URL"},
+                               "stderr, null, agentsight, otlp or otlp:URL"},
     {"[output]\nsink = stderr\nsink = null", "t.conf:4:1: duplicate key 'sink' (first set on "
                                              "line 3)"},
     {"[output]\ncapture = yes", "t.conf:3:11: bad value 'yes' for capture: expected on or off"},

@@ -93,6 +93,7 @@ static int group_setup(void **state) {
     if (!mkdtemp(spool_root))
         return -1;
     setenv("AGENTSIGHT_SPOOL_DIR", spool_root, 1);
+    setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", 1); /* the emulator reads OTLP/JSON */
     setenv("AGENTSIGHT_API_KEY", KEY, 1);
     setenv("AGENTSIGHT_LOG_LEVEL", "error", 1);
     as_http_global_init();
@@ -284,7 +285,8 @@ static const cJSON *attr(const cJSON *attrs, const char *key) {
     return NULL;
 }
 
-/* Proves the OTLP export shape field by field. */
+/* Proves the OTLP/JSON export shape field by field: two execute_tool spans, then the
+ * process span sent at close (their parent). */
 static void test_otlp_fields(void **state) {
     as_sink s = {.ops = &as_sink_otlp_ops};
     assert_int_equal(as_sink_otlp_ops.open(&s, endpoint), 0);
@@ -295,7 +297,10 @@ static void test_otlp_fields(void **state) {
     s.ops->close(&s);
     cJSON *r = emu("/_received", NULL);
     const cJSON *spans = cJSON_GetObjectItem(r, "spans");
-    assert_int_equal(cJSON_GetArraySize(spans), 2);
+    assert_int_equal(cJSON_GetArraySize(spans), 3);
+    const cJSON *root = cJSON_GetObjectItem(cJSON_GetArrayItem(spans, 2), "span");
+    assert_string_equal(cJSON_GetObjectItem(root, "name")->valuestring, "process test_http_sinks");
+    assert_null(cJSON_GetObjectItem(root, "parentSpanId"));
     for (int i = 0; i < 2; i++) {
         const cJSON *e = cJSON_GetArrayItem(spans, i);
         const cJSON *sp = cJSON_GetObjectItem(e, "span");
@@ -312,6 +317,8 @@ static void test_otlp_fields(void **state) {
         assert_int_equal(strlen(sid), 16);
         assert_int_equal(strspn(sid, "0123456789abcdef"), 16);
         assert_string_equal(cJSON_GetObjectItem(sp, "name")->valuestring, "execute_tool db_search");
+        assert_string_equal(cJSON_GetObjectItem(sp, "parentSpanId")->valuestring,
+                            cJSON_GetObjectItem(root, "spanId")->valuestring);
         assert_int_equal(cJSON_GetObjectItem(sp, "kind")->valueint, 1);
         char ns[32];
         snprintf(ns, sizeof ns, "%lld", (long long)a[i].started_ns);

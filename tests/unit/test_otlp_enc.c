@@ -1,0 +1,163 @@
+/* test_otlp_enc.c - the OTLP encoder's protobuf wire primitives and the OTEL_* variable
+ * parser: lengths that need several varint bytes, nested messages, the same span in both
+ * encodings, percent-decoding, and headers that could split a request refused. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/otel_env.h"
+#include "core/otlp_enc.h"
+
+/* Reads one varint at *p (bounded by end). */
+static uint64_t rd_varint(const unsigned char **p, const unsigned char *end) {
+    uint64_t v = 0;
+    for (int s = 0; *p < end && s < 70; s += 7) {
+        unsigned char c = *(*p)++;
+        v |= (uint64_t)(c & 0x7f) << s;
+        if (!(c & 0x80))
+            return v;
+    }
+    fail_msg("bad varint");
+    return 0;
+}
+
+/* Proves varints are minimal little-endian base-128 groups (1, 2 and 10 bytes). */
+static void test_varint(void **state) {
+    (void)state;
+    as_buf b;
+    as_buf_init(&b);
+    as_pb_varint(&b, 1);
+    as_pb_varint(&b, 300);
+    as_pb_varint(&b, UINT64_MAX);
+    assert_int_equal(b.len, 1 + 2 + 10);
+    assert_memory_equal(b.data, "\x01\xac\x02", 3);
+    const unsigned char *p = (const unsigned char *)b.data + 3;
+    assert_true(rd_varint(&p, p + 10) == UINT64_MAX);
+    as_buf_free(&b);
+}
+
+/* Proves a nested message whose body is longer than 127 bytes gets a two-byte length in
+ * front of it, and the body is kept byte for byte behind it. */
+static void test_nested_length(void **state) {
+    (void)state;
+    char big[300];
+    memset(big, 'x', sizeof big);
+    as_buf b;
+    as_buf_init(&b);
+    size_t outer = as_pb_open(&b, 1);
+    size_t inner = as_pb_open(&b, 2);
+    as_pb_bytes(&b, 5, big, sizeof big);
+    as_pb_close(&b, inner);
+    as_pb_close(&b, outer);
+    const unsigned char *p = (const unsigned char *)b.data, *end = p + b.len;
+    assert_int_equal(rd_varint(&p, end), (1 << 3) | 2);
+    uint64_t n1 = rd_varint(&p, end);
+    assert_int_equal(n1, (uint64_t)(end - p));
+    assert_int_equal(rd_varint(&p, end), (2 << 3) | 2);
+    uint64_t n2 = rd_varint(&p, end);
+    assert_int_equal(n2, (uint64_t)(end - p));
+    assert_int_equal(rd_varint(&p, end), (5 << 3) | 2);
+    assert_int_equal(rd_varint(&p, end), sizeof big);
+    assert_memory_equal(p, big, sizeof big);
+    as_buf_free(&b);
+}
+
+/* Proves one span gives a protobuf request holding its ids, name and fixed64 times, and a
+ * JSON request with hex ids, a parent and decimal-string times. */
+static void test_span_both_encodings(void **state) {
+    (void)state;
+    as_otlp_span sp = {.name = "execute_tool f",
+                       .kind = AS_OTLP_INTERNAL,
+                       .start_ns = 1700000000123456789LL,
+                       .end_ns = 1700000000223456789LL};
+    memset(sp.trace_id, 0xab, 16);
+    memset(sp.span_id, 0xcd, 8);
+    sp.parent_id[7] = 1;
+    as_otlp_attr_str(&sp, "gen_ai.tool.name", "f");
+    as_otlp_attr_int(&sp, "n", -2);
+    as_otlp_attr res[1] = {{.key = "service.name", .s = "svc"}};
+    for (int pb = 0; pb < 2; pb++) {
+        as_buf b;
+        as_buf_init(&b);
+        as_otlp_enc e;
+        as_otlp_begin(&e, &b, pb, res, 1, "agentsight", "1");
+        as_otlp_add(&e, &sp);
+        as_otlp_end(&e);
+        assert_false(b.oom);
+        if (pb) {
+            unsigned char t[8];
+            for (int i = 0; i < 8; i++)
+                t[i] = (unsigned char)((uint64_t)sp.start_ns >> (8 * i));
+            assert_non_null(memmem(b.data, b.len, "\x39", 1)); /* field 7, fixed64 */
+            assert_non_null(memmem(b.data, b.len, t, 8));
+            assert_non_null(memmem(b.data, b.len, "\x0a\x10\xab\xab", 4)); /* trace_id */
+            assert_non_null(memmem(b.data, b.len, "\x22\x08\x00\x00", 4)); /* parent */
+            /* int -2: a ten-byte two's complement varint */
+            assert_non_null(
+                memmem(b.data, b.len, "\x18\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11));
+        } else {
+            const char *s = as_buf_cstr(&b);
+            assert_non_null(strstr(s, "\"traceId\":\"abababababababababababababababab\""));
+            assert_non_null(strstr(s, "\"parentSpanId\":\"0000000000000001\""));
+            assert_non_null(strstr(s, "\"startTimeUnixNano\":\"1700000000123456789\""));
+            assert_non_null(strstr(s, "{\"key\":\"n\",\"value\":{\"intValue\":\"-2\"}}"));
+        }
+        as_buf_free(&b);
+    }
+}
+
+static void collect(void *ctx, const char *k, const char *v) {
+    char *out = ctx;
+    strcat(out, k);
+    strcat(out, "|");
+    strcat(out, v);
+    strcat(out, ";");
+}
+
+/* Proves the key=value list parser trims blanks, percent-decodes and skips items without
+ * '=' (counted). */
+static void test_parse_list(void **state) {
+    (void)state;
+    char out[256] = "";
+    int bad = as_otel_parse_list(" a = b%2Cc , bogus,x=Bearer%20t%ZZ,", collect, out);
+    assert_int_equal(bad, 1);
+    assert_string_equal(out, "a|b,c;x|Bearer t%ZZ;");
+}
+
+/* Proves header values with CR/LF (one variable must never become two headers) and bad
+ * names are refused, the traces variable wins, and the endpoint gets /v1/traces. */
+static void test_env(void **state) {
+    (void)state;
+    setenv("OTEL_EXPORTER_OTLP_HEADERS", "ignored=1", 1);
+    setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=1,b=x%0d%0aEvil: 1,c d=2,k=v%20w", 1);
+    setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9/base/", 1);
+    setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json", 1);
+    setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "250", 1);
+    as_otel_env e;
+    assert_int_equal(as_otel_env_load(&e, 0), 0);
+    assert_string_equal(e.url, "http://127.0.0.1:9/base/v1/traces");
+    assert_string_equal(e.headers[0], "a: 1");
+    assert_string_equal(e.headers[1], "k: v w");
+    assert_null(e.headers[2]);
+    assert_int_equal(e.protobuf, 0);
+    assert_int_equal(e.timeout_ms, 250);
+    assert_int_equal(e.disabled, 0);
+    as_otel_env_free(&e);
+}
+
+int main(void) {
+    setenv("AGENTSIGHT_LOG_LEVEL", "error", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_varint),
+        cmocka_unit_test(test_nested_length),
+        cmocka_unit_test(test_span_both_encodings),
+        cmocka_unit_test(test_parse_list),
+        cmocka_unit_test(test_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
