@@ -1,4 +1,5 @@
-/* gzip.c - gzip compression through zlib loaded on demand (gzip.h). */
+/* gzip.c - gzip compression through zlib loaded on demand (gzip.h), for OTLP exports and
+ * large ingest bodies. */
 #include "core/gzip.h"
 
 #include <stdlib.h>
@@ -15,7 +16,8 @@
 struct as_zlib_fns {
     AS_ZLIB_FNS(AS_DL_FIELD)
 };
-static AS_DYNLIB_DEFINE(as_zlib, AS_ZLIB_FNS, "libz.so.1", "gzip compression of OTLP exports");
+static AS_DYNLIB_DEFINE(as_zlib, AS_ZLIB_FNS, "libz.so.1",
+                        "gzip of OTLP exports and large ingest bodies");
 
 int as_gzip(const void *in, size_t n, char **out, size_t *out_len) {
     if (as_dynlib_load(&as_zlib_lib) != 0)

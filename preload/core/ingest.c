@@ -1,5 +1,5 @@
 /* ingest.c - builds the body of POST /api/ingest/ (spans grouped by conversation) from
- * actions, and gzips it when it is large; see ingest.h. */
+ * actions; see ingest.h (gzip: core/gzip.h). */
 #include "core/ingest.h"
 
 #include <stdint.h>
@@ -9,9 +9,6 @@
 
 #include "core/clock.h"
 #include "core/dl_cjson.h"
-#include "core/dl_zlib.h"
-
-AS_DYNLIB_DEFINE(as_zlib, AS_ZLIB_FNS, "libz.so.1", "gzip of large ingest bodies");
 
 #define AS_SDK_NAME "agentsight-preload"
 #ifndef AS_VERSION
@@ -144,34 +141,4 @@ void as_ingest_block_close(as_buf *b) {
 
 void as_ingest_end(as_buf *b) {
     as_buf_puts(b, "]}");
-}
-
-char *as_gzip(const char *in, size_t n, size_t *out_len) {
-    if (as_dynlib_load(&as_zlib_lib) != 0)
-        return NULL;
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    /* windowBits 15 + 16: the gzip wrapper, as Content-Encoding: gzip expects. */
-    if (as_zlib.deflateInit2_(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
-                              as_zlib.zlibVersion(), (int)sizeof z) != Z_OK)
-        return NULL;
-    size_t cap = as_zlib.deflateBound(&z, (uLong)n) + 32;
-    char *out = malloc(cap);
-    if (!out) {
-        as_zlib.deflateEnd(&z);
-        return NULL;
-    }
-    z.next_in = (Bytef *)(uintptr_t)in;
-    z.avail_in = (uInt)n;
-    z.next_out = (Bytef *)out;
-    z.avail_out = (uInt)cap;
-    int rc = as_zlib.deflate(&z, Z_FINISH);
-    size_t len = cap - z.avail_out;
-    as_zlib.deflateEnd(&z);
-    if (rc != Z_STREAM_END) {
-        free(out);
-        return NULL;
-    }
-    *out_len = len;
-    return out;
 }

@@ -42,8 +42,4 @@ void as_ingest_end(as_buf *b);
 /* Bodies larger than this are gzipped when the server lists the gzip-ingest capability. */
 #define AS_INGEST_GZIP_MIN 8192
 
-/* Gzips n bytes of in (zlib, level 6, gzip wrapper). Returns a malloc'd buffer and its
- * length in *out_len, or NULL when zlib is missing (reported once) or memory runs out. */
-char *as_gzip(const char *in, size_t n, size_t *out_len);
-
 #endif

@@ -26,6 +26,7 @@
 #include "core/action.h"
 #include "core/clock.h"
 #include "core/http.h"
+#include "core/gzip.h"
 #include "core/ingest.h"
 #include "core/jsonw.h"
 #include "core/log.h"
@@ -495,8 +496,8 @@ static void submit_ingest(sk *k) {
     as_http *h = k->http;
     if (!b.oom && k->gzip && b.len > AS_INGEST_GZIP_MIN) {
         size_t zl;
-        char *z = as_gzip(b.data, b.len, &zl);
-        if (z) {
+        char *z = NULL;
+        if (as_gzip(b.data, b.len, &z, &zl) == 0) {
             as_buf_free(&b);
             b.data = z;
             b.len = zl;
