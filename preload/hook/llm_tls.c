@@ -1,0 +1,256 @@
+/* llm_tls.c - GOT-patched wrappers of OpenSSL's record I/O (llm_tls.h): each call runs the
+ * original, then shows the plaintext it carried to the connection's parser. The preload
+ * exports no SSL_* symbol: symbol resolution of the program is never changed. */
+#include "hook/llm_tls.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dynlib.h"
+#include "core/llm_detect.h"
+#include "core/log.h"
+#include "core/pipeline.h"
+#include "hook/got.h"
+
+#define MAX_OBJS 1024
+#define NBUCKETS 256
+
+typedef int (*read_fn)(void *, void *, int);
+typedef int (*read_ex_fn)(void *, void *, size_t, size_t *);
+typedef int (*write_fn)(void *, const void *, int);
+typedef int (*write_ex_fn)(void *, const void *, size_t, size_t *);
+typedef void (*free_fn)(void *);
+
+static read_fn real_read;
+static read_ex_fn real_read_ex;
+static write_fn real_write;
+static write_ex_fn real_write_ex;
+static free_fn real_free;
+
+static int g_active;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the table and every parser */
+
+typedef struct conn_node {
+    struct conn_node *next;
+    void *ssl;
+    as_llm_conn *c;
+} conn_node;
+static conn_node *g_buckets[NBUCKETS];
+
+static size_t bucket(const void *ssl) {
+    uintptr_t x = (uintptr_t)ssl;
+    x ^= x >> 17;
+    x *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(x >> 56) % NBUCKETS;
+}
+
+/* The connection of ssl, made on first sight. g_lock held. NULL when out of memory. */
+static as_llm_conn *conn_get(void *ssl) {
+    conn_node **b = &g_buckets[bucket(ssl)];
+    for (conn_node *n = *b; n; n = n->next)
+        if (n->ssl == ssl)
+            return n->c;
+    conn_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->c = as_llm_conn_new();
+    if (!n->c) {
+        free(n);
+        return NULL;
+    }
+    n->ssl = ssl;
+    n->next = *b;
+    *b = n;
+    return n->c;
+}
+
+/* Shows plaintext of ssl to its parser; wrote: 1 for bytes the program sent. */
+static void observe(void *ssl, int wrote, const void *data, size_t len) {
+    if (as_in_agentsight || !ssl || !data || len == 0)
+        return;
+    int saved = errno;
+    as_in_agentsight++;
+    pthread_mutex_lock(&g_lock);
+    as_llm_conn *c = conn_get(ssl);
+    if (c && !as_llm_conn_ignored(c)) {
+        if (wrote)
+            as_llm_conn_wrote(c, data, len);
+        else
+            as_llm_conn_read(c, data, len);
+    }
+    pthread_mutex_unlock(&g_lock);
+    as_in_agentsight--;
+    errno = saved;
+}
+
+static int w_SSL_read(void *ssl, void *buf, int num) {
+    int r = real_read(ssl, buf, num);
+    if (r > 0)
+        observe(ssl, 0, buf, (size_t)r);
+    return r;
+}
+
+static int w_SSL_read_ex(void *ssl, void *buf, size_t num, size_t *got) {
+    int r = real_read_ex(ssl, buf, num, got);
+    if (r == 1 && got)
+        observe(ssl, 0, buf, *got);
+    return r;
+}
+
+static int w_SSL_write(void *ssl, const void *buf, int num) {
+    int r = real_write(ssl, buf, num);
+    if (r > 0)
+        observe(ssl, 1, buf, (size_t)r);
+    return r;
+}
+
+static int w_SSL_write_ex(void *ssl, const void *buf, size_t num, size_t *sent) {
+    int r = real_write_ex(ssl, buf, num, sent);
+    if (r == 1 && sent)
+        observe(ssl, 1, buf, *sent);
+    return r;
+}
+
+static void w_SSL_free(void *ssl) {
+    if (ssl && !as_in_agentsight) {
+        int saved = errno;
+        as_in_agentsight++;
+        pthread_mutex_lock(&g_lock);
+        conn_node **p = &g_buckets[bucket(ssl)];
+        while (*p && (*p)->ssl != ssl)
+            p = &(*p)->next;
+        conn_node *n = *p;
+        if (n) {
+            *p = n->next;
+            as_llm_conn_free(n->c); /* a response read until close ends here */
+            free(n);
+        }
+        pthread_mutex_unlock(&g_lock);
+        as_in_agentsight--;
+        errno = saved;
+    }
+    real_free(ssl);
+}
+
+typedef struct hooked {
+    const char *name;
+    void *wrapper;
+    void **real;
+} hooked;
+
+static const hooked g_hooks[] = {
+    {"SSL_read", (void *)w_SSL_read, (void **)&real_read},
+    {"SSL_read_ex", (void *)w_SSL_read_ex, (void **)&real_read_ex},
+    {"SSL_write", (void *)w_SSL_write, (void **)&real_write},
+    {"SSL_write_ex", (void *)w_SSL_write_ex, (void **)&real_write_ex},
+    {"SSL_free", (void *)w_SSL_free, (void **)&real_free},
+};
+#define NHOOKS (sizeof g_hooks / sizeof g_hooks[0])
+
+static as_obj g_objs[MAX_OBJS];
+
+static const char *base_name(const char *p) {
+    const char *b = strrchr(p, '/');
+    return b ? b + 1 : p;
+}
+
+static int is_libssl(const as_obj *o) {
+    return strncmp(base_name(o->name), "libssl.so", 9) == 0;
+}
+
+/* Fills the real functions from the first libssl loaded that defines them. */
+static void find_reals(int n) {
+    for (int i = 0; i < n; i++) {
+        if (!is_libssl(&g_objs[i]) || as_dynlib_owns(g_objs[i].base, g_objs[i].name))
+            continue;
+        as_dyninfo di;
+        if (as_dyn_read(g_objs[i].dyn, g_objs[i].base, &di) != 0)
+            continue;
+        for (size_t k = 0; k < NHOOKS; k++) {
+            if (__atomic_load_n(g_hooks[k].real, __ATOMIC_ACQUIRE))
+                continue;
+            const ElfW(Sym) *s = as_dyn_lookup(&di, g_hooks[k].name, NULL);
+            if (s && s->st_shndx != SHN_UNDEF && s->st_value)
+                __atomic_store_n(g_hooks[k].real, (void *)(g_objs[i].base + s->st_value),
+                                 __ATOMIC_RELEASE);
+        }
+    }
+}
+
+static void *decide(const as_obj *o, const char *sym, const char *version, void *cur, int lazy,
+                    void *ctx) {
+    (void)o, (void)version, (void)ctx;
+    if (strncmp(sym, "SSL_", 4) != 0)
+        return NULL;
+    for (size_t k = 0; k < NHOOKS; k++) {
+        if (strcmp(sym, g_hooks[k].name) != 0)
+            continue;
+        if (cur == g_hooks[k].wrapper)
+            return NULL;
+        void *real = __atomic_load_n(g_hooks[k].real, __ATOMIC_ACQUIRE);
+        if (!lazy && cur && cur != real) {
+            if (real)
+                return NULL; /* bound to another copy of the library: left alone */
+            __atomic_store_n(g_hooks[k].real, cur, __ATOMIC_RELEASE);
+            real = cur;
+        }
+        return real ? g_hooks[k].wrapper : NULL;
+    }
+    return NULL;
+}
+
+static int scan_locked(void) {
+    int n = as_objs_collect(g_objs, MAX_OBJS);
+    if (n > MAX_OBJS)
+        n = MAX_OBJS;
+    find_reals(n);
+    Dl_info self;
+    uintptr_t self_base = dladdr((void *)&scan_locked, &self) ? (uintptr_t)self.dli_fbase : 0;
+    int written = 0;
+    for (int i = 0; i < n; i++) {
+        const as_obj *o = &g_objs[i];
+        if (o->lo == self_base || is_libssl(o) || as_dynlib_owns(o->base, o->name) ||
+            strstr(o->name, "linux-vdso"))
+            continue;
+        if (self_base && o->lo <= self_base && self_base < o->hi)
+            continue;
+        int w = as_got_patch(o, decide, NULL);
+        if (w > 0)
+            written += w;
+    }
+    return written;
+}
+
+static pthread_mutex_t g_scan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int as_llm_tls_start(void) {
+    pthread_mutex_lock(&g_scan_lock);
+    as_in_agentsight++;
+    __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
+    int w = scan_locked();
+    as_in_agentsight--;
+    pthread_mutex_unlock(&g_scan_lock);
+    as_debug("llm: %d TLS slots hooked", w);
+    return w;
+}
+
+int as_llm_tls_scan(void) {
+    if (!__atomic_load_n(&g_active, __ATOMIC_ACQUIRE) || as_in_agentsight)
+        return 0;
+    int saved = errno;
+    pthread_mutex_lock(&g_scan_lock);
+    as_in_agentsight++;
+    int w = scan_locked();
+    as_in_agentsight--;
+    pthread_mutex_unlock(&g_scan_lock);
+    errno = saved;
+    return w;
+}
+
+int as_llm_tls_active(void) {
+    return __atomic_load_n(&g_active, __ATOMIC_ACQUIRE);
+}

@@ -1,0 +1,234 @@
+"""LLM calls of unmodified programs become actions (`agentsight run --llm`): a local HTTPS
+server written here speaks the OpenAI and Anthropic API shapes (JSON and Server-Sent Events,
+Content-Length and chunked, keep-alive, gzip, a 404 with an API error), and clients nobody
+here wrote (python3's http.client, curl) call it through OpenSSL. Each test proves that the
+models and token counts in the actions equal what the server sent, that the program's output
+is the same as a bare run's, and that the Authorization header's marker is in no output."""
+import gzip
+import http.server
+import json
+import os
+import shutil
+import socketserver
+import ssl
+import subprocess
+import threading
+
+from common import CLI, read_jsonl, run, tmpdir
+
+MARKER = "sk-MARKER-5f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+def make_cert(d):
+    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
+    key, crt = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", crt, "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return key, crt
+
+
+class Api(http.server.BaseHTTPRequestHandler):
+    """Answers like the model APIs; every answer's model and usage is appended to
+    server.sent, so a test compares the actions with what was really sent."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send_body(self, status, obj, gz=False):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if gz:
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_sse(self, events):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for ev in events:
+            data = ev.encode()
+            # split each event over two chunks: framing and events do not line up
+            for part in (data[:7], data[7:]):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        req = json.loads(self.rfile.read(n) or b"{}")
+        self.server.auth.append(self.headers.get("Authorization") or
+                                self.headers.get("x-api-key"))
+        model = req.get("model", "")
+        words = ["Hello", " from", " ", model, " \u00e9t\u00e9"]
+        text = "".join(words)
+        tin, tout = 7 + len(json.dumps(req)) % 50, len(words) + 2
+        gz = "gzip" in (self.headers.get("Accept-Encoding") or "")
+        stream = bool(req.get("stream"))
+        served = model + "-2024"
+        if self.path == "/v1/chat/completions":
+            sent = {"model": served, "in": tin, "out": tout, "text": text, "status": 200}
+            if stream:
+                evs = ["data: " + json.dumps({"model": served, "choices": [
+                    {"delta": {"content": w}}]}) + "\n\n" for w in words]
+                evs.append("data: " + json.dumps({"model": served, "choices": [], "usage": {
+                    "prompt_tokens": tin, "completion_tokens": tout}}) + "\n\n")
+                evs.append("data: [DONE]\n\n")
+                self.send_sse(evs)
+            else:
+                self.send_body(200, {"model": served, "choices": [
+                    {"message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": tin, "completion_tokens": tout}}, gz)
+        elif self.path == "/v1/messages":
+            sent = {"model": served, "in": tin, "out": tout, "text": text, "status": 200}
+            if stream:
+                evs = ["event: message_start\ndata: " + json.dumps({"type": "message_start",
+                       "message": {"model": served, "usage": {"input_tokens": tin,
+                                                              "output_tokens": 1}}}) + "\n\n"]
+                evs += ["event: content_block_delta\ndata: " + json.dumps(
+                    {"type": "content_block_delta", "index": 0,
+                     "delta": {"type": "text_delta", "text": w}}) + "\n\n" for w in words]
+                evs.append("event: message_delta\ndata: " + json.dumps(
+                    {"type": "message_delta", "usage": {"output_tokens": tout}}) + "\n\n")
+                evs.append("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+                self.send_sse(evs)
+            else:
+                self.send_body(200, {"model": served, "type": "message", "content": [
+                    {"type": "text", "text": text}],
+                    "usage": {"input_tokens": tin, "output_tokens": tout}}, gz)
+        elif self.path == "/v1/embeddings":
+            sent = {"model": served, "in": tin, "out": None, "text": None, "status": 200}
+            self.send_body(200, {"model": served, "data": [{"embedding": [0.1, 0.2]}],
+                                 "usage": {"prompt_tokens": tin, "total_tokens": tin}}, gz)
+        else:
+            sent = {"model": None, "in": None, "out": None, "text": None, "status": 404,
+                    "error": "The model `%s` does not exist" % model}
+            self.send_body(404, {"error": {"message": sent["error"],
+                                           "type": "invalid_request_error"}})
+        self.server.sent.append(sent)
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def start_server(d):
+    key, crt = make_cert(d)
+    srv = Server(("127.0.0.1", 0), Api)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.sent, srv.auth = [], []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, crt
+
+
+def llm_run(argv, d, env=None):
+    """Runs argv bare, then under `agentsight run --llm`; returns (bare, got, actions)."""
+    bare = run(argv, env=env)
+    out = os.path.join(d, "actions.jsonl")
+    got = run([CLI, "run", "-q", "--llm", "-o", "file:" + out, "--"] + argv, env=env)
+    assert got.stdout == bare.stdout, (bare.stdout, got.stdout, got.stderr)
+    assert got.returncode == bare.returncode, (bare.returncode, got.returncode, got.stderr)
+    acts = read_jsonl(out)
+    for where in (got.stdout, got.stderr, open(out).read() if os.path.exists(out) else ""):
+        assert MARKER not in where
+    return bare, got, acts
+
+
+def check(act, sent, name, endpoint, provider, stream, port):
+    """One action against what the server sent for that exchange."""
+    assert act["action_name"] == name, act
+    t = act["tools_used"]
+    assert t["provider"] == provider and t["endpoint"] == endpoint, t
+    assert t["stream"] is stream, t
+    assert t["http_status"] == sent["status"], t
+    assert t["server_address"] == "127.0.0.1:%d" % port, t
+    assert t.get("response_model") == sent["model"], (t, sent)
+    assert t["usage"].get("input_tokens") == sent["in"], (t, sent)
+    assert t["usage"].get("output_tokens") == sent["out"], (t, sent)
+    assert act.get("response") == sent["text"], (act, sent)
+    if sent["status"] >= 400:
+        assert act["error_msg"] == "HTTP %d: %s" % (sent["status"], sent["error"]), act
+    else:
+        assert not act.get("error_msg"), act
+    if stream:
+        assert act["metadata"]["time_to_first_token_ms"] >= 0, act
+
+
+PY_CLIENT = r"""
+import http.client, json, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx)
+calls = [("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+         ("/v1/chat/completions", {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}}),
+         ("/v1/messages", {"model": "claude-3-5-haiku", "max_tokens": 9, "messages": [{"role": "user", "content": "yo"}]}),
+         ("/v1/messages", {"model": "claude-3-5-haiku", "max_tokens": 9, "stream": True, "messages": [{"role": "user", "content": "yo"}]}),
+         ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "abc"}),
+         ("/v1/nope/completions", {"model": "nope"})]
+for path, body in calls:
+    c.request("POST", path, body=json.dumps(body), headers={"Authorization": "Bearer %s", "Content-Type": "application/json"})
+    r = c.getresponse()
+    print(r.status, len(r.read()))
+c.close()
+""" % MARKER
+
+
+def test_python_http_client_keepalive():
+    """python3's http.client, six exchanges on one keep-alive connection: JSON and SSE
+    (chunked), both providers, embeddings and a 404; one action each, in order."""
+    d = tmpdir()
+    srv, crt = start_server(d)
+    port = srv.server_address[1]
+    argv = ["python3", "-c", PY_CLIENT, str(port), crt]
+    bare, got, acts = llm_run(argv, d)
+    sent = srv.sent[6:]  # the preloaded run's answers
+    assert len(sent) == 6 and len(acts) == 6, (acts, got.stderr)
+    assert all(a == "Bearer " + MARKER for a in srv.auth)
+    check(acts[0], sent[0], "chat gpt-4o-mini", "/v1/chat/completions", "openai", False, port)
+    check(acts[1], sent[1], "chat gpt-4o-mini", "/v1/chat/completions", "openai", True, port)
+    check(acts[2], sent[2], "chat claude-3-5-haiku", "/v1/messages", "anthropic", False, port)
+    check(acts[3], sent[3], "chat claude-3-5-haiku", "/v1/messages", "anthropic", True, port)
+    check(acts[4], sent[4], "embeddings text-embedding-3-small", "/v1/embeddings", "openai",
+          False, port)
+    check(acts[5], sent[5], "text_completion nope", "/v1/nope/completions", "openai", False,
+          port)
+    srv.shutdown()
+
+
+def test_curl_plain_and_compressed():
+    """curl (libcurl over OpenSSL), with and without --compressed (a gzip body inflated
+    for the action), and an Anthropic stream."""
+    if not shutil.which("curl"):
+        print("    left out: curl is not installed")
+        return
+    d = tmpdir()
+    srv, crt = start_server(d)
+    port = srv.server_address[1]
+    url = "https://127.0.0.1:%d" % port
+    body = json.dumps({"model": "gpt-4.1", "messages": [{"role": "user", "content": "q"}]})
+    sbody = json.dumps({"model": "claude-sonnet-4", "stream": True, "max_tokens": 5,
+                        "messages": [{"role": "user", "content": "q"}]})
+    for extra in ([], ["--compressed"]):
+        argv = ["curl", "-s", "--http1.1", "--cacert", crt] + extra + [
+            "-H", "Authorization: Bearer " + MARKER, "-H", "Content-Type: application/json",
+            "-d", body, url + "/v1/chat/completions"]
+        srv.sent.clear()
+        bare, got, acts = llm_run(argv, tmpdir())
+        assert len(acts) == 1 and len(srv.sent) == 2, (acts, got.stderr)
+        check(acts[0], srv.sent[1], "chat gpt-4.1", "/v1/chat/completions", "openai", False,
+              port)
+    argv = ["curl", "-s", "-N", "--http1.1", "--cacert", crt, "-H", "x-api-key: " + MARKER,
+            "-d", sbody, url + "/v1/messages"]
+    srv.sent.clear()
+    bare, got, acts = llm_run(argv, tmpdir())
+    assert len(acts) == 1, (acts, got.stderr)
+    check(acts[0], srv.sent[1], "chat claude-sonnet-4", "/v1/messages", "anthropic", True, port)
+    srv.shutdown()
