@@ -14,6 +14,8 @@
 #include <zlib.h>
 
 #include "agentsight.h"
+#include "core/action.h"
+#include "core/settings.h"
 #include "core/clock.h"
 #include "core/dynlib.h"
 #include "core/jsonw.h"
@@ -51,6 +53,33 @@ static AS_DYNLIB_DEFINE(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses
 static as_llm_emit_fn g_emit;
 void as_llm_set_emit(as_llm_emit_fn fn) {
     g_emit = fn;
+}
+
+/* Exporter side: an AS_MSG_ACTION payload is a packed as_action (as the C API writes). */
+static int decode_packed(const void *payload, size_t len, as_action *out, as_buf *scratch) {
+    (void)scratch;
+    return as_action_unpack(payload, len, out);
+}
+
+int as_llm_arm(void) {
+    as_pipe_register(AS_MSG_ACTION, decode_packed);
+    return as_pipe_arm();
+}
+
+/* Queues a finished action into the calling thread's ring, as the interposer's call
+ * records go: the armed pipeline starts at the first one. A full ring drops it (counted). */
+static void queue_action(const agentsight_action *action) {
+    int64_t now = as_clock_unix_ns();
+    as_action a;
+    char msg[256];
+    if (as_action_validate(action, now, as_settings_conversation_id(), &a, msg, sizeof msg) != 0)
+        return;
+    void *p = as_pipe_reserve(AS_MSG_ACTION, as_action_pack_size(&a), 0);
+    if (!p)
+        return;
+    as_action_pack(&a, p);
+    as_pipe_commit(p);
+    as_pipe_nudge_if_busy();
 }
 
 typedef struct usage {
@@ -561,7 +590,7 @@ static void emit(as_llm_conn *c) {
         if (g_emit)
             g_emit(&a);
         else
-            agentsight_track_action(&a, NULL);
+            queue_action(&a);
     }
     as_buf_free(&name);
     as_buf_free(&tools);

@@ -37,6 +37,11 @@ int as_llm_conn_ignored(const as_llm_conn *c);
 /* The connection ended: a response read until close ends here; frees c. */
 void as_llm_conn_free(as_llm_conn *c);
 
+/* Arms the pipeline for LLM actions (pipeline.h as_pipe_arm: it starts at the first
+ * one) with the packed-action decoder registered. Returns 0, or -1 when the sink URIs are
+ * refused (a message was printed). */
+int as_llm_arm(void);
+
 /* Test seam: where finished actions go (NULL: agentsight_track_action). */
 struct agentsight_action;
 typedef void (*as_llm_emit_fn)(const struct agentsight_action *a);

@@ -126,8 +126,17 @@ __attribute__((constructor)) static void as_preload_init(void) {
         goto out; /* "PATH: cannot read: ..." was printed */
     if (extra && *extra)
         as_config_add_entries(&g_config, extra, strlen(extra), "-e");
+    if (g_config.llm_enable >= 0 && !as_llm.enable)
+        as_llm.enable = g_config.llm_enable;
+    if (g_config.llm_capture >= 0)
+        as_llm.capture = g_config.llm_capture;
+    if (g_config.llm_max_string > 0)
+        as_llm.max_string = g_config.llm_max_string;
     if (g_config.nentries == 0) {
-        as_info("%s: no [actions] entries: tracking nothing", g_config.path);
+        if (!as_llm.enable)
+            as_info("%s: no [actions] entries: tracking nothing", g_config.path);
+        else if (apply_output(&g_config) != 0)
+            as_llm.enable = 0; /* the [output] message was printed */
         goto out;
     }
     if (apply_output(&g_config) != 0) {
@@ -145,7 +154,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
     }
     as_debug("%d functions wrapped", n);
 out:
-    if (as_llm.enable)
+    if (as_llm.enable && as_llm_arm() == 0)
         as_llm_tls_start(); /* LLM calls: the pipeline starts at the first one */
     as_keptenv_keep();
     as_nofollow_apply(); /* last: everything above has read the environment it needs */

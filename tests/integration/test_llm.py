@@ -232,3 +232,42 @@ def test_curl_plain_and_compressed():
     assert len(acts) == 1, (acts, got.stderr)
     check(acts[0], srv.sent[1], "chat claude-sonnet-4", "/v1/messages", "anthropic", True, port)
     srv.shutdown()
+
+
+def test_config_llm_section():
+    """The [llm] section alone (no [actions], no --llm) turns the calls into actions;
+    capture = none leaves the text out, capture = prompts adds the request's messages
+    bounded by max_string, and the key sent in a header is in neither."""
+    if not shutil.which("curl"):
+        print("    left out: curl is not installed")
+        return
+    d = tmpdir()
+    srv, crt = start_server(d)
+    port = srv.server_address[1]
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user",
+                                                         "content": "say " + "x" * 100}]})
+    argv = ["curl", "-s", "--http1.1", "--cacert", crt, "-H", "Authorization: Bearer " + MARKER,
+            "-d", body, "https://127.0.0.1:%d/v1/chat/completions" % port]
+    bare = run(argv)
+    for capture, want_text, want_prompt in (("none", False, False), ("prompts", True, True)):
+        out = os.path.join(d, capture + ".jsonl")
+        conf = os.path.join(d, capture + ".conf")
+        with open(conf, "w") as f:
+            f.write("[output]\nsink = file:%s\n[llm]\nenable = on\ncapture = %s\n"
+                    "max_string = 40\n" % (out, capture))
+        srv.sent.clear()
+        got = run([CLI, "run", "-q", "-c", conf, "--"] + argv)
+        assert got.stdout == bare.stdout and got.returncode == bare.returncode, got.stderr
+        acts = read_jsonl(out)
+        assert len(acts) == 1, (acts, got.stderr)
+        a = acts[0]
+        assert MARKER not in json.dumps(a)
+        assert a["tools_used"]["usage"]["input_tokens"] == srv.sent[0]["in"]
+        assert (a.get("response") is not None) == want_text, a
+        if want_text:
+            assert a["response"] == srv.sent[0]["text"][:40], a
+        assert ("prompt" in a["tools_used"]) == want_prompt, a
+        if want_prompt:
+            p = a["tools_used"]["prompt"]
+            assert p.startswith('[{"role":"user","content":"say xx') and len(p) <= 40, p
+    srv.shutdown()
