@@ -1,6 +1,7 @@
-/* llm_tls.c - GOT-patched wrappers of OpenSSL's record I/O (llm_tls.h): each call runs the
- * original, then shows the plaintext it carried to the connection's parser. The preload
- * exports no SSL_* symbol: symbol resolution of the program is never changed. */
+/* llm_tls.c - GOT-patched wrappers of the record I/O of OpenSSL and GnuTLS (llm_tls.h):
+ * each call runs the original, then shows the plaintext it carried to the connection's
+ * parser. The preload exports no SSL_* or gnutls_* symbol: symbol resolution of the
+ * program is never changed. */
 #include "hook/llm_tls.h"
 
 #include <dlfcn.h>
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "core/dynlib.h"
 #include "core/llm_detect.h"
@@ -24,12 +26,17 @@ typedef int (*read_ex_fn)(void *, void *, size_t, size_t *);
 typedef int (*write_fn)(void *, const void *, int);
 typedef int (*write_ex_fn)(void *, const void *, size_t, size_t *);
 typedef void (*free_fn)(void *);
+typedef ssize_t (*gsend_fn)(void *, const void *, size_t);
+typedef ssize_t (*grecv_fn)(void *, void *, size_t);
 
 static read_fn real_read;
 static read_ex_fn real_read_ex;
 static write_fn real_write;
 static write_ex_fn real_write_ex;
 static free_fn real_free;
+static gsend_fn real_gsend;
+static grecv_fn real_grecv;
+static free_fn real_gdeinit;
 
 static int g_active;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the table and every parser */
@@ -115,39 +122,68 @@ static int w_SSL_write_ex(void *ssl, const void *buf, size_t num, size_t *sent) 
     return r;
 }
 
-static void w_SSL_free(void *ssl) {
-    if (ssl && !as_in_agentsight) {
-        int saved = errno;
-        as_in_agentsight++;
-        pthread_mutex_lock(&g_lock);
-        conn_node **p = &g_buckets[bucket(ssl)];
-        while (*p && (*p)->ssl != ssl)
-            p = &(*p)->next;
-        conn_node *n = *p;
-        if (n) {
-            *p = n->next;
-            as_llm_conn_free(n->c); /* a response read until close ends here */
-            free(n);
-        }
-        pthread_mutex_unlock(&g_lock);
-        as_in_agentsight--;
-        errno = saved;
+/* The connection of ssl (an SSL* or a gnutls_session_t) ended: its state goes. */
+static void conn_end(void *ssl) {
+    if (!ssl || as_in_agentsight)
+        return;
+    int saved = errno;
+    as_in_agentsight++;
+    pthread_mutex_lock(&g_lock);
+    conn_node **p = &g_buckets[bucket(ssl)];
+    while (*p && (*p)->ssl != ssl)
+        p = &(*p)->next;
+    conn_node *n = *p;
+    if (n) {
+        *p = n->next;
+        as_llm_conn_free(n->c); /* a response read until close ends here */
+        free(n);
     }
+    pthread_mutex_unlock(&g_lock);
+    as_in_agentsight--;
+    errno = saved;
+}
+
+static void w_SSL_free(void *ssl) {
+    conn_end(ssl);
     real_free(ssl);
 }
 
+/* GnuTLS: gnutls_record_send/recv return the bytes moved (or a negative error code). */
+static ssize_t w_gnutls_record_send(void *session, const void *data, size_t size) {
+    ssize_t r = real_gsend(session, data, size);
+    if (r > 0)
+        observe(session, 1, data, (size_t)r);
+    return r;
+}
+
+static ssize_t w_gnutls_record_recv(void *session, void *data, size_t size) {
+    ssize_t r = real_grecv(session, data, size);
+    if (r > 0)
+        observe(session, 0, data, (size_t)r);
+    return r;
+}
+
+static void w_gnutls_deinit(void *session) {
+    conn_end(session);
+    real_gdeinit(session);
+}
+
 typedef struct hooked {
+    const char *lib; /* the library that defines it: "libssl.so", "libgnutls.so" */
     const char *name;
     void *wrapper;
     void **real;
 } hooked;
 
 static const hooked g_hooks[] = {
-    {"SSL_read", (void *)w_SSL_read, (void **)&real_read},
-    {"SSL_read_ex", (void *)w_SSL_read_ex, (void **)&real_read_ex},
-    {"SSL_write", (void *)w_SSL_write, (void **)&real_write},
-    {"SSL_write_ex", (void *)w_SSL_write_ex, (void **)&real_write_ex},
-    {"SSL_free", (void *)w_SSL_free, (void **)&real_free},
+    {"libssl.so", "SSL_read", (void *)w_SSL_read, (void **)&real_read},
+    {"libssl.so", "SSL_read_ex", (void *)w_SSL_read_ex, (void **)&real_read_ex},
+    {"libssl.so", "SSL_write", (void *)w_SSL_write, (void **)&real_write},
+    {"libssl.so", "SSL_write_ex", (void *)w_SSL_write_ex, (void **)&real_write_ex},
+    {"libssl.so", "SSL_free", (void *)w_SSL_free, (void **)&real_free},
+    {"libgnutls.so", "gnutls_record_send", (void *)w_gnutls_record_send, (void **)&real_gsend},
+    {"libgnutls.so", "gnutls_record_recv", (void *)w_gnutls_record_recv, (void **)&real_grecv},
+    {"libgnutls.so", "gnutls_deinit", (void *)w_gnutls_deinit, (void **)&real_gdeinit},
 };
 #define NHOOKS (sizeof g_hooks / sizeof g_hooks[0])
 
@@ -158,20 +194,26 @@ static const char *base_name(const char *p) {
     return b ? b + 1 : p;
 }
 
-static int is_libssl(const as_obj *o) {
-    return strncmp(base_name(o->name), "libssl.so", 9) == 0;
+static int is_lib(const as_obj *o, const char *lib) {
+    return strncmp(base_name(o->name), lib, strlen(lib)) == 0;
 }
 
-/* Fills the real functions from the first libssl loaded that defines them. */
+/* A TLS library itself: its own calls of these functions are never wrapped. */
+static int is_tls_lib(const as_obj *o) {
+    return is_lib(o, "libssl.so") || is_lib(o, "libgnutls.so");
+}
+
+/* Fills the real functions from the first TLS library loaded that defines them. */
 static void find_reals(int n) {
     for (int i = 0; i < n; i++) {
-        if (!is_libssl(&g_objs[i]) || as_dynlib_owns(g_objs[i].base, g_objs[i].name))
+        if (!is_tls_lib(&g_objs[i]) || as_dynlib_owns(g_objs[i].base, g_objs[i].name))
             continue;
         as_dyninfo di;
         if (as_dyn_read(g_objs[i].dyn, g_objs[i].base, &di) != 0)
             continue;
         for (size_t k = 0; k < NHOOKS; k++) {
-            if (__atomic_load_n(g_hooks[k].real, __ATOMIC_ACQUIRE))
+            if (!is_lib(&g_objs[i], g_hooks[k].lib) ||
+                __atomic_load_n(g_hooks[k].real, __ATOMIC_ACQUIRE))
                 continue;
             const ElfW(Sym) *s = as_dyn_lookup(&di, g_hooks[k].name, NULL);
             if (s && s->st_shndx != SHN_UNDEF && s->st_value)
@@ -184,7 +226,7 @@ static void find_reals(int n) {
 static void *decide(const as_obj *o, const char *sym, const char *version, void *cur, int lazy,
                     void *ctx) {
     (void)o, (void)version, (void)ctx;
-    if (strncmp(sym, "SSL_", 4) != 0)
+    if (strncmp(sym, "SSL_", 4) != 0 && strncmp(sym, "gnutls_", 7) != 0)
         return NULL;
     for (size_t k = 0; k < NHOOKS; k++) {
         if (strcmp(sym, g_hooks[k].name) != 0)
@@ -213,7 +255,7 @@ static int scan_locked(void) {
     int written = 0;
     for (int i = 0; i < n; i++) {
         const as_obj *o = &g_objs[i];
-        if (o->lo == self_base || is_libssl(o) || as_dynlib_owns(o->base, o->name) ||
+        if (o->lo == self_base || is_tls_lib(o) || as_dynlib_owns(o->base, o->name) ||
             strstr(o->name, "linux-vdso"))
             continue;
         if (self_base && o->lo <= self_base && self_base < o->hi)

@@ -1,7 +1,7 @@
 """LLM calls of unmodified programs become actions (`agentsight run --llm`): a local HTTPS
 server written here speaks the OpenAI and Anthropic API shapes (JSON and Server-Sent Events,
 Content-Length and chunked, keep-alive, gzip, a 404 with an API error), and clients nobody
-here wrote (python3's http.client, curl) call it through OpenSSL. Each test proves that the
+here wrote (python3's http.client and curl through OpenSSL, wget through GnuTLS) call it. Each test proves that the
 models and token counts in the actions equal what the server sent, that the program's output
 is the same as a bare run's, and that the Authorization header's marker is in no output."""
 import gzip
@@ -270,4 +270,23 @@ def test_config_llm_section():
         if want_prompt:
             p = a["tools_used"]["prompt"]
             assert p.startswith('[{"role":"user","content":"say xx') and len(p) <= 40, p
+    srv.shutdown()
+
+
+def test_wget_gnutls():
+    """wget (GnuTLS: gnutls_record_send/recv) posting an Anthropic request: one action
+    with the server's model and tokens, the key header in no output."""
+    if not shutil.which("wget"):
+        print("    left out: wget is not installed")
+        return
+    d = tmpdir()
+    srv, crt = start_server(d)
+    port = srv.server_address[1]
+    body = json.dumps({"model": "claude-opus-4", "max_tokens": 3,
+                       "messages": [{"role": "user", "content": "w"}]})
+    argv = ["wget", "-q", "-O-", "--ca-certificate=" + crt, "--header=x-api-key: " + MARKER,
+            "--post-data=" + body, "https://127.0.0.1:%d/v1/messages" % port]
+    bare, got, acts = llm_run(argv, d)
+    assert len(acts) == 1 and len(srv.sent) == 2, (acts, got.stderr)
+    check(acts[0], srv.sent[1], "chat claude-opus-4", "/v1/messages", "anthropic", False, port)
     srv.shutdown()
