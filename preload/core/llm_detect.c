@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/dynlib.h"
 #include "core/jsonw.h"
+#include "core/log.h"
 #include "core/llm_http.h"
 #include "core/pipeline.h"
 
@@ -118,6 +119,7 @@ struct as_llm_conn {
     usage u;
     as_buf err;
     int ignored;
+    int seen_write; /* the program wrote on this connection before */
 };
 
 static int64_t now_ns(void) {
@@ -159,15 +161,25 @@ static void classify(as_llm_conn *c) {
         c->llm = 0;
 }
 
+/* Empties b, giving its memory back when an exchange made it large (a keep-alive
+ * connection keeps little between exchanges). */
+static void buf_shrink(as_buf *b) {
+    if (b->cap > (64u << 10)) {
+        as_buf_free(b);
+        as_buf_init(b);
+    }
+    as_buf_reset(b);
+}
+
 static void reset_exchange(as_llm_conn *c) {
     c->active = c->llm = c->status = c->sse = c->encoding = c->z_failed = 0;
     c->method[0] = c->path[0] = c->host[0] = c->resp_model[0] = c->ev.event[0] = '\0';
-    as_buf_reset(&c->req_body);
-    as_buf_reset(&c->resp_body);
-    as_buf_reset(&c->text);
-    as_buf_reset(&c->err);
-    as_buf_reset(&c->ev.line);
-    as_buf_reset(&c->ev.data);
+    buf_shrink(&c->req_body);
+    buf_shrink(&c->resp_body);
+    buf_shrink(&c->text);
+    buf_shrink(&c->err);
+    buf_shrink(&c->ev.line);
+    buf_shrink(&c->ev.data);
     c->t_start_ns = c->t_first_ns = 0;
     c->u = (usage){-1, -1, -1, -1, -1};
     if (c->z) {
@@ -621,6 +633,16 @@ as_llm_conn *as_llm_conn_new(void) {
 void as_llm_conn_wrote(as_llm_conn *c, const void *data, size_t len) {
     if (!c || c->ignored)
         return;
+    if (!c->seen_write && len >= 14 && memcmp(data, "PRI * HTTP/2.0", 14) == 0) {
+        /* HTTP/2 (ALPN h2): not decoded; said once per process (diagnostics: once per run) */
+        static int told;
+        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+            as_warn("llm: an HTTP/2 connection was seen: its exchanges are not decoded (HTTP/1.1 "
+                    "only; curl: --http1.1)");
+        c->ignored = 1;
+        return;
+    }
+    c->seen_write = 1;
     as_http_feed(&c->req, data, len);
     if (c->req.state == AS_HTTP_BROKEN)
         c->ignored = 1;

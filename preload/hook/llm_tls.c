@@ -269,7 +269,16 @@ static int scan_locked(void) {
 
 static pthread_mutex_t g_scan_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* fork: the child gets the table in a consistent state, whatever another thread held. */
+static void fork_prepare(void) {
+    pthread_mutex_lock(&g_lock);
+}
+static void fork_release(void) {
+    pthread_mutex_unlock(&g_lock);
+}
+
 int as_llm_tls_start(void) {
+    pthread_atfork(fork_prepare, fork_release, fork_release);
     pthread_mutex_lock(&g_scan_lock);
     as_in_agentsight++;
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);

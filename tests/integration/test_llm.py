@@ -118,6 +118,9 @@ class Api(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        pass  # a client that is not HTTP/1.1 (the HTTP/2 test) is simply dropped
+
 
 def start_server(d):
     key, crt = make_cert(d)
@@ -130,11 +133,12 @@ def start_server(d):
     return srv, crt
 
 
-def llm_run(argv, d, env=None):
+def llm_run(argv, d, env=None, quiet=True):
     """Runs argv bare, then under `agentsight run --llm`; returns (bare, got, actions)."""
     bare = run(argv, env=env)
     out = os.path.join(d, "actions.jsonl")
-    got = run([CLI, "run", "-q", "--llm", "-o", "file:" + out, "--"] + argv, env=env)
+    got = run([CLI, "run"] + (["-q"] if quiet else []) + ["--llm", "-o", "file:" + out, "--"] +
+              argv, env=env)
     assert got.stdout == bare.stdout, (bare.stdout, got.stdout, got.stderr)
     assert got.returncode == bare.returncode, (bare.returncode, got.returncode, got.stderr)
     acts = read_jsonl(out)
@@ -289,4 +293,28 @@ def test_wget_gnutls():
     bare, got, acts = llm_run(argv, d)
     assert len(acts) == 1 and len(srv.sent) == 2, (acts, got.stderr)
     check(acts[0], srv.sent[1], "chat claude-opus-4", "/v1/messages", "anthropic", False, port)
+    srv.shutdown()
+
+
+H2_CLIENT = r"""
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+for i in range(2):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+                        server_hostname="127.0.0.1")
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    s.close()
+print("sent")
+"""
+
+
+def test_http2_said_once():
+    """A connection that starts with the HTTP/2 preface is not decoded, and the run says
+    so once (two such connections, one message), with no action made of it."""
+    d = tmpdir()
+    srv, crt = start_server(d)
+    argv = ["python3", "-c", H2_CLIENT, str(srv.server_address[1]), crt]
+    bare, got, acts = llm_run(argv, d, quiet=False)
+    assert acts == [], acts
+    assert got.stderr.count("HTTP/2 connection was seen") == 1, got.stderr
     srv.shutdown()
