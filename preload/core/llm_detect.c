@@ -120,6 +120,7 @@ struct as_llm_conn {
     as_buf err;
     int ignored;
     int seen_write; /* the program wrote on this connection before */
+    int interim;    /* the response that just ended was a 1xx */
 };
 
 static int64_t now_ns(void) {
@@ -424,7 +425,8 @@ static int resp_headers_done(void *ctx) {
     as_llm_conn *c = ctx;
     int s = c->status;
     if (s >= 100 && s < 200) {
-        c->status = 0; /* an interim answer: the real one follows */
+        c->status = 0; /* an interim answer (100 Continue): the real one follows */
+        c->interim = 1;
         return 1;
     }
     if (c->llm && as_dynlib_load(&llm_cj_lib) != 0)
@@ -479,6 +481,10 @@ static void emit(as_llm_conn *c);
 
 static void resp_done(void *ctx) {
     as_llm_conn *c = ctx;
+    if (c->interim) {
+        c->interim = 0; /* the exchange goes on */
+        return;
+    }
     if (c->active && c->llm && c->status)
         emit(c);
     reset_exchange(c);

@@ -231,11 +231,13 @@ static void test_openai_sse_every_split(void **state) {
 }
 
 /* Proves an Anthropic stream (message_start, content_block_delta, message_delta) read
- * until the connection closes (no length, no chunks) gives its model, usage and text. */
+ * until the connection closes (no length, no chunks), after a 100 Continue, gives its
+ * model, usage and text. */
 static void test_anthropic_sse_until_close(void **state) {
     static const char req[] = "POST /v1/messages HTTP/1.1\r\nHost: h\r\nx-api-key: SECRET\r\n"
                               "Content-Length: 30\r\n\r\n{\"model\":\"claude-x\",\"max\":1}  ";
     static const char resp[] =
+        "HTTP/1.1 100 Continue\r\n\r\n"
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
         "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"model\":"
         "\"claude-x-1\",\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":3,"
@@ -300,6 +302,37 @@ static void test_gzip_error_and_bound(void **state) {
     clear_action();
 }
 
+/* Proves the OpenAI Responses shape (output[].content[].output_text, usage with cached
+ * and reasoning details) and a request sent in pieces with its model late in the body. */
+static void test_responses_shape(void **state) {
+    static const char body[] = "{\"model\":\"o3\",\"status\":\"completed\",\"output\":[{\"type\":"
+                               "\"reasoning\"},{\"type\":\"message\",\"content\":[{\"type\":"
+                               "\"output_text\",\"text\":\"42\"}]}],\"usage\":{\"input_tokens\":"
+                               "100,\"input_tokens_details\":{\"cached_tokens\":64},"
+                               "\"output_tokens\":30,\"output_tokens_details\":"
+                               "{\"reasoning_tokens\":28}}}";
+    char resp[1024];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", sizeof body - 1,
+             body);
+    static const char req[] =
+        "POST /openai/v1/responses?api-version=1 HTTP/1.1\r\nHost: gw\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+        "9\r\n{\"input\":\r\n7\r\n\"q\",\"mo\r\nE\r\ndel\":\"o3-pro\"}\r\n0\r\n\r\n";
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    exchange(req, resp, strlen(resp), 10);
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_name, "chat o3-pro");
+    assert_string_equal(g_resp, "42");
+    assert_non_null(strstr(g_tools, "\"endpoint\":\"/openai/v1/responses\""));
+    assert_non_null(strstr(g_tools, "\"response_model\":\"o3\""));
+    assert_int_equal(usage_of(g_tools, "input_tokens"), 100);
+    assert_int_equal(usage_of(g_tools, "cache_read_input_tokens"), 64);
+    assert_int_equal(usage_of(g_tools, "output_tokens"), 30);
+    assert_int_equal(usage_of(g_tools, "reasoning_tokens"), 28);
+    clear_action();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_response_every_split),
@@ -307,6 +340,7 @@ int main(void) {
         cmocka_unit_test(test_openai_sse_every_split),
         cmocka_unit_test(test_anthropic_sse_until_close),
         cmocka_unit_test(test_gzip_error_and_bound),
+        cmocka_unit_test(test_responses_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
