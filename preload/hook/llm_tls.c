@@ -223,6 +223,27 @@ static void find_reals(int n) {
     }
 }
 
+/* A program or library that carries its own TLS (node embeds OpenSSL and exports its
+ * functions, but calls them directly): no GOT slot sees those calls. Said once. */
+static void tell_embedded(int n) {
+    static int told;
+    for (int i = 0; i < n && !told; i++) {
+        const as_obj *o = &g_objs[i];
+        if (is_tls_lib(o) || as_dynlib_owns(o->base, o->name) || is_lib(o, "libgnutls-openssl"))
+            continue;
+        as_dyninfo di;
+        if (as_dyn_read(o->dyn, o->base, &di) != 0)
+            continue;
+        const ElfW(Sym) *sym = as_dyn_lookup(&di, "SSL_read", NULL);
+        if (sym && sym->st_shndx != SHN_UNDEF && sym->st_value) {
+            told = 1;
+            as_warn("llm: %s has TLS built in (it defines SSL_read): its LLM calls are not "
+                    "decoded",
+                    o->name[0] ? o->name : program_invocation_name);
+        }
+    }
+}
+
 static void *decide(const as_obj *o, const char *sym, const char *version, void *cur, int lazy,
                     void *ctx) {
     (void)o, (void)version, (void)ctx;
@@ -250,6 +271,7 @@ static int scan_locked(void) {
     if (n > MAX_OBJS)
         n = MAX_OBJS;
     find_reals(n);
+    tell_embedded(n);
     Dl_info self;
     uintptr_t self_base = dladdr((void *)&scan_locked, &self) ? (uintptr_t)self.dli_fbase : 0;
     int written = 0;

@@ -318,3 +318,34 @@ def test_http2_said_once():
     assert acts == [], acts
     assert got.stderr.count("HTTP/2 connection was seen") == 1, got.stderr
     srv.shutdown()
+
+
+NODE_CLIENT = r"""
+const https = require("https");
+const body = JSON.stringify({model: "gpt-4o-mini", messages: [{role: "user", content: "n"}]});
+const req = https.request({host: "127.0.0.1", port: +process.argv[1], method: "POST",
+  path: "/v1/chat/completions", headers: {"Content-Type": "application/json",
+  "Content-Length": Buffer.byteLength(body), "Authorization": "Bearer " + process.argv[2]}},
+  (res) => { let d = ""; res.on("data", (c) => d += c); res.on("end", () => console.log(res.statusCode, d)); });
+req.end(body);
+"""
+
+
+def test_node_https():
+    """node's https (NODE_EXTRA_CA_CERTS): output unchanged and no key anywhere; a node
+    whose OpenSSL is built in (the usual build) is not decoded, and the run says so once
+    instead of staying silent; a node on the system libssl gets its action checked."""
+    if not shutil.which("node"):
+        print("    left out: node is not installed")
+        return
+    d = tmpdir()
+    srv, crt = start_server(d)
+    port = srv.server_address[1]
+    argv = ["node", "-e", NODE_CLIENT, str(port), MARKER]
+    bare, got, acts = llm_run(argv, d, env={"NODE_EXTRA_CA_CERTS": crt}, quiet=False)
+    if acts:
+        check(acts[0], srv.sent[1], "chat gpt-4o-mini", "/v1/chat/completions", "openai",
+              False, port)
+    else:
+        assert got.stderr.count("has TLS built in") == 1, got.stderr
+    srv.shutdown()
