@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <brotli/decode.h>
 #include <zlib.h>
 
 #include "agentsight.h"
@@ -50,6 +51,15 @@ struct llm_z_fns {
     LLM_Z_FNS(AS_DL_FIELD)
 };
 static AS_DYNLIB_DEFINE(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses");
+
+#define LLM_BR_FNS(X)                                                                              \
+    X(BrotliDecoderCreateInstance)                                                                 \
+    X(BrotliDecoderDecompressStream)                                                               \
+    X(BrotliDecoderDestroyInstance)
+struct llm_br_fns {
+    LLM_BR_FNS(AS_DL_FIELD)
+};
+static AS_DYNLIB_DEFINE(llm_br, LLM_BR_FNS, "libbrotlidec.so.1", "brotli LLM responses");
 
 static as_llm_emit_fn g_emit;
 void as_llm_set_emit(as_llm_emit_fn fn) {
@@ -108,8 +118,9 @@ struct as_llm_conn {
     int64_t t_first_ns; /* first text of a stream */
     int status;
     int sse;
-    int encoding; /* 0 none, 1 gzip/deflate */
+    int encoding; /* 0 none, 1 gzip/deflate, 2 br */
     z_stream *z;
+    BrotliDecoderState *br;
     int z_failed;
     as_buf resp_body;
     sse ev;
@@ -187,6 +198,10 @@ static void reset_exchange(as_llm_conn *c) {
         llm_z.inflateEnd(c->z);
         free(c->z);
         c->z = NULL;
+    }
+    if (c->br) {
+        llm_br.BrotliDecoderDestroyInstance(c->br);
+        c->br = NULL;
     }
 }
 
@@ -418,7 +433,10 @@ static void resp_header(void *ctx, const char *name, size_t nlen, const char *v,
         c->sse = vlen >= 17 && strncasecmp(v, "text/event-stream", 17) == 0;
     else if (nlen == 16 && strncasecmp(name, "content-encoding", 16) == 0)
         c->encoding = (vlen == 4 && strncasecmp(v, "gzip", 4) == 0) ||
-                      (vlen == 7 && strncasecmp(v, "deflate", 7) == 0);
+                              (vlen == 7 && strncasecmp(v, "deflate", 7) == 0)
+                          ? 1
+                      : vlen == 2 && strncasecmp(v, "br", 2) == 0 ? 2
+                                                                  : 0;
 }
 
 static int resp_headers_done(void *ctx) {
@@ -434,6 +452,34 @@ static int resp_headers_done(void *ctx) {
     return s == 204 || s == 304 || strcmp(c->method, "HEAD") == 0;
 }
 
+/* Brotli-compressed body bytes (libbrotlidec opened on demand). */
+static void body_brotli(as_llm_conn *c, const char *d, size_t n) {
+    if (!c->br) {
+        if (as_dynlib_load(&llm_br_lib) != 0 ||
+            !(c->br = llm_br.BrotliDecoderCreateInstance(NULL, NULL, NULL))) {
+            c->z_failed = 1;
+            return;
+        }
+    }
+    char out[16384];
+    const uint8_t *in = (const uint8_t *)d;
+    size_t avail_in = n;
+    for (int guard = 0; guard < 4096; guard++) {
+        uint8_t *o = (uint8_t *)out;
+        size_t avail_out = sizeof out;
+        BrotliDecoderResult rc =
+            llm_br.BrotliDecoderDecompressStream(c->br, &avail_in, &in, &avail_out, &o, NULL);
+        if (sizeof out - avail_out)
+            body_plain(c, out, sizeof out - avail_out);
+        if (rc == BROTLI_DECODER_RESULT_ERROR) {
+            c->z_failed = 1;
+            return;
+        }
+        if (rc != BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT)
+            return;
+    }
+}
+
 static void resp_body(void *ctx, const char *d, size_t n) {
     as_llm_conn *c = ctx;
     if (!c->llm)
@@ -444,6 +490,10 @@ static void resp_body(void *ctx, const char *d, size_t n) {
     }
     if (c->z_failed)
         return;
+    if (c->encoding == 2) {
+        body_brotli(c, d, n);
+        return;
+    }
     if (!c->z) {
         if (as_dynlib_load(&llm_z_lib) != 0 || !(c->z = calloc(1, sizeof *c->z))) {
             c->z_failed = 1;

@@ -1,7 +1,7 @@
 /* test_llm_http.c - unit tests of the LLM call decoding: the HTTP/1.1 stream parser
  * (preload/core/llm_http.c) fed keep-alive, chunked and Content-Length messages split at
  * every byte boundary, and the exchange decoder (preload/core/llm_detect.c) turning OpenAI
- * and Anthropic answers (JSON, gzip, Server-Sent Events) into actions. */
+ * and Anthropic answers (JSON, gzip, brotli, Server-Sent Events) into actions. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <brotli/encode.h>
 #include <zlib.h>
 
 #include "agentsight.h"
@@ -333,6 +334,35 @@ static void test_responses_shape(void **state) {
     clear_action();
 }
 
+/* Proves a brotli body (Content-Encoding: br), cut at every byte, is decoded for the
+ * action. */
+static void test_brotli_every_split(void **state) {
+    static const char body[] = "{\"model\":\"gpt-x-1\",\"choices\":[{\"message\":{\"content\":"
+                               "\"brotli works\"}}],\"usage\":{\"prompt_tokens\":5,"
+                               "\"completion_tokens\":2}}";
+    uint8_t z[512];
+    size_t zn = sizeof z;
+    assert_true(BrotliEncoderCompress(5, 22, BROTLI_MODE_TEXT, sizeof body - 1,
+                                      (const uint8_t *)body, &zn, z));
+    as_buf r;
+    as_buf_init(&r);
+    as_buf_printf(&r, "HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: %zu\r\n\r\n", zn);
+    as_buf_put(&r, z, zn);
+    static const char req[] = "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 15\r\n"
+                              "\r\n{\"model\":\"gpt\"}";
+    as_llm_set_emit(on_action);
+    for (size_t cut = 0; cut <= r.len; cut++) {
+        g_actions = 0;
+        exchange(req, r.data, r.len, cut);
+        assert_int_equal(g_actions, 1);
+        assert_string_equal(g_resp, "brotli works");
+        assert_int_equal(usage_of(g_tools, "input_tokens"), 5);
+        assert_int_equal(usage_of(g_tools, "output_tokens"), 2);
+    }
+    as_buf_free(&r);
+    clear_action();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_response_every_split),
@@ -341,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_anthropic_sse_until_close),
         cmocka_unit_test(test_gzip_error_and_bound),
         cmocka_unit_test(test_responses_shape),
+        cmocka_unit_test(test_brotli_every_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
