@@ -8,8 +8,9 @@ set -euo pipefail
 # Tests: cmocka (unit tests), sqlite3 and curl (real programs to instrument), python3
 # (the local API emulator), clang with its sanitizer runtimes (libFuzzer target).
 # Benchmarks compare against ltrace and uftrace. go-md2man writes the man pages of
-# `make install` from the Markdown references. zlib1g-dev, libbrotli-dev: zlib.h and brotli/decode.h
-# (gzip and brotli LLM responses are decoded with libz/libbrotlidec opened on demand); openssl: the LLM tests' self-signed certificate; wget: a GnuTLS client.
+# `make install` from the Markdown references. LLM calls: zlib1g-dev and libbrotli-dev
+# (zlib.h, brotli/decode.h: compressed responses are decoded with libz and libbrotlidec
+# opened on demand); openssl (the tests' self-signed certificate); wget (a GnuTLS client).
 pkgs=(
   build-essential pkg-config
   libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev
