@@ -349,3 +349,21 @@ def test_node_https():
     else:
         assert got.stderr.count("has TLS built in") == 1, got.stderr
     srv.shutdown()
+
+
+def test_children_and_no_follow():
+    """The calls of a child (python3 started by sh) count under --llm; with --no-follow the
+    child runs as without us and AGENTSIGHT_LLM is not in its environment."""
+    d = tmpdir()
+    srv, crt = start_server(d)
+    script = 'env | grep -c "^AGENTSIGHT_LLM="; python3 -c "$0" "$@"'
+    argv = ["sh", "-c", script, PY_CLIENT, str(srv.server_address[1]), crt]
+    bare, got, acts = llm_run(argv, d)
+    assert len(acts) == 6, (acts, got.stderr)
+    assert [a["tools_used"]["usage"].get("input_tokens") for a in acts] == \
+        [s["in"] for s in srv.sent[6:]]
+    out = os.path.join(d, "nf.jsonl")
+    nf = run([CLI, "run", "-q", "--no-follow", "--llm", "-o", "file:" + out, "--"] + argv)
+    assert nf.stdout == bare.stdout and nf.stdout.startswith("0\n"), nf.stdout
+    assert read_jsonl(out) == []
+    srv.shutdown()
