@@ -356,12 +356,14 @@ def test_children_and_no_follow():
     child runs as without us and AGENTSIGHT_LLM is not in its environment."""
     d = tmpdir()
     srv, crt = start_server(d)
-    script = 'env | grep -c "^AGENTSIGHT_LLM="; python3 -c "$0" "$@"'
-    argv = ["sh", "-c", script, PY_CLIENT, str(srv.server_address[1]), crt]
+    args = [PY_CLIENT, str(srv.server_address[1]), crt]
+    argv = ["sh", "-c", 'python3 -c "$0" "$@"'] + args
     bare, got, acts = llm_run(argv, d)
     assert len(acts) == 6, (acts, got.stderr)
     assert [a["tools_used"]["usage"].get("input_tokens") for a in acts] == \
         [s["in"] for s in srv.sent[6:]]
+    argv = ["sh", "-c", 'env | grep -c "^AGENTSIGHT_LLM="; python3 -c "$0" "$@"'] + args
+    bare = run(argv)
     out = os.path.join(d, "nf.jsonl")
     nf = run([CLI, "run", "-q", "--no-follow", "--llm", "-o", "file:" + out, "--"] + argv)
     assert nf.stdout == bare.stdout and nf.stdout.startswith("0\n"), nf.stdout
