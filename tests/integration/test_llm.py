@@ -369,3 +369,36 @@ def test_children_and_no_follow():
     assert nf.stdout == bare.stdout and nf.stdout.startswith("0\n"), nf.stdout
     assert read_jsonl(out) == []
     srv.shutdown()
+
+
+REQUESTS_CLIENT = r"""
+import json, sys, requests
+s = requests.Session()  # keep-alive; asks for gzip, deflate
+ca = sys.argv[2]  # per request: a CA bundle named in the environment would win over s.verify
+u = "https://127.0.0.1:" + sys.argv[1]
+h = {"Authorization": "Bearer MARKER"}
+r = s.post(u + "/v1/chat/completions", json={"model": "gpt-4o", "messages": []}, headers=h,
+           verify=ca)
+print(r.status_code, r.json()["usage"])
+with s.post(u + "/v1/messages", json={"model": "claude-h", "stream": True, "max_tokens": 2,
+            "messages": []}, headers=h, stream=True, verify=ca) as r:
+    print(sum(1 for line in r.iter_lines() if line.startswith(b"data:")))
+""".replace("MARKER", MARKER)
+
+
+def test_python_requests_gzip_and_stream():
+    """requests (urllib3 over python3's ssl, gzip asked for by default): a gzip JSON answer
+    and an Anthropic stream read line by line on one keep-alive session."""
+    try:
+        import requests  # noqa: F401  (only to know whether the client exists)
+    except ImportError:
+        print("    left out: python3 requests is not installed")
+        return
+    d = tmpdir()
+    srv, crt = start_server(d)
+    port = srv.server_address[1]
+    bare, got, acts = llm_run(["python3", "-c", REQUESTS_CLIENT, str(port), crt], d)
+    assert len(acts) == 2, (acts, got.stderr)
+    check(acts[0], srv.sent[2], "chat gpt-4o", "/v1/chat/completions", "openai", False, port)
+    check(acts[1], srv.sent[3], "chat claude-h", "/v1/messages", "anthropic", True, port)
+    srv.shutdown()
