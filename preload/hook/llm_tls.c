@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -17,6 +18,7 @@
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "hook/got.h"
+#include "hook/patch.h"
 
 #define MAX_OBJS 1024
 #define NBUCKETS 256
@@ -223,11 +225,21 @@ static void find_reals(int n) {
     }
 }
 
-/* A program or library that carries its own TLS (node embeds OpenSSL and exports its
- * functions, but calls them directly): no GOT slot sees those calls. Said once. */
-static void tell_embedded(int n) {
+/* Set once OpenSSL's functions were entry-patched in an object that carries its own copy
+ * (node): the reals are then that copy's trampolines, and no GOT slot is ever pointed at
+ * the wrappers (a slot bound to another copy would reach the wrong library). */
+static int g_embedded;
+static as_patch g_patches[NHOOKS];
+
+/* A program or library that carries its own OpenSSL (node embeds it and exports its
+ * functions, but calls them directly: no GOT slot sees those calls) gets the entries of
+ * SSL_read/SSL_read_ex/SSL_write/SSL_write_ex/SSL_free patched to jump to the wrappers,
+ * when no libssl is loaded. A copy that cannot be patched is said once. */
+static void patch_embedded(int n) {
     static int told;
-    for (int i = 0; i < n && !told; i++) {
+    if (g_embedded || told)
+        return;
+    for (int i = 0; i < n; i++) {
         const as_obj *o = &g_objs[i];
         if (is_tls_lib(o) || as_dynlib_owns(o->base, o->name) || is_lib(o, "libgnutls-openssl"))
             continue;
@@ -235,12 +247,51 @@ static void tell_embedded(int n) {
         if (as_dyn_read(o->dyn, o->base, &di) != 0)
             continue;
         const ElfW(Sym) *sym = as_dyn_lookup(&di, "SSL_read", NULL);
-        if (sym && sym->st_shndx != SHN_UNDEF && sym->st_value) {
-            told = 1;
-            as_warn("llm: %s has TLS built in (it defines SSL_read): its LLM calls are not "
+        if (!sym || sym->st_shndx == SHN_UNDEF || !sym->st_value)
+            continue;
+        const char *who = o->name[0] ? o->name : program_invocation_name;
+        told = 1;
+        if (__atomic_load_n(&real_read, __ATOMIC_ACQUIRE)) {
+            as_warn("llm: %s has OpenSSL built in besides libssl: its own LLM calls are not "
                     "decoded",
-                    o->name[0] ? o->name : program_invocation_name);
+                    who);
+            return;
         }
+        char why[160] = "";
+        size_t k = 0;
+        for (; k < NHOOKS; k++) {
+            if (strcmp(g_hooks[k].lib, "libssl.so") != 0)
+                continue;
+            const ElfW(Sym) *f = as_dyn_lookup(&di, g_hooks[k].name, NULL);
+            if (!f || f->st_shndx == SHN_UNDEF || !f->st_value || !f->st_size) {
+                snprintf(why, sizeof why, "%s not found", g_hooks[k].name);
+                break;
+            }
+            if (as_patch_prepare((void *)(o->base + f->st_value), f->st_size, &g_patches[k], why,
+                                 sizeof why) != 0)
+                break;
+        }
+        if (k < NHOOKS && strcmp(g_hooks[k].lib, "libssl.so") == 0) {
+            as_warn("llm: %s has OpenSSL built in and its entries cannot be patched (%s): its "
+                    "LLM calls are not decoded",
+                    who, why);
+            return;
+        }
+        /* The trampolines are the originals from now on, set before any jump is written. */
+        for (k = 0; k < NHOOKS; k++)
+            if (g_patches[k].tramp)
+                __atomic_store_n(g_hooks[k].real, (void *)g_patches[k].tramp, __ATOMIC_RELEASE);
+        g_embedded = 1;
+        for (k = 0; k < NHOOKS; k++) {
+            if (!g_patches[k].tramp)
+                continue;
+            if (as_patch_install(&g_patches[k], g_hooks[k].wrapper, why, sizeof why) != 0)
+                as_warn("llm: %s: %s of its built-in OpenSSL not patched (%s): some LLM calls "
+                        "may be missed",
+                        who, g_hooks[k].name, why);
+        }
+        as_debug("llm: OpenSSL built into %s entry-patched", who);
+        return;
     }
 }
 
@@ -252,6 +303,8 @@ static void *decide(const as_obj *o, const char *sym, const char *version, void 
     for (size_t k = 0; k < NHOOKS; k++) {
         if (strcmp(sym, g_hooks[k].name) != 0)
             continue;
+        if (g_embedded && strcmp(g_hooks[k].lib, "libssl.so") == 0)
+            return NULL;
         if (cur == g_hooks[k].wrapper)
             return NULL;
         void *real = __atomic_load_n(g_hooks[k].real, __ATOMIC_ACQUIRE);
@@ -270,8 +323,9 @@ static int scan_locked(void) {
     int n = as_objs_collect(g_objs, MAX_OBJS);
     if (n > MAX_OBJS)
         n = MAX_OBJS;
-    find_reals(n);
-    tell_embedded(n);
+    patch_embedded(n);
+    if (!g_embedded)
+        find_reals(n);
     Dl_info self;
     uintptr_t self_base = dladdr((void *)&scan_locked, &self) ? (uintptr_t)self.dli_fbase : 0;
     int written = 0;

@@ -1,7 +1,8 @@
 /* llm_tls.h - the plaintext side of OpenSSL (and its forks) and GnuTLS in every loaded
  * object: GOT slots of SSL_read/SSL_read_ex/SSL_write/SSL_write_ex/SSL_free and
  * gnutls_record_recv/gnutls_record_send/gnutls_deinit pointed at wrappers that hand each
- * connection's bytes to core/llm_detect.h. */
+ * connection's bytes to core/llm_detect.h; in an object with OpenSSL built in (node),
+ * the entries of the SSL_* functions patched to the same wrappers instead. */
 #ifndef AS_LLM_TLS_H
 #define AS_LLM_TLS_H
 

@@ -322,19 +322,31 @@ def test_http2_said_once():
 
 NODE_CLIENT = r"""
 const https = require("https");
+const port = +process.argv[1], key = process.argv[2];
 const body = JSON.stringify({model: "gpt-4o-mini", messages: [{role: "user", content: "n"}]});
-const req = https.request({host: "127.0.0.1", port: +process.argv[1], method: "POST",
+const req = https.request({host: "127.0.0.1", port, method: "POST",
   path: "/v1/chat/completions", headers: {"Content-Type": "application/json",
-  "Content-Length": Buffer.byteLength(body), "Authorization": "Bearer " + process.argv[2]}},
-  (res) => { let d = ""; res.on("data", (c) => d += c); res.on("end", () => console.log(res.statusCode, d)); });
+  "Content-Length": Buffer.byteLength(body), "Authorization": "Bearer " + key}}, (res) => {
+  let d = "";
+  res.on("data", (c) => d += c);
+  res.on("end", async () => {
+    console.log(res.statusCode, d);
+    // fetch (undici): an Anthropic stream
+    const r = await fetch("https://127.0.0.1:" + port + "/v1/messages", {method: "POST",
+      headers: {"x-api-key": key, "content-type": "application/json"},
+      body: JSON.stringify({model: "claude-n", stream: true, max_tokens: 3, messages: []})});
+    console.log(r.status, (await r.text()).split("data:").length);
+  });
+});
 req.end(body);
 """
 
 
 def test_node_https():
-    """node's https (NODE_EXTRA_CA_CERTS): output unchanged and no key anywhere; a node
-    whose OpenSSL is built in (the usual build) is not decoded, and the run says so once
-    instead of staying silent; a node on the system libssl gets its action checked."""
+    """node's https and fetch (NODE_EXTRA_CA_CERTS): node carries its own OpenSSL and calls
+    it directly, so its entries are patched; both calls become actions with the server's
+    models and tokens, output unchanged, no key anywhere. Where the patch cannot be made
+    the run must say so instead of staying silent."""
     if not shutil.which("node"):
         print("    left out: node is not installed")
         return
@@ -343,11 +355,13 @@ def test_node_https():
     port = srv.server_address[1]
     argv = ["node", "-e", NODE_CLIENT, str(port), MARKER]
     bare, got, acts = llm_run(argv, d, env={"NODE_EXTRA_CA_CERTS": crt}, quiet=False)
-    if acts:
-        check(acts[0], srv.sent[1], "chat gpt-4o-mini", "/v1/chat/completions", "openai",
-              False, port)
-    else:
-        assert got.stderr.count("has TLS built in") == 1, got.stderr
+    if not acts:
+        assert got.stderr.count("not decoded") == 1, got.stderr
+        return
+    assert len(acts) == 2, (acts, got.stderr)
+    check(acts[0], srv.sent[2], "chat gpt-4o-mini", "/v1/chat/completions", "openai", False,
+          port)
+    check(acts[1], srv.sent[3], "chat claude-n", "/v1/messages", "anthropic", True, port)
     srv.shutdown()
 
 
