@@ -390,6 +390,10 @@ static void body_plain(as_llm_conn *c, const char *d, size_t n) {
 /* ---- the request direction ---- */
 static void req_start(void *ctx, const char *line, size_t len) {
     as_llm_conn *c = ctx;
+    /* No client sends a request on a connection whose answer runs until it closes: this
+     * is a new connection on a reused SSL* (its end went unseen): that answer ended. */
+    if (c->resp.state == AS_HTTP_BODY_CLOSE)
+        as_http_eof(&c->resp);
     reset_exchange(c); /* a request never answered is dropped */
     c->active = 1;
     c->t_start_ns = now_ns();

@@ -363,6 +363,29 @@ static void test_brotli_every_split(void **state) {
     clear_action();
 }
 
+/* Proves a connection state reused for a new connection (its end unseen) ends the answer
+ * that ran until close when the next request starts: both exchanges give an action. */
+static void test_reused_state_after_unseen_close(void **state) {
+    static const char req[] = "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 13\r\n\r\n"
+                              "{\"model\":\"a\"}";
+    static const char resp[] =
+        "HTTP/1.1 200 OK\r\n\r\n{\"model\":\"a-1\",\"usage\":{\"prompt_tokens\":1}}";
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    as_llm_conn *c = as_llm_conn_new();
+    assert_non_null(c);
+    as_llm_conn_wrote(c, req, strlen(req));
+    as_llm_conn_read(c, resp, strlen(resp));
+    assert_int_equal(g_actions, 0); /* the answer runs until close */
+    as_llm_conn_wrote(c, req, strlen(req));
+    assert_int_equal(g_actions, 1);
+    assert_int_equal(usage_of(g_tools, "input_tokens"), 1);
+    as_llm_conn_read(c, resp, strlen(resp));
+    as_llm_conn_free(c);
+    assert_int_equal(g_actions, 2);
+    clear_action();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_response_every_split),
@@ -372,6 +395,7 @@ int main(void) {
         cmocka_unit_test(test_gzip_error_and_bound),
         cmocka_unit_test(test_responses_shape),
         cmocka_unit_test(test_brotli_every_split),
+        cmocka_unit_test(test_reused_state_after_unseen_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
