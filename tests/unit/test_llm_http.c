@@ -386,6 +386,41 @@ static void test_reused_state_after_unseen_close(void **state) {
     clear_action();
 }
 
+/* Proves a Responses stream (output_text deltas, usage in response.completed) and an
+ * Anthropic stream that ends in an error event (its message becomes error_msg). */
+static void test_responses_stream_and_stream_error(void **state) {
+    static const char req[] = "POST /v1/responses HTTP/1.1\r\nContent-Length: 28\r\n\r\n"
+                              "{\"model\":\"o4\",\"stream\":true}";
+    static const char resp[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 228\r\n\r\n"
+        "event: response.output_text.delta\n"
+        "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"
+        "event: response.completed\n"
+        "data: {\"type\":\"response.completed\",\"response\":{\"model\":\"o4-x\",\"usage\":"
+        "{\"input_tokens\":3,\"output_tokens\":4}}}\n\n";
+    assert_int_equal(strstr(resp, "\r\n\r\n") ? strlen(strstr(resp, "\r\n\r\n") + 4) : 0, 228);
+    as_llm_set_emit(on_action);
+    for (size_t cut = 0; cut < sizeof resp; cut += 7) {
+        g_actions = 0;
+        exchange(req, resp, sizeof resp - 1, cut);
+        assert_int_equal(g_actions, 1);
+        assert_string_equal(g_name, "chat o4");
+        assert_string_equal(g_resp, "Hi");
+        assert_non_null(strstr(g_tools, "\"response_model\":\"o4-x\""));
+        assert_int_equal(usage_of(g_tools, "output_tokens"), 4);
+    }
+    static const char req2[] = "POST /v1/messages HTTP/1.1\r\nContent-Length: 13\r\n\r\n"
+                               "{\"model\":\"c\"}";
+    static const char resp2[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+                                "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
+                                "\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    g_actions = 0;
+    exchange(req2, resp2, sizeof resp2 - 1, 0);
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_err, "HTTP 200: Overloaded");
+    clear_action();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_response_every_split),
@@ -396,6 +431,7 @@ int main(void) {
         cmocka_unit_test(test_responses_shape),
         cmocka_unit_test(test_brotli_every_split),
         cmocka_unit_test(test_reused_state_after_unseen_close),
+        cmocka_unit_test(test_responses_stream_and_stream_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
