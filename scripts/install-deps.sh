@@ -9,12 +9,14 @@ set -euo pipefail
 # Tests: cmocka (unit tests), sqlite3 and curl (real programs to instrument), python3
 # (the local API emulator), clang with its sanitizer runtimes (libFuzzer target).
 # Benchmarks compare against ltrace and uftrace. go-md2man writes the man pages of
-# `make install` from the Markdown references.
+# `make install` from the Markdown references. LLM calls: zlib1g-dev and libbrotli-dev
+# (zlib.h, brotli/decode.h: compressed responses are decoded with libz and libbrotlidec
+# opened on demand); openssl (the tests' self-signed certificate); wget (a GnuTLS client).
 pkgs=(
   build-essential pkg-config
-  libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev zlib1g-dev
-  libcmocka-dev
-  sqlite3 curl python3 clang libclang-rt-14-dev
+  libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev
+  libcmocka-dev zlib1g-dev libbrotli-dev
+  sqlite3 curl wget python3 openssl clang libclang-rt-14-dev
   ltrace uftrace
   go-md2man
 )

@@ -42,13 +42,15 @@
 #define MAX_OUTPUTS_TEXT 1024
 
 static const char usage[] =
-    "usage: agentsight run [-c CONFIG] [-e PATTERN]... [-o SINK] [-q] [--no-follow] [--]\n"
+    "usage: agentsight run [-c CONFIG] [-e PATTERN]... [-o SINK] [-q] [--llm] [--no-follow] [--]\n"
     "                      PROGRAM [ARGS...]\n"
     "Runs PROGRAM with the interposer; every call of a function named in CONFIG or by -e\n"
     "becomes an action. PROGRAM's input, output and exit status pass through untouched.\n"
     "  -c, --config FILE  config file (default: $AGENTSIGHT_CONFIG, else ./agentsight.conf)\n"
     "  -e, --entry PATTERN  also track PATTERN: a name, a glob or a C prototype, written as\n"
     "                     a config [actions] line (repeatable; no config file needed)\n"
+    "  --llm              also turn every call PROGRAM makes to a language-model API\n"
+    "                     (OpenAI, Anthropic shapes over OpenSSL) into an action\n"
     "  --no-follow        track PROGRAM only, not the programs it executes\n"
     "  -o, --output URIS  sinks: file:PATH, stderr, null, agentsight, otlp, otlp:URL\n"
     "                     (comma-separated; otlp alone follows OTEL_EXPORTER_OTLP_*)\n"
@@ -61,6 +63,7 @@ typedef struct run_opts {
     const char *output;
     int quiet;
     int no_follow;
+    int llm;
     char **entries; /* the -e patterns (pointers into argv), n_entries of them */
     size_t n_entries;
     char **prog; /* PROGRAM and its arguments, NULL-terminated */
@@ -94,6 +97,10 @@ static int parse_opts(int argc, char **argv, run_opts *o, char **entries) {
         }
         if (strcmp(a, "--no-follow") == 0) {
             o->no_follow = 1;
+            continue;
+        }
+        if (strcmp(a, "--llm") == 0) {
+            o->llm = 1;
             continue;
         }
         if (strcmp(a, "-e") == 0 || strcmp(a, "--entry") == 0 || strncmp(a, "--entry=", 8) == 0) {
@@ -180,6 +187,8 @@ static int find_preload(char *out, size_t cap) {
  * may then be partly changed). */
 static int setup_env(const run_opts *o, const char *lib) {
     char real[PATH_MAX];
+    if (o->llm)
+        setenv("AGENTSIGHT_LLM", "1", 1); /* core/llm_detect.h: AS_LLM_ENV */
     if (o->config) {
         if (access(o->config, R_OK) != 0 || !realpath(o->config, real)) {
             fprintf(stderr, "agentsight run: %s: %s\n", o->config, strerror(errno));

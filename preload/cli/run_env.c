@@ -15,7 +15,8 @@
  * it keeps first (core/keptenv.h). */
 static const char *const watched[] = {
     "LD_PRELOAD",           "AGENTSIGHT_CONFIG", "AGENTSIGHT_OUTPUT",   AS_ENTRIES_ENV,
-    "AGENTSIGHT_DIAG_FILE", "AGENTSIGHT_RUN_ID", "AGENTSIGHT_SYMCACHE", "AGENTSIGHT_STATS_FILE"};
+    "AGENTSIGHT_DIAG_FILE", "AGENTSIGHT_RUN_ID", "AGENTSIGHT_SYMCACHE", "AGENTSIGHT_STATS_FILE",
+    "AGENTSIGHT_LLM"};
 #define NWATCHED (sizeof(watched) / sizeof(watched[0]))
 
 static char *before[NWATCHED]; /* copies of the values at the snapshot; NULL when unset */

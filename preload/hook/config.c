@@ -21,7 +21,7 @@
 #define MAX_SERVICE_BYTES 127
 #define MAX_FLUSH_MS 3600000
 
-enum { SEC_NONE, SEC_OUTPUT, SEC_ACTIONS, SEC_UNKNOWN };
+enum { SEC_NONE, SEC_OUTPUT, SEC_ACTIONS, SEC_LLM, SEC_UNKNOWN };
 
 enum { KEY_SINK, KEY_CONV, KEY_CAPTURE, KEY_MAX_STRING, KEY_SERVICE, KEY_FLUSH, KEY_QUEUE, NKEYS };
 static const char *const output_keys[NKEYS] = {
@@ -589,6 +589,55 @@ fail:
     entry_free(&e);
 }
 
+/* Handles a "key = value" line of [llm]: enable = on|off, capture = none|response|prompts,
+ * max_string = 1..AS_MAX_STRING_LIMIT. Errors printed. */
+static void llm_line(parser *p, size_t start) {
+    static const char *const keys[] = {"enable", "capture", "max_string"};
+    char q[64];
+    size_t i = start;
+    while (i < p->len && is_word_char(p->l[i]))
+        i++;
+    size_t key_end = i;
+    while (i < p->len && is_space(p->l[i]))
+        i++;
+    if (key_end == start || i >= p->len || p->l[i] != '=') {
+        perr(p, key_end == start ? start : i, "expected 'key = value'");
+        return;
+    }
+    int key = lookup(keys, 3, p->l + start, key_end - start);
+    if (key < 0) {
+        perr(p, start, "unknown key '%s' in [llm]: expected enable, capture or max_string",
+             quote(p->l + start, key_end - start, q));
+        return;
+    }
+    i++;
+    while (i < p->len && is_space(p->l[i]))
+        i++;
+    value v;
+    if (read_value(p, &i, 1, &v) < 0)
+        return;
+    int num = -1;
+    if (key == 0) {
+        num = lookup((const char *const[]){"off", "on"}, 2, v.s, v.n);
+        if (num < 0)
+            perr(p, v.off, "bad value '%s' for enable: expected on or off", quote(v.s, v.n, q));
+        else
+            p->cfg->llm_enable = num;
+    } else if (key == 1) {
+        num = lookup((const char *const[]){"none", "response", "prompts", "off"}, 4, v.s, v.n);
+        if (num < 0)
+            perr(p, v.off, "bad value '%s' for capture: expected none, response or prompts",
+                 quote(v.s, v.n, q));
+        else
+            p->cfg->llm_capture = num == 3 ? 0 : num;
+    } else if (parse_int(v.s, v.n, 1, AS_MAX_STRING_LIMIT, &num) < 0) {
+        perr(p, v.off, "bad value '%s' for max_string: expected a number from 1 to %d",
+             quote(v.s, v.n, q), AS_MAX_STRING_LIMIT);
+    } else {
+        p->cfg->llm_max_string = num;
+    }
+}
+
 /* Handles a "[name]" line. Errors printed; p->section updated. */
 static void section_line(parser *p, size_t start) {
     char q[64];
@@ -611,14 +660,14 @@ static void section_line(parser *p, size_t start) {
         a++;
     while (b > a && is_space(p->l[b - 1]))
         b--;
-    int sec = lookup((const char *const[]){"output", "actions"}, 2, p->l + a, b - a);
+    int sec = lookup((const char *const[]){"output", "actions", "llm"}, 3, p->l + a, b - a);
     if (sec < 0) {
-        perr(p, start, "unknown section '[%s]': expected [output] or [actions]",
+        perr(p, start, "unknown section '[%s]': expected [output], [actions] or [llm]",
              quote(p->l + a, b - a, q));
         p->section = SEC_UNKNOWN;
         return;
     }
-    p->section = sec == 0 ? SEC_OUTPUT : SEC_ACTIONS;
+    p->section = sec == 0 ? SEC_OUTPUT : sec == 1 ? SEC_ACTIONS : SEC_LLM;
 }
 
 /* Length of the line without its comment: '#' or ';' outside quotes, at the start or
@@ -672,6 +721,9 @@ static void parse_line(parser *p, const char *l, size_t n) {
     case SEC_ACTIONS:
         actions_line(p, start);
         break;
+    case SEC_LLM:
+        llm_line(p, start);
+        break;
     default: /* lines of an unknown section: already reported at its header */
         break;
     }
@@ -682,6 +734,7 @@ static int config_init(as_config *cfg, const char *name) {
     memset(cfg, 0, sizeof *cfg);
     cfg->max_string = AS_MAX_STRING_DEFAULT;
     cfg->flush_timeout_ms = -1;
+    cfg->llm_enable = cfg->llm_capture = -1;
     cfg->path = strdup(name ? name : "(config)");
     return cfg->path ? 0 : -1;
 }

@@ -33,6 +33,7 @@
 #include "hook/got.h"
 #include "hook/install.h"
 #include "hook/ldpath.h"
+#include "hook/llm_tls.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
 
@@ -186,7 +187,7 @@ static int is_target_name(const char *name) {
 
 /* A dlopen that may bring new objects while the installer is configured. */
 static int open_needs_us(const char *file, int mode) {
-    return file && !(mode & RTLD_NOLOAD) && as_install_config() != NULL;
+    return file && !(mode & RTLD_NOLOAD) && (as_install_config() != NULL || as_llm_tls_active());
 }
 
 /*
@@ -389,6 +390,7 @@ static void *open_common(const void *caller, int use_lmid, Lmid_t lmid, const ch
     if (h && dl_depth == 0 && !(mode & RTLD_NOLOAD)) {
         int saved = errno;
         as_install_scan();
+        as_llm_tls_scan();
         as_preload_note_targets();
         errno = saved;
     }

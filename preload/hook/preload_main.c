@@ -20,6 +20,8 @@
 #include "hook/capture.h"
 #include "hook/config.h"
 #include "hook/install.h"
+#include "hook/llm_tls.h"
+#include "core/llm_detect.h"
 #include "hook/nofollow.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
@@ -112,16 +114,29 @@ __attribute__((constructor)) static void as_preload_init(void) {
     as_settings_load(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
     const char *path = secure_getenv("AGENTSIGHT_CONFIG");
     const char *extra = secure_getenv(AS_ENTRIES_ENV); /* `agentsight run -e` patterns */
+    const char *llm = secure_getenv(AS_LLM_ENV);       /* `agentsight run --llm` */
+    if (llm && strcmp(llm, "1") == 0)
+        as_llm.enable = 1;
     if ((!path || !*path) && (!extra || !*extra)) {
-        as_info("AGENTSIGHT_CONFIG is not set: tracking nothing");
+        if (!as_llm.enable)
+            as_info("AGENTSIGHT_CONFIG is not set: tracking nothing");
         goto out;
     }
     if (path && *path && as_config_load(path, &g_config) != 0)
         goto out; /* "PATH: cannot read: ..." was printed */
     if (extra && *extra)
         as_config_add_entries(&g_config, extra, strlen(extra), "-e");
+    if (g_config.llm_enable >= 0 && !as_llm.enable)
+        as_llm.enable = g_config.llm_enable;
+    if (g_config.llm_capture >= 0)
+        as_llm.capture = g_config.llm_capture;
+    if (g_config.llm_max_string > 0)
+        as_llm.max_string = g_config.llm_max_string;
     if (g_config.nentries == 0) {
-        as_info("%s: no [actions] entries: tracking nothing", g_config.path);
+        if (!as_llm.enable)
+            as_info("%s: no [actions] entries: tracking nothing", g_config.path);
+        else if (apply_output(&g_config) != 0)
+            as_llm.enable = 0; /* the [output] message was printed */
         goto out;
     }
     if (apply_output(&g_config) != 0) {
@@ -139,6 +154,8 @@ __attribute__((constructor)) static void as_preload_init(void) {
     }
     as_debug("%d functions wrapped", n);
 out:
+    if (as_llm.enable && as_llm_arm() == 0)
+        as_llm_tls_start(); /* LLM calls: the pipeline starts at the first one */
     as_keptenv_keep();
     as_nofollow_apply(); /* last: everything above has read the environment it needs */
     as_in_agentsight--;

@@ -242,7 +242,11 @@ static const struct {
                                    "prototype returns int"},
     {"void f(int a) error_if=zero", "t.conf:2:6: error_if=zero needs a result, but the "
                                     "prototype returns void"},
-    {"[bogus]\nx", "t.conf:2:1: unknown section '[bogus]': expected [output] or [actions]"},
+    {"[bogus]\nx", "t.conf:2:1: unknown section '[bogus]': expected [output], [actions] or [llm]"},
+    {"[llm]\ncapture = all", "t.conf:3:11: bad value 'all' for capture: expected none, "
+                             "response or prompts"},
+    {"[llm]\nkey = 1", "t.conf:3:1: unknown key 'key' in [llm]: expected enable, capture or "
+                       "max_string"},
     {"[output", "t.conf:2:8: expected ']'"},
     {"[output] x", "t.conf:2:10: unexpected text after the section header"},
     {"[output]\nsinks = stderr", "t.conf:3:1: unknown key 'sinks' in [output]: expected sink, "

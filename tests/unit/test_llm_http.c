@@ -1,0 +1,437 @@
+/* test_llm_http.c - unit tests of the LLM call decoding: the HTTP/1.1 stream parser
+ * (preload/core/llm_http.c) fed keep-alive, chunked and Content-Length messages split at
+ * every byte boundary, and the exchange decoder (preload/core/llm_detect.c) turning OpenAI
+ * and Anthropic answers (JSON, gzip, brotli, Server-Sent Events) into actions. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <brotli/encode.h>
+#include <zlib.h>
+
+#include "agentsight.h"
+#include "core/jsonw.h"
+#include "core/llm_detect.h"
+#include "core/llm_http.h"
+
+/* ---- what the parser reported ---- */
+typedef struct seen {
+    as_buf log; /* "S<line>|H<name>=<value>|B<bytes>|D|" in order, bodies merged */
+    int last_was_body;
+    int nobody_status; /* headers_done answers 1 for this status */
+} seen;
+
+static void s_start(void *ctx, const char *l, size_t n) {
+    seen *s = ctx;
+    as_buf_putc(&s->log, 'S');
+    as_buf_put(&s->log, l, n);
+    as_buf_putc(&s->log, '|');
+    s->last_was_body = 0;
+}
+static void s_header(void *ctx, const char *nm, size_t nl, const char *v, size_t vl) {
+    seen *s = ctx;
+    as_buf_putc(&s->log, 'H');
+    as_buf_put(&s->log, nm, nl);
+    as_buf_putc(&s->log, '=');
+    as_buf_put(&s->log, v, vl);
+    as_buf_putc(&s->log, '|');
+}
+static int s_headers_done(void *ctx) {
+    (void)ctx;
+    return 0;
+}
+static void s_body(void *ctx, const char *d, size_t n) {
+    seen *s = ctx;
+    if (!s->last_was_body)
+        as_buf_putc(&s->log, 'B');
+    else
+        s->log.len--; /* drop the '|' and go on with the same body */
+    as_buf_put(&s->log, d, n);
+    as_buf_putc(&s->log, '|');
+    s->last_was_body = 1;
+}
+static void s_done(void *ctx) {
+    seen *s = ctx;
+    as_buf_puts(&s->log, "D|");
+    s->last_was_body = 0;
+}
+static const as_http_cb cbs = {s_start, s_header, s_headers_done, s_body, s_done};
+
+/* Two responses on one connection: chunked (with an extension and a trailer), then
+ * Content-Length, then an empty-body 200. */
+static const char RESP[] = "HTTP/1.1 200 OK\r\n"
+                           "Content-Type: text/event-stream\r\n"
+                           "Transfer-Encoding: chunked\r\n"
+                           "\r\n"
+                           "5;ext=1\r\nhello\r\n"
+                           "7\r\n, world\r\n"
+                           "0\r\n"
+                           "X-Trailer: t\r\n"
+                           "\r\n"
+                           "HTTP/1.1 404 Not Found\r\n"
+                           "Content-Length:   11  \r\n"
+                           "\r\n"
+                           "{\"e\":\"no\"}\n"
+                           "HTTP/1.1 200 OK\r\n"
+                           "Content-Length: 0\r\n"
+                           "\r\n";
+static const char RESP_LOG[] =
+    "SHTTP/1.1 200 OK|HContent-Type=text/event-stream|HTransfer-Encoding=chunked|"
+    "Bhello, world|D|SHTTP/1.1 404 Not Found|HContent-Length=11|B{\"e\":\"no\"}\n|D|"
+    "SHTTP/1.1 200 OK|HContent-Length=0|D|";
+
+static void feed_split(int is_response, const char *msg, size_t n, size_t cut, as_buf *out) {
+    seen s;
+    memset(&s, 0, sizeof s);
+    as_buf_init(&s.log);
+    static as_http p; /* 8 KiB line buffer: off the stack */
+    as_http_init(&p, is_response, &cbs, &s);
+    as_http_feed(&p, msg, cut);
+    as_http_feed(&p, msg + cut, n - cut);
+    as_buf_reset(out);
+    as_buf_put(out, s.log.data, s.log.len);
+    as_buf_free(&s.log);
+}
+
+/* Proves the response parser reports the same messages, headers and body bytes wherever
+ * the stream is cut in two (every byte boundary), and byte by byte. */
+static void test_response_every_split(void **state) {
+    as_buf out;
+    as_buf_init(&out);
+    size_t n = sizeof RESP - 1;
+    for (size_t cut = 0; cut <= n; cut++) {
+        feed_split(1, RESP, n, cut, &out);
+        assert_string_equal(as_buf_cstr(&out), RESP_LOG);
+    }
+    seen s;
+    memset(&s, 0, sizeof s);
+    as_buf_init(&s.log);
+    static as_http p;
+    as_http_init(&p, 1, &cbs, &s);
+    for (size_t i = 0; i < n; i++)
+        as_http_feed(&p, RESP + i, 1);
+    assert_string_equal(as_buf_cstr(&s.log), RESP_LOG);
+    as_buf_free(&s.log);
+    as_buf_free(&out);
+}
+
+/* Proves requests on one keep-alive connection are split by Content-Length, a request
+ * without length has no body, and a stream that is not HTTP is given up for good. */
+static void test_requests_and_garbage(void **state) {
+    static const char REQ[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\n"
+                              "Content-Length: 2\r\n\r\n{}"
+                              "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+    as_buf out;
+    as_buf_init(&out);
+    for (size_t cut = 0; cut < sizeof REQ; cut++) {
+        feed_split(0, REQ, sizeof REQ - 1, cut, &out);
+        assert_string_equal(as_buf_cstr(&out),
+                            "SPOST /v1/chat/completions HTTP/1.1|HHost=a|"
+                            "HContent-Length=2|B{}|D|SGET /x HTTP/1.1|HHost=a|D|");
+    }
+    static as_http p;
+    seen s;
+    memset(&s, 0, sizeof s);
+    as_buf_init(&s.log);
+    as_http_init(&p, 0, &cbs, &s);
+    as_http_feed(&p, "\x16\x03\x01 binary\r\nGET / HTTP/1.1\r\n\r\n", 33);
+    assert_int_equal(p.state, AS_HTTP_BROKEN);
+    assert_int_equal(s.log.len, 0);
+    as_buf_free(&s.log);
+    as_buf_free(&out);
+}
+
+/* ---- the exchange decoder ---- */
+static char *g_name, *g_tools, *g_resp, *g_err, *g_meta;
+static int g_actions;
+
+static char *dup_or_null(const char *s) {
+    return s ? strdup(s) : NULL;
+}
+static void clear_action(void) {
+    free(g_name), free(g_tools), free(g_resp), free(g_err), free(g_meta);
+    g_name = g_tools = g_resp = g_err = g_meta = NULL;
+}
+static void on_action(const agentsight_action *a) {
+    clear_action();
+    g_actions++;
+    g_name = dup_or_null(a->action_name);
+    g_tools = dup_or_null(a->tools_used);
+    g_resp = dup_or_null(a->response);
+    g_err = dup_or_null(a->error_msg);
+    g_meta = dup_or_null(a->metadata);
+}
+
+/* Runs one exchange (request, then response) through a fresh connection, the response
+ * cut at `cut`. */
+static void exchange(const char *req, const char *resp, size_t resp_len, size_t cut) {
+    as_llm_conn *c = as_llm_conn_new();
+    assert_non_null(c);
+    as_llm_conn_wrote(c, req, strlen(req));
+    as_llm_conn_read(c, resp, cut);
+    as_llm_conn_read(c, resp + cut, resp_len - cut);
+    as_llm_conn_free(c);
+}
+
+static int64_t usage_of(const char *tools, const char *k) {
+    cJSON *j = cJSON_Parse(tools);
+    assert_non_null(j);
+    cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), k);
+    int64_t r = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+    cJSON_Delete(j);
+    return r;
+}
+
+static const char CHAT_REQ[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: api.example:443\r\n"
+                               "Authorization: Bearer sk-SECRET\r\nContent-Length: 44\r\n\r\n"
+                               "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"x\":1}";
+
+/* Proves an OpenAI SSE stream in chunked framing, cut at every byte, gives one action
+ * with the reassembled text and the usage of the last chunk, and never the API key. */
+static void test_openai_sse_every_split(void **state) {
+    const char *evs[] = {
+        "data: {\"model\":\"gpt-4o-mini-2024\",\"choices\":[{\"delta\":{\"role\":\"assistant\","
+        "\"content\":\"\"}}]}\n\n",
+        "data: "
+        "{\"model\":\"gpt-4o-mini-2024\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        "data: {\"model\":\"gpt-4o-mini-2024\",\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n",
+        "data: {\"model\":\"gpt-4o-mini-2024\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,"
+        "\"completion_tokens\":2,\"completion_tokens_details\":{\"reasoning_tokens\":1}}}\n\n",
+        "data: [DONE]\n\n"};
+    as_buf r;
+    as_buf_init(&r);
+    as_buf_puts(&r, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n");
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        as_buf_printf(&r, "%zx\r\n%s\r\n", strlen(evs[i]), evs[i]);
+    as_buf_puts(&r, "0\r\n\r\n");
+    as_llm_set_emit(on_action);
+    for (size_t cut = 0; cut <= r.len; cut++) {
+        g_actions = 0;
+        exchange(CHAT_REQ, r.data, r.len, cut);
+        assert_int_equal(g_actions, 1);
+        assert_string_equal(g_name, "chat gpt-4o-mini");
+        assert_string_equal(g_resp, "Hello");
+        assert_null(g_err);
+        assert_null(strstr(g_tools, "SECRET"));
+        assert_non_null(strstr(g_tools, "\"response_model\":\"gpt-4o-mini-2024\""));
+        assert_non_null(strstr(g_tools, "\"stream\":true"));
+        assert_non_null(strstr(g_tools, "\"server_address\":\"api.example:443\""));
+        assert_int_equal(usage_of(g_tools, "input_tokens"), 11);
+        assert_int_equal(usage_of(g_tools, "output_tokens"), 2);
+        assert_int_equal(usage_of(g_tools, "reasoning_tokens"), 1);
+        assert_non_null(strstr(g_meta, "time_to_first_token_ms"));
+    }
+    as_buf_free(&r);
+    clear_action();
+}
+
+/* Proves an Anthropic stream (message_start, content_block_delta, message_delta) read
+ * until the connection closes (no length, no chunks), after a 100 Continue, gives its
+ * model, usage and text. */
+static void test_anthropic_sse_until_close(void **state) {
+    static const char req[] = "POST /v1/messages HTTP/1.1\r\nHost: h\r\nx-api-key: SECRET\r\n"
+                              "Content-Length: 30\r\n\r\n{\"model\":\"claude-x\",\"max\":1}  ";
+    static const char resp[] =
+        "HTTP/1.1 100 Continue\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+        "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"model\":"
+        "\"claude-x-1\",\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":3,"
+        "\"output_tokens\":1}}}\r\n\r\n"
+        "event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"delta\":"
+        "{\"type\":\"text_delta\",\"text\":\"\xc3\xa9t\xc3\xa9\"}}\r\n\r\n"
+        "event: message_delta\r\ndata: {\"type\":\"message_delta\",\"usage\":"
+        "{\"output_tokens\":9}}\r\n\r\n";
+    as_llm_set_emit(on_action);
+    for (size_t cut = 0; cut < sizeof resp; cut++) {
+        g_actions = 0;
+        exchange(req, resp, sizeof resp - 1, cut);
+        assert_int_equal(g_actions, 1);
+        assert_string_equal(g_name, "chat claude-x");
+        assert_string_equal(g_resp, "\xc3\xa9t\xc3\xa9");
+        assert_non_null(strstr(g_tools, "\"provider\":\"anthropic\""));
+        assert_int_equal(usage_of(g_tools, "input_tokens"), 25);
+        assert_int_equal(usage_of(g_tools, "output_tokens"), 9);
+        assert_int_equal(usage_of(g_tools, "cache_read_input_tokens"), 3);
+        assert_null(strstr(g_tools, "SECRET"));
+    }
+    clear_action();
+}
+
+/* Proves a compressed error answer is inflated and becomes "HTTP 404: <message>", and a
+ * response text longer than max_string is cut on a character boundary. */
+static void test_gzip_error_and_bound(void **state) {
+    static const char body[] = "{\"error\":{\"message\":\"model `m` not found\",\"type\":\"x\"}}";
+    unsigned char z[256];
+    uLongf zn = sizeof z;
+    assert_int_equal(compress2(z, &zn, (const Bytef *)body, sizeof body - 1, 9), Z_OK);
+    as_buf r;
+    as_buf_init(&r);
+    as_buf_printf(&r,
+                  "HTTP/1.1 404 Not Found\r\nContent-Encoding: deflate\r\n"
+                  "Content-Length: %lu\r\n\r\n",
+                  (unsigned long)zn);
+    as_buf_put(&r, z, zn);
+    static const char req[] = "POST /v1/embeddings HTTP/1.1\r\nHost: h\r\nContent-Length: 13\r\n"
+                              "\r\n{\"model\":\"m\"}";
+    as_llm_set_emit(on_action);
+    for (size_t cut = 0; cut <= r.len; cut++) {
+        g_actions = 0;
+        exchange(req, r.data, r.len, cut);
+        assert_int_equal(g_actions, 1);
+        assert_string_equal(g_name, "embeddings m");
+        assert_string_equal(g_err, "HTTP 404: model `m` not found");
+        assert_non_null(strstr(g_tools, "\"http_status\":404"));
+    }
+    int saved = as_llm.max_string;
+    as_llm.max_string = 4;
+    static const char r2[] = "HTTP/1.1 200 OK\r\nContent-Length: 46\r\n\r\n"
+                             "{\"choices\":[{\"message\":{\"content\":\"ab\xc3\xa9\xc3\xa9\"}}]}";
+    static const char q2[] = "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    g_actions = 0;
+    exchange(q2, r2, sizeof r2 - 1, 0);
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_resp, "ab\xc3\xa9");
+    assert_string_equal(g_name, "chat");
+    as_llm.max_string = saved;
+    as_buf_free(&r);
+    clear_action();
+}
+
+/* Proves the OpenAI Responses shape (output[].content[].output_text, usage with cached
+ * and reasoning details) and a request sent in pieces with its model late in the body. */
+static void test_responses_shape(void **state) {
+    static const char body[] = "{\"model\":\"o3\",\"status\":\"completed\",\"output\":[{\"type\":"
+                               "\"reasoning\"},{\"type\":\"message\",\"content\":[{\"type\":"
+                               "\"output_text\",\"text\":\"42\"}]}],\"usage\":{\"input_tokens\":"
+                               "100,\"input_tokens_details\":{\"cached_tokens\":64},"
+                               "\"output_tokens\":30,\"output_tokens_details\":"
+                               "{\"reasoning_tokens\":28}}}";
+    char resp[1024];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", sizeof body - 1,
+             body);
+    static const char req[] =
+        "POST /openai/v1/responses?api-version=1 HTTP/1.1\r\nHost: gw\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+        "9\r\n{\"input\":\r\n7\r\n\"q\",\"mo\r\nE\r\ndel\":\"o3-pro\"}\r\n0\r\n\r\n";
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    exchange(req, resp, strlen(resp), 10);
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_name, "chat o3-pro");
+    assert_string_equal(g_resp, "42");
+    assert_non_null(strstr(g_tools, "\"endpoint\":\"/openai/v1/responses\""));
+    assert_non_null(strstr(g_tools, "\"response_model\":\"o3\""));
+    assert_int_equal(usage_of(g_tools, "input_tokens"), 100);
+    assert_int_equal(usage_of(g_tools, "cache_read_input_tokens"), 64);
+    assert_int_equal(usage_of(g_tools, "output_tokens"), 30);
+    assert_int_equal(usage_of(g_tools, "reasoning_tokens"), 28);
+    clear_action();
+}
+
+/* Proves a brotli body (Content-Encoding: br), cut at every byte, is decoded for the
+ * action. */
+static void test_brotli_every_split(void **state) {
+    static const char body[] = "{\"model\":\"gpt-x-1\",\"choices\":[{\"message\":{\"content\":"
+                               "\"brotli works\"}}],\"usage\":{\"prompt_tokens\":5,"
+                               "\"completion_tokens\":2}}";
+    uint8_t z[512];
+    size_t zn = sizeof z;
+    assert_true(BrotliEncoderCompress(5, 22, BROTLI_MODE_TEXT, sizeof body - 1,
+                                      (const uint8_t *)body, &zn, z));
+    as_buf r;
+    as_buf_init(&r);
+    as_buf_printf(&r, "HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: %zu\r\n\r\n", zn);
+    as_buf_put(&r, z, zn);
+    static const char req[] = "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 15\r\n"
+                              "\r\n{\"model\":\"gpt\"}";
+    as_llm_set_emit(on_action);
+    for (size_t cut = 0; cut <= r.len; cut++) {
+        g_actions = 0;
+        exchange(req, r.data, r.len, cut);
+        assert_int_equal(g_actions, 1);
+        assert_string_equal(g_resp, "brotli works");
+        assert_int_equal(usage_of(g_tools, "input_tokens"), 5);
+        assert_int_equal(usage_of(g_tools, "output_tokens"), 2);
+    }
+    as_buf_free(&r);
+    clear_action();
+}
+
+/* Proves a connection state reused for a new connection (its end unseen) ends the answer
+ * that ran until close when the next request starts: both exchanges give an action. */
+static void test_reused_state_after_unseen_close(void **state) {
+    static const char req[] = "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 13\r\n\r\n"
+                              "{\"model\":\"a\"}";
+    static const char resp[] =
+        "HTTP/1.1 200 OK\r\n\r\n{\"model\":\"a-1\",\"usage\":{\"prompt_tokens\":1}}";
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    as_llm_conn *c = as_llm_conn_new();
+    assert_non_null(c);
+    as_llm_conn_wrote(c, req, strlen(req));
+    as_llm_conn_read(c, resp, strlen(resp));
+    assert_int_equal(g_actions, 0); /* the answer runs until close */
+    as_llm_conn_wrote(c, req, strlen(req));
+    assert_int_equal(g_actions, 1);
+    assert_int_equal(usage_of(g_tools, "input_tokens"), 1);
+    as_llm_conn_read(c, resp, strlen(resp));
+    as_llm_conn_free(c);
+    assert_int_equal(g_actions, 2);
+    clear_action();
+}
+
+/* Proves a Responses stream (output_text deltas, usage in response.completed) and an
+ * Anthropic stream that ends in an error event (its message becomes error_msg). */
+static void test_responses_stream_and_stream_error(void **state) {
+    static const char req[] = "POST /v1/responses HTTP/1.1\r\nContent-Length: 28\r\n\r\n"
+                              "{\"model\":\"o4\",\"stream\":true}";
+    static const char resp[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 228\r\n\r\n"
+        "event: response.output_text.delta\n"
+        "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"
+        "event: response.completed\n"
+        "data: {\"type\":\"response.completed\",\"response\":{\"model\":\"o4-x\",\"usage\":"
+        "{\"input_tokens\":3,\"output_tokens\":4}}}\n\n";
+    assert_int_equal(strstr(resp, "\r\n\r\n") ? strlen(strstr(resp, "\r\n\r\n") + 4) : 0, 228);
+    as_llm_set_emit(on_action);
+    for (size_t cut = 0; cut < sizeof resp; cut += 7) {
+        g_actions = 0;
+        exchange(req, resp, sizeof resp - 1, cut);
+        assert_int_equal(g_actions, 1);
+        assert_string_equal(g_name, "chat o4");
+        assert_string_equal(g_resp, "Hi");
+        assert_non_null(strstr(g_tools, "\"response_model\":\"o4-x\""));
+        assert_int_equal(usage_of(g_tools, "output_tokens"), 4);
+    }
+    static const char req2[] = "POST /v1/messages HTTP/1.1\r\nContent-Length: 13\r\n\r\n"
+                               "{\"model\":\"c\"}";
+    static const char resp2[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+                                "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
+                                "\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    g_actions = 0;
+    exchange(req2, resp2, sizeof resp2 - 1, 0);
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_err, "HTTP 200: Overloaded");
+    clear_action();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_response_every_split),
+        cmocka_unit_test(test_requests_and_garbage),
+        cmocka_unit_test(test_openai_sse_every_split),
+        cmocka_unit_test(test_anthropic_sse_until_close),
+        cmocka_unit_test(test_gzip_error_and_bound),
+        cmocka_unit_test(test_responses_shape),
+        cmocka_unit_test(test_brotli_every_split),
+        cmocka_unit_test(test_reused_state_after_unseen_close),
+        cmocka_unit_test(test_responses_stream_and_stream_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
