@@ -397,6 +397,31 @@ static void files_remove_drained(int all) {
 /* Gives the calling thread a ring (a free slot, reusing its mapping when the size
  * matches). Returns the ring, or NULL when the registry is full or mmap failed (nothing
  * changed). After a fork it also starts the child's pipeline. */
+/* The starter thread of start_on_own_stack: nothing it calls is tracked. */
+static void *starter_main(void *arg) {
+    as_in_agentsight = 1;
+    *(int *)arg = as_pipe_start();
+    return NULL;
+}
+
+/* Starts the pipeline on a thread of its own, with the default stack, joined at once: the
+ * first record of a process may come from a thread with a small stack (PTHREAD_STACK_MIN)
+ * or from a signal handler on an alternate stack, where opening the sinks (and loading
+ * libraries with dlopen) would overflow it. Returns as as_pipe_start. */
+static int start_on_own_stack(void) {
+    int rc = -1;
+    pthread_t th;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&th, NULL, starter_main, &rc);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0)
+        return as_pipe_start(); /* no thread: here, as before */
+    pthread_join(th, NULL);
+    return rc;
+}
+
 static as_ring *thread_attach(void) {
     if (t_dead)
         return NULL;
@@ -407,7 +432,7 @@ static as_ring *thread_attach(void) {
     if (st == PIPE_FORKED || st == PIPE_ARMED) {
         int saved = as_in_agentsight;
         as_in_agentsight = 1;
-        if (as_pipe_start() != 0 && st == PIPE_ARMED) {
+        if (start_on_own_stack() != 0 && st == PIPE_ARMED) {
             if (atomic_compare_exchange_strong(&pipe_state, &st, PIPE_FAILED)) {
                 /* Every later call is lost: an alert, shown even under `run -q`. */
                 const char *uris = as_cfg.output[0] || as_cfg.output_explicit
