@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "core/diag.h"
@@ -643,6 +644,11 @@ static int needs_local_symbols(const char *file) {
 /* Whether the local symbols of o must be read: some entry may select one there, and no
  * process of this run found none in the same file before. */
 static int wants_local_scan(const as_obj *o) {
+    /* The vDSO has no file: its name ("linux-vdso.so.1") would be opened relative to the
+     * working directory, in every process. Its exported functions are found in memory. */
+    uintptr_t vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    if (vdso && vdso >= o->lo && vdso < o->hi)
+        return 0;
     return needs_local_symbols(base_name(obj_path(o))) &&
            !as_symcache_known_empty(obj_path(o), as_symcache_key(g_cfg));
 }
