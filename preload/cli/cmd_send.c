@@ -276,7 +276,11 @@ static int rescue_flush(const as_recover_origin *o, void *ctx) {
 int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline,
                         unsigned long long *actions, unsigned long long *unreported) {
     static rescue r;
-    memset(&r, 0, sizeof r);
+    static int used;
+    if (used) /* static storage starts zeroed: clearing its megabytes again on the first call
+               * would touch every page of it at the end of each `agentsight run` */
+        memset(&r, 0, sizeof r);
+    used = 1;
     uint64_t unrep = 0;
     as_recover_opts opts = {
         .fn = rescued, .flush = rescue_flush, .ctx = &r, .run_id = run_id, .unreported = &unrep};

@@ -299,9 +299,27 @@ static void default_spool_dir(void) {
                 "AGENTSIGHT_SPOOL_DIR");
 }
 
+/* The process's name as the kernel set it at exec (what /proc/self/comm says then): the
+ * last part of the path execve() was given, cut to 15 bytes; read from the auxiliary
+ * vector, without opening /proc in every process. Writes "" when it cannot be told
+ * (fexecve: the kernel names the process after the file's directory entry). */
+static void comm_at_exec(char *comm) {
+    const char *fn = (const char *)getauxval(AT_EXECFN);
+    comm[0] = '\0';
+    if (!fn || strncmp(fn, "/dev/fd/", 8) == 0 || strncmp(fn, "/proc/", 6) == 0)
+        return;
+    const char *b = strrchr(fn, '/');
+    snprintf(comm, 16, "%s", b ? b + 1 : fn); /* TASK_COMM_LEN */
+}
+
+/* Set by as_settings_load_at_start: no code of the program has run yet. */
+static int g_at_start;
+
 static void default_service_name(void) {
     char comm[64] = "";
-    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+    if (g_at_start)
+        comm_at_exec(comm);
+    int fd = comm[0] ? -1 : open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         ssize_t n = read(fd, comm, sizeof comm - 1);
         close(fd);
@@ -344,6 +362,12 @@ static void secure_spool_dir(void) {
 
 /* Loads defaults, then the environment (see settings.h). Can't fail: a bad value is
  * reported with a warning naming the variable and the default is kept. */
+void as_settings_load_at_start(int default_policy) {
+    g_at_start = 1;
+    as_settings_load(default_policy);
+    g_at_start = 0;
+}
+
 void as_settings_load(int default_policy) {
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&conv_lock);

@@ -29,6 +29,11 @@ extern as_settings as_cfg;
  * DROP for the interposer). Idempotent only in the sense that it overwrites. */
 void as_settings_load(int default_policy);
 
+/* as_settings_load for a caller running before any code of the program (the interposer's
+ * constructor): the process name, which nothing can have changed yet, is then taken from
+ * the path given to exec instead of reading /proc in every process. */
+void as_settings_load_at_start(int default_policy);
+
 /* Applies non-zero members of opts over as_cfg. Returns 0, or -1 with a message on
  * stderr for an invalid value. */
 int as_settings_apply(const agentsight_options *opts);

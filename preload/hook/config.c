@@ -892,13 +892,17 @@ int as_config_load(const char *path, as_config *cfg) {
         cfg->errors = 1;
         return -1;
     }
+    /* Sized from fstat, the file comes in one read: a short read that brings exactly the
+     * size fstat gave is the end of a regular file (no second read to see 0). */
+    size_t want =
+        st.st_size > 0 && (uintmax_t)st.st_size < CONFIG_MAX_BYTES ? (size_t)st.st_size + 1 : 0;
     for (;;) {
         if (len == cap) {
             if (cap >= CONFIG_MAX_BYTES) {
                 errno = EFBIG;
                 goto unreadable;
             }
-            size_t ncap = cap ? cap * 2 : 4096;
+            size_t ncap = cap ? cap * 2 : want > 4096 ? want : 4096;
             char *grown = realloc(buf, ncap);
             if (!grown)
                 goto unreadable;
@@ -911,7 +915,10 @@ int as_config_load(const char *path, as_config *cfg) {
             goto unreadable;
         if (r == 0)
             break;
+        size_t asked = cap - len;
         len += (size_t)r;
+        if ((size_t)r < asked && len == (size_t)st.st_size)
+            break;
     }
     close(fd);
     as_config_parse(buf ? buf : "", len, path, cfg);

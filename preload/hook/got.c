@@ -291,6 +291,36 @@ const ElfW(Sym) * as_dyn_lookup(const as_dyninfo *di, const char *name, const ch
     return fallback;
 }
 
+long as_dyn_named(const as_dyninfo *di, const char *name, uint32_t *out, size_t max) {
+    if (!di->gnu_hash || !di->symtab || !di->strtab || !name)
+        return -1;
+    const uint32_t *h = di->gnu_hash;
+    uint32_t nbuckets = h[0], symoffset = h[1], bloom_size = h[2];
+    if (nbuckets == 0)
+        return 0;
+    const ElfW(Addr) *bloom = (const ElfW(Addr) *)&h[4];
+    const uint32_t *buckets = (const uint32_t *)&bloom[bloom_size];
+    const uint32_t *chain = &buckets[nbuckets];
+    uint32_t hv = gnu_hash(name);
+    uint32_t ix = buckets[hv % nbuckets];
+    if (ix < symoffset)
+        return 0;
+    long n = 0;
+    for (uint32_t guard = 0; guard < (1u << 24); guard++, ix++) {
+        uint32_t h2 = chain[ix - symoffset];
+        const ElfW(Sym) *s = &di->symtab[ix];
+        if ((hv | 1) == (h2 | 1) && (!di->strsz || s->st_name < di->strsz) &&
+            strcmp(di->strtab + s->st_name, name) == 0) {
+            if ((size_t)n < max)
+                out[n] = ix;
+            n++;
+        }
+        if (h2 & 1)
+            break;
+    }
+    return n;
+}
+
 /* The protection of the mapping holding addr, from /proc/self/maps. Returns PROT_* bits,
  * or -1 when the address is not mapped or the file cannot be read. */
 static int page_prot(uintptr_t addr) {

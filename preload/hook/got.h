@@ -60,6 +60,12 @@ const char *as_dyn_version(const as_dyninfo *di, size_t symidx, int *hidden);
  * symbol or NULL. */
 const ElfW(Sym) * as_dyn_lookup(const as_dyninfo *di, const char *name, const char *version);
 
+/* Writes to out (at most max) the indexes of the dynamic symbols named name, of any
+ * version, defined or not, in increasing order, found through the GNU hash table (every
+ * symbol the loader can bind to is in it). Returns how many there are (more than max: only
+ * max written), or -1 when the object has no GNU hash table. */
+long as_dyn_named(const as_dyninfo *di, const char *name, uint32_t *out, size_t max);
+
 /* What to write into one relocation slot. sym/version name the symbol the slot refers to;
  * cur is its current value; lazy is 1 when cur points back into the object itself (a PLT
  * slot not yet bound by lazy binding, or a call to the object's own function). Returns the

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "core/diag.h"
@@ -273,6 +274,7 @@ typedef struct obj_facts {
     int refs_done;
     as_fnindex fidx; /* sized dynamic functions, for labels inside another function */
     int fidx_done;
+    int nscans;          /* functions checked by a pass over the table before fidx is built */
     uint64_t rt_val[16]; /* values of the returns-twice names o defines */
     const char *rt_name[16];
     int nrt; /* -1: not looked up yet */
@@ -289,6 +291,23 @@ static void dynsym_get(const void *ctx, size_t i, uint64_t *value, uint64_t *siz
     *value = s->st_value;
     *size = fn ? s->st_size : 0;
     *name = fn ? of->di->strtab + s->st_name : NULL;
+}
+
+/* Whether value lies inside a sized dynamic function [lo, hi) with lo < value (what
+ * as_fnindex_inside answers), by one pass over the table: cheaper than sorting it when
+ * only a few values are asked about. */
+static int dyn_inside(const obj_facts *of, uint64_t value) {
+    for (size_t i = 0; i < of->n; i++) {
+        const ElfW(Sym) *s = &of->di->symtab[i];
+        if (s->st_value >= value || value - s->st_value >= s->st_size)
+            continue;
+        uint64_t v, size;
+        const char *name;
+        dynsym_get(of, i, &v, &size, &name);
+        if (size && name)
+            return 1;
+    }
+    return 0;
 }
 
 /* The hookable.c facts of the object's dynamic symbol s, named name. */
@@ -361,11 +380,20 @@ static unsigned dyn_reach(obj_facts *of, size_t i, const ElfW(Sym) * s, const as
         }
         rf.self_ref = of->refs ? of->refs[i] : 1; /* out of memory: the GOT alone */
     }
-    if (!of->fidx_done) {
-        of->fidx_done = 1;
-        as_fnindex_build(&of->fidx, of->n, dynsym_get, of);
+    if (s->st_size == 0) {
+        rf.patchable = 0;
+    } else if (of->nscans < 8) {
+        /* A few functions of a large object (the usual config): one pass each costs less
+         * than sorting the whole table. */
+        of->nscans++;
+        rf.patchable = !dyn_inside(of, s->st_value);
+    } else {
+        if (!of->fidx_done) {
+            of->fidx_done = 1;
+            as_fnindex_build(&of->fidx, of->n, dynsym_get, of);
+        }
+        rf.patchable = !as_fnindex_inside(&of->fidx, s->st_value);
     }
-    rf.patchable = s->st_size > 0 && !as_fnindex_inside(&of->fidx, s->st_value);
     return as_reach_decide(&rf, NULL);
 }
 
@@ -376,6 +404,123 @@ static void queue_entry(void *fn, size_t size, int id) {
         return;
     g_epend = p;
     g_epend[g_nepend++] = (pending_entry){fn, size, id};
+}
+
+/* The body of resolve_obj for dynamic symbol i of of->o in pass pass (0: exact entries,
+ * 1: globs). Returns the number of targets created or found (0 or 1). */
+static int resolve_sym(obj_facts *of, size_t i, int pass, int versioned, const char *libname) {
+    const as_obj *o = of->o;
+    const as_dyninfo *di = of->di;
+    int made = 0;
+    const ElfW(Sym) *s = &di->symtab[i];
+    int type = ELF64_ST_TYPE(s->st_info);
+    int bind = ELF64_ST_BIND(s->st_info);
+    int vis = ELF64_ST_VISIBILITY(s->st_other);
+    if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
+        (bind != STB_GLOBAL && bind != STB_WEAK) || (vis != STV_DEFAULT && vis != STV_PROTECTED))
+        return made;
+    if (di->strsz && s->st_name >= di->strsz)
+        return made;
+    const char *name = di->strtab + s->st_name;
+    const char *version = versioned ? as_dyn_version(di, i, NULL) : NULL;
+    int idx;
+    const as_entry *e = match_entry(name, version, libname, &idx);
+    if (!e || e->is_glob != pass)
+        return made;
+    as_symfacts facts = dyn_facts(of, s, name);
+    int kind = as_nohook_classify(&facts);
+    if (kind != AS_HOOKABLE) {
+        if (!e->is_glob)
+            g_matched[idx] = 1; /* refused with its own message, not "unmatched" */
+        as_nohook_note(g_cfg, idx, kind, &facts, libname);
+        return made;
+    }
+    if (type == STT_GNU_IFUNC) {
+        if (!versioned)
+            version = as_dyn_version(di, i, NULL);
+        if (target_by_def(name, o->lo, o->hi) >= 0) {
+            g_matched[idx] = 1;
+            made++;
+        } else {
+            queue_ifunc(o, name, version, libname, idx);
+        }
+        return made;
+    }
+    void *orig = (void *)(o->base + s->st_value);
+    if (target_by_fn(orig) >= 0) {
+        g_matched[idx] = 1;
+        made++;
+        return made;
+    }
+    /* Strings of a target live for the process: the object may be unloaded later. */
+    char *sym = strdup(name);
+    char *lib = strdup(libname);
+    if (!sym || !lib) {
+        free(sym);
+        free(lib);
+        return made;
+    }
+    int id = as_target_get_in(orig, sym, e->name ? e->name : sym, lib, e, o->lo, o->hi);
+    if (id < 0) {
+        as_warn("too many wrapped functions (%d): %s in %s not wrapped", AS_MAX_TARGETS, name,
+                libname);
+        free(sym);
+        free(lib);
+        return made;
+    }
+    g_matched[idx] = 1;
+    made++;
+    /* hook=entry entries are patched by as_entry_scan_obj (with every local match). */
+    if (e->hook == AS_HOOK_AUTO && (dyn_reach(of, i, s, e) & AS_REACH_ENTRY))
+        queue_entry(orig, (size_t)s->st_size, id);
+    return made;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Writes to *out the sorted, distinct indexes of o's dynamic symbols named by an exact
+ * entry, found through the GNU hash table: the only symbols resolve_obj's scan can match
+ * when the config has no globs, at the cost of one lookup per entry instead of one per
+ * symbol. Returns their number, or -1 when the scan must be used (globs, no index or GNU
+ * hash table, more entries than a scan would cost, out of memory). */
+static long exact_candidates(const as_dyninfo *di, size_t nsyms, uint32_t **out) {
+    *out = NULL;
+    const struct as_cfg_index *x = g_cfg->index;
+    if (!x || x->nglobs > 0 || !di->gnu_hash || (size_t)g_cfg->nentries * 4 > nsyms)
+        return -1;
+    size_t n = 0;
+    uint32_t *v = NULL;
+    for (int k = 0; k < g_cfg->nentries; k++) {
+        const as_entry *e = &g_cfg->entries[k];
+        if (!e->pattern || e->is_glob || e->dup_line)
+            continue;
+        long got = as_dyn_named(di, e->pattern, NULL, 0);
+        if (got <= 0) {
+            if (got == 0)
+                continue;
+            free(v);
+            return -1;
+        }
+        uint32_t *nv = realloc(v, (n + (size_t)got) * sizeof *nv);
+        if (!nv) {
+            free(v);
+            return -1;
+        }
+        v = nv;
+        n += (size_t)as_dyn_named(di, e->pattern, v + n, (size_t)got);
+    }
+    /* Increasing order, as the scan visits them (targets are made in that order). */
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_u32);
+    size_t m = 0;
+    for (size_t a = 0; a < n; a++)
+        if ((m == 0 || v[m - 1] != v[a]) && v[a] > 0 && v[a] < nsyms)
+            v[m++] = v[a];
+    *out = v;
+    return (long)m;
 }
 
 /* Creates the targets of the entries matching exported functions of o (exact names first,
@@ -391,71 +536,17 @@ static int resolve_obj(const as_obj *o, const char *libname) {
     int versioned = 0; /* an entry names a version: each symbol's is then read first */
     for (int k = 0; k < g_cfg->nentries; k++)
         versioned |= g_cfg->entries[k].version != NULL;
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 1; i < of.n; i++) {
-            const ElfW(Sym) *s = &di.symtab[i];
-            int type = ELF64_ST_TYPE(s->st_info);
-            int bind = ELF64_ST_BIND(s->st_info);
-            int vis = ELF64_ST_VISIBILITY(s->st_other);
-            if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
-                (bind != STB_GLOBAL && bind != STB_WEAK) ||
-                (vis != STV_DEFAULT && vis != STV_PROTECTED))
-                continue;
-            if (di.strsz && s->st_name >= di.strsz)
-                continue;
-            const char *name = di.strtab + s->st_name;
-            const char *version = versioned ? as_dyn_version(&di, i, NULL) : NULL;
-            int idx;
-            const as_entry *e = match_entry(name, version, libname, &idx);
-            if (!e || e->is_glob != pass)
-                continue;
-            as_symfacts facts = dyn_facts(&of, s, name);
-            int kind = as_nohook_classify(&facts);
-            if (kind != AS_HOOKABLE) {
-                if (!e->is_glob)
-                    g_matched[idx] = 1; /* refused with its own message, not "unmatched" */
-                as_nohook_note(g_cfg, idx, kind, &facts, libname);
-                continue;
-            }
-            if (type == STT_GNU_IFUNC) {
-                if (!versioned)
-                    version = as_dyn_version(&di, i, NULL);
-                if (target_by_def(name, o->lo, o->hi) >= 0) {
-                    g_matched[idx] = 1;
-                    made++;
-                } else {
-                    queue_ifunc(o, name, version, libname, idx);
-                }
-                continue;
-            }
-            void *orig = (void *)(o->base + s->st_value);
-            if (target_by_fn(orig) >= 0) {
-                g_matched[idx] = 1;
-                made++;
-                continue;
-            }
-            /* Strings of a target live for the process: the object may be unloaded later. */
-            char *sym = strdup(name);
-            char *lib = strdup(libname);
-            if (!sym || !lib) {
-                free(sym);
-                free(lib);
-                continue;
-            }
-            int id = as_target_get_in(orig, sym, e->name ? e->name : sym, lib, e, o->lo, o->hi);
-            if (id < 0) {
-                as_warn("too many wrapped functions (%d): %s in %s not wrapped", AS_MAX_TARGETS,
-                        name, libname);
-                free(sym);
-                free(lib);
-                continue;
-            }
-            g_matched[idx] = 1;
-            made++;
-            /* hook=entry entries are patched by as_entry_scan_obj (with every local match). */
-            if (e->hook == AS_HOOK_AUTO && (dyn_reach(&of, i, s, e) & AS_REACH_ENTRY))
-                queue_entry(orig, (size_t)s->st_size, id);
-        }
+    uint32_t *cand;
+    long ncand = exact_candidates(&di, of.n, &cand);
+    if (ncand >= 0) {
+        /* No globs: only symbols named by an exact entry can match, in pass 0 alone. */
+        for (long c = 0; c < ncand; c++)
+            made += resolve_sym(&of, cand[c], 0, versioned, libname);
+        free(cand);
+    } else {
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 1; i < of.n; i++)
+                made += resolve_sym(&of, i, pass, versioned, libname);
     }
     free(of.refs);
     as_fnindex_free(&of.fidx);
@@ -553,6 +644,11 @@ static int needs_local_symbols(const char *file) {
 /* Whether the local symbols of o must be read: some entry may select one there, and no
  * process of this run found none in the same file before. */
 static int wants_local_scan(const as_obj *o) {
+    /* The vDSO has no file: its name ("linux-vdso.so.1") would be opened relative to the
+     * working directory, in every process. Its exported functions are found in memory. */
+    uintptr_t vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    if (vdso && vdso >= o->lo && vdso < o->hi)
+        return 0;
     return needs_local_symbols(base_name(obj_path(o))) &&
            !as_symcache_known_empty(obj_path(o), as_symcache_key(g_cfg));
 }

@@ -111,7 +111,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
         as_dynlib_set_loader(as_real.dlopen, as_real.dlsym);
     as_dlwrap_set_pid();
     pthread_atfork(NULL, NULL, atfork_child);
-    as_settings_load(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
+    as_settings_load_at_start(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
     const char *path = secure_getenv("AGENTSIGHT_CONFIG");
     const char *extra = secure_getenv(AS_ENTRIES_ENV); /* `agentsight run -e` patterns */
     const char *llm = secure_getenv(AS_LLM_ENV);       /* `agentsight run --llm` */
