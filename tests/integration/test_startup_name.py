@@ -54,6 +54,8 @@ def test_service_name_is_the_process_name():
         try:
             r = run_preloaded(argv, config=conf,
                               env={"AGENTSIGHT_OUTPUT": "otlp:" + emu.endpoint,
+                                   # the emulator reads OTLP/JSON, not the protobuf default
+                                   "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
                                    "AGENTSIGHT_SPOOL_DIR": os.path.join(d, "spool%d" % i)},
                               timeout=60)
         finally:
