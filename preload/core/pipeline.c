@@ -41,10 +41,11 @@
 #define MAX_SLOTS 1024 /* threads with a live ring at once */
 #define MAX_SINKS AS_MAX_SINKS
 #define BATCH_MAX 256
-/* Records space of a thread's ring mapped writable when the thread attaches: the first
- * ~3,600 records never take a page fault; the rest of the ring faults in as used (a thread
- * that tracks little keeps little resident). */
-#define PREFAULT_BYTES (256u << 10)
+/* Records space of a thread's ring mapped writable when the thread attaches (the part of
+ * a ring file allocated at its creation): the first ~220 records never take a page fault;
+ * the rest of the ring faults in as used and is given back as consumed (a thread that
+ * tracks little keeps little resident). */
+#define PREFAULT_BYTES AS_RING_ALLOC0
 #define BUSY_MS 1
 #define IDLE_MAX_MS 8
 #define MAX_NOTED 4096 /* target ids the .targets file names (AS_MAX_TARGETS) */
@@ -669,7 +670,7 @@ static void deliver(void) {
     }
     for (int k = 0; k < ntouched; k++) {
         int i = touched_list[k];
-        as_ring_release(slots[i].ring, cursor[i]);
+        as_ring_release_trim(slots[i].ring, cursor[i]);
         touched[i] = 0;
     }
     ntouched = 0;

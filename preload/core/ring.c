@@ -75,10 +75,14 @@ as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_
     if (fd < 0)
         return NULL;
     void *p = MAP_FAILED;
-    /* The blocks are allocated now: a write into a hole of a full disk would be a SIGBUS in
-     * the agent's thread; a full disk here is a failure the caller falls back from. */
+    /* Sparse: blocks are allocated as records are written (and freed again once consumed,
+     * as_ring_release_trim), so a ring file costs what its thread uses. The header page
+     * and the first records' pages are allocated now: a full disk is then a failure the
+     * caller falls back from rather than a fault at the first write. */
     int ok = ftruncate(fd, (off_t)len) == 0;
-    if (ok && fallocate(fd, 0, 0, (off_t)len) != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+    off_t first = (off_t)(AS_RING_DATA_OFF + (size < AS_RING_ALLOC0 ? size : AS_RING_ALLOC0));
+    if (ok && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, first) != 0 && errno != EOPNOTSUPP &&
+        errno != ENOSYS)
         ok = 0;
     if (ok)
         p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -159,6 +163,32 @@ static int header_ok(const uint32_t *hdr, uint64_t pos, uint64_t off, uint64_t s
         return 0;
     *rec = as_ring_rec_size(hdr[0]);
     return off + *rec <= size;
+}
+
+/* Gives the pages of record positions [lo, hi) (page-aligned, hi - lo <= size) back to
+ * the system: a hole in the file (MADV_REMOVE), or fresh zero pages (anonymous). */
+static void trim_range(as_ring *r, uint64_t lo, uint64_t hi) {
+    unsigned char *data = as_ring_data(r);
+    while (lo < hi) {
+        uint64_t off = lo & r->mask;
+        uint64_t n = hi - lo < r->size - off ? hi - lo : r->size - off;
+        if (!r->is_file || madvise(data + off, (size_t)n, MADV_REMOVE) != 0)
+            madvise(data + off, (size_t)n, MADV_DONTNEED);
+        lo += n;
+    }
+}
+
+void as_ring_release_trim(as_ring *r, uint64_t cursor) {
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t pg = AS_RING_PAGE;
+    uint64_t lo = (tail + pg - 1) & ~(pg - 1);
+    uint64_t hi = cursor & ~(pg - 1);
+    if (hi > lo && cursor <= tail + r->size) {
+        int saved = errno;
+        trim_range(r, lo, hi);
+        errno = saved;
+    }
+    as_ring_release(r, cursor);
 }
 
 /* Returns the next payload at *cursor (padding skipped), or NULL at head. A corrupt
