@@ -472,6 +472,7 @@ static void retire(int i) {
     atomic_store(&r->dropped, 0);
     atomic_store(&r->dropped_sig, 0);
     atomic_store(&r->summarized, 0);
+    as_ring_give_back(r); /* kept for the next thread, its pages not */
     atomic_store(&slots[i].state, SLOT_FREE);
     pthread_mutex_unlock(&reg_lock);
 }

@@ -178,6 +178,12 @@ static void trim_range(as_ring *r, uint64_t lo, uint64_t hi) {
     }
 }
 
+void as_ring_give_back(as_ring *r) {
+    int saved = errno;
+    trim_range(r, 0, r->size);
+    errno = saved;
+}
+
 void as_ring_release_trim(as_ring *r, uint64_t cursor) {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t pg = AS_RING_PAGE;
@@ -269,6 +275,16 @@ uint64_t as_ring_id_prefix(int pid, uint64_t start_time, uint64_t image, uint32_
 
 /* ---- ring files left by dead processes ---------------------------------------------- */
 
+/* 1 when the page at p holds only zero bytes. */
+static int zero_page(const unsigned char *p) {
+    const uint64_t *w = (const uint64_t *)p;
+    for (size_t i = 0; i < AS_RING_PAGE / 8; i++) {
+        if (w[i])
+            return 0;
+    }
+    return 1;
+}
+
 int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64_t *skipped) {
     unsigned char *data = as_ring_data(r);
     uint64_t head = atomic_load(&r->head);
@@ -282,6 +298,13 @@ int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64
         uint64_t off = p & r->mask;
         const uint32_t *hdr = (const uint32_t *)(data + off);
         uint64_t rec;
+        /* A page given back (as_ring_release_trim) by a process that died before it
+         * stored the tail past it: records already delivered, not damage (no record
+         * starts a page with 4096 zero bytes: its header holds its length or tag). */
+        if ((p & (AS_RING_PAGE - 1)) == 0 && p + AS_RING_PAGE <= head && zero_page(data + off)) {
+            p += AS_RING_PAGE;
+            continue;
+        }
         if (!header_ok(hdr, p, off, r->size, &rec) || p + rec > head) {
             /* Torn or corrupt: step to the next position whose header carries its tag. */
             p += 8;

@@ -270,6 +270,10 @@ static inline void as_ring_release(as_ring *r, uint64_t cursor) {
  * from the tail on, so it never reads a hole. */
 void as_ring_release_trim(as_ring *r, uint64_t cursor);
 
+/* Consumer, once no producer writes r any more (its thread exited, its records consumed):
+ * gives all its record pages back to the system, contents left as zeros. */
+void as_ring_give_back(as_ring *r);
+
 /* Producer: counts one dropped message (single writer: no read-modify-write). */
 static inline void as_ring_count_drop(as_ring *r) {
     atomic_store_explicit(&r->dropped, atomic_load_explicit(&r->dropped, memory_order_relaxed) + 1,
@@ -378,7 +382,9 @@ typedef int (*as_ring_rec_fn)(unsigned kind, const void *payload, size_t len, ui
  * head, calling fn for each. A header whose length, kind or tag is wrong is skipped: the
  * walker looks for the next valid header (8-byte steps) and counts the bytes it passed in
  * *skipped. Leaves *pos after the last record fn accepted (or at head). Never stores the
- * tail: the caller does, once what it took is durable (as_ring_release). Returns 1 when
+ * tail: the caller does, once what it took is durable (as_ring_release). A whole page of
+ * zeros is passed over silently (given back by as_ring_release_trim just before a death:
+ * its records were delivered). Returns 1 when
  * head was reached, 0 when fn stopped. */
 int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64_t *skipped);
 
