@@ -43,8 +43,9 @@
 #define BATCH_MAX 256
 /* Records space of a thread's ring mapped writable when the thread attaches (the part of
  * a ring file allocated at its creation): the first ~220 records never take a page fault;
- * the rest of the ring faults in as used and is given back as consumed (a thread that
- * tracks little keeps little resident). */
+ * the rest of the ring faults in as used, and is given back when the thread exits (a
+ * thread that tracks little keeps little resident). Consumed pages of a live thread are
+ * not given back at each release: the producer would fault them in again every lap. */
 #define PREFAULT_BYTES AS_RING_ALLOC0
 #define BUSY_MS 1
 #define IDLE_MAX_MS 8
@@ -671,7 +672,7 @@ static void deliver(void) {
     }
     for (int k = 0; k < ntouched; k++) {
         int i = touched_list[k];
-        as_ring_release_trim(slots[i].ring, cursor[i]);
+        as_ring_release(slots[i].ring, cursor[i]);
         touched[i] = 0;
     }
     ntouched = 0;

@@ -267,7 +267,9 @@ static inline void as_ring_release(as_ring *r, uint64_t cursor) {
  * every page it ever wrote. Only pages that lie wholly in [tail, cursor) before tail
  * moves: the producer writes below the old tail + size only, i.e. never into them (a page
  * the tail stands in stays until the next lap). A reader of the file after a death reads
- * from the tail on, so it never reads a hole. */
+ * from the tail on, so it never reads a hole. Not called by the exporter: a busy producer
+ * faults every page given back in again on its next lap (about ten times the cost of a
+ * call in bench-hook). */
 void as_ring_release_trim(as_ring *r, uint64_t cursor);
 
 /* Consumer, once no producer writes r any more (its thread exited, its records consumed):
