@@ -41,10 +41,12 @@
 #define MAX_SLOTS 1024 /* threads with a live ring at once */
 #define MAX_SINKS AS_MAX_SINKS
 #define BATCH_MAX 256
-/* Records space of a thread's ring mapped writable when the thread attaches: the first
- * ~3,600 records never take a page fault; the rest of the ring faults in as used (a thread
- * that tracks little keeps little resident). */
-#define PREFAULT_BYTES (256u << 10)
+/* Records space of a thread's ring mapped writable when the thread attaches (the part of
+ * a ring file allocated at its creation): the first ~220 records never take a page fault;
+ * the rest of the ring faults in as used, and is given back when the thread exits (a
+ * thread that tracks little keeps little resident). Consumed pages of a live thread are
+ * not given back at each release: the producer would fault them in again every lap. */
+#define PREFAULT_BYTES AS_RING_ALLOC0
 #define BUSY_MS 1
 #define IDLE_MAX_MS 8
 #define MAX_NOTED 4096 /* target ids the .targets file names (AS_MAX_TARGETS) */
@@ -496,6 +498,7 @@ static void retire(int i) {
     atomic_store(&r->dropped, 0);
     atomic_store(&r->dropped_sig, 0);
     atomic_store(&r->summarized, 0);
+    as_ring_give_back(r); /* kept for the next thread, its pages not */
     atomic_store(&slots[i].state, SLOT_FREE);
     pthread_mutex_unlock(&reg_lock);
 }

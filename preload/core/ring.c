@@ -75,10 +75,14 @@ as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_
     if (fd < 0)
         return NULL;
     void *p = MAP_FAILED;
-    /* The blocks are allocated now: a write into a hole of a full disk would be a SIGBUS in
-     * the agent's thread; a full disk here is a failure the caller falls back from. */
+    /* Sparse: blocks are allocated as records are written (and freed again once consumed,
+     * as_ring_release_trim), so a ring file costs what its thread uses. The header page
+     * and the first records' pages are allocated now: a full disk is then a failure the
+     * caller falls back from rather than a fault at the first write. */
     int ok = ftruncate(fd, (off_t)len) == 0;
-    if (ok && fallocate(fd, 0, 0, (off_t)len) != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+    off_t first = (off_t)(AS_RING_DATA_OFF + (size < AS_RING_ALLOC0 ? size : AS_RING_ALLOC0));
+    if (ok && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, first) != 0 && errno != EOPNOTSUPP &&
+        errno != ENOSYS)
         ok = 0;
     if (ok)
         p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -161,6 +165,38 @@ static int header_ok(const uint32_t *hdr, uint64_t pos, uint64_t off, uint64_t s
     return off + *rec <= size;
 }
 
+/* Gives the pages of record positions [lo, hi) (page-aligned, hi - lo <= size) back to
+ * the system: a hole in the file (MADV_REMOVE), or fresh zero pages (anonymous). */
+static void trim_range(as_ring *r, uint64_t lo, uint64_t hi) {
+    unsigned char *data = as_ring_data(r);
+    while (lo < hi) {
+        uint64_t off = lo & r->mask;
+        uint64_t n = hi - lo < r->size - off ? hi - lo : r->size - off;
+        if (!r->is_file || madvise(data + off, (size_t)n, MADV_REMOVE) != 0)
+            madvise(data + off, (size_t)n, MADV_DONTNEED);
+        lo += n;
+    }
+}
+
+void as_ring_give_back(as_ring *r) {
+    int saved = errno;
+    trim_range(r, 0, r->size);
+    errno = saved;
+}
+
+void as_ring_release_trim(as_ring *r, uint64_t cursor) {
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t pg = AS_RING_PAGE;
+    uint64_t lo = (tail + pg - 1) & ~(pg - 1);
+    uint64_t hi = cursor & ~(pg - 1);
+    if (hi > lo && cursor <= tail + r->size) {
+        int saved = errno;
+        trim_range(r, lo, hi);
+        errno = saved;
+    }
+    as_ring_release(r, cursor);
+}
+
 /* Returns the next payload at *cursor (padding skipped), or NULL at head. A corrupt
  * header ends the read at head so the consumer never reads outside the mapping. */
 const void *as_ring_read(as_ring *r, uint64_t *cursor, uint64_t head, unsigned *kind, size_t *len) {
@@ -239,6 +275,16 @@ uint64_t as_ring_id_prefix(int pid, uint64_t start_time, uint64_t image, uint32_
 
 /* ---- ring files left by dead processes ---------------------------------------------- */
 
+/* 1 when the page at p holds only zero bytes. */
+static int zero_page(const unsigned char *p) {
+    const uint64_t *w = (const uint64_t *)p;
+    for (size_t i = 0; i < AS_RING_PAGE / 8; i++) {
+        if (w[i])
+            return 0;
+    }
+    return 1;
+}
+
 int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64_t *skipped) {
     unsigned char *data = as_ring_data(r);
     uint64_t head = atomic_load(&r->head);
@@ -252,6 +298,13 @@ int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64
         uint64_t off = p & r->mask;
         const uint32_t *hdr = (const uint32_t *)(data + off);
         uint64_t rec;
+        /* A page given back (as_ring_release_trim) by a process that died before it
+         * stored the tail past it: records already delivered, not damage (no record
+         * starts a page with 4096 zero bytes: its header holds its length or tag). */
+        if ((p & (AS_RING_PAGE - 1)) == 0 && p + AS_RING_PAGE <= head && zero_page(data + off)) {
+            p += AS_RING_PAGE;
+            continue;
+        }
         if (!header_ok(hdr, p, off, r->size, &rec) || p + rec > head) {
             /* Torn or corrupt: step to the next position whose header carries its tag. */
             p += 8;

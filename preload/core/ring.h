@@ -52,9 +52,11 @@
 #define AS_RING_PAD 0
 #define AS_RING_HDR 8
 #define AS_RING_MIN 4096
-#define AS_RING_DATA_OFF 4096               /* data starts one page into the mapping */
+#define AS_RING_DATA_OFF 4096 /* data starts one page into the mapping */
+#define AS_RING_PAGE 4096     /* the unit in which consumed record space is given back */
+#define AS_RING_ALLOC0 16384  /* record bytes of a ring file allocated at its creation */
 #define AS_RING_MAGIC 0x31474e4952534741ull /* "AGSRING1" little-endian */
-#define AS_RING_VERSION 2 /* 2: event ids, run id, file sink mark, drop summaries */
+#define AS_RING_VERSION 2          /* 2: event ids, run id, file sink mark, drop summaries */
 #define AS_RING_CLAIMED UINT64_MAX /* pending while a reservation is being made */
 #define AS_RING_NO_MARK UINT64_MAX /* sink_mark: nothing of the ring went to a file sink */
 
@@ -259,6 +261,21 @@ static inline void as_ring_release(as_ring *r, uint64_t cursor) {
     atomic_store_explicit(&r->tail, cursor, memory_order_release);
 }
 
+/* Consumer: as as_ring_release, after giving back to the system the whole pages of
+ * records between the tail stored now and cursor (a hole punched in a ring file, zero
+ * pages in an anonymous ring), so a ring costs the pages its unconsumed records take, not
+ * every page it ever wrote. Only pages that lie wholly in [tail, cursor) before tail
+ * moves: the producer writes below the old tail + size only, i.e. never into them (a page
+ * the tail stands in stays until the next lap). A reader of the file after a death reads
+ * from the tail on, so it never reads a hole. Not called by the exporter: a busy producer
+ * faults every page given back in again on its next lap (about ten times the cost of a
+ * call in bench-hook). */
+void as_ring_release_trim(as_ring *r, uint64_t cursor);
+
+/* Consumer, once no producer writes r any more (its thread exited, its records consumed):
+ * gives all its record pages back to the system, contents left as zeros. */
+void as_ring_give_back(as_ring *r);
+
 /* Producer: counts one dropped message (single writer: no read-modify-write). */
 static inline void as_ring_count_drop(as_ring *r) {
     atomic_store_explicit(&r->dropped, atomic_load_explicit(&r->dropped, memory_order_relaxed) + 1,
@@ -367,7 +384,9 @@ typedef int (*as_ring_rec_fn)(unsigned kind, const void *payload, size_t len, ui
  * head, calling fn for each. A header whose length, kind or tag is wrong is skipped: the
  * walker looks for the next valid header (8-byte steps) and counts the bytes it passed in
  * *skipped. Leaves *pos after the last record fn accepted (or at head). Never stores the
- * tail: the caller does, once what it took is durable (as_ring_release). Returns 1 when
+ * tail: the caller does, once what it took is durable (as_ring_release). A whole page of
+ * zeros is passed over silently (given back by as_ring_release_trim just before a death:
+ * its records were delivered). Returns 1 when
  * head was reached, 0 when fn stopped. */
 int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64_t *skipped);
 
