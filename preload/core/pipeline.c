@@ -158,6 +158,20 @@ static size_t queue_bytes(void) {
     return as_cfg.queue_bytes ? as_cfg.queue_bytes : DEFAULT_QUEUE;
 }
 
+/* Ring bytes for the thread taking slot i: the queue size for the first BIG_RING_SLOTS
+ * threads; past them, when the queue size is the default, SMALL_RING bytes, so that ring
+ * memory stays bounded with many threads (1,000 threads: 16 x 1 MiB + 984 x 36 KiB of
+ * allocated files). A burst that fills a small ring is counted in summaries (queue =
+ * drop) or waits (queue = wait): nothing goes unaccounted. */
+#define BIG_RING_SLOTS 16
+#define SMALL_RING (32u << 10)
+static size_t ring_bytes_for(int i) {
+    size_t want = queue_bytes();
+    if (want == DEFAULT_QUEUE && i >= BIG_RING_SLOTS) /* the default size, not a chosen one */
+        want = SMALL_RING;
+    return want;
+}
+
 static void init_conds(void) {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -447,7 +461,6 @@ static as_ring *thread_attach(void) {
         }
         as_in_agentsight = saved;
     }
-    size_t want = queue_bytes();
     as_ring *r = NULL;
     pthread_mutex_lock(&reg_lock);
     int hi = atomic_load(&slots_hi);
@@ -456,6 +469,7 @@ static as_ring *thread_attach(void) {
         i++;
     if (i == MAX_SLOTS)
         goto out;
+    size_t want = ring_bytes_for(i);
     slot *s = &slots[i];
     if (s->ring && s->ring->size != as_ring_create_size(want)) {
         as_ring_destroy(s->ring);

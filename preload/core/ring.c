@@ -75,14 +75,11 @@ as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_
     if (fd < 0)
         return NULL;
     void *p = MAP_FAILED;
-    /* Sparse: blocks are allocated as records are written (and freed again once consumed,
-     * as_ring_release_trim), so a ring file costs what its thread uses. The header page
-     * and the first records' pages are allocated now: a full disk is then a failure the
-     * caller falls back from rather than a fault at the first write. */
     int ok = ftruncate(fd, (off_t)len) == 0;
-    off_t first = (off_t)(AS_RING_DATA_OFF + (size < AS_RING_ALLOC0 ? size : AS_RING_ALLOC0));
-    if (ok && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, first) != 0 && errno != EOPNOTSUPP &&
-        errno != ENOSYS)
+    /* The whole file is allocated: a write into a hole that a full disk cannot fill would
+     * be a SIGBUS in the program. (Rings of the threads past the first few are small:
+     * pipeline.c, ring_bytes_for.) */
+    if (ok && fallocate(fd, 0, 0, (off_t)len) != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
         ok = 0;
     if (ok)
         p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -166,14 +163,15 @@ static int header_ok(const uint32_t *hdr, uint64_t pos, uint64_t off, uint64_t s
 }
 
 /* Gives the pages of record positions [lo, hi) (page-aligned, hi - lo <= size) back to
- * the system: a hole in the file (MADV_REMOVE), or fresh zero pages (anonymous). */
+ * the system: no longer resident (the file keeps its blocks: a write into a hole that a
+ * full disk cannot fill would be a SIGBUS in the program), or fresh zero pages
+ * (anonymous). */
 static void trim_range(as_ring *r, uint64_t lo, uint64_t hi) {
     unsigned char *data = as_ring_data(r);
     while (lo < hi) {
         uint64_t off = lo & r->mask;
         uint64_t n = hi - lo < r->size - off ? hi - lo : r->size - off;
-        if (!r->is_file || madvise(data + off, (size_t)n, MADV_REMOVE) != 0)
-            madvise(data + off, (size_t)n, MADV_DONTNEED);
+        madvise(data + off, (size_t)n, MADV_DONTNEED);
         lo += n;
     }
 }
