@@ -52,7 +52,9 @@ def _measure(threads, calls, preloaded):
     if preloaded:
         extra = {"LD_PRELOAD": PRELOAD,
                  "AGENTSIGHT_CONFIG": write(os.path.join(d, "labs.conf"), "[actions]\nlabs\n"),
-                 "AGENTSIGHT_OUTPUT": "file:" + out, "AGENTSIGHT_SPOOL_DIR": spool}
+                 "AGENTSIGHT_OUTPUT": "file:" + out, "AGENTSIGHT_SPOOL_DIR": spool,
+                 # every call its own action: a burst waits for room in a small ring
+                 "AGENTSIGHT_QUEUE_POLICY": "wait"}
     p = subprocess.Popen([agent("ringmem_agent"), str(threads), str(calls)], env=_env(extra),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
