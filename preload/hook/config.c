@@ -243,8 +243,11 @@ static int check_sinks(parser *p, const value *v) {
 }
 
 /* Applies one "key = value" line of [output]. Errors are printed; nothing returned. */
-static void output_line(parser *p, size_t start) {
-    as_config *cfg = p->cfg;
+/* Splits a "key = value" line at start: returns the index of the key in keys (with *at
+ * past the '=' and the blanks after it), or -1 with the error printed ("unknown key",
+ * naming the section and what it expects). */
+static int key_of_line(parser *p, size_t start, const char *const *keys, int nkeys,
+                       const char *section, const char *expected, size_t *at) {
     char q[64];
     size_t i = start;
     while (i < p->len && is_word_char(p->l[i]))
@@ -254,24 +257,36 @@ static void output_line(parser *p, size_t start) {
         i++;
     if (key_end == start || i >= p->len || p->l[i] != '=') {
         perr(p, key_end == start ? start : i, "expected 'key = value'");
-        return;
+        return -1;
     }
-    int key = lookup(output_keys, NKEYS, p->l + start, key_end - start);
+    int key = lookup(keys, nkeys, p->l + start, key_end - start);
     if (key < 0) {
-        perr(p, start,
-             "unknown key '%s' in [output]: expected sink, conversation_id, capture, "
-             "max_string, service, flush_timeout_ms or queue",
-             quote(p->l + start, key_end - start, q));
-        return;
+        perr(p, start, "unknown key '%s' in [%s]: expected %s",
+             quote(p->l + start, key_end - start, q), section, expected);
+        return -1;
     }
+    i++;
+    while (i < p->len && is_space(p->l[i]))
+        i++;
+    *at = i;
+    return key;
+}
+
+static void output_line(parser *p, size_t start) {
+    as_config *cfg = p->cfg;
+    char q[64];
+    size_t i;
+    int key = key_of_line(p, start, output_keys, NKEYS, "output",
+                          "sink, conversation_id, capture, max_string, service, "
+                          "flush_timeout_ms or queue",
+                          &i);
+    if (key < 0)
+        return;
     if (p->key_line[key]) {
         perr(p, start, "duplicate key '%s' (first set on line %d)", output_keys[key],
              p->key_line[key]);
         return;
     }
-    i++;
-    while (i < p->len && is_space(p->l[i]))
-        i++;
     value v;
     if (read_value(p, &i, 1, &v) < 0)
         return;
@@ -594,25 +609,10 @@ fail:
 static void llm_line(parser *p, size_t start) {
     static const char *const keys[] = {"enable", "capture", "max_string"};
     char q[64];
-    size_t i = start;
-    while (i < p->len && is_word_char(p->l[i]))
-        i++;
-    size_t key_end = i;
-    while (i < p->len && is_space(p->l[i]))
-        i++;
-    if (key_end == start || i >= p->len || p->l[i] != '=') {
-        perr(p, key_end == start ? start : i, "expected 'key = value'");
+    size_t i;
+    int key = key_of_line(p, start, keys, 3, "llm", "enable, capture or max_string", &i);
+    if (key < 0)
         return;
-    }
-    int key = lookup(keys, 3, p->l + start, key_end - start);
-    if (key < 0) {
-        perr(p, start, "unknown key '%s' in [llm]: expected enable, capture or max_string",
-             quote(p->l + start, key_end - start, q));
-        return;
-    }
-    i++;
-    while (i < p->len && is_space(p->l[i]))
-        i++;
     value v;
     if (read_value(p, &i, 1, &v) < 0)
         return;
