@@ -788,7 +788,10 @@ static size_t drain_all(void) {
         return n;
     for (int i = 0; i < hi; i++) {
         int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
-        if (st == SLOT_EXITED && as_ring_used(slots[i].ring) == 0)
+        /* A thread that exited after the summaries were taken above keeps its slot until
+         * the next pass takes them. */
+        if (st == SLOT_EXITED && as_ring_used(slots[i].ring) == 0 &&
+            __atomic_load_n(&slots[i].ring->sum_n, __ATOMIC_ACQUIRE) == 0)
             retire(i);
     }
     return n;

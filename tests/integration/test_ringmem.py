@@ -3,6 +3,7 @@ made 2,000 tracked calls add at most 16 MB of resident memory (over one thread, 
 what they add bare), and 1,000 live threads that each made a few calls keep at most 64 MB of ring files
 allocated on disk (du counts allocated blocks), while every call is still accounted for:
 its own action, or a summary action's count."""
+import json
 import os
 import subprocess
 import time
@@ -34,11 +35,21 @@ def _du(path):
     return int(out.split()[0])
 
 
-def _lines(path):
+def _accounted(path):
+    """Calls the complete lines of path account for: one each, or a summary's count (the
+    file is being written: a last line without its newline is not read)."""
     if not os.path.exists(path):
         return 0
+    n = 0
     with open(path, "rb") as f:
-        return f.read().count(b"\n")
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            if b'"summary":true' in line:
+                n += json.loads(line)["metadata"]["calls"]
+            else:
+                n += 1
+    return n
 
 
 def _measure(threads, calls, preloaded):
@@ -52,17 +63,21 @@ def _measure(threads, calls, preloaded):
     if preloaded:
         extra = {"LD_PRELOAD": PRELOAD,
                  "AGENTSIGHT_CONFIG": write(os.path.join(d, "labs.conf"), "[actions]\nlabs\n"),
-                 "AGENTSIGHT_OUTPUT": "file:" + out, "AGENTSIGHT_SPOOL_DIR": spool,
-                 # every call its own action: a burst waits for room in a small ring
-                 "AGENTSIGHT_QUEUE_POLICY": "wait"}
+                 "AGENTSIGHT_OUTPUT": "file:" + out, "AGENTSIGHT_SPOOL_DIR": spool}
     p = subprocess.Popen([agent("ringmem_agent"), str(threads), str(calls)], env=_env(extra),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline() == "ready\n"
         if preloaded:
-            for _ in range(600):  # bounded: up to about 60 s for the exporter
-                if _lines(out) >= threads * calls:
+            # Bounded: up to about 60 s for the exporter, or 2 s without progress (calls
+            # summarized while the threads wait reach the file at their exit).
+            last, still = -1, 0
+            for _ in range(600):
+                now = _accounted(out)
+                if now >= threads * calls or still >= 20:
                     break
+                still = still + 1 if now == last else 0
+                last = now
                 time.sleep(0.1)
             time.sleep(0.5)  # the exporter's pass after its last write releases the ring
         rss = _rss(p.pid)
