@@ -237,35 +237,69 @@ static int sym_defined(const ElfW(Sym) * s) {
            ELF64_ST_BIND(s->st_info) != STB_LOCAL;
 }
 
+/* A walk of the GNU hash chain of one name (gnu_first, then gnu_next). */
+typedef struct {
+    const uint32_t *chain;
+    uint32_t symoffset, hv, ix, guard;
+    int done;
+} gnu_walk;
+
+/* Starts the walk of name's chain in di's GNU hash table. Returns 0, or -1 when the chain
+ * is empty. */
+static int gnu_first(const as_dyninfo *di, const char *name, gnu_walk *w) {
+    const uint32_t *h = di->gnu_hash;
+    uint32_t nbuckets = h[0], bloom_size = h[2];
+    if (nbuckets == 0)
+        return -1;
+    const ElfW(Addr) *bloom = (const ElfW(Addr) *)&h[4];
+    const uint32_t *buckets = (const uint32_t *)&bloom[bloom_size];
+    w->chain = &buckets[nbuckets];
+    w->symoffset = h[1];
+    w->hv = gnu_hash(name);
+    w->ix = buckets[w->hv % nbuckets];
+    w->guard = 0;
+    w->done = 0;
+    return w->ix < w->symoffset ? -1 : 0;
+}
+
+/* The next symbol index of the chain whose hash is name's (a candidate: the caller
+ * compares the name), or UINT32_MAX at the chain's end. */
+static uint32_t gnu_next(gnu_walk *w) {
+    while (!w->done && w->guard++ < (1u << 24)) {
+        uint32_t ix = w->ix++;
+        uint32_t h2 = w->chain[ix - w->symoffset];
+        w->done = h2 & 1;
+        if ((w->hv | 1) == (h2 | 1))
+            return ix;
+    }
+    return UINT32_MAX;
+}
+
+/* Keeps s as the answer of a versioned lookup: returns 1 when it is the exact version
+ * (the lookup ends), else keeps the first default-version match in *fallback. */
+static int version_pick(const as_dyninfo *di, uint32_t ix, const char *version, const ElfW(Sym) * s,
+                        const ElfW(Sym) * *fallback) {
+    int fit = version_fits(di, ix, version);
+    if (fit == 2)
+        return 1;
+    if (fit == 1 && !*fallback)
+        *fallback = s;
+    return 0;
+}
+
 const ElfW(Sym) * as_dyn_lookup(const as_dyninfo *di, const char *name, const char *version) {
     if (!di->symtab || !di->strtab || !name)
         return NULL;
     const ElfW(Sym) *fallback = NULL;
     if (di->gnu_hash) {
-        const uint32_t *h = di->gnu_hash;
-        uint32_t nbuckets = h[0], symoffset = h[1], bloom_size = h[2];
-        if (nbuckets == 0)
+        gnu_walk w;
+        if (gnu_first(di, name, &w) != 0)
             return NULL;
-        const ElfW(Addr) *bloom = (const ElfW(Addr) *)&h[4];
-        const uint32_t *buckets = (const uint32_t *)&bloom[bloom_size];
-        const uint32_t *chain = &buckets[nbuckets];
-        uint32_t hv = gnu_hash(name);
-        uint32_t ix = buckets[hv % nbuckets];
-        if (ix < symoffset)
-            return NULL;
-        for (uint32_t guard = 0; guard < (1u << 24); guard++, ix++) {
-            uint32_t h2 = chain[ix - symoffset];
+        for (uint32_t ix; (ix = gnu_next(&w)) != UINT32_MAX;) {
             const ElfW(Sym) *s = &di->symtab[ix];
-            if ((hv | 1) == (h2 | 1) && sym_defined(s) &&
-                strcmp(di->strtab + s->st_name, name) == 0) {
-                int fit = version_fits(di, ix, version);
-                if (fit == 2)
-                    return s;
-                if (fit == 1 && !fallback)
-                    fallback = s;
-            }
-            if (h2 & 1)
-                break;
+            if (sym_defined(s) && strcmp(di->strtab + s->st_name, name) == 0 &&
+                version_pick(di, ix, version, s, &fallback))
+                return s;
         }
         return fallback;
     }
@@ -279,13 +313,9 @@ const ElfW(Sym) * as_dyn_lookup(const as_dyninfo *di, const char *name, const ch
         for (uint32_t ix = bucket[sysv_hash(name) % nbucket];
              ix != 0 && ix < nchain && guard < nchain; ix = chain[ix], guard++) {
             const ElfW(Sym) *s = &di->symtab[ix];
-            if (sym_defined(s) && strcmp(di->strtab + s->st_name, name) == 0) {
-                int fit = version_fits(di, ix, version);
-                if (fit == 2)
-                    return s;
-                if (fit == 1 && !fallback)
-                    fallback = s;
-            }
+            if (sym_defined(s) && strcmp(di->strtab + s->st_name, name) == 0 &&
+                version_pick(di, ix, version, s, &fallback))
+                return s;
         }
     }
     return fallback;
@@ -294,29 +324,17 @@ const ElfW(Sym) * as_dyn_lookup(const as_dyninfo *di, const char *name, const ch
 long as_dyn_named(const as_dyninfo *di, const char *name, uint32_t *out, size_t max) {
     if (!di->gnu_hash || !di->symtab || !di->strtab || !name)
         return -1;
-    const uint32_t *h = di->gnu_hash;
-    uint32_t nbuckets = h[0], symoffset = h[1], bloom_size = h[2];
-    if (nbuckets == 0)
-        return 0;
-    const ElfW(Addr) *bloom = (const ElfW(Addr) *)&h[4];
-    const uint32_t *buckets = (const uint32_t *)&bloom[bloom_size];
-    const uint32_t *chain = &buckets[nbuckets];
-    uint32_t hv = gnu_hash(name);
-    uint32_t ix = buckets[hv % nbuckets];
-    if (ix < symoffset)
+    gnu_walk w;
+    if (gnu_first(di, name, &w) != 0)
         return 0;
     long n = 0;
-    for (uint32_t guard = 0; guard < (1u << 24); guard++, ix++) {
-        uint32_t h2 = chain[ix - symoffset];
+    for (uint32_t ix; (ix = gnu_next(&w)) != UINT32_MAX;) {
         const ElfW(Sym) *s = &di->symtab[ix];
-        if ((hv | 1) == (h2 | 1) && (!di->strsz || s->st_name < di->strsz) &&
-            strcmp(di->strtab + s->st_name, name) == 0) {
+        if ((!di->strsz || s->st_name < di->strsz) && strcmp(di->strtab + s->st_name, name) == 0) {
             if ((size_t)n < max)
                 out[n] = ix;
             n++;
         }
-        if (h2 & 1)
-            break;
     }
     return n;
 }
