@@ -70,3 +70,45 @@ const as_entry *as_config_match(const as_config *cfg, const char *name, const ch
     }
     return NULL;
 }
+
+/* Whether e may patch entries in file: a pattern, a hook other than got, lib= fitting. */
+static int may_patch(const as_entry *e, const char *file) {
+    return e->pattern && e->hook != AS_HOOK_GOT && (!e->lib || as_glob_match(e->lib, file));
+}
+
+int as_config_may_entry_patch(const as_config *cfg, const char *name, const char *file) {
+    if (!cfg || !name)
+        return 0;
+    char buf[256];
+    size_t len = strcspn(name, "@");
+    if (len >= sizeof buf)
+        return 1; /* too long to test here: kept, as_config_match decides */
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    const struct as_cfg_index *x = cfg->index;
+    if (!x) {
+        for (int i = 0; i < cfg->nentries; i++) {
+            const as_entry *e = &cfg->entries[i];
+            if (may_patch(e, file) &&
+                (e->is_glob ? as_glob_match(e->pattern, buf) : strcmp(e->pattern, buf) == 0))
+                return 1;
+        }
+        return 0;
+    }
+    uint64_t h = as_config_name_hash(buf);
+    for (size_t k = (size_t)h & (x->nslot - 1); x->slot[k]; k = (k + 1) & (x->nslot - 1)) {
+        int i = x->slot[k] - 1;
+        if (x->hash[k] != h || strcmp(cfg->entries[i].pattern, buf) != 0)
+            continue;
+        for (; i >= 0; i = x->next[i])
+            if (!cfg->entries[i].is_glob && may_patch(&cfg->entries[i], file))
+                return 1;
+        break;
+    }
+    for (int g = 0; g < x->nglobs; g++) {
+        const as_entry *e = &cfg->entries[x->globs[g]];
+        if (may_patch(e, file) && as_glob_match(e->pattern, buf))
+            return 1;
+    }
+    return 0;
+}

@@ -141,4 +141,12 @@ const char *as_errif_name(int error_if);
 const as_entry *as_config_match(const as_config *cfg, const char *name, const char *version,
                                 const char *file, int *index);
 
+/*
+ * as_config_may_entry_patch - 1 when some entry that may patch entries (hook= other than
+ * got) and whose lib= fits file could select a function named name (maybe "name@VERSION";
+ * the version is left to as_config_match), 0 when none can. Exact names are found by hash,
+ * so a large .symtab is filtered at one lookup per symbol whatever the number of entries.
+ */
+int as_config_may_entry_patch(const as_config *cfg, const char *name, const char *file);
+
 #endif

@@ -321,30 +321,10 @@ typedef struct keep_ctx {
 
 /* as_sym_keep_fn: 1 when some entry that may patch entries in file could select the
  * symbol name (maybe "name@VERSION"), so a large .symtab (libc's debug file) is read
- * without building its whole table. Called for every function symbol: an exact name is
- * rejected at its first differing byte. */
+ * without building its whole table. One hash lookup per symbol (cfgmatch.c). */
 static int keep_sym(const char *name, void *ctxp) {
     const keep_ctx *c = ctxp;
-    for (int i = 0; i < c->cfg->nentries; i++) {
-        const as_entry *e = &c->cfg->entries[i];
-        if (!e->pattern || e->hook == AS_HOOK_GOT || (e->lib && !as_glob_match(e->lib, c->file)))
-            continue;
-        if (!e->is_glob) {
-            size_t n = strlen(e->pattern);
-            if (strncmp(e->pattern, name, n) == 0 && (name[n] == '\0' || name[n] == '@'))
-                return 1;
-            continue;
-        }
-        char buf[256];
-        size_t len = strcspn(name, "@");
-        if (len >= sizeof buf)
-            return 1; /* too long to test here: kept, pick_entry decides */
-        memcpy(buf, name, len);
-        buf[len] = '\0';
-        if (as_glob_match(e->pattern, buf))
-            return 1;
-    }
-    return 0;
+    return as_config_may_entry_patch(c->cfg, name, c->file);
 }
 
 int as_entry_wanted(const as_config *cfg) {

@@ -78,12 +78,42 @@ static void test_many(void **state) {
     as_config_free(&c);
 }
 
+/* Proves the symbol filter used before a .symtab is read keeps exactly the names an entry
+ * that may patch entries could select: exact names with or without "@VERSION", globs,
+ * lib= fitting; hook=got entries and other files' entries keep nothing. With 100,000
+ * exact entries the filter answers through the index (one lookup per symbol: the scan it
+ * replaced took minutes for a libc-sized .symtab). */
+static void test_may_entry_patch(void **state) {
+    as_config c = parse("[actions]\nf\ntool_*\ng hook=got\nh lib=liba.so\n");
+    assert_true(as_config_may_entry_patch(&c, "f", "x.so"));
+    assert_true(as_config_may_entry_patch(&c, "f@@GLIBC_2.2.5", "x.so"));
+    assert_true(as_config_may_entry_patch(&c, "tool_run@V1", "x.so"));
+    assert_false(as_config_may_entry_patch(&c, "g", "x.so"));
+    assert_true(as_config_may_entry_patch(&c, "h", "liba.so"));
+    assert_false(as_config_may_entry_patch(&c, "h", "libb.so"));
+    assert_false(as_config_may_entry_patch(&c, "fx", "x.so"));
+    as_config_free(&c);
+    size_t cap = 100000 * 16 + 16, n = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    n += (size_t)snprintf(text, cap, "[actions]\n");
+    for (int i = 0; i < 100000; i++)
+        n += (size_t)snprintf(text + n, cap - n, "name_%d\n", i);
+    c = parse(text);
+    free(text);
+    assert_non_null(c.index);
+    assert_true(as_config_may_entry_patch(&c, "name_99999", "libc.so.6"));
+    assert_false(as_config_may_entry_patch(&c, "name_100000", "libc.so.6"));
+    for (int i = 0; i < 200000; i++)
+        assert_false(as_config_may_entry_patch(&c, "printf_unlocked_x", "libc.so.6"));
+    as_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exact_over_glob),
-        cmocka_unit_test(test_filters),
-        cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_many),
+        cmocka_unit_test(test_exact_over_glob), cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_duplicates),      cmocka_unit_test(test_many),
+        cmocka_unit_test(test_may_entry_patch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
