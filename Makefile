@@ -32,6 +32,9 @@ CFLAGS ?=
 # under sanitizers, whose runtime provides some at load time.
 ZDEFS := $(if $(SAN),,-Wl,-z,defs)
 ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
+# Where `agentsight run` also looks for the interposer when libdir is lib/TRIPLET.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+$(BUILD)/obj/preload/cli/cmd_run.o: ALL_CFLAGS += -DAS_MULTIARCH='"$(MULTIARCH)"'
 
 CORE_SRC := $(sort $(wildcard preload/core/*.c))
 HOOK_ASM := $(sort $(wildcard preload/hook/x86_64/*.S))

@@ -143,10 +143,17 @@ static int parse_opts(int argc, char **argv, run_opts *o, char **entries) {
     return 0;
 }
 
+/* The multiarch directory of this build's target (Debian's libdir is lib/TRIPLET), set by
+ * the Makefile from `cc -print-multiarch`. */
+#ifndef AS_MULTIARCH
+#define AS_MULTIARCH ""
+#endif
+
 /* Finds libagentsight-preload.so next to the running binary (the build tree), else in
  * ../lib/agentsight relative to it (`make install`: PREFIX/bin + PREFIX/lib/agentsight),
- * else in ../lib (a copy put beside the libraries by hand). Returns 0 with the absolute
- * path in out, or -1 with a message printed. */
+ * in ../lib/TRIPLET/agentsight or ../lib64/agentsight (`make install` with a multiarch or
+ * lib64 libdir), else in ../lib (a copy put beside the libraries by hand). Returns 0 with
+ * the absolute path in out, or -1 with a message printed. */
 static int find_preload(char *out, size_t cap) {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -159,6 +166,8 @@ static int find_preload(char *out, size_t cap) {
     if (slash)
         *slash = '\0';
     static const char *const rel[] = {"/" PRELOAD_NAME, "/../lib/agentsight/" PRELOAD_NAME,
+                                      "/../lib/" AS_MULTIARCH "/agentsight/" PRELOAD_NAME,
+                                      "/../lib64/agentsight/" PRELOAD_NAME,
                                       "/../lib/" PRELOAD_NAME};
     char cand[PATH_MAX + 64];
     for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
@@ -177,8 +186,9 @@ static int find_preload(char *out, size_t cap) {
         return 0;
     }
     fprintf(stderr,
-            "agentsight run: " PRELOAD_NAME " not found in %s, %s/../lib/agentsight or %s/../lib\n",
-            exe, exe, exe);
+            "agentsight run: " PRELOAD_NAME " not found in %s, %s/../lib/agentsight, "
+            "%s/../lib/" AS_MULTIARCH "/agentsight, %s/../lib64/agentsight or %s/../lib\n",
+            exe, exe, exe, exe, exe);
     return -1;
 }
 

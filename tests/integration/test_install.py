@@ -22,9 +22,9 @@ def header_version():
         return re.search(r'#define AGENTSIGHT_VERSION "([^"]+)"', f.read()).group(1)
 
 
-def make(target, prefix, destdir=""):
+def make(target, prefix, destdir="", *extra):
     argv = ["make", "--no-print-directory", "-C", ROOT, "BUILD=" + BUILD,
-            "PREFIX=" + prefix, target]
+            "PREFIX=" + prefix, target] + list(extra)
     if destdir:
         argv.append("DESTDIR=" + destdir)
     p = run(argv, timeout=TIMEOUT * 10)
@@ -190,6 +190,25 @@ def test_installed_cli_finds_preload_via_lib():
     p = run([lonely, "run", "--", "/bin/sh", "-c", "echo ran"], cwd=d)
     assert p.returncode == 2 and "libagentsight-preload.so not found" in p.stderr
     assert "ran" not in p.stdout
+
+
+def test_installed_cli_finds_preload_in_multiarch_libdir():
+    """Proves an installation with Debian's multiarch libdir (PREFIX/lib/TRIPLET, the
+    interposer in PREFIX/lib/TRIPLET/agentsight/) or a lib64 libdir runs programs under the
+    installed agentsight: it finds the interposer there (it looked in ../lib/agentsight
+    only and refused to run)."""
+    triplet = run(["cc", "-print-multiarch"]).stdout.strip()
+    for sub in (os.path.join("lib", triplet), "lib64"):
+        pre = os.path.join(tmpdir(), "usr")
+        make("install", pre, "", "libdir=" + os.path.join(pre, sub))
+        want = os.path.join(pre, sub, "agentsight", "libagentsight-preload.so")
+        assert os.path.isfile(want), sub
+        d = tmpdir()
+        p = run([os.path.join(pre, "bin", "agentsight"), "run", "-q", "-o",
+                 "file:" + os.path.join(d, "a.jsonl"), "--", "/bin/sh", "-c",
+                 'printf "%s" "$LD_PRELOAD"'], cwd=d)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == os.path.realpath(want), (sub, p.stdout)
 
 
 def test_uninstall_removes_what_install_put():
