@@ -185,6 +185,16 @@ int as_entry_id(const void *fn) {
     return id;
 }
 
+void as_entry_forget_retired(void) {
+    pthread_mutex_lock(&g_elock);
+    int keep = 0;
+    for (int i = 0; i < g_nesites; i++)
+        if (!as_target_retired((uint32_t)g_esites[i].id))
+            g_esites[keep++] = g_esites[i];
+    g_nesites = keep;
+    pthread_mutex_unlock(&g_elock);
+}
+
 int as_entry_count(void) {
     pthread_mutex_lock(&g_elock);
     int n = g_nesites;

@@ -55,6 +55,12 @@ int as_entry_hook_also(void *fn, size_t size, const char *symbol, const char *ac
 /* The target id of an entry-patched function (fn = its original entry), or -1. */
 int as_entry_id(const void *fn);
 
+/* Forgets the patched functions whose target was retired (their object was unloaded), so
+ * a function loaded again at the same address is patched anew instead of being taken
+ * for one already patched (its fresh code has no jump). Their trampolines stay
+ * allocated. This function can't fail. */
+void as_entry_forget_retired(void);
+
 /* Number of functions entry-patched so far. This function can't fail. */
 int as_entry_count(void);
 

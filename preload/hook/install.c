@@ -765,6 +765,7 @@ static void forget_unloaded(int n) {
                 as_target_retire(i);
         }
         free(sorted);
+        as_entry_forget_retired();
     }
     size_t keep = 0;
     for (size_t i = 0; i < g_nseen; i++) {

@@ -129,3 +129,57 @@ def test_entry_hook_got_leaves_code_alone():
     assert pre.returncode == plain.returncode == 3
     assert pre.stdout == plain.stdout
     assert not [a for a in read_jsonl(out) if a["action_name"] == "weather_lookup"]
+
+
+DLCLOSE_LIB1 = "int tool(int x) { return x * 3 + 1; }\nint call_tool(int x) { return tool(x); }\n"
+DLCLOSE_LIB2 = ("static volatile int k = 7;\nint other(int x) { return x + k; }\n"
+                "int call_other(int x) { return other(x); }\n")
+DLCLOSE_MAIN = r"""
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+static int call(const char *lib, const char *fn, int x) {
+    void *h = dlopen(lib, RTLD_NOW);
+    if (!h) { fprintf(stderr, "%s\n", dlerror()); exit(3); }
+    int (*f)(int) = (int (*)(int))dlsym(h, fn);
+    int r = f(x);
+    dlclose(h);
+    return r;
+}
+int main(int argc, char **argv) {
+    for (int round = 0; round < 4; round++)
+        printf("%d %d\n", call(argv[1], "call_tool", round), call(argv[2], "call_other", round));
+    return 0;
+}
+"""
+
+
+def test_entry_patched_again_after_dlclose():
+    """Proves a library unloaded with dlclose and loaded again (at the same address, with
+    another library loaded at that address in between) gets its functions' entries
+    patched anew each time: every call made inside it, through -Bsymbolic direct calls,
+    is one action, with the right result, and the output is the bare run's (the table of
+    patched functions kept the unloaded ones, so the reloaded code was taken for patched
+    and its later calls went unseen: 1 action of 4)."""
+    d = tmpdir()
+    libs = []
+    for name, src in (("l1", DLCLOSE_LIB1), ("l2", DLCLOSE_LIB2)):
+        c = write(os.path.join(d, name + ".c"), src)
+        so = os.path.join(d, name + ".so")
+        p = run(["cc", "-O1", "-shared", "-fPIC", "-Wl,-Bsymbolic", "-o", so, c])
+        assert p.returncode == 0, p.stderr
+        libs.append(so)
+    src = write(os.path.join(d, "m.c"), DLCLOSE_MAIN)
+    exe = os.path.join(d, "m")
+    p = run(["cc", "-o", exe, src, "-ldl"])
+    assert p.returncode == 0, p.stderr
+    conf = write(os.path.join(d, "a.conf"), "[actions]\ntool\nother\n")
+    bare = run([exe] + libs)
+    out = os.path.join(d, "a.jsonl")
+    r = run_preloaded([exe] + libs, config=conf, out=out)
+    assert r.returncode == bare.returncode == 0 and r.stdout == bare.stdout, r.stderr
+    acts = read_jsonl(out)
+    got = collections.Counter((a["action_name"], a["response"]) for a in acts)
+    want = collections.Counter([("tool", str(3 * i + 1)) for i in range(4)] +
+                               [("other", str(i + 7)) for i in range(4)])
+    assert got == want, acts
