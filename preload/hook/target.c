@@ -12,6 +12,7 @@
 #define AS_STUB_SIZE 16
 
 as_target as_targets[AS_MAX_TARGETS];
+uint8_t as_target_clears_errno[AS_MAX_TARGETS];
 uint32_t as_ntargets;
 pthread_mutex_t as_targets_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -54,6 +55,7 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
     t->obj_lo = obj_lo;
     t->obj_hi = obj_hi;
     t->retired = 0;
+    as_target_clears_errno[n] = entry && entry->error_if != AS_ERRIF_NONE;
     /* Readers index as_targets[id] only with ids handed out after this store. */
     __atomic_store_n(&as_ntargets, n + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&as_targets_lock);

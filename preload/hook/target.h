@@ -42,6 +42,13 @@ typedef struct as_target {
 #define AS_CAPTURES_ASM 2u
 
 extern as_target as_targets[AS_MAX_TARGETS];
+
+/* Per target id: 1 when its entry has an error_if rule. Only then is errno 0 while a call
+ * runs (the caller's value given back when the call sets none), so that the rule sees
+ * what the call set, ENOENT after ENOENT included. Every other call sees and leaves errno
+ * exactly as without the interposer: a function may read the caller's value
+ * (PyErr_SetFromErrno, perror, printf's %m). Set before the id is published. */
+extern uint8_t as_target_clears_errno[AS_MAX_TARGETS];
 extern uint32_t as_ntargets; /* published with release semantics after filling */
 extern pthread_mutex_t as_targets_lock;
 

@@ -560,9 +560,10 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     /* The thunk's call writes the same value; storing it now already marks the frame live
      * for a signal handler that runs in between (see drop_dead). */
     *slot = landing;
-    /* The call starts with errno 0 (the caller's value is errno_in): its exit then sees
-     * what the call set, and restores the caller's value when it set none. */
-    *ep = 0;
+    /* A call with an error rule starts with errno 0 (the caller's value is errno_in): its
+     * exit then sees what the call set, and restores the caller's value when it set none.
+     * Any other call starts with the caller's value (it may read it). */
+    *ep = as_target_clears_errno[id] ? 0 : e;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out.frame = f;
@@ -619,7 +620,8 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
     f->t0 = ((uint64_t)hi << 32) | lo;
     __atomic_store_n(&t->depth, d + 1, __ATOMIC_RELEASE);
     *slot = landing;
-    *t->errno_p = 0; /* as in enter_slow */
+    if (as_target_clears_errno[id]) /* as in enter_slow */
+        *t->errno_p = 0;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out->orig = tg->orig;
@@ -725,7 +727,7 @@ foreign_exit(as_tstate *t, as_retregs *regs, void **slot, uint64_t t1, int e, in
     }
     emit_rec(t, &f, t1, regs, e, AS_CALL_RETURNED);
     t->busy = was_busy;
-    *errno_in = f.errno_in;
+    *errno_in = as_target_clears_errno[f.id] ? f.errno_in : 0;
     as_exit_ret out = {f.ret, f.caller_rbp};
     return out;
 }
@@ -754,7 +756,7 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
     as_shadow_frame *f = &t->frames[k - 1];
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
-    int ein = f->errno_in;
+    int ein = as_target_clears_errno[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
     int was_busy = t->busy;
     t->busy = 1; /* calls made by the pipeline (first ring of a thread) pass through */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -792,7 +794,7 @@ exit_typed(as_retregs *regs, char *rsp_at_landing, uint64_t t1, as_shadow_frame 
         return exit_slow(regs, rsp_at_landing, t1);
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
-    int ein = f->errno_in;
+    int ein = as_target_clears_errno[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
     int was_busy = t->busy;
     t->busy = 1; /* a signal handler's call must not write into the open reservation */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);

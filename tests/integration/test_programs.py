@@ -79,3 +79,19 @@ def test_curl_refused_port():
                                    "[actions]\ncurl_easy_perform\n")
     assert bare.returncode == 7 and got.returncode == 7
     assert [a["response"] for a in actions] == ["7"]
+
+
+def test_python_errno_readers_see_the_callers_errno():
+    """Proves wrapped functions that read errno at their entry see the caller's value:
+    python3 with PyErr_SetFromErrno* wrapped (they build OSError from errno) prints the
+    same FileNotFoundError as bare, and with every function of the process wrapped ('*')
+    python3 starts and prints as bare (errno was 0 inside every wrapped call, so python
+    aborted at start with 'OSError: [Errno 0] Error' and exit status 1)."""
+    py = shutil.which("python3")
+    prog = "import os\ntry:\n    open('/nonexistent/x')\nexcept OSError as e:\n    print(e)\n"
+    argv = [py, "-c", prog]
+    bare, got, acts = preloaded(argv, "[actions]\nPyErr_SetFromErrno*\n")
+    assert "[Errno 2] No such file or directory" in bare.stdout, bare.stdout
+    assert any(a["action_name"].startswith("PyErr_SetFromErrno") for a in acts), got.stderr
+    bare, got, acts = preloaded([py, "-c", "print(6 * 7)"], "[actions]\n*\n")
+    assert bare.stdout == "42\n" and acts, got.stderr

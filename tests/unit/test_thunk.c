@@ -393,13 +393,21 @@ static void test_longjmp_nested(void **state) {
     check_rec(1, (void *)catcher, "42");
 }
 
-/* Proves errno: set by the callee it reaches the caller; not touched by the callee it
- * stays what the caller had; the record carries the caller's value and what the call set
- * (0 when it set none), also when the call sets the value errno already had (errno is 0
- * while the call runs). */
+/* Proves errno is never changed by the interposer for functions with no error rule (these
+ * have none): the callee sees the caller's value at its entry (a function may read it:
+ * PyErr_SetFromErrno, perror; clearing it made python3 abort at start with "OSError: [Errno 0]"
+ * under a '*' glob), what the callee sets reaches the caller, a callee that sets none leaves the
+ * caller's value; the record carries errno at entry and at return. */
+static int seen_errno;
+__attribute__((noinline)) static int read_errno(int x) {
+    seen_errno = errno;
+    return x;
+}
+
 static void test_errno(void **state) {
     int (*fe)(int) = WRAP(fail_enoent);
     int (*f)(int, int) = WRAP(add2);
+    int (*re)(int) = WRAP(read_errno);
     errno = 7;
     assert_int_equal(fe(1), -1);
     assert_int_equal(errno, ENOENT);
@@ -408,13 +416,18 @@ static void test_errno(void **state) {
     errno = 123;
     assert_int_equal(f(1, 1), 2);
     assert_int_equal(errno, 123);
-    assert_int_equal(nrecs, 3);
+    errno = EPIPE;
+    assert_int_equal(re(5), 5);
+    assert_int_equal(seen_errno, EPIPE);
+    assert_int_equal(errno, EPIPE);
+    assert_int_equal(nrecs, 4);
     assert_int_equal(recs[0].errno_in, 7);
     assert_int_equal(recs[0].errno_out, ENOENT);
     assert_int_equal(recs[1].errno_in, ENOENT);
     assert_int_equal(recs[1].errno_out, ENOENT);
     assert_int_equal(recs[2].errno_in, 123);
-    assert_int_equal(recs[2].errno_out, 0);
+    assert_int_equal(recs[2].errno_out, 123);
+    assert_int_equal(recs[3].errno_in, EPIPE);
 }
 
 /* Proves a tail call from one wrapped function into another: both are recorded, inner

@@ -246,8 +246,9 @@ END(as_thunk_stubs)
 .endm
 
 /* The common entry's end, once the frame is filled (rsi = it, rcx as above): the first
- * timestamp, errno cleared (the caller's value is in the frame: the exit tells what the
- * call set, and gives the caller's value back when the call set none), the frame
+ * timestamp, errno cleared when the target has an error rule (as_target_clears_errno:
+ * the caller's value is in the frame; the exit tells what the call set, and gives the
+ * caller's value back when the call set none; other calls keep errno as it is), the frame
  * counted, the landing in the slot, busy cleared, and the frame at [rbp] to be popped
  * into rbp. rax and rdx are changed. */
 .macro ENTRY_STAMP landing
@@ -255,8 +256,13 @@ END(as_thunk_stubs)
     shlq $32, %rdx
     orq %rax, %rdx
     movq %rdx, FR_T0(%rsi)
+    movl FR_ID(%rsi), %eax
+    leaq as_target_clears_errno(%rip), %rdx
+    cmpb $0, (%rdx,%rax)
+    je .Lstamp_errno\@
     movq %fs:TS_ERRNO(%rcx), %rax
     movl $0, (%rax)                  /* errno = 0 for the call */
+.Lstamp_errno\@:
     addl $1, %fs:TS_DEPTH(%rcx)      /* d + 1: nothing changed it since (busy) */
     leaq \landing(%rip), %rax
     movq %rax, 8(%rbp)               /* the call below writes it again (see enter_fast) */
@@ -651,6 +657,11 @@ END(as_thunk_common)
     movl %esi, 24(%r12)              /* errno_out */
     testl %esi, %esi
     jnz 1f
+    movl FR_ID(%r10), %edx
+    leaq as_target_clears_errno(%rip), %rsi
+    cmpb $0, (%rsi,%rdx)
+    je 1f                            /* errno was not cleared: the call left it so */
+    movl FR_ERRNO(%r10), %edx
     movl %edx, (%r11)                /* the call set none: the caller's value back */
 1:  movl FR_ID(%r10), %edx
     movl %edx, 8(%r12)               /* id */
@@ -875,11 +886,8 @@ as_thunk_exit:
     addq $1, RG_SUMMARIZED(%rdi)
     addl $1, RG_SUMSEQ(%rdi)         /* even: done */
     movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
-    cmpl $0, (%r11)
-    jne .Lsum_errno
-    movl FR_ERRNO(%r10), %edx
-    movl %edx, (%r11)                /* the call set no errno: the caller's value back */
-.Lsum_errno:
+    /* errno is as the call left it: a target with an error rule is never summarized here,
+     * and only those have it cleared at entry */
     movl FR_CAPOFF(%r10), %esi       /* a typed call's arena space is freed */
     cmpl $-1, %esi
     je .Lexit_done
