@@ -19,6 +19,13 @@
  * gen_ai.tool.name, gen_ai.tool.type, gen_ai.tool.call.id, gen_ai.conversation.id,
  * error.type + status 2 on failure; gen_ai.tool.call.arguments (the parameters, as a
  * structured value) and gen_ai.tool.call.result (on success only) when capture is on).
+ * An LLM call (an action whose metadata.source is "llm", made by the TLS hooks) is a
+ * CLIENT span named as the action ("chat gpt-4o-mini"), with the GenAI client attributes:
+ * gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model,
+ * gen_ai.response.model, gen_ai.usage.input_tokens (cached tokens included) and
+ * .output_tokens, gen_ai.usage.cache_read.input_tokens, .cache_creation.input_tokens and
+ * .reasoning.output_tokens when reported, server.address, server.port,
+ * http.response.status_code, and error.type (the HTTP status code) + status 2 on failure.
  * Resource: service.name, service.instance.id, telemetry.sdk.*, process.pid and
  * OTEL_RESOURCE_ATTRIBUTES. Runs on the exporter thread only. */
 #include <errno.h>
@@ -38,6 +45,7 @@
 #include "core/action.h"
 #include "core/http.h"
 #include "core/jsonw.h"
+#include "core/llm_facts.h"
 #include "core/log.h"
 #include "core/settings.h"
 #include "core/sink.h"
@@ -163,7 +171,53 @@ static void trace_of(const char *conv, uint8_t id[16]) {
     put_be64(id + 8, fnv1a(conv, 0x84222325cbf29ce4ull));
 }
 
-/* Adds the span of one action (a tool call, or this sink's process span) to e. */
+/* Fills sp (ids and times set) for an LLM call: a CLIENT span named as the action ("chat
+ * gpt-4o-mini") with the GenAI client attributes. The strings stay in a and f. */
+static void llm_span(as_otlp_span *sp, const as_action *a, const as_llm_facts *f, const char *cid,
+                     const char *event_id, char status_text[8]) {
+    sp->kind = AS_OTLP_CLIENT;
+    sp->name = a->action_name;
+    as_otlp_attr_str(sp, "gen_ai.operation.name", f->op);
+    as_otlp_attr_str(sp, "gen_ai.provider.name", f->provider);
+    if (f->request_model[0])
+        as_otlp_attr_str(sp, "gen_ai.request.model", f->request_model);
+    if (f->response_model[0])
+        as_otlp_attr_str(sp, "gen_ai.response.model", f->response_model);
+    int64_t in = as_llm_input_all(f);
+    if (in >= 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.input_tokens", in);
+    if (f->output >= 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.output_tokens", f->output);
+    if (f->cache_read > 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.cache_read.input_tokens", f->cache_read);
+    if (f->cache_write > 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.cache_creation.input_tokens", f->cache_write);
+    if (f->reasoning > 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.reasoning.output_tokens", f->reasoning);
+    if (f->server_address[0])
+        as_otlp_attr_str(sp, "server.address", f->server_address);
+    if (f->server_port)
+        as_otlp_attr_int(sp, "server.port", f->server_port);
+    if (f->http_status)
+        as_otlp_attr_int(sp, "http.response.status_code", f->http_status);
+    as_otlp_attr_str(sp, "gen_ai.conversation.id", cid);
+    as_otlp_attr_str(sp, "agentsight.event_id", event_id);
+    if (a->error_msg) {
+        /* The HTTP status code as text for an HTTP failure (the HTTP conventions' rule),
+         * else the conventions' fallback value. */
+        if (f->http_status >= 400) {
+            snprintf(status_text, 8, "%d", f->http_status % 1000);
+            as_otlp_attr_str(sp, "error.type", status_text);
+        } else {
+            as_otlp_attr_str(sp, "error.type", "_OTHER");
+        }
+        sp->status_code = 2;
+        sp->status_msg = a->error_msg;
+    }
+}
+
+/* Adds the span of one action (a tool call, an LLM call, or this sink's process span) to
+ * e. */
 static void span(osk *k, as_otlp_enc *e, const as_action *a, const char *event_id) {
     const char *cid = a->conversation_id ? a->conversation_id : "";
     as_otlp_span sp = {.kind = AS_OTLP_INTERNAL, .start_ns = a->started_ns, .end_ns = a->ended_ns};
@@ -185,6 +239,14 @@ static void span(osk *k, as_otlp_enc *e, const as_action *a, const char *event_i
     }
     put_be64(sp.span_id, fnv1a(event_id, 0xcbf29ce484222325ull));
     put_be64(sp.parent_id, meta_hex(a->metadata, "\"agentsight_otel_parent"));
+    as_llm_facts f;
+    char status_text[8];
+    if (as_llm_facts_of(a, &f) == 0) {
+        llm_span(&sp, a, &f, cid, event_id, status_text);
+        as_otlp_add(e, &sp);
+        as_buf_free(&name);
+        return;
+    }
     as_buf_puts(&name, "execute_tool ");
     as_buf_puts(&name, a->action_name);
     sp.name = as_buf_cstr(&name);
