@@ -1,4 +1,5 @@
-/* llm_facts.c - reads the facts of an LLM action back from its JSON; see llm_facts.h. */
+/* llm_facts.c - reads the facts of an LLM action back from its JSON and gives them their
+ * OpenTelemetry GenAI attributes; see llm_facts.h. */
 #include "core/llm_facts.h"
 
 #include <stdio.h>
@@ -125,4 +126,45 @@ int64_t as_llm_input_uncached(const as_llm_facts *f) {
         return f->input;
     int64_t v = f->input - nz(f->cache_read);
     return v > 0 ? v : 0;
+}
+
+void as_llm_otlp_span(as_otlp_span *sp, const as_action *a, const as_llm_facts *f,
+                      char status_text[8]) {
+    sp->kind = AS_OTLP_CLIENT;
+    sp->name = a->action_name;
+    as_otlp_attr_str(sp, "gen_ai.operation.name", f->op);
+    as_otlp_attr_str(sp, "gen_ai.provider.name", f->provider);
+    if (f->request_model[0])
+        as_otlp_attr_str(sp, "gen_ai.request.model", f->request_model);
+    if (f->response_model[0])
+        as_otlp_attr_str(sp, "gen_ai.response.model", f->response_model);
+    int64_t in = as_llm_input_all(f);
+    if (in >= 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.input_tokens", in);
+    if (f->output >= 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.output_tokens", f->output);
+    if (f->cache_read > 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.cache_read.input_tokens", f->cache_read);
+    if (f->cache_write > 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.cache_creation.input_tokens", f->cache_write);
+    if (f->reasoning > 0)
+        as_otlp_attr_int(sp, "gen_ai.usage.reasoning.output_tokens", f->reasoning);
+    if (f->server_address[0])
+        as_otlp_attr_str(sp, "server.address", f->server_address);
+    if (f->server_port)
+        as_otlp_attr_int(sp, "server.port", f->server_port);
+    if (f->http_status)
+        as_otlp_attr_int(sp, "http.response.status_code", f->http_status);
+    if (a->error_msg) {
+        /* The HTTP status code as text for an HTTP failure (the HTTP conventions' rule),
+         * else the conventions' fallback value. */
+        if (f->http_status >= 400) {
+            snprintf(status_text, 8, "%d", f->http_status % 1000);
+            as_otlp_attr_str(sp, "error.type", status_text);
+        } else {
+            as_otlp_attr_str(sp, "error.type", "_OTHER");
+        }
+        sp->status_code = 2;
+        sp->status_msg = a->error_msg;
+    }
 }

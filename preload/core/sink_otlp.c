@@ -171,51 +171,6 @@ static void trace_of(const char *conv, uint8_t id[16]) {
     put_be64(id + 8, fnv1a(conv, 0x84222325cbf29ce4ull));
 }
 
-/* Fills sp (ids and times set) for an LLM call: a CLIENT span named as the action ("chat
- * gpt-4o-mini") with the GenAI client attributes. The strings stay in a and f. */
-static void llm_span(as_otlp_span *sp, const as_action *a, const as_llm_facts *f, const char *cid,
-                     const char *event_id, char status_text[8]) {
-    sp->kind = AS_OTLP_CLIENT;
-    sp->name = a->action_name;
-    as_otlp_attr_str(sp, "gen_ai.operation.name", f->op);
-    as_otlp_attr_str(sp, "gen_ai.provider.name", f->provider);
-    if (f->request_model[0])
-        as_otlp_attr_str(sp, "gen_ai.request.model", f->request_model);
-    if (f->response_model[0])
-        as_otlp_attr_str(sp, "gen_ai.response.model", f->response_model);
-    int64_t in = as_llm_input_all(f);
-    if (in >= 0)
-        as_otlp_attr_int(sp, "gen_ai.usage.input_tokens", in);
-    if (f->output >= 0)
-        as_otlp_attr_int(sp, "gen_ai.usage.output_tokens", f->output);
-    if (f->cache_read > 0)
-        as_otlp_attr_int(sp, "gen_ai.usage.cache_read.input_tokens", f->cache_read);
-    if (f->cache_write > 0)
-        as_otlp_attr_int(sp, "gen_ai.usage.cache_creation.input_tokens", f->cache_write);
-    if (f->reasoning > 0)
-        as_otlp_attr_int(sp, "gen_ai.usage.reasoning.output_tokens", f->reasoning);
-    if (f->server_address[0])
-        as_otlp_attr_str(sp, "server.address", f->server_address);
-    if (f->server_port)
-        as_otlp_attr_int(sp, "server.port", f->server_port);
-    if (f->http_status)
-        as_otlp_attr_int(sp, "http.response.status_code", f->http_status);
-    as_otlp_attr_str(sp, "gen_ai.conversation.id", cid);
-    as_otlp_attr_str(sp, "agentsight.event_id", event_id);
-    if (a->error_msg) {
-        /* The HTTP status code as text for an HTTP failure (the HTTP conventions' rule),
-         * else the conventions' fallback value. */
-        if (f->http_status >= 400) {
-            snprintf(status_text, 8, "%d", f->http_status % 1000);
-            as_otlp_attr_str(sp, "error.type", status_text);
-        } else {
-            as_otlp_attr_str(sp, "error.type", "_OTHER");
-        }
-        sp->status_code = 2;
-        sp->status_msg = a->error_msg;
-    }
-}
-
 /* Adds the span of one action (a tool call, an LLM call, or this sink's process span) to
  * e. */
 static void span(osk *k, as_otlp_enc *e, const as_action *a, const char *event_id) {
@@ -242,7 +197,9 @@ static void span(osk *k, as_otlp_enc *e, const as_action *a, const char *event_i
     as_llm_facts f;
     char status_text[8];
     if (as_llm_facts_of(a, &f) == 0) {
-        llm_span(&sp, a, &f, cid, event_id, status_text);
+        as_llm_otlp_span(&sp, a, &f, status_text);
+        as_otlp_attr_str(&sp, "gen_ai.conversation.id", cid);
+        as_otlp_attr_str(&sp, "agentsight.event_id", event_id);
         as_otlp_add(e, &sp);
         as_buf_free(&name);
         return;
