@@ -196,7 +196,7 @@ static void span(osk *k, as_otlp_enc *e, const as_action *a, const char *event_i
     put_be64(sp.parent_id, meta_hex(a->metadata, "\"agentsight_otel_parent"));
     as_llm_facts f;
     char status_text[8];
-    if (as_llm_facts_of(a, &f) == 0) {
+    if (as_llm_is_action(a) && as_llm_facts_of(a, &f) == 0) {
         as_llm_otlp_span(&sp, a, &f, status_text);
         as_otlp_attr_str(&sp, "gen_ai.conversation.id", cid);
         as_otlp_attr_str(&sp, "agentsight.event_id", event_id);
