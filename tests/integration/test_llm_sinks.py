@@ -5,7 +5,8 @@ answered. otlp: one CLIENT span per call named as the action, with the GenAI cli
 attributes (operation, provider, request and response models, token counts with cached
 tokens counted as input, server address and port) and error.type = the HTTP status code
 with status ERROR for the failed call, sent as http/json to the AgentSight emulator and as
-http/protobuf to the strict collector of test_otel.py. agentsight: one span of kind llm
+http/protobuf to the strict collector of test_otel.py, and through the spool when no
+collector listens. agentsight: one span of kind llm
 per call with the attributes the AgentSight SDK gives its llm spans (model that ran,
 requested model, uncached input, cache/reasoning/embedding counts, streaming, error),
 validated by the emulator, which sums them per model; an old 0.0.x server gets action
@@ -245,3 +246,28 @@ def test_agentsight_ingest_llm_spans():
     assert sorted(a["action_name"] for a in r["action_logs"]) == \
         sorted(a["action_name"] for a in acts), r["action_logs"]
     no_key_in(json.dumps(r), p.stderr)
+
+
+def test_otlp_spooled_llm_spans_replayed_intact():
+    """Proves an LLM span survives the spool: with no collector listening the calls are
+    spooled, and `agentsight send` later delivers them (protobuf) as the same CLIENT spans
+    with every gen_ai.* value equal to what the server answered, each exactly once."""
+    d = tmpdir()
+    srv, crt = start_server(d)
+    col = Collector()
+    url = col.url
+    col.stop()  # the port is closed now: nothing listens
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "AGENTSIGHT_FLUSH_TIMEOUT_MS": "500"}
+    try:
+        p, acts, sent = traced(srv, crt, d, "otlp", env)
+    finally:
+        srv.shutdown()
+    col = Collector(port=int(url.rsplit(":", 1)[1]))
+    try:
+        r = run([CLI, "send", "--timeout", "20000"],
+                env=dict(env, AGENTSIGHT_SPOOL_DIR=os.path.join(d, "spool")), cwd=d)
+        assert r.returncode == 0, r.stderr
+        reqs = col.requests()
+    finally:
+        col.stop()
+    check_otlp(all_spans(reqs), acts, sent, srv.server_address[1])
