@@ -17,7 +17,10 @@ API (today's; absent with --legacy, which makes it a 0.0.x-only server answering
   POST /api/ingest/           {"sdk": {"name", "version"}, "conversations": [block...]},
                               validated strictly: unknown fields of the body, of a block or
                               of a span are refused, every type is checked, tool spans must
-                              carry the agentsight.* tool attributes. A refusal is a 400
+                              carry the agentsight.* tool attributes, llm spans
+                              gen_ai.system and integer gen_ai.usage.input_tokens /
+                              output_tokens (status error exactly with
+                              agentsight.llm.error). A refusal is a 400
                               naming each offending block: {"detail", "conversations":
                               [{"index", "conversation_id", "errors": {field: [msg]}}]};
                               the batch is then taken whole or not at all. A span named
@@ -34,7 +37,8 @@ API (today's; absent with --legacy, which makes it a 0.0.x-only server answering
 Control (no key):
   POST /_control  {"fail_mode": "...", "fail_count": N, "fail_path": P, "slow_seconds": S,
                    "retry_after": S, "legacy": bool, "gzip": bool}
-  GET  /_received everything stored; GET /_stats counts only.
+  GET  /_received everything stored, and "llm_usage": per model that ran, the llm spans'
+                  calls, errors and summed token counts; GET /_stats counts only.
 Keys are never stored: /_received lists a fingerprint of each Authorization header seen
 ("Api-Key " + the first 8 characters of the key + "...") and "auth_matched", the number of
 requests whose key was exactly --key. A request whose Content-Length is not a whole
@@ -204,9 +208,65 @@ def span_errors(sp, block_cid):
                     bad("attributes.agentsight.tool.arguments", "a string holding JSON")
             if (sp.get("status") == "error") != ("agentsight.tool.error" in at):
                 bad("status", "error exactly when agentsight.tool.error is set")
+        if sp.get("kind") == "llm":
+            llm_errors(at, sp, bad)
     if sp.get("name") == "emulator_refuse":
         bad("name", "refused by the emulator")
     return errs
+
+
+LLM_COUNTS = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+              "agentsight.llm.cache_read_tokens", "agentsight.llm.cache_write_tokens",
+              "agentsight.llm.reasoning_tokens", "agentsight.llm.audio_input_tokens",
+              "agentsight.llm.audio_output_tokens", "agentsight.llm.embedding_tokens")
+LLM_STRINGS = ("gen_ai.request.model", "gen_ai.response.model", "gen_ai.operation.name",
+               "agentsight.llm.requested_model", "agentsight.llm.error",
+               "agentsight.entity.name")
+LLM_BOOLS = ("agentsight.llm.streaming", "agentsight.llm.usage_reported",
+             "agentsight.llm.model_declared")
+
+
+def llm_errors(at, sp, bad):
+    """The rules of an llm span's attributes (as the SDK writes them): the system named,
+    the two standard token counts always there, every count a non-negative integer, the
+    model names strings, the flags booleans, status error exactly when
+    agentsight.llm.error is set."""
+    if not isinstance(at.get("gen_ai.system"), str) or not at.get("gen_ai.system"):
+        bad("attributes.gen_ai.system", "required non-empty string")
+    for f in LLM_COUNTS:
+        if f in at and (not isinstance(at[f], int) or isinstance(at[f], bool) or at[f] < 0):
+            bad("attributes." + f, "non-negative integer")
+    for f in LLM_COUNTS[:2]:
+        if f not in at:
+            bad("attributes." + f, "required")
+    for f in LLM_STRINGS:
+        if f in at and not isinstance(at[f], str):
+            bad("attributes." + f, "string")
+    for f in LLM_BOOLS:
+        if f in at and not isinstance(at[f], bool):
+            bad("attributes." + f, "boolean")
+    if (sp.get("status") == "error") != ("agentsight.llm.error" in at):
+        bad("status", "error exactly when agentsight.llm.error is set")
+
+
+def llm_usage(spans):
+    """What the service makes of the llm spans it took: per model (gen_ai.request.model,
+    the model that ran) the calls, failures and the billable token counts summed."""
+    out = {}
+    for e in spans:
+        sp = e["span"]
+        if sp.get("kind") != "llm":
+            continue
+        at = sp["attributes"]
+        u = out.setdefault(at.get("gen_ai.request.model") or at["gen_ai.system"],
+                           {"calls": 0, "errors": 0})
+        u["calls"] += 1
+        u["errors"] += sp.get("status") == "error"
+        for f in LLM_COUNTS:
+            if f in at:
+                k = f.rsplit(".", 1)[1]
+                u[k] = u.get(k, 0) + at[f]
+    return out
 
 
 def block_errors(b):
@@ -537,6 +597,7 @@ class Handler(BaseHTTPRequestHandler):
                 obj = {"action_logs": STATE.action_logs, "spans": STATE.spans,
                        "ingest_spans": STATE.ingest_spans,
                        "ingest_requests": STATE.ingest_requests,
+                       "llm_usage": llm_usage(STATE.ingest_spans),
                        "me_requests": STATE.me_requests,
                        "conversation_environments": STATE.conv_env,
                        "conversations": STATE.conversations,
@@ -552,6 +613,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(200, {
                     "action_logs": len(STATE.action_logs), "spans": len(STATE.spans),
                     "ingest_spans": len(STATE.ingest_spans),
+                    "ingest_llm_spans": sum(e["span"].get("kind") == "llm"
+                                            for e in STATE.ingest_spans),
                     "duplicates": STATE.duplicates, "unique": len(STATE.event_ids),
                     "rejected": len(STATE.rejected), "requests": STATE.requests,
                     "failed": STATE.failed, "fail_mode": STATE.fail_mode})

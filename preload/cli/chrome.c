@@ -217,6 +217,11 @@ static int action_event(as_chrome *c, const cJSON *root, const char **why) {
     if (tid < 0)
         tid = pid;
 
+    /* a model call made by the TLS hooks gets a category of its own, so a viewer can
+     * select or colour the model calls apart from the tool calls */
+    const char *src = cJSON_GetStringValue(member(meta, "source"));
+    const char *cat = src && strcmp(src, "llm") == 0 ? "llm" : "action";
+
     int rc = -1;
     *why = "out of memory";
     cJSON *ev = cJSON_CreateObject();
@@ -224,7 +229,7 @@ static int action_event(as_chrome *c, const cJSON *root, const char **why) {
     if (!ev || !args)
         goto done;
     if (!cJSON_AddStringToObject(ev, "name", name->valuestring) ||
-        !cJSON_AddStringToObject(ev, "cat", "action") || !cJSON_AddStringToObject(ev, "ph", "X") ||
+        !cJSON_AddStringToObject(ev, "cat", cat) || !cJSON_AddStringToObject(ev, "ph", "X") ||
         !cJSON_AddNumberToObject(ev, "ts", start) ||
         !cJSON_AddNumberToObject(ev, "dur", round(dur * 1e3) / 1e3) ||
         !cJSON_AddNumberToObject(ev, "pid", pid) || !cJSON_AddNumberToObject(ev, "tid", tid))

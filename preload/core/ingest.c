@@ -9,6 +9,7 @@
 
 #include "core/clock.h"
 #include "core/dl_cjson.h"
+#include "core/llm_facts.h"
 
 #define AS_SDK_NAME "agentsight-preload"
 #ifndef AS_VERSION
@@ -82,13 +83,75 @@ static void attr_str(as_buf *b, const char *key, const char *value) {
     as_json_cstr(b, value);
 }
 
+as_span_kind as_ingest_kind_of(const as_action *a) {
+    return as_llm_is_action(a) ? AS_SPAN_LLM : AS_SPAN_TOOL;
+}
+
+static void attr_int(as_buf *b, const char *key, int64_t v) {
+    as_buf_putc(b, ',');
+    as_json_cstr(b, key);
+    as_buf_printf(b, ":%lld", (long long)v);
+}
+
+/* The attributes of an llm span, as the AgentSight SDK records a model call:
+ * gen_ai.request.model is the model that ran (the one billed: the answer's model, else the
+ * requested one) and agentsight.llm.requested_model the requested one when it differs;
+ * gen_ai.usage.input_tokens excludes cached tokens; embedding calls count their input as
+ * agentsight.llm.embedding_tokens; counts that were not reported are 0 with
+ * agentsight.llm.usage_reported false. */
+static void llm_attrs(as_buf *b, const as_action *a, const as_llm_facts *f) {
+    const char *model = f->response_model[0] ? f->response_model : f->request_model;
+    attr_str(b, "agentsight.entity.name", model[0] ? model : f->provider);
+    attr_str(b, "gen_ai.system", f->provider);
+    attr_str(b, "gen_ai.provider.name", f->provider);
+    attr_str(b, "gen_ai.operation.name", f->op);
+    if (model[0])
+        attr_str(b, "gen_ai.request.model", model);
+    if (f->request_model[0] && strcmp(f->request_model, model) != 0)
+        attr_str(b, "agentsight.llm.requested_model", f->request_model);
+    if (f->response_model[0])
+        attr_str(b, "gen_ai.response.model", f->response_model);
+    int embeddings = strcmp(f->op, "embeddings") == 0;
+    int64_t in = as_llm_input_uncached(f);
+    attr_int(b, "gen_ai.usage.input_tokens", embeddings || in < 0 ? 0 : in);
+    attr_int(b, "gen_ai.usage.output_tokens", f->output < 0 ? 0 : f->output);
+    if (embeddings && f->input > 0)
+        attr_int(b, "agentsight.llm.embedding_tokens", f->input);
+    if (f->cache_read > 0)
+        attr_int(b, "agentsight.llm.cache_read_tokens", f->cache_read);
+    if (f->cache_write > 0)
+        attr_int(b, "agentsight.llm.cache_write_tokens", f->cache_write);
+    if (f->reasoning > 0)
+        attr_int(b, "agentsight.llm.reasoning_tokens", f->reasoning);
+    if (f->input < 0 && f->output < 0)
+        as_buf_puts(b, ",\"agentsight.llm.usage_reported\":false");
+    if (f->stream)
+        as_buf_puts(b, ",\"agentsight.llm.streaming\":true");
+    if (a->error_msg)
+        attr_str(b, "agentsight.llm.error", a->error_msg);
+    if (f->server_address[0])
+        attr_str(b, "server.address", f->server_address);
+    if (f->server_port)
+        attr_int(b, "server.port", f->server_port);
+    if (f->http_status)
+        attr_int(b, "http.response.status_code", f->http_status);
+}
+
 void as_ingest_span(as_buf *b, const as_action *a, as_span_kind kind) {
     char sid[17], tid[33];
     as_ingest_ids(a, sid, tid);
+    as_llm_facts f;
+    if (kind == AS_SPAN_LLM && as_llm_facts_of(a, &f) != 0)
+        kind = AS_SPAN_TOOL; /* not readable as a model call: sent as what it was */
+    const char *name = a->action_name;
+    if (kind == AS_SPAN_LLM) /* named by the model, as the SDK names its llm spans */
+        name = f.response_model[0]  ? f.response_model
+               : f.request_model[0] ? f.request_model
+                                    : f.provider;
     const char *k = as_span_kind_name(kind);
     as_buf_printf(b, "{\"span_id\":\"%s\",\"trace_id\":\"%s\",\"parent_span_id\":null,", sid, tid);
     as_buf_printf(b, "\"kind\":\"%s\",\"name\":", k);
-    as_json_cstr(b, a->action_name);
+    as_json_cstr(b, name);
     as_buf_puts(b, ",\"started_at\":");
     iso(b, a->started_ns);
     as_buf_puts(b, ",\"ended_at\":");
@@ -109,6 +172,8 @@ void as_ingest_span(as_buf *b, const as_action *a, as_span_kind kind) {
             attr_str(b, "agentsight.tool.response", a->response);
         if (a->error_msg)
             attr_str(b, "agentsight.tool.error", a->error_msg);
+    } else {
+        llm_attrs(b, a, &f);
     }
     if (a->metadata)
         attr_str(b, "agentsight.metadata", a->metadata);

@@ -21,10 +21,23 @@ const char *as_span_kind_name(as_span_kind kind);
  * fail. */
 void as_ingest_ids(const as_action *a, char span_id[17], char trace_id[33]);
 
+/* AS_SPAN_LLM for an LLM call (metadata.source "llm"), else AS_SPAN_TOOL. This function
+ * can't fail. */
+as_span_kind as_ingest_kind_of(const as_action *a);
+
 /* Appends one span object for a (conversation id a->conversation_id) of the given kind:
  * span_id, trace_id, parent_span_id, kind, name, started_at, ended_at, duration_ms,
  * status, attributes, events. Tool attributes: agentsight.tool.name, .arguments (JSON
  * text of tools_used.parameters, else of tools_used), .response, .error (when known).
+ * LLM attributes (AS_SPAN_LLM; the span is named by the model that ran, as the SDK names
+ * them): agentsight.entity.name, gen_ai.system and gen_ai.provider.name,
+ * gen_ai.operation.name, gen_ai.request.model (the model that ran) and
+ * agentsight.llm.requested_model (when the request named another), gen_ai.response.model,
+ * gen_ai.usage.input_tokens (uncached) and .output_tokens, agentsight.llm.cache_read_tokens,
+ * .cache_write_tokens, .reasoning_tokens, .embedding_tokens when non-zero,
+ * agentsight.llm.usage_reported false when no usage was reported, .streaming true for
+ * streams, .error on failure, server.address, server.port, http.response.status_code; an
+ * action that does not read as a model call is sent as a tool span.
  * The action's metadata travels as agentsight.metadata (JSON text) and its event id as
  * agentsight.event_id. Needs cJSON loaded (as_cjson_lib). On OOM b->oom is set. */
 void as_ingest_span(as_buf *b, const as_action *a, as_span_kind kind);

@@ -430,7 +430,7 @@ static int item_span(as_buf *b, const item *it) {
     as_spool_rec rec;
     if (as_spool_parse_line(it->line, strlen(it->line), &rec) != 0)
         return -1;
-    as_ingest_span(b, &rec.a, AS_SPAN_TOOL);
+    as_ingest_span(b, &rec.a, as_ingest_kind_of(&rec.a));
     as_spool_rec_free(&rec);
     return 0;
 }

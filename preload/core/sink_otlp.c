@@ -19,6 +19,13 @@
  * gen_ai.tool.name, gen_ai.tool.type, gen_ai.tool.call.id, gen_ai.conversation.id,
  * error.type + status 2 on failure; gen_ai.tool.call.arguments (the parameters, as a
  * structured value) and gen_ai.tool.call.result (on success only) when capture is on).
+ * An LLM call (an action whose metadata.source is "llm", made by the TLS hooks) is a
+ * CLIENT span named as the action ("chat gpt-4o-mini"), with the GenAI client attributes:
+ * gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model,
+ * gen_ai.response.model, gen_ai.usage.input_tokens (cached tokens included) and
+ * .output_tokens, gen_ai.usage.cache_read.input_tokens, .cache_creation.input_tokens and
+ * .reasoning.output_tokens when reported, server.address, server.port,
+ * http.response.status_code, and error.type (the HTTP status code) + status 2 on failure.
  * Resource: service.name, service.instance.id, telemetry.sdk.*, process.pid and
  * OTEL_RESOURCE_ATTRIBUTES. Runs on the exporter thread only. */
 #include <errno.h>
@@ -38,6 +45,7 @@
 #include "core/action.h"
 #include "core/http.h"
 #include "core/jsonw.h"
+#include "core/llm_facts.h"
 #include "core/log.h"
 #include "core/settings.h"
 #include "core/sink.h"
@@ -163,7 +171,8 @@ static void trace_of(const char *conv, uint8_t id[16]) {
     put_be64(id + 8, fnv1a(conv, 0x84222325cbf29ce4ull));
 }
 
-/* Adds the span of one action (a tool call, or this sink's process span) to e. */
+/* Adds the span of one action (a tool call, an LLM call, or this sink's process span) to
+ * e. */
 static void span(osk *k, as_otlp_enc *e, const as_action *a, const char *event_id) {
     const char *cid = a->conversation_id ? a->conversation_id : "";
     as_otlp_span sp = {.kind = AS_OTLP_INTERNAL, .start_ns = a->started_ns, .end_ns = a->ended_ns};
@@ -185,6 +194,16 @@ static void span(osk *k, as_otlp_enc *e, const as_action *a, const char *event_i
     }
     put_be64(sp.span_id, fnv1a(event_id, 0xcbf29ce484222325ull));
     put_be64(sp.parent_id, meta_hex(a->metadata, "\"agentsight_otel_parent"));
+    as_llm_facts f;
+    char status_text[8];
+    if (as_llm_is_action(a) && as_llm_facts_of(a, &f) == 0) {
+        as_llm_otlp_span(&sp, a, &f, status_text);
+        as_otlp_attr_str(&sp, "gen_ai.conversation.id", cid);
+        as_otlp_attr_str(&sp, "agentsight.event_id", event_id);
+        as_otlp_add(e, &sp);
+        as_buf_free(&name);
+        return;
+    }
     as_buf_puts(&name, "execute_tool ");
     as_buf_puts(&name, a->action_name);
     sp.name = as_buf_cstr(&name);

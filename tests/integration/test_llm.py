@@ -73,25 +73,36 @@ class Api(http.server.BaseHTTPRequestHandler):
         gz = "gzip" in (self.headers.get("Accept-Encoding") or "")
         stream = bool(req.get("stream"))
         served = model + "-2024"
+        # a model named "*cache*" answers with cache and reasoning counts too
+        cr, cw, rs = (3, 5, 2) if "cache" in model else (None, None, None)
         if self.path == "/v1/chat/completions":
-            sent = {"model": served, "in": tin, "out": tout, "text": text, "status": 200}
+            sent = {"model": served, "in": tin, "out": tout, "text": text, "status": 200,
+                    "cr": cr, "rs": rs}
+            usage = {"prompt_tokens": tin, "completion_tokens": tout}
+            if cr:
+                usage["prompt_tokens_details"] = {"cached_tokens": cr}
+                usage["completion_tokens_details"] = {"reasoning_tokens": rs}
             if stream:
                 evs = ["data: " + json.dumps({"model": served, "choices": [
                     {"delta": {"content": w}}]}) + "\n\n" for w in words]
-                evs.append("data: " + json.dumps({"model": served, "choices": [], "usage": {
-                    "prompt_tokens": tin, "completion_tokens": tout}}) + "\n\n")
+                evs.append("data: " + json.dumps({"model": served, "choices": [],
+                                                  "usage": usage}) + "\n\n")
                 evs.append("data: [DONE]\n\n")
                 self.send_sse(evs)
             else:
                 self.send_body(200, {"model": served, "choices": [
                     {"message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": tin, "completion_tokens": tout}}, gz)
+                    "usage": usage}, gz)
         elif self.path == "/v1/messages":
-            sent = {"model": served, "in": tin, "out": tout, "text": text, "status": 200}
+            sent = {"model": served, "in": tin, "out": tout, "text": text, "status": 200,
+                    "cr": cr, "cw": cw}
+            usage = {"input_tokens": tin, "output_tokens": tout}
+            if cr:
+                usage.update(cache_read_input_tokens=cr, cache_creation_input_tokens=cw)
             if stream:
                 evs = ["event: message_start\ndata: " + json.dumps({"type": "message_start",
-                       "message": {"model": served, "usage": {"input_tokens": tin,
-                                                              "output_tokens": 1}}}) + "\n\n"]
+                       "message": {"model": served, "usage": dict(usage, output_tokens=1)}})
+                       + "\n\n"]
                 evs += ["event: content_block_delta\ndata: " + json.dumps(
                     {"type": "content_block_delta", "index": 0,
                      "delta": {"type": "text_delta", "text": w}}) + "\n\n" for w in words]
@@ -102,7 +113,7 @@ class Api(http.server.BaseHTTPRequestHandler):
             else:
                 self.send_body(200, {"model": served, "type": "message", "content": [
                     {"type": "text", "text": text}],
-                    "usage": {"input_tokens": tin, "output_tokens": tout}}, gz)
+                    "usage": usage}, gz)
         elif self.path == "/v1/embeddings":
             sent = {"model": served, "in": tin, "out": None, "text": None, "status": 200}
             self.send_body(200, {"model": served, "data": [{"embedding": [0.1, 0.2]}],

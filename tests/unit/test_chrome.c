@@ -136,6 +136,26 @@ static void test_manual_action(void **state) {
     cJSON_Delete(root);
 }
 
+/* Proves an LLM call (metadata.source "llm") gets the category "llm", its tools_used
+ * (models, usage) kept whole in args, while other actions keep "action". */
+static void test_llm_action(void **state) {
+    (void)state;
+    cJSON *root =
+        convert("{\"action_name\":\"chat gpt-4o\",\"started_at\":\"2026-01-02T03:04:05Z\","
+                "\"duration_ms\":3,\"metadata\":{\"source\":\"llm\",\"pid\":7,\"tid\":7},"
+                "\"tools_used\":{\"provider\":\"openai\",\"usage\":{\"input_tokens\":5}}}\n"
+                "{\"action_name\":\"f\",\"started_at\":\"2026-01-02T03:04:05Z\",\"duration_ms\":1,"
+                "\"metadata\":{\"source\":\"config\"}}\n",
+                NULL);
+    const cJSON *ev = nth(root, "X", 0);
+    assert_non_null(ev);
+    assert_string_equal(str(ev, "cat"), "llm");
+    const cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "args"), "tools_used");
+    assert_true(num(cJSON_GetObjectItem(t, "usage"), "input_tokens") == 5);
+    assert_string_equal(str(nth(root, "X", 1), "cat"), "action");
+    cJSON_Delete(root);
+}
+
 /* Proves bad lines (not JSON, no name, no time, a negative duration) are counted and
  * skipped while the good ones around them are converted; blank lines are neither. */
 static void test_bad_lines(void **state) {
@@ -189,8 +209,9 @@ static void test_empty(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_action),    cmocka_unit_test(test_lane_names),
-        cmocka_unit_test(test_manual_action), cmocka_unit_test(test_bad_lines),
-        cmocka_unit_test(test_iso),           cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_manual_action), cmocka_unit_test(test_llm_action),
+        cmocka_unit_test(test_bad_lines),     cmocka_unit_test(test_iso),
+        cmocka_unit_test(test_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* test_otlp_enc.c - the OTLP encoder's protobuf wire primitives and the OTEL_* variable
  * parser: lengths that need several varint bytes, nested messages, the same span in both
- * encodings, percent-decoding, and headers that could split a request refused. */
+ * encodings, percent-decoding, and headers that could split a request refused; and the
+ * GenAI client span an LLM action becomes (llm_facts.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "core/llm_facts.h"
 #include "core/otel_env.h"
 #include "core/otlp_enc.h"
 
@@ -111,6 +115,109 @@ static void test_span_both_encodings(void **state) {
     }
 }
 
+/* Encodes sp alone as OTLP/JSON and returns its first span (owned by *root). */
+static const cJSON *json_span(const as_otlp_span *sp, cJSON **root) {
+    as_buf b;
+    as_buf_init(&b);
+    as_otlp_enc e;
+    as_otlp_begin(&e, &b, 0, NULL, 0, "agentsight", "1");
+    as_otlp_add(&e, sp);
+    as_otlp_end(&e);
+    *root = cJSON_Parse(as_buf_cstr(&b));
+    as_buf_free(&b);
+    assert_non_null(*root);
+    const cJSON *rs = cJSON_GetArrayItem(cJSON_GetObjectItem(*root, "resourceSpans"), 0);
+    const cJSON *ss = cJSON_GetArrayItem(cJSON_GetObjectItem(rs, "scopeSpans"), 0);
+    return cJSON_GetArrayItem(cJSON_GetObjectItem(ss, "spans"), 0);
+}
+
+/* The value of attribute key of a JSON span as text ("" when absent): the string, or the
+ * decimal text of an intValue. */
+static const char *attr(const cJSON *span, const char *key) {
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, cJSON_GetObjectItem(span, "attributes")) {
+        if (strcmp(cJSON_GetObjectItem(kv, "key")->valuestring, key) != 0)
+            continue;
+        const cJSON *v = cJSON_GetObjectItem(kv, "value");
+        const cJSON *x = cJSON_GetObjectItem(v, "stringValue");
+        if (!x)
+            x = cJSON_GetObjectItem(v, "intValue"); /* OTLP/JSON: int64 as a string */
+        return cJSON_IsString(x) ? x->valuestring : "?";
+    }
+    return "";
+}
+
+/* Proves an LLM action becomes a CLIENT span named as the action with the GenAI client
+ * attributes: Anthropic's input count plus both cache counts as gen_ai.usage.input_tokens
+ * (the conventions count cached tokens as input), the cache counts under their own names,
+ * the server split into address and port; OpenAI's input count kept as reported, its
+ * reasoning count named; a 404 with error.type "404", status 2 and the message; and that
+ * an action without metadata.source "llm" is not read as one. */
+static void test_llm_client_span(void **state) {
+    (void)state;
+    as_action a = {
+        .action_name = "chat claude-x",
+        .tools_used = "{\"provider\":\"anthropic\",\"request_model\":\"claude-x\","
+                      "\"response_model\":\"claude-x-1\",\"stream\":true,\"http_status\":200,"
+                      "\"server_address\":\"api.anthropic.example:8443\",\"usage\":{"
+                      "\"input_tokens\":10,\"output_tokens\":4,\"cache_read_input_tokens\":7,"
+                      "\"cache_creation_input_tokens\":9}}",
+        .metadata = "{\"agentsight_otel_parent\":\"00000000000000aa\", \"source\" : \"llm\"}",
+    };
+    as_llm_facts f;
+    assert_int_equal(as_llm_facts_of(&a, &f), 0);
+    as_otlp_span sp = {.start_ns = 1, .end_ns = 2};
+    sp.trace_id[0] = sp.span_id[0] = 1;
+    char st[8];
+    as_llm_otlp_span(&sp, &a, &f, st);
+    assert_int_equal(sp.kind, AS_OTLP_CLIENT);
+    assert_int_equal(sp.status_code, 0);
+    cJSON *root;
+    const cJSON *js = json_span(&sp, &root);
+    assert_string_equal(cJSON_GetObjectItem(js, "name")->valuestring, "chat claude-x");
+    assert_int_equal(cJSON_GetObjectItem(js, "kind")->valueint, 3);
+    assert_string_equal(attr(js, "gen_ai.operation.name"), "chat");
+    assert_string_equal(attr(js, "gen_ai.provider.name"), "anthropic");
+    assert_string_equal(attr(js, "gen_ai.request.model"), "claude-x");
+    assert_string_equal(attr(js, "gen_ai.response.model"), "claude-x-1");
+    assert_string_equal(attr(js, "gen_ai.usage.input_tokens"), "26");
+    assert_string_equal(attr(js, "gen_ai.usage.output_tokens"), "4");
+    assert_string_equal(attr(js, "gen_ai.usage.cache_read.input_tokens"), "7");
+    assert_string_equal(attr(js, "gen_ai.usage.cache_creation.input_tokens"), "9");
+    assert_string_equal(attr(js, "gen_ai.usage.reasoning.output_tokens"), "");
+    assert_string_equal(attr(js, "server.address"), "api.anthropic.example");
+    assert_string_equal(attr(js, "server.port"), "8443");
+    assert_string_equal(attr(js, "http.response.status_code"), "200");
+    assert_string_equal(attr(js, "error.type"), "");
+    cJSON_Delete(root);
+
+    a.action_name = "chat gpt-x";
+    a.tools_used = "{\"provider\":\"openai\",\"request_model\":\"gpt-x\",\"http_status\":404,"
+                   "\"server_address\":\"gw.example\",\"usage\":{\"input_tokens\":50,"
+                   "\"output_tokens\":8,\"cache_read_input_tokens\":20,\"reasoning_tokens\":3}}";
+    a.error_msg = "HTTP 404: no such model";
+    assert_int_equal(as_llm_facts_of(&a, &f), 0);
+    as_otlp_span sp2 = {.start_ns = 1, .end_ns = 2};
+    sp2.trace_id[0] = sp2.span_id[0] = 1;
+    as_llm_otlp_span(&sp2, &a, &f, st);
+    assert_int_equal(sp2.status_code, 2);
+    assert_string_equal(sp2.status_msg, "HTTP 404: no such model");
+    js = json_span(&sp2, &root);
+    assert_string_equal(attr(js, "gen_ai.usage.input_tokens"), "50");
+    assert_string_equal(attr(js, "gen_ai.usage.reasoning.output_tokens"), "3");
+    assert_string_equal(attr(js, "gen_ai.response.model"), "");
+    assert_string_equal(attr(js, "server.address"), "gw.example");
+    assert_string_equal(attr(js, "server.port"), "");
+    assert_string_equal(attr(js, "error.type"), "404");
+    const cJSON *status = cJSON_GetObjectItem(js, "status");
+    assert_int_equal(cJSON_GetObjectItem(status, "code")->valueint, 2);
+    cJSON_Delete(root);
+
+    a.metadata = "{\"source\":\"config\",\"note\":\"llm\"}";
+    assert_int_equal(as_llm_is_action(&a), 0);
+    assert_int_equal(as_llm_facts_of(&a, &f), -1);
+}
+
 static void collect(void *ctx, const char *k, const char *v) {
     char *out = ctx;
     strcat(out, k);
@@ -156,6 +263,7 @@ int main(void) {
         cmocka_unit_test(test_varint),
         cmocka_unit_test(test_nested_length),
         cmocka_unit_test(test_span_both_encodings),
+        cmocka_unit_test(test_llm_client_span),
         cmocka_unit_test(test_parse_list),
         cmocka_unit_test(test_env),
     };
