@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agentsight.h"
@@ -31,6 +33,7 @@
 #include "core/clock.h"
 #include "core/fdio.h"
 #include "core/http.h"
+#include "core/pipeline.h"
 #include "core/settings.h"
 #include "core/sink.h"
 
@@ -428,9 +431,12 @@ static int spool_root(char *out, size_t cap) {
     return n >= 0 && (size_t)n < cap ? 0 : -1;
 }
 
-/* Delivers what the processes of this run left in their ring files (they have all
- * ended, or they are live and deliver it themselves). Returns the actions recovered;
- * *unreported receives those the ended processes delivered but never reported. */
+/* Delivers what the processes of this run left in their ring files. Descendants that
+ * outlive PROGRAM (orphans of a killed shell, say: `run` is their subreaper, so they
+ * become its children) are waited for up to the flush timeout
+ * (AGENTSIGHT_FLUSH_TIMEOUT_MS, 2000 ms), what each leaves recovered as it ends; those
+ * still alive then deliver their own. Returns the actions recovered; *unreported
+ * receives those the ended processes delivered but never reported. */
 static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported) {
     char root[sizeof as_cfg.spool_dir];
     const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
@@ -439,9 +445,27 @@ static unsigned long long rescue_run(const char *run_id, unsigned long long *unr
     snprintf(as_cfg.spool_dir, sizeof as_cfg.spool_dir, "%s", root);
     const char *t = getenv("AGENTSIGHT_FLUSH_TIMEOUT_MS");
     long ms = t && atol(t) > 0 ? atol(t) : 2000;
-    unsigned long long n = 0;
-    as_cli_rescue_rings(root, run_id, (long long)as_mono_ms() + ms, &n, unreported);
-    return n;
+    long long deadline = (long long)as_mono_ms() + ms;
+    unsigned long long total = 0, unrep_total = 0;
+    for (;;) {
+        unsigned long long n = 0, unrep = 0;
+        as_cli_rescue_rings(root, run_id, deadline, &n, &unrep);
+        total += n;
+        unrep_total += unrep;
+        int st, children = 0;
+        pid_t w;
+        while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+            ; /* orphans reparented to us (a subreaper) that ended: reaped */
+        children = w == 0;
+        if ((!children && as_pipe_live_rings(root, run_id) == 0) ||
+            (long long)as_mono_ms() >= deadline)
+            break;
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (unreported)
+        *unreported = unrep_total;
+    return total;
 }
 
 /* Forks and execs o->prog. Returns PROGRAM's exit status (128+signo after a signal), or
@@ -460,6 +484,9 @@ static int spawn_and_wait(const run_opts *o, int *started) {
     sigprocmask(SIG_BLOCK, &block, &old);
     fflush(stdout);
     fflush(stderr);
+    /* Descendants orphaned while PROGRAM runs become our children, not init's: `run` can
+     * then wait for the end of the whole tree before it recovers what it left. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     pid_t pid = fork();
     if (pid == 0) {
         close(pfd[0]);

@@ -205,4 +205,10 @@ long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx);
  * process (or of a dead recoverer), else 0. Reads the directory only; makes nothing. */
 int as_pipe_recover_pending(const char *root);
 
+/* The number of ring files in <root>/rings (root NULL or "": the configured spool) of
+ * processes still alive whose writer ran under `agentsight run` with AGENTSIGHT_RUN_ID
+ * run_id: descendants that outlived the run's program (orphans), which `run` waits for a
+ * while before it recovers what they leave. Reads headers only; claims nothing. */
+int as_pipe_live_rings(const char *root, const char *run_id);
+
 #endif

@@ -772,3 +772,39 @@ int as_pipe_recover_pending(const char *root) {
     closedir(d);
     return found;
 }
+
+int as_pipe_live_rings(const char *root, const char *run_id) {
+    if (!run_id || !run_id[0])
+        return 0;
+    if (!root || !root[0])
+        root = as_cfg.spool_dir;
+    char dir[1024];
+    if (!root[0] || cat3(dir, sizeof dir, root, "/rings", NULL) != 0)
+        return 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int live = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid;
+        uint64_t start;
+        char prefix[NAME_MAX_LEN], path[1024];
+        if (parse_name(e->d_name, &pid, &start, prefix, sizeof prefix) != 0 ||
+            strcmp(strstr(e->d_name, ".ring"), ".ring") != 0 || as_proc_dead(pid, start) ||
+            path_of(path, sizeof path, dir, e->d_name, NULL) != 0)
+            continue;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+            continue;
+        as_ring h;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+            pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && h.magic == AS_RING_MAGIC &&
+            strncmp(h.info.run_id, run_id, sizeof h.info.run_id) == 0)
+            live++;
+        close(fd);
+    }
+    closedir(d);
+    return live;
+}

@@ -264,3 +264,22 @@ def test_hostile_calibration_ships_no_garbage_times():
     assert other == []
     for a in after:
         assert a["started_at"] <= a["ended_at"]
+
+
+def test_run_recovers_orphans_killed_after_the_program():
+    """Proves `agentsight run` delivers what descendants that outlive its program leave:
+    the shell it runs is killed (SIGKILL) while a child it started in the background goes
+    on, tracks N API actions and N labs calls and is killed too; run waits for that orphan,
+    recovers its ring, counts its actions in the summary and returns with no ring file
+    left (it returned at once, leaving the orphan's ring for a later `agentsight send`)."""
+    d, conf, spool = _setup()
+    out = os.path.join(d, "a.jsonl")
+    script = "( sleep 0.3; exec %s kill %d ) & kill -9 $$" % (agent("crash_agent"), N)
+    r = run([CLI, "run", "-c", conf, "-o", "file:" + out, "--", "/bin/sh", "-c", script],
+            env=_env(spool, True))
+    assert r.returncode == 128 + signal.SIGKILL, r.stderr
+    assert _ring_files(spool) == [], _ring_files(spool)
+    api, calls, other = _split(read_jsonl(out))
+    assert sorted(api) == list(range(N)) and sorted(calls) == list(range(N)), (api, calls)
+    assert other == [], other
+    assert "%d actions tracked" % (2 * N) in r.stderr, r.stderr
