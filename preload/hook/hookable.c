@@ -83,6 +83,22 @@ static int own_convention(const char *name) {
            strncmp(name, "_dl_runtime_", 12) == 0 || strncmp(name, "__x86.get_pc_thunk", 18) == 0;
 }
 
+/* The exception unwinder's own functions (libgcc_s, libunwind, libstdc++'s personality
+ * routines, glibc's FDE lookup): they run while an exception crosses wrapped calls, and
+ * read and rewrite the very frames whose return addresses the thunks diverted; wrapped
+ * too, a C++ program catching an exception got a wrong callee-saved register back. */
+static int unwinder(const char *name) {
+    static const char *const names[] = {"_dl_find_object",       "__gcc_personality_v0",
+                                        "__gxx_personality_v0",  "__gxx_personality_sj0",
+                                        "__gcc_personality_sj0", "__register_frame",
+                                        "__deregister_frame",    "__frame_state_for"};
+    return IN_LIST(name, names) || strncmp(name, "_Unwind_", 8) == 0 ||
+           strncmp(name, "__register_frame_", 17) == 0 ||
+           strncmp(name, "__deregister_frame_", 19) == 0 || strncmp(name, "_ULx86_64_", 10) == 0 ||
+           strncmp(name, "__gnu_unwind_", 13) == 0 ||
+           (strncmp(name, "__", 2) == 0 && strstr(name, "_personality") != NULL);
+}
+
 /* Whether name ends in ".cold" or ".cold.N" after a parent name (foo.cold, foo.cold.1,
  * foo.part.0.cold): the out-of-line part of foo that GCC and clang split off. */
 static int is_fragment(const char *name) {
@@ -111,6 +127,8 @@ int as_nohook_classify(const as_symfacts *f) {
         return AS_NOHOOK_CONVENTION;
     if (not_called(f->name))
         return AS_NOHOOK_NOT_CALLED;
+    if (unwinder(f->name))
+        return AS_NOHOOK_UNWINDER;
     if (is_fragment(f->name))
         return AS_NOHOOK_FRAGMENT;
     if (strncmp(f->name, ".L", 2) == 0 || (!f->exported && f->inside))
@@ -135,6 +153,8 @@ const char *as_nohook_kind_name(int kind) {
         return "not entered by a call";
     case AS_NOHOOK_CONVENTION:
         return "own calling convention";
+    case AS_NOHOOK_UNWINDER:
+        return "exception unwinder";
     case AS_NOHOOK_LABEL:
         return "label inside a function";
     case AS_NOHOOK_NO_SIZE:
@@ -183,6 +203,13 @@ const char *as_nohook_why(int kind, const as_symfacts *f, char *buf, size_t cap)
         snprintf(buf, cap,
                  "'%s' has a calling convention of its own (its callers keep registers live "
                  "across it); a wrapper would change them",
+                 n);
+        break;
+    case AS_NOHOOK_UNWINDER:
+        snprintf(buf, cap,
+                 "'%s' is part of the exception unwinder, which reads and rewrites the frames "
+                 "of the calls it unwinds; wrapped, a caught exception could restore wrong "
+                 "registers",
                  n);
         break;
     case AS_NOHOOK_LABEL:

@@ -18,6 +18,9 @@ enum as_nohook {
                                 a return, with no return address on the stack */
     AS_NOHOOK_CONVENTION,    /* mcount, __fentry__, __morestack, __tls_get_addr: callers
                                 rely on registers a C function may change */
+    AS_NOHOOK_UNWINDER,      /* _Unwind_*, personality routines, _dl_find_object: run
+                                while an exception unwinds through the frames whose return
+                                addresses wrapping diverted */
     AS_NOHOOK_LABEL,         /* an address inside another function, or an .L label */
     AS_NOHOOK_NO_SIZE,       /* size 0 and reached by no GOT slot: nothing says it starts a
                                 function */

@@ -333,3 +333,56 @@ def test_glob_star_in_make_tree():
     _same(bare, pre)
     assert bare.stdout == "one\ntwo\ndone\n", bare.stdout
     assert acts, "nothing recorded"
+
+
+CXX_LIB = r"""
+#include <stdexcept>
+#include <string>
+extern "C" int risky(int x) {
+    if (x % 3 == 0)
+        throw std::runtime_error("bad " + std::to_string(x));
+    return x * 2;
+}
+"""
+CXX_MAIN = r"""
+#include <cstdio>
+#include <stdexcept>
+extern "C" int risky(int);
+int main() {
+    long s = 0;
+    int caught = 0;
+    for (int i = 0; i < 300; i++) {
+        try { s += risky(i); } catch (const std::exception &e) { caught++; }
+    }
+    std::printf("s=%ld caught=%d\n", s, caught);
+    return 0;
+}
+"""
+
+
+def test_cxx_exceptions_through_wrapped_calls_with_every_function_wrapped():
+    """Proves a C++ program whose wrapped function throws, caught by its caller, computes
+    what it computes bare with every function of the process named ('*'): the unwinder's
+    own functions (_Unwind_*, the personality routines, _dl_find_object) are never
+    wrapped, and the throwing calls are actions 'did not return (left by an exception)'.
+    (With the unwinder wrapped too, the sum kept in a callee-saved register came back as
+    a stack address: s=140727624442250 instead of s=60000.)"""
+    if not shutil.which("g++"):
+        return
+    d = tmpdir()
+    lib = os.path.join(d, "librisky.so")
+    exe = os.path.join(d, "cxx_main")
+    src_lib, src_main = write(os.path.join(d, "lib.cpp"), CXX_LIB), write(
+        os.path.join(d, "main.cpp"), CXX_MAIN)
+    p = run(["g++", "-O2", "-shared", "-fPIC", "-o", lib, src_lib])
+    assert p.returncode == 0, p.stderr
+    p = run(["g++", "-O2", "-o", exe, src_main, "-L" + d, "-lrisky", "-Wl,-rpath," + d])
+    assert p.returncode == 0, p.stderr
+    bare, pre, acts = _both([exe], "*\n")
+    _same(bare, pre)
+    assert bare.stdout == "s=60000 caught=100\n", bare.stdout
+    left = [a for a in acts if a["action_name"] == "risky" and a.get("error_msg")]
+    assert len(left) == 100 and "exception" in left[0]["error_msg"], left[:1]
+    bare, pre, acts = _both([exe], "risky\n_Unwind_Find_FDE\n")
+    _same(bare, pre)
+    assert "part of the exception unwinder" in pre.stderr, pre.stderr

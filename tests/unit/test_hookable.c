@@ -97,6 +97,28 @@ static void test_not_called_and_convention(void **state) {
     }
 }
 
+/* Proves the exception unwinder's functions are refused (a C++ program catching an
+ * exception thrown through a wrapped call got a wrong register back when they were
+ * wrapped too), and that names merely containing "personality" or "Unwind" are not. */
+static void test_unwinder(void **state) {
+    const char *uw[] = {"_Unwind_RaiseException", "_Unwind_Find_FDE", "_Unwind_Resume",
+                        "__gxx_personality_v0",   "__gcc_personality_v0", "_dl_find_object",
+                        "__register_frame_info",  "__deregister_frame_info_bases"};
+    for (size_t i = 0; i < sizeof uw / sizeof uw[0]; i++) {
+        as_symfacts f = fn(uw[i], 1);
+        assert_int_equal(as_nohook_classify(&f), AS_NOHOOK_UNWINDER);
+    }
+    const char *ok[] = {"agent_personality_load", "Unwind_stack", "find_object"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        as_symfacts f = fn(ok[i], 1);
+        assert_int_equal(as_nohook_classify(&f), AS_HOOKABLE);
+    }
+    char buf[256];
+    as_symfacts f = fn("_Unwind_Find_FDE", 1);
+    assert_non_null(strstr(as_nohook_why(AS_NOHOOK_UNWINDER, &f, buf, sizeof buf),
+                           "part of the exception unwinder"));
+}
+
 /* Proves: a label inside a function, an .L label, a zero-size local symbol and a symbol
  * outside executable segments are refused; an exported symbol of size 0 or inside another
  * one is still reachable through its GOT slots; an unknown exec state is no refusal. */
@@ -285,6 +307,7 @@ int main(void) {
         cmocka_unit_test(test_returns_twice_alias),
         cmocka_unit_test(test_fragments_and_clones),
         cmocka_unit_test(test_not_called_and_convention),
+        cmocka_unit_test(test_unwinder),
         cmocka_unit_test(test_labels_sizes_segments),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_fnindex),
