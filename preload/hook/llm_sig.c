@@ -502,9 +502,12 @@ report:
 
 int as_llm_sig_scan(const as_obj *objs, int n) {
     int patched = 0;
+    /* the interposer itself holds the file name it looks for */
+    uintptr_t self = (uintptr_t)(void *)&as_llm_sig_scan;
     for (int i = 0; i < n && !g_patched; i++) {
         const as_obj *o = &objs[i];
-        if (as_dynlib_owns(o->base, o->name) || strstr(o->name, "linux-vdso") || done_before(o->lo))
+        if ((o->lo <= self && self < o->hi) || as_dynlib_owns(o->base, o->name) ||
+            strstr(o->name, "linux-vdso") || done_before(o->lo))
             continue;
         int r = scan_obj(o);
         if (r != 0)
