@@ -12,6 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+static double nowms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
 
 #include "core/dynlib.h"
 #include "core/log.h"
@@ -267,11 +273,15 @@ static size_t func_at(const fdes *f, uintptr_t a, int *named) {
  * instruction. */
 static void find_sites(fdes *f, uintptr_t lo, uintptr_t hi, uintptr_t s, int pic) {
     if (!pic && s <= UINT32_MAX) {
-        uint32_t imm = (uint32_t)s;
-        const uint8_t *p = (const uint8_t *)lo, *e = (const uint8_t *)hi, *hit;
-        while (p < e && f->nsites < MAX_SITES &&
-               (hit = memmem(p, (size_t)(e - p), &imm, 4)) != NULL) {
-            f->sites[f->nsites++] = (uintptr_t)hit;
+        /* memchr for the first byte, then the other three: far faster than memmem */
+        uint8_t want[4] = {(uint8_t)s, (uint8_t)(s >> 8), (uint8_t)(s >> 16), (uint8_t)(s >> 24)};
+        const uint8_t *p = (const uint8_t *)lo, *e = (const uint8_t *)hi;
+        while (e - p >= 4 && f->nsites < MAX_SITES) {
+            const uint8_t *hit = memchr(p, want[0], (size_t)(e - p - 3));
+            if (!hit)
+                break;
+            if (memcmp(hit + 1, want + 1, 3) == 0)
+                f->sites[f->nsites++] = (uintptr_t)hit;
             p = hit + 1;
         }
         return;
@@ -307,8 +317,11 @@ static int find_table(const fdes *f, uintptr_t lo, uintptr_t hi, found *out, int
     found cur;
     for (uintptr_t a = lo; a + 8 <= hi; a += 8) {
         uintptr_t w = *(const uintptr_t *)a;
-        int hit;
-        size_t sz = func_at(f, w, &hit);
+        int hit = 0;
+        size_t sz = 0;
+        /* most words are not addresses shortly before a site: one comparison each */
+        if (w - f->sites[0] + MAX_FN <= f->sites[f->nsites - 1] - f->sites[0] + MAX_FN)
+            sz = func_at(f, w, &hit);
         if (hit) {
             if (run < 4) {
                 cur.fn[run] = w;
@@ -405,6 +418,7 @@ static int scan_obj(const as_obj *o) {
         else if (ph->p_type == PT_GNU_EH_FRAME)
             hdr = (const uint8_t *)lo;
     }
+    double t0 = nowms();
     uintptr_t s = 0;
     for (int i = 0; i < ro.n && !s; i++) {
         const char *p = (const char *)ro.lo[i];
