@@ -12,12 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-static double nowms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 #include "core/dynlib.h"
 #include "core/log.h"
@@ -418,7 +412,6 @@ static int scan_obj(const as_obj *o) {
         else if (ph->p_type == PT_GNU_EH_FRAME)
             hdr = (const uint8_t *)lo;
     }
-    double t0 = nowms();
     uintptr_t s = 0;
     for (int i = 0; i < ro.n && !s; i++) {
         const char *p = (const char *)ro.lo[i];
