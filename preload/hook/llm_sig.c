@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <time.h>
 
 #include "core/dynlib.h"
 #include "core/log.h"
@@ -39,13 +42,15 @@ static const char k_file[] = "ssl/s3_pkt.cc";
 #define MAX_RANGES 16
 typedef struct ranges {
     uintptr_t lo[MAX_RANGES], hi[MAX_RANGES];
+    long long off[MAX_RANGES]; /* where the same bytes are in the file, or -1 */
     int n;
 } ranges;
 
-static void range_add(ranges *r, uintptr_t lo, uintptr_t hi) {
+static void range_add(ranges *r, uintptr_t lo, uintptr_t hi, long long off) {
     if (r->n < MAX_RANGES && lo < hi) {
         r->lo[r->n] = lo;
         r->hi[r->n] = hi;
+        r->off[r->n] = off;
         r->n++;
     }
 }
@@ -261,31 +266,59 @@ static size_t func_at(const fdes *f, uintptr_t a, int *named) {
     return sz;
 }
 
-/* Collects into f->sites the code addresses in [lo, hi) that name the address s: as a
- * 32-bit immediate (objects linked at a fixed address: one search for its four bytes) or,
- * in a position-independent object (pic), as a RIP-relative displacement ending its
- * instruction. */
-static void find_sites(fdes *f, uintptr_t lo, uintptr_t hi, uintptr_t s, int pic) {
+/* Collects into f->sites the code addresses that name the address s among the bytes
+ * buf[0, len), which are the code at address at: as a 32-bit immediate (objects linked at
+ * a fixed address: memchr for its first byte, then the other three) or, in a
+ * position-independent object (pic), as a RIP-relative displacement ending its
+ * instruction. A site is recorded when its four bytes lie inside buf. */
+static void find_sites(fdes *f, const uint8_t *buf, size_t len, uintptr_t at, uintptr_t s,
+                       int pic) {
+    const uint8_t *p = buf, *e = buf + len;
     if (!pic && s <= UINT32_MAX) {
-        /* memchr for the first byte, then the other three: far faster than memmem */
         uint8_t want[4] = {(uint8_t)s, (uint8_t)(s >> 8), (uint8_t)(s >> 16), (uint8_t)(s >> 24)};
-        const uint8_t *p = (const uint8_t *)lo, *e = (const uint8_t *)hi;
         while (e - p >= 4 && f->nsites < MAX_SITES) {
             const uint8_t *hit = memchr(p, want[0], (size_t)(e - p - 3));
             if (!hit)
                 break;
             if (memcmp(hit + 1, want + 1, 3) == 0)
-                f->sites[f->nsites++] = (uintptr_t)hit;
+                f->sites[f->nsites++] = at + (uintptr_t)(hit - buf);
             p = hit + 1;
         }
         return;
     }
-    for (uintptr_t a = lo; a + 4 <= hi && f->nsites < MAX_SITES; a++) {
+    for (; e - p >= 4 && f->nsites < MAX_SITES; p++) {
         int32_t d;
-        memcpy(&d, (const void *)a, 4);
+        memcpy(&d, p, 4);
+        uintptr_t a = at + (uintptr_t)(p - buf);
         if (a + 4 + (intptr_t)d == s)
             f->sites[f->nsites++] = a;
     }
+}
+
+/* find_sites over the code [lo, hi), whose bytes are also at offset off of the object's
+ * file fd: read from the file in chunks when it can be (copying from the page cache costs
+ * a fraction of mapping tens of megabytes of code page by page), else from memory. */
+#define CHUNK (1u << 20)
+static void sites_in(fdes *f, int fd, off_t off, uintptr_t lo, uintptr_t hi, uintptr_t s, int pic) {
+    uint8_t *buf = fd >= 0 ? malloc(CHUNK + 3) : NULL;
+    size_t done = 0, len = hi - lo;
+    while (buf && done < len) {
+        size_t want = len - done < CHUNK + 3 ? len - done : CHUNK + 3;
+        ssize_t got = pread(fd, buf, want, off + (off_t)done);
+        if (got != (ssize_t)want)
+            break;
+        find_sites(f, buf, want, lo + done, s, pic);
+        if (want < CHUNK + 3)
+            done = len;
+        else
+            done += CHUNK; /* the last three bytes again: a site across the boundary */
+    }
+    if (!buf || done < len) {
+        if (buf)
+            f->nsites = 0; /* the file is not what is mapped: all from memory */
+        find_sites(f, (const uint8_t *)lo, len, lo, s, pic);
+    }
+    free(buf);
 }
 
 static int cmp_addr(const void *a, const void *b) {
@@ -300,39 +333,69 @@ typedef struct found {
     size_t size[4];
 } found;
 
-/* Looks for SSL_PROTOCOL_METHOD in [lo, hi): the one run of exactly four consecutive
- * function pointers that all point at functions of s3_pkt.cc. Since 2017 the structure
- * lists open_handshake (s3_both.cc), open_change_cipher_spec, open_app_data,
- * write_app_data, dispatch_alert (the four of s3_pkt.cc), then functions of other files.
- * Returns the number of distinct tables seen (0, 1, or more: ambiguous). */
-static int find_table(const fdes *f, uintptr_t lo, uintptr_t hi, found *out, int seen) {
-    lo = (lo + 7) & ~(uintptr_t)7;
-    int run = 0;
+/* The state of the search for SSL_PROTOCOL_METHOD: the one run of exactly four
+ * consecutive function pointers that all point at functions of s3_pkt.cc. Since 2017 the
+ * structure lists open_handshake (s3_both.cc), open_change_cipher_spec, open_app_data,
+ * write_app_data, dispatch_alert (the four of s3_pkt.cc), then functions of other files. */
+typedef struct tsearch {
+    int run;
     found cur;
-    for (uintptr_t a = lo; a + 8 <= hi; a += 8) {
-        uintptr_t w = *(const uintptr_t *)a;
+    int seen; /* distinct tables seen: 0, 1, or more (ambiguous) */
+    found out;
+} tsearch;
+
+static void run_end(tsearch *t) {
+    if (t->run == 4) {
+        if (t->seen == 0 || memcmp(&t->cur, &t->out, sizeof t->cur) != 0)
+            t->seen++;
+        if (t->seen == 1)
+            t->out = t->cur;
+    }
+    t->run = 0;
+}
+
+/* Feeds n aligned words (their values, wherever read from) to the search. */
+static void find_table(const fdes *f, const uintptr_t *words, size_t n, tsearch *t) {
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t w = words[i];
         int hit = 0;
         size_t sz = 0;
         /* most words are not addresses shortly before a site: one comparison each */
         if (w - f->sites[0] + MAX_FN <= f->sites[f->nsites - 1] - f->sites[0] + MAX_FN)
             sz = func_at(f, w, &hit);
-        if (hit) {
-            if (run < 4) {
-                cur.fn[run] = w;
-                cur.size[run] = sz;
-            }
-            run++;
+        if (!hit) {
+            run_end(t);
             continue;
         }
-        if (run == 4) {
-            if (seen == 0 || memcmp(&cur, out, sizeof cur) != 0)
-                seen++;
-            if (seen == 1)
-                *out = cur;
+        if (t->run < 4) {
+            t->cur.fn[t->run] = w;
+            t->cur.size[t->run] = sz;
         }
-        run = 0;
+        t->run++;
     }
-    return seen;
+}
+
+/* find_table over the data [lo, hi), read from the object's file fd at offset off (data no
+ * relocation touches: the read-only segment) in chunks, or from memory (fd < 0: the
+ * relocated .data.rel.ro, or when the file cannot be read). */
+static void table_in(const fdes *f, int fd, off_t off, uintptr_t lo, uintptr_t hi, tsearch *t) {
+    uintptr_t a = (lo + 7) & ~(uintptr_t)7;
+    if (a >= hi)
+        return;
+    size_t n = (hi - a) / 8, done = 0;
+    off += (off_t)(a - lo);
+    uintptr_t *buf = fd >= 0 ? malloc(CHUNK) : NULL;
+    while (buf && done < n) {
+        size_t want = n - done < CHUNK / 8 ? n - done : CHUNK / 8;
+        if (pread(fd, buf, want * 8, off + (off_t)(done * 8)) != (ssize_t)(want * 8))
+            break;
+        find_table(f, buf, want, t);
+        done += want;
+    }
+    free(buf);
+    if (done < n)
+        find_table(f, (const uintptr_t *)a + done, n - done, t);
+    run_end(t);
 }
 
 /* Ends of the connection: the wrappers, and the originals (trampolines). */
@@ -397,17 +460,20 @@ static uintptr_t string_start(uintptr_t lo, const char *hit) {
 /* One object: 1 when its BoringSSL was patched, 0 when it has none, -1 when it has one
  * that could not be found or patched (said once). */
 static int scan_obj(const as_obj *o) {
+    struct timespec t0, t1, c0, c1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     ranges text = {0}, ro = {0};
     const uint8_t *hdr = NULL;
     for (int i = 0; i < o->phnum; i++) {
         const ElfW(Phdr) *ph = &o->phdr[i];
         uintptr_t lo = o->base + ph->p_vaddr, hi = lo + ph->p_memsz;
         if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X))
-            range_add(&text, lo, hi);
+            range_add(&text, lo, hi, (long long)ph->p_offset);
         else if (ph->p_type == PT_LOAD && (ph->p_flags & (PF_R | PF_W)) == PF_R)
-            range_add(&ro, lo, lo + ph->p_filesz);
+            range_add(&ro, lo, lo + ph->p_filesz, (long long)ph->p_offset);
         else if (ph->p_type == PT_GNU_RELRO)
-            range_add(&ro, lo, hi); /* .data.rel.ro: the table in a position-independent
+            range_add(&ro, lo, hi, -1); /* .data.rel.ro: the table in a position-independent
                                        object, where its pointers are relocated */
         else if (ph->p_type == PT_GNU_EH_FRAME)
             hdr = (const uint8_t *)lo;
@@ -431,8 +497,9 @@ static int scan_obj(const as_obj *o) {
         return 0;
     const char *who = o->name[0] ? o->name : program_invocation_name;
     const char *why = "out of memory";
-    found fd;
-    int seen = 0;
+    found fd = {0};
+    int seen = 0, file = -1;
+    tsearch ts = {0};
     fdes f = {.text = &text};
     f.sites = malloc(MAX_SITES * sizeof *f.sites);
     if (!f.sites)
@@ -441,8 +508,13 @@ static int scan_obj(const as_obj *o) {
     for (int i = 0; i < o->phnum; i++)
         if (o->phdr[i].p_type == PT_LOAD && o->phdr[i].p_vaddr == 0)
             pic = 1; /* linked at 0: loaded anywhere */
-    for (int i = 0; i < text.n; i++)
-        find_sites(&f, text.lo[i], text.hi[i], s, pic);
+    file = open(o->name[0] ? o->name : "/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < o->phnum; i++) {
+        const ElfW(Phdr) *ph = &o->phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X))
+            sites_in(&f, file, (off_t)ph->p_offset, o->base + ph->p_vaddr,
+                     o->base + ph->p_vaddr + ph->p_filesz, s, pic);
+    }
     qsort(f.sites, f.nsites, sizeof *f.sites, cmp_addr);
     why = "no code names its error-report file name";
     if (!f.nsites)
@@ -470,9 +542,13 @@ static int scan_obj(const as_obj *o) {
             goto report;
     }
     for (int i = 0; i < ro.n; i++)
-        seen = find_table(&f, ro.lo[i], ro.hi[i], &fd, seen);
+        table_in(&f, ro.off[i] >= 0 ? file : -1, (off_t)ro.off[i], ro.lo[i], ro.hi[i], &ts);
+    seen = ts.seen;
+    fd = ts.out;
     why = seen ? "several candidate tables" : "its table of record functions not found";
 report:
+    if (file >= 0)
+        close(file);
     if (f.insn)
         as_cs.cs_free(f.insn, 1);
     if (f.cs)
@@ -501,9 +577,13 @@ report:
                 who, msg);
         return -1;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
     as_debug("llm: BoringSSL without symbols in %s: open_app_data %#lx, write_app_data %#lx "
-             "entry-patched",
-             who, (unsigned long)(fd.fn[1] - o->base), (unsigned long)(fd.fn[2] - o->base));
+             "entry-patched (found in %ld ms, %ld ms of CPU)",
+             who, (unsigned long)(fd.fn[1] - o->base), (unsigned long)(fd.fn[2] - o->base),
+             (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
+             (long)((c1.tv_sec - c0.tv_sec) * 1000 + (c1.tv_nsec - c0.tv_nsec) / 1000000));
     return 1;
 }
 
