@@ -457,6 +457,51 @@ static uintptr_t string_start(uintptr_t lo, const char *hit) {
     return (uintptr_t)p;
 }
 
+/* Whether the NUL-terminated k_file at address a (mapped) ends a path ("/ssl/s3_pkt.cc")
+ * or is the whole string; then the string's start, else 0. */
+static uintptr_t string_at(uintptr_t lo, uintptr_t a) {
+    const char *hit = (const char *)a;
+    if (a == lo || hit[-1] == '/' || hit[-1] == '\0')
+        return string_start(lo, hit);
+    return 0;
+}
+
+/* The address of BoringSSL's file name in the read-only data [lo, hi), or 0: read from
+ * the object's file fd at offset off in chunks (fd < 0: from memory). */
+#define SMALL (2u << 20)
+#define SCHUNK (64u << 10)
+static uintptr_t string_in(int fd, off_t off, uintptr_t lo, uintptr_t hi) {
+    size_t len = hi - lo, done = 0;
+    /* small segments (the C library's) are cheaper to search in place than to copy */
+    char *buf = fd >= 0 && len >= SMALL ? malloc(SCHUNK + sizeof k_file) : NULL;
+    while (buf && done < len) {
+        size_t want = len - done < SCHUNK + sizeof k_file ? len - done : SCHUNK + sizeof k_file;
+        if (pread(fd, buf, want, off + (off_t)done) != (ssize_t)want)
+            break;
+        const char *p = buf, *hit;
+        while ((hit = memmem(p, want - (size_t)(p - buf), k_file, sizeof k_file)) != NULL) {
+            uintptr_t a = lo + done + (uintptr_t)(hit - buf);
+            if (memcmp((const void *)a, k_file, sizeof k_file) == 0 && string_at(lo, a)) {
+                free(buf);
+                return string_at(lo, a);
+            }
+            p = hit + 1;
+        }
+        done += want < SCHUNK + sizeof k_file ? want : SCHUNK;
+    }
+    free(buf);
+    if (done >= len)
+        return 0;
+    const char *p = (const char *)lo + done, *hit; /* the rest from memory */
+    while ((hit = memmem(p, hi - (uintptr_t)p, k_file, sizeof k_file)) != NULL) {
+        uintptr_t a = string_at(lo, (uintptr_t)hit);
+        if (a)
+            return a;
+        p = hit + 1;
+    }
+    return 0;
+}
+
 /* One object: 1 when its BoringSSL was patched, 0 when it has none, -1 when it has one
  * that could not be found or patched (said once). */
 static int scan_obj(const as_obj *o) {
@@ -478,27 +523,23 @@ static int scan_obj(const as_obj *o) {
         else if (ph->p_type == PT_GNU_EH_FRAME)
             hdr = (const uint8_t *)lo;
     }
+    /* The object's file: what is read from it is not faulted into this process. */
+    int big = 0;
+    for (int i = 0; i < ro.n; i++)
+        big |= ro.hi[i] - ro.lo[i] >= SMALL;
+    int file = big ? open(o->name[0] ? o->name : "/proc/self/exe", O_RDONLY | O_CLOEXEC) : -1;
     uintptr_t s = 0;
-    for (int i = 0; i < ro.n && !s; i++) {
-        const char *p = (const char *)ro.lo[i];
-        size_t left = ro.hi[i] - ro.lo[i];
-        const char *hit;
-        while ((hit = memmem(p, left, k_file, sizeof k_file)) != NULL) {
-            /* a path ending in "/ssl/s3_pkt.cc", or the bare relative name */
-            if ((uintptr_t)hit == ro.lo[i] || hit[-1] == '/' || hit[-1] == '\0') {
-                s = string_start(ro.lo[i], hit);
-                break;
-            }
-            left -= (size_t)(hit + 1 - p);
-            p = hit + 1;
-        }
-    }
-    if (!s)
+    for (int i = 0; i < ro.n && !s; i++)
+        s = string_in(ro.off[i] >= 0 ? file : -1, (off_t)ro.off[i], ro.lo[i], ro.hi[i]);
+    if (!s) {
+        if (file >= 0)
+            close(file);
         return 0;
+    }
     const char *who = o->name[0] ? o->name : program_invocation_name;
     const char *why = "out of memory";
     found fd = {0};
-    int seen = 0, file = -1;
+    int seen = 0;
     tsearch ts = {0};
     fdes f = {.text = &text};
     f.sites = malloc(MAX_SITES * sizeof *f.sites);
@@ -508,7 +549,6 @@ static int scan_obj(const as_obj *o) {
     for (int i = 0; i < o->phnum; i++)
         if (o->phdr[i].p_type == PT_LOAD && o->phdr[i].p_vaddr == 0)
             pic = 1; /* linked at 0: loaded anywhere */
-    file = open(o->name[0] ? o->name : "/proc/self/exe", O_RDONLY | O_CLOEXEC);
     for (int i = 0; i < o->phnum; i++) {
         const ElfW(Phdr) *ph = &o->phdr[i];
         if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X))
