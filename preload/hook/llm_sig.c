@@ -429,8 +429,8 @@ static int w_open_app_data(void *ssl, span *out, size_t *consumed, uint8_t *aler
 static int w_write_app_data(void *ssl, _Bool *needs_handshake, size_t *written, const uint8_t *in,
                             size_t len) {
     int r = real_write(ssl, needs_handshake, written, in, len);
-    /* in below 64 KiB: not a buffer. The layout before 2023 passed (buf, int len) where
-     * (written, in) are now: there r == 1 means len == 1, so in == 1 is refused here. */
+    /* in below 64 KiB: not a buffer. Older BoringSSL passed (const uint8_t *buf, int len)
+     * where (written, in) are now: there r == 1 means len == 1, so in == 1 is refused. */
     if (r == 1 && written && (uintptr_t)in >= 65536 && *written <= len)
         as_llm_tls_observe(ssl, 1, in, *written);
     return r;
