@@ -5,6 +5,8 @@ test_llm.py. The record layer is found by code signatures (preload/hook/llm_sig.
 proves that the models, tokens and text in the actions equal what the server sent, that the
 program's output and exit code are those of a bare run, and that the API key is in no output.
 Without npm or without the registry the tests are left out, saying why."""
+import io
+import json
 import os
 import shutil
 import ssl
@@ -54,7 +56,13 @@ class BetaApi(T.Api):
     def do_POST(self):
         self.server.paths.append(self.path)
         self.path = self.path.split("?")[0]
-        T.Api.do_POST(self)
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.streams.append(bool(json.loads(body or b"{}").get("stream")))
+        conn, self.rfile = self.rfile, io.BytesIO(body)  # the base class reads the body again
+        try:
+            T.Api.do_POST(self)
+        finally:
+            self.rfile = conn
 
     def do_HEAD(self):
         self.send_response(200)
@@ -68,7 +76,7 @@ def start_server(d):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    srv.sent, srv.auth, srv.paths = [], [], []
+    srv.sent, srv.auth, srv.paths, srv.streams = [], [], [], []
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, crt
 
@@ -158,9 +166,9 @@ def test_claude_code_print():
     n = len(srv.sent) // 2
     assert n >= 1 and len(srv.sent) == 2 * n, srv.sent
     assert len(acts) == n, (acts, srv.sent, got.stderr)
-    for act, sent in zip(acts, srv.sent[n:]):
+    assert all(p.startswith("/v1/messages") for p in srv.paths), srv.paths
+    for act, sent, stream in zip(acts, srv.sent[n:], srv.streams[n:]):
         model = sent["model"][:-len("-2024")]
-        stream = act["tools_used"]["stream"]
         T.check(act, sent, "chat " + model, "/v1/messages", "anthropic", stream, port)
     srv.shutdown()
 
