@@ -224,23 +224,9 @@ static size_t walk(const fdes *f, uintptr_t a) {
     return 0;
 }
 
-/* The size of the function starting exactly at a, when a code site naming the string lies
- * within MAX_FN bytes after it (else 0: not a function of that file); 0 too when an unwind
- * table exists and no FDE starts at a. *named: that site lies inside the function. */
-static size_t func_at(const fdes *f, uintptr_t a, int *named) {
-    *named = 0;
-    if (!in_ranges(f->text, a, 1))
-        return 0;
-    size_t lo = 0, hi = f->nsites; /* the first site at or after a */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (f->sites[mid] < a)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == f->nsites || f->sites[lo] - a >= MAX_FN)
-        return 0;
+/* The size of the function starting exactly at a: from its FDE when the object has an
+ * unwind table (0 when no FDE starts at a), else by decoding it. */
+static size_t fn_size(const fdes *f, uintptr_t a) {
     size_t sz = 0;
     if (f->hdr) {
         intptr_t want = (intptr_t)(a - (uintptr_t)f->hdr);
@@ -260,6 +246,27 @@ static size_t func_at(const fdes *f, uintptr_t a, int *named) {
     } else if (f->cs) {
         sz = walk(f, a);
     }
+    return sz && in_ranges(f->text, a, sz) ? sz : 0;
+}
+
+/* The size of the function starting exactly at a, when a code site naming the string lies
+ * within MAX_FN bytes after it (else 0: not a function of that file); 0 too when an unwind
+ * table exists and no FDE starts at a. *named: that site lies inside the function. */
+static size_t func_at(const fdes *f, uintptr_t a, int *named) {
+    *named = 0;
+    if (!in_ranges(f->text, a, 1))
+        return 0;
+    size_t lo = 0, hi = f->nsites; /* the first site at or after a */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->sites[mid] < a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == f->nsites || f->sites[lo] - a >= MAX_FN)
+        return 0;
+    size_t sz = fn_size(f, a);
     if (!sz || !in_ranges(f->text, a, sz))
         return 0;
     *named = f->sites[lo] < a + sz;
@@ -331,6 +338,7 @@ static int cmp_addr(const void *a, const void *b) {
 typedef struct found {
     uintptr_t fn[4];
     size_t size[4];
+    uintptr_t at; /* where the table holds fn[0] */
 } found;
 
 /* The state of the search for SSL_PROTOCOL_METHOD: the one run of exactly four
@@ -355,7 +363,7 @@ static void run_end(tsearch *t) {
 }
 
 /* Feeds n aligned words (their values, wherever read from) to the search. */
-static void find_table(const fdes *f, const uintptr_t *words, size_t n, tsearch *t) {
+static void find_table(const fdes *f, const uintptr_t *words, size_t n, uintptr_t at, tsearch *t) {
     for (size_t i = 0; i < n; i++) {
         uintptr_t w = words[i];
         int hit = 0;
@@ -368,6 +376,8 @@ static void find_table(const fdes *f, const uintptr_t *words, size_t n, tsearch 
             continue;
         }
         if (t->run < 4) {
+            if (t->run == 0)
+                t->cur.at = at + 8 * i;
             t->cur.fn[t->run] = w;
             t->cur.size[t->run] = sz;
         }
@@ -389,12 +399,12 @@ static void table_in(const fdes *f, int fd, off_t off, uintptr_t lo, uintptr_t h
         size_t want = n - done < CHUNK / 8 ? n - done : CHUNK / 8;
         if (pread(fd, buf, want * 8, off + (off_t)(done * 8)) != (ssize_t)(want * 8))
             break;
-        find_table(f, buf, want, t);
+        find_table(f, buf, want, a + 8 * done, t);
         done += want;
     }
     free(buf);
     if (done < n)
-        find_table(f, (const uintptr_t *)a + done, n - done, t);
+        find_table(f, (const uintptr_t *)a + done, n - done, a + 8 * done, t);
     run_end(t);
 }
 
@@ -436,11 +446,39 @@ static int w_write_app_data(void *ssl, _Bool *needs_handshake, size_t *written, 
     return r;
 }
 
+typedef void (*free_fn)(void *ssl);
+static free_fn real_free;
+
+static void w_ssl_free(void *ssl) {
+    as_llm_tls_end(ssl);
+    real_free(ssl);
+}
+
+/* ssl_free of the table whose run of s3_pkt.cc functions t found: SSL_PROTOCOL_METHOD
+ * begins with is_dtls (a bool, 0 for TLS, padded to 8 bytes), then six function pointers
+ * before open_change_cipher_spec (ssl_new, ssl_free, get_message, next_message,
+ * has_unprocessed_handshake_data, open_handshake), as in both builds checked (bun 1.4.5,
+ * Claude Code 2.1.197). Returns its address (*size its extent), or 0 when the words there
+ * do not look so: then connections end only with close_notify. */
+static uintptr_t table_free(const fdes *f, const ranges *ro, const found *t, size_t *size) {
+    uintptr_t start = t->at - 7 * 8;
+    if (t->at < 7 * 8 || !in_ranges(ro, start, 7 * 8))
+        return 0;
+    const uintptr_t *w = (const uintptr_t *)start;
+    if (w[0] != 0)
+        return 0;
+    for (int i = 1; i < 7; i++)
+        if (!fn_size(f, w[i]))
+            return 0;
+    *size = fn_size(f, w[2]);
+    return w[2];
+}
+
 #define MAX_DONE 256
 static uintptr_t g_done[MAX_DONE];
 static int g_ndone;
 static int g_patched;
-static as_patch g_patch[2];
+static as_patch g_patch[3];
 
 static int done_before(uintptr_t lo) {
     for (int i = 0; i < g_ndone; i++)
@@ -541,6 +579,8 @@ static int scan_obj(const as_obj *o) {
     const char *who = o->name[0] ? o->name : program_invocation_name;
     const char *why = "out of memory";
     found fd = {0};
+    uintptr_t free_at = 0;
+    size_t free_size = 0;
     int seen = 0;
     tsearch ts = {0};
     fdes f = {.text = &text};
@@ -587,6 +627,8 @@ static int scan_obj(const as_obj *o) {
         table_in(&f, ro.off[i] >= 0 ? file : -1, (off_t)ro.off[i], ro.lo[i], ro.hi[i], &ts);
     seen = ts.seen;
     fd = ts.out;
+    if (seen == 1)
+        free_at = table_free(&f, &ro, &fd, &free_size);
     why = seen ? "several candidate tables" : "its table of record functions not found";
 report:
     if (file >= 0)
@@ -619,11 +661,21 @@ report:
                 who, msg);
         return -1;
     }
+    /* ssl_free: the connection's state goes with it (else with close_notify only) */
+    if (free_at &&
+        as_patch_prepare((void *)free_at, free_size, &g_patch[2], msg, sizeof msg) == 0) {
+        __atomic_store_n(&real_free, (free_fn)(void *)g_patch[2].tramp, __ATOMIC_RELEASE);
+        if (as_patch_install(&g_patch[2], (void *)w_ssl_free, msg, sizeof msg) != 0)
+            free_at = 0;
+    } else {
+        free_at = 0;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-    as_debug("llm: BoringSSL without symbols in %s: open_app_data %#lx, write_app_data %#lx "
-             "entry-patched (found in %ld ms, %ld ms of CPU)",
+    as_debug("llm: BoringSSL without symbols in %s: open_app_data %#lx, write_app_data %#lx, "
+             "ssl_free %#lx entry-patched (found in %ld ms, %ld ms of CPU)",
              who, (unsigned long)(fd.fn[1] - o->base), (unsigned long)(fd.fn[2] - o->base),
+             free_at ? (unsigned long)(free_at - o->base) : 0ul,
              (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
              (long)((c1.tv_sec - c0.tv_sec) * 1000 + (c1.tv_nsec - c0.tv_nsec) / 1000000));
     return 1;
