@@ -58,6 +58,22 @@ class BetaApi(T.Api):
         self.path = self.path.split("?")[0]
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.streams.append(bool(json.loads(body or b"{}").get("stream")))
+        if self.path.startswith("/eof/"):
+            # a body that ends only with the connection (no length, no chunks), closed
+            # without close_notify: the exchange ends when the client frees its SSL
+            model = json.loads(body)["model"]
+            text = "until the end"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(json.dumps({"model": model, "choices": [{"message": {
+                "role": "assistant", "content": text}}], "usage": {
+                "prompt_tokens": 3, "completion_tokens": 4}}).encode())
+            self.server.sent.append({"model": model, "in": 3, "out": 4, "text": text,
+                                     "status": 200})
+            self.close_connection = True
+            return
         conn, self.rfile = self.rfile, io.BytesIO(body)  # the base class reads the body again
         try:
             T.Api.do_POST(self)
@@ -107,10 +123,14 @@ const calls = [
   ["/v1/chat/completions", {model: "gpt-4o-mini", stream: true, stream_options: {include_usage: true},
                             messages: [{role: "user", content: "hi"}]}],
   ["/v1/nope/completions", {model: "nope"}],
+  ["/eof/v1/chat/completions", {model: "gpt-eof"}],
+  ["/v1/chat/completions", {model: "gpt-after"}],
 ];
 for (const [path, body] of calls) {
   const r = await fetch(base + path, {method: "POST", headers: h, body: JSON.stringify(body)});
   console.log(r.status, (await r.text()).length);
+  if (path.startsWith("/eof/"))
+    await new Promise((done) => setTimeout(done, 300));  // the closed socket is freed
 }
 """
 
@@ -118,7 +138,9 @@ for (const [path, body] of calls) {
 def test_bun_fetch():
     """bun's fetch() (BoringSSL inside bun, no TLS symbol, no unwind table: the functions'
     ends are found by decoding) on one keep-alive connection: JSON, both SSE shapes and a
-    404 each become one action equal to what the server sent."""
+    404 each become one action equal to what the server sent; a response whose body ends
+    with the connection (closed without close_notify) becomes its action when bun frees
+    the SSL, before the next exchange's."""
     (bun, _), why = installed()
     if not bun:
         print("    left out: " + why)
@@ -133,12 +155,15 @@ def test_bun_fetch():
     assert bare.returncode == 0, bare.stderr
     assert "not decoded" not in got.stderr, got.stderr
     n = len(srv.sent) // 2  # the bare run's exchanges come first
-    assert len(acts) == n == 4, (acts, srv.sent, got.stderr)
+    assert len(acts) == n == 6, (acts, srv.sent, got.stderr)
     sent = srv.sent[n:]
     T.check(acts[0], sent[0], "chat gpt-4o-mini", "/v1/chat/completions", "openai", False, port)
     T.check(acts[1], sent[1], "chat claude-n", "/v1/messages", "anthropic", True, port)
     T.check(acts[2], sent[2], "chat gpt-4o-mini", "/v1/chat/completions", "openai", True, port)
     T.check(acts[3], sent[3], "text_completion nope", "/v1/nope/completions", "openai", False, port)
+    # ended by ssl_free, before the next exchange: not left open until the process exits
+    T.check(acts[4], sent[4], "chat gpt-eof", "/eof/v1/chat/completions", "openai", False, port)
+    T.check(acts[5], sent[5], "chat gpt-after", "/v1/chat/completions", "openai", False, port)
     srv.shutdown()
 
 
