@@ -2,24 +2,24 @@
  * bun compiles, such as Claude Code's native executable) found by what the library leaves
  * behind: the file name its error reports carry ("ssl/s3_pkt.cc") and its table of record
  * functions (SSL_PROTOCOL_METHOD), whose entries for reading and writing application data
- * are then entry-patched (llm_sig.h). */
+ * and for freeing a connection are then entry-patched (llm_sig.h). */
 #include "hook/llm_sig.h"
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <unistd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/dynlib.h"
 #include "core/log.h"
-#include "hook/llm_tls.h"
 #include "hook/dl_capstone.h"
+#include "hook/llm_tls.h"
 #include "hook/patch.h"
 
 /* Pointer encodings of .eh_frame (the LSB "DWARF extensions" of the x86-64 ABI). */
@@ -190,7 +190,10 @@ static size_t fde_size(const uint8_t *fde, uintptr_t start) {
  * 0 when the bytes do not decode. */
 static size_t walk(const fdes *f, uintptr_t a) {
     uintptr_t end = a + MAX_FN, reach = a, pc = a;
-    while (pc < end && in_ranges(f->text, pc, 1)) {
+    for (int i = 0; i < f->text->n; i++) /* never decode past the segment's end */
+        if (a >= f->text->lo[i] && a < f->text->hi[i] && f->text->hi[i] < end)
+            end = f->text->hi[i];
+    while (pc < end) {
         const uint8_t *code = (const uint8_t *)pc;
         size_t left = end - pc;
         uint64_t addr = pc;

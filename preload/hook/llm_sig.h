@@ -12,7 +12,7 @@
  * as_llm_sig_scan - examines each object of objs[0, n) not examined before: one whose
  * read-only data holds BoringSSL's "ssl/s3_pkt.cc" gets the entries of the functions its
  * SSL_PROTOCOL_METHOD table names as open_app_data and write_app_data patched (their
- * trampolines become the originals). An object whose copy cannot be found or patched is
+ * trampolines become the originals), and ssl_free's where the table's head is recognised. An object whose copy cannot be found or patched is
  * said once (a warning) and runs unchanged. At most one copy per process is patched.
  * Returns the number of objects patched by this call. Reads memory of the objects only
  * (their program headers, read-only segments and .eh_frame_hdr); allocates only through
