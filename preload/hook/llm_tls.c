@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "hook/got.h"
+#include "hook/llm_sig.h"
 #include "hook/patch.h"
 
 #define MAX_OBJS 1024
@@ -143,6 +144,14 @@ static void conn_end(void *ssl) {
     pthread_mutex_unlock(&g_lock);
     as_in_agentsight--;
     errno = saved;
+}
+
+void as_llm_tls_observe(void *conn, int wrote, const void *data, size_t len) {
+    observe(conn, wrote, data, len);
+}
+
+void as_llm_tls_end(void *conn) {
+    conn_end(conn);
 }
 
 static void w_SSL_free(void *ssl) {
@@ -326,6 +335,8 @@ static int scan_locked(void) {
     patch_embedded(n);
     if (!g_embedded)
         find_reals(n);
+    if (!g_embedded && !__atomic_load_n(&real_read, __ATOMIC_ACQUIRE))
+        as_llm_sig_scan(g_objs, n); /* BoringSSL without symbols (bun) */
     Dl_info self;
     uintptr_t self_base = dladdr((void *)&scan_locked, &self) ? (uintptr_t)self.dli_fbase : 0;
     int written = 0;

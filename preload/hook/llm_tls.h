@@ -6,6 +6,8 @@
 #ifndef AS_LLM_TLS_H
 #define AS_LLM_TLS_H
 
+#include <stddef.h>
+
 /* Patches every object loaded now (again for later ones: as_llm_tls_scan). The objects
  * opened by the interposer itself (dynlib.h) and the TLS libraries themselves are never patched.
  * Returns the number of slots written. Call once, from the constructor. */
@@ -17,5 +19,12 @@ int as_llm_tls_scan(void);
 
 /* 1 after as_llm_tls_start(). */
 int as_llm_tls_active(void);
+
+/* For hooks found elsewhere (llm_sig.h): shows len bytes of plaintext of the connection
+ * conn (any pointer naming it for its life) to its parser, wrote 1 for bytes the program
+ * sent; as_llm_tls_end: conn ended, its state goes. Both do nothing inside the
+ * interposer's own calls and preserve errno. */
+void as_llm_tls_observe(void *conn, int wrote, const void *data, size_t len);
+void as_llm_tls_end(void *conn);
 
 #endif
