@@ -33,6 +33,7 @@
 #include <string.h>
 #include <stddef.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -138,19 +139,71 @@ void as_capture_start(void) {
     errno = e;
 }
 
+/* Parses "LO-HI " (hex) at p; returns the position after it, or NULL. */
+static const char *maps_range(const char *p, const char *end, uintptr_t *lo, uintptr_t *hi) {
+    uintptr_t v[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        const char *start = p;
+        for (; p < end; p++) {
+            unsigned d = *p >= '0' && *p <= '9'   ? (unsigned)(*p - '0')
+                         : *p >= 'a' && *p <= 'f' ? (unsigned)(*p - 'a' + 10)
+                                                  : 16u;
+            if (d == 16)
+                break;
+            v[k] = v[k] << 4 | d;
+        }
+        if (p == start || p >= end || *p != (k == 0 ? '-' : ' '))
+            return NULL;
+        p++;
+    }
+    *lo = v[0];
+    *hi = v[1];
+    return p;
+}
+
+/* The stack of the calling thread: the mapping of /proc/self/maps that holds the stack
+ * pointer (the main thread's [stack] reaches down to its RLIMIT_STACK). Read with plain
+ * system calls and no lock: pthread_getattr_np takes the thread's own lock and calls
+ * malloc, free and stdio under it, so a first tracked call made inside it (a JVM starting
+ * its threads, with free wrapped) asked it again and hung. */
 void as_thread_stack(uintptr_t *lo, uintptr_t *hi) {
-    pthread_attr_t at;
-    void *addr = NULL;
-    size_t size = 0;
     *lo = *hi = 0;
-    if (pthread_getattr_np(pthread_self(), &at) != 0)
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return;
-    if (pthread_attr_getstack(&at, &addr, &size) != 0)
-        size = 0;
-    pthread_attr_destroy(&at);
-    if (size) {
-        *lo = (uintptr_t)addr;
-        *hi = (uintptr_t)addr + size;
+    char buf[4096];
+    size_t have = 0;
+    int found = 0, is_main = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        const char *p = buf, *end = buf + have, *nl;
+        while (!found && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+            uintptr_t a, z;
+            if (maps_range(p, nl, &a, &z) && sp >= a && sp < z) {
+                *lo = a;
+                *hi = z;
+                found = 1;
+                is_main = nl - p > 7 && memcmp(nl - 7, "[stack]", 7) == 0;
+            }
+            p = nl + 1;
+        }
+        if (found)
+            break;
+        have = (size_t)(end - p);
+        if (have == sizeof buf) /* a line longer than the buffer: dropped */
+            have = 0;
+        memmove(buf, p, have);
+    }
+    close(fd);
+    if (found && is_main) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur < *hi && *hi - rl.rlim_cur < *lo)
+            *lo = *hi - rl.rlim_cur;
     }
 }
 
@@ -656,7 +709,7 @@ void as_capture_exit(as_shadow_frame *f, const as_proto *p, int max_string, cons
 /* What the C side of a call may reach, by path (thunk.c, pipeline.h, this file), and what
  * of it calls a library routine that may use AVX/EVEX registers:
  *   entry  as_hook_enter_full: a thread's first tracked call maps its shadow stack and
- *          learns its stack bounds (mmap, pthread_getattr_np), the errno location,
+ *          learns its stack bounds (mmap, /proc/self/maps), the errno location,
  *          as_clock_raw (rdtsc, or the vDSO), typed capture (library-free here once the
  *          thread's arena is mapped; slow reads make plain system calls), and records
  *          for frames a longjmp left (drop_dead -> emit).

@@ -95,3 +95,55 @@ def test_python_errno_readers_see_the_callers_errno():
     assert any(a["action_name"].startswith("PyErr_SetFromErrno") for a in acts), got.stderr
     bare, got, acts = preloaded([py, "-c", "print(6 * 7)"], "[actions]\n*\n")
     assert bare.stdout == "42\n" and acts, got.stderr
+
+
+GETATTR_SRC = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+static void *body(void *arg) {
+    (void)arg;
+    pthread_attr_t at;
+    size_t size = 0;
+    void *addr = NULL;
+    if (pthread_getattr_np(pthread_self(), &at) == 0) {
+        pthread_attr_getstack(&at, &addr, &size);
+        pthread_attr_destroy(&at);
+    }
+    free(malloc(16));
+    return (void *)(size > 0 ? (void *)1 : NULL);
+}
+int main(void) {
+    int ok = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_t t;
+        void *r = NULL;
+        pthread_create(&t, NULL, body, NULL);
+        pthread_join(t, &r);
+        ok += r != NULL;
+    }
+    printf("%d threads knew their stack\n", ok);
+    return 0;
+}
+"""
+
+
+def test_first_tracked_call_inside_pthread_getattr_np():
+    """Proves a thread whose first tracked call is made inside pthread_getattr_np (free
+    and realloc, called under the thread's own lock) runs on: the interposer learns the
+    thread's stack without asking pthread_getattr_np again (it did, and the program hung
+    on its own lock: `java -version` with free wrapped never ended). Then java itself, if
+    installed, with malloc and free wrapped prints what it prints bare."""
+    d = tmpdir()
+    src = write(os.path.join(d, "getattr.c"), GETATTR_SRC)
+    exe = os.path.join(d, "getattr")
+    p = run(["cc", "-O1", "-o", exe, src, "-lpthread"])
+    assert p.returncode == 0, p.stderr
+    bare, got, acts = preloaded([exe], "[actions]\nfree\nrealloc\nmalloc\n")
+    assert bare.stdout == "4 threads knew their stack\n", bare.stdout
+    assert any(a["action_name"] == "free" for a in acts), got.stderr
+    java = shutil.which("java")
+    if java:
+        bare, got, acts = preloaded([java, "-version"], "[actions]\nmalloc\nfree\n")
+        assert got.stderr.endswith(bare.stderr) or bare.stderr in got.stderr, got.stderr
+        assert acts, got.stderr
