@@ -63,6 +63,23 @@ int as_dynlib_owns(uintptr_t base, const char *name) {
     return 0;
 }
 
+/* RTLD_DEEPBIND when the process defines lib's probe function in an object that is not
+ * lib (see dynlib.h: own_copy_probe); 0 otherwise, so that sanitizer runtimes, which
+ * refuse RTLD_DEEPBIND, see it only where it is needed. */
+static int deep_mode(const as_dynlib *lib, as_dl_sym_fn sym) {
+    if (!lib->own_copy_probe)
+        return 0;
+    void *f = sym(RTLD_DEFAULT, lib->own_copy_probe);
+    Dl_info di;
+    if (!f || !dladdr(f, &di))
+        return 0;
+    const char *name = di.dli_fname ? di.dli_fname : "";
+    const char *b = strrchr(name, '/');
+    b = b ? b + 1 : name;
+    size_t n = strcspn(lib->soname, ".");
+    return strncmp(b, lib->soname, n) == 0 && b[n] == '.' ? 0 : RTLD_DEEPBIND;
+}
+
 /* Returns 0 with the table filled, or -1 (reported once); see dynlib.h. */
 int as_dynlib_load(as_dynlib *lib) {
     int st = __atomic_load_n(&lib->state, __ATOMIC_ACQUIRE);
@@ -79,7 +96,7 @@ int as_dynlib_load(as_dynlib *lib) {
      * which is then left alone too: a missed plugin, never a hooked library of ours). */
     int before = 0;
     dl_iterate_phdr(count_cb, &before);
-    void *h = open(lib->soname, RTLD_NOW | RTLD_LOCAL);
+    void *h = open(lib->soname, RTLD_NOW | RTLD_LOCAL | deep_mode(lib, sym));
     if (!h) {
         const char *why = dlerror();
         as_warn("%s cannot be loaded (%s): %s are off", lib->soname, why ? why : "not found",

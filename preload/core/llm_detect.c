@@ -50,7 +50,8 @@ static AS_DYNLIB_DEFINE(llm_cj, LLM_CJSON_FNS, "libcjson.so.1", "LLM call decodi
 struct llm_z_fns {
     LLM_Z_FNS(AS_DL_FIELD)
 };
-static AS_DYNLIB_DEFINE(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses");
+static AS_DYNLIB_DEFINE_DEEP(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses",
+                             "inflateReset2");
 
 #define LLM_BR_FNS(X)                                                                              \
     X(BrotliDecoderCreateInstance)                                                                 \
@@ -59,7 +60,8 @@ static AS_DYNLIB_DEFINE(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses
 struct llm_br_fns {
     LLM_BR_FNS(AS_DL_FIELD)
 };
-static AS_DYNLIB_DEFINE(llm_br, LLM_BR_FNS, "libbrotlidec.so.1", "brotli LLM responses");
+static AS_DYNLIB_DEFINE_DEEP(llm_br, LLM_BR_FNS, "libbrotlidec.so.1", "brotli LLM responses",
+                             "BrotliDecoderCreateInstance");
 
 static as_llm_emit_fn g_emit;
 void as_llm_set_emit(as_llm_emit_fn fn) {
