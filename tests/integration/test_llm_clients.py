@@ -13,11 +13,18 @@ from common import CLI, ROOT, BUILD, read_jsonl, run, tmpdir
 from test_llm import MARKER, check, start_server
 
 NPM_DIR = os.path.join(BUILD, "npm")
+_npm_why = []  # the answer of npm_sdks, asked once per run
 
 
 def npm_sdks():
     """Installs the pinned SDKs (scripts/npm-sdks.sh); returns None, or why they are not
     there (no node, no npm, registry unreachable): the test is then left out, not failed."""
+    if not _npm_why:
+        _npm_why.append(_install_sdks())
+    return _npm_why[0]
+
+
+def _install_sdks():
     if not shutil.which("node"):
         return "node is not installed"
     try:
