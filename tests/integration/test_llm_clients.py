@@ -1,16 +1,20 @@
 """LLM calls made by clients nobody here wrote, beyond test_llm.py's: the official node SDKs
 (`openai`, `@anthropic-ai/sdk`, pinned, installed by scripts/npm-sdks.sh into build/npm) on
 node's own fetch (undici: pooled keep-alive connections, gzip asked for by default, node's
-built-in OpenSSL) against the local HTTPS server of test_llm.py. Each test proves that the
+built-in OpenSSL) against the local HTTPS server of test_llm.py; and plain HTTP to a local
+model server on 127.0.0.1 (Ollama's native API and the OpenAI shape), seen on the socket
+calls. Each test proves that the
 actions carry what the server answered (models, tokens, text, status, the API's error),
 that the program prints what a bare run prints, and that the fake API key is in no output
 file, no stderr and nothing under the run's state (spool) directory."""
+import json
 import os
 import shutil
 import subprocess
+import threading
 
-from common import CLI, ROOT, BUILD, read_jsonl, run, tmpdir
-from test_llm import MARKER, check, start_server
+from common import CLI, ROOT, BUILD, read_jsonl, run, tmpdir, write
+from test_llm import MARKER, Api, Server, check, start_server
 
 NPM_DIR = os.path.join(BUILD, "npm")
 _npm_why = []  # the answer of npm_sdks, asked once per run
@@ -184,4 +188,187 @@ def test_anthropic_sdk():
     assert all(a == MARKER for a in srv.auth)
     check(acts[0], sent[0], "chat claude-3-5-haiku", "/v1/messages", "anthropic", False, port)
     check(acts[1], sent[1], "chat claude-sonnet-4", "/v1/messages", "anthropic", True, port)
+    srv.shutdown()
+
+
+# ---- plain HTTP to a local model server (Ollama's native API and the OpenAI shape) ----
+
+class Ollama(Api):
+    """Answers /api/chat and /api/generate as Ollama does (one JSON object, or JSON lines
+    in chunks when "stream" is not false; prompt_eval_count and eval_count are the tokens;
+    404 with {"error": ...} for an unknown model), and every OpenAI path as test_llm's Api.
+    What each answer carried is appended to server.sent."""
+
+    def do_POST(self):
+        if not self.path.startswith("/api/"):
+            return Api.do_POST(self)
+        n = int(self.headers.get("Content-Length", "0"))
+        req = json.loads(self.rfile.read(n) or b"{}")
+        self.server.auth.append(self.headers.get("Authorization"))
+        model = req.get("model", "")
+        words = ["Local", " ", model, " says", " h\u00e9"]
+        text = "".join(words)
+        tin, tout = 11 + len(json.dumps(req)) % 40, len(words) + 3
+        chat = self.path == "/api/chat"
+        if model == "missing":
+            err = 'model "missing" not found, try pulling it first'
+            self.server.sent.append({"model": None, "in": None, "out": None, "text": None,
+                                     "status": 404, "error": err})
+            return self.send_body(404, {"error": err})
+        served = model + ":latest"
+        self.server.sent.append({"model": served, "in": tin, "out": tout, "text": text,
+                                 "status": 200})
+
+        def piece(w, done):
+            o = {"model": served, "created_at": "2026-01-01T00:00:00Z", "done": done}
+            if chat:
+                o["message"] = {"role": "assistant", "content": w}
+            else:
+                o["response"] = w
+            if done:
+                o.update(done_reason="stop", total_duration=1234, prompt_eval_count=tin,
+                         eval_count=tout)
+            return o
+
+        if req.get("stream", True) is False:
+            return self.send_body(200, piece(text, True))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        lines = [json.dumps(piece(w, False)) + "\n" for w in words]
+        lines.append(json.dumps(piece("", True)) + "\n")
+        for ln in lines:
+            data = ln.encode()
+            for part in (data[:9], data[9:]):  # lines and chunks do not line up
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def start_plain():
+    srv = Server(("127.0.0.1", 0), Ollama)
+    srv.sent, srv.auth = [], []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+PLAIN_PY = r"""
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+h = {"Authorization": "Bearer %s", "Content-Type": "application/json"}
+msgs = [{"role": "user", "content": "why is the sky blue"}]
+calls = [("/api/chat", {"model": "llama3.2", "messages": msgs, "stream": False}),
+         ("/api/chat", {"model": "llama3.2", "messages": msgs}),
+         ("/api/generate", {"model": "qwen2.5", "prompt": "one word", "stream": False}),
+         ("/api/generate", {"model": "qwen2.5", "prompt": "one word"}),
+         ("/api/chat", {"model": "missing", "messages": msgs}),
+         ("/v1/chat/completions", {"model": "llama3.2", "messages": msgs}),
+         ("/v1/chat/completions", {"model": "llama3.2", "messages": msgs, "stream": True,
+                                   "stream_options": {"include_usage": True}})]
+for path, body in calls:
+    c.request("POST", path, body=json.dumps(body), headers=h)
+    r = c.getresponse()
+    print(r.status, len(r.read()))
+c.close()
+""" % MARKER
+
+
+def check_ollama(act, sent, name, endpoint, stream, port):
+    """One action of Ollama's native API against what the server sent."""
+    assert act["action_name"] == name, act
+    t = act["tools_used"]
+    assert t["provider"] == "ollama" and t["endpoint"] == endpoint, t
+    assert t["stream"] is stream and t["http_status"] == sent["status"], t
+    assert t["server_address"] == "127.0.0.1:%d" % port, t
+    assert t.get("response_model") == sent["model"], (t, sent)
+    assert t["usage"].get("input_tokens") == sent["in"], (t, sent)
+    assert t["usage"].get("output_tokens") == sent["out"], (t, sent)
+    assert act.get("response") == sent["text"], (act, sent)
+    if sent["status"] >= 400:
+        assert act["error_msg"] == "HTTP %d: %s" % (sent["status"], sent["error"]), act
+    else:
+        assert not act.get("error_msg"), act
+    if stream and sent["text"]:
+        assert act["metadata"]["time_to_first_token_ms"] >= 0, act
+
+
+def test_plain_http_python_ollama_and_openai():
+    """python3's http.client over plain HTTP to 127.0.0.1 (a local model server, watched
+    by default): Ollama's /api/chat and /api/generate, whole and streamed as JSON lines,
+    a 404 for an unknown model, and the OpenAI shape on the same keep-alive connection:
+    seven actions, field by field as the server answered; output unchanged."""
+    d = tmpdir()
+    srv = start_plain()
+    port = srv.server_address[1]
+    bare, got, acts = sdk_run(["python3", "-c", PLAIN_PY, str(port)], d, {})
+    sent = srv.sent[7:]
+    assert len(sent) == 7 and len(acts) == 7, (acts, got.stderr)
+    check_ollama(acts[0], sent[0], "chat llama3.2", "/api/chat", False, port)
+    check_ollama(acts[1], sent[1], "chat llama3.2", "/api/chat", True, port)
+    check_ollama(acts[2], sent[2], "text_completion qwen2.5", "/api/generate", False, port)
+    check_ollama(acts[3], sent[3], "text_completion qwen2.5", "/api/generate", True, port)
+    check_ollama(acts[4], sent[4], "chat missing", "/api/chat", True, port)
+    check(acts[5], sent[5], "chat llama3.2", "/v1/chat/completions", "openai", False, port)
+    check(acts[6], sent[6], "chat llama3.2", "/v1/chat/completions", "openai", True, port)
+    srv.shutdown()
+
+
+def test_plain_http_curl_and_config():
+    """curl over plain HTTP: a streamed /api/generate is one action; the [llm] plain_http
+    key decides which servers are watched: an explicit 127.0.0.1:PORT is, another port
+    alone is not, off is not; a bad value is refused naming the key."""
+    if not shutil.which("curl"):
+        print("    left out: curl is not installed")
+        return
+    d = tmpdir()
+    srv = start_plain()
+    port = srv.server_address[1]
+    body = json.dumps({"model": "phi4", "prompt": "hi"})
+    argv = ["curl", "-s", "-N", "-H", "Authorization: Bearer " + MARKER, "-d", body,
+            "http://127.0.0.1:%d/api/generate" % port]
+    bare, got, acts = sdk_run(argv, d, {})
+    assert len(acts) == 1, (acts, got.stderr)
+    check_ollama(acts[0], srv.sent[1], "text_completion phi4", "/api/generate", True, port)
+    for value, want in (("127.0.0.1:%d" % port, 1), ("127.0.0.1:%d" % (port ^ 1), 0),
+                        ("off", 0), ("10.1.2.3, loopback", 1)):
+        out = os.path.join(d, "c.jsonl")
+        if os.path.exists(out):
+            os.unlink(out)
+        conf = write(os.path.join(d, "c.conf"), "[output]\nsink = file:%s\n[llm]\nenable = on\n"
+                     "plain_http = %s\n" % (out, value))
+        got = run([CLI, "run", "-q", "-c", conf, "--"] + argv)
+        assert got.stdout == bare.stdout and got.returncode == 0, got.stderr
+        assert len(read_jsonl(out)) == want, (value, got.stderr)
+    conf = write(os.path.join(d, "bad.conf"), "[llm]\nenable = on\nplain_http = 127.0.0.1:0\n")
+    got = run([CLI, "run", "-c", conf, "--"] + argv)
+    assert got.stdout == bare.stdout, got.stderr
+    assert "bad.conf:3:" in got.stderr and "plain_http" in got.stderr, got.stderr
+    srv.shutdown()
+
+
+PLAIN_NODE = r"""
+const port = process.argv[1];
+(async () => {
+  const r = await fetch("http://127.0.0.1:" + port + "/api/chat", {method: "POST",
+    headers: {"content-type": "application/json", "authorization": "Bearer " + process.argv[2]},
+    body: JSON.stringify({model: "mistral", messages: [{role: "user", content: "n"}]})});
+  const lines = (await r.text()).trim().split("\n").map((l) => JSON.parse(l));
+  console.log(r.status, lines.length, lines[lines.length - 1].eval_count);
+})();
+"""
+
+
+def test_plain_http_node_fetch():
+    """node's fetch over plain HTTP (libuv: writev and read on a non-blocking socket whose
+    connect returns EINPROGRESS): a streamed /api/chat is one action as the server sent it."""
+    if not shutil.which("node"):
+        print("    left out: node is not installed")
+        return
+    d = tmpdir()
+    srv = start_plain()
+    port = srv.server_address[1]
+    bare, got, acts = sdk_run(["node", "-e", PLAIN_NODE, str(port), MARKER], d, {})
+    assert len(acts) == 1, (acts, got.stderr)
+    check_ollama(acts[0], srv.sent[1], "chat mistral", "/api/chat", True, port)
     srv.shutdown()
