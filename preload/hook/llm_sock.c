@@ -179,6 +179,11 @@ static int watched(const struct sockaddr *sa, socklen_t len) {
 static as_llm_conn *g_conn[NFDS];
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_active;
+/* Slots rewritten so far: only connect's until the first watched connect, then all of
+ * them (a process that never talks to a watched server rewrites a handful of slots). */
+static size_t g_nhooks = 1;
+
+static void hook_all(void);
 
 static inline int marked(int fd) {
     return (unsigned)fd < NFDS && __atomic_load_n(&g_conn[fd], __ATOMIC_RELAXED);
@@ -237,6 +242,8 @@ static int w_connect(int fd, const struct sockaddr *sa, socklen_t len) {
         socklen_t tl = sizeof type;
         if (want && (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM))
             want = 0; /* UDP (a resolver on 127.0.0.53) and the like */
+        if (want && __atomic_load_n(&g_nhooks, __ATOMIC_ACQUIRE) == 1)
+            hook_all(); /* before the first byte is written on fd */
         as_in_agentsight++;
         pthread_mutex_lock(&g_lock);
         drop_locked(fd); /* a descriptor number used again */
@@ -365,6 +372,7 @@ typedef struct hooked {
 } hooked;
 
 static const hooked g_hooks[] = {
+    /* connect first: see g_nhooks */
     {"connect", (void *)w_connect, (void *)connect},
     {"close", (void *)w_close, (void *)close},
     {"write", (void *)w_write, (void *)write},
@@ -385,7 +393,8 @@ static const hooked g_hooks[] = {
 
 static void *decide(const as_obj *o, const char *sym, const char *version, void *cur, int lazy,
                     void *ctx) {
-    (void)o, (void)version, (void)ctx;
+    (void)o, (void)version;
+    size_t nhooks = *(const size_t *)ctx;
     switch (sym[0]) { /* most symbols of an object are none of these */
     case 'c':
     case 'w':
@@ -396,7 +405,7 @@ static void *decide(const as_obj *o, const char *sym, const char *version, void 
     default:
         return NULL;
     }
-    for (size_t k = 0; k < NHOOKS; k++) {
+    for (size_t k = 0; k < nhooks; k++) {
         if (strcmp(sym, g_hooks[k].name) != 0)
             continue;
         /* a slot bound elsewhere (another interposer, a tracked function's thunk) or
@@ -431,7 +440,7 @@ static int scan_locked(void) {
             continue;
         if (self_base && o->lo <= self_base && self_base < o->hi)
             continue;
-        int w = as_got_patch(o, decide, NULL);
+        int w = as_got_patch(o, decide, &g_nhooks);
         if (w > 0)
             written += w;
     }
@@ -455,8 +464,21 @@ int as_llm_sock_start(void) {
     int w = scan_locked();
     as_in_agentsight--;
     pthread_mutex_unlock(&g_scan_lock);
-    as_debug("llm: %d socket slots hooked", w);
+    as_debug("llm: %d connect slots hooked", w);
     return w;
+}
+
+/* The first watched connect: the read/write family is hooked everywhere. */
+static void hook_all(void) {
+    as_in_agentsight++;
+    pthread_mutex_lock(&g_scan_lock);
+    if (g_nhooks == 1) {
+        __atomic_store_n(&g_nhooks, NHOOKS, __ATOMIC_RELEASE);
+        int w = scan_locked();
+        as_debug("llm: %d socket slots hooked at the first watched connect", w);
+    }
+    pthread_mutex_unlock(&g_scan_lock);
+    as_in_agentsight--;
 }
 
 int as_llm_sock_scan(void) {
