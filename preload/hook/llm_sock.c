@@ -185,6 +185,15 @@ static size_t g_nhooks = 1;
 
 static void hook_all(void);
 
+/* The process the table belongs to. A vfork child (python's subprocess closes the
+ * inherited descriptors in one) shares the parent's memory and must neither allocate nor
+ * free there: it changes nothing. Set at start and in a forked child. */
+static pid_t g_pid;
+
+static int in_vfork_child(void) {
+    return getpid() != __atomic_load_n(&g_pid, __ATOMIC_RELAXED);
+}
+
 static inline int marked(int fd) {
     return (unsigned)fd < NFDS && __atomic_load_n(&g_conn[fd], __ATOMIC_RELAXED);
 }
@@ -204,6 +213,10 @@ static void observe(int fd, int wrote, const struct iovec *iov, int iovcnt, size
     if (as_in_agentsight || total == 0)
         return;
     int saved = errno;
+    if (in_vfork_child()) {
+        errno = saved;
+        return;
+    }
     as_in_agentsight++;
     pthread_mutex_lock(&g_lock);
     as_llm_conn *c = g_conn[fd];
@@ -237,7 +250,7 @@ static int w_connect(int fd, const struct sockaddr *sa, socklen_t len) {
         return r;
     int saved = errno;
     int want = (r == 0 || saved == EINPROGRESS) && watched(sa, len);
-    if (want || marked(fd)) {
+    if ((want || marked(fd)) && !in_vfork_child()) {
         int type = 0;
         socklen_t tl = sizeof type;
         if (want && (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM))
@@ -257,7 +270,7 @@ static int w_connect(int fd, const struct sockaddr *sa, socklen_t len) {
 }
 
 static int w_close(int fd) {
-    if (marked(fd) && !as_in_agentsight) {
+    if (marked(fd) && !as_in_agentsight && !in_vfork_child()) {
         int saved = errno;
         as_in_agentsight++;
         pthread_mutex_lock(&g_lock);
@@ -453,11 +466,16 @@ static void fork_prepare(void) {
 static void fork_release(void) {
     pthread_mutex_unlock(&g_lock);
 }
+static void fork_child(void) {
+    __atomic_store_n(&g_pid, getpid(), __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&g_lock);
+}
 
 int as_llm_sock_start(void) {
     if (!g_loopback && g_nwatch == 0)
         return 0; /* plain_http = off */
-    pthread_atfork(fork_prepare, fork_release, fork_release);
+    __atomic_store_n(&g_pid, getpid(), __ATOMIC_RELAXED);
+    pthread_atfork(fork_prepare, fork_release, fork_child);
     pthread_mutex_lock(&g_scan_lock);
     as_in_agentsight++;
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);
