@@ -10,11 +10,12 @@ file, no stderr and nothing under the run's state (spool) directory."""
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 
 from common import CLI, ROOT, BUILD, read_jsonl, run, tmpdir, write
-from test_llm import MARKER, Api, Server, check, start_server
+from test_llm import MARKER, Api, Server, check, make_cert, start_server
 
 NPM_DIR = os.path.join(BUILD, "npm")
 _npm_why = []  # the answer of npm_sdks, asked once per run
@@ -371,4 +372,74 @@ def test_plain_http_node_fetch():
     bare, got, acts = sdk_run(["node", "-e", PLAIN_NODE, str(port), MARKER], d, {})
     assert len(acts) == 1, (acts, got.stderr)
     check_ollama(acts[0], srv.sent[1], "chat mistral", "/api/chat", True, port)
+    srv.shutdown()
+
+
+class BrotliApi(Api):
+    """test_llm's Api, but a chat completion asked for with Accept-Encoding: br is answered
+    brotli-compressed (by node's zlib: python has no brotli encoder)."""
+
+    def send_body(self, status, obj, gz=False):
+        if "br" not in (self.headers.get("Accept-Encoding") or ""):
+            return Api.send_body(self, status, obj, gz)
+        body = subprocess.run(["node", "-e", "process.stdout.write(require('zlib')"
+                               ".brotliCompressSync(Buffer.from(process.argv[1])))",
+                               json.dumps(obj)], capture_output=True, check=True,
+                              timeout=60).stdout
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "br")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+BROTLI_NODE = r"""
+const https = require("https"), zlib = require("zlib");
+const [port, key] = [process.argv[1], process.argv[2]];
+const agent = new https.Agent({keepAlive: true});
+function call(i) {
+  const body = JSON.stringify({model: "gpt-br", messages: [{role: "user", content: "b" + i}]});
+  return new Promise((ok) => {
+    const req = https.request({host: "127.0.0.1", port, method: "POST", agent,
+      path: "/v1/chat/completions", headers: {"content-type": "application/json",
+      "content-length": Buffer.byteLength(body), "accept-encoding": "br",
+      "authorization": "Bearer " + key}}, (res) => {
+      const parts = [];
+      res.on("data", (c) => parts.push(c));
+      res.on("end", () => {
+        const j = JSON.parse(zlib.brotliDecompressSync(Buffer.concat(parts)));
+        console.log(res.headers["content-encoding"], j.model, j.usage.prompt_tokens);
+        ok();
+      });
+    });
+    req.end(body);
+  });
+}
+(async () => { for (let i = 0; i < 4; i++) await call(i); agent.destroy(); })();
+"""
+
+
+def test_node_brotli():
+    """node's https asking for brotli on a keep-alive agent: the answers are decoded with
+    libbrotlidec inside a process that carries (and exports) its own brotli; four actions
+    with the server's model and tokens, output unchanged, no key anywhere."""
+    if not shutil.which("node"):
+        print("    left out: node is not installed")
+        return
+    d = tmpdir()
+    key, crt = make_cert(d)
+    srv = Server(("127.0.0.1", 0), BrotliApi)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.sent, srv.auth = [], []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    bare, got, acts = sdk_run(["node", "-e", BROTLI_NODE, str(port), MARKER], d,
+                              {"NODE_EXTRA_CA_CERTS": crt})
+    assert bare.stdout.startswith("br gpt-br-2024"), bare.stdout
+    assert len(acts) == 4 and len(srv.sent) == 8, (acts, got.stderr)
+    for a, s in zip(acts, srv.sent[4:]):
+        check(a, s, "chat gpt-br", "/v1/chat/completions", "openai", False, port)
     srv.shutdown()
