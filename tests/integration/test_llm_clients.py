@@ -443,3 +443,18 @@ def test_node_brotli():
     for a, s in zip(acts, srv.sent[4:]):
         check(a, s, "chat gpt-br", "/v1/chat/completions", "openai", False, port)
     srv.shutdown()
+
+
+def test_program_with_its_own_zlib():
+    """A program exporting a zlib function of its own (zcopy_agent: inflateReset2, as node
+    exports its built-in zlib) gets a gzip answer over plain HTTP: the libz opened to
+    decode it keeps to its own functions (RTLD_DEEPBIND), so the program's copy is never
+    called and the action has the server's model and tokens."""
+    d = tmpdir()
+    srv = start_plain()
+    port = srv.server_address[1]
+    bare, got, acts = sdk_run([os.path.join(BUILD, "agents", "zcopy_agent"), str(port)], d, {})
+    assert "own inflateReset2" not in got.stderr, got.stderr
+    assert len(acts) == 1, (acts, got.stderr)
+    check(acts[0], srv.sent[1], "chat zmodel", "/v1/chat/completions", "openai", False, port)
+    srv.shutdown()
