@@ -14,7 +14,7 @@
 #include "agentsight.h"
 #include "core/log.h"
 #include "hook/config.h"
-#include "hook/llm_sock.h"
+#include "hook/llm_addr.h"
 #include "hook/cproto.h"
 
 #define CONFIG_MAX_BYTES (64u << 20) /* larger files are refused as unreadable */
@@ -622,12 +622,13 @@ static void llm_line(parser *p, size_t start) {
     int num = -1;
     if (key == 3) {
         char spec[sizeof p->cfg->llm_plain_http], why[160];
+        as_llm_watchset ws;
         if (v.n >= sizeof spec) {
             perr(p, v.off, "plain_http is longer than %zu bytes", sizeof spec - 1);
         } else {
             memcpy(spec, v.s, v.n);
             spec[v.n] = '\0';
-            if (as_llm_sock_config(spec, 0, why, sizeof why) != 0)
+            if (as_llm_addr_parse(spec, &ws, why, sizeof why) != 0)
                 perr(p, v.off,
                      "bad value for plain_http: %s (expected off, loopback or "
                      "ADDRESS[:PORT] entries separated by commas)",

@@ -7,14 +7,10 @@
  * symbol resolution of the program never changes. */
 #include "hook/llm_sock.h"
 
-#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -26,6 +22,7 @@
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "hook/got.h"
+#include "hook/llm_addr.h"
 
 /* The fortified forms programs built with _FORTIFY_SOURCE call. */
 extern ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
@@ -35,141 +32,17 @@ extern ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 
 #define MAX_OBJS 1024
 #define NFDS 65536 /* descriptors at or above this are never watched */
-#define MAX_WATCH 16
 
-/* ---- what is watched ---- */
-typedef struct watch {
-    int family; /* AF_INET, AF_INET6 */
-    unsigned char addr[16];
-    uint16_t port; /* host order; 0: any */
-} watch;
-
-static int g_loopback = 1; /* the default: plain_http = loopback */
-static watch g_watch[MAX_WATCH];
-static int g_nwatch;
-
-static int parse_one(const char *s, size_t n, watch *w, int *loop, char *why, size_t whylen) {
-    char tok[80];
-    if (n == 0 || n >= sizeof tok) {
-        snprintf(why, whylen, "an empty or too long entry");
-        return -1;
-    }
-    memcpy(tok, s, n);
-    tok[n] = '\0';
-    if (strcmp(tok, "loopback") == 0 || strcmp(tok, "localhost") == 0) {
-        *loop = 1;
-        return 0;
-    }
-    char *host = tok, *port = NULL;
-    memset(w, 0, sizeof *w);
-    if (tok[0] == '[') {
-        char *close = strchr(tok, ']');
-        if (!close) {
-            snprintf(why, whylen, "'%s': expected ']'", tok);
-            return -1;
-        }
-        *close = '\0';
-        host = tok + 1;
-        if (close[1] == ':')
-            port = close + 2;
-        else if (close[1]) {
-            snprintf(why, whylen, "'%s': expected ':PORT' after ']'", s);
-            return -1;
-        }
-        w->family = AF_INET6;
-    } else {
-        port = strchr(tok, ':');
-        if (port)
-            *port++ = '\0';
-        w->family = AF_INET;
-    }
-    if (inet_pton(w->family, host, w->addr) != 1) {
-        snprintf(why, whylen, "'%s' is not a numeric IPv4 address or [IPv6] address", host);
-        return -1;
-    }
-    if (port) {
-        char *end;
-        long p = strtol(port, &end, 10);
-        if (!*port || *end || p < 1 || p > 65535) {
-            snprintf(why, whylen, "'%s' is not a port from 1 to 65535", port);
-            return -1;
-        }
-        w->port = (uint16_t)p;
-    }
-    return 0;
-}
+/* ---- what is watched (llm_addr.h): loopback unless plain_http says otherwise ---- */
+static as_llm_watchset g_ws = {.loopback = 1};
 
 int as_llm_sock_config(const char *spec, int apply, char *why, size_t whylen) {
-    watch ws[MAX_WATCH];
-    int nw = 0, loop = 0;
-    size_t len = strlen(spec);
-    while (len && (spec[len - 1] == ' ' || spec[len - 1] == '\t'))
-        len--;
-    if (len == 3 && memcmp(spec, "off", 3) == 0) {
-        /* nothing watched */
-    } else {
-        for (size_t i = 0; i <= len;) {
-            size_t j = i;
-            while (j < len && spec[j] != ',')
-                j++;
-            size_t a = i, b = j;
-            while (a < b && (spec[a] == ' ' || spec[a] == '\t'))
-                a++;
-            while (b > a && (spec[b - 1] == ' ' || spec[b - 1] == '\t'))
-                b--;
-            if (nw == MAX_WATCH) {
-                snprintf(why, whylen, "more than %d addresses", MAX_WATCH);
-                return -1;
-            }
-            if (parse_one(spec + a, b - a, &ws[nw], &loop, why, whylen) != 0)
-                return -1;
-            if (ws[nw].family)
-                nw++;
-            i = j + 1;
-        }
-    }
-    if (apply) {
-        memcpy(g_watch, ws, sizeof ws);
-        g_nwatch = nw;
-        g_loopback = loop;
-    }
-    return 0;
-}
-
-static int watched(const struct sockaddr *sa, socklen_t len) {
-    if (!sa)
-        return 0;
-    const unsigned char *a;
-    int fam;
-    uint16_t port;
-    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *in = (const void *)sa;
-        a = (const unsigned char *)&in->sin_addr;
-        fam = AF_INET;
-        port = ntohs(in->sin_port);
-        if (g_loopback && a[0] == 127)
-            return 1;
-    } else if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *in6 = (const void *)sa;
-        a = (const unsigned char *)&in6->sin6_addr;
-        fam = AF_INET6;
-        port = ntohs(in6->sin6_port);
-        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        if (memcmp(a, v4mapped, 12) == 0) { /* ::ffff:a.b.c.d is the IPv4 address */
-            a += 12;
-            fam = AF_INET;
-            if (g_loopback && a[0] == 127)
-                return 1;
-        } else if (g_loopback && IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) {
-            return 1;
-        }
-    } else {
-        return 0;
-    }
-    for (int i = 0; i < g_nwatch; i++)
-        if (g_watch[i].family == fam && (!g_watch[i].port || g_watch[i].port == port) &&
-            memcmp(g_watch[i].addr, a, fam == AF_INET ? 4 : 16) == 0)
-            return 1;
+    as_llm_watchset ws;
+    char dummy[8];
+    if (as_llm_addr_parse(spec, &ws, why ? why : dummy, why ? whylen : sizeof dummy) != 0)
+        return -1;
+    if (apply)
+        g_ws = ws;
     return 0;
 }
 
@@ -249,7 +122,7 @@ static int w_connect(int fd, const struct sockaddr *sa, socklen_t len) {
     if ((unsigned)fd >= NFDS || as_in_agentsight)
         return r;
     int saved = errno;
-    int want = (r == 0 || saved == EINPROGRESS) && watched(sa, len);
+    int want = (r == 0 || saved == EINPROGRESS) && as_llm_addr_match(&g_ws, sa, len);
     if ((want || marked(fd)) && !in_vfork_child()) {
         int type = 0;
         socklen_t tl = sizeof type;
@@ -472,7 +345,7 @@ static void fork_child(void) {
 }
 
 int as_llm_sock_start(void) {
-    if (!g_loopback && g_nwatch == 0)
+    if (as_llm_addr_none(&g_ws))
         return 0; /* plain_http = off */
     __atomic_store_n(&g_pid, getpid(), __ATOMIC_RELAXED);
     pthread_atfork(fork_prepare, fork_release, fork_child);

@@ -8,9 +8,9 @@
 
 #include <stddef.h>
 
-/* Checks a plain_http value: "off", "loopback", or a comma-separated list of "loopback",
- * "IPv4[:PORT]", "[IPv6][:PORT]" (no port: any port). Returns 0, or -1 with a reason in
- * why. With apply set, a valid value becomes the watched set (before as_llm_sock_start). */
+/* Checks a plain_http value (llm_addr.h). Returns 0, or -1 with a reason in why (may be
+ * NULL). With apply set, a valid value becomes the watched set (before
+ * as_llm_sock_start). */
 int as_llm_sock_config(const char *spec, int apply, char *why, size_t whylen);
 
 /* Patches every object loaded now (again for later ones: as_llm_sock_scan), unless the
