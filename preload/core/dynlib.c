@@ -63,21 +63,28 @@ int as_dynlib_owns(uintptr_t base, const char *name) {
     return 0;
 }
 
-/* RTLD_DEEPBIND when the process defines lib's probe function in an object that is not
- * lib (see dynlib.h: own_copy_probe); 0 otherwise, so that sanitizer runtimes, which
- * refuse RTLD_DEEPBIND, see it only where it is needed. */
+/* RTLD_DEEPBIND when the process defines lib's probe symbol in an object not named like
+ * the library that should define it (see dynlib.h: own_copy_probe); 0 otherwise, so
+ * that sanitizer runtimes, which refuse RTLD_DEEPBIND, see it only where needed. */
 static int deep_mode(const as_dynlib *lib, as_dl_sym_fn sym) {
     if (!lib->own_copy_probe)
         return 0;
-    void *f = sym(RTLD_DEFAULT, lib->own_copy_probe);
+    char name[96];
+    const char *sp = strchr(lib->own_copy_probe, ' ');
+    size_t n = sp ? (size_t)(sp - lib->own_copy_probe) : strlen(lib->own_copy_probe);
+    if (!sp || n >= sizeof name)
+        return 0;
+    memcpy(name, lib->own_copy_probe, n);
+    name[n] = '\0';
+    const char *owner = sp + 1;
+    void *f = sym(RTLD_DEFAULT, name);
     Dl_info di;
     if (!f || !dladdr(f, &di))
         return 0;
-    const char *name = di.dli_fname ? di.dli_fname : "";
-    const char *b = strrchr(name, '/');
-    b = b ? b + 1 : name;
-    size_t n = strcspn(lib->soname, ".");
-    return strncmp(b, lib->soname, n) == 0 && b[n] == '.' ? 0 : RTLD_DEEPBIND;
+    const char *path = di.dli_fname ? di.dli_fname : "";
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    return strncmp(b, owner, strlen(owner)) == 0 ? 0 : RTLD_DEEPBIND;
 }
 
 /* Returns 0 with the table filled, or -1 (reported once); see dynlib.h. */

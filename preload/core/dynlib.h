@@ -21,11 +21,13 @@ typedef struct as_dynlib {
     /* Fills the table from handle; returns 0, or -1 with the first missing name. */
     int (*resolve)(void *handle, as_dl_sym_fn sym, const char **missing);
     int state; /* 0 not tried, 1 ready, -1 unavailable (atomic) */
-    /* A function of the library that programs may carry a copy of (node exports the zlib
-     * and brotli built into it): when the process already defines it in another object,
-     * the library is opened with RTLD_DEEPBIND, so that its own calls of its functions
-     * (libz's inflateInit2_ calling inflateReset2) never reach that copy, whose state
-     * structures differ. NULL: never. */
+    /* "SYMBOL LIBPREFIX": a function of the library (or of one it depends on) that
+     * programs may carry a copy of (node exports the zlib, brotli and OpenSSL built into
+     * it), and the name prefix of the library that normally defines it. When the process
+     * already defines SYMBOL in an object whose name does not start with LIBPREFIX (the
+     * program itself), the library is opened with RTLD_DEEPBIND, so that its own calls
+     * (libz's inflateInit2_ calling inflateReset2, libcurl's libssl calling libcrypto)
+     * never reach that copy, whose structures differ. NULL: never. */
     const char *own_copy_probe;
 } as_dynlib;
 

@@ -51,7 +51,7 @@ struct llm_z_fns {
     LLM_Z_FNS(AS_DL_FIELD)
 };
 static AS_DYNLIB_DEFINE_DEEP(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses",
-                             "inflateReset2");
+                             "inflateReset2 libz.");
 
 #define LLM_BR_FNS(X)                                                                              \
     X(BrotliDecoderCreateInstance)                                                                 \
@@ -61,7 +61,7 @@ struct llm_br_fns {
     LLM_BR_FNS(AS_DL_FIELD)
 };
 static AS_DYNLIB_DEFINE_DEEP(llm_br, LLM_BR_FNS, "libbrotlidec.so.1", "brotli LLM responses",
-                             "BrotliDecoderCreateInstance");
+                             "BrotliDecoderCreateInstance libbrotlidec.");
 
 static as_llm_emit_fn g_emit;
 void as_llm_set_emit(as_llm_emit_fn fn) {
