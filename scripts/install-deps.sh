@@ -12,6 +12,8 @@ set -euo pipefail
 # `make install` from the Markdown references. LLM calls: zlib1g-dev and libbrotli-dev
 # (zlib.h, brotli/decode.h: compressed responses are decoded with libz and libbrotlidec
 # opened on demand); openssl (the tests' self-signed certificate); wget (a GnuTLS client).
+# The node SDKs the LLM tests run (openai, @anthropic-ai/sdk) come from npm, pinned, into
+# build/npm: scripts/npm-sdks.sh, called by tests/integration/test_llm_clients.py.
 pkgs=(
   build-essential pkg-config
   libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev

@@ -63,6 +63,30 @@ int as_dynlib_owns(uintptr_t base, const char *name) {
     return 0;
 }
 
+/* RTLD_DEEPBIND when the process defines lib's probe symbol in an object not named like
+ * the library that should define it (see dynlib.h: own_copy_probe); 0 otherwise, so
+ * that sanitizer runtimes, which refuse RTLD_DEEPBIND, see it only where needed. */
+static int deep_mode(const as_dynlib *lib, as_dl_sym_fn sym) {
+    if (!lib->own_copy_probe)
+        return 0;
+    char name[96];
+    const char *sp = strchr(lib->own_copy_probe, ' ');
+    size_t n = sp ? (size_t)(sp - lib->own_copy_probe) : strlen(lib->own_copy_probe);
+    if (!sp || n >= sizeof name)
+        return 0;
+    memcpy(name, lib->own_copy_probe, n);
+    name[n] = '\0';
+    const char *owner = sp + 1;
+    void *f = sym(RTLD_DEFAULT, name);
+    Dl_info di;
+    if (!f || !dladdr(f, &di))
+        return 0;
+    const char *path = di.dli_fname ? di.dli_fname : "";
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    return strncmp(b, owner, strlen(owner)) == 0 ? 0 : RTLD_DEEPBIND;
+}
+
 /* Returns 0 with the table filled, or -1 (reported once); see dynlib.h. */
 int as_dynlib_load(as_dynlib *lib) {
     int st = __atomic_load_n(&lib->state, __ATOMIC_ACQUIRE);
@@ -79,7 +103,7 @@ int as_dynlib_load(as_dynlib *lib) {
      * which is then left alone too: a missed plugin, never a hooked library of ours). */
     int before = 0;
     dl_iterate_phdr(count_cb, &before);
-    void *h = open(lib->soname, RTLD_NOW | RTLD_LOCAL);
+    void *h = open(lib->soname, RTLD_NOW | RTLD_LOCAL | deep_mode(lib, sym));
     if (!h) {
         const char *why = dlerror();
         as_warn("%s cannot be loaded (%s): %s are off", lib->soname, why ? why : "not found",

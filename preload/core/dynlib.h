@@ -21,6 +21,14 @@ typedef struct as_dynlib {
     /* Fills the table from handle; returns 0, or -1 with the first missing name. */
     int (*resolve)(void *handle, as_dl_sym_fn sym, const char **missing);
     int state; /* 0 not tried, 1 ready, -1 unavailable (atomic) */
+    /* "SYMBOL LIBPREFIX": a function of the library (or of one it depends on) that
+     * programs may carry a copy of (node exports the zlib, brotli and OpenSSL built into
+     * it), and the name prefix of the library that normally defines it. When the process
+     * already defines SYMBOL in an object whose name does not start with LIBPREFIX (the
+     * program itself), the library is opened with RTLD_DEEPBIND, so that its own calls
+     * (libz's inflateInit2_ calling inflateReset2, libcurl's libssl calling libcrypto)
+     * never reach that copy, whose structures differ. NULL: never. */
+    const char *own_copy_probe;
 } as_dynlib;
 
 /* Opens lib (once per process; thread-safe) and fills its table. Returns 0 when the table
@@ -56,6 +64,15 @@ int as_dynlib_owns(uintptr_t base, const char *name);
         LIST(AS_DL_SET)                                                                            \
         return 0;                                                                                  \
     }                                                                                              \
-    as_dynlib var##_lib = {soname, feature, var##_resolve, 0}
+    as_dynlib var##_lib = {soname, feature, var##_resolve, 0, NULL}
+/* The same, for a library whose functions the program may define too (own_copy_probe). */
+#define AS_DYNLIB_DEFINE_DEEP(var, LIST, soname, feature, probe)                                   \
+    struct var##_fns var;                                                                          \
+    static int var##_resolve(void *handle, as_dl_sym_fn sym, const char **missing) {               \
+        struct var##_fns *t = &var;                                                                \
+        LIST(AS_DL_SET)                                                                            \
+        return 0;                                                                                  \
+    }                                                                                              \
+    as_dynlib var##_lib = {soname, feature, var##_resolve, 0, probe}
 
 #endif

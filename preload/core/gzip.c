@@ -16,8 +16,10 @@
 struct as_zlib_fns {
     AS_ZLIB_FNS(AS_DL_FIELD)
 };
-static AS_DYNLIB_DEFINE(as_zlib, AS_ZLIB_FNS, "libz.so.1",
-                        "gzip of OTLP exports and large ingest bodies");
+/* as llm_detect.c opens it: libz must keep to its own functions where the program
+ * exports a zlib of its own (node) */
+static AS_DYNLIB_DEFINE_DEEP(as_zlib, AS_ZLIB_FNS, "libz.so.1",
+                             "gzip of OTLP exports and large ingest bodies", "inflateReset2 libz.");
 
 int as_gzip(const void *in, size_t n, char **out, size_t *out_len) {
     if (as_dynlib_load(&as_zlib_lib) != 0)

@@ -50,7 +50,8 @@ static AS_DYNLIB_DEFINE(llm_cj, LLM_CJSON_FNS, "libcjson.so.1", "LLM call decodi
 struct llm_z_fns {
     LLM_Z_FNS(AS_DL_FIELD)
 };
-static AS_DYNLIB_DEFINE(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses");
+static AS_DYNLIB_DEFINE_DEEP(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses",
+                             "inflateReset2 libz.");
 
 #define LLM_BR_FNS(X)                                                                              \
     X(BrotliDecoderCreateInstance)                                                                 \
@@ -59,7 +60,8 @@ static AS_DYNLIB_DEFINE(llm_z, LLM_Z_FNS, "libz.so.1", "compressed LLM responses
 struct llm_br_fns {
     LLM_BR_FNS(AS_DL_FIELD)
 };
-static AS_DYNLIB_DEFINE(llm_br, LLM_BR_FNS, "libbrotlidec.so.1", "brotli LLM responses");
+static AS_DYNLIB_DEFINE_DEEP(llm_br, LLM_BR_FNS, "libbrotlidec.so.1", "brotli LLM responses",
+                             "BrotliDecoderCreateInstance libbrotlidec.");
 
 static as_llm_emit_fn g_emit;
 void as_llm_set_emit(as_llm_emit_fn fn) {
@@ -93,6 +95,9 @@ static void queue_action(const agentsight_action *action) {
     as_pipe_nudge_if_busy();
 }
 
+enum { PROV_OPENAI, PROV_ANTHROPIC, PROV_OLLAMA };
+static const char *const prov_names[] = {"openai", "anthropic", "ollama"};
+
 typedef struct usage {
     int64_t in, out, cache_read, cache_write, reasoning;
 } usage;
@@ -108,7 +113,7 @@ struct as_llm_conn {
     /* the exchange in progress */
     int active;   /* a request was seen and its response not yet finished */
     int llm;      /* its path is a model API's */
-    int provider; /* 0 openai, 1 anthropic */
+    int provider; /* PROV_* */
     const char *op;
     char method[16];
     char path[256];
@@ -118,6 +123,7 @@ struct as_llm_conn {
     int64_t t_first_ns; /* first text of a stream */
     int status;
     int sse;
+    int ndjson;   /* JSON lines (Ollama's streams) */
     int encoding; /* 0 none, 1 gzip/deflate, 2 br */
     z_stream *z;
     BrotliDecoderState *br;
@@ -166,7 +172,13 @@ static void classify(as_llm_conn *c) {
     else if (ends_with(c->path, n, "/embeddings"))
         c->op = "embeddings";
     else if (ends_with(c->path, n, "/messages"))
-        c->op = "chat", c->provider = 1;
+        c->op = "chat", c->provider = PROV_ANTHROPIC;
+    else if (ends_with(c->path, n, "/api/chat"))
+        c->op = "chat", c->provider = PROV_OLLAMA;
+    else if (ends_with(c->path, n, "/api/generate"))
+        c->op = "text_completion", c->provider = PROV_OLLAMA;
+    else if (ends_with(c->path, n, "/api/embed") || ends_with(c->path, n, "/api/embeddings"))
+        c->op = "embeddings", c->provider = PROV_OLLAMA;
     else
         c->llm = 0;
     if (strcmp(c->method, "POST") != 0)
@@ -184,7 +196,7 @@ static void buf_shrink(as_buf *b) {
 }
 
 static void reset_exchange(as_llm_conn *c) {
-    c->active = c->llm = c->status = c->sse = c->encoding = c->z_failed = 0;
+    c->active = c->llm = c->status = c->sse = c->ndjson = c->encoding = c->z_failed = 0;
     c->method[0] = c->path[0] = c->host[0] = c->resp_model[0] = c->ev.event[0] = '\0';
     buf_shrink(&c->req_body);
     buf_shrink(&c->resp_body);
@@ -300,6 +312,42 @@ static void read_body(as_llm_conn *c, const cJSON *r) {
     }
 }
 
+/* One object of Ollama's native API (/api/chat, /api/generate, /api/embed): a whole
+ * answer, or one line of a stream; prompt_eval_count and eval_count are the tokens. */
+static void ollama_obj(as_llm_conn *c, const cJSON *r) {
+    const char *m = jstr(r, "model");
+    if (m)
+        copy_n(c->resp_model, sizeof c->resp_model, m, strlen(m));
+    add_text(c, jstr(jget(r, "message"), "content"));
+    add_text(c, jstr(r, "response"));
+    set_if(&c->u.in, jint(r, "prompt_eval_count"));
+    set_if(&c->u.out, jint(r, "eval_count"));
+    read_error(c, r);
+}
+
+/* Decoded response body bytes of a JSON-lines stream: one object per line. */
+static void ndjson_feed(as_llm_conn *c, const char *d, size_t n) {
+    as_buf *l = &c->ev.line;
+    while (n > 0) {
+        const char *nl = memchr(d, '\n', n);
+        size_t k = nl ? (size_t)(nl - d) : n;
+        if (l->len + k <= SSE_EVENT_MAX)
+            as_buf_put(l, d, k);
+        if (!nl)
+            return;
+        d += k + 1;
+        n -= k + 1;
+        if (l->len) {
+            cJSON *r = llm_cj.cJSON_ParseWithLength(l->data, l->len);
+            if (r) {
+                ollama_obj(c, r);
+                llm_cj.cJSON_Delete(r);
+            }
+        }
+        as_buf_reset(l);
+    }
+}
+
 /* One Server-Sent Event's data, either provider's shape. */
 static void sse_event(as_llm_conn *c, const char *d, size_t n) {
     if (n == 6 && memcmp(d, "[DONE]", 6) == 0)
@@ -383,6 +431,10 @@ static void body_plain(as_llm_conn *c, const char *d, size_t n) {
         sse_feed(c, d, n);
         return;
     }
+    if (c->ndjson) {
+        ndjson_feed(c, d, n);
+        return;
+    }
     if (c->resp_body.len + n <= RESP_BODY_MAX)
         as_buf_put(&c->resp_body, d, n);
 }
@@ -433,9 +485,10 @@ static void resp_header(void *ctx, const char *name, size_t nlen, const char *v,
     as_llm_conn *c = ctx;
     if (!c->llm)
         return;
-    if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0)
+    if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) {
         c->sse = vlen >= 17 && strncasecmp(v, "text/event-stream", 17) == 0;
-    else if (nlen == 16 && strncasecmp(name, "content-encoding", 16) == 0)
+        c->ndjson = vlen >= 20 && strncasecmp(v, "application/x-ndjson", 20) == 0;
+    } else if (nlen == 16 && strncasecmp(name, "content-encoding", 16) == 0)
         c->encoding = (vlen == 4 && strncasecmp(v, "gzip", 4) == 0) ||
                               (vlen == 7 && strncasecmp(v, "deflate", 7) == 0)
                           ? 1
@@ -564,11 +617,17 @@ static void emit(as_llm_conn *c) {
         req = llm_cj.cJSON_ParseWithLength(c->req_body.data, c->req_body.len);
     const char *req_model = jstr(req, "model");
     cJSON *st = jget(req, "stream");
-    int stream = c->sse || (st && (st->type & 0xff) == cJSON_True);
-    if (!c->sse && c->resp_body.len) {
+    int stream = c->sse || c->ndjson || (st && (st->type & 0xff) == cJSON_True);
+    /* Ollama's chat and generate stream unless the request says "stream": false */
+    if (c->provider == PROV_OLLAMA && strcmp(c->op, "embeddings") != 0)
+        stream = c->ndjson || !st || (st->type & 0xff) != cJSON_False;
+    if (!c->sse && !c->ndjson && c->resp_body.len) {
         cJSON *r = llm_cj.cJSON_ParseWithLength(c->resp_body.data, c->resp_body.len);
         if (r) {
-            read_body(c, r);
+            if (c->provider == PROV_OLLAMA)
+                ollama_obj(c, r);
+            else
+                read_body(c, r);
             llm_cj.cJSON_Delete(r);
         }
     }
@@ -579,7 +638,7 @@ static void emit(as_llm_conn *c) {
     as_buf_init(&errm);
     as_buf_init(&resp);
     as_buf_printf(&name, "%s%s%s", c->op, req_model ? " " : "", req_model ? req_model : "");
-    const char *prov = c->provider ? "anthropic" : "openai";
+    const char *prov = prov_names[c->provider];
     as_buf_puts(&tools, "{\"provider\":");
     as_json_cstr(&tools, prov);
     as_buf_puts(&tools, ",\"request_model\":");

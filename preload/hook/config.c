@@ -14,6 +14,7 @@
 #include "agentsight.h"
 #include "core/log.h"
 #include "hook/config.h"
+#include "hook/llm_addr.h"
 #include "hook/cproto.h"
 
 #define CONFIG_MAX_BYTES (64u << 20) /* larger files are refused as unreadable */
@@ -605,19 +606,37 @@ fail:
 }
 
 /* Handles a "key = value" line of [llm]: enable = on|off, capture = none|response|prompts,
- * max_string = 1..AS_MAX_STRING_LIMIT. Errors printed. */
+ * max_string = 1..AS_MAX_STRING_LIMIT, plain_http = off|loopback|ADDR[:PORT],... Errors
+ * printed. */
 static void llm_line(parser *p, size_t start) {
-    static const char *const keys[] = {"enable", "capture", "max_string"};
+    static const char *const keys[] = {"enable", "capture", "max_string", "plain_http"};
     char q[64];
     size_t i;
-    int key = key_of_line(p, start, keys, 3, "llm", "enable, capture or max_string", &i);
+    int key =
+        key_of_line(p, start, keys, 4, "llm", "enable, capture, max_string or plain_http", &i);
     if (key < 0)
         return;
     value v;
     if (read_value(p, &i, 1, &v) < 0)
         return;
     int num = -1;
-    if (key == 0) {
+    if (key == 3) {
+        char spec[sizeof p->cfg->llm_plain_http], why[160];
+        as_llm_watchset ws;
+        if (v.n >= sizeof spec) {
+            perr(p, v.off, "plain_http is longer than %zu bytes", sizeof spec - 1);
+        } else {
+            memcpy(spec, v.s, v.n);
+            spec[v.n] = '\0';
+            if (as_llm_addr_parse(spec, &ws, why, sizeof why) != 0)
+                perr(p, v.off,
+                     "bad value for plain_http: %s (expected off, loopback or "
+                     "ADDRESS[:PORT] entries separated by commas)",
+                     why);
+            else
+                memcpy(p->cfg->llm_plain_http, spec, v.n + 1);
+        }
+    } else if (key == 0) {
         num = lookup((const char *const[]){"off", "on"}, 2, v.s, v.n);
         if (num < 0)
             perr(p, v.off, "bad value '%s' for enable: expected on or off", quote(v.s, v.n, q));
@@ -636,6 +655,7 @@ static void llm_line(parser *p, size_t start) {
     } else {
         p->cfg->llm_max_string = num;
     }
+    free(v.buf);
 }
 
 /* Handles a "[name]" line. Errors printed; p->section updated. */

@@ -67,10 +67,11 @@ typedef struct as_config {
     char *service;        /* OTLP service.name */
     int flush_timeout_ms; /* -1 unless set */
     int queue_policy;
-    int llm_enable;     /* [llm] enable: 1 on, 0 off, -1 unset */
-    int llm_capture;    /* [llm] capture: 0 none, 1 response, 2 prompts, -1 unset */
-    int llm_max_string; /* [llm] max_string, 0 unset */
-    int errors;         /* number of error messages printed while parsing */
+    int llm_enable;           /* [llm] enable: 1 on, 0 off, -1 unset */
+    int llm_capture;          /* [llm] capture: 0 none, 1 response, 2 prompts, -1 unset */
+    int llm_max_string;       /* [llm] max_string, 0 unset */
+    char llm_plain_http[256]; /* [llm] plain_http as written (checked), "" unset */
+    int errors;               /* number of error messages printed while parsing */
     /* Lookup index built at the end of parsing (config.c): exact names by hash, globs in
      * file order. NULL (then lookups scan every entry) when out of memory. */
     struct as_cfg_index *index;

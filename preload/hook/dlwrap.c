@@ -33,6 +33,7 @@
 #include "hook/got.h"
 #include "hook/install.h"
 #include "hook/ldpath.h"
+#include "hook/llm_sock.h"
 #include "hook/llm_tls.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
@@ -391,6 +392,7 @@ static void *open_common(const void *caller, int use_lmid, Lmid_t lmid, const ch
         int saved = errno;
         as_install_scan();
         as_llm_tls_scan();
+        as_llm_sock_scan();
         as_preload_note_targets();
         errno = saved;
     }

@@ -20,6 +20,7 @@
 #include "hook/capture.h"
 #include "hook/config.h"
 #include "hook/install.h"
+#include "hook/llm_sock.h"
 #include "hook/llm_tls.h"
 #include "core/llm_detect.h"
 #include "hook/nofollow.h"
@@ -132,6 +133,8 @@ __attribute__((constructor)) static void as_preload_init(void) {
         as_llm.capture = g_config.llm_capture;
     if (g_config.llm_max_string > 0)
         as_llm.max_string = g_config.llm_max_string;
+    if (g_config.llm_plain_http[0])
+        as_llm_sock_config(g_config.llm_plain_http, 1, NULL, 0); /* checked by the parser */
     if (g_config.nentries == 0) {
         if (!as_llm.enable)
             as_info("%s: no [actions] entries: tracking nothing", g_config.path);
@@ -154,8 +157,10 @@ __attribute__((constructor)) static void as_preload_init(void) {
     }
     as_debug("%d functions wrapped", n);
 out:
-    if (as_llm.enable && as_llm_arm() == 0)
-        as_llm_tls_start(); /* LLM calls: the pipeline starts at the first one */
+    if (as_llm.enable && as_llm_arm() == 0) {
+        as_llm_tls_start();  /* LLM calls: the pipeline starts at the first one */
+        as_llm_sock_start(); /* plain HTTP to local model servers */
+    }
     as_keptenv_keep();
     as_nofollow_apply(); /* last: everything above has read the environment it needs */
     as_in_agentsight--;

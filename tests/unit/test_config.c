@@ -245,8 +245,15 @@ static const struct {
     {"[bogus]\nx", "t.conf:2:1: unknown section '[bogus]': expected [output], [actions] or [llm]"},
     {"[llm]\ncapture = all", "t.conf:3:11: bad value 'all' for capture: expected none, "
                              "response or prompts"},
-    {"[llm]\nkey = 1", "t.conf:3:1: unknown key 'key' in [llm]: expected enable, capture or "
-                       "max_string"},
+    {"[llm]\nkey = 1", "t.conf:3:1: unknown key 'key' in [llm]: expected enable, capture, "
+                       "max_string or plain_http"},
+    {"[llm]\nplain_http = 127.0.0.1:99999", "t.conf:3:14: bad value for plain_http: '99999' is "
+                                            "not a port from 1 to 65535 (expected off, loopback "
+                                            "or ADDRESS[:PORT] entries separated by commas)"},
+    {"[llm]\nplain_http = loopback, ollama.local", "t.conf:3:14: bad value for plain_http: "
+                                                   "'ollama.local' is not a numeric IPv4 address "
+                                                   "or [IPv6] address (expected off, loopback or "
+                                                   "ADDRESS[:PORT] entries separated by commas)"},
     {"[output", "t.conf:2:8: expected ']'"},
     {"[output] x", "t.conf:2:10: unexpected text after the section header"},
     {"[output]\nsinks = stderr", "t.conf:3:1: unknown key 'sinks' in [output]: expected sink, "

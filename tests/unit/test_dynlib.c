@@ -44,7 +44,8 @@ static int one_resolve(void *handle, as_dl_sym_fn sym, const char **missing) {
  * the feature, and a second load fails at once without a second message. */
 static void test_missing_library(void **state) {
     (void)state;
-    as_dynlib lib = {"libagentsight-no-such-library.so.9", "the test feature", one_resolve, 0};
+    as_dynlib lib = {"libagentsight-no-such-library.so.9", "the test feature", one_resolve, 0,
+                     NULL};
     assert_int_equal(as_dynlib_load(&lib), -1);
     assert_int_equal(nmsgs, 1);
     assert_non_null(strstr(msgs[0], "libagentsight-no-such-library.so.9"));
@@ -56,7 +57,7 @@ static void test_missing_library(void **state) {
 /* Proves a library lacking one function of its table fails with the function named. */
 static void test_missing_function(void **state) {
     (void)state;
-    as_dynlib lib = {"libcjson.so.1", "the test feature", one_resolve, 0};
+    as_dynlib lib = {"libcjson.so.1", "the test feature", one_resolve, 0, NULL};
     assert_int_equal(as_dynlib_load(&lib), -1);
     assert_int_equal(nmsgs, 1);
     assert_non_null(strstr(msgs[0], "lacks as_test_dyn_fn"));
@@ -112,7 +113,7 @@ static void test_loader_and_ownership(void **state) {
     fclose(f);
     assert_int_equal(as_test_sh("cc -shared -fPIC -o %s %s", so, src), 0);
     as_dynlib_set_loader(counting_open, dlsym);
-    as_dynlib lib = {so, "the test feature", one_resolve, 0};
+    as_dynlib lib = {so, "the test feature", one_resolve, 0, NULL};
     opens = 0;
     assert_int_equal(as_dynlib_load(&lib), 0);
     assert_int_equal(opens, 1);
