@@ -129,7 +129,9 @@ struct as_llm_conn {
     as_buf text;
     usage u;
     as_buf err;
-    int ignored;
+    int ignored;    /* not HTTP/1.x, or a pass-through connection (as_llm_conn_ignored) */
+    int json;       /* the response's Content-Type is JSON or an event stream */
+    int exchanges;  /* responses finished on this connection */
     int seen_write; /* the program wrote on this connection before */
     int interim;    /* the response that just ended was a 1xx */
 };
@@ -173,18 +175,15 @@ static void classify(as_llm_conn *c) {
         c->llm = 0;
 }
 
-/* Empties b, giving its memory back when an exchange made it large (a keep-alive
- * connection keeps little between exchanges). */
+/* Empties b and gives its memory back: a keep-alive connection keeps no body bytes
+ * between exchanges. */
 static void buf_shrink(as_buf *b) {
-    if (b->cap > (64u << 10)) {
-        as_buf_free(b);
-        as_buf_init(b);
-    }
-    as_buf_reset(b);
+    as_buf_free(b);
+    as_buf_init(b);
 }
 
 static void reset_exchange(as_llm_conn *c) {
-    c->active = c->llm = c->status = c->sse = c->encoding = c->z_failed = 0;
+    c->active = c->llm = c->status = c->sse = c->encoding = c->z_failed = c->json = 0;
     c->method[0] = c->path[0] = c->host[0] = c->resp_model[0] = c->ev.event[0] = '\0';
     buf_shrink(&c->req_body);
     buf_shrink(&c->resp_body);
@@ -431,6 +430,8 @@ static void resp_start(void *ctx, const char *line, size_t len) {
 
 static void resp_header(void *ctx, const char *name, size_t nlen, const char *v, size_t vlen) {
     as_llm_conn *c = ctx;
+    if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0)
+        c->json = memmem(v, vlen, "json", 4) || memmem(v, vlen, "event-stream", 12);
     if (!c->llm)
         return;
     if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0)
@@ -453,6 +454,11 @@ static int resp_headers_done(void *ctx) {
     }
     if (c->llm && as_dynlib_load(&llm_cj_lib) != 0)
         c->llm = 0; /* without cJSON nothing is decoded (said once by dynlib) */
+    /* The first exchange of the connection is no model API's and its answer is no JSON (a
+     * download, a page): the connection is passed through from here on, its bytes never
+     * parsed again (as_llm_conn_ignored). */
+    if (!c->exchanges && !c->llm && !c->json && c->active)
+        c->ignored = 1;
     return s == 204 || s == 304 || strcmp(c->method, "HEAD") == 0;
 }
 
@@ -541,6 +547,7 @@ static void resp_done(void *ctx) {
     }
     if (c->active && c->llm && c->status)
         emit(c);
+    c->exchanges++;
     reset_exchange(c);
 }
 
@@ -706,6 +713,11 @@ void as_llm_conn_wrote(as_llm_conn *c, const void *data, size_t len) {
     as_http_feed(&c->req, data, len);
     if (c->req.state == AS_HTTP_BROKEN)
         c->ignored = 1;
+    if (c->ignored) { /* nothing is parsed again: the memory goes now */
+        reset_exchange(c);
+        as_http_release(&c->req);
+        as_http_release(&c->resp);
+    }
 }
 
 void as_llm_conn_read(as_llm_conn *c, const void *data, size_t len) {
@@ -714,6 +726,11 @@ void as_llm_conn_read(as_llm_conn *c, const void *data, size_t len) {
     as_http_feed(&c->resp, data, len);
     if (c->resp.state == AS_HTTP_BROKEN)
         c->ignored = 1;
+    if (c->ignored) { /* nothing is parsed again: the memory goes now */
+        reset_exchange(c);
+        as_http_release(&c->req);
+        as_http_release(&c->resp);
+    }
 }
 
 int as_llm_conn_ignored(const as_llm_conn *c) {
@@ -726,6 +743,8 @@ void as_llm_conn_free(as_llm_conn *c) {
     if (!c->ignored)
         as_http_eof(&c->resp);
     reset_exchange(c);
+    as_http_release(&c->req);
+    as_http_release(&c->resp);
     as_buf_free(&c->req_body);
     as_buf_free(&c->resp_body);
     as_buf_free(&c->text);

@@ -43,6 +43,9 @@ static free_fn real_gdeinit;
 static int g_active;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the table and every parser */
 
+/* One connection seen. c is NULL once the connection is passed through
+ * (as_llm_conn_ignored): its reads and writes then cost this lookup and nothing else, and
+ * the node is all it keeps. */
 typedef struct conn_node {
     struct conn_node *next;
     void *ssl;
@@ -57,12 +60,12 @@ static size_t bucket(const void *ssl) {
     return (size_t)(x >> 56) % NBUCKETS;
 }
 
-/* The connection of ssl, made on first sight. g_lock held. NULL when out of memory. */
-static as_llm_conn *conn_get(void *ssl) {
+/* The node of ssl, made on first sight. g_lock held. NULL when out of memory. */
+static conn_node *conn_get(void *ssl) {
     conn_node **b = &g_buckets[bucket(ssl)];
     for (conn_node *n = *b; n; n = n->next)
         if (n->ssl == ssl)
-            return n->c;
+            return n;
     conn_node *n = calloc(1, sizeof *n);
     if (!n)
         return NULL;
@@ -74,7 +77,7 @@ static as_llm_conn *conn_get(void *ssl) {
     n->ssl = ssl;
     n->next = *b;
     *b = n;
-    return n->c;
+    return n;
 }
 
 /* Shows plaintext of ssl to its parser; wrote: 1 for bytes the program sent. */
@@ -84,12 +87,16 @@ static void observe(void *ssl, int wrote, const void *data, size_t len) {
     int saved = errno;
     as_in_agentsight++;
     pthread_mutex_lock(&g_lock);
-    as_llm_conn *c = conn_get(ssl);
-    if (c && !as_llm_conn_ignored(c)) {
+    conn_node *n = conn_get(ssl);
+    if (n && n->c) {
         if (wrote)
-            as_llm_conn_wrote(c, data, len);
+            as_llm_conn_wrote(n->c, data, len);
         else
-            as_llm_conn_read(c, data, len);
+            as_llm_conn_read(n->c, data, len);
+        if (as_llm_conn_ignored(n->c)) { /* passed through from now on */
+            as_llm_conn_free(n->c);
+            n->c = NULL;
+        }
     }
     pthread_mutex_unlock(&g_lock);
     as_in_agentsight--;

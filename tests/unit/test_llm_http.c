@@ -93,6 +93,7 @@ static void feed_split(int is_response, const char *msg, size_t n, size_t cut, a
     as_http_init(&p, is_response, &cbs, &s);
     as_http_feed(&p, msg, cut);
     as_http_feed(&p, msg + cut, n - cut);
+    as_http_release(&p);
     as_buf_reset(out);
     as_buf_put(out, s.log.data, s.log.len);
     as_buf_free(&s.log);
@@ -421,6 +422,71 @@ static void test_responses_stream_and_stream_error(void **state) {
     clear_action();
 }
 
+/* Proves a header line longer than the kept buffer is read whole (up to AS_HTTP_LINE_MAX),
+ * one longer than that is dropped without harm, and the line buffer goes back to at most
+ * AS_HTTP_LINE_KEEP bytes once the message ended: an idle connection keeps little. */
+static void test_line_buffer_bounded(void **state) {
+    static char msg[3 * AS_HTTP_LINE_MAX];
+    size_t n = 0;
+    n += (size_t)sprintf(msg + n, "HTTP/1.1 200 OK\r\nX-Long: ");
+    memset(msg + n, 'a', 3000), n += 3000;
+    n += (size_t)sprintf(msg + n, "\r\nX-Huge: ");
+    memset(msg + n, 'b', AS_HTTP_LINE_MAX + 10), n += AS_HTTP_LINE_MAX + 10;
+    n += (size_t)sprintf(msg + n, "\r\nContent-Length: 2\r\n\r\nok");
+    seen s;
+    memset(&s, 0, sizeof s);
+    as_buf_init(&s.log);
+    as_http p;
+    as_http_init(&p, 1, &cbs, &s);
+    assert_int_equal(p.line_cap, 0);
+    as_http_feed(&p, msg, n);
+    assert_non_null(strstr(as_buf_cstr(&s.log), "HX-Long=aaa"));
+    assert_null(strstr(as_buf_cstr(&s.log), "HX-Huge"));
+    assert_non_null(strstr(as_buf_cstr(&s.log), "HContent-Length=2|Bok|D|"));
+    assert_true(p.line_cap <= AS_HTTP_LINE_KEEP);
+    as_http_release(&p);
+    as_buf_free(&s.log);
+}
+
+/* Proves the pass-through rule: a connection whose first exchange is a download (no model
+ * API path, no JSON answer) is given up at the answer's headers, while one whose first
+ * exchange is a JSON GET (a model list) stays watched and its later chat call is an
+ * action. */
+static void test_passthrough_after_download(void **state) {
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    as_llm_conn *c = as_llm_conn_new();
+    static const char get[] = "GET /file.bin HTTP/1.1\r\nHost: a\r\n\r\n";
+    static const char hdr[] = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                              "Content-Length: 1000000\r\n\r\n";
+    as_llm_conn_wrote(c, get, strlen(get));
+    assert_int_equal(as_llm_conn_ignored(c), 0);
+    as_llm_conn_read(c, hdr, strlen(hdr));
+    assert_int_equal(as_llm_conn_ignored(c), 1);
+    as_llm_conn_free(c);
+
+    c = as_llm_conn_new();
+    static const char models[] = "GET /v1/models HTTP/1.1\r\nHost: a\r\n\r\n";
+    static const char list[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               "Content-Length: 11\r\n\r\n{\"data\":[]}";
+    static const char chat[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\n"
+                               "Content-Length: 15\r\n\r\n{\"model\":\"m-1\"}";
+    static const char ans[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        "Content-Length: 65\r\n\r\n"
+        "{\"model\":\"m-1\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}";
+    as_llm_conn_wrote(c, models, strlen(models));
+    as_llm_conn_read(c, list, strlen(list));
+    assert_int_equal(as_llm_conn_ignored(c), 0);
+    as_llm_conn_wrote(c, chat, strlen(chat));
+    as_llm_conn_read(c, ans, strlen(ans));
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_name, "chat m-1");
+    assert_int_equal(usage_of(g_tools, "output_tokens"), 4);
+    as_llm_conn_free(c);
+    clear_action();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_response_every_split),
@@ -432,6 +498,8 @@ int main(void) {
         cmocka_unit_test(test_brotli_every_split),
         cmocka_unit_test(test_reused_state_after_unseen_close),
         cmocka_unit_test(test_responses_stream_and_stream_error),
+        cmocka_unit_test(test_line_buffer_bounded),
+        cmocka_unit_test(test_passthrough_after_download),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
