@@ -21,6 +21,7 @@
 #include "core/dynlib.h"
 #include "core/jsonw.h"
 #include "core/log.h"
+#include "core/llm_h2.h"
 #include "core/llm_http.h"
 #include "core/pipeline.h"
 
@@ -133,6 +134,7 @@ struct as_llm_conn {
     int json;       /* the response's Content-Type is JSON or an event stream */
     int exchanges;  /* responses finished on this connection */
     int seen_write; /* the program wrote on this connection before */
+    as_h2 *h2;      /* an HTTP/2 connection: its streams are exchanges of their own */
     int interim;    /* the response that just ended was a 1xx */
 };
 
@@ -701,15 +703,24 @@ void as_llm_conn_wrote(as_llm_conn *c, const void *data, size_t len) {
     if (!c || c->ignored)
         return;
     if (!c->seen_write && len >= 14 && memcmp(data, "PRI * HTTP/2.0", 14) == 0) {
-        /* HTTP/2 (ALPN h2): not decoded; said once per process (diagnostics: once per run) */
-        static int told;
-        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
-            as_warn("llm: an HTTP/2 connection was seen: its exchanges are not decoded (HTTP/1.1 "
-                    "only; curl: --http1.1)");
-        c->ignored = 1;
-        return;
+        /* HTTP/2 (ALPN h2): decoded by llm_h2.c when libnghttp2 is there; else said once
+         * per process (diagnostics: once per run) */
+        c->h2 = as_h2_new();
+        if (!c->h2) {
+            static int told;
+            if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+                as_warn("llm: an HTTP/2 connection was seen: its exchanges are not decoded "
+                        "(libnghttp2.so.14 is missing; curl: --http1.1)");
+            c->ignored = 1;
+            return;
+        }
     }
     c->seen_write = 1;
+    if (c->h2) {
+        if (as_h2_feed(c->h2, 1, data, len) != 0)
+            c->ignored = 1;
+        return;
+    }
     as_http_feed(&c->req, data, len);
     if (c->req.state == AS_HTTP_BROKEN)
         c->ignored = 1;
@@ -723,6 +734,11 @@ void as_llm_conn_wrote(as_llm_conn *c, const void *data, size_t len) {
 void as_llm_conn_read(as_llm_conn *c, const void *data, size_t len) {
     if (!c || c->ignored)
         return;
+    if (c->h2) {
+        if (as_h2_feed(c->h2, 0, data, len) != 0)
+            c->ignored = 1;
+        return;
+    }
     as_http_feed(&c->resp, data, len);
     if (c->resp.state == AS_HTTP_BROKEN)
         c->ignored = 1;
@@ -740,8 +756,9 @@ int as_llm_conn_ignored(const as_llm_conn *c) {
 void as_llm_conn_free(as_llm_conn *c) {
     if (!c)
         return;
-    if (!c->ignored)
+    if (!c->ignored && !c->h2)
         as_http_eof(&c->resp);
+    as_h2_free(c->h2);
     reset_exchange(c);
     as_http_release(&c->req);
     as_http_release(&c->resp);

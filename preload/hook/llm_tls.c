@@ -326,6 +326,21 @@ static void *decide(const as_obj *o, const char *sym, const char *version, void 
     return NULL;
 }
 
+/* 1 when the dynamic string table of o holds the name of a hooked function. A GOT slot
+ * is named by that table, so an object without any of the names has none of the slots,
+ * and its relocations (tens of thousands in a large library, read at random: most of the
+ * start-up cost of --llm) are never walked. A name found as the tail of a longer one
+ * ("BIO_SSL_free") only costs the walk. */
+static int names_hooked(const as_obj *o) {
+    as_dyninfo di;
+    if (as_dyn_read(o->dyn, o->base, &di) != 0 || !di.strtab || !di.strsz)
+        return 1; /* no size to scan within: walked as before */
+    for (size_t k = 0; k < NHOOKS; k++)
+        if (memmem(di.strtab, di.strsz, g_hooks[k].name, strlen(g_hooks[k].name) + 1))
+            return 1;
+    return 0;
+}
+
 static int scan_locked(void) {
     int n = as_objs_collect(g_objs, MAX_OBJS);
     if (n > MAX_OBJS)
@@ -342,6 +357,8 @@ static int scan_locked(void) {
             strstr(o->name, "linux-vdso"))
             continue;
         if (self_base && o->lo <= self_base && self_base < o->hi)
+            continue;
+        if (!names_hooked(o))
             continue;
         int w = as_got_patch(o, decide, NULL);
         if (w > 0)

@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "agentsight.h"
+#include "core/dynlib.h"
 #include "core/jsonw.h"
 #include "core/llm_detect.h"
 #include "core/llm_http.h"
@@ -487,6 +488,233 @@ static void test_passthrough_after_download(void **state) {
     clear_action();
 }
 
+/* ---- HTTP/2 (preload/core/llm_h2.c) ---- */
+static void h2_frame(as_buf *b, uint8_t type, uint8_t flags, uint32_t sid, const void *pl,
+                     size_t n) {
+    uint8_t h[9] = {
+        (uint8_t)(n >> 16),   (uint8_t)(n >> 8),    (uint8_t)n,          type,        flags,
+        (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8), (uint8_t)sid};
+    as_buf_put(b, h, 9);
+    as_buf_put(b, pl, n);
+}
+
+/* An HPACK literal field with a new name (RFC 7541 6.2): 0x40 adds it to the dynamic
+ * table, 0x00 does not; no Huffman coding, lengths under 127. */
+static void hp_lit(as_buf *b, uint8_t kind, const char *name, const char *value) {
+    as_buf_putc(b, (char)kind);
+    as_buf_putc(b, (char)strlen(name));
+    as_buf_puts(b, name);
+    as_buf_putc(b, (char)strlen(value));
+    as_buf_puts(b, value);
+}
+
+static const char H2_BODY1[] = "{\"model\":\"gpt-4o\",\"messages\":[]}";
+static const char H2_ANS1[] =
+    "{\"model\":\"gpt-4o-2024\",\"choices\":[{\"message\":{\"content\":"
+    "\"one\"}}],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":12}}";
+static const char H2_ANS3[] =
+    "{\"type\":\"message\",\"model\":\"claude-x-1\",\"content\":[{\"type\":"
+    "\"text\",\"text\":\"three\"}],\"usage\":{\"input_tokens\":31,"
+    "\"output_tokens\":32}}";
+
+/* What a client writes: preface, SETTINGS, stream 1 (its header block split over HEADERS
+ * and CONTINUATION, a body in two DATA frames) and stream 3 (an Anthropic call). */
+static void h2_client(as_buf *w) {
+    as_buf_puts(w, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    static const uint8_t st[] = {0, 1, 0, 0, 0x10, 0}; /* HEADER_TABLE_SIZE 4096 */
+    h2_frame(w, 4, 0, 0, st, sizeof st);
+    as_buf hb;
+    as_buf_init(&hb);
+    as_buf_putc(&hb, (char)0x83); /* :method POST (static index 3) */
+    hp_lit(&hb, 0x40, ":path", "/v1/chat/completions");
+    hp_lit(&hb, 0x00, ":authority", "api.example");
+    hp_lit(&hb, 0x00, "authorization", "Bearer sk-SECRET");
+    h2_frame(w, 1, 0, 1, hb.data, 20);                            /* HEADERS, no END_HEADERS */
+    h2_frame(w, 9, 0x4, 1, hb.data + 20, hb.len - 20);            /* CONTINUATION, END_HEADERS */
+    h2_frame(w, 0, 0, 1, H2_BODY1, 10);                           /* DATA */
+    h2_frame(w, 0, 0x1, 1, H2_BODY1 + 10, strlen(H2_BODY1) - 10); /* DATA, END_STREAM */
+    as_buf_reset(&hb);
+    as_buf_putc(&hb, (char)0x83);
+    hp_lit(&hb, 0x00, ":path", "/v1/messages");
+    hp_lit(&hb, 0x00, ":authority", "api.example");
+    static const char body3[] = "{\"model\":\"claude-x\"}";
+    h2_frame(w, 1, 0x4, 3, hb.data, hb.len);
+    h2_frame(w, 0, 0x1, 3, body3, strlen(body3));
+    as_buf_free(&hb);
+}
+
+/* What the server answers: SETTINGS, then stream 3 before stream 1; stream 1's DATA is
+ * padded and its content-type comes from the dynamic table filled by stream 3's block. */
+static void h2_server(as_buf *r) {
+    h2_frame(r, 4, 0, 0, "", 0);
+    h2_frame(r, 4, 0x1, 0, "", 0); /* ACK */
+    as_buf hb;
+    as_buf_init(&hb);
+    as_buf_putc(&hb, (char)0x88); /* :status 200 */
+    hp_lit(&hb, 0x40, "content-type", "application/json");
+    h2_frame(r, 1, 0x4, 3, hb.data, hb.len);
+    h2_frame(r, 0, 0x1, 3, H2_ANS3, strlen(H2_ANS3));
+    static const uint8_t ping[8] = {1};
+    h2_frame(r, 6, 0, 0, ping, 8);
+    as_buf_reset(&hb);
+    as_buf_putc(&hb, (char)0x88);
+    as_buf_putc(&hb, (char)0xbe); /* dynamic index 62: content-type application/json */
+    h2_frame(r, 1, 0x4, 1, hb.data, hb.len);
+    as_buf_reset(&hb);
+    /* the first half of the body in a padded DATA frame: its pad length or padding read
+     * as body would spoil the JSON */
+    as_buf_putc(&hb, '[');
+    as_buf_put(&hb, H2_ANS1, 20);
+    for (int i = 0; i < '['; i++)
+        as_buf_putc(&hb, 'x');
+    h2_frame(r, 0, 0x8, 1, hb.data, hb.len);
+    h2_frame(r, 0, 0x1, 1, H2_ANS1 + 20, strlen(H2_ANS1) - 20);
+    as_buf_free(&hb);
+}
+
+static int g_h2_names;
+
+static void on_h2_action(const agentsight_action *a) {
+    on_action(a);
+    assert_null(strstr(a->tools_used, "sk-SECRET"));
+    if (strcmp(a->action_name, "chat gpt-4o") == 0) {
+        assert_int_equal(usage_of(a->tools_used, "input_tokens"), 11);
+        assert_int_equal(usage_of(a->tools_used, "output_tokens"), 12);
+        assert_string_equal(a->response, "one");
+        assert_non_null(strstr(a->tools_used, "\"response_model\":\"gpt-4o-2024\""));
+        assert_non_null(strstr(a->tools_used, "\"server_address\":\"api.example\""));
+        g_h2_names |= 1;
+    } else {
+        assert_string_equal(a->action_name, "chat claude-x");
+        assert_non_null(strstr(a->tools_used, "\"provider\":\"anthropic\""));
+        assert_int_equal(usage_of(a->tools_used, "output_tokens"), 32);
+        assert_string_equal(a->response, "three");
+        g_h2_names |= 2;
+    }
+}
+
+/* Proves HTTP/2 is decoded: two streams on one connection (a header block continued in
+ * CONTINUATION, answers out of order, padded DATA, a field taken from HPACK's dynamic
+ * table) give one action each with their own model, tokens and text, whatever the cut
+ * of the bytes the program read (every byte boundary, and byte by byte), and never the
+ * authorization header. */
+static void test_h2_two_streams_every_split(void **state) {
+    as_buf w, r;
+    as_buf_init(&w);
+    as_buf_init(&r);
+    h2_client(&w);
+    h2_server(&r);
+    as_llm_set_emit(on_h2_action);
+    for (size_t cut = 0; cut <= r.len + 1; cut++) {
+        g_actions = 0;
+        g_h2_names = 0;
+        as_llm_conn *c = as_llm_conn_new();
+        as_llm_conn_wrote(c, w.data, w.len);
+        if (cut <= r.len) {
+            as_llm_conn_read(c, r.data, cut);
+            as_llm_conn_read(c, r.data + cut, r.len - cut);
+        } else {
+            for (size_t i = 0; i < r.len; i++)
+                as_llm_conn_read(c, r.data + i, 1);
+        }
+        assert_int_equal(as_llm_conn_ignored(c), 0);
+        as_llm_conn_free(c);
+        assert_int_equal(g_actions, 2);
+        assert_int_equal(g_h2_names, 3);
+    }
+    clear_action();
+    as_buf_free(&w);
+    as_buf_free(&r);
+}
+
+/* Proves bytes that are not HTTP/2 after the preface (and a stream of random frames) give
+ * up the connection without a crash or an action, and a RST_STREAM ends an exchange
+ * without one. */
+static void test_h2_garbage_and_reset(void **state) {
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    uint32_t x = 12345;
+    for (int round = 0; round < 300; round++) {
+        as_llm_conn *c = as_llm_conn_new();
+        as_llm_conn_wrote(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+        uint8_t junk[512];
+        for (size_t i = 0; i < sizeof junk; i++) {
+            x = x * 1103515245u + 12345u;
+            junk[i] = (uint8_t)(x >> 16);
+        }
+        if (round % 2 == 0)
+            junk[0] = junk[1] = 0; /* short frames: more of them get read */
+        as_llm_conn_read(c, junk, sizeof junk);
+        as_llm_conn_wrote(c, junk + 100, 300);
+        as_llm_conn_free(c);
+    }
+    assert_int_equal(g_actions, 0);
+    as_llm_conn *c = as_llm_conn_new();
+    as_llm_conn_wrote(c, "PRI * HTTP/2.0\r\n\r\nSMX\r\n\r\n", 25);
+    assert_int_equal(as_llm_conn_ignored(c), 1);
+    as_llm_conn_free(c);
+
+    as_buf w, r;
+    as_buf_init(&w);
+    as_buf_init(&r);
+    h2_client(&w);
+    h2_server(&r);
+    static const uint8_t code[4] = {0, 0, 0, 8};
+    as_buf rst;
+    as_buf_init(&rst);
+    h2_frame(&rst, 3, 0, 1, code, 4);
+    c = as_llm_conn_new();
+    as_llm_conn_wrote(c, w.data, w.len);
+    as_llm_conn_wrote(c, rst.data, rst.len); /* stream 1 cancelled by the client */
+    as_llm_conn_read(c, r.data, r.len);
+    as_llm_conn_free(c);
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_name, "chat claude-x");
+    clear_action();
+    as_buf_free(&w);
+    as_buf_free(&r);
+    as_buf_free(&rst);
+}
+
+/* ---- libnghttp2 missing (dynlib and log wrapped by the link: test_llm_http.ldflags) ---- */
+static int g_no_nghttp2, g_h2_said;
+int __real_as_dynlib_load(as_dynlib *lib);
+int __wrap_as_dynlib_load(as_dynlib *lib) {
+    if (g_no_nghttp2 && strcmp(lib->soname, "libnghttp2.so.14") == 0)
+        return -1;
+    return __real_as_dynlib_load(lib);
+}
+void __wrap_as_log(int level, const char *fmt, ...) {
+    (void)level;
+    if (strstr(fmt, "HTTP/2 connection was seen"))
+        g_h2_said++;
+}
+
+/* Proves that without libnghttp2 an HTTP/2 connection is given up (no action, nothing
+ * parsed) and said once however many there are. */
+static void test_h2_without_nghttp2_said_once(void **state) {
+    as_buf w, r;
+    as_buf_init(&w);
+    as_buf_init(&r);
+    h2_client(&w);
+    h2_server(&r);
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    g_no_nghttp2 = 1;
+    for (int i = 0; i < 3; i++) {
+        as_llm_conn *c = as_llm_conn_new();
+        as_llm_conn_wrote(c, w.data, w.len);
+        assert_int_equal(as_llm_conn_ignored(c), 1);
+        as_llm_conn_read(c, r.data, r.len);
+        as_llm_conn_free(c);
+    }
+    g_no_nghttp2 = 0;
+    assert_int_equal(g_actions, 0);
+    assert_int_equal(g_h2_said, 1);
+    as_buf_free(&w);
+    as_buf_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_response_every_split),
@@ -500,6 +728,9 @@ int main(void) {
         cmocka_unit_test(test_responses_stream_and_stream_error),
         cmocka_unit_test(test_line_buffer_bounded),
         cmocka_unit_test(test_passthrough_after_download),
+        cmocka_unit_test(test_h2_two_streams_every_split),
+        cmocka_unit_test(test_h2_garbage_and_reset),
+        cmocka_unit_test(test_h2_without_nghttp2_said_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
