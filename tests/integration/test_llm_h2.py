@@ -15,7 +15,8 @@ from test_llm import MARKER, check, llm_run, make_cert
 
 SERVER = r"""
 const http2 = require("http2"), fs = require("fs"), zlib = require("zlib");
-const [key, cert, log] = process.argv.slice(1);
+const {execFileSync} = require("child_process");
+const [key, cert, log, zstd] = process.argv.slice(1);
 const srv = http2.createSecureServer({key: fs.readFileSync(key), cert: fs.readFileSync(cert)});
 srv.on("stream", (stream, headers) => {
   const path = headers[":path"];
@@ -27,12 +28,17 @@ srv.on("stream", (stream, headers) => {
     const model = req.model || "", served = model + "-2024";
     const words = ["Hello", " from", " ", model, " \u00e9t\u00e9"], text = words.join("");
     const tin = 7 + JSON.stringify(req).length % 50, tout = words.length + 2;
-    const gz = /gzip/.test(headers["accept-encoding"] || "");
-    let sent;
+    const ae = headers["accept-encoding"] || "";
+    let sent, encoding = null;
     const json = (status, obj) => {
       let b = Buffer.from(JSON.stringify(obj));
       const h = {":status": status, "content-type": "application/json"};
-      if (gz) { b = zlib.gzipSync(b); h["content-encoding"] = "gzip"; }
+      if (/zstd/.test(ae) && zstd) {
+        b = execFileSync(zstd, ["-q", "-c"], {input: b}); encoding = "zstd";
+      } else if (/gzip/.test(ae)) {
+        b = zlib.gzipSync(b); encoding = "gzip";
+      }
+      if (encoding) h["content-encoding"] = encoding;
       stream.respond(h);
       stream.end(b);
     };
@@ -70,6 +76,7 @@ srv.on("stream", (stream, headers) => {
       json(404, {error: {message: sent.error, type: "invalid_request_error"}});
     }
     sent.auth = headers["authorization"] || headers["x-api-key"] || null;
+    sent.encoding = encoding;
     fs.appendFileSync(log, JSON.stringify(sent) + "\n");
   });
 });
@@ -107,8 +114,8 @@ def start_h2_server(d):
     """node's http2 server on a free port; returns (process, port, crt, log path)."""
     key, crt = make_cert(d)
     log = os.path.join(d, "sent.jsonl")
-    p = subprocess.Popen(["node", "-e", SERVER, key, crt, log], stdout=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(["node", "-e", SERVER, key, crt, log, shutil.which("zstd") or ""],
+                         stdout=subprocess.PIPE, text=True)
     port = int(p.stdout.readline())
     return p, port, crt, log
 
@@ -128,8 +135,9 @@ def have_tools():
 
 def test_curl_http2():
     """curl --http2 over one connection: a JSON chat, an SSE chat, an Anthropic stream, a
-    gzip answer (--compressed), a 404 and a download, in sequence (streams 1, 3, 5, ...):
-    one action per LLM call with the server's models and tokens, none for the download."""
+    compressed answer (--compressed: zstd where curl and the zstd command have it, else
+    gzip), a 404 and a download, in sequence (streams 1, 3, 5, ...): one action per LLM
+    call with the server's models and tokens, none for the download."""
     if not have_tools() or not shutil.which("curl"):
         return
     out = subprocess.run(["curl", "-V"], capture_output=True, text=True).stdout
@@ -170,6 +178,8 @@ def test_curl_http2():
         check(acts[2], sent[2], "chat claude-3-5-haiku", "/v1/messages", "anthropic", True,
               port)
         check(acts[3], sent[3], "chat gpt-gz", "/v1/chat/completions", "openai", False, port)
+        want = "zstd" if "zstd" in out.split("Features:")[-1] and shutil.which("zstd") else "gzip"
+        assert sent[3]["encoding"] == want, sent[3]
         check(acts[4], sent[4], "chat nope", "/v2/chat/completions", "openai", False, port)
         assert "not decoded" not in got.stderr, got.stderr
     finally:

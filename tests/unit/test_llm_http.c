@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <brotli/encode.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "agentsight.h"
 #include "core/dynlib.h"
@@ -715,6 +716,95 @@ static void test_h2_without_nghttp2_said_once(void **state) {
     as_buf_free(&r);
 }
 
+/* Proves a zstd body (Content-Encoding: zstd, what curl --compressed may be answered) is
+ * decoded whatever the cut, including one that inflates to more than the decoder's
+ * 16 KiB output buffer at once: the usage after 40,000 bytes of text is read. */
+static void test_zstd_every_split(void **state) {
+    as_buf body;
+    as_buf_init(&body);
+    as_buf_puts(&body, "{\"model\":\"gpt-z-1\",\"choices\":[{\"message\":{\"content\":\"");
+    for (int i = 0; i < 40000; i++)
+        as_buf_putc(&body, 'z');
+    as_buf_puts(&body, "\"}}],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":9}}");
+    size_t cap = ZSTD_compressBound(body.len);
+    char *z = malloc(cap);
+    size_t zn = ZSTD_compress(z, cap, body.data, body.len, 3);
+    assert_false(ZSTD_isError(zn));
+    as_buf r;
+    as_buf_init(&r);
+    as_buf_printf(&r, "HTTP/1.1 200 OK\r\nContent-Encoding: zstd\r\nContent-Length: %zu\r\n\r\n",
+                  zn);
+    as_buf_put(&r, z, zn);
+    static const char req[] = "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 15\r\n"
+                              "\r\n{\"model\":\"gpt\"}";
+    as_llm_set_emit(on_action);
+    for (size_t cut = 0; cut <= r.len; cut++) {
+        g_actions = 0;
+        exchange(req, r.data, r.len, cut);
+        assert_int_equal(g_actions, 1);
+        assert_int_equal(strlen(g_resp), 4096); /* max_string */
+        assert_int_equal(usage_of(g_tools, "input_tokens"), 8);
+        assert_int_equal(usage_of(g_tools, "output_tokens"), 9);
+    }
+    as_buf_free(&r);
+    as_buf_free(&body);
+    free(z);
+    clear_action();
+}
+
+/* Proves bodies larger than what is kept still give their action: a 600 KB request whose
+ * model comes after its messages (found in the kept tail) and a 3 MB embeddings answer,
+ * fed in 1,000-byte pieces, whose model is at its start and usage at its end. */
+static void test_big_bodies_head_and_tail(void **state) {
+    as_buf q, r, body;
+    as_buf_init(&q);
+    as_buf_init(&r);
+    as_buf_init(&body);
+    as_buf_puts(&body, "{\"messages\":[{\"role\":\"user\",\"content\":\"");
+    for (int i = 0; i < 600000; i++)
+        as_buf_putc(&body, "ab\"model\" "[i % 4]); /* no key: quotes are escaped below */
+    as_buf_puts(&body, "\"}],\"model\":\"text-embedding-big\",\"stream\":false}");
+    /* escape the quotes inside the content the way JSON does */
+    as_buf esc;
+    as_buf_init(&esc);
+    for (size_t i = 0; i < body.len; i++) {
+        if (body.data[i] == '"' && i > 40 && i < body.len - 60)
+            as_buf_putc(&esc, '\\');
+        as_buf_putc(&esc, body.data[i]);
+    }
+    as_buf_printf(&q, "POST /v1/embeddings HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", esc.len);
+    as_buf_put(&q, esc.data, esc.len);
+    as_buf_reset(&body);
+    as_buf_puts(&body, "{\"object\":\"list\",\"model\":\"text-embedding-big-2\",\"data\":[");
+    for (int i = 0; i < 100000; i++)
+        as_buf_printf(&body, "%s{\"embedding\":[0.123456,0.654321]}", i ? "," : "");
+    as_buf_puts(&body, "],\"usage\":{\"prompt_tokens\":77,\"total_tokens\":77}}");
+    assert_true(body.len > (3u << 20));
+    as_buf_printf(&r,
+                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  "Content-Length: %zu\r\n\r\n",
+                  body.len);
+    as_buf_put(&r, body.data, body.len);
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    as_llm_conn *c = as_llm_conn_new();
+    for (size_t i = 0; i < q.len; i += 1000)
+        as_llm_conn_wrote(c, q.data + i, q.len - i < 1000 ? q.len - i : 1000);
+    for (size_t i = 0; i < r.len; i += 1000)
+        as_llm_conn_read(c, r.data + i, r.len - i < 1000 ? r.len - i : 1000);
+    as_llm_conn_free(c);
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_name, "embeddings text-embedding-big");
+    assert_non_null(strstr(g_tools, "\"response_model\":\"text-embedding-big-2\""));
+    assert_non_null(strstr(g_tools, "\"stream\":false"));
+    assert_int_equal(usage_of(g_tools, "input_tokens"), 77);
+    clear_action();
+    as_buf_free(&q);
+    as_buf_free(&r);
+    as_buf_free(&body);
+    as_buf_free(&esc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_response_every_split),
@@ -724,6 +814,8 @@ int main(void) {
         cmocka_unit_test(test_gzip_error_and_bound),
         cmocka_unit_test(test_responses_shape),
         cmocka_unit_test(test_brotli_every_split),
+        cmocka_unit_test(test_zstd_every_split),
+        cmocka_unit_test(test_big_bodies_head_and_tail),
         cmocka_unit_test(test_reused_state_after_unseen_close),
         cmocka_unit_test(test_responses_stream_and_stream_error),
         cmocka_unit_test(test_line_buffer_bounded),
