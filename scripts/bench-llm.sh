@@ -3,8 +3,10 @@
 # add at most 5% to a 1 MB HTTPS download, and a bounded amount of memory per connection).
 #
 # Time: HTTPS downloads from a local server (1 MB and 10 MB bodies, keep-alive, several per
-# process) by curl and by python3's http.client, and an LLM-shaped exchange (a streamed chat
-# completion of 2,000 Server-Sent Events), each run bare, under the interposer with LLM
+# process) by curl and by python3's http.client, the same over HTTP/2 (curl --http2 against
+# node's http2 server, when node is there: HTTP/2 is decoded frame by frame, never passed
+# through), and an LLM-shaped exchange (a streamed chat completion of 2,000 Server-Sent
+# Events), each run bare, under the interposer with LLM
 # watching off ("idle") and with it on ("llm"). The figure is the CPU time of the client
 # process (user + system: the server's pace does not enter); the cases are interleaved in a
 # rotating order, REPS times, and the medians compared: llm / idle is what the TLS hooks
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 REPS=${BENCH_LLM_REPS:-11}
 exec python3 - "$BUILD" "$REPS" <<'PY'
-import http.server, json, os, socketserver, ssl, statistics, subprocess, sys
+import http.server, json, os, shutil, socketserver, ssl, statistics, subprocess, sys
 import tempfile, threading
 
 build, reps = sys.argv[1], int(sys.argv[2])
@@ -102,6 +104,19 @@ def cpu(argv, env):
 
 
 curl = ["curl", "-s", "--http1.1", "--cacert", crt]
+H2 = r"""
+const http2 = require("http2"), fs = require("fs");
+const big = Buffer.alloc(1 << 20, 7);
+const s = http2.createSecureServer({key: fs.readFileSync(process.argv[1]),
+                                    cert: fs.readFileSync(process.argv[2])});
+s.on("stream", (st) => { st.respond({":status": 200, "content-type": "application/octet-stream"});
+                         st.end(big); });
+s.listen(0, "127.0.0.1", () => console.log(s.address().port));
+"""
+h2srv = None
+if shutil.which("node"):
+    h2srv = subprocess.Popen(["node", "-e", H2, key, crt], stdout=subprocess.PIPE, text=True)
+    h2url = "https://127.0.0.1:%s/1m" % h2srv.stdout.readline().strip()
 PYGET = r"""
 import http.client, ssl, sys
 c = http.client.HTTPSConnection("127.0.0.1", %d,
@@ -116,6 +131,8 @@ rows = [
     ("curl 10 MB x3", curl + ["%s/10m" % url] * 3),
     ("python 1 MB x10", [sys.executable, "-c", PYGET, "/1m", "10"]),
     ("python 10 MB x3", [sys.executable, "-c", PYGET, "/10m", "3"]),
+] + ([("curl h2 1 MB x10", ["curl", "-s", "--http2", "--cacert", crt] + [h2url] * 10)]
+      if h2srv else []) + [
     ("curl SSE chat x5", sum([curl[1:] + ["-d", stream_req, "%s/v1/chat/completions" % url,
                                           "--next"] for _ in range(5)], ["curl"])[:-1]),
 ]
@@ -172,4 +189,6 @@ acts = sum(1 for l in open(os.path.join(d, "a.jsonl"))) if os.path.exists(
     os.path.join(d, "a.jsonl")) else 0
 print("actions written (chat and SSE runs under llm): %d" % acts)
 srv.shutdown()
+if h2srv:
+    h2srv.kill()
 PY

@@ -137,8 +137,8 @@ static void tell(h2_stream *s, int wrote, const void *d, size_t n) {
 }
 
 static void tell_chunk(h2_stream *s, int wrote, const uint8_t *d, size_t n) {
-    if (!s || n == 0)
-        return; /* an empty chunk would end the body */
+    if (!s || n == 0 || as_llm_conn_ignored(s->c))
+        return; /* an empty chunk would end the body; a passed-through stream hears nothing */
     char hex[24];
     int k = snprintf(hex, sizeof hex, "%zx\r\n", n);
     tell(s, wrote, hex, (size_t)k);
