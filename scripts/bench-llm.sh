@@ -12,6 +12,10 @@
 # rotating order, REPS times, and the medians compared: llm / idle is what the TLS hooks
 # cost, idle / bare what the interposer costs without them.
 #
+# Where perf works, the share of each client's CPU samples spent in the interposer's own
+# code (idle and llm): a direct view of what the hooks cost, steadier than CPU times on a
+# shared machine.
+#
 # Memory: a python3 client holding N keep-alive connections open, after one exchange on
 # each (a download, or a chat completion), reports its resident set; (llm - idle) / N is
 # what one watched connection keeps.
@@ -150,6 +154,31 @@ for rname, _ in rows:
         rname, m["bare"] * 1e3, m["idle"] * 1e3, m["llm"] * 1e3, m["idle"] / m["bare"],
         m["llm"] / m["idle"]))
 print("  budget: llm/idle at most 1.05 on the downloads; the SSE row is an LLM call decoded")
+
+
+def preload_share(argv, env):
+    """Percent of the process's cpu-clock samples in libagentsight-preload.so, or None."""
+    data = os.path.join(d, "perf.data")
+    r = subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "5000", "-o", data,
+                        "--"] + argv, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=300)
+    if r.returncode != 0:
+        return None
+    out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", "dso"],
+                         capture_output=True, text=True, timeout=300).stdout
+    share = 0.0
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 2 and f[0].endswith("%") and "libagentsight-preload" in f[-1]:
+            share += float(f[0][:-1])
+    return share
+
+
+if shutil.which("perf") and preload_share(["true"], base) is not None:
+    print("share of the client's CPU samples in the interposer's code (perf, cpu-clock)")
+    for rname, argv in rows:
+        sh = {c: preload_share(argv, env) for c, env in CASES[1:]}
+        print("  %-18s idle %5.2f%%   llm %5.2f%%" % (rname, sh["idle"], sh["llm"]))
 
 HOLD = r"""
 import http.client, ssl, sys

@@ -34,6 +34,7 @@ as_llm_opts as_llm = {0, AS_LLM_CAPTURE_RESPONSE, 4096};
 #define REQ_BODY_MAX (256u << 10)  /* request bytes kept to find model and stream */
 #define RESP_BODY_MAX (256u << 10) /* response bytes kept (non-stream) */
 #define BODY_TAIL (8u << 10)
+#define PASS_MIN (16 << 10) /* a first non-API answer this large passes the connection through */
 #define SSE_EVENT_MAX (256u << 10) /* one event's data */
 
 /* ---- libraries opened on demand ---- */
@@ -527,10 +528,12 @@ static int resp_headers_done(void *ctx) {
     }
     if (c->llm && as_dynlib_load(&llm_cj_lib) != 0)
         c->llm = 0; /* without cJSON nothing is decoded (said once by dynlib) */
-    /* The first exchange of the connection is no model API's and its answer is no JSON (a
-     * download, a page): the connection is passed through from here on, its bytes never
-     * parsed again (as_llm_conn_ignored). */
-    if (!c->exchanges && !c->llm && !c->json && c->active)
+    /* The first exchange of the connection is no model API's and its answer is no JSON
+     * and not small (a download, a page): the connection is passed through from here on,
+     * its bytes never parsed again (as_llm_conn_ignored). A small answer (a health check,
+     * a redirect) leaves it watched: it costs nothing, and a call may follow on it. */
+    int small = c->resp.has_len && c->resp.content_len < PASS_MIN && !c->resp.chunked;
+    if (!c->exchanges && !c->llm && !c->json && c->active && !small)
         c->ignored = 1;
     return s == 204 || s == 304 || strcmp(c->method, "HEAD") == 0;
 }

@@ -451,9 +451,9 @@ static void test_line_buffer_bounded(void **state) {
 }
 
 /* Proves the pass-through rule: a connection whose first exchange is a download (no model
- * API path, no JSON answer) is given up at the answer's headers, while one whose first
- * exchange is a JSON GET (a model list) stays watched and its later chat call is an
- * action. */
+ * API path, no JSON answer, not small) is given up at the answer's headers, while one
+ * whose first exchange is a health check (small, plain text) or a JSON GET (a model list)
+ * stays watched and its later chat call is an action. */
 static void test_passthrough_after_download(void **state) {
     as_llm_set_emit(on_action);
     g_actions = 0;
@@ -465,6 +465,16 @@ static void test_passthrough_after_download(void **state) {
     assert_int_equal(as_llm_conn_ignored(c), 0);
     as_llm_conn_read(c, hdr, strlen(hdr));
     assert_int_equal(as_llm_conn_ignored(c), 1);
+    as_llm_conn_free(c);
+
+    /* a small answer that is no JSON (a health check) leaves the connection watched */
+    c = as_llm_conn_new();
+    static const char health[] = "GET /health HTTP/1.1\r\nHost: a\r\n\r\n";
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             "Content-Length: 2\r\n\r\nok";
+    as_llm_conn_wrote(c, health, strlen(health));
+    as_llm_conn_read(c, ok, strlen(ok));
+    assert_int_equal(as_llm_conn_ignored(c), 0);
     as_llm_conn_free(c);
 
     c = as_llm_conn_new();
