@@ -13,7 +13,7 @@
 # cost, idle / bare what the interposer costs without them.
 #
 # Where perf works, the share of each client's CPU samples spent in the interposer's own
-# code (idle and llm): a direct view of what the hooks cost, steadier than CPU times on a
+# code and the cJSON it reads bodies with (idle and llm): a direct view of what the hooks cost, steadier than CPU times on a
 # shared machine.
 #
 # Memory: a python3 client holding N keep-alive connections open, after one exchange on
@@ -157,7 +157,8 @@ print("  budget: llm/idle at most 1.05 on the downloads; the SSE row is an LLM c
 
 
 def preload_share(argv, env):
-    """Percent of the process's cpu-clock samples in libagentsight-preload.so, or None."""
+    """Percent of the process's cpu-clock samples in libagentsight-preload.so and the cJSON
+    it opens to read bodies, or None."""
     data = os.path.join(d, "perf.data")
     r = subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "5000", "-o", data,
                         "--"] + argv, env=env, stdout=subprocess.DEVNULL,
@@ -169,13 +170,15 @@ def preload_share(argv, env):
     share = 0.0
     for line in out.splitlines():
         f = line.split()
-        if len(f) >= 2 and f[0].endswith("%") and "libagentsight-preload" in f[-1]:
+        if len(f) >= 2 and f[0].endswith("%") and ("libagentsight-preload" in f[-1] or
+                                                   "libcjson" in f[-1]):
             share += float(f[0][:-1])
     return share
 
 
 if shutil.which("perf") and preload_share(["true"], base) is not None:
-    print("share of the client's CPU samples in the interposer's code (perf, cpu-clock)")
+    print("share of the client's CPU samples in the interposer's code and cJSON (perf, "
+          "cpu-clock)")
     for rname, argv in rows:
         sh = {c: preload_share(argv, env) for c, env in CASES[1:]}
         print("  %-18s idle %5.2f%%   llm %5.2f%%" % (rname, sh["idle"], sh["llm"]))

@@ -889,7 +889,7 @@ void as_llm_conn_wrote(as_llm_conn *c, const void *data, size_t len) {
             static int told;
             if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
                 as_warn("llm: an HTTP/2 connection was seen: its exchanges are not decoded "
-                        "(libnghttp2.so.14 is missing; curl: --http1.1)");
+                        "(libnghttp2.so.14 not loaded; curl: --http1.1)");
             c->ignored = 1;
             return;
         }

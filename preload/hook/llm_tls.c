@@ -335,9 +335,23 @@ static int names_hooked(const as_obj *o) {
     as_dyninfo di;
     if (as_dyn_read(o->dyn, o->base, &di) != 0 || !di.strtab || !di.strsz)
         return 1; /* no size to scan within: walked as before */
-    for (size_t k = 0; k < NHOOKS; k++)
-        if (memmem(di.strtab, di.strsz, g_hooks[k].name, strlen(g_hooks[k].name) + 1))
-            return 1;
+    /* one pass per prefix: each hit is compared with the names that have it */
+    static const char *const prefixes[] = {"SSL_", "gnutls_"};
+    const char *end = di.strtab + di.strsz;
+    for (size_t p = 0; p < 2; p++) {
+        size_t pl = strlen(prefixes[p]);
+        for (const char *q = di.strtab; q < end;) {
+            const char *hit = memmem(q, (size_t)(end - q), prefixes[p], pl);
+            if (!hit)
+                break;
+            for (size_t k = 0; k < NHOOKS; k++) {
+                size_t n = strlen(g_hooks[k].name) + 1; /* with its NUL */
+                if ((size_t)(end - hit) >= n && memcmp(hit, g_hooks[k].name, n) == 0)
+                    return 1;
+            }
+            q = hit + pl;
+        }
+    }
     return 0;
 }
 
