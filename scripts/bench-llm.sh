@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-REPS=${BENCH_LLM_REPS:-11}
+REPS=${BENCH_LLM_REPS:-9}
 exec python3 - "$BUILD" "$REPS" <<'PY'
 import http.server, json, os, shutil, socketserver, ssl, statistics, subprocess, sys
 import tempfile, threading
