@@ -11,13 +11,16 @@ set -euo pipefail
 # Benchmarks compare against ltrace and uftrace. go-md2man writes the man pages of
 # `make install` from the Markdown references. LLM calls: zlib1g-dev and libbrotli-dev
 # (zlib.h, brotli/decode.h: compressed responses are decoded with libz and libbrotlidec
-# opened on demand); openssl (the tests' self-signed certificate); wget (a GnuTLS client).
-# The node SDKs the LLM tests run (openai, @anthropic-ai/sdk) come from npm, pinned, into
-# build/npm: scripts/npm-sdks.sh, called by tests/integration/test_llm_clients.py.
+# opened on demand); libnghttp2-dev and libzstd-dev (nghttp2/nghttp2.h, zstd.h: HTTP/2
+# header blocks are decoded with libnghttp2's HPACK decoder and zstd bodies with libzstd,
+# both opened on demand); openssl (the tests' self-signed certificate); wget (a GnuTLS
+# client). The node SDKs the LLM tests run (openai, @anthropic-ai/sdk) come from npm,
+# pinned, into build/npm: scripts/npm-sdks.sh, called by
+# tests/integration/test_llm_clients.py.
 pkgs=(
   build-essential pkg-config
   libcurl4-openssl-dev libcjson-dev libelf-dev libdw-dev libcapstone-dev
-  libcmocka-dev zlib1g-dev libbrotli-dev
+  libcmocka-dev zlib1g-dev libbrotli-dev libnghttp2-dev libzstd-dev
   sqlite3 curl wget python3 openssl clang libclang-rt-14-dev
   ltrace uftrace
   go-md2man

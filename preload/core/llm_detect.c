@@ -7,12 +7,14 @@
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <brotli/decode.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "agentsight.h"
 #include "core/action.h"
@@ -21,13 +23,18 @@
 #include "core/dynlib.h"
 #include "core/jsonw.h"
 #include "core/log.h"
+#include "core/llm_h2.h"
 #include "core/llm_http.h"
 #include "core/pipeline.h"
 
 as_llm_opts as_llm = {0, AS_LLM_CAPTURE_RESPONSE, 4096};
 
+/* A body is kept whole up to its cap; past it only its first cap bytes and its last
+ * BODY_TAIL bytes are (kept.*), where the model (first) and the usage (last) are found. */
 #define REQ_BODY_MAX (256u << 10)  /* request bytes kept to find model and stream */
-#define RESP_BODY_MAX (1u << 20)   /* response bytes kept (non-stream) */
+#define RESP_BODY_MAX (256u << 10) /* response bytes kept (non-stream) */
+#define BODY_TAIL (8u << 10)
+#define PASS_MIN (16 << 10) /* a first non-API answer this large passes the connection through */
 #define SSE_EVENT_MAX (256u << 10) /* one event's data */
 
 /* ---- libraries opened on demand ---- */
@@ -62,6 +69,16 @@ struct llm_br_fns {
 };
 static AS_DYNLIB_DEFINE_DEEP(llm_br, LLM_BR_FNS, "libbrotlidec.so.1", "brotli LLM responses",
                              "BrotliDecoderCreateInstance libbrotlidec.");
+
+#define LLM_ZSTD_FNS(X)                                                                            \
+    X(ZSTD_createDStream)                                                                          \
+    X(ZSTD_decompressStream)                                                                       \
+    X(ZSTD_freeDStream)                                                                            \
+    X(ZSTD_isError)
+struct llm_zstd_fns {
+    LLM_ZSTD_FNS(AS_DL_FIELD)
+};
+static AS_DYNLIB_DEFINE(llm_zstd, LLM_ZSTD_FNS, "libzstd.so.1", "zstd LLM responses");
 
 static as_llm_emit_fn g_emit;
 void as_llm_set_emit(as_llm_emit_fn fn) {
@@ -102,6 +119,57 @@ typedef struct usage {
     int64_t in, out, cache_read, cache_write, reasoning;
 } usage;
 
+/* A body as kept: its head (up to a cap), and once that is full the last BODY_TAIL bytes
+ * in a ring (allocated then). */
+typedef struct kept {
+    as_buf head;
+    char *tail;
+    uint64_t total; /* bytes of the body seen */
+} kept;
+
+static void kept_put(kept *k, size_t cap, const char *d, size_t n) {
+    k->total += n;
+    if (k->head.len < cap) {
+        size_t t = cap - k->head.len < n ? cap - k->head.len : n;
+        as_buf_put(&k->head, d, t);
+        d += t, n -= t;
+    }
+    if (!n || (!k->tail && !(k->tail = malloc(BODY_TAIL))))
+        return;
+    if (n > BODY_TAIL) {
+        d += n - BODY_TAIL;
+        n = BODY_TAIL;
+    }
+    uint64_t past = k->total - n - k->head.len; /* bytes that went to the ring before */
+    for (size_t i = 0; i < n; i++)
+        k->tail[(past + i) % BODY_TAIL] = d[i];
+}
+
+/* 1 when the whole body is in k->head. */
+static int kept_whole(const kept *k) {
+    return k->total == k->head.len;
+}
+
+/* The last bytes of a body that outgrew its head, in order, into out (BODY_TAIL bytes);
+ * returns how many. */
+static size_t kept_tail(const kept *k, char *out) {
+    uint64_t past = k->total - k->head.len;
+    if (!k->tail || !past)
+        return 0;
+    size_t n = past < BODY_TAIL ? (size_t)past : BODY_TAIL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = k->tail[(past - n + i) % BODY_TAIL];
+    return n;
+}
+
+static void kept_free(kept *k) {
+    as_buf_free(&k->head);
+    as_buf_init(&k->head);
+    free(k->tail);
+    k->tail = NULL;
+    k->total = 0;
+}
+
 typedef struct sse {
     as_buf line; /* current line */
     as_buf data; /* data of the current event */
@@ -118,25 +186,29 @@ struct as_llm_conn {
     char method[16];
     char path[256];
     char host[256];
-    as_buf req_body;
+    kept req_body;
     int64_t t_start_ns; /* unix ns of the first request byte */
     int64_t t_first_ns; /* first text of a stream */
     int status;
     int sse;
     int ndjson;   /* JSON lines (Ollama's streams) */
-    int encoding; /* 0 none, 1 gzip/deflate, 2 br */
+    int encoding; /* 0 none, 1 gzip/deflate, 2 br, 3 zstd */
     z_stream *z;
     BrotliDecoderState *br;
+    ZSTD_DStream *zs;
     int z_failed;
-    as_buf resp_body;
+    kept resp_body;
     sse ev;
     /* what a stream said so far */
     char resp_model[128];
     as_buf text;
     usage u;
     as_buf err;
-    int ignored;
+    int ignored;    /* not HTTP/1.x, or a pass-through connection (as_llm_conn_ignored) */
+    int json;       /* the response's Content-Type is JSON or an event stream */
+    int exchanges;  /* responses finished on this connection */
     int seen_write; /* the program wrote on this connection before */
+    as_h2 *h2;      /* an HTTP/2 connection: its streams are exchanges of their own */
     int interim;    /* the response that just ended was a 1xx */
 };
 
@@ -185,21 +257,18 @@ static void classify(as_llm_conn *c) {
         c->llm = 0;
 }
 
-/* Empties b, giving its memory back when an exchange made it large (a keep-alive
- * connection keeps little between exchanges). */
+/* Empties b and gives its memory back: a keep-alive connection keeps no body bytes
+ * between exchanges. */
 static void buf_shrink(as_buf *b) {
-    if (b->cap > (64u << 10)) {
-        as_buf_free(b);
-        as_buf_init(b);
-    }
-    as_buf_reset(b);
+    as_buf_free(b);
+    as_buf_init(b);
 }
 
 static void reset_exchange(as_llm_conn *c) {
-    c->active = c->llm = c->status = c->sse = c->ndjson = c->encoding = c->z_failed = 0;
+    c->active = c->llm = c->status = c->sse = c->ndjson = c->encoding = c->z_failed = c->json = 0;
     c->method[0] = c->path[0] = c->host[0] = c->resp_model[0] = c->ev.event[0] = '\0';
-    buf_shrink(&c->req_body);
-    buf_shrink(&c->resp_body);
+    kept_free(&c->req_body);
+    kept_free(&c->resp_body);
     buf_shrink(&c->text);
     buf_shrink(&c->err);
     buf_shrink(&c->ev.line);
@@ -214,6 +283,10 @@ static void reset_exchange(as_llm_conn *c) {
     if (c->br) {
         llm_br.BrotliDecoderDestroyInstance(c->br);
         c->br = NULL;
+    }
+    if (c->zs) {
+        llm_zstd.ZSTD_freeDStream(c->zs);
+        c->zs = NULL;
     }
 }
 
@@ -435,8 +508,7 @@ static void body_plain(as_llm_conn *c, const char *d, size_t n) {
         ndjson_feed(c, d, n);
         return;
     }
-    if (c->resp_body.len + n <= RESP_BODY_MAX)
-        as_buf_put(&c->resp_body, d, n);
+    kept_put(&c->resp_body, RESP_BODY_MAX, d, n);
 }
 
 /* ---- the request direction ---- */
@@ -469,8 +541,8 @@ static void req_header(void *ctx, const char *name, size_t nlen, const char *v, 
 
 static void req_body(void *ctx, const char *d, size_t n) {
     as_llm_conn *c = ctx;
-    if (c->llm && c->req_body.len + n <= REQ_BODY_MAX)
-        as_buf_put(&c->req_body, d, n);
+    if (c->llm)
+        kept_put(&c->req_body, REQ_BODY_MAX, d, n);
 }
 
 static const as_http_cb req_cb = {req_start, req_header, NULL, req_body, NULL};
@@ -483,6 +555,8 @@ static void resp_start(void *ctx, const char *line, size_t len) {
 
 static void resp_header(void *ctx, const char *name, size_t nlen, const char *v, size_t vlen) {
     as_llm_conn *c = ctx;
+    if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0)
+        c->json = memmem(v, vlen, "json", 4) || memmem(v, vlen, "event-stream", 12);
     if (!c->llm)
         return;
     if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) {
@@ -492,8 +566,9 @@ static void resp_header(void *ctx, const char *name, size_t nlen, const char *v,
         c->encoding = (vlen == 4 && strncasecmp(v, "gzip", 4) == 0) ||
                               (vlen == 7 && strncasecmp(v, "deflate", 7) == 0)
                           ? 1
-                      : vlen == 2 && strncasecmp(v, "br", 2) == 0 ? 2
-                                                                  : 0;
+                      : vlen == 2 && strncasecmp(v, "br", 2) == 0   ? 2
+                      : vlen == 4 && strncasecmp(v, "zstd", 4) == 0 ? 3
+                                                                    : 0;
 }
 
 static int resp_headers_done(void *ctx) {
@@ -506,6 +581,13 @@ static int resp_headers_done(void *ctx) {
     }
     if (c->llm && as_dynlib_load(&llm_cj_lib) != 0)
         c->llm = 0; /* without cJSON nothing is decoded (said once by dynlib) */
+    /* The first exchange of the connection is no model API's and its answer is no JSON
+     * and not small (a download, a page): the connection is passed through from here on,
+     * its bytes never parsed again (as_llm_conn_ignored). A small answer (a health check,
+     * a redirect) leaves it watched: it costs nothing, and a call may follow on it. */
+    int small = c->resp.has_len && c->resp.content_len < PASS_MIN && !c->resp.chunked;
+    if (!c->exchanges && !c->llm && !c->json && c->active && !small)
+        c->ignored = 1;
     return s == 204 || s == 304 || strcmp(c->method, "HEAD") == 0;
 }
 
@@ -537,6 +619,31 @@ static void body_brotli(as_llm_conn *c, const char *d, size_t n) {
     }
 }
 
+/* zstd-compressed body bytes (libzstd opened on demand). */
+static void body_zstd(as_llm_conn *c, const char *d, size_t n) {
+    if (!c->zs) {
+        if (as_dynlib_load(&llm_zstd_lib) != 0 || !(c->zs = llm_zstd.ZSTD_createDStream())) {
+            c->z_failed = 1;
+            return;
+        }
+    }
+    char out[16384];
+    ZSTD_inBuffer in = {d, n, 0};
+    for (int guard = 0; guard < 4096; guard++) {
+        ZSTD_outBuffer o = {out, sizeof out, 0};
+        size_t rc = llm_zstd.ZSTD_decompressStream(c->zs, &o, &in);
+        if (llm_zstd.ZSTD_isError(rc)) {
+            c->z_failed = 1;
+            return;
+        }
+        if (o.pos)
+            body_plain(c, out, o.pos);
+        /* all input taken and the output not full: nothing more comes out now */
+        if (in.pos == in.size && o.pos < o.size)
+            return;
+    }
+}
+
 static void resp_body(void *ctx, const char *d, size_t n) {
     as_llm_conn *c = ctx;
     if (!c->llm)
@@ -549,6 +656,10 @@ static void resp_body(void *ctx, const char *d, size_t n) {
         return;
     if (c->encoding == 2) {
         body_brotli(c, d, n);
+        return;
+    }
+    if (c->encoding == 3) {
+        body_zstd(c, d, n);
         return;
     }
     if (!c->z) {
@@ -594,6 +705,7 @@ static void resp_done(void *ctx) {
     }
     if (c->active && c->llm && c->status)
         emit(c);
+    c->exchanges++;
     reset_exchange(c);
 }
 
@@ -610,19 +722,86 @@ static void put_text_bounded(as_buf *b, const char *s, size_t n, size_t max) {
     as_json_str(b, s, n);
 }
 
+/* The JSON value after the first (or last) key "key" in s[0..n), parsed on its own (what
+ * follows it is ignored), or NULL. Quotes inside a JSON string are escaped, so "key"
+ * followed by a colon is always a key. For bodies larger than their cap, whose head and
+ * tail are no JSON document. */
+static cJSON *value_of_key(const char *s, size_t n, const char *key, int last) {
+    char pat[40];
+    int k = snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *hit = NULL, *end = s + n;
+    for (const char *p = s; s && p < end;) {
+        const char *q = memmem(p, (size_t)(end - p), pat, (size_t)k);
+        if (!q)
+            break;
+        const char *v = q + k;
+        while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n'))
+            v++;
+        if (v < end && *v == ':') {
+            hit = v + 1;
+            if (!last)
+                break;
+        }
+        p = q + 1;
+    }
+    return hit ? llm_cj.cJSON_ParseWithLength(hit, (size_t)(end - hit)) : NULL;
+}
+
+static const char *str_of(const cJSON *v) {
+    return v && (v->type & 0xff) == cJSON_String ? v->valuestring : NULL;
+}
+
+/* A response body larger than its cap: the model and the first text from its head, the
+ * usage from its tail. */
+static void read_big_body(as_llm_conn *c, const char *tail, size_t tn) {
+    const as_buf *h = &c->resp_body.head;
+    cJSON *m = value_of_key(h->data, h->len, "model", 0);
+    if (str_of(m))
+        copy_n(c->resp_model, sizeof c->resp_model, m->valuestring, strlen(m->valuestring));
+    cJSON *t = value_of_key(h->data, h->len, "content", 0);
+    if (!str_of(t)) {
+        if (t)
+            llm_cj.cJSON_Delete(t);
+        t = value_of_key(h->data, h->len, "text", 0);
+    }
+    add_text(c, str_of(t));
+    cJSON *u = value_of_key(tail, tn, "usage", 1);
+    read_usage(u, &c->u);
+    cJSON *all[] = {m, t, u};
+    for (size_t i = 0; i < 3; i++)
+        if (all[i])
+            llm_cj.cJSON_Delete(all[i]);
+}
+
 static void emit(as_llm_conn *c) {
     int64_t t_end = now_ns();
-    cJSON *req = NULL;
-    if (c->req_body.len)
-        req = llm_cj.cJSON_ParseWithLength(c->req_body.data, c->req_body.len);
-    const char *req_model = jstr(req, "model");
-    cJSON *st = jget(req, "stream");
-    int stream = c->sse || c->ndjson || (st && (st->type & 0xff) == cJSON_True);
+    cJSON *req = NULL, *req_m = NULL, *req_s = NULL;
+    char *tail = NULL;
+    size_t tn = 0;
+    if (!kept_whole(&c->req_body) || !kept_whole(&c->resp_body)) {
+        tail = malloc(BODY_TAIL);
+        if (!tail)
+            return;
+    }
+    const as_buf *rh = &c->req_body.head;
+    if (kept_whole(&c->req_body) && rh->len) {
+        req = llm_cj.cJSON_ParseWithLength(rh->data, rh->len);
+        req_m = jget(req, "model");
+        req_s = jget(req, "stream");
+    } else if (rh->len) { /* a request larger than its cap: model and stream found by key */
+        tn = kept_tail(&c->req_body, tail);
+        if (!(req_m = value_of_key(rh->data, rh->len, "model", 0)))
+            req_m = value_of_key(tail, tn, "model", 1);
+        if (!(req_s = value_of_key(rh->data, rh->len, "stream", 0)))
+            req_s = value_of_key(tail, tn, "stream", 1);
+    }
+    const char *req_model = str_of(req_m);
+    int stream = c->sse || c->ndjson || (req_s && (req_s->type & 0xff) == cJSON_True);
     /* Ollama's chat and generate stream unless the request says "stream": false */
     if (c->provider == PROV_OLLAMA && strcmp(c->op, "embeddings") != 0)
-        stream = c->ndjson || !st || (st->type & 0xff) != cJSON_False;
-    if (!c->sse && !c->ndjson && c->resp_body.len) {
-        cJSON *r = llm_cj.cJSON_ParseWithLength(c->resp_body.data, c->resp_body.len);
+        stream = c->ndjson || !req_s || (req_s->type & 0xff) != cJSON_False;
+    if (!c->sse && !c->ndjson && kept_whole(&c->resp_body) && c->resp_body.head.len) {
+        cJSON *r = llm_cj.cJSON_ParseWithLength(c->resp_body.head.data, c->resp_body.head.len);
         if (r) {
             if (c->provider == PROV_OLLAMA)
                 ollama_obj(c, r);
@@ -630,6 +809,8 @@ static void emit(as_llm_conn *c) {
                 read_body(c, r);
             llm_cj.cJSON_Delete(r);
         }
+    } else if (!c->sse && !c->ndjson && c->resp_body.total) {
+        read_big_body(c, tail, kept_tail(&c->resp_body, tail));
     }
     as_buf name, tools, meta, errm, resp;
     as_buf_init(&name);
@@ -730,6 +911,13 @@ static void emit(as_llm_conn *c) {
     as_buf_free(&resp);
     if (req)
         llm_cj.cJSON_Delete(req);
+    else {
+        if (req_m)
+            llm_cj.cJSON_Delete(req_m);
+        if (req_s)
+            llm_cj.cJSON_Delete(req_s);
+    }
+    free(tail);
 }
 
 /* ---- the connection ---- */
@@ -739,8 +927,8 @@ as_llm_conn *as_llm_conn_new(void) {
         return NULL;
     as_http_init(&c->req, 0, &req_cb, c);
     as_http_init(&c->resp, 1, &resp_cb, c);
-    as_buf_init(&c->req_body);
-    as_buf_init(&c->resp_body);
+    as_buf_init(&c->req_body.head);
+    as_buf_init(&c->resp_body.head);
     as_buf_init(&c->text);
     as_buf_init(&c->err);
     as_buf_init(&c->ev.line);
@@ -753,26 +941,50 @@ void as_llm_conn_wrote(as_llm_conn *c, const void *data, size_t len) {
     if (!c || c->ignored)
         return;
     if (!c->seen_write && len >= 14 && memcmp(data, "PRI * HTTP/2.0", 14) == 0) {
-        /* HTTP/2 (ALPN h2): not decoded; said once per process (diagnostics: once per run) */
-        static int told;
-        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
-            as_warn("llm: an HTTP/2 connection was seen: its exchanges are not decoded (HTTP/1.1 "
-                    "only; curl: --http1.1)");
-        c->ignored = 1;
-        return;
+        /* HTTP/2 (ALPN h2): decoded by llm_h2.c when libnghttp2 is there; else said once
+         * per process (diagnostics: once per run) */
+        c->h2 = as_h2_new();
+        if (!c->h2) {
+            static int told;
+            if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+                as_warn("llm: an HTTP/2 connection was seen: its exchanges are not decoded "
+                        "(libnghttp2.so.14 not loaded; curl: --http1.1)");
+            c->ignored = 1;
+            return;
+        }
     }
     c->seen_write = 1;
+    if (c->h2) {
+        if (as_h2_feed(c->h2, 1, data, len) != 0)
+            c->ignored = 1;
+        return;
+    }
     as_http_feed(&c->req, data, len);
     if (c->req.state == AS_HTTP_BROKEN)
         c->ignored = 1;
+    if (c->ignored) { /* nothing is parsed again: the memory goes now */
+        reset_exchange(c);
+        as_http_release(&c->req);
+        as_http_release(&c->resp);
+    }
 }
 
 void as_llm_conn_read(as_llm_conn *c, const void *data, size_t len) {
     if (!c || c->ignored)
         return;
+    if (c->h2) {
+        if (as_h2_feed(c->h2, 0, data, len) != 0)
+            c->ignored = 1;
+        return;
+    }
     as_http_feed(&c->resp, data, len);
     if (c->resp.state == AS_HTTP_BROKEN)
         c->ignored = 1;
+    if (c->ignored) { /* nothing is parsed again: the memory goes now */
+        reset_exchange(c);
+        as_http_release(&c->req);
+        as_http_release(&c->resp);
+    }
 }
 
 int as_llm_conn_ignored(const as_llm_conn *c) {
@@ -782,11 +994,14 @@ int as_llm_conn_ignored(const as_llm_conn *c) {
 void as_llm_conn_free(as_llm_conn *c) {
     if (!c)
         return;
-    if (!c->ignored)
+    if (!c->ignored && !c->h2)
         as_http_eof(&c->resp);
+    as_h2_free(c->h2);
     reset_exchange(c);
-    as_buf_free(&c->req_body);
-    as_buf_free(&c->resp_body);
+    as_http_release(&c->req);
+    as_http_release(&c->resp);
+    kept_free(&c->req_body);
+    kept_free(&c->resp_body);
     as_buf_free(&c->text);
     as_buf_free(&c->err);
     as_buf_free(&c->ev.line);

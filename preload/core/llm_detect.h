@@ -31,7 +31,9 @@ as_llm_conn *as_llm_conn_new(void);
 void as_llm_conn_wrote(as_llm_conn *c, const void *data, size_t len);
 void as_llm_conn_read(as_llm_conn *c, const void *data, size_t len);
 
-/* 1 when the connection is known not to carry HTTP/1.x (it is then ignored for good). */
+/* 1 when the connection is passed through for good: it does not carry HTTP/1.x, or its
+ * first exchange was no model API's and was answered with something else than JSON (a
+ * download). Its caller may then free c and remember only that (llm_tls.c does). */
 int as_llm_conn_ignored(const as_llm_conn *c);
 
 /* The connection ended: a response read until close ends here; frees c. */

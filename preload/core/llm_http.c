@@ -1,6 +1,7 @@
 /* llm_http.c - the HTTP/1.1 stream parser of llm_http.h: framing only, bounded memory. */
 #include "core/llm_http.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,7 +13,15 @@ void as_http_init(as_http *p, int is_response, const as_http_cb *cb, void *ctx) 
     p->state = AS_HTTP_START;
 }
 
+void as_http_release(as_http *p) {
+    free(p->line);
+    p->line = NULL;
+    p->line_cap = p->line_len = 0;
+}
+
 static void msg_done(as_http *p) {
+    if (p->line_cap > AS_HTTP_LINE_KEEP)
+        as_http_release(p); /* a long header line does not stay with the connection */
     p->state = AS_HTTP_START;
     p->chunked = p->has_len = 0;
     p->content_len = 0;
@@ -174,12 +183,25 @@ void as_http_feed(as_http *p, const char *data, size_t len) {
             const char *nl = memchr(data + i, '\n', len - i);
             size_t end = nl ? (size_t)(nl - data) : len;
             size_t n = end - i;
-            size_t room = sizeof p->line - p->line_len;
+            if (p->line_len + n > p->line_cap && p->line_cap < AS_HTTP_LINE_MAX) {
+                size_t cap = p->line_cap ? p->line_cap : AS_HTTP_LINE_KEEP;
+                while (cap < p->line_len + n && cap < AS_HTTP_LINE_MAX)
+                    cap *= 2;
+                if (cap > AS_HTTP_LINE_MAX)
+                    cap = AS_HTTP_LINE_MAX;
+                char *l = realloc(p->line, cap);
+                if (l) {
+                    p->line = l;
+                    p->line_cap = cap;
+                }
+            }
+            size_t room = p->line_cap - p->line_len;
             if (n > room) {
                 p->line_cut = 1;
                 n = room;
             }
-            memcpy(p->line + p->line_len, data + i, n);
+            if (n)
+                memcpy(p->line + p->line_len, data + i, n);
             p->line_len += n;
             if (!nl) {
                 i = len;

@@ -2,7 +2,8 @@
  * line or status line, headers, Content-Length / chunked / until-close bodies, several
  * messages on one keep-alive connection), fed the plaintext bytes of a TLS stream in
  * whatever pieces the program reads or writes them. It keeps no body bytes: it hands them
- * to the callbacks as they pass. */
+ * to the callbacks as they pass. The line buffer grows with the longest line seen (up to
+ * AS_HTTP_LINE_MAX) and goes back to a small one between messages. */
 #ifndef AS_LLM_HTTP_H
 #define AS_LLM_HTTP_H
 
@@ -10,6 +11,7 @@
 #include <stdint.h>
 
 #define AS_HTTP_LINE_MAX 8192 /* longest start or header line kept; longer ones are cut */
+#define AS_HTTP_LINE_KEEP 256 /* line buffer kept between messages */
 
 typedef struct as_http_cb {
     /* The start line of a message (request line or status line), without CRLF. */
@@ -47,12 +49,17 @@ typedef struct as_http {
     int has_len;
     int64_t content_len;
     size_t line_len; /* bytes in line */
-    int line_cut;    /* the current line was longer than the buffer */
-    char line[AS_HTTP_LINE_MAX];
+    size_t line_cap; /* bytes allocated at line (0: none yet) */
+    int line_cut;    /* the current line was longer than AS_HTTP_LINE_MAX (or memory ran out) */
+    char *line;
 } as_http;
 
-/* Sets p up for one direction (is_response: status lines) with its callbacks. */
+/* Sets p up for one direction (is_response: status lines) with its callbacks. Allocates
+ * nothing (the line buffer comes with the first line). */
 void as_http_init(as_http *p, int is_response, const as_http_cb *cb, void *ctx);
+
+/* Frees the line buffer; p may be fed again after as_http_init. */
+void as_http_release(as_http *p);
 
 /* Feeds len bytes. Callbacks run from inside this call. Never fails: bytes that are not
  * HTTP/1.x put the parser in AS_HTTP_BROKEN for good. */

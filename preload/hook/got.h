@@ -35,6 +35,7 @@ typedef struct as_dyninfo {
     size_t jmprelsz;
     const ElfW(Rela) * rela; /* DT_RELA: GLOB_DAT (-fno-plt calls, function pointers) */
     size_t relasz;
+    size_t relacount;          /* DT_RELACOUNT: leading R_X86_64_RELATIVE entries of rela */
     const ElfW(Half) * versym; /* DT_VERSYM: version index per dynamic symbol */
     const ElfW(Verneed) * verneed;
     const ElfW(Verdef) * verdef;

@@ -44,6 +44,9 @@ static free_fn real_gdeinit;
 static int g_active;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the table and every parser */
 
+/* One connection seen. c is NULL once the connection is passed through
+ * (as_llm_conn_ignored): its reads and writes then cost this lookup and nothing else, and
+ * the node is all it keeps. */
 typedef struct conn_node {
     struct conn_node *next;
     void *ssl;
@@ -58,12 +61,12 @@ static size_t bucket(const void *ssl) {
     return (size_t)(x >> 56) % NBUCKETS;
 }
 
-/* The connection of ssl, made on first sight. g_lock held. NULL when out of memory. */
-static as_llm_conn *conn_get(void *ssl) {
+/* The node of ssl, made on first sight. g_lock held. NULL when out of memory. */
+static conn_node *conn_get(void *ssl) {
     conn_node **b = &g_buckets[bucket(ssl)];
     for (conn_node *n = *b; n; n = n->next)
         if (n->ssl == ssl)
-            return n->c;
+            return n;
     conn_node *n = calloc(1, sizeof *n);
     if (!n)
         return NULL;
@@ -75,7 +78,7 @@ static as_llm_conn *conn_get(void *ssl) {
     n->ssl = ssl;
     n->next = *b;
     *b = n;
-    return n->c;
+    return n;
 }
 
 /* Shows plaintext of ssl to its parser; wrote: 1 for bytes the program sent. */
@@ -85,12 +88,16 @@ static void observe(void *ssl, int wrote, const void *data, size_t len) {
     int saved = errno;
     as_in_agentsight++;
     pthread_mutex_lock(&g_lock);
-    as_llm_conn *c = conn_get(ssl);
-    if (c && !as_llm_conn_ignored(c)) {
+    conn_node *n = conn_get(ssl);
+    if (n && n->c) {
         if (wrote)
-            as_llm_conn_wrote(c, data, len);
+            as_llm_conn_wrote(n->c, data, len);
         else
-            as_llm_conn_read(c, data, len);
+            as_llm_conn_read(n->c, data, len);
+        if (as_llm_conn_ignored(n->c)) { /* passed through from now on */
+            as_llm_conn_free(n->c);
+            n->c = NULL;
+        }
     }
     pthread_mutex_unlock(&g_lock);
     as_in_agentsight--;
@@ -328,6 +335,35 @@ static void *decide(const as_obj *o, const char *sym, const char *version, void 
     return NULL;
 }
 
+/* 1 when the dynamic string table of o holds the name of a hooked function. A GOT slot
+ * is named by that table, so an object without any of the names has none of the slots,
+ * and its relocations (tens of thousands in a large library, read at random: most of the
+ * start-up cost of --llm) are never walked. A name found as the tail of a longer one
+ * ("BIO_SSL_free") only costs the walk. */
+static int names_hooked(const as_obj *o) {
+    as_dyninfo di;
+    if (as_dyn_read(o->dyn, o->base, &di) != 0 || !di.strtab || !di.strsz)
+        return 1; /* no size to scan within: walked as before */
+    /* one pass per prefix: each hit is compared with the names that have it */
+    static const char *const prefixes[] = {"SSL_", "gnutls_"};
+    const char *end = di.strtab + di.strsz;
+    for (size_t p = 0; p < 2; p++) {
+        size_t pl = strlen(prefixes[p]);
+        for (const char *q = di.strtab; q < end;) {
+            const char *hit = memmem(q, (size_t)(end - q), prefixes[p], pl);
+            if (!hit)
+                break;
+            for (size_t k = 0; k < NHOOKS; k++) {
+                size_t n = strlen(g_hooks[k].name) + 1; /* with its NUL */
+                if ((size_t)(end - hit) >= n && memcmp(hit, g_hooks[k].name, n) == 0)
+                    return 1;
+            }
+            q = hit + pl;
+        }
+    }
+    return 0;
+}
+
 static int scan_locked(void) {
     int n = as_objs_collect(g_objs, MAX_OBJS);
     if (n > MAX_OBJS)
@@ -346,6 +382,8 @@ static int scan_locked(void) {
             strstr(o->name, "linux-vdso"))
             continue;
         if (self_base && o->lo <= self_base && self_base < o->hi)
+            continue;
+        if (!names_hooked(o))
             continue;
         int w = as_got_patch(o, decide, NULL);
         if (w > 0)
