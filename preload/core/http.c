@@ -3,6 +3,7 @@
 
 #include "core/clock.h"
 #include "core/http.h"
+#include "core/pipeline.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -59,6 +60,9 @@ static void global_init_once(void) {
     if (as_dynlib_load(&as_curl_lib) != 0)
         return;
     global_rc = as_curl.curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+    /* The TLS library registered its exit cleanup just now: the final flush, which may
+     * still deliver over https, must run before it. */
+    as_pipe_exit_before_tls();
 }
 
 int as_http_global_init(void) {

@@ -1346,8 +1346,23 @@ uint64_t as_pipe_delivered(void) {
 /* ---- exit and fork -------------------------------------------------------------------- */
 
 static void at_exit(void) {
+    static atomic_int done;
+    if (atomic_exchange(&done, 1))
+        return; /* registered twice (as_pipe_exit_before_tls): the first run did it */
     atomic_store(&exiting, 1);
     shutdown_impl(1);
+}
+
+void as_pipe_exit_before_tls(void) {
+    static atomic_int once_inited;
+    if (atomic_exchange(&once_inited, 1) == 0) {
+        /* Only where the pipeline registered its flush (the interposer, the API), never
+         * in the CLI, whose HTTP sinks are not the pipeline's. */
+        if (atomic_load(&pipe_state) == PIPE_RUNNING || atomic_load(&pipe_state) == PIPE_ARMED)
+            atexit(at_exit);
+        else
+            atomic_store(&once_inited, 0);
+    }
 }
 
 __attribute__((destructor)) static void at_unload(void) {

@@ -198,6 +198,13 @@ typedef struct as_recover_opts {
  * directory exists but cannot be read. */
 long as_pipe_recover_opts(const char *root, const as_recover_opts *opts);
 
+/* Registers the pipeline's exit flush again, to run before the exit handlers registered
+ * so far (atexit runs the last registered first). Called right after curl_global_init:
+ * the TLS library libcurl uses registers its own cleanup then (OpenSSL: OPENSSL_cleanup),
+ * and a final delivery over https made after it crashed the program at exit. The flush
+ * itself runs once. Can't fail. */
+void as_pipe_exit_before_tls(void);
+
 /* as_pipe_recover_opts with only fn and ctx (any run, no flush). */
 long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx);
 
