@@ -414,6 +414,19 @@ static void print_summary(const run_stats *st) {
                 (unsigned long long)st->sink_failed);
 }
 
+/* Under -q: the one line about lost actions, when there are any (losses are always
+ * shown; the processes of a run leave that line to `run`). This function can't fail. */
+static void print_losses(const run_stats *st) {
+    if (st->dropped == 0 && st->sink_failed == 0)
+        return;
+    fprintf(stderr,
+            "agentsight: %llu actions dropped (%llu queue full, %llu over the thread limit, %llu "
+            "in a signal handler); %llu actions not delivered by a sink (spooled or lost)\n",
+            (unsigned long long)st->dropped, (unsigned long long)st->queue_full,
+            (unsigned long long)st->threads, (unsigned long long)st->signal,
+            (unsigned long long)st->sink_failed);
+}
+
 /* The spool root the program's processes use (settings.c rules, without its warnings):
  * AGENTSIGHT_SPOOL_DIR, else the XDG state or home default. Returns 0 or -1 (none). */
 static int spool_root(char *out, size_t cap) {
@@ -597,8 +610,12 @@ int as_cmd_run(int argc, char **argv) {
         memset(&st, 0, sizeof(st));
         st.recovered = recovered;
         st.actions = unreported; /* the stats lines add what was reported */
-        if (started && !o.quiet && read_stats(stats, &st) == 0)
-            print_summary(&st);
+        if (started && read_stats(stats, &st) == 0) {
+            if (!o.quiet)
+                print_summary(&st);
+            else
+                print_losses(&st);
+        }
         unlink(stats);
     }
     return rc;

@@ -571,7 +571,10 @@ void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait) {
         return reserve_slow(r, kind, payload_len, flags);
     r = thread_attach();
     if (!r) {
-        atomic_fetch_add(&dropped_noring, 1);
+        /* Over the thread limit. A pipeline that failed to start (no sink could be
+         * opened) said so in its error: "tracking nothing", not a thread limit. */
+        if (atomic_load(&pipe_state) != PIPE_FAILED)
+            atomic_fetch_add(&dropped_noring, 1);
         return NULL;
     }
     void *p = as_ring_reserve(r, (unsigned)kind, payload_len);
@@ -1223,7 +1226,9 @@ static void report_dropped(void) {
     uint64_t q = dc.queue_full - prev.queue_full, t = dc.threads - prev.threads,
              sg = dc.signal - prev.signal;
     prev = dc;
-    if (d == 0)
+    /* Under `agentsight run` the stats line carries the counts and `run` reports the
+     * losses of the whole tree once (also under -q), not one line per process. */
+    if (d == 0 || as_keptenv_get("AGENTSIGHT_STATS_FILE"))
         return;
     if (t == 0 && sg == 0)
         as_alert(AS_LOG_ALWAYS, "%llu actions dropped (queue full)", (unsigned long long)d);

@@ -270,7 +270,26 @@ def test_thread_limit_drops_are_labelled_by_cause():
     tracked = len(read_jsonl(out))
     assert tracked == 1024, tracked
     assert _stats_line(r.stderr) == (0, 76, 0, 0), r.stderr
-    assert "76 actions dropped (0 queue full, 76 over the 1024-thread limit" in r.stderr
+    # `run` reports the losses of the tree once; the process prints no line of its own
+    assert "dropped 0 (queue full), 76 (over the thread limit)" in r.stderr, r.stderr
+    assert "over the 1024-thread limit" not in r.stderr, r.stderr
+
+
+def test_run_quiet_still_reports_losses_once():
+    """Proves `run -q` prints nothing but one line about lost actions when the tree lost
+    some (losses are always shown), and that a tree of several processes that each lost
+    calls gets that one line, not one line per process."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "th.conf"), "[actions]\nacct_mul\n")
+    out = os.path.join(d, "out.jsonl")
+    script = "%s threads 1100 >/dev/null; %s threads 1100 >/dev/null" % (AGENT, AGENT)
+    r = run([CLI, "run", "-q", "-c", conf, "-o", "file:" + out, "--", "/bin/sh", "-c", script],
+            env={"AGENTSIGHT_QUEUE_BYTES": "65536"})
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert lines == ["agentsight: 152 actions dropped (0 queue full, 152 over the thread "
+                     "limit, 0 in a signal handler); 0 actions not delivered by a sink "
+                     "(spooled or lost)"], r.stderr
 
 
 def test_drops_of_a_killed_process_are_reported_by_recovery():
