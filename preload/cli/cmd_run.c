@@ -309,7 +309,7 @@ static int make_symcache_file(char *path, size_t cap) {
 
 typedef struct run_stats {
     uint64_t procs, actions, dropped, hooked, recovered;
-    uint64_t queue_full, threads, signal, summarized, sink_failed; /* dropped by cause... */
+    uint64_t queue_full, threads, signal, damaged, summarized, sink_failed; /* by cause... */
     char outputs[MAX_OUTPUTS_TEXT];
 } run_stats;
 
@@ -351,6 +351,7 @@ static void add_stats_line(void *ctx, const char *line, size_t n) {
     st->queue_full += num(o, "queue_full");
     st->threads += num(o, "threads");
     st->signal += num(o, "signal");
+    st->damaged += num(o, "damaged");
     st->summarized += num(o, "summarized");
     st->sink_failed += num(o, "sink_failed");
     uint64_t h = num(o, "hooked");
@@ -393,11 +394,11 @@ static void print_summary(const run_stats *st) {
     if (d || st->summarized || st->sink_failed)
         fprintf(stderr,
                 "agentsight: dropped %llu (queue full), %llu (over the thread limit), %llu (in a "
-                "signal handler); %llu calls summarized (queue full); %llu actions not "
-                "delivered by a sink (spooled or lost)\n",
+                "signal handler), %llu (damaged record); %llu calls summarized (queue full); "
+                "%llu actions not delivered by a sink (spooled or lost)\n",
                 (unsigned long long)st->queue_full, (unsigned long long)st->threads,
-                (unsigned long long)st->signal, (unsigned long long)st->summarized,
-                (unsigned long long)st->sink_failed);
+                (unsigned long long)st->signal, (unsigned long long)st->damaged,
+                (unsigned long long)st->summarized, (unsigned long long)st->sink_failed);
 }
 
 /* The spool root the program's processes use (settings.c rules, without its warnings):
@@ -421,7 +422,8 @@ static int spool_root(char *out, size_t cap) {
 /* Delivers what the processes of this run left in their ring files (they have all
  * ended, or they are live and deliver it themselves). Returns the actions recovered;
  * *unreported receives those the ended processes delivered but never reported. */
-static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported) {
+static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported,
+                                     unsigned long long *damaged) {
     char root[sizeof as_cfg.spool_dir];
     const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
     if ((cs && strcmp(cs, "0") == 0) || spool_root(root, sizeof root) != 0)
@@ -430,7 +432,7 @@ static unsigned long long rescue_run(const char *run_id, unsigned long long *unr
     const char *t = getenv("AGENTSIGHT_FLUSH_TIMEOUT_MS");
     long ms = t && atol(t) > 0 ? atol(t) : 2000;
     unsigned long long n = 0;
-    as_cli_rescue_rings(root, run_id, (long long)as_mono_ms() + ms, &n, unreported);
+    as_cli_rescue_rings(root, run_id, (long long)as_mono_ms() + ms, &n, unreported, damaged);
     return n;
 }
 
@@ -550,8 +552,8 @@ int as_cmd_run(int argc, char **argv) {
     rc = spawn_and_wait(&o, &started);
     if (have_symcache)
         unlink(symcache);
-    unsigned long long unreported = 0;
-    unsigned long long recovered = started ? rescue_run(run_id, &unreported) : 0;
+    unsigned long long unreported = 0, damaged = 0;
+    unsigned long long recovered = started ? rescue_run(run_id, &unreported, &damaged) : 0;
     if (have_diag)
         finish_diag(diag_dir, diag, o.quiet);
     if (have_stats) {
@@ -559,6 +561,8 @@ int as_cmd_run(int argc, char **argv) {
         memset(&st, 0, sizeof(st));
         st.recovered = recovered;
         st.actions = unreported; /* the stats lines add what was reported */
+        st.damaged = damaged;    /* and the records recovery found damaged */
+        st.dropped = damaged;
         if (started && !o.quiet && read_stats(stats, &st) == 0)
             print_summary(&st);
         unlink(stats);

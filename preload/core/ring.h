@@ -56,7 +56,8 @@
 #define AS_RING_PAGE 4096     /* the unit in which consumed record space is given back */
 #define AS_RING_ALLOC0 16384  /* record bytes of a ring file allocated at its creation */
 #define AS_RING_MAGIC 0x31474e4952534741ull /* "AGSRING1" little-endian */
-#define AS_RING_VERSION 2          /* 2: event ids, run id, file sink mark, drop summaries */
+#define AS_RING_VERSION                                                                            \
+    3 /* 2: event ids, run id, file sink mark, drop summaries; 3: call record checksums */
 #define AS_RING_CLAIMED UINT64_MAX /* pending while a reservation is being made */
 #define AS_RING_NO_MARK UINT64_MAX /* sink_mark: nothing of the ring went to a file sink */
 

@@ -83,8 +83,11 @@ def test_wait_policy_from_the_environment():
 
 
 def _stats_line(stderr):
+    """(queue full, over the thread limit, in a signal handler, calls summarized) of the
+    run summary; its damaged-record count must read 0 (nothing here damages a ring)."""
     m = re.search(r"dropped (\d+) \(queue full\), (\d+) \(over the thread limit\), (\d+) "
-                  r"\(in a signal handler\); (\d+) calls summarized", stderr)
+                  r"\(in a signal handler\), 0 \(damaged record\); (\d+) calls summarized",
+                  stderr)
     return tuple(int(x) for x in m.groups()) if m else None
 
 

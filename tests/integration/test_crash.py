@@ -7,6 +7,7 @@ so nothing is delivered before it dies."""
 import json
 import os
 import signal
+import struct
 import subprocess
 import urllib.request
 
@@ -128,6 +129,54 @@ def test_torn_record_is_skipped_and_bad_file_kept_aside():
     after = _recover(conf, spool, before2)
     assert after == []
     assert _ring_files(spool) == [os.path.basename(path) + ".bad"]
+
+
+def _call_records(path):
+    """The call records (kind 2) between tail and head of a ring file, as (file offset of
+    the payload, id, rax), by the layout of ring.h and record.h."""
+    with open(path, "rb") as f:
+        data = f.read()
+    head, = struct.unpack_from("<Q", data, 0)
+    tail, = struct.unpack_from("<Q", data, 64)
+    size, = struct.unpack_from("<Q", data, 208)
+    out, pos = [], tail
+    while pos < head:
+        off = RING_DATA_OFF + (pos & (size - 1))
+        n, kind, _tag = struct.unpack_from("<IHH", data, off)
+        if kind == 2:
+            rid, = struct.unpack_from("<H", data, off + 8)
+            rax, = struct.unpack_from("<Q", data, off + 8 + 40)
+            out.append((off + 8, rid, rax))
+        pos += 8 + ((n + 7) & ~7)
+    return out
+
+
+def test_damaged_call_record_is_counted_and_never_shipped():
+    """Proves the call record checksum end to end: one bit of the return value of the
+    8th labs call flipped in a killed process's ring file (1007 would read 999, a value
+    that looks real) and the file recovered by `agentsight send`: that call is counted as
+    a damaged record and absent from the sink, and every other call and API action is
+    delivered exactly once with the values it was recorded with."""
+    d, conf, spool = _setup()
+    out = os.path.join(d, "a.jsonl")
+    path = _killed_ring(conf, spool, out)
+    recs = _call_records(path)
+    assert [rax for _, _, rax in recs] == [1000 + k for k in range(N)], recs
+    payload = recs[7][0]
+    with open(path, "r+b") as f:
+        f.seek(payload + 40)  # as_callrec.rax, low byte: 1007 = 0x3ef
+        b = f.read(1)
+        f.seek(payload + 40)
+        f.write(bytes([b[0] ^ 0x08]))
+    assert _call_records(path)[7][2] == 999
+    r = run([CLI, "send", "--spool", spool, "--timeout", "20000"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "1 damaged records skipped" in r.stderr, r.stderr
+    api, calls, other = _split(read_jsonl(out))
+    assert sorted(api) == list(range(N)), api
+    assert sorted(calls) == [k for k in range(N) if k != 7], calls
+    assert other == []
+    assert _ring_files(spool) == []
 
 
 def test_live_process_ring_is_never_taken():

@@ -601,6 +601,7 @@ static as_callrec synth(int id, uint64_t rax, uint32_t flags) {
 
 static const char *decode_resp(as_callrec *r, as_buf *b, as_action *a) {
     as_buf_reset(b);
+    as_rec_call_seal(r);
     assert_int_equal(as_callrec_decode(r, sizeof *r, a, b), 0);
     return a->response;
 }
@@ -697,7 +698,9 @@ static void test_decoder(void **state) {
     assert_int_equal(as_callrec_decode(&r, sizeof r - 1, &a, &b), -1);
     assert_int_equal(as_callrec_decode(NULL, sizeof r, &a, &b), -1);
     r.id = AS_MAX_TARGETS + 5;
-    assert_int_equal(as_callrec_decode(&r, sizeof r, &a, &b), -1);
+    assert_int_equal(as_callrec_decode(&r, sizeof r, &a, &b), AS_REC_DAMAGED); /* not sealed */
+    as_rec_call_seal(&r);
+    assert_int_equal(as_callrec_decode(&r, sizeof r, &a, &b), -1); /* an unknown id */
     as_buf_free(&b);
 }
 

@@ -23,7 +23,7 @@
  *                                          (capture.c) whether the full variant must
  *                                          save the vector state beyond xmm0-15
  *   as_hook_ts, as_targets, as_pipe_tring, as_in_agentsight, as_hook_enabled,
- *   as_clock_use_tsc, as_capture_off       read (and the first written) by the common paths
+ *   as_clock_use_tsc, as_thunk_crc, as_capture_off  read (and the first written) by the common paths
  *   as_cap_ts, as_cap_plans, as_cap_regions, as_cap_nregions, as_cap_brk_lo (capture.c),
  *   __curbrk (glibc)                       read (as_cap_ts.top written) by the typed entry
  *                                          and exit
@@ -108,6 +108,7 @@
 #define RG_DATA 4096
 #define REC_BYTES 72
 #define REC_KIND 2
+#define REC_FLAGS 1 /* AS_CALL_RETURNED; id and flags are 16 bits each, then the sum */
 #define REC_TAG_MUL 0x9E3779B97F4A7C15 /* as_ring_tag() */
 /* The summary table in the ring header and one struct as_sum (core/ring.h). */
 #define RG_TAIL 64
@@ -610,9 +611,11 @@ END(as_thunk_common)
  * by its protocol, checks there is room for the record of frame r10 and its cap_len bytes
  * of items before the end and the known limit, takes the second timestamp and writes the
  * header and the fields (rax/rdx of the call in r8/r9, the errno location in r11, rcx:
- * as_hook_ts). Out: r12 = the header, rbx = head after the record, edx = cap_len, to be
- * committed by EXIT_COMMIT (the items copied first). A reservation already open jumps to
- * busy (nothing changed), no room to unclaim (rsi = head). Changes rax, rdx, rsi, r11. */
+ * as_hook_ts). Out: r12 = the header, rbx = head after the record, edx = cap_len, r11 =
+ * the record's CRC-32C so far (as_rec_call_sum in core/record.h: its eight words, the sum
+ * field read as 0; the items, if any, go on from there), to be sealed and committed by
+ * EXIT_COMMIT (the items copied first). A reservation already open jumps to busy (nothing
+ * changed), no room to unclaim (rsi = head). Changes rax, rdx, rsi, r11. */
 .macro EXIT_RECORD busy, unclaim
     /* The ring's reservation protocol (core/ring.h): refused while one is open (this
      * call runs in a signal handler that interrupted a write: C drops and counts), else
@@ -645,6 +648,7 @@ END(as_thunk_common)
     rdtsc
     shlq $32, %rdx
     orq %rdx, %rax                   /* rax = t1 */
+    movq %rax, 40(%r12)              /* t1 */
     movl FR_ERRNO(%r10), %edx        /* the caller's errno */
     movl %edx, 20(%r12)              /* errno_in */
     movl (%r11), %esi                /* errno now: what the call set, 0 for none */
@@ -652,24 +656,40 @@ END(as_thunk_common)
     testl %esi, %esi
     jnz 1f
     movl %edx, (%r11)                /* the call set none: the caller's value back */
-1:  movl FR_ID(%r10), %edx
-    movl %edx, 8(%r12)               /* id */
-    movl $1, 12(%r12)                /* flags: AS_CALL_RETURNED */
-    movl %fs:TS_TID(%rcx), %edx
-    movl %edx, 16(%r12)              /* tid */
+1:  /* The checksum, word by word from the values in hand (a word read back from two
+     * 4-byte stores would wait for them: no store forwarding). */
+    movl FR_ID(%r10), %eax
+    orl $(REC_FLAGS << 16), %eax     /* id, flags: AS_CALL_RETURNED */
+    movl %eax, 8(%r12)
+    movl $-1, %r11d
+    crc32q %rax, %r11                /* word 0: id, flags, sum read as 0 */
+    shlq $32, %rdx                   /* errno_in << 32 */
+    movl %fs:TS_TID(%rcx), %eax
+    movl %eax, 16(%r12)              /* tid */
+    orq %rax, %rdx
+    crc32q %rdx, %r11                /* word 1: tid, errno_in */
     movl FR_CAPOFF + 4(%r10), %edx
     movl %edx, 28(%r12)              /* ext: cap_len */
+    shlq $32, %rdx
+    orq %rdx, %rsi
+    crc32q %rsi, %r11                /* word 2: errno_out, ext */
     movq FR_T0(%r10), %rsi
     movq %rsi, 32(%r12)              /* t0 */
-    movq %rax, 40(%r12)              /* t1 */
+    crc32q %rsi, %r11                /* word 3 */
+    crc32q 40(%r12), %r11            /* word 4: t1 (one 8-byte store: forwarded) */
     movq %r8, 48(%r12)               /* rax */
+    crc32q %r8, %r11
     movq %r9, 56(%r12)               /* rdx */
+    crc32q %r9, %r11
     movq %xmm0, %rsi
     movq %rsi, 64(%r12)              /* xmm0 */
+    crc32q %rsi, %r11                /* word 7 */
+    movl FR_CAPOFF + 4(%r10), %edx   /* cap_len */
 .endm
 
-/* Commits the record EXIT_RECORD wrote. */
+/* Seals (its sum: r11) and commits the record EXIT_RECORD wrote. */
 .macro EXIT_COMMIT
+    movl %r11d, 12(%r12)             /* sum */
     movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
     movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
 .endm
@@ -701,6 +721,8 @@ as_thunk_exit:
      * says how many; their arena space is freed. Anything else restores rax/rdx and goes
      * to C below, before any side effect. */
     cmpl $0, as_clock_use_tsc(%rip)
+    je 9f
+    cmpb $0, as_thunk_crc(%rip)      /* the record's checksum needs the crc32 instruction */
     je 9f
     movq as_hook_ts@GOTTPOFF(%rip), %rcx
     cmpl $0, %fs:TS_BUSY(%rcx)
@@ -756,34 +778,20 @@ as_thunk_exit:
     movl FR_CAPOFF(%r10), %esi
     cmpl $-1, %esi
     je 5f                            /* untyped */
-    movq as_cap_ts@GOTTPOFF(%rip), %r11
-    cmpl %fs:CT_TOP(%r11), %esi
+    movq as_cap_ts@GOTTPOFF(%rip), %rax
+    cmpl %fs:CT_TOP(%rax), %esi
     ja 1f
-    movl %esi, %fs:CT_TOP(%r11)
+    movl %esi, %fs:CT_TOP(%rax)
 1:  testl %edx, %edx
     jz 5f                            /* no items */
-    addq %fs:CT_ARENA(%r11), %rsi    /* the items */
+    addq %fs:CT_ARENA(%rax), %rsi    /* the items */
     xorl %eax, %eax
-    leaq -32(%rdx), %r11             /* the last offset a 32-byte block may start at */
-    cmpl $32, %edx
-    jb 2f
-1:  movdqu (%rsi,%rax), %xmm2
-    movdqu 16(%rsi,%rax), %xmm3
-    movdqu %xmm2, REC_BYTES(%r12,%rax)
-    movdqu %xmm3, REC_BYTES + 16(%r12,%rax)
-    addq $32, %rax
-    cmpq %r11, %rax
-    jle 1b
-2:  addq $16, %r11                   /* then 16, then 8 (signed: r11 may be below 0) */
-    cmpq %r11, %rax
-    jg 3f
-    movdqu (%rsi,%rax), %xmm2
-    movdqu %xmm2, REC_BYTES(%r12,%rax)
-    addq $16, %rax
-3:  cmpq %rdx, %rax
-    jae 5f
-    movq (%rsi,%rax), %r11
-    movq %r11, REC_BYTES(%r12,%rax)
+2:  movq (%rsi,%rax), %xmm2          /* 8 bytes at a time, into the checksum too */
+    movq %xmm2, REC_BYTES(%r12,%rax)
+    crc32q (%rsi,%rax), %r11
+    addq $8, %rax
+    cmpq %rdx, %rax
+    jb 2b
 5:  EXIT_COMMIT
 .Lexit_done:                         /* also the end of a summarized call (below) */
     /* the caller's return address and rbp out of the frame before it is freed */
@@ -1211,6 +1219,8 @@ as_thunk_full_exit:
      * effect. */
     FX_PUSH_SCRATCH                      /* the slot is at rsp + FX_SAVED */
     cmpl $0, as_clock_use_tsc(%rip)
+    je .Lfx_c
+    cmpb $0, as_thunk_crc(%rip)
     je .Lfx_c
     cmpb $0, as_thunk_vec_mode(%rip)
     je 6f                                /* no wider registers: no rule to feed */
