@@ -79,7 +79,8 @@ static _Atomic uint64_t sink_failed;    /* actions the sinks counted as failed, 
 static _Atomic int room_wanted;         /* a producer waits for room: the exporter polls */
 static _Atomic uint64_t delivered;
 static _Atomic uint64_t bad_msgs;
-static _Atomic uint64_t damaged_msgs; /* call records whose checksum did not match */
+static _Atomic uint64_t damaged_msgs; /* records whose checksum did not match */
+_Static_assert(AS_ACTION_DAMAGED == AS_REC_DAMAGED, "one return for a damaged record");
 
 __thread as_ring *as_pipe_tring;
 static __thread int t_dead;        /* thread is exiting: its slot is gone */
@@ -637,7 +638,9 @@ static void take_summaries(as_ring *r) {
     for (int k = 0; k < n && fn; k++) {
         as_buf_reset(&scratch[nbatch]);
         memset(&batch[nbatch], 0, sizeof(batch[nbatch]));
-        if (fn(&sums[k], sizeof sums[k], &batch[nbatch], &scratch[nbatch]) != 0) {
+        _Alignas(8) unsigned char rec[AS_SUM_REC_LEN]; /* sealed as a record is */
+        as_sum_rec_fill(rec, &sums[k]);
+        if (fn(rec, sizeof rec, &batch[nbatch], &scratch[nbatch]) != 0) {
             atomic_fetch_add(&bad_msgs, 1);
             continue;
         }

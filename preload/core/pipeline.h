@@ -101,7 +101,7 @@ typedef struct as_pipe_drops {
     uint64_t threads;    /* more threads at once than the registry holds (1,024) */
     uint64_t signal;     /* a signal handler interrupted the thread's own write */
     uint64_t summarized; /* calls counted into a summary action instead (not lost) */
-    uint64_t damaged;    /* call records whose checksum did not match: skipped, never
+    uint64_t damaged;    /* records whose checksum did not match: skipped, never
                             shipped (lost: counted in as_pipe_dropped) */
 } as_pipe_drops;
 void as_pipe_drop_counts(as_pipe_drops *out);
@@ -178,7 +178,7 @@ typedef struct as_recover_opts {
     uint64_t *unreported; /* non-NULL: receives (adds) the actions the dead processes
                            * delivered themselves after their last stats line, from the
                            * files recovery removes */
-    uint64_t *damaged;    /* non-NULL: receives (adds) the call records recovery skipped
+    uint64_t *damaged;    /* non-NULL: receives (adds) the records recovery skipped
                            * because their checksum did not match (never shipped) */
 } as_recover_opts;
 

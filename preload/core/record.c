@@ -3,7 +3,8 @@
  * description that recovery reads back. */
 #include "record.h"
 
-#include <cpuid.h>
+#include "crc32c.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -635,71 +636,15 @@ int as_rec_desc_parse(const char *text, as_rec_desc *d) {
 
 /* ---- the call record's checksum ---------------------------------------------------- */
 
-#define CRC32C_POLY 0x82F63B78u /* reflected Castagnoli polynomial */
-
-static uint32_t crc_table[256];
-static int crc_mode; /* 0 not chosen yet, 1 the crc32 instruction, 2 the table */
-
-/* CRC-32C of one 64-bit word by the table (the instruction's result, bit for bit). */
-static uint32_t crc_sw_u64(uint32_t c, uint64_t q) {
-    for (int i = 0; i < 8; i++)
-        c = crc_table[(c ^ (uint32_t)(q >> (8 * i))) & 0xff] ^ (c >> 8);
-    return c;
-}
-
-__attribute__((target("sse4.2"))) static uint32_t crc_words_hw(uint32_t c, const unsigned char *p,
-                                                               size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-        uint64_t q;
-        memcpy(&q, p + i, 8);
-        c = (uint32_t)__builtin_ia32_crc32di(c, q);
-    }
-    return c;
-}
-
-static uint32_t crc_words_sw(uint32_t c, const unsigned char *p, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-        uint64_t q;
-        memcpy(&q, p + i, 8);
-        c = crc_sw_u64(c, q);
-    }
-    return c;
-}
-
-int as_rec_crc_hw(void) {
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2);
-}
-
-/* Picks the instruction or the table once (either choice gives the same values: a race
- * between two first callers is harmless). */
-static int crc_pick(void) {
-    int m = __atomic_load_n(&crc_mode, __ATOMIC_ACQUIRE);
-    if (__builtin_expect(m != 0, 1))
-        return m;
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (CRC32C_POLY & (0u - (c & 1)));
-        crc_table[i] = c;
-    }
-    m = as_rec_crc_hw() ? 1 : 2;
-    __atomic_store_n(&crc_mode, m, __ATOMIC_RELEASE);
-    return m;
-}
-
 uint32_t as_rec_call_sum(const void *rec, size_t n) {
     const unsigned char *p = rec;
-    uint64_t q0;
     if (n < 8)
         return 0;
+    uint64_t q0;
     memcpy(&q0, p, 8);
     q0 &= 0xffffffffu; /* id and flags; the sum field reads as 0 */
-    int m = crc_pick();
-    uint32_t c = m == 1 ? crc_words_hw(0xffffffffu, (const unsigned char *)&q0, 8)
-                        : crc_sw_u64(0xffffffffu, q0);
-    n &= ~(size_t)7;
-    return m == 1 ? crc_words_hw(c, p + 8, n - 8) : crc_words_sw(c, p + 8, n - 8);
+    uint32_t c = as_crc32c(0xffffffffu, &q0, 8);
+    return as_crc32c(c, p + 8, (n & ~(size_t)7) - 8);
 }
 
 void as_rec_call_seal(as_callrec *rec) {

@@ -144,9 +144,8 @@ int as_rec_failed(int error_if, int typed, as_rec_type ret, uint64_t rax, uint64
 
 /* The checksum of a call record: CRC-32C (Castagnoli; initial value 0xffffffff, no final
  * inversion) of the n bytes at rec (sizeof(as_callrec) + its ext, a multiple of 8) taken
- * as little-endian 64-bit words in order, with its sum field read as 0. thunk.S computes
- * the same with the SSE 4.2 crc32 instruction; here that instruction when the CPU has it,
- * else a table. */
+ * as little-endian 64-bit words in order, with its sum field read as 0 (crc32c.h). thunk.S
+ * computes the same with the SSE 4.2 crc32 instruction. */
 uint32_t as_rec_call_sum(const void *rec, size_t n);
 
 /* Writers: sets rec->sum for the record and its rec->ext bytes of items (already
@@ -156,9 +155,6 @@ void as_rec_call_seal(as_callrec *rec);
 /* 1 when the AS_MSG_CALL payload of len bytes is a whole record (len >= 64, ext within
  * len) whose sum matches; 0 when it is damaged. */
 int as_rec_call_intact(const void *payload, size_t len);
-
-/* 1 when this CPU has the crc32 instruction (SSE 4.2), which the thunk needs. */
-int as_rec_crc_hw(void);
 
 /* Fills *out from the AS_MSG_CALL record at payload (len bytes): action_name, times,
  * tools_used {function, library, parameters}, response (typed: as its type; untyped: the

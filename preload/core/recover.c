@@ -72,7 +72,7 @@ typedef struct walk_ctx {
     as_buf scratch;
     long taken;
     uint64_t bad;
-    uint64_t damaged; /* call records whose checksum did not match (skipped) */
+    uint64_t damaged; /* records whose checksum did not match (skipped) */
     long foreign;     /* files skipped: not regular files owned by geteuid() */
 } walk_ctx;
 
@@ -311,7 +311,10 @@ static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *
 /* Decodes a packed API action. Returns 0, or -1 when the blob is not intact or holds an
  * action that could not have been tracked (check_recovered). */
 static int decode_packed(const void *payload, size_t len, as_action *a) {
-    if (as_action_unpack(payload, len, a) != 0 || !a->action_name)
+    int rc = as_action_unpack(payload, len, a);
+    if (rc != 0)
+        return rc; /* AS_ACTION_DAMAGED (= AS_REC_DAMAGED) is counted as damaged */
+    if (!a->action_name)
         return -1;
     return check_recovered(a);
 }
@@ -320,8 +323,8 @@ static int decode_packed(const void *payload, size_t len, as_action *a) {
  * Returns 0, or -1 when it cannot be trusted. */
 static int decode_summary(walk_ctx *w, const void *payload, size_t len, as_action *a) {
     as_sum s;
-    if (len < sizeof s)
-        return -1;
+    if (!as_sum_rec_intact(payload, len))
+        return AS_REC_DAMAGED;
     memcpy(&s, payload, sizeof s);
     const names *nm = w->nm;
     if (s.id == 0 || s.id - 1 >= nm->n || !nm->desc[s.id - 1])
@@ -565,7 +568,9 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     as_ring_lost lost;
     if (as_ring_file_lost(path, &lost) == 0) {
         for (int k = 0; k < lost.nsums; k++) {
-            if (on_msg(AS_MSG_SUMMARY, &lost.sums[k], sizeof lost.sums[k], w) != 0) {
+            _Alignas(8) unsigned char rec[AS_SUM_REC_LEN];
+            as_sum_rec_fill(rec, &lost.sums[k]);
+            if (on_msg(AS_MSG_SUMMARY, rec, sizeof rec, w) != 0) {
                 rename(path, back);
                 return 0;
             }

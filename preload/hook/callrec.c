@@ -144,8 +144,8 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
 /* Decoder registered for AS_MSG_SUMMARY. */
 static int decode_summary(const void *payload, size_t len, as_action *out, as_buf *sb) {
     as_sum s;
-    if (!payload || len < sizeof s)
-        return -1;
+    if (!as_sum_rec_intact(payload, len))
+        return AS_REC_DAMAGED;
     memcpy(&s, payload, sizeof s);
     as_rec_desc d;
     if (s.id == 0 || as_callrec_describe(s.id - 1, &d) != 0)

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/crc32c.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
@@ -238,7 +239,7 @@ static unsigned char detect_vec_mode(void) {
 
 __attribute__((constructor)) static void thunk_init(void) {
     as_thunk_vec_mode = detect_vec_mode();
-    as_thunk_crc = (unsigned char)as_rec_crc_hw();
+    as_thunk_crc = (unsigned char)as_crc32c_hw();
     frames_key_ok = pthread_key_create(&frames_key, thread_exit) == 0;
     pthread_atfork(fork_prepare, fork_parent, child_after_fork);
 }

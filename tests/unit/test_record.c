@@ -206,7 +206,8 @@ static void test_desc_round_trip(void **state) {
 /* Proves the summary accounting: calls that find the ring full are counted per function
  * (calls, errors, total/min/max, log2 histogram), a ninth function is refused (the caller
  * counts it as a drop), the table moves into the ring as AS_MSG_SUMMARY records once
- * there is room, and a summary decodes into one action with metadata.summary. */
+ * there is room, sealed with a checksum (every flipped bit seen), and a summary decodes
+ * into one action with metadata.summary. */
 static void test_summary_accounting(void **state) {
     (void)state;
     as_ring *r = as_ring_create(AS_RING_MIN);
@@ -229,13 +230,24 @@ static void test_summary_accounting(void **state) {
     int n = 0;
     while ((p = as_ring_read(r, &cur, head, &kind, &len))) {
         assert_int_equal(kind, AS_MSG_SUMMARY);
-        assert_int_equal(len, sizeof(as_sum));
+        assert_int_equal(len, AS_SUM_REC_LEN);
+        assert_true(as_sum_rec_intact(p, len));
         if (((const as_sum *)p)->id == 3 + 1)
             s3 = p;
         n++;
     }
     assert_int_equal(n, AS_SUM_SLOTS);
     assert_non_null(s3);
+    /* every flipped bit of a summary record, its checksum included, is seen */
+    _Alignas(8) unsigned char rec[AS_SUM_REC_LEN];
+    memcpy(rec, s3, sizeof rec);
+    assert_true(as_sum_rec_intact(rec, sizeof rec));
+    assert_false(as_sum_rec_intact(rec, sizeof rec - 8));
+    for (size_t i = 0; i < (sizeof rec - 4) * 8; i++) {
+        rec[i / 8] ^= (unsigned char)(1u << (i % 8));
+        assert_false(as_sum_rec_intact(rec, sizeof rec));
+        rec[i / 8] ^= (unsigned char)(1u << (i % 8));
+    }
     assert_int_equal(s3->calls, 3);
     assert_int_equal(s3->errors, 1);
     assert_int_equal(s3->total_ns, 1127);
