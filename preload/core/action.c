@@ -364,16 +364,22 @@ void as_action_pack(const as_action *a, void *blob) {
     }
     h.size = (uint32_t)off;
     memcpy(base, &h, sizeof h);
-    uint32_t crc = as_crc32c(0xffffffffu, base, off);
-    memcpy(base + SUM_OFF, &crc, sizeof crc);
+    as_action_blob_seal(base, off);
 }
 
-/* The checksum of a blob of len bytes, its checksum field read as 0. */
+/* The checksum of a blob of len bytes (at least a header), its checksum field read as 0. */
 static uint32_t blob_sum(const char *base, size_t len) {
     static const unsigned char zero[4];
     uint32_t c = as_crc32c(0xffffffffu, base, SUM_OFF);
     c = as_crc32c(c, zero, sizeof zero);
     return as_crc32c(c, base + SUM_OFF + 4, len - SUM_OFF - 4);
+}
+
+void as_action_blob_seal(void *blob, size_t len) {
+    if (!blob || len < sizeof(blob_head))
+        return;
+    uint32_t crc = blob_sum(blob, len);
+    memcpy((char *)blob + SUM_OFF, &crc, sizeof crc);
 }
 
 /* Makes *out borrow the blob. Returns 0, or -1 (and *out untouched) when the blob is

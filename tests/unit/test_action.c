@@ -343,8 +343,8 @@ static void test_pack_round_trip(void **state) {
 
 /* Proves corrupt blobs are refused: short (-1); one byte shorter, a wrong magic, a lost
  * NUL, and every single flipped bit anywhere in the blob (header, offsets, strings)
- * AS_ACTION_DAMAGED (its checksum), never decoded into an action; the intact blob still
- * decodes. */
+ * AS_ACTION_DAMAGED (its checksum), never decoded into an action; a lost NUL or a wrong
+ * magic with the checksum made right again still -1; the intact blob still decodes. */
 static void test_unpack_corrupt(void **state) {
     as_action a = {.action_name = "n", .response = "resp", .conversation_id = "c"};
     size_t n = as_action_pack_size(&a);
@@ -361,6 +361,12 @@ static void test_unpack_corrupt(void **state) {
     memcpy(copy, blob, n);
     copy[n - 1] = 'x'; /* last string loses its NUL */
     assert_int_equal(as_action_unpack(copy, n, &o), AS_ACTION_DAMAGED);
+    as_action_blob_seal(copy, n); /* its checksum right: refused for what it says */
+    assert_int_equal(as_action_unpack(copy, n, &o), -1);
+    memcpy(copy, blob, n);
+    copy[0] ^= 1;
+    as_action_blob_seal(copy, n);
+    assert_int_equal(as_action_unpack(copy, n, &o), -1); /* the magic */
     for (size_t i = 0; i < n; i++) {
         for (int bit = 0; bit < 8; bit++) {
             memcpy(copy, blob, n);
