@@ -13,6 +13,10 @@
  * and keep the result as it is. This function can't fail. */
 uint32_t as_crc32c(uint32_t crc, const void *p, size_t n);
 
+/* The same by the table and bit-by-bit code a CPU without the instruction uses, whatever
+ * this CPU has (tests compare it with as_crc32c). */
+uint32_t as_crc32c_soft(uint32_t crc, const void *p, size_t n);
+
 /* 1 when this CPU has the crc32 instruction (SSE 4.2). */
 int as_crc32c_hw(void);
 
