@@ -638,13 +638,16 @@ int as_rec_desc_parse(const char *text, as_rec_desc *d) {
 
 uint32_t as_rec_call_sum(const void *rec, size_t n) {
     const unsigned char *p = rec;
-    if (n < 8)
+    if (n < sizeof(as_callrec))
         return 0;
     uint64_t q0;
     memcpy(&q0, p, 8);
     q0 &= 0xffffffffu; /* id and flags; the sum field reads as 0 */
     uint32_t c = as_crc32c(0xffffffffu, &q0, 8);
-    return as_crc32c(c, p + 8, (n & ~(size_t)7) - 8);
+    c = as_crc32c(c, p + 8, offsetof(as_callrec, t1) - 8);  /* tid .. t0 */
+    c = as_crc32c(c, p + offsetof(as_callrec, rax), 3 * 8); /* rax, rdx, xmm0 */
+    c = as_crc32c(c, p + sizeof(as_callrec), (n & ~(size_t)7) - sizeof(as_callrec)); /* items */
+    return as_crc32c(c, p + offsetof(as_callrec, t1), 8);                            /* t1 last */
 }
 
 void as_rec_call_seal(as_callrec *rec) {

@@ -144,8 +144,9 @@ int as_rec_failed(int error_if, int typed, as_rec_type ret, uint64_t rax, uint64
 
 /* The checksum of a call record: CRC-32C (Castagnoli; initial value 0xffffffff, no final
  * inversion) of the n bytes at rec (sizeof(as_callrec) + its ext, a multiple of 8) taken
- * as little-endian 64-bit words in order, with its sum field read as 0 (crc32c.h). thunk.S
- * computes the same with the SSE 4.2 crc32 instruction. */
+ * as little-endian 64-bit words: the record's words in order but t1 (its sum field read as
+ * 0), then the items, then t1 (crc32c.h). thunk.S computes the same with the SSE 4.2 crc32
+ * instruction; t1 comes last because it alone waits for the exit's timestamp. */
 uint32_t as_rec_call_sum(const void *rec, size_t n);
 
 /* Writers: sets rec->sum for the record and its rec->ext bytes of items (already

@@ -629,9 +629,9 @@ END(as_thunk_common)
  * of items before the end and the known limit, takes the second timestamp and writes the
  * header and the fields (rax/rdx of the call in r8/r9, the errno location in r11, rcx:
  * as_hook_ts). Out: r12 = the header, rbx = head after the record, edx = cap_len, r11 =
- * the record's CRC-32C so far (as_rec_call_sum in core/record.h: its eight words, the sum
- * field read as 0; the items, if any, go on from there), to be sealed and committed by
- * EXIT_COMMIT (the items copied first). A reservation already open jumps to busy (nothing
+ * the record's CRC-32C so far (as_rec_call_sum in core/record.h: its words but t1, the
+ * sum field read as 0; then the items, if any, then t1, by EXIT_COMMIT, which seals and
+ * commits the record once the items are copied). A reservation already open jumps to busy (nothing
  * changed), no room to unclaim (rsi = head). Changes rax, rdx, rsi, r11. */
 .macro EXIT_RECORD busy, unclaim
     /* The ring's reservation protocol (core/ring.h): refused while one is open (this
@@ -693,7 +693,6 @@ END(as_thunk_common)
     movq FR_T0(%r10), %rsi
     movq %rsi, 32(%r12)              /* t0 */
     crc32q %rsi, %r11                /* word 3 */
-    crc32q 40(%r12), %r11            /* word 4: t1 (one 8-byte store: forwarded) */
     movq %r8, 48(%r12)               /* rax */
     crc32q %r8, %r11
     movq %r9, 56(%r12)               /* rdx */
@@ -706,6 +705,7 @@ END(as_thunk_common)
 
 /* Seals (its sum: r11) and commits the record EXIT_RECORD wrote. */
 .macro EXIT_COMMIT
+    crc32q 40(%r12), %r11            /* t1 last: the only word that waits for rdtsc */
     movl %r11d, 12(%r12)             /* sum */
     movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
     movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
