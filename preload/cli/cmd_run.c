@@ -323,7 +323,7 @@ static int make_symcache_file(char *path, size_t cap) {
 
 typedef struct run_stats {
     uint64_t procs, actions, dropped, hooked, recovered;
-    uint64_t queue_full, threads, signal, summarized, sink_failed; /* dropped by cause... */
+    uint64_t queue_full, threads, signal, damaged, summarized, sink_failed; /* by cause... */
     char outputs[MAX_OUTPUTS_TEXT];
 } run_stats;
 
@@ -365,6 +365,7 @@ static void add_stats_line(void *ctx, const char *line, size_t n) {
     st->queue_full += num(o, "queue_full");
     st->threads += num(o, "threads");
     st->signal += num(o, "signal");
+    st->damaged += num(o, "damaged");
     st->summarized += num(o, "summarized");
     st->sink_failed += num(o, "sink_failed");
     uint64_t h = num(o, "hooked");
@@ -407,11 +408,11 @@ static void print_summary(const run_stats *st) {
     if (d || st->summarized || st->sink_failed)
         fprintf(stderr,
                 "agentsight: dropped %llu (queue full), %llu (over the thread limit), %llu (in a "
-                "signal handler); %llu calls summarized (queue full); %llu actions not "
-                "delivered by a sink (spooled or lost)\n",
+                "signal handler), %llu (damaged record); %llu calls summarized (queue full); "
+                "%llu actions not delivered by a sink (spooled or lost)\n",
                 (unsigned long long)st->queue_full, (unsigned long long)st->threads,
-                (unsigned long long)st->signal, (unsigned long long)st->summarized,
-                (unsigned long long)st->sink_failed);
+                (unsigned long long)st->signal, (unsigned long long)st->damaged,
+                (unsigned long long)st->summarized, (unsigned long long)st->sink_failed);
 }
 
 /* Under -q: the one line about lost actions, when there are any (losses are always
@@ -421,10 +422,11 @@ static void print_losses(const run_stats *st) {
         return;
     fprintf(stderr,
             "agentsight: %llu actions dropped (%llu queue full, %llu over the thread limit, %llu "
-            "in a signal handler); %llu actions not delivered by a sink (spooled or lost)\n",
+            "in a signal handler, %llu damaged records); %llu actions not delivered by a sink "
+            "(spooled or lost)\n",
             (unsigned long long)st->dropped, (unsigned long long)st->queue_full,
             (unsigned long long)st->threads, (unsigned long long)st->signal,
-            (unsigned long long)st->sink_failed);
+            (unsigned long long)st->damaged, (unsigned long long)st->sink_failed);
 }
 
 /* The spool root the program's processes use (settings.c rules, without its warnings):
@@ -450,8 +452,10 @@ static int spool_root(char *out, size_t cap) {
  * become its children) are waited for up to the flush timeout
  * (AGENTSIGHT_FLUSH_TIMEOUT_MS, 2000 ms), what each leaves recovered as it ends; those
  * still alive then deliver their own. Returns the actions recovered; *unreported
- * receives those the ended processes delivered but never reported. */
-static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported) {
+ * receives those the ended processes delivered but never reported, *damaged the records
+ * found damaged and skipped. */
+static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported,
+                                     unsigned long long *damaged) {
     char root[sizeof as_cfg.spool_dir];
     const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
     if ((cs && strcmp(cs, "0") == 0) || spool_root(root, sizeof root) != 0)
@@ -460,12 +464,13 @@ static unsigned long long rescue_run(const char *run_id, unsigned long long *unr
     const char *t = getenv("AGENTSIGHT_FLUSH_TIMEOUT_MS");
     long ms = t && atol(t) > 0 ? atol(t) : 2000;
     long long deadline = (long long)as_mono_ms() + ms;
-    unsigned long long total = 0, unrep_total = 0;
+    unsigned long long total = 0, unrep_total = 0, dmg_total = 0;
     for (;;) {
-        unsigned long long n = 0, unrep = 0;
-        as_cli_rescue_rings(root, run_id, deadline, &n, &unrep);
+        unsigned long long n = 0, unrep = 0, dmg = 0;
+        as_cli_rescue_rings(root, run_id, deadline, &n, &unrep, &dmg);
         total += n;
         unrep_total += unrep;
+        dmg_total += dmg;
         int st, children = 0;
         pid_t w;
         while ((w = waitpid(-1, &st, WNOHANG)) > 0)
@@ -479,6 +484,8 @@ static unsigned long long rescue_run(const char *run_id, unsigned long long *unr
     }
     if (unreported)
         *unreported = unrep_total;
+    if (damaged)
+        *damaged = dmg_total;
     return total;
 }
 
@@ -601,8 +608,8 @@ int as_cmd_run(int argc, char **argv) {
     rc = spawn_and_wait(&o, &started);
     if (have_symcache)
         unlink(symcache);
-    unsigned long long unreported = 0;
-    unsigned long long recovered = started ? rescue_run(run_id, &unreported) : 0;
+    unsigned long long unreported = 0, damaged = 0;
+    unsigned long long recovered = started ? rescue_run(run_id, &unreported, &damaged) : 0;
     if (have_diag)
         finish_diag(diag_dir, diag, o.quiet);
     if (have_stats) {
@@ -610,6 +617,8 @@ int as_cmd_run(int argc, char **argv) {
         memset(&st, 0, sizeof(st));
         st.recovered = recovered;
         st.actions = unreported; /* the stats lines add what was reported */
+        st.damaged = damaged;    /* and the records recovery found damaged */
+        st.dropped = damaged;
         if (started && read_stats(stats, &st) == 0) {
             if (!o.quiet)
                 print_summary(&st);

@@ -274,16 +274,21 @@ static int rescue_flush(const as_recover_origin *o, void *ctx) {
 }
 
 int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline,
-                        unsigned long long *actions, unsigned long long *unreported) {
+                        unsigned long long *actions, unsigned long long *unreported,
+                        unsigned long long *damaged) {
     static rescue r;
     static int used;
     if (used) /* static storage starts zeroed: clearing its megabytes again on the first call
                * would touch every page of it at the end of each `agentsight run` */
         memset(&r, 0, sizeof r);
     used = 1;
-    uint64_t unrep = 0;
-    as_recover_opts opts = {
-        .fn = rescued, .flush = rescue_flush, .ctx = &r, .run_id = run_id, .unreported = &unrep};
+    uint64_t unrep = 0, dmg = 0;
+    as_recover_opts opts = {.fn = rescued,
+                            .flush = rescue_flush,
+                            .ctx = &r,
+                            .run_id = run_id,
+                            .unreported = &unrep,
+                            .damaged = &dmg};
     long n = as_pipe_recover_opts(root, &opts);
     if (n < 0)
         as_error("send: cannot read %s/rings", root);
@@ -302,16 +307,23 @@ int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline
         *actions = r.actions;
     if (unreported)
         *unreported = unrep;
+    if (damaged)
+        *damaged = dmg;
     r.ng = 0;
     return r.left_files + (n < 0);
 }
 
 /* `send`: every dead process's ring files. Returns the number of files left behind. */
 static int rescue_rings(const char *root, int64_t deadline) {
-    unsigned long long n = 0;
-    int left = as_cli_rescue_rings(root, NULL, deadline, &n, NULL);
+    unsigned long long n = 0, dmg = 0;
+    int left = as_cli_rescue_rings(root, NULL, deadline, &n, NULL, &dmg);
     if (n)
         fprintf(stderr, "agentsight send: %llu actions recovered from processes that died\n", n);
+    if (dmg)
+        fprintf(stderr,
+                "agentsight send: %llu damaged records skipped (checksum mismatch: never "
+                "shipped)\n",
+                dmg);
     return left;
 }
 

@@ -14,9 +14,11 @@ int as_cmd_send(int argc, char **argv);    /* cmd_send.c */
  * monotonic clock). run_id NULL: every dead process's files; else only those written
  * under that `agentsight run`. *actions receives the number of actions recovered,
  * *unreported (may be NULL) those the dead processes delivered themselves but never
- * reported in a stats line (pipeline.h).
+ * reported in a stats line (pipeline.h), *damaged (may be NULL) the records skipped
+ * because their checksum did not match.
  * Returns the number of files left behind (their sinks cannot be opened). cmd_send.c */
 int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline_ms,
-                        unsigned long long *actions, unsigned long long *unreported);
+                        unsigned long long *actions, unsigned long long *unreported,
+                        unsigned long long *damaged);
 
 #endif

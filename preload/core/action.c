@@ -8,6 +8,7 @@
 
 #include "core/action.h"
 #include "core/clock.h"
+#include "core/crc32c.h"
 
 /* The one definition of the cJSON table (core/dl_cjson.h), for every reader of JSON. */
 AS_DYNLIB_DEFINE(as_cjson, AS_CJSON_FNS, "libcjson.so.1",
@@ -300,7 +301,9 @@ void as_action_to_jsonl(const as_action *a, as_buf *b) {
  *   i64 started_ns, ended_ns, duration_ms, timestamp_ns
  *   7 x { u32 offset, u32 length }   (offset 0 = NULL) in field order: action_name,
  *                                    tools_used, response, error_msg, conversation_id,
- *                                    metadata, (reserved, always NULL)
+ *                                    metadata, then {0, checksum}: CRC-32C
+ *                                    (crc32c.h, from 0xffffffff) of the whole blob
+ *                                    with this checksum field read as 0
  *   string bytes, each followed by a NUL
  */
 #define BLOB_MAGIC 0x31415341u /* "ASA1" */
@@ -313,6 +316,8 @@ typedef struct blob_head {
         uint32_t off, len;
     } str[BLOB_NSTR];
 } blob_head;
+
+#define SUM_OFF offsetof(blob_head, str[BLOB_NSTR - 1].len) /* the checksum field */
 
 static void fields(const as_action *a, const char *f[BLOB_NSTR]) {
     f[0] = a->action_name;
@@ -359,6 +364,22 @@ void as_action_pack(const as_action *a, void *blob) {
     }
     h.size = (uint32_t)off;
     memcpy(base, &h, sizeof h);
+    as_action_blob_seal(base, off);
+}
+
+/* The checksum of a blob of len bytes (at least a header), its checksum field read as 0. */
+static uint32_t blob_sum(const char *base, size_t len) {
+    static const unsigned char zero[4];
+    uint32_t c = as_crc32c(0xffffffffu, base, SUM_OFF);
+    c = as_crc32c(c, zero, sizeof zero);
+    return as_crc32c(c, base + SUM_OFF + 4, len - SUM_OFF - 4);
+}
+
+void as_action_blob_seal(void *blob, size_t len) {
+    if (!blob || len < sizeof(blob_head))
+        return;
+    uint32_t crc = blob_sum(blob, len);
+    memcpy((char *)blob + SUM_OFF, &crc, sizeof crc);
 }
 
 /* Makes *out borrow the blob. Returns 0, or -1 (and *out untouched) when the blob is
@@ -369,6 +390,8 @@ int as_action_unpack(const void *blob, size_t len, as_action *out) {
     if (!blob || len < sizeof h)
         return -1;
     memcpy(&h, blob, sizeof h);
+    if (blob_sum(blob, len) != h.str[BLOB_NSTR - 1].len)
+        return AS_ACTION_DAMAGED; /* any byte of it, magic and size included */
     if (h.magic != BLOB_MAGIC || h.size != len)
         return -1;
     const char *base = blob;

@@ -41,7 +41,14 @@ void as_action_to_jsonl(const as_action *a, as_buf *b);
 
 /* Serialises a (strings copied) into a flat blob the pipeline can carry, and back.
  * as_action_pack_size() gives the blob size; as_action_unpack() makes *out borrow the
- * blob. */
+ * blob. The blob carries a checksum (CRC-32C): as_action_unpack() returns
+ * AS_ACTION_DAMAGED for one that does not match (a record damaged in its ring: counted
+ * and skipped, never shipped), -1 for a blob that is short or not well formed. */
+#define AS_ACTION_DAMAGED (-2) /* = AS_REC_DAMAGED (record.h) */
+/* Writes the checksum of the len bytes at blob into it (as_action_pack does; tests and
+ * fuzzers seal blobs they made up, so that what follows the checksum check is reached).
+ * A blob shorter than its header is left alone. */
+void as_action_blob_seal(void *blob, size_t len);
 size_t as_action_pack_size(const as_action *a);
 void as_action_pack(const as_action *a, void *blob);
 int as_action_unpack(const void *blob, size_t len, as_action *out);

@@ -79,6 +79,8 @@ static _Atomic uint64_t sink_failed;    /* actions the sinks counted as failed, 
 static _Atomic int room_wanted;         /* a producer waits for room: the exporter polls */
 static _Atomic uint64_t delivered;
 static _Atomic uint64_t bad_msgs;
+static _Atomic uint64_t damaged_msgs; /* records whose checksum did not match */
+_Static_assert(AS_ACTION_DAMAGED == AS_REC_DAMAGED, "one return for a damaged record");
 
 __thread as_ring *as_pipe_tring;
 static __thread int t_dead;        /* thread is exiting: its slot is gone */
@@ -604,6 +606,7 @@ static void drops_sum(as_pipe_drops *d) {
     d->signal = dropped_sig_retired;
     d->summarized = summarized_retired;
     d->threads = atomic_load(&dropped_noring);
+    d->damaged = atomic_load(&damaged_msgs);
     int hi = atomic_load(&slots_hi);
     for (int i = 0; i < hi; i++) {
         /* The state first: a free slot's ring is being set by thread_attach. */
@@ -622,7 +625,7 @@ static void drops_sum(as_pipe_drops *d) {
 static uint64_t dropped_sum(void) {
     as_pipe_drops d;
     drops_sum(&d);
-    return d.queue_full + d.threads + d.signal;
+    return d.queue_full + d.threads + d.signal + d.damaged;
 }
 
 static void deliver(void);
@@ -638,7 +641,9 @@ static void take_summaries(as_ring *r) {
     for (int k = 0; k < n && fn; k++) {
         as_buf_reset(&scratch[nbatch]);
         memset(&batch[nbatch], 0, sizeof(batch[nbatch]));
-        if (fn(&sums[k], sizeof sums[k], &batch[nbatch], &scratch[nbatch]) != 0) {
+        _Alignas(8) unsigned char rec[AS_SUM_REC_LEN]; /* sealed as a record is */
+        as_sum_rec_fill(rec, &sums[k]);
+        if (fn(rec, sizeof rec, &batch[nbatch], &scratch[nbatch]) != 0) {
             atomic_fetch_add(&bad_msgs, 1);
             continue;
         }
@@ -746,8 +751,11 @@ static size_t drain_slot(int i) {
         as_buf_reset(&scratch[nbatch]);
         memset(&batch[nbatch], 0, sizeof(batch[nbatch]));
         as_msg_decode_fn fn = kind < AS_MSG_KINDS ? decoders[kind] : NULL;
-        if (!fn || fn(p, len, &batch[nbatch], &scratch[nbatch]) != 0) {
-            atomic_fetch_add(&bad_msgs, 1);
+        int rc = fn ? fn(p, len, &batch[nbatch], &scratch[nbatch]) : -1;
+        if (rc != 0) {
+            /* A damaged record is a lost call (a drop by its own cause); the records
+             * after it are read on (its header was intact: the ring walked past it). */
+            atomic_fetch_add(rc == AS_REC_DAMAGED ? &damaged_msgs : &bad_msgs, 1);
             continue;
         }
         /* The record's position in its ring names it (a recoverer derives the same). */
@@ -1164,7 +1172,8 @@ void as_pipe_write_stats(void) {
     pthread_mutex_lock(&stats_lock);
     as_pipe_drops dc;
     as_pipe_drop_counts(&dc);
-    uint64_t act = atomic_load(&delivered), drop = dc.queue_full + dc.threads + dc.signal;
+    uint64_t act = atomic_load(&delivered),
+             drop = dc.queue_full + dc.threads + dc.signal + dc.damaged;
     uint64_t d_act = act >= stats_actions ? act - stats_actions : act;
     uint64_t d_drop = drop >= stats_dropped ? drop - stats_dropped : drop;
     stats_actions = act;
@@ -1180,7 +1189,8 @@ void as_pipe_write_stats(void) {
 #define DIFF(a, b) ((a) >= (b) ? (a) - (b) : (a))
     as_pipe_drops dd = {DIFF(dc.queue_full, stats_prev.queue_full),
                         DIFF(dc.threads, stats_prev.threads), DIFF(dc.signal, stats_prev.signal),
-                        DIFF(dc.summarized, stats_prev.summarized)};
+                        DIFF(dc.summarized, stats_prev.summarized),
+                        DIFF(dc.damaged, stats_prev.damaged)};
     uint64_t d_sf = DIFF(sf, stats_sink_failed);
 #undef DIFF
     stats_prev = dc;
@@ -1197,10 +1207,10 @@ void as_pipe_write_stats(void) {
     /* The drops by cause, since the previous line as the other counts. */
     as_buf_printf(&b,
                   ",\"queue_full\":%llu,\"threads\":%llu,\"signal\":%llu,\"summarized\":%llu,"
-                  "\"sink_failed\":%llu",
+                  "\"sink_failed\":%llu,\"damaged\":%llu",
                   (unsigned long long)dd.queue_full, (unsigned long long)dd.threads,
                   (unsigned long long)dd.signal, (unsigned long long)dd.summarized,
-                  (unsigned long long)d_sf);
+                  (unsigned long long)d_sf, (unsigned long long)dd.damaged);
     as_buf_puts(&b, "}\n");
     /* 0600: the file names sinks (already without secrets) and counts of this user's calls */
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -1218,26 +1228,26 @@ static void report_dropped(void) {
     static as_pipe_drops prev;
     as_pipe_drops dc;
     as_pipe_drop_counts(&dc);
-    uint64_t total = dc.queue_full + dc.threads + dc.signal;
+    uint64_t total = dc.queue_full + dc.threads + dc.signal + dc.damaged;
     uint64_t d = total >= drops_printed ? total - drops_printed : total;
     drops_printed = total;
-    if (total < (uint64_t)(prev.queue_full + prev.threads + prev.signal))
+    if (total < (uint64_t)(prev.queue_full + prev.threads + prev.signal + prev.damaged))
         memset(&prev, 0, sizeof prev); /* counters restarted (a fork child) */
     uint64_t q = dc.queue_full - prev.queue_full, t = dc.threads - prev.threads,
-             sg = dc.signal - prev.signal;
+             sg = dc.signal - prev.signal, dm = dc.damaged - prev.damaged;
     prev = dc;
     /* Under `agentsight run` the stats line carries the counts and `run` reports the
      * losses of the whole tree once (also under -q), not one line per process. */
     if (d == 0 || as_keptenv_get("AGENTSIGHT_STATS_FILE"))
         return;
-    if (t == 0 && sg == 0)
+    if (t == 0 && sg == 0 && dm == 0)
         as_alert(AS_LOG_ALWAYS, "%llu actions dropped (queue full)", (unsigned long long)d);
     else
         as_alert(AS_LOG_ALWAYS,
                  "%llu actions dropped (%llu queue full, %llu over the %d-thread limit, %llu in a "
-                 "signal handler)",
+                 "signal handler, %llu damaged records)",
                  (unsigned long long)d, (unsigned long long)q, (unsigned long long)t, MAX_SLOTS,
-                 (unsigned long long)sg);
+                 (unsigned long long)sg, (unsigned long long)dm);
 }
 
 /* The interposer's report of calls still in flight on the thread that shuts down (a
@@ -1440,6 +1450,7 @@ static void fork_child(void) {
     atomic_store(&dropped_noring, 0);
     atomic_store(&delivered, 0);
     atomic_store(&bad_msgs, 0);
+    atomic_store(&damaged_msgs, 0);
     flush_req = flush_done = 0;
     nsinks = 0;
     atomic_store(&ex_stop, 0);

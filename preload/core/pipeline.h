@@ -21,8 +21,10 @@ enum as_msg_kind {
 };
 
 /* Decoder: turns a message payload into an action. It may use scratch (reset by the
- * exporter before each call) to hold strings the action borrows. Returns 0, or -1 to
- * skip the message (counted as bad). Runs on the exporter thread only. */
+ * exporter before each call) to hold strings the action borrows. Returns 0, -1 to skip
+ * the message (counted as bad), or AS_REC_DAMAGED (core/record.h, -2) to skip a record
+ * whose checksum does not match (counted as a drop, cause "damaged"). Runs on the
+ * exporter thread only. */
 typedef int (*as_msg_decode_fn)(const void *payload, size_t len, as_action *out, as_buf *scratch);
 void as_pipe_register(int kind, as_msg_decode_fn fn);
 
@@ -99,6 +101,8 @@ typedef struct as_pipe_drops {
     uint64_t threads;    /* more threads at once than the registry holds (1,024) */
     uint64_t signal;     /* a signal handler interrupted the thread's own write */
     uint64_t summarized; /* calls counted into a summary action instead (not lost) */
+    uint64_t damaged;    /* records whose checksum did not match: skipped, never
+                            shipped (lost: counted in as_pipe_dropped) */
 } as_pipe_drops;
 void as_pipe_drop_counts(as_pipe_drops *out);
 uint64_t as_pipe_delivered(void);
@@ -107,8 +111,8 @@ uint64_t as_pipe_delivered(void);
  * shutdown. When AGENTSIGHT_STATS_FILE names a file, as_pipe_shutdown() appends one JSON
  * line to it: {"pid":N,"actions":N,"dropped":N,"hooked":N,"output":"file:x.jsonl"}
  * (`agentsight run` reads it for its summary line). The line also carries
- * "queue_full", "threads", "signal" (the drops by cause, as_pipe_drops), "summarized"
- * and "sink_failed" (actions a sink could not deliver nor keep). */
+ * "queue_full", "threads", "signal", "damaged" (the drops by cause, as_pipe_drops),
+ * "summarized" and "sink_failed" (actions a sink could not deliver nor keep). */
 extern uint64_t as_stat_hooked;
 
 /* Appends that stats line now (nothing when AGENTSIGHT_STATS_FILE is unset). Called by
@@ -174,6 +178,8 @@ typedef struct as_recover_opts {
     uint64_t *unreported; /* non-NULL: receives (adds) the actions the dead processes
                            * delivered themselves after their last stats line, from the
                            * files recovery removes */
+    uint64_t *damaged;    /* non-NULL: receives (adds) the records recovery skipped
+                           * because their checksum did not match (never shipped) */
 } as_recover_opts;
 
 /* as_pipe_recover - ships what dead processes left in <root>/rings.

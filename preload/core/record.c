@@ -3,6 +3,8 @@
  * description that recovery reads back. */
 #include "record.h"
 
+#include "crc32c.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,6 +372,8 @@ int as_rec_call(const void *payload, size_t len, const as_rec_desc *d, const as_
     as_callrec r;
     if (!payload || !d || !d->action_name || len < sizeof r)
         return -1;
+    if (!as_rec_call_intact(payload, len))
+        return AS_REC_DAMAGED;
     memcpy(&r, payload, sizeof r);
     if (r.ext > len - sizeof r || r.t1 < r.t0)
         return -1;
@@ -628,6 +632,36 @@ int as_rec_desc_parse(const char *text, as_rec_desc *d) {
     }
     *d = v;
     return 0;
+}
+
+/* ---- the call record's checksum ---------------------------------------------------- */
+
+uint32_t as_rec_call_sum(const void *rec, size_t n) {
+    const unsigned char *p = rec;
+    if (n < sizeof(as_callrec))
+        return 0;
+    uint64_t q0;
+    memcpy(&q0, p, 8);
+    q0 &= 0xffffffffu; /* id and flags; the sum field reads as 0 */
+    uint32_t c = as_crc32c(0xffffffffu, &q0, 8);
+    c = as_crc32c(c, p + 8, offsetof(as_callrec, t1) - 8);  /* tid .. t0 */
+    c = as_crc32c(c, p + offsetof(as_callrec, rax), 3 * 8); /* rax, rdx, xmm0 */
+    c = as_crc32c(c, p + sizeof(as_callrec), (n & ~(size_t)7) - sizeof(as_callrec)); /* items */
+    return as_crc32c(c, p + offsetof(as_callrec, t1), 8);                            /* t1 last */
+}
+
+void as_rec_call_seal(as_callrec *rec) {
+    rec->sum = as_rec_call_sum(rec, sizeof *rec + rec->ext);
+}
+
+int as_rec_call_intact(const void *payload, size_t len) {
+    as_callrec r;
+    if (!payload || len < sizeof r)
+        return 0;
+    memcpy(&r, payload, sizeof r);
+    if (r.ext > len - sizeof r || (r.ext & 7))
+        return 0;
+    return as_rec_call_sum(payload, sizeof r + r.ext) == r.sum;
 }
 
 uint32_t as_rec_checksum(const char *s, size_t n) {

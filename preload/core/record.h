@@ -30,10 +30,15 @@ enum as_call_flags {
 };
 
 /* 64 bytes, no pointers into the caller: everything the exporter needs later. A typed
- * call carries ext more bytes right behind it: its capture items. */
+ * call carries ext more bytes right behind it: its capture items. sum makes a record
+ * damaged in memory or on disk (a flipped bit of a ring file) known to the decoder, which
+ * counts and skips it: the CRC-32C of the record and its items (as_rec_call_sum). It took
+ * the upper halves of id and flags, which no record used (ids are below AS_MAX_TARGETS,
+ * 4096; five flags). */
 typedef struct as_callrec {
-    uint32_t id;    /* target id */
-    uint32_t flags; /* enum as_call_flags */
+    uint16_t id;    /* target id */
+    uint16_t flags; /* enum as_call_flags */
+    uint32_t sum;   /* as_rec_call_sum of the record and its items */
     int32_t tid;
     int32_t errno_in;  /* the caller's errno (errno is 0 while the call runs) */
     int32_t errno_out; /* errno the call set at its return; 0: it set none */
@@ -133,11 +138,31 @@ int64_t as_untyped_int(uint64_t rax);
 int as_rec_failed(int error_if, int typed, as_rec_type ret, uint64_t rax, uint64_t xmm0,
                   int errno_out);
 
+/* What a decoder returns for a record whose checksum does not match: it is counted as a
+ * damaged record and skipped, never shipped (the records after it are decoded as usual). */
+#define AS_REC_DAMAGED (-2)
+
+/* The checksum of a call record: CRC-32C (Castagnoli; initial value 0xffffffff, no final
+ * inversion) of the n bytes at rec (sizeof(as_callrec) + its ext, a multiple of 8) taken
+ * as little-endian 64-bit words: the record's words in order but t1 (its sum field read as
+ * 0), then the items, then t1 (crc32c.h). thunk.S computes the same with the SSE 4.2 crc32
+ * instruction; t1 comes last because it alone waits for the exit's timestamp. */
+uint32_t as_rec_call_sum(const void *rec, size_t n);
+
+/* Writers: sets rec->sum for the record and its rec->ext bytes of items (already
+ * written). */
+void as_rec_call_seal(as_callrec *rec);
+
+/* 1 when the AS_MSG_CALL payload of len bytes is a whole record (len >= 64, ext within
+ * len) whose sum matches; 0 when it is damaged. */
+int as_rec_call_intact(const void *payload, size_t len);
+
 /* Fills *out from the AS_MSG_CALL record at payload (len bytes): action_name, times,
  * tools_used {function, library, parameters}, response (typed: as its type; untyped: the
  * integer rule), error_msg (error rule, or how it did not return), metadata {pid, tid,
- * duration_ns, hook, display_name}. Strings go into sb (appended). Returns 0, or -1 for a
- * short or malformed record, times that do not convert, or no memory. */
+ * duration_ns, hook, display_name}. Strings go into sb (appended). Returns 0,
+ * AS_REC_DAMAGED when its checksum does not match (as_rec_call_intact), or -1 for a short
+ * or malformed record, times that do not convert, or no memory. */
 int as_rec_call(const void *payload, size_t len, const as_rec_desc *d, const as_rec_ctx *c,
                 as_action *out, as_buf *sb);
 

@@ -72,7 +72,8 @@ typedef struct walk_ctx {
     as_buf scratch;
     long taken;
     uint64_t bad;
-    long foreign; /* files skipped: not regular files owned by geteuid() */
+    uint64_t damaged; /* records whose checksum did not match (skipped) */
+    long foreign;     /* files skipped: not regular files owned by geteuid() */
 } walk_ctx;
 
 /* Writes a, b and c (c may be NULL) one after another into out. Returns 0, or -1 when
@@ -291,9 +292,11 @@ static as_rec_ctx dead_ctx(const walk_ctx *w) {
  * gives (core/record.h: the live exporter's decoder). Returns 0, or -1 when it cannot be
  * trusted (short, unknown target, impossible times). */
 static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *a) {
-    uint32_t id;
+    uint16_t id;
     if (len < sizeof(as_callrec))
         return -1;
+    if (!as_rec_call_intact(payload, len))
+        return AS_REC_DAMAGED; /* before its id is trusted */
     memcpy(&id, payload, sizeof id);
     const names *nm = w->nm;
     if (id >= nm->n || !nm->desc[id])
@@ -308,7 +311,10 @@ static int decode_call(walk_ctx *w, const void *payload, size_t len, as_action *
 /* Decodes a packed API action. Returns 0, or -1 when the blob is not intact or holds an
  * action that could not have been tracked (check_recovered). */
 static int decode_packed(const void *payload, size_t len, as_action *a) {
-    if (as_action_unpack(payload, len, a) != 0 || !a->action_name)
+    int rc = as_action_unpack(payload, len, a);
+    if (rc != 0)
+        return rc; /* AS_ACTION_DAMAGED (= AS_REC_DAMAGED) is counted as damaged */
+    if (!a->action_name)
         return -1;
     return check_recovered(a);
 }
@@ -317,8 +323,8 @@ static int decode_packed(const void *payload, size_t len, as_action *a) {
  * Returns 0, or -1 when it cannot be trusted. */
 static int decode_summary(walk_ctx *w, const void *payload, size_t len, as_action *a) {
     as_sum s;
-    if (len < sizeof s)
-        return -1;
+    if (!as_sum_rec_intact(payload, len))
+        return AS_REC_DAMAGED;
     memcpy(&s, payload, sizeof s);
     const names *nm = w->nm;
     if (s.id == 0 || s.id - 1 >= nm->n || !nm->desc[s.id - 1])
@@ -342,7 +348,10 @@ static int on_msg(unsigned kind, const void *payload, size_t len, void *arg) {
     else if (kind == AS_MSG_SUMMARY)
         rc = decode_summary(w, payload, len, &a);
     if (rc != 0) {
-        w->bad++;
+        if (rc == AS_REC_DAMAGED)
+            w->damaged++; /* never shipped; the records after it are read on */
+        else
+            w->bad++;
         return 0;
     }
     a.event_id = w->event_id;
@@ -522,14 +531,17 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     if (mark != AS_RING_NO_MARK && as_sinks_last_file(info->sinks, fpath, sizeof fpath))
         scan_done(w, fpath, mark, info->id_prefix);
     uint64_t skipped = 0, dups_before = w->dups;
-    uint64_t bad_before = w->bad;
+    uint64_t bad_before = w->bad, damaged_before = w->damaged;
     uint64_t pos = as_ring_tail(r);
     int rc = as_ring_walk(r, &pos, on_rec, w, &skipped);
     if (!w->failed)
         checkpoint(w, pos);
-    if (skipped || w->bad > bad_before)
-        as_alert_warn("%s: skipped %llu damaged bytes and %llu undecodable records", back,
-                      (unsigned long long)skipped, (unsigned long long)(w->bad - bad_before));
+    uint64_t damaged = w->damaged - damaged_before;
+    if (skipped || w->bad > bad_before || damaged)
+        as_alert_warn("%s: skipped %llu damaged bytes, %llu damaged records (checksum) and %llu "
+                      "undecodable records",
+                      back, (unsigned long long)skipped, (unsigned long long)damaged,
+                      (unsigned long long)(w->bad - bad_before));
     if (w->dups > dups_before)
         as_debug("%s: %llu records were already in the file sink", back,
                  (unsigned long long)(w->dups - dups_before));
@@ -537,6 +549,8 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     uint64_t dlv = atomic_load(&r->delivered), rep = atomic_load(&r->reported);
     if (done && w->opts->unreported && dlv > rep)
         *w->opts->unreported += dlv - rep;
+    if (done && w->opts->damaged)
+        *w->opts->damaged += damaged;
     as_ring_info kept = *info; /* the summaries below are decoded after the unmap */
     w->info = &kept;
     w->origin.sinks = kept.sinks;
@@ -554,7 +568,9 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     as_ring_lost lost;
     if (as_ring_file_lost(path, &lost) == 0) {
         for (int k = 0; k < lost.nsums; k++) {
-            if (on_msg(AS_MSG_SUMMARY, &lost.sums[k], sizeof lost.sums[k], w) != 0) {
+            _Alignas(8) unsigned char rec[AS_SUM_REC_LEN];
+            as_sum_rec_fill(rec, &lost.sums[k]);
+            if (on_msg(AS_MSG_SUMMARY, rec, sizeof rec, w) != 0) {
                 rename(path, back);
                 return 0;
             }

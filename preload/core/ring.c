@@ -3,6 +3,8 @@
  * processes left; the producer side is inline in ring.h because it is on the hot path. */
 #include "ring.h"
 
+#include "crc32c.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -107,11 +109,11 @@ void as_ring_destroy(as_ring *r) {
 
 int as_ring_sum_flush(as_ring *r) {
     while (r->sum_n > 0) {
-        as_sum *s = as_ring_reserve(r, AS_MSG_SUMMARY_KIND, sizeof(as_sum));
+        void *s = as_ring_reserve(r, AS_MSG_SUMMARY_KIND, AS_SUM_REC_LEN);
         if (!s)
             return 0;
         uint32_t last = r->sum_n - 1;
-        *s = r->sums[last];
+        as_sum_rec_fill(s, &r->sums[last]);
         uint32_t seq = atomic_load_explicit(&r->sum_seq, memory_order_relaxed);
         atomic_store_explicit(&r->sum_seq, seq + 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
@@ -125,6 +127,20 @@ int as_ring_sum_flush(as_ring *r) {
         as_ring_commit(r);
     }
     return 1;
+}
+
+void as_sum_rec_fill(void *out, const as_sum *s) {
+    uint32_t trailer[2] = {as_crc32c(0xffffffffu, s, sizeof *s), 0};
+    memcpy(out, s, sizeof *s);
+    memcpy((unsigned char *)out + sizeof *s, trailer, sizeof trailer);
+}
+
+int as_sum_rec_intact(const void *payload, size_t len) {
+    uint32_t sum;
+    if (!payload || len != AS_SUM_REC_LEN)
+        return 0;
+    memcpy(&sum, (const unsigned char *)payload + sizeof(as_sum), sizeof sum);
+    return as_crc32c(0xffffffffu, payload, sizeof(as_sum)) == sum;
 }
 
 int as_ring_sum_take(as_ring *r, as_sum *out) {

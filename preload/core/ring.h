@@ -56,7 +56,8 @@
 #define AS_RING_PAGE 4096     /* the unit in which consumed record space is given back */
 #define AS_RING_ALLOC0 16384  /* record bytes of a ring file allocated at its creation */
 #define AS_RING_MAGIC 0x31474e4952534741ull /* "AGSRING1" little-endian */
-#define AS_RING_VERSION 2          /* 2: event ids, run id, file sink mark, drop summaries */
+#define AS_RING_VERSION                                                                            \
+    3 /* 2: event ids, run id, file sink mark, drop summaries; 3: call record checksums */
 #define AS_RING_CLAIMED UINT64_MAX /* pending while a reservation is being made */
 #define AS_RING_NO_MARK UINT64_MAX /* sink_mark: nothing of the ring went to a file sink */
 
@@ -338,6 +339,18 @@ static inline int as_ring_sum_add(as_ring *r, uint32_t id, int32_t tid, uint64_t
     r->limit = 0; /* the next write goes through as_ring_sum_flush */
     return 1;
 }
+
+/* An AS_MSG_SUMMARY record: the as_sum, then its checksum (4 bytes: CRC-32C of the
+ * as_sum's bytes from 0xffffffff, crc32c.h) and 4 zero bytes. Decoders are handed
+ * summaries in this form only, also those taken from a ring's header table. */
+#define AS_SUM_REC_LEN (sizeof(as_sum) + 8)
+
+/* Writes s and its checksum at out (AS_SUM_REC_LEN bytes, 8-byte aligned). */
+void as_sum_rec_fill(void *out, const as_sum *s);
+
+/* 1 when the payload of len bytes is a summary record whose checksum matches (it may
+ * then be copied into an as_sum); 0 when it is damaged or of another length. */
+int as_sum_rec_intact(const void *payload, size_t len);
 
 /* Producer: moves the summary table into the ring as AS_MSG_SUMMARY records, as room
  * allows. Returns 1 when the table is empty afterwards, 0 when the ring had no room for

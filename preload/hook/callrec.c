@@ -126,9 +126,11 @@ static as_rec_ctx live_ctx(void) {
 }
 
 int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *sb) {
-    uint32_t id;
+    uint16_t id;
     if (!payload || len < sizeof(as_callrec))
         return -1;
+    if (!as_rec_call_intact(payload, len))
+        return AS_REC_DAMAGED; /* before its id is trusted */
     memcpy(&id, payload, sizeof id);
     /* Described afresh for each record (a few stores per parameter): a target's
      * prototype and hooks may change while the process runs. */
@@ -142,8 +144,8 @@ int as_callrec_decode(const void *payload, size_t len, as_action *out, as_buf *s
 /* Decoder registered for AS_MSG_SUMMARY. */
 static int decode_summary(const void *payload, size_t len, as_action *out, as_buf *sb) {
     as_sum s;
-    if (!payload || len < sizeof s)
-        return -1;
+    if (!as_sum_rec_intact(payload, len))
+        return AS_REC_DAMAGED;
     memcpy(&s, payload, sizeof s);
     as_rec_desc d;
     if (s.id == 0 || as_callrec_describe(s.id - 1, &d) != 0)

@@ -85,7 +85,7 @@ static void entry_only_hit(uint32_t id) {
         if (!t_tid)
             t_tid = (int32_t)syscall(SYS_gettid);
         memset(rec, 0, sizeof *rec);
-        rec->id = id;
+        rec->id = (uint16_t)id;
         rec->flags = AS_CALL_ENTRY_ONLY; /* no return observed: callrec.c decodes it as
                                             response null, "hook":"entry-only" */
         rec->tid = t_tid;
@@ -93,6 +93,7 @@ static void entry_only_hit(uint32_t id) {
         rec->errno_out = e;
         rec->t0 = t;
         rec->t1 = t;
+        as_rec_call_seal(rec);
         as_pipe_commit(rec);
     }
     t_busy = 0;

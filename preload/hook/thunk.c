@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/crc32c.h"
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "core/settings.h"
@@ -111,6 +112,10 @@ _Static_assert(offsetof(as_ring, size) == 208, "RG_SIZE");
 _Static_assert(offsetof(as_ring, mask) == 216, "RG_MASK");
 _Static_assert(AS_RING_DATA_OFF == 4096 && AS_RING_HDR == 8, "RG_DATA, the header");
 _Static_assert(AS_MSG_CALL == 2 && AS_CALL_RETURNED == 1, "the record's kind and flags");
+_Static_assert(offsetof(as_callrec, id) == 0 && sizeof(((as_callrec *)0)->id) == 2 &&
+                   offsetof(as_callrec, flags) == 2 && sizeof(((as_callrec *)0)->flags) == 2 &&
+                   offsetof(as_callrec, sum) == 4 && AS_MAX_TARGETS <= 65536,
+               "REC_FLAGS << 16 | id, then the sum, as thunk.S writes them");
 _Static_assert(offsetof(as_callrec, tid) == 8 && offsetof(as_callrec, errno_in) == 12 &&
                    offsetof(as_callrec, errno_out) == 16 && offsetof(as_callrec, ext) == 20 &&
                    offsetof(as_callrec, t0) == 24 && offsetof(as_callrec, t1) == 32 &&
@@ -181,6 +186,10 @@ int as_hook_enabled = 1;
 const char as_record_copy_library_free = 1;
 int as_capture_off;
 unsigned char as_thunk_vec_mode;
+
+/* 1 when the CPU has the crc32 instruction (SSE 4.2) the common exits seal their records
+ * with (thunk.S); 0 sends every exit through C, which seals them by a table. */
+unsigned char as_thunk_crc;
 static uint64_t untracked_calls; /* atomic; only touched when a stack is full */
 
 static void fork_prepare(void) {
@@ -230,6 +239,7 @@ static unsigned char detect_vec_mode(void) {
 
 __attribute__((constructor)) static void thunk_init(void) {
     as_thunk_vec_mode = detect_vec_mode();
+    as_thunk_crc = (unsigned char)as_crc32c_hw();
     frames_key_ok = pthread_key_create(&frames_key, thread_exit) == 0;
     pthread_atfork(fork_prepare, fork_parent, child_after_fork);
 }
@@ -250,8 +260,9 @@ __attribute__((always_inline)) static inline void fill_rec(as_callrec *rec, int3
                                                            const as_shadow_frame *f, uint64_t t1,
                                                            const as_retregs *r, int errno_out,
                                                            uint32_t flags, uint32_t ext) {
-    rec->id = f->id;
-    rec->flags = r ? AS_CALL_RETURNED : flags;
+    rec->id = (uint16_t)f->id;
+    rec->flags = (uint16_t)(r ? AS_CALL_RETURNED : flags);
+    rec->sum = 0;
     rec->tid = tid;
     rec->errno_in = f->errno_in;
     rec->errno_out = errno_out;
@@ -354,6 +365,7 @@ static void emit_rec(as_tstate *t, as_shadow_frame *f, uint64_t t1, const as_ret
     fill_rec(rec, thread_id(t), f, t1, r, errno_out, flags, ext);
     if (ext)
         as_capture_copy(rec + 1, cap, ext);
+    as_rec_call_seal(rec);
     as_pipe_commit(rec);
 }
 

@@ -98,6 +98,7 @@ void as_thunk_full_exit(void);
  * before any hook exists: 0 = xmm0-15, 1 = ymm0-15 (AVX), 2 = zmm0-31 and k0-7
  * (AVX-512F+BW). */
 extern unsigned char as_thunk_vec_mode;
+extern unsigned char as_thunk_crc; /* thunk.S seals records with crc32 (SSE 4.2) */
 /* Raw clock units -> ns (32.32 fixed point) for summarized calls; 0 until the first one
  * (thunk.c computes it, thunk.S reads it). */
 extern uint64_t as_thunk_sum_mult;

@@ -83,8 +83,11 @@ def test_wait_policy_from_the_environment():
 
 
 def _stats_line(stderr):
+    """(queue full, over the thread limit, in a signal handler, calls summarized) of the
+    run summary; its damaged-record count must read 0 (nothing here damages a ring)."""
     m = re.search(r"dropped (\d+) \(queue full\), (\d+) \(over the thread limit\), (\d+) "
-                  r"\(in a signal handler\); (\d+) calls summarized", stderr)
+                  r"\(in a signal handler\), 0 \(damaged record\); (\d+) calls summarized",
+                  stderr)
     return tuple(int(x) for x in m.groups()) if m else None
 
 
@@ -288,8 +291,8 @@ def test_run_quiet_still_reports_losses_once():
     assert r.returncode == 0, r.stderr
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert lines == ["agentsight: 152 actions dropped (0 queue full, 152 over the thread "
-                     "limit, 0 in a signal handler); 0 actions not delivered by a sink "
-                     "(spooled or lost)"], r.stderr
+                     "limit, 0 in a signal handler, 0 damaged records); 0 actions not "
+                     "delivered by a sink (spooled or lost)"], r.stderr
 
 
 def test_drops_of_a_killed_process_are_reported_by_recovery():

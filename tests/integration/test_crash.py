@@ -7,6 +7,7 @@ so nothing is delivered before it dies."""
 import json
 import os
 import signal
+import struct
 import subprocess
 import urllib.request
 
@@ -128,6 +129,59 @@ def test_torn_record_is_skipped_and_bad_file_kept_aside():
     after = _recover(conf, spool, before2)
     assert after == []
     assert _ring_files(spool) == [os.path.basename(path) + ".bad"]
+
+
+def _records(path, want):
+    """The records of kind `want` between tail and head of a ring file, as (file offset of
+    the payload, payload length, first 8 bytes after the call record's 40: its rax), by
+    the layout of ring.h and record.h."""
+    with open(path, "rb") as f:
+        data = f.read()
+    head, = struct.unpack_from("<Q", data, 0)
+    tail, = struct.unpack_from("<Q", data, 64)
+    size, = struct.unpack_from("<Q", data, 208)
+    out, pos = [], tail
+    while pos < head:
+        off = RING_DATA_OFF + (pos & (size - 1))
+        n, kind, _tag = struct.unpack_from("<IHH", data, off)
+        if kind == want:
+            out.append((off + 8, n, struct.unpack_from("<Q", data, off + 8 + 40)[0]))
+        pos += 8 + ((n + 7) & ~7)
+    return out
+
+
+def _flip(path, at, bit):
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ (1 << bit)]))
+
+
+def test_damaged_records_are_counted_and_never_shipped():
+    """Proves the records' checksums end to end: in a killed process's ring file, one bit
+    of the return value of the 8th labs call flipped (1007 would read 999, a value that
+    looks real) and one bit in the middle of the 21st API action's record; `agentsight
+    send` counts both as damaged records and ships neither, and every other call and API
+    action is delivered exactly once with the values it was recorded with."""
+    d, conf, spool = _setup()
+    out = os.path.join(d, "a.jsonl")
+    path = _killed_ring(conf, spool, out)
+    calls = _records(path, 2)  # AS_MSG_CALL
+    assert [rax for _, _, rax in calls] == [1000 + k for k in range(N)], calls
+    _flip(path, calls[7][0] + 40, 3)  # as_callrec.rax: 1007 = 0x3ef -> 0x3e7 = 999
+    assert _records(path, 2)[7][2] == 999
+    api = _records(path, 1)  # AS_MSG_ACTION: packed actions, i = 0 .. N-1 in order
+    assert len(api) == N
+    _flip(path, api[20][0] + api[20][1] // 2, 5)
+    r = run([CLI, "send", "--spool", spool, "--timeout", "20000"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "2 damaged records skipped" in r.stderr, r.stderr
+    got_api, got_calls, other = _split(read_jsonl(out))
+    assert sorted(got_api) == [k for k in range(N) if k != 20], got_api
+    assert sorted(got_calls) == [k for k in range(N) if k != 7], got_calls
+    assert other == []
+    assert _ring_files(spool) == []
 
 
 def test_live_process_ring_is_never_taken():

@@ -608,7 +608,7 @@ static void test_bad_items(void **state) {
     int (*f)(int, int) = TYPED(add_for_items, "int add_for_items(int a, int b)", 256, 0, 0);
     assert_int_equal(f(2, 3), 5);
     assert_int_equal(collect(), 1);
-    unsigned char buf[512];
+    _Alignas(8) unsigned char buf[512];
     memcpy(buf, blob + rec_off[0], rec_len[0]);
     as_callrec r;
     memcpy(&r, buf, sizeof r);
@@ -620,8 +620,11 @@ static void test_bad_items(void **state) {
     as_buf b;
     as_buf_init(&b);
     as_action a;
+    assert_int_equal(as_callrec_decode(buf, rec_len[0], &a, &b), AS_REC_DAMAGED); /* sum */
+    as_rec_call_seal((as_callrec *)buf); /* sealed: the items themselves are refused */
     assert_int_equal(as_callrec_decode(buf, rec_len[0], &a, &b), -1);
-    assert_int_equal(as_callrec_decode(buf, sizeof r + 4, &a, &b), -1); /* ext past end */
+    assert_int_equal(as_callrec_decode(buf, sizeof r + 4, &a, &b),
+                     AS_REC_DAMAGED); /* ext past the end */
     as_buf_free(&b);
 }
 

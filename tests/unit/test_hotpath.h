@@ -65,7 +65,8 @@ void *__wrap_as_pipe_reserve_slow(int kind, size_t len, int may_wait) {
 
 /* Calls fn(payload, len, arg) for every record committed since the last read, ring by
  * ring (each ring in order), and frees their space. Aborts on a record that is not a
- * call record. */
+ * call record, or whose checksum does not match (thunk.S and C seal every record: this
+ * proves the assembly's CRC-32C is the decoder's). */
 static inline void as_test_rings_read(void (*fn)(const void *p, size_t len, void *arg), void *arg) {
     pthread_mutex_lock(&as_test_rings_lock);
     for (int i = 0; i < as_test_nrings; i++) {
@@ -76,6 +77,10 @@ static inline void as_test_rings_read(void (*fn)(const void *p, size_t len, void
         while ((p = as_ring_read(as_test_rings[i], &as_test_cursors[i], head, &kind, &len))) {
             if (kind != AS_MSG_CALL || len < sizeof(as_callrec)) {
                 fprintf(stderr, "test_hotpath: record of kind %u, %zu bytes\n", kind, len);
+                abort();
+            }
+            if (!as_rec_call_intact(p, len)) {
+                fprintf(stderr, "test_hotpath: record of %zu bytes with a wrong checksum\n", len);
                 abort();
             }
             fn(p, len, arg);

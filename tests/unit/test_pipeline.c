@@ -1,8 +1,9 @@
 /* test_pipeline.c - unit tests of the per-thread ring (single-threaded edge cases and a
  * producer/consumer pair) and of the pipeline end to end: several producer threads into
  * a file sink with nothing lost or duplicated, both full-queue policies with a slow sink,
- * the dropped count merged into metadata, flush and the stats line; ring files left by a
- * dead process recovered with a damaged record skipped. Also run under
+ * the dropped count merged into metadata, flush and the stats line, a damaged record
+ * counted and skipped; ring files left by a dead process recovered with a damaged record
+ * skipped. Also run under
  * ThreadSanitizer (make test-tsan). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -599,6 +600,73 @@ static void test_pipeline_shutdown_stats(void **state) {
     assert_int_equal(as_pipe_flush(100), 0);
 }
 
+/* The API's decoder of packed actions (api.c registers the same). */
+static int decode_packed(const void *payload, size_t len, as_action *out, as_buf *scratch) {
+    (void)scratch;
+    return as_action_unpack(payload, len, out);
+}
+
+/* Proves the live exporter counts a record whose checksum does not match as a drop of
+ * its own cause (as_pipe_drop_counts().damaged, as_pipe_dropped, "damaged" and "dropped"
+ * in the stats line), never ships it, and ships the records around it: three packed
+ * actions, one bit of the second flipped before its commit. */
+static void test_pipeline_damaged_record(void **state) {
+    char stats[80];
+    snprintf(stats, sizeof(stats), "/tmp/as-stats-dmg-%d.jsonl", (int)getpid());
+    unlink(stats);
+    setenv("AGENTSIGHT_STATS_FILE", stats, 1);
+    configure(NULL, AGENTSIGHT_QUEUE_WAIT, 64 * 1024);
+    as_pipe_register(AS_MSG_ACTION, decode_packed);
+    assert_int_equal(as_pipe_start(), 0);
+    as_pipe_drops d0;
+    as_pipe_drop_counts(&d0);
+    uint64_t dropped0 = as_pipe_dropped();
+    const char *names[3] = {"first", "second", "third"};
+    for (int i = 0; i < 3; i++) {
+        as_action a = {.action_name = names[i], .conversation_id = "c"};
+        a.started_ns = a.ended_ns = a.timestamp_ns = 1705314600LL * 1000000000LL;
+        size_t n = as_action_pack_size(&a);
+        unsigned char *p = as_pipe_reserve(AS_MSG_ACTION, n, 1);
+        assert_non_null(p);
+        as_action_pack(&a, p);
+        if (i == 1)
+            p[n - 3] ^= 4; /* in its name's bytes */
+        as_pipe_commit(p);
+    }
+    assert_int_equal(as_pipe_flush(10000), 0);
+    as_pipe_drops d;
+    as_pipe_drop_counts(&d);
+    assert_int_equal(d.damaged - d0.damaged, 1);
+    assert_int_equal(as_pipe_dropped() - dropped0, 1);
+    FILE *f = fopen(out_path, "r");
+    assert_non_null(f);
+    char line[4096];
+    int n = 0;
+    const char *want[2] = {"first", "third"};
+    while (fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line);
+        assert_non_null(j);
+        assert_true(n < 2);
+        assert_string_equal(cJSON_GetObjectItem(j, "action_name")->valuestring, want[n]);
+        cJSON_Delete(j);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 2);
+    as_pipe_shutdown();
+    unsetenv("AGENTSIGHT_STATS_FILE");
+    f = fopen(stats, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    unlink(stats);
+    cJSON *j = cJSON_Parse(line);
+    assert_non_null(j);
+    assert_int_equal((int)cJSON_GetObjectItem(j, "damaged")->valuedouble, 1);
+    assert_true(cJSON_GetObjectItem(j, "dropped")->valuedouble >= 1);
+    cJSON_Delete(j);
+}
+
 /* Proves a pipeline whose only sink cannot open refuses to start. */
 static void test_pipeline_no_sink(void **state) {
     as_settings_load(AGENTSIGHT_QUEUE_WAIT);
@@ -689,6 +757,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_pipeline_wait_policy, teardown),
         cmocka_unit_test_teardown(test_pipeline_wait_after_shutdown, teardown),
         cmocka_unit_test_teardown(test_pipeline_shutdown_stats, teardown),
+        cmocka_unit_test_teardown(test_pipeline_damaged_record, teardown),
         cmocka_unit_test_teardown(test_pipeline_no_sink, teardown),
         cmocka_unit_test_teardown(test_pipeline_explicit_empty_output, teardown),
         cmocka_unit_test_teardown(test_pipeline_file_failure_keeps_ring, teardown),

@@ -614,6 +614,7 @@ static as_callrec synth(int id, uint64_t rax, uint32_t flags) {
 
 static const char *decode_resp(as_callrec *r, as_buf *b, as_action *a) {
     as_buf_reset(b);
+    as_rec_call_seal(r);
     assert_int_equal(as_callrec_decode(r, sizeof *r, a, b), 0);
     return a->response;
 }
@@ -710,7 +711,9 @@ static void test_decoder(void **state) {
     assert_int_equal(as_callrec_decode(&r, sizeof r - 1, &a, &b), -1);
     assert_int_equal(as_callrec_decode(NULL, sizeof r, &a, &b), -1);
     r.id = AS_MAX_TARGETS + 5;
-    assert_int_equal(as_callrec_decode(&r, sizeof r, &a, &b), -1);
+    assert_int_equal(as_callrec_decode(&r, sizeof r, &a, &b), AS_REC_DAMAGED); /* not sealed */
+    as_rec_call_seal(&r);
+    assert_int_equal(as_callrec_decode(&r, sizeof r, &a, &b), -1); /* an unknown id */
     as_buf_free(&b);
 }
 
@@ -938,6 +941,48 @@ as_exit_ret __wrap_as_hook_exit(as_retregs *regs, char *rsp_at_landing) {
     return __real_as_hook_exit(regs, rsp_at_landing);
 }
 
+/* Proves a call that finds its ring full (queue = drop) is counted by the assembly exit
+ * into its function's summary exactly as as_ring_sum_add would: with a 4 KiB ring that is
+ * never read, every call past the first ~56 records is summarized, nearly all without
+ * the C exit; calls + records = calls made, every call in exactly one histogram bucket,
+ * the buckets of min and max used and none outside them, total within calls x [min, max],
+ * summarized counted. */
+static void test_full_ring_summary(void **state) {
+    int (*f)(int, int) = WRAP(add2);
+    as_ring *small = as_ring_create(4096);
+    assert_non_null(small);
+    as_test_rings_add(small);
+    as_ring *mine = as_pipe_tring;
+    as_pipe_tring = small;
+    enum { CALLS = 20000 };
+    uint64_t c0 = c_exits;
+    for (int i = 0; i < CALLS; i++)
+        assert_int_equal(f(i, 1), i + 1);
+    uint64_t through_c = c_exits - c0;
+    as_pipe_tring = mine;
+    assert_int_equal(small->sum_n, 1);
+    const as_sum *s = &small->sums[0];
+    assert_int_equal(s->id, (uint32_t)id_of((void *)add2) + 1);
+    size_t recorded = collect();
+    assert_int_equal(s->calls + recorded, CALLS);
+    assert_true(s->calls > CALLS - 100);
+    assert_true(through_c < 200); /* the assembly took the rest */
+    assert_int_equal(atomic_load(&small->summarized), s->calls);
+    assert_int_equal(s->errors, 0);
+    assert_true(s->min_ns <= s->max_ns);
+    assert_true(s->total_ns >= s->min_ns * s->calls && s->total_ns <= s->max_ns * s->calls);
+    unsigned lo = as_sum_bucket(s->min_ns), hi = as_sum_bucket(s->max_ns);
+    uint64_t in = 0;
+    for (unsigned k = 0; k < AS_SUM_BUCKETS; k++) {
+        if (s->hist[k])
+            assert_true(k >= lo && k <= hi);
+        in += s->hist[k];
+    }
+    assert_int_equal(in, s->calls);
+    assert_true(s->hist[lo] > 0 && s->hist[hi] > 0);
+    assert_int_equal(as_hook_depth(), 0);
+}
+
 /* Proves: through a full stub, a tracked call (through C, then through the assembly's
  * common entry and exit) and an untracked one (hooks switched off)
  * change no register on the way in or out (what gcc -fipa-ra callers of a static function
@@ -1007,6 +1052,7 @@ int main(void) {
         cmocka_unit_test_setup(test_small_stack_thread, setup),
         cmocka_unit_test_setup(test_full_preserves_registers, setup),
         cmocka_unit_test_setup(test_full_vec_mode, setup),
+        cmocka_unit_test_setup(test_full_ring_summary, setup),
         cmocka_unit_test_setup(test_target_table, setup), /* last: fills the table */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,7 +23,7 @@
  *                                          (capture.c) whether the full variant must
  *                                          save the vector state beyond xmm0-15
  *   as_hook_ts, as_targets, as_pipe_tring, as_in_agentsight, as_hook_enabled,
- *   as_clock_use_tsc, as_capture_off       read (and the first written) by the common paths
+ *   as_clock_use_tsc, as_thunk_crc, as_capture_off  read (and the first written) by the common paths
  *   as_cap_ts, as_cap_plans, as_cap_regions, as_cap_nregions, as_cap_brk_lo (capture.c),
  *   __curbrk (glibc)                       read (as_cap_ts.top written) by the typed entry
  *                                          and exit
@@ -108,6 +108,7 @@
 #define RG_DATA 4096
 #define REC_BYTES 72
 #define REC_KIND 2
+#define REC_FLAGS 1 /* AS_CALL_RETURNED; id and flags are 16 bits each, then the sum */
 #define REC_TAG_MUL 0x9E3779B97F4A7C15 /* as_ring_tag() */
 /* The summary table in the ring header and one struct as_sum (core/ring.h). */
 #define RG_TAIL 64
@@ -132,6 +133,23 @@
 #define E_ERRIF 1456
 
     .weak __curbrk                   /* glibc's program break (capture.c: cur_brk) */
+
+/* onehot[k]: 32 rows of AS_SUM_BUCKETS 32-bit counters, 1 at index k and 0 elsewhere:
+ * what the full-ring exit adds to a summary's histogram (.Lsum_bucket). */
+    .section .rodata
+    .balign 64
+    .type as_thunk_onehot, @object
+as_thunk_onehot:
+    .set k, 0
+    .rept SU_LAST_BUCKET + 1
+    .set i, 0
+    .rept SU_LAST_BUCKET + 1
+    .long -(i == k)                  /* a true comparison is -1 to the assembler */
+    .set i, i + 1
+    .endr
+    .set k, k + 1
+    .endr
+    .size as_thunk_onehot, . - as_thunk_onehot
 
     .text
 
@@ -616,9 +634,11 @@ END(as_thunk_common)
  * by its protocol, checks there is room for the record of frame r10 and its cap_len bytes
  * of items before the end and the known limit, takes the second timestamp and writes the
  * header and the fields (rax/rdx of the call in r8/r9, the errno location in r11, rcx:
- * as_hook_ts). Out: r12 = the header, rbx = head after the record, edx = cap_len, to be
- * committed by EXIT_COMMIT (the items copied first). A reservation already open jumps to
- * busy (nothing changed), no room to unclaim (rsi = head). Changes rax, rdx, rsi, r11. */
+ * as_hook_ts). Out: r12 = the header, rbx = head after the record, edx = cap_len, r11 =
+ * the record's CRC-32C so far (as_rec_call_sum in core/record.h: its words but t1, the
+ * sum field read as 0; then the items, if any, then t1, by EXIT_COMMIT, which seals and
+ * commits the record once the items are copied). A reservation already open jumps to busy (nothing
+ * changed), no room to unclaim (rsi = head). Changes rax, rdx, rsi, r11. */
 .macro EXIT_RECORD busy, unclaim
     /* The ring's reservation protocol (core/ring.h): refused while one is open (this
      * call runs in a signal handler that interrupted a write: C drops and counts), else
@@ -651,6 +671,7 @@ END(as_thunk_common)
     rdtsc
     shlq $32, %rdx
     orq %rdx, %rax                   /* rax = t1 */
+    movq %rax, 40(%r12)              /* t1 */
     movl FR_ERRNO(%r10), %edx        /* the caller's errno */
     movl %edx, 20(%r12)              /* errno_in */
     movl (%r11), %esi                /* errno now: what the call set, 0 for none */
@@ -663,24 +684,40 @@ END(as_thunk_common)
     je 1f                            /* errno was not cleared: the call left it so */
     movl FR_ERRNO(%r10), %edx
     movl %edx, (%r11)                /* the call set none: the caller's value back */
-1:  movl FR_ID(%r10), %edx
-    movl %edx, 8(%r12)               /* id */
-    movl $1, 12(%r12)                /* flags: AS_CALL_RETURNED */
-    movl %fs:TS_TID(%rcx), %edx
-    movl %edx, 16(%r12)              /* tid */
+1:  /* The checksum, word by word from the values in hand (a word read back from two
+     * 4-byte stores would wait for them: no store forwarding). */
+    movl FR_ID(%r10), %eax
+    orl $(REC_FLAGS << 16), %eax     /* id, flags: AS_CALL_RETURNED */
+    movl %eax, 8(%r12)
+    movl $-1, %r11d
+    crc32q %rax, %r11                /* word 0: id, flags, sum read as 0 */
+    shlq $32, %rdx                   /* errno_in << 32 */
+    movl %fs:TS_TID(%rcx), %eax
+    movl %eax, 16(%r12)              /* tid */
+    orq %rax, %rdx
+    crc32q %rdx, %r11                /* word 1: tid, errno_in */
     movl FR_CAPOFF + 4(%r10), %edx
     movl %edx, 28(%r12)              /* ext: cap_len */
+    shlq $32, %rdx
+    orq %rdx, %rsi
+    crc32q %rsi, %r11                /* word 2: errno_out, ext */
     movq FR_T0(%r10), %rsi
     movq %rsi, 32(%r12)              /* t0 */
-    movq %rax, 40(%r12)              /* t1 */
+    crc32q %rsi, %r11                /* word 3 */
     movq %r8, 48(%r12)               /* rax */
+    crc32q %r8, %r11
     movq %r9, 56(%r12)               /* rdx */
+    crc32q %r9, %r11
     movq %xmm0, %rsi
     movq %rsi, 64(%r12)              /* xmm0 */
+    crc32q %rsi, %r11                /* word 7 */
+    movl FR_CAPOFF + 4(%r10), %edx   /* cap_len */
 .endm
 
-/* Commits the record EXIT_RECORD wrote. */
+/* Seals (its sum: r11) and commits the record EXIT_RECORD wrote. */
 .macro EXIT_COMMIT
+    crc32q 40(%r12), %r11            /* t1 last: the only word that waits for rdtsc */
+    movl %r11d, 12(%r12)             /* sum */
     movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
     movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
 .endm
@@ -712,6 +749,8 @@ as_thunk_exit:
      * says how many; their arena space is freed. Anything else restores rax/rdx and goes
      * to C below, before any side effect. */
     cmpl $0, as_clock_use_tsc(%rip)
+    je 9f
+    cmpb $0, as_thunk_crc(%rip)      /* the record's checksum needs the crc32 instruction */
     je 9f
     movq as_hook_ts@GOTTPOFF(%rip), %rcx
     cmpl $0, %fs:TS_BUSY(%rcx)
@@ -767,34 +806,20 @@ as_thunk_exit:
     movl FR_CAPOFF(%r10), %esi
     cmpl $-1, %esi
     je 5f                            /* untyped */
-    movq as_cap_ts@GOTTPOFF(%rip), %r11
-    cmpl %fs:CT_TOP(%r11), %esi
+    movq as_cap_ts@GOTTPOFF(%rip), %rax
+    cmpl %fs:CT_TOP(%rax), %esi
     ja 1f
-    movl %esi, %fs:CT_TOP(%r11)
+    movl %esi, %fs:CT_TOP(%rax)
 1:  testl %edx, %edx
     jz 5f                            /* no items */
-    addq %fs:CT_ARENA(%r11), %rsi    /* the items */
+    addq %fs:CT_ARENA(%rax), %rsi    /* the items */
     xorl %eax, %eax
-    leaq -32(%rdx), %r11             /* the last offset a 32-byte block may start at */
-    cmpl $32, %edx
-    jb 2f
-1:  movdqu (%rsi,%rax), %xmm2
-    movdqu 16(%rsi,%rax), %xmm3
-    movdqu %xmm2, REC_BYTES(%r12,%rax)
-    movdqu %xmm3, REC_BYTES + 16(%r12,%rax)
-    addq $32, %rax
-    cmpq %r11, %rax
-    jle 1b
-2:  addq $16, %r11                   /* then 16, then 8 (signed: r11 may be below 0) */
-    cmpq %r11, %rax
-    jg 3f
-    movdqu (%rsi,%rax), %xmm2
-    movdqu %xmm2, REC_BYTES(%r12,%rax)
-    addq $16, %rax
-3:  cmpq %rdx, %rax
-    jae 5f
-    movq (%rsi,%rax), %r11
-    movq %r11, REC_BYTES(%r12,%rax)
+2:  movq (%rsi,%rax), %xmm2          /* 8 bytes at a time, into the checksum too */
+    movq %xmm2, REC_BYTES(%r12,%rax)
+    crc32q (%rsi,%rax), %r11
+    addq $8, %rax
+    cmpq %rdx, %rax
+    jb 2b
 5:  EXIT_COMMIT
 .Lexit_done:                         /* also the end of a summarized call (below) */
     /* the caller's return address and rbp out of the frame before it is freed */
@@ -855,7 +880,9 @@ as_thunk_exit:
     subl $1, %edx
     jmp .Lsum_next
 .Lsum_add:                           /* rbx = the function's summary */
-    addl $1, RG_SUMSEQ(%rdi)         /* odd while it changes */
+    movl RG_SUMSEQ(%rdi), %esi       /* single writer: one load, two plain stores */
+    addl $1, %esi
+    movl %esi, RG_SUMSEQ(%rdi)       /* odd while it changes */
     rdtsc
     shlq $32, %rdx
     orq %rdx, %rax                   /* t1 */
@@ -882,9 +909,22 @@ as_thunk_exit:
     jbe .Lsum_bucket
     movl $SU_LAST_BUCKET, %edx
 .Lsum_bucket:
-    addl $1, SU_HIST(%rbx,%rdx,4)
+    /* hist[k]++ as hist += onehot[k], 16 bytes at a time: every store and load of the
+     * table at a fixed address. A counter picked by k (known only once the timestamp
+     * is in) made the next call's loads wait on, or be replayed behind, a store whose
+     * address came last: about a quarter of the call's cost in the full-ring bench when
+     * durations straddle a bucket edge. Only the read-only row address depends on k. */
+    shlq $7, %rdx                    /* k * 128: the row of onehot */
+    leaq as_thunk_onehot(%rip), %r12
+    addq %rdx, %r12
+    .irp j, 0, 1, 2, 3, 4, 5, 6, 7
+    movdqu SU_HIST + 16 * \j(%rbx), %xmm2
+    paddd 16 * \j(%r12), %xmm2
+    movdqu %xmm2, SU_HIST + 16 * \j(%rbx)
+    .endr
     addq $1, RG_SUMMARIZED(%rdi)
-    addl $1, RG_SUMSEQ(%rdi)         /* even: done */
+    addl $1, %esi
+    movl %esi, RG_SUMSEQ(%rdi)       /* even: done */
     movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
     /* errno is as the call left it: a target with an error rule is never summarized here,
      * and only those have it cleared at entry */
@@ -1219,6 +1259,8 @@ as_thunk_full_exit:
      * effect. */
     FX_PUSH_SCRATCH                      /* the slot is at rsp + FX_SAVED */
     cmpl $0, as_clock_use_tsc(%rip)
+    je .Lfx_c
+    cmpb $0, as_thunk_crc(%rip)
     je .Lfx_c
     cmpb $0, as_thunk_vec_mode(%rip)
     je 6f                                /* no wider registers: no rule to feed */
