@@ -40,6 +40,7 @@
 #include "hook/capture.h"
 #include "hook/config.h"
 #include "hook/target.h"
+#include "core/bigbss.h"
 
 #define PAGE 4096u /* also the zero-page bound of thunk.S's typed entry */
 #define MAX_REGIONS 256
@@ -545,7 +546,7 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
 
 /* One plan per target id, made on the target's first typed call (the installer may attach
  * a DWARF prototype after the target was created, so it is keyed by the prototype). */
-as_cap_plan as_cap_plans[AS_MAX_TARGETS];
+as_cap_plan as_cap_plans[AS_MAX_TARGETS] AS_BIG_BSS;
 
 /* Returns the published plan of target id for prototype p, making it when nobody has;
  * NULL when another thread is making it, or it was made for another prototype. */
