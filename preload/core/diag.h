@@ -28,8 +28,9 @@
  *   U <id> <file> <line> <entry> <kind>  an entry that matched nothing by the process's
  *                                        end (kind: "function" or "exported function")
  *   E <id>                               the process ended (exit or return from main)
- * <id> names one process image: "PID.NANOSECONDS" (CLOCK_MONOTONIC when the image started),
- * so a reused pid or an exec'd image counts apart. Tabs and newlines inside fields are
+ * <id> names one process image: "PID.TIME" (when the image started: the CPU's time-stamp
+ * counter, or CLOCK_MONOTONIC ns where there is none), so a reused pid or an exec'd image
+ * counts apart. Tabs and newlines inside fields are
  * written as spaces.
  */
 #ifndef AS_DIAG_H

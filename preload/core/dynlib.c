@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/bigbss.h"
 
 #define MAX_OWNED 128
 #define OWNED_NAME 256
@@ -17,7 +18,7 @@
 static struct {
     uintptr_t base;
     char name[OWNED_NAME];
-} g_owned[MAX_OWNED];
+} g_owned[MAX_OWNED] AS_BIG_BSS;
 static int g_nowned;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static as_dl_open_fn g_open;

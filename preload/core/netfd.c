@@ -1,5 +1,6 @@
 /* netfd.c - the HTTP client's descriptors kept apart from the program's (netfd.h). */
 #include "core/netfd.h"
+#include "core/bigbss.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +13,7 @@
 #define MAX_SOCKETS 256
 
 /* Sockets we opened and have not closed: fd and identity. */
-static as_netfd_id g_socks[MAX_SOCKETS];
+static as_netfd_id g_socks[MAX_SOCKETS] AS_BIG_BSS;
 static int g_nsocks;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 

@@ -37,6 +37,7 @@
 #include "securedir.h"
 #include "settings.h"
 #include "sink.h"
+#include "core/bigbss.h"
 
 #define MAX_SLOTS 1024 /* threads with a live ring at once */
 #define MAX_SINKS AS_MAX_SINKS
@@ -68,7 +69,7 @@ typedef struct slot {
 __thread int as_in_agentsight;
 uint64_t as_stat_hooked;
 
-static slot slots[MAX_SLOTS];
+static slot slots[MAX_SLOTS] AS_BIG_BSS;
 static _Atomic int slots_hi; /* slots[0..slots_hi) have ever been used */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t dropped_noring; /* drops of threads without a ring (thread limit) */
@@ -107,29 +108,31 @@ static _Atomic int exiting;      /* the at-exit shutdown ran: never restart from
 static int64_t stop_deadline_ns; /* monotonic; set before ex_stop */
 static uint64_t flush_req, flush_done;
 static pthread_t ex_thread;
-static as_sink sinks[MAX_SINKS];
+static as_sink sinks[MAX_SINKS] AS_BIG_BSS;
 static int nsinks;
-static char open_uris[MAX_SINKS * 520]; /* resolved URIs, reopened by a forked child */
+static char open_uris[MAX_SINKS * 520] AS_BIG_BSS; /* resolved URIs, reopened by a forked child */
+static int open_uris_set; /* open_uris holds something: read instead of open_uris[0], whose
+                           * page a process that never opened a sink does not touch */
 
 /* Exporter-only batch state. */
-static as_action batch[BATCH_MAX];
-static as_buf scratch[BATCH_MAX];
-static char batch_ids[BATCH_MAX][33];    /* the event ids the batch's actions borrow */
-static uint32_t slot_batched[MAX_SLOTS]; /* actions of each slot in the batch */
+static as_action batch[BATCH_MAX] AS_BIG_BSS;
+static as_buf scratch[BATCH_MAX] AS_BIG_BSS;
+static char batch_ids[BATCH_MAX][33] AS_BIG_BSS;    /* the event ids the batch's actions borrow */
+static uint32_t slot_batched[MAX_SLOTS] AS_BIG_BSS; /* actions of each slot in the batch */
 /* Sinks (bits) that could not take the batch (a file that cannot be written): the batch
  * and its rings are kept as they are and offered to those sinks again, and nothing more
  * is drained meanwhile; the rings fill up and producers drop, as with a slow exporter. */
 static unsigned retry_sinks;
 static as_ring *recov_ring; /* a dead process's ring whose actions are batched */
 static as_buf meta_buf;
-static uint64_t cursor[MAX_SLOTS];
-static uint8_t touched[MAX_SLOTS];
-static int touched_list[MAX_SLOTS];
+static uint64_t cursor[MAX_SLOTS] AS_BIG_BSS;
+static uint8_t touched[MAX_SLOTS] AS_BIG_BSS;
+static int touched_list[MAX_SLOTS] AS_BIG_BSS;
 static int ntouched;
 static size_t nbatch;
 static uint64_t dropped_reported;
 /* Final drain: each ring's head when the stop was asked; only that much is drained. */
-static uint64_t stop_head[MAX_SLOTS];
+static uint64_t stop_head[MAX_SLOTS] AS_BIG_BSS;
 static int stop_hi;            /* slots [0, stop_hi) have a stop_head; 0 while not stopping */
 static uint64_t drops_printed; /* the drop total the last shutdown line reported */
 
@@ -137,12 +140,12 @@ static uint64_t drops_printed; /* the drop total the last shutdown line reported
  * start_lock, reg_lock, files_lock, ex_lock. */
 static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
 static int files_state; /* 0 not decided, 1 files in rings_dir, -1 anonymous memory */
-static char rings_dir[600];
-static as_ring_info ident;   /* this process image's identity for new ring headers */
-static uint64_t ring_serial; /* rings made by this image (event id prefixes) */
+static char rings_dir[600] AS_BIG_BSS;
+static as_ring_info ident AS_BIG_BSS; /* this process image's identity for new ring headers */
+static uint64_t ring_serial;          /* rings made by this image (event id prefixes) */
 static int targets_fd = -1;
-static uint32_t targets_written;        /* ids [0, targets_written) are in the .targets file */
-static const char *noted[MAX_NOTED][5]; /* name, symbol, library, display, desc */
+static uint32_t targets_written; /* ids [0, targets_written) are in the .targets file */
+static const char *noted[MAX_NOTED][5] AS_BIG_BSS; /* name, symbol, library, display, desc */
 static uint32_t noted_n;
 static int poll_ms_test; /* AGENTSIGHT_TEST_POLL_MS, 0 = not set */
 
@@ -1050,6 +1053,7 @@ static void save_uris(void) {
             break;
         off += (size_t)n;
     }
+    open_uris_set = open_uris[0] != '\0';
 }
 
 /* Opens the sinks and starts the exporter. Returns 0, or -1 when no sink opened or the
@@ -1202,7 +1206,7 @@ void as_pipe_write_stats(void) {
                   (long)getpid(), (unsigned long long)d_act, (unsigned long long)d_drop,
                   (unsigned long long)as_stat_hooked);
     char shown[sizeof open_uris];
-    as_redact_uris(open_uris[0] ? open_uris : as_cfg.output, shown, sizeof shown);
+    as_redact_uris(open_uris_set ? open_uris : as_cfg.output, shown, sizeof shown);
     as_json_cstr(&b, shown);
     /* The drops by cause, since the previous line as the other counts. */
     as_buf_printf(&b,

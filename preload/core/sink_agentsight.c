@@ -33,6 +33,7 @@
 #include "core/settings.h"
 #include "core/sink.h"
 #include "core/spool.h"
+#include "core/bigbss.h"
 
 #define MAX_ITEMS 4096  /* actions held in memory by the sink; more go to the spool */
 #define WIRE_AHEAD 32   /* requests handed to the client ahead of the wire */
@@ -46,7 +47,7 @@ static struct {
     char endpoint[512];
     int api;
     int gzip; /* /api/me/ lists gzip-ingest */
-} probe_cache;
+} probe_cache AS_BIG_BSS;
 
 typedef as_spool_replay replay; /* remaining: actions of the batch not yet finished */
 

@@ -41,6 +41,7 @@
 #include "hook/capture.h"
 #include "hook/config.h"
 #include "hook/target.h"
+#include "core/bigbss.h"
 
 #define PAGE 4096u /* also the zero-page bound of thunk.S's typed entry */
 #define MAX_REGIONS 256
@@ -116,6 +117,17 @@ static uintptr_t heap_start(void) {
     return (uintptr_t)v;
 }
 
+/* Sets as_cap_brk_lo once per process, at its first typed call (a target's plan, a
+ * thread's arena): before it, 0 (heap memory is read the slow way, and no plan lets the
+ * assembly capture). Threads racing here store the same value. Preserves errno. */
+static void learn_heap(void) {
+    if (__atomic_load_n(&as_cap_brk_lo, __ATOMIC_RELAXED))
+        return;
+    int e = errno;
+    __atomic_store_n(&as_cap_brk_lo, heap_start(), __ATOMIC_RELAXED);
+    errno = e;
+}
+
 /* Defined only in the interposer (preload_main.c), which calls as_capture_start() itself
  * when it has something to hook: a process that tracks nothing pays nothing here. */
 extern const int as_preload_defers_init __attribute__((weak, visibility("hidden")));
@@ -134,7 +146,9 @@ void as_capture_start(void) {
     done = 1;
     int e = errno;
     dl_iterate_phdr(add_region, NULL);
-    as_cap_brk_lo = heap_start();
+    /* as_cap_brk_lo is learnt at the first typed call (arena_map): reading /proc/self/stat
+     * here cost every process three system calls and the kernel's formatting of the file,
+     * and most processes of a tree never make a typed call. */
     arena_key_ok = pthread_key_create(&arena_key, arena_free) == 0;
     errno = e;
 }
@@ -220,6 +234,7 @@ __attribute__((noinline, cold)) static char *arena_map(void) {
     }
     as_cap_ts.arena = m;
     as_cap_ts.top = 0;
+    learn_heap();
     if (arena_key_ok)
         pthread_setspecific(arena_key, m);
     as_thread_stack(&as_cap_ts.stack_lo, &as_cap_ts.stack_hi);
@@ -598,7 +613,7 @@ void as_capture_plan_make(as_cap_plan *pl, const as_proto *p) {
 
 /* One plan per target id, made on the target's first typed call (the installer may attach
  * a DWARF prototype after the target was created, so it is keyed by the prototype). */
-as_cap_plan as_cap_plans[AS_MAX_TARGETS];
+as_cap_plan as_cap_plans[AS_MAX_TARGETS] AS_BIG_BSS;
 
 /* Returns the published plan of target id for prototype p, making it when nobody has;
  * NULL when another thread is making it, or it was made for another prototype. */
@@ -612,6 +627,7 @@ static inline const as_cap_plan *plan_of(uint32_t id, const as_proto *p) {
     if (!__atomic_compare_exchange_n(&pl->claimed, &no, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return NULL;
     as_capture_plan_make(pl, p);
+    learn_heap();
     /* What the thunk's assembly entry reads: max_string, and the most the items of one call
      * may take (16 per value, a header and max + 1 bytes padded per string). */
     size_t max = (size_t)as_target_max_string(&as_targets[id]);

@@ -590,7 +590,9 @@ static void actions_line(parser *p, size_t start) {
     if (p->oom)
         goto fail;
     if (p->cfg->nentries == p->cap) {
-        int cap = p->cap ? p->cap * 2 : 16;
+        /* An entry is 1.5 KB: a small first array keeps the usual one- or two-entry config
+         * on one heap page instead of spreading later allocations over 24 KB. */
+        int cap = p->cap ? p->cap * 2 : 2;
         as_entry *grown = realloc(p->cfg->entries, (size_t)cap * sizeof *grown);
         if (!grown) {
             p->oom = 1;
@@ -922,7 +924,8 @@ int as_config_load(const char *path, as_config *cfg) {
                 errno = EFBIG;
                 goto unreadable;
             }
-            size_t ncap = cap ? cap * 2 : want > 4096 ? want : 4096;
+            /* want: the exact size keeps the heap compact (later allocations share its page) */
+            size_t ncap = cap ? cap * 2 : want ? want : 4096;
             char *grown = realloc(buf, ncap);
             if (!grown)
                 goto unreadable;

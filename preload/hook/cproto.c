@@ -48,8 +48,10 @@ typedef struct tspec {
 
 enum { TAG_STRUCT = 1, TAG_UNION, TAG_ENUM };
 
+/* Names stored in place, not as pointers: a table of pointers needs a relocation per entry
+ * and lives in RELRO, whose pages every process writes at load time. */
 static const struct {
-    const char *name;
+    char name[10];
     uint8_t kind, size;
 } typedefs[] = {
     {"int8_t", AS_K_SINT, 1},   {"int16_t", AS_K_SINT, 2},   {"int32_t", AS_K_SINT, 4},
@@ -63,9 +65,9 @@ static const struct {
 #define NTYPEDEFS (sizeof typedefs / sizeof typedefs[0])
 
 /* Qualifiers and storage classes accepted and ignored (const is remembered). */
-static const char *const ignored_words[] = {"volatile",     "restrict",     "__restrict",
-                                            "__restrict__", "__volatile__", "extern",
-                                            "static",       "inline",       "register"};
+static const char ignored_words[][13] = {"volatile",     "restrict",     "__restrict",
+                                         "__restrict__", "__volatile__", "extern",
+                                         "static",       "inline",       "register"};
 
 static int is_ident_start(int c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';

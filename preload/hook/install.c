@@ -37,6 +37,7 @@
 #include "hook/reach.h"
 #include "hook/symcache.h"
 #include "hook/target.h"
+#include "core/bigbss.h"
 
 #define MAX_OBJS 2048
 
@@ -62,8 +63,8 @@ static int g_active;       /* pipeline running, installs allowed */
 static int g_start_failed; /* as_pipe_start failed once: never patch */
 static seen_obj *g_seen;
 static size_t g_nseen, g_capseen;
-static unsigned char *g_matched; /* per entry: matched something */
-static as_obj g_objs[MAX_OBJS];  /* scratch for as_objs_collect, under g_lock */
+static unsigned char *g_matched;           /* per entry: matched something */
+static as_obj g_objs[MAX_OBJS] AS_BIG_BSS; /* scratch for as_objs_collect, under g_lock */
 static char g_exe[4096];
 static int g_nobjs;               /* objects in g_objs */
 static int g_ninitial = -1;       /* objects loaded at start: the global scope's head */

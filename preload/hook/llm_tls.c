@@ -20,6 +20,7 @@
 #include "hook/got.h"
 #include "hook/llm_sig.h"
 #include "hook/patch.h"
+#include "core/bigbss.h"
 
 #define MAX_OBJS 1024
 #define NBUCKETS 256
@@ -52,7 +53,7 @@ typedef struct conn_node {
     void *ssl;
     as_llm_conn *c;
 } conn_node;
-static conn_node *g_buckets[NBUCKETS];
+static conn_node *g_buckets[NBUCKETS] AS_BIG_BSS;
 
 static size_t bucket(const void *ssl) {
     uintptr_t x = (uintptr_t)ssl;
@@ -205,7 +206,7 @@ static const hooked g_hooks[] = {
 };
 #define NHOOKS (sizeof g_hooks / sizeof g_hooks[0])
 
-static as_obj g_objs[MAX_OBJS];
+static as_obj g_objs[MAX_OBJS] AS_BIG_BSS;
 
 static const char *base_name(const char *p) {
     const char *b = strrchr(p, '/');
@@ -245,7 +246,7 @@ static void find_reals(int n) {
  * (node): the reals are then that copy's trampolines, and no GOT slot is ever pointed at
  * the wrappers (a slot bound to another copy would reach the wrong library). */
 static int g_embedded;
-static as_patch g_patches[NHOOKS];
+static as_patch g_patches[NHOOKS] AS_BIG_BSS;
 
 /* A program or library that carries its own OpenSSL (node embeds it and exports its
  * functions, but calls them directly: no GOT slot sees those calls) gets the entries of

@@ -7,12 +7,13 @@
 #include "hook/config.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
+#include "core/bigbss.h"
 
 /* Bytes per stub in preload/hook/x86_64/thunk.S. */
 #define AS_STUB_SIZE 16
 
-as_target as_targets[AS_MAX_TARGETS];
-uint8_t as_target_clears_errno[AS_MAX_TARGETS];
+as_target as_targets[AS_MAX_TARGETS] AS_BIG_BSS;
+uint8_t as_target_clears_errno[AS_MAX_TARGETS] AS_BIG_BSS;
 uint32_t as_ntargets;
 pthread_mutex_t as_targets_lock = PTHREAD_MUTEX_INITIALIZER;
 

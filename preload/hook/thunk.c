@@ -34,6 +34,7 @@
 #include "hook/config.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
+#include "core/bigbss.h"
 
 /* The offsets hard-coded in thunk.S. */
 _Static_assert(offsetof(as_regs, gpr) == 0, "R_RDI");
@@ -176,7 +177,7 @@ _Static_assert(offsetof(as_tstate, frames) == 0 && offsetof(as_tstate, depth) ==
 #define AS_ORPHANS 256
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static as_shadow *reg_head;
-static as_shadow_frame orphans[AS_ORPHANS];
+static as_shadow_frame orphans[AS_ORPHANS] AS_BIG_BSS;
 static pthread_key_t frames_key;
 static int frames_key_ok;
 

@@ -23,6 +23,7 @@
 #include "core/clock.h"
 #include "core/lockwait.h"
 #include "hook/patch.h"
+#include "core/bigbss.h"
 
 AS_DYNLIB_DEFINE(as_cs, AS_CS_FNS, "libcapstone.so.4", "entry patches (hook=entry, direct calls)");
 
@@ -50,11 +51,11 @@ typedef struct trap_site {
 } trap_site;
 
 static pthread_mutex_t g_plock = PTHREAD_MUTEX_INITIALIZER;
-static tramp_page g_pages[MAX_PAGES];
+static tramp_page g_pages[MAX_PAGES] AS_BIG_BSS;
 static int g_npages;
-static trap_site g_sites[MAX_SITES];
+static trap_site g_sites[MAX_SITES] AS_BIG_BSS;
 static uint32_t g_nsites;
-static struct sigaction g_prev_trap;
+static struct sigaction g_prev_trap AS_BIG_BSS;
 static int g_trap_installed;
 static int g_sync_core = -1; /* -1 unknown, 0 not available, 1 registered */
 
@@ -478,7 +479,7 @@ static void sync_cores(void) {
  * after the wait meets the program's disposition and is harmless. */
 #define MOVE_SIG SIGURG
 
-static struct sigaction g_prev_move;
+static struct sigaction g_prev_move AS_BIG_BSS;
 static int g_move_installed;
 
 /* Passes a signal we do not handle to the handler that was there before ours, or applies
