@@ -81,7 +81,7 @@ typedef struct as_ring_info {
  * hist[k] counts calls of duration in [2^k, 2^(k+1)) ns (k = 0 also holds 0 ns, the last
  * bucket everything longer). t_first/t_last: raw clock of the first entry and the last
  * return. */
-#define AS_SUM_SLOTS 8
+#define AS_SUM_SLOTS 12
 #define AS_SUM_BUCKETS 32
 typedef struct as_sum {
     uint32_t id; /* target id + 1; 0 = free slot */

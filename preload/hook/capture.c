@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -175,14 +176,20 @@ static const char *maps_range(const char *p, const char *end, uintptr_t *lo, uin
     return p;
 }
 
-/* The stack of the calling thread: the mapping of /proc/self/maps that holds the stack
- * pointer (the main thread's [stack] reaches down to its RLIMIT_STACK). Read with plain
- * system calls and no lock: pthread_getattr_np takes the thread's own lock and calls
- * malloc, free and stdio under it, so a first tracked call made inside it (a JVM starting
- * its threads, with free wrapped) asked it again and hung. */
+extern void *__libc_stack_end; /* ld.so: the top of the main thread's stack */
+
+/* The stack of the calling thread: the mapping of /proc/self/maps that holds the main
+ * thread's stack top (__libc_stack_end; its [stack] reaches down to RLIMIT_STACK) or,
+ * in another thread, the thread's descriptor, which glibc places at the top of the
+ * thread's stack block (its own or the one pthread_attr_setstack gave). Not the stack
+ * pointer: a first tracked call may run on a coroutine's stack. Read with plain system
+ * calls and no lock: pthread_getattr_np takes the thread's own lock and calls malloc,
+ * free and stdio under it, so a first tracked call made inside it (a JVM starting its
+ * threads, with free wrapped) asked it again and hung. */
 void as_thread_stack(uintptr_t *lo, uintptr_t *hi) {
     *lo = *hi = 0;
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    int main_thread = syscall(SYS_gettid) == getpid();
+    uintptr_t sp = main_thread ? (uintptr_t)__libc_stack_end : (uintptr_t)pthread_self();
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;

@@ -681,9 +681,11 @@ END(as_thunk_common)
     movl FR_ID(%r10), %edx
     leaq as_target_clears_errno(%rip), %rsi
     cmpb $0, (%rsi,%rdx)
-    je 1f                            /* errno was not cleared: the call left it so */
+    je 2f                            /* errno was not cleared: the call left it so */
     movl FR_ERRNO(%r10), %edx
     movl %edx, (%r11)                /* the call set none: the caller's value back */
+2:  movl FR_ERRNO(%r10), %edx        /* errno_in and errno_out (0) again, for the sum */
+    xorl %esi, %esi
 1:  /* The checksum, word by word from the values in hand (a word read back from two
      * 4-byte stores would wait for them: no store forwarding). */
     movl FR_ID(%r10), %eax
