@@ -15,6 +15,9 @@
 set -euo pipefail
 secs=${1:-20}
 shift || true
+case $secs in
+  '' | *[!0-9]* | 0) echo "fuzz: seconds must be a whole number above 0 (libFuzzer reads 0 as no limit)" >&2; exit 2 ;;
+esac
 out=build/fuzz
 mkdir -p "$out"
 
