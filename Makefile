@@ -211,12 +211,13 @@ uninstall:
 	for p in $$($(PYTHON) scripts/man.py --list); do rm -f $(DESTDIR)$(mandir)/$$p; done
 	rmdir $(DESTDIR)$(pkglibdir) 2>/dev/null || true
 
-# libFuzzer targets: every tests/fuzz/fuzz_*.c, built with clang against the sources it
-# names in its first line ("// FUZZ_SOURCES: preload/hook/config.c ..."), each run for
-# FUZZ_SECONDS (default 20) from the seeds in tests/fuzz/corpus/NAME/.
+# libFuzzer targets: every tests/fuzz/fuzz_*.c (or those named in FUZZ_TARGETS, e.g.
+# "llm spool"), built with clang against an instrumented archive of the library sources,
+# each run for FUZZ_SECONDS (default 20) from the seeds in tests/fuzz/corpus/NAME/.
 FUZZ_SECONDS ?= 20
+FUZZ_TARGETS ?=
 fuzz: deps
-	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # C sources only: preload/hook/x86_64/asm.h is an assembler header.
 format:

@@ -271,11 +271,9 @@ int as_chrome_line(as_chrome *c, const char *line, size_t len, const char **why)
     int pre = as_jsonl_precheck(line, len, why);
     if (pre != 0)
         return pre;
-    cJSON *root = as_jsonl_parse(line, len);
-    if (!root) {
-        *why = "not JSON";
+    cJSON *root = as_jsonl_parse_text(line, len, why);
+    if (!root)
         return -1;
-    }
     int rc = -1;
     if (!cJSON_IsObject(root))
         *why = "not an object";

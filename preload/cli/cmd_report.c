@@ -277,6 +277,35 @@ cJSON *as_jsonl_parse(const char *line, size_t len) {
     return root;
 }
 
+cJSON *as_jsonl_parse_text(const char *line, size_t len, const char **why) {
+    /* Output must be valid UTF-8 whatever the input: bad bytes become U+FFFD (the line
+     * still counts), and a \u escape cJSON would misread makes the line a bad one. */
+    as_buf fixed;
+    as_buf_init(&fixed);
+    if (!as_utf8_valid(line, len)) {
+        as_utf8_repair(&fixed, line, len);
+        if (fixed.oom) {
+            as_buf_free(&fixed);
+            *why = "out of memory";
+            return NULL;
+        }
+        line = fixed.data;
+        len = fixed.len;
+    }
+    size_t bad_at;
+    const char *bad_why;
+    if (as_json_escapes_check(line, len, &bad_at, &bad_why) != 0) {
+        as_buf_free(&fixed);
+        *why = "not JSON (bad \\u escape)";
+        return NULL;
+    }
+    cJSON *root = as_jsonl_parse(line, len);
+    as_buf_free(&fixed); /* cJSON copied what it keeps */
+    if (!root)
+        *why = "not JSON";
+    return root;
+}
+
 /* The longest duration taken as real, in ns (1e15 ms, about 31,700 years): a bigger
  * value (up to 1e308, which times scale would become inf) is a bad duration, and sums of
  * many accepted ones stay finite. */
@@ -301,33 +330,9 @@ int as_report_line(as_report *r, const char *line, size_t len, const char **why)
     int pre = as_jsonl_precheck(line, len, why);
     if (pre != 0)
         return pre;
-    /* Output must be valid UTF-8 whatever the input: bad bytes become U+FFFD (the line
-     * still counts), and a \u escape cJSON would misread makes the line a bad one. */
-    as_buf fixed;
-    as_buf_init(&fixed);
-    if (!as_utf8_valid(line, len)) {
-        as_utf8_repair(&fixed, line, len);
-        if (fixed.oom) {
-            as_buf_free(&fixed);
-            *why = "out of memory";
-            return -1;
-        }
-        line = fixed.data;
-        len = fixed.len;
-    }
-    size_t bad_at;
-    const char *bad_why;
-    if (as_json_escapes_check(line, len, &bad_at, &bad_why) != 0) {
-        as_buf_free(&fixed);
-        *why = "not JSON (bad \\u escape)";
+    cJSON *root = as_jsonl_parse_text(line, len, why);
+    if (!root)
         return -1;
-    }
-    cJSON *root = as_jsonl_parse(line, len);
-    as_buf_free(&fixed); /* cJSON copied what it keeps */
-    if (!root) {
-        *why = "not JSON";
-        return -1;
-    }
     int rc = -1;
     if (!cJSON_IsObject(root)) {
         *why = "not an object";

@@ -103,6 +103,12 @@ int as_jsonl_precheck(const char *line, size_t len, const char **why);
  * (the caller frees it with cJSON_Delete), or NULL when the bytes are not that. */
 struct cJSON *as_jsonl_parse(const char *line, size_t len);
 
+/* as_jsonl_parse for a line read from a file: bytes that are not UTF-8 become U+FFFD
+ * first (what report writes is valid UTF-8 whatever it read), and a \u escape cJSON
+ * would misread ("\u00zz", a lone surrogate) makes the line bad. Returns the value, or
+ * NULL with *why set ("not JSON", "not JSON (bad \u escape)", "out of memory"). */
+struct cJSON *as_jsonl_parse_text(const char *line, size_t len, const char **why);
+
 /* Reads a JSON duration member: 1 and *out set to its value times scale for a number >= 0
  * whose scaled value is finite and at most max, 0 when the member is absent or null, -1
  * when it is anything else (*out untouched). */

@@ -773,6 +773,25 @@ static void read_big_body(as_llm_conn *c, const char *tail, size_t tn) {
             llm_cj.cJSON_Delete(all[i]);
 }
 
+/* Appends at most max bytes of s (n bytes) to b, never cutting a character, with bytes
+ * that are not UTF-8 replaced by U+FFFD: a server's bytes must not get the action refused
+ * by validation (action_name, response and error_msg are text fields). */
+static void put_utf8_bounded(as_buf *b, const char *s, size_t n, size_t max) {
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    size_t at = b->len;
+    as_utf8_repair(b, s, n);
+    if (!b->oom && b->len - at > max) { /* each bad byte became 3 */
+        size_t k = max;
+        while (k > 0 && ((unsigned char)b->data[at + k] & 0xc0) == 0x80)
+            k--;
+        b->len = at + k;
+    }
+}
+
 static void emit(as_llm_conn *c) {
     int64_t t_end = now_ns();
     cJSON *req = NULL, *req_m = NULL, *req_s = NULL;
@@ -818,7 +837,9 @@ static void emit(as_llm_conn *c) {
     as_buf_init(&meta);
     as_buf_init(&errm);
     as_buf_init(&resp);
-    as_buf_printf(&name, "%s%s%s", c->op, req_model ? " " : "", req_model ? req_model : "");
+    as_buf_printf(&name, "%s%s", c->op, req_model ? " " : "");
+    if (req_model) /* a model name that fits in action_name (AGENTSIGHT_MAX_NAME) */
+        put_utf8_bounded(&name, req_model, strlen(req_model), 200);
     const char *prov = prov_names[c->provider];
     as_buf_puts(&tools, "{\"provider\":");
     as_json_cstr(&tools, prov);
@@ -873,18 +894,11 @@ static void emit(as_llm_conn *c) {
         as_buf_printf(&errm, "HTTP %d", c->status);
         if (c->err.len) {
             as_buf_puts(&errm, ": ");
-            as_buf_put(&errm, c->err.data, c->err.len > 1024 ? 1024 : c->err.len);
+            put_utf8_bounded(&errm, c->err.data, c->err.len, 1024);
         }
     }
-    if (c->text.len && as_llm.capture >= AS_LLM_CAPTURE_RESPONSE) {
-        size_t n = c->text.len, max = (size_t)as_llm.max_string;
-        if (n > max) {
-            n = max;
-            while (n > 0 && ((unsigned char)c->text.data[n] & 0xc0) == 0x80)
-                n--;
-        }
-        as_buf_put(&resp, c->text.data, n);
-    }
+    if (c->text.len && as_llm.capture >= AS_LLM_CAPTURE_RESPONSE)
+        put_utf8_bounded(&resp, c->text.data, c->text.len, (size_t)as_llm.max_string);
     char started[40], ended[40];
     as_iso_format(c->t_start_ns, started);
     as_iso_format(t_end, ended);

@@ -48,8 +48,17 @@ void as_pb_bytes(as_buf *b, unsigned field, const void *p, size_t n) {
     as_buf_put(b, p, n);
 }
 
+/* proto3 strings must be UTF-8 (collectors refuse the whole request otherwise): bytes
+ * that are not (a replayed spool line, a JSON attribute) become U+FFFD. */
 static void pb_str(as_buf *b, unsigned field, const char *s) {
-    as_pb_bytes(b, field, s, strlen(s));
+    size_t n = strlen(s);
+    if (as_utf8_valid(s, n)) {
+        as_pb_bytes(b, field, s, n);
+        return;
+    }
+    size_t body = as_pb_open(b, field);
+    as_utf8_repair(b, s, n);
+    as_pb_close(b, body);
 }
 
 static void pb_fixed64(as_buf *b, unsigned field, uint64_t v) {

@@ -850,7 +850,21 @@ int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
     memset(rec, 0, sizeof *rec);
     if (as_dynlib_load(&as_cjson_lib) != 0)
         return -1;
+    /* cJSON keeps bytes that are not UTF-8 as they are, and tools_used and metadata are
+     * written back as raw JSON text: such bytes become U+FFFD before the parse. */
+    as_buf fixed;
+    as_buf_init(&fixed);
+    if (!as_utf8_valid(line, len)) {
+        as_utf8_repair(&fixed, line, len);
+        if (fixed.oom) {
+            as_buf_free(&fixed);
+            return -1;
+        }
+        line = fixed.data;
+        len = fixed.len;
+    }
     cJSON *o = as_cjson.cJSON_ParseWithLength(line, len);
+    as_buf_free(&fixed);
     if (!as_cjson.cJSON_IsObject(o)) {
         as_cjson.cJSON_Delete(o);
         return -1;
@@ -932,20 +946,47 @@ void as_spool_tag_metadata(const char *metadata, as_buf *out, char id[33]) {
     as_spool_tag_action(metadata, NULL, out, id);
 }
 
+/* Where the value of the top-level member "agentsight_event_id" of the object text s
+ * starts (the byte after its opening quote), or NULL. Members of nested objects and text
+ * inside strings do not count. */
+static const char *top_event_id(const char *s) {
+    static const char key[] = "\"agentsight_event_id\"";
+    int depth = 0;
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        if (c == '"') {
+            if (depth == 1 && strncmp(p, key, sizeof key - 1) == 0) {
+                const char *q = p + sizeof key - 1;
+                q += strspn(q, " \t\r\n");
+                if (*q == ':') {
+                    q++;
+                    q += strspn(q, " \t\r\n");
+                    if (*q == '"')
+                        return q + 1;
+                }
+            }
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+            if (!*p)
+                return NULL;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return NULL;
+}
+
 void as_spool_tag_action(const char *metadata, const char *event_id, as_buf *out, char id[33]) {
-    static const char key[] = "\"agentsight_event_id\":\"";
     static uint64_t prefix, counter;
     static pid_t prefix_pid = -1;
-    const char *have = metadata ? strstr(metadata, key) : NULL;
-    if (have && event_id && strncmp(have + sizeof key - 1, event_id, 32) != 0)
-        have = NULL; /* metadata names another id: the action's own wins (below) */
-    if (have) {
-        const char *v = have + sizeof key - 1;
-        size_t n = strspn(v, "0123456789abcdef");
-        if (n > 32)
-            n = 32;
-        memcpy(id, v, n);
-        id[n] = 0;
+    const char *v = metadata ? top_event_id(metadata) : NULL;
+    int ours = v && strspn(v, "0123456789abcdef") == 32 && v[32] == '"';
+    if (ours && (!event_id || strncmp(v, event_id, 32) == 0)) {
+        memcpy(id, v, 32);
+        id[32] = 0;
         as_buf_puts(out, metadata);
         return;
     }
@@ -961,6 +1002,16 @@ void as_spool_tag_action(const char *metadata, const char *event_id, as_buf *out
         hex64(id, prefix);
         hex64(id + 16, ++counter);
         id[32] = '\0';
+    }
+    if (v) { /* a malformed id, or another one than the action's: its value is replaced
+              * (a second member of that name would leave readers to pick either) */
+        const char *e = v;
+        while (*e && *e != '"')
+            e += *e == '\\' && e[1] ? 2 : 1;
+        as_buf_put(out, metadata, (size_t)(v - metadata));
+        as_buf_puts(out, id);
+        as_buf_puts(out, e);
+        return;
     }
     as_buf_puts(out, "{\"agentsight_event_id\":\"");
     as_buf_puts(out, id);

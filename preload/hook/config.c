@@ -657,7 +657,7 @@ static void llm_line(parser *p, size_t start) {
     } else {
         p->cfg->llm_max_string = num;
     }
-    free(v.buf);
+    free(v.buf); /* a quoted value's copy */
 }
 
 /* Handles a "[name]" line. Errors printed; p->section updated. */

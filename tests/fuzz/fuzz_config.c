@@ -1,4 +1,3 @@
-// FUZZ_SOURCES: preload/hook/config.c preload/hook/cproto.c preload/hook/llm_addr.c preload/core/log.c
 /* fuzz_config.c - libFuzzer target for the config parser and the C prototype parser: any
  * byte string must parse without a crash, leak or out-of-bounds read, and what is accepted
  * must respect the documented limits. */

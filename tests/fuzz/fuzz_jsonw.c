@@ -1,5 +1,3 @@
-// FUZZ_SOURCES: preload/core/jsonw.c preload/core/action.c preload/core/crc32c.c preload/core/dynlib.c
-// preload/core/clock.c preload/core/log.c
 /* fuzz_jsonw.c - libFuzzer target for the JSON writer and action validation: any input,
  * escaped or split into action fields, must give output cJSON parses and valid UTF-8. */
 #include <stdint.h>

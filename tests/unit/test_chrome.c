@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli/chrome.h"
+#include "core/jsonw.h"
 
 /* Converts text (JSONL) and returns the parsed output; *bad gets the bad-line count. */
 static cJSON *convert(const char *text, uint64_t *bad) {
@@ -180,6 +181,34 @@ static void test_bad_lines(void **state) {
     cJSON_Delete(root);
 }
 
+/* Proves the trace is valid UTF-8 whatever the input, as report --json is: bytes that are
+ * not UTF-8 become U+FFFD (the line still converts), and a \u escape cJSON would misread
+ * ("\u00zz") makes the line a bad one. Before, both were copied into the trace. */
+static void test_bad_bytes(void **state) {
+    (void)state;
+    static const char text[] =
+        "{\"action_name\":\"a\xff\",\"started_at\":\"2026-01-02T03:04:05Z\",\"response\":"
+        "\"\xc0\x80\"}\n"
+        "{\"action_name\":\"b\\u00zz\",\"started_at\":\"2026-01-02T03:04:05Z\"}\n";
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    as_chrome *c = as_chrome_new(out);
+    FILE *in = fmemopen((void *)text, sizeof text - 1, "r");
+    assert_int_equal(as_chrome_stream(c, in, "t.jsonl"), 0);
+    fclose(in);
+    assert_int_equal(as_chrome_finish(c), 0);
+    assert_int_equal(as_chrome_bad_lines(c), 1);
+    assert_int_equal(as_chrome_events(c), 1);
+    as_chrome_free(c);
+    fclose(out);
+    assert_true(as_utf8_valid(buf, len));
+    cJSON *root = cJSON_Parse(buf);
+    assert_string_equal(str(nth(root, "X", 0), "name"), "a\xef\xbf\xbd");
+    cJSON_Delete(root);
+    free(buf);
+}
+
 /* Proves the ISO-8601 parser takes UTC times with and without a fraction and refuses
  * other shapes. */
 static void test_iso(void **state) {
@@ -211,7 +240,7 @@ int main(void) {
         cmocka_unit_test(test_one_action),    cmocka_unit_test(test_lane_names),
         cmocka_unit_test(test_manual_action), cmocka_unit_test(test_llm_action),
         cmocka_unit_test(test_bad_lines),     cmocka_unit_test(test_iso),
-        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_empty),         cmocka_unit_test(test_bad_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

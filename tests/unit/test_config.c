@@ -103,6 +103,18 @@ static void test_example(void **state) {
     assert_null(c.entries);
 }
 
+/* Proves [llm] values may be quoted like any other value, and (under test-san's leak
+ * checker) that a quoted value's copy is freed: each such line leaked it before. */
+static void test_llm_quoted_values(void **state) {
+    as_config c;
+    assert_int_equal(
+        parse("[llm]\nenable = \"on\"\ncapture = \"prompts\"\nmax_string = \"12\"\n", &c), 0);
+    assert_int_equal(c.llm_enable, 1);
+    assert_int_equal(c.llm_capture, 2);
+    assert_int_equal(c.llm_max_string, 12);
+    as_config_free(&c);
+}
+
 /* Proves the defaults of an empty file and of a file without [output]. */
 static void test_defaults(void **state) {
     as_config c;
@@ -510,6 +522,7 @@ int main(void) {
         cmocka_unit_test_setup(test_hostile, reset),
         cmocka_unit_test_setup(test_load, reset),
         cmocka_unit_test_setup(test_check_command, reset),
+        cmocka_unit_test_setup(test_llm_quoted_values, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include <zstd.h>
 
 #include "agentsight.h"
+#include "core/action.h"
 #include "core/dynlib.h"
 #include "core/jsonw.h"
 #include "core/llm_detect.h"
@@ -303,6 +304,45 @@ static void test_gzip_error_and_bound(void **state) {
     assert_string_equal(g_name, "chat");
     as_llm.max_string = saved;
     as_buf_free(&r);
+    clear_action();
+}
+
+/* Proves bytes that are not UTF-8 (in the request's model, the answer's text and its
+ * error) and a model name longer than an action name can be give an action validation
+ * accepts: bad bytes become U+FFFD, the name is cut at a character. Before, the action was
+ * refused ("not valid UTF-8", "longer than 256 bytes") and the call never recorded. */
+static void test_bad_bytes_still_recorded(void **state) {
+    char model[400];
+    memset(model, 'm', sizeof model);
+    memcpy(model + 150, "\xff\xfe\xc3", 3);
+    model[sizeof model - 1] = '\0';
+    char body[600];
+    int bl = snprintf(body, sizeof body, "{\"model\":\"%s\"}", model);
+    char req[800];
+    snprintf(req, sizeof req, "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s",
+             bl, body);
+    static const char ans[] = "{\"choices\":[{\"message\":{\"content\":\"ok \xff\xc0\x80!\"}}],"
+                              "\"error\":{\"message\":\"bad \xed\xa0\x80\"}}";
+    char resp[400];
+    snprintf(resp, sizeof resp, "HTTP/1.1 500 Oops\r\nContent-Length: %zu\r\n\r\n%s",
+             sizeof ans - 1, ans);
+    as_llm_set_emit(on_action);
+    g_actions = 0;
+    exchange(req, resp, strlen(resp), 7);
+    assert_int_equal(g_actions, 1);
+    assert_string_equal(g_resp, "ok \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!");
+    assert_string_equal(g_err, "HTTP 500: bad \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    assert_true(strlen(g_name) <= AGENTSIGHT_MAX_NAME);
+    assert_int_equal(strncmp(g_name, "chat mmm", 8), 0);
+    agentsight_action a = {.action_name = g_name,
+                           .tools_used = g_tools,
+                           .metadata = g_meta,
+                           .response = g_resp,
+                           .error_msg = g_err};
+    as_action out;
+    char msg[256] = "";
+    assert_int_equal(
+        as_action_validate(&a, 1705314600LL * 1000000000LL, "conv_1", &out, msg, sizeof msg), 0);
     clear_action();
 }
 
@@ -823,6 +863,7 @@ int main(void) {
         cmocka_unit_test(test_anthropic_sse_until_close),
         cmocka_unit_test(test_gzip_error_and_bound),
         cmocka_unit_test(test_responses_shape),
+        cmocka_unit_test(test_bad_bytes_still_recorded),
         cmocka_unit_test(test_brotli_every_split),
         cmocka_unit_test(test_zstd_every_split),
         cmocka_unit_test(test_big_bodies_head_and_tail),

@@ -226,6 +226,34 @@ static void collect(void *ctx, const char *k, const char *v) {
     strcat(out, ";");
 }
 
+/* Proves protobuf strings are always UTF-8 (proto3 requires it: a collector refuses the
+ * whole request otherwise): a span name, an attribute and a JSON attribute string holding
+ * bytes that are not UTF-8 are sent with U+FFFD in their place, their lengths right. */
+static void test_protobuf_strings_utf8(void **state) {
+    as_otlp_span sp;
+    memset(&sp, 0, sizeof sp);
+    sp.trace_id[0] = sp.span_id[0] = 1;
+    sp.name = "n\xff";
+    sp.kind = AS_OTLP_INTERNAL;
+    as_otlp_attr_str(&sp, "k", "a\xc3(");
+    as_otlp_attr_json(&sp, "j", "{\"x\":\"\xed\xa0\x80\"}");
+    as_buf b;
+    as_buf_init(&b);
+    as_otlp_enc e;
+    as_otlp_begin(&e, &b, 1, NULL, 0, "s", "1");
+    as_otlp_add(&e, &sp);
+    as_otlp_end(&e);
+    assert_false(b.oom);
+    assert_non_null(memmem(b.data, b.len, "\x2a\x04n\xef\xbf\xbd", 6)); /* name */
+    assert_non_null(memmem(b.data, b.len,
+                           "\x0a\x05"
+                           "a\xef\xbf\xbd(",
+                           7)); /* string */
+    assert_non_null(memmem(b.data, b.len, "\x0a\x09\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 11));
+    assert_null(memmem(b.data, b.len, "\xff", 1));
+    as_buf_free(&b);
+}
+
 /* Proves the key=value list parser trims blanks, percent-decodes and skips items without
  * '=' (counted). */
 static void test_parse_list(void **state) {
@@ -264,6 +292,7 @@ int main(void) {
         cmocka_unit_test(test_nested_length),
         cmocka_unit_test(test_span_both_encodings),
         cmocka_unit_test(test_llm_client_span),
+        cmocka_unit_test(test_protobuf_strings_utf8),
         cmocka_unit_test(test_parse_list),
         cmocka_unit_test(test_env),
     };

@@ -475,6 +475,50 @@ static void test_event_id_round_trip(void **state) {
     as_buf_free(&line);
 }
 
+/* Proves a replayed line with bytes that are not UTF-8 (in its name, its tools_used, its
+ * metadata) is read as an action whose JSONL line is valid UTF-8 (U+FFFD in their place),
+ * and that metadata naming a malformed, a nested or another event id ends with exactly
+ * one top-level agentsight_event_id, the one returned. Before, tools_used and metadata
+ * were written back with the bad bytes, and "agentsight_event_id":"" gave the id "". */
+static void test_replayed_bytes_and_odd_ids(void **state) {
+    const char *line = "{\"action_name\":\"x\xff\",\"tools_used\":{\"k\":\"\xc0\x80\"},"
+                       "\"metadata\":{\"m\":\"\xed\xa0\x80\"}}";
+    as_spool_rec rec;
+    assert_int_equal(as_spool_parse_line(line, strlen(line), &rec), 0);
+    as_buf out;
+    as_buf_init(&out);
+    as_action_to_jsonl(&rec.a, &out);
+    assert_true(as_utf8_valid(out.data, out.len));
+    assert_non_null(strstr(as_buf_cstr(&out), "\"k\":\"\xef\xbf\xbd\xef\xbf\xbd\""));
+    as_spool_rec_free(&rec);
+    const char *metas[] = {"{\"agentsight_event_id\":\"\"}",
+                           "{\"agentsight_event_id\":\"abc\",\"z\":1}",
+                           "{\"a\":{\"agentsight_event_id\":\"0123456789abcdef0123456789abcdef\"}}",
+                           "{\"agentsight_event_id\":\"0123456789abcdef0123456789abcdef\"}"};
+    for (size_t i = 0; i < sizeof metas / sizeof metas[0]; i++) {
+        for (int own = 0; own <= 1; own++) {
+            char id[33];
+            as_buf_reset(&out);
+            as_spool_tag_action(metas[i], own ? "fedcba9876543210fedcba9876543210" : NULL, &out,
+                                id);
+            assert_int_equal(strspn(id, "0123456789abcdef"), 32);
+            if (own)
+                assert_string_equal(id, "fedcba9876543210fedcba9876543210");
+            cJSON *o = cJSON_Parse(as_buf_cstr(&out));
+            assert_non_null(o);
+            int n = 0;
+            for (cJSON *c = o->child; c; c = c->next)
+                if (strcmp(c->string, "agentsight_event_id") == 0) {
+                    assert_string_equal(c->valuestring, id);
+                    n++;
+                }
+            assert_int_equal(n, 1);
+            cJSON_Delete(o);
+        }
+    }
+    as_buf_free(&out);
+}
+
 /* Writes text (n bytes) as the file name in the spool directory of sp. */
 static void plant(as_spool *sp, const char *name, const char *text, size_t n) {
     char path[1024];
@@ -659,6 +703,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_foreach_sink_past_damaged_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_refusal_stays_in_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter_file_readable, setup, teardown),
+        cmocka_unit_test(test_replayed_bytes_and_odd_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
