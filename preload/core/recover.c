@@ -761,13 +761,19 @@ long as_pipe_recover_opts(const char *root, const as_recover_opts *opts) {
 /* Whether <root>/rings holds a ring file a dead process left (or one a dead recoverer was
  * taking): what a start with as_pipe_arm() must not leave waiting until the first tracked
  * call. One directory read; no file is made. */
-int as_pipe_recover_pending(const char *root) {
+/* Opens <root>/rings (root NULL or "": the configured spool), its path in dir. NULL when
+ * there is none. */
+static DIR *open_rings(const char *root, char *dir, size_t cap) {
     if (!root || !root[0])
         root = as_cfg.spool_dir;
+    if (!root[0] || cat3(dir, cap, root, "/rings", NULL) != 0)
+        return NULL;
+    return opendir(dir);
+}
+
+int as_pipe_recover_pending(const char *root) {
     char dir[1024];
-    if (!root[0] || cat3(dir, sizeof dir, root, "/rings", NULL) != 0)
-        return 0;
-    DIR *d = opendir(dir);
+    DIR *d = open_rings(root, dir, sizeof dir);
     if (!d)
         return 0;
     int found = 0;
@@ -792,12 +798,8 @@ int as_pipe_recover_pending(const char *root) {
 int as_pipe_live_rings(const char *root, const char *run_id) {
     if (!run_id || !run_id[0])
         return 0;
-    if (!root || !root[0])
-        root = as_cfg.spool_dir;
     char dir[1024];
-    if (!root[0] || cat3(dir, sizeof dir, root, "/rings", NULL) != 0)
-        return 0;
-    DIR *d = opendir(dir);
+    DIR *d = open_rings(root, dir, sizeof dir);
     if (!d)
         return 0;
     int live = 0;
