@@ -287,7 +287,8 @@ def test_run_quiet_still_reports_losses_once():
     out = os.path.join(d, "out.jsonl")
     script = "%s threads 1100 >/dev/null; %s threads 1100 >/dev/null" % (AGENT, AGENT)
     r = run([CLI, "run", "-q", "-c", conf, "-o", "file:" + out, "--", "/bin/sh", "-c", script],
-            env={"AGENTSIGHT_QUEUE_BYTES": "65536"})
+            env={"AGENTSIGHT_QUEUE_BYTES": "65536",
+                 "AGENTSIGHT_SPOOL_DIR": os.path.join(d, "spool")})
     assert r.returncode == 0, r.stderr
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert lines == ["agentsight: 152 actions dropped (0 queue full, 152 over the thread "

@@ -34,7 +34,9 @@ def _both(argv, text, env=None):
     d, conf = _conf(text)
     out = os.path.join(d, "actions.jsonl")
     bare = run(argv, env=env)
-    pre = run_preloaded(argv, config=conf, out=out, env=env)
+    # a spool of its own: what a heavy run leaves is no other test's start-up work
+    penv = dict(env or {}, AGENTSIGHT_SPOOL_DIR=os.path.join(d, "spool"))
+    pre = run_preloaded(argv, config=conf, out=out, env=penv)
     return bare, pre, read_jsonl(out)
 
 

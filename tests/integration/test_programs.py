@@ -20,7 +20,9 @@ def preloaded(argv, conf_text, stdin=None):
     conf = write(os.path.join(d, "p.conf"), conf_text)
     out = os.path.join(d, "actions.jsonl")
     bare = run(argv, stdin=stdin)
-    got = run_preloaded(argv, config=conf, out=out, stdin=stdin)
+    # a spool of its own: what a heavy run leaves is no other test's start-up work
+    got = run_preloaded(argv, config=conf, out=out, stdin=stdin,
+                        env={"AGENTSIGHT_SPOOL_DIR": os.path.join(d, "spool")})
     assert got.stdout == bare.stdout, (bare.stdout, got.stdout, got.stderr)
     assert got.returncode == bare.returncode, (bare.returncode, got.returncode, got.stderr)
     return bare, got, read_jsonl(out)
