@@ -68,8 +68,14 @@ def test_restart_while_abandoned_exporter_runs():
     os.close(rfd)
     assert p.returncode == 0, p.returncode
     assert "round=2" in p.stdout
-    for line in read_jsonl(os.path.join(d, "g.jsonl")):
-        assert line["action_name"] == "x"
+    with open(os.path.join(d, "g.jsonl")) as f:
+        text = f.read()
+    # The program may exit while the abandoned exporter writes: a last line without its
+    # newline is torn, and the file sink cuts it off before its next write (documented).
+    lines = text.split("\n")
+    for line in lines[:-1]:
+        if line.strip():
+            assert json.loads(line)["action_name"] == "x", line
 
 
 def test_ring_dir_of_someone_else_is_refused():
