@@ -121,8 +121,26 @@ static void do_init(void) {
     }
 }
 
+/* A fork child has one thread: a refinement another thread of the parent was making at
+ * fork() never ends there. Without this, the child's first conversion waited forever for
+ * refine_lock (the parent's exporter calibrating its first 1-2 ms while the program
+ * forked): the child's exporter never stopped and its actions stayed in its ring. */
+static void clock_fork_child(void) {
+    pthread_mutex_init(&refine_lock, NULL);
+    unsigned s = atomic_load(&cal.seq);
+    if (s & 1) { /* a segment half written: dropped, calibrated again */
+        atomic_store(&cal.seq, s + 1);
+        atomic_store(&cal.calibrated, 0);
+    }
+}
+
+static void init_and_atfork(void) {
+    do_init();
+    pthread_atfork(NULL, NULL, clock_fork_child);
+}
+
 void as_clock_init(void) {
-    pthread_once(&init_once, do_init);
+    pthread_once(&init_once, init_and_atfork);
 }
 
 /* Converts with the current segment. Caller holds a consistent snapshot. */
