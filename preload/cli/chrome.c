@@ -265,15 +265,13 @@ done:
 }
 
 int as_chrome_line(as_chrome *c, const char *line, size_t len, const char **why) {
+    cJSON *root = NULL;
+    int got = as_jsonl_read_line(line, len, why, &root);
+    if (got != 0)
+        return got;
     const char *dummy;
     if (!why)
         why = &dummy;
-    int pre = as_jsonl_precheck(line, len, why);
-    if (pre != 0)
-        return pre;
-    cJSON *root = as_jsonl_parse_text(line, len, why);
-    if (!root)
-        return -1;
     int rc = -1;
     if (!cJSON_IsObject(root))
         *why = "not an object";

@@ -323,16 +323,25 @@ int as_jsonl_duration(const cJSON *item, double scale, double max, double *out) 
     return 1;
 }
 
-int as_report_line(as_report *r, const char *line, size_t len, const char **why) {
+int as_jsonl_read_line(const char *line, size_t len, const char **why, cJSON **root) {
     const char *dummy;
     if (!why)
         why = &dummy;
     int pre = as_jsonl_precheck(line, len, why);
     if (pre != 0)
         return pre;
-    cJSON *root = as_jsonl_parse_text(line, len, why);
-    if (!root)
-        return -1;
+    *root = as_jsonl_parse_text(line, len, why);
+    return *root ? 0 : -1;
+}
+
+int as_report_line(as_report *r, const char *line, size_t len, const char **why) {
+    cJSON *root = NULL;
+    int pre = as_jsonl_read_line(line, len, why, &root);
+    if (pre != 0)
+        return pre;
+    const char *dummy;
+    if (!why)
+        why = &dummy;
     int rc = -1;
     if (!cJSON_IsObject(root)) {
         *why = "not an object";

@@ -109,6 +109,11 @@ struct cJSON *as_jsonl_parse(const char *line, size_t len);
  * NULL with *why set ("not JSON", "not JSON (bad \u escape)", "out of memory"). */
 struct cJSON *as_jsonl_parse_text(const char *line, size_t len, const char **why);
 
+/* One JSONL line as report and chrome read it: as_jsonl_precheck, then
+ * as_jsonl_parse_text into *root. Returns 0 with *root set, 1 for a blank line, -1 with
+ * *why set (why may be NULL). */
+int as_jsonl_read_line(const char *line, size_t len, const char **why, struct cJSON **root);
+
 /* Reads a JSON duration member: 1 and *out set to its value times scale for a number >= 0
  * whose scaled value is finite and at most max, 0 when the member is absent or null, -1
  * when it is anything else (*out untouched). */
