@@ -9,6 +9,7 @@
 # Environment: BUILD (default build), ENTRIES (100000), RUNS (5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export SCRIPTS=$PWD/scripts
 BUILD=${BUILD:-build}
 ENTRIES=${ENTRIES:-100000}
 RUNS=${RUNS:-5}
@@ -24,7 +25,9 @@ for i in range(n): print('bench_nothing_%d' % i)" "$ENTRIES" >"$OUT/big.conf"
 # Prints "wall_ms cpu_ms" medians of RUNS runs of /bin/true with the given config ("" bare).
 measure() {
   python3 - "$1" "$PRELOAD" "$RUNS" <<'PY'
-import os, resource, statistics, subprocess, sys, time
+import os, statistics, sys
+sys.path.insert(0, os.environ["SCRIPTS"])
+from benchproc import run_timed
 conf, preload, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSIGHT_")}
 env["AGENTSIGHT_OUTPUT"] = "null"
@@ -32,12 +35,9 @@ if conf:
     env.update(LD_PRELOAD=preload, AGENTSIGHT_CONFIG=conf)
 walls, cpus = [], []
 for _ in range(runs):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    subprocess.run(["/bin/true"], env=env, stderr=subprocess.DEVNULL, check=False, timeout=120)
-    walls.append((time.perf_counter() - t) * 1000)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpus.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
+    w, c, _, _ = run_timed(["/bin/true"], env, timeout=120)
+    walls.append(w * 1000)
+    cpus.append(c * 1000)
 print("%.1f %.1f" % (statistics.median(walls), statistics.median(cpus)))
 PY
 }

@@ -7,6 +7,7 @@
 #include "hook/dl_dw.h"
 #include "hook/dwarf.h"
 #include "hook/dwarf_cache.h"
+#include "hook/dwarf_disk.h"
 #include "hook/elfsym.h"
 
 #include <fcntl.h>
@@ -58,6 +59,7 @@ static void cache_drop(void) {
 /* See dwarf_cache.h. */
 void as_dwarf_cache_clear(void) {
     pthread_mutex_lock(&cache.lock);
+    as_dwdisk_flush();
     cache_drop();
     pthread_mutex_unlock(&cache.lock);
 }
@@ -597,16 +599,35 @@ static int build_proto(Dwarf_Die *fn, as_proto *p) {
 
 /* Returns 0 with *out filled, or -1 with *out untouched (see dwarf.h). */
 int as_dwarf_proto(const char *path, const char *func, as_proto *out) {
-    if (!path || !func || !out || as_dynlib_load(&as_dw_lib) != 0)
+    if (!path || !func || !out)
         return -1;
     as_proto tmp;
-    int rc = -1;
     pthread_mutex_lock(&cache.lock);
-    Dwarf_Die fn;
-    if (cache_open(path) == 0 && cache_find(func, &fn) == 0 && build_proto(&fn, &tmp) == 0) {
-        *out = tmp;
-        rc = 0;
+    int rc = as_dwdisk_get(path, func, &tmp);
+    if (rc >= 0) { /* answered by an earlier process: no DWARF read */
+        if (rc == 1)
+            *out = tmp;
+        pthread_mutex_unlock(&cache.lock);
+        return rc == 1 ? 0 : -1;
     }
+    rc = -1;
+    Dwarf_Die fn;
+    if (as_dynlib_load(&as_dw_lib) == 0 && cache_open(path) == 0) {
+        if (cache_find(func, &fn) == 0 && build_proto(&fn, &tmp) == 0) {
+            *out = tmp;
+            rc = 0;
+        }
+        as_dwdisk_put(path, func, rc == 0 ? &tmp : NULL); /* what the DWARF says, either way */
+    }
+    pthread_mutex_unlock(&cache.lock);
+    return rc;
+}
+
+int as_dwarf_proto_cached(const char *path, const char *func, as_proto *out) {
+    if (!path || !func || !out)
+        return -1;
+    pthread_mutex_lock(&cache.lock);
+    int rc = as_dwdisk_get(path, func, out);
     pthread_mutex_unlock(&cache.lock);
     return rc;
 }

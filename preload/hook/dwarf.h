@@ -12,6 +12,11 @@
  * function, or when a type cannot be represented (then out is untouched). */
 int as_dwarf_proto(const char *path, const char *func, as_proto *out);
 
+/* What an earlier process found in the DWARF of path for func (dwarf_disk.h), reading no
+ * DWARF: 1 with *out filled, 0 when it had no usable prototype, -1 when nothing is known
+ * (then as_dwarf_proto reads the DWARF). */
+int as_dwarf_proto_cached(const char *path, const char *func, as_proto *out);
+
 /* Formats a prototype as C: "int calculator_multiply(int a, int b)". Returns length. */
 int as_proto_format(const as_proto *p, const char *func, char *buf, size_t cap);
 

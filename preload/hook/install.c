@@ -29,6 +29,7 @@
 #include "core/pipeline.h"
 #include "core/settings.h"
 #include "hook/dwarf.h"
+#include "hook/dwarf_cache.h"
 #include "hook/elfsym.h"
 #include "hook/entry.h"
 #include "hook/capture.h"
@@ -683,31 +684,47 @@ static int keep_none(const char *name, void *ctx) {
  * for the life of the process. Reads files: never call it inside a dl_iterate_phdr
  * callback. Leaves a target untouched on any failure. */
 static void add_dwarf_protos(const as_obj *o, uint32_t first, uint32_t last) {
-    uint32_t i = first;
-    while (i < last && as_targets[i].proto)
-        i++;
-    if (i == last)
-        return; /* every target has its written prototype: no file is opened */
-    as_symtab st;
-    if (as_symtab_load_some(obj_path(o), &st, NULL, 0, keep_none, NULL) != 0)
+    /* First what earlier processes found (dwarf_disk.h): no DWARF read for those. */
+    uint8_t *todo = calloc(last > first ? last - first : 1, 1);
+    if (!todo)
         return;
+    uint32_t unknown = 0;
+    for (uint32_t k = first; k < last; k++) {
+        as_target *t = &as_targets[k];
+        as_proto p;
+        if (t->proto)
+            continue;
+        int rc = as_dwarf_proto_cached(obj_path(o), t->symbol, &p);
+        as_proto *copy = rc == 1 ? malloc(sizeof *copy) : NULL;
+        if (copy) {
+            *copy = p;
+            as_target_set_proto(t, copy);
+        } else if (rc != 0) {
+            todo[k - first] = 1; /* 0: an earlier process found no prototype to read */
+            unknown++;
+        }
+    }
+    as_symtab st;
+    if (unknown == 0 || as_symtab_load_some(obj_path(o), &st, NULL, 0, keep_none, NULL) != 0) {
+        free(todo);
+        return; /* every target has its prototype, written or known: no file is opened */
+    }
     int has_debug = st.has_debug;
     as_symtab_free(&st);
-    if (!has_debug)
-        return;
-    for (; i < last; i++) {
+    for (uint32_t i = first; has_debug && i < last; i++) {
         as_target *t = &as_targets[i];
-        if (t->proto)
+        if (!todo[i - first])
             continue;
         as_proto *p = calloc(1, sizeof *p);
         if (!p)
-            return;
+            break;
         if (as_dwarf_proto(obj_path(o), t->symbol, p) != 0) {
             free(p);
             continue;
         }
         as_target_set_proto(t, p);
     }
+    free(todo);
 }
 
 /* Arms the pipeline before the first slot is written. Returns 0 or -1. */
@@ -946,6 +963,7 @@ static int scan_locked(void) {
     for (int k = 0; k < nscan; k++) {
         scan_local(&g_objs[scan_entry[k]]);
     }
+    as_dwarf_cache_clear(); /* prototypes read: the debug information need not stay mapped */
     as_stat_hooked = ntargets();
     /* Every new object's slots, against every target (old objects' targets included: a
      * plugin calls into libraries loaded long before it). */

@@ -237,3 +237,52 @@ def test_vfork_child_first_tracked_call_starts_nothing():
     assert got.returncode == bare.returncode == 0, got.stderr
     assert got.stdout.startswith("heap grew by "), got.stdout
     assert not os.path.exists(out), read_jsonl(out)
+
+
+# Loads the typed tools library (built -g) with ctypes, says whether libdw got mapped by
+# then (the interposer reads DWARF when it hooks a library) and calls multiply once.
+DWARF_PROBE = r"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+with open("/proc/self/maps") as f:
+    mapped = "/libdw" in f.read()
+print("libdw" if mapped else "no-libdw", lib.multiply(6, 7))
+"""
+
+
+def test_dwarf_prototypes_read_once_not_per_process():
+    """Proves: a bare name whose prototype comes from DWARF (multiply, in a -g library a
+    python3 process dlopens) costs the DWARF read (libdw loaded, the debug information
+    decompressed) to the first process only: it leaves the prototype in the cache
+    (AGENTSIGHT_CACHE_DIR), and the next processes of the tree, and of a later run, find
+    it there and never load libdw; every process records the same typed action (parameter
+    names a and b, response 42) and prints what it prints bare. With the cache off, every
+    process reads DWARF again (so the figures above are not vacuous)."""
+    d = tmpdir()
+    out = os.path.join(d, "actions.jsonl")
+    conf = write(os.path.join(d, "agent.conf"),
+                 "[output]\nsink = file:%s\n[actions]\nmultiply\n" % out)
+    script = write(os.path.join(d, "probe.py"), DWARF_PROBE)
+    lib = os.path.join(os.path.dirname(agent("typed_agent")), "libtyped_tools.so")
+    one = "%s %s %s" % (sys.executable, script, lib)
+    tree = "%s; %s; %s" % (one, one, one)
+    bare = run(["sh", "-c", one])
+    assert bare.stdout == "no-libdw 42\n", bare.stdout + bare.stderr
+    env = {"AGENTSIGHT_SPOOL_DIR": os.path.join(d, "state"),
+           "AGENTSIGHT_CACHE_DIR": os.path.join(d, "cache")}
+    got = run([CLI, "run", "-q", "-c", conf, "--", "sh", "-c", tree], env=env)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.splitlines() == ["libdw 42", "no-libdw 42", "no-libdw 42"], got.stdout
+    again = run([CLI, "run", "-q", "-c", conf, "--", "sh", "-c", one], env=env)
+    assert again.stdout == "no-libdw 42\n", again.stdout + again.stderr
+    acts = [a for a in read_jsonl(out) if a["action_name"] == "multiply"]
+    assert len(acts) == 4, acts
+    shapes = {(json.dumps(a["tools_used"], sort_keys=True), json.dumps(a["response"]))
+              for a in acts}
+    assert len(shapes) == 1, shapes
+    params = json.dumps(acts[0]["tools_used"])
+    assert '"a"' in params and '"b"' in params and "42" in json.dumps(acts[0]["response"]), \
+        acts[0]
+    off = dict(env, AGENTSIGHT_CACHE_DIR="off")
+    cold = run([CLI, "run", "-q", "-c", conf, "--", "sh", "-c", "%s; %s" % (one, one)], env=off)
+    assert cold.stdout.splitlines() == ["libdw 42", "libdw 42"], cold.stdout + cold.stderr

@@ -28,6 +28,7 @@ static char linked[256];   /* DWARF only in the .gnu_debuglink file */
 
 static int setup(void **state) {
     snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/as-dwarf-XXXXXX");
+    setenv("AGENTSIGHT_CACHE_DIR", "off", 1); /* every lookup reads DWARF (test_dwarf_disk) */
     return as_test_build_dwarf_tools(tmp_dir, tools, sizeof(tools), stripped, sizeof(stripped),
                                      linked, sizeof(linked));
 }
