@@ -95,6 +95,16 @@ static void newest_file(char *out, size_t cap) {
     assert_true(out[0] != '\0');
 }
 
+/* Copies the tools into tmp_dir/name (a new object for the cache), asks for func there
+ * once and flushes the cache, so its file exists. */
+static void cached_copy(const char *name, const char *func, char *copy, size_t cap) {
+    snprintf(copy, cap, "%s/%s", tmp_dir, name);
+    assert_int_equal(as_test_sh("cp %s %s", tools, copy), 0);
+    as_proto p;
+    assert_int_equal(as_dwarf_proto(copy, func, &p), 0);
+    as_dwarf_cache_clear();
+}
+
 /* Proves: before any read nothing is cached; after one process-like pass (read, then the
  * cache flushed) every prototype comes back without DWARF, identical field by field, and
  * a function DWARF does not have is remembered as having none. The file is private. */
@@ -133,11 +143,7 @@ static void test_roundtrip_every_kind(void **state) {
 static void test_hostile_file_is_not_believed(void **state) {
     (void)state;
     char copy[PATH_MAX];
-    snprintf(copy, sizeof copy, "%s/tools-copy", tmp_dir);
-    assert_int_equal(as_test_sh("cp %s %s", tools, copy), 0);
-    as_proto p;
-    assert_int_equal(as_dwarf_proto(copy, "dt_void", &p), 0);
-    as_dwarf_cache_clear();
+    cached_copy("tools-copy", "dt_void", copy, sizeof copy);
     char file[PATH_MAX * 2];
     newest_file(file, sizeof file);
     FILE *f = fopen(file, "w");
@@ -172,11 +178,8 @@ static void test_hostile_file_is_not_believed(void **state) {
 static void test_changed_object_starts_afresh(void **state) {
     (void)state;
     char copy[PATH_MAX];
-    snprintf(copy, sizeof copy, "%s/tools-touched", tmp_dir);
-    assert_int_equal(as_test_sh("cp %s %s", tools, copy), 0);
     as_proto p;
-    assert_int_equal(as_dwarf_proto(copy, "calculator_multiply", &p), 0);
-    as_dwarf_cache_clear();
+    cached_copy("tools-touched", "calculator_multiply", copy, sizeof copy);
     assert_int_equal(as_dwarf_proto_cached(copy, "calculator_multiply", &p), 1);
     as_dwarf_cache_clear();
     assert_int_equal(as_test_sh("touch -d '2001-01-01' %s", copy), 0);
