@@ -2,22 +2,19 @@
  * processes reads an object's debug information once, not once per process. */
 #include "hook/dwarf_disk.h"
 
-#include <elf.h>
 #include <fcntl.h>
-#include <link.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/securedir.h"
+#include "hook/buildid.h"
+#include "hook/cachedir.h"
 
 #define FILE_MAX (8u << 20) /* bytes: a larger file is neither read nor grown */
-
-extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
 
 typedef struct line_ref {
     const char *name; /* in text, NUL-terminated in place */
@@ -45,56 +42,11 @@ static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
     return (h ^ 0xff) * 1099511628211ull; /* a separator between fields */
 }
 
-/* The build-id of this interposer, from its own notes in memory: answers written by
- * another build may describe types differently. Empty when there is none. */
-static size_t own_build_id(const unsigned char **id) {
-    const ElfW(Ehdr) *eh = &__ehdr_start;
-    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
-    uintptr_t base = (uintptr_t)eh; /* the first segment maps the headers at vaddr 0 */
-    for (int i = 0; i < eh->e_phnum; i++) {
-        if (ph[i].p_type != PT_NOTE)
-            continue;
-        const char *d = (const char *)(base + ph[i].p_vaddr), *end = d + ph[i].p_memsz;
-        while (d + sizeof(ElfW(Nhdr)) <= end) {
-            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)d;
-            size_t name_off = sizeof *nh, desc_off = name_off + ((nh->n_namesz + 3u) & ~3u);
-            size_t next = desc_off + ((nh->n_descsz + 3u) & ~3u);
-            if (next > (size_t)(end - d))
-                break;
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-                memcmp(d + name_off, "GNU", 4) == 0) {
-                *id = (const unsigned char *)d + desc_off;
-                return nh->n_descsz;
-            }
-            d += next;
-        }
-    }
-    return 0;
-}
-
 /* Works out the cache directory once (not created here). */
 static int dir_usable(void) {
-    if (g.dir_state)
-        return g.dir_state > 0;
-    g.dir_state = -1;
-    if (getauxval(AT_SECURE))
-        return 0;
-    const char *env = getenv("AGENTSIGHT_CACHE_DIR");
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    int n = -1;
-    if (env) {
-        if (!*env || strcmp(env, "off") == 0 || env[0] != '/')
-            return 0;
-        n = snprintf(g.dir, sizeof g.dir, "%s/dwarf", env);
-    } else if (xdg && xdg[0] == '/') {
-        n = snprintf(g.dir, sizeof g.dir, "%s/agentsight/dwarf", xdg);
-    } else if (home && home[0] == '/') {
-        n = snprintf(g.dir, sizeof g.dir, "%s/.cache/agentsight/dwarf", home);
-    }
-    if (n < 0 || (size_t)n >= sizeof g.dir)
-        return 0;
-    g.dir_state = 1;
-    return 1;
+    if (!g.dir_state)
+        g.dir_state = as_cache_path("dwarf", g.dir, sizeof g.dir) == 0 ? 1 : -1;
+    return g.dir_state > 0;
 }
 
 static int cmp_line(const void *a, const void *b) {
@@ -143,7 +95,7 @@ static void load(const char *path) {
     long long fields[5] = {(long long)st.st_dev, (long long)st.st_ino, (long long)st.st_size,
                            (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
     const unsigned char *id = NULL;
-    size_t idlen = own_build_id(&id);
+    size_t idlen = as_build_id_self(&id);
     h = fnv_bytes(fnv_bytes(fnv_bytes(h, path, strlen(path)), fields, sizeof fields), id, idlen);
     int n = snprintf(g.file, sizeof g.file, "%s/%016llx", g.dir, (unsigned long long)h);
     if (n < 0 || (size_t)n >= sizeof g.file) {

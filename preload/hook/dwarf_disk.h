@@ -4,9 +4,7 @@
  * process of an agent's tree pay that before main. The first process to read a function's
  * prototype writes it here; every later process finds it with one small file read.
  *
- * Where: $AGENTSIGHT_CACHE_DIR/dwarf, else $XDG_CACHE_HOME/agentsight/dwarf, else
- * $HOME/.cache/agentsight/dwarf (a private directory, mode 0700; AGENTSIGHT_CACHE_DIR=off
- * turns the cache off; a set-user-ID program never uses it). One file per object, named
+ * Where: "dwarf" in the cache directory (cachedir.h), mode 0700. One file per object, named
  * by a hash of the object's path, device, inode, size and modification time and of the
  * build-id of the interposer that wrote it: a rebuilt object or a new interposer starts a
  * new file. Lines, appended with one write each:

@@ -9,6 +9,7 @@
  * where <dir> is the directory of the real path of the object and <debuglink> the file
  * name stored in its .gnu_debuglink section. */
 #include "hook/elfsym.h"
+#include "hook/buildid.h"
 #include "hook/ldpath.h"
 
 #include <errno.h>
@@ -30,7 +31,7 @@ extern char **environ;
 
 #define VERSYM_HIDDEN 0x8000
 #define VERSYM_INDEX 0x7fff
-#define DEBUG_ROOT "/usr/lib/debug"
+#define DEBUG_ROOT AS_DEBUG_ROOT
 
 /* A symbol while collecting: the name still points into a mapped ELF string table. */
 typedef struct raw_sym {
@@ -422,14 +423,9 @@ static char *find_debug_file(const char *path, const elf_file *f) {
     struct stat st, self;
     if (fstat(f->fd, &self) != 0)
         return NULL;
-    if (f->build_id && f->build_id_len >= 2 && f->build_id_len <= 64) {
-        int n = snprintf(buf, sizeof(buf), DEBUG_ROOT "/.build-id/%02x/", f->build_id[0]);
-        for (size_t i = 1; i < f->build_id_len; i++)
-            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%02x", f->build_id[i]);
-        snprintf(buf + n, sizeof(buf) - (size_t)n, ".debug");
-        if (stat(buf, &st) == 0 && S_ISREG(st.st_mode))
-            return strdup(buf);
-    }
+    if (as_build_id_debug_path(f->build_id, f->build_id_len, buf, sizeof buf) == 0 &&
+        stat(buf, &st) == 0 && S_ISREG(st.st_mode))
+        return strdup(buf);
     if (!f->debuglink || strchr(f->debuglink, '/'))
         return NULL;
     char real[PATH_MAX];

@@ -652,7 +652,7 @@ static int wants_local_scan(const as_obj *o) {
     if (vdso && vdso >= o->lo && vdso < o->hi)
         return 0;
     return needs_local_symbols(base_name(obj_path(o))) &&
-           !as_symcache_known_empty(obj_path(o), as_symcache_key(g_cfg));
+           !as_symcache_known_empty(o, obj_path(o), as_symcache_key(g_cfg));
 }
 
 /* as_entry_scan_obj for o; a file where no entry selected anything is remembered for the
@@ -669,7 +669,7 @@ static void scan_local(const as_obj *o) {
     }
     free(hit);
     if (rc == 0 && !any)
-        as_symcache_note_empty(obj_path(o), as_symcache_key(g_cfg));
+        as_symcache_note_empty(o, obj_path(o), as_symcache_key(g_cfg));
 }
 
 /* as_sym_keep_fn of a caller that wants only whether a file carries DWARF. */

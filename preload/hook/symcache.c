@@ -1,5 +1,5 @@
-/* symcache.c - the per-run cache of object files without a local function the config
- * selects (symcache.h), so a process tree reads each object's symbol tables once. */
+/* symcache.c - the cache of object files without a local function the config selects
+ * (symcache.h), so a process tree reads each object's symbol tables once. */
 #include "hook/symcache.h"
 
 #include <fcntl.h>
@@ -10,9 +10,12 @@
 #include <unistd.h>
 
 #include "core/keptenv.h"
+#include "core/securedir.h"
+#include "hook/buildid.h"
+#include "hook/cachedir.h"
 
 #define ENV "AGENTSIGHT_SYMCACHE"
-#define CACHE_MAX (1 << 20) /* bytes of the file read: a run loads far fewer objects */
+#define CACHE_MAX (1 << 20) /* bytes of the file read; the persistent one starts over */
 
 static char *g_text; /* the file's lines as read at the first question, NUL-terminated */
 static int g_loaded;
@@ -23,8 +26,26 @@ static uint64_t fnv(uint64_t h, const char *s) {
     return (h ^ 0xff) * 1099511628211ull; /* a separator: ("ab","c") != ("a","bc") */
 }
 
+/* The file of answers: the run's, else the persistent one (*persistent set). NULL when
+ * neither can be used. */
+static const char *cache_file(int *persistent) {
+    static char path[600];
+    const char *env = as_keptenv_get(ENV);
+    *persistent = 0;
+    if (env && *env)
+        return env;
+    if (as_cache_path("symbols", path, sizeof path) != 0)
+        return NULL;
+    *persistent = 1;
+    return path;
+}
+
 uint64_t as_symcache_key(const as_config *cfg) {
     uint64_t h = 14695981039346656037ull;
+    const unsigned char *id = NULL;
+    size_t idlen = as_build_id_self(&id);
+    for (size_t i = 0; i < idlen; i++)
+        h = (h ^ id[i]) * 1099511628211ull;
     for (int i = 0; cfg && i < cfg->nentries; i++) {
         const as_entry *e = &cfg->entries[i];
         if (!e->pattern || e->hook == AS_HOOK_GOT)
@@ -36,16 +57,22 @@ uint64_t as_symcache_key(const as_config *cfg) {
     return h;
 }
 
-/* Writes the cache line of path for key into out. Returns its length, or 0 when the file
- * cannot be described (no stat). */
-static size_t line_of(const char *path, uint64_t key, char *out, size_t cap) {
-    struct stat st;
+/* Writes the cache line of path (loaded as o) for key into out. Returns its length, or 0
+ * when the file cannot be described (no stat). */
+static size_t line_of(const as_obj *o, const char *path, uint64_t key, char *out, size_t cap) {
+    struct stat st, dbg;
     if (stat(path, &st) != 0)
         return 0;
-    int n =
-        snprintf(out, cap, "%016llx %llx %llx %llx %lld.%09ld\n", (unsigned long long)key,
-                 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-                 (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    char debug[64] = "-", dpath[200];
+    const unsigned char *id = NULL;
+    size_t idlen = o ? as_build_id_mem(o->phdr, o->phnum, o->base, &id) : 0;
+    if (as_build_id_debug_path(id, idlen, dpath, sizeof dpath) == 0 && stat(dpath, &dbg) == 0)
+        snprintf(debug, sizeof debug, "%llx.%lld.%09ld", (unsigned long long)dbg.st_ino,
+                 (long long)dbg.st_mtim.tv_sec, dbg.st_mtim.tv_nsec);
+    int n = snprintf(out, cap, "%016llx %llx %llx %llx %lld.%09ld %s\n", (unsigned long long)key,
+                     (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                     (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec, debug);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -54,10 +81,11 @@ static void load(void) {
     if (g_loaded)
         return;
     g_loaded = 1;
-    const char *path = as_keptenv_get(ENV);
-    if (!path || !*path)
+    int persistent;
+    const char *path = cache_file(&persistent);
+    if (!path)
         return;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (persistent ? O_NOFOLLOW : 0));
     if (fd < 0)
         return;
     struct stat st;
@@ -76,27 +104,44 @@ static void load(void) {
     close(fd);
 }
 
-int as_symcache_known_empty(const char *path, uint64_t key) {
-    const char *env = as_keptenv_get(ENV);
-    if (!env || !*env || !path || !*path)
+int as_symcache_known_empty(const as_obj *o, const char *path, uint64_t key) {
+    int persistent;
+    if (!path || !*path || !cache_file(&persistent))
         return 0;
     load();
-    char line[160];
-    if (!g_text || !line_of(path, key, line + 1, sizeof line - 1))
+    char line[256];
+    if (!g_text || !line_of(o, path, key, line + 1, sizeof line - 1))
         return 0;
     line[0] = '\n';
     return strstr(g_text, line) != NULL;
 }
 
-void as_symcache_note_empty(const char *path, uint64_t key) {
-    const char *env = as_keptenv_get(ENV);
-    if (!env || !*env || !path || !*path)
+void as_symcache_note_empty(const as_obj *o, const char *path, uint64_t key) {
+    int persistent;
+    const char *file = cache_file(&persistent);
+    if (!file || !path || !*path)
         return;
-    char line[160];
-    size_t n = line_of(path, key, line, sizeof line);
+    char line[256];
+    size_t n = line_of(o, path, key, line, sizeof line);
     if (!n)
         return;
-    int fd = open(env, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW); /* never O_CREAT */
+    int fd = -1;
+    if (!persistent) {
+        fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW); /* never O_CREAT */
+    } else {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s", file);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        if (slash && as_secure_dir(dir, 1, NULL, 0) == 0)
+            fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= CACHE_MAX && ftruncate(fd, 0) != 0) {
+            close(fd);
+            return;
+        }
+    }
     if (fd < 0)
         return;
     ssize_t w = write(fd, line, n); /* one short write: lines of processes never mix */

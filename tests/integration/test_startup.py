@@ -286,3 +286,39 @@ def test_dwarf_prototypes_read_once_not_per_process():
     off = dict(env, AGENTSIGHT_CACHE_DIR="off")
     cold = run([CLI, "run", "-q", "-c", conf, "--", "sh", "-c", "%s; %s" % (one, one)], env=off)
     assert cold.stdout.splitlines() == ["libdw 42", "libdw 42"], cold.stdout + cold.stderr
+
+
+def test_local_symbols_read_once_without_run():
+    """Proves: under plain LD_PRELOAD (no `agentsight run` sharing a file), a process that
+    found no local function an entry selects in an object leaves that answer in the cache
+    (AGENTSIGHT_CACHE_DIR/symbols): the next process opens no debug file of libc (strace
+    shows it; checked when libc's debug package is installed), while a program whose own
+    static function the entry names (fact) is still patched in every process, with the
+    output and status of the bare run."""
+    d = tmpdir()
+    out = os.path.join(d, "actions.jsonl")
+    conf = write(os.path.join(d, "agent.conf"),
+                 "[output]\nsink = file:%s\n[actions]\nfact\n"
+                 "agentsight_test_function_nobody_has\n" % out)
+    env = {"AGENTSIGHT_SPOOL_DIR": os.path.join(d, "state"),
+           "AGENTSIGHT_CACHE_DIR": os.path.join(d, "cache")}
+    prog = [agent("internal_agent"), "10"]
+    bare = run(prog)
+    for _ in range(2):
+        got = run_preloaded(prog, config=conf, env=env)
+        assert (got.stdout, got.returncode) == (bare.stdout, bare.returncode), got.stderr
+    with open(os.path.join(d, "cache", "symbols")) as f:
+        lines = f.read().splitlines()
+    assert lines and all(len(x.split()) == 6 for x in lines), lines
+    facts = [a for a in read_jsonl(out) if a["action_name"] == "fact"]
+    assert len({a["metadata"]["pid"] for a in facts}) == 2, facts
+    strace = shutil.which("strace")
+    debug = any(x.split()[5] != "-" for x in lines)  # some object had a debug file
+    if strace and debug:
+        trace = os.path.join(d, "trace")
+        got = run_preloaded([strace, "-f", "-o", trace, "-e", "trace=openat,open"] + prog,
+                            config=conf, env=env)
+        assert got.returncode == bare.returncode, got.stderr
+        with open(trace) as f:
+            opened = [x for x in f if "/usr/lib/debug/" in x]
+        assert opened == [], opened
