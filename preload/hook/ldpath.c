@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -337,6 +340,35 @@ static size_t is_dst(const char *input, size_t avail, const char *ref) {
     return rl;
 }
 
+/* The loader's $PLATFORM. The kernel's AT_PLATFORM ("x86_64"), except where the C library
+ * replaces it (glibc's init_cpu_features, x86_64): on an Intel CPU, "xeon_phi" with
+ * AVX512CD, ER and PF, else "haswell" with AVX2, FMA, BMI1, BMI2, LZCNT, MOVBE and POPCNT,
+ * each usable (the OS saving the vector state). Worked out once. */
+static const char *loader_platform(void) {
+    static const char *plat;
+    if (plat)
+        return plat;
+    const char *p = (const char *)getauxval(AT_PLATFORM);
+    const char *found = p && p[0] ? p : "x86_64";
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    unsigned a, b, c, d;
+    int lzcnt = __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & (1u << 5));
+    int movbe = __get_cpuid(1u, &a, &b, &c, &d) && (c & (1u << 22));
+    if (__builtin_cpu_is("intel")) {
+        if (__builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512er") &&
+            __builtin_cpu_supports("avx512pf"))
+            found = "xeon_phi";
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                 __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") && lzcnt &&
+                 movbe && __builtin_cpu_supports("popcnt"))
+            found = "haswell";
+    }
+#endif
+    __atomic_store_n(&plat, found, __ATOMIC_RELEASE);
+    return found;
+}
+
 int as_dst_expand(const char *in, size_t len, const char *origin, int keep_unknown, char *out,
                   size_t cap) {
     size_t o = 0;
@@ -349,9 +381,7 @@ int as_dst_expand(const char *in, size_t len, const char *origin, int keep_unkno
             if ((skip = is_dst(p, avail, "ORIGIN"))) {
                 val = origin;
             } else if ((skip = is_dst(p, avail, "PLATFORM"))) {
-                /* the kernel's AT_PLATFORM, as the loader uses it */
-                const char *plat = (const char *)getauxval(AT_PLATFORM);
-                val = plat && plat[0] ? plat : "x86_64";
+                val = loader_platform();
             } else if ((skip = is_dst(p, avail, "LIB"))) {
                 val = DST_LIB;
             }

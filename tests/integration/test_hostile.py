@@ -312,11 +312,13 @@ def test_deps_found_like_the_linker_without_running_anything():
     does leave the mark, so the test can see it) while they still list its libraries."""
     d = tmpdir()
     os.makedirs(os.path.join(d, "sub", "lib", "x86_64-linux-gnu"))
-    plat = os.uname().machine
-    os.makedirs(os.path.join(d, "plat", plat))
+    # $PLATFORM is the kernel's AT_PLATFORM unless the C library replaces it by the CPU's
+    # ("haswell", "xeon_phi" on Intel CPUs): a copy in each, the loader takes one of them.
+    plats = sorted({os.uname().machine, "haswell", "xeon_phi"})
     os.makedirs(os.path.join(d, "llp"))
-    for sub, name in (("sub/lib/x86_64-linux-gnu", "hx_lib"), ("plat/" + plat, "hx_plat"),
-                      ("llp", "hx_llp")):
+    for sub, name in ([("sub/lib/x86_64-linux-gnu", "hx_lib"), ("llp", "hx_llp")] +
+                      [("plat/" + p, "hx_plat") for p in plats]):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
         src = write(os.path.join(d, name + ".c"), DEP_LIB_SRC % name)
         r = subprocess.run(["cc", "-shared", "-fPIC", "-o",
                             os.path.join(d, sub, "lib%s.so" % name), src],
@@ -325,7 +327,7 @@ def test_deps_found_like_the_linker_without_running_anything():
     prog_src = write(os.path.join(d, "prog.c"), DEP_PROG_SRC)
     prog = os.path.join(d, "prog")
     libs = ["-L" + os.path.join(d, "sub/lib/x86_64-linux-gnu"), "-lhx_lib",
-            "-L" + os.path.join(d, "plat", plat), "-lhx_plat", "-L" + os.path.join(d, "llp"),
+            "-L" + os.path.join(d, "plat", plats[0]), "-lhx_plat", "-L" + os.path.join(d, "llp"),
             "-lhx_llp", "-Wl,--enable-new-dtags",
             "-Wl,-rpath,$ORIGIN/sub/$LIB:$ORIGIN/plat/$PLATFORM"]
     r = subprocess.run(["cc", "-o", prog, prog_src] + libs, capture_output=True, text=True,
