@@ -90,9 +90,8 @@ _Static_assert(offsetof(as_shadow_frame, ret_items) == 52, "FR_REPORTED + 4");
 _Static_assert(sizeof(as_shadow_frame) == 56, "FR_SIZE");
 _Static_assert(offsetof(as_target, orig) == 0, "T_ORIG");
 _Static_assert(offsetof(as_ring, tail) == 64 && offsetof(as_ring, summarized) == 160 &&
-                   offsetof(as_ring, sum_seq) == 1664 && offsetof(as_ring, sum_n) == 1668 &&
-                   offsetof(as_ring, sums) == 1672,
-               "RG_TAIL, RG_SUMMARIZED, RG_SUMSEQ, RG_SUMN, RG_SUMS in thunk.S");
+                   offsetof(as_ring, sum_n) == 1668 && offsetof(as_ring, sums) == 1672,
+               "RG_TAIL, RG_SUMMARIZED, RG_SUMN, RG_SUMS in thunk.S");
 _Static_assert(offsetof(as_sum, id) == 0 && offsetof(as_sum, calls) == 8 &&
                    offsetof(as_sum, total_ns) == 24 && offsetof(as_sum, min_ns) == 32 &&
                    offsetof(as_sum, max_ns) == 40 && offsetof(as_sum, t_last) == 56 &&
@@ -102,9 +101,8 @@ _Static_assert(offsetof(as_sum, id) == 0 && offsetof(as_sum, calls) == 8 &&
 _Static_assert(offsetof(as_settings, queue_policy) == 2568 && AGENTSIGHT_QUEUE_WAIT == 1 &&
                    sizeof(((as_settings *)0)->queue_policy) == 4,
                "CFG_QPOLICY, AS_QUEUE_WAIT in thunk.S");
-_Static_assert(offsetof(as_target, entry) == 32 && offsetof(as_entry, error_if) == 1456 &&
-                   sizeof(((as_entry *)0)->error_if) == 4 && AS_ERRIF_NONE == 0,
-               "T_ENTRY, E_ERRIF in thunk.S");
+_Static_assert(sizeof(as_target_clears_errno[0]) == 1,
+               "as_target_clears_errno: the full-ring exit's test for an error rule");
 _Static_assert(offsetof(as_ring, head) == 0, "RG_HEAD");
 _Static_assert(offsetof(as_ring, pending) == 128, "RG_PENDING");
 _Static_assert(offsetof(as_ring, limit) == 136, "RG_LIMIT");
@@ -144,6 +142,10 @@ typedef struct as_tstate {
                                 exiting: nested calls pass through */
     int32_t tid;             /* cached gettid(), 0 = not yet (reset in a fork child) */
     int *errno_p;            /* this thread's errno (saves a libc call per read) */
+    /* Per slot of the thread's summary table: the lower of the two histogram buckets the
+     * full-ring exit in thunk.S counts a call into without waiting for its duration
+     * (0..AS_SUM_BUCKETS - 2; only a guess: a call outside it is counted all the same) */
+    uint8_t sum_k[AS_SUM_SLOTS];
 } as_tstate;
 
 /* The mapping behind frames: what the slow paths need, then the frames. */
@@ -168,7 +170,8 @@ static inline as_shadow *shadow_of(const as_tstate *t) {
 __thread as_tstate as_hook_ts;
 _Static_assert(offsetof(as_tstate, frames) == 0 && offsetof(as_tstate, depth) == 8 &&
                    offsetof(as_tstate, cap) == 12 && offsetof(as_tstate, busy) == 16 &&
-                   offsetof(as_tstate, tid) == 20 && offsetof(as_tstate, errno_p) == 24,
+                   offsetof(as_tstate, tid) == 20 && offsetof(as_tstate, errno_p) == 24 &&
+                   offsetof(as_tstate, sum_k) == 32 && AS_SUM_SLOTS <= 256,
                "TS_* in thunk.S");
 
 /* Threads with a shadow stack, and frames of exited threads whose slot still held our
@@ -914,6 +917,11 @@ int as_hook_report_live(void) {
 
 uint64_t as_hook_untracked(void) {
     return __atomic_load_n(&untracked_calls, __ATOMIC_RELAXED);
+}
+
+uint64_t as_hook_top_t0(void) {
+    uint32_t k = as_hook_ts.depth;
+    return k && as_hook_ts.frames ? as_hook_ts.frames[k - 1].t0 : 0;
 }
 
 uint32_t as_hook_depth(void) {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -983,6 +984,92 @@ static void test_full_ring_summary(void **state) {
     assert_int_equal(as_hook_depth(), 0);
 }
 
+/* Spins for at least ns ns (a clock_gettime loop); keeps its own call's entry timestamp
+ * in spin_t0 (of spin_a or spin_b: two functions, two summary slots). */
+static uint64_t spin_t0;
+static void spin_for(uint64_t ns) {
+    spin_t0 = as_hook_top_t0();
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; ns && i < 100000000; i++) {
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        if ((uint64_t)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)) >= ns)
+            break;
+    }
+}
+NOIPA static int spin_a(uint64_t ns) {
+    spin_for(ns);
+    return 7;
+}
+NOIPA static int spin_b(uint64_t ns) {
+    spin_for(ns);
+    return 8;
+}
+
+/* The summary slot of target id in r (NULL when it has none). */
+static as_sum *slot_of(as_ring *r, int id) {
+    for (uint32_t i = 0; i < r->sum_n; i++)
+        if (r->sums[i].id == (uint32_t)id + 1)
+            return &r->sums[i];
+    return NULL;
+}
+
+/* Proves every call summarized into a full ring lands in exactly the histogram bucket of
+ * its own duration (as_sum_bucket of (t1 - t0) at the summary's factor, t1 the summary's
+ * t_last, t0 the call's entry timestamp), with calls, total, min and max moved by that
+ * call alone: durations that stay in one bucket, straddle two, and jump up and down by
+ * many (the assembly exit counts a call through a per-slot guess of its bucket and must
+ * count it right whatever the guess), for two functions in turn (two slots). */
+static void test_full_ring_buckets(void **state) {
+    int (*fa)(uint64_t) = WRAP(spin_a);
+    int (*fb)(uint64_t) = WRAP(spin_b);
+    int ida = id_of((void *)spin_a), idb = id_of((void *)spin_b);
+    as_ring *small = as_ring_create(4096);
+    assert_non_null(small);
+    as_test_rings_add(small);
+    as_ring *mine = as_pipe_tring;
+    as_pipe_tring = small;
+    for (int i = 0; i < 100; i++) /* fills the ring; each function gets its slot */
+        assert_int_equal(fa(0) + fb(0), 15);
+    assert_non_null(slot_of(small, ida));
+    assert_non_null(slot_of(small, idb));
+    static const uint64_t pick[] = {0, 0, 0, 0, 0, 0, 40, 100, 300, 1000, 3000, 20000, 70000};
+    uint32_t rnd = 12345;
+    enum { CALLS = 3000 };
+    int bad = 0;
+    uint64_t c0 = c_exits;
+    for (int i = 0; i < CALLS && !bad; i++) {
+        rnd = rnd * 1103515245u + 12345u;
+        /* runs of one duration, then a jump: the guess is kept, then moved */
+        uint64_t ns = pick[(rnd >> 16) % (sizeof pick / sizeof pick[0])];
+        int b = (i / 3) & 1;
+        as_sum *s = slot_of(small, b ? idb : ida);
+        as_sum before = *s;
+        uint64_t head = as_ring_head(small);
+        assert_int_equal(b ? fb(ns) : fa(ns), b ? 8 : 7);
+        uint64_t t0 = spin_t0;
+        as_sum after = *s;
+        uint64_t ticks = after.t_last > t0 ? after.t_last - t0 : 0;
+        uint64_t dur = (uint64_t)(((unsigned __int128)ticks * as_thunk_sum_mult) >> 32);
+        unsigned k = as_sum_bucket(dur);
+        bad |= as_ring_head(small) != head || after.calls != before.calls + 1 ||
+               after.total_ns != before.total_ns + dur ||
+               after.min_ns != (dur < before.min_ns ? dur : before.min_ns) ||
+               after.max_ns != (dur > before.max_ns ? dur : before.max_ns);
+        for (unsigned j = 0; j < AS_SUM_BUCKETS; j++)
+            bad |= after.hist[j] != before.hist[j] + (j == k);
+        if (bad)
+            fprintf(stderr, "call %d: %llu ns, bucket %u, calls %llu -> %llu\n", i,
+                    (unsigned long long)dur, k, (unsigned long long)before.calls,
+                    (unsigned long long)after.calls);
+    }
+    uint64_t through_c = c_exits - c0;
+    as_pipe_tring = mine;
+    assert_false(bad);
+    assert_true(through_c < 20); /* the assembly exit counted them */
+    assert_int_equal(as_hook_depth(), 0);
+}
+
 /* Proves: through a full stub, a tracked call (through C, then through the assembly's
  * common entry and exit) and an untracked one (hooks switched off)
  * change no register on the way in or out (what gcc -fipa-ra callers of a static function
@@ -1053,6 +1140,7 @@ int main(void) {
         cmocka_unit_test_setup(test_full_preserves_registers, setup),
         cmocka_unit_test_setup(test_full_vec_mode, setup),
         cmocka_unit_test_setup(test_full_ring_summary, setup),
+        cmocka_unit_test_setup(test_full_ring_buckets, setup),
         cmocka_unit_test_setup(test_target_table, setup), /* last: fills the table */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

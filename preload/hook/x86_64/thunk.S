@@ -72,6 +72,7 @@
 #define TS_BUSY 16
 #define TS_TID 20
 #define TS_ERRNO 24
+#define TS_SUMK 32 /* AS_SUM_SLOTS bytes */
 /* struct as_shadow_frame (thunk.h). */
 #define FR_RBP 0
 #define FR_RET 8
@@ -113,7 +114,6 @@
 /* The summary table in the ring header and one struct as_sum (core/ring.h). */
 #define RG_TAIL 64
 #define RG_SUMMARIZED 160
-#define RG_SUMSEQ 1664
 #define RG_SUMN 1668
 #define RG_SUMS 1672
 #define SU_ID 0
@@ -125,31 +125,11 @@
 #define SU_HIST 64
 #define SU_SIZE 192
 #define SU_LAST_BUCKET 31 /* AS_SUM_BUCKETS - 1 */
-/* as_cfg.queue_policy (core/settings.h), AGENTSIGHT_QUEUE_WAIT; as_target.entry and
- * as_entry.error_if (hook/config.h). */
+/* as_cfg.queue_policy (core/settings.h), AGENTSIGHT_QUEUE_WAIT. */
 #define CFG_QPOLICY 2568
 #define AS_QUEUE_WAIT 1
-#define T_ENTRY 32
-#define E_ERRIF 1456
 
     .weak __curbrk                   /* glibc's program break (capture.c: cur_brk) */
-
-/* onehot[k]: 32 rows of AS_SUM_BUCKETS 32-bit counters, 1 at index k and 0 elsewhere:
- * what the full-ring exit adds to a summary's histogram (.Lsum_bucket). */
-    .section .rodata
-    .balign 64
-    .type as_thunk_onehot, @object
-as_thunk_onehot:
-    .set k, 0
-    .rept SU_LAST_BUCKET + 1
-    .set i, 0
-    .rept SU_LAST_BUCKET + 1
-    .long -(i == k)                  /* a true comparison is -1 to the assembler */
-    .set i, i + 1
-    .endr
-    .set k, k + 1
-    .endr
-    .size as_thunk_onehot, . - as_thunk_onehot
 
     .text
 
@@ -861,30 +841,22 @@ as_thunk_exit:
     testq %r12, %r12
     jz .Lexit_unbusy
     movl FR_ID(%r10), %eax
-    leaq (%rax,%rax,4), %rdx
-    shlq $4, %rdx                    /* id * sizeof(as_target) */
-    leaq as_targets(%rip), %rbx
-    movq T_ENTRY(%rbx,%rdx), %rdx    /* its config entry, or NULL */
-    testq %rdx, %rdx
-    jz .Lsum_find
-    cmpl $0, E_ERRIF(%rdx)
+    leaq as_target_clears_errno(%rip), %rdx
+    cmpb $0, (%rdx,%rax)             /* an error rule to judge (only those clear errno) */
     jne .Lexit_unbusy
-.Lsum_find:
     addl $1, %eax                    /* the table holds id + 1 */
     leaq RG_SUMS(%rdi), %rbx
-    movl RG_SUMN(%rdi), %edx
+    xorl %esi, %esi                  /* i: the slot */
 .Lsum_next:
-    testl %edx, %edx
-    jz .Lexit_unbusy
+    cmpl RG_SUMN(%rdi), %esi
+    jae .Lexit_unbusy
     cmpl %eax, SU_ID(%rbx)
     je .Lsum_add
     addq $SU_SIZE, %rbx
-    subl $1, %edx
-    jmp .Lsum_next
-.Lsum_add:                           /* rbx = the function's summary */
-    movl RG_SUMSEQ(%rdi), %esi       /* single writer: one load, two plain stores */
     addl $1, %esi
-    movl %esi, RG_SUMSEQ(%rdi)       /* odd while it changes */
+    jmp .Lsum_next
+.Lsum_add:                           /* rbx = the function's summary, esi = its slot */
+    movzbl %fs:TS_SUMK(%rcx,%rsi), %r11d /* h: the slot's bucket hint (below) */
     rdtsc
     shlq $32, %rdx
     orq %rdx, %rax                   /* t1 */
@@ -906,27 +878,28 @@ as_thunk_exit:
     movq %rax, SU_MAX(%rbx)
 .Lsum_max:
     orq $1, %rax
-    bsrq %rax, %rdx                  /* log2 (bucket 0 also holds 0 ns) */
+    bsrq %rax, %rdx                  /* k = log2 (bucket 0 also holds 0 ns) */
     cmpl $SU_LAST_BUCKET, %edx
     jbe .Lsum_bucket
     movl $SU_LAST_BUCKET, %edx
 .Lsum_bucket:
-    /* hist[k]++ as hist += onehot[k], 16 bytes at a time: every store and load of the
-     * table at a fixed address. A counter picked by k (known only once the timestamp
-     * is in) made the next call's loads wait on, or be replayed behind, a store whose
-     * address came last: about a quarter of the call's cost in the full-ring bench when
-     * durations straddle a bucket edge. Only the read-only row address depends on k. */
-    shlq $7, %rdx                    /* k * 128: the row of onehot */
-    leaq as_thunk_onehot(%rip), %r12
-    addq %rdx, %r12
-    .irp j, 0, 1, 2, 3, 4, 5, 6, 7
-    movdqu SU_HIST + 16 * \j(%rbx), %xmm2
-    paddd 16 * \j(%r12), %xmm2
-    movdqu %xmm2, SU_HIST + 16 * \j(%rbx)
-    .endr
+    /* hist[k]++ through the slot's hint h (0..30, per thread: as_tstate.sum_k), read
+     * before the timestamp: k is h or h + 1, so hist[h] += 1 - (k - h) and
+     * hist[h + 1] += k - h, two counters whose address is known long before k is. A
+     * counter picked by k itself, known only once the timestamp is in, made the next
+     * call's loads wait on, or be replayed behind, a store whose address came last:
+     * about a quarter of the call's cost in the full-ring bench when durations straddle
+     * a bucket edge. Any other k is counted at its own address, once, and moves h so
+     * that the window holds k. */
+    movl %edx, %eax
+    subl %r11d, %eax                 /* k - h */
+    cmpl $1, %eax
+    ja .Lsum_far
+    addl %eax, SU_HIST + 4(%rbx,%r11,4)
+    xorl $1, %eax
+    addl %eax, SU_HIST(%rbx,%r11,4)
+.Lsum_counted:
     addq $1, RG_SUMMARIZED(%rdi)
-    addl $1, %esi
-    movl %esi, RG_SUMSEQ(%rdi)       /* even: done */
     movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
     /* errno is as the call left it: a target with an error rule is never summarized here,
      * and only those have it cleared at entry */
@@ -938,6 +911,12 @@ as_thunk_exit:
     ja .Lexit_done
     movl %esi, %fs:CT_TOP(%rdx)
     jmp .Lexit_done
+.Lsum_far:                           /* k outside h, h + 1: counted at its address */
+    addl $1, SU_HIST(%rbx,%rdx,4)
+    cmpl %edx, %r11d                 /* carry: h < k */
+    sbbl $0, %edx                    /* h = k - 1 above the window, k below it (<= 30) */
+    movb %dl, %fs:TS_SUMK(%rcx,%rsi)
+    jmp .Lsum_counted
 .Lexit_unbusy:
     EXIT_SCRATCH_POP
 4:  movq %r8, %rax                   /* back to C, as at the landing */
