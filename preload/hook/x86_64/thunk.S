@@ -704,6 +704,106 @@ END(as_thunk_common)
     movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
 .endm
 
+/* The common exits' full ring (as_thunk_exit and as_thunk_full_exit), once EXIT_RECORD
+ * found no room and gave its claim back (rdi = the ring, rsi = head, eax = cap_len, r10 =
+ * the frame, rcx: as_hook_ts, rbx and r12 saved): under queue = drop the call is counted
+ * into its function's summary in the ring header (as_ring_sum_add in core/ring.h) when
+ * the table has that function already and its entry has no error rule, for no more than
+ * a record costs, and a typed call's arena space is freed; then jumps to done. Anything
+ * else (room after all, the end of data, a new function, an error rule to judge, the
+ * first summary of the process) jumps to unbusy, nothing changed but the cached limit.
+ * Changes rax, rdx, rsi, rbx, r11, r12 (no vector register). */
+.macro EXIT_SUMMARY unbusy, done
+    cmpl $AS_QUEUE_WAIT, as_cfg + CFG_QPOLICY(%rip)
+    je \unbusy
+    leaq REC_BYTES(%rsi,%rax), %rbx  /* head after the record, padding aside */
+    movq RG_TAIL(%rdi), %rdx
+    addq RG_SIZE(%rdi), %rdx         /* the consumer's tail + size: the real limit */
+    movq %rdx, RG_LIMIT(%rdi)
+    cmpq %rdx, %rbx
+    jbe \unbusy
+    movq as_thunk_sum_mult(%rip), %r12
+    testq %r12, %r12
+    jz \unbusy
+    movl FR_ID(%r10), %eax
+    leaq as_target_clears_errno(%rip), %rdx
+    cmpb $0, (%rdx,%rax)             /* an error rule to judge (only those clear errno) */
+    jne \unbusy
+    addl $1, %eax                    /* the table holds id + 1 */
+    leaq RG_SUMS(%rdi), %rbx
+    xorl %esi, %esi                  /* i: the slot */
+.Lsum_next\@:
+    cmpl RG_SUMN(%rdi), %esi
+    jae \unbusy
+    cmpl %eax, SU_ID(%rbx)
+    je .Lsum_add\@
+    addq $SU_SIZE, %rbx
+    addl $1, %esi
+    jmp .Lsum_next\@
+.Lsum_add\@:                         /* rbx = the function's summary, esi = its slot */
+    movzbl %fs:TS_SUMK(%rcx,%rsi), %r11d /* h: the slot's bucket hint (below) */
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax                   /* t1 */
+    movq %rax, SU_TLAST(%rbx)
+    subq FR_T0(%r10), %rax
+    jnc .Lsum_dur\@
+    xorl %eax, %eax                  /* t1 before t0: 0 */
+.Lsum_dur\@:
+    mulq %r12
+    shrdq $32, %rdx, %rax            /* ns = ticks * as_thunk_sum_mult >> 32 */
+    addq $1, SU_CALLS(%rbx)
+    addq %rax, SU_TOTAL(%rbx)
+    cmpq SU_MIN(%rbx), %rax
+    jae .Lsum_min\@
+    movq %rax, SU_MIN(%rbx)
+.Lsum_min\@:
+    cmpq SU_MAX(%rbx), %rax
+    jbe .Lsum_max\@
+    movq %rax, SU_MAX(%rbx)
+.Lsum_max\@:
+    orq $1, %rax
+    bsrq %rax, %rdx                  /* k = log2 (bucket 0 also holds 0 ns) */
+    cmpl $SU_LAST_BUCKET, %edx
+    jbe .Lsum_bucket\@
+    movl $SU_LAST_BUCKET, %edx
+.Lsum_bucket\@:
+    /* hist[k]++ through the slot's hint h (0..30, per thread: as_tstate.sum_k), read
+     * before the timestamp: k is h or h + 1, so hist[h] += 1 - (k - h) and
+     * hist[h + 1] += k - h, two counters whose address is known long before k is. A
+     * counter picked by k itself, known only once the timestamp is in, made the next
+     * call's loads wait on, or be replayed behind, a store whose address came last:
+     * about a quarter of the call's cost in the full-ring bench when durations straddle
+     * a bucket edge. Any other k is counted at its own address, once, and moves h so
+     * that the window holds k. */
+    movl %edx, %eax
+    subl %r11d, %eax                 /* k - h */
+    cmpl $1, %eax
+    ja .Lsum_far\@
+    addl %eax, SU_HIST + 4(%rbx,%r11,4)
+    xorl $1, %eax
+    addl %eax, SU_HIST(%rbx,%r11,4)
+.Lsum_counted\@:
+    addq $1, RG_SUMMARIZED(%rdi)
+    movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
+    /* errno is as the call left it: a target with an error rule is never summarized here,
+     * and only those have it cleared at entry */
+    movl FR_CAPOFF(%r10), %esi       /* a typed call's arena space is freed */
+    cmpl $-1, %esi
+    je \done
+    movq as_cap_ts@GOTTPOFF(%rip), %rdx
+    cmpl %fs:CT_TOP(%rdx), %esi
+    ja \done
+    movl %esi, %fs:CT_TOP(%rdx)
+    jmp \done
+.Lsum_far\@:                         /* k outside h, h + 1: counted at its address */
+    addl $1, SU_HIST(%rbx,%rdx,4)
+    cmpl %edx, %r11d                 /* carry: h < k */
+    sbbl $0, %edx                    /* h = k - 1 above the window, k below it (<= 30) */
+    movb %dl, %fs:TS_SUMK(%rcx,%rsi)
+    jmp .Lsum_counted\@
+.endm
+
 /* Exit landing: the instruction right after the call above (no alignment padding), also
  * the value the entry stores in the slot. Reached by the original's `ret` with rbp =
  * the shadow frame; the slot it popped (rsp - 8) is the ret_slot the entry saw, reused
@@ -824,99 +924,7 @@ as_thunk_exit:
     .cfi_restore_state
 .Lexit_unclaim:
     movq %rsi, RG_PENDING(%rdi)      /* = head: nothing open */
-    /* A full ring under queue = drop: the call is counted into its function's summary
-     * in the ring header (as_ring_sum_add in core/ring.h) when the table has that
-     * function already and its entry has no error rule, for no more than a record
-     * costs; anything else (room after all, the end of data, a new function, an error
-     * rule to judge, the first summary of the process) goes to C. eax = cap_len. */
-    cmpl $AS_QUEUE_WAIT, as_cfg + CFG_QPOLICY(%rip)
-    je .Lexit_unbusy
-    leaq REC_BYTES(%rsi,%rax), %rbx  /* head after the record, padding aside */
-    movq RG_TAIL(%rdi), %rdx
-    addq RG_SIZE(%rdi), %rdx         /* the consumer's tail + size: the real limit */
-    movq %rdx, RG_LIMIT(%rdi)
-    cmpq %rdx, %rbx
-    jbe .Lexit_unbusy
-    movq as_thunk_sum_mult(%rip), %r12
-    testq %r12, %r12
-    jz .Lexit_unbusy
-    movl FR_ID(%r10), %eax
-    leaq as_target_clears_errno(%rip), %rdx
-    cmpb $0, (%rdx,%rax)             /* an error rule to judge (only those clear errno) */
-    jne .Lexit_unbusy
-    addl $1, %eax                    /* the table holds id + 1 */
-    leaq RG_SUMS(%rdi), %rbx
-    xorl %esi, %esi                  /* i: the slot */
-.Lsum_next:
-    cmpl RG_SUMN(%rdi), %esi
-    jae .Lexit_unbusy
-    cmpl %eax, SU_ID(%rbx)
-    je .Lsum_add
-    addq $SU_SIZE, %rbx
-    addl $1, %esi
-    jmp .Lsum_next
-.Lsum_add:                           /* rbx = the function's summary, esi = its slot */
-    movzbl %fs:TS_SUMK(%rcx,%rsi), %r11d /* h: the slot's bucket hint (below) */
-    rdtsc
-    shlq $32, %rdx
-    orq %rdx, %rax                   /* t1 */
-    movq %rax, SU_TLAST(%rbx)
-    subq FR_T0(%r10), %rax
-    jnc .Lsum_dur
-    xorl %eax, %eax                  /* t1 before t0: 0 */
-.Lsum_dur:
-    mulq %r12
-    shrdq $32, %rdx, %rax            /* ns = ticks * as_thunk_sum_mult >> 32 */
-    addq $1, SU_CALLS(%rbx)
-    addq %rax, SU_TOTAL(%rbx)
-    cmpq SU_MIN(%rbx), %rax
-    jae .Lsum_min
-    movq %rax, SU_MIN(%rbx)
-.Lsum_min:
-    cmpq SU_MAX(%rbx), %rax
-    jbe .Lsum_max
-    movq %rax, SU_MAX(%rbx)
-.Lsum_max:
-    orq $1, %rax
-    bsrq %rax, %rdx                  /* k = log2 (bucket 0 also holds 0 ns) */
-    cmpl $SU_LAST_BUCKET, %edx
-    jbe .Lsum_bucket
-    movl $SU_LAST_BUCKET, %edx
-.Lsum_bucket:
-    /* hist[k]++ through the slot's hint h (0..30, per thread: as_tstate.sum_k), read
-     * before the timestamp: k is h or h + 1, so hist[h] += 1 - (k - h) and
-     * hist[h + 1] += k - h, two counters whose address is known long before k is. A
-     * counter picked by k itself, known only once the timestamp is in, made the next
-     * call's loads wait on, or be replayed behind, a store whose address came last:
-     * about a quarter of the call's cost in the full-ring bench when durations straddle
-     * a bucket edge. Any other k is counted at its own address, once, and moves h so
-     * that the window holds k. */
-    movl %edx, %eax
-    subl %r11d, %eax                 /* k - h */
-    cmpl $1, %eax
-    ja .Lsum_far
-    addl %eax, SU_HIST + 4(%rbx,%r11,4)
-    xorl $1, %eax
-    addl %eax, SU_HIST(%rbx,%r11,4)
-.Lsum_counted:
-    addq $1, RG_SUMMARIZED(%rdi)
-    movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
-    /* errno is as the call left it: a target with an error rule is never summarized here,
-     * and only those have it cleared at entry */
-    movl FR_CAPOFF(%r10), %esi       /* a typed call's arena space is freed */
-    cmpl $-1, %esi
-    je .Lexit_done
-    movq as_cap_ts@GOTTPOFF(%rip), %rdx
-    cmpl %fs:CT_TOP(%rdx), %esi
-    ja .Lexit_done
-    movl %esi, %fs:CT_TOP(%rdx)
-    jmp .Lexit_done
-.Lsum_far:                           /* k outside h, h + 1: counted at its address */
-    addl $1, SU_HIST(%rbx,%rdx,4)
-    cmpl %edx, %r11d                 /* carry: h < k */
-    sbbl $0, %edx                    /* h = k - 1 above the window, k below it (<= 30) */
-    movb %dl, %fs:TS_SUMK(%rcx,%rsi)
-    jmp .Lsum_counted
+    EXIT_SUMMARY .Lexit_unbusy, .Lexit_done
 .Lexit_unbusy:
     EXIT_SCRATCH_POP
 4:  movq %r8, %rax                   /* back to C, as at the landing */
@@ -1286,6 +1294,7 @@ as_thunk_full_exit:
     .cfi_offset %r12, -88
     EXIT_RECORD .Lfx_pop2, .Lfx_unclaim /* frame r10 is untyped: no items */
     EXIT_COMMIT
+.Lfx_done:                               /* also the end of a summarized call (below) */
     movq FR_RET(%r10), %rsi
     movq FR_RBP(%r10), %rdi
     movq %rsi, FX_SAVED + 16(%rsp)       /* the caller's real return address, in the slot */
@@ -1306,6 +1315,7 @@ as_thunk_full_exit:
     .cfi_restore_state
 .Lfx_unclaim:
     movq %rsi, RG_PENDING(%rdi)          /* = head: nothing open */
+    EXIT_SUMMARY .Lfx_pop2, .Lfx_done
 .Lfx_pop2:
     FX_POP_RBX_R12
 .Lfx_unbusy:
