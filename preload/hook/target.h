@@ -49,6 +49,24 @@ extern as_target as_targets[AS_MAX_TARGETS];
  * exactly as without the interposer: a function may read the caller's value
  * (PyErr_SetFromErrno, perror, printf's %m). Set before the id is published. */
 extern uint8_t as_target_clears_errno[AS_MAX_TARGETS];
+
+/* Per target id: how a call is judged against its entry's error rule from the return
+ * register and errno alone (as as_callrec_failed judges it), for the full-ring exit of
+ * the thunk, which counts failures without calling C: AS_JUDGE_* in the low byte, and in
+ * the high byte the bytes of rax above the returned value (8 - its size; 0 when rax is
+ * the value). Kept by as_target_get_in and as_target_set_proto in one 16-bit store: a
+ * call in flight sees the judge of one prototype or the other. */
+enum {
+    AS_JUDGE_NONE = 0,    /* no error rule: never failed, errno untouched */
+    AS_JUDGE_C,           /* judged in C (a float return) */
+    AS_JUDGE_NEVER,       /* a value rule on a function that returns no value to judge */
+    AS_JUDGE_ZERO,        /* failed when the value is 0 (null, zero, false) */
+    AS_JUDGE_NONZERO,     /* failed when it is not 0 */
+    AS_JUDGE_NEG,         /* failed when the value's sign bit is set (a signed type) */
+    AS_JUDGE_NEG_UNTYPED, /* failed when as_untyped_int reads it negative */
+    AS_JUDGE_ERRNO        /* failed when the call set errno */
+};
+extern uint16_t as_target_judge[AS_MAX_TARGETS];
 extern uint32_t as_ntargets; /* published with release semantics after filling */
 extern pthread_mutex_t as_targets_lock;
 

@@ -101,8 +101,10 @@ _Static_assert(offsetof(as_sum, id) == 0 && offsetof(as_sum, calls) == 8 &&
 _Static_assert(offsetof(as_settings, queue_policy) == 2568 && AGENTSIGHT_QUEUE_WAIT == 1 &&
                    sizeof(((as_settings *)0)->queue_policy) == 4,
                "CFG_QPOLICY, AS_QUEUE_WAIT in thunk.S");
-_Static_assert(sizeof(as_target_clears_errno[0]) == 1,
-               "as_target_clears_errno: the full-ring exit's test for an error rule");
+_Static_assert(sizeof(as_target_judge[0]) == 2 && AS_JUDGE_C == 1 && AS_JUDGE_ZERO == 3 &&
+                   AS_JUDGE_NONZERO == 4 && AS_JUDGE_NEG == 5 && AS_JUDGE_NEG_UNTYPED == 6 &&
+                   AS_JUDGE_ERRNO == 7 && offsetof(as_sum, errors) == 16,
+               "AS_JUDGE_*, SU_ERRORS in thunk.S");
 _Static_assert(offsetof(as_ring, head) == 0, "RG_HEAD");
 _Static_assert(offsetof(as_ring, pending) == 128, "RG_PENDING");
 _Static_assert(offsetof(as_ring, limit) == 136, "RG_LIMIT");

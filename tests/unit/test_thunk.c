@@ -30,6 +30,7 @@
 #include "core/ring.h"
 #include "hook/callrec.h"
 #include "hook/config.h"
+#include "hook/cproto.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
 #include "test_hotpath.h"
@@ -1087,6 +1088,127 @@ static void test_full_ring_buckets_full_stubs(void **state) {
     check_buckets(1);
 }
 
+/* Functions whose result is their argument (all of rax), for the error rules below. */
+NOIPA static long rv_untyped_neg(long v) {
+    return v;
+}
+NOIPA static long rv_untyped_zero(long v) {
+    return v;
+}
+NOIPA static long rv_untyped_nonzero(long v) {
+    return v;
+}
+NOIPA static long rv_int_neg(long v) {
+    return v;
+}
+NOIPA static long rv_short_zero(long v) {
+    return v;
+}
+NOIPA static long rv_uint_neg(long v) {
+    return v;
+}
+NOIPA static long rv_bool_false(long v) {
+    return v;
+}
+NOIPA static long rv_ptr_null(long v) {
+    return v;
+}
+/* Sets errno to v when v > 0; returns 0. */
+NOIPA static long rv_errno(long v) {
+    if (v > 0)
+        errno = (int)v;
+    return 0;
+}
+
+/* Proves a call into a full ring of a function with an error rule is counted by the
+ * assembly exit as failed exactly when as_callrec_failed says so (rules null, zero,
+ * false, nonzero, negative and errno; untyped, and typed int, short, unsigned, _Bool
+ * and pointer results, judged on the value's own bytes of rax), and leaves errno as the
+ * C exit does: what the call set, else the caller's value. */
+static void test_full_ring_error_rules(void **state) {
+    static const struct {
+        void *fn;
+        const char *name, *proto;
+        int rule;
+    } fns[] = {
+        {(void *)rv_untyped_neg, "rv_untyped_neg", NULL, AS_ERRIF_NEGATIVE},
+        {(void *)rv_untyped_zero, "rv_untyped_zero", NULL, AS_ERRIF_ZERO},
+        {(void *)rv_untyped_nonzero, "rv_untyped_nonzero", NULL, AS_ERRIF_NONZERO},
+        {(void *)rv_int_neg, "rv_int_neg", "int rv_int_neg(long v)", AS_ERRIF_NEGATIVE},
+        {(void *)rv_short_zero, "rv_short_zero", "short rv_short_zero(long v)", AS_ERRIF_ZERO},
+        {(void *)rv_uint_neg, "rv_uint_neg", "unsigned rv_uint_neg(long v)", AS_ERRIF_NEGATIVE},
+        {(void *)rv_bool_false, "rv_bool_false", "_Bool rv_bool_false(long v)", AS_ERRIF_FALSE},
+        {(void *)rv_ptr_null, "rv_ptr_null", "void *rv_ptr_null(long v)", AS_ERRIF_NULL},
+        {(void *)rv_errno, "rv_errno", NULL, AS_ERRIF_ERRNO},
+    };
+    enum { N = sizeof fns / sizeof fns[0] };
+    static as_entry entries[N];
+    long (*call[N])(long);
+    int ids[N];
+    for (int i = 0; i < N; i++) {
+        as_entry *e = &entries[i];
+        memset(e, 0, sizeof *e);
+        e->error_if = fns[i].rule;
+        e->max_string = AS_MAX_STRING_DEFAULT;
+        if (fns[i].proto) {
+            size_t no, nl, used;
+            as_cproto_err err;
+            assert_int_equal(as_cproto_parse(fns[i].proto, strlen(fns[i].proto), &e->proto, &no,
+                                             &nl, &used, &err),
+                             0);
+            e->has_proto = 1;
+        }
+        ids[i] = as_target_get(fns[i].fn, fns[i].name, NULL, "test_thunk", e);
+        assert_true(ids[i] >= 0);
+        call[i] = (long (*)(long))as_thunk_addr((uint32_t)ids[i]);
+    }
+    static const long vals[] = {0,           1,           -1,          0x80,         0xff,
+                                0x100,       0x8000,      0xffff,      0x10000,      0x7fffffff,
+                                0x80000000L, 0xffffffffL, 0xfffffffdL, 0x100000000L, -0x100000000L,
+                                LONG_MAX,    LONG_MIN,    2,           0x1ff00,      -2};
+    as_ring *small = as_ring_create(4096);
+    assert_non_null(small);
+    as_test_rings_add(small);
+    as_ring *mine = as_pipe_tring;
+    as_pipe_tring = small;
+    for (int k = 0; k < 20; k++) /* fills the ring; each function gets its slot */
+        for (int i = 0; i < N; i++)
+            call[i](0);
+    int bad = 0;
+    uint64_t c0 = c_exits;
+    for (int round = 0; round < 3; round++) {
+        for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
+            for (int i = 0; i < N; i++) {
+                as_sum *s = slot_of(small, ids[i]);
+                if (!s) {
+                    bad = 1;
+                    continue;
+                }
+                uint64_t calls = s->calls, errors = s->errors;
+                errno = 77;
+                long r = call[i](vals[v]);
+                int e_after = errno;
+                int set = fns[i].fn == (void *)rv_errno && vals[v] > 0 ? (int)vals[v] : 0;
+                int failed = as_callrec_failed((uint32_t)ids[i], (uint64_t)r, 0, 0, set ? set : 0);
+                if (s->calls != calls + 1 || s->errors != errors + (uint64_t)failed ||
+                    e_after != (set ? set : 77)) {
+                    fprintf(stderr, "%s(%#lx): calls +%llu errors +%llu (want %d) errno %d\n",
+                            fns[i].name, (unsigned long)vals[v],
+                            (unsigned long long)(s->calls - calls),
+                            (unsigned long long)(s->errors - errors), failed, e_after);
+                    bad = 1;
+                }
+            }
+        }
+    }
+    uint64_t through_c = c_exits - c0;
+    as_pipe_tring = mine;
+    assert_false(bad);
+    if (as_clock_use_tsc && as_thunk_crc)
+        assert_true(through_c < 20); /* the assembly exit judged them */
+    assert_int_equal(as_hook_depth(), 0);
+}
+
 /* Proves: through a full stub, a tracked call (through C, then through the assembly's
  * common entry and exit) and an untracked one (hooks switched off)
  * change no register on the way in or out (what gcc -fipa-ra callers of a static function
@@ -1188,6 +1310,7 @@ int main(void) {
         cmocka_unit_test_setup(test_full_ring_buckets, setup),
         cmocka_unit_test_setup(test_full_ring_buckets_full_stubs, setup),
         cmocka_unit_test_setup(test_full_ring_preserves_registers, setup),
+        cmocka_unit_test_setup(test_full_ring_error_rules, setup),
         cmocka_unit_test_setup(test_target_table, setup), /* last: fills the table */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

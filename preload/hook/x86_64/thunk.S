@@ -118,6 +118,7 @@
 #define RG_SUMS 1672
 #define SU_ID 0
 #define SU_CALLS 8
+#define SU_ERRORS 16
 #define SU_TOTAL 24
 #define SU_MIN 32
 #define SU_MAX 40
@@ -125,6 +126,13 @@
 #define SU_HIST 64
 #define SU_SIZE 192
 #define SU_LAST_BUCKET 31 /* AS_SUM_BUCKETS - 1 */
+/* as_target_judge (hook/target.h): the kind in the low byte. */
+#define AS_JUDGE_C 1
+#define AS_JUDGE_ZERO 3
+#define AS_JUDGE_NONZERO 4
+#define AS_JUDGE_NEG 5
+#define AS_JUDGE_NEG_UNTYPED 6
+#define AS_JUDGE_ERRNO 7
 /* as_cfg.queue_policy (core/settings.h), AGENTSIGHT_QUEUE_WAIT. */
 #define CFG_QPOLICY 2568
 #define AS_QUEUE_WAIT 1
@@ -726,9 +734,10 @@ END(as_thunk_common)
     testq %r12, %r12
     jz \unbusy
     movl FR_ID(%r10), %eax
-    leaq as_target_clears_errno(%rip), %rdx
-    cmpb $0, (%rdx,%rax)             /* an error rule to judge (only those clear errno) */
-    jne \unbusy
+    leaq as_target_judge(%rip), %rdx
+    movzwl (%rdx,%rax,2), %edx       /* its error rule's judge: kind, bytes above the value */
+    cmpb $AS_JUDGE_C, %dl
+    je \unbusy
     addl $1, %eax                    /* the table holds id + 1 */
     leaq RG_SUMS(%rdi), %rbx
     xorl %esi, %esi                  /* i: the slot */
@@ -741,6 +750,62 @@ END(as_thunk_common)
     addl $1, %esi
     jmp .Lsum_next\@
 .Lsum_add\@:                         /* rbx = the function's summary, esi = its slot */
+    /* The error rule (as_callrec_failed): whether the call failed, from rax (r8) and
+     * errno; then errno gets the caller's value back when the call set none (only
+     * targets with a rule clear it at entry). */
+    testb %dl, %dl
+    jz .Lsum_judged\@               /* no rule: never failed, errno as the call left it */
+    movzbl %dh, %eax
+    leaq as_thunk_judge_mask(%rip), %r11
+    movq (%r11,%rax,8), %rax         /* the bits of rax that hold the value */
+    xorl %r11d, %r11d                /* failed: 0 */
+    cmpb $AS_JUDGE_ZERO, %dl
+    je .Ljzero\@
+    cmpb $AS_JUDGE_NONZERO, %dl
+    je .Ljnonzero\@
+    cmpb $AS_JUDGE_NEG, %dl
+    je .Ljneg\@
+    cmpb $AS_JUDGE_NEG_UNTYPED, %dl
+    je .Ljnegu\@
+    cmpb $AS_JUDGE_ERRNO, %dl
+    jne .Ljudged\@                  /* AS_JUDGE_NEVER */
+    movq %fs:TS_ERRNO(%rcx), %rax
+    cmpl $0, (%rax)                  /* the call set errno */
+    setne %r11b
+    jmp .Ljudged\@
+.Ljzero\@:
+    testq %rax, %r8                  /* the value is 0 */
+    setz %r11b
+    jmp .Ljudged\@
+.Ljnonzero\@:
+    testq %rax, %r8
+    setnz %r11b
+    jmp .Ljudged\@
+.Ljneg\@:
+    movq %rax, %rdx
+    shrq $1, %rdx
+    xorq %rdx, %rax                  /* the value's sign bit */
+    testq %rax, %r8
+    setnz %r11b
+    jmp .Ljudged\@
+.Ljnegu\@:
+    movq %r8, %rax                   /* as_untyped_int: an int when the upper half is 0 */
+    shrq $32, %rax
+    jnz .Ljnegu64\@
+    testl %r8d, %r8d
+    sets %r11b
+    jmp .Ljudged\@
+.Ljnegu64\@:
+    testq %r8, %r8
+    sets %r11b
+.Ljudged\@:
+    addq %r11, SU_ERRORS(%rbx)
+    movq %fs:TS_ERRNO(%rcx), %rax
+    cmpl $0, (%rax)
+    jne .Lsum_judged\@
+    movl FR_ERRNO(%r10), %edx
+    movl %edx, (%rax)                /* the call set none: the caller's value back */
+.Lsum_judged\@:
     movzbl %fs:TS_SUMK(%rcx,%rsi), %r11d /* h: the slot's bucket hint (below) */
     rdtsc
     shlq $32, %rdx
@@ -786,8 +851,6 @@ END(as_thunk_common)
 .Lsum_counted\@:
     addq $1, RG_SUMMARIZED(%rdi)
     movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
-    /* errno is as the call left it: a target with an error rule is never summarized here,
-     * and only those have it cleared at entry */
     movl FR_CAPOFF(%r10), %esi       /* a typed call's arena space is freed */
     cmpl $-1, %esi
     je \done
@@ -1384,6 +1447,12 @@ as_thunk_full_exit:
 END(as_thunk_full_exit)
 
     .section .rodata
+/* as_thunk_judge_mask[j]: the bits of rax that hold a value of 8 - j bytes (the high
+ * byte of as_target_judge). */
+    .balign 8
+as_thunk_judge_mask:
+    .quad 0xffffffffffffffff, 0x00ffffffffffffff, 0x0000ffffffffffff, 0x000000ffffffffff
+    .quad 0x00000000ffffffff, 0x0000000000ffffff, 0x000000000000ffff, 0x00000000000000ff
 /* Where the typed entry finds integer argument register k (0: rdi .. 5: r9), relative to
  * rbp: the four scratch pushes (rax, rdx, rcx, rsi), then rdi, r8, r9. */
 .Lcap_arg_off:
