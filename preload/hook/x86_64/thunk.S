@@ -5,10 +5,13 @@
  * thread's ring, with no call and only a few scratch registers saved (about 140
  * instructions per untyped call instead of 235 through C). Typed calls whose parameters
  * all come in integer registers are captured here too (values and bounded string copies
- * into the thread's arena at entry, copied behind the record at exit). Every other case
- * (float, double or struct parameters, strings the kernel must read, a returned string, a
- * thread's first call, dead frames, a full ring or its end, the clock without the TSC)
- * saves the registers and asks C (preload/hook/thunk.c), before any side effect.
+ * into the thread's arena at entry, copied behind the record at exit). A call that finds
+ * its ring full (queue = drop) is counted into its function's summary here as well
+ * (EXIT_SUMMARY). Every other case (float, double or struct parameters, strings the
+ * kernel must read, a returned string, a thread's first call, dead frames, the ring's end,
+ * a full ring whose summary needs C: a function not yet in the table, a float result
+ * under an error rule, queue = wait; the clock without the TSC) saves the registers and
+ * asks C (preload/hook/thunk.c), before any side effect.
  *
  * Symbols the C side (preload/hook/thunk.c) relies on:
  *   as_thunk_stubs .. as_thunk_stubs_end   AS_MAX_TARGETS stubs, stub i at +16*i
