@@ -173,8 +173,8 @@ __thread as_tstate as_hook_ts;
 _Static_assert(offsetof(as_tstate, frames) == 0 && offsetof(as_tstate, depth) == 8 &&
                    offsetof(as_tstate, cap) == 12 && offsetof(as_tstate, busy) == 16 &&
                    offsetof(as_tstate, tid) == 20 && offsetof(as_tstate, errno_p) == 24 &&
-                   offsetof(as_tstate, sum_k) == 32 && AS_SUM_SLOTS <= 256,
-               "TS_* in thunk.S");
+                   offsetof(as_tstate, sum_k) == 32 && AS_SUM_SLOTS == 12,
+               "TS_*, AS_SUM_SLOTS in thunk.S");
 
 /* Threads with a shadow stack, and frames of exited threads whose slot still held our
  * landing (a coroutine parked there may return on another thread): searched only when a

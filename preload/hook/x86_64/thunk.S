@@ -129,6 +129,7 @@
 #define SU_HIST 64
 #define SU_SIZE 192
 #define SU_LAST_BUCKET 31 /* AS_SUM_BUCKETS - 1 */
+#define AS_SUM_SLOTS 12
 /* as_target_judge (hook/target.h): the kind in the low byte. */
 #define AS_JUDGE_C 1
 #define AS_JUDGE_ZERO 3
@@ -741,6 +742,8 @@ END(as_thunk_common)
     movzwl (%rdx,%rax,2), %edx       /* its error rule's judge: kind, bytes above the value */
     cmpb $AS_JUDGE_C, %dl
     je \unbusy
+    cmpl $AS_SUM_SLOTS, RG_SUMN(%rdi)
+    ja \unbusy                       /* never: the slot indexes as_tstate.sum_k below */
     addl $1, %eax                    /* the table holds id + 1 */
     leaq RG_SUMS(%rdi), %rbx
     xorl %esi, %esi                  /* i: the slot */
