@@ -720,10 +720,11 @@ END(as_thunk_common)
  * found no room and gave its claim back (rdi = the ring, rsi = head, eax = cap_len, r10 =
  * the frame, rcx: as_hook_ts, rbx and r12 saved): under queue = drop the call is counted
  * into its function's summary in the ring header (as_ring_sum_add in core/ring.h) when
- * the table has that function already and its entry has no error rule, for no more than
- * a record costs, and a typed call's arena space is freed; then jumps to done. Anything
- * else (room after all, the end of data, a new function, an error rule to judge, the
- * first summary of the process) jumps to unbusy, nothing changed but the cached limit.
+ * the table has that function already, its error rule (if any) judged as C would,
+ * errno as the C exit leaves it, for no more than a record costs, and a typed call's
+ * arena space is freed; then jumps to done. Anything else (room after all, the end of
+ * data, a new function, a float result under an error rule, the first summary of the
+ * process, queue = wait) jumps to unbusy, nothing changed but the cached limit.
  * Changes rax, rdx, rsi, rbx, r11, r12 (no vector register). */
 .macro EXIT_SUMMARY unbusy, done
     cmpl $AS_QUEUE_WAIT, as_cfg + CFG_QPOLICY(%rip)
