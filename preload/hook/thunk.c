@@ -101,9 +101,10 @@ _Static_assert(offsetof(as_sum, id) == 0 && offsetof(as_sum, calls) == 8 &&
 _Static_assert(offsetof(as_settings, queue_policy) == 2568 && AGENTSIGHT_QUEUE_WAIT == 1 &&
                    sizeof(((as_settings *)0)->queue_policy) == 4,
                "CFG_QPOLICY, AS_QUEUE_WAIT in thunk.S");
-_Static_assert(sizeof(as_target_judge[0]) == 2 && AS_JUDGE_C == 1 && AS_JUDGE_ZERO == 3 &&
+_Static_assert(sizeof(as_target_errif[0]) == 1 && AS_JUDGE_C == 1 && AS_JUDGE_ZERO == 3 &&
                    AS_JUDGE_NONZERO == 4 && AS_JUDGE_NEG == 5 && AS_JUDGE_NEG_UNTYPED == 6 &&
-                   AS_JUDGE_ERRNO == 7 && offsetof(as_sum, errors) == 16,
+                   AS_JUDGE_ERRNO == 7 && AS_JUDGE_DROP_SHIFT == 3 &&
+                   offsetof(as_sum, errors) == 16,
                "AS_JUDGE_*, SU_ERRORS in thunk.S");
 _Static_assert(offsetof(as_ring, head) == 0, "RG_HEAD");
 _Static_assert(offsetof(as_ring, pending) == 128, "RG_PENDING");
@@ -581,7 +582,7 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     /* A call with an error rule starts with errno 0 (the caller's value is errno_in): its
      * exit then sees what the call set, and restores the caller's value when it set none.
      * Any other call starts with the caller's value (it may read it). */
-    *ep = as_target_clears_errno[id] ? 0 : e;
+    *ep = as_target_errif[id] ? 0 : e;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out.frame = f;
@@ -638,7 +639,7 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
     f->t0 = ((uint64_t)hi << 32) | lo;
     __atomic_store_n(&t->depth, d + 1, __ATOMIC_RELEASE);
     *slot = landing;
-    if (as_target_clears_errno[id]) /* as in enter_slow */
+    if (as_target_errif[id]) /* as in enter_slow */
         *t->errno_p = 0;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
@@ -745,7 +746,7 @@ foreign_exit(as_tstate *t, as_retregs *regs, void **slot, uint64_t t1, int e, in
     }
     emit_rec(t, &f, t1, regs, e, AS_CALL_RETURNED);
     t->busy = was_busy;
-    *errno_in = as_target_clears_errno[f.id] ? f.errno_in : 0;
+    *errno_in = as_target_errif[f.id] ? f.errno_in : 0;
     as_exit_ret out = {f.ret, f.caller_rbp};
     return out;
 }
@@ -774,7 +775,7 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
     as_shadow_frame *f = &t->frames[k - 1];
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
-    int ein = as_target_clears_errno[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
+    int ein = as_target_errif[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
     int was_busy = t->busy;
     t->busy = 1; /* calls made by the pipeline (first ring of a thread) pass through */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -812,7 +813,7 @@ exit_typed(as_retregs *regs, char *rsp_at_landing, uint64_t t1, as_shadow_frame 
         return exit_slow(regs, rsp_at_landing, t1);
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
-    int ein = as_target_clears_errno[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
+    int ein = as_target_errif[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
     int was_busy = t->busy;
     t->busy = 1; /* a signal handler's call must not write into the open reservation */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -130,7 +130,7 @@
 #define SU_SIZE 192
 #define SU_LAST_BUCKET 31 /* AS_SUM_BUCKETS - 1 */
 #define AS_SUM_SLOTS 12
-/* as_target_judge (hook/target.h): the kind in the low byte. */
+/* as_target_errif (hook/target.h): the kind in the low 3 bits. */
 #define AS_JUDGE_C 1
 #define AS_JUDGE_ZERO 3
 #define AS_JUDGE_NONZERO 4
@@ -256,7 +256,7 @@ END(as_thunk_stubs)
 .endm
 
 /* The common entry's end, once the frame is filled (rsi = it, rcx as above): the first
- * timestamp, errno cleared when the target has an error rule (as_target_clears_errno:
+ * timestamp, errno cleared when the target has an error rule (as_target_errif:
  * the caller's value is in the frame; the exit tells what the call set, and gives the
  * caller's value back when the call set none; other calls keep errno as it is), the frame
  * counted, the landing in the slot, busy cleared, and the frame at [rbp] to be popped
@@ -267,7 +267,7 @@ END(as_thunk_stubs)
     orq %rax, %rdx
     movq %rdx, FR_T0(%rsi)
     movl FR_ID(%rsi), %eax
-    leaq as_target_clears_errno(%rip), %rdx
+    leaq as_target_errif(%rip), %rdx
     cmpb $0, (%rdx,%rax)
     je .Lstamp_errno\@
     movq %fs:TS_ERRNO(%rcx), %rax
@@ -671,7 +671,7 @@ END(as_thunk_common)
     testl %esi, %esi
     jnz 1f
     movl FR_ID(%r10), %edx
-    leaq as_target_clears_errno(%rip), %rsi
+    leaq as_target_errif(%rip), %rsi
     cmpb $0, (%rsi,%rdx)
     je 2f                            /* errno was not cleared: the call left it so */
     movl FR_ERRNO(%r10), %edx
@@ -739,8 +739,8 @@ END(as_thunk_common)
     testq %r12, %r12
     jz \unbusy
     movl FR_ID(%r10), %eax
-    leaq as_target_judge(%rip), %rdx
-    movzwl (%rdx,%rax,2), %edx       /* its error rule's judge: kind, bytes above the value */
+    leaq as_target_errif(%rip), %rdx
+    movzbl (%rdx,%rax), %edx         /* its error rule's judge: kind, bytes above the value */
     cmpb $AS_JUDGE_C, %dl
     je \unbusy
     cmpl $AS_SUM_SLOTS, RG_SUMN(%rdi)
@@ -762,7 +762,9 @@ END(as_thunk_common)
      * targets with a rule clear it at entry). */
     testb %dl, %dl
     jz .Lsum_judged\@               /* no rule: never failed, errno as the call left it */
-    movzbl %dh, %eax
+    movl %edx, %eax
+    shrl $3, %eax                    /* AS_JUDGE_DROP_SHIFT */
+    andl $7, %edx                    /* the kind */
     leaq as_thunk_judge_mask(%rip), %r11
     movq (%r11,%rax,8), %rax         /* the bits of rax that hold the value */
     xorl %r11d, %r11d                /* failed: 0 */
@@ -1454,8 +1456,8 @@ as_thunk_full_exit:
 END(as_thunk_full_exit)
 
     .section .rodata
-/* as_thunk_judge_mask[j]: the bits of rax that hold a value of 8 - j bytes (the high
- * byte of as_target_judge). */
+/* as_thunk_judge_mask[j]: the bits of rax that hold a value of 8 - j bytes (j: the bytes
+ * above the value, in as_target_errif). */
     .balign 8
 as_thunk_judge_mask:
     .quad 0xffffffffffffffff, 0x00ffffffffffffff, 0x0000ffffffffffff, 0x000000ffffffffff
