@@ -31,6 +31,8 @@
 # exporter does not drain (AGENTSIGHT_TEST_POLL_MS): after the first ~900 records every
 # call finds its ring full and is counted into its function's summary (queue = drop). The
 # goal: no dearer than a call that records (agentsight_null_typed / _untyped).
+# agentsight_ringfull_errif: the same untyped calls with an error rule (`f capture=none
+# error_if=negative`), judged by the full-ring exit too.
 #
 # Environment: BUILD (default build), CALLS (per batch, default 10000), BATCHES (101),
 # REPEAT (rounds: processes per row, default 5; the median is kept),
@@ -68,6 +70,7 @@ printf '[actions]\nf\n' >"$TMP/bench.conf"
 printf '[actions]\nf capture=none\n' >"$TMP/bench_untyped.conf"
 printf '[actions]\nint fs(const char *s)\n' >"$TMP/bench_str.conf"
 printf '[actions]\nfs capture=none\n' >"$TMP/bench_str_untyped.conf"
+printf '[actions]\nf capture=none error_if=negative\n' >"$TMP/bench_errif.conf"
 
 declare -A NS
 declare -A VALS
@@ -165,7 +168,7 @@ for ((round = 0; round < REPEAT; round++)); do
         irow agentsight_file int bench.conf 51 "file:$TMP/actions.jsonl"
         rm -f "$TMP/actions.jsonl"
         # A ring that stays full: every timed call takes the summary path.
-        for m in typed:bench.conf untyped:bench_untyped.conf; do
+        for m in typed:bench.conf untyped:bench_untyped.conf errif:bench_errif.conf; do
             run "agentsight_ringfull_${m%%:*}" 2000000 9 120 int env LD_PRELOAD="$PRE" \
                 AGENTSIGHT_CONFIG="$TMP/${m##*:}" AGENTSIGHT_OUTPUT=null BENCH_PAUSE_MS=0 \
                 AGENTSIGHT_QUEUE_BYTES=65536 AGENTSIGHT_TEST_POLL_MS=600000 \

@@ -114,16 +114,12 @@ int as_ring_sum_flush(as_ring *r) {
             return 0;
         uint32_t last = r->sum_n - 1;
         as_sum_rec_fill(s, &r->sums[last]);
-        uint32_t seq = atomic_load_explicit(&r->sum_seq, memory_order_relaxed);
-        atomic_store_explicit(&r->sum_seq, seq + 1, memory_order_relaxed);
-        atomic_signal_fence(memory_order_seq_cst);
         /* Taken out of the table before the record is visible: a reader of a dead
          * process's file sees the call in one place or the other (the record is
          * committed right after; a death in between loses this one summary). */
         memset(&r->sums[last], 0, sizeof r->sums[last]);
         __atomic_store_n(&r->sum_n, last, __ATOMIC_RELAXED);
         atomic_signal_fence(memory_order_seq_cst);
-        atomic_store_explicit(&r->sum_seq, seq + 2, memory_order_release);
         as_ring_commit(r);
     }
     return 1;

@@ -24,9 +24,9 @@
  *                summarized   calls counted into the summary table instead of recorded
  *   offset 192   magic, version, size, mask, map_len, file flag (set once)
  *   offset 256   as_ring_info: who wrote the ring (file-backed rings; zero otherwise)
- *   then         sum_seq, sum_n, sums[AS_SUM_SLOTS]: per-function summaries of calls that
- *                found the ring full (queue = drop), producer-written; moved into the
- *                ring as AS_MSG_SUMMARY records once there is room (as_ring_sum_*)
+ *   then         sum_spare, sum_n, sums[AS_SUM_SLOTS]: per-function summaries of calls
+ *                that found the ring full (queue = drop), producer-written; moved into
+ *                the ring as AS_MSG_SUMMARY records once there is room (as_ring_sum_*)
  *   offset 4096  data[size]: records
  *
  * A record is an 8-byte header {uint32 len; uint16 kind; uint16 tag} then len payload
@@ -110,9 +110,10 @@ typedef struct as_ring {
     uint64_t mask;
     uint64_t map_len;
     _Alignas(64) as_ring_info info;
-    /* Summaries (queue = drop): written by the producer only; sum_seq is odd while it
-     * changes them (readers of a ring no one writes any more ignore it). */
-    _Alignas(64) _Atomic uint32_t sum_seq;
+    /* Summaries (queue = drop): written by the producer only. sum_spare is not written
+     * (rings of earlier builds counted changes of the table in it; no reader ever used
+     * it: a ring's table is read once no one writes it any more). */
+    _Alignas(64) uint32_t sum_spare;
     uint32_t sum_n; /* slots in use (written with __atomic_store_n: the exporter peeks) */
     as_sum sums[AS_SUM_SLOTS];
 } as_ring;
@@ -314,9 +315,6 @@ static inline int as_ring_sum_add(as_ring *r, uint32_t id, int32_t tid, uint64_t
     }
     if (!s && n >= AS_SUM_SLOTS)
         return 0;
-    uint32_t seq = atomic_load_explicit(&r->sum_seq, memory_order_relaxed);
-    atomic_store_explicit(&r->sum_seq, seq + 1, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst);
     if (!s) {
         s = &r->sums[n];
         *s = (as_sum){.id = id + 1, .tid = tid, .min_ns = dur_ns, .t_first = t0};
@@ -334,8 +332,6 @@ static inline int as_ring_sum_add(as_ring *r, uint32_t id, int32_t tid, uint64_t
     atomic_store_explicit(&r->summarized,
                           atomic_load_explicit(&r->summarized, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst);
-    atomic_store_explicit(&r->sum_seq, seq + 2, memory_order_release);
     r->limit = 0; /* the next write goes through as_ring_sum_flush */
     return 1;
 }

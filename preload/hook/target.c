@@ -13,9 +13,55 @@
 #define AS_STUB_SIZE 16
 
 as_target as_targets[AS_MAX_TARGETS] AS_BIG_BSS;
-uint8_t as_target_clears_errno[AS_MAX_TARGETS] AS_BIG_BSS;
+uint8_t as_target_errif[AS_MAX_TARGETS] AS_BIG_BSS;
 uint32_t as_ntargets;
 pthread_mutex_t as_targets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Returns the judge (as_target_errif) of calls of a function of entry e and prototype p
+ * (NULL: untyped): what as_rec_failed answers for each rule and return type. */
+static uint8_t judge_of(const as_entry *e, const as_proto *p) {
+    if (!e || e->error_if == AS_ERRIF_NONE)
+        return AS_JUDGE_NONE;
+    if (e->error_if == AS_ERRIF_ERRNO)
+        return AS_JUDGE_ERRNO;
+    int is_signed = 0;
+    unsigned size = 8;
+    if (!p) {
+        if (e->error_if == AS_ERRIF_NEGATIVE)
+            return AS_JUDGE_NEG_UNTYPED;
+    } else {
+        switch (p->ret.kind) {
+        case AS_K_SINT:
+        case AS_K_UINT:
+            is_signed = p->ret.kind == AS_K_SINT;
+            size = p->ret.size >= 1 && p->ret.size < 8 ? p->ret.size : 8; /* sext, zext */
+            break;
+        case AS_K_BOOL:
+            size = 1;
+            break;
+        case AS_K_PTR:
+        case AS_K_STR:
+            break;
+        case AS_K_FLOAT:
+            return AS_JUDGE_C;
+        default:
+            return AS_JUDGE_NEVER; /* void, aggregates: no value to judge */
+        }
+    }
+    uint8_t drop = (uint8_t)((8 - size) << AS_JUDGE_DROP_SHIFT);
+    switch (e->error_if) {
+    case AS_ERRIF_NULL:
+    case AS_ERRIF_ZERO:
+    case AS_ERRIF_FALSE:
+        return (uint8_t)(AS_JUDGE_ZERO | drop);
+    case AS_ERRIF_NONZERO:
+        return (uint8_t)(AS_JUDGE_NONZERO | drop);
+    case AS_ERRIF_NEGATIVE:
+        return is_signed ? (uint8_t)(AS_JUDGE_NEG | drop) : AS_JUDGE_NEVER;
+    default:
+        return AS_JUDGE_NEVER;
+    }
+}
 
 /* Returns the id of the target whose original is orig, adding it when absent; -1 when
  * orig is NULL or the table is full (nothing changed then). Strings are borrowed for the
@@ -56,7 +102,6 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
     t->obj_lo = obj_lo;
     t->obj_hi = obj_hi;
     t->retired = 0;
-    as_target_clears_errno[n] = entry && entry->error_if != AS_ERRIF_NONE;
     /* Readers index as_targets[id] only with ids handed out after this store. */
     __atomic_store_n(&as_ntargets, n + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&as_targets_lock);
@@ -65,6 +110,7 @@ int as_target_get_in(void *orig, const char *symbol, const char *action_name, co
 
 void as_target_set_proto(as_target *t, const as_proto *p) {
     __atomic_store_n(&t->proto, p, __ATOMIC_RELEASE);
+    __atomic_store_n(&as_target_errif[t - as_targets], judge_of(t->entry, p), __ATOMIC_RELEASE);
     /* AS_CAPTURES_ASM cleared: the plan, made once per target, was for another one */
     __atomic_store_n(&t->captures,
                      p != NULL && !(t->entry && t->entry->capture_none) ? AS_CAPTURES : 0,

@@ -43,12 +43,29 @@ typedef struct as_target {
 
 extern as_target as_targets[AS_MAX_TARGETS];
 
-/* Per target id: 1 when its entry has an error_if rule. Only then is errno 0 while a call
- * runs (the caller's value given back when the call sets none), so that the rule sees
- * what the call set, ENOENT after ENOENT included. Every other call sees and leaves errno
- * exactly as without the interposer: a function may read the caller's value
- * (PyErr_SetFromErrno, perror, printf's %m). Set before the id is published. */
-extern uint8_t as_target_clears_errno[AS_MAX_TARGETS];
+/* Per target id: 0 when its entry has no error_if rule. Only a target with one has errno
+ * 0 while a call runs (the caller's value given back when the call sets none), so that
+ * the rule sees what the call set, ENOENT after ENOENT included. Every other call sees
+ * and leaves errno exactly as without the interposer: a function may read the caller's
+ * value (PyErr_SetFromErrno, perror, printf's %m). Non-zero, it also says how a call is
+ * judged against the rule from the return register and errno alone (as
+ * as_callrec_failed judges it), for the full-ring exit of the thunk, which counts
+ * failures without calling C: AS_JUDGE_* in the low 3 bits, and from bit
+ * AS_JUDGE_DROP_SHIFT the bytes of rax above the returned value (8 - its size; 0 when
+ * rax is the value). Set before the id is published, and again by as_target_set_proto
+ * (one byte store, non-zero either way: a call in flight sees one judge or the other). */
+enum {
+    AS_JUDGE_NONE = 0,    /* no error rule: never failed, errno untouched */
+    AS_JUDGE_C,           /* judged in C (a float return) */
+    AS_JUDGE_NEVER,       /* a value rule on a function that returns no value to judge */
+    AS_JUDGE_ZERO,        /* failed when the value is 0 (null, zero, false) */
+    AS_JUDGE_NONZERO,     /* failed when it is not 0 */
+    AS_JUDGE_NEG,         /* failed when the value's sign bit is set (a signed type) */
+    AS_JUDGE_NEG_UNTYPED, /* failed when as_untyped_int reads it negative */
+    AS_JUDGE_ERRNO        /* failed when the call set errno */
+};
+#define AS_JUDGE_DROP_SHIFT 3
+extern uint8_t as_target_errif[AS_MAX_TARGETS];
 extern uint32_t as_ntargets; /* published with release semantics after filling */
 extern pthread_mutex_t as_targets_lock;
 

@@ -90,9 +90,8 @@ _Static_assert(offsetof(as_shadow_frame, ret_items) == 52, "FR_REPORTED + 4");
 _Static_assert(sizeof(as_shadow_frame) == 56, "FR_SIZE");
 _Static_assert(offsetof(as_target, orig) == 0, "T_ORIG");
 _Static_assert(offsetof(as_ring, tail) == 64 && offsetof(as_ring, summarized) == 160 &&
-                   offsetof(as_ring, sum_seq) == 1664 && offsetof(as_ring, sum_n) == 1668 &&
-                   offsetof(as_ring, sums) == 1672,
-               "RG_TAIL, RG_SUMMARIZED, RG_SUMSEQ, RG_SUMN, RG_SUMS in thunk.S");
+                   offsetof(as_ring, sum_n) == 1668 && offsetof(as_ring, sums) == 1672,
+               "RG_TAIL, RG_SUMMARIZED, RG_SUMN, RG_SUMS in thunk.S");
 _Static_assert(offsetof(as_sum, id) == 0 && offsetof(as_sum, calls) == 8 &&
                    offsetof(as_sum, total_ns) == 24 && offsetof(as_sum, min_ns) == 32 &&
                    offsetof(as_sum, max_ns) == 40 && offsetof(as_sum, t_last) == 56 &&
@@ -102,9 +101,11 @@ _Static_assert(offsetof(as_sum, id) == 0 && offsetof(as_sum, calls) == 8 &&
 _Static_assert(offsetof(as_settings, queue_policy) == 2568 && AGENTSIGHT_QUEUE_WAIT == 1 &&
                    sizeof(((as_settings *)0)->queue_policy) == 4,
                "CFG_QPOLICY, AS_QUEUE_WAIT in thunk.S");
-_Static_assert(offsetof(as_target, entry) == 32 && offsetof(as_entry, error_if) == 1456 &&
-                   sizeof(((as_entry *)0)->error_if) == 4 && AS_ERRIF_NONE == 0,
-               "T_ENTRY, E_ERRIF in thunk.S");
+_Static_assert(sizeof(as_target_errif[0]) == 1 && AS_JUDGE_C == 1 && AS_JUDGE_ZERO == 3 &&
+                   AS_JUDGE_NONZERO == 4 && AS_JUDGE_NEG == 5 && AS_JUDGE_NEG_UNTYPED == 6 &&
+                   AS_JUDGE_ERRNO == 7 && AS_JUDGE_DROP_SHIFT == 3 &&
+                   offsetof(as_sum, errors) == 16,
+               "AS_JUDGE_*, SU_ERRORS in thunk.S");
 _Static_assert(offsetof(as_ring, head) == 0, "RG_HEAD");
 _Static_assert(offsetof(as_ring, pending) == 128, "RG_PENDING");
 _Static_assert(offsetof(as_ring, limit) == 136, "RG_LIMIT");
@@ -144,6 +145,10 @@ typedef struct as_tstate {
                                 exiting: nested calls pass through */
     int32_t tid;             /* cached gettid(), 0 = not yet (reset in a fork child) */
     int *errno_p;            /* this thread's errno (saves a libc call per read) */
+    /* Per slot of the thread's summary table: the lower of the two histogram buckets the
+     * full-ring exit in thunk.S counts a call into without waiting for its duration
+     * (0..AS_SUM_BUCKETS - 2; only a guess: a call outside it is counted all the same) */
+    uint8_t sum_k[AS_SUM_SLOTS];
 } as_tstate;
 
 /* The mapping behind frames: what the slow paths need, then the frames. */
@@ -168,8 +173,9 @@ static inline as_shadow *shadow_of(const as_tstate *t) {
 __thread as_tstate as_hook_ts;
 _Static_assert(offsetof(as_tstate, frames) == 0 && offsetof(as_tstate, depth) == 8 &&
                    offsetof(as_tstate, cap) == 12 && offsetof(as_tstate, busy) == 16 &&
-                   offsetof(as_tstate, tid) == 20 && offsetof(as_tstate, errno_p) == 24,
-               "TS_* in thunk.S");
+                   offsetof(as_tstate, tid) == 20 && offsetof(as_tstate, errno_p) == 24 &&
+                   offsetof(as_tstate, sum_k) == 32 && AS_SUM_SLOTS == 12,
+               "TS_*, AS_SUM_SLOTS in thunk.S");
 
 /* Threads with a shadow stack, and frames of exited threads whose slot still held our
  * landing (a coroutine parked there may return on another thread): searched only when a
@@ -576,7 +582,7 @@ __attribute__((noinline)) static as_enter_ret enter_slow(uint32_t id, as_regs *r
     /* A call with an error rule starts with errno 0 (the caller's value is errno_in): its
      * exit then sees what the call set, and restores the caller's value when it set none.
      * Any other call starts with the caller's value (it may read it). */
-    *ep = as_target_clears_errno[id] ? 0 : e;
+    *ep = as_target_errif[id] ? 0 : e;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
     out.frame = f;
@@ -633,7 +639,7 @@ __attribute__((always_inline)) static inline int enter_fast(uint32_t id, as_regs
     f->t0 = ((uint64_t)hi << 32) | lo;
     __atomic_store_n(&t->depth, d + 1, __ATOMIC_RELEASE);
     *slot = landing;
-    if (as_target_clears_errno[id]) /* as in enter_slow */
+    if (as_target_errif[id]) /* as in enter_slow */
         *t->errno_p = 0;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->busy = 0;
@@ -740,7 +746,7 @@ foreign_exit(as_tstate *t, as_retregs *regs, void **slot, uint64_t t1, int e, in
     }
     emit_rec(t, &f, t1, regs, e, AS_CALL_RETURNED);
     t->busy = was_busy;
-    *errno_in = as_target_clears_errno[f.id] ? f.errno_in : 0;
+    *errno_in = as_target_errif[f.id] ? f.errno_in : 0;
     as_exit_ret out = {f.ret, f.caller_rbp};
     return out;
 }
@@ -769,7 +775,7 @@ __attribute__((noinline)) static as_exit_ret exit_slow(as_retregs *regs, char *r
     as_shadow_frame *f = &t->frames[k - 1];
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
-    int ein = as_target_clears_errno[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
+    int ein = as_target_errif[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
     int was_busy = t->busy;
     t->busy = 1; /* calls made by the pipeline (first ring of a thread) pass through */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -807,7 +813,7 @@ exit_typed(as_retregs *regs, char *rsp_at_landing, uint64_t t1, as_shadow_frame 
         return exit_slow(regs, rsp_at_landing, t1);
     /* read before the frame is freed for a signal handler */
     as_exit_ret out = {f->ret, f->caller_rbp};
-    int ein = as_target_clears_errno[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
+    int ein = as_target_errif[f->id] ? f->errno_in : 0; /* 0: errno not cleared */
     int was_busy = t->busy;
     t->busy = 1; /* a signal handler's call must not write into the open reservation */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -914,6 +920,11 @@ int as_hook_report_live(void) {
 
 uint64_t as_hook_untracked(void) {
     return __atomic_load_n(&untracked_calls, __ATOMIC_RELAXED);
+}
+
+uint64_t as_hook_top_t0(void) {
+    uint32_t k = as_hook_ts.depth;
+    return k && as_hook_ts.frames ? as_hook_ts.frames[k - 1].t0 : 0;
 }
 
 uint32_t as_hook_depth(void) {

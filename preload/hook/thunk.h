@@ -114,6 +114,10 @@ uint64_t as_hook_untracked(void);
 /* Number of tracked calls in flight on the calling thread (for tests). */
 uint32_t as_hook_depth(void);
 
+/* The entry timestamp (raw clock) of the innermost tracked call in flight on the calling
+ * thread, 0 when none (for tests: a wrapped function reads its own call's). */
+uint64_t as_hook_top_t0(void);
+
 /* Records every tracked call in flight on the calling thread as not returned (now), once:
  * for a process that ends inside a wrapped function (exit() in it; the pipeline's at-exit
  * flush calls this) or replaces its image (exec: call it before the flush). The frames

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 #include "core/ring.h"
 #include "hook/callrec.h"
 #include "hook/config.h"
+#include "hook/cproto.h"
 #include "hook/target.h"
 #include "hook/thunk.h"
 #include "test_hotpath.h"
@@ -983,6 +985,230 @@ static void test_full_ring_summary(void **state) {
     assert_int_equal(as_hook_depth(), 0);
 }
 
+/* Spins for at least ns ns (a clock_gettime loop); keeps its own call's entry timestamp
+ * in spin_t0 (of spin_a or spin_b: two functions, two summary slots). */
+static uint64_t spin_t0;
+static void spin_for(uint64_t ns) {
+    spin_t0 = as_hook_top_t0();
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; ns && i < 100000000; i++) {
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        if ((uint64_t)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)) >= ns)
+            break;
+    }
+}
+NOIPA static int spin_a(uint64_t ns) {
+    spin_for(ns);
+    return 7;
+}
+NOIPA static int spin_b(uint64_t ns) {
+    spin_for(ns);
+    return 8;
+}
+
+/* The summary slot of target id in r (NULL when it has none). */
+static as_sum *slot_of(as_ring *r, int id) {
+    for (uint32_t i = 0; i < r->sum_n; i++)
+        if (r->sums[i].id == (uint32_t)id + 1)
+            return &r->sums[i];
+    return NULL;
+}
+
+/* Makes 3000 calls of spin_a and spin_b in turn (through their full-preservation stubs
+ * when full is set) into a full ring, each checked as test_full_ring_buckets says. */
+static void check_buckets(int full) {
+    int ida = as_target_get((void *)spin_a, "spin_a", NULL, "test_thunk", NULL);
+    int idb = as_target_get((void *)spin_b, "spin_b", NULL, "test_thunk", NULL);
+    assert_true(ida >= 0 && idb >= 0);
+    int (*fa)(uint64_t) = (int (*)(uint64_t))(full ? as_thunk_addr_full((uint32_t)ida)
+                                                   : as_thunk_addr((uint32_t)ida));
+    int (*fb)(uint64_t) = (int (*)(uint64_t))(full ? as_thunk_addr_full((uint32_t)idb)
+                                                   : as_thunk_addr((uint32_t)idb));
+    as_ring *small = as_ring_create(4096);
+    assert_non_null(small);
+    as_test_rings_add(small);
+    as_ring *mine = as_pipe_tring;
+    as_pipe_tring = small;
+    for (int i = 0; i < 100; i++) /* fills the ring; each function gets its slot */
+        assert_int_equal(fa(0) + fb(0), 15);
+    assert_non_null(slot_of(small, ida));
+    assert_non_null(slot_of(small, idb));
+    static const uint64_t pick[] = {0, 0, 0, 0, 0, 0, 40, 100, 300, 1000, 3000, 20000, 70000};
+    uint32_t rnd = 12345;
+    enum { CALLS = 3000 };
+    int bad = 0;
+    uint64_t c0 = c_exits;
+    for (int i = 0; i < CALLS && !bad; i++) {
+        rnd = rnd * 1103515245u + 12345u;
+        /* runs of one duration, then a jump: the guess is kept, then moved */
+        uint64_t ns = pick[(rnd >> 16) % (sizeof pick / sizeof pick[0])];
+        int b = (i / 3) & 1;
+        as_sum *s = slot_of(small, b ? idb : ida);
+        as_sum before = *s;
+        uint64_t head = as_ring_head(small);
+        assert_int_equal(b ? fb(ns) : fa(ns), b ? 8 : 7);
+        uint64_t t0 = spin_t0;
+        as_sum after = *s;
+        uint64_t ticks = after.t_last > t0 ? after.t_last - t0 : 0;
+        uint64_t dur = (uint64_t)(((unsigned __int128)ticks * as_thunk_sum_mult) >> 32);
+        unsigned k = as_sum_bucket(dur);
+        bad |= as_ring_head(small) != head || after.calls != before.calls + 1 ||
+               after.total_ns != before.total_ns + dur ||
+               after.min_ns != (dur < before.min_ns ? dur : before.min_ns) ||
+               after.max_ns != (dur > before.max_ns ? dur : before.max_ns);
+        for (unsigned j = 0; j < AS_SUM_BUCKETS; j++)
+            bad |= after.hist[j] != before.hist[j] + (j == k);
+        if (bad)
+            fprintf(stderr, "call %d: %llu ns, bucket %u, calls %llu -> %llu\n", i,
+                    (unsigned long long)dur, k, (unsigned long long)before.calls,
+                    (unsigned long long)after.calls);
+    }
+    uint64_t through_c = c_exits - c0;
+    as_pipe_tring = mine;
+    assert_false(bad);
+    if (as_clock_use_tsc && as_thunk_crc)
+        assert_true(through_c < 20); /* the assembly exit counted them */
+    assert_int_equal(as_hook_depth(), 0);
+}
+
+/* Proves every call summarized into a full ring lands in exactly the histogram bucket of
+ * its own duration (as_sum_bucket of (t1 - t0) at the summary's factor, t1 the summary's
+ * t_last, t0 the call's entry timestamp), with calls, total, min and max moved by that
+ * call alone: durations that stay in one bucket, straddle two, and jump up and down by
+ * many (the assembly exit counts a call through a per-slot guess of its bucket and must
+ * count it right whatever the guess), for two functions in turn (two slots). */
+static void test_full_ring_buckets(void **state) {
+    check_buckets(0);
+}
+
+/* Proves the same through the full-preservation stubs of entry patches, whose exit
+ * counts a call into a full ring with the same assembly. */
+static void test_full_ring_buckets_full_stubs(void **state) {
+    check_buckets(1);
+}
+
+/* Functions whose result is their argument (all of rax), for the error rules below. */
+NOIPA static long rv_untyped_neg(long v) {
+    return v;
+}
+NOIPA static long rv_untyped_zero(long v) {
+    return v;
+}
+NOIPA static long rv_untyped_nonzero(long v) {
+    return v;
+}
+NOIPA static long rv_int_neg(long v) {
+    return v;
+}
+NOIPA static long rv_short_zero(long v) {
+    return v;
+}
+NOIPA static long rv_uint_neg(long v) {
+    return v;
+}
+NOIPA static long rv_bool_false(long v) {
+    return v;
+}
+NOIPA static long rv_ptr_null(long v) {
+    return v;
+}
+/* Sets errno to v when v > 0; returns 0. */
+NOIPA static long rv_errno(long v) {
+    if (v > 0)
+        errno = (int)v;
+    return 0;
+}
+
+/* Proves a call into a full ring of a function with an error rule is counted by the
+ * assembly exit as failed exactly when as_callrec_failed says so (rules null, zero,
+ * false, nonzero, negative and errno; untyped, and typed int, short, unsigned, _Bool
+ * and pointer results, judged on the value's own bytes of rax), and leaves errno as the
+ * C exit does: what the call set, else the caller's value. */
+static void test_full_ring_error_rules(void **state) {
+    static const struct {
+        void *fn;
+        const char *name, *proto;
+        int rule;
+    } fns[] = {
+        {(void *)rv_untyped_neg, "rv_untyped_neg", NULL, AS_ERRIF_NEGATIVE},
+        {(void *)rv_untyped_zero, "rv_untyped_zero", NULL, AS_ERRIF_ZERO},
+        {(void *)rv_untyped_nonzero, "rv_untyped_nonzero", NULL, AS_ERRIF_NONZERO},
+        {(void *)rv_int_neg, "rv_int_neg", "int rv_int_neg(long v)", AS_ERRIF_NEGATIVE},
+        {(void *)rv_short_zero, "rv_short_zero", "short rv_short_zero(long v)", AS_ERRIF_ZERO},
+        {(void *)rv_uint_neg, "rv_uint_neg", "unsigned rv_uint_neg(long v)", AS_ERRIF_NEGATIVE},
+        {(void *)rv_bool_false, "rv_bool_false", "_Bool rv_bool_false(long v)", AS_ERRIF_FALSE},
+        {(void *)rv_ptr_null, "rv_ptr_null", "void *rv_ptr_null(long v)", AS_ERRIF_NULL},
+        {(void *)rv_errno, "rv_errno", NULL, AS_ERRIF_ERRNO},
+    };
+    enum { N = sizeof fns / sizeof fns[0] };
+    static as_entry entries[N];
+    long (*call[N])(long);
+    int ids[N];
+    for (int i = 0; i < N; i++) {
+        as_entry *e = &entries[i];
+        memset(e, 0, sizeof *e);
+        e->error_if = fns[i].rule;
+        e->max_string = AS_MAX_STRING_DEFAULT;
+        if (fns[i].proto) {
+            size_t no, nl, used;
+            as_cproto_err err;
+            assert_int_equal(as_cproto_parse(fns[i].proto, strlen(fns[i].proto), &e->proto, &no,
+                                             &nl, &used, &err),
+                             0);
+            e->has_proto = 1;
+        }
+        ids[i] = as_target_get(fns[i].fn, fns[i].name, NULL, "test_thunk", e);
+        assert_true(ids[i] >= 0);
+        call[i] = (long (*)(long))as_thunk_addr((uint32_t)ids[i]);
+    }
+    static const long vals[] = {0,           1,           -1,          0x80,         0xff,
+                                0x100,       0x8000,      0xffff,      0x10000,      0x7fffffff,
+                                0x80000000L, 0xffffffffL, 0xfffffffdL, 0x100000000L, -0x100000000L,
+                                LONG_MAX,    LONG_MIN,    2,           0x1ff00,      -2};
+    as_ring *small = as_ring_create(4096);
+    assert_non_null(small);
+    as_test_rings_add(small);
+    as_ring *mine = as_pipe_tring;
+    as_pipe_tring = small;
+    for (int k = 0; k < 20; k++) /* fills the ring; each function gets its slot */
+        for (int i = 0; i < N; i++)
+            call[i](0);
+    int bad = 0;
+    uint64_t c0 = c_exits;
+    for (int round = 0; round < 3; round++) {
+        for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
+            for (int i = 0; i < N; i++) {
+                as_sum *s = slot_of(small, ids[i]);
+                if (!s) {
+                    bad = 1;
+                    continue;
+                }
+                uint64_t calls = s->calls, errors = s->errors;
+                errno = 77;
+                long r = call[i](vals[v]);
+                int e_after = errno;
+                int set = fns[i].fn == (void *)rv_errno && vals[v] > 0 ? (int)vals[v] : 0;
+                int failed = as_callrec_failed((uint32_t)ids[i], (uint64_t)r, 0, 0, set ? set : 0);
+                if (s->calls != calls + 1 || s->errors != errors + (uint64_t)failed ||
+                    e_after != (set ? set : 77)) {
+                    fprintf(stderr, "%s(%#lx): calls +%llu errors +%llu (want %d) errno %d\n",
+                            fns[i].name, (unsigned long)vals[v],
+                            (unsigned long long)(s->calls - calls),
+                            (unsigned long long)(s->errors - errors), failed, e_after);
+                    bad = 1;
+                }
+            }
+        }
+    }
+    uint64_t through_c = c_exits - c0;
+    as_pipe_tring = mine;
+    assert_false(bad);
+    if (as_clock_use_tsc && as_thunk_crc)
+        assert_true(through_c < 20); /* the assembly exit judged them */
+    assert_int_equal(as_hook_depth(), 0);
+}
+
 /* Proves: through a full stub, a tracked call (through C, then through the assembly's
  * common entry and exit) and an untracked one (hooks switched off)
  * change no register on the way in or out (what gcc -fipa-ra callers of a static function
@@ -1014,6 +1240,34 @@ static void test_full_preserves_registers(void **state) {
     check_full_preservation(stub, 0);
     as_hook_enabled = 1;
     assert_int_equal(nrecs, before); /* untracked: no record */
+}
+
+/* Proves: a call through a full stub that finds its ring full (queue = drop) and is
+ * counted into its summary by the assembly exit changes no register either, and is
+ * counted once, with no record and no C exit. */
+static void test_full_ring_preserves_registers(void **state) {
+    int id = as_target_get((void *)reg_probe, "reg_probe", NULL, "test_thunk", NULL);
+    assert_true(id >= 0);
+    void *stub = as_thunk_addr_full((uint32_t)id);
+    as_ring *small = as_ring_create(4096);
+    assert_non_null(small);
+    as_test_rings_add(small);
+    as_ring *mine = as_pipe_tring;
+    as_pipe_tring = small;
+    for (int i = 0; i < 100; i++) /* fills the ring; the function gets its slot */
+        check_full_preservation(stub, 1);
+    as_sum *s = slot_of(small, id);
+    assert_non_null(s);
+    for (int k = 0; k < 3; k++) {
+        uint64_t calls = s->calls, head = as_ring_head(small), x0 = c_exits;
+        check_full_preservation(stub, 1);
+        assert_int_equal(s->calls, calls + 1);
+        assert_int_equal(as_ring_head(small), head);
+        if (as_clock_use_tsc && as_thunk_crc)
+            assert_int_equal(c_exits, x0); /* the assembly exit counted it */
+        assert_int_equal(as_hook_depth(), 0);
+    }
+    as_pipe_tring = mine;
 }
 
 /* Proves: the vector width the full path saves matches what the CPU offers, so a wider
@@ -1053,6 +1307,10 @@ int main(void) {
         cmocka_unit_test_setup(test_full_preserves_registers, setup),
         cmocka_unit_test_setup(test_full_vec_mode, setup),
         cmocka_unit_test_setup(test_full_ring_summary, setup),
+        cmocka_unit_test_setup(test_full_ring_buckets, setup),
+        cmocka_unit_test_setup(test_full_ring_buckets_full_stubs, setup),
+        cmocka_unit_test_setup(test_full_ring_preserves_registers, setup),
+        cmocka_unit_test_setup(test_full_ring_error_rules, setup),
         cmocka_unit_test_setup(test_target_table, setup), /* last: fills the table */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

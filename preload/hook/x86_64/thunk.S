@@ -5,10 +5,13 @@
  * thread's ring, with no call and only a few scratch registers saved (about 140
  * instructions per untyped call instead of 235 through C). Typed calls whose parameters
  * all come in integer registers are captured here too (values and bounded string copies
- * into the thread's arena at entry, copied behind the record at exit). Every other case
- * (float, double or struct parameters, strings the kernel must read, a returned string, a
- * thread's first call, dead frames, a full ring or its end, the clock without the TSC)
- * saves the registers and asks C (preload/hook/thunk.c), before any side effect.
+ * into the thread's arena at entry, copied behind the record at exit). A call that finds
+ * its ring full (queue = drop) is counted into its function's summary here as well
+ * (EXIT_SUMMARY). Every other case (float, double or struct parameters, strings the
+ * kernel must read, a returned string, a thread's first call, dead frames, the ring's end,
+ * a full ring whose summary needs C: a function not yet in the table, a float result
+ * under an error rule, queue = wait; the clock without the TSC) saves the registers and
+ * asks C (preload/hook/thunk.c), before any side effect.
  *
  * Symbols the C side (preload/hook/thunk.c) relies on:
  *   as_thunk_stubs .. as_thunk_stubs_end   AS_MAX_TARGETS stubs, stub i at +16*i
@@ -72,6 +75,7 @@
 #define TS_BUSY 16
 #define TS_TID 20
 #define TS_ERRNO 24
+#define TS_SUMK 32 /* AS_SUM_SLOTS bytes */
 /* struct as_shadow_frame (thunk.h). */
 #define FR_RBP 0
 #define FR_RET 8
@@ -113,11 +117,11 @@
 /* The summary table in the ring header and one struct as_sum (core/ring.h). */
 #define RG_TAIL 64
 #define RG_SUMMARIZED 160
-#define RG_SUMSEQ 1664
 #define RG_SUMN 1668
 #define RG_SUMS 1672
 #define SU_ID 0
 #define SU_CALLS 8
+#define SU_ERRORS 16
 #define SU_TOTAL 24
 #define SU_MIN 32
 #define SU_MAX 40
@@ -125,31 +129,19 @@
 #define SU_HIST 64
 #define SU_SIZE 192
 #define SU_LAST_BUCKET 31 /* AS_SUM_BUCKETS - 1 */
-/* as_cfg.queue_policy (core/settings.h), AGENTSIGHT_QUEUE_WAIT; as_target.entry and
- * as_entry.error_if (hook/config.h). */
+#define AS_SUM_SLOTS 12
+/* as_target_errif (hook/target.h): the kind in the low 3 bits. */
+#define AS_JUDGE_C 1
+#define AS_JUDGE_ZERO 3
+#define AS_JUDGE_NONZERO 4
+#define AS_JUDGE_NEG 5
+#define AS_JUDGE_NEG_UNTYPED 6
+#define AS_JUDGE_ERRNO 7
+/* as_cfg.queue_policy (core/settings.h), AGENTSIGHT_QUEUE_WAIT. */
 #define CFG_QPOLICY 2568
 #define AS_QUEUE_WAIT 1
-#define T_ENTRY 32
-#define E_ERRIF 1456
 
     .weak __curbrk                   /* glibc's program break (capture.c: cur_brk) */
-
-/* onehot[k]: 32 rows of AS_SUM_BUCKETS 32-bit counters, 1 at index k and 0 elsewhere:
- * what the full-ring exit adds to a summary's histogram (.Lsum_bucket). */
-    .section .rodata
-    .balign 64
-    .type as_thunk_onehot, @object
-as_thunk_onehot:
-    .set k, 0
-    .rept SU_LAST_BUCKET + 1
-    .set i, 0
-    .rept SU_LAST_BUCKET + 1
-    .long -(i == k)                  /* a true comparison is -1 to the assembler */
-    .set i, i + 1
-    .endr
-    .set k, k + 1
-    .endr
-    .size as_thunk_onehot, . - as_thunk_onehot
 
     .text
 
@@ -264,7 +256,7 @@ END(as_thunk_stubs)
 .endm
 
 /* The common entry's end, once the frame is filled (rsi = it, rcx as above): the first
- * timestamp, errno cleared when the target has an error rule (as_target_clears_errno:
+ * timestamp, errno cleared when the target has an error rule (as_target_errif:
  * the caller's value is in the frame; the exit tells what the call set, and gives the
  * caller's value back when the call set none; other calls keep errno as it is), the frame
  * counted, the landing in the slot, busy cleared, and the frame at [rbp] to be popped
@@ -275,7 +267,7 @@ END(as_thunk_stubs)
     orq %rax, %rdx
     movq %rdx, FR_T0(%rsi)
     movl FR_ID(%rsi), %eax
-    leaq as_target_clears_errno(%rip), %rdx
+    leaq as_target_errif(%rip), %rdx
     cmpb $0, (%rdx,%rax)
     je .Lstamp_errno\@
     movq %fs:TS_ERRNO(%rcx), %rax
@@ -679,7 +671,7 @@ END(as_thunk_common)
     testl %esi, %esi
     jnz 1f
     movl FR_ID(%r10), %edx
-    leaq as_target_clears_errno(%rip), %rsi
+    leaq as_target_errif(%rip), %rsi
     cmpb $0, (%rsi,%rdx)
     je 2f                            /* errno was not cleared: the call left it so */
     movl FR_ERRNO(%r10), %edx
@@ -722,6 +714,166 @@ END(as_thunk_common)
     movl %r11d, 12(%r12)             /* sum */
     movq %rbx, RG_PENDING(%rdi)      /* nothing open once head is stored: */
     movq %rbx, RG_HEAD(%rdi)         /* commit, a release store on x86-64 */
+.endm
+
+/* The common exits' full ring (as_thunk_exit and as_thunk_full_exit), once EXIT_RECORD
+ * found no room and gave its claim back (rdi = the ring, rsi = head, eax = cap_len, r10 =
+ * the frame, rcx: as_hook_ts, rbx and r12 saved): under queue = drop the call is counted
+ * into its function's summary in the ring header (as_ring_sum_add in core/ring.h) when
+ * the table has that function already, its error rule (if any) judged as C would,
+ * errno as the C exit leaves it, for no more than a record costs, and a typed call's
+ * arena space is freed; then jumps to done. Anything else (room after all, the end of
+ * data, a new function, a float result under an error rule, the first summary of the
+ * process, queue = wait) jumps to unbusy, nothing changed but the cached limit.
+ * Changes rax, rdx, rsi, rbx, r11, r12 (no vector register). */
+.macro EXIT_SUMMARY unbusy, done
+    cmpl $AS_QUEUE_WAIT, as_cfg + CFG_QPOLICY(%rip)
+    je \unbusy
+    leaq REC_BYTES(%rsi,%rax), %rbx  /* head after the record, padding aside */
+    movq RG_TAIL(%rdi), %rdx
+    addq RG_SIZE(%rdi), %rdx         /* the consumer's tail + size: the real limit */
+    movq %rdx, RG_LIMIT(%rdi)
+    cmpq %rdx, %rbx
+    jbe \unbusy
+    movq as_thunk_sum_mult(%rip), %r12
+    testq %r12, %r12
+    jz \unbusy
+    movl FR_ID(%r10), %eax
+    leaq as_target_errif(%rip), %rdx
+    movzbl (%rdx,%rax), %edx         /* its error rule's judge: kind, bytes above the value */
+    cmpb $AS_JUDGE_C, %dl
+    je \unbusy
+    cmpl $AS_SUM_SLOTS, RG_SUMN(%rdi)
+    ja \unbusy                       /* never: the slot indexes as_tstate.sum_k below */
+    addl $1, %eax                    /* the table holds id + 1 */
+    leaq RG_SUMS(%rdi), %rbx
+    xorl %esi, %esi                  /* i: the slot */
+.Lsum_next\@:
+    cmpl RG_SUMN(%rdi), %esi
+    jae \unbusy
+    cmpl %eax, SU_ID(%rbx)
+    je .Lsum_add\@
+    addq $SU_SIZE, %rbx
+    addl $1, %esi
+    jmp .Lsum_next\@
+.Lsum_add\@:                         /* rbx = the function's summary, esi = its slot */
+    /* The error rule (as_callrec_failed): whether the call failed, from rax (r8) and
+     * errno; then errno gets the caller's value back when the call set none (only
+     * targets with a rule clear it at entry). */
+    testb %dl, %dl
+    jz .Lsum_judged\@               /* no rule: never failed, errno as the call left it */
+    movl %edx, %eax
+    shrl $3, %eax                    /* AS_JUDGE_DROP_SHIFT */
+    andl $7, %edx                    /* the kind */
+    leaq as_thunk_judge_mask(%rip), %r11
+    movq (%r11,%rax,8), %rax         /* the bits of rax that hold the value */
+    xorl %r11d, %r11d                /* failed: 0 */
+    cmpb $AS_JUDGE_ZERO, %dl
+    je .Ljzero\@
+    cmpb $AS_JUDGE_NONZERO, %dl
+    je .Ljnonzero\@
+    cmpb $AS_JUDGE_NEG, %dl
+    je .Ljneg\@
+    cmpb $AS_JUDGE_NEG_UNTYPED, %dl
+    je .Ljnegu\@
+    cmpb $AS_JUDGE_ERRNO, %dl
+    jne .Ljudged\@                  /* AS_JUDGE_NEVER */
+    movq %fs:TS_ERRNO(%rcx), %rax
+    cmpl $0, (%rax)                  /* the call set errno */
+    setne %r11b
+    jmp .Ljudged\@
+.Ljzero\@:
+    testq %rax, %r8                  /* the value is 0 */
+    setz %r11b
+    jmp .Ljudged\@
+.Ljnonzero\@:
+    testq %rax, %r8
+    setnz %r11b
+    jmp .Ljudged\@
+.Ljneg\@:
+    movq %rax, %rdx
+    shrq $1, %rdx
+    xorq %rdx, %rax                  /* the value's sign bit */
+    testq %rax, %r8
+    setnz %r11b
+    jmp .Ljudged\@
+.Ljnegu\@:
+    movq %r8, %rax                   /* as_untyped_int: an int when the upper half is 0 */
+    shrq $32, %rax
+    jnz .Ljnegu64\@
+    testl %r8d, %r8d
+    sets %r11b
+    jmp .Ljudged\@
+.Ljnegu64\@:
+    testq %r8, %r8
+    sets %r11b
+.Ljudged\@:
+    addq %r11, SU_ERRORS(%rbx)
+    movq %fs:TS_ERRNO(%rcx), %rax
+    cmpl $0, (%rax)
+    jne .Lsum_judged\@
+    movl FR_ERRNO(%r10), %edx
+    movl %edx, (%rax)                /* the call set none: the caller's value back */
+.Lsum_judged\@:
+    movzbl %fs:TS_SUMK(%rcx,%rsi), %r11d /* h: the slot's bucket hint (below) */
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax                   /* t1 */
+    movq %rax, SU_TLAST(%rbx)
+    subq FR_T0(%r10), %rax
+    jnc .Lsum_dur\@
+    xorl %eax, %eax                  /* t1 before t0: 0 */
+.Lsum_dur\@:
+    mulq %r12
+    shrdq $32, %rdx, %rax            /* ns = ticks * as_thunk_sum_mult >> 32 */
+    addq $1, SU_CALLS(%rbx)
+    addq %rax, SU_TOTAL(%rbx)
+    cmpq SU_MIN(%rbx), %rax
+    jae .Lsum_min\@
+    movq %rax, SU_MIN(%rbx)
+.Lsum_min\@:
+    cmpq SU_MAX(%rbx), %rax
+    jbe .Lsum_max\@
+    movq %rax, SU_MAX(%rbx)
+.Lsum_max\@:
+    orq $1, %rax
+    bsrq %rax, %rdx                  /* k = log2 (bucket 0 also holds 0 ns) */
+    cmpl $SU_LAST_BUCKET, %edx
+    jbe .Lsum_bucket\@
+    movl $SU_LAST_BUCKET, %edx
+.Lsum_bucket\@:
+    /* hist[k]++ through the slot's hint h (0..30, per thread: as_tstate.sum_k), read
+     * before the timestamp: k is h or h + 1, so hist[h] += 1 - (k - h) and
+     * hist[h + 1] += k - h, two counters whose address is known long before k is. A
+     * counter picked by k itself, known only once the timestamp is in, made the next
+     * call's loads wait on, or be replayed behind, a store whose address came last:
+     * about a quarter of the call's cost in the full-ring bench when durations straddle
+     * a bucket edge. Any other k is counted at its own address, once, and moves h so
+     * that the window holds k. */
+    movl %edx, %eax
+    subl %r11d, %eax                 /* k - h */
+    cmpl $1, %eax
+    ja .Lsum_far\@
+    addl %eax, SU_HIST + 4(%rbx,%r11,4)
+    xorl $1, %eax
+    addl %eax, SU_HIST(%rbx,%r11,4)
+.Lsum_counted\@:
+    addq $1, RG_SUMMARIZED(%rdi)
+    movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
+    movl FR_CAPOFF(%r10), %esi       /* a typed call's arena space is freed */
+    cmpl $-1, %esi
+    je \done
+    movq as_cap_ts@GOTTPOFF(%rip), %rdx
+    cmpl %fs:CT_TOP(%rdx), %esi
+    ja \done
+    movl %esi, %fs:CT_TOP(%rdx)
+    jmp \done
+.Lsum_far\@:                         /* k outside h, h + 1: counted at its address */
+    addl $1, SU_HIST(%rbx,%rdx,4)
+    cmpl %edx, %r11d                 /* carry: h < k */
+    sbbl $0, %edx                    /* h = k - 1 above the window, k below it (<= 30) */
+    movb %dl, %fs:TS_SUMK(%rcx,%rsi)
+    jmp .Lsum_counted\@
 .endm
 
 /* Exit landing: the instruction right after the call above (no alignment padding), also
@@ -844,100 +996,7 @@ as_thunk_exit:
     .cfi_restore_state
 .Lexit_unclaim:
     movq %rsi, RG_PENDING(%rdi)      /* = head: nothing open */
-    /* A full ring under queue = drop: the call is counted into its function's summary
-     * in the ring header (as_ring_sum_add in core/ring.h) when the table has that
-     * function already and its entry has no error rule, for no more than a record
-     * costs; anything else (room after all, the end of data, a new function, an error
-     * rule to judge, the first summary of the process) goes to C. eax = cap_len. */
-    cmpl $AS_QUEUE_WAIT, as_cfg + CFG_QPOLICY(%rip)
-    je .Lexit_unbusy
-    leaq REC_BYTES(%rsi,%rax), %rbx  /* head after the record, padding aside */
-    movq RG_TAIL(%rdi), %rdx
-    addq RG_SIZE(%rdi), %rdx         /* the consumer's tail + size: the real limit */
-    movq %rdx, RG_LIMIT(%rdi)
-    cmpq %rdx, %rbx
-    jbe .Lexit_unbusy
-    movq as_thunk_sum_mult(%rip), %r12
-    testq %r12, %r12
-    jz .Lexit_unbusy
-    movl FR_ID(%r10), %eax
-    leaq (%rax,%rax,4), %rdx
-    shlq $4, %rdx                    /* id * sizeof(as_target) */
-    leaq as_targets(%rip), %rbx
-    movq T_ENTRY(%rbx,%rdx), %rdx    /* its config entry, or NULL */
-    testq %rdx, %rdx
-    jz .Lsum_find
-    cmpl $0, E_ERRIF(%rdx)
-    jne .Lexit_unbusy
-.Lsum_find:
-    addl $1, %eax                    /* the table holds id + 1 */
-    leaq RG_SUMS(%rdi), %rbx
-    movl RG_SUMN(%rdi), %edx
-.Lsum_next:
-    testl %edx, %edx
-    jz .Lexit_unbusy
-    cmpl %eax, SU_ID(%rbx)
-    je .Lsum_add
-    addq $SU_SIZE, %rbx
-    subl $1, %edx
-    jmp .Lsum_next
-.Lsum_add:                           /* rbx = the function's summary */
-    movl RG_SUMSEQ(%rdi), %esi       /* single writer: one load, two plain stores */
-    addl $1, %esi
-    movl %esi, RG_SUMSEQ(%rdi)       /* odd while it changes */
-    rdtsc
-    shlq $32, %rdx
-    orq %rdx, %rax                   /* t1 */
-    movq %rax, SU_TLAST(%rbx)
-    subq FR_T0(%r10), %rax
-    jnc .Lsum_dur
-    xorl %eax, %eax                  /* t1 before t0: 0 */
-.Lsum_dur:
-    mulq %r12
-    shrdq $32, %rdx, %rax            /* ns = ticks * as_thunk_sum_mult >> 32 */
-    addq $1, SU_CALLS(%rbx)
-    addq %rax, SU_TOTAL(%rbx)
-    cmpq SU_MIN(%rbx), %rax
-    jae .Lsum_min
-    movq %rax, SU_MIN(%rbx)
-.Lsum_min:
-    cmpq SU_MAX(%rbx), %rax
-    jbe .Lsum_max
-    movq %rax, SU_MAX(%rbx)
-.Lsum_max:
-    orq $1, %rax
-    bsrq %rax, %rdx                  /* log2 (bucket 0 also holds 0 ns) */
-    cmpl $SU_LAST_BUCKET, %edx
-    jbe .Lsum_bucket
-    movl $SU_LAST_BUCKET, %edx
-.Lsum_bucket:
-    /* hist[k]++ as hist += onehot[k], 16 bytes at a time: every store and load of the
-     * table at a fixed address. A counter picked by k (known only once the timestamp
-     * is in) made the next call's loads wait on, or be replayed behind, a store whose
-     * address came last: about a quarter of the call's cost in the full-ring bench when
-     * durations straddle a bucket edge. Only the read-only row address depends on k. */
-    shlq $7, %rdx                    /* k * 128: the row of onehot */
-    leaq as_thunk_onehot(%rip), %r12
-    addq %rdx, %r12
-    .irp j, 0, 1, 2, 3, 4, 5, 6, 7
-    movdqu SU_HIST + 16 * \j(%rbx), %xmm2
-    paddd 16 * \j(%r12), %xmm2
-    movdqu %xmm2, SU_HIST + 16 * \j(%rbx)
-    .endr
-    addq $1, RG_SUMMARIZED(%rdi)
-    addl $1, %esi
-    movl %esi, RG_SUMSEQ(%rdi)       /* even: done */
-    movq $0, RG_LIMIT(%rdi)          /* the next write moves the table into the ring (C) */
-    /* errno is as the call left it: a target with an error rule is never summarized here,
-     * and only those have it cleared at entry */
-    movl FR_CAPOFF(%r10), %esi       /* a typed call's arena space is freed */
-    cmpl $-1, %esi
-    je .Lexit_done
-    movq as_cap_ts@GOTTPOFF(%rip), %rdx
-    cmpl %fs:CT_TOP(%rdx), %esi
-    ja .Lexit_done
-    movl %esi, %fs:CT_TOP(%rdx)
-    jmp .Lexit_done
+    EXIT_SUMMARY .Lexit_unbusy, .Lexit_done
 .Lexit_unbusy:
     EXIT_SCRATCH_POP
 4:  movq %r8, %rax                   /* back to C, as at the landing */
@@ -1307,6 +1366,7 @@ as_thunk_full_exit:
     .cfi_offset %r12, -88
     EXIT_RECORD .Lfx_pop2, .Lfx_unclaim /* frame r10 is untyped: no items */
     EXIT_COMMIT
+.Lfx_done:                               /* also the end of a summarized call (below) */
     movq FR_RET(%r10), %rsi
     movq FR_RBP(%r10), %rdi
     movq %rsi, FX_SAVED + 16(%rsp)       /* the caller's real return address, in the slot */
@@ -1327,6 +1387,7 @@ as_thunk_full_exit:
     .cfi_restore_state
 .Lfx_unclaim:
     movq %rsi, RG_PENDING(%rdi)          /* = head: nothing open */
+    EXIT_SUMMARY .Lfx_pop2, .Lfx_done
 .Lfx_pop2:
     FX_POP_RBX_R12
 .Lfx_unbusy:
@@ -1395,6 +1456,12 @@ as_thunk_full_exit:
 END(as_thunk_full_exit)
 
     .section .rodata
+/* as_thunk_judge_mask[j]: the bits of rax that hold a value of 8 - j bytes (j: the bytes
+ * above the value, in as_target_errif). */
+    .balign 8
+as_thunk_judge_mask:
+    .quad 0xffffffffffffffff, 0x00ffffffffffffff, 0x0000ffffffffffff, 0x000000ffffffffff
+    .quad 0x00000000ffffffff, 0x0000000000ffffff, 0x000000000000ffff, 0x00000000000000ff
 /* Where the typed entry finds integer argument register k (0: rdi .. 5: r9), relative to
  * rbp: the four scratch pushes (rax, rdx, rcx, rsi), then rdi, r8, r9. */
 .Lcap_arg_off:
