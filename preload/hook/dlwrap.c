@@ -93,7 +93,24 @@ static void *libc_sym(const as_dyninfo *libc, const as_dyninfo *libdl, uintptr_t
     return NULL;
 }
 
+/* The functions we export over the C library's, each with the C library's own: a call of
+ * ours is a call of it (as_dlwrap_stands_for). Our addresses are filled at first use. */
+typedef struct stand {
+    const char *name;
+    void *ours, *real;
+} stand;
+static stand g_stands[] = {{"dlopen", NULL, NULL}, {"dlmopen", NULL, NULL}, {"dlsym", NULL, NULL},
+                           {"dlvsym", NULL, NULL}, {"execve", NULL, NULL},  {"execv", NULL, NULL},
+                           {"execvp", NULL, NULL}, {"execvpe", NULL, NULL}, {"fexecve", NULL, NULL},
+                           {"execl", NULL, NULL},  {"execlp", NULL, NULL},  {"execle", NULL, NULL}};
+#define NSTANDS (sizeof g_stands / sizeof g_stands[0])
+
 static void real_init_once(void) {
+    void *ours[NSTANDS] = {(void *)&dlopen,  (void *)&dlmopen, (void *)&dlsym,  (void *)&dlvsym,
+                           (void *)&execve,  (void *)&execv,   (void *)&execvp, (void *)&execvpe,
+                           (void *)&fexecve, (void *)&execl,   (void *)&execlp, (void *)&execle};
+    for (size_t i = 0; i < NSTANDS; i++)
+        g_stands[i].ours = ours[i];
     find_ctx c = {.want = "libc.so.6"};
     dl_iterate_phdr(find_cb, &c);
     as_dyninfo libc, libdl;
@@ -118,6 +135,8 @@ static void real_init_once(void) {
     REAL(posix_spawn);
     REAL(posix_spawnp);
 #undef REAL
+    for (size_t i = 0; i < NSTANDS; i++)
+        g_stands[i].real = libc_sym(pc, pd, libc_base, d.obj.base, g_stands[i].name);
     g_real_ok =
         as_real.dlopen && as_real.dlsym && as_real.dlvsym && as_real.dlclose && as_real.execve;
 }
@@ -125,6 +144,17 @@ static void real_init_once(void) {
 int as_real_init(void) {
     pthread_once(&g_real_once, real_init_once);
     return g_real_ok ? 0 : -1;
+}
+
+const char *as_dlwrap_stands_for(const void *addr, void **real) {
+    if (!addr || as_real_init() != 0)
+        return NULL;
+    for (size_t i = 0; i < NSTANDS; i++)
+        if (g_stands[i].ours == addr && g_stands[i].real) {
+            *real = g_stands[i].real;
+            return g_stands[i].name;
+        }
+    return NULL;
 }
 
 void as_dlwrap_set_pid(void) {

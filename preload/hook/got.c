@@ -222,13 +222,14 @@ static uint32_t sysv_hash(const char *s) {
 }
 
 /* Whether defined symbol idx fits the version asked for. Returns 2 for an exact or
- * default match, 1 for an acceptable fallback (a hidden version when none was asked), 0
- * for no match. */
+ * default match, 1 for an acceptable fallback (a hidden version when none was asked; an
+ * unversioned definition when one was, which the loader binds a versioned reference to:
+ * the interposer's own exec and dl* functions), 0 for no match. */
 static int version_fits(const as_dyninfo *di, size_t idx, const char *version) {
     int hidden = 0;
     const char *v = as_dyn_version(di, idx, &hidden);
     if (version)
-        return (v && strcmp(v, version) == 0) ? 2 : 0;
+        return (v && strcmp(v, version) == 0) ? 2 : (!v && !hidden) ? 1 : 0;
     return hidden ? 1 : 2;
 }
 

@@ -117,15 +117,46 @@ static int target_by_def(const char *sym, uintptr_t lo, uintptr_t hi) {
     return -1;
 }
 
-/* The target of a function by its address: the target whose orig it is, or the one whose
+static int target_by_stand_in(const void *addr);
+
+/* The target of a function by its address: the target whose orig it is (or, for a function
+ * of ours that stands for a C library function, the target of its calls), or the one whose
  * entry was patched at it (orig is then the trampoline). -1 when none. */
 static int target_by_fn(const void *addr) {
     int id = target_by_orig(addr);
+    if (id < 0)
+        id = target_by_stand_in(addr);
     if (id < 0 && addr && as_entry_count() > 0) {
         id = as_entry_id(addr);
         if (id >= 0 && as_target_retired((uint32_t)id))
             id = -1; /* patched in an object since unloaded: its code is gone */
     }
+    return id;
+}
+
+/* The target of the calls a function of ours that stands for a C library function
+ * (as_dlwrap_stands_for) makes: a target of its own whose orig is ours, so that the
+ * thunk runs our function (it flushes before an exec, installs after a dlopen), with the
+ * C library target's names, entry and prototype. None when the C library's function is
+ * no target, or has its entry patched (hook=entry: our call of it is recorded there,
+ * once). Creates the target on first use. -1 when none. */
+static int target_by_stand_in(const void *addr) {
+    void *real = NULL;
+    const char *name = as_dlwrap_stands_for(addr, &real);
+    if (!name)
+        return -1;
+    int id = target_by_orig(addr);
+    if (id >= 0)
+        return id;
+    int lib = target_by_orig(real);
+    if (lib < 0 || strcmp(as_targets[lib].symbol, name) != 0)
+        return -1;
+    const as_target *t = &as_targets[lib];
+    if (!t->entry || t->entry->hook == AS_HOOK_ENTRY)
+        return -1;
+    id = as_target_get_in((void *)addr, t->symbol, t->action_name, t->library, t->entry, 0, 0);
+    if (id >= 0 && as_targets[id].proto != t->proto)
+        as_target_set_proto(&as_targets[id], t->proto);
     return id;
 }
 

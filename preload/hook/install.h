@@ -81,6 +81,12 @@ extern as_real_fns as_real;
  * not be read (then the wrappers fail with ENOSYS). */
 int as_real_init(void);
 
+/* When addr is one of the functions the interposer exports over the C library's (dlopen,
+ * dlsym, the exec family: dlwrap.c), returns its name and the C library's function in
+ * *real: a GOT slot or a dlsym result holding ours stands for a call of that function.
+ * NULL otherwise. */
+const char *as_dlwrap_stands_for(const void *addr, void **real);
+
 /* Records the current pid as the one whose pipeline may be flushed before an exec (a
  * vfork child shares our memory and must not). Called at start and in fork children. */
 void as_dlwrap_set_pid(void);
