@@ -164,8 +164,8 @@ void as_dlwrap_set_pid(void) {
 /* ---- the trampolines ----
  *
  * Each exported dl* function saves its (up to three) argument registers, calls
- * as_dl_pass(which, a0, a1, a2), restores them and either jumps to the real function
- * (non-NULL answer: the caller's return address is still on top of the stack, so the
+ * as_dl_pass(which, a0, a1, a2, return address), restores them and either jumps to the real
+ * function (non-NULL answer: the caller's return address is still on top of the stack, so the
  * loader sees the real caller) or to the C body as_<fn>_slow, also by a jump, so that
  * __builtin_return_address(0) there is the real caller's address.
  *
@@ -182,6 +182,7 @@ void as_dlwrap_set_pid(void) {
     ".cfi_adjust_cfa_offset 8\n"                                                                   \
     "push %rdx\n"                                                                                  \
     ".cfi_adjust_cfa_offset 8\n"                                                                   \
+    "mov 24(%rsp), %r8\n"                                                                          \
     "mov %rdx, %rcx\n"                                                                             \
     "mov %rsi, %rdx\n"                                                                             \
     "mov %rdi, %rsi\n"                                                                             \
@@ -225,11 +226,16 @@ static int open_needs_us(const char *file, int mode) {
  * as_dl_pass - called by the trampolines with the caller's arguments. Returns the real
  * function to jump to when the call needs nothing of ours, or NULL to run the C body.
  * Touches neither errno nor the loader's state; takes no lock after the first call.
+ * ret: the caller's return address.
  */
-AS_HIDDEN void *as_dl_pass(long which, void *a0, void *a1, void *a2) {
+AS_HIDDEN void *as_dl_pass(long which, void *a0, void *a1, void *a2, const void *ret) {
     (void)a2;
     if (as_real_init() != 0)
         return NULL; /* the C body reports ENOSYS */
+    /* Entered through a thunk (the call is tracked): the return address is the thunk's
+     * landing, and only the C body knows the real caller (as_hook_caller). */
+    if (as_hook_is_landing(ret))
+        return NULL;
     switch (which) {
     case PASS_DLOPEN:
         if (as_in_agentsight || !open_needs_us(a0, (int)(intptr_t)a1))
@@ -430,11 +436,11 @@ static void *open_common(const void *caller, int use_lmid, Lmid_t lmid, const ch
 }
 
 AS_HIDDEN void *as_dlopen_slow(const char *file, int mode) {
-    return open_common(__builtin_return_address(0), 0, 0, file, mode);
+    return open_common(as_hook_caller(__builtin_return_address(0)), 0, 0, file, mode);
 }
 
 AS_HIDDEN void *as_dlmopen_slow(Lmid_t lmid, const char *file, int mode) {
-    return open_common(__builtin_return_address(0), 1, lmid, file, mode);
+    return open_common(as_hook_caller(__builtin_return_address(0)), 1, lmid, file, mode);
 }
 
 /* ---- dlsym / dlvsym of a tracked function's name ---- */
@@ -550,11 +556,11 @@ static void *sym_common(const void *caller, void *handle, const char *name, cons
 }
 
 AS_HIDDEN void *as_dlsym_slow(void *handle, const char *name) {
-    return sym_common(__builtin_return_address(0), handle, name, NULL);
+    return sym_common(as_hook_caller(__builtin_return_address(0)), handle, name, NULL);
 }
 
 AS_HIDDEN void *as_dlvsym_slow(void *handle, const char *name, const char *version) {
-    return sym_common(__builtin_return_address(0), handle, name, version);
+    return sym_common(as_hook_caller(__builtin_return_address(0)), handle, name, version);
 }
 
 /* ---- the exec family: deliver what is queued before the image is replaced ---- */

@@ -892,7 +892,11 @@ int as_thunk_personality(int version, int actions, uint64_t exc_class, void *exc
     return URC_CONTINUE_UNWIND;
 }
 
-int as_hook_report_live(void) {
+/* Frame marks: reported for good (1), or by a live report before an exec that may yet
+ * fail (REPORTED_EXEC: taken back by as_hook_unreport_live). */
+#define REPORTED_EXEC 2
+
+static int report_live(int mark) {
     as_tstate *t = &as_hook_ts;
     if (!t->frames || t->depth == 0)
         return 0;
@@ -910,12 +914,41 @@ int as_hook_report_live(void) {
          * the exit. */
         emit_rec(t, f, now, NULL, e,
                  slot_live(f->slot) ? AS_CALL_NOT_RETURNED | AS_CALL_ENDED : AS_CALL_NOT_RETURNED);
-        f->reported = 1;
+        f->reported = mark;
         n++;
     }
     t->busy = was_busy;
     *ep = e;
     return n;
+}
+
+int as_hook_report_live(void) {
+    return report_live(1);
+}
+
+int as_hook_report_live_exec(void) {
+    return report_live(REPORTED_EXEC);
+}
+
+void as_hook_unreport_live(void) {
+    as_tstate *t = &as_hook_ts;
+    for (uint32_t i = 0; t->frames && i < t->depth; i++)
+        if (t->frames[i].reported == REPORTED_EXEC)
+            t->frames[i].reported = 0;
+}
+
+int as_hook_is_landing(const void *ret) {
+    return ret == (const void *)as_thunk_exit || ret == (const void *)as_thunk_full_exit;
+}
+
+const void *as_hook_caller(const void *ret) {
+    const as_tstate *t = &as_hook_ts;
+    if (!as_hook_is_landing(ret) || !t->frames)
+        return ret;
+    for (uint32_t i = t->depth; i > 0; i--)
+        if (t->frames[i - 1].slot)
+            return t->frames[i - 1].ret;
+    return ret;
 }
 
 uint64_t as_hook_untracked(void) {

@@ -125,4 +125,20 @@ uint64_t as_hook_top_t0(void);
  * second record. Returns the number of records written. Not for signal handlers. */
 int as_hook_report_live(void);
 
+/* as_hook_report_live for an exec: the frames it reports are marked as reported only for
+ * now, so that as_hook_unreport_live can take them back when the exec fails (the caller
+ * took the records back from the ring: those calls go on and return, each recorded once
+ * then). Returns the number of records written. */
+int as_hook_report_live_exec(void);
+void as_hook_unreport_live(void);
+
+/* The return address a call really has: ret itself, or, when ret is a thunk's landing
+ * (the function was entered through a stub, which swapped its return address), the
+ * caller's own, from the innermost call in flight on this thread. For functions that ask
+ * who called them (dlopen, dlsym). */
+const void *as_hook_caller(const void *ret);
+
+/* Whether ret is a thunk's landing (as_hook_caller). */
+int as_hook_is_landing(const void *ret);
+
 #endif
