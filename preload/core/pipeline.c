@@ -728,9 +728,55 @@ static void deliver(void) {
     ntouched = 0;
 }
 
+/* The ring an exec in progress holds (as_pipe_exec_hold), and the ring the exporter is
+ * draining. Both sides store theirs, then read the other's (sequentially consistent):
+ * either the exporter sees the hold and leaves the ring alone, or the holder sees the
+ * drain and waits for its end. */
+static _Atomic(as_ring *) exec_held;
+static _Atomic(as_ring *) draining;
+
+static size_t drain_slot_body(int i);
+
 /* Decodes the messages of slot i up to the head seen now into the batch, delivering
- * whenever it fills. Returns the number of messages taken. */
+ * whenever it fills; nothing while an exec holds the ring. Returns the number of
+ * messages taken. */
 static size_t drain_slot(int i) {
+    as_ring *r = slots[i].ring;
+    atomic_store(&draining, r);
+    size_t n = atomic_load(&exec_held) == r ? 0 : drain_slot_body(i);
+    atomic_store(&draining, NULL);
+    return n;
+}
+
+int as_pipe_exec_hold(uint64_t *head) {
+    as_ring *r = as_pipe_tring;
+    if (!r)
+        r = thread_attach();
+    if (!r || !r->is_file || as_ring_open(r) || atomic_load(&pipe_state) != PIPE_RUNNING)
+        return -1;
+    atomic_store(&exec_held, r);
+    for (int i = 0; i < 2000 && atomic_load(&draining) == r; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&draining) == r) {
+        atomic_store(&exec_held, NULL);
+        return -1;
+    }
+    *head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    return 0;
+}
+
+void as_pipe_exec_release(uint64_t head, int back) {
+    as_ring *r = as_pipe_tring;
+    if (back && r && atomic_load(&exec_held) == r && !as_ring_open(r)) {
+        r->pending = head;
+        atomic_store_explicit(&r->head, head, memory_order_release);
+    }
+    atomic_store(&exec_held, NULL);
+}
+
+static size_t drain_slot_body(int i) {
     as_ring *r = slots[i].ring;
     uint64_t head = as_ring_head(r);
     if (stop_hi > 0) /* final drain: never past the head seen at the stop */

@@ -121,6 +121,18 @@ extern uint64_t as_stat_hooked;
  * fail (a write error is ignored). */
 void as_pipe_write_stats(void);
 
+/* as_pipe_exec_hold - before an exec: keeps the exporter off the calling thread's ring
+ * (made now if the thread has none) until as_pipe_exec_release, so that what is committed
+ * meanwhile stays in the ring's file: recovery ships it once the image is gone (the exec
+ * succeeded), or the release takes it back (it failed). Waits, bounded, for a drain of
+ * that ring in progress. Returns 0 with the ring's head in *head, or -1 (no ring file,
+ * exporter not running, a drain that did not end: nothing is held). */
+int as_pipe_exec_hold(uint64_t *head);
+
+/* Ends the hold; back != 0 first takes back what the thread committed since the hold
+ * (head is what as_pipe_exec_hold gave). This function can't fail. */
+void as_pipe_exec_release(uint64_t head, int back);
+
 /* Set in the exporter thread (and by code that must not be tracked): wrapped calls made
  * while it is non-zero pass straight through. */
 extern __thread int as_in_agentsight;

@@ -565,12 +565,19 @@ AS_HIDDEN void *as_dlvsym_slow(void *handle, const char *name, const char *versi
 
 /* ---- the exec family: deliver what is queued before the image is replaced ---- */
 
-static void flush_before_exec(void) {
+/* Before the image is replaced: what is queued goes out, then the calls in flight (the
+ * exec itself when it is tracked, and the tracked calls it runs inside) are recorded as
+ * not returned into this thread's ring file while the exporter is held off it
+ * (as_pipe_exec_hold). The exec succeeds: that file outlives the image and recovery ships
+ * them (at the end of `agentsight run`, or when the next process starts). It fails:
+ * exec_failed takes them back and each of those calls is recorded once, when it returns
+ * (with its error). Without a ring file (crash-safe capture off) they are flushed as not
+ * returned, and keep that record. Returns 1 when a hold is open (*head: where). */
+static int flush_before_exec(uint64_t *head) {
     /* A vfork child shares our memory and our exporter: it must not wait on it. */
     if (!as_install_active() || as_in_agentsight || getpid() != g_pid)
-        return;
+        return 0;
     int saved = errno;
-    as_hook_report_live(); /* calls this exec leaves behind: reported once, not returned */
     /* This thread's summaries of calls that found its ring full go in too (once the
      * flush made room, when the ring was full). */
     as_ring *r = as_pipe_tring;
@@ -578,7 +585,26 @@ static void flush_before_exec(void) {
     as_pipe_flush(-1);
     if (left && as_ring_sum_flush(r))
         as_pipe_flush(-1);
+    int held = as_pipe_exec_hold(head) == 0;
+    if (held) {
+        as_hook_report_live_exec();
+    } else {
+        as_hook_report_live();
+        as_pipe_flush(-1);
+    }
     as_pipe_write_stats(); /* the new image reports only what it does itself */
+    errno = saved;
+    return held;
+}
+
+/* The exec returned (it failed): what flush_before_exec left in the ring is taken back
+ * and the exporter goes on. Keeps errno. */
+static void exec_failed(int held, uint64_t head) {
+    if (!held)
+        return;
+    int saved = errno;
+    as_pipe_exec_release(head, 1);
+    as_hook_unreport_live();
     errno = saved;
 }
 
@@ -590,34 +616,35 @@ static void flush_before_exec(void) {
         }                                                                                          \
     } while (0)
 
+/* The body of an exec wrapper: flush, the C library's f, and when it returns, take back. */
+#define EXEC_BODY(f, ...)                                                                          \
+    do {                                                                                           \
+        NEED_REAL(f);                                                                              \
+        uint64_t head = 0;                                                                         \
+        int held = flush_before_exec(&head);                                                       \
+        int rc = as_real.f(__VA_ARGS__);                                                           \
+        exec_failed(held, head);                                                                   \
+        return rc;                                                                                 \
+    } while (0)
+
 AS_EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
-    NEED_REAL(execve);
-    flush_before_exec();
-    return as_real.execve(path, argv, envp);
+    EXEC_BODY(execve, path, argv, envp);
 }
 
 AS_EXPORT int execv(const char *path, char *const argv[]) {
-    NEED_REAL(execv);
-    flush_before_exec();
-    return as_real.execv(path, argv);
+    EXEC_BODY(execv, path, argv);
 }
 
 AS_EXPORT int execvp(const char *file, char *const argv[]) {
-    NEED_REAL(execvp);
-    flush_before_exec();
-    return as_real.execvp(file, argv);
+    EXEC_BODY(execvp, file, argv);
 }
 
 AS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) {
-    NEED_REAL(execvpe);
-    flush_before_exec();
-    return as_real.execvpe(file, argv, envp);
+    EXEC_BODY(execvpe, file, argv, envp);
 }
 
 AS_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
-    NEED_REAL(fexecve);
-    flush_before_exec();
-    return as_real.fexecve(fd, argv, envp);
+    EXEC_BODY(fexecve, fd, argv, envp);
 }
 
 /* posix_spawn/posix_spawnp are not wrapped: the calling process goes on and delivers its
