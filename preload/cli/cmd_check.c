@@ -90,6 +90,21 @@ static unsigned sym_reach(const check_obj *o, const as_entry *e, const as_sym *s
     return as_reach_decide(&rf, blind);
 }
 
+static int is_libc(const char *path);
+
+/* Whether name is one of the C library functions the interposer exports its own of
+ * (preload/hook/dlwrap.c): a program binds its calls to ours, which are tracked in the
+ * C library's stead (through the same GOT slots). */
+static int stood_in(const char *name) {
+    static const char *const names[] = {"dlopen",  "dlmopen", "dlsym",  "dlvsym",
+                                        "execve",  "execv",   "execvp", "execvpe",
+                                        "fexecve", "execl",   "execlp", "execle"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
 /* Prints one matching symbol: its flags, then how its calls are reached, or why it is
  * never wrapped. Returns 1 when it is wrapped. This function can't fail. */
 static int print_match(const as_entry *e, const as_sym *s, const check_obj *o, int print) {
@@ -108,8 +123,11 @@ static int print_match(const as_entry *e, const as_sym *s, const check_obj *o, i
     }
     const char *blind = NULL;
     unsigned via = sym_reach(o, e, s, &f, &blind);
+    int ours = (via & AS_REACH_GOT) && is_libc(o->path) && stood_in(s->name);
     if (print)
-        printf("via %s%s%s\n", as_reach_name(via), blind ? "; not seen: " : "", blind ? blind : "");
+        printf("via %s%s%s%s%s%s\n", as_reach_name(via), ours ? " (the interposer's own " : "",
+               ours ? s->name : "", ours ? ", which stands in for it)" : "",
+               blind ? "; not seen: " : "", blind ? blind : "");
     return via != 0;
 }
 
