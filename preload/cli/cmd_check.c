@@ -96,9 +96,9 @@ static int is_libc(const char *path);
  * (preload/hook/dlwrap.c): a program binds its calls to ours, which are tracked in the
  * C library's stead (through the same GOT slots). */
 static int stood_in(const char *name) {
-    static const char *const names[] = {"dlopen",  "dlmopen", "dlsym",  "dlvsym",
-                                        "execve",  "execv",   "execvp", "execvpe",
-                                        "fexecve", "execl",   "execlp", "execle"};
+    static const char *const names[] = {"dlopen", "dlmopen", "dlsym",   "dlvsym",  "execve",
+                                        "execv",  "execvp",  "execvpe", "fexecve", "execl",
+                                        "execlp", "execle",  "_exit",   "_Exit"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(names[i], name) == 0)
             return 1;

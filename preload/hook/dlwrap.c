@@ -1,6 +1,7 @@
 /* dlwrap.c - the libc functions the interposer exports over libc's own: dlopen/dlmopen
  * (install into newly loaded objects), dlsym/dlvsym (hand out thunks for tracked
- * functions), and the exec family (flush queued actions first).
+ * functions), the exec family (flush queued actions first, and record the calls in flight
+ * so that they survive the exec) and _exit/_Exit (record the calls in flight).
  *
  * The loader looks at the return address of dlopen/dlsym to learn who called: it expands
  * $ORIGIN against the caller's directory, searches the caller's RUNPATH, loads into the
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core/pipeline.h"
@@ -102,13 +104,15 @@ typedef struct stand {
 static stand g_stands[] = {{"dlopen", NULL, NULL}, {"dlmopen", NULL, NULL}, {"dlsym", NULL, NULL},
                            {"dlvsym", NULL, NULL}, {"execve", NULL, NULL},  {"execv", NULL, NULL},
                            {"execvp", NULL, NULL}, {"execvpe", NULL, NULL}, {"fexecve", NULL, NULL},
-                           {"execl", NULL, NULL},  {"execlp", NULL, NULL},  {"execle", NULL, NULL}};
+                           {"execl", NULL, NULL},  {"execlp", NULL, NULL},  {"execle", NULL, NULL},
+                           {"_exit", NULL, NULL},  {"_Exit", NULL, NULL}};
 #define NSTANDS (sizeof g_stands / sizeof g_stands[0])
 
 static void real_init_once(void) {
     void *ours[NSTANDS] = {(void *)&dlopen,  (void *)&dlmopen, (void *)&dlsym,  (void *)&dlvsym,
                            (void *)&execve,  (void *)&execv,   (void *)&execvp, (void *)&execvpe,
-                           (void *)&fexecve, (void *)&execl,   (void *)&execlp, (void *)&execle};
+                           (void *)&fexecve, (void *)&execl,   (void *)&execlp, (void *)&execle,
+                           (void *)&_exit,   (void *)&_Exit};
     for (size_t i = 0; i < NSTANDS; i++)
         g_stands[i].ours = ours[i];
     find_ctx c = {.want = "libc.so.6"};
@@ -379,9 +383,14 @@ static int resolve_for_caller(const struct link_map *lm, const char *file, char 
 
 /* The real dlopen, in the base namespace or in lmid. */
 static void *real_open(int use_lmid, Lmid_t lmid, const char *file, int mode) {
-    if (use_lmid)
-        return as_real.dlmopen ? as_real.dlmopen(lmid, file, mode) : NULL;
-    return as_real.dlopen(file, mode);
+    if (use_lmid) {
+        __typeof__(as_real.dlmopen) f =
+            (__typeof__(as_real.dlmopen))as_install_unhooked((void *)as_real.dlmopen);
+        return f ? f(lmid, file, mode) : NULL;
+    }
+    __typeof__(as_real.dlopen) f =
+        (__typeof__(as_real.dlopen))as_install_unhooked((void *)as_real.dlopen);
+    return f(file, mode);
 }
 
 /* Shared body of dlopen and dlmopen for calls that need installing afterwards. Stands in
@@ -453,7 +462,14 @@ static int in_our_object(const void *addr) {
 }
 
 static void *real_sym(void *handle, const char *name, const char *version) {
-    return version ? as_real.dlvsym(handle, name, version) : as_real.dlsym(handle, name);
+    if (version) {
+        __typeof__(as_real.dlvsym) f =
+            (__typeof__(as_real.dlvsym))as_install_unhooked((void *)as_real.dlvsym);
+        return f(handle, name, version);
+    }
+    __typeof__(as_real.dlsym) f =
+        (__typeof__(as_real.dlsym))as_install_unhooked((void *)as_real.dlsym);
+    return f(handle, name);
 }
 
 /*
@@ -585,7 +601,9 @@ static int flush_before_exec(uint64_t *head) {
     as_pipe_flush(-1);
     if (left && as_ring_sum_flush(r))
         as_pipe_flush(-1);
-    int held = as_pipe_exec_hold(head) == 0;
+    /* No call in flight on this thread: nothing to record (and no ring to make: a process
+     * that tracked nothing starts no thread and creates no file). */
+    int held = as_hook_depth() > 0 && as_pipe_exec_hold(head) == 0;
     if (held) {
         as_hook_report_live_exec();
     } else {
@@ -622,7 +640,8 @@ static void exec_failed(int held, uint64_t head) {
         NEED_REAL(f);                                                                              \
         uint64_t head = 0;                                                                         \
         int held = flush_before_exec(&head);                                                       \
-        int rc = as_real.f(__VA_ARGS__);                                                           \
+        __typeof__(as_real.f) fn = (__typeof__(as_real.f))as_install_unhooked((void *)as_real.f);  \
+        int rc = fn(__VA_ARGS__);                                                                  \
         exec_failed(held, head);                                                                   \
         return rc;                                                                                 \
     } while (0)
@@ -645,6 +664,35 @@ AS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) 
 
 AS_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
     EXEC_BODY(fexecve, fd, argv, envp);
+}
+
+/* ---- _exit and _Exit: the calls in flight are recorded before the process ends ----
+ *
+ * exit() records them at its flush; _exit runs no handler. Ours record the calls in flight
+ * on this thread (the _exit itself when it is tracked) as not returned into the thread's
+ * ring, whose file outlives the process: recovery ships them, as it ships whatever else
+ * the process left queued (an anonymous ring, crash-safe capture off, loses them with the
+ * rest). Nothing is flushed: _exit is async-signal-safe and stays bounded. A vfork child
+ * (another pid in our memory) records nothing: its frames are not calls of ours. Then the
+ * process ends as the C library's _exit ends it: exit_group. */
+static void report_before_end(void) {
+    if (!as_install_active() || as_in_agentsight || getpid() != g_pid)
+        return;
+    int saved = errno;
+    as_hook_report_live();
+    errno = saved;
+}
+
+AS_EXPORT void _exit(int status) {
+    report_before_end();
+    for (;;)
+        syscall(SYS_exit_group, status);
+}
+
+AS_EXPORT void _Exit(int status) {
+    report_before_end();
+    for (;;)
+        syscall(SYS_exit_group, status);
 }
 
 /* posix_spawn/posix_spawnp are not wrapped: the calling process goes on and delivers its

@@ -137,9 +137,10 @@ static int target_by_fn(const void *addr) {
 /* The target of the calls a function of ours that stands for a C library function
  * (as_dlwrap_stands_for) makes: a target of its own whose orig is ours, so that the
  * thunk runs our function (it flushes before an exec, installs after a dlopen), with the
- * C library target's names, entry and prototype. None when the C library's function is
- * no target, or has its entry patched (hook=entry: our call of it is recorded there,
- * once). Creates the target on first use. -1 when none. */
+ * C library target's names, entry and prototype (also under hook=entry: ours then calls
+ * the C library's function past its patched entry, as_install_unhooked, so each call is
+ * recorded once). None when the C library's function is no target. Creates the target on
+ * first use. -1 when none. */
 static int target_by_stand_in(const void *addr) {
     void *real = NULL;
     const char *name = as_dlwrap_stands_for(addr, &real);
@@ -148,16 +149,31 @@ static int target_by_stand_in(const void *addr) {
     int id = target_by_orig(addr);
     if (id >= 0)
         return id;
-    int lib = target_by_orig(real);
-    if (lib < 0 || strcmp(as_targets[lib].symbol, name) != 0)
+    int lib = target_by_orig(real); /* _Exit: the C library's _exit, by another name */
+    if (lib < 0 && as_entry_count() > 0)
+        lib = as_entry_id(real); /* entry-patched: orig is the trampoline */
+    if (lib < 0 || as_target_retired((uint32_t)lib))
         return -1;
     const as_target *t = &as_targets[lib];
-    if (!t->entry || t->entry->hook == AS_HOOK_ENTRY)
+    if (!t->entry)
         return -1;
     id = as_target_get_in((void *)addr, t->symbol, t->action_name, t->library, t->entry, 0, 0);
     if (id >= 0 && as_targets[id].proto != t->proto)
         as_target_set_proto(&as_targets[id], t->proto);
     return id;
+}
+
+/* Whether target id is one of ours standing in for a C library function. */
+static int stand_in_target(int id) {
+    void *real;
+    return as_dlwrap_stands_for(as_targets[id].orig, &real) != NULL;
+}
+
+void *as_install_unhooked(void *fn) {
+    if (!fn || as_entry_count() == 0)
+        return fn;
+    int id = as_entry_id(fn);
+    return id >= 0 ? as_targets[id].orig : fn;
 }
 
 static int is_target_symbol(const char *name) {
@@ -649,7 +665,7 @@ static void *decide_slot(const as_obj *o, const char *sym, const char *version, 
     if (id < 0)
         return NULL;
     const as_entry *e = target_entry(id);
-    if (e && e->hook == AS_HOOK_ENTRY)
+    if (e && e->hook == AS_HOOK_ENTRY && !stand_in_target(id))
         return NULL;
     __atomic_fetch_or(&as_targets[id].via, AS_VIA_GOT, __ATOMIC_RELAXED);
     return as_thunk_addr((uint32_t)id);
@@ -1145,7 +1161,7 @@ void *as_install_dlsym_result(void *addr) {
     if (id < 0)
         return addr;
     const as_entry *e = target_entry(id);
-    if (e && e->hook == AS_HOOK_ENTRY)
+    if (e && e->hook == AS_HOOK_ENTRY && !stand_in_target(id))
         return addr;
     __atomic_fetch_or(&as_targets[id].via, AS_VIA_DLSYM, __ATOMIC_RELAXED);
     return as_thunk_addr((uint32_t)id);

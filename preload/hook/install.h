@@ -87,6 +87,11 @@ int as_real_init(void);
  * NULL otherwise. */
 const char *as_dlwrap_stands_for(const void *addr, void **real);
 
+/* The function fn itself, or, when its entry is patched, the way past the patch (its
+ * target's trampoline): what a function of ours that stands in for fn calls, its own
+ * calls being recorded by the thunk of its own GOT slot. Lock-free. */
+void *as_install_unhooked(void *fn);
+
 /* Records the current pid as the one whose pipeline may be flushed before an exec (a
  * vfork child shares our memory and must not). Called at start and in fork children. */
 void as_dlwrap_set_pid(void);

@@ -177,3 +177,34 @@ def test_check_says_how_exec_is_reached():
     p = run([CLI, "check", conf, "bash"])
     assert p.returncode == 0, p.stdout + p.stderr
     assert "via got" in p.stdout and "interposer's own execve" in p.stdout, p.stdout
+
+
+def test_hook_entry_exec_and_dlopen_once():
+    """Proves: with hook=entry (the C library's entry patched as well), a successful and a
+    failed execvp of env and node's dlopen are still one action each, never two (our own
+    execvp/dlopen call the C library's past its patched entry)."""
+    conf = "int execvp(const char *file, char **argv) hook=entry error_if=negative\n"
+    p, acts = run_cli(conf, ["env", "/bin/true"])
+    ex = named(acts, "execvp")
+    assert len(ex) == 1 and NOT_RETURNED in ex[0]["error_msg"], acts
+    p, acts = run_cli(conf, ["env", "/nonexistent-agentsight"])
+    ex = named(acts, "execvp")
+    assert len(ex) == 1 and ex[0]["response"] == "-1", acts
+    if shutil.which("node"):
+        js = 'try{process.dlopen({exports:{}},"/nonexistent-agentsight.node")}catch(e){}'
+        p, acts = run_cli("void *dlopen(const char *file, int mode) hook=entry\n",
+                          ["node", "-e", js])
+        files = [a["tools_used"]["parameters"]["file"] for a in named(acts, "dlopen")]
+        assert files.count("/nonexistent-agentsight.node") == 1, files
+
+
+def test_python_os_exit_one_action():
+    """Proves: python3's os._exit(3) with _exit tracked makes exactly one _exit action,
+    with its status, marked as not returned (recorded before the process ends, shipped
+    by recovery); before, none. The exit status is unchanged."""
+    p, acts = run_cli("void _exit(int status)\n", ["python3", "-c", "import os; os._exit(3)"])
+    assert p.returncode == 3, p.stderr
+    ex = named(acts, "_exit")
+    assert len(ex) == 1, acts
+    assert ex[0]["tools_used"]["parameters"]["status"] == 3, ex[0]
+    assert NOT_RETURNED in ex[0]["error_msg"], ex[0]
