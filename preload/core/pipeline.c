@@ -754,7 +754,9 @@ int as_pipe_exec_hold(uint64_t *head) {
         r = thread_attach();
     if (!r || !r->is_file || as_ring_open(r) || atomic_load(&pipe_state) != PIPE_RUNNING)
         return -1;
-    atomic_store(&exec_held, r);
+    as_ring *none = NULL;
+    if (!atomic_compare_exchange_strong(&exec_held, &none, r))
+        return -1; /* another thread's exec holds its ring: this one is flushed instead */
     for (int i = 0; i < 2000 && atomic_load(&draining) == r; i++) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -769,7 +771,9 @@ int as_pipe_exec_hold(uint64_t *head) {
 
 void as_pipe_exec_release(uint64_t head, int back) {
     as_ring *r = as_pipe_tring;
-    if (back && r && atomic_load(&exec_held) == r && !as_ring_open(r)) {
+    if (!r || atomic_load(&exec_held) != r)
+        return;
+    if (back && !as_ring_open(r)) {
         r->pending = head;
         atomic_store_explicit(&r->head, head, memory_order_release);
     }
