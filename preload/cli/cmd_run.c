@@ -30,6 +30,7 @@
 #include "cli/cmds.h"
 #include "cli/diag_agg.h"
 #include "cli/run_env.h"
+#include "cli/run_signals.h"
 #include "core/clock.h"
 #include "core/fdio.h"
 #include "core/http.h"
@@ -489,10 +490,13 @@ static unsigned long long rescue_run(const char *run_id, unsigned long long *unr
     return total;
 }
 
-/* Forks and execs o->prog. Returns PROGRAM's exit status (128+signo after a signal), or
- * 127/126 when it cannot be started (message printed, *started left 0). */
-static int spawn_and_wait(const run_opts *o, int *started) {
+/* Forks and execs o->prog, forwarding to it the signals sent to `run` alone
+ * (run_signals.h). Returns PROGRAM's exit status (128+signo after a signal, that signal
+ * in *killed_by, else 0), or 127/126 when it cannot be started (message printed,
+ * *started left 0). */
+static int spawn_and_wait(const run_opts *o, int *started, int *killed_by) {
     *started = 0;
+    *killed_by = 0;
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         fprintf(stderr, "agentsight run: pipe: %s\n", strerror(errno));
@@ -500,8 +504,7 @@ static int spawn_and_wait(const run_opts *o, int *started) {
     }
     sigset_t block, old;
     sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGQUIT);
+    as_run_sig_add(&block);
     sigprocmask(SIG_BLOCK, &block, &old);
     fflush(stdout);
     fflush(stderr);
@@ -526,11 +529,9 @@ static int spawn_and_wait(const run_opts *o, int *started) {
         fprintf(stderr, "agentsight run: fork: %s\n", strerror(e));
         return 126;
     }
-    /* Ctrl-C and Ctrl-\ reach the whole foreground group: only the child should act. */
-    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
-    sigemptyset(&ign.sa_mask);
-    sigaction(SIGINT, &ign, &old_int);
-    sigaction(SIGQUIT, &ign, &old_quit);
+    /* Sent to `run` by its pid: on to PROGRAM. Ctrl-C and Ctrl-\ reach the whole
+     * foreground group from the kernel: PROGRAM has them already, `run` lets them be. */
+    as_run_sig_forward(pid);
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     int child_errno = 0;
@@ -541,10 +542,10 @@ static int spawn_and_wait(const run_opts *o, int *started) {
     close(pfd[0]);
 
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGQUIT, &old_quit, NULL);
+    if (as_run_sig_wait(pid, &status) != 0) {
+        fprintf(stderr, "agentsight run: wait: %s\n", strerror(errno));
+        return 1;
+    }
 
     if (got == (ssize_t)sizeof(child_errno)) {
         if (child_errno == ENOENT) {
@@ -557,8 +558,10 @@ static int spawn_and_wait(const run_opts *o, int *started) {
     *started = 1;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
+    if (WIFSIGNALED(status)) {
+        *killed_by = WTERMSIG(status);
         return 128 + WTERMSIG(status);
+    }
     return 1;
 }
 
@@ -604,8 +607,8 @@ int as_cmd_run(int argc, char **argv) {
             unlink(symcache);
         return 2;
     }
-    int started = 0;
-    rc = spawn_and_wait(&o, &started);
+    int started = 0, killed_by = 0;
+    rc = spawn_and_wait(&o, &started, &killed_by);
     if (have_symcache)
         unlink(symcache);
     unsigned long long unreported = 0, damaged = 0;
@@ -626,6 +629,10 @@ int as_cmd_run(int argc, char **argv) {
                 print_losses(&st);
         }
         unlink(stats);
+    }
+    if (killed_by) { /* PROGRAM's parent would have seen it end by this signal: so does ours */
+        fflush(NULL);
+        as_run_sig_die(killed_by);
     }
     return rc;
 }

@@ -1,0 +1,124 @@
+"""Integration tests of `agentsight run` between its caller and PROGRAM: a signal sent to
+`run` by its pid reaches PROGRAM (whose handlers then act as without `run`), and `run`
+ends as PROGRAM ended, by the same signal, so its parent sees the same wait status as
+with the bare program, with no core file of its own. Every process has a timeout and
+its own spool directory (AGENTSIGHT_SPOOL_DIR)."""
+import os
+import resource
+import signal
+import subprocess
+import time
+
+from common import CLI, TIMEOUT, agent, tmpdir, write
+
+TRAP = 'sleep 30 >/dev/null & trap "echo got; kill $!; exit 5" TERM; echo ready; wait'
+
+
+def _env(d):
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith("AGENTSIGHT_") and k != "LD_PRELOAD"}
+    e["AGENTSIGHT_SPOOL_DIR"] = os.path.join(d, "spool")
+    return e
+
+
+def _conf(d):
+    return write(os.path.join(d, "a.conf"), "[actions]\nlabs\n")
+
+
+def _signalled(argv, d, sig, preexec=None):
+    """Starts argv in a session of its own, waits for its "ready" line, sends sig to its
+    pid alone and returns (returncode, stdout). Killed (the whole session) on a timeout."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(d),
+                         cwd=d, start_new_session=True, preexec_fn=preexec)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        p.send_signal(sig)
+        out, _ = p.communicate(timeout=TIMEOUT)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=TIMEOUT)
+    return p.returncode, out
+
+
+def test_sigterm_to_run_reaches_the_programs_trap():
+    """Proves SIGTERM sent to `run`'s pid alone (as Popen.terminate() or a supervisor
+    does) runs PROGRAM's TERM trap, and `run` exits with the status of the bare program
+    given the same signal (5, from the trap), after PROGRAM ended."""
+    d = tmpdir()
+    conf = _conf(d)
+    bare_rc, bare_out = _signalled(["/bin/bash", "-c", TRAP], d, signal.SIGTERM)
+    rc, out = _signalled([CLI, "run", "-q", "-c", conf, "--", "/bin/bash", "-c", TRAP], d,
+                         signal.SIGTERM)
+    assert bare_rc == 5 and bare_out == b"got\n", (bare_rc, bare_out)
+    assert (rc, out) == (bare_rc, bare_out), (rc, out)
+
+
+def test_other_signals_to_run_reach_the_program():
+    """Proves SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, and SIGINT and SIGQUIT sent to `run`'s
+    pid alone (not from the terminal) reach PROGRAM's traps, each giving the same status
+    as the bare program."""
+    d = tmpdir()
+    conf = _conf(d)
+    for sig, name in ((signal.SIGHUP, "HUP"), (signal.SIGUSR1, "USR1"),
+                      (signal.SIGUSR2, "USR2"), (signal.SIGALRM, "ALRM"),
+                      (signal.SIGINT, "INT"), (signal.SIGQUIT, "QUIT")):
+        script = ('sleep 30 >/dev/null & trap "echo got %s; kill $!; exit 6" %s; echo ready; '
+                  'wait' % (name, name))
+        bare = _signalled(["/bin/bash", "-c", script], d, sig)
+        got = _signalled([CLI, "run", "-q", "-c", conf, "--", "/bin/bash", "-c", script], d,
+                         sig)
+        assert bare == (6, b"got %s\n" % name.encode()), (name, bare)
+        assert got == bare, (name, got)
+
+
+def test_sigterm_without_trap_ends_run_by_sigterm():
+    """Proves that a PROGRAM without a handler, killed by the SIGTERM sent to `run`, makes
+    `run` end by SIGTERM too (returncode -15, as the bare program)."""
+    d = tmpdir()
+    conf = _conf(d)
+    script = "echo ready; exec sleep 30"
+    bare = _signalled(["/bin/sh", "-c", script], d, signal.SIGTERM)
+    got = _signalled([CLI, "run", "-q", "-c", conf, "--", "/bin/sh", "-c", script], d,
+                     signal.SIGTERM)
+    assert bare[0] == -signal.SIGTERM and got == bare, (bare, got)
+
+
+def _core_unlimited():
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def test_death_by_signal_is_passed_on_without_a_core_file():
+    """Proves a PROGRAM killed by SIGKILL or SIGSEGV makes `run`'s wait status the same
+    signal (returncode -9 / -11, as the bare program; not 137 / 139), with the summary
+    still printed first, and that `run`, started with an unlimited core size, writes no
+    core file of its own (the test agent forbids its own)."""
+    d = tmpdir()
+    conf = _conf(d)
+    out = os.path.join(d, "a.jsonl")
+    for mode, sig in (("kill", signal.SIGKILL), ("segv", signal.SIGSEGV)):
+        bare = subprocess.run([agent("crash_agent"), mode, "3"], env=_env(d), cwd=d,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+        p = subprocess.run([CLI, "run", "-c", conf, "-o", "file:" + out, "--",
+                            agent("crash_agent"), mode, "3"], env=_env(d), cwd=d,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT,
+                           preexec_fn=_core_unlimited)
+        assert bare.returncode == -sig, bare.returncode
+        assert p.returncode == -sig, (mode, p.returncode, p.stderr)
+        assert p.stdout == bare.stdout
+        assert b"actions tracked" in p.stderr, p.stderr
+        cores = [f for f in os.listdir(d) if f.startswith("core")]
+        assert cores == [], cores
+
+
+def test_signal_from_program_to_run_is_not_sent_back():
+    """Proves a signal PROGRAM sends to its parent `run` is not forwarded back to PROGRAM
+    (which would otherwise die of its own SIGUSR1): PROGRAM goes on and exits 0."""
+    d = tmpdir()
+    conf = _conf(d)
+    t0 = time.monotonic()
+    p = subprocess.run([CLI, "run", "-q", "-c", conf, "--", "/bin/sh", "-c",
+                        "kill -USR1 $PPID; sleep 0.3; echo alive"], env=_env(d), cwd=d,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert p.returncode == 0 and p.stdout == b"alive\n", (p.returncode, p.stdout, p.stderr)
+    assert time.monotonic() - t0 < TIMEOUT
