@@ -31,6 +31,7 @@
 #include "cli/diag_agg.h"
 #include "cli/run_env.h"
 #include "cli/run_signals.h"
+#include "hook/config.h"
 #include "core/clock.h"
 #include "core/fdio.h"
 #include "core/http.h"
@@ -294,17 +295,22 @@ static int make_diag_file(char *dir, size_t dcap, char *file, size_t fcap) {
 }
 
 /* Prints each distinct diagnostic of the run once (unless quiet) and removes the
- * directory of make_diag_file. This function can't fail. */
-static void finish_diag(const char *dir, const char *file, int quiet) {
+ * directory of make_diag_file. Returns the processes that reported their end (0 under
+ * quiet). This function can't fail. */
+static size_t finish_diag(const char *dir, const char *file, int quiet) {
+    size_t ended = 0;
     if (!quiet) {
         as_diag_agg *agg = as_diag_agg_new();
         char cwd[PATH_MAX];
-        if (agg && as_diag_agg_read(agg, file) == 0)
+        if (agg && as_diag_agg_read(agg, file) == 0) {
             as_diag_agg_print(agg, stderr, getcwd(cwd, sizeof cwd) ? cwd : NULL);
+            ended = as_diag_agg_ended(agg);
+        }
         as_diag_agg_free(agg);
     }
     unlink(file);
     rmdir(dir);
+    return ended;
 }
 
 /* Creates the empty cache file the run's processes share (hook/symcache.h) and exports its
@@ -322,8 +328,13 @@ static int make_symcache_file(char *path, size_t cap) {
     return 0;
 }
 
+#define MAX_SEEN_FUNCTIONS 256
+
 typedef struct run_stats {
     uint64_t procs, actions, dropped, hooked, recovered;
+    size_t ended;                   /* processes of the diag records that ended */
+    char *seen[MAX_SEEN_FUNCTIONS]; /* distinct functions of recovered actions */
+    size_t nseen;
     uint64_t queue_full, threads, signal, damaged, summarized, sink_failed; /* by cause... */
     char outputs[MAX_OUTPUTS_TEXT];
 } run_stats;
@@ -344,6 +355,22 @@ static void add_output(run_stats *st, const char *output) {
     if (have)
         st->outputs[have++] = ',';
     memcpy(st->outputs + have, output, n + 1);
+}
+
+/* as_cli_rescue_seen_fn: a recovered action counts its sinks among the outputs and its
+ * function among those tracked (a process that ended with _exit or was killed never
+ * wrote the stats line that names them). */
+static void rescue_seen(const char *sinks, const char *function, void *ctx) {
+    run_stats *st = ctx;
+    if (sinks && sinks[0])
+        add_output(st, sinks);
+    if (!function || st->nseen == MAX_SEEN_FUNCTIONS)
+        return;
+    for (size_t i = 0; i < st->nseen; i++)
+        if (strcmp(st->seen[i], function) == 0)
+            return;
+    if ((st->seen[st->nseen] = strdup(function)) != NULL)
+        st->nseen++;
 }
 
 /* Returns o[key] as a count: 0 when absent, not a number or not positive. */
@@ -388,7 +415,11 @@ static int read_stats(const char *path, run_stats *st) {
 /* Prints the one summary line on stderr. This function can't fail. */
 static void print_summary(const run_stats *st) {
     if (st->procs == 0 && st->recovered == 0 && st->actions == 0) {
-        if (!getenv("AGENTSIGHT_CONFIG"))
+        const char *entries = getenv(AS_ENTRIES_ENV);
+        if (st->ended) /* they ran the interposer: nothing they called was tracked */
+            fprintf(stderr, "agentsight: 0 actions tracked in %zu process%s\n", st->ended,
+                    st->ended == 1 ? "" : "es");
+        else if (!getenv("AGENTSIGHT_CONFIG") && !(entries && *entries))
             fputs("agentsight: nothing tracked: no config (give -c CONFIG or create "
                   "./" DEFAULT_CONFIG ")\n",
                   stderr);
@@ -398,14 +429,22 @@ static void print_summary(const run_stats *st) {
                   stderr);
         return;
     }
-    unsigned long long a = st->actions + st->recovered, h = st->hooked, d = st->dropped;
+    const char *outputs = st->outputs;
+    char shown[MAX_OUTPUTS_TEXT];
+    const char *asked = getenv("AGENTSIGHT_OUTPUT");
+    if (!outputs[0] && asked && *asked) { /* only processes that wrote no stats line */
+        as_redact_uris(asked, shown, sizeof shown);
+        outputs = shown;
+    }
+    unsigned long long a = st->actions + st->recovered, d = st->dropped;
+    unsigned long long h = st->hooked > st->nseen ? st->hooked : st->nseen;
     char rec[96] = "";
     if (st->recovered)
         snprintf(rec, sizeof rec, ", %llu recovered from processes that ended early",
                  (unsigned long long)st->recovered);
     fprintf(stderr,
             "agentsight: %llu action%s tracked from %llu function%s (%llu dropped%s) -> %s\n", a,
-            a == 1 ? "" : "s", h, h == 1 ? "" : "s", d, rec, st->outputs[0] ? st->outputs : "-");
+            a == 1 ? "" : "s", h, h == 1 ? "" : "s", d, rec, outputs[0] ? outputs : "-");
     if (d || st->summarized || st->sink_failed)
         fprintf(stderr,
                 "agentsight: dropped %llu (queue full), %llu (over the thread limit), %llu (in a "
@@ -611,13 +650,14 @@ int as_cmd_run(int argc, char **argv) {
     rc = spawn_and_wait(&o, &started, &killed_by);
     if (have_symcache)
         unlink(symcache);
+    static run_stats st; /* filled by the recovery (rescue_seen), then the stats lines */
+    as_cli_rescue_observe(rescue_seen, &st);
     unsigned long long unreported = 0, damaged = 0;
     unsigned long long recovered = started ? rescue_run(run_id, &unreported, &damaged) : 0;
-    if (have_diag)
-        finish_diag(diag_dir, diag, o.quiet);
+    as_cli_rescue_observe(NULL, NULL);
+    size_t ended = have_diag ? finish_diag(diag_dir, diag, o.quiet) : 0;
     if (have_stats) {
-        run_stats st;
-        memset(&st, 0, sizeof(st));
+        st.ended = ended;
         st.recovered = recovered;
         st.actions = unreported; /* the stats lines add what was reported */
         st.damaged = damaged;    /* and the records recovery found damaged */
@@ -630,6 +670,8 @@ int as_cmd_run(int argc, char **argv) {
         }
         unlink(stats);
     }
+    for (size_t i = 0; i < st.nseen; i++)
+        free(st.seen[i]);
     if (killed_by) { /* PROGRAM's parent would have seen it end by this signal: so does ours */
         fflush(NULL);
         as_run_sig_die(killed_by);

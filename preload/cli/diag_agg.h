@@ -32,7 +32,9 @@ int as_diag_agg_read(as_diag_agg *agg, const char *path);
  * printed. */
 int as_diag_agg_print(const as_diag_agg *agg, FILE *out, const char *cwd);
 
-/* Counters, for tests: distinct processes seen, processes that ended, records skipped. */
+/* A process here is a process image (core/diag.h: the TIME of "PID.TIME"): a child
+ * forked without exec belongs to its parent's image and is not counted apart.
+ * Counters, for tests: distinct processes seen, processes that ended, records skipped. */
 size_t as_diag_agg_processes(const as_diag_agg *agg);
 size_t as_diag_agg_ended(const as_diag_agg *agg);
 size_t as_diag_agg_skipped(const as_diag_agg *agg);

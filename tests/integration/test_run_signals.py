@@ -122,3 +122,80 @@ def test_signal_from_program_to_run_is_not_sent_back():
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
     assert p.returncode == 0 and p.stdout == b"alive\n", (p.returncode, p.stdout, p.stderr)
     assert time.monotonic() - t0 < TIMEOUT
+
+
+# ---- the summary line adds up ------------------------------------------------------------
+
+def _summary_count(stderr):
+    import re
+    m = re.search(rb"agentsight: (\d+) actions? tracked from (\d+) functions? .* -> (\S+)\n",
+                  stderr)
+    assert m, stderr
+    return int(m.group(1)), int(m.group(2)), m.group(3).decode()
+
+
+def test_summary_counts_the_file_for_killed_and_exited_children():
+    """Proves the summary of a tree whose children are killed by SIGKILL and one of which
+    ends with _exit counts exactly the lines the file sink got (tracked + recovered),
+    names the file sink and the one function; and that when the only process that tracked
+    anything ended with _exit (no stats line), the count and the file sink are right."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "a.conf"), "[actions]\nlabs\n")
+    out = os.path.join(d, "a.jsonl")
+    ca = agent("crash_agent")
+    script = ("for i in 1 2 3; do %s kill 500 >/dev/null & done; %s exit 300 >/dev/null; "
+              "wait" % (ca, ca))
+    p = subprocess.run([CLI, "run", "-c", conf, "-o", "file:" + out, "--", "/bin/sh", "-c",
+                        script], env=_env(d), cwd=d, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    with open(out) as f:
+        lines = sum(1 for line in f if line.strip())
+    assert lines == 3 * 1000 + 600, lines
+    assert _summary_count(p.stderr) == (lines, 1, "file:" + out), p.stderr
+
+    out2 = os.path.join(d, "b.jsonl")
+    p = subprocess.run([CLI, "run", "-c", conf, "-o", "file:" + out2, "--", ca, "exit", "7"],
+                       env=_env(d), cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=TIMEOUT)
+    assert p.returncode == 3, p.stderr
+    count, _, sink = _summary_count(p.stderr)
+    assert (count, sink) == (14, "file:" + out2), p.stderr
+
+
+def test_entry_without_config_is_not_reported_as_no_config():
+    """Proves `run -e PATTERN` without -c (and no ./agentsight.conf) never says "no
+    config": with a program ending with _exit that tracked nothing, the summary says no
+    instrumented process reported; with one that tracked, it counts its actions."""
+    d = tmpdir()
+    ca = agent("crash_agent")
+    p = subprocess.run([CLI, "run", "-e", "no_such_function_zz", "--", ca, "exit", "0"],
+                       env=_env(d), cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=TIMEOUT)
+    assert p.returncode == 3, p.stderr
+    assert b"no config" not in p.stderr, p.stderr
+    assert b"no instrumented process reported" in p.stderr, p.stderr
+    p = subprocess.run([CLI, "run", "-e", "labs", "--", ca, "exit", "4"], env=_env(d), cwd=d,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert b"no config" not in p.stderr, p.stderr
+    assert _summary_count(p.stderr)[:2] == (8, 1), p.stderr
+
+
+def test_unmatched_entry_and_summary_agree():
+    """Proves an entry that matched nothing in the one process that ran is reported with
+    a summary that agrees (not "no instrumented process reported"), and that a config
+    error every process image hits, in a tree where a process forks without exec, is
+    printed without "(in N of M processes)"."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "n.conf"), "[actions]\nno_such_function_zz\n")
+    p = subprocess.run([CLI, "run", "-c", conf, "--", "/bin/true"], env=_env(d), cwd=d,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert b"matched nothing in any of 1 process" in p.stderr, p.stderr
+    assert b"no instrumented process reported" not in p.stderr, p.stderr
+    bad = write(os.path.join(d, "bad.conf"), "[actions]\nlabs\nbogus line (((\n")
+    prog = ("import os, sys\nfor i in range(2):\n    if os.fork() == 0:\n"
+            "        sys.exit(0)\n    os.wait()\n")
+    p = subprocess.run([CLI, "run", "-c", bad, "--", "python3", "-c", prog], env=_env(d),
+                       cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert b"unknown type 'bogus'" in p.stderr, p.stderr
+    assert b" of " not in p.stderr.split(b"unknown type 'bogus'")[1].split(b"\n")[0], p.stderr
