@@ -199,3 +199,53 @@ def test_unmatched_entry_and_summary_agree():
                        cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
     assert b"unknown type 'bogus'" in p.stderr, p.stderr
     assert b" of " not in p.stderr.split(b"unknown type 'bogus'")[1].split(b"\n")[0], p.stderr
+
+
+def test_ctrl_c_from_the_terminal_reaches_the_program():
+    """Proves Ctrl-C typed on a real terminal (a pty: the kernel sends SIGINT to the
+    foreground process group, si_code SI_KERNEL) runs PROGRAM's INT trap, does not stop
+    `run`, and run exits with PROGRAM's status. (That run does not send it a second time
+    cannot be told apart here: two SIGINTs close together merge into one.)"""
+    import pty
+    import select
+    d = tmpdir()
+    conf = _conf(d)
+    script = ('n=0; trap "n=\\$((n+1))" INT; echo ready; i=0; '
+              'while [ $i -lt 10 ]; do sleep 0.1; i=$((i+1)); done; echo "n=$n"; exit 4')
+    env = _env(d)
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(d)
+            os.execve(CLI, [CLI, "run", "-q", "-c", conf, "--", "/bin/bash", "-c", script],
+                      env)
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + TIMEOUT
+    sent = False
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(fd, 1024)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"ready" in out:
+                time.sleep(0.2)
+                os.write(fd, b"\x03")
+                sent = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.close(fd)
+    assert sent, out
+    assert b"n=1" in out or b"n=2" in out, out
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 4, (status, out)
