@@ -43,6 +43,9 @@ void as_run_sig_forward(pid_t pid) {
     as_run_sig_add(&sa.sa_mask); /* one handler at a time: target read once */
     for (size_t i = 0; i < NFORWARDED; i++)
         sigaction(forwarded[i], &sa, NULL);
+    /* A stderr nobody reads any more must not end `run` before it reports PROGRAM's
+     * status: the summary's write fails with EPIPE instead. */
+    signal(SIGPIPE, SIG_IGN);
 }
 
 int as_run_sig_wait(pid_t pid, int *status) {

@@ -15,7 +15,8 @@ void as_run_sig_add(sigset_t *set);
 /* From now on each of those signals received by this process is sent to pid, except:
  * one the kernel sent (si_code SI_KERNEL: the terminal's Ctrl-C, Ctrl-\, hang-up and
  * window change, which reach PROGRAM's process group by themselves) and one PROGRAM
- * itself sent. Call in the parent after fork, with the signals still blocked. */
+ * itself sent. SIGPIPE is ignored from now on (the summary written to a closed pipe
+ * must not end `run`). Call in the parent after fork, with the signals still blocked. */
 void as_run_sig_forward(pid_t pid);
 
 /* Waits for pid to end and reaps it: its wait status into *status. Forwarding stops

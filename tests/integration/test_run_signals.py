@@ -249,3 +249,21 @@ def test_ctrl_c_from_the_terminal_reaches_the_program():
     assert sent, out
     assert b"n=1" in out or b"n=2" in out, out
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 4, (status, out)
+
+
+def test_closed_stderr_does_not_end_run_by_sigpipe():
+    """Proves that when nobody reads `run`'s stderr any more (the reading end of the pipe
+    closed), writing its summary does not kill `run` by SIGPIPE: it exits with PROGRAM's
+    status (3), as the bare program does."""
+    d = tmpdir()
+    conf = _conf(d)
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        argv = ["/bin/sh", "-c", "sleep 0.2; exit 3"]
+        bare = subprocess.run(argv, stderr=w, env=_env(d), cwd=d, timeout=TIMEOUT)
+        p = subprocess.run([CLI, "run", "-c", conf, "--"] + argv, stderr=w, env=_env(d),
+                           cwd=d, timeout=TIMEOUT)
+    finally:
+        os.close(w)
+    assert bare.returncode == 3 and p.returncode == 3, (bare.returncode, p.returncode)
