@@ -30,6 +30,7 @@
 #include "cli/cmds.h"
 #include "cli/diag_agg.h"
 #include "cli/run_env.h"
+#include "cli/run_rings.h"
 #include "cli/run_signals.h"
 #include "hook/config.h"
 #include "core/clock.h"
@@ -335,14 +336,17 @@ typedef struct run_stats {
     size_t ended;                   /* processes of the diag records that ended */
     char *seen[MAX_SEEN_FUNCTIONS]; /* distinct functions of recovered actions */
     size_t nseen;
+    size_t ring_targets; /* most targets of one process among the run's ring files */
     uint64_t queue_full, threads, signal, damaged, summarized, sink_failed; /* by cause... */
-    char outputs[MAX_OUTPUTS_TEXT];
+    char outputs[MAX_OUTPUTS_TEXT]; /* of processes that delivered or lost an action */
+    char idle[MAX_OUTPUTS_TEXT];    /* of processes that reported none (shown when alone) */
 } run_stats;
 
-/* Adds output to the comma-separated list of distinct outputs (dropped when full). */
-static void add_output(run_stats *st, const char *output) {
-    size_t have = strlen(st->outputs), n = strlen(output);
-    const char *p = st->outputs;
+/* Adds output to the comma-separated list (a run_stats outputs or idle field) of
+ * distinct outputs (dropped when full). */
+static void add_to(char *list, size_t cap, const char *output) {
+    size_t have = strlen(list), n = strlen(output);
+    const char *p = list;
     while (*p) {
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -350,11 +354,15 @@ static void add_output(run_stats *st, const char *output) {
             return;
         p += len + (end ? 1 : 0);
     }
-    if (have + n + 2 > sizeof(st->outputs))
+    if (have + n + 2 > cap)
         return;
     if (have)
-        st->outputs[have++] = ',';
-    memcpy(st->outputs + have, output, n + 1);
+        list[have++] = ',';
+    memcpy(list + have, output, n + 1);
+}
+
+static void add_output(run_stats *st, const char *output) {
+    add_to(st->outputs, sizeof st->outputs, output);
 }
 
 /* as_cli_rescue_seen_fn: a recovered action counts its sinks among the outputs and its
@@ -371,6 +379,15 @@ static void rescue_seen(const char *sinks, const char *function, void *ctx) {
             return;
     if ((st->seen[st->nseen] = strdup(function)) != NULL)
         st->nseen++;
+}
+
+/* as_run_rings_fn: a ring file of the run names its process's sinks and functions. */
+static void ring_seen(const char *sinks, size_t targets, void *ctx) {
+    run_stats *st = ctx;
+    if (sinks && sinks[0])
+        add_output(st, sinks);
+    if (targets > st->ring_targets)
+        st->ring_targets = targets;
 }
 
 /* Returns o[key] as a count: 0 when absent, not a number or not positive. */
@@ -399,9 +416,15 @@ static void add_stats_line(void *ctx, const char *line, size_t n) {
     uint64_t h = num(o, "hooked");
     if (h > st->hooked)
         st->hooked = h;
+    /* A process that tracked nothing (a shell that changed directory, say) names a sink
+     * that got nothing from it: listed only when no process tracked anything. */
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(o, "output");
-    if (cJSON_IsString(out) && out->valuestring[0])
-        add_output(st, out->valuestring);
+    if (cJSON_IsString(out) && out->valuestring[0]) {
+        if (num(o, "actions") || num(o, "dropped") || num(o, "sink_failed") || num(o, "summarized"))
+            add_output(st, out->valuestring);
+        else
+            add_to(st->idle, sizeof st->idle, out->valuestring);
+    }
     cJSON_Delete(o);
 }
 
@@ -429,7 +452,7 @@ static void print_summary(const run_stats *st) {
                   stderr);
         return;
     }
-    const char *outputs = st->outputs;
+    const char *outputs = st->outputs[0] ? st->outputs : st->idle;
     char shown[MAX_OUTPUTS_TEXT];
     const char *asked = getenv("AGENTSIGHT_OUTPUT");
     if (!outputs[0] && asked && *asked) { /* only processes that wrote no stats line */
@@ -437,7 +460,11 @@ static void print_summary(const run_stats *st) {
         outputs = shown;
     }
     unsigned long long a = st->actions + st->recovered, d = st->dropped;
-    unsigned long long h = st->hooked > st->nseen ? st->hooked : st->nseen;
+    unsigned long long h = st->hooked;
+    if (st->nseen > h)
+        h = st->nseen;
+    if (st->ring_targets > h)
+        h = st->ring_targets;
     char rec[96] = "";
     if (st->recovered)
         snprintf(rec, sizeof rec, ", %llu recovered from processes that ended early",
@@ -493,9 +520,9 @@ static int spool_root(char *out, size_t cap) {
  * (AGENTSIGHT_FLUSH_TIMEOUT_MS, 2000 ms), what each leaves recovered as it ends; those
  * still alive then deliver their own. Returns the actions recovered; *unreported
  * receives those the ended processes delivered but never reported, *damaged the records
- * found damaged and skipped. */
+ * found damaged and skipped; st the sinks and functions the run's ring files name. */
 static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported,
-                                     unsigned long long *damaged) {
+                                     unsigned long long *damaged, run_stats *st) {
     char root[sizeof as_cfg.spool_dir];
     const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
     if ((cs && strcmp(cs, "0") == 0) || spool_root(root, sizeof root) != 0)
@@ -507,6 +534,7 @@ static unsigned long long rescue_run(const char *run_id, unsigned long long *unr
     unsigned long long total = 0, unrep_total = 0, dmg_total = 0;
     for (;;) {
         unsigned long long n = 0, unrep = 0, dmg = 0;
+        as_run_rings_scan(root, run_id, ring_seen, st); /* before recovery removes them */
         as_cli_rescue_rings(root, run_id, deadline, &n, &unrep, &dmg);
         total += n;
         unrep_total += unrep;
@@ -653,7 +681,7 @@ int as_cmd_run(int argc, char **argv) {
     static run_stats st; /* filled by the recovery (rescue_seen), then the stats lines */
     as_cli_rescue_observe(rescue_seen, &st);
     unsigned long long unreported = 0, damaged = 0;
-    unsigned long long recovered = started ? rescue_run(run_id, &unreported, &damaged) : 0;
+    unsigned long long recovered = started ? rescue_run(run_id, &unreported, &damaged, &st) : 0;
     as_cli_rescue_observe(NULL, NULL);
     size_t ended = have_diag ? finish_diag(diag_dir, diag, o.quiet) : 0;
     if (have_stats) {

@@ -290,3 +290,27 @@ def test_summary_counts_records_a_killed_process_had_written_to_the_file():
             lines = sum(1 for line in f if line.strip())
         assert lines == 4 * 40000, lines
         assert _summary_count(p.stderr)[0] == lines, (k, p.stderr)
+
+
+def test_summary_of_a_program_that_delivered_then_ended_with_exit():
+    """Proves that when PROGRAM's own exporter delivered its action and PROGRAM then ended
+    with _exit (no stats line, nothing left to recover), the summary still counts that
+    action, the one function and the default file sink from the run's ring file (not
+    "from 0 functions ... -> -"), and that a shell of the tree that changed directory and
+    tracked nothing does not add its own (empty) sink to the list."""
+    import sys
+    d = tmpdir()
+    sub = os.path.join(d, "elsewhere")
+    os.mkdir(sub)
+    prog = ("import ctypes, os, time\nctypes.CDLL(None).labs(-5)\ntime.sleep(0.5)\n"
+            "os._exit(0)\n")
+    script = '(cd %s && /bin/sh -c "exit 0"); exec %s -c "$0"' % (sub, sys.executable)
+    p = subprocess.run([CLI, "run", "-e", "labs", "--", "/bin/sh", "-c", script, prog],
+                       env=_env(d), cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    out = os.path.join(d, "agentsight-actions.jsonl")
+    with open(out) as f:
+        lines = sum(1 for line in f if line.strip())
+    assert lines == 1, lines
+    assert _summary_count(p.stderr) == (1, 1, "file:" + out), p.stderr
