@@ -2,7 +2,8 @@
  * its standard streams and exit status through untouched, delivers what processes of its
  * tree left undelivered (killed, `_exit`, an exporter that could not finish), and prints
  * one summary line of what every instrumented process tracked (from the
- * AGENTSIGHT_STATS_FILE protocol of preload/core/pipeline.h).
+ * AGENTSIGHT_STATS_FILE protocol of preload/core/pipeline.h). Signals sent to `run` go
+ * on to PROGRAM, and `run` ends by the signal that ended PROGRAM (run_signals.h).
  *
  * Every process of the tree inherits AGENTSIGHT_RUN_ID (this process's pid and a random
  * part), written into the header of each of its ring files: after the program exits, the
