@@ -2,7 +2,8 @@
  * its standard streams and exit status through untouched, delivers what processes of its
  * tree left undelivered (killed, `_exit`, an exporter that could not finish), and prints
  * one summary line of what every instrumented process tracked (from the
- * AGENTSIGHT_STATS_FILE protocol of preload/core/pipeline.h).
+ * AGENTSIGHT_STATS_FILE protocol of preload/core/pipeline.h). Signals sent to `run` go
+ * on to PROGRAM, and `run` ends by the signal that ended PROGRAM (run_signals.h).
  *
  * Every process of the tree inherits AGENTSIGHT_RUN_ID (this process's pid and a random
  * part), written into the header of each of its ring files: after the program exits, the
@@ -30,6 +31,9 @@
 #include "cli/cmds.h"
 #include "cli/diag_agg.h"
 #include "cli/run_env.h"
+#include "cli/run_rings.h"
+#include "cli/run_signals.h"
+#include "hook/config.h"
 #include "core/clock.h"
 #include "core/fdio.h"
 #include "core/http.h"
@@ -293,17 +297,22 @@ static int make_diag_file(char *dir, size_t dcap, char *file, size_t fcap) {
 }
 
 /* Prints each distinct diagnostic of the run once (unless quiet) and removes the
- * directory of make_diag_file. This function can't fail. */
-static void finish_diag(const char *dir, const char *file, int quiet) {
+ * directory of make_diag_file. Returns the processes that reported their end (0 under
+ * quiet). This function can't fail. */
+static size_t finish_diag(const char *dir, const char *file, int quiet) {
+    size_t ended = 0;
     if (!quiet) {
         as_diag_agg *agg = as_diag_agg_new();
         char cwd[PATH_MAX];
-        if (agg && as_diag_agg_read(agg, file) == 0)
+        if (agg && as_diag_agg_read(agg, file) == 0) {
             as_diag_agg_print(agg, stderr, getcwd(cwd, sizeof cwd) ? cwd : NULL);
+            ended = as_diag_agg_ended(agg);
+        }
         as_diag_agg_free(agg);
     }
     unlink(file);
     rmdir(dir);
+    return ended;
 }
 
 /* Creates the empty cache file the run's processes share (hook/symcache.h) and exports its
@@ -321,16 +330,24 @@ static int make_symcache_file(char *path, size_t cap) {
     return 0;
 }
 
+#define MAX_SEEN_FUNCTIONS 256
+
 typedef struct run_stats {
     uint64_t procs, actions, dropped, hooked, recovered;
+    size_t ended;                   /* processes of the diag records that ended */
+    char *seen[MAX_SEEN_FUNCTIONS]; /* distinct functions of recovered actions */
+    size_t nseen;
+    size_t ring_targets; /* most targets of one process among the run's ring files */
     uint64_t queue_full, threads, signal, damaged, summarized, sink_failed; /* by cause... */
-    char outputs[MAX_OUTPUTS_TEXT];
+    char outputs[MAX_OUTPUTS_TEXT]; /* of processes that delivered or lost an action */
+    char idle[MAX_OUTPUTS_TEXT];    /* of processes that reported none (shown when alone) */
 } run_stats;
 
-/* Adds output to the comma-separated list of distinct outputs (dropped when full). */
-static void add_output(run_stats *st, const char *output) {
-    size_t have = strlen(st->outputs), n = strlen(output);
-    const char *p = st->outputs;
+/* Adds output to the comma-separated list (a run_stats outputs or idle field) of
+ * distinct outputs (dropped when full). */
+static void add_to(char *list, size_t cap, const char *output) {
+    size_t have = strlen(list), n = strlen(output);
+    const char *p = list;
     while (*p) {
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -338,11 +355,40 @@ static void add_output(run_stats *st, const char *output) {
             return;
         p += len + (end ? 1 : 0);
     }
-    if (have + n + 2 > sizeof(st->outputs))
+    if (have + n + 2 > cap)
         return;
     if (have)
-        st->outputs[have++] = ',';
-    memcpy(st->outputs + have, output, n + 1);
+        list[have++] = ',';
+    memcpy(list + have, output, n + 1);
+}
+
+static void add_output(run_stats *st, const char *output) {
+    add_to(st->outputs, sizeof st->outputs, output);
+}
+
+/* as_cli_rescue_seen_fn: a recovered action counts its sinks among the outputs and its
+ * function among those tracked (a process that ended with _exit or was killed never
+ * wrote the stats line that names them). */
+static void rescue_seen(const char *sinks, const char *function, void *ctx) {
+    run_stats *st = ctx;
+    if (sinks && sinks[0])
+        add_output(st, sinks);
+    if (!function || st->nseen == MAX_SEEN_FUNCTIONS)
+        return;
+    for (size_t i = 0; i < st->nseen; i++)
+        if (strcmp(st->seen[i], function) == 0)
+            return;
+    if ((st->seen[st->nseen] = strdup(function)) != NULL)
+        st->nseen++;
+}
+
+/* as_run_rings_fn: a ring file of the run names its process's sinks and functions. */
+static void ring_seen(const char *sinks, size_t targets, void *ctx) {
+    run_stats *st = ctx;
+    if (sinks && sinks[0])
+        add_output(st, sinks);
+    if (targets > st->ring_targets)
+        st->ring_targets = targets;
 }
 
 /* Returns o[key] as a count: 0 when absent, not a number or not positive. */
@@ -371,9 +417,15 @@ static void add_stats_line(void *ctx, const char *line, size_t n) {
     uint64_t h = num(o, "hooked");
     if (h > st->hooked)
         st->hooked = h;
+    /* A process that tracked nothing (a shell that changed directory, say) names a sink
+     * that got nothing from it: listed only when no process tracked anything. */
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(o, "output");
-    if (cJSON_IsString(out) && out->valuestring[0])
-        add_output(st, out->valuestring);
+    if (cJSON_IsString(out) && out->valuestring[0]) {
+        if (num(o, "actions") || num(o, "dropped") || num(o, "sink_failed") || num(o, "summarized"))
+            add_output(st, out->valuestring);
+        else
+            add_to(st->idle, sizeof st->idle, out->valuestring);
+    }
     cJSON_Delete(o);
 }
 
@@ -387,7 +439,11 @@ static int read_stats(const char *path, run_stats *st) {
 /* Prints the one summary line on stderr. This function can't fail. */
 static void print_summary(const run_stats *st) {
     if (st->procs == 0 && st->recovered == 0 && st->actions == 0) {
-        if (!getenv("AGENTSIGHT_CONFIG"))
+        const char *entries = getenv(AS_ENTRIES_ENV);
+        if (st->ended) /* they ran the interposer: nothing they called was tracked */
+            fprintf(stderr, "agentsight: 0 actions tracked in %zu process%s\n", st->ended,
+                    st->ended == 1 ? "" : "es");
+        else if (!getenv("AGENTSIGHT_CONFIG") && !(entries && *entries))
             fputs("agentsight: nothing tracked: no config (give -c CONFIG or create "
                   "./" DEFAULT_CONFIG ")\n",
                   stderr);
@@ -397,14 +453,26 @@ static void print_summary(const run_stats *st) {
                   stderr);
         return;
     }
-    unsigned long long a = st->actions + st->recovered, h = st->hooked, d = st->dropped;
+    const char *outputs = st->outputs[0] ? st->outputs : st->idle;
+    char shown[MAX_OUTPUTS_TEXT];
+    const char *asked = getenv("AGENTSIGHT_OUTPUT");
+    if (!outputs[0] && asked && *asked) { /* only processes that wrote no stats line */
+        as_redact_uris(asked, shown, sizeof shown);
+        outputs = shown;
+    }
+    unsigned long long a = st->actions + st->recovered, d = st->dropped;
+    unsigned long long h = st->hooked;
+    if (st->nseen > h)
+        h = st->nseen;
+    if (st->ring_targets > h)
+        h = st->ring_targets;
     char rec[96] = "";
     if (st->recovered)
         snprintf(rec, sizeof rec, ", %llu recovered from processes that ended early",
                  (unsigned long long)st->recovered);
     fprintf(stderr,
             "agentsight: %llu action%s tracked from %llu function%s (%llu dropped%s) -> %s\n", a,
-            a == 1 ? "" : "s", h, h == 1 ? "" : "s", d, rec, st->outputs[0] ? st->outputs : "-");
+            a == 1 ? "" : "s", h, h == 1 ? "" : "s", d, rec, outputs[0] ? outputs : "-");
     if (d || st->summarized || st->sink_failed)
         fprintf(stderr,
                 "agentsight: dropped %llu (queue full), %llu (over the thread limit), %llu (in a "
@@ -453,9 +521,9 @@ static int spool_root(char *out, size_t cap) {
  * (AGENTSIGHT_FLUSH_TIMEOUT_MS, 2000 ms), what each leaves recovered as it ends; those
  * still alive then deliver their own. Returns the actions recovered; *unreported
  * receives those the ended processes delivered but never reported, *damaged the records
- * found damaged and skipped. */
+ * found damaged and skipped; st the sinks and functions the run's ring files name. */
 static unsigned long long rescue_run(const char *run_id, unsigned long long *unreported,
-                                     unsigned long long *damaged) {
+                                     unsigned long long *damaged, run_stats *st) {
     char root[sizeof as_cfg.spool_dir];
     const char *cs = getenv("AGENTSIGHT_CRASH_SAFE");
     if ((cs && strcmp(cs, "0") == 0) || spool_root(root, sizeof root) != 0)
@@ -467,6 +535,7 @@ static unsigned long long rescue_run(const char *run_id, unsigned long long *unr
     unsigned long long total = 0, unrep_total = 0, dmg_total = 0;
     for (;;) {
         unsigned long long n = 0, unrep = 0, dmg = 0;
+        as_run_rings_scan(root, run_id, ring_seen, st); /* before recovery removes them */
         as_cli_rescue_rings(root, run_id, deadline, &n, &unrep, &dmg);
         total += n;
         unrep_total += unrep;
@@ -489,10 +558,13 @@ static unsigned long long rescue_run(const char *run_id, unsigned long long *unr
     return total;
 }
 
-/* Forks and execs o->prog. Returns PROGRAM's exit status (128+signo after a signal), or
- * 127/126 when it cannot be started (message printed, *started left 0). */
-static int spawn_and_wait(const run_opts *o, int *started) {
+/* Forks and execs o->prog, forwarding to it the signals sent to `run` alone
+ * (run_signals.h). Returns PROGRAM's exit status (128+signo after a signal, that signal
+ * in *killed_by, else 0), or 127/126 when it cannot be started (message printed,
+ * *started left 0). */
+static int spawn_and_wait(const run_opts *o, int *started, int *killed_by) {
     *started = 0;
+    *killed_by = 0;
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         fprintf(stderr, "agentsight run: pipe: %s\n", strerror(errno));
@@ -500,8 +572,7 @@ static int spawn_and_wait(const run_opts *o, int *started) {
     }
     sigset_t block, old;
     sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGQUIT);
+    as_run_sig_add(&block);
     sigprocmask(SIG_BLOCK, &block, &old);
     fflush(stdout);
     fflush(stderr);
@@ -526,11 +597,9 @@ static int spawn_and_wait(const run_opts *o, int *started) {
         fprintf(stderr, "agentsight run: fork: %s\n", strerror(e));
         return 126;
     }
-    /* Ctrl-C and Ctrl-\ reach the whole foreground group: only the child should act. */
-    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
-    sigemptyset(&ign.sa_mask);
-    sigaction(SIGINT, &ign, &old_int);
-    sigaction(SIGQUIT, &ign, &old_quit);
+    /* Sent to `run` by its pid: on to PROGRAM. Ctrl-C and Ctrl-\ reach the whole
+     * foreground group from the kernel: PROGRAM has them already, `run` lets them be. */
+    as_run_sig_forward(pid);
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     int child_errno = 0;
@@ -541,10 +610,10 @@ static int spawn_and_wait(const run_opts *o, int *started) {
     close(pfd[0]);
 
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGQUIT, &old_quit, NULL);
+    if (as_run_sig_wait(pid, &status) != 0) {
+        fprintf(stderr, "agentsight run: wait: %s\n", strerror(errno));
+        return 1;
+    }
 
     if (got == (ssize_t)sizeof(child_errno)) {
         if (child_errno == ENOENT) {
@@ -557,8 +626,10 @@ static int spawn_and_wait(const run_opts *o, int *started) {
     *started = 1;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
+    if (WIFSIGNALED(status)) {
+        *killed_by = WTERMSIG(status);
         return 128 + WTERMSIG(status);
+    }
     return 1;
 }
 
@@ -604,17 +675,18 @@ int as_cmd_run(int argc, char **argv) {
             unlink(symcache);
         return 2;
     }
-    int started = 0;
-    rc = spawn_and_wait(&o, &started);
+    int started = 0, killed_by = 0;
+    rc = spawn_and_wait(&o, &started, &killed_by);
     if (have_symcache)
         unlink(symcache);
+    static run_stats st; /* filled by the recovery (rescue_seen), then the stats lines */
+    as_cli_rescue_observe(rescue_seen, &st);
     unsigned long long unreported = 0, damaged = 0;
-    unsigned long long recovered = started ? rescue_run(run_id, &unreported, &damaged) : 0;
-    if (have_diag)
-        finish_diag(diag_dir, diag, o.quiet);
+    unsigned long long recovered = started ? rescue_run(run_id, &unreported, &damaged, &st) : 0;
+    as_cli_rescue_observe(NULL, NULL);
+    size_t ended = have_diag ? finish_diag(diag_dir, diag, o.quiet) : 0;
     if (have_stats) {
-        run_stats st;
-        memset(&st, 0, sizeof(st));
+        st.ended = ended;
         st.recovered = recovered;
         st.actions = unreported; /* the stats lines add what was reported */
         st.damaged = damaged;    /* and the records recovery found damaged */
@@ -626,6 +698,12 @@ int as_cmd_run(int argc, char **argv) {
                 print_losses(&st);
         }
         unlink(stats);
+    }
+    for (size_t i = 0; i < st.nseen; i++)
+        free(st.seen[i]);
+    if (killed_by) { /* PROGRAM's parent would have seen it end by this signal: so does ours */
+        fflush(NULL);
+        as_run_sig_die(killed_by);
     }
     return rc;
 }

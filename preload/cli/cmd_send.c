@@ -240,6 +240,14 @@ static int copy_action(const as_action *a, as_action *out, as_buf *b) {
     return 0;
 }
 
+static as_cli_rescue_seen_fn seen_fn;
+static void *seen_ctx;
+
+void as_cli_rescue_observe(as_cli_rescue_seen_fn fn, void *ctx) {
+    seen_fn = fn;
+    seen_ctx = ctx;
+}
+
 /* as_recover_fn: one action of a dead process joins the batch of its sinks. */
 static int rescued(const as_action *a, const as_recover_origin *o, void *ctx) {
     rescue *r = ctx;
@@ -256,6 +264,11 @@ static int rescued(const as_action *a, const as_recover_origin *o, void *ctx) {
         g->acts[g->n].event_id = g->ids[g->n];
     }
     r->actions++;
+    if (seen_fn) /* a wrapped call's tools_used starts with its function (core/record.h) */
+        seen_fn(o->sinks,
+                a->tools_used && strncmp(a->tools_used, "{\"function\":", 12) == 0 ? a->action_name
+                                                                                   : NULL,
+                seen_ctx);
     g->n++; /* the recoverer flushes every BATCH actions (rescue_flush) */
     return 0;
 }

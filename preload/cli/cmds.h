@@ -21,4 +21,11 @@ int as_cli_rescue_rings(const char *root, const char *run_id, long long deadline
                         unsigned long long *actions, unsigned long long *unreported,
                         unsigned long long *damaged);
 
+/* Called by as_cli_rescue_rings for each action it recovered: the sink URIs of the dead
+ * process (no secrets; "" when unknown) and, for an action of a wrapped function call,
+ * its action name (NULL for an action tracked through the API). fn NULL: no calls.
+ * cmd_send.c */
+typedef void (*as_cli_rescue_seen_fn)(const char *sinks, const char *function, void *ctx);
+void as_cli_rescue_observe(as_cli_rescue_seen_fn fn, void *ctx);
+
 #endif

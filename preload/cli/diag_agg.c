@@ -204,12 +204,16 @@ int as_diag_agg_line(as_diag_agg *agg, const char *line, size_t len) {
         goto out;
     }
     uint64_t pid = fnv(14695981039346656037ULL, f[1], strlen(f[1]));
-    if (keyset_add(&agg->procs, pid) < 0) {
-        rc = -1;
-        goto out;
-    }
     if (f[0][0] == 'E') {
         rc = keyset_add(&agg->ended, pid) < 0 ? -1 : 0;
+        goto out;
+    }
+    /* Only processes that reported something are counted in "(in N of M processes)": a
+     * child forked without exec inherits what its parent's image reported at start (its
+     * config errors, say) and ends with an E record alone; counting it would make a
+     * message every process saw look partial. */
+    if (keyset_add(&agg->procs, pid) < 0) {
+        rc = -1;
         goto out;
     }
     agg_msg *m = find_or_add(agg, f[0][0], f + 2, nf - 2, &oom);

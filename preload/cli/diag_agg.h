@@ -24,6 +24,7 @@ int as_diag_agg_read(as_diag_agg *agg, const char *path);
 
 /* Prints, in the order first seen, one line per distinct diagnostic:
  *   agentsight: LEVEL: MESSAGE                  seen in every process that reported
+ *                                               a message or an unmatched entry
  *   agentsight: LEVEL: MESSAGE (in 2 of 5 processes)
  * then one line per entry that matched nothing in every process that ended:
  *   agentsight: entry 'x' (agent.conf:3) matched nothing in any of 3 processes
@@ -32,7 +33,8 @@ int as_diag_agg_read(as_diag_agg *agg, const char *path);
  * printed. */
 int as_diag_agg_print(const as_diag_agg *agg, FILE *out, const char *cwd);
 
-/* Counters, for tests: distinct processes seen, processes that ended, records skipped. */
+/* Counters, for tests: distinct processes that wrote a message or an unmatched entry
+ * (the M of "(in N of M processes)"), processes that ended, records skipped. */
 size_t as_diag_agg_processes(const as_diag_agg *agg);
 size_t as_diag_agg_ended(const as_diag_agg *agg);
 size_t as_diag_agg_skipped(const as_diag_agg *agg);

@@ -91,6 +91,21 @@ static void test_unmatched_only_when_nowhere(void **state) {
     as_diag_agg_free(agg);
 }
 
+/* Proves a process that only ended (E alone: a child forked without exec, which inherits
+ * the config errors its parent's image reported at start) is not counted among the
+ * processes a message is shown against: an error both reporting processes wrote reads
+ * without "(in N of M processes)". */
+static void test_forked_children_not_counted(void **state) {
+    as_diag_agg *agg = as_diag_agg_new();
+    feed(agg, "M\t20.7\terror\ta.conf:3:1: unknown type\n"
+              "M\t21.8\terror\ta.conf:3:1: unknown type\n"
+              "E\t22.7\nE\t23.7\nE\t20.7\nE\t21.8\n");
+    assert_int_equal(as_diag_agg_processes(agg), 2);
+    assert_int_equal(as_diag_agg_ended(agg), 4);
+    assert_printed(agg, NULL, "agentsight: error: a.conf:3:1: unknown type\n");
+    as_diag_agg_free(agg);
+}
+
 /* Proves one process's unmatched entry reads "any of 1 process", and a process that
  * never ended (killed) does not count among the processes an entry is checked against. */
 static void test_unmatched_singular_and_killed(void **state) {
@@ -233,6 +248,7 @@ int main(void) {
         cmocka_unit_test(test_dedup_and_counts),
         cmocka_unit_test(test_unmatched_only_when_nowhere),
         cmocka_unit_test(test_unmatched_singular_and_killed),
+        cmocka_unit_test(test_forked_children_not_counted),
         cmocka_unit_test(test_bad_records_skipped),
         cmocka_unit_test(test_many),
         cmocka_unit_test(test_records_of_processes),
