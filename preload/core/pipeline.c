@@ -38,6 +38,7 @@
 #include "settings.h"
 #include "sink.h"
 #include "core/bigbss.h"
+#include "core/fdio.h"
 
 #define MAX_SLOTS 1024 /* threads with a live ring at once */
 #define MAX_SINKS AS_MAX_SINKS
@@ -250,7 +251,8 @@ static void targets_sync_locked(void) {
         char path[sizeof rings_dir + 96];
         snprintf(path, sizeof path, "%s/%d-%llu-%llx.targets", rings_dir, (int)ident.pid,
                  (unsigned long long)ident.start_time, (unsigned long long)ident.image);
-        targets_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        targets_fd = as_open_high(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                                  0600); /* kept open: at a high number (fdio.h) */
         if (targets_fd < 0)
             return;
         targets_written = 0;

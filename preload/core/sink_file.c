@@ -125,6 +125,7 @@ static int open_path(file_sink *f, char *why, size_t why_cap) {
     f->fd = open(f->path, O_RDWR | flags, 0600);
     if (f->fd < 0 && (errno == EACCES || errno == EISDIR || errno == EPERM))
         f->fd = open(f->path, O_WRONLY | flags, 0600);
+    f->fd = as_fd_move_high(f->fd); /* kept open: never one of the program's low numbers */
     if (f->fd < 0) {
         if (errno == ELOOP && (flags & O_NOFOLLOW))
             snprintf(why, why_cap, "a symlink appeared in a shared directory; not followed");
