@@ -28,6 +28,7 @@ typedef struct req {
     long retry_after_ms; /* from the last answer, -1 when none */
     int attempts;
     int64_t not_before_ms; /* earliest start of the next attempt */
+    int unreachable;       /* the last attempt could not connect (refused, no such host) */
     as_http_done_fn fn;
     void *ctx;
     char errbuf[CURL_ERROR_SIZE];
@@ -48,6 +49,7 @@ struct as_http {
     int answering;         /* see as_http_answering() */
     as_netfd_id wakeup[4]; /* descriptors curl_multi_init opened (its wakeup pair) */
     int nwakeup;
+    int final; /* as_http_set_final(): an attempt that cannot connect is not retried */
 };
 
 AS_DYNLIB_DEFINE(as_curl, AS_CURL_FNS, "libcurl.so.4", "the HTTP sinks (agentsight, otlp)");
@@ -362,7 +364,10 @@ static void on_done(as_http *h, req *r, CURLcode rc) {
         snprintf(r->errbuf, sizeof r->errbuf, "%s", as_curl.curl_easy_strerror(rc));
     release_easy(h, r);
     h->answering = !as_http_retryable(status);
-    if (as_http_retryable(status) && r->attempts < h->o.max_attempts) {
+    r->unreachable = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                     rc == CURLE_COULDNT_RESOLVE_PROXY;
+    if (as_http_retryable(status) && r->attempts < h->o.max_attempts &&
+        !(h->final && r->unreachable)) {
         long wait = as_http_backoff_ms(&h->o, r->attempts + 1, as_http_random64());
         if (r->retry_after_ms >= 0)
             wait = r->retry_after_ms < h->o.retry_after_max_ms ? r->retry_after_ms
@@ -437,6 +442,36 @@ size_t as_http_run(as_http *h, int timeout_ms) {
         }
     }
     return h->outstanding;
+}
+
+void as_http_set_final(as_http *h, int on) {
+    if (!h || h->final == !!on)
+        return;
+    h->final = !!on;
+    if (!on)
+        return;
+    /* Detach the waiting list first: a callback may submit (or requeue) requests. */
+    req *list = h->waiting, *keep = NULL, *give_up = NULL;
+    h->waiting = NULL;
+    while (list) {
+        req *r = list;
+        list = r->next;
+        req **to = r->unreachable ? &give_up : &keep;
+        r->next = *to;
+        *to = r;
+    }
+    while (keep) {
+        req *r = keep;
+        keep = r->next;
+        r->next = h->waiting;
+        h->waiting = r;
+    }
+    for (int i = 0; give_up && i < 100000; i++) {
+        req *r = give_up;
+        give_up = r->next;
+        r->next = NULL;
+        finish(h, r, 0, 0);
+    }
 }
 
 int as_http_answering(const as_http *h) {

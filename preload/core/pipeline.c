@@ -1374,6 +1374,16 @@ static void at_exit(void) {
     shutdown_impl(1);
 }
 
+static _Atomic int final_flush; /* as_pipe_set_final_flush */
+
+int as_pipe_stopping(void) {
+    return atomic_load(&ex_stop) || atomic_load(&final_flush);
+}
+
+void as_pipe_set_final_flush(int on) {
+    atomic_store(&final_flush, on);
+}
+
 void as_pipe_exit_before_tls(void) {
     static atomic_int once_inited;
     if (atomic_exchange(&once_inited, 1) == 0) {

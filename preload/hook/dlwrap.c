@@ -539,10 +539,12 @@ static void flush_before_exec(void) {
      * flush made room, when the ring was full). */
     as_ring *r = as_pipe_tring;
     int left = r && !as_ring_open(r) && !as_ring_sum_flush(r);
+    as_pipe_set_final_flush(1); /* a collector refusing connections: spool, no retries */
     as_pipe_flush(-1);
     if (left && as_ring_sum_flush(r))
         as_pipe_flush(-1);
-    as_pipe_write_stats(); /* the new image reports only what it does itself */
+    as_pipe_set_final_flush(0); /* should the exec fail, retries are back */
+    as_pipe_write_stats();      /* the new image reports only what it does itself */
     errno = saved;
 }
 
