@@ -30,6 +30,15 @@ def tree(d):
     return files
 
 
+def free_port():
+    """A port nothing listens on (bound, then released): connections to it are refused."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def archive_members(path):
     with tarfile.open(path, "r:gz") as t:
         return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
@@ -39,7 +48,8 @@ def test_tar_czf_with_close_tracked():
     """Proves `tar czf` whose forked child's first tracked call is close(0) exits as bare
     (0; it aborted with "Child died with signal 6" when the sink file took fd 0 and tar's
     dup(3) returned another number) and writes a valid archive with the same members,
-    under `agentsight run` and under a plain LD_PRELOAD; the close calls are recorded."""
+    under `agentsight run`, under a plain LD_PRELOAD and with an OTLP sink whose collector
+    is down (libcurl's wakeup socket pair took fd 0); the close calls are recorded."""
     d = tmpdir()
     files = tree(d)
     out = os.path.join(d, "actions.jsonl")
@@ -55,6 +65,11 @@ def test_tar_czf_with_close_tracked():
         "preload": run(["tar", "czf", os.path.join(d, "preload.tgz"), "-C", d, "src"],
                        env={"LD_PRELOAD": PRELOAD, "AGENTSIGHT_CONFIG": conf,
                             "AGENTSIGHT_SPOOL_DIR": spool}, timeout=60),
+        # An HTTP sink: libcurl's multi handle opens a socket pair of its own.
+        "otlp": run(["tar", "czf", os.path.join(d, "otlp.tgz"), "-C", d, "src"],
+                    env={"LD_PRELOAD": PRELOAD, "AGENTSIGHT_CONFIG": conf,
+                         "AGENTSIGHT_OUTPUT": f"otlp:http://127.0.0.1:{free_port()}",
+                         "AGENTSIGHT_SPOOL_DIR": spool}, timeout=60),
     }
     for name, r in runs.items():
         assert r.returncode == bare.returncode, (name, r.returncode, r.stderr)
@@ -116,15 +131,6 @@ def test_stderr_sink_survives_close_stdout():
     summary = [ln for ln in r.stderr.splitlines() if " actions tracked " in ln]
     assert summary and summary[0].startswith(f"agentsight: {len(lines)} actions tracked"), \
         r.stderr
-
-
-def free_port():
-    """A port nothing listens on (bound, then released): connections to it are refused."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_refused_otlp_spools_at_exit_then_send_delivers():
