@@ -3,6 +3,7 @@
  * descriptors the interposer holds open at high numbers (fdio.h). */
 #include "core/fdio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -74,4 +75,30 @@ int as_open_high(const char *path, int flags, mode_t mode) {
         fd = open(path, flags, mode);
     while (fd < 0 && errno == EINTR);
     return fd < 0 ? -1 : as_fd_move_high(fd);
+}
+
+DIR *as_opendir_high(const char *path) {
+    int fd = as_open_high(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd < 0)
+        return NULL;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return d;
+}
+
+FILE *as_fopen_high(const char *path) {
+    int fd = as_open_high(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
 }

@@ -4,7 +4,9 @@
 #ifndef AS_FDIO_H
 #define AS_FDIO_H
 
+#include <dirent.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Writes n bytes of p to fd, retrying on EINTR and short writes. Returns 0, or -1 with
@@ -35,5 +37,12 @@ int as_fd_move_high(int fd);
  * number for a moment: a program thread running close(0); dup(x) at that very moment could
  * still see it (only long-lived descriptors are worth this). */
 int as_open_high(const char *path, int flags, mode_t mode);
+
+/* opendir(3) and fopen(3) for reading (close-on-exec) whose descriptor is
+ * moved as by as_open_high: for the exporter thread, whose scans of directories and
+ * reads of files run beside the program's threads, where a low number held for the whole
+ * scan would be one the program's own open or dup expected. NULL with errno set. */
+DIR *as_opendir_high(const char *path);
+FILE *as_fopen_high(const char *path);
 
 #endif

@@ -345,7 +345,7 @@ static void file_close(as_sink *s) {
  * the process is exiting, and an exit in the middle of a write(2) could end it short. */
 static void file_hold(as_sink *s, int timeout_ms) {
     file_sink *f = s->impl;
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int fd = as_open_high(f->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
     if (fd < 0)
         return;
     for (int waited = 0; waited <= timeout_ms; waited++) {
