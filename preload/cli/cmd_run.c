@@ -200,9 +200,9 @@ static int find_preload(char *out, size_t cap) {
     return -1;
 }
 
-/* Sets AGENTSIGHT_CONFIG, AGENTSIGHT_OUTPUT (relative file: paths made absolute) and
- * LD_PRELOAD for the program. Returns 0, or -1 with a message printed (the environment
- * may then be partly changed). */
+/* Sets AGENTSIGHT_CONFIG, AGENTSIGHT_OUTPUT (relative file: paths made absolute),
+ * AGENTSIGHT_RUN_DIR and LD_PRELOAD for the program. Returns 0, or -1 with a message printed (the
+ * environment may then be partly changed). */
 static int setup_env(const run_opts *o, const char *lib) {
     char real[PATH_MAX];
     if (o->llm)
@@ -217,6 +217,13 @@ static int setup_env(const run_opts *o, const char *lib) {
                realpath(DEFAULT_CONFIG, real)) {
         setenv("AGENTSIGHT_CONFIG", real, 1);
     }
+    /* Relative file: sinks (the config's, AGENTSIGHT_OUTPUT's, the default) mean our
+     * working directory for every process of the run (core/settings.c, absolute_output). */
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd))
+        setenv("AGENTSIGHT_RUN_DIR", cwd, 1);
+    else
+        unsetenv("AGENTSIGHT_RUN_DIR");
     if (o->output) {
         char msg[256] = "";
         char shown[1024];

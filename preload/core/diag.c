@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/keptenv.h"
 #include "core/diag.h"
 #include "core/log.h"
@@ -72,11 +73,7 @@ static int open_env_file(const char *var, int create) {
     int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY;
     if (create)
         flags |= O_CREAT;
-    int fd;
-    do
-        fd = open(path, flags, 0644);
-    while (fd < 0 && errno == EINTR);
-    return fd;
+    return as_open_high(path, flags, 0644); /* retries on EINTR; out of the program's way */
 }
 
 size_t as_diag_put_field(char *buf, size_t len, size_t cap, const char *s) {

@@ -2,16 +2,20 @@
 #include "core/dl_curl.h" /* first: it sets how <curl/curl.h> is read */
 
 #include "core/clock.h"
+#include "core/fdio.h"
 #include "core/http.h"
 #include "core/pipeline.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/jsonw.h"
 #include "core/log.h"
@@ -28,6 +32,7 @@ typedef struct req {
     long retry_after_ms; /* from the last answer, -1 when none */
     int attempts;
     int64_t not_before_ms; /* earliest start of the next attempt */
+    int unreachable;       /* the last attempt could not connect (refused, no such host) */
     as_http_done_fn fn;
     void *ctx;
     char errbuf[CURL_ERROR_SIZE];
@@ -48,6 +53,8 @@ struct as_http {
     int answering;         /* see as_http_answering() */
     as_netfd_id wakeup[4]; /* descriptors curl_multi_init opened (its wakeup pair) */
     int nwakeup;
+    int wakeup_hi[2]; /* the pair kept at high numbers (park_wakeup), or -1 */
+    int final;        /* as_http_set_final(): an attempt that cannot connect is not retried */
 };
 
 AS_DYNLIB_DEFINE(as_curl, AS_CURL_FNS, "libcurl.so.4", "the HTTP sinks (agentsight, otlp)");
@@ -149,6 +156,67 @@ static void opts_defaults(as_http_opts *o) {
         o->retry_after_max_ms = 30000;
 }
 
+/* Whether a and b are the two ends of one stream socket pair: a byte sent on one is read
+ * on the other (neither end is then left holding it). */
+static int is_pair(int a, int b) {
+    char c = 'w';
+    if (send(b, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1)
+        return 0;
+    return recv(a, &c, 1, MSG_DONTWAIT) == 1;
+}
+
+/* curl_multi_init opens a wakeup socket pair at the program's lowest free numbers (a
+ * program that closed fd 0 would not get 0 back from its next open: tar aborts). libcurl
+ * uses the pair only in curl_multi_poll and curl_multi_wakeup, which we never call, and
+ * closes it in curl_multi_cleanup. So the pair moves to high numbers (fdio.h) at once, and
+ * its low numbers are the program's again; unpark_wakeup puts them back for the cleanup.
+ * Only a verified pair is moved (two new sockets, connected to each other): a socket a
+ * program thread opened meanwhile is never touched. Can't fail (nothing moved then). */
+static void park_wakeup(as_http *h) {
+    h->wakeup_hi[0] = h->wakeup_hi[1] = -1;
+    if (h->nwakeup != 2 || !is_pair(h->wakeup[0].fd, h->wakeup[1].fd))
+        return;
+    int base = as_fd_high_base();
+    if (base <= h->wakeup[0].fd || base <= h->wakeup[1].fd)
+        return;
+    int hi[2];
+    for (int i = 0; i < 2; i++) {
+        hi[i] = fcntl(h->wakeup[i].fd, F_DUPFD_CLOEXEC, base);
+        if (hi[i] < 0) {
+            if (i)
+                close(hi[0]);
+            return;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        close(h->wakeup[i].fd);
+        h->wakeup_hi[i] = hi[i];
+    }
+}
+
+/* Gives the parked pair its low numbers back for curl_multi_cleanup. Returns 1 when the
+ * multi handle may be cleaned up (its descriptors are its own again, or were never
+ * moved), 0 when a number is the program's now (then nothing of the program's is
+ * touched, and the handle is left as it is). The high copies are closed either way. */
+static int unpark_wakeup(as_http *h) {
+    if (h->wakeup_hi[0] < 0)
+        return as_netfd_intact(h->wakeup, h->nwakeup);
+    int ok = 1, got[2] = {-1, -1};
+    for (int i = 0; i < 2 && ok; i++) {
+        /* The lowest free number from the old one: the old one itself when free. Never
+         * replaces a descriptor, unlike dup2. */
+        got[i] = fcntl(h->wakeup_hi[i], F_DUPFD_CLOEXEC, h->wakeup[i].fd);
+        ok = got[i] == h->wakeup[i].fd;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!ok && got[i] >= 0)
+            close(got[i]);
+        close(h->wakeup_hi[i]);
+        h->wakeup_hi[i] = -1;
+    }
+    return ok;
+}
+
 as_http *as_http_new(const as_http_opts *opts, const char *const *headers) {
     if (as_http_global_init() != 0)
         return NULL;
@@ -180,6 +248,7 @@ as_http *as_http_new(const as_http_opts *opts, const char *const *headers) {
     if (!h->multi)
         goto error;
     h->nwakeup = as_netfd_new(before, h->wakeup, 4);
+    park_wakeup(h);
     as_curl.curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->o.max_inflight);
     as_curl.curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->o.max_inflight);
     return h;
@@ -362,7 +431,10 @@ static void on_done(as_http *h, req *r, CURLcode rc) {
         snprintf(r->errbuf, sizeof r->errbuf, "%s", as_curl.curl_easy_strerror(rc));
     release_easy(h, r);
     h->answering = !as_http_retryable(status);
-    if (as_http_retryable(status) && r->attempts < h->o.max_attempts) {
+    r->unreachable = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                     rc == CURLE_COULDNT_RESOLVE_PROXY;
+    if (as_http_retryable(status) && r->attempts < h->o.max_attempts &&
+        !(h->final && r->unreachable)) {
         long wait = as_http_backoff_ms(&h->o, r->attempts + 1, as_http_random64());
         if (r->retry_after_ms >= 0)
             wait = r->retry_after_ms < h->o.retry_after_max_ms ? r->retry_after_ms
@@ -439,6 +511,36 @@ size_t as_http_run(as_http *h, int timeout_ms) {
     return h->outstanding;
 }
 
+void as_http_set_final(as_http *h, int on) {
+    if (!h || h->final == !!on)
+        return;
+    h->final = !!on;
+    if (!on)
+        return;
+    /* Detach the waiting list first: a callback may submit (or requeue) requests. */
+    req *list = h->waiting, *keep = NULL, *give_up = NULL;
+    h->waiting = NULL;
+    while (list) {
+        req *r = list;
+        list = r->next;
+        req **to = r->unreachable ? &give_up : &keep;
+        r->next = *to;
+        *to = r;
+    }
+    while (keep) {
+        req *r = keep;
+        keep = r->next;
+        r->next = h->waiting;
+        h->waiting = r;
+    }
+    for (int i = 0; give_up && i < 100000; i++) {
+        req *r = give_up;
+        give_up = r->next;
+        r->next = NULL;
+        finish(h, r, 0, 0);
+    }
+}
+
 int as_http_answering(const as_http *h) {
     return h ? h->answering : 0;
 }
@@ -490,7 +592,7 @@ void as_http_free(as_http *h) {
         as_curl.curl_easy_cleanup(h->spare[i]);
     /* The multi handle closes its wakeup pair: not when the program closed it and the
      * numbers are its files now (the handle is then left as it is). */
-    if (as_netfd_intact(h->wakeup, h->nwakeup))
+    if (unpark_wakeup(h))
         as_curl.curl_multi_cleanup(h->multi);
     else
         as_debug("http: the program closed the client's descriptors; the client is left open");

@@ -73,6 +73,13 @@ size_t as_http_outstanding(const as_http *h);
  * answer, 429 or 502-504. This function can't fail. */
 int as_http_answering(const as_http *h);
 
+/* on = 1 for the final flush (the process exits or replaces its image): from then on an
+ * attempt that cannot connect (refused, host unknown) is not retried, and the retries
+ * waiting after such an attempt end now: callbacks run with status 0 (not cancelled), so
+ * the sink spools at once instead of sleeping through the backoff. Other failures keep
+ * their retries. on = 0 restores the retries (an exec that failed). Can't fail. */
+void as_http_set_final(as_http *h, int on);
+
 /* Ends every outstanding request now: callbacks run with cancelled = 1, status 0. */
 void as_http_cancel_all(as_http *h);
 

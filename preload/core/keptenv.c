@@ -5,8 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[] = {"AGENTSIGHT_LOG", "AGENTSIGHT_DIAG_FILE", "AGENTSIGHT_RUN_ID",
-                                    "AGENTSIGHT_SYMCACHE", "AGENTSIGHT_STATS_FILE"};
+static const char *const names[] = {"AGENTSIGHT_LOG",        "AGENTSIGHT_DIAG_FILE",
+                                    "AGENTSIGHT_RUN_ID",     "AGENTSIGHT_SYMCACHE",
+                                    "AGENTSIGHT_STATS_FILE", "AGENTSIGHT_RUN_DIR"};
 #define NNAMES (sizeof names / sizeof names[0])
 
 static const char *values[NNAMES];

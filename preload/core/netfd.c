@@ -1,11 +1,11 @@
 /* netfd.c - the HTTP client's descriptors kept apart from the program's (netfd.h). */
 #include "core/netfd.h"
 #include "core/bigbss.h"
+#include "core/fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,21 +16,6 @@
 static as_netfd_id g_socks[MAX_SOCKETS] AS_BIG_BSS;
 static int g_nsocks;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Where moved sockets start: 4096 when the descriptor limit allows (higher would grow the
- * kernel's descriptor table, copied by every fork of the program), else the last quarter
- * of the limit; 0 when nothing sensible (the socket then stays where it is). */
-static int high_base(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 0;
-    rlim_t lim = rl.rlim_cur;
-    if (lim == RLIM_INFINITY || lim >= 4096 + 1024)
-        return 4096;
-    if (lim >= 256)
-        return (int)(lim * 3 / 4);
-    return 0;
-}
 
 /* A forked child starts with no socket of its own (the parent's clients are not its). */
 static void child_reset(void) {
@@ -75,7 +60,7 @@ curl_socket_t as_netfd_open(void *clientp, curlsocktype purpose, struct curl_soc
     if (fd < 0)
         return CURL_SOCKET_BAD;
     pthread_mutex_lock(&g_lock);
-    int base = high_base();
+    int base = as_fd_high_base(); /* fdio.h */
     if (base > fd) {
         /* The lowest free number from base, skipping those curl may still hold. */
         int skipped[8], nskip = 0, start = base;

@@ -38,6 +38,7 @@
 #include "settings.h"
 #include "sink.h"
 #include "core/bigbss.h"
+#include "core/fdio.h"
 
 #define MAX_SLOTS 1024 /* threads with a live ring at once */
 #define MAX_SINKS AS_MAX_SINKS
@@ -250,7 +251,8 @@ static void targets_sync_locked(void) {
         char path[sizeof rings_dir + 96];
         snprintf(path, sizeof path, "%s/%d-%llu-%llx.targets", rings_dir, (int)ident.pid,
                  (unsigned long long)ident.start_time, (unsigned long long)ident.image);
-        targets_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        targets_fd = as_open_high(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                                  0600); /* kept open: at a high number (fdio.h) */
         if (targets_fd < 0)
             return;
         targets_written = 0;
@@ -1420,6 +1422,16 @@ static void at_exit(void) {
         return; /* registered twice (as_pipe_exit_before_tls): the first run did it */
     atomic_store(&exiting, 1);
     shutdown_impl(1);
+}
+
+static _Atomic int final_flush; /* as_pipe_set_final_flush */
+
+int as_pipe_stopping(void) {
+    return atomic_load(&ex_stop) || atomic_load(&final_flush);
+}
+
+void as_pipe_set_final_flush(int on) {
+    atomic_store(&final_flush, on);
 }
 
 void as_pipe_exit_before_tls(void) {

@@ -223,6 +223,13 @@ long as_pipe_recover_opts(const char *root, const as_recover_opts *opts);
  * itself runs once. Can't fail. */
 void as_pipe_exit_before_tls(void);
 
+/* 1 from the moment the exporter is told to stop (the exit flush, as_pipe_shutdown), and
+ * between as_pipe_set_final_flush(1) and (0) (the flush before an exec): the last flush of
+ * this image is under way. HTTP sinks then spool a batch whose collector refuses the
+ * connection at once instead of retrying (as_http_set_final). */
+int as_pipe_stopping(void);
+void as_pipe_set_final_flush(int on);
+
 /* as_pipe_recover_opts with only fn and ctx (any run, no flush). */
 long as_pipe_recover(const char *root, as_recover_fn fn, void *ctx);
 

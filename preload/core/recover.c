@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "action.h"
 #include "log.h"
 #include "pipeline.h"
@@ -115,7 +116,7 @@ static int ours(const struct stat *st) {
 /* Reads the whole file path (a regular file of ours, not through a symlink) into a
  * NUL-terminated malloc'ed buffer. Returns it, or NULL (nothing left open). */
 static char *slurp(const char *path) {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = as_open_high(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd < 0)
         return NULL;
     struct stat st;
@@ -381,7 +382,7 @@ static int parse_name(const char *name, int *pid, uint64_t *start, char *prefix,
  * moving the ring's tail. Lines not ending in '\n' (torn) do not count: the file sink cuts
  * them off before its next write, and the record is written again whole. */
 static void scan_done(walk_ctx *w, const char *path, uint64_t from, uint64_t prefix) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = as_open_high(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0)
         return;
     struct stat st;
@@ -655,7 +656,7 @@ static void sweep_targets(const char *dir, char **list, size_t n) {
         prefix[l - 8] = '-';
         prefix[l - 7] = '\0';
         int used = 0;
-        DIR *d = opendir(dir);
+        DIR *d = as_opendir_high(dir);
         struct dirent *e;
         while (d && !used && (e = readdir(d)))
             used = strncmp(e->d_name, prefix, strlen(prefix)) == 0 && !strstr(e->d_name, ".bad");
@@ -671,7 +672,7 @@ static void sweep_targets(const char *dir, char **list, size_t n) {
 
 /* Lists the entry names of dir (malloc'ed). Returns the count, or -1 (errno set). */
 static long list_dir(const char *dir, char ***out) {
-    DIR *d = opendir(dir);
+    DIR *d = as_opendir_high(dir);
     if (!d)
         return -1;
     size_t n = 0, cap = 16;
@@ -768,7 +769,7 @@ static DIR *open_rings(const char *root, char *dir, size_t cap) {
         root = as_cfg.spool_dir;
     if (!root[0] || cat3(dir, cap, root, "/rings", NULL) != 0)
         return NULL;
-    return opendir(dir);
+    return as_opendir_high(dir);
 }
 
 int as_pipe_recover_pending(const char *root) {
@@ -812,7 +813,7 @@ int as_pipe_live_rings(const char *root, const char *run_id) {
             strcmp(strstr(e->d_name, ".ring"), ".ring") != 0 || as_proc_dead(pid, start) ||
             path_of(path, sizeof path, dir, e->d_name, NULL) != 0)
             continue;
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        int fd = as_open_high(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
         if (fd < 0)
             continue;
         as_ring h;

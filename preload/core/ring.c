@@ -1,6 +1,7 @@
 /* ring.c - mapping (anonymous or file-backed) and consumer side of the per-thread
  * message ring (see ring.h for the layout), and the reading of ring files that dead
  * processes left; the producer side is inline in ring.h because it is on the hot path. */
+#include "core/fdio.h"
 #include "ring.h"
 
 #include "crc32c.h"
@@ -73,7 +74,7 @@ as_ring *as_ring_create_file(const char *path, size_t data_bytes, const as_ring_
     }
     uint64_t size = as_ring_create_size(data_bytes);
     size_t len = map_bytes(size);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = as_open_high(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return NULL;
     void *p = MAP_FAILED;
@@ -333,7 +334,7 @@ int as_ring_walk(as_ring *r, uint64_t *pos, as_ring_rec_fn fn, void *ctx, uint64
 }
 
 as_ring *as_ring_file_map(const char *path) {
-    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    int fd = as_open_high(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0)
         return NULL;
     struct stat st;
@@ -369,7 +370,7 @@ as_ring *as_ring_file_map(const char *path) {
 
 int as_ring_file_lost(const char *path, as_ring_lost *out) {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = as_open_high(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
     if (fd < 0)
         return -1;
     struct stat st;
@@ -395,7 +396,7 @@ int as_ring_file_lost(const char *path, as_ring_lost *out) {
 static uint64_t proc_stat(int pid, char *state) {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = as_open_high(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return 0;
     ssize_t n = read(fd, buf, sizeof buf - 1);

@@ -1,6 +1,7 @@
 /* securedir.c - checks (and creates) directories only the effective user controls
  * (securedir.h), so nobody else can plant spool batches or ring files we would ship. */
 #include "securedir.h"
+#include "fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,7 +71,7 @@ static int make_private(const char *path, int *made, char *why, size_t cap) {
     } else if (errno != EEXIST) {
         return fail(why, cap, "cannot create %s: %s", path, strerror(errno));
     }
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = as_open_high(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd < 0) {
         struct stat lst;
         if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))

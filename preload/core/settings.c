@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/redact.h"
+#include "core/keptenv.h"
 #include "core/log.h"
 #include "core/securedir.h"
 #include "core/settings.h"
@@ -125,7 +126,8 @@ const char *as_settings_conversation_id(void) {
  * directory is unknown or the result does not fit (out is then a copy of in, or "" when
  * in itself does not fit).
  */
-int as_settings_absolute_output(const char *in, char *out, size_t cap) {
+/* As as_settings_absolute_output, against base (an absolute directory) when not NULL. */
+static int absolute_against(const char *in, char *out, size_t cap, const char *base) {
     if (!in || cap == 0)
         return -1;
     if (copy_str(out, cap, in) != 0) {
@@ -146,7 +148,8 @@ int as_settings_absolute_output(const char *in, char *out, size_t cap) {
         int rel =
             ulen > 5 && strncmp(u, "file:", 5) == 0 && u[5] != '/' && u[5] != ' ' && u[5] != '\t';
         if (rel && have_cwd < 0)
-            have_cwd = getcwd(cwd, sizeof cwd) != NULL;
+            have_cwd =
+                base ? copy_str(cwd, sizeof cwd, base) == 0 : getcwd(cwd, sizeof cwd) != NULL;
         size_t cl = rel && have_cwd ? strlen(cwd) : 0;
         if ((rel && !have_cwd) || o + len + cl + 2 >= cap)
             goto keep;
@@ -173,11 +176,22 @@ int as_settings_absolute_output(const char *in, char *out, size_t cap) {
     return changed;
 }
 
+int as_settings_absolute_output(const char *in, char *out, size_t cap) {
+    return absolute_against(in, out, cap, NULL);
+}
+
 /* Makes the relative file: paths of output (cap bytes) absolute in place; on failure
- * output stays as it was, with a warning. This function can't fail. */
+ * output stays as it was, with a warning. They are resolved once, when the settings are
+ * made: against the working directory of `agentsight run` (AGENTSIGHT_RUN_DIR, which run
+ * sets) under run, so that every process of the run writes the same file wherever it
+ * changed directory; else against the working directory at that moment (under
+ * LD_PRELOAD, the process's at its start). This function can't fail. */
 static void absolute_output(char *output, size_t cap) {
     char abs[sizeof as_cfg.output];
-    int rc = as_settings_absolute_output(output, abs, sizeof abs);
+    const char *base = as_keptenv_get("AGENTSIGHT_RUN_DIR");
+    if (!base || base[0] != '/')
+        base = NULL; /* unset, or not absolute: never trusted as a base */
+    int rc = absolute_against(output, abs, sizeof abs, base);
     if (rc == 1 && copy_str(output, cap, abs) == 0)
         return;
     if (rc < 0) {
@@ -417,6 +431,7 @@ void as_settings_load(int default_policy) {
     } else {
         snprintf(as_cfg.output, sizeof as_cfg.output, "%s",
                  as_cfg.api_key[0] ? "agentsight" : DEF_FILE_OUTPUT);
+        absolute_output(as_cfg.output, sizeof as_cfg.output); /* the default file too */
     }
     if ((v = env("AGENTSIGHT_CONVERSATION_ID")))
         set_str("AGENTSIGHT_CONVERSATION_ID", as_cfg.conversation_id, sizeof as_cfg.conversation_id,
@@ -470,6 +485,7 @@ int as_settings_apply(const agentsight_options *opts) {
         }
         if (set_str("output", next.output, sizeof next.output, opts->output))
             return -1;
+        absolute_output(next.output, sizeof next.output); /* resolved now, not at open */
         next.output_explicit = 1;
     }
     if (opts->conversation_id && opts->conversation_id[0]) {
@@ -481,9 +497,11 @@ int as_settings_apply(const agentsight_options *opts) {
     if (opts->api_key) {
         if (set_str("api_key", next.api_key, sizeof next.api_key, opts->api_key))
             return -1;
-        if (!next.output_explicit)
+        if (!next.output_explicit) {
             snprintf(next.output, sizeof next.output, "%s",
                      next.api_key[0] ? "agentsight" : DEF_FILE_OUTPUT);
+            absolute_output(next.output, sizeof next.output);
+        }
     }
     if (opts->api_endpoint &&
         set_str("api_endpoint", next.api_endpoint, sizeof next.api_endpoint, opts->api_endpoint))

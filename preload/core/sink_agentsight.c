@@ -26,6 +26,7 @@
 #include "core/action.h"
 #include "core/clock.h"
 #include "core/http.h"
+#include "core/pipeline.h"
 #include "core/gzip.h"
 #include "core/ingest.h"
 #include "core/jsonw.h"
@@ -1028,6 +1029,9 @@ static void spool_everything(sk *k) {
 
 static int ags_flush(as_sink *s, int timeout_ms) {
     sk *k = s->impl;
+    /* exit or exec: a refused connection spools now (http.h) */
+    as_http_set_final(k->http, as_pipe_stopping());
+    as_http_set_final(k->http_gz, as_pipe_stopping());
     int64_t deadline = as_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         drive(k, 20);

@@ -125,6 +125,7 @@ static int open_path(file_sink *f, char *why, size_t why_cap) {
     f->fd = open(f->path, O_RDWR | flags, 0600);
     if (f->fd < 0 && (errno == EACCES || errno == EISDIR || errno == EPERM))
         f->fd = open(f->path, O_WRONLY | flags, 0600);
+    f->fd = as_fd_move_high(f->fd); /* kept open: never one of the program's low numbers */
     if (f->fd < 0) {
         if (errno == ELOOP && (flags & O_NOFOLLOW))
             snprintf(why, why_cap, "a symlink appeared in a shared directory; not followed");
@@ -344,7 +345,7 @@ static void file_close(as_sink *s) {
  * the process is exiting, and an exit in the middle of a write(2) could end it short. */
 static void file_hold(as_sink *s, int timeout_ms) {
     file_sink *f = s->impl;
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int fd = as_open_high(f->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
     if (fd < 0)
         return;
     for (int waited = 0; waited <= timeout_ms; waited++) {

@@ -44,6 +44,7 @@
 #include "core/clock.h"
 #include "core/action.h"
 #include "core/http.h"
+#include "core/pipeline.h"
 #include "core/jsonw.h"
 #include "core/llm_facts.h"
 #include "core/log.h"
@@ -512,6 +513,8 @@ static int otlp_flush(as_sink *s, int timeout_ms) {
     osk *k = s->impl;
     if (k->disabled)
         return 0;
+    /* exit or exec: a refused connection spools now (http.h) */
+    as_http_set_final(k->http, as_pipe_stopping() || k->closing);
     int64_t deadline = as_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int rc = 0;
     for (;;) {
@@ -561,6 +564,7 @@ static void otlp_close(as_sink *s) {
     osk *k = s->impl;
     if (!k)
         return;
+    as_http_set_final(k->http, 1); /* the process span too: refused, it is spooled now */
     if (!k->disabled)
         export_process_span(k);
     k->closing = 1;

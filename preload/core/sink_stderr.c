@@ -4,13 +4,20 @@
  * ms> followed by " ERROR: msg" when the call failed. The time is the action's end (UTC); [pid P/T]
  * and the argument list appear when the action carries them (metadata pid/tid,
  * tools_used.parameters: the interposer's actions do, hand-tracked ones may not); argument
- * values are their JSON text; every text is shortened and kept on one line. */
+ * values are their JSON text; every text is shortened and kept on one line.
+ *
+ * The sink writes to its own duplicate of descriptor 2, taken when it opens (at a high
+ * number, close-on-exec: fdio.h): a program that later closes or redirects its stderr
+ * (coreutils' close_stdout closes it at exit) neither loses nor delays our lines. A write
+ * that fails counts the batch's actions as not delivered once; they are not retried. */
 #include "sink.h"
 
 #include "clock.h"
 #include "fdio.h"
+#include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -22,13 +29,24 @@
 
 typedef struct stderr_sink {
     as_buf buf;
+    int fd; /* our duplicate of descriptor 2 */
 } stderr_sink;
 
 static int stderr_open(as_sink *s, const char *arg) {
     (void)arg;
-    stderr_sink *e = calloc(1, sizeof(*e));
-    if (!e)
+    int base = as_fd_high_base();
+    int fd = fcntl(2, F_DUPFD_CLOEXEC, base > 3 ? base : 3);
+    if (fd < 0) {
+        as_alert_error("stderr sink: descriptor 2 cannot be duplicated: %s; not opened",
+                       strerror(errno));
         return -1;
+    }
+    stderr_sink *e = calloc(1, sizeof(*e));
+    if (!e) {
+        close(fd);
+        return -1;
+    }
+    e->fd = fd;
     as_buf_init(&e->buf);
     s->impl = e;
     return 0;
@@ -214,21 +232,23 @@ static void put_line(as_buf *b, const as_action *a) {
     as_buf_putc(b, '\n');
 }
 
-/* Returns 0 when written, -1 on out of memory or a write error. */
+/* Returns 0: written, or counted in s->failed (out of memory, a write error). */
 static int stderr_send(as_sink *s, const as_action *batch, size_t n) {
     stderr_sink *e = s->impl;
     as_buf_reset(&e->buf);
     for (size_t i = 0; i < n; i++)
         put_line(&e->buf, &batch[i]);
+    /* A failure is counted once and the batch is not offered again: a retry would only
+     * repeat lines already written and count the same actions again. */
     if (e->buf.oom) {
         as_buf_free(&e->buf);
         as_buf_init(&e->buf);
         s->failed += n;
-        return -1;
+        return 0;
     }
-    if (as_write_all(2, e->buf.data, e->buf.len) != 0) {
+    if (as_write_all(e->fd, e->buf.data, e->buf.len) != 0) {
         s->failed += n;
-        return -1;
+        return 0;
     }
     s->sent += n;
     return 0;
@@ -245,6 +265,7 @@ static void stderr_close(as_sink *s) {
     if (!e)
         return;
     as_buf_free(&e->buf);
+    close(e->fd);
     free(e);
     s->impl = NULL;
 }

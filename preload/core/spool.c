@@ -167,7 +167,7 @@ static int pid_alive(long pid) {
 
 /* Releases batches claimed by dead processes and removes their half-written files. */
 static void recover(as_spool *sp) {
-    DIR *d = opendir(sp->dir);
+    DIR *d = as_opendir_high(sp->dir);
     if (!d)
         return;
     struct dirent *de;
@@ -282,7 +282,7 @@ static char **list_pending(const char *dir, size_t *n, uint64_t *total) {
     *n = 0;
     if (total)
         *total = 0;
-    DIR *d = opendir(dir);
+    DIR *d = as_opendir_high(dir);
     if (!d)
         return NULL;
     char **v = NULL;
@@ -328,7 +328,7 @@ static void free_list(char **v, size_t n) {
 
 /* The "count" of a batch file's header, 0 when unreadable. */
 static long header_count(const char *path) {
-    FILE *f = fopen(path, "r");
+    FILE *f = as_fopen_high(path);
     if (!f)
         return 0;
     char line[2048];
@@ -371,7 +371,7 @@ static int check_batch(const char *path, batch_check *c, char *uri, size_t cap, 
     uri[0] = 0;
     if (as_dynlib_load(&as_cjson_lib) != 0)
         return -1; /* no parser: nothing can be judged */
-    FILE *f = fopen(path, "re");
+    FILE *f = as_fopen_high(path);
     if (!f)
         return -1;
     char *line = NULL;
@@ -454,8 +454,9 @@ static int settle(const char *dir, const char *uri, const char *path) {
         as_json_cstr(&head, to);
         as_buf_printf(&head, ",\"count\":%zu,\"pid\":%d}\n", c.actions, (int)getpid());
         unlink(tmp);
-        int fd =
-            head.oom ? -1 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        int fd = head.oom ? -1
+                          : as_open_high(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                         0600);
         if (fd >= 0) {
             int ok = as_write_all(fd, head.data, head.len) == 0 &&
                      as_write_all(fd, keep.data, keep.len) == 0;
@@ -540,7 +541,7 @@ as_spool_replay *as_spool_wal(as_spool *sp, const char *lines, size_t len, size_
      * kill leaves a partial last line: the batch is then set aside when it is claimed
      * (settle), its whole lines pending again; the actions of the partial line are still
      * in the ring that was not yet released. */
-    fd = open(rp->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = as_open_high(rp->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         goto error;
     if (as_write_all(fd, head.data, head.len) != 0 || as_write_all(fd, lines, len) != 0)
@@ -586,7 +587,7 @@ long as_spool_commit(as_spool *sp) {
     if (head.oom || make_room(sp, head.len + sp->staged.len) != 0)
         goto error;
     unlink(tmp); /* a stale one of a reused pid; the directory is private (mkdirs) */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = as_open_high(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         goto error;
     if (as_write_all(fd, head.data, head.len) != 0 ||
@@ -724,7 +725,7 @@ int as_spool_dead_letter(as_spool *sp, long status, const char *answer, const ch
         as_json_str(&b, line, len);
     as_buf_puts(&b, "}\n");
     int rc = -1;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = as_open_high(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd >= 0 && !b.oom)
         rc = as_write_all(fd, b.data, b.len);
     if (fd >= 0)
@@ -737,7 +738,7 @@ int as_spool_read(const char *path, char *uri, size_t uri_cap,
                   int (*fn)(const char *line, size_t len, void *ctx), void *ctx) {
     if (uri && uri_cap)
         uri[0] = 0;
-    FILE *f = fopen(path, "r");
+    FILE *f = as_fopen_high(path);
     if (!f)
         return -1;
     /* Only what the file holds now: lines appended while it is read (the dead-letter
@@ -778,7 +779,7 @@ int as_spool_read(const char *path, char *uri, size_t uri_cap,
 /* The sink URI of the batch header at path into uri ("" when it has none). */
 static void header_uri(const char *path, char *uri, size_t cap) {
     uri[0] = 0;
-    FILE *f = fopen(path, "re");
+    FILE *f = as_fopen_high(path);
     char line[2048];
     if (f && fgets(line, sizeof line, f) && as_dynlib_load(&as_cjson_lib) == 0) {
         cJSON *h = as_cjson.cJSON_Parse(line);
@@ -793,7 +794,7 @@ static void header_uri(const char *path, char *uri, size_t cap) {
 
 int as_spool_foreach_sink(const char *root, void (*fn)(const char *uri, const char *dir, void *ctx),
                           void *ctx) {
-    DIR *d = opendir(root);
+    DIR *d = as_opendir_high(root);
     if (!d)
         return 0;
     int visited = 0;

@@ -598,6 +598,7 @@ static int flush_before_exec(uint64_t *head) {
      * flush made room, when the ring was full). */
     as_ring *r = as_pipe_tring;
     int left = r && !as_ring_open(r) && !as_ring_sum_flush(r);
+    as_pipe_set_final_flush(1); /* a collector refusing connections: spool, no retries */
     as_pipe_flush(-1);
     if (left && as_ring_sum_flush(r))
         as_pipe_flush(-1);
@@ -610,7 +611,8 @@ static int flush_before_exec(uint64_t *head) {
         as_hook_report_live();
         as_pipe_flush(-1);
     }
-    as_pipe_write_stats(); /* the new image reports only what it does itself */
+    as_pipe_set_final_flush(0); /* should the exec fail, retries are back */
+    as_pipe_write_stats();      /* the new image reports only what it does itself */
     errno = saved;
     return held;
 }

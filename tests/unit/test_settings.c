@@ -59,12 +59,31 @@ static int is_conv_id(const char *s) {
     return 1;
 }
 
-/* Proves the defaults table with no AGENTSIGHT_* variable set. */
+/* Proves the defaults table with no AGENTSIGHT_* variable set: the default file sink is
+ * resolved once, against the working directory when the settings are made (a program
+ * that changes directory later still writes there); with AGENTSIGHT_RUN_DIR (set by
+ * `agentsight run`) against that directory instead. */
 static void test_defaults(void **state) {
     const char *err = load_capture(AGENTSIGHT_QUEUE_WAIT);
     assert_string_equal(err, "");
-    assert_string_equal(as_cfg.output, "file:agentsight-actions.jsonl");
+    char cwd[4096], want[4200];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(want, sizeof want, "file:%s/agentsight-actions.jsonl", cwd);
+    assert_string_equal(as_cfg.output, want);
     assert_false(as_cfg.output_explicit);
+    setenv("AGENTSIGHT_RUN_DIR", "/run-dir", 1);
+    setenv("AGENTSIGHT_OUTPUT", "stderr,file:rel/x.jsonl", 1);
+    err = load_capture(AGENTSIGHT_QUEUE_WAIT);
+    assert_string_equal(err, "");
+    assert_string_equal(as_cfg.output, "stderr,file:/run-dir/rel/x.jsonl");
+    unsetenv("AGENTSIGHT_OUTPUT");
+    err = load_capture(AGENTSIGHT_QUEUE_WAIT);
+    assert_string_equal(as_cfg.output, "file:/run-dir/agentsight-actions.jsonl");
+    setenv("AGENTSIGHT_RUN_DIR", "not-absolute", 1); /* ignored */
+    err = load_capture(AGENTSIGHT_QUEUE_WAIT);
+    assert_string_equal(as_cfg.output, want);
+    unsetenv("AGENTSIGHT_RUN_DIR");
+    err = load_capture(AGENTSIGHT_QUEUE_WAIT);
     assert_string_equal(as_cfg.api_endpoint, "https://api.agentsight.io");
     assert_string_equal(as_cfg.api_key, "");
     assert_int_equal(as_cfg.flush_timeout_ms, 2000);

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/log.h"
 #include "core/sink.h"
 
@@ -234,10 +235,67 @@ static void test_stderr_line(void **state) {
     close(saved);
     close(fd);
     assert_int_equal(rc, 0);
-    assert_string_equal(read_file(path),
-                        "[agentsight] 10:30:00.050 calculator_multiply = 60 <50.000 ms>\n"
-                        "[agentsight] 10:30:00.007 fetch = ? <7.000 ms> ERROR: timeout after 7 ms\n");
+    assert_string_equal(
+        read_file(path),
+        "[agentsight] 10:30:00.050 calculator_multiply = 60 <50.000 ms>\n"
+        "[agentsight] 10:30:00.007 fetch = ? <7.000 ms> ERROR: timeout after 7 ms\n");
     unlink(path);
+}
+
+/* Proves the stderr sink writes to its own copy of fd 2 taken when it opens, at a high
+ * number: the lines still reach that file after the program closed or redirected fd 2
+ * (coreutils close it at exit); and that a write that fails counts the batch once,
+ * returning 0 (it used to return -1, retried until the flush timeout and counted the
+ * batch at every retry). */
+static void test_stderr_own_copy(void **state) {
+    char path[] = "/tmp/as-stderr-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int saved = dup(2);
+    dup2(fd, 2);
+    as_sink s;
+    memset(&s, 0, sizeof(s));
+    s.ops = &as_sink_stderr_ops;
+    assert_int_equal(s.ops->open(&s, ""), 0);
+    close(2); /* the program closes its stderr */
+    as_action a = make_action("after_close", 1);
+    int rc = s.ops->send(&s, &a, 1);
+    int lowest = open("/dev/null", O_RDONLY); /* the program's next open gets 2 */
+    s.ops->close(&s);
+    assert_int_equal(rc, 0);
+    assert_int_equal(lowest, 2);
+    assert_int_equal(s.sent, 1);
+    assert_non_null(strstr(read_file(path), "after_close = 60"));
+    /* fd 2 open read-only: every write fails (EBADF). */
+    assert_int_equal(s.ops->open(&s, ""), 0);
+    rc = s.ops->send(&s, &a, 1);
+    int rc2 = s.ops->send(&s, &a, 1);
+    s.ops->close(&s);
+    dup2(saved, 2); /* replaces lowest, which is 2 */
+    close(saved);
+    close(fd);
+    assert_int_equal(rc, 0);
+    assert_int_equal(rc2, 0);
+    assert_int_equal(s.failed, 2);
+    unlink(path);
+}
+
+/* Proves as_open_high and as_fd_move_high put a descriptor at as_fd_high_base() or
+ * above, close-on-exec, leaving the lowest numbers free. */
+static void test_fd_high(void **state) {
+    int base = as_fd_high_base();
+    assert_true(base >= 256);
+    int fd = as_open_high("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+    assert_true(fd >= base);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    int low = open("/dev/null", O_RDONLY);
+    assert_true(low >= 0 && low < base);
+    int moved = as_fd_move_high(low);
+    assert_true(moved >= base && moved != fd);
+    assert_int_equal(fcntl(low, F_GETFD), -1); /* the original was closed */
+    close(fd);
+    close(moved);
+    assert_int_equal(as_fd_move_high(-1), -1);
 }
 
 /* Proves the null sink accepts "" and delay_ms=N and refuses anything else. */
@@ -477,6 +535,8 @@ int main(void) {
         cmocka_unit_test(test_file_bad_path),
         cmocka_unit_test(test_file_two_processes),
         cmocka_unit_test(test_stderr_line),
+        cmocka_unit_test(test_stderr_own_copy),
+        cmocka_unit_test(test_fd_high),
         cmocka_unit_test(test_null),
         cmocka_unit_test(test_file_write_failure),
         cmocka_unit_test(test_file_after_torn_line),
