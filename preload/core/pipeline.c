@@ -634,11 +634,13 @@ static uint64_t dropped_sum(void) {
 static void deliver(void);
 
 /* Decodes the summaries left in the header of ring r (an exited thread's, or any ring
- * at the final drain) into the batch. Exporter only. */
+ * at the final drain) into the batch, each with the id a recoverer of the ring's file
+ * would give it (as_sum_event_id). Exporter only. */
 static void take_summaries(as_ring *r) {
     if (!r || __atomic_load_n(&r->sum_n, __ATOMIC_RELAXED) == 0)
         return;
     as_sum sums[AS_SUM_SLOTS];
+    uint64_t head = as_ring_head(r);
     int n = as_ring_sum_take(r, sums);
     as_msg_decode_fn fn = decoders[AS_MSG_SUMMARY];
     for (int k = 0; k < n && fn; k++) {
@@ -650,6 +652,8 @@ static void take_summaries(as_ring *r) {
             atomic_fetch_add(&bad_msgs, 1);
             continue;
         }
+        as_sum_event_id(r->info.id_prefix, head, &sums[k], batch_ids[nbatch]);
+        batch[nbatch].event_id = batch_ids[nbatch];
         if (++nbatch == BATCH_MAX)
             deliver();
     }

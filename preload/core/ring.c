@@ -283,6 +283,17 @@ uint64_t as_ring_id_prefix(int pid, uint64_t start_time, uint64_t image, uint32_
     return h ? h : 1;
 }
 
+uint64_t as_sum_id_pos(uint64_t head, const as_sum *s) {
+    uint64_t h = mix64(head ^ 0x73756d6d61727921ull);
+    h = mix64(h ^ ((uint64_t)s->id << 32 | (uint32_t)s->tid));
+    h = mix64(h ^ s->t_first);
+    return AS_SUM_ID_BIT | (h & ~AS_SUM_ID_BIT);
+}
+
+void as_sum_event_id(uint64_t prefix, uint64_t head, const as_sum *s, char out[33]) {
+    as_ring_event_id(prefix, as_sum_id_pos(head, s), out);
+}
+
 /* ---- ring files left by dead processes ---------------------------------------------- */
 
 /* 1 when the page at p holds only zero bytes. */
