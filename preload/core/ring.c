@@ -139,7 +139,7 @@ int as_sum_rec_intact(const void *payload, size_t len) {
     return as_crc32c(0xffffffffu, payload, sizeof(as_sum)) == sum;
 }
 
-int as_ring_sum_take(as_ring *r, as_sum *out) {
+int as_ring_sum_copy(const as_ring *r, as_sum *out) {
     uint32_t n = r->sum_n < AS_SUM_SLOTS ? r->sum_n : AS_SUM_SLOTS;
     int k = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -147,6 +147,11 @@ int as_ring_sum_take(as_ring *r, as_sum *out) {
             continue;
         out[k++] = r->sums[i];
     }
+    return k;
+}
+
+int as_ring_sum_take(as_ring *r, as_sum *out) {
+    int k = as_ring_sum_copy(r, out);
     memset(r->sums, 0, sizeof r->sums);
     __atomic_store_n(&r->sum_n, 0, __ATOMIC_RELAXED);
     return k;

@@ -358,6 +358,10 @@ int as_ring_sum_flush(as_ring *r);
  * Returns how many. */
 int as_ring_sum_take(as_ring *r, as_sum *out);
 
+/* The same copy, the table left as it is (emptied by as_ring_sum_take once what was
+ * copied is delivered). */
+int as_ring_sum_copy(const as_ring *r, as_sum *out);
+
 /* Producer side after a fork or a reuse of the ring by a new thread: empties the ring
  * (tail = head) and resets the producer's cached state. Only when no one consumes it. */
 void as_ring_reset(as_ring *r);
