@@ -104,7 +104,7 @@ def test_ids_unique_after_kill9_in_hot_loop():
     ring header; recovered, each gets an id of its own (not the id of the last record
     read), so no id appears twice and none is missing."""
     total = sums = 0
-    for out, _ in _run(KILL_LOOP, "str*", queue=65536, runs=3):
+    for out, _ in _run(KILL_LOOP, "str*", queue=65536, runs=5):
         n, s = event_ids(out)
         total += n
         sums += s
