@@ -653,7 +653,7 @@ static void take_summaries(int i) {
     }
     as_sum sums[AS_SUM_SLOTS];
     uint64_t head = as_ring_head(r);
-    int n = as_ring_sum_copy(r, sums);
+    int n = as_ring_sum_copy(r, sums), added = 0;
     as_msg_decode_fn fn = decoders[AS_MSG_SUMMARY];
     for (int k = 0; k < n && fn; k++) {
         as_buf_reset(&scratch[nbatch]);
@@ -667,6 +667,11 @@ static void take_summaries(int i) {
         as_sum_event_id(r->info.id_prefix, head, &sums[k], batch_ids[nbatch]);
         batch[nbatch].event_id = batch_ids[nbatch];
         nbatch++;
+        added++;
+    }
+    if (added == 0) { /* nothing to deliver: emptied now (else the slot never retires) */
+        as_ring_sum_take(r, sums);
+        return;
     }
     sums_batched[i] = 1;
     nsums_batched++;
