@@ -120,6 +120,11 @@ static as_action batch[BATCH_MAX] AS_BIG_BSS;
 static as_buf scratch[BATCH_MAX] AS_BIG_BSS;
 static char batch_ids[BATCH_MAX][33] AS_BIG_BSS;    /* the event ids the batch's actions borrow */
 static uint32_t slot_batched[MAX_SLOTS] AS_BIG_BSS; /* actions of each slot in the batch */
+/* Slots whose header summaries are in the batch: their tables are emptied once it is
+ * delivered, not before (a death in between leaves them for a recoverer, which gives
+ * them the same event ids). */
+static uint8_t sums_batched[MAX_SLOTS] AS_BIG_BSS;
+static int nsums_batched;
 /* Sinks (bits) that could not take the batch (a file that cannot be written): the batch
  * and its rings are kept as they are and offered to those sinks again, and nothing more
  * is drained meanwhile; the rings fill up and producers drop, as with a slow exporter. */
@@ -635,13 +640,22 @@ static uint64_t dropped_sum(void) {
 
 static void deliver(void);
 
-/* Decodes the summaries left in the header of ring r (an exited thread's, or any ring
- * at the final drain) into the batch. Exporter only. */
-static void take_summaries(as_ring *r) {
-    if (!r || __atomic_load_n(&r->sum_n, __ATOMIC_RELAXED) == 0)
+/* Decodes the summaries left in the header of the ring of slot i (an exited thread's, or
+ * any ring at the final drain) into the batch, each with the id a recoverer of the ring's
+ * file would give it (as_sum_event_id). The table is emptied only once the batch is
+ * delivered (deliver). Exporter only. */
+static void take_summaries(int i) {
+    as_ring *r = slots[i].ring;
+    if (!r || sums_batched[i] || __atomic_load_n(&r->sum_n, __ATOMIC_RELAXED) == 0)
         return;
+    if (nbatch + AS_SUM_SLOTS > BATCH_MAX) { /* the whole table in one batch */
+        deliver();
+        if (retry_sinks)
+            return; /* the batch is kept: the table waits for the next pass */
+    }
     as_sum sums[AS_SUM_SLOTS];
-    int n = as_ring_sum_take(r, sums);
+    uint64_t head = as_ring_head(r);
+    int n = as_ring_sum_copy(r, sums), added = 0;
     as_msg_decode_fn fn = decoders[AS_MSG_SUMMARY];
     for (int k = 0; k < n && fn; k++) {
         as_buf_reset(&scratch[nbatch]);
@@ -652,9 +666,32 @@ static void take_summaries(as_ring *r) {
             atomic_fetch_add(&bad_msgs, 1);
             continue;
         }
-        if (++nbatch == BATCH_MAX)
-            deliver();
+        as_sum_event_id(r->info.id_prefix, head, &sums[k], batch_ids[nbatch]);
+        batch[nbatch].event_id = batch_ids[nbatch];
+        nbatch++;
+        added++;
     }
+    if (added == 0) { /* nothing to deliver: emptied now (else the slot never retires) */
+        as_ring_sum_take(r, sums);
+        return;
+    }
+    sums_batched[i] = 1;
+    nsums_batched++;
+}
+
+/* The batch is delivered: the summary tables it took are emptied. */
+static void sums_delivered(void) {
+    int hi = atomic_load(&slots_hi);
+    for (int i = 0; i < hi && nsums_batched > 0; i++) {
+        if (!sums_batched[i])
+            continue;
+        as_sum gone[AS_SUM_SLOTS];
+        if (slots[i].ring)
+            as_ring_sum_take(slots[i].ring, gone);
+        sums_batched[i] = 0;
+        nsums_batched--;
+    }
+    nsums_batched = 0;
 }
 
 /* Writes metadata text m with "agentsight_dropped": n merged in, into meta_buf. Returns
@@ -695,6 +732,10 @@ static unsigned send_batch(void) {
                                   memory_order_relaxed);
         if (recov_ring)
             atomic_store_explicit(&recov_ring->sink_mark, mark, memory_order_relaxed);
+        int hi = nsums_batched ? atomic_load(&slots_hi) : 0;
+        for (int i = 0; i < hi; i++) /* their recoverer looks for the summaries there */
+            if (sums_batched[i] && slots[i].ring)
+                atomic_store_explicit(&slots[i].ring->sink_mark, mark, memory_order_relaxed);
     }
     return as_sinks_send(sinks, nsinks, batch, nbatch, ~0u);
 }
@@ -721,6 +762,8 @@ static void deliver(void) {
             slot_batched[i] = 0;
         }
         nbatch = 0;
+        if (nsums_batched)
+            sums_delivered();
     }
     for (int k = 0; k < ntouched; k++) {
         int i = touched_list[k];
@@ -846,8 +889,11 @@ static size_t drain_all(void) {
     }
     for (int i = 0; i < hi; i++) {
         int st = atomic_load_explicit(&slots[i].state, memory_order_acquire);
-        if (st == SLOT_EXITED && slots[i].ring)
-            take_summaries(slots[i].ring);
+        if (st == SLOT_EXITED && slots[i].ring) {
+            take_summaries(i);
+            if (retry_sinks)
+                return n;
+        }
     }
     deliver();
     if (retry_sinks)
@@ -918,7 +964,7 @@ static void final_drain(void) {
      * read: such a call may be missed, like any call made after the final drain. */
     for (int i = 0; i < hi; i++) {
         if (atomic_load_explicit(&slots[i].state, memory_order_acquire) != SLOT_FREE)
-            take_summaries(slots[i].ring);
+            take_summaries(i);
     }
     deliver();
     stop_hi = 0;
@@ -978,6 +1024,10 @@ static int recovered_flush(const as_recover_origin *o, void *ctx) {
      * a later recovery; the batch holds nothing else (recovery runs before draining). */
     retry_sinks = 0;
     nbatch = 0;
+    if (nsums_batched) { /* summary tables in that batch stay full: taken again later */
+        memset(sums_batched, 0, sizeof sums_batched);
+        nsums_batched = 0;
+    }
     return -1;
 }
 
@@ -1493,7 +1543,9 @@ static void fork_child(void) {
         cursor[i] = 0;
         touched[i] = 0;
         slot_batched[i] = 0;
+        sums_batched[i] = 0;
     }
+    nsums_batched = 0;
     ntouched = 0;
     nbatch = 0;
     retry_sinks = 0;

@@ -552,7 +552,8 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
         *w->opts->unreported += dlv - rep;
     if (done && w->opts->damaged)
         *w->opts->damaged += damaged;
-    as_ring_info kept = *info; /* the summaries below are decoded after the unmap */
+    uint64_t head = as_ring_head(r); /* names the summaries below (as_sum_event_id) */
+    as_ring_info kept = *info;       /* the summaries below are decoded after the unmap */
     w->info = &kept;
     w->origin.sinks = kept.sinks;
     w->origin.conversation_id = kept.conversation_id;
@@ -569,6 +570,12 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     as_ring_lost lost;
     if (as_ring_file_lost(path, &lost) == 0) {
         for (int k = 0; k < lost.nsums; k++) {
+            uint64_t at = as_sum_id_pos(head, &lost.sums[k]);
+            if (w->ndone && is_done(w, at)) {
+                w->dups++; /* the live exporter wrote it to the file sink already */
+                continue;
+            }
+            as_ring_event_id(kept.id_prefix, at, w->event_id);
             _Alignas(8) unsigned char rec[AS_SUM_REC_LEN];
             as_sum_rec_fill(rec, &lost.sums[k]);
             if (on_msg(AS_MSG_SUMMARY, rec, sizeof rec, w) != 0) {

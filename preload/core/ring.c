@@ -140,7 +140,7 @@ int as_sum_rec_intact(const void *payload, size_t len) {
     return as_crc32c(0xffffffffu, payload, sizeof(as_sum)) == sum;
 }
 
-int as_ring_sum_take(as_ring *r, as_sum *out) {
+int as_ring_sum_copy(const as_ring *r, as_sum *out) {
     uint32_t n = r->sum_n < AS_SUM_SLOTS ? r->sum_n : AS_SUM_SLOTS;
     int k = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -148,6 +148,11 @@ int as_ring_sum_take(as_ring *r, as_sum *out) {
             continue;
         out[k++] = r->sums[i];
     }
+    return k;
+}
+
+int as_ring_sum_take(as_ring *r, as_sum *out) {
+    int k = as_ring_sum_copy(r, out);
     memset(r->sums, 0, sizeof r->sums);
     __atomic_store_n(&r->sum_n, 0, __ATOMIC_RELAXED);
     return k;
@@ -282,6 +287,17 @@ uint64_t as_ring_id_prefix(int pid, uint64_t start_time, uint64_t image, uint32_
     h = mix64(h ^ image);
     h = mix64(h ^ ((uint64_t)slot << 32 | (serial & 0xffffffffu)));
     return h ? h : 1;
+}
+
+uint64_t as_sum_id_pos(uint64_t head, const as_sum *s) {
+    uint64_t h = mix64(head ^ 0x73756d6d61727921ull);
+    h = mix64(h ^ ((uint64_t)s->id << 32 | (uint32_t)s->tid));
+    h = mix64(h ^ s->t_first);
+    return AS_SUM_ID_BIT | (h & ~AS_SUM_ID_BIT);
+}
+
+void as_sum_event_id(uint64_t prefix, uint64_t head, const as_sum *s, char out[33]) {
+    as_ring_event_id(prefix, as_sum_id_pos(head, s), out);
 }
 
 /* ---- ring files left by dead processes ---------------------------------------------- */

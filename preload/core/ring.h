@@ -358,6 +358,10 @@ int as_ring_sum_flush(as_ring *r);
  * Returns how many. */
 int as_ring_sum_take(as_ring *r, as_sum *out);
 
+/* The same copy, the table left as it is (emptied by as_ring_sum_take once what was
+ * copied is delivered). */
+int as_ring_sum_copy(const as_ring *r, as_sum *out);
+
 /* Producer side after a fork or a reuse of the ring by a new thread: empties the ring
  * (tail = head) and resets the producer's cached state. Only when no one consumes it. */
 void as_ring_reset(as_ring *r);
@@ -376,6 +380,19 @@ int as_ring_event_id_parse(const char *id, size_t len, uint64_t *prefix, uint64_
  * image); serial tells apart rings that one slot had one after another. Never 0. */
 uint64_t as_ring_id_prefix(int pid, uint64_t start_time, uint64_t image, uint32_t slot,
                            uint64_t serial);
+
+/* The position half of the event id of a summary taken from a ring's header table (one
+ * that never became a record): AS_SUM_ID_BIT set, so it is no record's position (those
+ * stay far below 2^63), and the rest a hash of what names that summary: head (the ring's
+ * head when the table was read: a table is read only once no one writes the ring, so
+ * the live exporter and every recoverer of the file see the same one), the function, the
+ * thread and the raw time of the first call it counts (two summaries of one function in
+ * one ring never share it). The same summary read twice gets the same id. */
+#define AS_SUM_ID_BIT ((uint64_t)1 << 63)
+uint64_t as_sum_id_pos(uint64_t head, const as_sum *s);
+
+/* as_ring_event_id(prefix, as_sum_id_pos(head, s), out). */
+void as_sum_event_id(uint64_t prefix, uint64_t head, const as_sum *s, char out[33]);
 
 /* ---- ring files left by dead processes ---------------------------------------------- */
 

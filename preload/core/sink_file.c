@@ -17,7 +17,8 @@
  * the sink notes the file's size, and on failure truncates it back to that size, so the
  * batch is either wholly in the file or not at all. A writer killed in the middle of its
  * write(2) (SIGKILL) can leave a partial last line; the next writer, under the lock, cuts
- * that partial line off when it is one of ours (it starts like an action line), because
+ * that partial line off when it is one of ours (it starts like an action line, or is a
+ * beginning of one: a writer killed after a few bytes), because
  * its action is still in the dead process's ring and is written again whole by whoever
  * recovers it; any other partial line gets a '\n' after it. So every line of ours in the
  * file is whole. s->mark is the end of the sink's last write (where its next one starts
@@ -239,9 +240,11 @@ static int end_torn(file_sink *f, off_t *size) {
             if (i < 0 && at > 0)
                 break;
             off_t line = at + i + 1;
+            /* A writer killed early in its line may have left less than the prefix. */
             char head[sizeof ours - 1];
-            if (pread(f->fd, head, sizeof head, line) == (ssize_t)sizeof head &&
-                memcmp(head, ours, sizeof head) == 0 && ftruncate(f->fd, line) == 0) {
+            size_t k = end - line < (off_t)sizeof head ? (size_t)(end - line) : sizeof head;
+            if (k > 0 && pread(f->fd, head, k, line) == (ssize_t)k && memcmp(head, ours, k) == 0 &&
+                ftruncate(f->fd, line) == 0) {
                 *size = line;
                 return 0;
             }
