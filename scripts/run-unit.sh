@@ -3,6 +3,9 @@
 # The output of a failing binary is printed again at the end, so the last lines of a long
 # log (all a CI page may keep) show what failed. Each binary gets at most UNIT_TIMEOUT
 # seconds (default 600; the slowest takes seconds): a deadlock fails it instead of hanging.
+# Each binary gets a state and a cache directory of its own (XDG_STATE_HOME, XDG_CACHE_HOME):
+# the default spool then holds only what that binary left, never the leftovers of earlier
+# runs, which the exporter would recover and ship among the test's own actions.
 set -u
 limit=${UNIT_TIMEOUT:-600}
 pass=0; fail=0; failed=()
@@ -10,7 +13,10 @@ logdir=$(mktemp -d)
 trap 'rm -rf "$logdir"' EXIT
 for t in "$@"; do
   log="$logdir/$(basename "$t").log"
-  if timeout -k 10 "$limit" "$t" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+  home="$logdir/$(basename "$t").home"
+  mkdir -p "$home/state" "$home/cache"
+  if XDG_STATE_HOME="$home/state" XDG_CACHE_HOME="$home/cache" timeout -k 10 "$limit" "$t" 2>&1 \
+      | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
     pass=$((pass + 1))
   else
     fail=$((fail + 1)); failed+=("$t")

@@ -550,6 +550,8 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
     uint64_t dlv = atomic_load(&r->delivered), rep = atomic_load(&r->reported);
     if (done && w->opts->unreported && dlv > rep)
         *w->opts->unreported += dlv - rep;
+    if (done && w->opts->unreported) /* in the sink, not yet counted in delivered */
+        *w->opts->unreported += w->dups - dups_before;
     if (done && w->opts->damaged)
         *w->opts->damaged += damaged;
     uint64_t head = as_ring_head(r); /* names the summaries below (as_sum_event_id) */
