@@ -233,6 +233,10 @@ void as_diag_direct(void) {
     direct = 1;
 }
 
+int as_diag_is_direct(void) {
+    return __atomic_load_n(&direct, __ATOMIC_RELAXED);
+}
+
 void as_diag_emit(int level, const char *msg) {
     int saved = errno;
     if (direct) {

@@ -44,6 +44,10 @@
  * environment says: for the `agentsight` command, whose messages answer its user. */
 void as_diag_direct(void);
 
+/* 1 in the `agentsight` command (as_diag_direct was called), 0 in an instrumented
+ * program. This function can't fail. */
+int as_diag_is_direct(void);
+
 /* Routes one formatted diagnostic (msg without prefix or newline) of level (log.h).
  * Preserves errno; never allocates; thread-safe. */
 void as_diag_emit(int level, const char *msg);

@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/diag.h"
 #include "core/fdio.h"
 #include "action.h"
 #include "log.h"
@@ -591,11 +592,14 @@ static int recover_file(walk_ctx *w, names *nm, const char *dir, const char *tak
             rename(path, back);
             return 0;
         }
+        /* Told by the command that recovers (`send`, `run`); an instrumented program that
+         * recovers another process's ring keeps it off its own stderr (info level). */
         if (lost.dropped || lost.dropped_sig)
-            as_warn("%s: process %d dropped %llu actions (%llu queue full, %llu in a signal "
-                    "handler)",
-                    back, pid, (unsigned long long)(lost.dropped + lost.dropped_sig),
-                    (unsigned long long)lost.dropped, (unsigned long long)lost.dropped_sig);
+            as_log(as_diag_is_direct() ? AS_LOG_WARN : AS_LOG_INFO,
+                   "%s: process %d dropped %llu actions (%llu queue full, %llu in a signal "
+                   "handler)",
+                   back, pid, (unsigned long long)(lost.dropped + lost.dropped_sig),
+                   (unsigned long long)lost.dropped, (unsigned long long)lost.dropped_sig);
     }
     unlink(path);
     return 1;
