@@ -11,12 +11,12 @@
 #include "hook/nofollow.h"
 
 /* The variables `run` sets for PROGRAM that the traced process puts back. Those it reads
- * later (AGENTSIGHT_DIAG_FILE, AGENTSIGHT_RUN_ID, AGENTSIGHT_SYMCACHE, AGENTSIGHT_STATS_FILE)
- * it keeps first (core/keptenv.h). */
+ * later (AGENTSIGHT_DIAG_FILE, AGENTSIGHT_RUN_ID, AGENTSIGHT_SYMCACHE, AGENTSIGHT_STATS_FILE,
+ * AGENTSIGHT_RUN_DIR) it keeps first (core/keptenv.h). */
 static const char *const watched[] = {
     "LD_PRELOAD",           "AGENTSIGHT_CONFIG", "AGENTSIGHT_OUTPUT",   AS_ENTRIES_ENV,
     "AGENTSIGHT_DIAG_FILE", "AGENTSIGHT_RUN_ID", "AGENTSIGHT_SYMCACHE", "AGENTSIGHT_STATS_FILE",
-    "AGENTSIGHT_LLM"};
+    "AGENTSIGHT_LLM",       "AGENTSIGHT_RUN_DIR"};
 #define NWATCHED (sizeof(watched) / sizeof(watched[0]))
 
 static char *before[NWATCHED]; /* copies of the values at the snapshot; NULL when unset */
