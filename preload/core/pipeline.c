@@ -13,6 +13,7 @@
  * AGENTSIGHT_TEST_POLL_MS (tests only): the exporter sleeps that long between passes,
  * busy or not, and does not recover at start, so a test can kill a process before
  * anything was delivered. */
+#include "core/pipeline.h"
 #include "core/redact.h"
 #include "pipeline.h"
 
@@ -202,10 +203,14 @@ static void fork_parent(void);
 static void fork_child(void);
 static void at_exit(void);
 
+AS_OWN_ATFORK(own_fork_prepare, fork_prepare)
+AS_OWN_ATFORK(own_fork_parent, fork_parent)
+AS_OWN_ATFORK(own_fork_child, fork_child)
+
 static void once_init(void) {
     init_conds();
     pthread_key_create(&exit_key, thread_exit);
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
     atexit(at_exit);
 }
 

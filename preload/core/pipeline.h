@@ -125,6 +125,18 @@ void as_pipe_write_stats(void);
  * while it is non-zero pass straight through. */
 extern __thread int as_in_agentsight;
 
+/* AS_OWN_ATFORK(name, fn) defines name, a pthread_atfork handler that runs fn with
+ * as_in_agentsight raised: what the interposer calls around a fork (its locks taken and
+ * released, a child's state reset) never enters a hook, whatever the config wraps (a
+ * wrapped pthread_mutex_unlock called there would otherwise take the thunk's locks, which
+ * the fork holds). Register name, never fn. */
+#define AS_OWN_ATFORK(name, fn)                                                                    \
+    static void name(void) {                                                                       \
+        as_in_agentsight++;                                                                        \
+        fn();                                                                                      \
+        as_in_agentsight--;                                                                        \
+    }
+
 /* ---- crash-safe capture -------------------------------------------------------------
  *
  * Unless AGENTSIGHT_CRASH_SAFE=0, each thread's ring is a file

@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "core/pipeline.h"
 #include "core/redact.h"
 #include "core/log.h"
 #include "core/securedir.h"
@@ -99,8 +100,10 @@ static void atfork_child(void) {
         gen_conversation_id(as_cfg.conversation_id);
 }
 
+AS_OWN_ATFORK(own_atfork_child, atfork_child)
+
 static void register_atfork(void) {
-    pthread_atfork(NULL, NULL, atfork_child);
+    pthread_atfork(NULL, NULL, own_atfork_child);
 }
 
 /* Returns the conversation id (generated on first use when none was given). Can't fail. */
