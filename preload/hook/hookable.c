@@ -14,7 +14,11 @@
  * - a label inside a function is reached by the function's own jumps, and patching its
  *   bytes would break the code around it; a zero-size local symbol gives no size to
  *   decode and nothing says a call enters there;
- * - a symbol outside executable segments is data, whatever its type says.
+ * - a symbol outside executable segments is data, whatever its type says;
+ * - __errno_location and clock_gettime are called by the thunk's slow paths before their
+ *   reentrancy guard is up (the thread's errno location, the clock without a TSC): an entry
+ *   patch sends the thunk back into itself until the stack overflows. Their calls from
+ *   other objects still go through GOT slots, which the thunk's own calls never use.
  * fork and _Fork return once in each process (the child's copy of the shadow stack holds
  * the frame): they are wrapped. longjmp, siglongjmp, setcontext, exit never return: the
  * thunk reports their calls as not returned, which is what happened. */
@@ -141,6 +145,22 @@ int as_nohook_classify(const as_symfacts *f) {
     return AS_HOOKABLE;
 }
 
+/* Functions the thunk calls before it can tell a nested call from the program's own (see
+ * the top of this file). glibc's internal names too: a call inside libc uses them. */
+static int own_use(const char *name) {
+    static const char *const names[] = {"__errno_location",     "clock_gettime",
+                                        "__clock_gettime",      "__clock_gettime64",
+                                        "__GI___clock_gettime", "__GI___clock_gettime64"};
+    return IN_LIST(name, names);
+}
+
+int as_nohook_entry_classify(const as_symfacts *f) {
+    int kind = as_nohook_classify(f);
+    if (kind == AS_HOOKABLE && own_use(f->name))
+        return AS_NOHOOK_OWN_USE;
+    return kind;
+}
+
 const char *as_nohook_kind_name(int kind) {
     switch (kind) {
     case AS_HOOKABLE:
@@ -161,6 +181,8 @@ const char *as_nohook_kind_name(int kind) {
         return "no size";
     case AS_NOHOOK_NOT_EXEC:
         return "not executable";
+    case AS_NOHOOK_OWN_USE:
+        return "used by the interposer";
     default:
         return "not hookable";
     }
@@ -229,6 +251,13 @@ const char *as_nohook_why(int kind, const as_symfacts *f, char *buf, size_t cap)
         break;
     case AS_NOHOOK_NOT_EXEC:
         snprintf(buf, cap, "'%s' lies outside the executable code of its object", n);
+        break;
+    case AS_NOHOOK_OWN_USE:
+        snprintf(buf, cap,
+                 "'%s' is called by the interposer's thunk before it can tell its own calls "
+                 "from the program's; its entry is never patched (hook=got or hook=auto wrap "
+                 "its calls through GOT slots)",
+                 n);
         break;
     default:
         snprintf(buf, cap, "'%s' can be wrapped", n);
