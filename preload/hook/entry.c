@@ -237,6 +237,17 @@ static entry_site *new_site(void) {
                     __VA_ARGS__);                                                                  \
     } while (0)
 
+/* The functions around the one as_entry_scan_obj is patching (their code may jump into
+ * its first bytes), in memory; n 0 when unknown (as_entry_hook_also, the unit tests). */
+#define NEAR_MAX 8
+#define NEAR_WINDOW 1024
+typedef struct near_fns {
+    size_t n;
+    const uint8_t *lo[NEAR_MAX];
+    size_t size[NEAR_MAX];
+} near_fns;
+static __thread const near_fns *t_near;
+
 static int entry_hook(void *fn, size_t size, const char *symbol, const char *action_name,
                       const char *library, const as_entry *entry, int also_got) {
     char why[200];
@@ -261,6 +272,12 @@ static int entry_hook(void *fn, size_t size, const char *symbol, const char *act
     if (as_patch_prepare(fn, size, &s->patch, why, sizeof why) != 0) {
         REFUSED("%s", why);
         goto out;
+    }
+    for (size_t k = 0; t_near && k < t_near->n; k++) {
+        if (as_patch_check_near(&s->patch, t_near->lo[k], t_near->size[k], why, sizeof why)) {
+            REFUSED("%s", why); /* its trampoline slot is left unused, as for a refusal */
+            goto out;
+        }
     }
     int tid = as_target_get(fn, symbol, action_name, library, (const struct as_entry *)entry);
     if (tid < 0) {
@@ -530,8 +547,23 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
             free(lib);
             continue;
         }
+        near_fns nf = {0};
+        as_fnrange near[NEAR_MAX];
+        size_t nn = as_fnindex_near(&fidx, sym->value, NEAR_WINDOW, near, NEAR_MAX);
+        for (size_t k = 0; k < nn; k++) {
+            uintptr_t lo = (uintptr_t)(st.is_dyn ? base : 0) + (uintptr_t)near[k].lo;
+            size_t len = (size_t)(near[k].hi - near[k].lo);
+            if (len > 4 * NEAR_WINDOW) /* a long function before: its tail is what is near */
+                continue;
+            if (ph.phdr && !as_reach_in_exec(ph.phdr, ph.phnum, ph.base, lo, len))
+                continue;
+            nf.lo[nf.n] = (const uint8_t *)lo;
+            nf.size[nf.n++] = len;
+        }
+        t_near = &nf;
         int before = as_entry_id(fn);
         int id = as_entry_hook(fn, (size_t)sym->size, name, e->name ? e->name : name, lib, e);
+        t_near = NULL;
         if (id < 0 || before >= 0 || as_targets[id].symbol != name) {
             free(name); /* refused, or the target already had its strings */
             free(lib);

@@ -332,6 +332,39 @@ const char *as_fnindex_inside(const as_fnindex *idx, uint64_t value) {
     return NULL;
 }
 
+size_t as_fnindex_near(const as_fnindex *idx, uint64_t value, uint64_t window, as_fnrange *out,
+                       size_t cap) {
+    if (!idx || !idx->n || !cap)
+        return 0;
+    size_t lo = 0, hi = idx->n;
+    while (lo < hi) { /* the first range starting at or after value */
+        size_t mid = lo + (hi - lo) / 2;
+        if (idx->r[mid].lo < value)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t k = 0;
+    /* before: ranges ending within the window below value (bounded walk) */
+    for (size_t i = lo, steps = 0; i > 0 && steps < 16 && k < cap; i--, steps++) {
+        const as_fnrange *r = &idx->r[i - 1];
+        if (r->hi + window < value)
+            break;
+        if (r->hi <= value)
+            out[k++] = *r;
+    }
+    /* after: ranges starting past value within the window */
+    for (size_t i = lo, steps = 0; i < idx->n && steps < 16 && k < cap; i++, steps++) {
+        const as_fnrange *r = &idx->r[i];
+        if (r->lo == value)
+            continue; /* the function itself, or an alias of it */
+        if (r->lo > value + window)
+            break;
+        out[k++] = *r;
+    }
+    return k;
+}
+
 /* ---- telling the user ---- */
 
 /* Per config entry: warned (exact entries), skipped count and the first skip's reason. */

@@ -95,6 +95,13 @@ void as_fnindex_free(as_fnindex *idx);
 /* The name of a function whose body [lo, hi) holds value with lo < value, or NULL. */
 const char *as_fnindex_inside(const as_fnindex *idx, uint64_t value);
 
+/* Copies into out (at most cap) the functions other than the one starting at value whose
+ * body lies within window bytes before or after value, nearest first on each side; they
+ * may jump into the first bytes of the function at value (glibc's __mempcpy_* ends with a
+ * jump past the first instruction of __memmove_*). Returns how many. */
+size_t as_fnindex_near(const as_fnindex *idx, uint64_t value, uint64_t window, as_fnrange *out,
+                       size_t cap);
+
 /* ---- telling the user ---- */
 
 struct as_config;

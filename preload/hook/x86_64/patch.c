@@ -351,6 +351,25 @@ static int check_branches_in(csh h, const uint8_t *fn, size_t size, const uint8_
     return rc;
 }
 
+int as_patch_check_near(const as_patch *p, const void *lo, size_t size, char *why, size_t cap) {
+    if (!p || !p->at || !lo || !size)
+        return 0;
+    if (as_dynlib_load(&as_cs_lib) != 0)
+        return 0;
+    csh h;
+    if (as_cs.cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+        return 0;
+    as_cs.cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+    char inner[160];
+    int rc = check_branches_in(h, lo, size, p->at, p->len, inner, sizeof inner);
+    as_cs.cs_close(&h);
+    if (rc != 0)
+        set_why(why, cap, "a function %s it jumps into its first bytes (+%lu)",
+                (const uint8_t *)lo < p->fn ? "before" : "after",
+                (unsigned long)(p->len ? p->at - p->fn : 0));
+    return rc;
+}
+
 int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap) {
     uint8_t *fn = fnp;
     memset(p, 0, sizeof *p);
