@@ -148,9 +148,10 @@ int as_nohook_classify(const as_symfacts *f) {
 /* Functions the thunk calls before it can tell a nested call from the program's own (see
  * the top of this file). glibc's internal names too: a call inside libc uses them. */
 static int own_use(const char *name) {
-    static const char *const names[] = {"__errno_location",     "clock_gettime",
-                                        "__clock_gettime",      "__clock_gettime64",
-                                        "__GI___clock_gettime", "__GI___clock_gettime64"};
+    static const char *const names[] = {"__errno_location", "clock_gettime", "__clock_gettime",
+                                        "__clock_gettime64"};
+    if (strncmp(name, "__GI_", 5) == 0) /* glibc's internal alias of the same function */
+        name += 5;
     return IN_LIST(name, names);
 }
 
