@@ -203,9 +203,7 @@ static void fork_parent(void);
 static void fork_child(void);
 static void at_exit(void);
 
-AS_OWN_ATFORK(own_fork_prepare, fork_prepare)
-AS_OWN_ATFORK(own_fork_parent, fork_parent)
-AS_OWN_ATFORK(own_fork_child, fork_child)
+AS_OWN_ATFORK(own_fork, fork_prepare, fork_parent, fork_child)
 
 static void once_init(void) {
     init_conds();

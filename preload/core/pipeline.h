@@ -125,15 +125,28 @@ void as_pipe_write_stats(void);
  * while it is non-zero pass straight through. */
 extern __thread int as_in_agentsight;
 
-/* AS_OWN_ATFORK(name, fn) defines name, a pthread_atfork handler that runs fn with
- * as_in_agentsight raised: what the interposer calls around a fork (its locks taken and
- * released, a child's state reset) never enters a hook, whatever the config wraps (a
- * wrapped pthread_mutex_unlock called there would otherwise take the thunk's locks, which
- * the fork holds). Register name, never fn. */
-#define AS_OWN_ATFORK(name, fn)                                                                    \
-    static void name(void) {                                                                       \
+/* AS_OWN_ATFORK(tag, prepare, parent, child) defines tag_prepare, tag_parent and
+ * tag_child, to be registered together with pthread_atfork in place of the three handlers
+ * (as_fork_nothing for none). Every prepare handler raises as_in_agentsight and every
+ * parent or child handler lowers it after its work, so from the first of the interposer's
+ * prepare handlers to the last of its parent or child handlers (glibc runs the handlers of
+ * every registration on both sides) the thread's calls never enter a hook: neither the
+ * interposer's own (its locks taken, released, reset) nor the C library's own calls
+ * between the fork system call and the child handlers, made while the interposer's locks
+ * are still held. Handlers of the program registered between the interposer's run inside
+ * that window, their calls untracked. */
+static inline void as_fork_nothing(void) {}
+#define AS_OWN_ATFORK(tag, prepare, parent, child)                                                 \
+    static void tag##_prepare(void) {                                                              \
         as_in_agentsight++;                                                                        \
-        fn();                                                                                      \
+        prepare();                                                                                 \
+    }                                                                                              \
+    static void tag##_parent(void) {                                                               \
+        parent();                                                                                  \
+        as_in_agentsight--;                                                                        \
+    }                                                                                              \
+    static void tag##_child(void) {                                                                \
+        child();                                                                                   \
         as_in_agentsight--;                                                                        \
     }
 

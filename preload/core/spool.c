@@ -929,11 +929,11 @@ static void tag_child(void) {
     tag_pid = getpid();
 }
 
-AS_OWN_ATFORK(own_tag_child, tag_child)
+AS_OWN_ATFORK(own_fork, as_fork_nothing, as_fork_nothing, tag_child)
 
 static void tag_atfork(void) {
     tag_pid = getpid();
-    pthread_atfork(NULL, NULL, own_tag_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
 }
 
 /* Writes v as 16 lowercase hex digits (no NUL). */

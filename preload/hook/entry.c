@@ -60,9 +60,7 @@ static void fork_child(void) {
     pthread_mutex_init(&g_elock, NULL);
 }
 
-AS_OWN_ATFORK(own_fork_prepare, fork_prepare)
-AS_OWN_ATFORK(own_fork_parent, fork_parent)
-AS_OWN_ATFORK(own_fork_child, fork_child)
+AS_OWN_ATFORK(own_fork, fork_prepare, fork_parent, fork_child)
 
 __attribute__((constructor)) static void entry_init(void) {
     pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
