@@ -61,8 +61,10 @@ int as_returns_twice(const char *name) {
     if (!name)
         return 0;
     const char *t = strip_underscores(name);
-    static const char *const stripped[] = {"setjmp",     "sigsetjmp",   "vfork",
-                                           "getcontext", "swapcontext", "savectx"};
+    /* sigjmp_save: glibc's sigsetjmp ends with a jump to it, so it returns where
+     * sigsetjmp does, twice */
+    static const char *const stripped[] = {"setjmp",      "sigsetjmp", "vfork",      "getcontext",
+                                           "swapcontext", "savectx",   "sigjmp_save"};
     return IN_LIST(t, stripped);
 }
 
