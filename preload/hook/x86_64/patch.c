@@ -571,6 +571,9 @@ static const as_patch *g_fix;
 static uint32_t g_fix_gen;
 static uint32_t g_fix_acks;
 static char g_fix_cookie[FIX_COOKIES];
+/* The process id the requests carry, set while they are out: the handler compares it
+ * without calling getpid, which may itself be the function being patched. */
+static pid_t g_fix_pid;
 
 /* Where a thread at pc inside the displaced bytes of p goes on: the same instruction in the
  * trampoline. 0 when pc is not inside them. */
@@ -588,7 +591,8 @@ static uintptr_t moved_pc(const as_patch *p, uintptr_t pc) {
  * MOVE_SIG goes to the handler that was there before ours. */
 static void on_move(int sig, siginfo_t *si, void *ucv) {
     const char *c = si ? si->si_value.sival_ptr : NULL;
-    if (!si || si->si_code != SI_QUEUE || si->si_pid != getpid() || c < g_fix_cookie ||
+    pid_t pid = __atomic_load_n(&g_fix_pid, __ATOMIC_ACQUIRE);
+    if (!si || si->si_code != SI_QUEUE || !pid || si->si_pid != pid || c < g_fix_cookie ||
         c >= g_fix_cookie + FIX_COOKIES) {
         chain(&g_prev_move, sig, si, ucv);
         return;
@@ -693,6 +697,7 @@ static unsigned move_threads_out(const as_patch *p) {
     pid_t self = (pid_t)syscall(SYS_gettid), pid = getpid();
     uint32_t gen = __atomic_add_fetch(&g_fix_gen, 1, __ATOMIC_ACQ_REL);
     __atomic_store_n(&g_fix_acks, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_fix_pid, pid, __ATOMIC_RELEASE);
     __atomic_store_n(&g_fix, p, __ATOMIC_RELEASE);
     unsigned sent = 0, unanswered = 0;
     struct dirent *e;
@@ -751,6 +756,7 @@ void as_patch_fork_child(void) {
     pthread_mutex_init(&g_plock, NULL);
     g_fork_locked = 0;
     g_fix = NULL;
+    g_fix_pid = 0;
     g_move_installed = 0;
 }
 
