@@ -60,6 +60,8 @@ static int in_list(const char *name, const char *const *names, size_t n) {
 int as_returns_twice(const char *name) {
     if (!name)
         return 0;
+    if (strncmp(name, "__GI_", 5) == 0) /* glibc's internal alias of the same function */
+        name += 5;
     const char *t = strip_underscores(name);
     /* sigjmp_save: glibc's sigsetjmp ends with a jump to it, so it returns where
      * sigsetjmp does, twice */
