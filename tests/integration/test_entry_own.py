@@ -49,9 +49,9 @@ def _programs(d):
     return progs
 
 
-def _run_bounded(argv, env=None):
+def _run_bounded(argv, env=None, timeout=30):
     """Runs argv (environment as common.run, plus env) in a session of its own for at most
-    30 s; a hang is a result (returncode 'timeout', the whole session killed), not an
+    timeout s; a hang is a result (returncode 'timeout', the whole session killed), not an
     error, so a deadlocked fork child is not left behind."""
     full = {k: v for k, v in os.environ.items()
             if not k.startswith("AGENTSIGHT_") and k != "LD_PRELOAD"}
@@ -59,7 +59,7 @@ def _run_bounded(argv, env=None):
     p = subprocess.Popen(argv, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          start_new_session=True)
     try:
-        out, err = p.communicate(timeout=30)
+        out, err = p.communicate(timeout=timeout)
         rc = p.returncode
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
@@ -98,3 +98,21 @@ def test_entry_on_own_functions_runs_programs_as_bare():
             if why:
                 bad.append("%s | %s: %s" % (line, " ".join(p)[:60], "; ".join(why)))
     assert not bad, "\n".join(bad)
+
+
+def test_every_libc_function_entry_patched_echo_runs():
+    """Proves: '* hook=entry lib=libc.so.6' (every C library function the patcher can
+    patch, those the patcher and the thunk call while patching included) leaves echo's
+    output, exit status and stderr as bare: no SIGILL from a neighbour jumping into a
+    patched entry, no recursion through __errno_location, no starter thread starting
+    another one (bounded: 120 s)."""
+    d = tmpdir()
+    conf = write(os.path.join(d, "all.conf"), "[actions]\n* hook=entry lib=libc.so.6\n")
+    argv = ["/bin/echo", "ok"]
+    bare = _run_bounded(argv)
+    r = _run_bounded(argv, {"LD_PRELOAD": PRELOAD, "AGENTSIGHT_CONFIG": conf,
+                            "AGENTSIGHT_OUTPUT": "file:" + os.path.join(d, "a.jsonl")},
+                     timeout=120)
+    assert (r.returncode, r.stdout) == (bare.returncode, bare.stdout), (r.returncode, r.stdout,
+                                                                         r.stderr[-2000:])
+    assert r.stderr == bare.stderr, r.stderr[-2000:]
