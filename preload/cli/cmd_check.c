@@ -123,6 +123,17 @@ static int print_match(const as_entry *e, const as_sym *s, const check_obj *o, i
     }
     const char *blind = NULL;
     unsigned via = sym_reach(o, e, s, &f, &blind);
+    int ekind = as_nohook_entry_classify(&f);
+    if ((via & AS_REACH_ENTRY) && ekind != AS_HOOKABLE) {
+        /* the entry is never patched; the GOT slots still are, when the mode takes them */
+        via &= ~(unsigned)AS_REACH_ENTRY;
+        if (!via) {
+            if (print)
+                printf("never wrapped: %s\n", as_nohook_why(ekind, &f, why, sizeof why));
+            return 0;
+        }
+        blind = "calls inside the object that bypass its GOT (its entry is never patched)";
+    }
     int ours = (via & AS_REACH_GOT) && is_libc(o->path) && stood_in(s->name);
     if (print)
         printf("via %s%s%s%s%s%s\n", as_reach_name(via), ours ? " (the interposer's own " : "",

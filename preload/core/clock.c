@@ -16,6 +16,7 @@
 #include <sys/platform/x86.h>
 #include <time.h>
 
+#include "core/pipeline.h"
 #include "core/clock.h"
 
 int as_clock_use_tsc = 0;
@@ -134,9 +135,11 @@ static void clock_fork_child(void) {
     }
 }
 
+AS_OWN_ATFORK(own_fork, as_fork_nothing, as_fork_nothing, clock_fork_child)
+
 static void init_and_atfork(void) {
     do_init();
-    pthread_atfork(NULL, NULL, clock_fork_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
 }
 
 void as_clock_init(void) {

@@ -1,4 +1,5 @@
 /* netfd.c - the HTTP client's descriptors kept apart from the program's (netfd.h). */
+#include "core/pipeline.h"
 #include "core/netfd.h"
 #include "core/bigbss.h"
 #include "core/fdio.h"
@@ -24,8 +25,11 @@ static void child_reset(void) {
 }
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+AS_OWN_ATFORK(own_fork, as_fork_nothing, as_fork_nothing, child_reset)
+
 static void register_fork(void) {
-    pthread_atfork(NULL, NULL, child_reset);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
 }
 
 /* Whether fd is in the table (a socket of ours the program may have closed: its number

@@ -13,6 +13,7 @@
  * AGENTSIGHT_TEST_POLL_MS (tests only): the exporter sleeps that long between passes,
  * busy or not, and does not recover at start, so a test can kill a process before
  * anything was delivered. */
+#include "core/pipeline.h"
 #include "core/redact.h"
 #include "pipeline.h"
 
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -208,10 +210,12 @@ static void fork_parent(void);
 static void fork_child(void);
 static void at_exit(void);
 
+AS_OWN_ATFORK(own_fork, fork_prepare, fork_parent, fork_child)
+
 static void once_init(void) {
     init_conds();
     pthread_key_create(&exit_key, thread_exit);
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
     atexit(at_exit);
 }
 
@@ -432,21 +436,61 @@ static void *starter_main(void *arg) {
     return NULL;
 }
 
-/* Starts the pipeline on a thread of its own, with the default stack, joined at once: the
- * first record of a process may come from a thread with a small stack (PTHREAD_STACK_MIN)
- * or from a signal handler on an alternate stack, where opening the sinks (and loading
- * libraries with dlopen) would overflow it. Returns as as_pipe_start. */
+/* The stack of the starter thread while it runs ([lo, hi), 0 otherwise). The C library
+ * runs code of its own in a new thread before starter_main can raise as_in_agentsight
+ * (__ctype_init, ...): a wrapped function there must not start the pipeline again, or
+ * each starter would start another, until thread creation fails. */
+#define STARTER_STACK (8u << 20)
+static _Atomic uintptr_t starter_lo, starter_hi;
+
+/* Whether the calling thread runs on the starter's stack. */
+static int on_starter_stack(void) {
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t lo = atomic_load(&starter_lo), hi = atomic_load(&starter_hi);
+    return lo && sp >= lo && sp < hi;
+}
+
+/* Starts the pipeline on a thread of its own, with a stack of the default size, joined at
+ * once: the first record of a process may come from a thread with a small stack
+ * (PTHREAD_STACK_MIN) or from a signal handler on an alternate stack, where opening the
+ * sinks (and loading libraries with dlopen) would overflow it. Returns as as_pipe_start. */
 static int start_on_own_stack(void) {
     int rc = -1;
     pthread_t th;
+    pthread_attr_t attr;
+    size_t guard = 4096;
+    /* a stack of our own (below it a guard page), so its calls are known as ours */
+    uint8_t *stk = mmap(NULL, STARTER_STACK + guard, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    int own = stk != MAP_FAILED && pthread_attr_init(&attr) == 0;
+    if (own && (mprotect(stk, guard, PROT_NONE) != 0 ||
+                pthread_attr_setstack(&attr, stk + guard, STARTER_STACK) != 0)) {
+        pthread_attr_destroy(&attr);
+        own = 0;
+    }
+    if (!own && stk != MAP_FAILED) {
+        munmap(stk, STARTER_STACK + guard);
+        stk = MAP_FAILED;
+    }
+    if (own) {
+        atomic_store(&starter_hi, (uintptr_t)stk + guard + STARTER_STACK);
+        atomic_store(&starter_lo, (uintptr_t)stk + guard);
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&th, NULL, starter_main, &rc);
+    int e = pthread_create(&th, own ? &attr : NULL, starter_main, &rc);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e == 0)
+        pthread_join(th, NULL);
+    if (own) {
+        atomic_store(&starter_lo, 0);
+        atomic_store(&starter_hi, 0);
+        pthread_attr_destroy(&attr);
+        munmap(stk, STARTER_STACK + guard);
+    }
     if (e != 0)
         return as_pipe_start(); /* no thread: here, as before */
-    pthread_join(th, NULL);
     return rc;
 }
 
@@ -581,6 +625,10 @@ void *as_pipe_reserve_slow(int kind, size_t payload_len, int may_wait) {
     }
     if (r)
         return reserve_slow(r, kind, payload_len, flags);
+    if (on_starter_stack()) {
+        as_in_agentsight = 1; /* our own thread: nothing it runs is tracked */
+        return NULL;
+    }
     r = thread_attach();
     if (!r) {
         /* Over the thread limit. A pipeline that failed to start (no sink could be

@@ -137,6 +137,31 @@ void as_pipe_exec_release(uint64_t head, int back);
  * while it is non-zero pass straight through. */
 extern __thread int as_in_agentsight;
 
+/* AS_OWN_ATFORK(tag, prepare, parent, child) defines tag_prepare, tag_parent and
+ * tag_child, to be registered together with pthread_atfork in place of the three handlers
+ * (as_fork_nothing for none). Every prepare handler raises as_in_agentsight and every
+ * parent or child handler lowers it after its work, so from the first of the interposer's
+ * prepare handlers to the last of its parent or child handlers (glibc runs the handlers of
+ * every registration on both sides) the thread's calls never enter a hook: neither the
+ * interposer's own (its locks taken, released, reset) nor the C library's own calls
+ * between the fork system call and the child handlers, made while the interposer's locks
+ * are still held. Handlers of the program registered between the interposer's run inside
+ * that window, their calls untracked. */
+static inline void as_fork_nothing(void) {}
+#define AS_OWN_ATFORK(tag, prepare, parent, child)                                                 \
+    static void tag##_prepare(void) {                                                              \
+        as_in_agentsight++;                                                                        \
+        prepare();                                                                                 \
+    }                                                                                              \
+    static void tag##_parent(void) {                                                               \
+        parent();                                                                                  \
+        as_in_agentsight--;                                                                        \
+    }                                                                                              \
+    static void tag##_child(void) {                                                                \
+        child();                                                                                   \
+        as_in_agentsight--;                                                                        \
+    }
+
 /* ---- crash-safe capture -------------------------------------------------------------
  *
  * Unless AGENTSIGHT_CRASH_SAFE=0, each thread's ring is a file

@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "core/pipeline.h"
 #include "core/redact.h"
 #include "core/keptenv.h"
 #include "core/log.h"
@@ -100,8 +101,10 @@ static void atfork_child(void) {
         gen_conversation_id(as_cfg.conversation_id);
 }
 
+AS_OWN_ATFORK(own_fork, as_fork_nothing, as_fork_nothing, atfork_child)
+
 static void register_atfork(void) {
-    pthread_atfork(NULL, NULL, atfork_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
 }
 
 /* Returns the conversation id (generated on first use when none was given). Can't fail. */

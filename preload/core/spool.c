@@ -45,6 +45,7 @@
  * the spool stops handing out batches for replay for the rest of the process (the key
  * does not change while it runs); `agentsight send` with a key that is accepted ships
  * them. */
+#include "core/pipeline.h"
 #include "core/spool.h"
 #include "core/securedir.h"
 
@@ -929,9 +930,11 @@ static void tag_child(void) {
     tag_pid = getpid();
 }
 
+AS_OWN_ATFORK(own_fork, as_fork_nothing, as_fork_nothing, tag_child)
+
 static void tag_atfork(void) {
     tag_pid = getpid();
-    pthread_atfork(NULL, NULL, tag_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
 }
 
 /* Writes v as 16 lowercase hex digits (no NUL). */

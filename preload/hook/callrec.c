@@ -46,8 +46,10 @@ static void child_after_fork(void) {
 
 static int decode_summary(const void *payload, size_t len, as_action *out, as_buf *sb);
 
+AS_OWN_ATFORK(own_fork, as_fork_nothing, as_fork_nothing, child_after_fork)
+
 __attribute__((constructor)) static void callrec_init(void) {
-    pthread_atfork(NULL, NULL, child_after_fork);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
     as_callrec_register();
 }
 

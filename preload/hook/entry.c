@@ -60,8 +60,10 @@ static void fork_child(void) {
     pthread_mutex_init(&g_elock, NULL);
 }
 
+AS_OWN_ATFORK(own_fork, fork_prepare, fork_parent, fork_child)
+
 __attribute__((constructor)) static void entry_init(void) {
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
 }
 
 /* ---- the entry-only path (CET shadow stack) ---- */
@@ -220,10 +222,12 @@ static entry_site *new_site(void) {
 
 /* The refusal of an entry patch: a warning when the function then runs unwrapped; an
  * info line when its GOT slots are diverted too (also_got), which still see its calls
- * from other objects. */
+ * from other objects; a debug line for a glob's match (as_entry_scan_obj counts them). */
 #define REFUSED(fmt, ...)                                                                          \
     do {                                                                                           \
-        if (also_got)                                                                              \
+        if (entry && entry->is_glob)                                                               \
+            as_debug("'%s' in %s not entry-patched: " fmt, symbol, library, __VA_ARGS__);          \
+        else if (also_got)                                                                         \
             as_info("'%s' in %s: calls inside %s are not seen: " fmt, symbol, library, library,    \
                     __VA_ARGS__);                                                                  \
         else                                                                                       \
@@ -231,14 +235,34 @@ static entry_site *new_site(void) {
                     __VA_ARGS__);                                                                  \
     } while (0)
 
+/* The functions around the one as_entry_scan_obj is patching (their code may jump into
+ * its first bytes), in memory; n 0 when unknown (as_entry_hook_also, the unit tests). */
+#define NEAR_MAX 8
+#define NEAR_WINDOW 1024
+typedef struct near_fns {
+    size_t n;
+    const uint8_t *lo[NEAR_MAX];
+    size_t size[NEAR_MAX];
+} near_fns;
+static __thread const near_fns *t_near;
+
 static int entry_hook(void *fn, size_t size, const char *symbol, const char *action_name,
                       const char *library, const as_entry *entry, int also_got) {
-    char why[160];
+    char why[200];
     pthread_mutex_lock(&g_elock);
     int id = -1;
     entry_site *s = find_site(fn);
     if (s) {
         id = s->id;
+        goto out;
+    }
+    as_symfacts facts = {.name = symbol, .size = size, .exported = 1, .exec = 1};
+    int kind = as_nohook_entry_classify(&facts);
+    /* by address too: an alias under another name is the same function */
+    if (fn == (void *)&__errno_location || fn == (void *)&clock_gettime)
+        kind = AS_NOHOOK_OWN_USE;
+    if (kind != AS_HOOKABLE) {
+        REFUSED("%s", as_nohook_why(kind, &facts, why, sizeof why));
         goto out;
     }
     s = new_site();
@@ -249,6 +273,12 @@ static int entry_hook(void *fn, size_t size, const char *symbol, const char *act
     if (as_patch_prepare(fn, size, &s->patch, why, sizeof why) != 0) {
         REFUSED("%s", why);
         goto out;
+    }
+    for (size_t k = 0; t_near && k < t_near->n; k++) {
+        if (as_patch_check_near(&s->patch, t_near->lo[k], t_near->size[k], why, sizeof why)) {
+            REFUSED("%s", why); /* its trampoline slot is left unused, as for a refusal */
+            goto out;
+        }
     }
     int tid = as_target_get(fn, symbol, action_name, library, (const struct as_entry *)entry);
     if (tid < 0) {
@@ -411,6 +441,55 @@ static as_symfacts facts_of(const as_symtab *st, const as_sym *sym, as_fnindex *
     return f;
 }
 
+/* The matches of glob entries in one object that were not entry-patched: a glob skips
+ * what cannot be patched without a word on the program's stderr, and one info line per
+ * entry and object counts them (an exact name gets its warning instead). */
+typedef struct glob_refusals {
+    int *count; /* per config entry, allocated on the first refusal */
+    const char **first;
+    const char **what;
+} glob_refusals;
+
+static void glob_refused(glob_refusals *g, const as_config *cfg, int idx, const char *name,
+                         const char *what) {
+    if (idx < 0 || idx >= cfg->nentries)
+        return;
+    if (!g->count) {
+        g->count = calloc((size_t)cfg->nentries, sizeof *g->count);
+        g->first = calloc((size_t)cfg->nentries, sizeof *g->first);
+        g->what = calloc((size_t)cfg->nentries, sizeof *g->what);
+        if (!g->count || !g->first || !g->what) {
+            free(g->count);
+            free(g->first);
+            free(g->what);
+            g->count = NULL;
+            return;
+        }
+    }
+    if (!g->count[idx]++) {
+        g->first[idx] = name; /* lives as long as the symbol table */
+        g->what[idx] = what;
+    }
+}
+
+static void glob_report(glob_refusals *g, const as_config *cfg, const char *file) {
+    if (!g->count)
+        return;
+    for (int i = 0; i < cfg->nentries; i++) {
+        if (!g->count[i])
+            continue;
+        const as_entry *e = &cfg->entries[i];
+        as_info("%s:%d:1: '%s' skips %d function%s in %s whose entry cannot be patched (the "
+                "first: '%s', %s; `agentsight check` lists them)",
+                AS_ENTRY_SRC(cfg, e), e->line, e->pattern, g->count[i], g->count[i] == 1 ? "" : "s",
+                file, g->first[i], g->what[i]);
+    }
+    free(g->count);
+    free(g->first);
+    free(g->what);
+    g->count = NULL;
+}
+
 int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
                       unsigned char *matched) {
     if (!cfg || !path || !*path || !as_entry_wanted(cfg))
@@ -424,6 +503,7 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
     }
     const char *file = base_name(path);
     int done = 0;
+    glob_refusals gr = {0};
     as_fnindex fidx = {0};
     int fidx_built = 0;
     phdr_find ph = {.base = base};
@@ -437,7 +517,7 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
         if (e->hook == AS_HOOK_AUTO && sym->exported)
             continue; /* the GOT path (install.c) has it */
         as_symfacts facts = facts_of(&st, sym, &fidx, &fidx_built, &ph, base);
-        int kind = as_nohook_classify(&facts);
+        int kind = as_nohook_entry_classify(&facts);
         if (kind != AS_HOOKABLE) {
             if (matched && !e->is_glob)
                 matched[idx] = 1; /* refused with its own message, not "unmatched" */
@@ -450,8 +530,11 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
             continue;
         }
         if (sym->is_ifunc) {
-            as_warn("%s:%d:1: '%s' in %s is an IFUNC resolver: not entry-patched",
-                    AS_ENTRY_SRC(cfg, e), e->line, sym->name, file);
+            if (e->is_glob)
+                glob_refused(&gr, cfg, idx, sym->name, "an IFUNC resolver");
+            else
+                as_warn("%s:%d:1: '%s' in %s is an IFUNC resolver: not entry-patched",
+                        AS_ENTRY_SRC(cfg, e), e->line, sym->name, file);
             continue;
         }
         void *fn = (void *)((st.is_dyn ? base : 0) + (uintptr_t)sym->value);
@@ -465,20 +548,39 @@ int as_entry_scan_obj(const as_config *cfg, const char *path, uintptr_t base,
             free(lib);
             continue;
         }
+        near_fns nf = {0};
+        as_fnrange near[NEAR_MAX];
+        size_t nn = as_fnindex_near(&fidx, sym->value, NEAR_WINDOW, near, NEAR_MAX);
+        for (size_t k = 0; k < nn; k++) {
+            uintptr_t lo = (uintptr_t)(st.is_dyn ? base : 0) + (uintptr_t)near[k].lo;
+            size_t len = (size_t)(near[k].hi - near[k].lo);
+            if (len > 4 * NEAR_WINDOW) /* a long function before: its tail is what is near */
+                continue;
+            if (ph.phdr && !as_reach_in_exec(ph.phdr, ph.phnum, ph.base, lo, len))
+                continue;
+            nf.lo[nf.n] = (const uint8_t *)lo;
+            nf.size[nf.n++] = len;
+        }
+        t_near = &nf;
         int before = as_entry_id(fn);
         int id = as_entry_hook(fn, (size_t)sym->size, name, e->name ? e->name : name, lib, e);
+        t_near = NULL;
         if (id < 0 || before >= 0 || as_targets[id].symbol != name) {
             free(name); /* refused, or the target already had its strings */
             free(lib);
         }
         if (id < 0) {
-            as_warn("%s:%d:1: '%s' in %s runs unwrapped (see the reason above)",
-                    AS_ENTRY_SRC(cfg, e), e->line, sym->name, file);
+            if (e->is_glob)
+                glob_refused(&gr, cfg, idx, sym->name, "first instructions that cannot be moved");
+            else
+                as_warn("%s:%d:1: '%s' in %s runs unwrapped (see the reason above)",
+                        AS_ENTRY_SRC(cfg, e), e->line, sym->name, file);
             continue;
         }
         add_dwarf_proto(id, &st);
         done++;
     }
+    glob_report(&gr, cfg, file);
     as_fnindex_free(&fidx);
     as_symtab_free(&st);
     return done;

@@ -14,7 +14,11 @@
  * - a label inside a function is reached by the function's own jumps, and patching its
  *   bytes would break the code around it; a zero-size local symbol gives no size to
  *   decode and nothing says a call enters there;
- * - a symbol outside executable segments is data, whatever its type says.
+ * - a symbol outside executable segments is data, whatever its type says;
+ * - __errno_location and clock_gettime are called by the thunk's slow paths before their
+ *   reentrancy guard is up (the thread's errno location, the clock without a TSC): an entry
+ *   patch sends the thunk back into itself until the stack overflows. Their calls from
+ *   other objects still go through GOT slots, which the thunk's own calls never use.
  * fork and _Fork return once in each process (the child's copy of the shadow stack holds
  * the frame): they are wrapped. longjmp, siglongjmp, setcontext, exit never return: the
  * thunk reports their calls as not returned, which is what happened. */
@@ -56,9 +60,13 @@ static int in_list(const char *name, const char *const *names, size_t n) {
 int as_returns_twice(const char *name) {
     if (!name)
         return 0;
+    if (strncmp(name, "__GI_", 5) == 0) /* glibc's internal alias of the same function */
+        name += 5;
     const char *t = strip_underscores(name);
-    static const char *const stripped[] = {"setjmp",     "sigsetjmp",   "vfork",
-                                           "getcontext", "swapcontext", "savectx"};
+    /* sigjmp_save: glibc's sigsetjmp ends with a jump to it, so it returns where
+     * sigsetjmp does, twice */
+    static const char *const stripped[] = {"setjmp",      "sigsetjmp", "vfork",      "getcontext",
+                                           "swapcontext", "savectx",   "sigjmp_save"};
     return IN_LIST(t, stripped);
 }
 
@@ -141,6 +149,23 @@ int as_nohook_classify(const as_symfacts *f) {
     return AS_HOOKABLE;
 }
 
+/* Functions the thunk calls before it can tell a nested call from the program's own (see
+ * the top of this file). glibc's internal names too: a call inside libc uses them. */
+static int own_use(const char *name) {
+    static const char *const names[] = {"__errno_location", "clock_gettime", "__clock_gettime",
+                                        "__clock_gettime64"};
+    if (strncmp(name, "__GI_", 5) == 0) /* glibc's internal alias of the same function */
+        name += 5;
+    return IN_LIST(name, names);
+}
+
+int as_nohook_entry_classify(const as_symfacts *f) {
+    int kind = as_nohook_classify(f);
+    if (kind == AS_HOOKABLE && own_use(f->name))
+        return AS_NOHOOK_OWN_USE;
+    return kind;
+}
+
 const char *as_nohook_kind_name(int kind) {
     switch (kind) {
     case AS_HOOKABLE:
@@ -161,6 +186,8 @@ const char *as_nohook_kind_name(int kind) {
         return "no size";
     case AS_NOHOOK_NOT_EXEC:
         return "not executable";
+    case AS_NOHOOK_OWN_USE:
+        return "used by the interposer";
     default:
         return "not hookable";
     }
@@ -229,6 +256,13 @@ const char *as_nohook_why(int kind, const as_symfacts *f, char *buf, size_t cap)
         break;
     case AS_NOHOOK_NOT_EXEC:
         snprintf(buf, cap, "'%s' lies outside the executable code of its object", n);
+        break;
+    case AS_NOHOOK_OWN_USE:
+        snprintf(buf, cap,
+                 "'%s' is called by the interposer's thunk before it can tell its own calls "
+                 "from the program's; its entry is never patched (hook=got or hook=auto wrap "
+                 "its calls through GOT slots)",
+                 n);
         break;
     default:
         snprintf(buf, cap, "'%s' can be wrapped", n);
@@ -301,6 +335,39 @@ const char *as_fnindex_inside(const as_fnindex *idx, uint64_t value) {
             return r->name;
     }
     return NULL;
+}
+
+size_t as_fnindex_near(const as_fnindex *idx, uint64_t value, uint64_t window, as_fnrange *out,
+                       size_t cap) {
+    if (!idx || !idx->n || !cap)
+        return 0;
+    size_t lo = 0, hi = idx->n;
+    while (lo < hi) { /* the first range starting at or after value */
+        size_t mid = lo + (hi - lo) / 2;
+        if (idx->r[mid].lo < value)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t k = 0;
+    /* before: ranges ending within the window below value (bounded walk) */
+    for (size_t i = lo, steps = 0; i > 0 && steps < 16 && k < cap; i--, steps++) {
+        const as_fnrange *r = &idx->r[i - 1];
+        if (r->hi + window < value)
+            break;
+        if (r->hi <= value)
+            out[k++] = *r;
+    }
+    /* after: ranges starting past value within the window */
+    for (size_t i = lo, steps = 0; i < idx->n && steps < 16 && k < cap; i++, steps++) {
+        const as_fnrange *r = &idx->r[i];
+        if (r->lo == value)
+            continue; /* the function itself, or an alias of it */
+        if (r->lo > value + window)
+            break;
+        out[k++] = *r;
+    }
+    return k;
 }
 
 /* ---- telling the user ---- */

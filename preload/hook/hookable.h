@@ -25,6 +25,9 @@ enum as_nohook {
     AS_NOHOOK_NO_SIZE,       /* size 0 and reached by no GOT slot: nothing says it starts a
                                 function */
     AS_NOHOOK_NOT_EXEC,      /* outside the object's executable segments */
+    AS_NOHOOK_OWN_USE,       /* entry patching only: __errno_location, clock_gettime: the
+                                thunk calls them before it can tell its own calls from the
+                                program's (as_nohook_entry_classify) */
     AS_NOHOOK_KINDS
 };
 
@@ -44,6 +47,12 @@ typedef struct as_symfacts {
  * order of the enum. Pure; this function can't fail. */
 int as_nohook_classify(const as_symfacts *f);
 
+/* Classifies f for entry patching (hook=entry, or hook=auto on a function no GOT slot
+ * reaches): as_nohook_classify, then AS_NOHOOK_OWN_USE for the functions the thunk itself
+ * calls before its reentrancy guard (a patched entry would send the thunk back into
+ * itself). Their GOT slots may still be wrapped. Pure; this function can't fail. */
+int as_nohook_entry_classify(const as_symfacts *f);
+
 /* Whether name (without @version) names a function that returns twice: setjmp, sigsetjmp
  * with one or two leading '_', savectx, vfork, getcontext, swapcontext (and their '__'
  * forms). The list GCC's special_function_p marks returns_twice, plus glibc's aliases and
@@ -57,7 +66,7 @@ const char *as_nohook_why(int kind, const as_symfacts *f, char *buf, size_t cap)
 
 /* Short name of a kind for summaries and `check`: "returns twice", "compiler fragment",
  * "not entered by a call", "own calling convention", "label inside a function", "no
- * size", "not executable". */
+ * size", "not executable", "used by the interposer". */
 const char *as_nohook_kind_name(int kind);
 
 /* ---- finding the function around an address ---- */
@@ -85,6 +94,13 @@ void as_fnindex_free(as_fnindex *idx);
 
 /* The name of a function whose body [lo, hi) holds value with lo < value, or NULL. */
 const char *as_fnindex_inside(const as_fnindex *idx, uint64_t value);
+
+/* Copies into out (at most cap) the functions other than the one starting at value whose
+ * body lies within window bytes before or after value, nearest first on each side; they
+ * may jump into the first bytes of the function at value (glibc's __mempcpy_* ends with a
+ * jump past the first instruction of __memmove_*). Returns how many. */
+size_t as_fnindex_near(const as_fnindex *idx, uint64_t value, uint64_t window, as_fnrange *out,
+                       size_t cap);
 
 /* ---- telling the user ---- */
 

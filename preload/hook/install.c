@@ -705,7 +705,9 @@ static int wants_local_scan(const as_obj *o) {
 /* as_entry_scan_obj for o; a file where no entry selected anything is remembered for the
  * run, so the next process does not read it again. */
 static void scan_local(const as_obj *o) {
-    unsigned char *hit = calloc((size_t)(g_cfg->nentries > 0 ? g_cfg->nentries : 1), 1);
+    unsigned char *hit = calloc((size_t)(g_cfg->nentries > 0 ? g_cfg->nentries : 1), 2);
+    for (int i = 0; hit && i < g_cfg->nentries; i++)
+        hit[g_cfg->nentries + i] = (unsigned char)as_nohook_seen(i); /* before the scan */
     int rc = as_entry_scan_obj(g_cfg, obj_path(o), o->base, hit ? hit : g_matched);
     if (!hit)
         return;
@@ -714,6 +716,11 @@ static void scan_local(const as_obj *o) {
         if (hit[i])
             g_matched[i] = any = 1;
     }
+    /* A file where a glob only skipped functions that are never wrapped is not empty:
+     * the next process must find them again to say why the entry tracks nothing. */
+    for (int i = 0; i < g_cfg->nentries && !any; i++)
+        if (as_nohook_seen(i) && !hit[g_cfg->nentries + i])
+            any = 1;
     free(hit);
     if (rc == 0 && !any)
         as_symcache_note_empty(o, obj_path(o), as_symcache_key(g_cfg));

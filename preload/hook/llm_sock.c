@@ -344,11 +344,13 @@ static void fork_child(void) {
     pthread_mutex_unlock(&g_lock);
 }
 
+AS_OWN_ATFORK(own_fork, fork_prepare, fork_release, fork_child)
+
 int as_llm_sock_start(void) {
     if (as_llm_addr_none(&g_ws))
         return 0; /* plain_http = off */
     __atomic_store_n(&g_pid, getpid(), __ATOMIC_RELAXED);
-    pthread_atfork(fork_prepare, fork_release, fork_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
     pthread_mutex_lock(&g_scan_lock);
     as_in_agentsight++;
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);

@@ -403,8 +403,10 @@ static void fork_release(void) {
     pthread_mutex_unlock(&g_lock);
 }
 
+AS_OWN_ATFORK(own_fork, fork_prepare, fork_release, fork_release)
+
 int as_llm_tls_start(void) {
-    pthread_atfork(fork_prepare, fork_release, fork_release);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
     pthread_mutex_lock(&g_scan_lock);
     as_in_agentsight++;
     __atomic_store_n(&g_active, 1, __ATOMIC_RELEASE);

@@ -47,6 +47,15 @@ typedef struct as_patch {
 int as_patch_prepare(void *fn, size_t size, as_patch *p, char *why, size_t cap);
 
 /*
+ * as_patch_check_near - refuses the prepared site p (returns -1, reason in why) when the
+ * code at [lo, lo + size), another function near it, has a relative branch landing inside
+ * its displaced bytes past their first (the jump written there would be entered in its
+ * middle). Returns 0 when none does, or when the decoder is missing (as_patch_prepare
+ * would have refused). Reads the code only.
+ */
+int as_patch_check_near(const as_patch *p, const void *lo, size_t size, char *why, size_t cap);
+
+/*
  * as_patch_install - makes the entry of a prepared site jump to dest, safely for threads
  * executing fn at that moment: an int3 is written first (a SIGTRAP handler sends a thread
  * that hits it to dest), then the jump's last four bytes, then its first byte, with a

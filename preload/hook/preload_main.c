@@ -95,6 +95,8 @@ static void atfork_child(void) {
     as_dlwrap_set_pid();
 }
 
+AS_OWN_ATFORK(own_fork, as_fork_nothing, as_fork_nothing, atfork_child)
+
 __attribute__((constructor)) static void as_preload_init(void) {
     const char *off = secure_getenv("AGENTSIGHT_DISABLE");
     if (off && strcmp(off, "1") == 0) {
@@ -111,7 +113,7 @@ __attribute__((constructor)) static void as_preload_init(void) {
     if (as_real_init() == 0)
         as_dynlib_set_loader(as_real.dlopen, as_real.dlsym);
     as_dlwrap_set_pid();
-    pthread_atfork(NULL, NULL, atfork_child);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
     as_settings_load_at_start(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
     const char *path = secure_getenv("AGENTSIGHT_CONFIG");
     const char *extra = secure_getenv(AS_ENTRIES_ENV); /* `agentsight run -e` patterns */

@@ -244,11 +244,13 @@ static unsigned char detect_vec_mode(void) {
     return 1;
 }
 
+AS_OWN_ATFORK(own_fork, fork_prepare, fork_parent, child_after_fork)
+
 __attribute__((constructor)) static void thunk_init(void) {
     as_thunk_vec_mode = detect_vec_mode();
     as_thunk_crc = (unsigned char)as_crc32c_hw();
     frames_key_ok = pthread_key_create(&frames_key, thread_exit) == 0;
-    pthread_atfork(fork_prepare, fork_parent, child_after_fork);
+    pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
 }
 
 /* Returns the cached thread id; fetches it once per thread. Can't fail. */

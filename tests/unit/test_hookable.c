@@ -101,8 +101,9 @@ static void test_not_called_and_convention(void **state) {
  * exception thrown through a wrapped call got a wrong register back when they were
  * wrapped too), and that names merely containing "personality" or "Unwind" are not. */
 static void test_unwinder(void **state) {
-    const char *uw[] = {"_Unwind_RaiseException", "_Unwind_Find_FDE", "_Unwind_Resume",
-                        "__gxx_personality_v0",   "__gcc_personality_v0", "_dl_find_object",
+    const char *uw[] = {"_Unwind_RaiseException", "_Unwind_Find_FDE",
+                        "_Unwind_Resume",         "__gxx_personality_v0",
+                        "__gcc_personality_v0",   "_dl_find_object",
                         "__register_frame_info",  "__deregister_frame_info_bases"};
     for (size_t i = 0; i < sizeof uw / sizeof uw[0]; i++) {
         as_symfacts f = fn(uw[i], 1);
@@ -301,6 +302,58 @@ static void test_in_exec(void **state) {
     assert_false(as_reach_in_exec(NULL, 0, base, base + 0x1000, 1));
 }
 
+/* Proves: __errno_location and clock_gettime (and glibc's __GI_ aliases) are refused for
+ * entry patching only, with their own kind and words; __sigjmp_save and __GI_ forms of
+ * returns-twice names are refused for every hook; other names stay hookable. */
+static void test_entry_own_use(void **state) {
+    (void)state;
+    const char *own[] = {"__errno_location", "clock_gettime", "__clock_gettime",
+                         "__GI___clock_gettime", "__GI___errno_location"};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        as_symfacts f = fn(own[i], 1);
+        assert_int_equal(as_nohook_classify(&f), AS_HOOKABLE);
+        assert_int_equal(as_nohook_entry_classify(&f), AS_NOHOOK_OWN_USE);
+    }
+    as_symfacts g = fn("pthread_mutex_lock", 1);
+    assert_int_equal(as_nohook_entry_classify(&g), AS_HOOKABLE);
+    const char *twice[] = {"__sigjmp_save", "__GI___sigsetjmp", "__GI___vfork"};
+    for (size_t i = 0; i < sizeof twice / sizeof twice[0]; i++) {
+        as_symfacts f = fn(twice[i], 0);
+        assert_int_equal(as_nohook_classify(&f), AS_NOHOOK_RETURNS_TWICE);
+    }
+    char why[300];
+    as_symfacts e = fn("__errno_location", 1);
+    as_nohook_why(AS_NOHOOK_OWN_USE, &e, why, sizeof why);
+    assert_non_null(strstr(why, "'__errno_location' is called by the interposer's thunk"));
+    assert_string_equal(as_nohook_kind_name(AS_NOHOOK_OWN_USE), "used by the interposer");
+}
+
+/* as_fnindex_build reader over three fixed functions: [100,110) a, [110,200) b (the one
+ * being patched), [200,260) c, and [5000,5100) far. */
+static void near_get(const void *ctx, size_t i, uint64_t *value, uint64_t *size,
+                     const char **name) {
+    (void)ctx;
+    static const uint64_t v[] = {100, 110, 200, 5000}, z[] = {10, 90, 60, 100};
+    static const char *n[] = {"a", "b", "c", "far"};
+    *value = v[i];
+    *size = z[i];
+    *name = n[i];
+}
+
+/* Proves: as_fnindex_near lists the functions around one (the one before first, then
+ * the one after), never the function itself nor one outside the window. */
+static void test_fnindex_near(void **state) {
+    (void)state;
+    as_fnindex idx;
+    assert_int_equal(as_fnindex_build(&idx, 4, near_get, NULL), 0);
+    as_fnrange out[8];
+    size_t n = as_fnindex_near(&idx, 110, 1024, out, 8);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].name, "a");
+    assert_string_equal(out[1].name, "c");
+    as_fnindex_free(&idx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_returns_twice),
@@ -315,6 +368,8 @@ int main(void) {
         cmocka_unit_test(test_reach_got_entry),
         cmocka_unit_test(test_selfrefs),
         cmocka_unit_test(test_in_exec),
+        cmocka_unit_test(test_entry_own_use),
+        cmocka_unit_test(test_fnindex_near),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -351,6 +351,25 @@ static int check_branches_in(csh h, const uint8_t *fn, size_t size, const uint8_
     return rc;
 }
 
+int as_patch_check_near(const as_patch *p, const void *lo, size_t size, char *why, size_t cap) {
+    if (!p || !p->at || !lo || !size)
+        return 0;
+    if (as_dynlib_load(&as_cs_lib) != 0)
+        return 0;
+    csh h;
+    if (as_cs.cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+        return 0;
+    as_cs.cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+    char inner[160];
+    int rc = check_branches_in(h, lo, size, p->at, p->len, inner, sizeof inner);
+    as_cs.cs_close(&h);
+    if (rc != 0)
+        set_why(why, cap, "a function %s it jumps into its first bytes (+%lu)",
+                (const uint8_t *)lo < p->fn ? "before" : "after",
+                (unsigned long)(p->len ? p->at - p->fn : 0));
+    return rc;
+}
+
 int as_patch_prepare(void *fnp, size_t size, as_patch *p, char *why, size_t cap) {
     uint8_t *fn = fnp;
     memset(p, 0, sizeof *p);
@@ -552,6 +571,9 @@ static const as_patch *g_fix;
 static uint32_t g_fix_gen;
 static uint32_t g_fix_acks;
 static char g_fix_cookie[FIX_COOKIES];
+/* The process id the requests carry, set while they are out: the handler compares it
+ * without calling getpid, which may itself be the function being patched. */
+static pid_t g_fix_pid;
 
 /* Where a thread at pc inside the displaced bytes of p goes on: the same instruction in the
  * trampoline. 0 when pc is not inside them. */
@@ -569,7 +591,8 @@ static uintptr_t moved_pc(const as_patch *p, uintptr_t pc) {
  * MOVE_SIG goes to the handler that was there before ours. */
 static void on_move(int sig, siginfo_t *si, void *ucv) {
     const char *c = si ? si->si_value.sival_ptr : NULL;
-    if (!si || si->si_code != SI_QUEUE || si->si_pid != getpid() || c < g_fix_cookie ||
+    pid_t pid = __atomic_load_n(&g_fix_pid, __ATOMIC_ACQUIRE);
+    if (!si || si->si_code != SI_QUEUE || !pid || si->si_pid != pid || c < g_fix_cookie ||
         c >= g_fix_cookie + FIX_COOKIES) {
         chain(&g_prev_move, sig, si, ucv);
         return;
@@ -674,6 +697,7 @@ static unsigned move_threads_out(const as_patch *p) {
     pid_t self = (pid_t)syscall(SYS_gettid), pid = getpid();
     uint32_t gen = __atomic_add_fetch(&g_fix_gen, 1, __ATOMIC_ACQ_REL);
     __atomic_store_n(&g_fix_acks, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_fix_pid, pid, __ATOMIC_RELEASE);
     __atomic_store_n(&g_fix, p, __ATOMIC_RELEASE);
     unsigned sent = 0, unanswered = 0;
     struct dirent *e;
@@ -732,6 +756,7 @@ void as_patch_fork_child(void) {
     pthread_mutex_init(&g_plock, NULL);
     g_fork_locked = 0;
     g_fix = NULL;
+    g_fix_pid = 0;
     g_move_installed = 0;
 }
 
