@@ -2,6 +2,7 @@
  * environment, validation into the pipeline, the result dictionary, and the decoder of
  * AS_MSG_ACTION messages (a packed as_action) on the exporter side. */
 #include "core/redact.h"
+#include "core/keptenv.h"
 #include "agentsight.h"
 
 #include <pthread.h>
@@ -122,7 +123,7 @@ static int disabled(void) {
     static int cached = -1; /* atomic: -1 not read yet, else the answer */
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (__builtin_expect(v < 0, 0)) {
-        const char *e = secure_getenv("AGENTSIGHT_DISABLE");
+        const char *e = as_keptenv_get("AGENTSIGHT_DISABLE");
         v = e && strcmp(e, "1") == 0;
         __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
@@ -164,7 +165,7 @@ int agentsight_track_action(const agentsight_action *action, agentsight_result *
 static int track(const agentsight_action *action, agentsight_result *result) {
     if (disabled()) {
         const char *given = action ? action->conversation_id : NULL;
-        const char *env = secure_getenv("AGENTSIGHT_CONVERSATION_ID");
+        const char *env = as_keptenv_get("AGENTSIGHT_CONVERSATION_ID");
         fill_result(result, 1, given && given[0] ? given : (env ? env : ""), as_clock_unix_ns(),
                     action ? action->action_name : NULL,
                     "AgentSight disabled (AGENTSIGHT_DISABLE=1)");

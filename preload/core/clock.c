@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "core/pipeline.h"
+#include "core/keptenv.h"
 #include "core/clock.h"
 
 int as_clock_use_tsc = 0;
@@ -102,7 +103,7 @@ static int64_t measure_offset(void) {
 }
 
 static void do_select(void) {
-    const char *force = secure_getenv("AGENTSIGHT_CLOCK");
+    const char *force = as_keptenv_get("AGENTSIGHT_CLOCK");
     want_tsc = !(force && strcmp(force, "monotonic") == 0) && tsc_invariant();
     as_clock_use_tsc = want_tsc;
 }

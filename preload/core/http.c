@@ -2,6 +2,7 @@
 #include "core/dl_curl.h" /* first: it sets how <curl/curl.h> is read */
 
 #include "core/clock.h"
+#include "core/keptenv.h"
 #include "core/fdio.h"
 #include "core/http.h"
 #include "core/pipeline.h"
@@ -139,7 +140,7 @@ static void opts_defaults(as_http_opts *o) {
     if (o->max_inflight > 64)
         o->max_inflight = 64;
     if (o->timeout_ms <= 0) {
-        const char *e = secure_getenv("AGENTSIGHT_HTTP_TIMEOUT_MS");
+        const char *e = as_keptenv_get("AGENTSIGHT_HTTP_TIMEOUT_MS");
         o->timeout_ms = e && atoi(e) > 0 ? atoi(e) : 10000;
     }
     if (o->connect_timeout_ms <= 0)
@@ -226,7 +227,7 @@ as_http *as_http_new(const as_http_opts *opts, const char *const *headers) {
     if (opts)
         h->o = *opts;
     opts_defaults(&h->o);
-    const char *ca = h->o.ca_bundle ? h->o.ca_bundle : secure_getenv("AGENTSIGHT_CA_BUNDLE");
+    const char *ca = h->o.ca_bundle ? h->o.ca_bundle : as_keptenv_get("AGENTSIGHT_CA_BUNDLE");
     if (ca && *ca && !(h->ca_bundle = strdup(ca)))
         goto error;
     h->o.ca_bundle = h->ca_bundle;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/diag.h"
+#include "core/keptenv.h"
 #include "core/log.h"
 
 #define LOG_LINE_MAX 1024
@@ -36,7 +37,7 @@ int as_log_level(void) {
     if (lv >= 0)
         return lv;
     lv = AS_LOG_WARN;
-    const char *env = secure_getenv("AGENTSIGHT_LOG_LEVEL");
+    const char *env = as_keptenv_get("AGENTSIGHT_LOG_LEVEL");
     if (env && *env) {
         int parsed = level_from_name(env);
         if (parsed >= 0)

@@ -3,6 +3,7 @@
  * signal-specific variable (..._TRACES_...) wins over the general one; the general
  * endpoint gets "/v1/traces" appended, the traces endpoint is used as it is. */
 #include "core/otel_env.h"
+#include "core/keptenv.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -15,12 +16,12 @@
 #define DEF_BASE "http://localhost:4318"
 
 static const char *var(const char *general, const char *traces, const char **name) {
-    const char *v = secure_getenv(traces);
+    const char *v = as_keptenv_get(traces);
     if (v && *v) {
         *name = traces;
         return v;
     }
-    v = secure_getenv(general);
+    v = as_keptenv_get(general);
     *name = general;
     return v && *v ? v : NULL;
 }
@@ -154,14 +155,14 @@ int as_otel_env_load(as_otel_env *e, int url_given) {
     memset(e, 0, sizeof *e);
     e->protobuf = 1;
     const char *name, *v;
-    v = secure_getenv("OTEL_SDK_DISABLED");
+    v = as_keptenv_get("OTEL_SDK_DISABLED");
     e->disabled = v && strcasecmp(v, "true") == 0;
 
     if (!url_given) {
-        if ((v = secure_getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) && *v) {
+        if ((v = as_keptenv_get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) && *v) {
             snprintf(e->url, sizeof e->url, "%s", v);
         } else {
-            const char *base = secure_getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+            const char *base = as_keptenv_get("OTEL_EXPORTER_OTLP_ENDPOINT");
             base = base && *base ? base : DEF_BASE;
             size_t n = strlen(base);
             while (n && base[n - 1] == '/')
@@ -207,7 +208,7 @@ int as_otel_env_load(as_otel_env *e, int url_given) {
                     "exceed %d headers; skipped",
                     name, h.bad, AS_OTEL_MAX_HEADERS);
     }
-    if ((v = secure_getenv("OTEL_RESOURCE_ATTRIBUTES")) && *v) {
+    if ((v = as_keptenv_get("OTEL_RESOURCE_ATTRIBUTES")) && *v) {
         h.bad = 0;
         h.bad += as_otel_parse_list(v, add_res, &h);
         if (h.bad)

@@ -14,6 +14,7 @@
  * busy or not, and does not recover at start, so a test can kill a process before
  * anything was delivered. */
 #include "core/pipeline.h"
+#include "core/keptenv.h"
 #include "core/redact.h"
 #include "pipeline.h"
 
@@ -338,7 +339,7 @@ static void files_decide_locked(void) {
     if (files_state != 0)
         return;
     files_state = -1;
-    const char *cs = secure_getenv("AGENTSIGHT_CRASH_SAFE");
+    const char *cs = as_keptenv_get("AGENTSIGHT_CRASH_SAFE");
     if (cs && strcmp(cs, "0") == 0)
         return;
     /* Ring files are shipped later as our own actions: their directory must be ours
@@ -1240,7 +1241,7 @@ static int start_locked(void) {
     }
     save_uris();
     as_clock_init();
-    const char *poll = secure_getenv("AGENTSIGHT_TEST_POLL_MS");
+    const char *poll = as_keptenv_get("AGENTSIGHT_TEST_POLL_MS");
     poll_ms_test = poll && atoi(poll) > 0 ? atoi(poll) : 0;
     atomic_store(&ex_stop, 0);
     ex_finished = 0;

@@ -282,9 +282,9 @@ static int nospool_warned;
  * beforehand by another user, who would then read our spool or plant ring files that we
  * would ship as ours. This function can't fail. */
 static void default_spool_dir(void) {
-    const char *xdg = secure_getenv("XDG_STATE_HOME");
-    const char *home = secure_getenv("HOME");
-    const char *run = secure_getenv("XDG_RUNTIME_DIR");
+    const char *xdg = as_keptenv_get("XDG_STATE_HOME");
+    const char *home = as_keptenv_get("HOME");
+    const char *run = as_keptenv_get("XDG_RUNTIME_DIR");
     char why[256] = "";
     int n = -1;
     as_cfg.spool_dir[0] = '\0';
@@ -355,7 +355,7 @@ static void resource_service_name(void *ctx, const char *k, const char *v) {
 }
 
 static const char *env(const char *name) {
-    const char *v = secure_getenv(name);
+    const char *v = as_keptenv_get(name);
     return v && *v ? v : NULL;
 }
 

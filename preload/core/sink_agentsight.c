@@ -16,6 +16,7 @@
  * Runs on the exporter thread only. The API key lives only in the client's header list:
  * it is never logged, spooled or put in a message. */
 #include "core/dl_cjson.h"
+#include "core/keptenv.h"
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1090,7 +1091,7 @@ static void ags_close(as_sink *s) {
 }
 
 static int ags_open(as_sink *s, const char *arg) {
-    const char *key = as_cfg.api_key[0] ? as_cfg.api_key : secure_getenv("AGENTSIGHT_API_KEY");
+    const char *key = as_cfg.api_key[0] ? as_cfg.api_key : as_keptenv_get("AGENTSIGHT_API_KEY");
     if (!key || !*key) {
         as_error("agentsight sink: AGENTSIGHT_API_KEY is not set; the sink is not opened");
         return -1;
@@ -1107,8 +1108,8 @@ static int ags_open(as_sink *s, const char *arg) {
         return -1;
     const char *ep = arg && *arg              ? arg
                      : as_cfg.api_endpoint[0] ? as_cfg.api_endpoint
-                     : secure_getenv("AGENTSIGHT_API_ENDPOINT")
-                         ? secure_getenv("AGENTSIGHT_API_ENDPOINT")
+                     : as_keptenv_get("AGENTSIGHT_API_ENDPOINT")
+                         ? as_keptenv_get("AGENTSIGHT_API_ENDPOINT")
                          : "https://api.agentsight.io";
     as_spool_uri_clean(ep, k->endpoint, sizeof k->endpoint);
     size_t el = strlen(k->endpoint);
@@ -1129,7 +1130,7 @@ static int ags_open(as_sink *s, const char *arg) {
     memset(auth, 0, sizeof auth);
     __asm__ volatile("" ::"r"(auth) : "memory"); /* keep the wipe */
     const char *root =
-        as_cfg.spool_dir[0] ? as_cfg.spool_dir : secure_getenv("AGENTSIGHT_SPOOL_DIR");
+        as_cfg.spool_dir[0] ? as_cfg.spool_dir : as_keptenv_get("AGENTSIGHT_SPOOL_DIR");
     k->spool = as_spool_open(root, k->uri, 0);
     if (!k->http || !k->http_gz || !k->spool) {
         as_error("agentsight sink: cannot start (%s)", k->http ? "no spool" : "libcurl");
@@ -1141,7 +1142,7 @@ static int ags_open(as_sink *s, const char *arg) {
     }
     k->sink = s;
     k->healthy = 1;
-    const char *env = secure_getenv("AGENTSIGHT_ENVIRONMENT");
+    const char *env = as_keptenv_get("AGENTSIGHT_ENVIRONMENT");
     snprintf(k->environment, sizeof k->environment, "%s", env ? env : "");
     if (probe_cache.api != API_UNKNOWN && strcmp(probe_cache.endpoint, k->endpoint) == 0) {
         k->api = probe_cache.api;

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "core/redact.h"
+#include "core/keptenv.h"
 #include "core/gzip.h"
 #include "core/otel_env.h"
 #include "core/otlp_enc.h"
@@ -633,8 +634,8 @@ static int otlp_open(as_sink *s, const char *arg) {
     uuid4(k->instance);
     snprintf(k->root_hex, sizeof k->root_hex, "%016llx",
              (unsigned long long)(as_http_random64() | 1));
-    const char *cap = secure_getenv("AGENTSIGHT_OTLP_CAPTURE");
-    const char *cap2 = secure_getenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT");
+    const char *cap = as_keptenv_get("AGENTSIGHT_OTLP_CAPTURE");
+    const char *cap2 = as_keptenv_get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT");
     k->capture = (cap && strcmp(cap, "1") == 0) || (cap2 && strcasecmp(cap2, "true") == 0);
     if (k->env.gzip) {
         char *z;
@@ -656,7 +657,7 @@ static int otlp_open(as_sink *s, const char *arg) {
     as_http_opts o = {.timeout_ms = k->env.timeout_ms};
     k->http = as_http_new(&o, headers);
     const char *root =
-        as_cfg.spool_dir[0] ? as_cfg.spool_dir : secure_getenv("AGENTSIGHT_SPOOL_DIR");
+        as_cfg.spool_dir[0] ? as_cfg.spool_dir : as_keptenv_get("AGENTSIGHT_SPOOL_DIR");
     k->spool = as_spool_open(root, k->uri, 0);
     k->recs = calloc(CHUNK, sizeof *k->recs);
     if (!k->http || !k->spool || !k->recs) {

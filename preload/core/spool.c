@@ -46,6 +46,7 @@
  * does not change while it runs); `agentsight send` with a key that is accepted ships
  * them. */
 #include "core/pipeline.h"
+#include "core/keptenv.h"
 #include "core/spool.h"
 #include "core/securedir.h"
 
@@ -98,7 +99,7 @@ unsigned long as_spool_set_aside(void) {
 }
 
 uint64_t as_spool_default_max(void) {
-    const char *e = secure_getenv("AGENTSIGHT_SPOOL_MAX_BYTES");
+    const char *e = as_keptenv_get("AGENTSIGHT_SPOOL_MAX_BYTES");
     if (e && *e) {
         char *end;
         unsigned long long v = strtoull(e, &end, 10);
@@ -111,12 +112,12 @@ uint64_t as_spool_default_max(void) {
 int as_spool_root(const char *dir, char *out, size_t cap) {
     if (dir && *dir) /* too long is refused: a truncated path is another place */
         return (size_t)snprintf(out, cap, "%s", dir) < cap ? 0 : -1;
-    const char *x = secure_getenv("XDG_STATE_HOME");
+    const char *x = as_keptenv_get("XDG_STATE_HOME");
     if (x && *x == '/') {
         snprintf(out, cap, "%s/agentsight/spool", x);
         return 0;
     }
-    const char *home = secure_getenv("HOME");
+    const char *home = as_keptenv_get("HOME");
     if (!home || !*home)
         return -1;
     snprintf(out, cap, "%s/.local/state/agentsight/spool", home);
@@ -213,7 +214,7 @@ as_spool *as_spool_open(const char *root, const char *uri, uint64_t max_bytes) {
     char **names = list_pending(sp->dir, &n, &sp->known_bytes);
     free_list(names, n);
     sp->scanned_ms = as_mono_ms();
-    const char *fs = secure_getenv("AGENTSIGHT_SPOOL_FSYNC");
+    const char *fs = as_keptenv_get("AGENTSIGHT_SPOOL_FSYNC");
     sp->fsync_on = fs && strcmp(fs, "1") == 0;
     return sp;
 }

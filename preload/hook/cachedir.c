@@ -1,5 +1,6 @@
 /* cachedir.c - where the interposer's caches live (cachedir.h). */
 #include "hook/cachedir.h"
+#include "core/keptenv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +10,8 @@
 int as_cache_path(const char *sub, char *out, size_t cap) {
     if (getauxval(AT_SECURE))
         return -1;
-    const char *env = getenv("AGENTSIGHT_CACHE_DIR");
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    const char *env = as_keptenv_get("AGENTSIGHT_CACHE_DIR");
+    const char *xdg = as_keptenv_get("XDG_CACHE_HOME"), *home = as_keptenv_get("HOME");
     int n = -1;
     if (env) {
         if (env[0] != '/')

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "core/pipeline.h"
+#include "core/keptenv.h"
 #include "hook/got.h"
 #include "hook/install.h"
 #include "hook/ldpath.h"
@@ -376,7 +377,7 @@ static int resolve_for_caller(const struct link_map *lm, const char *file, char 
         }
     }
     char scratch[PATH_MAX];
-    if (search_list(secure_getenv("LD_LIBRARY_PATH"), origin, file, scratch, sizeof scratch))
+    if (search_list(as_keptenv_get("LD_LIBRARY_PATH"), origin, file, scratch, sizeof scratch))
         return 0; /* the loader finds it there from any caller */
     return search_list(di.runpath, origin, file, out, cap);
 }

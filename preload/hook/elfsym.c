@@ -9,6 +9,7 @@
  * where <dir> is the directory of the real path of the object and <debuglink> the file
  * name stored in its .gnu_debuglink section. */
 #include "hook/elfsym.h"
+#include "core/keptenv.h"
 #include "hook/buildid.h"
 #include "hook/ldpath.h"
 
@@ -747,7 +748,7 @@ static char *resolve_program(const char *program) {
             return strdup(program);
         return strdup(buf);
     }
-    const char *path = secure_getenv("PATH");
+    const char *path = as_keptenv_get("PATH");
     if (!path || !*path)
         path = "/usr/local/bin:/usr/bin:/bin";
     while (*path) {

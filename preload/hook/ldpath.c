@@ -2,6 +2,7 @@
  * loader cache (ldpath.h), so that `agentsight check` and `symbols --deps` never run the
  * program's own interpreter (which a hostile program names itself, PT_INTERP). */
 #include "hook/ldpath.h"
+#include "core/keptenv.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -490,7 +491,7 @@ static int find(search *s, const dyninfo *d, const char *origin, const char *nee
         return 1;
     if (!d->runpath && s->exe_rpath && try_list(s->exe_rpath, s->origin_exe, needed, out, cap))
         return 1;
-    const char *llp = secure_getenv("LD_LIBRARY_PATH");
+    const char *llp = as_keptenv_get("LD_LIBRARY_PATH");
     if (llp && *llp && try_list(llp, origin, needed, out, cap))
         return 1;
     if (d->runpath && try_list(d->runpath, origin, needed, out, cap))

@@ -34,7 +34,7 @@ static as_config g_config; /* lives for the process: targets point at its entrie
 const int as_preload_defers_init = 1;
 
 static int env_set(const char *name) {
-    const char *v = secure_getenv(name);
+    const char *v = as_keptenv_get(name);
     return v && *v;
 }
 
@@ -98,9 +98,9 @@ static void atfork_child(void) {
 AS_OWN_ATFORK(own_fork, as_fork_nothing, as_fork_nothing, atfork_child)
 
 __attribute__((constructor)) static void as_preload_init(void) {
-    const char *off = secure_getenv("AGENTSIGHT_DISABLE");
+    as_keptenv_keep(); /* first: every setting is read from the environment as it started */
+    const char *off = as_keptenv_get("AGENTSIGHT_DISABLE");
     if (off && strcmp(off, "1") == 0) {
-        as_keptenv_keep();
         as_nofollow_apply(); /* nothing tracked; children still run as without us */
         return;
     }
@@ -115,9 +115,9 @@ __attribute__((constructor)) static void as_preload_init(void) {
     as_dlwrap_set_pid();
     pthread_atfork(own_fork_prepare, own_fork_parent, own_fork_child);
     as_settings_load_at_start(AGENTSIGHT_QUEUE_DROP); /* the hot path must never wait */
-    const char *path = secure_getenv("AGENTSIGHT_CONFIG");
-    const char *extra = secure_getenv(AS_ENTRIES_ENV); /* `agentsight run -e` patterns */
-    const char *llm = secure_getenv(AS_LLM_ENV);       /* `agentsight run --llm` */
+    const char *path = as_keptenv_get("AGENTSIGHT_CONFIG");
+    const char *extra = as_keptenv_get(AS_ENTRIES_ENV); /* `agentsight run -e` patterns */
+    const char *llm = as_keptenv_get(AS_LLM_ENV);       /* `agentsight run --llm` */
     if (llm && strcmp(llm, "1") == 0)
         as_llm.enable = 1;
     if ((!path || !*path) && (!extra || !*extra)) {
@@ -163,8 +163,7 @@ out:
         as_llm_tls_start();  /* LLM calls: the pipeline starts at the first one */
         as_llm_sock_start(); /* plain HTTP to local model servers */
     }
-    as_keptenv_keep();
-    as_nofollow_apply(); /* last: everything above has read the environment it needs */
+    as_nofollow_apply(); /* last: what the program's children will see */
     as_in_agentsight--;
 }
 

@@ -322,3 +322,44 @@ def test_local_symbols_read_once_without_run():
         with open(trace) as f:
             opened = [x for x in f if "/usr/lib/debug/" in x]
         assert opened == [], opened
+
+
+def _python3_shim():
+    """A python3 on PATH that is a script (a pyenv shim: bash exporting variables and
+    running command substitutions before it execs python3), else this python3."""
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        p = os.path.join(d, "python3")
+        try:
+            with open(p, "rb") as f:
+                if f.read(2) == b"#!":
+                    return p
+        except OSError:
+            continue
+    return sys.executable
+
+
+def test_settings_read_from_the_environment_the_process_started_with():
+    """Proves: the interposer reads its settings from the environment as the process image
+    started, never from environ at the moment of a tracked call. bash rebuilds its export
+    array with realloc and frees the old one before it points environ at the new one; a
+    fork child of bash (command substitution) whose first tracked call is that realloc
+    started the pipeline inside it, read environ and died (SIGSEGV, as through a pyenv
+    shim). With realloc tracked, bash exporting 300 variables and running `env` in 20
+    command substitutions prints what it prints bare, exits as bare, and records realloc
+    calls; so does python3 as found on PATH (a pyenv shim here)."""
+    d = tmpdir()
+    out = os.path.join(d, "actions.jsonl")
+    conf = write(os.path.join(d, "agent.conf"),
+                 "[output]\nsink = file:%s\n[actions]\nrealloc\n" % out)
+    script = ("for i in $(seq 300); do export V$i=$i; done; "
+              "for j in $(seq 20); do x=$(env | grep -c '^V'); export W$j=$x; echo $x; done")
+    env = {"AGENTSIGHT_SPOOL_DIR": os.path.join(d, "state")}
+    # python3 as found on PATH: where it is a pyenv shim (bash scripts exporting and
+    # running command substitutions), the old code died here every time.
+    for argv in (["bash", "-c", script], [_python3_shim(), "-c", "print(1 + 2)"]):
+        bare = run(argv)
+        got = run([CLI, "run", "-q", "-c", conf, "--"] + argv, env=env, timeout=120)
+        assert (got.stdout, got.returncode) == (bare.stdout, bare.returncode), \
+            (argv, got.returncode, got.stderr)
+        assert got.stderr == "", got.stderr
+    assert any(a["action_name"] == "realloc" for a in read_jsonl(out))
