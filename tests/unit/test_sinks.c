@@ -215,17 +215,24 @@ static void test_file_two_processes(void **state) {
     unlink(path);
 }
 
+/* Points fd 2 at a new temporary file (its name in path) and opens a stderr sink there;
+ * *saved receives the old fd 2, *fd the file's. */
+static void stderr_sink_into(char *path, int *fd, int *saved, as_sink *s) {
+    *fd = mkstemp(path);
+    assert_true(*fd >= 0);
+    *saved = dup(2);
+    dup2(*fd, 2);
+    memset(s, 0, sizeof(*s));
+    s->ops = &as_sink_stderr_ops;
+    assert_int_equal(s->ops->open(s, ""), 0);
+}
+
 /* Proves the stderr sink prints the documented readable line. */
 static void test_stderr_line(void **state) {
     char path[] = "/tmp/as-stderr-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    int saved = dup(2);
-    dup2(fd, 2);
+    int fd, saved;
     as_sink s;
-    memset(&s, 0, sizeof(s));
-    s.ops = &as_sink_stderr_ops;
-    assert_int_equal(s.ops->open(&s, ""), 0);
+    stderr_sink_into(path, &fd, &saved, &s);
     as_action b[2] = {make_action("calculator_multiply", 50), make_action("fetch", 7)};
     b[1].response = NULL;
     b[1].error_msg = "timeout\nafter 7 ms";
@@ -249,14 +256,9 @@ static void test_stderr_line(void **state) {
  * batch at every retry). */
 static void test_stderr_own_copy(void **state) {
     char path[] = "/tmp/as-stderr-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    int saved = dup(2);
-    dup2(fd, 2);
+    int fd, saved;
     as_sink s;
-    memset(&s, 0, sizeof(s));
-    s.ops = &as_sink_stderr_ops;
-    assert_int_equal(s.ops->open(&s, ""), 0);
+    stderr_sink_into(path, &fd, &saved, &s);
     close(2); /* the program closes its stderr */
     as_action a = make_action("after_close", 1);
     int rc = s.ops->send(&s, &a, 1);

@@ -1089,30 +1089,18 @@ static void test_full_ring_buckets_full_stubs(void **state) {
 }
 
 /* Functions whose result is their argument (all of rax), for the error rules below. */
-NOIPA static long rv_untyped_neg(long v) {
-    return v;
-}
-NOIPA static long rv_untyped_zero(long v) {
-    return v;
-}
-NOIPA static long rv_untyped_nonzero(long v) {
-    return v;
-}
-NOIPA static long rv_int_neg(long v) {
-    return v;
-}
-NOIPA static long rv_short_zero(long v) {
-    return v;
-}
-NOIPA static long rv_uint_neg(long v) {
-    return v;
-}
-NOIPA static long rv_bool_false(long v) {
-    return v;
-}
-NOIPA static long rv_ptr_null(long v) {
-    return v;
-}
+#define RV_IDENTITY(name)                                                                          \
+    NOIPA static long name(long v) {                                                               \
+        return v;                                                                                  \
+    }
+RV_IDENTITY(rv_untyped_neg)
+RV_IDENTITY(rv_untyped_zero)
+RV_IDENTITY(rv_untyped_nonzero)
+RV_IDENTITY(rv_int_neg)
+RV_IDENTITY(rv_short_zero)
+RV_IDENTITY(rv_uint_neg)
+RV_IDENTITY(rv_bool_false)
+RV_IDENTITY(rv_ptr_null)
 /* Sets errno to v when v > 0; returns 0. */
 NOIPA static long rv_errno(long v) {
     if (v > 0)
