@@ -19,8 +19,14 @@
 #define MAX_FILES 4096
 #define MAX_TARGET_IDS 4096 /* AS_MAX_TARGETS (pipeline.h) */
 
-/* Distinct target ids in the .targets file at path (lines "id<TAB>..."): 0 when it
- * cannot be read. */
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Distinct functions (the symbol field) among the targets of the .targets file at path
+ * (lines "id<TAB>name<TAB>symbol<TAB>..."): 0 when it cannot be read. A function reached
+ * through two targets (the C library's execve and the interposer's own standing in for
+ * it) counts once. */
 static size_t count_targets(const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
@@ -32,20 +38,32 @@ static size_t count_targets(const char *path) {
         close(fd);
         return 0;
     }
-    static unsigned char seen[MAX_TARGET_IDS];
-    memset(seen, 0, sizeof seen);
+    char **names = calloc(MAX_TARGET_IDS, sizeof *names);
     size_t n = 0;
     char line[4096];
-    for (int lines = 0; lines < 65536 && fgets(line, sizeof line, f); lines++) {
-        char *end;
+    for (int lines = 0; names && n < MAX_TARGET_IDS && lines < 65536 && fgets(line, sizeof line, f);
+         lines++) {
+        char *end, *sym, *stop;
         unsigned long id = strtoul(line, &end, 10);
-        if (end == line || *end != '\t' || id >= MAX_TARGET_IDS || seen[id])
+        if (end == line || *end != '\t' || id >= MAX_TARGET_IDS)
             continue;
-        seen[id] = 1;
-        n++;
+        if (!(sym = strchr(end + 1, '\t')) || !(stop = strchr(++sym, '\t')))
+            continue;
+        *stop = '\0';
+        if ((names[n] = strdup(sym)) != NULL)
+            n++;
     }
     fclose(f);
-    return n;
+    if (!names)
+        return 0;
+    qsort(names, n, sizeof *names, cmp_str);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++)
+        distinct += i == 0 || strcmp(names[i], names[i - 1]) != 0;
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return distinct;
 }
 
 int as_run_rings_scan(const char *root, const char *run_id, as_run_rings_fn fn, void *ctx) {

@@ -169,6 +169,22 @@ static int stand_in_target(int id) {
     return as_dlwrap_stands_for(as_targets[id].orig, &real) != NULL;
 }
 
+/* The functions hooked, for the stats line: every target, a stand-in of ours counted once
+ * with the C library function it stands for (bash's execve has both targets). */
+static uint64_t hooked_count(void) {
+    uint32_t n = ntargets();
+    uint64_t c = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int twin = 0;
+        if (stand_in_target((int)i))
+            for (uint32_t k = 0; k < n && !twin; k++)
+                twin = k != i && !stand_in_target((int)k) &&
+                       strcmp(as_targets[k].symbol, as_targets[i].symbol) == 0;
+        c += !twin;
+    }
+    return c;
+}
+
 void *as_install_unhooked(void *fn) {
     if (!fn || as_entry_count() == 0)
         return fn;
@@ -996,7 +1012,7 @@ static int scan_locked(void) {
                 scan_entry[nscan++] = fresh[k];
         }
     }
-    as_stat_hooked = ntargets();
+    as_stat_hooked = hooked_count();
     if (nfresh == 0 || (ntargets() == 0 && nscan == 0)) {
         g_nepend = 0;
         return 0;
@@ -1018,7 +1034,7 @@ static int scan_locked(void) {
         scan_local(&g_objs[scan_entry[k]]);
     }
     as_dwarf_cache_clear(); /* prototypes read: the debug information need not stay mapped */
-    as_stat_hooked = ntargets();
+    as_stat_hooked = hooked_count();
     /* Every new object's slots, against every target (old objects' targets included: a
      * plugin calls into libraries loaded long before it). */
     int written = 0;
@@ -1080,7 +1096,7 @@ static int resolve_pending_unlocked(void) {
     free(impl);
     if (made == 0 || ensure_pipeline() != 0)
         return 0;
-    as_stat_hooked = ntargets();
+    as_stat_hooked = hooked_count();
     int n = as_objs_collect(g_objs, MAX_OBJS);
     g_nobjs = n > MAX_OBJS ? MAX_OBJS : n;
     int written = 0;

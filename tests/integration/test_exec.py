@@ -208,3 +208,19 @@ def test_python_os_exit_one_action():
     assert len(ex) == 1, acts
     assert ex[0]["tools_used"]["parameters"]["status"] == 3, ex[0]
     assert NOT_RETURNED in ex[0]["error_msg"], ex[0]
+
+
+def test_run_summary_counts_execve_as_one_function():
+    """Proves: the summary of `run` for bash making one failed and one successful execve
+    says "2 actions tracked from 1 function" (the C library's execve and the interposer's
+    own standing in for it are two targets of one function; it said "2 functions")."""
+    d = tmpdir()
+    out = os.path.join(d, "out.jsonl")
+    conf = write(os.path.join(d, "a.conf"),
+                 "[output]\nsink = file:" + out + "\n[actions]\n" + EXECVE)
+    env = {"AGENTSIGHT_SPOOL_DIR": os.path.join(d, "state")}
+    p = run([CLI, "run", "-c", conf, "--", "bash", "-c",
+             "/nonexistent-agentsight 2>/dev/null; /bin/true; echo done"], env=env)
+    assert p.stdout == "done\n", p.stderr
+    assert len(named(read_jsonl(out), "execve")) == 2
+    assert "2 actions tracked from 1 function " in p.stderr, p.stderr
