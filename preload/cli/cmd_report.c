@@ -282,15 +282,9 @@ cJSON *as_jsonl_parse_text(const char *line, size_t len, const char **why) {
      * still counts), and a \u escape cJSON would misread makes the line a bad one. */
     as_buf fixed;
     as_buf_init(&fixed);
-    if (!as_utf8_valid(line, len)) {
-        as_utf8_repair(&fixed, line, len);
-        if (fixed.oom) {
-            as_buf_free(&fixed);
-            *why = "out of memory";
-            return NULL;
-        }
-        line = fixed.data;
-        len = fixed.len;
+    if (as_utf8_fix(&fixed, &line, &len) != 0) {
+        *why = "out of memory";
+        return NULL;
     }
     size_t bad_at;
     const char *bad_why;

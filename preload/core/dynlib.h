@@ -58,13 +58,7 @@ int as_dynlib_owns(uintptr_t base, const char *name);
 /* Defines the table `var` (struct var##_fns, declared from LIST with AS_DL_FIELD) and its
  * descriptor var##_lib. */
 #define AS_DYNLIB_DEFINE(var, LIST, soname, feature)                                               \
-    struct var##_fns var;                                                                          \
-    static int var##_resolve(void *handle, as_dl_sym_fn sym, const char **missing) {               \
-        struct var##_fns *t = &var;                                                                \
-        LIST(AS_DL_SET)                                                                            \
-        return 0;                                                                                  \
-    }                                                                                              \
-    as_dynlib var##_lib = {soname, feature, var##_resolve, 0, NULL}
+    AS_DYNLIB_DEFINE_DEEP(var, LIST, soname, feature, NULL)
 /* The same, for a library whose functions the program may define too (own_copy_probe). */
 #define AS_DYNLIB_DEFINE_DEEP(var, LIST, soname, feature, probe)                                   \
     struct var##_fns var;                                                                          \

@@ -175,6 +175,19 @@ void as_utf8_repair(as_buf *b, const char *s, size_t n) {
     }
 }
 
+int as_utf8_fix(as_buf *fixed, const char **s, size_t *n) {
+    if (as_utf8_valid(*s, *n))
+        return 0;
+    as_utf8_repair(fixed, *s, *n);
+    if (fixed->oom) {
+        as_buf_free(fixed);
+        return -1;
+    }
+    *s = fixed->data;
+    *n = fixed->len;
+    return 0;
+}
+
 static int hex4(const char *s, size_t n, size_t i, unsigned *v) {
     if (n - i < 4)
         return -1;

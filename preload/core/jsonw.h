@@ -43,15 +43,20 @@ int as_fmt_double(char *buf, size_t cap, double v);
 /* 1 when n bytes of s are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int as_utf8_valid(const char *s, size_t n);
 
+/* Appends s (n bytes) to b with every byte that does not start a valid UTF-8 sequence
+ * replaced by U+FFFD (EF BF BD). On OOM the buffer's oom flag is set. */
+void as_utf8_repair(as_buf *b, const char *s, size_t n);
+
+/* Makes *s (*n bytes) valid UTF-8 before a parse: left as it is when it already is, else
+ * pointed at a repaired copy (as_utf8_repair) held in fixed, which the caller initialised
+ * and frees. Returns 0, or -1 out of memory (fixed then freed). */
+int as_utf8_fix(as_buf *fixed, const char **s, size_t *n);
+
 /* Checks every \u escape inside the strings of JSON text s (n bytes): four hex digits, a
  * high surrogate (\ud800-\udbff) followed at once by a low one, no low one alone. Lenient
  * parsers (cJSON) read "\u00zz" as U+0000 and let lone surrogates through, so text that
  * is embedded as is must pass here first. Returns 0, or -1 with the byte offset of the
  * bad escape in *at and a short reason in *why (static strings). */
-/* Appends s (n bytes) to b with every byte that does not start a valid UTF-8 sequence
- * replaced by U+FFFD (EF BF BD). On OOM the buffer's oom flag is set. */
-void as_utf8_repair(as_buf *b, const char *s, size_t n);
-
 int as_json_escapes_check(const char *s, size_t n, size_t *at, const char **why);
 
 #endif

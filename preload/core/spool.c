@@ -857,15 +857,8 @@ int as_spool_parse_line(const char *line, size_t len, as_spool_rec *rec) {
      * written back as raw JSON text: such bytes become U+FFFD before the parse. */
     as_buf fixed;
     as_buf_init(&fixed);
-    if (!as_utf8_valid(line, len)) {
-        as_utf8_repair(&fixed, line, len);
-        if (fixed.oom) {
-            as_buf_free(&fixed);
-            return -1;
-        }
-        line = fixed.data;
-        len = fixed.len;
-    }
+    if (as_utf8_fix(&fixed, &line, &len) != 0)
+        return -1;
     cJSON *o = as_cjson.cJSON_ParseWithLength(line, len);
     as_buf_free(&fixed);
     if (!as_cjson.cJSON_IsObject(o)) {

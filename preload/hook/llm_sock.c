@@ -23,6 +23,7 @@
 #include "core/pipeline.h"
 #include "hook/got.h"
 #include "hook/llm_addr.h"
+#include "hook/llm_scan.h"
 
 /* The fortified forms programs built with _FORTIFY_SOURCE call. */
 extern ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
@@ -375,14 +376,5 @@ static void hook_all(void) {
 }
 
 int as_llm_sock_scan(void) {
-    if (!__atomic_load_n(&g_active, __ATOMIC_ACQUIRE) || as_in_agentsight)
-        return 0;
-    int saved = errno;
-    pthread_mutex_lock(&g_scan_lock);
-    as_in_agentsight++;
-    int w = scan_locked();
-    as_in_agentsight--;
-    pthread_mutex_unlock(&g_scan_lock);
-    errno = saved;
-    return w;
+    return as_llm_scan_guarded(&g_active, &g_scan_lock, scan_locked);
 }

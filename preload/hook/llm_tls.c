@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/pipeline.h"
 #include "hook/got.h"
+#include "hook/llm_scan.h"
 #include "hook/llm_sig.h"
 #include "hook/patch.h"
 #include "core/bigbss.h"
@@ -418,16 +419,7 @@ int as_llm_tls_start(void) {
 }
 
 int as_llm_tls_scan(void) {
-    if (!__atomic_load_n(&g_active, __ATOMIC_ACQUIRE) || as_in_agentsight)
-        return 0;
-    int saved = errno;
-    pthread_mutex_lock(&g_scan_lock);
-    as_in_agentsight++;
-    int w = scan_locked();
-    as_in_agentsight--;
-    pthread_mutex_unlock(&g_scan_lock);
-    errno = saved;
-    return w;
+    return as_llm_scan_guarded(&g_active, &g_scan_lock, scan_locked);
 }
 
 int as_llm_tls_active(void) {
