@@ -135,22 +135,33 @@ def sdk_env(crt):
     return {"NODE_EXTRA_CA_CERTS": crt, "NODE_PATH": os.path.join(NPM_DIR, "node_modules")}
 
 
+def sdk_case(client):
+    """Runs the node program client (an SDK from build/npm) bare and under the interposer
+    against the local server. Returns (server, port, bare, got, actions), or None (said)
+    when the SDKs are not installed; the bare run must not have failed."""
+    why = npm_sdks()
+    if why:
+        print("    left out: " + why)
+        return None
+    d = tmpdir()
+    srv, crt = start_server(d)
+    port = srv.server_address[1]
+    argv = ["node", "-e", client, str(port), MARKER]
+    bare, got, acts = sdk_run(argv, d, sdk_env(crt))
+    assert not bare.stdout.startswith("failed"), bare.stdout
+    return srv, port, bare, got, acts
+
+
 def test_openai_sdk():
     """The openai SDK: six chat completions (gzip answers: fetch asks for them; node carries
     its own zlib, which the decoder's libz must never call into: that corrupted the heap),
     a stream with stream_options.include_usage, an embedding and a 404 (baseURL with an
     unknown prefix), on one undici pool: nine actions whose models, tokens, text, status
     and error are what the server answered."""
-    why = npm_sdks()
-    if why:
-        print("    left out: " + why)
+    ran = sdk_case(OPENAI_CLIENT)
+    if not ran:
         return
-    d = tmpdir()
-    srv, crt = start_server(d)
-    port = srv.server_address[1]
-    argv = ["node", "-e", OPENAI_CLIENT, str(port), MARKER]
-    bare, got, acts = sdk_run(argv, d, sdk_env(crt))
-    assert not bare.stdout.startswith("failed"), bare.stdout
+    srv, port, bare, got, acts = ran
     assert "error 404 The model `gpt-missing` does not exist" in bare.stdout, bare.stdout
     sent = srv.sent[9:]  # the instrumented run's answers
     assert len(sent) == 9 and len(acts) == 9, (acts, got.stderr)
@@ -174,16 +185,10 @@ def test_anthropic_sdk():
     """The @anthropic-ai/sdk SDK: a message and a streamed message (message_start,
     content_block_delta, message_delta): two actions with the server's model, tokens and
     reassembled text; the x-api-key header is in no output."""
-    why = npm_sdks()
-    if why:
-        print("    left out: " + why)
+    ran = sdk_case(ANTHROPIC_CLIENT)
+    if not ran:
         return
-    d = tmpdir()
-    srv, crt = start_server(d)
-    port = srv.server_address[1]
-    argv = ["node", "-e", ANTHROPIC_CLIENT, str(port), MARKER]
-    bare, got, acts = sdk_run(argv, d, sdk_env(crt))
-    assert not bare.stdout.startswith("failed"), bare.stdout
+    srv, port, bare, got, acts = ran
     sent = srv.sent[2:]
     assert len(sent) == 2 and len(acts) == 2, (acts, got.stderr)
     assert all(a == MARKER for a in srv.auth)
