@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <cjson/cJSON.h>
 
+#include "agentsight.h"
+#include "core/action.h"
 #include "core/jsonw.h"
 
 /* 1 when JSON text s has a control character (below 0x20) inside a string or anywhere
@@ -73,6 +75,20 @@ static inline void fuzz_utf8_ok(const char *what, const char *s, size_t n) {
         fprintf(stderr, "%s: not valid UTF-8\n", what);
         abort();
     }
+}
+
+/* Validates an action from the LLM decoder as the pipeline does (aborting when it is
+ * refused) and formats its JSONL line into b, which this initialises and the caller frees. */
+static inline void fuzz_llm_action_line(const agentsight_action *a, as_buf *b) {
+    as_action act;
+    char msg[256];
+    if (as_action_validate(a, 1705314600LL * 1000000000LL, "conv_000000000000", &act, msg,
+                           sizeof msg) != 0) {
+        fprintf(stderr, "llm action refused: %s\n", msg);
+        abort();
+    }
+    as_buf_init(b);
+    as_action_to_jsonl(&act, b);
 }
 
 #endif

@@ -20,16 +20,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void on_action(const agentsight_action *a) {
-    as_action act;
-    char msg[256];
-    if (as_action_validate(a, 1705314600LL * 1000000000LL, "conv_000000000000", &act, msg,
-                           sizeof msg) != 0) {
-        fprintf(stderr, "llm action refused: %s\n", msg);
-        abort();
-    }
     as_buf b;
-    as_buf_init(&b);
-    as_action_to_jsonl(&act, &b);
+    fuzz_llm_action_line(a, &b);
     if (!b.oom)
         fuzz_json_ok("action line", b.data, b.len);
     as_buf_free(&b);
