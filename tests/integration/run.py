@@ -19,10 +19,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def main():
     # Spool and crash-safe ring files of the processes the tests start go to a private
-    # state directory of this run, never to the user's ~/.local/state.
+    # state directory of each test, never to the user's ~/.local/state: what one test's
+    # killed processes leave would otherwise be recovered by the next test's processes
+    # (at their first tracked call), delaying their own delivery past the flush timeout.
+    # The interposer's caches (DWARF prototypes, objects without local matches) go to a
+    # directory of this run, never to the user's ~/.cache.
     state = tempfile.mkdtemp(prefix="agentsight-test-state-")
     os.chmod(state, 0o700)
-    os.environ["XDG_STATE_HOME"] = state
+    os.environ["XDG_CACHE_HOME"] = os.path.join(state, "cache")
     args = sys.argv[1:]
     pattern = None
     if len(args) >= 2 and args[0] == "-k":
@@ -52,6 +56,7 @@ def main():
             if pattern and pattern not in full:
                 continue
             t0 = time.monotonic()
+            os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix=full + "-", dir=state)
             try:
                 fn()
             except Exception:
